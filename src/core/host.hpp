@@ -1,0 +1,33 @@
+// Host header handling: nginx's own normalisation and a strict IP-literal
+// detector.  Pure C++17, no nginx headers.
+#pragma once
+
+#include <cstddef>
+#include <optional>
+#include <string_view>
+
+namespace dynroute {
+
+enum class HostKind : unsigned char { name, ipv4, ipv6 };
+
+// A dotted quad exactly as inet_pton(AF_INET) accepts it: four decimal
+// octets 0..255, no leading zeros, nothing else.
+bool is_ipv4(std::string_view s) noexcept;
+
+// An IPv6 address as inet_pton(AF_INET6) accepts it (no brackets, no zone).
+bool is_ipv6(std::string_view s) noexcept;
+
+// Classifies a host as it appears in a Host header or in nginx's $host:
+// "10.0.0.1", "10.0.0.1:8080", "[::1]", "[2001:db8::1]:443" are IP
+// literals; "1password.com", "123.com", "10.0.0.1.nip.io" are names.
+// A port is ':' followed by 1 to 5 decimal digits.
+HostKind classify_host(std::string_view host) noexcept;
+
+// What nginx does to a Host header before it becomes $host: reject empty
+// values, "..", '/', control characters and spaces; drop the port; drop one
+// trailing dot; lowercase.  Writes into out (at least raw.size() bytes) and
+// returns a view of it, or nullopt where nginx answers 400.
+std::optional<std::string_view> normalize_host(std::string_view raw,
+                                               char *out) noexcept;
+
+}  // namespace dynroute

@@ -1,0 +1,459 @@
+#include "table.hpp"
+
+#include "host.hpp"
+
+namespace dynroute {
+
+namespace {
+
+constexpr std::uint64_t fnv_prime = 0x100000001b3ULL;
+
+struct LowerTable {
+    unsigned char map[256];
+    constexpr LowerTable() : map()
+    {
+        for (int i = 0; i < 256; i++) {
+            map[i] = static_cast<unsigned char>(
+                (i >= 'A' && i <= 'Z') ? i + ('a' - 'A') : i);
+        }
+    }
+};
+
+constexpr LowerTable lower{};
+
+inline unsigned char low(char c) noexcept
+{
+    return lower.map[static_cast<unsigned char>(c)];
+}
+
+// Spreads FNV's bits before they pick a slot.
+inline std::uint64_t finish(std::uint64_t h) noexcept
+{
+    h ^= h >> 32;
+    h *= 0xd6e8feb86659fd93ULL;
+    h ^= h >> 32;
+    return h;
+}
+
+bool equal_nocase(std::string_view stored, std::string_view probe) noexcept
+{
+    if (stored.size() != probe.size()) {
+        return false;
+    }
+    for (std::size_t i = 0; i < stored.size(); i++) {
+        if (static_cast<unsigned char>(stored[i]) != low(probe[i])) {
+            return false;
+        }
+    }
+    return true;
+}
+
+unsigned count_labels(std::string_view key) noexcept
+{
+    unsigned n = 1;
+    for (char c : key) {
+        n += c == '.';
+    }
+    return n;
+}
+
+std::string to_lower(std::string_view s)
+{
+    std::string out(s);
+    for (char &c : out) {
+        c = static_cast<char>(low(c));
+    }
+    return out;
+}
+
+std::string quoted(std::string_view s)
+{
+    std::string out;
+    out.reserve(s.size() + 2);
+    out += '"';
+    out.append(s.data(), s.size());
+    out += '"';
+    return out;
+}
+
+}  // namespace
+
+Pattern parse_pattern(std::string_view text)
+{
+    Pattern p{PatternKind::exact, {}, false};
+
+    if (!text.empty() && text[0] == '~') {
+        text.remove_prefix(1);
+        if (!text.empty() && text[0] == '*') {
+            text.remove_prefix(1);
+            p.caseless = true;
+        }
+        p.kind = PatternKind::regex;
+        p.key.assign(text.data(), text.size());
+        return p;
+    }
+
+    std::string_view original = text;
+
+    if (!text.empty() && text[0] == '\\') {
+        text.remove_prefix(1);
+    }
+
+    if (text.empty()) {
+        throw ConfigError("empty hostname");
+    }
+
+    // The wildcard rules of nginx's ngx_hash_add_key().
+    unsigned stars = 0;
+    for (std::size_t i = 0; i < text.size(); i++) {
+        if (text[i] == '*' && ++stars > 1) {
+            throw ConfigError("invalid hostname or wildcard " +
+                              quoted(original));
+        }
+        if (text[i] == '.' && i + 1 < text.size() && text[i + 1] == '.') {
+            throw ConfigError("invalid hostname or wildcard " +
+                              quoted(original));
+        }
+        if (text[i] == '\0') {
+            throw ConfigError("invalid hostname or wildcard " +
+                              quoted(original));
+        }
+    }
+
+    std::string_view key = text;
+
+    if (text.size() > 1 && text[0] == '.') {
+        p.kind = PatternKind::dot;
+        key = text.substr(1);
+    } else if (text.size() > 2 && text[0] == '*' && text[1] == '.') {
+        p.kind = PatternKind::star;
+        key = text.substr(2);
+    } else if (text.size() > 2 && text[text.size() - 2] == '.' &&
+               text.back() == '*') {
+        p.kind = PatternKind::tail;
+        key = text.substr(0, text.size() - 2);
+    } else if (stars) {
+        throw ConfigError("invalid hostname or wildcard " + quoted(original));
+    }
+
+    // nginx would accept these and then never match them: say so instead.
+    if (key.back() == '.') {
+        throw ConfigError("invalid hostname " + quoted(original) +
+                          ": hosts are matched without the trailing dot");
+    }
+    if (key.find(':') != std::string_view::npos && key[0] != '[') {
+        throw ConfigError("invalid hostname " + quoted(original) +
+                          ": hosts are matched without the port");
+    }
+    for (char c : key) {
+        unsigned char ch = static_cast<unsigned char>(c);
+        if (ch == '/' || ch <= 0x20 || ch == 0x7f) {
+            throw ConfigError("invalid hostname " + quoted(original) +
+                              ": a Host header cannot contain that");
+        }
+    }
+
+    p.key = to_lower(key);
+    return p;
+}
+
+/* HostIndex */
+
+std::uint64_t HostIndex::step(std::uint64_t h, unsigned char c) noexcept
+{
+    return (h ^ lower.map[c]) * fnv_prime;
+}
+
+std::uint64_t HostIndex::hash_reverse(std::string_view s) noexcept
+{
+    std::uint64_t h = basis;
+    for (std::size_t i = s.size(); i-- > 0;) {
+        h = step(h, static_cast<unsigned char>(s[i]));
+    }
+    return h;
+}
+
+std::uint64_t HostIndex::hash_forward(std::string_view s) noexcept
+{
+    std::uint64_t h = basis;
+    for (char c : s) {
+        h = step(h, static_cast<unsigned char>(c));
+    }
+    return h;
+}
+
+RuleId HostIndex::insert(std::string_view key, std::uint64_t hash, RuleId rule)
+{
+    RuleId existing = find(key, hash);
+    if (existing != no_rule) {
+        return existing;
+    }
+
+    if ((count_ + 1) * 2 > slots_.size()) {
+        grow();
+    }
+
+    if (arena_.size() + key.size() > UINT32_MAX) {
+        throw ConfigError("too many host names");
+    }
+
+    std::uint64_t f = finish(hash);
+    std::size_t i = f & mask_;
+    while (slots_[i].rule != no_rule) {
+        i = (i + 1) & mask_;
+    }
+
+    slots_[i] = Slot{static_cast<std::uint32_t>(f >> 32),
+                     static_cast<std::uint32_t>(key.size()),
+                     static_cast<std::uint32_t>(arena_.size()), rule};
+    arena_.append(key.data(), key.size());
+    count_++;
+    return no_rule;
+}
+
+void HostIndex::grow()
+{
+    std::size_t cap = slots_.empty() ? 16 : slots_.size() * 2;
+    std::vector<Slot> next(cap, Slot{0, 0, 0, no_rule});
+    std::size_t mask = cap - 1;
+
+    for (const Slot &s : slots_) {
+        if (s.rule == no_rule) {
+            continue;
+        }
+        std::string_view key(arena_.data() + s.off, s.len);
+        std::uint64_t f =
+            finish(reverse_ ? hash_reverse(key) : hash_forward(key));
+        std::size_t i = f & mask;
+        while (next[i].rule != no_rule) {
+            i = (i + 1) & mask;
+        }
+        next[i] = s;
+    }
+
+    slots_.swap(next);
+    mask_ = mask;
+}
+
+RuleId HostIndex::find(std::string_view key, std::uint64_t hash) const noexcept
+{
+    if (count_ == 0) {
+        return no_rule;
+    }
+
+    std::uint64_t f = finish(hash);
+    std::uint32_t tag = static_cast<std::uint32_t>(f >> 32);
+
+    for (std::size_t i = f & mask_;; i = (i + 1) & mask_) {
+        const Slot &s = slots_[i];
+        if (s.rule == no_rule) {
+            return no_rule;
+        }
+        if (s.tag == tag && s.len == key.size() &&
+            equal_nocase(std::string_view(arena_.data() + s.off, s.len), key)) {
+            return s.rule;
+        }
+    }
+}
+
+std::size_t HostIndex::memory() const noexcept
+{
+    return slots_.capacity() * sizeof(Slot) + arena_.capacity();
+}
+
+/* Table */
+
+Decision Table::find(std::string_view host) const noexcept
+{
+    Decision d;
+
+    if (!host.empty() && host.back() == '.') {
+        host.remove_suffix(1);
+    }
+
+    if (ip_ != no_rule && classify_host(host) != HostKind::name) {
+        d.rule = ip_;
+        return d;
+    }
+
+    // One right-to-left pass hashes every suffix: the whole host for the
+    // exact index, and the part after each dot for the leading wildcards,
+    // probed only while the suffix has no more labels than the deepest key.
+    std::uint64_t h = HostIndex::basis;
+    unsigned dots = 0;
+    RuleId head = no_rule;
+    bool probe_head = !head_.empty();
+
+    for (std::size_t i = host.size(); i-- > 0;) {
+        unsigned char c = static_cast<unsigned char>(host[i]);
+        h = HostIndex::step(h, c);
+
+        if (c == '.') {
+            dots++;
+        }
+
+        if (probe_head && i > 0 && host[i - 1] == '.') {
+            if (dots + 1 > head_depth_) {
+                probe_head = false;
+            } else {
+                RuleId r = head_.find(host.substr(i), h);
+                if (r != no_rule) {
+                    head = r;  // a longer suffix wins
+                }
+            }
+        }
+    }
+
+    d.rule = exact_.find(host, h);
+    if (d.rule != no_rule) {
+        return d;
+    }
+
+    if (head != no_rule) {
+        d.rule = head;
+        return d;
+    }
+
+    if (!tail_.empty()) {
+        RuleId tail = no_rule;
+        h = HostIndex::basis;
+        unsigned labels = 0;
+
+        for (std::size_t i = 0; i < host.size(); i++) {
+            unsigned char c = static_cast<unsigned char>(host[i]);
+            if (c == '.') {
+                if (++labels > tail_depth_) {
+                    break;
+                }
+                RuleId r = tail_.find(host.substr(0, i), h);
+                if (r != no_rule) {
+                    tail = r;  // a longer prefix wins
+                }
+            }
+            h = HostIndex::step(h, c);
+        }
+
+        if (tail != no_rule) {
+            d.rule = tail;
+            return d;
+        }
+    }
+
+    if (!host.empty()) {
+        for (std::size_t i = 0; i < regexes_.size(); i++) {
+            int rc = match_.match(regexes_[i], host);
+            if (rc > 0) {
+                d.rule = regex_rules_[i];
+                d.regex = static_cast<int>(i);
+                return d;
+            }
+            if (rc < 0) {
+                d.error = true;  // as map does: give up, use the default
+                break;
+            }
+        }
+    }
+
+    d.rule = default_;
+    return d;
+}
+
+Table::Stats Table::stats() const noexcept
+{
+    return Stats{exact_.size(), head_.size(), tail_.size(), regexes_.size(),
+                 exact_.memory() + head_.memory() + tail_.memory()};
+}
+
+/* TableBuilder */
+
+TableBuilder::TableBuilder() = default;
+
+void TableBuilder::add(std::string_view text, RuleId rule)
+{
+    Pattern p = parse_pattern(text);
+    Table &t = table_;
+    RuleId prev = no_rule;
+    std::string what = "host " + quoted(text);
+
+    switch (p.kind) {
+    case PatternKind::regex: {
+        Regex re = [&]() {
+            try {
+                return Regex(p.key, p.caseless);
+            } catch (const ConfigError &e) {
+                throw ConfigError("invalid regex " + quoted(text) + ": " +
+                                  e.what());
+            }
+        }();
+        if (re.capture_count() > max_captures_) {
+            max_captures_ = re.capture_count();
+        }
+        t.regexes_.push_back(std::move(re));
+        t.regex_rules_.push_back(rule);
+        return;
+    }
+
+    case PatternKind::exact:
+        prev = t.exact_.insert(p.key, HostIndex::hash_reverse(p.key), rule);
+        break;
+
+    case PatternKind::dot:
+        // ".example.com" is "example.com" and "*.example.com" at once, and
+        // collides with either, as in nginx.  Check both before inserting
+        // either, so that a refused pattern leaves the table unchanged.
+        prev = t.head_.find(p.key, HostIndex::hash_reverse(p.key));
+        if (prev != no_rule) {
+            break;
+        }
+        prev = t.exact_.insert(p.key, HostIndex::hash_reverse(p.key), rule);
+        if (prev != no_rule) {
+            break;
+        }
+        [[fallthrough]];
+
+    case PatternKind::star:
+        prev = t.head_.insert(p.key, HostIndex::hash_reverse(p.key), rule);
+        if (prev == no_rule && count_labels(p.key) > t.head_depth_) {
+            t.head_depth_ = count_labels(p.key);
+        }
+        break;
+
+    case PatternKind::tail:
+        prev = t.tail_.insert(p.key, HostIndex::hash_forward(p.key), rule);
+        if (prev == no_rule && count_labels(p.key) > t.tail_depth_) {
+            t.tail_depth_ = count_labels(p.key);
+        }
+        break;
+    }
+
+    if (prev != no_rule) {
+        throw ConflictError(what + " conflicts with an earlier rule", prev);
+    }
+}
+
+void TableBuilder::set_ip(RuleId rule)
+{
+    if (table_.ip_ != no_rule) {
+        throw ConflictError("duplicate \"ip\" rule", table_.ip_);
+    }
+    table_.ip_ = rule;
+}
+
+void TableBuilder::set_default(RuleId rule)
+{
+    if (table_.default_ != no_rule) {
+        throw ConflictError("duplicate \"default\" rule", table_.default_);
+    }
+    table_.default_ = rule;
+}
+
+Table TableBuilder::build()
+{
+    table_.match_ = MatchData(max_captures_);
+    Table t = std::move(table_);
+    table_ = Table();
+    max_captures_ = 0;
+    return t;
+}
+
+}  // namespace dynroute

@@ -1,0 +1,405 @@
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <map>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "host.hpp"
+#include "table.hpp"
+
+using namespace dynroute;
+
+namespace {
+
+// Builds a table from (pattern, rule) pairs; "ip" and "default" are keywords.
+Table make(const std::vector<std::pair<std::string, RuleId>> &rules)
+{
+    TableBuilder b;
+    for (const auto &[p, r] : rules) {
+        if (p == "ip") {
+            b.set_ip(r);
+        } else if (p == "default") {
+            b.set_default(r);
+        } else {
+            b.add(p, r);
+        }
+    }
+    return b.build();
+}
+
+RuleId rule_of(const Table &t, std::string_view host)
+{
+    return t.find(host).rule;
+}
+
+}  // namespace
+
+TEST(Table, Precedence)
+{
+    Table t = make({
+        {"~^www", 1},          // regex, first
+        {"~example", 2},       // regex, second
+        {"www.example.*", 3},  // trailing wildcard
+        {"www.*", 4},          // shorter trailing wildcard
+        {"*.example.com", 5},  // leading wildcard
+        {"*.a.example.com", 6},
+        {"www.example.com", 7},  // exact
+        {".example.org", 8},
+        {"default", 9},
+    });
+
+    EXPECT_EQ(rule_of(t, "www.example.com"), 7u);      // exact beats all
+    EXPECT_EQ(rule_of(t, "x.a.example.com"), 6u);      // longest leading
+    EXPECT_EQ(rule_of(t, "a.example.com"), 5u);        // *.a.x needs a subdomain
+    EXPECT_EQ(rule_of(t, "x.y.example.com"), 5u);
+    EXPECT_EQ(rule_of(t, "example.com"), 2u);          // * is not the name itself
+    EXPECT_EQ(rule_of(t, "www.example.net"), 3u);      // longest trailing
+    EXPECT_EQ(rule_of(t, "www.other.net"), 4u);
+    EXPECT_EQ(rule_of(t, "www.example"), 4u);          // x.* needs one more label
+    EXPECT_EQ(rule_of(t, "wwwx.net"), 1u);             // first regex in order
+    EXPECT_EQ(rule_of(t, "my-example.net"), 2u);
+    EXPECT_EQ(rule_of(t, "example.org"), 8u);          // .x is the name too
+    EXPECT_EQ(rule_of(t, "deep.sub.example.org"), 8u);
+    EXPECT_EQ(rule_of(t, "nothing.net"), 9u);
+    EXPECT_EQ(rule_of(t, ""), 9u);
+}
+
+TEST(Table, HostIsCaseInsensitiveAndTrailingDotIgnored)
+{
+    Table t = make({{"A.Example.com", 1}, {"*.B.example.com", 2},
+                    {"C.Example.*", 3}, {"~*^D", 4}});
+    EXPECT_EQ(rule_of(t, "a.example.com"), 1u);
+    EXPECT_EQ(rule_of(t, "A.EXAMPLE.COM"), 1u);
+    EXPECT_EQ(rule_of(t, "a.example.com."), 1u);
+    EXPECT_EQ(rule_of(t, "X.B.EXAMPLE.COM."), 2u);
+    EXPECT_EQ(rule_of(t, "c.example.net"), 3u);
+    EXPECT_EQ(rule_of(t, "d.anything"), 4u);
+    EXPECT_EQ(rule_of(t, "nothing"), no_rule);
+}
+
+TEST(Table, IpRuleComesFirst)
+{
+    Table t = make({{"ip", 1}, {"10.0.0.1", 2}, {"~^1", 3}, {"default", 4}});
+    EXPECT_EQ(rule_of(t, "10.0.0.1"), 1u);
+    EXPECT_EQ(rule_of(t, "[::1]"), 1u);
+    EXPECT_EQ(rule_of(t, "[2001:db8::1]:443"), 1u);
+    EXPECT_EQ(rule_of(t, "1password.com"), 3u);
+    EXPECT_EQ(rule_of(t, "10.0.0.1.nip.io"), 3u);
+    EXPECT_EQ(rule_of(t, "localhost"), 4u);
+
+    Table no_ip = make({{"10.0.0.1", 2}, {"default", 4}});
+    EXPECT_EQ(rule_of(no_ip, "10.0.0.1"), 2u);
+    EXPECT_EQ(rule_of(no_ip, "10.0.0.2"), 4u);
+}
+
+TEST(Table, EscapedKeywordsAreHosts)
+{
+    Table t = make({{"\\ip", 1}, {"\\default", 2}, {"default", 3}});
+    EXPECT_EQ(rule_of(t, "ip"), 1u);
+    EXPECT_EQ(rule_of(t, "default"), 2u);
+    EXPECT_EQ(rule_of(t, "other"), 3u);
+}
+
+TEST(Table, RegexCaptures)
+{
+    Table t = make({{"~^(?<sub>[a-z]+)\\.(?<zone>[a-z]+)\\.example\\.com$", 1},
+                    {"~^(x)(y)?", 2}});
+    ASSERT_EQ(t.regex_count(), 2u);
+    const auto &names = t.regex(0).named_groups();
+    ASSERT_EQ(names.size(), 2u);
+
+    std::string host = "api.eu.example.com";
+    Decision d = t.find(host);
+    ASSERT_EQ(d.rule, 1u);
+    ASSERT_EQ(d.regex, 0);
+    std::map<std::string, std::string> got;
+    for (const auto &g : names) {
+        std::size_t b, e;
+        ASSERT_TRUE(t.group(g.number, b, e));
+        got[g.name] = host.substr(b, e - b);
+    }
+    EXPECT_EQ(got["sub"], "api");
+    EXPECT_EQ(got["zone"], "eu");
+
+    d = t.find("xz");
+    ASSERT_EQ(d.rule, 2u);
+    std::size_t b, e;
+    EXPECT_TRUE(t.group(1, b, e));
+    EXPECT_FALSE(t.group(2, b, e));  // optional group that did not match
+    EXPECT_FALSE(t.group(7, b, e));  // no such group
+}
+
+TEST(Table, Conflicts)
+{
+    struct {
+        const char *first, *second;
+    } pairs[] = {
+        {"a.example.com", "A.example.com"}, {"example.com", ".example.com"},
+        {".example.com", "example.com"},    {".example.com", "*.example.com"},
+        {"*.example.com", ".example.com"},  {"*.example.com", "*.EXAMPLE.com"},
+        {"www.example.*", "www.example.*"}, {"\\default", "default.x"},
+    };
+
+    for (const auto &p : pairs) {
+        TableBuilder b;
+        b.add(p.first, 7);
+        if (std::string(p.first) == "\\default") {
+            b.add("\\default.x", 9);  // no conflict: different names
+            continue;
+        }
+        try {
+            b.add(p.second, 8);
+            ADD_FAILURE() << p.first << " + " << p.second << " accepted";
+        } catch (const ConflictError &e) {
+            EXPECT_EQ(e.previous, 7u) << p.first << " + " << p.second;
+        }
+    }
+
+    // These coexist in nginx and here.
+    TableBuilder b;
+    b.add("example.com", 1);
+    b.add("*.example.com", 2);
+    b.add("example.*", 3);
+    b.add("~^example.com$", 4);
+    b.add("~^example.com$", 5);
+    EXPECT_EQ(rule_of(b.build(), "example.com"), 1u);
+
+    TableBuilder d;
+    d.set_default(1);
+    EXPECT_THROW(d.set_default(2), ConflictError);
+    d.set_ip(3);
+    EXPECT_THROW(d.set_ip(4), ConflictError);
+}
+
+TEST(Table, BadRegexSaysWhy)
+{
+    TableBuilder b;
+    try {
+        b.add("~^(a", 1);
+        FAIL() << "accepted";
+    } catch (const ConfigError &e) {
+        EXPECT_EQ(std::string(e.what()),
+                  "invalid regex \"~^(a\": missing closing parenthesis at "
+                  "offset 3");
+    }
+}
+
+TEST(Table, HostileHostsAreTotal)
+{
+    Table t = make({{"*.example.com", 1}, {"www.*", 2}, {"~a{3}", 3},
+                    {"ip", 4}, {"default", 5}});
+    std::string labels;
+    for (int i = 0; i < 10000; i++) {
+        labels += "a.";
+    }
+    labels += "example.com";
+    EXPECT_EQ(rule_of(t, labels), 1u);
+    EXPECT_EQ(rule_of(t, std::string(100000, '.')), 5u);
+    EXPECT_EQ(rule_of(t, std::string("\0\0\xff.www", 7)), 5u);
+    EXPECT_EQ(rule_of(t, "."), 5u);
+    EXPECT_EQ(rule_of(t, ".."), 5u);
+    EXPECT_EQ(rule_of(t, "[::1]:"), 5u);
+}
+
+TEST(Table, LargeTable)
+{
+    TableBuilder b;
+    const int n = 100000;
+    for (int i = 0; i < n; i++) {
+        b.add("host" + std::to_string(i) + ".example.com", i);
+        if (i % 10 == 0) {
+            b.add("*.w" + std::to_string(i) + ".example.com", n + i);
+        }
+    }
+    Table t = b.build();
+    EXPECT_EQ(t.stats().exact, static_cast<std::size_t>(n));
+    EXPECT_EQ(t.stats().head, static_cast<std::size_t>(n / 10));
+    for (int i = 0; i < n; i += 997) {
+        EXPECT_EQ(rule_of(t, "host" + std::to_string(i) + ".example.com"),
+                  static_cast<RuleId>(i));
+        EXPECT_EQ(rule_of(t, "HOST" + std::to_string(i) + ".EXAMPLE.COM."),
+                  static_cast<RuleId>(i));
+    }
+    EXPECT_EQ(rule_of(t, "x.w50.example.com"), static_cast<RuleId>(n + 50));
+    EXPECT_EQ(rule_of(t, "w50.example.com"), no_rule);
+    EXPECT_EQ(rule_of(t, "host.example.com"), no_rule);
+}
+
+// A brute-force model of nginx's semantics, written from the documentation
+// of server_name, checked against the hashed table on random inputs.
+namespace {
+
+struct Model {
+    struct Entry {
+        Pattern p;
+        RuleId rule;
+    };
+    std::vector<Entry> entries;
+    std::optional<RuleId> ip, dflt;
+
+    // Returns false where nginx would report a conflict.
+    bool add(const std::string &text, RuleId rule)
+    {
+        Pattern p = parse_pattern(text);
+        for (const auto &e : entries) {
+            if (p.kind == PatternKind::regex ||
+                e.p.kind == PatternKind::regex || e.p.key != p.key) {
+                continue;
+            }
+            auto exactish = [](PatternKind k) {
+                return k == PatternKind::exact || k == PatternKind::dot;
+            };
+            auto headish = [](PatternKind k) {
+                return k == PatternKind::star || k == PatternKind::dot;
+            };
+            if ((exactish(p.kind) && exactish(e.p.kind)) ||
+                (headish(p.kind) && headish(e.p.kind)) ||
+                (p.kind == PatternKind::tail && e.p.kind == PatternKind::tail)) {
+                return false;
+            }
+        }
+        entries.push_back({p, rule});
+        return true;
+    }
+
+    RuleId find(std::string host) const
+    {
+        if (!host.empty() && host.back() == '.') {
+            host.pop_back();
+        }
+        if (ip && classify_host(host) != HostKind::name) {
+            return *ip;
+        }
+        std::string low = host;
+        for (char &c : low) {
+            c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        }
+        for (const auto &e : entries) {
+            if ((e.p.kind == PatternKind::exact ||
+                 e.p.kind == PatternKind::dot) &&
+                e.p.key == low) {
+                return e.rule;
+            }
+        }
+        const Entry *best = nullptr;
+        for (const auto &e : entries) {
+            if (e.p.kind != PatternKind::star && e.p.kind != PatternKind::dot) {
+                continue;
+            }
+            std::string suffix = "." + e.p.key;
+            if (low.size() > suffix.size() - 1 && low.size() >= suffix.size() &&
+                low.compare(low.size() - suffix.size(), suffix.size(),
+                            suffix) == 0 &&
+                (!best || e.p.key.size() > best->p.key.size())) {
+                best = &e;
+            }
+        }
+        if (best) {
+            return best->rule;
+        }
+        for (const auto &e : entries) {
+            if (e.p.kind != PatternKind::tail) {
+                continue;
+            }
+            std::string prefix = e.p.key + ".";
+            if (low.compare(0, prefix.size(), prefix) == 0 &&
+                (!best || e.p.key.size() > best->p.key.size())) {
+                best = &e;
+            }
+        }
+        if (best) {
+            return best->rule;
+        }
+        if (!host.empty()) {
+            for (const auto &e : entries) {
+                if (e.p.kind != PatternKind::regex) {
+                    continue;
+                }
+                Regex re(e.p.key, e.p.caseless);
+                MatchData md(re.capture_count());
+                if (md.match(re, host) > 0) {
+                    return e.rule;
+                }
+            }
+        }
+        return dflt ? *dflt : no_rule;
+    }
+};
+
+}  // namespace
+
+TEST(Table, AgreesWithModelOnRandomTables)
+{
+    std::mt19937 rng(2024);
+    const char *labels[] = {"a", "b", "www", "example", "com", "x1", "10"};
+    auto pick = [&](int max_labels) {
+        std::string s;
+        int n = 1 + static_cast<int>(rng() % max_labels);
+        for (int i = 0; i < n; i++) {
+            if (i) {
+                s += '.';
+            }
+            s += labels[rng() % 7];
+        }
+        return s;
+    };
+
+    for (int round = 0; round < 300; round++) {
+        TableBuilder b;
+        Model m;
+        std::string trace;
+        RuleId next = 0;
+        int npatterns = 1 + static_cast<int>(rng() % 25);
+        for (int i = 0; i < npatterns; i++) {
+            std::string p;
+            switch (rng() % 6) {
+            case 0: p = pick(4); break;
+            case 1: p = "*." + pick(3); break;
+            case 2: p = "." + pick(3); break;
+            case 3: p = pick(3) + ".*"; break;
+            case 4: p = "~^" + std::string(labels[rng() % 7]); break;
+            default: p = pick(2); break;
+            }
+            if (rng() % 5 == 0) {
+                char &c = p[rng() % p.size()];  // case noise
+                c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+            }
+            RuleId r = next++;
+            bool ok = m.add(p, r);
+            trace += p + " ";
+            try {
+                b.add(p, r);
+                EXPECT_TRUE(ok) << "table accepted a conflict: " << p;
+            } catch (const ConflictError &) {
+                EXPECT_FALSE(ok) << "table refused " << p;
+            }
+        }
+        if (rng() % 2) {
+            b.set_ip(1000);
+            m.ip = 1000;
+        }
+        if (rng() % 2) {
+            b.set_default(1001);
+            m.dflt = 1001;
+        }
+        Table t = b.build();
+
+        for (int i = 0; i < 200; i++) {
+            std::string h = pick(5);
+            if (rng() % 4 == 0) {
+                h = "10.0.0." + std::to_string(rng() % 300);
+            }
+            if (rng() % 5 == 0) {
+                char &c = h[rng() % h.size()];
+                c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+            }
+            if (rng() % 6 == 0) {
+                h += '.';
+            }
+            ASSERT_EQ(t.find(h).rule, m.find(h)) << "host " << h << " patterns " << trace;
+        }
+    }
+}
