@@ -1,0 +1,99 @@
+# dynroute: `make demo` and `make test` work on a fresh Debian 12 as root.
+SHELL := /bin/bash
+.DEFAULT_GOAL := module
+
+REPO    := $(CURDIR)
+BUILD   := $(REPO)/build
+MODULE  := $(BUILD)/ngx_http_dynroute_module.so
+NGINX   ?= /usr/sbin/nginx
+DEMO    := $(BUILD)/demo
+
+# Debian's nginx-dev: nginx's configure, auto/ and headers for building a
+# module that loads into the packaged /usr/sbin/nginx.
+NGX_DEV := /usr/share/nginx/src
+DEVTREE := $(BUILD)/nginx-dev
+
+# Route B: nginx from Debian's source package, as users of upstream nginx do.
+SRCTREE := $(BUILD)/nginx-source
+
+PACKAGES := nginx nginx-dev libpcre2-dev g++ make cmake pkg-config \
+            libgtest-dev perl libtest-base-perl libtext-diff-perl curl
+SOURCE_PACKAGES := dpkg-dev zlib1g-dev libpcre2-dev libssl-dev
+
+.PHONY: deps module unit prove test demo demo-stop source-build \
+        test-source check-example clean
+
+deps:
+	@scripts/apt-install $(PACKAGES)
+
+# ---- the module against the packaged nginx ---------------------------------
+
+$(DEVTREE)/objs/Makefile: config
+	rm -rf $(DEVTREE) && mkdir -p $(BUILD) && cp -r $(NGX_DEV) $(DEVTREE)
+	cd $(DEVTREE) && . ./conf_flags && ./configure \
+	    --with-cc-opt="$$(dpkg-buildflags --get CFLAGS) -fPIC $$(dpkg-buildflags --get CPPFLAGS)" \
+	    --with-ld-opt="$$(dpkg-buildflags --get LDFLAGS) -fPIC" \
+	    "$${NGX_CONF_FLAGS[@]}" --add-dynamic-module=$(REPO) \
+	    > $(BUILD)/configure.log 2>&1 \
+	    || { tail -30 $(BUILD)/configure.log; exit 1; }
+
+module: deps $(DEVTREE)/objs/Makefile
+	$(MAKE) -C $(DEVTREE) -f objs/Makefile modules
+	cp $(DEVTREE)/objs/ngx_http_dynroute_module.so $(MODULE)
+	@echo "module: $(MODULE)"
+
+# ---- tests -----------------------------------------------------------------
+
+unit: deps
+	cmake -S . -B $(BUILD)/cmake -DDYNROUTE_WERROR=ON > /dev/null
+	cmake --build $(BUILD)/cmake -j2
+	cd $(BUILD)/cmake && ctest --output-on-failure
+
+prove: module
+	TEST_NGINX_BINARY=$(NGINX) TEST_NGINX_LOAD_MODULES=$(MODULE) \
+	    prove -I t/lib t/*.t
+
+test: unit prove
+
+check-example: module
+	@scripts/check-example $(NGINX) $(MODULE)
+
+# ---- nginx built from source with --add-dynamic-module (CI) ----------------
+
+$(SRCTREE)/.unpacked:
+	@scripts/apt-install --source $(SOURCE_PACKAGES)
+	rm -rf $(SRCTREE) && mkdir -p $(SRCTREE)
+	cd $(SRCTREE) && apt-get source -q nginx > $(SRCTREE)/apt-source.log 2>&1 \
+	    || { tail -20 $(SRCTREE)/apt-source.log; exit 1; }
+	touch $@
+
+source-build: $(SRCTREE)/.unpacked
+	cd $(SRCTREE)/nginx-1.*/ && ./configure --with-compat --with-debug \
+	    --with-threads --with-http_ssl_module --with-http_realip_module \
+	    --with-http_auth_request_module --with-pcre-jit \
+	    --add-dynamic-module=$(REPO) > $(SRCTREE)/configure.log 2>&1 \
+	    || { tail -30 $(SRCTREE)/configure.log; exit 1; }
+	$(MAKE) -C $(SRCTREE)/nginx-1.*/ -j2 > $(SRCTREE)/make.log 2>&1 \
+	    || { tail -40 $(SRCTREE)/make.log; exit 1; }
+	@echo "built: $$(ls $(SRCTREE)/nginx-1.*/objs/nginx)"
+
+test-source: source-build
+	d=$$(ls -d $(SRCTREE)/nginx-1.*/objs); \
+	TEST_NGINX_BINARY=$$d/nginx \
+	TEST_NGINX_LOAD_MODULES=$$d/ngx_http_dynroute_module.so \
+	    prove -I t/lib t/*.t
+
+# ---- demo ------------------------------------------------------------------
+
+demo: module demo-stop
+	mkdir -p $(DEMO)/logs $(DEMO)/modules $(DEMO)/tmp
+	ln -sf $(MODULE) $(DEMO)/modules/ngx_http_dynroute_module.so
+	$(NGINX) -t -q -p $(DEMO)/ -c $(REPO)/nginx.conf.example
+	$(NGINX) -p $(DEMO)/ -c $(REPO)/nginx.conf.example
+	@scripts/demo-banner
+
+demo-stop:
+	@scripts/demo-stop $(DEMO)/logs/nginx.pid
+
+clean:
+	rm -rf $(BUILD) t/servroot*

@@ -1,0 +1,98 @@
+/*
+ * dynroute_health: the liveness answer of the original router service,
+ * 200 with the JSON string "i am alive" for GET, HEAD and POST.
+ */
+
+#include "ngx_http_dynroute_module.hpp"
+
+
+static ngx_int_t ngx_http_dynroute_health_handler(ngx_http_request_t *r)
+    noexcept;
+
+
+static u_char  ngx_http_dynroute_alive[] = "\"i am alive\"";
+
+
+char *
+ngx_http_dynroute_health(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+    noexcept
+{
+    ngx_http_dynroute_loc_conf_t *dlcf =
+        static_cast<ngx_http_dynroute_loc_conf_t *>(conf);
+
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (dlcf->health) {
+        return const_cast<char *>("is duplicate");
+    }
+
+    dlcf->health = 1;
+
+    clcf = static_cast<ngx_http_core_loc_conf_t *>(
+               ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module));
+    clcf->handler = ngx_http_dynroute_health_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_dynroute_health_handler(ngx_http_request_t *r) noexcept
+{
+    ngx_int_t         rc;
+    ngx_buf_t        *b;
+    ngx_chain_t       out;
+    ngx_table_elt_t  *allow;
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD|NGX_HTTP_POST))) {
+        allow = static_cast<ngx_table_elt_t *>(
+                    ngx_list_push(&r->headers_out.headers));
+        if (allow == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        allow->hash = 1;
+        ngx_str_set(&allow->key, "Allow");
+        ngx_str_set(&allow->value, "GET, HEAD, POST");
+
+        return NGX_HTTP_NOT_ALLOWED;
+    }
+
+    rc = ngx_http_discard_request_body(r);
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    r->headers_out.status = NGX_HTTP_OK;
+    r->headers_out.content_length_n = sizeof(ngx_http_dynroute_alive) - 1;
+    ngx_str_set(&r->headers_out.content_type, "application/json");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+
+    if (r->method == NGX_HTTP_HEAD) {
+        r->header_only = 1;
+        return ngx_http_send_header(r);
+    }
+
+    b = static_cast<ngx_buf_t *>(ngx_calloc_buf(r->pool));
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b->pos = ngx_http_dynroute_alive;
+    b->last = ngx_http_dynroute_alive + sizeof(ngx_http_dynroute_alive) - 1;
+    b->memory = 1;
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    out.buf = b;
+    out.next = NULL;
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    return ngx_http_output_filter(r, &out);
+}

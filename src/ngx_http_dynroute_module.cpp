@@ -1,0 +1,954 @@
+/*
+ * ngx_http_dynroute_module: chooses the upstream for proxy_pass in the
+ * rewrite phase, from the Host header with nginx's own name semantics.
+ *
+ * The matching itself lives in src/core (no nginx headers); this file
+ * translates between nginx and the core and owns nginx lifetimes.  Every
+ * function nginx calls is noexcept: C++ exceptions stop here.
+ */
+
+#include <memory>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "ngx_http_dynroute_module.hpp"
+#include "table.hpp"
+
+
+typedef struct {
+    ngx_str_t                  text;     /* as written; $dynroute_rule */
+    ngx_str_t                  target;   /* upstream name or "@location" */
+    ngx_uint_t                 named;    /* target is a named location */
+    u_char                    *file;
+    ngx_uint_t                 line;
+} ngx_http_dynroute_rule_t;
+
+
+typedef struct {
+    ngx_uint_t                 group;
+    ngx_int_t                  index;    /* of the variable */
+} ngx_http_dynroute_capture_t;
+
+
+/* Allocated with new, deleted by a cleanup of the cycle pool. */
+typedef struct {
+    ngx_str_t                                      name;
+    u_char                                        *file;
+    ngx_uint_t                                     line;
+    std::vector<ngx_http_dynroute_rule_t>          rules;
+    std::vector<std::vector<ngx_http_dynroute_capture_t>>  captures;
+    std::unique_ptr<dynroute::TableBuilder>        builder;
+    dynroute::Table                                core;
+} ngx_http_dynroute_table_t;
+
+
+/* One "dynroute NAME" directive; resolved in postconfiguration. */
+struct ngx_http_dynroute_use_t {
+    ngx_str_t                  name;
+    ngx_http_dynroute_table_t *table;
+    ngx_http_core_srv_conf_t  *cscf;
+    u_char                    *file;
+    ngx_uint_t                 line;
+};
+
+
+typedef struct {
+    ngx_array_t                tables;   /* ngx_http_dynroute_table_t * */
+    ngx_array_t                uses;     /* ngx_http_dynroute_use_t * */
+} ngx_http_dynroute_main_conf_t;
+
+
+/* Per request; kept in a pool cleanup so that it survives the jump to a
+ * named location, which clears module contexts. */
+typedef struct {
+    ngx_http_request_t        *request;
+    ngx_http_dynroute_table_t *table;
+    ngx_http_dynroute_rule_t  *rule;     /* NULL: no rule matched */
+    unsigned                   jumped:1;
+} ngx_http_dynroute_ctx_t;
+
+
+static ngx_int_t ngx_http_dynroute_handler(ngx_http_request_t *r) noexcept;
+static ngx_http_dynroute_ctx_t *ngx_http_dynroute_get_ctx(
+    ngx_http_request_t *r) noexcept;
+static ngx_http_dynroute_ctx_t *ngx_http_dynroute_decide(
+    ngx_http_request_t *r, ngx_http_dynroute_table_t *table) noexcept;
+static void ngx_http_dynroute_ctx_cleanup(void *data) noexcept;
+
+static ngx_int_t ngx_http_dynroute_upstream_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data) noexcept;
+static ngx_int_t ngx_http_dynroute_rule_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data) noexcept;
+static ngx_int_t ngx_http_dynroute_capture_not_found(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data) noexcept;
+
+static char *ngx_http_dynroute_table_block(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf) noexcept;
+static char *ngx_http_dynroute_table_rule(ngx_conf_t *cf,
+    ngx_command_t *dummy, void *conf) noexcept;
+static char *ngx_http_dynroute(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf) noexcept;
+static void ngx_http_dynroute_table_cleanup(void *data) noexcept;
+
+static ngx_int_t ngx_http_dynroute_add_variables(ngx_conf_t *cf) noexcept;
+static void *ngx_http_dynroute_create_main_conf(ngx_conf_t *cf) noexcept;
+static void *ngx_http_dynroute_create_loc_conf(ngx_conf_t *cf) noexcept;
+static char *ngx_http_dynroute_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child) noexcept;
+static ngx_int_t ngx_http_dynroute_init(ngx_conf_t *cf) noexcept;
+
+
+static ngx_command_t  ngx_http_dynroute_commands[] = {
+
+    { ngx_string("dynroute_table"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_BLOCK|NGX_CONF_TAKE1,
+      ngx_http_dynroute_table_block,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("dynroute"),
+      NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_dynroute,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("dynroute_health"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_dynroute_health,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_dynroute_module_ctx = {
+    ngx_http_dynroute_add_variables,       /* preconfiguration */
+    ngx_http_dynroute_init,                /* postconfiguration */
+
+    ngx_http_dynroute_create_main_conf,    /* create main configuration */
+    NULL,                                  /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_dynroute_create_loc_conf,     /* create location configuration */
+    ngx_http_dynroute_merge_loc_conf       /* merge location configuration */
+};
+
+
+extern "C" {
+
+ngx_module_t  ngx_http_dynroute_module = {
+    NGX_MODULE_V1,
+    &ngx_http_dynroute_module_ctx,         /* module context */
+    ngx_http_dynroute_commands,            /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    NULL,                                  /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    NULL,                                  /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+}
+
+
+static ngx_http_variable_t  ngx_http_dynroute_vars[] = {
+
+    { ngx_string("dynroute_upstream"), NULL,
+      ngx_http_dynroute_upstream_variable, 0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("dynroute_rule"), NULL,
+      ngx_http_dynroute_rule_variable, 0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+      ngx_http_null_variable
+};
+
+
+static ngx_str_t  ngx_http_dynroute_kw_default = ngx_string("default");
+static ngx_str_t  ngx_http_dynroute_kw_ip = ngx_string("ip");
+static ngx_str_t  ngx_http_dynroute_none = ngx_string("(none)");
+
+
+/* the host as in $host: the validated Host header, or the server name */
+
+static ngx_str_t
+ngx_http_dynroute_host(ngx_http_request_t *r) noexcept
+{
+    ngx_http_core_srv_conf_t  *cscf;
+
+    if (r->headers_in.server.len) {
+        return r->headers_in.server;
+    }
+
+    cscf = static_cast<ngx_http_core_srv_conf_t *>(
+               ngx_http_get_module_srv_conf(r, ngx_http_core_module));
+
+    return cscf->server_name;
+}
+
+
+/* request time */
+
+
+static ngx_int_t
+ngx_http_dynroute_handler(ngx_http_request_t *r) noexcept
+{
+    ngx_str_t                      name, host;
+    ngx_http_dynroute_ctx_t       *ctx;
+    ngx_http_dynroute_table_t     *table;
+    ngx_http_dynroute_loc_conf_t  *dlcf;
+
+    dlcf = static_cast<ngx_http_dynroute_loc_conf_t *>(
+               ngx_http_get_module_loc_conf(r, ngx_http_dynroute_module));
+
+    /* a health location answers for this instance; it is never routed */
+
+    if (dlcf->use == NULL || dlcf->health) {
+        return NGX_DECLINED;
+    }
+
+    table = dlcf->use->table;
+
+    ctx = ngx_http_dynroute_get_ctx(r);
+
+    if (ctx == NULL || ctx->table != table) {
+        ctx = ngx_http_dynroute_decide(r, table);
+        if (ctx == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    if (ctx->rule == NULL) {
+        host = ngx_http_dynroute_host(r);
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "dynroute: no rule of table \"%V\" matches "
+                      "host \"%V\", answering 421", &table->name, &host);
+        return NGX_HTTP_MISDIRECTED_REQUEST;
+    }
+
+    if (!ctx->rule->named || ctx->jumped) {
+        return NGX_DECLINED;
+    }
+
+    ctx->jumped = 1;
+    name = ctx->rule->target;
+
+    (void) ngx_http_named_location(r, &name);
+
+    ngx_http_finalize_request(r, NGX_DONE);
+    return NGX_DONE;
+}
+
+
+static ngx_http_dynroute_ctx_t *
+ngx_http_dynroute_get_ctx(ngx_http_request_t *r) noexcept
+{
+    ngx_pool_cleanup_t       *cln;
+    ngx_http_dynroute_ctx_t  *ctx;
+
+    ctx = static_cast<ngx_http_dynroute_ctx_t *>(
+              ngx_http_get_module_ctx(r, ngx_http_dynroute_module));
+
+    if (ctx) {
+        return ctx;
+    }
+
+    /* after a jump to a named location or an internal redirect */
+
+    for (cln = r->pool->cleanup; cln; cln = cln->next) {
+        if (cln->handler != ngx_http_dynroute_ctx_cleanup) {
+            continue;
+        }
+
+        ctx = static_cast<ngx_http_dynroute_ctx_t *>(cln->data);
+
+        if (ctx->request == r) {
+            ngx_http_set_ctx(r, ctx, ngx_http_dynroute_module);
+            return ctx;
+        }
+    }
+
+    return NULL;
+}
+
+
+static ngx_http_dynroute_ctx_t *
+ngx_http_dynroute_decide(ngx_http_request_t *r,
+    ngx_http_dynroute_table_t *table) noexcept
+{
+    size_t                        begin, end;
+    ngx_str_t                     host;
+    ngx_pool_cleanup_t           *cln;
+    dynroute::Decision            d;
+    ngx_http_dynroute_ctx_t      *ctx;
+    ngx_http_variable_value_t    *vv;
+
+    ctx = ngx_http_dynroute_get_ctx(r);
+
+    if (ctx == NULL) {
+        cln = ngx_pool_cleanup_add(r->pool, sizeof(ngx_http_dynroute_ctx_t));
+        if (cln == NULL) {
+            return NULL;
+        }
+
+        ctx = static_cast<ngx_http_dynroute_ctx_t *>(cln->data);
+        ngx_memzero(ctx, sizeof(ngx_http_dynroute_ctx_t));
+        ctx->request = r;
+
+        cln->handler = ngx_http_dynroute_ctx_cleanup;
+
+        ngx_http_set_ctx(r, ctx, ngx_http_dynroute_module);
+    }
+
+    host = ngx_http_dynroute_host(r);
+
+    d = table->core.find(ngx_http_dynroute_view(host));
+
+    if (d.error) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "dynroute: a regex of table \"%V\" failed on "
+                      "host \"%V\", using the default", &table->name, &host);
+    }
+
+    ctx->table = table;
+    ctx->jumped = 0;
+    ctx->rule = (d.rule == dynroute::no_rule) ? NULL : &table->rules[d.rule];
+
+    if (d.regex >= 0) {
+        for (const auto &c : table->captures[d.regex]) {
+            vv = &r->variables[c.index];
+
+            if (table->core.group(c.group, begin, end)) {
+                vv->data = host.data + begin;
+                vv->len = end - begin;
+
+            } else {
+                vv->data = host.data;
+                vv->len = 0;
+            }
+
+            vv->valid = 1;
+            vv->no_cacheable = 0;
+            vv->not_found = 0;
+        }
+    }
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "dynroute: table \"%V\" host \"%V\" rule \"%V\"",
+                   &table->name, &host,
+                   ctx->rule ? &ctx->rule->text : &ngx_http_dynroute_none);
+
+    return ctx;
+}
+
+
+static void
+ngx_http_dynroute_ctx_cleanup(void *data) noexcept
+{
+    /* nothing to free: the mark lets the context be found again */
+}
+
+
+static ngx_http_dynroute_ctx_t *
+ngx_http_dynroute_variable_ctx(ngx_http_request_t *r) noexcept
+{
+    ngx_http_dynroute_ctx_t       *ctx;
+    ngx_http_dynroute_loc_conf_t  *dlcf;
+
+    ctx = ngx_http_dynroute_get_ctx(r);
+
+    if (ctx) {
+        return ctx;
+    }
+
+    /* read before the rewrite phase handler ran: decide now */
+
+    dlcf = static_cast<ngx_http_dynroute_loc_conf_t *>(
+               ngx_http_get_module_loc_conf(r, ngx_http_dynroute_module));
+
+    if (dlcf->use == NULL) {
+        return NULL;
+    }
+
+    return ngx_http_dynroute_decide(r, dlcf->use->table);
+}
+
+
+static ngx_int_t
+ngx_http_dynroute_upstream_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data) noexcept
+{
+    ngx_http_dynroute_ctx_t  *ctx;
+
+    ctx = ngx_http_dynroute_variable_ctx(r);
+
+    if (ctx == NULL || ctx->rule == NULL || ctx->rule->named) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->data = ctx->rule->target.data;
+    v->len = ctx->rule->target.len;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_dynroute_rule_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data) noexcept
+{
+    ngx_http_dynroute_ctx_t  *ctx;
+
+    ctx = ngx_http_dynroute_variable_ctx(r);
+
+    if (ctx == NULL || ctx->rule == NULL) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->data = ctx->rule->text.data;
+    v->len = ctx->rule->text.len;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_dynroute_capture_not_found(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data) noexcept
+{
+    v->not_found = 1;
+    return NGX_OK;
+}
+
+
+/* configuration */
+
+
+static char *
+ngx_http_dynroute_table_block(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf) noexcept
+{
+    ngx_http_dynroute_main_conf_t *dmcf =
+        static_cast<ngx_http_dynroute_main_conf_t *>(conf);
+
+    char                        *rv;
+    ngx_str_t                   *value, name;
+    ngx_uint_t                   i;
+    ngx_conf_t                   save;
+    ngx_pool_cleanup_t          *cln;
+    ngx_http_variable_t         *var;
+    ngx_http_dynroute_table_t   *table, **tp;
+
+    value = static_cast<ngx_str_t *>(cf->args->elts);
+
+    tp = static_cast<ngx_http_dynroute_table_t **>(dmcf->tables.elts);
+
+    for (i = 0; i < dmcf->tables.nelts; i++) {
+        if (tp[i]->name.len == value[1].len
+            && ngx_strncmp(tp[i]->name.data, value[1].data, value[1].len)
+               == 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "duplicate dynroute table \"%V\", first "
+                               "defined in %s:%ui",
+                               &value[1], tp[i]->file, tp[i]->line);
+            return static_cast<char *>(NGX_CONF_ERROR);
+        }
+    }
+
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        return static_cast<char *>(NGX_CONF_ERROR);
+    }
+
+    try {
+        table = new ngx_http_dynroute_table_t();
+        cln->handler = ngx_http_dynroute_table_cleanup;
+        cln->data = table;
+
+        table->builder.reset(new dynroute::TableBuilder());
+
+    } catch (const std::exception &e) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "dynroute: %s", e.what());
+        return static_cast<char *>(NGX_CONF_ERROR);
+    }
+
+    table->name = value[1];
+    table->file = cf->conf_file->file.name.data;
+    table->line = cf->conf_file->line;
+
+    tp = static_cast<ngx_http_dynroute_table_t **>(
+             ngx_array_push(&dmcf->tables));
+    if (tp == NULL) {
+        return static_cast<char *>(NGX_CONF_ERROR);
+    }
+
+    *tp = table;
+
+    save = *cf;
+    cf->ctx = table;
+    cf->handler = ngx_http_dynroute_table_rule;
+    cf->handler_conf = static_cast<char *>(conf);
+
+    rv = ngx_conf_parse(cf, NULL);
+
+    *cf = save;
+
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
+
+    try {
+        table->core = table->builder->build();
+        table->builder.reset();
+
+        /* named captures of the regexes become variables, as with map */
+
+        table->captures.resize(table->core.regex_count());
+
+        for (i = 0; i < table->core.regex_count(); i++) {
+            for (const auto &g : table->core.regex(i).named_groups()) {
+                name.len = g.name.size();
+                name.data = static_cast<u_char *>(
+                                ngx_pnalloc(cf->pool, name.len));
+                if (name.data == NULL) {
+                    return static_cast<char *>(NGX_CONF_ERROR);
+                }
+
+                ngx_memcpy(name.data, g.name.data(), name.len);
+
+                var = ngx_http_add_variable(cf, &name,
+                                            NGX_HTTP_VAR_CHANGEABLE);
+                if (var == NULL) {
+                    return static_cast<char *>(NGX_CONF_ERROR);
+                }
+
+                if (var->get_handler == NULL) {
+                    var->get_handler = ngx_http_dynroute_capture_not_found;
+                }
+
+                ngx_int_t index = ngx_http_get_variable_index(cf, &name);
+                if (index == NGX_ERROR) {
+                    return static_cast<char *>(NGX_CONF_ERROR);
+                }
+
+                table->captures[i].push_back({g.number, index});
+            }
+        }
+
+    } catch (const std::exception &e) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "dynroute: %s", e.what());
+        return static_cast<char *>(NGX_CONF_ERROR);
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_dynroute_table_rule(ngx_conf_t *cf, ngx_command_t *dummy,
+    void *conf) noexcept
+{
+    ngx_http_dynroute_table_t *table =
+        static_cast<ngx_http_dynroute_table_t *>(cf->ctx);
+
+    ngx_str_t                  *value;
+    dynroute::RuleId            id;
+    ngx_http_dynroute_rule_t    rule, *prev;
+
+    value = static_cast<ngx_str_t *>(cf->args->elts);
+
+    if (cf->args->nelts == 2
+        && value[0].len == 7 && ngx_strncmp(value[0].data, "include", 7) == 0)
+    {
+        return ngx_conf_include(cf, dummy, conf);
+    }
+
+    if (cf->args->nelts != 2) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid number of parameters in dynroute table "
+                           "\"%V\": expected a host pattern and a target",
+                           &table->name);
+        return static_cast<char *>(NGX_CONF_ERROR);
+    }
+
+    rule.text = value[0];
+    rule.target = value[1];
+    rule.named = (value[1].len && value[1].data[0] == '@');
+    rule.file = cf->conf_file->file.name.data;
+    rule.line = cf->conf_file->line;
+
+    if (value[1].len == 0 || (rule.named && value[1].len == 1)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid target \"%V\" in dynroute table \"%V\"",
+                           &value[1], &table->name);
+        return static_cast<char *>(NGX_CONF_ERROR);
+    }
+
+    try {
+        id = static_cast<dynroute::RuleId>(table->rules.size());
+        table->rules.push_back(rule);
+
+        if (value[0].len == ngx_http_dynroute_kw_default.len
+            && ngx_strncmp(value[0].data, "default", 7) == 0)
+        {
+            table->builder->set_default(id);
+
+        } else if (value[0].len == ngx_http_dynroute_kw_ip.len
+                   && ngx_strncmp(value[0].data, "ip", 2) == 0)
+        {
+            table->builder->set_ip(id);
+
+        } else {
+            table->builder->add(ngx_http_dynroute_view(value[0]), id);
+        }
+
+    } catch (const dynroute::ConflictError &e) {
+        prev = &table->rules[e.previous];
+
+        if (prev->text.len == value[0].len
+            && ngx_strncmp(prev->text.data, value[0].data, value[0].len) == 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "duplicate \"%V\" in dynroute table \"%V\", "
+                               "first defined in %s:%ui",
+                               &value[0], &table->name, prev->file,
+                               prev->line);
+
+        } else {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "host \"%V\" conflicts with \"%V\" in "
+                               "dynroute table \"%V\", defined in %s:%ui",
+                               &value[0], &prev->text, &table->name,
+                               prev->file, prev->line);
+        }
+
+        return static_cast<char *>(NGX_CONF_ERROR);
+
+    } catch (const std::exception &e) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "%s in dynroute table \"%V\"",
+                           e.what(), &table->name);
+        return static_cast<char *>(NGX_CONF_ERROR);
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static void
+ngx_http_dynroute_table_cleanup(void *data) noexcept
+{
+    delete static_cast<ngx_http_dynroute_table_t *>(data);
+}
+
+
+static char *
+ngx_http_dynroute(ngx_conf_t *cf, ngx_command_t *cmd, void *conf) noexcept
+{
+    ngx_http_dynroute_loc_conf_t *dlcf =
+        static_cast<ngx_http_dynroute_loc_conf_t *>(conf);
+
+    ngx_str_t                      *value;
+    ngx_http_dynroute_use_t        *use, **up;
+    ngx_http_dynroute_main_conf_t  *dmcf;
+
+    if (dlcf->use != NGX_CONF_UNSET_PTR) {
+        return const_cast<char *>("is duplicate");
+    }
+
+    value = static_cast<ngx_str_t *>(cf->args->elts);
+
+    if (value[1].len == 3 && ngx_strncmp(value[1].data, "off", 3) == 0) {
+        dlcf->use = NULL;
+        return NGX_CONF_OK;
+    }
+
+    use = static_cast<ngx_http_dynroute_use_t *>(
+              ngx_pcalloc(cf->pool, sizeof(ngx_http_dynroute_use_t)));
+    if (use == NULL) {
+        return static_cast<char *>(NGX_CONF_ERROR);
+    }
+
+    use->name = value[1];
+    use->cscf = static_cast<ngx_http_core_srv_conf_t *>(
+                    ngx_http_conf_get_module_srv_conf(cf,
+                                                      ngx_http_core_module));
+    use->file = cf->conf_file->file.name.data;
+    use->line = cf->conf_file->line;
+
+    dmcf = static_cast<ngx_http_dynroute_main_conf_t *>(
+               ngx_http_conf_get_module_main_conf(cf,
+                                                  ngx_http_dynroute_module));
+
+    up = static_cast<ngx_http_dynroute_use_t **>(
+             ngx_array_push(&dmcf->uses));
+    if (up == NULL) {
+        return static_cast<char *>(NGX_CONF_ERROR);
+    }
+
+    *up = use;
+    dlcf->use = use;
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_dynroute_add_variables(ngx_conf_t *cf) noexcept
+{
+    ngx_http_variable_t  *var, *v;
+
+    for (v = ngx_http_dynroute_vars; v->name.len; v++) {
+        var = ngx_http_add_variable(cf, &v->name, v->flags);
+        if (var == NULL) {
+            return NGX_ERROR;
+        }
+
+        var->get_handler = v->get_handler;
+        var->data = v->data;
+    }
+
+    return NGX_OK;
+}
+
+
+static void *
+ngx_http_dynroute_create_main_conf(ngx_conf_t *cf) noexcept
+{
+    ngx_http_dynroute_main_conf_t  *dmcf;
+
+    dmcf = static_cast<ngx_http_dynroute_main_conf_t *>(
+               ngx_pcalloc(cf->pool, sizeof(ngx_http_dynroute_main_conf_t)));
+    if (dmcf == NULL) {
+        return NULL;
+    }
+
+    if (ngx_array_init(&dmcf->tables, cf->pool, 4,
+                       sizeof(ngx_http_dynroute_table_t *))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    if (ngx_array_init(&dmcf->uses, cf->pool, 4,
+                       sizeof(ngx_http_dynroute_use_t *))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    return dmcf;
+}
+
+
+static void *
+ngx_http_dynroute_create_loc_conf(ngx_conf_t *cf) noexcept
+{
+    ngx_http_dynroute_loc_conf_t  *conf;
+
+    conf = static_cast<ngx_http_dynroute_loc_conf_t *>(
+               ngx_pcalloc(cf->pool, sizeof(ngx_http_dynroute_loc_conf_t)));
+    if (conf == NULL) {
+        return NULL;
+    }
+
+    conf->use = static_cast<ngx_http_dynroute_use_t *>(NGX_CONF_UNSET_PTR);
+
+    /* conf->health = 0: a content handler of this location only */
+
+    return conf;
+}
+
+
+static char *
+ngx_http_dynroute_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child) noexcept
+{
+    ngx_http_dynroute_loc_conf_t *prev =
+        static_cast<ngx_http_dynroute_loc_conf_t *>(parent);
+    ngx_http_dynroute_loc_conf_t *conf =
+        static_cast<ngx_http_dynroute_loc_conf_t *>(child);
+
+    ngx_conf_merge_ptr_value(conf->use, prev->use, NULL);
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * Everything is parsed: check that each table's targets exist, that each
+ * "dynroute NAME" names a table, and that the named locations a table jumps
+ * to exist in every server that uses it.  Fail closed: an unknown upstream
+ * would otherwise be resolved through DNS at request time.
+ */
+
+static ngx_int_t
+ngx_http_dynroute_check_upstreams(ngx_conf_t *cf,
+    ngx_http_dynroute_table_t *table) noexcept
+{
+    ngx_uint_t                       i;
+    ngx_http_upstream_srv_conf_t   **uscfp;
+    ngx_http_upstream_main_conf_t   *umcf;
+
+    umcf = static_cast<ngx_http_upstream_main_conf_t *>(
+               ngx_http_conf_get_module_main_conf(cf,
+                                                  ngx_http_upstream_module));
+
+    for (const auto &rule : table->rules) {
+        if (rule.named) {
+            continue;
+        }
+
+        uscfp = static_cast<ngx_http_upstream_srv_conf_t **>(
+                    umcf->upstreams.elts);
+
+        for (i = 0; i < umcf->upstreams.nelts; i++) {
+            if ((uscfp[i]->flags & NGX_HTTP_UPSTREAM_CREATE)
+                && uscfp[i]->host.len == rule.target.len
+                && ngx_strncasecmp(uscfp[i]->host.data, rule.target.data,
+                                   rule.target.len)
+                   == 0)
+            {
+                break;
+            }
+        }
+
+        if (i == umcf->upstreams.nelts) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "unknown upstream \"%V\" in dynroute table \"%V\": "
+                          "a target must be an upstream{} block or a named "
+                          "location in %s:%ui",
+                          &rule.target, &table->name, rule.file, rule.line);
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_dynroute_check_use(ngx_conf_t *cf, ngx_http_dynroute_main_conf_t *dmcf,
+    ngx_http_dynroute_use_t *use) noexcept
+{
+    ngx_uint_t                   i;
+    ngx_http_core_loc_conf_t   **clcfp;
+    ngx_http_dynroute_table_t  **tp;
+
+    tp = static_cast<ngx_http_dynroute_table_t **>(dmcf->tables.elts);
+
+    for (i = 0; i < dmcf->tables.nelts; i++) {
+        if (tp[i]->name.len == use->name.len
+            && ngx_strncmp(tp[i]->name.data, use->name.data, use->name.len)
+               == 0)
+        {
+            use->table = tp[i];
+            break;
+        }
+    }
+
+    if (use->table == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "unknown dynroute table \"%V\" in %s:%ui",
+                      &use->name, use->file, use->line);
+        return NGX_ERROR;
+    }
+
+    for (const auto &rule : use->table->rules) {
+        if (!rule.named) {
+            continue;
+        }
+
+        clcfp = use->cscf->named_locations;
+
+        while (clcfp && *clcfp) {
+            if ((*clcfp)->name.len == rule.target.len
+                && ngx_strncmp((*clcfp)->name.data, rule.target.data,
+                               rule.target.len)
+                   == 0)
+            {
+                break;
+            }
+
+            clcfp++;
+        }
+
+        if (clcfp == NULL || *clcfp == NULL) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "unknown named location \"%V\" in dynroute table "
+                          "\"%V\" (%s:%ui): the server using the table in "
+                          "%s:%ui has no such location",
+                          &rule.target, &use->table->name, rule.file,
+                          rule.line, use->file, use->line);
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_dynroute_init(ngx_conf_t *cf) noexcept
+{
+    ngx_uint_t                      i;
+    ngx_http_handler_pt            *h;
+    ngx_http_dynroute_use_t       **up;
+    ngx_http_dynroute_table_t     **tp;
+    ngx_http_core_main_conf_t      *cmcf;
+    ngx_http_dynroute_main_conf_t  *dmcf;
+
+    dmcf = static_cast<ngx_http_dynroute_main_conf_t *>(
+               ngx_http_conf_get_module_main_conf(cf,
+                                                  ngx_http_dynroute_module));
+
+    tp = static_cast<ngx_http_dynroute_table_t **>(dmcf->tables.elts);
+
+    for (i = 0; i < dmcf->tables.nelts; i++) {
+        if (ngx_http_dynroute_check_upstreams(cf, tp[i]) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    up = static_cast<ngx_http_dynroute_use_t **>(dmcf->uses.elts);
+
+    for (i = 0; i < dmcf->uses.nelts; i++) {
+        if (ngx_http_dynroute_check_use(cf, dmcf, up[i]) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    if (dmcf->uses.nelts == 0) {
+        return NGX_OK;
+    }
+
+    cmcf = static_cast<ngx_http_core_main_conf_t *>(
+               ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module));
+
+    h = static_cast<ngx_http_handler_pt *>(
+            ngx_array_push(&cmcf->phases[NGX_HTTP_REWRITE_PHASE].handlers));
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_dynroute_handler;
+
+    return NGX_OK;
+}
