@@ -89,6 +89,8 @@ static char *ngx_http_dynroute_table_rule(ngx_conf_t *cf,
     ngx_command_t *dummy, void *conf) noexcept;
 static char *ngx_http_dynroute(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf) noexcept;
+static ngx_int_t ngx_http_dynroute_add_captures(ngx_conf_t *cf,
+    ngx_http_dynroute_table_t *table);
 static void ngx_http_dynroute_table_cleanup(void *data) noexcept;
 
 static ngx_int_t ngx_http_dynroute_add_variables(ngx_conf_t *cf) noexcept;
@@ -449,11 +451,10 @@ ngx_http_dynroute_table_block(ngx_conf_t *cf, ngx_command_t *cmd,
         static_cast<ngx_http_dynroute_main_conf_t *>(conf);
 
     char                        *rv;
-    ngx_str_t                   *value, name;
+    ngx_str_t                   *value;
     ngx_uint_t                   i;
     ngx_conf_t                   save;
     ngx_pool_cleanup_t          *cln;
-    ngx_http_variable_t         *var;
     ngx_http_dynroute_table_t   *table, **tp;
 
     value = static_cast<ngx_str_t *>(cf->args->elts);
@@ -518,40 +519,6 @@ ngx_http_dynroute_table_block(ngx_conf_t *cf, ngx_command_t *cmd,
     try {
         table->core = table->builder->build();
         table->builder.reset();
-
-        /* named captures of the regexes become variables, as with map */
-
-        table->captures.resize(table->core.regex_count());
-
-        for (i = 0; i < table->core.regex_count(); i++) {
-            for (const auto &g : table->core.regex(i).named_groups()) {
-                name.len = g.name.size();
-                name.data = static_cast<u_char *>(
-                                ngx_pnalloc(cf->pool, name.len));
-                if (name.data == NULL) {
-                    return static_cast<char *>(NGX_CONF_ERROR);
-                }
-
-                ngx_memcpy(name.data, g.name.data(), name.len);
-
-                var = ngx_http_add_variable(cf, &name,
-                                            NGX_HTTP_VAR_CHANGEABLE);
-                if (var == NULL) {
-                    return static_cast<char *>(NGX_CONF_ERROR);
-                }
-
-                if (var->get_handler == NULL) {
-                    var->get_handler = ngx_http_dynroute_capture_not_found;
-                }
-
-                ngx_int_t index = ngx_http_get_variable_index(cf, &name);
-                if (index == NGX_ERROR) {
-                    return static_cast<char *>(NGX_CONF_ERROR);
-                }
-
-                table->captures[i].push_back({g.number, index});
-            }
-        }
 
     } catch (const std::exception &e) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "dynroute: %s", e.what());
@@ -618,6 +585,12 @@ ngx_http_dynroute_table_rule(ngx_conf_t *cf, ngx_command_t *dummy,
 
         } else {
             table->builder->add(ngx_http_dynroute_view(value[0]), id);
+
+            if (table->builder->regex_count() > table->captures.size()
+                && ngx_http_dynroute_add_captures(cf, table) != NGX_OK)
+            {
+                return static_cast<char *>(NGX_CONF_ERROR);
+            }
         }
 
     } catch (const dynroute::ConflictError &e) {
@@ -649,6 +622,55 @@ ngx_http_dynroute_table_rule(ngx_conf_t *cf, ngx_command_t *dummy,
     }
 
     return NGX_CONF_OK;
+}
+
+
+/*
+ * The named captures of a regex become variables, as with map and
+ * server_name; they share the variables of those regexes of the same name.
+ */
+
+static ngx_int_t
+ngx_http_dynroute_add_captures(ngx_conf_t *cf,
+    ngx_http_dynroute_table_t *table)
+{
+    ngx_int_t                                  index;
+    ngx_str_t                                  name;
+    ngx_http_variable_t                       *var;
+    std::vector<ngx_http_dynroute_capture_t>   captures;
+
+    const dynroute::Regex &re =
+        table->builder->regex(table->builder->regex_count() - 1);
+
+    for (const auto &g : re.named_groups()) {
+        name.len = g.name.size();
+        name.data = static_cast<u_char *>(ngx_pnalloc(cf->pool, name.len));
+        if (name.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(name.data, g.name.data(), name.len);
+
+        var = ngx_http_add_variable(cf, &name, NGX_HTTP_VAR_CHANGEABLE);
+        if (var == NULL) {
+            return NGX_ERROR;
+        }
+
+        if (var->get_handler == NULL) {
+            var->get_handler = ngx_http_dynroute_capture_not_found;
+        }
+
+        index = ngx_http_get_variable_index(cf, &name);
+        if (index == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        captures.push_back({g.number, index});
+    }
+
+    table->captures.push_back(std::move(captures));
+
+    return NGX_OK;
 }
 
 

@@ -164,6 +164,17 @@ public:
     void set_ip(RuleId rule);
     void set_default(RuleId rule);
 
+    // The regexes added so far, in order (their named groups become nginx
+    // variables as each rule is read).
+    std::size_t regex_count() const noexcept
+    {
+        return table_.regexes_.size();
+    }
+    const Regex &regex(std::size_t i) const noexcept
+    {
+        return table_.regexes_[i];
+    }
+
     // Finishes the table; the builder is empty afterwards.
     Table build();
 
