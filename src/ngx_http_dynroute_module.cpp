@@ -39,6 +39,7 @@ typedef struct {
     std::vector<ngx_http_dynroute_rule_t>          rules;
     std::vector<std::vector<ngx_http_dynroute_capture_t>>  captures;
     std::unique_ptr<dynroute::TableBuilder>        builder;
+    void                                          *http_ctx;  /* parsing */
     dynroute::Table                                core;
 } ngx_http_dynroute_table_t;
 
@@ -91,6 +92,9 @@ static char *ngx_http_dynroute(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf) noexcept;
 static ngx_int_t ngx_http_dynroute_add_captures(ngx_conf_t *cf,
     ngx_http_dynroute_table_t *table);
+static ngx_int_t ngx_http_dynroute_add_capture(ngx_conf_t *cf,
+    const dynroute::NamedGroup &g,
+    std::vector<ngx_http_dynroute_capture_t> &captures);
 static void ngx_http_dynroute_table_cleanup(void *data) noexcept;
 
 static ngx_int_t ngx_http_dynroute_add_variables(ngx_conf_t *cf) noexcept;
@@ -504,6 +508,7 @@ ngx_http_dynroute_table_block(ngx_conf_t *cf, ngx_command_t *cmd,
     *tp = table;
 
     save = *cf;
+    table->http_ctx = cf->ctx;
     cf->ctx = table;
     cf->handler = ngx_http_dynroute_table_rule;
     cf->handler_conf = static_cast<char *>(conf);
@@ -634,41 +639,70 @@ static ngx_int_t
 ngx_http_dynroute_add_captures(ngx_conf_t *cf,
     ngx_http_dynroute_table_t *table)
 {
-    ngx_int_t                                  index;
-    ngx_str_t                                  name;
-    ngx_http_variable_t                       *var;
+    void                                      *ctx;
+    ngx_int_t                                  rc;
     std::vector<ngx_http_dynroute_capture_t>   captures;
 
     const dynroute::Regex &re =
         table->builder->regex(table->builder->regex_count() - 1);
 
+    /* the variables API needs the http{} context that the block replaced */
+
+    ctx = cf->ctx;
+    cf->ctx = table->http_ctx;
+
+    rc = NGX_OK;
+
     for (const auto &g : re.named_groups()) {
-        name.len = g.name.size();
-        name.data = static_cast<u_char *>(ngx_pnalloc(cf->pool, name.len));
-        if (name.data == NULL) {
-            return NGX_ERROR;
+        rc = ngx_http_dynroute_add_capture(cf, g, captures);
+        if (rc != NGX_OK) {
+            break;
         }
+    }
 
-        ngx_memcpy(name.data, g.name.data(), name.len);
+    cf->ctx = ctx;
 
-        var = ngx_http_add_variable(cf, &name, NGX_HTTP_VAR_CHANGEABLE);
-        if (var == NULL) {
-            return NGX_ERROR;
-        }
-
-        if (var->get_handler == NULL) {
-            var->get_handler = ngx_http_dynroute_capture_not_found;
-        }
-
-        index = ngx_http_get_variable_index(cf, &name);
-        if (index == NGX_ERROR) {
-            return NGX_ERROR;
-        }
-
-        captures.push_back({g.number, index});
+    if (rc != NGX_OK) {
+        return rc;
     }
 
     table->captures.push_back(std::move(captures));
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_dynroute_add_capture(ngx_conf_t *cf, const dynroute::NamedGroup &g,
+    std::vector<ngx_http_dynroute_capture_t> &captures)
+{
+    ngx_int_t             index;
+    ngx_str_t             name;
+    ngx_http_variable_t  *var;
+
+    name.len = g.name.size();
+    name.data = static_cast<u_char *>(ngx_pnalloc(cf->pool, name.len));
+    if (name.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(name.data, g.name.data(), name.len);
+
+    var = ngx_http_add_variable(cf, &name, NGX_HTTP_VAR_CHANGEABLE);
+    if (var == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (var->get_handler == NULL) {
+        var->get_handler = ngx_http_dynroute_capture_not_found;
+    }
+
+    index = ngx_http_get_variable_index(cf, &name);
+    if (index == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    captures.push_back({g.number, index});
 
     return NGX_OK;
 }

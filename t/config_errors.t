@@ -1,0 +1,299 @@
+# Bad configuration fails `nginx -t` with a message naming the value, the
+# file and the line.  Line k of --- http_config is line k+2 of nginx.conf.
+use lib 't/lib';
+use Test::Nginx::Dynroute;
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: a bad regex
+--- http_config
+upstream u { server 127.0.0.1:1; }
+dynroute_table edge {
+    ~^(a  u;
+}
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*invalid regex "~\^\(a": missing closing parenthesis at offset 3 in dynroute table "edge" in \S+nginx\.conf:5$/m
+
+
+
+=== TEST 2: an unknown upstream
+--- http_config
+upstream u { server 127.0.0.1:1; }
+dynroute_table edge {
+    a.example.com  u;
+    b.example.com  nosuch;
+}
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*unknown upstream "nosuch" in dynroute table "edge": a target must be an upstream\{\} block or a named location in \S+nginx\.conf:6$/m
+
+
+
+=== TEST 3: a host:port target is not an upstream block (no silent DNS)
+--- http_config
+dynroute_table edge {
+    default  127.0.0.1:8080;
+}
+--- must_die
+--- error_log eval
+qr/unknown upstream "127\.0\.0\.1:8080" in dynroute table "edge".* in \S+nginx\.conf:4$/m
+
+
+
+=== TEST 4: a name that proxy_pass uses but that is not an upstream block
+--- http_config
+dynroute_table edge {
+    default  localhost;
+}
+--- config
+    location /x { proxy_pass http://localhost; }
+--- must_die
+--- error_log eval
+qr/unknown upstream "localhost" in dynroute table "edge".* in \S+nginx\.conf:4$/m
+
+
+
+=== TEST 5: an unknown named location
+--- http_config
+dynroute_table edge {
+    ip  @nolocal;
+}
+--- config
+    location / { dynroute edge; }
+    location @local { return 200; }
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*unknown named location "\@nolocal" in dynroute table "edge" \(\S+nginx\.conf:4\): the server using the table in \S+nginx\.conf:\d+ has no such location/
+
+
+
+=== TEST 6: a duplicate host
+--- http_config
+upstream u { server 127.0.0.1:1; }
+dynroute_table edge {
+    a.example.com  u;
+    A.example.com  u;
+}
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*host "A\.example\.com" conflicts with "a\.example\.com" in dynroute table "edge", defined in \S+nginx\.conf:5 in \S+nginx\.conf:6$/m
+
+
+
+=== TEST 7: the same host written twice
+--- http_config
+upstream u { server 127.0.0.1:1; }
+dynroute_table edge {
+    *.example.com  u;
+
+    *.example.com  u;
+}
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*duplicate "\*\.example\.com" in dynroute table "edge", first defined in \S+nginx\.conf:5 in \S+nginx\.conf:7$/m
+
+
+
+=== TEST 8: .example.com conflicts with example.com and *.example.com
+--- http_config
+upstream u { server 127.0.0.1:1; }
+dynroute_table edge {
+    *.example.com  u;
+    .example.com   u;
+}
+--- must_die
+--- error_log eval
+qr/host "\.example\.com" conflicts with "\*\.example\.com" .* in \S+nginx\.conf:6$/m
+
+
+
+=== TEST 9: invalid wildcards
+--- http_config
+upstream u { server 127.0.0.1:1; }
+dynroute_table edge {
+    *.exa*mple.com  u;
+}
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*invalid hostname or wildcard "\*\.exa\*mple\.com" in dynroute table "edge" in \S+nginx\.conf:5$/m
+
+
+
+=== TEST 10: an empty label
+--- http_config
+upstream u { server 127.0.0.1:1; }
+dynroute_table edge {
+    a..b  u;
+}
+--- must_die
+--- error_log eval
+qr/invalid hostname or wildcard "a\.\.b" in dynroute table "edge" in \S+nginx\.conf:5$/m
+
+
+
+=== TEST 11: a wildcard in the middle
+--- http_config
+upstream u { server 127.0.0.1:1; }
+dynroute_table edge {
+    www.*.com  u;
+}
+--- must_die
+--- error_log eval
+qr/invalid hostname or wildcard "www\.\*\.com" .* in \S+nginx\.conf:5$/m
+
+
+
+=== TEST 12: a trailing dot or a port could never match, so they are refused
+--- http_config
+upstream u { server 127.0.0.1:1; }
+dynroute_table edge {
+    example.com.  u;
+}
+--- must_die
+--- error_log eval
+qr/invalid hostname "example\.com\.": hosts are matched without the trailing dot in dynroute table "edge" in \S+nginx\.conf:5$/m
+
+
+
+=== TEST 13: a host with a port
+--- http_config
+upstream u { server 127.0.0.1:1; }
+dynroute_table edge {
+    example.com:8080  u;
+}
+--- must_die
+--- error_log eval
+qr/invalid hostname "example\.com:8080": hosts are matched without the port .* in \S+nginx\.conf:5$/m
+
+
+
+=== TEST 14: two defaults
+--- http_config
+upstream u { server 127.0.0.1:1; }
+dynroute_table edge {
+    default  u;
+    default  u;
+}
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*duplicate "default" in dynroute table "edge", first defined in \S+nginx\.conf:5 in \S+nginx\.conf:6$/m
+
+
+
+=== TEST 15: two ip rules
+--- http_config
+upstream u { server 127.0.0.1:1; }
+dynroute_table edge {
+    ip  u;
+    ip  u;
+}
+--- must_die
+--- error_log eval
+qr/duplicate "ip" in dynroute table "edge", first defined in \S+nginx\.conf:5 in \S+nginx\.conf:6$/m
+
+
+
+=== TEST 16: an unknown table in dynroute
+--- http_config
+upstream u { server 127.0.0.1:1; }
+dynroute_table edge { default u; }
+--- config
+    location / {
+        dynroute egde;
+    }
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*unknown dynroute table "egde" in \S+nginx\.conf:\d+$/m
+
+
+
+=== TEST 17: two tables with one name
+--- http_config
+upstream u { server 127.0.0.1:1; }
+dynroute_table edge { default u; }
+dynroute_table edge { default u; }
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*duplicate dynroute table "edge", first defined in \S+nginx\.conf:4 in \S+nginx\.conf:5$/m
+
+
+
+=== TEST 18: a rule needs a pattern and a target
+--- http_config
+upstream u { server 127.0.0.1:1; }
+dynroute_table edge {
+    a.example.com  u  extra;
+}
+--- must_die
+--- error_log eval
+qr/invalid number of parameters in dynroute table "edge": expected a host pattern and a target in \S+nginx\.conf:5$/m
+
+
+
+=== TEST 19: a bare @ is not a named location
+--- http_config
+dynroute_table edge {
+    default  @;
+}
+--- must_die
+--- error_log eval
+qr/invalid target "\@" in dynroute table "edge" in \S+nginx\.conf:4$/m
+
+
+
+=== TEST 20: dynroute twice in one location
+--- http_config
+upstream u { server 127.0.0.1:1; }
+dynroute_table edge { default u; }
+--- config
+    location / {
+        dynroute edge;
+        dynroute edge;
+    }
+--- must_die
+--- error_log eval
+qr/"dynroute" directive is duplicate in \S+nginx\.conf:\d+$/m
+
+
+
+=== TEST 21: dynroute_table belongs to the http block
+--- config
+    dynroute_table edge { default u; }
+--- must_die
+--- error_log eval
+qr/"dynroute_table" directive is not allowed here in \S+nginx\.conf:\d+$/m
+
+
+
+=== TEST 22: a regex capture may not shadow a built-in variable
+--- http_config
+upstream u { server 127.0.0.1:1; }
+dynroute_table edge {
+    ~^(?<host>.+)$  u;
+}
+--- must_die
+--- error_log eval
+qr/the duplicate "host" variable in \S+nginx\.conf:5$/m
+
+
+
+=== TEST 23: a named location is checked in every server that uses the table
+--- http_config
+upstream u { server 127.0.0.1:1; }
+dynroute_table edge {
+    ip       @local;
+    default  u;
+}
+server {
+    listen 127.0.0.1:$TEST_NGINX_PORT2;
+    location / { dynroute edge; }
+}
+--- config
+    location / { dynroute edge; }
+    location @local { return 200; }
+--- must_die
+--- error_log eval
+qr/unknown named location "\@local" in dynroute table "edge" \(\S+nginx\.conf:5\): the server using the table in \S+nginx\.conf:10 has no such location/
