@@ -219,6 +219,11 @@ not start, no complete response, harness error).
     # hashref: port, port2, port3, prefix, pid, conf, error_log, html_dir,
     # stderr_log, workers.  Croaks (with nginx's stderr and error.log) if
     # nginx does not come up within 10 s.
+    my $srv = start_nginx(conf => $whole_nginx_conf, globals => 'daemon off;',
+                          links => { 'modules/x.so' => $path });
+    # runs a complete configuration file of your own instead of the generated
+    # layout ($TEST_NGINX_* substituted; globals go to nginx -g; links are
+    # symlinks made inside the prefix first).
     my $res = http_get($srv, $path, \%headers, $timeout);
     # {status, reason, protocol, headers => {lc name => [values]}, body,
     #  raw, error}; HTTP/1.1, Host from %headers or localhost,
@@ -420,6 +425,8 @@ sub _prepare_server() {
         http_config => $a{http_config},
         config      => $a{config},
         main_config => $a{main_config},
+        full_conf   => $a{conf},
+        globals     => $a{globals},
         pid         => undef,
     };
     $srv->{vars} = {
@@ -429,6 +436,11 @@ sub _prepare_server() {
         TEST_NGINX_HTML_DIR    => "$prefix/html",
         TEST_NGINX_PREFIX      => $prefix,
     };
+    for my $link (sort keys %{ $a{links} || {} }) {
+        my $path = "$prefix/$link";
+        File::Path::make_path(File::Basename::dirname($path));
+        symlink $a{links}{$link}, $path or die "symlink $path: $!\n";
+    }
     _write_conf($srv);
     return $srv;
 }
@@ -437,6 +449,7 @@ sub _conf_text() {
     my ($srv) = @_;
     my $p = $srv->{prefix};
     my $v = $srv->{vars};
+    return _subst($srv->{full_conf}, $v) if defined $srv->{full_conf};
     my $line1 = join ' ',
         (map { "load_module $_;" } _modules()),
         'daemon off;', 'master_process on;',
@@ -469,7 +482,8 @@ sub _write_conf() {
 sub _nginx_cmd() {
     my ($srv, @extra) = @_;
     return (_binary(), @extra, '-p', "$srv->{prefix}/", '-e', $srv->{error_log},
-            '-c', $srv->{conf});
+            '-c', $srv->{conf},
+            (defined $srv->{globals} ? ('-g', $srv->{globals}) : ()));
 }
 
 # fork + exec with stdin from /dev/null and stdout+stderr appended to $out.

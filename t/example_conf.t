@@ -1,0 +1,64 @@
+# nginx.conf.example is the quick start: it must pass nginx -t and route as
+# README and `make demo` say.  It runs here on free ports instead of the
+# fixed 8080/9001/9002.
+use strict;
+use warnings;
+use Cwd ();
+use lib 't/lib';
+use Test::Nginx::Dynroute;
+
+my ($module) = grep { length } split ' ',
+    (defined $ENV{TEST_NGINX_LOAD_MODULES} ? $ENV{TEST_NGINX_LOAD_MODULES}
+                                           : 'build/ngx_http_dynroute_module.so');
+
+if (!$module || $module !~ /ngx_http_dynroute_module\.so$/) {
+    Test::More::plan(skip_all => 'the example loads the dynamic module');
+}
+
+open my $fh, '<', 'nginx.conf.example' or die "nginx.conf.example: $!\n";
+my $conf = do { local $/; <$fh> };
+close $fh;
+
+like($conf, qr/^load_module modules\/ngx_http_dynroute_module\.so;$/m,
+     'the example loads the module the Debian way');
+
+$conf =~ s/127\.0\.0\.1:8080/127.0.0.1:\$TEST_NGINX_SERVER_PORT/g;
+$conf =~ s/127\.0\.0\.1:9001/127.0.0.1:\$TEST_NGINX_PORT2/g;
+$conf =~ s/127\.0\.0\.1:9002/127.0.0.1:\$TEST_NGINX_PORT3/g;
+
+my $srv = start_nginx(
+    conf    => $conf,
+    globals => 'daemon off;' . ($> == 0 ? ' user root;' : ''),
+    links   => { 'modules/ngx_http_dynroute_module.so' =>
+                     Cwd::abs_path($module) },
+);
+
+my @cases = (
+    # Host header,          rule,                          body
+    ['a.example.com',      'a.example.com',               qr/^service_a answered for a\.example\.com$/],
+    ['api.a.example.com',  '*.a.example.com',             qr/^service_a answered/],
+    ['www.example.org',    'www.example.*',               qr/^service_b answered/],
+    ['acme.t.example.com', '~^(?<tenant>[a-z]+)\.t\.example\.com$',
+                                                          qr/tenant: acme\)$/],
+    ['apples.io',          '~^a',                         qr/^service_a answered/],
+    ['other.net',          'default',                     qr/^service_b answered/],
+    ["127.0.0.1:$srv->{port}", 'ip',                      qr/^served locally for 127\.0\.0\.1$/],
+);
+
+for my $c (@cases) {
+    my ($host, $rule, $body) = @$c;
+    my $res = http_get($srv, '/', { Host => $host });
+    is($res->{status}, 200, "$host: 200");
+    is($res->{headers}{'x-dynroute-rule'}[0], $rule, "$host: rule $rule")
+        unless $rule eq 'ip';
+    like($res->{body}, $body, "$host: body");
+}
+
+my $res = http_raw($srv, "POST /health HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                       . "Content-Length: 0\r\nConnection: close\r\n\r\n");
+is($res->{status}, 200, 'health: 200');
+is($res->{body}, '"i am alive"', 'health: body');
+
+error_log_ok(stop_nginx($srv), 'the example ran without alert/crit/crash');
+
+done_testing();
