@@ -21,7 +21,7 @@ PACKAGES := nginx nginx-dev libpcre2-dev g++ make cmake pkg-config \
 SOURCE_PACKAGES := dpkg-dev zlib1g-dev libpcre2-dev libssl-dev
 
 .PHONY: deps module unit prove test demo demo-stop source-build \
-        test-source check-example clean
+        source-build-static test-source test-static check-example clean
 
 deps:
 	@scripts/apt-install $(PACKAGES)
@@ -67,20 +67,36 @@ $(SRCTREE)/.unpacked:
 	    || { tail -20 $(SRCTREE)/apt-source.log; exit 1; }
 	touch $@
 
-source-build: $(SRCTREE)/.unpacked
-	cd $(SRCTREE)/nginx-1.*/ && ./configure --with-compat --with-debug \
-	    --with-threads --with-http_ssl_module --with-http_realip_module \
-	    --with-http_auth_request_module --with-pcre-jit \
-	    --add-dynamic-module=$(REPO) > $(SRCTREE)/configure.log 2>&1 \
-	    || { tail -30 $(SRCTREE)/configure.log; exit 1; }
-	$(MAKE) -C $(SRCTREE)/nginx-1.*/ -j2 > $(SRCTREE)/make.log 2>&1 \
-	    || { tail -40 $(SRCTREE)/make.log; exit 1; }
-	@echo "built: $$(ls $(SRCTREE)/nginx-1.*/objs/nginx)"
+# $(1): dynamic or static; $(2): the configure option that adds the module
+define source_build
+	cd $(SRCTREE)/nginx-1.*/ && ./configure --builddir=objs-$(1) \
+	    --with-compat --with-debug --with-threads --with-http_ssl_module \
+	    --with-http_realip_module --with-http_auth_request_module \
+	    --with-pcre-jit $(2)=$(REPO) > $(SRCTREE)/configure-$(1).log 2>&1 \
+	    || { tail -30 $(SRCTREE)/configure-$(1).log; exit 1; }
+	$(MAKE) -C $(SRCTREE)/nginx-1.*/ -f objs-$(1)/Makefile -j2 \
+	    > $(SRCTREE)/make-$(1).log 2>&1 \
+	    || { tail -40 $(SRCTREE)/make-$(1).log; exit 1; }
+	@echo "built: $$(ls $(SRCTREE)/nginx-1.*/objs-$(1)/nginx)"
+endef
 
+source-build: $(SRCTREE)/.unpacked
+	$(call source_build,dynamic,--add-dynamic-module)
+
+source-build-static: $(SRCTREE)/.unpacked
+	$(call source_build,static,--add-module)
+
+# The same prove suite against nginx built from source, with the module
+# loaded dynamically, then compiled in.
 test-source: source-build
-	d=$$(ls -d $(SRCTREE)/nginx-1.*/objs); \
+	d=$$(ls -d $(SRCTREE)/nginx-1.*/objs-dynamic); \
 	TEST_NGINX_BINARY=$$d/nginx \
 	TEST_NGINX_LOAD_MODULES=$$d/ngx_http_dynroute_module.so \
+	    prove -I t/lib t/*.t
+
+test-static: source-build-static
+	d=$$(ls -d $(SRCTREE)/nginx-1.*/objs-static); \
+	TEST_NGINX_BINARY=$$d/nginx TEST_NGINX_LOAD_MODULES= \
 	    prove -I t/lib t/*.t
 
 # ---- demo ------------------------------------------------------------------
