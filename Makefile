@@ -16,7 +16,7 @@ DEVTREE := $(BUILD)/nginx-dev
 # Route B: nginx from Debian's source package, as users of upstream nginx do.
 SRCTREE := $(BUILD)/nginx-source
 
-PACKAGES := nginx nginx-dev libpcre2-dev g++ make cmake pkg-config \
+PACKAGES := nginx nginx-dev libpcre2-dev g++ make cmake pkg-config dpkg-dev \
             libgtest-dev perl libtest-base-perl libtext-diff-perl curl
 SOURCE_PACKAGES := dpkg-dev zlib1g-dev libpcre2-dev libssl-dev
 

@@ -189,14 +189,13 @@ backend:$TEST_NGINX_PORT2:proxied.example
 --- http_config
     server {
         listen 127.0.0.1:$TEST_NGINX_PORT3;
-        location / { return 200 "aaa bbb aaa"; }
+        location / { return 200 'x <!--# echo var="nothing" default="bbb" --> x'; }
     }
 --- config
     location / {
         proxy_pass http://127.0.0.1:$TEST_NGINX_PORT3;
-        sub_filter_types *;
-        sub_filter_once off;
-        sub_filter "aaa" "x";
+        ssi on;
+        ssi_types *;
     }
 --- request
 GET /
