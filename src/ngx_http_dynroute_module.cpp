@@ -77,9 +77,7 @@ static ngx_http_dynroute_ctx_t *ngx_http_dynroute_decide(
     ngx_http_request_t *r, ngx_http_dynroute_table_t *table) noexcept;
 static void ngx_http_dynroute_ctx_cleanup(void *data) noexcept;
 
-static ngx_int_t ngx_http_dynroute_upstream_variable(ngx_http_request_t *r,
-    ngx_http_variable_value_t *v, uintptr_t data) noexcept;
-static ngx_int_t ngx_http_dynroute_rule_variable(ngx_http_request_t *r,
+static ngx_int_t ngx_http_dynroute_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data) noexcept;
 static ngx_int_t ngx_http_dynroute_capture_not_found(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data) noexcept;
@@ -169,11 +167,11 @@ ngx_module_t  ngx_http_dynroute_module = {
 
 static ngx_http_variable_t  ngx_http_dynroute_vars[] = {
 
-    { ngx_string("dynroute_upstream"), NULL,
-      ngx_http_dynroute_upstream_variable, 0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+    { ngx_string("dynroute_upstream"), NULL, ngx_http_dynroute_variable,
+      offsetof(ngx_http_dynroute_rule_t, target), NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
-    { ngx_string("dynroute_rule"), NULL,
-      ngx_http_dynroute_rule_variable, 0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+    { ngx_string("dynroute_rule"), NULL, ngx_http_dynroute_variable,
+      offsetof(ngx_http_dynroute_rule_t, text), NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
       ngx_http_null_variable
 };
@@ -389,44 +387,33 @@ ngx_http_dynroute_variable_ctx(ngx_http_request_t *r) noexcept
 }
 
 
+/*
+ * $dynroute_upstream and $dynroute_rule: data is the offset of the string in
+ * the matched rule.  A named location is not an upstream.
+ */
+
 static ngx_int_t
-ngx_http_dynroute_upstream_variable(ngx_http_request_t *r,
+ngx_http_dynroute_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data) noexcept
 {
+    ngx_str_t                *s;
     ngx_http_dynroute_ctx_t  *ctx;
 
     ctx = ngx_http_dynroute_variable_ctx(r);
 
-    if (ctx == NULL || ctx->rule == NULL || ctx->rule->named) {
+    if (ctx == NULL || ctx->rule == NULL
+        || (data == offsetof(ngx_http_dynroute_rule_t, target)
+            && ctx->rule->named))
+    {
         v->not_found = 1;
         return NGX_OK;
     }
 
-    v->data = ctx->rule->target.data;
-    v->len = ctx->rule->target.len;
-    v->valid = 1;
-    v->no_cacheable = 1;
-    v->not_found = 0;
+    s = reinterpret_cast<ngx_str_t *>(
+            reinterpret_cast<u_char *>(ctx->rule) + data);
 
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_http_dynroute_rule_variable(ngx_http_request_t *r,
-    ngx_http_variable_value_t *v, uintptr_t data) noexcept
-{
-    ngx_http_dynroute_ctx_t  *ctx;
-
-    ctx = ngx_http_dynroute_variable_ctx(r);
-
-    if (ctx == NULL || ctx->rule == NULL) {
-        v->not_found = 1;
-        return NGX_OK;
-    }
-
-    v->data = ctx->rule->text.data;
-    v->len = ctx->rule->text.len;
+    v->data = s->data;
+    v->len = s->len;
     v->valid = 1;
     v->no_cacheable = 1;
     v->not_found = 0;
