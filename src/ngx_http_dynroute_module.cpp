@@ -168,7 +168,8 @@ ngx_module_t  ngx_http_dynroute_module = {
 static ngx_http_variable_t  ngx_http_dynroute_vars[] = {
 
     { ngx_string("dynroute_upstream"), NULL, ngx_http_dynroute_variable,
-      offsetof(ngx_http_dynroute_rule_t, target), NGX_HTTP_VAR_NOCACHEABLE, 0 },
+      offsetof(ngx_http_dynroute_rule_t, target),
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     { ngx_string("dynroute_rule"), NULL, ngx_http_dynroute_variable,
       offsetof(ngx_http_dynroute_rule_t, text), NGX_HTTP_VAR_NOCACHEABLE, 0 },
