@@ -1,4 +1,6 @@
+#define PCRE2_CODE_UNIT_WIDTH 8
 #include <gtest/gtest.h>
+#include <pcre2.h>
 
 #include <algorithm>
 #include <map>
@@ -130,6 +132,14 @@ TEST(Table, RegexCaptures)
     EXPECT_TRUE(t.group(1, b, e));
     EXPECT_FALSE(t.group(2, b, e));  // optional group that did not match
     EXPECT_FALSE(t.group(7, b, e));  // no such group
+}
+
+TEST(Table, RegexesAreJitCompiledWhereThePcre2BuildCan)
+{
+    uint32_t jit = 0;
+    pcre2_config(PCRE2_CONFIG_JIT, &jit);
+    Regex re("^(?<sub>[a-z]+)\\.example\\.com$", false);
+    EXPECT_EQ(re.jit(), jit == 1);
 }
 
 TEST(Table, Conflicts)
