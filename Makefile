@@ -63,8 +63,7 @@ check-example: module
 $(SRCTREE)/.unpacked:
 	@scripts/apt-install --source $(SOURCE_PACKAGES)
 	rm -rf $(SRCTREE) && mkdir -p $(SRCTREE)
-	cd $(SRCTREE) && apt-get source -q nginx > $(SRCTREE)/apt-source.log 2>&1 \
-	    || { tail -20 $(SRCTREE)/apt-source.log; exit 1; }
+	cd $(SRCTREE) && $(REPO)/scripts/fetch-nginx-source
 	touch $@
 
 # $(1): dynamic or static; $(2): the configure option that adds the module
