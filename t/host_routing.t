@@ -424,3 +424,30 @@ GET /
 X-Upstream: 127.0.0.1:$TEST_NGINX_PORT2
 --- response_body
 A
+
+
+
+=== TEST 19: an error_page redirect keeps the decision and does not loop
+--- http_config
+    upstream down { server 127.0.0.1:1; }
+    dynroute_table edge {
+        default  down;
+    }
+--- config
+    dynroute edge;
+    location / {
+        error_page 502 = @down;
+        proxy_pass http://$dynroute_upstream;
+    }
+    location @down {
+        return 503 "$dynroute_upstream is down ($dynroute_rule)\n";
+    }
+--- request
+GET /
+--- error_code: 503
+--- response_body
+down is down (default)
+--- error_log
+connect() failed
+--- no_error_log
+rewrite or internal redirection cycle

@@ -195,3 +195,35 @@ Host: maintenance.example.com
 A/page?x=1
 --- no_error_log
 [error]
+
+
+
+=== TEST 7: subrequests (SSI) decide for themselves and may jump
+--- http_config
+    upstream service_a { server 127.0.0.1:$TEST_NGINX_PORT2; }
+    server { listen 127.0.0.1:$TEST_NGINX_PORT2; return 200 "A$request_uri"; }
+    dynroute_table edge {
+        ip       @local;
+        default  service_a;
+    }
+--- config
+    location = /page {
+        ssi on;
+        ssi_types *;
+        return 200 '[<!--# include virtual="/sub/1" -->][<!--# include virtual="/sub/2" -->]';
+    }
+    location /sub/ {
+        dynroute edge;
+        proxy_pass http://$dynroute_upstream;
+    }
+    location @local {
+        return 200 "local$uri";
+    }
+--- request eval
+["GET /page", "GET /page"]
+--- more_headers eval
+["Host: 10.0.0.1", "Host: a.example.com"]
+--- response_body eval
+["[local/sub/1][local/sub/2]", "[A/sub/1][A/sub/2]"]
+--- no_error_log
+[error]
