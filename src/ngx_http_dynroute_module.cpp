@@ -74,7 +74,8 @@ static ngx_int_t ngx_http_dynroute_handler(ngx_http_request_t *r) noexcept;
 static ngx_http_dynroute_ctx_t *ngx_http_dynroute_get_ctx(
     ngx_http_request_t *r) noexcept;
 static ngx_http_dynroute_ctx_t *ngx_http_dynroute_decide(
-    ngx_http_request_t *r, ngx_http_dynroute_table_t *table) noexcept;
+    ngx_http_request_t *r, ngx_http_dynroute_ctx_t *ctx,
+    ngx_http_dynroute_table_t *table) noexcept;
 static void ngx_http_dynroute_ctx_cleanup(void *data) noexcept;
 
 static ngx_int_t ngx_http_dynroute_variable(ngx_http_request_t *r,
@@ -226,7 +227,7 @@ ngx_http_dynroute_handler(ngx_http_request_t *r) noexcept
     ctx = ngx_http_dynroute_get_ctx(r);
 
     if (ctx == NULL || ctx->table != table) {
-        ctx = ngx_http_dynroute_decide(r, table);
+        ctx = ngx_http_dynroute_decide(r, ctx, table);
         if (ctx == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
@@ -286,18 +287,17 @@ ngx_http_dynroute_get_ctx(ngx_http_request_t *r) noexcept
 }
 
 
+/* ctx: the request's context if it has one already, or NULL */
+
 static ngx_http_dynroute_ctx_t *
-ngx_http_dynroute_decide(ngx_http_request_t *r,
+ngx_http_dynroute_decide(ngx_http_request_t *r, ngx_http_dynroute_ctx_t *ctx,
     ngx_http_dynroute_table_t *table) noexcept
 {
     size_t                        begin, end;
     ngx_str_t                     host;
     ngx_pool_cleanup_t           *cln;
     dynroute::Decision            d;
-    ngx_http_dynroute_ctx_t      *ctx;
     ngx_http_variable_value_t    *vv;
-
-    ctx = ngx_http_dynroute_get_ctx(r);
 
     if (ctx == NULL) {
         cln = ngx_pool_cleanup_add(r->pool, sizeof(ngx_http_dynroute_ctx_t));
@@ -384,7 +384,7 @@ ngx_http_dynroute_variable_ctx(ngx_http_request_t *r) noexcept
         return NULL;
     }
 
-    return ngx_http_dynroute_decide(r, dlcf->use->table);
+    return ngx_http_dynroute_decide(r, NULL, dlcf->use->table);
 }
 
 
