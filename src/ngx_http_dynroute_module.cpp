@@ -179,9 +179,18 @@ static ngx_http_variable_t  ngx_http_dynroute_vars[] = {
 };
 
 
-static ngx_str_t  ngx_http_dynroute_kw_default = ngx_string("default");
-static ngx_str_t  ngx_http_dynroute_kw_ip = ngx_string("ip");
 static ngx_str_t  ngx_http_dynroute_none = ngx_string("(none)");
+
+
+/* a configuration word equals a keyword */
+
+static bool
+ngx_http_dynroute_is(const ngx_str_t &word, const char *keyword) noexcept
+{
+    size_t  len = ngx_strlen(keyword);
+
+    return word.len == len && ngx_strncmp(word.data, keyword, len) == 0;
+}
 
 
 /* the host as in $host: the validated Host header, or the server name */
@@ -535,9 +544,7 @@ ngx_http_dynroute_table_rule(ngx_conf_t *cf, ngx_command_t *dummy,
 
     value = static_cast<ngx_str_t *>(cf->args->elts);
 
-    if (cf->args->nelts == 2
-        && value[0].len == 7 && ngx_strncmp(value[0].data, "include", 7) == 0)
-    {
+    if (cf->args->nelts == 2 && ngx_http_dynroute_is(value[0], "include")) {
         return ngx_conf_include(cf, dummy, conf);
     }
 
@@ -566,14 +573,10 @@ ngx_http_dynroute_table_rule(ngx_conf_t *cf, ngx_command_t *dummy,
         id = static_cast<dynroute::RuleId>(table->rules.size());
         table->rules.push_back(rule);
 
-        if (value[0].len == ngx_http_dynroute_kw_default.len
-            && ngx_strncmp(value[0].data, "default", 7) == 0)
-        {
+        if (ngx_http_dynroute_is(value[0], "default")) {
             table->builder->set_default(id);
 
-        } else if (value[0].len == ngx_http_dynroute_kw_ip.len
-                   && ngx_strncmp(value[0].data, "ip", 2) == 0)
-        {
+        } else if (ngx_http_dynroute_is(value[0], "ip")) {
             table->builder->set_ip(id);
 
         } else {
@@ -719,7 +722,7 @@ ngx_http_dynroute(ngx_conf_t *cf, ngx_command_t *cmd, void *conf) noexcept
 
     value = static_cast<ngx_str_t *>(cf->args->elts);
 
-    if (value[1].len == 3 && ngx_strncmp(value[1].data, "off", 3) == 0) {
+    if (ngx_http_dynroute_is(value[1], "off")) {
         dlcf->use = NULL;
         return NGX_CONF_OK;
     }
