@@ -112,3 +112,6 @@ demo-stop:
 
 clean:
 	rm -rf $(BUILD) t/servroot*
+
+# Further targets, one file per concern (benchmarks, hardening, browser).
+include $(wildcard mk/*.mk)
