@@ -1,0 +1,149 @@
+// Rollouts: canary, A/B/n and blue/green splits between upstreams.
+//
+// A rollout has two or more variants, each with a weight in hundredths of a
+// percent.  A request's variant is chosen, in this order, by an override
+// value (from a header or a cookie: "always", "never" or a variant's name),
+// by the client's address (source CIDRs), then by its key through weighted
+// rendezvous hashing:
+//
+//   score(v) = -ln(u(v)) / weight(v),  u(v) = hash(rollout, variant, key)
+//
+// and the lowest score wins.  So the variant is a pure function of the
+// rollout's name, the key and the weights: the same in every worker, after a
+// reload and on every instance with the same configuration.  The hash is
+// salted with the rollout's name, so two rollouts on the same key are
+// independent; and raising one variant's weight at the expense of another
+// moves keys only into the first and only out of the second.
+//
+// A Rollout is immutable once finished and holds all of its state, so that
+// a run-time change can build a new one and swap a single pointer.  Pure
+// C++17, no nginx headers; pick() and friends never throw or allocate.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "table.hpp"  // ConfigError
+
+namespace dynroute {
+
+// 100 % in the unit of weights: 0.01 %.
+inline constexpr std::uint32_t weight_scale = 10000;
+
+struct WeightSpec {
+    std::uint32_t value = 0;  // in 0.01 %
+    bool rest = false;        // "*": whatever the other variants leave
+};
+
+// "25%", "0.5%", "33.33%", "100%", or "*".  Throws ConfigError.
+WeightSpec parse_weight(std::string_view text);
+
+// Formats a weight in 0.01 % as "12.5%".
+std::string format_weight(std::uint32_t value);
+
+// An IPv4 (4 bytes) or IPv6 (16 bytes) address, network byte order.
+struct Address {
+    unsigned char family = 0;  // 4 or 6; 0 matches no CIDR
+    unsigned char bytes[16] = {};
+};
+
+struct Cidr {
+    Address net;
+    unsigned prefix = 0;
+    bool host_bits = false;  // "10.0.0.1/8": bits below the prefix were set
+};
+
+// "10.0.0.0/8", "2001:db8::/32", "127.0.0.1" (a single address).  Host bits
+// below the prefix are cleared and reported.  Throws ConfigError.
+Cidr parse_cidr(std::string_view text);
+
+// An IPv4-mapped IPv6 address (::ffff:a.b.c.d) matches IPv4 CIDRs.
+bool cidr_match(const Cidr &cidr, const Address &addr) noexcept;
+
+// The value of cookie `name` in one Cookie header ("a=1; b=2"), or false.
+bool find_cookie(std::string_view header, std::string_view name,
+                 std::string_view &value) noexcept;
+
+// A 64-bit hash of bytes, independent of the host's byte order.
+std::uint64_t hash_bytes(std::string_view s, std::uint64_t seed) noexcept;
+
+class Rollout {
+public:
+    explicit Rollout(std::string_view name);
+
+    // Throws ConfigError: a bad weight, a duplicate or reserved name, a
+    // second "*".  Returns the variant's index.
+    std::size_t add_variant(std::string_view name, std::string_view weight);
+
+    // Throw ConfigError for an unknown variant.
+    void add_source(const Cidr &cidr, std::string_view variant);
+    void set_primary(std::string_view variant);
+
+    // Checks the weights (they sum to 100 %, or "*" takes the rest) and that
+    // there are two variants at least.  Throws ConfigError.
+    void finish();
+
+    // Request time: never throw, never allocate.
+
+    // "always": the first variant that is not the primary; "never": the
+    // primary; a variant's name: that variant; anything else: npos.
+    std::size_t by_override(std::string_view value) const noexcept;
+
+    // The variant of the first source CIDR that matches, or npos.
+    std::size_t by_source(const Address &addr) const noexcept;
+
+    // Weighted rendezvous hashing of the key.
+    std::size_t by_weight(std::string_view key) const noexcept;
+
+    // What a request offers, each part optional but the key.
+    struct Inputs {
+        const std::string_view *header = nullptr;  // the override header
+        const std::string_view *cookie = nullptr;  // the override cookie
+        const Address *address = nullptr;          // the client
+        std::string_view key;                      // the stickiness key
+    };
+
+    // The override order: header, cookie, source, then weight.
+    std::size_t pick(const Inputs &in) const noexcept;
+
+    static constexpr std::size_t npos = static_cast<std::size_t>(-1);
+
+    const std::string &name() const noexcept { return name_; }
+    std::size_t size() const noexcept { return variants_.size(); }
+    const std::string &variant(std::size_t i) const noexcept
+    {
+        return variants_[i].name;
+    }
+    std::uint32_t weight(std::size_t i) const noexcept
+    {
+        return variants_[i].weight;
+    }
+    std::size_t primary() const noexcept { return primary_; }
+    std::size_t find(std::string_view variant) const noexcept;
+
+private:
+    struct Variant {
+        std::string name;
+        std::uint32_t weight;
+        bool rest;
+        std::uint64_t seed;
+        double inverse;  // 1 / weight, 0 for a 0 % variant
+    };
+
+    struct Source {
+        Cidr cidr;
+        std::size_t variant;
+    };
+
+    std::string name_;
+    std::uint64_t seed_;
+    std::vector<Variant> variants_;
+    std::vector<Source> sources_;
+    std::size_t primary_ = 0;
+    std::size_t always_ = 0;
+};
+
+}  // namespace dynroute
