@@ -20,6 +20,7 @@ typedef struct {
     ngx_str_t                  text;     /* as written; $dynroute_rule */
     ngx_str_t                  target;   /* upstream name or "@location" */
     ngx_uint_t                 named;    /* target is a named location */
+    ngx_http_dynroute_rollout_t *rollout; /* target is a rollout */
     u_char                    *file;
     ngx_uint_t                 line;
 } ngx_http_dynroute_rule_t;
@@ -54,18 +55,13 @@ struct ngx_http_dynroute_use_t {
 };
 
 
-typedef struct {
-    ngx_array_t                tables;   /* ngx_http_dynroute_table_t * */
-    ngx_array_t                uses;     /* ngx_http_dynroute_use_t * */
-} ngx_http_dynroute_main_conf_t;
-
-
 /* Per request; kept in a pool cleanup so that it survives the jump to a
  * named location, which clears module contexts. */
 typedef struct {
     ngx_http_request_t        *request;
     ngx_http_dynroute_table_t *table;
     ngx_http_dynroute_rule_t  *rule;     /* NULL: no rule matched */
+    ngx_uint_t                 variant;  /* of rule->rollout */
     unsigned                   jumped:1;
 } ngx_http_dynroute_ctx_t;
 
@@ -109,6 +105,13 @@ static ngx_command_t  ngx_http_dynroute_commands[] = {
     { ngx_string("dynroute_table"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_BLOCK|NGX_CONF_TAKE1,
       ngx_http_dynroute_table_block,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("dynroute_rollout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_BLOCK|NGX_CONF_TAKE1,
+      ngx_http_dynroute_rollout_block,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
       NULL },
@@ -166,31 +169,33 @@ ngx_module_t  ngx_http_dynroute_module = {
 }
 
 
+enum {
+    NGX_HTTP_DYNROUTE_VAR_UPSTREAM,
+    NGX_HTTP_DYNROUTE_VAR_RULE,
+    NGX_HTTP_DYNROUTE_VAR_VARIANT,
+    NGX_HTTP_DYNROUTE_VAR_PRIMARY
+};
+
+
 static ngx_http_variable_t  ngx_http_dynroute_vars[] = {
 
     { ngx_string("dynroute_upstream"), NULL, ngx_http_dynroute_variable,
-      offsetof(ngx_http_dynroute_rule_t, target),
-      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+      NGX_HTTP_DYNROUTE_VAR_UPSTREAM, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     { ngx_string("dynroute_rule"), NULL, ngx_http_dynroute_variable,
-      offsetof(ngx_http_dynroute_rule_t, text), NGX_HTTP_VAR_NOCACHEABLE, 0 },
+      NGX_HTTP_DYNROUTE_VAR_RULE, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("dynroute_variant"), NULL, ngx_http_dynroute_variable,
+      NGX_HTTP_DYNROUTE_VAR_VARIANT, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("dynroute_primary"), NULL, ngx_http_dynroute_variable,
+      NGX_HTTP_DYNROUTE_VAR_PRIMARY, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
       ngx_http_null_variable
 };
 
 
 static ngx_str_t  ngx_http_dynroute_none = ngx_string("(none)");
-
-
-/* a configuration word equals a keyword */
-
-static bool
-ngx_http_dynroute_is(const ngx_str_t &word, const char *keyword) noexcept
-{
-    size_t  len = ngx_strlen(keyword);
-
-    return word.len == len && ngx_strncmp(word.data, keyword, len) == 0;
-}
 
 
 /* the host as in $host: the validated Host header, or the server name */
@@ -336,6 +341,11 @@ ngx_http_dynroute_decide(ngx_http_request_t *r, ngx_http_dynroute_ctx_t *ctx,
     ctx->table = table;
     ctx->jumped = 0;
     ctx->rule = (d.rule == dynroute::no_rule) ? NULL : &table->rules[d.rule];
+    ctx->variant = 0;
+
+    if (ctx->rule && ctx->rule->rollout) {
+        ctx->variant = ngx_http_dynroute_rollout_pick(r, ctx->rule->rollout);
+    }
 
     if (d.regex >= 0) {
         for (const auto &c : table->captures[d.regex]) {
@@ -398,29 +408,63 @@ ngx_http_dynroute_variable_ctx(ngx_http_request_t *r) noexcept
 
 
 /*
- * $dynroute_upstream and $dynroute_rule: data is the offset of the string in
- * the matched rule.  A named location is not an upstream.
+ * $dynroute_upstream: the rule's upstream, or its rollout's chosen variant's;
+ * $dynroute_rule: the rule as written; $dynroute_variant: the chosen
+ * variant's name (rollouts only); $dynroute_primary: the rollout's primary
+ * upstream, or the rule's upstream.  A named location is not an upstream.
  */
 
 static ngx_int_t
 ngx_http_dynroute_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data) noexcept
 {
-    ngx_str_t                *s;
-    ngx_http_dynroute_ctx_t  *ctx;
+    ngx_str_t                    *s;
+    ngx_http_dynroute_ctx_t      *ctx;
+    ngx_http_dynroute_rule_t     *rule;
+    ngx_http_dynroute_rollout_t  *ro;
 
     ctx = ngx_http_dynroute_variable_ctx(r);
 
-    if (ctx == NULL || ctx->rule == NULL
-        || (data == offsetof(ngx_http_dynroute_rule_t, target)
-            && ctx->rule->named))
-    {
+    if (ctx == NULL || ctx->rule == NULL) {
         v->not_found = 1;
         return NGX_OK;
     }
 
-    s = reinterpret_cast<ngx_str_t *>(
-            reinterpret_cast<u_char *>(ctx->rule) + data);
+    rule = ctx->rule;
+    ro = rule->rollout;
+    s = NULL;
+
+    switch (data) {
+
+    case NGX_HTTP_DYNROUTE_VAR_RULE:
+        s = &rule->text;
+        break;
+
+    case NGX_HTTP_DYNROUTE_VAR_VARIANT:
+        s = ro ? &ro->variants[ctx->variant].name : NULL;
+        break;
+
+    case NGX_HTTP_DYNROUTE_VAR_PRIMARY:
+        if (ro) {
+            s = &ro->variants[ro->core->primary()].upstream;
+            break;
+        }
+
+        /* fall through */
+
+    default: /* NGX_HTTP_DYNROUTE_VAR_UPSTREAM */
+        if (ro) {
+            s = &ro->variants[ctx->variant].upstream;
+
+        } else if (!rule->named) {
+            s = &rule->target;
+        }
+    }
+
+    if (s == NULL) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
 
     v->data = s->data;
     v->len = s->len;
@@ -559,6 +603,7 @@ ngx_http_dynroute_table_rule(ngx_conf_t *cf, ngx_command_t *dummy,
     rule.text = value[0];
     rule.target = value[1];
     rule.named = (value[1].len && value[1].data[0] == '@');
+    rule.rollout = NULL;
     rule.file = cf->conf_file->file.name.data;
     rule.line = cf->conf_file->line;
 
@@ -801,6 +846,13 @@ ngx_http_dynroute_create_main_conf(ngx_conf_t *cf) noexcept
         return NULL;
     }
 
+    if (ngx_array_init(&dmcf->rollouts, cf->pool, 4,
+                       sizeof(ngx_http_dynroute_rollout_t *))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
     return dmcf;
 }
 
@@ -846,9 +898,8 @@ ngx_http_dynroute_merge_loc_conf(ngx_conf_t *cf, void *parent,
  * would otherwise be resolved through DNS at request time.
  */
 
-static ngx_int_t
-ngx_http_dynroute_check_upstreams(ngx_conf_t *cf,
-    ngx_http_dynroute_table_t *table) noexcept
+ngx_http_upstream_srv_conf_t *
+ngx_http_dynroute_find_upstream(ngx_conf_t *cf, const ngx_str_t &name) noexcept
 {
     ngx_uint_t                       i;
     ngx_http_upstream_srv_conf_t   **uscfp;
@@ -858,30 +909,41 @@ ngx_http_dynroute_check_upstreams(ngx_conf_t *cf,
                ngx_http_conf_get_module_main_conf(cf,
                                                   ngx_http_upstream_module));
 
-    for (const auto &rule : table->rules) {
+    uscfp = static_cast<ngx_http_upstream_srv_conf_t **>(
+                umcf->upstreams.elts);
+
+    for (i = 0; i < umcf->upstreams.nelts; i++) {
+        if ((uscfp[i]->flags & NGX_HTTP_UPSTREAM_CREATE)
+            && uscfp[i]->host.len == name.len
+            && ngx_strncasecmp(uscfp[i]->host.data, name.data, name.len) == 0)
+        {
+            return uscfp[i];
+        }
+    }
+
+    return NULL;
+}
+
+
+static ngx_int_t
+ngx_http_dynroute_check_upstreams(ngx_conf_t *cf,
+    ngx_http_dynroute_main_conf_t *dmcf, ngx_http_dynroute_table_t *table)
+    noexcept
+{
+    for (auto &rule : table->rules) {
         if (rule.named) {
             continue;
         }
 
-        uscfp = static_cast<ngx_http_upstream_srv_conf_t **>(
-                    umcf->upstreams.elts);
+        rule.rollout = ngx_http_dynroute_rollout_find(dmcf, rule.target);
 
-        for (i = 0; i < umcf->upstreams.nelts; i++) {
-            if ((uscfp[i]->flags & NGX_HTTP_UPSTREAM_CREATE)
-                && uscfp[i]->host.len == rule.target.len
-                && ngx_strncasecmp(uscfp[i]->host.data, rule.target.data,
-                                   rule.target.len)
-                   == 0)
-            {
-                break;
-            }
-        }
-
-        if (i == umcf->upstreams.nelts) {
+        if (rule.rollout == NULL
+            && ngx_http_dynroute_find_upstream(cf, rule.target) == NULL)
+        {
             ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                           "unknown upstream \"%V\" in dynroute table \"%V\": "
-                          "a target must be an upstream{} block or a named "
-                          "location in %s:%ui",
+                          "a target must be an upstream{} block, a "
+                          "dynroute_rollout or a named location in %s:%ui",
                           &rule.target, &table->name, rule.file, rule.line);
             return NGX_ERROR;
         }
@@ -960,16 +1022,25 @@ ngx_http_dynroute_init(ngx_conf_t *cf) noexcept
     ngx_http_dynroute_use_t       **up;
     ngx_http_dynroute_table_t     **tp;
     ngx_http_core_main_conf_t      *cmcf;
+    ngx_http_dynroute_rollout_t   **rp;
     ngx_http_dynroute_main_conf_t  *dmcf;
 
     dmcf = static_cast<ngx_http_dynroute_main_conf_t *>(
                ngx_http_conf_get_module_main_conf(cf,
                                                   ngx_http_dynroute_module));
 
+    rp = static_cast<ngx_http_dynroute_rollout_t **>(dmcf->rollouts.elts);
+
+    for (i = 0; i < dmcf->rollouts.nelts; i++) {
+        if (ngx_http_dynroute_rollout_check(cf, rp[i]) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
     tp = static_cast<ngx_http_dynroute_table_t **>(dmcf->tables.elts);
 
     for (i = 0; i < dmcf->tables.nelts; i++) {
-        if (ngx_http_dynroute_check_upstreams(cf, tp[i]) != NGX_OK) {
+        if (ngx_http_dynroute_check_upstreams(cf, dmcf, tp[i]) != NGX_OK) {
             return NGX_ERROR;
         }
     }

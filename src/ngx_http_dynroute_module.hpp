@@ -3,9 +3,12 @@
  */
 #pragma once
 
+#include <memory>
 #include <string_view>
+#include <vector>
 
 #include "ngx.hpp"
+#include "rollout.hpp"
 
 extern "C" {
 extern ngx_module_t  ngx_http_dynroute_module;
@@ -24,6 +27,63 @@ ngx_http_dynroute_view(const ngx_str_t &s) noexcept
 {
     return std::string_view(reinterpret_cast<const char *>(s.data), s.len);
 }
+
+/* One variant of a rollout, in the core's order. */
+typedef struct {
+    ngx_str_t                  name;
+    ngx_str_t                  upstream;
+    u_char                    *file;
+    ngx_uint_t                 line;
+} ngx_http_dynroute_variant_t;
+
+
+/*
+ * A "dynroute_rollout" block.  Allocated with new and deleted by a cleanup
+ * of the cycle pool.  The split itself (weights, overrides) is the core
+ * object alone, so that a run-time change can replace it in one store.
+ */
+struct ngx_http_dynroute_rollout_t {
+    ngx_str_t                                  name;
+    u_char                                    *file;
+    ngx_uint_t                                 line;
+    std::vector<ngx_http_dynroute_variant_t>   variants;
+    std::vector<ngx_int_t>                     keys;    /* variable indexes */
+    ngx_str_t                                  header;  /* empty: none */
+    ngx_str_t                                  cookie;  /* empty: none */
+    bool                                       sources;
+    std::unique_ptr<dynroute::Rollout>         core;
+};
+
+
+typedef struct {
+    ngx_array_t                tables;    /* ngx_http_dynroute_table_t * */
+    ngx_array_t                uses;      /* ngx_http_dynroute_use_t * */
+    ngx_array_t                rollouts;  /* ngx_http_dynroute_rollout_t * */
+} ngx_http_dynroute_main_conf_t;
+
+
+/* a configuration word equals a keyword */
+static inline bool
+ngx_http_dynroute_is(const ngx_str_t &word, const char *keyword) noexcept
+{
+    size_t  len = ngx_strlen(keyword);
+
+    return word.len == len && ngx_strncmp(word.data, keyword, len) == 0;
+}
+
+
+/* an upstream{} block of that name, or NULL */
+ngx_http_upstream_srv_conf_t *ngx_http_dynroute_find_upstream(ngx_conf_t *cf,
+    const ngx_str_t &name) noexcept;
+
+char *ngx_http_dynroute_rollout_block(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf) noexcept;
+ngx_http_dynroute_rollout_t *ngx_http_dynroute_rollout_find(
+    ngx_http_dynroute_main_conf_t *dmcf, const ngx_str_t &name) noexcept;
+ngx_int_t ngx_http_dynroute_rollout_check(ngx_conf_t *cf,
+    ngx_http_dynroute_rollout_t *rollout) noexcept;
+ngx_uint_t ngx_http_dynroute_rollout_pick(ngx_http_request_t *r,
+    ngx_http_dynroute_rollout_t *rollout) noexcept;
 
 char *ngx_http_dynroute_health(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf) noexcept;

@@ -1,0 +1,591 @@
+/*
+ * dynroute_rollout: canary, A/B/n and blue/green splits as table targets.
+ *
+ * The split itself lives in src/core/rollout.cpp; this file reads the block,
+ * checks it against the rest of the configuration, and gathers what a
+ * request offers (override header and cookie, client address, key) for the
+ * core to decide.
+ */
+
+#include <new>
+#include <string>
+#include <vector>
+
+#include "ngx_http_dynroute_module.hpp"
+
+
+/* what the block defers until all its variants are known */
+typedef struct {
+    ngx_str_t                  variant;
+    dynroute::Cidr             cidr;
+    u_char                    *file;
+    ngx_uint_t                 line;
+} ngx_http_dynroute_deferred_t;
+
+
+typedef struct {
+    ngx_http_dynroute_rollout_t                *rollout;
+    void                                       *http_ctx;
+    std::vector<ngx_http_dynroute_deferred_t>   sources;
+    ngx_http_dynroute_deferred_t                primary;
+    bool                                        has_primary;
+    bool                                        has_key;
+} ngx_http_dynroute_rollout_parse_t;
+
+
+static char *ngx_http_dynroute_rollout_line(ngx_conf_t *cf,
+    ngx_command_t *dummy, void *conf) noexcept;
+static char *ngx_http_dynroute_rollout_directive(ngx_conf_t *cf,
+    ngx_http_dynroute_rollout_parse_t *p, ngx_str_t *value);
+static char *ngx_http_dynroute_rollout_finish(ngx_conf_t *cf,
+    ngx_http_dynroute_rollout_parse_t *p);
+static void ngx_http_dynroute_rollout_cleanup(void *data) noexcept;
+
+
+#define ngx_http_dynroute_conf_error  static_cast<char *>(NGX_CONF_ERROR)
+
+
+ngx_http_dynroute_rollout_t *
+ngx_http_dynroute_rollout_find(ngx_http_dynroute_main_conf_t *dmcf,
+    const ngx_str_t &name) noexcept
+{
+    ngx_uint_t                     i;
+    ngx_http_dynroute_rollout_t  **rp;
+
+    rp = static_cast<ngx_http_dynroute_rollout_t **>(dmcf->rollouts.elts);
+
+    for (i = 0; i < dmcf->rollouts.nelts; i++) {
+        if (rp[i]->name.len == name.len
+            && ngx_strncmp(rp[i]->name.data, name.data, name.len) == 0)
+        {
+            return rp[i];
+        }
+    }
+
+    return NULL;
+}
+
+
+char *
+ngx_http_dynroute_rollout_block(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf) noexcept
+{
+    ngx_http_dynroute_main_conf_t *dmcf =
+        static_cast<ngx_http_dynroute_main_conf_t *>(conf);
+
+    char                                *rv;
+    ngx_str_t                           *value;
+    ngx_conf_t                           save;
+    ngx_pool_cleanup_t                  *cln;
+    ngx_http_dynroute_rollout_t         *ro, **rp;
+
+    value = static_cast<ngx_str_t *>(cf->args->elts);
+
+    ro = ngx_http_dynroute_rollout_find(dmcf, value[1]);
+    if (ro) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "duplicate dynroute rollout \"%V\", first "
+                           "defined in %s:%ui", &value[1], ro->file,
+                           ro->line);
+        return ngx_http_dynroute_conf_error;
+    }
+
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        return ngx_http_dynroute_conf_error;
+    }
+
+    try {
+        ro = new ngx_http_dynroute_rollout_t();
+        cln->handler = ngx_http_dynroute_rollout_cleanup;
+        cln->data = ro;
+
+        ro->core.reset(new dynroute::Rollout(
+                           ngx_http_dynroute_view(value[1])));
+
+    } catch (const std::exception &e) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "dynroute: %s", e.what());
+        return ngx_http_dynroute_conf_error;
+    }
+
+    ro->name = value[1];
+    ro->file = cf->conf_file->file.name.data;
+    ro->line = cf->conf_file->line;
+
+    rp = static_cast<ngx_http_dynroute_rollout_t **>(
+             ngx_array_push(&dmcf->rollouts));
+    if (rp == NULL) {
+        return ngx_http_dynroute_conf_error;
+    }
+
+    *rp = ro;
+
+    try {
+        ngx_http_dynroute_rollout_parse_t  p{};
+
+        p.rollout = ro;
+        p.http_ctx = cf->ctx;
+
+        save = *cf;
+        cf->ctx = &p;
+        cf->handler = ngx_http_dynroute_rollout_line;
+        cf->handler_conf = static_cast<char *>(conf);
+
+        rv = ngx_conf_parse(cf, NULL);
+
+        *cf = save;
+
+        if (rv != NGX_CONF_OK) {
+            return rv;
+        }
+
+        return ngx_http_dynroute_rollout_finish(cf, &p);
+
+    } catch (const std::exception &e) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "dynroute: %s", e.what());
+        return ngx_http_dynroute_conf_error;
+    }
+}
+
+
+static char *
+ngx_http_dynroute_rollout_line(ngx_conf_t *cf, ngx_command_t *dummy,
+    void *conf) noexcept
+{
+    ngx_http_dynroute_rollout_parse_t *p =
+        static_cast<ngx_http_dynroute_rollout_parse_t *>(cf->ctx);
+
+    ngx_str_t  *value;
+
+    value = static_cast<ngx_str_t *>(cf->args->elts);
+
+    if (cf->args->nelts == 2 && ngx_http_dynroute_is(value[0], "include")) {
+        return ngx_conf_include(cf, dummy, conf);
+    }
+
+    try {
+        return ngx_http_dynroute_rollout_directive(cf, p, value);
+
+    } catch (const dynroute::ConfigError &e) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "%s in dynroute rollout \"%V\"", e.what(),
+                           &p->rollout->name);
+
+    } catch (const std::exception &e) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "dynroute: %s", e.what());
+    }
+
+    return ngx_http_dynroute_conf_error;
+}
+
+
+/* letters, digits, '-' and '_': a header or cookie name */
+
+static bool
+ngx_http_dynroute_token(const ngx_str_t &s) noexcept
+{
+    u_char      c;
+    ngx_uint_t  i;
+
+    for (i = 0; i < s.len; i++) {
+        c = s.data[i];
+
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+              || (c >= '0' && c <= '9') || c == '-' || c == '_'))
+        {
+            return false;
+        }
+    }
+
+    return s.len > 0;
+}
+
+
+static char *
+ngx_http_dynroute_rollout_arity(ngx_conf_t *cf,
+    ngx_http_dynroute_rollout_parse_t *p, ngx_str_t *value,
+    const char *expected)
+{
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid number of parameters in \"%V\" of dynroute "
+                       "rollout \"%V\": expected %s", &value[0],
+                       &p->rollout->name, expected);
+
+    return ngx_http_dynroute_conf_error;
+}
+
+
+static char *
+ngx_http_dynroute_rollout_duplicate(ngx_conf_t *cf,
+    ngx_http_dynroute_rollout_parse_t *p, ngx_str_t *value)
+{
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "duplicate \"%V\" in dynroute rollout \"%V\"",
+                       &value[0], &p->rollout->name);
+
+    return ngx_http_dynroute_conf_error;
+}
+
+
+/* may throw: the caller turns exceptions into configuration errors */
+
+static char *
+ngx_http_dynroute_rollout_directive(ngx_conf_t *cf,
+    ngx_http_dynroute_rollout_parse_t *p, ngx_str_t *value)
+{
+    void                         *ctx;
+    ngx_str_t                     name;
+    ngx_int_t                     index;
+    ngx_uint_t                    i, n;
+    ngx_http_dynroute_rollout_t  *ro;
+    ngx_http_dynroute_deferred_t  d;
+    ngx_http_dynroute_variant_t   v;
+
+    ro = p->rollout;
+    n = cf->args->nelts;
+
+    if (ngx_http_dynroute_is(value[0], "variant")) {
+        if (n != 4) {
+            return ngx_http_dynroute_rollout_arity(cf, p, value,
+                       "a name, an upstream and a weight");
+        }
+
+        if (value[2].len == 0 || value[2].data[0] == '@') {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid upstream \"%V\" of variant \"%V\" "
+                               "in dynroute rollout \"%V\": a variant's "
+                               "upstream is an upstream{} block",
+                               &value[2], &value[1], &ro->name);
+            return ngx_http_dynroute_conf_error;
+        }
+
+        ro->core->add_variant(ngx_http_dynroute_view(value[1]),
+                              ngx_http_dynroute_view(value[3]));
+
+        v.name = value[1];
+        v.upstream = value[2];
+        v.file = cf->conf_file->file.name.data;
+        v.line = cf->conf_file->line;
+        ro->variants.push_back(v);
+
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_http_dynroute_is(value[0], "key")) {
+        if (n < 2) {
+            return ngx_http_dynroute_rollout_arity(cf, p, value,
+                                                   "one variable at least");
+        }
+
+        if (p->has_key) {
+            return ngx_http_dynroute_rollout_duplicate(cf, p, value);
+        }
+
+        p->has_key = true;
+
+        for (i = 1; i < n; i++) {
+            if (value[i].len < 2 || value[i].data[0] != '$') {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid key \"%V\" in dynroute rollout "
+                                   "\"%V\": expected a variable such as "
+                                   "$cookie_uid", &value[i], &ro->name);
+                return ngx_http_dynroute_conf_error;
+            }
+
+            name.data = value[i].data + 1;
+            name.len = value[i].len - 1;
+
+            /* the variables API needs the http{} context */
+
+            ctx = cf->ctx;
+            cf->ctx = p->http_ctx;
+            index = ngx_http_get_variable_index(cf, &name);
+            cf->ctx = ctx;
+
+            if (index == NGX_ERROR) {
+                return ngx_http_dynroute_conf_error;
+            }
+
+            ro->keys.push_back(index);
+        }
+
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_http_dynroute_is(value[0], "header")
+        || ngx_http_dynroute_is(value[0], "cookie"))
+    {
+        ngx_str_t  *target = (value[0].data[0] == 'h') ? &ro->header
+                                                       : &ro->cookie;
+
+        if (n != 2) {
+            return ngx_http_dynroute_rollout_arity(cf, p, value, "a name");
+        }
+
+        if (target->len) {
+            return ngx_http_dynroute_rollout_duplicate(cf, p, value);
+        }
+
+        if (!ngx_http_dynroute_token(value[1])) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid %V name \"%V\" in dynroute rollout "
+                               "\"%V\": use letters, digits, '-' and '_'",
+                               &value[0], &value[1], &ro->name);
+            return ngx_http_dynroute_conf_error;
+        }
+
+        *target = value[1];
+
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_http_dynroute_is(value[0], "source")) {
+        if (n != 3) {
+            return ngx_http_dynroute_rollout_arity(cf, p, value,
+                                                   "an address and a variant");
+        }
+
+        d.cidr = dynroute::parse_cidr(ngx_http_dynroute_view(value[1]));
+        d.variant = value[2];
+        d.file = cf->conf_file->file.name.data;
+        d.line = cf->conf_file->line;
+
+        if (d.cidr.host_bits) {
+            ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                               "low address bits of %V are meaningless",
+                               &value[1]);
+        }
+
+        p->sources.push_back(d);
+
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_http_dynroute_is(value[0], "primary")) {
+        if (n != 2) {
+            return ngx_http_dynroute_rollout_arity(cf, p, value,
+                                                   "a variant");
+        }
+
+        if (p->has_primary) {
+            return ngx_http_dynroute_rollout_duplicate(cf, p, value);
+        }
+
+        p->has_primary = true;
+        p->primary.variant = value[1];
+        p->primary.file = cf->conf_file->file.name.data;
+        p->primary.line = cf->conf_file->line;
+
+        return NGX_CONF_OK;
+    }
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "unknown directive \"%V\" in dynroute rollout \"%V\": "
+                       "expected variant, key, header, cookie, source or "
+                       "primary", &value[0], &ro->name);
+
+    return ngx_http_dynroute_conf_error;
+}
+
+
+/* the end of the block: what needed every variant, then the weights */
+
+static char *
+ngx_http_dynroute_rollout_finish(ngx_conf_t *cf,
+    ngx_http_dynroute_rollout_parse_t *p)
+{
+    ngx_http_dynroute_rollout_t   *ro;
+    ngx_http_dynroute_deferred_t  *at;
+
+    ro = p->rollout;
+    at = NULL;
+
+    try {
+        if (p->has_primary) {
+            at = &p->primary;
+            ro->core->set_primary(ngx_http_dynroute_view(at->variant));
+        }
+
+        for (auto &s : p->sources) {
+            at = &s;
+            ro->core->add_source(s.cidr, ngx_http_dynroute_view(s.variant));
+        }
+
+        at = NULL;
+        ro->core->finish();
+
+    } catch (const dynroute::ConfigError &e) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "%s in dynroute rollout \"%V\" in %s:%ui", e.what(),
+                      &ro->name, at ? at->file : ro->file,
+                      at ? at->line : ro->line);
+        return ngx_http_dynroute_conf_error;
+    }
+
+    ro->sources = !p->sources.empty();
+
+    return NGX_CONF_OK;
+}
+
+
+static void
+ngx_http_dynroute_rollout_cleanup(void *data) noexcept
+{
+    delete static_cast<ngx_http_dynroute_rollout_t *>(data);
+}
+
+
+/*
+ * After parsing: each variant's upstream is an upstream{} block, and no
+ * upstream{} block has the rollout's name, which a table target would name
+ * ambiguously.
+ */
+
+ngx_int_t
+ngx_http_dynroute_rollout_check(ngx_conf_t *cf,
+    ngx_http_dynroute_rollout_t *ro) noexcept
+{
+    if (ngx_http_dynroute_find_upstream(cf, ro->name)) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "dynroute rollout \"%V\" in %s:%ui has the name of "
+                      "an upstream{} block: a table target naming it "
+                      "would be ambiguous", &ro->name, ro->file, ro->line);
+        return NGX_ERROR;
+    }
+
+    for (const auto &v : ro->variants) {
+        if (ngx_http_dynroute_find_upstream(cf, v.upstream) == NULL) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "unknown upstream \"%V\" of variant \"%V\" in "
+                          "dynroute rollout \"%V\": a variant's upstream "
+                          "must be an upstream{} block in %s:%ui",
+                          &v.upstream, &v.name, &ro->name, v.file, v.line);
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* request time */
+
+
+static void
+ngx_http_dynroute_rollout_address(ngx_http_request_t *r,
+    dynroute::Address &addr) noexcept
+{
+    struct sockaddr_in   *sin;
+#if (NGX_HAVE_INET6)
+    struct sockaddr_in6  *sin6;
+#endif
+
+    switch (r->connection->sockaddr->sa_family) {
+
+    case AF_INET:
+        sin = reinterpret_cast<struct sockaddr_in *>(r->connection->sockaddr);
+        addr.family = 4;
+        ngx_memcpy(addr.bytes, &sin->sin_addr, 4);
+        break;
+
+#if (NGX_HAVE_INET6)
+    case AF_INET6:
+        sin6 = reinterpret_cast<struct sockaddr_in6 *>(
+                   r->connection->sockaddr);
+        addr.family = 6;
+        ngx_memcpy(addr.bytes, &sin6->sin6_addr, 16);
+        break;
+#endif
+
+    default: /* a unix socket matches no source */
+        addr.family = 0;
+    }
+}
+
+
+ngx_uint_t
+ngx_http_dynroute_rollout_pick(ngx_http_request_t *r,
+    ngx_http_dynroute_rollout_t *ro) noexcept
+{
+    ngx_uint_t                   i, v;
+    ngx_list_part_t             *part;
+    ngx_table_elt_t             *h;
+    std::string_view             header, cookie;
+    dynroute::Address            addr;
+    ngx_http_variable_value_t   *vv;
+    dynroute::Rollout::Inputs    in;
+
+    /* the override header and cookie: the first of each wins */
+
+    if (ro->header.len || ro->cookie.len) {
+        part = &r->headers_in.headers.part;
+        h = static_cast<ngx_table_elt_t *>(part->elts);
+
+        for (i = 0; /* void */; i++) {
+
+            if (i >= part->nelts) {
+                if (part->next == NULL) {
+                    break;
+                }
+
+                part = part->next;
+                h = static_cast<ngx_table_elt_t *>(part->elts);
+                i = 0;
+            }
+
+            if (h[i].hash == 0) {
+                continue;
+            }
+
+            if (in.header == NULL && ro->header.len
+                && h[i].key.len == ro->header.len
+                && ngx_strncasecmp(h[i].key.data, ro->header.data,
+                                   ro->header.len) == 0)
+            {
+                header = ngx_http_dynroute_view(h[i].value);
+                in.header = &header;
+            }
+
+            if (in.cookie == NULL && ro->cookie.len
+                && h[i].key.len == sizeof("Cookie") - 1
+                && ngx_strncasecmp(h[i].key.data, (u_char *) "Cookie",
+                                   sizeof("Cookie") - 1) == 0
+                && dynroute::find_cookie(ngx_http_dynroute_view(h[i].value),
+                                         ngx_http_dynroute_view(ro->cookie),
+                                         cookie))
+            {
+                in.cookie = &cookie;
+            }
+        }
+    }
+
+    if (ro->sources) {
+        ngx_http_dynroute_rollout_address(r, addr);
+        in.address = &addr;
+    }
+
+    /* the first non-empty key variable, or the client address */
+
+    for (ngx_int_t index : ro->keys) {
+        vv = ngx_http_get_indexed_variable(r, index);
+
+        if (vv && !vv->not_found && vv->len) {
+            in.key = std::string_view(reinterpret_cast<char *>(vv->data),
+                                      vv->len);
+            break;
+        }
+    }
+
+    if (in.key.empty()) {
+        in.key = ngx_http_dynroute_view(r->connection->addr_text);
+    }
+
+    v = ro->core->pick(in);
+
+    ngx_log_debug4(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "dynroute: rollout \"%V\" variant \"%V\" for key "
+                   "\"%*s\"", &ro->name, &ro->variants[v].name,
+                   in.key.size(), in.key.data());
+
+    return v;
+}
