@@ -28,7 +28,7 @@ dynroute_table edge {
 }
 --- must_die
 --- error_log eval
-qr/\[emerg\] .*unknown upstream "nosuch" in dynroute table "edge": a target must be an upstream\{\} block or a named location in \S+nginx\.conf:6$/m
+qr/\[emerg\] .*unknown upstream "nosuch" in dynroute table "edge": a target must be an upstream\{\} block, a dynroute_rollout or a named location in \S+nginx\.conf:6$/m
 
 
 
