@@ -99,6 +99,14 @@ for my $n (1 .. 20) {
 }
 is($cookie_same, 20, 'an empty $http_x_user falls to $cookie_uid (20 keys)');
 
+my $header_first = 0;
+for my $n (1 .. 20) {
+    my $alone = http_get($other, '/', { 'X-User' => "u$n" });
+    my $both = http_get($other, '/', { 'X-User' => "u$n", 'Cookie' => 'uid=x' });
+    $header_first++ if $both->{body} eq $alone->{body};
+}
+is($header_first, 20, 'a non-empty $http_x_user comes before $cookie_uid');
+
 # ten rollouts, so that agreeing by chance is unlikely (0.5^10)
 my $many = "    upstream stable { server 127.0.0.1:\$TEST_NGINX_PORT2; }\n"
          . "    upstream canary { server 127.0.0.1:\$TEST_NGINX_PORT3; }\n"
