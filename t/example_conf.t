@@ -34,7 +34,7 @@ my $srv = start_nginx(
 );
 
 my @cases = (
-    # Host header,          rule,                          body
+    # Host header (and more headers), rule,                body
     ['a.example.com',      'a.example.com',               qr/^service_a answered for a\.example\.com$/],
     ['api.a.example.com',  '*.a.example.com',             qr/^service_a answered/],
     ['www.example.org',    'www.example.*',               qr/^service_b answered/],
@@ -43,16 +43,39 @@ my @cases = (
     ['apples.io',          '~^a',                         qr/^service_a answered/],
     ['other.net',          'default',                     qr/^service_b answered/],
     ["127.0.0.1:$srv->{port}", 'ip',                      qr/^served locally for 127\.0\.0\.1$/],
+    ['shop.example.com',   'shop.example.com',            qr/^service_[ab] answered for shop\.example\.com/],
+    ['shop.example.com X-Canary: always', 'shop.example.com', qr/^service_b answered/, 'canary'],
+    ['shop.example.com X-Canary: never',  'shop.example.com', qr/^service_a answered/, 'stable'],
+    ['shop.example.com Cookie: canary=canary', 'shop.example.com', qr/^service_b answered/, 'canary'],
 );
 
 for my $c (@cases) {
-    my ($host, $rule, $body) = @$c;
-    my $res = http_get($srv, '/', { Host => $host });
+    my ($host, $rule, $body, $variant) = @$c;
+    my %h;
+    ($host, my $extra) = split / /, $host, 2;
+    %h = split /: /, $extra if $extra;
+    my $res = http_get($srv, '/', { Host => $host, %h });
     is($res->{status}, 200, "$host: 200");
     is($res->{headers}{'x-dynroute-rule'}[0], $rule, "$host: rule $rule")
         unless $rule eq 'ip';
     like($res->{body}, $body, "$host: body");
+    is($res->{headers}{'x-dynroute-variant'}[0], $variant,
+       "$host $extra: variant $variant") if $variant;
 }
+
+# the rollout is sticky: a client keeps its variant
+my @seen = map { http_get($srv, '/', { Host => 'shop.example.com',
+                                       Cookie => "uid=user$_" })->{body} }
+           1 .. 50;
+my @again = map { http_get($srv, '/', { Host => 'shop.example.com',
+                                        Cookie => "uid=user$_" })->{body} }
+            1 .. 50;
+is_deeply(\@again, \@seen, 'the rollout is sticky on the uid cookie');
+
+# a variant that is down: the request is retried on the primary
+(my $down = $conf) =~ s/variant  canary  service_b  10%;/variant  canary  service_down  10%;/;
+$down =~ s/(upstream service_b \{)/upstream service_down { server 127.0.0.1:1; }\n    $1/;
+
 
 my $res = http_raw($srv, "POST /health HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                        . "Content-Length: 0\r\nConnection: close\r\n\r\n");
@@ -60,5 +83,20 @@ is($res->{status}, 200, 'health: 200');
 is($res->{body}, '"i am alive"', 'health: body');
 
 error_log_ok(stop_nginx($srv), 'the example ran without alert/crit/crash');
+
+# the example with its canary down: the request is retried on the primary
+isnt($down, $conf, 'a copy of the example whose canary is down');
+$srv = start_nginx(
+    conf    => $down,
+    globals => 'daemon off;' . ($> == 0 ? ' user root;' : ''),
+    links   => { 'modules/ngx_http_dynroute_module.so' =>
+                     Cwd::abs_path($module) },
+);
+$res = http_get($srv, '/', { Host => 'shop.example.com', 'X-Canary' => 'always' });
+is($res->{status}, 200, 'canary down: 200');
+like($res->{body}, qr/^service_a answered/, 'canary down: served by the primary');
+is($res->{headers}{'x-dynroute-variant'}[0], 'canary',
+   'canary down: the variant chosen was the canary');
+error_log_ok(stop_nginx($srv), 'the example with a canary down: no alert/crit/crash');
 
 done_testing();
