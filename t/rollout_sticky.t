@@ -132,6 +132,37 @@ is($same, 10, 'with every key variable empty the key is $remote_addr');
 ok((grep { $_ ne $seen[0] } @seen), 'and that is no fixed variant');
 error_log_ok(stop_nginx($fallback), 'fallback instance: no alert/crit/crash');
 
+# blue/green: 100% / 0%, switched by swapping the weights and reloading
+my $bg = <<'CONF';
+    upstream blue  { server 127.0.0.1:$TEST_NGINX_PORT2; }
+    upstream green { server 127.0.0.1:$TEST_NGINX_PORT3; }
+    server { listen 127.0.0.1:$TEST_NGINX_PORT2; return 200 "blue\n"; }
+    server { listen 127.0.0.1:$TEST_NGINX_PORT3; return 200 "green\n"; }
+    dynroute_rollout site {
+        variant  blue   blue   BLUE;
+        variant  green  green  GREEN;
+        header   X-Deploy;
+        key      $http_x_user;
+    }
+    dynroute_table edge { default site; }
+CONF
+sub colours { my ($b, $g) = @_; (my $c = $bg) =~ s/BLUE/$b/; $c =~ s/GREEN/$g/; $c }
+sub answers {
+    my ($srv, %h) = @_;
+    my %n;
+    $n{ http_get($srv, '/', { 'X-User' => "u$_", %h })->{body} }++ for 1 .. 100;
+    return join ' ', map { chomp(my $k = $_); "$k=$n{$_}" } sort keys %n;
+}
+my $site = start_nginx(http_config => colours('100%', '0%'), config => $config);
+is(answers($site), 'blue=100', 'blue/green: everyone on blue');
+is(answers($site, 'X-Deploy' => 'green'), 'green=100', 'X-Deploy: green tests the idle side');
+ok(reload_nginx($site, colours('0%', '100%'), undef), 'switch: swap the weights, reload');
+is(answers($site), 'green=100', 'after the switch everyone is on green');
+is(answers($site, 'X-Deploy' => 'never'), 'blue=100', 'never: the primary, blue');
+ok(reload_nginx($site, colours('100%', '0%'), undef), 'switch back');
+is(answers($site), 'blue=100', 'everyone is on blue again');
+error_log_ok(stop_nginx($site), 'blue/green: no alert/crit/crash');
+
 error_log_ok(stop_nginx($other), 'second instance: no alert/crit/crash');
 error_log_ok(stop_nginx($srv), 'no alert/crit/crash across reloads');
 
