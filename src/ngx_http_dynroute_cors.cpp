@@ -3,17 +3,20 @@
  * ngx_http_dynroute_module.
  *
  * Preflights (OPTIONS with Origin and Access-Control-Request-Method) are
- * answered 204 by a handler at the end of the preaccess phase: after the
- * rewrite phase, so in the location that finally serves the request (also
- * after dynroute's jump to a named location), before access checks (a
- * preflight carries no credentials) and before any content handler, so a
- * preflight is never proxied.
+ * answered 204 by a rewrite-phase handler that runs first in that phase:
+ * before the location's rewrite directives ("return" included), before
+ * dynroute's handler can answer 421 or jump to a named location, before
+ * access checks (a preflight carries no credentials) and before any
+ * content handler, so a preflight is never proxied.  It is answered in the
+ * location that the URI selects.
  *
  * Every response of a location with "dynroute_cors on" passes the header
  * filter, which owns the Access-Control-Allow-* and Access-Control-Max-Age
  * headers: whatever the upstream or add_header put there is removed and
- * the edge's policy is written once.  The filter runs after add_header's
- * (see "config" for how the module is ordered).
+ * the edge's policy is written once.  The filter runs after add_header's.
+ * Both orders come from this module's place in the module list, after
+ * ngx_http_dynroute_module and before ngx_http_headers_filter_module (see
+ * "config").
  *
  * Origin matching lives in src/core/cors.cpp.  Every function nginx calls
  * is noexcept; the request path allocates only the header list entries.
@@ -1008,7 +1011,6 @@ ngx_http_dynroute_cors_merge_loc_conf(ngx_conf_t *cf, void *parent,
 static ngx_int_t
 ngx_http_dynroute_cors_init(ngx_conf_t *cf) noexcept
 {
-    ngx_array_t                         *handlers;
     ngx_http_handler_pt                 *h;
     ngx_http_core_main_conf_t           *cmcf;
     ngx_http_dynroute_cors_main_conf_t  *ccf;
@@ -1025,27 +1027,22 @@ ngx_http_dynroute_cors_init(ngx_conf_t *cf) noexcept
     ngx_http_top_header_filter = ngx_http_dynroute_cors_header_filter;
 
     /*
-     * The handlers of a phase run in reverse order of registration: put
-     * this one first in the array so that it runs last in the preaccess
-     * phase, after limit_req and limit_conn, whatever the module order.
+     * The handlers of a phase run in reverse order of registration, and
+     * modules are initialised in the order of the module list, where this
+     * one comes after ngx_http_rewrite_module and ngx_http_dynroute_module:
+     * this handler runs before theirs.
      */
 
     cmcf = static_cast<ngx_http_core_main_conf_t *>(
                ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module));
 
-    handlers = &cmcf->phases[NGX_HTTP_PREACCESS_PHASE].handlers;
-
-    h = static_cast<ngx_http_handler_pt *>(ngx_array_push(handlers));
+    h = static_cast<ngx_http_handler_pt *>(
+            ngx_array_push(&cmcf->phases[NGX_HTTP_REWRITE_PHASE].handlers));
     if (h == NULL) {
         return NGX_ERROR;
     }
 
-    h = static_cast<ngx_http_handler_pt *>(handlers->elts);
-
-    ngx_memmove(&h[1], &h[0],
-                (handlers->nelts - 1) * sizeof(ngx_http_handler_pt));
-
-    h[0] = ngx_http_dynroute_cors_preflight_handler;
+    *h = ngx_http_dynroute_cors_preflight_handler;
 
     return NGX_OK;
 }
