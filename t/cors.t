@@ -640,3 +640,18 @@ qr/"dynroute_cors_origins" directive is duplicate in \S+nginx\.conf:5$/m
 --- must_die
 --- error_log eval
 qr/invalid value "yes" in "dynroute_cors" directive, it must be "on" or "off" in \S+nginx\.conf:4$/m
+
+
+
+=== TEST 32: a request nginx refuses (400) passes the filter without harm
+--- config
+    dynroute_cors on;
+    dynroute_cors_origins https://app.example.com;
+    location / { return 200 "local\n"; }
+--- raw_request eval
+"GET / HTTP/1.1\r\nHost: a..b\r\nOrigin: https://app.example.com\r\nConnection: close\r\n\r\n"
+--- error_code: 400
+--- response_headers
+Vary: Origin
+--- no_error_log
+[error]
