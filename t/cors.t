@@ -655,3 +655,62 @@ qr/invalid value "yes" in "dynroute_cors" directive, it must be "on" or "off" in
 Vary: Origin
 --- no_error_log
 [error]
+
+
+
+=== TEST 33: the README's example answers as documented
+--- http_config
+    upstream backend { server 127.0.0.1:$TEST_NGINX_PORT2; }
+    dynroute_table edge { default backend; }
+--- config
+    dynroute                   edge;
+    dynroute_cors              on;
+    dynroute_cors_origins      https://app.example.com https://*.preview.example.com;
+    dynroute_cors_methods      GET POST PUT DELETE;
+    dynroute_cors_headers      Content-Type X-Request-Id;
+    dynroute_cors_credentials  on;
+    dynroute_cors_max_age      10m;
+
+    location / {
+        proxy_pass  http://$dynroute_upstream;
+    }
+
+    location /public/ {
+        dynroute_cors_origins      *;
+        dynroute_cors_credentials  off;
+        proxy_pass  http://$dynroute_upstream;
+    }
+
+    location = /health {
+        dynroute_cors  off;
+        dynroute_health;
+    }
+--- request eval
+["OPTIONS /cart", "OPTIONS /cart", "OPTIONS /public/x", "GET /health"]
+--- more_headers eval
+["Origin: https://app.example.com\nAccess-Control-Request-Method: PUT\nAccess-Control-Request-Headers: content-type",
+ "Origin: https://evil.example\nAccess-Control-Request-Method: PUT\nAccess-Control-Request-Headers: content-type",
+ "Origin: https://evil.example\nAccess-Control-Request-Method: GET",
+ "Origin: https://app.example.com"]
+--- error_code eval
+[204, 204, 204, 200]
+--- response_headers eval
+["Vary: Origin, Access-Control-Request-Method, Access-Control-Request-Headers
+Access-Control-Allow-Origin: https://app.example.com
+Access-Control-Allow-Credentials: true
+Access-Control-Allow-Methods: GET, POST, PUT, DELETE
+Access-Control-Allow-Headers: content-type, x-request-id
+Access-Control-Max-Age: 600",
+ "Vary: Origin, Access-Control-Request-Method, Access-Control-Request-Headers
+!Access-Control-Allow-Origin
+!Access-Control-Allow-Credentials
+!Access-Control-Allow-Methods
+!Access-Control-Allow-Headers
+!Access-Control-Max-Age",
+ "Access-Control-Allow-Origin: *
+!Access-Control-Allow-Credentials
+Access-Control-Max-Age: 600",
+ "!Access-Control-Allow-Origin
+!Vary"]
+--- error_log
+dynroute_cors: preflight from origin "https://evil.example" for method "PUT" denied: origin not allowed
