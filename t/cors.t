@@ -95,6 +95,32 @@ for my $h (qw(Access-Control-Allow-Origin Access-Control-Allow-Credentials
 
 error_log_ok(stop_nginx($srv), 'exactly once');
 
+# ---- reloads build the policy anew and free the old one -------------------
+
+my $cors = <<'CONF';
+    dynroute_cors on;
+    dynroute_cors_origins https://ORIGIN;
+    dynroute_cors_headers X-ORIGIN;
+    location / { return 200 "local\n"; }
+CONF
+
+(my $first = $cors) =~ s/ORIGIN/a.example.com/g;
+(my $second = $cors) =~ s/ORIGIN/b.example.com/g;
+
+$srv = start_nginx(config => $first, workers => 2);
+for my $n (1 .. 6) {
+    my ($conf, $want) = $n % 2 ? ($second, 'b') : ($first, 'a');
+    ok(reload_nginx($srv, undef, $conf), "reload $n accepted");
+    $res = http_get($srv, '/', { Origin => "https://$want.example.com" });
+    is($res->{headers}{'access-control-allow-origin'}[0], "https://$want.example.com",
+       "reload $n: the new origin is allowed");
+    my $old = $want eq 'a' ? 'b' : 'a';
+    $res = http_get($srv, '/', { Origin => "https://$old.example.com" });
+    ok(!$res->{headers}{'access-control-allow-origin'},
+       "reload $n: the old origin is not");
+}
+error_log_ok(stop_nginx($srv), 'reloads');
+
 run_tests();
 
 __DATA__
