@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <cctype>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -242,4 +244,70 @@ TEST(Syntax, Vary)
     EXPECT_FALSE(vary_lists("Accept-Encoding", "Origin"));
     EXPECT_FALSE(vary_lists("Origin-Agent", "Origin"));
     EXPECT_FALSE(vary_lists("", "Origin"));
+}
+
+// Random strings built from the pieces of origins: whatever a list allows
+// must be one of the listed origins, checked against a plain model.
+TEST(Origins, RandomStringsMatchAModel)
+{
+    auto l = origins({"https://*.example.com", "http://app.test:8080"});
+
+    const std::vector<std::string> pieces = {
+        "https://", "http://", "HTTPS://", "a", "b-c", ".", "..", "example",
+        ".com", "com", "app", ".test", ":", ":8080", ":443", ":0", "/", "@",
+        "*", "[", "]", "::1", "null", " ", "%2e", "\t", "x", "_"};
+
+    auto lower = [](std::string s) {
+        for (char &c : s) {
+            c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        }
+        return s;
+    };
+
+    auto model = [&](const std::string &s) {
+        std::string v = lower(s);
+        const std::string https = "https://";
+        if (v.rfind(https, 0) == 0) {
+            std::string host = v.substr(https.size());
+            if (host.size() > 4 && host.compare(host.size() - 4, 4, ":443") == 0) {
+                host.resize(host.size() - 4);
+            }
+            const std::string suffix = ".example.com";
+            if (host.size() <= suffix.size()
+                || host.compare(host.size() - suffix.size(), suffix.size(),
+                                suffix) != 0) {
+                return false;
+            }
+            std::string label = host.substr(0, host.size() - suffix.size());
+            if (label.front() == '.' || label.back() == '.'
+                || label.find("..") != std::string::npos) {
+                return false;
+            }
+            for (char c : label) {
+                if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-'
+                    && c != '_' && c != '.') {
+                    return false;
+                }
+            }
+            return true;
+        }
+        return v == "http://app.test:8080";
+    };
+
+    std::mt19937 rng(2024);
+    int allowed = 0;
+    for (int i = 0; i < 200000; i++) {
+        std::string s;
+        int n = 1 + static_cast<int>(rng() % 7);
+        for (int k = 0; k < n; k++) {
+            s += pieces[rng() % pieces.size()];
+        }
+        if (i % 3 == 0) {
+            s = "https://" + s + ".example.com";
+        }
+        bool got = l.allows(s);
+        allowed += got;
+        ASSERT_EQ(got, model(s)) << s;
+    }
+    EXPECT_GT(allowed, 100);
 }
