@@ -965,8 +965,8 @@ ngx_http_dynroute_cors_merge_loc_conf(ngx_conf_t *cf, void *parent,
     ngx_http_dynroute_cors_main_conf_t  *cmcf;
 
     cmcf = static_cast<ngx_http_dynroute_cors_main_conf_t *>(
-               ngx_http_conf_get_module_main_conf(cf,
-                                                  ngx_http_dynroute_cors_module));
+               ngx_http_conf_get_module_main_conf(
+                   cf, ngx_http_dynroute_cors_module));
 
     ngx_http_dynroute_cors_merge_flag(&conf->enable, &prev->enable);
     ngx_http_dynroute_cors_merge_flag(&conf->credentials, &prev->credentials);
@@ -1016,8 +1016,8 @@ ngx_http_dynroute_cors_init(ngx_conf_t *cf) noexcept
     ngx_http_dynroute_cors_main_conf_t  *ccf;
 
     ccf = static_cast<ngx_http_dynroute_cors_main_conf_t *>(
-              ngx_http_conf_get_module_main_conf(cf,
-                                                 ngx_http_dynroute_cors_module));
+              ngx_http_conf_get_module_main_conf(
+                  cf, ngx_http_dynroute_cors_module));
 
     if (!ccf->used) {
         return NGX_OK;
