@@ -82,6 +82,20 @@ my $res = http_raw($srv, "POST /health HTTP/1.1\r\nHost: 127.0.0.1\r\n"
 is($res->{status}, 200, 'health: 200');
 is($res->{body}, '"i am alive"', 'health: body');
 
+$res = http_raw($srv, "OPTIONS / HTTP/1.1\r\nHost: a.example.com\r\n"
+                    . "Origin: https://app.example.com\r\n"
+                    . "Access-Control-Request-Method: POST\r\n"
+                    . "Access-Control-Request-Headers: content-type\r\n"
+                    . "Connection: close\r\n\r\n");
+is($res->{status}, 204, 'CORS preflight: 204 from the edge');
+is($res->{headers}{'access-control-allow-origin'}[0], 'https://app.example.com',
+   'CORS preflight: the origin is echoed');
+
+$res = http_get($srv, '/', { Host => 'a.example.com', Origin => 'https://evil.example' });
+like($res->{body}, qr/^service_a answered/, 'CORS, other origin: still proxied');
+ok(!$res->{headers}{'access-control-allow-origin'},
+   'CORS, other origin: no Access-Control-Allow-Origin');
+
 error_log_ok(stop_nginx($srv), 'the example ran without alert/crit/crash');
 
 # the example with its canary down: the request is retried on the primary

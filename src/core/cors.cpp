@@ -1,0 +1,442 @@
+#include "cors.hpp"
+
+#include "host.hpp"
+
+namespace dynroute::cors {
+
+namespace {
+
+constexpr unsigned any_port = 0x10000;  // beyond every real port
+
+bool is_digit(char c) noexcept { return c >= '0' && c <= '9'; }
+bool is_alpha(char c) noexcept
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+char lower(char c) noexcept
+{
+    return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+}
+
+bool equal_caseless(std::string_view a, std::string_view b) noexcept
+{
+    if (a.size() != b.size()) {
+        return false;
+    }
+    for (std::size_t i = 0; i < a.size(); i++) {
+        if (lower(a[i]) != lower(b[i])) {
+            return false;
+        }
+    }
+    return true;
+}
+
+bool is_tchar(char c) noexcept
+{
+    if (is_alpha(c) || is_digit(c)) {
+        return true;
+    }
+    switch (c) {
+    case '!': case '#': case '$': case '%': case '&': case '\'': case '*':
+    case '+': case '-': case '.': case '^': case '_': case '`': case '|':
+    case '~':
+        return true;
+    default:
+        return false;
+    }
+}
+
+bool is_scheme(std::string_view s) noexcept
+{
+    if (s.empty() || !is_alpha(s[0])) {
+        return false;
+    }
+    for (char c : s) {
+        if (!is_alpha(c) && !is_digit(c) && c != '+' && c != '-' && c != '.') {
+            return false;
+        }
+    }
+    return true;
+}
+
+// A DNS name or a dotted quad as a browser serializes it: labels of
+// letters, digits, '-' and '_', separated by single dots.
+bool is_name(std::string_view s) noexcept
+{
+    if (s.empty() || s.front() == '.' || s.back() == '.') {
+        return false;
+    }
+    char prev = '.';
+    for (char c : s) {
+        if (c == '.') {
+            if (prev == '.') {
+                return false;
+            }
+        } else if (!is_alpha(c) && !is_digit(c) && c != '-' && c != '_') {
+            return false;
+        }
+        prev = c;
+    }
+    return true;
+}
+
+unsigned default_port(std::string_view scheme) noexcept
+{
+    if (equal_caseless(scheme, "https")) {
+        return 443;
+    }
+    if (equal_caseless(scheme, "http")) {
+        return 80;
+    }
+    return 0;
+}
+
+struct Parsed {
+    Origin origin;
+    bool subdomains = false;  // host was "*.name": origin.host is ".name"
+    bool any_port = false;    // port was "*"
+    const char *error = nullptr;
+};
+
+// Parses "scheme://host[:port]"; patterns (configuration) may use
+// "*." before the host and "*" as the port.
+Parsed parse(std::string_view s, bool pattern) noexcept
+{
+    Parsed p;
+
+    std::size_t colon = s.find("://");
+    if (colon == std::string_view::npos) {
+        p.error = "an origin is \"scheme://host\" or \"scheme://host:port\"";
+        return p;
+    }
+
+    p.origin.scheme = s.substr(0, colon);
+    if (!is_scheme(p.origin.scheme)) {
+        p.error = "invalid scheme";
+        return p;
+    }
+
+    std::string_view rest = s.substr(colon + 3);
+
+    if (rest.find_first_of("/?#") != std::string_view::npos) {
+        p.error = "an origin has no path, query or fragment";
+        return p;
+    }
+    if (rest.find('@') != std::string_view::npos) {
+        p.error = "an origin has no user name";
+        return p;
+    }
+
+    std::string_view port;
+
+    if (!rest.empty() && rest[0] == '[') {
+        std::size_t end = rest.find(']');
+        if (end == std::string_view::npos
+            || !is_ipv6(rest.substr(1, end - 1))) {
+            p.error = "invalid IPv6 address";
+            return p;
+        }
+        p.origin.host = rest.substr(0, end + 1);
+        rest.remove_prefix(end + 1);
+        if (!rest.empty()) {
+            if (rest[0] != ':') {
+                p.error = "invalid host";
+                return p;
+            }
+            port = rest.substr(1);
+            if (port.empty()) {
+                p.error = "invalid port";
+                return p;
+            }
+        }
+
+    } else {
+        std::size_t c = rest.find(':');
+        p.origin.host = rest.substr(0, c);
+        if (c != std::string_view::npos) {
+            port = rest.substr(c + 1);
+            if (port.empty()) {
+                p.error = "invalid port";
+                return p;
+            }
+        }
+
+        std::string_view name = p.origin.host;
+
+        if (pattern && name.size() > 2 && name.substr(0, 2) == "*.") {
+            p.subdomains = true;
+            name.remove_prefix(2);
+            p.origin.host.remove_prefix(1);  // ".example.com"
+        }
+
+        if (!is_name(name)) {
+            p.error = (name.find('*') != std::string_view::npos)
+                          ? "a wildcard is only allowed as \"*.\" before "
+                            "the domain"
+                          : "invalid host";
+            return p;
+        }
+    }
+
+    if (port.empty()) {
+        p.origin.port = default_port(p.origin.scheme);
+
+    } else if (pattern && port == "*") {
+        p.any_port = true;
+        p.origin.port = any_port;
+
+    } else {
+        if (port.size() > 5) {
+            p.error = "invalid port";
+            return p;
+        }
+        unsigned v = 0;
+        for (char c : port) {
+            if (!is_digit(c)) {
+                p.error = "invalid port";
+                return p;
+            }
+            v = v * 10 + static_cast<unsigned>(c - '0');
+        }
+        if (v == 0 || v > 65535) {
+            p.error = "invalid port";
+            return p;
+        }
+        p.origin.port = v;
+    }
+
+    return p;
+}
+
+std::string lowercase(std::string_view s)
+{
+    std::string out(s);
+    for (char &c : out) {
+        c = lower(c);
+    }
+    return out;
+}
+
+// Calls f(element) for each element of a comma-separated list, elements
+// trimmed of spaces and tabs, empty ones skipped.  Stops when f is false.
+template <typename F>
+bool each_element(std::string_view list, F f) noexcept
+{
+    while (!list.empty()) {
+        std::size_t comma = list.find(',');
+        std::string_view e = list.substr(0, comma);
+        while (!e.empty() && (e.front() == ' ' || e.front() == '\t')) {
+            e.remove_prefix(1);
+        }
+        while (!e.empty() && (e.back() == ' ' || e.back() == '\t')) {
+            e.remove_suffix(1);
+        }
+        if (!e.empty() && !f(e)) {
+            return false;
+        }
+        if (comma == std::string_view::npos) {
+            break;
+        }
+        list.remove_prefix(comma + 1);
+    }
+    return true;
+}
+
+}  // namespace
+
+
+std::optional<Origin> parse_origin(std::string_view value) noexcept
+{
+    Parsed p = parse(value, false);
+    if (p.error) {
+        return std::nullopt;
+    }
+    return p.origin;
+}
+
+
+void OriginList::add(std::string_view pattern)
+{
+    if (pattern == "*") {
+        if (!entries_.empty()) {
+            throw ConfigError("\"*\" must be the only origin");
+        }
+        any_ = true;
+        return;
+    }
+
+    if (any_) {
+        throw ConfigError("\"*\" must be the only origin");
+    }
+
+    if (pattern == "null") {
+        throw ConfigError("the \"null\" origin of sandboxed and local "
+                          "documents cannot be allowed safely");
+    }
+
+    Parsed p = parse(pattern, true);
+    if (p.error) {
+        throw ConfigError(p.error);
+    }
+
+    Entry e;
+    e.scheme = lowercase(p.origin.scheme);
+    e.host = lowercase(p.origin.host);
+    e.port = p.origin.port;
+    e.any_port = p.any_port;
+    e.subdomains = p.subdomains;
+
+    entries_.push_back(std::move(e));
+}
+
+
+bool OriginList::allows(std::string_view origin) const noexcept
+{
+    if (any_) {
+        return true;
+    }
+
+    Parsed p = parse(origin, false);
+    if (p.error) {
+        return false;
+    }
+
+    const Origin &o = p.origin;
+
+    for (const Entry &e : entries_) {
+        if (!e.any_port && e.port != o.port) {
+            continue;
+        }
+        if (!equal_caseless(o.scheme, e.scheme)) {
+            continue;
+        }
+        if (e.subdomains) {
+            // ".example.com" after at least one more character, which
+            // is_name already proved to be a valid label
+            if (o.host.size() > e.host.size()
+                && equal_caseless(o.host.substr(o.host.size() - e.host.size()),
+                                  e.host)) {
+                return true;
+            }
+            continue;
+        }
+        if (equal_caseless(o.host, e.host)) {
+            return true;
+        }
+    }
+
+    return false;
+}
+
+
+void TokenList::add(std::string_view token)
+{
+    if (token == "*") {
+        if (!tokens_.empty()) {
+            throw ConfigError("\"*\" must be the only value");
+        }
+        any_ = true;
+        return;
+    }
+
+    if (any_) {
+        throw ConfigError("\"*\" must be the only value");
+    }
+
+    if (!is_token(token)) {
+        throw ConfigError("not an HTTP token");
+    }
+
+    if (contains(token)) {
+        throw ConfigError("duplicate value");
+    }
+
+    tokens_.emplace_back(caseless_ ? lowercase(token) : std::string(token));
+}
+
+
+bool TokenList::contains(std::string_view token) const noexcept
+{
+    if (any_) {
+        return is_token(token);
+    }
+    for (const std::string &t : tokens_) {
+        if (caseless_ ? equal_caseless(t, token) : t == token) {
+            return true;
+        }
+    }
+    return false;
+}
+
+
+bool TokenList::contains_all(std::string_view list) const noexcept
+{
+    if (!is_token_list(list)) {
+        return false;
+    }
+    return each_element(list, [this](std::string_view e) noexcept {
+        return contains(e);
+    });
+}
+
+
+std::string TokenList::joined() const
+{
+    if (any_) {
+        return "*";
+    }
+    std::string out;
+    for (const std::string &t : tokens_) {
+        if (!out.empty()) {
+            out += ", ";
+        }
+        out += t;
+    }
+    return out;
+}
+
+
+bool method_allowed(const TokenList &methods, std::string_view method) noexcept
+{
+    return methods.contains(method)
+           || (method == "HEAD" && methods.contains("GET"));
+}
+
+
+bool is_token(std::string_view s) noexcept
+{
+    if (s.empty()) {
+        return false;
+    }
+    for (char c : s) {
+        if (!is_tchar(c)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+
+bool is_token_list(std::string_view s) noexcept
+{
+    for (char c : s) {
+        if (!is_tchar(c) && c != ',' && c != ' ' && c != '\t') {
+            return false;
+        }
+    }
+    // no token may contain inner whitespace: "a b" is not a list
+    return each_element(s, [](std::string_view e) noexcept {
+        return is_token(e);
+    });
+}
+
+
+bool vary_lists(std::string_view vary, std::string_view name) noexcept
+{
+    return !each_element(vary, [name](std::string_view e) noexcept {
+        return !(e == "*" || equal_caseless(e, name));
+    });
+}
+
+}  // namespace dynroute::cors
