@@ -103,6 +103,7 @@ FRONTS = [
           "        ~^(?<tenant>[a-z0-9]+)\\.t\\.example\\.org$  service_a;\n"
           "    }\n" % SMALL_RULES,
           "dynroute edge;\n            proxy_pass http://$dynroute_upstream;\n"
+          "            proxy_set_header Connection \"\";\n"
           "            proxy_set_header X-Tenant $tenant;",
           "acme.t.example.org", "a",
           note="dynroute, the host matched by a regex with a capture"),
