@@ -76,9 +76,11 @@ public:
     std::size_t size() const noexcept { return count_; }
     std::size_t memory() const noexcept;
 
-    // Hash functions shared by insert and find.  `reverse` hashes from the
-    // last byte to the first, so that one right-to-left pass over a host
-    // yields the hash of every suffix.
+    // Hash functions shared by insert and find.  `reverse` hashes label by
+    // label from the last to the first, eight bytes at a time, so that one
+    // right-to-left pass over a host yields the hash of every suffix that
+    // starts after a dot.  `forward` (with `step` and `basis`) is byte-wise
+    // FNV-1a from the first byte, for the prefixes of trailing wildcards.
     static std::uint64_t hash_reverse(std::string_view s) noexcept;
     static std::uint64_t hash_forward(std::string_view s) noexcept;
     static std::uint64_t step(std::uint64_t h, unsigned char c) noexcept;
@@ -94,12 +96,18 @@ private:
 
     void grow();
 
+    // find() itself, defined inline in table.cpp so that Table::find
+    // inlines it even in a -fPIC module, where a call to an exported
+    // function would stay a call.
+    RuleId lookup(std::string_view key, std::uint64_t hash) const noexcept;
+
     std::vector<Slot> slots_;
     std::string arena_;
     std::size_t count_ = 0;
     std::size_t mask_ = 0;
     bool reverse_ = true;
 
+    friend class Table;
     friend class TableBuilder;
 };
 
