@@ -191,13 +191,17 @@ class Nginx:
     def stop(self, sig=signal.SIGQUIT, timeout=60):
         if self.proc is None:
             return
-        if self.proc.poll() is None:
+        # Under valgrind a signal is sometimes not acted on: repeat it.
+        end = time.time() + timeout
+        while self.proc.poll() is None and time.time() < end:
             self.proc.send_signal(sig)
             try:
-                self.proc.wait(timeout)
+                self.proc.wait(2)
             except subprocess.TimeoutExpired:
-                self.proc.send_signal(signal.SIGTERM)
-                self.proc.wait(30)
+                pass
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(30)
         if self in _started:
             _started.remove(self)
 
@@ -264,7 +268,8 @@ def _to_us(value, unit):
 def wrk(port, host, duration, connections, script=None, path="/"):
     """One bounded wrk run from the client core; returns a dict."""
     cmd = ["taskset", "-c", CLIENT_CPU, "wrk", "-t1",
-           "-c%d" % connections, "-d%gs" % duration, "--latency",
+           "-c%d" % connections, "-d%ds" % max(1, round(duration)),
+           "--latency",
            "--timeout", "5s", "-H", "Host: " + host]
     if script:
         cmd += ["-s", script]
