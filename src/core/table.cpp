@@ -255,6 +255,11 @@ std::uint64_t HostIndex::step(std::uint64_t h, unsigned char c) noexcept
     return fnv_step(h, c);
 }
 
+std::uint64_t HostIndex::hash_name(std::string_view s) noexcept
+{
+    return fold_label(basis, s, 0, s.size());
+}
+
 std::uint64_t HostIndex::hash_reverse(std::string_view s) noexcept
 {
     std::uint64_t h = basis;
@@ -288,7 +293,7 @@ RuleId HostIndex::insert(std::string_view key, std::uint64_t hash, RuleId rule)
         throw ConfigError("too many host names");
     }
 
-    std::uint64_t f = reverse_ ? hash : finish(hash);
+    std::uint64_t f = kind_ == Hash::forward ? finish(hash) : hash;
     std::uint32_t tag = static_cast<std::uint32_t>(f >> 32);
     std::size_t i = f & mask_;
     while (slots_[i].rule != no_rule) {
@@ -318,8 +323,9 @@ void HostIndex::grow()
             continue;
         }
         std::string_view key(arena_.data() + s.off, s.len);
-        std::uint64_t f =
-            reverse_ ? hash_reverse(key) : finish(hash_forward(key));
+        std::uint64_t f = kind_ == Hash::name      ? hash_name(key)
+                          : kind_ == Hash::reverse ? hash_reverse(key)
+                                                   : finish(hash_forward(key));
         std::size_t i = f & mask;
         while (next[i].rule != no_rule) {
             i = (i + 1) & mask;
@@ -338,8 +344,8 @@ inline RuleId HostIndex::lookup(std::string_view key,
         return no_rule;
     }
 
-    // The label hash is mixed already; FNV needs its bits spread.
-    std::uint64_t f = reverse_ ? hash : finish(hash);
+    // The word hashes are mixed already; FNV needs its bits spread.
+    std::uint64_t f = kind_ == Hash::forward ? finish(hash) : hash;
     std::uint32_t tag = static_cast<std::uint32_t>(f >> 32);
 
     for (std::size_t i = f & mask_;; i = (i + 1) & mask_) {
@@ -379,30 +385,36 @@ Decision Table::find(std::string_view host) const noexcept
         return d;
     }
 
-    // One right-to-left pass, label by label, hashes every suffix: the
-    // whole host for the exact index, and the part after each dot for the
-    // leading wildcards, kept while the suffix has no more labels than the
-    // deepest key.  The exact name wins, so the wildcards are probed only
-    // when it is not there, longest suffix first.
-    constexpr unsigned max_kept = 16;
-    std::uint64_t kept_hash[max_kept];
-    std::size_t kept_start[max_kept];
-    unsigned kept = 0;
+    // The exact name wins over everything else but the ip rule, and its
+    // hash needs no label boundaries: eight bytes at a time.
+    d.rule = exact_.lookup(host, fold_label(HostIndex::basis, host, 0,
+                                            host.size()));
+    if (d.rule != no_rule) {
+        return d;
+    }
 
-    unsigned want = head_.empty() ? 0 : head_depth_;
-    bool deep = want > max_kept;  // rare: probe during the pass instead
-    unsigned labels = 0;
+    // Leading wildcards: one right-to-left pass, label by label, hashes
+    // every suffix that starts after a dot and has no more labels than the
+    // deepest key; the longest one in the index wins.
     RuleId head = no_rule;
-    std::uint64_t h = HostIndex::basis;
-    std::size_t end = host.size();
 
-    for (;;) {
-        std::size_t start = label_start(host, end);
-        h = fold_label(h, host, start, end - start);
-        if (start == 0) {
-            break;
-        }
-        if (labels < want) {
+    if (!head_.empty()) {
+        constexpr unsigned max_kept = 16;
+        std::uint64_t kept_hash[max_kept];
+        std::size_t kept_start[max_kept];
+        unsigned kept = 0;
+
+        bool deep = head_depth_ > max_kept;  // rare: probe during the pass
+        unsigned labels = 0;
+        std::uint64_t h = HostIndex::basis;
+        std::size_t end = host.size();
+
+        while (labels < head_depth_) {
+            std::size_t start = label_start(host, end);
+            if (start == 0) {
+                break;  // the whole host is not a subdomain of itself
+            }
+            h = fold_label(h, host, start, end - start);
             labels++;
             if (deep) {
                 RuleId r = head_.lookup(host.substr(start), h);
@@ -414,20 +426,13 @@ Decision Table::find(std::string_view host) const noexcept
                 kept_start[kept] = start;
                 kept++;
             }
+            end = start - 1;
         }
-        end = start - 1;
-    }
 
-    d.rule = exact_.lookup(host, h);
-    if (d.rule != no_rule) {
-        return d;
-    }
-
-    while (kept > 0) {
-        kept--;
-        head = head_.lookup(host.substr(kept_start[kept]), kept_hash[kept]);
-        if (head != no_rule) {
-            break;
+        while (kept > 0 && head == no_rule) {
+            kept--;
+            head = head_.lookup(host.substr(kept_start[kept]),
+                                kept_hash[kept]);
         }
     }
 
@@ -438,7 +443,7 @@ Decision Table::find(std::string_view host) const noexcept
 
     if (!tail_.empty()) {
         RuleId tail = no_rule;
-        h = HostIndex::basis;
+        std::uint64_t h = HostIndex::basis;
         unsigned labels = 0;
 
         for (std::size_t i = 0; i < host.size(); i++) {
@@ -515,7 +520,7 @@ void TableBuilder::add(std::string_view text, RuleId rule)
     }
 
     case PatternKind::exact:
-        prev = t.exact_.insert(p.key, HostIndex::hash_reverse(p.key), rule);
+        prev = t.exact_.insert(p.key, HostIndex::hash_name(p.key), rule);
         break;
 
     case PatternKind::dot:
@@ -526,7 +531,7 @@ void TableBuilder::add(std::string_view text, RuleId rule)
         if (prev != no_rule) {
             break;
         }
-        prev = t.exact_.insert(p.key, HostIndex::hash_reverse(p.key), rule);
+        prev = t.exact_.insert(p.key, HostIndex::hash_name(p.key), rule);
         if (prev != no_rule) {
             break;
         }
