@@ -338,7 +338,13 @@ def table(headers, rows):
     return "\n".join(out)
 
 
+_machine = []
+
+
 def machine():
+    """What ran, where and when; the first call fixes it (call it first)."""
+    if _machine:
+        return _machine[0]
     model = "?"
     try:
         with open("/proc/cpuinfo") as f:
@@ -350,8 +356,13 @@ def machine():
         pass
     ver = subprocess.run([NGINX, "-v"], capture_output=True,
                          text=True).stderr.strip()
-    return "%d cores (%s), %s, %s, kernel %s" % (
-        os.cpu_count(), model, ver.replace("nginx version: ", ""),
-        "wrk -t1, client on CPU %s, servers on CPU %s" % (CLIENT_CPU,
-                                                         SERVER_CPU),
-        os.uname().release)
+    rev = subprocess.run(["git", "-C", REPO, "describe", "--always",
+                          "--dirty"], capture_output=True,
+                         text=True).stdout.strip() or "?"
+    load = os.getloadavg()[0]
+    _machine.append("%s, commit %s; %d cores (%s), %s, kernel %s; client on CPU %s, "
+            "servers on CPU %s; load average %.2f at the start" % (
+                time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), rev,
+                os.cpu_count(), model, ver.replace("nginx version: ", ""),
+                os.uname().release, CLIENT_CPU, SERVER_CPU, load))
+    return _machine[0]

@@ -76,6 +76,7 @@ def handler_cost(path):
 def main():
     n = B.env_int("BENCH_CALLGRIND_REQUESTS", 2000)
     names = os.environ.get("BENCH_CALLGRIND_FRONTS", DEFAULT).split(",")
+    B.machine()
     out = os.environ.get("BENCH_OUT",
                          os.path.join(B.REPO, "build", "bench", "callgrind"))
     B.fresh_dir(out)
@@ -136,8 +137,8 @@ def main():
                      % (100.0 * (per - base) / base),
                      "-" if handler is None else "%.0f" % handler])
     text = ("callgrind, %d requests on one keep-alive connection, "
-            "instructions of the whole nginx process per request\n\n"
-            % n + B.table(["front", "instructions/request", "Δ vs static",
+            "instructions of the whole nginx process per request; %s\n\n"
+            % (n, B.machine()) + B.table(["front", "instructions/request", "Δ vs static",
                            "Δ %", "of which dynroute handler"], rows))
     print(text)
     with open(os.path.join(out, "results.md"), "w") as fh:

@@ -11,7 +11,7 @@ static proxy_pass measured within each round, and server CPU per request
 (from /proc/PID/task/*/schedstat of the server processes).  Everything it
 starts it stops, by PID.
 
-Knobs (environment): BENCH_ROUNDS (3), BENCH_DURATION (seconds per wrk run,
+Knobs (environment): BENCH_ROUNDS (5), BENCH_DURATION (seconds per wrk run,
 5), BENCH_CONNECTIONS (32), BENCH_WARMUP (seconds, 1), BENCH_FRONTS (comma
 separated names, default all), BENCH_OUT (output directory).
 
@@ -127,10 +127,11 @@ def server_conf(f, port, rules, router_port, ports):
 
 
 def main():
-    rounds = B.env_int("BENCH_ROUNDS", 3)
+    rounds = B.env_int("BENCH_ROUNDS", 5)
     duration = B.env_float("BENCH_DURATION", 5)
     conns = B.env_int("BENCH_CONNECTIONS", 32)
     warmup = B.env_float("BENCH_WARMUP", 1)
+    B.machine()
     out = os.environ.get("BENCH_OUT",
                          os.path.join(B.REPO, "build", "bench", "e2e"))
     only = [x for x in os.environ.get("BENCH_FRONTS", "").split(",") if x]

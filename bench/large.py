@@ -80,6 +80,7 @@ def main():
     rounds = B.env_int("BENCH_ROUNDS", 3)
     duration = B.env_float("BENCH_DURATION", 3)
     conns = B.env_int("BENCH_CONNECTIONS", 32)
+    B.machine()
     out = os.environ.get("BENCH_OUT",
                          os.path.join(B.REPO, "build", "bench", "large"))
     B.fresh_dir(out)
