@@ -5,7 +5,7 @@
 BENCH_PACKAGES := wrk valgrind libbenchmark-dev python3 time util-linux curl
 BENCH_CMAKE    := $(BUILD)/bench-cmake
 BENCH_OUT      := $(BUILD)/bench
-BENCH_PY       := /usr/bin/python3
+BENCH_PY       := PYTHONDONTWRITEBYTECODE=1 /usr/bin/python3
 
 .PHONY: bench bench-deps bench-micro bench-e2e bench-callgrind bench-large \
         bench-smoke
