@@ -11,8 +11,8 @@ static proxy_pass measured within each round, and server CPU per request
 (from /proc/PID/task/*/schedstat of the server processes).  Everything it
 starts it stops, by PID.
 
-Knobs (environment): BENCH_ROUNDS (5), BENCH_DURATION (seconds per wrk run,
-5), BENCH_CONNECTIONS (32), BENCH_WARMUP (seconds, 1), BENCH_FRONTS (comma
+Knobs (environment): BENCH_ROUNDS (8), BENCH_DURATION (seconds per wrk run,
+4), BENCH_CONNECTIONS (32), BENCH_WARMUP (seconds, 1), BENCH_FRONTS (comma
 separated names, default all), BENCH_OUT (output directory).
 
 Adding a front is one entry in FRONTS: a name, the http{}-level snippet, the
@@ -127,8 +127,8 @@ def server_conf(f, port, rules, router_port, ports):
 
 
 def main():
-    rounds = B.env_int("BENCH_ROUNDS", 5)
-    duration = B.env_float("BENCH_DURATION", 5)
+    rounds = B.env_int("BENCH_ROUNDS", 8)
+    duration = B.env_float("BENCH_DURATION", 4)
     conns = B.env_int("BENCH_CONNECTIONS", 32)
     warmup = B.env_float("BENCH_WARMUP", 1)
     B.machine()

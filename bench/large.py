@@ -11,7 +11,7 @@ included by a dynroute_table and by a map, both at default tuning):
     and the RSS of each serving worker.
 
 Knobs: BENCH_LARGE_SIZES (10000,100000,1000000), BENCH_LARGE_REPEAT (nginx -t
-runs per configuration, 3), BENCH_ROUNDS (3), BENCH_DURATION (3),
+runs per configuration, 3), BENCH_ROUNDS (5), BENCH_DURATION (3),
 BENCH_CONNECTIONS (32), BENCH_OUT.
 """
 
@@ -77,7 +77,7 @@ def main():
     sizes = [int(x) for x in os.environ.get(
         "BENCH_LARGE_SIZES", "10000,100000,1000000").split(",") if x]
     repeat = B.env_int("BENCH_LARGE_REPEAT", 3)
-    rounds = B.env_int("BENCH_ROUNDS", 3)
+    rounds = B.env_int("BENCH_ROUNDS", 5)
     duration = B.env_float("BENCH_DURATION", 3)
     conns = B.env_int("BENCH_CONNECTIONS", 32)
     B.machine()
@@ -145,8 +145,10 @@ def main():
             B.wrk(f["port"], f["host"], 1, conns, script=f["script"])
         for r in range(rounds):
             for f in fronts:
+                cpu0 = f["nginx"].cpu_ns()
                 res = B.wrk(f["port"], f["host"], duration, conns,
                             script=f["script"])
+                res["cpu_ns"] = f["nginx"].cpu_ns() - cpu0
                 res.pop("raw")
                 f["runs"].append(res)
                 B.log("round %d/%d %-18s %9.0f req/s  errors %d" % (
@@ -174,6 +176,9 @@ def main():
                        "%.2f (%.2f–%.2f)" % (B.median(ratio), min(ratio),
                                              max(ratio)) if ratio else "-",
                        B.fmt(B.median([x["p99"] for x in f["runs"]])),
+                       B.fmt(B.median([x["cpu_ns"] / 1e3 / x["requests"]
+                                       for x in f["runs"] if x["requests"]]),
+                             "%.1f"),
                        B.fmt(None if f["worker_rss"] is None
                              else f["worker_rss"] / 1024.0, "%.1f"),
                        sum(x["errors"] for x in f["runs"])])
@@ -187,7 +192,8 @@ def main():
         "Throughput, wrk -t1 -c%d, %d interleaved rounds of %gs, 1,000 "
         "hosts of the table in turn:" % (conns, rounds, duration), "",
         B.table(["front", "req/s median", "req/s min–max",
-                 "× static (per round)", "p99 µs", "worker RSS MB",
+                 "× static (per round)", "p99 µs", "server CPU µs/req",
+                 "worker RSS MB",
                  "errors"], rows_w)])
     print(text)
     with open(os.path.join(out, "results.md"), "w") as fh:

@@ -6,8 +6,6 @@
 // large table is probed all over, as real traffic would, not one hot slot.
 #include <benchmark/benchmark.h>
 
-#include <sys/resource.h>
-
 #include <algorithm>
 #include <cstdio>
 #include <random>
@@ -174,13 +172,6 @@ void BM_ClassifyHost(benchmark::State &state)
     }
 }
 
-long peak_rss_kb()
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return ru.ru_maxrss;
-}
-
 // Compiling n exact names and n/10 wildcards, as nginx reads the table.
 void BM_Compile(benchmark::State &state)
 {
@@ -194,7 +185,6 @@ void BM_Compile(benchmark::State &state)
     }
 
     std::size_t bytes = 0;
-    long before = peak_rss_kb();
     for (auto _ : state) {
         TableBuilder b;
         RuleId id = 0;
@@ -209,8 +199,6 @@ void BM_Compile(benchmark::State &state)
     state.counters["table_MB"] = static_cast<double>(bytes) / 1e6;
     state.counters["bytes_per_host"] =
         static_cast<double>(bytes) / static_cast<double>(names.size());
-    state.counters["peak_rss_growth_MB"] =
-        static_cast<double>(peak_rss_kb() - before) / 1e3;
 }
 
 }  // namespace

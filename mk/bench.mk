@@ -8,13 +8,18 @@ BENCH_OUT      := $(BUILD)/bench
 BENCH_PY       := PYTHONDONTWRITEBYTECODE=1 /usr/bin/python3
 
 .PHONY: bench bench-deps bench-micro bench-e2e bench-callgrind bench-large \
-        bench-smoke
+        bench-smoke bench-check
 
 bench: bench-micro bench-e2e bench-callgrind bench-large
 	@echo "bench: results in $(BENCH_OUT)/*/results.md"
 
 bench-deps:
 	@scripts/apt-install $(BENCH_PACKAGES)
+
+BENCH_SCRIPTS := bench/benchlib.py bench/e2e.py bench/callgrind.py \
+                 bench/large.py
+BENCH_SYNTAX  := $(BENCH_PY) -c 'import ast, sys; \
+                 [ast.parse(open(f).read(), f) for f in sys.argv[1:]]'
 
 # Google Benchmark over the core, optimised as the module is (-O2 -g), on
 # the client core.  Debian's libbenchmark warns that it was "built as
@@ -47,8 +52,7 @@ bench-large: module bench-deps
 # A quick pass through every benchmark (about a minute): checks that the
 # scripts still run, not a measurement.
 bench-smoke: module bench-deps
-	$(BENCH_PY) -m py_compile bench/benchlib.py bench/e2e.py \
-	    bench/callgrind.py bench/large.py
+	$(BENCH_SYNTAX) $(BENCH_SCRIPTS)
 	BENCH_OUT=$(BENCH_OUT)/smoke-e2e MODULE=$(MODULE) NGINX=$(NGINX) \
 	BENCH_ROUNDS=1 BENCH_DURATION=1 BENCH_WARMUP=0.2 \
 	    $(BENCH_PY) bench/e2e.py
@@ -58,3 +62,15 @@ bench-smoke: module bench-deps
 	BENCH_OUT=$(BENCH_OUT)/smoke-large MODULE=$(MODULE) NGINX=$(NGINX) \
 	BENCH_LARGE_SIZES=1000 BENCH_LARGE_REPEAT=1 BENCH_ROUNDS=1 \
 	BENCH_DURATION=1 $(BENCH_PY) bench/large.py
+
+# For CI, in seconds: the scripts parse, and the microbenchmarks build and
+# run once each (too briefly to mean anything).
+bench-check: deps
+	@scripts/apt-install libbenchmark-dev python3
+	$(BENCH_SYNTAX) $(BENCH_SCRIPTS)
+	cmake -S . -B $(BENCH_CMAKE) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	    -DDYNROUTE_BENCH=ON -DBUILD_TESTING=OFF > /dev/null
+	cmake --build $(BENCH_CMAKE) -j2 --target dynroute_micro
+	$(BENCH_CMAKE)/dynroute_micro --benchmark_min_time=0.001 \
+	    --benchmark_filter='/10$$|/100000$$|Classify' > /dev/null
+	@echo "bench-check: ok"
