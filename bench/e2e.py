@@ -218,6 +218,23 @@ def ratios(fronts, name, base):
             if b["rps"] > 0]
 
 
+def all_cpu(run):
+    """Server CPU per request, backends included, in µs."""
+    return (run["cpu_ns"] + run["backend_ns"]) / 1e3 / run["requests"]
+
+
+def cpu_ratios(fronts, name, base):
+    """Per round, base's CPU per request over name's: the throughput ratio
+    that one dedicated server core would show, much less sensitive to other
+    load on the machine than req/s."""
+    by = {f["name"]: f for f in fronts}
+    if name not in by or base not in by:
+        return []
+    return [all_cpu(b) / all_cpu(a) for a, b in zip(by[name]["runs"],
+                                                    by[base]["runs"])
+            if a["requests"] and b["requests"]]
+
+
 def span(xs, spec="%.2f"):
     if not xs:
         return "-"
@@ -225,7 +242,8 @@ def span(xs, spec="%.2f"):
         B.median(xs), min(xs), max(xs))
 
 
-def report(fronts, rounds, duration, conns, out):
+def report(fronts, rounds, duration, conns, out, machine=None):
+    machine = machine or B.machine()
     rows = []
     for f in fronts:
         runs = f["runs"]
@@ -241,17 +259,20 @@ def report(fronts, rounds, duration, conns, out):
             B.fmt(B.median([x["p99"] for x in runs])),
             span(ratios(fronts, f["name"], "static")),
             B.fmt(B.median(cpu), "%.1f"), B.fmt(B.median(allcpu), "%.1f"),
+            span(cpu_ratios(fronts, f["name"], "static")),
             sum(x["errors"] for x in runs)])
 
     lines = [
         "wrk -t1 -c%d, %d rounds of %gs per front, interleaved; %s"
-        % (conns, rounds, duration, B.machine()), "",
+        % (conns, rounds, duration, machine), "",
         B.table(["front", "req/s median", "req/s min–max", "p50 µs",
-                 "p99 µs", "× static (per round) median (min–max)",
-                 "server CPU µs/req", "incl. backends µs/req", "errors"],
+                 "p99 µs", "× static by req/s, per round: median (min–max)",
+                 "server CPU µs/req", "incl. backends µs/req",
+                 "× static by CPU/req, per round", "errors"],
                 rows), ""]
 
-    lines.append("Ratios within each round, median (min–max):")
+    lines.append("Ratios within each round, median (min–max), by req/s and "
+                 "by server CPU per request (backends included):")
     for a, b in (("dynroute", "static"), ("dynroute", "map"),
                  ("dynroute", "auth_request-location"),
                  ("dynroute", "auth_request-process"),
@@ -259,7 +280,8 @@ def report(fronts, rounds, duration, conns, out):
                  ("dynroute-regex", "static"), ("map", "static")):
         rs = ratios(fronts, a, b)
         if rs:
-            lines.append("- %s / %s: %s" % (a, b, span(rs)))
+            lines.append("- %s / %s: %s by req/s, %s by CPU" % (
+                a, b, span(rs), span(cpu_ratios(fronts, a, b))))
     lines.append("")
     lines.append("Fronts:")
     for f in fronts:
@@ -270,9 +292,24 @@ def report(fronts, rounds, duration, conns, out):
     with open(os.path.join(out, "results.md"), "w") as fh:
         fh.write(text + "\n")
     with open(os.path.join(out, "results.json"), "w") as fh:
-        json.dump([{k: v for k, v in f.items() if k != "nginx"}
-                   for f in fronts], fh, indent=1)
+        json.dump({"machine": machine, "rounds": rounds,
+                   "duration": duration, "connections": conns,
+                   "fronts": [{k: v for k, v in f.items() if k != "nginx"}
+                              for f in fronts]}, fh, indent=1)
+
+
+def rereport(out):
+    """Prints the tables again from results.json (after a change of the
+    report, without measuring again)."""
+    with open(os.path.join(out, "results.json")) as fh:
+        r = json.load(fh)
+    report(r["fronts"], r["rounds"], r["duration"], r["connections"], out,
+           r["machine"])
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["--report"]:
+        rereport(os.environ.get("BENCH_OUT", os.path.join(
+            B.REPO, "build", "bench", "e2e")))
+    else:
+        main()
