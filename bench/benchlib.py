@@ -360,9 +360,10 @@ def machine():
                           "--dirty"], capture_output=True,
                          text=True).stdout.strip() or "?"
     load = os.getloadavg()[0]
-    _machine.append("%s, commit %s; %d cores (%s), %s, kernel %s; client on CPU %s, "
-            "servers on CPU %s; load average %.2f at the start" % (
-                time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), rev,
-                os.cpu_count(), model, ver.replace("nginx version: ", ""),
-                os.uname().release, CLIENT_CPU, SERVER_CPU, load))
+    _machine.append(
+        "%s, commit %s; %d cores (%s), %s, kernel %s; client on CPU %s, "
+        "servers on CPU %s; load average %.2f at the start" % (
+            time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), rev,
+            os.cpu_count(), model, ver.replace("nginx version: ", ""),
+            os.uname().release, CLIENT_CPU, SERVER_CPU, load))
     return _machine[0]
