@@ -7,6 +7,7 @@
  * function nginx calls is noexcept: C++ exceptions stop here.
  */
 
+#include <deque>
 #include <memory>
 #include <new>
 #include <string>
@@ -32,12 +33,16 @@ typedef struct {
 } ngx_http_dynroute_capture_t;
 
 
-/* Allocated with new, deleted by a cleanup of the cycle pool. */
+/*
+ * Allocated with new, deleted by a cleanup of the cycle pool.  The rules are
+ * a deque: a table of a million hosts grows without copying, and without a
+ * vector's doubling slack, while nginx reads it.
+ */
 typedef struct {
     ngx_str_t                                      name;
     u_char                                        *file;
     ngx_uint_t                                     line;
-    std::vector<ngx_http_dynroute_rule_t>          rules;
+    std::deque<ngx_http_dynroute_rule_t>           rules;
     std::vector<std::vector<ngx_http_dynroute_capture_t>>  captures;
     std::unique_ptr<dynroute::TableBuilder>        builder;
     void                                          *http_ctx;  /* parsing */

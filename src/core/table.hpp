@@ -66,7 +66,14 @@ Pattern parse_pattern(std::string_view text);
 // Open-addressing hash of lowercase names, case-insensitive lookups.
 class HostIndex {
 public:
-    explicit HostIndex(bool reverse = true) noexcept : reverse_(reverse) {}
+    // Which of the hash functions below the keys are hashed with.
+    enum class Hash : unsigned char { name, reverse, forward };
+
+    explicit HostIndex(bool reverse = true) noexcept
+        : kind_(reverse ? Hash::reverse : Hash::forward)
+    {
+    }
+    explicit HostIndex(Hash kind) noexcept : kind_(kind) {}
 
     // Returns no_rule when inserted, or the rule already holding the key.
     RuleId insert(std::string_view key, std::uint64_t hash, RuleId rule);
@@ -76,9 +83,14 @@ public:
     std::size_t size() const noexcept { return count_; }
     std::size_t memory() const noexcept;
 
-    // Hash functions shared by insert and find.  `reverse` hashes from the
-    // last byte to the first, so that one right-to-left pass over a host
-    // yields the hash of every suffix.
+    // Hash functions shared by insert and find.  `name` hashes the whole
+    // name eight bytes at a time, for exact names.  `reverse` hashes label
+    // by label from the last to the first, so that one right-to-left pass
+    // over a host yields the hash of every suffix that starts after a dot,
+    // for leading wildcards.  `forward` (with `step` and `basis`) is
+    // byte-wise FNV-1a from the first byte, for the prefixes of trailing
+    // wildcards.
+    static std::uint64_t hash_name(std::string_view s) noexcept;
     static std::uint64_t hash_reverse(std::string_view s) noexcept;
     static std::uint64_t hash_forward(std::string_view s) noexcept;
     static std::uint64_t step(std::uint64_t h, unsigned char c) noexcept;
@@ -94,12 +106,18 @@ private:
 
     void grow();
 
+    // find() itself, defined inline in table.cpp so that Table::find
+    // inlines it even in a -fPIC module, where a call to an exported
+    // function would stay a call.
+    RuleId lookup(std::string_view key, std::uint64_t hash) const noexcept;
+
     std::vector<Slot> slots_;
     std::string arena_;
     std::size_t count_ = 0;
     std::size_t mask_ = 0;
-    bool reverse_ = true;
+    Hash kind_ = Hash::reverse;
 
+    friend class Table;
     friend class TableBuilder;
 };
 
@@ -140,9 +158,10 @@ public:
 private:
     friend class TableBuilder;
 
-    HostIndex exact_;
-    HostIndex head_;  // keys of "*.x" and ".x" (matches subdomains of x)
-    HostIndex tail_{false};  // keys of "x.*"
+    HostIndex exact_{HostIndex::Hash::name};
+    HostIndex head_{HostIndex::Hash::reverse};  // keys of "*.x" and ".x"
+                                                // (match subdomains of x)
+    HostIndex tail_{HostIndex::Hash::forward};  // keys of "x.*"
     unsigned head_depth_ = 0;  // most labels in a head key
     unsigned tail_depth_ = 0;
     std::vector<Regex> regexes_;

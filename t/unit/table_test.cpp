@@ -413,3 +413,69 @@ TEST(Table, AgreesWithModelOnRandomTables)
         }
     }
 }
+
+// The hashes read eight bytes at a time: labels shorter than a word, of one
+// word, longer than one and two words, and hosts shorter than a word, with
+// upper case anywhere, must hash alike whether seen whole or as a suffix.
+TEST(Table, AgreesWithModelOnLongAndMixedCaseLabels)
+{
+    std::mt19937 rng(8);
+    const char *labels[] = {"a", "abcdefgh", "abcdefghi", "Www", "EXAMPLE",
+                            "x-long-label-0123456789", "com", "q1"};
+    auto pick = [&](int max_labels) {
+        std::string s;
+        int n = 1 + static_cast<int>(rng() % max_labels);
+        for (int i = 0; i < n; i++) {
+            if (i) {
+                s += '.';
+            }
+            s += labels[rng() % 8];
+        }
+        return s;
+    };
+    auto noise = [&](std::string &s) {
+        for (char &c : s) {
+            if (rng() % 4 == 0) {
+                c = static_cast<char>(
+                    std::toupper(static_cast<unsigned char>(c)));
+            }
+        }
+    };
+
+    for (int round = 0; round < 300; round++) {
+        TableBuilder b;
+        Model m;
+        std::string trace;
+        RuleId next = 0;
+        int npatterns = 1 + static_cast<int>(rng() % 25);
+        for (int i = 0; i < npatterns; i++) {
+            std::string p;
+            switch (rng() % 4) {
+            case 0: p = pick(4); break;
+            case 1: p = "*." + pick(3); break;
+            case 2: p = "." + pick(3); break;
+            default: p = pick(3) + ".*"; break;
+            }
+            noise(p);
+            RuleId r = next++;
+            bool ok = m.add(p, r);
+            trace += p + " ";
+            try {
+                b.add(p, r);
+                EXPECT_TRUE(ok) << "table accepted a conflict: " << p;
+            } catch (const ConflictError &) {
+                EXPECT_FALSE(ok) << "table refused " << p;
+            }
+        }
+        b.set_default(1001);
+        m.dflt = 1001;
+        Table t = b.build();
+
+        for (int i = 0; i < 200; i++) {
+            std::string h = pick(6);
+            noise(h);
+            ASSERT_EQ(t.find(h).rule, m.find(h))
+                << "host " << h << " patterns " << trace;
+        }
+    }
+}

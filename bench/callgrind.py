@@ -1,0 +1,149 @@
+#!/usr/bin/python3
+"""Deterministic cost: instructions per request under callgrind.
+
+Each front of bench/e2e.py (the same configuration) runs as a single nginx
+process (master_process off) under valgrind --tool=callgrind, with
+instrumentation off while it starts.  After a warm-up on one keep-alive
+connection, instrumentation is switched on (callgrind_control -i on PID),
+N requests are sent on that connection, and it is switched off again; the
+instructions counted, divided by N, are the cost of one request in the whole
+nginx process: parsing, routing, proxying to the (uninstrumented) backend
+and writing the response.  This figure does not depend on machine noise.
+
+Knobs: BENCH_CALLGRIND_REQUESTS (2000), BENCH_CALLGRIND_FRONTS (comma
+separated, default below), BENCH_OUT.
+"""
+
+import http.client
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchlib as B  # noqa: E402
+import e2e  # noqa: E402
+
+DEFAULT = ("static,map,dynroute,dynroute-regex,map-10k,dynroute-10k,"
+           "auth_request-location")
+
+
+def send(port, host, n):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        for _ in range(n):
+            c.request("GET", "/", headers={"Host": host})
+            r = c.getresponse()
+            r.read()
+            if r.status != 200:
+                raise RuntimeError("status %d" % r.status)
+    finally:
+        c.close()
+
+
+def control(pid, *args):
+    subprocess.run(["callgrind_control"] + list(args) + [str(pid)],
+                   check=True, capture_output=True, timeout=120)
+
+
+def totals(path):
+    """The events of the whole run: the "totals:" line at the end."""
+    total = None
+    with open(path) as f:
+        for line in f:
+            m = re.match(r"totals:\s+(\d+)", line)
+            if m:
+                total = int(m.group(1))
+    if total is None:
+        raise RuntimeError("no totals in " + path)
+    return total
+
+
+def handler_cost(path):
+    """Inclusive instructions of the module's rewrite handler."""
+    r = subprocess.run(["callgrind_annotate", "--inclusive=yes", path],
+                       capture_output=True, text=True)
+    for line in r.stdout.splitlines():
+        if "ngx_http_dynroute_handler" in line:
+            m = re.match(r"\s*([\d,]+)", line)
+            if m:
+                return int(m.group(1).replace(",", ""))
+    return None
+
+
+def main():
+    n = B.env_int("BENCH_CALLGRIND_REQUESTS", 2000)
+    names = os.environ.get("BENCH_CALLGRIND_FRONTS", DEFAULT).split(",")
+    B.machine()
+    out = os.environ.get("BENCH_OUT",
+                         os.path.join(B.REPO, "build", "bench", "callgrind"))
+    B.fresh_dir(out)
+    rules = B.write_rules(os.path.join(out, "rules-10k.conf"), 10000)
+    fronts = {f["name"]: f for f in e2e.FRONTS}
+    results = []
+
+    ports = {"service_a": B.free_port(), "service_b": B.free_port()}
+    backends = B.Nginx("backends", os.path.join(out, "backends"),
+                       "".join("    server {\n        listen 127.0.0.1:%d;\n"
+                               "        location / { return 200 \"%s\"; }\n"
+                               "    }\n" % (p, name[-1])
+                               for name, p in sorted(ports.items())),
+                       list(ports.values()), module=False)
+    try:
+        backends.start()
+        for name in names:
+            f = fronts[name]
+            if f["router"] == "process":
+                B.log("callgrind: skipping %s (its router is another "
+                      "process)" % name)
+                continue
+            port, rp = B.free_port(), B.free_port()
+            prefix = os.path.join(out, name)
+            cg = os.path.join(prefix, "callgrind.out")
+            listen = [port] + ([rp] if f["router"] == "self" else [])
+            nx = B.Nginx(name, prefix,
+                         e2e.server_conf(f, port, rules, rp, ports), listen,
+                         master=False,
+                         wrapper=["valgrind", "--tool=callgrind",
+                                  "--instr-atstart=no",
+                                  "--callgrind-out-file=" + cg])
+            t0 = time.time()
+            nx.start()
+            send(port, f["host"], 50)  # warm-up: keepalive, caches
+            pid = nx.proc.pid
+            control(pid, "-i", "on")
+            send(port, f["host"], n)
+            control(pid, "-i", "off")
+            t1 = time.time()
+            nx.stop(signal.SIGTERM)  # QUIT may wait on idle upstreams
+            B.log("callgrind %s: started and measured in %.0f s, stopped in "
+                  "%.0f s" % (name, t1 - t0, time.time() - t1))
+            ir = totals(cg)
+            hc = handler_cost(cg)
+            results.append((name, ir / n, None if hc is None else hc / n))
+            B.log("callgrind %-24s %10.0f instructions/request (%.0f s)"
+                  % (name, ir / n, time.time() - t0))
+    finally:
+        B.stop_all()
+
+    base = dict((r[0], r[1]) for r in results).get("static")
+    rows = []
+    for name, per, handler in results:
+        rows.append([name, "%.0f" % per,
+                     "-" if base is None else "%+.0f" % (per - base),
+                     "-" if base is None else "%+.2f %%"
+                     % (100.0 * (per - base) / base),
+                     "-" if handler is None else "%.0f" % handler])
+    text = ("callgrind, %d requests on one keep-alive connection, "
+            "instructions of the whole nginx process per request; %s\n\n"
+            % (n, B.machine()) + B.table(["front", "instructions/request", "Δ vs static",
+                           "Δ %", "of which dynroute handler"], rows))
+    print(text)
+    with open(os.path.join(out, "results.md"), "w") as fh:
+        fh.write(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

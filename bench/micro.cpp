@@ -1,0 +1,214 @@
+// Microbenchmarks of the core (Google Benchmark): the routing decision for
+// exact, wildcard and regex hosts at 10, 1,000 and 100,000 rules, IP-literal
+// classification, and the compile time and memory of a 100,000-host table.
+//
+// Hosts are looked up from a shuffled list of a few thousand names so that a
+// large table is probed all over, as real traffic would, not one hot slot.
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "host.hpp"
+#include "table.hpp"
+
+using namespace dynroute;
+
+namespace {
+
+constexpr std::size_t probes = 4096;  // a power of two
+
+// "svc-<i>.team-<i%97>.example.com": about 28 bytes, like real service names.
+std::string exact_name(std::size_t i)
+{
+    return "svc-" + std::to_string(i) + ".team-" + std::to_string(i % 97) +
+           ".example.com";
+}
+
+std::string wildcard_key(std::size_t i)
+{
+    return "w" + std::to_string(i) + ".example.net";
+}
+
+// n rules: n exact names and n/10 "*.w<i>.example.net" (at least one),
+// rule ids as in a real table; `regex` adds one regex rule after them.
+Table make_table(std::size_t n, bool regex)
+{
+    TableBuilder b;
+    RuleId id = 0;
+    for (std::size_t i = 0; i < n; i++) {
+        b.add(exact_name(i), id++);
+    }
+    for (std::size_t i = 0; i < std::max<std::size_t>(n / 10, 1); i++) {
+        b.add("*." + wildcard_key(i), id++);
+    }
+    if (regex) {
+        b.add("~^(?<tenant>[a-z0-9]+)\\.t\\.example\\.org$", id++);
+    }
+    b.set_default(id++);
+    return b.build();
+}
+
+std::vector<std::string> shuffled(std::vector<std::string> v)
+{
+    std::mt19937_64 rng(42);
+    std::shuffle(v.begin(), v.end(), rng);
+    return v;
+}
+
+std::vector<std::string> exact_hosts(std::size_t n)
+{
+    std::mt19937_64 rng(1);
+    std::vector<std::string> v;
+    for (std::size_t i = 0; i < probes; i++) {
+        v.push_back(exact_name(rng() % n));
+    }
+    return shuffled(v);
+}
+
+// Subdomains of the wildcards: the exact lookup misses, a suffix hits.
+std::vector<std::string> wildcard_hosts(std::size_t n)
+{
+    std::mt19937_64 rng(2);
+    std::size_t w = std::max<std::size_t>(n / 10, 1);
+    std::vector<std::string> v;
+    for (std::size_t i = 0; i < probes; i++) {
+        v.push_back("api-" + std::to_string(i % 50) + "." +
+                    wildcard_key(rng() % w));
+    }
+    return shuffled(v);
+}
+
+// Hosts only the regex matches: every hash misses first.
+std::vector<std::string> regex_hosts()
+{
+    std::vector<std::string> v;
+    for (std::size_t i = 0; i < probes; i++) {
+        v.push_back("tenant" + std::to_string(i) + ".t.example.org");
+    }
+    return shuffled(v);
+}
+
+template <typename Hosts>
+void run_decisions(benchmark::State &state, const Table &t, const Hosts &hosts,
+                   RuleId never)
+{
+    std::size_t i = 0;
+    for (auto _ : state) {
+        Decision d = t.find(hosts[i++ & (probes - 1)]);
+        benchmark::DoNotOptimize(d);
+        if (d.rule == never) {  // a wrong workload would be a wrong figure
+            state.SkipWithError("host fell through to the default");
+            break;
+        }
+    }
+}
+
+RuleId default_of(const Table &t) { return t.default_rule(); }
+
+void BM_DecideExact(benchmark::State &state)
+{
+    auto n = static_cast<std::size_t>(state.range(0));
+    Table t = make_table(n, false);
+    auto hosts = exact_hosts(n);
+    run_decisions(state, t, hosts, default_of(t));
+}
+
+void BM_DecideWildcard(benchmark::State &state)
+{
+    auto n = static_cast<std::size_t>(state.range(0));
+    Table t = make_table(n, false);
+    auto hosts = wildcard_hosts(n);
+    run_decisions(state, t, hosts, default_of(t));
+}
+
+// The same exact hosts with a regex rule in the table: regexes are tried
+// only after the hashes miss, so this must cost what BM_DecideExact costs.
+void BM_DecideExactWithRegexRule(benchmark::State &state)
+{
+    auto n = static_cast<std::size_t>(state.range(0));
+    Table t = make_table(n, true);
+    auto hosts = exact_hosts(n);
+    run_decisions(state, t, hosts, default_of(t));
+}
+
+void BM_DecideRegex(benchmark::State &state)
+{
+    auto n = static_cast<std::size_t>(state.range(0));
+    Table t = make_table(n, true);
+    auto hosts = regex_hosts();
+    run_decisions(state, t, hosts, default_of(t));
+}
+
+// Nothing matches: every lookup runs to the default.
+void BM_DecideDefault(benchmark::State &state)
+{
+    auto n = static_cast<std::size_t>(state.range(0));
+    Table t = make_table(n, false);
+    std::vector<std::string> hosts;
+    for (std::size_t i = 0; i < probes; i++) {
+        hosts.push_back("unknown-" + std::to_string(i) + ".example.org");
+    }
+    std::size_t i = 0;
+    for (auto _ : state) {
+        benchmark::DoNotOptimize(t.find(hosts[i++ & (probes - 1)]));
+    }
+}
+
+// A table with an ip rule: every request classifies its host first.
+void BM_ClassifyHost(benchmark::State &state)
+{
+    static const char *const mix[] = {
+        "10.1.2.3",          "10.1.2.3:8080", "[fd00::12]:8080",
+        "[2001:db8::1]",     "1password.com", "api.example.com",
+        "10.0.0.1.nip.io",   "svc-123.team-7.example.com",
+    };
+    std::size_t i = 0;
+    for (auto _ : state) {
+        benchmark::DoNotOptimize(classify_host(mix[i++ & 7]));
+    }
+}
+
+// Compiling n exact names and n/10 wildcards, as nginx reads the table.
+void BM_Compile(benchmark::State &state)
+{
+    auto n = static_cast<std::size_t>(state.range(0));
+    std::vector<std::string> names;
+    for (std::size_t i = 0; i < n; i++) {
+        names.push_back(exact_name(i));
+    }
+    for (std::size_t i = 0; i < n / 10; i++) {
+        names.push_back("*." + wildcard_key(i));
+    }
+
+    std::size_t bytes = 0;
+    for (auto _ : state) {
+        TableBuilder b;
+        RuleId id = 0;
+        for (const auto &s : names) {
+            b.add(s, id++);
+        }
+        Table t = b.build();
+        bytes = t.stats().bytes;
+        benchmark::DoNotOptimize(t);
+    }
+    state.counters["hosts"] = static_cast<double>(names.size());
+    state.counters["table_MB"] = static_cast<double>(bytes) / 1e6;
+    state.counters["bytes_per_host"] =
+        static_cast<double>(bytes) / static_cast<double>(names.size());
+}
+
+}  // namespace
+
+BENCHMARK(BM_DecideExact)->Arg(10)->Arg(1000)->Arg(100000);
+BENCHMARK(BM_DecideWildcard)->Arg(10)->Arg(1000)->Arg(100000);
+BENCHMARK(BM_DecideExactWithRegexRule)->Arg(10)->Arg(1000)->Arg(100000);
+BENCHMARK(BM_DecideRegex)->Arg(10)->Arg(1000)->Arg(100000);
+BENCHMARK(BM_DecideDefault)->Arg(10)->Arg(1000)->Arg(100000);
+BENCHMARK(BM_ClassifyHost);
+BENCHMARK(BM_Compile)->Arg(100000)->Unit(benchmark::kMillisecond);
+
+BENCHMARK_MAIN();

@@ -1,0 +1,76 @@
+# Benchmarks: `make bench` runs them all (about 8 minutes); see
+# bench/README.md.  Knobs are environment variables (BENCH_ROUNDS,
+# BENCH_DURATION, ...), documented there.
+
+BENCH_PACKAGES := wrk valgrind libbenchmark-dev python3 time util-linux curl
+BENCH_CMAKE    := $(BUILD)/bench-cmake
+BENCH_OUT      := $(BUILD)/bench
+BENCH_PY       := PYTHONDONTWRITEBYTECODE=1 /usr/bin/python3
+
+.PHONY: bench bench-deps bench-micro bench-e2e bench-callgrind bench-large \
+        bench-smoke bench-check
+
+bench: bench-micro bench-e2e bench-callgrind bench-large
+	@echo "bench: results in $(BENCH_OUT)/*/results.md"
+
+bench-deps:
+	@scripts/apt-install $(BENCH_PACKAGES)
+
+BENCH_SCRIPTS := bench/benchlib.py bench/e2e.py bench/callgrind.py \
+                 bench/large.py
+BENCH_SYNTAX  := $(BENCH_PY) -c 'import ast, sys; \
+                 [ast.parse(open(f).read(), f) for f in sys.argv[1:]]'
+
+# Google Benchmark over the core, optimised as the module is (-O2 -g), on
+# the client core.  Debian's libbenchmark warns that it was "built as
+# DEBUG": that concerns the library's own checks, not our code.
+bench-micro: deps bench-deps
+	cmake -S . -B $(BENCH_CMAKE) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	    -DDYNROUTE_BENCH=ON -DBUILD_TESTING=OFF > /dev/null
+	cmake --build $(BENCH_CMAKE) -j2 --target dynroute_micro
+	mkdir -p $(BENCH_OUT)/micro
+	taskset -c $${BENCH_CLIENT_CPU:-1} $(BENCH_CMAKE)/dynroute_micro \
+	    --benchmark_repetitions=$${BENCH_MICRO_REPETITIONS:-5} \
+	    --benchmark_report_aggregates_only=true \
+	    --benchmark_min_time=$${BENCH_MICRO_MIN_TIME:-0.2} \
+	    --benchmark_out=$(BENCH_OUT)/micro/results.json \
+	    --benchmark_out_format=json \
+	    | tee $(BENCH_OUT)/micro/results.txt
+
+bench-e2e: module bench-deps
+	BENCH_OUT=$(BENCH_OUT)/e2e MODULE=$(MODULE) NGINX=$(NGINX) \
+	    $(BENCH_PY) bench/e2e.py
+
+bench-callgrind: module bench-deps
+	BENCH_OUT=$(BENCH_OUT)/callgrind MODULE=$(MODULE) NGINX=$(NGINX) \
+	    $(BENCH_PY) bench/callgrind.py
+
+bench-large: module bench-deps
+	BENCH_OUT=$(BENCH_OUT)/large MODULE=$(MODULE) NGINX=$(NGINX) \
+	    $(BENCH_PY) bench/large.py
+
+# A quick pass through every benchmark (about a minute): checks that the
+# scripts still run, not a measurement.
+bench-smoke: module bench-deps
+	$(BENCH_SYNTAX) $(BENCH_SCRIPTS)
+	BENCH_OUT=$(BENCH_OUT)/smoke-e2e MODULE=$(MODULE) NGINX=$(NGINX) \
+	BENCH_ROUNDS=1 BENCH_DURATION=1 BENCH_WARMUP=0.2 \
+	    $(BENCH_PY) bench/e2e.py
+	BENCH_OUT=$(BENCH_OUT)/smoke-callgrind MODULE=$(MODULE) NGINX=$(NGINX) \
+	BENCH_CALLGRIND_REQUESTS=50 BENCH_CALLGRIND_FRONTS=static,dynroute \
+	    $(BENCH_PY) bench/callgrind.py
+	BENCH_OUT=$(BENCH_OUT)/smoke-large MODULE=$(MODULE) NGINX=$(NGINX) \
+	BENCH_LARGE_SIZES=1000 BENCH_LARGE_REPEAT=1 BENCH_ROUNDS=1 \
+	BENCH_DURATION=1 $(BENCH_PY) bench/large.py
+
+# For CI, in seconds: the scripts parse, and the microbenchmarks build and
+# run once each (too briefly to mean anything).
+bench-check: deps
+	@scripts/apt-install libbenchmark-dev python3
+	$(BENCH_SYNTAX) $(BENCH_SCRIPTS)
+	cmake -S . -B $(BENCH_CMAKE) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	    -DDYNROUTE_BENCH=ON -DBUILD_TESTING=OFF > /dev/null
+	cmake --build $(BENCH_CMAKE) -j2 --target dynroute_micro
+	$(BENCH_CMAKE)/dynroute_micro --benchmark_min_time=0.001 \
+	    --benchmark_filter='/10$$|/100000$$|Classify' > /dev/null
+	@echo "bench-check: ok"
