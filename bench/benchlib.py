@@ -18,6 +18,9 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NGINX = os.environ.get("NGINX", "/usr/sbin/nginx")
+# nginx itself reads $NGINX (the sockets inherited on a binary upgrade): keep
+# it out of the environment of the servers we start.
+os.environ.pop("NGINX", None)
 MODULE = os.environ.get(
     "MODULE", os.path.join(REPO, "build", "ngx_http_dynroute_module.so"))
 

@@ -26,8 +26,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib as B  # noqa: E402
 import e2e  # noqa: E402
 
-DEFAULT = ("static,map,dynroute,dynroute-regex,map-10k,dynroute-10k,"
-           "auth_request-location")
+DEFAULT = ("static,map,dynroute,dynroute-regex,dynroute-rollout,map-10k,"
+           "dynroute-10k,auth_request-location")
 
 
 def send(port, host, n):

@@ -107,6 +107,20 @@ FRONTS = [
           "            proxy_set_header X-Tenant $tenant;",
           "acme.t.example.org", "a",
           note="dynroute, the host matched by a regex with a capture"),
+    front("dynroute-rollout",
+          "    dynroute_rollout shop {\n"
+          "        variant  stable  service_a  *;\n"
+          "        variant  canary  service_a  10%%;\n"
+          "        key      $cookie_uid $remote_addr;\n"
+          "        header   X-Canary;\n"
+          "    }\n"
+          "    dynroute_table edge {\n%s"
+          "        shop.example.com   shop;\n"
+          "    }\n" % SMALL_RULES,
+          "dynroute edge;\n            proxy_pass http://$dynroute_upstream;",
+          "shop.example.com", "a",
+          note="dynroute, a 90/10 rollout keyed on $cookie_uid, else the "
+               "client address (both variants on service_a)"),
     front("map-10k", "    map $host $backend {\n        hostnames;\n"
           "        include @RULES_10K@;\n        default service_b;\n    }\n",
           "proxy_pass http://$backend;", HOST_10K, "a",

@@ -1,6 +1,8 @@
 // Microbenchmarks of the core (Google Benchmark): the routing decision for
 // exact, wildcard and regex hosts at 10, 1,000 and 100,000 rules, IP-literal
-// classification, and the compile time and memory of a 100,000-host table.
+// classification, rollout hashing (2, 3 and 10 variants; and the whole pick
+// with an override header), and the compile time and memory of a
+// 100,000-host table.
 //
 // Hosts are looked up from a shuffled list of a few thousand names so that a
 // large table is probed all over, as real traffic would, not one hot slot.
@@ -13,6 +15,7 @@
 #include <vector>
 
 #include "host.hpp"
+#include "rollout.hpp"
 #include "table.hpp"
 
 using namespace dynroute;
@@ -201,8 +204,68 @@ void BM_Compile(benchmark::State &state)
         static_cast<double>(bytes) / static_cast<double>(names.size());
 }
 
+// A rollout of n variants: one "*" and n - 1 canaries of 5% (or less).
+Rollout make_rollout(std::size_t n)
+{
+    Rollout r("checkout");
+    r.add_variant("stable", "*");
+    for (std::size_t i = 1; i < n; i++) {
+        r.add_variant("canary" + std::to_string(i), n > 10 ? "1%" : "5%");
+    }
+    r.finish();
+    return r;
+}
+
+// Client addresses as keys, as with the default "key $remote_addr".
+std::vector<std::string> rollout_keys()
+{
+    std::vector<std::string> v;
+    for (std::size_t i = 0; i < probes; i++) {
+        v.push_back("10." + std::to_string(i / 65536 % 256) + "." +
+                    std::to_string(i / 256 % 256) + "." +
+                    std::to_string(i % 256));
+    }
+    return v;
+}
+
+void BM_RolloutByWeight(benchmark::State &state)
+{
+    Rollout r = make_rollout(static_cast<std::size_t>(state.range(0)));
+    auto keys = rollout_keys();
+    std::size_t i = 0;
+    for (auto _ : state) {
+        benchmark::DoNotOptimize(r.by_weight(keys[i++ & (probes - 1)]));
+    }
+}
+
+// The whole choice: an override header that falls through, a source list
+// that does not match, then the weights.
+void BM_RolloutPick(benchmark::State &state)
+{
+    Rollout r("checkout");
+    r.add_variant("stable", "*");
+    r.add_variant("canary", "5%");
+    r.add_source(parse_cidr("192.0.2.0/24"), "canary");
+    r.finish();
+    auto keys = rollout_keys();
+    std::string_view header = "junk";
+    Address addr;
+    addr.family = 4;
+    addr.bytes[0] = 10;
+    Rollout::Inputs in;
+    in.header = &header;
+    in.address = &addr;
+    std::size_t i = 0;
+    for (auto _ : state) {
+        in.key = keys[i++ & (probes - 1)];
+        benchmark::DoNotOptimize(r.pick(in));
+    }
+}
+
 }  // namespace
 
+BENCHMARK(BM_RolloutByWeight)->Arg(2)->Arg(3)->Arg(10);
+BENCHMARK(BM_RolloutPick);
 BENCHMARK(BM_DecideExact)->Arg(10)->Arg(1000)->Arg(100000);
 BENCHMARK(BM_DecideWildcard)->Arg(10)->Arg(1000)->Arg(100000);
 BENCHMARK(BM_DecideExactWithRegexRule)->Arg(10)->Arg(1000)->Arg(100000);

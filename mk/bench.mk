@@ -72,5 +72,5 @@ bench-check: deps
 	    -DDYNROUTE_BENCH=ON -DBUILD_TESTING=OFF > /dev/null
 	cmake --build $(BENCH_CMAKE) -j2 --target dynroute_micro
 	$(BENCH_CMAKE)/dynroute_micro --benchmark_min_time=0.001 \
-	    --benchmark_filter='/10$$|/100000$$|Classify' > /dev/null
+	    --benchmark_filter='/10$$|/100000$$|Classify|Rollout' > /dev/null
 	@echo "bench-check: ok"
