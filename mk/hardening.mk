@@ -60,14 +60,47 @@ $(ASAN_STAMP): config $(SRCTREE)/.unpacked
 	    || { tail -30 $(SRCTREE)/configure-asan.log; exit 1; }
 	touch $@
 
-asan-build: $(ASAN_STAMP)
+asan-build: deps $(ASAN_STAMP)
 	$(MAKE) -C $(SRCTREE)/nginx-1.*/ -f objs-asan/Makefile -j2 \
 	    > $(SRCTREE)/make-asan.log 2>&1 \
 	    || { tail -40 $(SRCTREE)/make-asan.log; exit 1; }
 	@echo "built: $$(ls $(SRCTREE)/nginx-1.*/objs-asan/nginx)"
 
-test-asan: asan-build
+test-asan: deps asan-build
 	d=$(ASAN_OBJS); \
 	$(SAN_ENV) TEST_NGINX_BINARY=$$d/nginx \
 	TEST_NGINX_LOAD_MODULES=$$d/ngx_http_dynroute_module.so \
 	    prove -I t/lib t/*.t
+
+# ---- valgrind --------------------------------------------------------------
+
+# A representative subset of the suite: routing, IP hosts, health, config
+# errors (the error paths free what they built), bad and hostile requests.
+VALGRIND_TESTS ?= t/host_routing.t t/ip_hosts.t t/health.t t/config_errors.t \
+                  t/bad_requests.t t/hostile.t
+
+valgrind: module
+	@scripts/apt-install $(HARDEN_PACKAGES)
+	rm -rf $(BUILD)/valgrind
+	VALGRIND_LOG_DIR=$(BUILD)/valgrind \
+	TEST_NGINX_BINARY=$(REPO)/scripts/hardening/valgrind-nginx \
+	TEST_NGINX_LOAD_MODULES=$(MODULE) \
+	    prove -I t/lib $(VALGRIND_TESTS); rc=$$?; \
+	scripts/hardening/valgrind-summary $(BUILD)/valgrind || rc=1; exit $$rc
+
+# ---- reload soak -----------------------------------------------------------
+
+SOAK_RELOADS     ?= 10
+SOAK_RSS_RELOADS ?= 1000
+
+soak: soak-reload soak-rss
+
+soak-reload: module
+	@scripts/apt-install $(HARDEN_PACKAGES) curl
+	scripts/hardening/soak $(NGINX) $(MODULE) $(BUILD)/soak/reload-wrk \
+	    reload-wrk $(SOAK_RELOADS)
+
+soak-rss: module
+	@scripts/apt-install $(HARDEN_PACKAGES) curl
+	scripts/hardening/soak $(NGINX) $(MODULE) $(BUILD)/soak/reload-rss \
+	    reload-rss $(SOAK_RSS_RELOADS)
