@@ -44,7 +44,8 @@ ASAN_CFLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
 ASAN_CONFIGURE := --with-cc-opt='$(ASAN_CFLAGS)' \
                   --with-ld-opt='-fsanitize=address,undefined'
 ASAN_OBJS    = $(firstword $(wildcard $(SRCTREE)/nginx-1.*/objs-asan))
-SAN_ENV      = ASAN_OPTIONS=detect_odr_violation=0:detect_leaks=0:abort_on_error=1 \
+SAN_ENV      = ASAN_OPTIONS=detect_odr_violation=0:detect_leaks=1:abort_on_error=1 \
+               LSAN_OPTIONS=suppressions=$(REPO)/scripts/hardening/lsan.supp \
                UBSAN_OPTIONS=print_stacktrace=1:suppressions=$(REPO)/scripts/hardening/ubsan.supp
 
 # Configured once (again when `config` changes), then rebuilt incrementally,
