@@ -1,0 +1,110 @@
+# Hardening (issue #5): fuzzing, sanitizers, valgrind, reload soak.
+#
+#   make fuzz       libFuzzer targets over src/core, FUZZ_SECONDS each
+#   make test-asan  the prove suite against nginx + module built with
+#                   ASan+UBSan (--with-debug, NGX_DEBUG_PALLOC)
+#   make valgrind   a subset of the prove suite under memcheck, nginx in
+#                   single-process mode
+#   make soak       wrk during 10 reloads, then 1,000 reloads and the
+#                   master's RSS growth
+
+HARDEN_PACKAGES := clang libclang-rt-14-dev valgrind wrk procps
+
+.PHONY: fuzz fuzz-build asan-build test-asan valgrind soak soak-reload \
+        soak-rss
+
+# ---- fuzzing ---------------------------------------------------------------
+
+FUZZ_DIR      := $(BUILD)/fuzz
+FUZZ_SECONDS  ?= 60
+# One name per fuzz/<name>.cpp; its seeds are fuzz/corpus/<name>/.
+FUZZ_TARGETS  := $(patsubst fuzz/%.cpp,%,$(wildcard fuzz/fuzz_*.cpp))
+FUZZ_CXXFLAGS := -std=c++17 -g -O1 -fno-omit-frame-pointer \
+                 -fsanitize=fuzzer,address,undefined \
+                 -fno-sanitize-recover=undefined -Isrc/core
+CORE_SRCS     := $(wildcard src/core/*.cpp)
+CORE_HDRS     := $(wildcard src/core/*.hpp)
+
+$(FUZZ_DIR)/%: fuzz/%.cpp $(CORE_SRCS) $(CORE_HDRS) fuzz/fuzz_util.hpp
+	@mkdir -p $(FUZZ_DIR)
+	clang++ $(FUZZ_CXXFLAGS) -o $@ $< $(CORE_SRCS) \
+	    $$(pkg-config --cflags --libs libpcre2-8)
+
+fuzz-build:
+	@scripts/apt-install $(HARDEN_PACKAGES) libpcre2-dev pkg-config
+	$(MAKE) $(addprefix $(FUZZ_DIR)/,$(FUZZ_TARGETS))
+
+fuzz: fuzz-build
+	@scripts/hardening/run-fuzzers $(FUZZ_DIR) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+# ---- nginx + module with ASan and UBSan ------------------------------------
+
+ASAN_CFLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
+               -DNGX_DEBUG_PALLOC=1
+ASAN_CONFIGURE := --with-cc-opt='$(ASAN_CFLAGS)' \
+                  --with-ld-opt='-fsanitize=address,undefined'
+ASAN_OBJS    = $(firstword $(wildcard $(SRCTREE)/nginx-1.*/objs-asan))
+SAN_ENV      = ASAN_OPTIONS=detect_odr_violation=0:detect_leaks=1:abort_on_error=1 \
+               LSAN_OPTIONS=suppressions=$(REPO)/scripts/hardening/lsan.supp \
+               UBSAN_OPTIONS=print_stacktrace=1:suppressions=$(REPO)/scripts/hardening/ubsan.supp
+
+# Configured once (again when `config` changes), then rebuilt incrementally,
+# so that a change to the module recompiles only the module.
+ASAN_STAMP := $(SRCTREE)/.configured-asan
+
+$(ASAN_STAMP): config $(SRCTREE)/.unpacked
+	cd $(SRCTREE)/nginx-1.*/ && ./configure --builddir=objs-asan \
+	    --with-compat --with-debug --with-threads --with-http_ssl_module \
+	    --with-http_realip_module --with-http_auth_request_module \
+	    --with-pcre-jit $(ASAN_CONFIGURE) --add-dynamic-module=$(REPO) \
+	    > $(SRCTREE)/configure-asan.log 2>&1 \
+	    || { tail -30 $(SRCTREE)/configure-asan.log; exit 1; }
+	touch $@
+
+asan-build: deps $(ASAN_STAMP)
+	$(MAKE) -C $(SRCTREE)/nginx-1.*/ -f objs-asan/Makefile -j2 \
+	    > $(SRCTREE)/make-asan.log 2>&1 \
+	    || { tail -40 $(SRCTREE)/make-asan.log; exit 1; }
+	@echo "built: $$(ls $(SRCTREE)/nginx-1.*/objs-asan/nginx)"
+
+test-asan: deps asan-build
+	d=$(ASAN_OBJS); \
+	$(SAN_ENV) TEST_NGINX_BINARY=$$d/nginx \
+	TEST_NGINX_LOAD_MODULES=$$d/ngx_http_dynroute_module.so \
+	    prove -I t/lib t/*.t
+
+# ---- valgrind --------------------------------------------------------------
+
+# A representative subset of the suite: routing, IP hosts, health, config
+# errors (the error paths free what they built), bad and hostile requests.
+VALGRIND_TESTS ?= t/host_routing.t t/ip_hosts.t t/health.t t/config_errors.t \
+                  t/bad_requests.t t/hostile.t
+
+valgrind: module
+	@scripts/apt-install $(HARDEN_PACKAGES)
+	rm -rf $(BUILD)/valgrind
+	VALGRIND_LOG_DIR=$(BUILD)/valgrind \
+	TEST_NGINX_BINARY=$(REPO)/scripts/hardening/valgrind-nginx \
+	TEST_NGINX_LOAD_MODULES=$(MODULE) \
+	    prove -I t/lib $(VALGRIND_TESTS); rc=$$?; \
+	scripts/hardening/valgrind-summary $(BUILD)/valgrind || rc=1; exit $$rc
+
+# ---- reload soak -----------------------------------------------------------
+
+SOAK_RELOADS     ?= 10
+SOAK_RSS_RELOADS ?= 1000
+
+soak: soak-reload soak-rss
+
+soak-reload: module
+	@scripts/apt-install $(HARDEN_PACKAGES) curl
+	scripts/hardening/soak $(NGINX) $(MODULE) $(BUILD)/soak/reload-wrk \
+	    reload-wrk $(SOAK_RELOADS)
+
+# 1,000 reloads with the module, then 100 with nginx's map as a control.
+soak-rss: module
+	@scripts/apt-install $(HARDEN_PACKAGES) curl
+	scripts/hardening/soak $(NGINX) $(MODULE) $(BUILD)/soak/reload-rss \
+	    reload-rss $(SOAK_RSS_RELOADS)
+	SOAK_KIND=map scripts/hardening/soak $(NGINX) $(MODULE) \
+	    $(BUILD)/soak/reload-rss-map reload-rss 100
