@@ -78,6 +78,7 @@ test-asan: deps asan-build
 # A representative subset of the suite: routing, IP hosts, health, config
 # errors (the error paths free what they built), bad and hostile requests.
 VALGRIND_TESTS ?= t/host_routing.t t/ip_hosts.t t/health.t t/config_errors.t \
+                  t/rollout.t t/rollout_errors.t \
                   t/bad_requests.t t/hostile.t
 
 valgrind: module
