@@ -95,6 +95,8 @@ static const char *ngx_http_dynroute_cors_check_preflight(
 static bool ngx_http_dynroute_cors_origin_allowed(
     ngx_http_dynroute_cors_loc_conf_t *conf,
     ngx_http_dynroute_cors_request_t *req) noexcept;
+static ngx_int_t ngx_http_dynroute_cors_allow(ngx_http_request_t *r,
+    ngx_http_dynroute_cors_loc_conf_t *conf, ngx_str_t *origin) noexcept;
 static ngx_int_t ngx_http_dynroute_cors_add(ngx_http_request_t *r,
     ngx_str_t *key, ngx_str_t *value) noexcept;
 
@@ -291,9 +293,6 @@ ngx_http_dynroute_cors_header_filter(ngx_http_request_t *r) noexcept
 {
     bool                                any, vary_origin;
     ngx_str_t                          *vary, *origin;
-    ngx_uint_t                          i;
-    ngx_list_part_t                    *part;
-    ngx_table_elt_t                    *h;
     ngx_http_dynroute_cors_request_t    req;
     ngx_http_dynroute_cors_loc_conf_t  *conf;
 
@@ -312,50 +311,32 @@ ngx_http_dynroute_cors_header_filter(ngx_http_request_t *r) noexcept
 
     vary_origin = false;
 
-    part = &r->headers_out.headers.part;
-    h = static_cast<ngx_table_elt_t *>(part->elts);
+    ngx_http_dynroute_each_header(&r->headers_out.headers,
+        [&](ngx_table_elt_t &h) {
 
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = static_cast<ngx_table_elt_t *>(part->elts);
-            i = 0;
+        if (h.hash == 0) {
+            return;
         }
 
-        if (h[i].hash == 0) {
-            continue;
-        }
-
-        if ((h[i].key.len > sizeof("Access-Control-Allow-") - 1
-             && ngx_strncasecmp(h[i].key.data,
+        if ((h.key.len > sizeof("Access-Control-Allow-") - 1
+             && ngx_strncasecmp(h.key.data,
                                 (u_char *) "Access-Control-Allow-",
                                 sizeof("Access-Control-Allow-") - 1)
                 == 0)
-            || (h[i].key.len == ngx_http_dynroute_cors_max_age_name.len
-                && ngx_strncasecmp(h[i].key.data,
-                                   ngx_http_dynroute_cors_max_age_name.data,
-                                   h[i].key.len)
-                   == 0))
+            || ngx_http_dynroute_header_is(h,
+                   ngx_http_dynroute_view(ngx_http_dynroute_cors_max_age_name)))
         {
-            h[i].hash = 0;
-            continue;
+            h.hash = 0;
+            return;
         }
 
-        if (h[i].key.len == sizeof("Vary") - 1
-            && ngx_strncasecmp(h[i].key.data, (u_char *) "Vary",
-                               sizeof("Vary") - 1)
-               == 0
-            && dynroute::cors::vary_lists(ngx_http_dynroute_view(h[i].value),
+        if (ngx_http_dynroute_header_is(h, "Vary")
+            && dynroute::cors::vary_lists(ngx_http_dynroute_view(h.value),
                                           "Origin"))
         {
             vary_origin = true;
         }
-    }
+    });
 
     ngx_http_dynroute_cors_scan(r, &req);
 
@@ -380,19 +361,7 @@ ngx_http_dynroute_cors_header_filter(ngx_http_request_t *r) noexcept
             return ngx_http_next_header_filter(r);
         }
 
-        if (ngx_http_dynroute_cors_add(r, &ngx_http_dynroute_cors_allow_origin,
-                                       origin)
-            != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-
-        if (conf->credentials.value == 1
-            && ngx_http_dynroute_cors_add(r,
-                   &ngx_http_dynroute_cors_allow_credentials,
-                   &ngx_http_dynroute_cors_true)
-               != NGX_OK)
-        {
+        if (ngx_http_dynroute_cors_allow(r, conf, origin) != NGX_OK) {
             return NGX_ERROR;
         }
 
@@ -455,19 +424,7 @@ ngx_http_dynroute_cors_header_filter(ngx_http_request_t *r) noexcept
         return ngx_http_next_header_filter(r);
     }
 
-    if (ngx_http_dynroute_cors_add(r, &ngx_http_dynroute_cors_allow_origin,
-                                   origin)
-        != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    if (conf->credentials.value == 1
-        && ngx_http_dynroute_cors_add(r,
-               &ngx_http_dynroute_cors_allow_credentials,
-               &ngx_http_dynroute_cors_true)
-           != NGX_OK)
-    {
+    if (ngx_http_dynroute_cors_allow(r, conf, origin) != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -475,64 +432,63 @@ ngx_http_dynroute_cors_header_filter(ngx_http_request_t *r) noexcept
 }
 
 
+/* the allowed origin, and the credentials flag when it is on */
+
+static ngx_int_t
+ngx_http_dynroute_cors_allow(ngx_http_request_t *r,
+    ngx_http_dynroute_cors_loc_conf_t *conf, ngx_str_t *origin) noexcept
+{
+    if (ngx_http_dynroute_cors_add(r, &ngx_http_dynroute_cors_allow_origin,
+                                   origin)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (conf->credentials.value == 1) {
+        return ngx_http_dynroute_cors_add(r,
+                   &ngx_http_dynroute_cors_allow_credentials,
+                   &ngx_http_dynroute_cors_true);
+    }
+
+    return NGX_OK;
+}
+
+
 static void
 ngx_http_dynroute_cors_scan(ngx_http_request_t *r,
     ngx_http_dynroute_cors_request_t *req) noexcept
 {
-    ngx_uint_t         i;
-    ngx_list_part_t   *part;
-    ngx_table_elt_t   *h, **found;
-
     ngx_memzero(req, sizeof(ngx_http_dynroute_cors_request_t));
 
-    part = &r->headers_in.headers.part;
-    h = static_cast<ngx_table_elt_t *>(part->elts);
+    ngx_http_dynroute_each_header(&r->headers_in.headers,
+        [req](ngx_table_elt_t &h) {
 
-    for (i = 0; /* void */; i++) {
+        ngx_table_elt_t  **found;
 
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = static_cast<ngx_table_elt_t *>(part->elts);
-            i = 0;
-        }
-
-        if (h[i].key.len == sizeof("Origin") - 1
-            && ngx_strncasecmp(h[i].key.data, (u_char *) "Origin",
-                               sizeof("Origin") - 1)
-               == 0)
-        {
+        if (ngx_http_dynroute_header_is(h, "Origin")) {
             found = &req->origin;
 
-        } else if (h[i].key.len == sizeof("Access-Control-Request-Method") - 1
-                   && ngx_strncasecmp(h[i].key.data,
-                          (u_char *) "Access-Control-Request-Method",
-                          sizeof("Access-Control-Request-Method") - 1)
-                      == 0)
+        } else if (ngx_http_dynroute_header_is(h,
+                       "Access-Control-Request-Method"))
         {
             found = &req->method;
 
-        } else if (h[i].key.len == sizeof("Access-Control-Request-Headers") - 1
-                   && ngx_strncasecmp(h[i].key.data,
-                          (u_char *) "Access-Control-Request-Headers",
-                          sizeof("Access-Control-Request-Headers") - 1)
-                      == 0)
+        } else if (ngx_http_dynroute_header_is(h,
+                       "Access-Control-Request-Headers"))
         {
             found = &req->headers;
 
         } else {
-            continue;
+            return;
         }
 
         if (*found) {
             req->repeated = 1;      /* ambiguous: never allowed */
         }
 
-        *found = &h[i];
-    }
+        *found = &h;
+    });
 }
 
 

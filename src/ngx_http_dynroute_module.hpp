@@ -72,6 +72,38 @@ ngx_http_dynroute_is(const ngx_str_t &word, const char *keyword) noexcept
 }
 
 
+/* calls f(h) for every element of an nginx header list, in order */
+template <typename F>
+static inline void
+ngx_http_dynroute_each_header(ngx_list_t *headers, F &&f) noexcept
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    for (part = &headers->part; part; part = part->next) {
+        h = static_cast<ngx_table_elt_t *>(part->elts);
+
+        for (i = 0; i < part->nelts; i++) {
+            f(h[i]);
+        }
+    }
+}
+
+
+/* a header's name is name, letter case aside */
+static inline bool
+ngx_http_dynroute_header_is(const ngx_table_elt_t &h, std::string_view name)
+    noexcept
+{
+    return h.key.len == name.size()
+           && ngx_strncasecmp(h.key.data,
+                  reinterpret_cast<u_char *>(const_cast<char *>(name.data())),
+                  name.size())
+              == 0;
+}
+
+
 /* an upstream{} block of that name, or NULL */
 ngx_http_upstream_srv_conf_t *ngx_http_dynroute_find_upstream(ngx_conf_t *cf,
     const ngx_str_t &name) noexcept;

@@ -507,9 +507,7 @@ ngx_uint_t
 ngx_http_dynroute_rollout_pick(ngx_http_request_t *r,
     ngx_http_dynroute_rollout_t *ro) noexcept
 {
-    ngx_uint_t                   i, v;
-    ngx_list_part_t             *part;
-    ngx_table_elt_t             *h;
+    ngx_uint_t                   v;
     std::string_view             header, cookie;
     dynroute::Address            addr;
     ngx_http_variable_value_t   *vv;
@@ -518,45 +516,30 @@ ngx_http_dynroute_rollout_pick(ngx_http_request_t *r,
     /* the override header and cookie: the first of each wins */
 
     if (ro->header.len || ro->cookie.len) {
-        part = &r->headers_in.headers.part;
-        h = static_cast<ngx_table_elt_t *>(part->elts);
+        ngx_http_dynroute_each_header(&r->headers_in.headers,
+            [&](ngx_table_elt_t &h) {
 
-        for (i = 0; /* void */; i++) {
-
-            if (i >= part->nelts) {
-                if (part->next == NULL) {
-                    break;
-                }
-
-                part = part->next;
-                h = static_cast<ngx_table_elt_t *>(part->elts);
-                i = 0;
-            }
-
-            if (h[i].hash == 0) {
-                continue;
+            if (h.hash == 0) {
+                return;
             }
 
             if (in.header == NULL && ro->header.len
-                && h[i].key.len == ro->header.len
-                && ngx_strncasecmp(h[i].key.data, ro->header.data,
-                                   ro->header.len) == 0)
+                && ngx_http_dynroute_header_is(h,
+                       ngx_http_dynroute_view(ro->header)))
             {
-                header = ngx_http_dynroute_view(h[i].value);
+                header = ngx_http_dynroute_view(h.value);
                 in.header = &header;
             }
 
             if (in.cookie == NULL && ro->cookie.len
-                && h[i].key.len == sizeof("Cookie") - 1
-                && ngx_strncasecmp(h[i].key.data, (u_char *) "Cookie",
-                                   sizeof("Cookie") - 1) == 0
-                && dynroute::find_cookie(ngx_http_dynroute_view(h[i].value),
+                && ngx_http_dynroute_header_is(h, "Cookie")
+                && dynroute::find_cookie(ngx_http_dynroute_view(h.value),
                                          ngx_http_dynroute_view(ro->cookie),
                                          cookie))
             {
                 in.cookie = &cookie;
             }
-        }
+        });
     }
 
     if (ro->sources) {
