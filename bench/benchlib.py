@@ -132,6 +132,19 @@ def upstreams(ports):
         for name, port in sorted(ports.items()))
 
 
+def backends(out):
+    """The backend nginx (service_a answers "a", service_b "b"), not started
+    yet, and the ports of the two services."""
+    ports = {"service_a": free_port(), "service_b": free_port()}
+    nginx = Nginx("backends", os.path.join(out, "backends"),
+                  "".join("    server {\n        listen 127.0.0.1:%d;\n"
+                          "        location / { return 200 \"%s\"; }\n"
+                          "    }\n" % (p, name[-1])
+                          for name, p in sorted(ports.items())),
+                  list(ports.values()), module=False)
+    return ports, nginx
+
+
 def write_conf(prefix, http, module=True, master=True):
     os.makedirs(os.path.join(prefix, "tmp"), exist_ok=True)
     os.makedirs(os.path.join(prefix, "logs"), exist_ok=True)

@@ -84,13 +84,7 @@ def main():
     fronts = {f["name"]: f for f in e2e.FRONTS}
     results = []
 
-    ports = {"service_a": B.free_port(), "service_b": B.free_port()}
-    backends = B.Nginx("backends", os.path.join(out, "backends"),
-                       "".join("    server {\n        listen 127.0.0.1:%d;\n"
-                               "        location / { return 200 \"%s\"; }\n"
-                               "    }\n" % (p, name[-1])
-                               for name, p in sorted(ports.items())),
-                       list(ports.values()), module=False)
+    ports, backends = B.backends(out)
     try:
         backends.start()
         for name in names:

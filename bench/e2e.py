@@ -155,13 +155,7 @@ def main():
     B.fresh_dir(out)
     rules = B.write_rules(os.path.join(out, "rules-10k.conf"), 10000)
 
-    ports = {"service_a": B.free_port(), "service_b": B.free_port()}
-    backends = B.Nginx("backends", os.path.join(out, "backends"),
-                       "".join("    server {\n        listen 127.0.0.1:%d;\n"
-                               "        location / { return 200 \"%s\"; }\n"
-                               "    }\n" % (p, n[-1])
-                               for n, p in sorted(ports.items())),
-                       list(ports.values()), module=False)
+    ports, backends = B.backends(out)
 
     router_port = B.free_port()
     router = B.Nginx("router", os.path.join(out, "router"),

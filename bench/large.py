@@ -85,13 +85,7 @@ def main():
                          os.path.join(B.REPO, "build", "bench", "large"))
     B.fresh_dir(out)
 
-    ports = {"service_a": B.free_port(), "service_b": B.free_port()}
-    backends = B.Nginx("backends", os.path.join(out, "backends"),
-                       "".join("    server {\n        listen 127.0.0.1:%d;\n"
-                               "        location / { return 200 \"%s\"; }\n"
-                               "    }\n" % (p, name[-1])
-                               for name, p in sorted(ports.items())),
-                       list(ports.values()), module=False)
+    ports, backends = B.backends(out)
 
     # name, N, http snippet, location body
     configs = [("static", 0, "", "proxy_pass http://service_a;")]
