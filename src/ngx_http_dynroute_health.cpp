@@ -1,6 +1,7 @@
 /*
  * dynroute_health: the liveness answer of the original router service,
- * 200 with the JSON string "i am alive" for GET, HEAD and POST.
+ * 200 with the JSON string "i am alive" for GET, HEAD and POST, to clients
+ * only (a subrequest gets 403).
  */
 
 #include "ngx_http_dynroute_module.hpp"
@@ -43,6 +44,19 @@ ngx_http_dynroute_health_handler(ngx_http_request_t *r) noexcept
     ngx_buf_t        *b;
     ngx_chain_t       out;
     ngx_table_elt_t  *allow;
+
+    /*
+     * A probe is a client's request.  A subrequest pointed at a health
+     * location (auth_request, mirror, SSI) would otherwise get a 200 that
+     * grants whatever it guards.
+     */
+
+    if (r != r->main) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "dynroute: dynroute_health answers clients only, not "
+                      "a subrequest: answering 403");
+        return NGX_HTTP_FORBIDDEN;
+    }
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD|NGX_HTTP_POST))) {
         allow = static_cast<ngx_table_elt_t *>(

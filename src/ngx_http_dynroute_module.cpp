@@ -1,6 +1,9 @@
 /*
- * ngx_http_dynroute_module: chooses the upstream for proxy_pass in the
- * rewrite phase, from the Host header with nginx's own name semantics.
+ * ngx_http_dynroute_module: chooses the upstream for proxy_pass from the
+ * Host header with nginx's own name semantics.  The decision is made when
+ * first needed; its actions (a jump to a named location, a 421) are taken
+ * in the precontent phase, after the location's access checks, and only
+ * for the main request: see "Security model" in the README.
  *
  * The matching itself lives in src/core (no nginx headers); this file
  * translates between nginx and the core and owns nginx lifetimes.  Every
@@ -60,14 +63,20 @@ struct ngx_http_dynroute_use_t {
 };
 
 
-/* Per request; kept in a pool cleanup so that it survives the jump to a
- * named location, which clears module contexts. */
+/*
+ * Per request; kept in a pool cleanup so that it survives the jump to a
+ * named location and internal redirects, which clear module contexts.
+ * A rollout's variant is picked when first read, and again if the client
+ * address changed since (realip applied in a location, after the decision).
+ */
 typedef struct {
     ngx_http_request_t        *request;
     ngx_http_dynroute_table_t *table;
     ngx_http_dynroute_rule_t  *rule;     /* NULL: no rule matched */
+    ngx_str_t                 *jumped;   /* the named location jumped to */
+    struct sockaddr           *sockaddr; /* the address the pick saw */
     ngx_uint_t                 variant;  /* of rule->rollout */
-    unsigned                   jumped:1;
+    unsigned                   picked:1;
 } ngx_http_dynroute_ctx_t;
 
 
@@ -78,6 +87,15 @@ static ngx_http_dynroute_ctx_t *ngx_http_dynroute_decide(
     ngx_http_request_t *r, ngx_http_dynroute_ctx_t *ctx,
     ngx_http_dynroute_table_t *table) noexcept;
 static void ngx_http_dynroute_ctx_cleanup(void *data) noexcept;
+static ngx_uint_t ngx_http_dynroute_variant(ngx_http_request_t *r,
+    ngx_http_dynroute_ctx_t *ctx) noexcept;
+static ngx_int_t ngx_http_dynroute_no_upstream(ngx_http_request_t *r,
+    ngx_http_dynroute_ctx_t *ctx, ngx_http_variable_value_t *v,
+    uintptr_t data) noexcept;
+static ngx_int_t ngx_http_dynroute_none_init_upstream(ngx_conf_t *cf,
+    ngx_http_upstream_srv_conf_t *us) noexcept;
+static ngx_int_t ngx_http_dynroute_none_init_peer(ngx_http_request_t *r,
+    ngx_http_upstream_srv_conf_t *us) noexcept;
 
 static ngx_int_t ngx_http_dynroute_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data) noexcept;
@@ -224,6 +242,12 @@ ngx_http_dynroute_host(ngx_http_request_t *r) noexcept
 /* request time */
 
 
+/*
+ * The precontent phase: after rewrite, return and the access checks
+ * (allow/deny, auth_basic, auth_request), so that a jump never skips them;
+ * before try_files, mirror and the content handler.
+ */
+
 static ngx_int_t
 ngx_http_dynroute_handler(ngx_http_request_t *r) noexcept
 {
@@ -238,6 +262,17 @@ ngx_http_dynroute_handler(ngx_http_request_t *r) noexcept
     /* a health location answers for this instance; it is never routed */
 
     if (dlcf->use == NULL || dlcf->health) {
+        return NGX_DECLINED;
+    }
+
+    /*
+     * A subrequest (auth_request, mirror, SSI, addition, slice, a cache
+     * update) is never answered by a jump or a 421: its variables still
+     * carry the decision, and a *_pass that needs an upstream where there
+     * is none gets a 500 (ngx_http_dynroute_no_upstream).
+     */
+
+    if (r != r->main) {
         return NGX_DECLINED;
     }
 
@@ -260,11 +295,13 @@ ngx_http_dynroute_handler(ngx_http_request_t *r) noexcept
         return NGX_HTTP_MISDIRECTED_REQUEST;
     }
 
+    /* a request jumps once: the named location serves it from then on */
+
     if (!ctx->rule->named || ctx->jumped) {
         return NGX_DECLINED;
     }
 
-    ctx->jumped = 1;
+    ctx->jumped = &ctx->rule->target;
     name = ctx->rule->target;
 
     (void) ngx_http_named_location(r, &name);
@@ -344,13 +381,8 @@ ngx_http_dynroute_decide(ngx_http_request_t *r, ngx_http_dynroute_ctx_t *ctx,
     }
 
     ctx->table = table;
-    ctx->jumped = 0;
     ctx->rule = (d.rule == dynroute::no_rule) ? NULL : &table->rules[d.rule];
-    ctx->variant = 0;
-
-    if (ctx->rule && ctx->rule->rollout) {
-        ctx->variant = ngx_http_dynroute_rollout_pick(r, ctx->rule->rollout);
-    }
+    ctx->picked = 0;
 
     if (d.regex >= 0) {
         for (const auto &c : table->captures[d.regex]) {
@@ -387,6 +419,20 @@ ngx_http_dynroute_ctx_cleanup(void *data) noexcept
 }
 
 
+static ngx_uint_t
+ngx_http_dynroute_variant(ngx_http_request_t *r, ngx_http_dynroute_ctx_t *ctx)
+    noexcept
+{
+    if (!ctx->picked || ctx->sockaddr != r->connection->sockaddr) {
+        ctx->variant = ngx_http_dynroute_rollout_pick(r, ctx->rule->rollout);
+        ctx->sockaddr = r->connection->sockaddr;
+        ctx->picked = 1;
+    }
+
+    return ctx->variant;
+}
+
+
 static ngx_http_dynroute_ctx_t *
 ngx_http_dynroute_variable_ctx(ngx_http_request_t *r) noexcept
 {
@@ -399,7 +445,7 @@ ngx_http_dynroute_variable_ctx(ngx_http_request_t *r) noexcept
         return ctx;
     }
 
-    /* read before the rewrite phase handler ran: decide now */
+    /* read before the precontent phase handler ran: decide now */
 
     dlcf = static_cast<ngx_http_dynroute_loc_conf_t *>(
                ngx_http_get_module_loc_conf(r, ngx_http_dynroute_module));
@@ -416,7 +462,8 @@ ngx_http_dynroute_variable_ctx(ngx_http_request_t *r) noexcept
  * $dynroute_upstream: the rule's upstream, or its rollout's chosen variant's;
  * $dynroute_rule: the rule as written; $dynroute_variant: the chosen
  * variant's name (rollouts only); $dynroute_primary: the rollout's primary
- * upstream, or the rule's upstream.  A named location is not an upstream.
+ * upstream, or the rule's upstream.  A named location is not an upstream:
+ * see ngx_http_dynroute_no_upstream for what a *_pass gets then.
  */
 
 static ngx_int_t
@@ -431,8 +478,7 @@ ngx_http_dynroute_variable(ngx_http_request_t *r,
     ctx = ngx_http_dynroute_variable_ctx(r);
 
     if (ctx == NULL || ctx->rule == NULL) {
-        v->not_found = 1;
-        return NGX_OK;
+        return ngx_http_dynroute_no_upstream(r, ctx, v, data);
     }
 
     rule = ctx->rule;
@@ -446,7 +492,7 @@ ngx_http_dynroute_variable(ngx_http_request_t *r,
         break;
 
     case NGX_HTTP_DYNROUTE_VAR_VARIANT:
-        s = ro ? &ro->variants[ctx->variant].name : NULL;
+        s = ro ? &ro->variants[ngx_http_dynroute_variant(r, ctx)].name : NULL;
         break;
 
     case NGX_HTTP_DYNROUTE_VAR_PRIMARY:
@@ -459,7 +505,7 @@ ngx_http_dynroute_variable(ngx_http_request_t *r,
 
     default: /* NGX_HTTP_DYNROUTE_VAR_UPSTREAM */
         if (ro) {
-            s = &ro->variants[ctx->variant].upstream;
+            s = &ro->variants[ngx_http_dynroute_variant(r, ctx)].upstream;
 
         } else if (!rule->named) {
             s = &rule->target;
@@ -467,8 +513,7 @@ ngx_http_dynroute_variable(ngx_http_request_t *r,
     }
 
     if (s == NULL) {
-        v->not_found = 1;
-        return NGX_OK;
+        return ngx_http_dynroute_no_upstream(r, ctx, v, data);
     }
 
     v->data = s->data;
@@ -478,6 +523,114 @@ ngx_http_dynroute_variable(ngx_http_request_t *r,
     v->not_found = 0;
 
     return NGX_OK;
+}
+
+
+/*
+ * The decision has no upstream (a named location, no rule, no table here).
+ * For logs, "if" and "set" the variable is not found.  A proxy_pass (or
+ * grpc_pass, fastcgi_pass...) evaluating its target from it -- r->upstream
+ * exists but has no configuration yet -- would fail with "invalid URL
+ * prefix in "http://""; it gets the name of an upstream{} of the module's
+ * own instead, whose peer initialisation logs why and fails: a 500.
+ */
+
+static ngx_str_t  ngx_http_dynroute_none_name =
+    ngx_string("dynroute.no-upstream.invalid");
+
+
+static ngx_int_t
+ngx_http_dynroute_no_upstream(ngx_http_request_t *r,
+    ngx_http_dynroute_ctx_t *ctx, ngx_http_variable_value_t *v,
+    uintptr_t data) noexcept
+{
+    if ((data != NGX_HTTP_DYNROUTE_VAR_UPSTREAM
+         && data != NGX_HTTP_DYNROUTE_VAR_PRIMARY)
+        || r->upstream == NULL || r->upstream->conf != NULL)
+    {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->data = ngx_http_dynroute_none_name.data;
+    v->len = ngx_http_dynroute_none_name.len;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_dynroute_none_init_upstream(ngx_conf_t *cf,
+    ngx_http_upstream_srv_conf_t *us) noexcept
+{
+    us->peer.init = ngx_http_dynroute_none_init_peer;
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_dynroute_none_init_peer(ngx_http_request_t *r,
+    ngx_http_upstream_srv_conf_t *us) noexcept
+{
+    ngx_str_t                  host;
+    ngx_http_dynroute_ctx_t   *ctx;
+    ngx_http_dynroute_rule_t  *rule;
+
+    ctx = ngx_http_dynroute_get_ctx(r);
+
+    if (ctx == NULL) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "dynroute: no upstream to pass to: no dynroute table "
+                      "is in effect here");
+        return NGX_ERROR;
+    }
+
+    host = ngx_http_dynroute_host(r);
+    rule = ctx->rule;
+
+    if (rule == NULL) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "dynroute: no upstream to pass to: no rule of table "
+                      "\"%V\" matches host \"%V\"",
+                      &ctx->table->name, &host);
+
+    } else if (r != r->main) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "dynroute: no upstream to pass to: table \"%V\" sends "
+                      "host \"%V\" to the named location \"%V\", which a "
+                      "subrequest does not jump to",
+                      &ctx->table->name, &host, &rule->target);
+
+    } else if (ctx->jumped == NULL) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "dynroute: no upstream to pass to: table \"%V\" sends "
+                      "host \"%V\" to the named location \"%V\"",
+                      &ctx->table->name, &host, &rule->target);
+
+    } else if (ctx->jumped->len == rule->target.len
+               && ngx_strncmp(ctx->jumped->data, rule->target.data,
+                              rule->target.len)
+                  == 0)
+    {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "dynroute: no upstream to pass to: table \"%V\" sends "
+                      "host \"%V\" to the named location \"%V\", and the "
+                      "request came back from there by an internal "
+                      "redirect", &ctx->table->name, &host, &rule->target);
+
+    } else {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "dynroute: no upstream to pass to: table \"%V\" sends "
+                      "host \"%V\" to the named location \"%V\", and the "
+                      "request was already sent to \"%V\": a request jumps "
+                      "to a named location only once",
+                      &ctx->table->name, &host, &rule->target, ctx->jumped);
+    }
+
+    return NGX_ERROR;
 }
 
 
@@ -807,10 +960,25 @@ ngx_http_dynroute(ngx_conf_t *cf, ngx_command_t *cmd, void *conf) noexcept
 }
 
 
+/* preconfiguration: the variables, and the upstream{} of "no upstream" */
+
 static ngx_int_t
 ngx_http_dynroute_add_variables(ngx_conf_t *cf) noexcept
 {
-    ngx_http_variable_t  *var, *v;
+    ngx_url_t                      u;
+    ngx_http_variable_t           *var, *v;
+    ngx_http_upstream_srv_conf_t  *uscf;
+
+    ngx_memzero(&u, sizeof(ngx_url_t));
+    u.host = ngx_http_dynroute_none_name;
+    u.no_resolve = 1;
+
+    uscf = ngx_http_upstream_add(cf, &u, NGX_HTTP_UPSTREAM_CREATE);
+    if (uscf == NULL) {
+        return NGX_ERROR;
+    }
+
+    uscf->peer.init_upstream = ngx_http_dynroute_none_init_upstream;
 
     for (v = ngx_http_dynroute_vars; v->name.len; v++) {
         var = ngx_http_add_variable(cf, &v->name, v->flags);
@@ -919,6 +1087,8 @@ ngx_http_dynroute_find_upstream(ngx_conf_t *cf, const ngx_str_t &name) noexcept
 
     for (i = 0; i < umcf->upstreams.nelts; i++) {
         if ((uscfp[i]->flags & NGX_HTTP_UPSTREAM_CREATE)
+            && uscfp[i]->peer.init_upstream
+               != ngx_http_dynroute_none_init_upstream
             && uscfp[i]->host.len == name.len
             && ngx_strncasecmp(uscfp[i]->host.data, name.data, name.len) == 0)
         {
@@ -958,12 +1128,29 @@ ngx_http_dynroute_check_upstreams(ngx_conf_t *cf,
 }
 
 
+static ngx_http_core_loc_conf_t *
+ngx_http_dynroute_named_location(ngx_http_core_srv_conf_t *cscf,
+    const ngx_str_t &name) noexcept
+{
+    ngx_http_core_loc_conf_t  **clcfp;
+
+    for (clcfp = cscf->named_locations; clcfp && *clcfp; clcfp++) {
+        if ((*clcfp)->name.len == name.len
+            && ngx_strncmp((*clcfp)->name.data, name.data, name.len) == 0)
+        {
+            return *clcfp;
+        }
+    }
+
+    return NULL;
+}
+
+
 static ngx_int_t
 ngx_http_dynroute_check_use(ngx_conf_t *cf, ngx_http_dynroute_main_conf_t *dmcf,
     ngx_http_dynroute_use_t *use) noexcept
 {
     ngx_uint_t                   i;
-    ngx_http_core_loc_conf_t   **clcfp;
     ngx_http_dynroute_table_t  **tp;
 
     tp = static_cast<ngx_http_dynroute_table_t **>(dmcf->tables.elts);
@@ -990,21 +1177,7 @@ ngx_http_dynroute_check_use(ngx_conf_t *cf, ngx_http_dynroute_main_conf_t *dmcf,
             continue;
         }
 
-        clcfp = use->cscf->named_locations;
-
-        while (clcfp && *clcfp) {
-            if ((*clcfp)->name.len == rule.target.len
-                && ngx_strncmp((*clcfp)->name.data, rule.target.data,
-                               rule.target.len)
-                   == 0)
-            {
-                break;
-            }
-
-            clcfp++;
-        }
-
-        if (clcfp == NULL || *clcfp == NULL) {
+        if (ngx_http_dynroute_named_location(use->cscf, rule.target) == NULL) {
             ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                           "unknown named location \"%V\" in dynroute table "
                           "\"%V\" (%s:%ui): the server using the table in "
@@ -1016,6 +1189,73 @@ ngx_http_dynroute_check_use(ngx_conf_t *cf, ngx_http_dynroute_main_conf_t *dmcf,
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * A request jumps to a named location once.  Where the configuration
+ * proves that a second jump would be needed, refuse it: the table's "ip"
+ * rule sends IP hosts to a named location that routes with another table
+ * whose "ip" rule sends them to yet another named location (two tables
+ * jumping to each other's locations are the simplest case).  Other rules
+ * cannot be proven to meet the same hosts; at run time such a request is
+ * served by the first named location (see ngx_http_dynroute_no_upstream).
+ */
+
+static ngx_int_t
+ngx_http_dynroute_check_jumps(ngx_conf_t *cf, ngx_http_dynroute_use_t *use)
+    noexcept
+{
+    dynroute::RuleId               id;
+    ngx_http_dynroute_rule_t      *rule, *next_rule;
+    ngx_http_dynroute_table_t     *table, *next;
+    ngx_http_core_loc_conf_t      *clcf;
+    ngx_http_dynroute_loc_conf_t  *dlcf;
+
+    table = use->table;
+    id = table->core.ip_rule();
+
+    if (id == dynroute::no_rule || !table->rules[id].named) {
+        return NGX_OK;
+    }
+
+    rule = &table->rules[id];
+    clcf = ngx_http_dynroute_named_location(use->cscf, rule->target);
+
+    dlcf = static_cast<ngx_http_dynroute_loc_conf_t *>(
+               clcf->loc_conf[ngx_http_dynroute_module.ctx_index]);
+
+    if (dlcf->use == NULL || dlcf->health || dlcf->use->table == table) {
+        return NGX_OK;
+    }
+
+    next = dlcf->use->table;
+    id = next->core.ip_rule();
+
+    if (id == dynroute::no_rule || !next->rules[id].named) {
+        return NGX_OK;
+    }
+
+    next_rule = &next->rules[id];
+
+    if (next_rule->target.len == rule->target.len
+        && ngx_strncmp(next_rule->target.data, rule->target.data,
+                       rule->target.len)
+           == 0)
+    {
+        return NGX_OK;
+    }
+
+    ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                  "dynroute table \"%V\" (used in %s:%ui) sends IP hosts to "
+                  "the named location \"%V\", but it runs in \"%V\", where "
+                  "table \"%V\" (%s:%ui) sends them: a request jumps to a "
+                  "named location only once",
+                  &next->name, dlcf->use->file, dlcf->use->line,
+                  &next_rule->target, &rule->target, &table->name,
+                  rule->file, rule->line);
+
+    return NGX_ERROR;
 }
 
 
@@ -1058,6 +1298,12 @@ ngx_http_dynroute_init(ngx_conf_t *cf) noexcept
         }
     }
 
+    for (i = 0; i < dmcf->uses.nelts; i++) {
+        if (ngx_http_dynroute_check_jumps(cf, up[i]) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
     if (dmcf->uses.nelts == 0) {
         return NGX_OK;
     }
@@ -1066,7 +1312,7 @@ ngx_http_dynroute_init(ngx_conf_t *cf) noexcept
                ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module));
 
     h = static_cast<ngx_http_handler_pt *>(
-            ngx_array_push(&cmcf->phases[NGX_HTTP_REWRITE_PHASE].handlers));
+            ngx_array_push(&cmcf->phases[NGX_HTTP_PRECONTENT_PHASE].handlers));
     if (h == NULL) {
         return NGX_ERROR;
     }
