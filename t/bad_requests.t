@@ -61,8 +61,8 @@ __DATA__
  "GET / HTTP/1.1\r\nHost: 999.1.1.1\r\nConnection: close\r\n\r\n",
  "GET / HTTP/1.1\r\nHost: [::ffff:1.2.3.4]:1\r\nConnection: close\r\n\r\n"]
 --- response_body eval
-["*.example.com\n", "default\n", "default\n", "local\n", "default\n",
- "a.example.com\n", "*.example.com\n", "default\n", "default\n", "local\n"]
+["*.example.com\n", "default\n", "default\n", "ip\n", "default\n",
+ "a.example.com\n", "*.example.com\n", "default\n", "default\n", "ip\n"]
 --- error_code: 200
 
 

@@ -37,13 +37,15 @@ __DATA__
 === TEST 2: *.example.com matches subdomains at any depth, not the name
 --- http_config
     upstream service_a { server 127.0.0.1:$TEST_NGINX_PORT2; }
+    server { listen 127.0.0.1:$TEST_NGINX_PORT2; return 200 "$http_x_route\n"; }
     dynroute_table edge {
         *.a.example.com  service_a;
     }
 --- config
     location / {
         dynroute edge;
-        return 200 "$dynroute_upstream $dynroute_rule\n";
+        proxy_set_header X-Route "$dynroute_upstream $dynroute_rule";
+        proxy_pass http://$dynroute_upstream;
     }
 --- request eval
 ["GET /", "GET /", "GET /"]
