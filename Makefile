@@ -66,12 +66,18 @@ $(SRCTREE)/.unpacked:
 	cd $(SRCTREE) && $(REPO)/scripts/fetch-nginx-source
 	touch $@
 
+# nginx's own modules that the tests use, for every build from source (the
+# packaged nginx has them all): realip, auth_request, and what
+# t/security.t needs to reach every kind of subrequest and HTTP/2.
+SOURCE_CONFIGURE := --with-compat --with-debug --with-threads \
+    --with-http_ssl_module --with-http_realip_module \
+    --with-http_auth_request_module --with-http_v2_module \
+    --with-http_slice_module --with-http_addition_module --with-pcre-jit
+
 # $(1): dynamic or static; $(2): the configure option that adds the module
 define source_build
 	cd $(SRCTREE)/nginx-1.*/ && ./configure --builddir=objs-$(1) \
-	    --with-compat --with-debug --with-threads --with-http_ssl_module \
-	    --with-http_realip_module --with-http_auth_request_module \
-	    --with-pcre-jit $(2)=$(REPO) > $(SRCTREE)/configure-$(1).log 2>&1 \
+	    $(SOURCE_CONFIGURE) $(2)=$(REPO) > $(SRCTREE)/configure-$(1).log 2>&1 \
 	    || { tail -30 $(SRCTREE)/configure-$(1).log; exit 1; }
 	$(MAKE) -C $(SRCTREE)/nginx-1.*/ -f objs-$(1)/Makefile -j2 \
 	    > $(SRCTREE)/make-$(1).log 2>&1 \

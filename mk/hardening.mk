@@ -52,11 +52,9 @@ SAN_ENV      = ASAN_OPTIONS=detect_odr_violation=0:detect_leaks=1:abort_on_error
 # so that a change to the module recompiles only the module.
 ASAN_STAMP := $(SRCTREE)/.configured-asan
 
-$(ASAN_STAMP): config $(SRCTREE)/.unpacked
+$(ASAN_STAMP): config Makefile $(SRCTREE)/.unpacked
 	cd $(SRCTREE)/nginx-1.*/ && ./configure --builddir=objs-asan \
-	    --with-compat --with-debug --with-threads --with-http_ssl_module \
-	    --with-http_realip_module --with-http_auth_request_module \
-	    --with-pcre-jit $(ASAN_CONFIGURE) --add-dynamic-module=$(REPO) \
+	    $(SOURCE_CONFIGURE) $(ASAN_CONFIGURE) --add-dynamic-module=$(REPO) \
 	    > $(SRCTREE)/configure-asan.log 2>&1 \
 	    || { tail -30 $(SRCTREE)/configure-asan.log; exit 1; }
 	touch $@
@@ -79,7 +77,7 @@ test-asan: deps asan-build
 # errors (the error paths free what they built), bad and hostile requests.
 VALGRIND_TESTS ?= t/host_routing.t t/ip_hosts.t t/health.t t/config_errors.t \
                   t/rollout.t t/rollout_errors.t \
-                  t/bad_requests.t t/hostile.t
+                  t/bad_requests.t t/hostile.t t/security.t
 
 valgrind: module
 	@scripts/apt-install $(HARDEN_PACKAGES)
