@@ -643,7 +643,7 @@ ngx_http_dynroute_cors_origins(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             try {
                 origins->list.add(ngx_http_dynroute_view(value[i]));
 
-            } catch (const dynroute::cors::ConfigError &e) {
+            } catch (const dynroute::ConfigError &e) {
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                    "invalid origin \"%V\": %s",
                                    &value[i], e.what());
@@ -704,7 +704,7 @@ ngx_http_dynroute_cors_tokens(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
             tokens->list.add(ngx_http_dynroute_view(value[i]));
 
-        } catch (const dynroute::cors::ConfigError &e) {
+        } catch (const dynroute::ConfigError &e) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid %s \"%V\": %s",
                                headers ? "header" : "method", &value[i],
                                e.what());

@@ -8,30 +8,6 @@ namespace {
 
 constexpr unsigned any_port = 0x10000;  // beyond every real port
 
-bool is_digit(char c) noexcept { return c >= '0' && c <= '9'; }
-bool is_alpha(char c) noexcept
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-}
-
-char lower(char c) noexcept
-{
-    return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-}
-
-bool equal_caseless(std::string_view a, std::string_view b) noexcept
-{
-    if (a.size() != b.size()) {
-        return false;
-    }
-    for (std::size_t i = 0; i < a.size(); i++) {
-        if (lower(a[i]) != lower(b[i])) {
-            return false;
-        }
-    }
-    return true;
-}
-
 bool is_tchar(char c) noexcept
 {
     if (is_alpha(c) || is_digit(c)) {
@@ -213,7 +189,7 @@ std::string lowercase(std::string_view s)
 {
     std::string out(s);
     for (char &c : out) {
-        c = lower(c);
+        c = ascii_lower(c);
     }
     return out;
 }

@@ -2,22 +2,18 @@
 // lists of methods and header names, and reading Vary.  Pure C++17.
 //
 // Lists are built once at configuration time (adding may throw
-// cors::ConfigError) and are immutable afterwards; every query is noexcept,
+// ConfigError) and are immutable afterwards; every query is noexcept,
 // allocates nothing and only borrows its arguments for the call.
 #pragma once
 
 #include <optional>
-#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
 
-namespace dynroute::cors {
+#include "text.hpp"
 
-class ConfigError : public std::runtime_error {
-public:
-    using std::runtime_error::runtime_error;
-};
+namespace dynroute::cors {
 
 // A serialized origin as browsers send it in the Origin header (RFC 6454):
 // "scheme://host" or "scheme://host:port", nothing else (no path, no

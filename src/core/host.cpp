@@ -4,8 +4,6 @@ namespace dynroute {
 
 namespace {
 
-bool is_digit(char c) noexcept { return c >= '0' && c <= '9'; }
-
 int hex_value(char c) noexcept
 {
     if (c >= '0' && c <= '9') {

@@ -6,6 +6,8 @@
 #include <optional>
 #include <string_view>
 
+#include "text.hpp"
+
 namespace dynroute {
 
 enum class HostKind : unsigned char { name, ipv4, ipv6 };

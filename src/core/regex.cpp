@@ -2,7 +2,7 @@
 #include <pcre2.h>
 
 #include "regex.hpp"
-#include "table.hpp"
+#include "text.hpp"
 
 namespace dynroute {
 

@@ -8,6 +8,8 @@
 #include <string_view>
 #include <vector>
 
+#include "text.hpp"
+
 namespace dynroute {
 
 struct NamedGroup {

@@ -9,13 +9,6 @@ namespace dynroute {
 
 namespace {
 
-bool is_digit(char c) noexcept { return c >= '0' && c <= '9'; }
-
-std::string quoted(std::string_view s)
-{
-    return "\"" + std::string(s) + "\"";
-}
-
 std::uint64_t load_le(const unsigned char *p, std::size_t n) noexcept
 {
     std::uint64_t v = 0;

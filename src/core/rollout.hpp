@@ -26,7 +26,7 @@
 #include <string_view>
 #include <vector>
 
-#include "table.hpp"  // ConfigError
+#include "text.hpp"
 
 namespace dynroute {
 

@@ -168,16 +168,6 @@ std::string to_lower(std::string_view s)
     return out;
 }
 
-std::string quoted(std::string_view s)
-{
-    std::string out;
-    out.reserve(s.size() + 2);
-    out += '"';
-    out.append(s.data(), s.size());
-    out += '"';
-    return out;
-}
-
 }  // namespace
 
 Pattern parse_pattern(std::string_view text)

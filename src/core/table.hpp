@@ -19,16 +19,12 @@
 #include <vector>
 
 #include "regex.hpp"
+#include "text.hpp"
 
 namespace dynroute {
 
 using RuleId = std::uint32_t;
 inline constexpr RuleId no_rule = UINT32_MAX;
-
-class ConfigError : public std::runtime_error {
-public:
-    using std::runtime_error::runtime_error;
-};
 
 // A host pattern that nginx's hash would refuse as conflicting (NGX_BUSY):
 // the same name twice, "example.com" with ".example.com", ".example.com"

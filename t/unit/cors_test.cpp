@@ -8,6 +8,7 @@
 #include "cors.hpp"
 
 using namespace dynroute::cors;
+using dynroute::ConfigError;
 
 namespace {
 
