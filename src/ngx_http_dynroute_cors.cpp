@@ -25,7 +25,8 @@
 #include <new>
 #include <string>
 
-#include "ngx_http_dynroute_module.hpp"
+#include "ngx_http_dynroute_conf.hpp"
+#include "ngx_http_dynroute_string.hpp"
 #include "cors.hpp"
 
 
@@ -592,7 +593,7 @@ ngx_http_dynroute_cors_flag(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                            "invalid value \"%V\" in \"%V\" directive, "
                            "it must be \"on\" or \"off\"",
                            &value[1], &cmd->name);
-        return static_cast<char *>(NGX_CONF_ERROR);
+        return NGX_HTTP_DYNROUTE_CONF_ERROR;
     }
 
     flag->file = cf->conf_file->file.name.data;
@@ -631,7 +632,7 @@ ngx_http_dynroute_cors_origins(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     cln = ngx_pool_cleanup_add(cf->pool, 0);
     if (cln == NULL) {
-        return static_cast<char *>(NGX_CONF_ERROR);
+        return NGX_HTTP_DYNROUTE_CONF_ERROR;
     }
 
     try {
@@ -647,14 +648,12 @@ ngx_http_dynroute_cors_origins(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                    "invalid origin \"%V\": %s",
                                    &value[i], e.what());
-                return static_cast<char *>(NGX_CONF_ERROR);
+                return NGX_HTTP_DYNROUTE_CONF_ERROR;
             }
         }
 
-    } catch (const std::exception &e) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "dynroute_cors: %s",
-                           e.what());
-        return static_cast<char *>(NGX_CONF_ERROR);
+    } catch (...) {
+        return ngx_http_dynroute_conf_caught(cf, "dynroute_cors");
     }
 
     origins->file = cf->conf_file->file.name.data;
@@ -689,7 +688,7 @@ ngx_http_dynroute_cors_tokens(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     tokens = ngx_http_dynroute_cors_new_tokens(cf, headers);
     if (tokens == NULL) {
-        return static_cast<char *>(NGX_CONF_ERROR);
+        return NGX_HTTP_DYNROUTE_CONF_ERROR;
     }
 
     value = static_cast<ngx_str_t *>(cf->args->elts);
@@ -699,7 +698,7 @@ ngx_http_dynroute_cors_tokens(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             if (!headers && value[i].len == 1 && value[i].data[0] == '*') {
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                    "invalid method \"*\": list the methods");
-                return static_cast<char *>(NGX_CONF_ERROR);
+                return NGX_HTTP_DYNROUTE_CONF_ERROR;
             }
 
             tokens->list.add(ngx_http_dynroute_view(value[i]));
@@ -708,12 +707,10 @@ ngx_http_dynroute_cors_tokens(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid %s \"%V\": %s",
                                headers ? "header" : "method", &value[i],
                                e.what());
-            return static_cast<char *>(NGX_CONF_ERROR);
+            return NGX_HTTP_DYNROUTE_CONF_ERROR;
 
-        } catch (const std::exception &e) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "dynroute_cors: %s",
-                               e.what());
-            return static_cast<char *>(NGX_CONF_ERROR);
+        } catch (...) {
+            return ngx_http_dynroute_conf_caught(cf, "dynroute_cors");
         }
     }
 
@@ -724,15 +721,13 @@ ngx_http_dynroute_cors_tokens(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         tokens->value.data = static_cast<u_char *>(
                                  ngx_pnalloc(cf->pool, joined.size() + 1));
         if (tokens->value.data == NULL) {
-            return static_cast<char *>(NGX_CONF_ERROR);
+            return NGX_HTTP_DYNROUTE_CONF_ERROR;
         }
 
         ngx_memcpy(tokens->value.data, joined.data(), joined.size() + 1);
 
-    } catch (const std::exception &e) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "dynroute_cors: %s",
-                           e.what());
-        return static_cast<char *>(NGX_CONF_ERROR);
+    } catch (...) {
+        return ngx_http_dynroute_conf_caught(cf, "dynroute_cors");
     }
 
     *field = tokens;
@@ -763,12 +758,12 @@ ngx_http_dynroute_cors_max_age(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid value \"%V\" in \"%V\" directive",
                            &value[1], &cmd->name);
-        return static_cast<char *>(NGX_CONF_ERROR);
+        return NGX_HTTP_DYNROUTE_CONF_ERROR;
     }
 
     p = static_cast<u_char *>(ngx_pnalloc(cf->pool, NGX_INT_T_LEN));
     if (p == NULL) {
-        return static_cast<char *>(NGX_CONF_ERROR);
+        return NGX_HTTP_DYNROUTE_CONF_ERROR;
     }
 
     clcf->max_age.data = p;
@@ -793,9 +788,8 @@ ngx_http_dynroute_cors_new_tokens(ngx_conf_t *cf, bool caseless) noexcept
         tokens = new ngx_http_dynroute_cors_tokens_t{
                      dynroute::cors::TokenList(caseless), { 0, NULL } };
 
-    } catch (const std::exception &e) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "dynroute_cors: %s",
-                           e.what());
+    } catch (...) {
+        (void) ngx_http_dynroute_conf_caught(cf, "dynroute_cors");
         return NULL;
     }
 
@@ -845,9 +839,8 @@ ngx_http_dynroute_cors_create_main_conf(ngx_conf_t *cf) noexcept
         cmcf->default_methods->list.add(ngx_http_dynroute_view(get));
         cmcf->default_methods->list.add(ngx_http_dynroute_view(post));
 
-    } catch (const std::exception &e) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "dynroute_cors: %s",
-                           e.what());
+    } catch (...) {
+        (void) ngx_http_dynroute_conf_caught(cf, "dynroute_cors");
         return NULL;
     }
 
@@ -949,7 +942,7 @@ ngx_http_dynroute_cors_merge_loc_conf(ngx_conf_t *cf, void *parent,
                       "credentials, list the allowed origins in %s:%ui",
                       conf->credentials.file, conf->credentials.line,
                       conf->origins->file, conf->origins->line);
-        return static_cast<char *>(NGX_CONF_ERROR);
+        return NGX_HTTP_DYNROUTE_CONF_ERROR;
     }
 
     if (conf->enable.value == 1 && conf->origins == NULL) {
@@ -957,7 +950,7 @@ ngx_http_dynroute_cors_merge_loc_conf(ngx_conf_t *cf, void *parent,
                       "\"dynroute_cors on\" without "
                       "\"dynroute_cors_origins\" allows no origin in %s:%ui",
                       conf->enable.file, conf->enable.line);
-        return static_cast<char *>(NGX_CONF_ERROR);
+        return NGX_HTTP_DYNROUTE_CONF_ERROR;
     }
 
     return NGX_CONF_OK;

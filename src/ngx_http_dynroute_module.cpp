@@ -673,13 +673,13 @@ ngx_http_dynroute_table_block(ngx_conf_t *cf, ngx_command_t *cmd,
                                "duplicate dynroute table \"%V\", first "
                                "defined in %s:%ui",
                                &value[1], tp[i]->file, tp[i]->line);
-            return static_cast<char *>(NGX_CONF_ERROR);
+            return NGX_HTTP_DYNROUTE_CONF_ERROR;
         }
     }
 
     cln = ngx_pool_cleanup_add(cf->pool, 0);
     if (cln == NULL) {
-        return static_cast<char *>(NGX_CONF_ERROR);
+        return NGX_HTTP_DYNROUTE_CONF_ERROR;
     }
 
     try {
@@ -689,9 +689,8 @@ ngx_http_dynroute_table_block(ngx_conf_t *cf, ngx_command_t *cmd,
 
         table->builder.reset(new dynroute::TableBuilder());
 
-    } catch (const std::exception &e) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "dynroute: %s", e.what());
-        return static_cast<char *>(NGX_CONF_ERROR);
+    } catch (...) {
+        return ngx_http_dynroute_conf_caught(cf, "dynroute");
     }
 
     table->name = value[1];
@@ -701,7 +700,7 @@ ngx_http_dynroute_table_block(ngx_conf_t *cf, ngx_command_t *cmd,
     tp = static_cast<ngx_http_dynroute_table_t **>(
              ngx_array_push(&dmcf->tables));
     if (tp == NULL) {
-        return static_cast<char *>(NGX_CONF_ERROR);
+        return NGX_HTTP_DYNROUTE_CONF_ERROR;
     }
 
     *tp = table;
@@ -724,9 +723,8 @@ ngx_http_dynroute_table_block(ngx_conf_t *cf, ngx_command_t *cmd,
         table->core = table->builder->build();
         table->builder.reset();
 
-    } catch (const std::exception &e) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "dynroute: %s", e.what());
-        return static_cast<char *>(NGX_CONF_ERROR);
+    } catch (...) {
+        return ngx_http_dynroute_conf_caught(cf, "dynroute");
     }
 
     return NGX_CONF_OK;
@@ -755,7 +753,7 @@ ngx_http_dynroute_table_rule(ngx_conf_t *cf, ngx_command_t *dummy,
                            "invalid number of parameters in dynroute table "
                            "\"%V\": expected a host pattern and a target",
                            &table->name);
-        return static_cast<char *>(NGX_CONF_ERROR);
+        return NGX_HTTP_DYNROUTE_CONF_ERROR;
     }
 
     rule.text = value[0];
@@ -769,7 +767,7 @@ ngx_http_dynroute_table_rule(ngx_conf_t *cf, ngx_command_t *dummy,
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid target \"%V\" in dynroute table \"%V\"",
                            &value[1], &table->name);
-        return static_cast<char *>(NGX_CONF_ERROR);
+        return NGX_HTTP_DYNROUTE_CONF_ERROR;
     }
 
     try {
@@ -788,7 +786,7 @@ ngx_http_dynroute_table_rule(ngx_conf_t *cf, ngx_command_t *dummy,
             if (table->builder->regex_count() > table->captures.size()
                 && ngx_http_dynroute_add_captures(cf, table) != NGX_OK)
             {
-                return static_cast<char *>(NGX_CONF_ERROR);
+                return NGX_HTTP_DYNROUTE_CONF_ERROR;
             }
         }
 
@@ -812,12 +810,15 @@ ngx_http_dynroute_table_rule(ngx_conf_t *cf, ngx_command_t *dummy,
                                prev->file, prev->line);
         }
 
-        return static_cast<char *>(NGX_CONF_ERROR);
+        return NGX_HTTP_DYNROUTE_CONF_ERROR;
 
-    } catch (const std::exception &e) {
+    } catch (const dynroute::ConfigError &e) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "%s in dynroute table \"%V\"",
                            e.what(), &table->name);
-        return static_cast<char *>(NGX_CONF_ERROR);
+        return NGX_HTTP_DYNROUTE_CONF_ERROR;
+
+    } catch (...) {
+        return ngx_http_dynroute_conf_caught(cf, "dynroute");
     }
 
     return NGX_CONF_OK;
@@ -933,7 +934,7 @@ ngx_http_dynroute(ngx_conf_t *cf, ngx_command_t *cmd, void *conf) noexcept
     use = static_cast<ngx_http_dynroute_use_t *>(
               ngx_pcalloc(cf->pool, sizeof(ngx_http_dynroute_use_t)));
     if (use == NULL) {
-        return static_cast<char *>(NGX_CONF_ERROR);
+        return NGX_HTTP_DYNROUTE_CONF_ERROR;
     }
 
     use->name = value[1];
@@ -950,7 +951,7 @@ ngx_http_dynroute(ngx_conf_t *cf, ngx_command_t *cmd, void *conf) noexcept
     up = static_cast<ngx_http_dynroute_use_t **>(
              ngx_array_push(&dmcf->uses));
     if (up == NULL) {
-        return static_cast<char *>(NGX_CONF_ERROR);
+        return NGX_HTTP_DYNROUTE_CONF_ERROR;
     }
 
     *up = use;
@@ -965,9 +966,10 @@ ngx_http_dynroute(ngx_conf_t *cf, ngx_command_t *cmd, void *conf) noexcept
 static ngx_int_t
 ngx_http_dynroute_add_variables(ngx_conf_t *cf) noexcept
 {
-    ngx_url_t                      u;
-    ngx_http_variable_t           *var, *v;
-    ngx_http_upstream_srv_conf_t  *uscf;
+    ngx_url_t                       u;
+    ngx_http_variable_t            *var, *v;
+    ngx_http_upstream_srv_conf_t   *uscf;
+    ngx_http_dynroute_main_conf_t  *dmcf;
 
     ngx_memzero(&u, sizeof(ngx_url_t));
     u.host = ngx_http_dynroute_none_name;
@@ -979,6 +981,11 @@ ngx_http_dynroute_add_variables(ngx_conf_t *cf) noexcept
     }
 
     uscf->peer.init_upstream = ngx_http_dynroute_none_init_upstream;
+
+    dmcf = static_cast<ngx_http_dynroute_main_conf_t *>(
+               ngx_http_conf_get_module_main_conf(cf,
+                                                  ngx_http_dynroute_module));
+    dmcf->none = uscf;
 
     for (v = ngx_http_dynroute_vars; v->name.len; v++) {
         var = ngx_http_add_variable(cf, &v->name, v->flags);
@@ -1071,50 +1078,23 @@ ngx_http_dynroute_merge_loc_conf(ngx_conf_t *cf, void *parent,
  * would otherwise be resolved through DNS at request time.
  */
 
-ngx_http_upstream_srv_conf_t *
-ngx_http_dynroute_find_upstream(ngx_conf_t *cf, const ngx_str_t &name) noexcept
-{
-    ngx_uint_t                       i;
-    ngx_http_upstream_srv_conf_t   **uscfp;
-    ngx_http_upstream_main_conf_t   *umcf;
-
-    umcf = static_cast<ngx_http_upstream_main_conf_t *>(
-               ngx_http_conf_get_module_main_conf(cf,
-                                                  ngx_http_upstream_module));
-
-    uscfp = static_cast<ngx_http_upstream_srv_conf_t **>(
-                umcf->upstreams.elts);
-
-    for (i = 0; i < umcf->upstreams.nelts; i++) {
-        if ((uscfp[i]->flags & NGX_HTTP_UPSTREAM_CREATE)
-            && uscfp[i]->peer.init_upstream
-               != ngx_http_dynroute_none_init_upstream
-            && uscfp[i]->host.len == name.len
-            && ngx_strncasecmp(uscfp[i]->host.data, name.data, name.len) == 0)
-        {
-            return uscfp[i];
-        }
-    }
-
-    return NULL;
-}
-
-
 static ngx_int_t
 ngx_http_dynroute_check_upstreams(ngx_conf_t *cf,
     ngx_http_dynroute_main_conf_t *dmcf, ngx_http_dynroute_table_t *table)
     noexcept
 {
+    ngx_http_upstream_srv_conf_t  *uscf;
+
     for (auto &rule : table->rules) {
         if (rule.named) {
             continue;
         }
 
         rule.rollout = ngx_http_dynroute_rollout_find(dmcf, rule.target);
+        uscf = rule.rollout ? NULL
+                            : ngx_http_dynroute_find_upstream(cf, rule.target);
 
-        if (rule.rollout == NULL
-            && ngx_http_dynroute_find_upstream(cf, rule.target) == NULL)
-        {
+        if (rule.rollout == NULL && (uscf == NULL || uscf == dmcf->none)) {
             ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                           "unknown upstream \"%V\" in dynroute table \"%V\": "
                           "a target must be an upstream{} block, a "

@@ -8,6 +8,8 @@
 #include <vector>
 
 #include "ngx.hpp"
+#include "ngx_http_dynroute_conf.hpp"
+#include "ngx_http_dynroute_string.hpp"
 #include "rollout.hpp"
 
 extern "C" {
@@ -20,13 +22,6 @@ typedef struct {
     ngx_http_dynroute_use_t  *use;      /* "dynroute": NULL is off */
     ngx_flag_t                health;   /* "dynroute_health" here */
 } ngx_http_dynroute_loc_conf_t;
-
-/* a borrowed view of an nginx string, for the core */
-static inline std::string_view
-ngx_http_dynroute_view(const ngx_str_t &s) noexcept
-{
-    return std::string_view(reinterpret_cast<const char *>(s.data), s.len);
-}
 
 /* One variant of a rollout, in the core's order. */
 typedef struct {
@@ -59,54 +54,9 @@ typedef struct {
     ngx_array_t                tables;    /* ngx_http_dynroute_table_t * */
     ngx_array_t                uses;      /* ngx_http_dynroute_use_t * */
     ngx_array_t                rollouts;  /* ngx_http_dynroute_rollout_t * */
+    ngx_http_upstream_srv_conf_t  *none;  /* of "no upstream", never a target */
 } ngx_http_dynroute_main_conf_t;
 
-
-/* a configuration word equals a keyword */
-static inline bool
-ngx_http_dynroute_is(const ngx_str_t &word, const char *keyword) noexcept
-{
-    size_t  len = ngx_strlen(keyword);
-
-    return word.len == len && ngx_strncmp(word.data, keyword, len) == 0;
-}
-
-
-/* calls f(h) for every element of an nginx header list, in order */
-template <typename F>
-static inline void
-ngx_http_dynroute_each_header(ngx_list_t *headers, F &&f) noexcept
-{
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
-
-    for (part = &headers->part; part; part = part->next) {
-        h = static_cast<ngx_table_elt_t *>(part->elts);
-
-        for (i = 0; i < part->nelts; i++) {
-            f(h[i]);
-        }
-    }
-}
-
-
-/* a header's name is name, letter case aside */
-static inline bool
-ngx_http_dynroute_header_is(const ngx_table_elt_t &h, std::string_view name)
-    noexcept
-{
-    return h.key.len == name.size()
-           && ngx_strncasecmp(h.key.data,
-                  reinterpret_cast<u_char *>(const_cast<char *>(name.data())),
-                  name.size())
-              == 0;
-}
-
-
-/* an upstream{} block of that name, or NULL */
-ngx_http_upstream_srv_conf_t *ngx_http_dynroute_find_upstream(ngx_conf_t *cf,
-    const ngx_str_t &name) noexcept;
 
 char *ngx_http_dynroute_rollout_block(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf) noexcept;

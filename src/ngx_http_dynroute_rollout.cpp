@@ -42,9 +42,6 @@ static char *ngx_http_dynroute_rollout_finish(ngx_conf_t *cf,
 static void ngx_http_dynroute_rollout_cleanup(void *data) noexcept;
 
 
-#define ngx_http_dynroute_conf_error  static_cast<char *>(NGX_CONF_ERROR)
-
-
 ngx_http_dynroute_rollout_t *
 ngx_http_dynroute_rollout_find(ngx_http_dynroute_main_conf_t *dmcf,
     const ngx_str_t &name) noexcept
@@ -87,12 +84,12 @@ ngx_http_dynroute_rollout_block(ngx_conf_t *cf, ngx_command_t *cmd,
                            "duplicate dynroute rollout \"%V\", first "
                            "defined in %s:%ui", &value[1], ro->file,
                            ro->line);
-        return ngx_http_dynroute_conf_error;
+        return NGX_HTTP_DYNROUTE_CONF_ERROR;
     }
 
     cln = ngx_pool_cleanup_add(cf->pool, 0);
     if (cln == NULL) {
-        return ngx_http_dynroute_conf_error;
+        return NGX_HTTP_DYNROUTE_CONF_ERROR;
     }
 
     try {
@@ -103,9 +100,8 @@ ngx_http_dynroute_rollout_block(ngx_conf_t *cf, ngx_command_t *cmd,
         ro->core.reset(new dynroute::Rollout(
                            ngx_http_dynroute_view(value[1])));
 
-    } catch (const std::exception &e) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "dynroute: %s", e.what());
-        return ngx_http_dynroute_conf_error;
+    } catch (...) {
+        return ngx_http_dynroute_conf_caught(cf, "dynroute");
     }
 
     ro->name = value[1];
@@ -115,7 +111,7 @@ ngx_http_dynroute_rollout_block(ngx_conf_t *cf, ngx_command_t *cmd,
     rp = static_cast<ngx_http_dynroute_rollout_t **>(
              ngx_array_push(&dmcf->rollouts));
     if (rp == NULL) {
-        return ngx_http_dynroute_conf_error;
+        return NGX_HTTP_DYNROUTE_CONF_ERROR;
     }
 
     *rp = ro;
@@ -141,9 +137,8 @@ ngx_http_dynroute_rollout_block(ngx_conf_t *cf, ngx_command_t *cmd,
 
         return ngx_http_dynroute_rollout_finish(cf, &p);
 
-    } catch (const std::exception &e) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "dynroute: %s", e.what());
-        return ngx_http_dynroute_conf_error;
+    } catch (...) {
+        return ngx_http_dynroute_conf_caught(cf, "dynroute");
     }
 }
 
@@ -171,11 +166,11 @@ ngx_http_dynroute_rollout_line(ngx_conf_t *cf, ngx_command_t *dummy,
                            "%s in dynroute rollout \"%V\"", e.what(),
                            &p->rollout->name);
 
-    } catch (const std::exception &e) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "dynroute: %s", e.what());
+    } catch (...) {
+        return ngx_http_dynroute_conf_caught(cf, "dynroute");
     }
 
-    return ngx_http_dynroute_conf_error;
+    return NGX_HTTP_DYNROUTE_CONF_ERROR;
 }
 
 
@@ -211,7 +206,7 @@ ngx_http_dynroute_rollout_arity(ngx_conf_t *cf,
                        "rollout \"%V\": expected %s", &value[0],
                        &p->rollout->name, expected);
 
-    return ngx_http_dynroute_conf_error;
+    return NGX_HTTP_DYNROUTE_CONF_ERROR;
 }
 
 
@@ -223,7 +218,7 @@ ngx_http_dynroute_rollout_duplicate(ngx_conf_t *cf,
                        "duplicate \"%V\" in dynroute rollout \"%V\"",
                        &value[0], &p->rollout->name);
 
-    return ngx_http_dynroute_conf_error;
+    return NGX_HTTP_DYNROUTE_CONF_ERROR;
 }
 
 
@@ -256,7 +251,7 @@ ngx_http_dynroute_rollout_directive(ngx_conf_t *cf,
                                "in dynroute rollout \"%V\": a variant's "
                                "upstream is an upstream{} block",
                                &value[2], &value[1], &ro->name);
-            return ngx_http_dynroute_conf_error;
+            return NGX_HTTP_DYNROUTE_CONF_ERROR;
         }
 
         ro->core->add_variant(ngx_http_dynroute_view(value[1]),
@@ -289,7 +284,7 @@ ngx_http_dynroute_rollout_directive(ngx_conf_t *cf,
                                    "invalid key \"%V\" in dynroute rollout "
                                    "\"%V\": expected a variable such as "
                                    "$cookie_uid", &value[i], &ro->name);
-                return ngx_http_dynroute_conf_error;
+                return NGX_HTTP_DYNROUTE_CONF_ERROR;
             }
 
             name.data = value[i].data + 1;
@@ -303,7 +298,7 @@ ngx_http_dynroute_rollout_directive(ngx_conf_t *cf,
             cf->ctx = ctx;
 
             if (index == NGX_ERROR) {
-                return ngx_http_dynroute_conf_error;
+                return NGX_HTTP_DYNROUTE_CONF_ERROR;
             }
 
             ro->keys.push_back(index);
@@ -331,7 +326,7 @@ ngx_http_dynroute_rollout_directive(ngx_conf_t *cf,
                                "invalid %V name \"%V\" in dynroute rollout "
                                "\"%V\": use letters, digits, '-' and '_'",
                                &value[0], &value[1], &ro->name);
-            return ngx_http_dynroute_conf_error;
+            return NGX_HTTP_DYNROUTE_CONF_ERROR;
         }
 
         *target = value[1];
@@ -384,7 +379,7 @@ ngx_http_dynroute_rollout_directive(ngx_conf_t *cf,
                        "expected variant, key, header, cookie, source or "
                        "primary", &value[0], &ro->name);
 
-    return ngx_http_dynroute_conf_error;
+    return NGX_HTTP_DYNROUTE_CONF_ERROR;
 }
 
 
@@ -419,7 +414,10 @@ ngx_http_dynroute_rollout_finish(ngx_conf_t *cf,
                       "%s in dynroute rollout \"%V\" in %s:%ui", e.what(),
                       &ro->name, at ? at->file : ro->file,
                       at ? at->line : ro->line);
-        return ngx_http_dynroute_conf_error;
+        return NGX_HTTP_DYNROUTE_CONF_ERROR;
+
+    } catch (...) {
+        return ngx_http_dynroute_conf_caught(cf, "dynroute");
     }
 
     ro->sources = !p->sources.empty();
