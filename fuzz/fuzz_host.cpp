@@ -13,6 +13,7 @@
 
 #include "fuzz_util.hpp"
 #include "host.hpp"
+#include "nginx_host.hpp"
 
 using namespace dynroute;
 

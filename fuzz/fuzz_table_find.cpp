@@ -8,6 +8,7 @@
 
 #include "fuzz_util.hpp"
 #include "host.hpp"
+#include "nginx_host.hpp"
 #include "table.hpp"
 
 using namespace dynroute;

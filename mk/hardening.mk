@@ -19,20 +19,14 @@ FUZZ_DIR      := $(BUILD)/fuzz
 FUZZ_SECONDS  ?= 60
 # One name per fuzz/<name>.cpp; its seeds are fuzz/corpus/<name>/.
 FUZZ_TARGETS  := $(patsubst fuzz/%.cpp,%,$(wildcard fuzz/fuzz_*.cpp))
-FUZZ_CXXFLAGS := -std=c++17 -g -O1 -fno-omit-frame-pointer \
-                 -fsanitize=fuzzer,address,undefined \
-                 -fno-sanitize-recover=undefined -Isrc/core
-CORE_SRCS     := $(wildcard src/core/*.cpp)
-CORE_HDRS     := $(wildcard src/core/*.hpp)
 
-$(FUZZ_DIR)/%: fuzz/%.cpp $(CORE_SRCS) $(CORE_HDRS) fuzz/fuzz_util.hpp
-	@mkdir -p $(FUZZ_DIR)
-	clang++ $(FUZZ_CXXFLAGS) -o $@ $< $(CORE_SRCS) \
-	    $$(pkg-config --cflags --libs libpcre2-8)
-
+# Built by CMake with clang (DYNROUTE_FUZZ), from the same source list as
+# the unit tests and the module.
 fuzz-build:
-	@scripts/apt-install $(HARDEN_PACKAGES) libpcre2-dev pkg-config
-	$(MAKE) $(addprefix $(FUZZ_DIR)/,$(FUZZ_TARGETS))
+	@scripts/apt-install $(HARDEN_PACKAGES) cmake libpcre2-dev pkg-config
+	CXX=clang++ cmake -S . -B $(FUZZ_DIR) -DDYNROUTE_FUZZ=ON \
+	    -DBUILD_TESTING=OFF > /dev/null
+	cmake --build $(FUZZ_DIR) -j2
 
 fuzz: fuzz-build
 	@scripts/hardening/run-fuzzers $(FUZZ_DIR) $(FUZZ_SECONDS) $(FUZZ_TARGETS)

@@ -3,7 +3,6 @@
 #pragma once
 
 #include <cstddef>
-#include <optional>
 #include <string_view>
 
 #include "text.hpp"
@@ -24,12 +23,5 @@ bool is_ipv6(std::string_view s) noexcept;
 // literals; "1password.com", "123.com", "10.0.0.1.nip.io" are names.
 // A port is ':' followed by 1 to 5 decimal digits.
 HostKind classify_host(std::string_view host) noexcept;
-
-// What nginx does to a Host header before it becomes $host: reject empty
-// values, "..", '/', control characters and spaces; drop the port; drop one
-// trailing dot; lowercase.  Writes into out (at least raw.size() bytes) and
-// returns a view of it, or nullopt where nginx answers 400.
-std::optional<std::string_view> normalize_host(std::string_view raw,
-                                               char *out) noexcept;
 
 }  // namespace dynroute

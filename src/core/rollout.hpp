@@ -111,12 +111,7 @@ public:
 
     static constexpr std::size_t npos = static_cast<std::size_t>(-1);
 
-    const std::string &name() const noexcept { return name_; }
     std::size_t size() const noexcept { return variants_.size(); }
-    const std::string &variant(std::size_t i) const noexcept
-    {
-        return variants_[i].name;
-    }
     std::uint32_t weight(std::size_t i) const noexcept
     {
         return variants_[i].weight;

@@ -251,11 +251,6 @@ Pattern parse_pattern(std::string_view text)
 
 /* HostIndex */
 
-std::uint64_t HostIndex::step(std::uint64_t h, unsigned char c) noexcept
-{
-    return fnv_step(h, c);
-}
-
 std::uint64_t HostIndex::hash_name(std::string_view s) noexcept
 {
     return fold_label(basis, s, 0, s.size());

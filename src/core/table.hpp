@@ -65,10 +65,6 @@ public:
     // Which of the hash functions below the keys are hashed with.
     enum class Hash : unsigned char { name, reverse, forward };
 
-    explicit HostIndex(bool reverse = true) noexcept
-        : kind_(reverse ? Hash::reverse : Hash::forward)
-    {
-    }
     explicit HostIndex(Hash kind) noexcept : kind_(kind) {}
 
     // Returns no_rule when inserted, or the rule already holding the key.
@@ -83,13 +79,11 @@ public:
     // name eight bytes at a time, for exact names.  `reverse` hashes label
     // by label from the last to the first, so that one right-to-left pass
     // over a host yields the hash of every suffix that starts after a dot,
-    // for leading wildcards.  `forward` (with `step` and `basis`) is
-    // byte-wise FNV-1a from the first byte, for the prefixes of trailing
-    // wildcards.
+    // for leading wildcards.  `forward` is byte-wise FNV-1a from `basis`,
+    // for the prefixes of trailing wildcards.
     static std::uint64_t hash_name(std::string_view s) noexcept;
     static std::uint64_t hash_reverse(std::string_view s) noexcept;
     static std::uint64_t hash_forward(std::string_view s) noexcept;
-    static std::uint64_t step(std::uint64_t h, unsigned char c) noexcept;
     static constexpr std::uint64_t basis = 0xcbf29ce484222325ULL;
 
 private:

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "host.hpp"
+#include "nginx_host.hpp"
 
 using dynroute::classify_host;
 using dynroute::HostKind;
