@@ -684,7 +684,7 @@ Vary: Origin
 
 
 
-=== TEST 33: the README's example answers as documented
+=== TEST 33: the example of the CORS reference answers as documented
 --- http_config
     upstream backend { server 127.0.0.1:$TEST_NGINX_PORT2; }
     dynroute_table edge { default backend; }

@@ -1,6 +1,6 @@
 # nginx.conf.example is the quick start: it must pass nginx -t and route as
-# README and `make demo` say.  It runs here on free ports instead of the
-# fixed 8080/9001/9002.
+# the README, docs/ngx_http_dynroute_module.md and `make demo` say.  It runs
+# here on free ports instead of the fixed 8080/9001/9002.
 use strict;
 use warnings;
 use Cwd ();

@@ -1,5 +1,6 @@
 // Rollouts: weights, addresses, cookies, hashing and the properties the
-// README promises (stickiness, accuracy, independence, monotonic ramps).
+// design note promises (docs/design/rollouts.md: stickiness, accuracy,
+// independence, monotonic ramps).
 #include <gtest/gtest.h>
 
 #include <arpa/inet.h>
@@ -471,8 +472,9 @@ TEST(RolloutWeight, MonotonicManyVariants)
 
 // What stays with a variant whose weight did not change, when two others
 // trade weight.  No stateless split can keep such a variant's keys exactly
-// with three variants (see README); rendezvous hashing keeps its share and
-// moves few of its keys.  The figure is printed for the record.
+// with three variants (see docs/design/rollouts.md); rendezvous hashing
+// keeps its share and moves few of its keys.  The figure is printed for the
+// record.
 TEST(RolloutWeight, UnchangedVariantKeepsItsShare)
 {
     auto k = keys();
