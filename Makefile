@@ -23,6 +23,8 @@ SOURCE_PACKAGES := dpkg-dev zlib1g-dev libpcre2-dev libssl-dev
 .PHONY: deps module unit prove test demo demo-stop source-build \
         source-build-static test-source test-static check-example clean
 
+# Only the targets that people run (test, demo, the test-*, bench, fuzz,
+# valgrind and soak targets) install packages; module and unit do not.
 deps:
 	@scripts/apt-install $(PACKAGES)
 
@@ -37,14 +39,14 @@ $(DEVTREE)/objs/Makefile: config
 	    > $(BUILD)/configure.log 2>&1 \
 	    || { tail -30 $(BUILD)/configure.log; exit 1; }
 
-module: deps $(DEVTREE)/objs/Makefile
+module: $(DEVTREE)/objs/Makefile
 	$(MAKE) -C $(DEVTREE) -f objs/Makefile modules
 	cp $(DEVTREE)/objs/ngx_http_dynroute_module.so $(MODULE)
 	@echo "module: $(MODULE)"
 
 # ---- tests -----------------------------------------------------------------
 
-unit: deps
+unit:
 	cmake -S . -B $(BUILD)/cmake -DDYNROUTE_WERROR=ON > /dev/null
 	cmake --build $(BUILD)/cmake -j2
 	cd $(BUILD)/cmake && ctest --output-on-failure
@@ -53,9 +55,10 @@ prove: module
 	TEST_NGINX_BINARY=$(NGINX) TEST_NGINX_LOAD_MODULES=$(MODULE) \
 	    prove -I t/lib t/*.t
 
-test: unit prove
+test: deps
+	$(MAKE) unit prove
 
-check-example: module
+check-example: deps module
 	@scripts/check-example $(NGINX) $(MODULE)
 
 # ---- nginx built from source with --add-dynamic-module (CI) ----------------
@@ -93,20 +96,20 @@ source-build-static: $(SRCTREE)/.unpacked
 
 # The same prove suite against nginx built from source, with the module
 # loaded dynamically, then compiled in.
-test-source: source-build
+test-source: deps source-build
 	d=$$(ls -d $(SRCTREE)/nginx-1.*/objs-dynamic); \
 	TEST_NGINX_BINARY=$$d/nginx \
 	TEST_NGINX_LOAD_MODULES=$$d/ngx_http_dynroute_module.so \
 	    prove -I t/lib t/*.t
 
-test-static: source-build-static
+test-static: deps source-build-static
 	d=$$(ls -d $(SRCTREE)/nginx-1.*/objs-static); \
 	TEST_NGINX_BINARY=$$d/nginx TEST_NGINX_LOAD_MODULES= \
 	    prove -I t/lib t/*.t
 
 # ---- demo ------------------------------------------------------------------
 
-demo: module demo-stop
+demo: deps module demo-stop
 	mkdir -p $(DEMO)/logs $(DEMO)/modules $(DEMO)/tmp
 	ln -sf $(MODULE) $(DEMO)/modules/ngx_http_dynroute_module.so
 	$(NGINX) -t -q -p $(DEMO)/ -c $(REPO)/nginx.conf.example

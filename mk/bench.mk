@@ -37,21 +37,21 @@ bench-micro: deps bench-deps
 	    --benchmark_out_format=json \
 	    | tee $(BENCH_OUT)/micro/results.txt
 
-bench-e2e: module bench-deps
+bench-e2e: deps module bench-deps
 	BENCH_OUT=$(BENCH_OUT)/e2e MODULE=$(MODULE) NGINX=$(NGINX) \
 	    $(BENCH_PY) bench/e2e.py
 
-bench-callgrind: module bench-deps
+bench-callgrind: deps module bench-deps
 	BENCH_OUT=$(BENCH_OUT)/callgrind MODULE=$(MODULE) NGINX=$(NGINX) \
 	    $(BENCH_PY) bench/callgrind.py
 
-bench-large: module bench-deps
+bench-large: deps module bench-deps
 	BENCH_OUT=$(BENCH_OUT)/large MODULE=$(MODULE) NGINX=$(NGINX) \
 	    $(BENCH_PY) bench/large.py
 
 # A quick pass through every benchmark (about a minute): checks that the
 # scripts still run, not a measurement.
-bench-smoke: module bench-deps
+bench-smoke: deps module bench-deps
 	$(BENCH_SYNTAX) $(BENCH_SCRIPTS)
 	BENCH_OUT=$(BENCH_OUT)/smoke-e2e MODULE=$(MODULE) NGINX=$(NGINX) \
 	BENCH_ROUNDS=1 BENCH_DURATION=1 BENCH_WARMUP=0.2 \

@@ -21,6 +21,6 @@ $(BROWSER_DIR)/node_modules/.package-lock.json: t/browser/package.json \
 	cp t/browser/package.json t/browser/package-lock.json $(BROWSER_DIR)/
 	cd $(BROWSER_DIR) && npm ci --ignore-scripts --no-audit --no-fund
 
-test-browser: module browser-deps $(BROWSER_DIR)/node_modules/.package-lock.json
+test-browser: deps module browser-deps $(BROWSER_DIR)/node_modules/.package-lock.json
 	TEST_NGINX_BINARY=$(NGINX) TEST_NGINX_LOAD_MODULES=$(MODULE) \
 	    prove -v -e node t/browser/cors.t

@@ -53,7 +53,7 @@ $(ASAN_STAMP): config Makefile $(SRCTREE)/.unpacked
 	    || { tail -30 $(SRCTREE)/configure-asan.log; exit 1; }
 	touch $@
 
-asan-build: deps $(ASAN_STAMP)
+asan-build: $(ASAN_STAMP)
 	$(MAKE) -C $(SRCTREE)/nginx-1.*/ -f objs-asan/Makefile -j2 \
 	    > $(SRCTREE)/make-asan.log 2>&1 \
 	    || { tail -40 $(SRCTREE)/make-asan.log; exit 1; }
@@ -73,7 +73,7 @@ VALGRIND_TESTS ?= t/host_routing.t t/ip_hosts.t t/health.t t/config_errors.t \
                   t/rollout.t t/rollout_errors.t \
                   t/bad_requests.t t/hostile.t t/security.t
 
-valgrind: module
+valgrind: deps module
 	@scripts/apt-install $(HARDEN_PACKAGES)
 	rm -rf $(BUILD)/valgrind
 	VALGRIND_LOG_DIR=$(BUILD)/valgrind \
@@ -89,13 +89,13 @@ SOAK_RSS_RELOADS ?= 1000
 
 soak: soak-reload soak-rss
 
-soak-reload: module
+soak-reload: deps module
 	@scripts/apt-install $(HARDEN_PACKAGES) curl
 	scripts/hardening/soak $(NGINX) $(MODULE) $(BUILD)/soak/reload-wrk \
 	    reload-wrk $(SOAK_RELOADS)
 
 # 1,000 reloads with the module, then 100 with nginx's map as a control.
-soak-rss: module
+soak-rss: deps module
 	@scripts/apt-install $(HARDEN_PACKAGES) curl
 	scripts/hardening/soak $(NGINX) $(MODULE) $(BUILD)/soak/reload-rss \
 	    reload-rss $(SOAK_RSS_RELOADS)

@@ -36,6 +36,71 @@ ngx_http_dynroute_conf_caught(ngx_conf_t *cf, const char *what) noexcept
 }
 
 
+/* deletes what ngx_http_dynroute_conf_new made */
+template <typename T>
+static void
+ngx_http_dynroute_conf_delete(void *data) noexcept
+{
+    delete static_cast<T *>(data);
+}
+
+
+/*
+ * A new T, deleted by a cleanup of the configuration's pool, so that a
+ * reload frees it with its cycle.  NULL (and an [emerg]) on failure.
+ */
+template <typename T>
+static inline T *
+ngx_http_dynroute_conf_new(ngx_conf_t *cf) noexcept
+{
+    T                   *p;
+    ngx_pool_cleanup_t  *cln;
+
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        return NULL;
+    }
+
+    try {
+        p = new T();
+
+    } catch (...) {
+        (void) ngx_http_dynroute_conf_caught(cf, "dynroute");
+        return NULL;
+    }
+
+    cln->handler = ngx_http_dynroute_conf_delete<T>;
+    cln->data = p;
+
+    return p;
+}
+
+
+/*
+ * Parses the block that follows a block directive, as map{} does: each line
+ * goes to handler, with cf->ctx set to ctx (the parse state) and
+ * cf->handler_conf to conf; *cf is restored afterwards.
+ */
+static inline char *
+ngx_http_dynroute_conf_block(ngx_conf_t *cf, ngx_conf_handler_pt handler,
+    void *ctx, void *conf) noexcept
+{
+    char        *rv;
+    ngx_conf_t   save;
+
+    save = *cf;
+    cf->ctx = ctx;
+    cf->handler = handler;
+    cf->handler_conf = static_cast<char *>(conf);
+
+    rv = ngx_conf_parse(cf, NULL);
+
+    *cf = save;
+
+    return rv;
+}
+
+
 /* the upstream{} block of that name, or NULL */
 ngx_http_upstream_srv_conf_t *ngx_http_dynroute_find_upstream(ngx_conf_t *cf,
     const ngx_str_t &name) noexcept;

@@ -7,7 +7,9 @@
  *
  * The matching itself lives in src/core (no nginx headers); this file
  * translates between nginx and the core and owns nginx lifetimes.  Every
- * function nginx calls is noexcept: C++ exceptions stop here.
+ * function nginx calls is noexcept and catches what the core may throw at
+ * configuration time (noexcept itself would only turn an escape into an
+ * abort); the request path calls nothing that throws.
  */
 
 #include <deque>
@@ -47,10 +49,16 @@ typedef struct {
     ngx_uint_t                                     line;
     std::deque<ngx_http_dynroute_rule_t>           rules;
     std::vector<std::vector<ngx_http_dynroute_capture_t>>  captures;
-    std::unique_ptr<dynroute::TableBuilder>        builder;
-    void                                          *http_ctx;  /* parsing */
     dynroute::Table                                core;
 } ngx_http_dynroute_table_t;
+
+
+/* A dynroute_table block while it is read. */
+typedef struct {
+    ngx_http_dynroute_table_t *table;
+    void                      *http_ctx;  /* the http{} context it replaced */
+    dynroute::TableBuilder     builder;
+} ngx_http_dynroute_table_parse_t;
 
 
 /* One "dynroute NAME" directive; resolved in postconfiguration. */
@@ -109,11 +117,10 @@ static char *ngx_http_dynroute_table_rule(ngx_conf_t *cf,
 static char *ngx_http_dynroute(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf) noexcept;
 static ngx_int_t ngx_http_dynroute_add_captures(ngx_conf_t *cf,
-    ngx_http_dynroute_table_t *table);
+    ngx_http_dynroute_table_parse_t *p);
 static ngx_int_t ngx_http_dynroute_add_capture(ngx_conf_t *cf,
     const dynroute::NamedGroup &g,
     std::vector<ngx_http_dynroute_capture_t> &captures);
-static void ngx_http_dynroute_table_cleanup(void *data) noexcept;
 
 static ngx_int_t ngx_http_dynroute_add_variables(ngx_conf_t *cf) noexcept;
 static void *ngx_http_dynroute_create_main_conf(ngx_conf_t *cf) noexcept;
@@ -610,11 +617,7 @@ ngx_http_dynroute_none_init_peer(ngx_http_request_t *r,
                       "host \"%V\" to the named location \"%V\"",
                       &ctx->table->name, &host, &rule->target);
 
-    } else if (ctx->jumped->len == rule->target.len
-               && ngx_strncmp(ctx->jumped->data, rule->target.data,
-                              rule->target.len)
-                  == 0)
-    {
+    } else if (ngx_http_dynroute_eq(*ctx->jumped, rule->target)) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "dynroute: no upstream to pass to: table \"%V\" sends "
                       "host \"%V\" to the named location \"%V\", and the "
@@ -656,8 +659,6 @@ ngx_http_dynroute_table_block(ngx_conf_t *cf, ngx_command_t *cmd,
     char                        *rv;
     ngx_str_t                   *value;
     ngx_uint_t                   i;
-    ngx_conf_t                   save;
-    ngx_pool_cleanup_t          *cln;
     ngx_http_dynroute_table_t   *table, **tp;
 
     value = static_cast<ngx_str_t *>(cf->args->elts);
@@ -665,10 +666,7 @@ ngx_http_dynroute_table_block(ngx_conf_t *cf, ngx_command_t *cmd,
     tp = static_cast<ngx_http_dynroute_table_t **>(dmcf->tables.elts);
 
     for (i = 0; i < dmcf->tables.nelts; i++) {
-        if (tp[i]->name.len == value[1].len
-            && ngx_strncmp(tp[i]->name.data, value[1].data, value[1].len)
-               == 0)
-        {
+        if (ngx_http_dynroute_eq(tp[i]->name, value[1])) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "duplicate dynroute table \"%V\", first "
                                "defined in %s:%ui",
@@ -677,20 +675,9 @@ ngx_http_dynroute_table_block(ngx_conf_t *cf, ngx_command_t *cmd,
         }
     }
 
-    cln = ngx_pool_cleanup_add(cf->pool, 0);
-    if (cln == NULL) {
+    table = ngx_http_dynroute_conf_new<ngx_http_dynroute_table_t>(cf);
+    if (table == NULL) {
         return NGX_HTTP_DYNROUTE_CONF_ERROR;
-    }
-
-    try {
-        table = new ngx_http_dynroute_table_t();
-        cln->handler = ngx_http_dynroute_table_cleanup;
-        cln->data = table;
-
-        table->builder.reset(new dynroute::TableBuilder());
-
-    } catch (...) {
-        return ngx_http_dynroute_conf_caught(cf, "dynroute");
     }
 
     table->name = value[1];
@@ -705,23 +692,16 @@ ngx_http_dynroute_table_block(ngx_conf_t *cf, ngx_command_t *cmd,
 
     *tp = table;
 
-    save = *cf;
-    table->http_ctx = cf->ctx;
-    cf->ctx = table;
-    cf->handler = ngx_http_dynroute_table_rule;
-    cf->handler_conf = static_cast<char *>(conf);
-
-    rv = ngx_conf_parse(cf, NULL);
-
-    *cf = save;
-
-    if (rv != NGX_CONF_OK) {
-        return rv;
-    }
-
     try {
-        table->core = table->builder->build();
-        table->builder.reset();
+        ngx_http_dynroute_table_parse_t  p{table, cf->ctx, {}};
+
+        rv = ngx_http_dynroute_conf_block(cf, ngx_http_dynroute_table_rule,
+                                          &p, conf);
+        if (rv != NGX_CONF_OK) {
+            return rv;
+        }
+
+        table->core = p.builder.build();
 
     } catch (...) {
         return ngx_http_dynroute_conf_caught(cf, "dynroute");
@@ -735,8 +715,10 @@ static char *
 ngx_http_dynroute_table_rule(ngx_conf_t *cf, ngx_command_t *dummy,
     void *conf) noexcept
 {
-    ngx_http_dynroute_table_t *table =
-        static_cast<ngx_http_dynroute_table_t *>(cf->ctx);
+    ngx_http_dynroute_table_parse_t *p =
+        static_cast<ngx_http_dynroute_table_parse_t *>(cf->ctx);
+
+    ngx_http_dynroute_table_t  *table = p->table;
 
     ngx_str_t                  *value;
     dynroute::RuleId            id;
@@ -775,16 +757,16 @@ ngx_http_dynroute_table_rule(ngx_conf_t *cf, ngx_command_t *dummy,
         table->rules.push_back(rule);
 
         if (ngx_http_dynroute_is(value[0], "default")) {
-            table->builder->set_default(id);
+            p->builder.set_default(id);
 
         } else if (ngx_http_dynroute_is(value[0], "ip")) {
-            table->builder->set_ip(id);
+            p->builder.set_ip(id);
 
         } else {
-            table->builder->add(ngx_http_dynroute_view(value[0]), id);
+            p->builder.add(ngx_http_dynroute_view(value[0]), id);
 
-            if (table->builder->regex_count() > table->captures.size()
-                && ngx_http_dynroute_add_captures(cf, table) != NGX_OK)
+            if (p->builder.regex_count() > table->captures.size()
+                && ngx_http_dynroute_add_captures(cf, p) != NGX_OK)
             {
                 return NGX_HTTP_DYNROUTE_CONF_ERROR;
             }
@@ -793,9 +775,7 @@ ngx_http_dynroute_table_rule(ngx_conf_t *cf, ngx_command_t *dummy,
     } catch (const dynroute::ConflictError &e) {
         prev = &table->rules[e.previous];
 
-        if (prev->text.len == value[0].len
-            && ngx_strncmp(prev->text.data, value[0].data, value[0].len) == 0)
-        {
+        if (ngx_http_dynroute_eq(prev->text, value[0])) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "duplicate \"%V\" in dynroute table \"%V\", "
                                "first defined in %s:%ui",
@@ -832,19 +812,19 @@ ngx_http_dynroute_table_rule(ngx_conf_t *cf, ngx_command_t *dummy,
 
 static ngx_int_t
 ngx_http_dynroute_add_captures(ngx_conf_t *cf,
-    ngx_http_dynroute_table_t *table)
+    ngx_http_dynroute_table_parse_t *p)
 {
     void                                      *ctx;
     ngx_int_t                                  rc;
     std::vector<ngx_http_dynroute_capture_t>   captures;
 
     const dynroute::Regex &re =
-        table->builder->regex(table->builder->regex_count() - 1);
+        p->builder.regex(p->builder.regex_count() - 1);
 
     /* the variables API needs the http{} context that the block replaced */
 
     ctx = cf->ctx;
-    cf->ctx = table->http_ctx;
+    cf->ctx = p->http_ctx;
 
     rc = NGX_OK;
 
@@ -861,7 +841,7 @@ ngx_http_dynroute_add_captures(ngx_conf_t *cf,
         return rc;
     }
 
-    table->captures.push_back(std::move(captures));
+    p->table->captures.push_back(std::move(captures));
 
     return NGX_OK;
 }
@@ -900,13 +880,6 @@ ngx_http_dynroute_add_capture(ngx_conf_t *cf, const dynroute::NamedGroup &g,
     captures.push_back({g.number, index});
 
     return NGX_OK;
-}
-
-
-static void
-ngx_http_dynroute_table_cleanup(void *data) noexcept
-{
-    delete static_cast<ngx_http_dynroute_table_t *>(data);
 }
 
 
@@ -1115,9 +1088,7 @@ ngx_http_dynroute_named_location(ngx_http_core_srv_conf_t *cscf,
     ngx_http_core_loc_conf_t  **clcfp;
 
     for (clcfp = cscf->named_locations; clcfp && *clcfp; clcfp++) {
-        if ((*clcfp)->name.len == name.len
-            && ngx_strncmp((*clcfp)->name.data, name.data, name.len) == 0)
-        {
+        if (ngx_http_dynroute_eq((*clcfp)->name, name)) {
             return *clcfp;
         }
     }
@@ -1136,10 +1107,7 @@ ngx_http_dynroute_check_use(ngx_conf_t *cf, ngx_http_dynroute_main_conf_t *dmcf,
     tp = static_cast<ngx_http_dynroute_table_t **>(dmcf->tables.elts);
 
     for (i = 0; i < dmcf->tables.nelts; i++) {
-        if (tp[i]->name.len == use->name.len
-            && ngx_strncmp(tp[i]->name.data, use->name.data, use->name.len)
-               == 0)
-        {
+        if (ngx_http_dynroute_eq(tp[i]->name, use->name)) {
             use->table = tp[i];
             break;
         }
@@ -1218,11 +1186,7 @@ ngx_http_dynroute_check_jumps(ngx_conf_t *cf, ngx_http_dynroute_use_t *use)
 
     next_rule = &next->rules[id];
 
-    if (next_rule->target.len == rule->target.len
-        && ngx_strncmp(next_rule->target.data, rule->target.data,
-                       rule->target.len)
-           == 0)
-    {
+    if (ngx_http_dynroute_eq(next_rule->target, rule->target)) {
         return NGX_OK;
     }
 

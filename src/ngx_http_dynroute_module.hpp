@@ -35,7 +35,7 @@ typedef struct {
 /*
  * A "dynroute_rollout" block.  Allocated with new and deleted by a cleanup
  * of the cycle pool.  The split itself (weights, overrides) is the core
- * object alone, so that a run-time change can replace it in one store.
+ * object; this struct adds what the glue needs to feed it.
  */
 struct ngx_http_dynroute_rollout_t {
     ngx_str_t                                  name;

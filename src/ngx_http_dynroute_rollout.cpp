@@ -39,7 +39,6 @@ static char *ngx_http_dynroute_rollout_directive(ngx_conf_t *cf,
     ngx_http_dynroute_rollout_parse_t *p, ngx_str_t *value);
 static char *ngx_http_dynroute_rollout_finish(ngx_conf_t *cf,
     ngx_http_dynroute_rollout_parse_t *p);
-static void ngx_http_dynroute_rollout_cleanup(void *data) noexcept;
 
 
 ngx_http_dynroute_rollout_t *
@@ -52,9 +51,7 @@ ngx_http_dynroute_rollout_find(ngx_http_dynroute_main_conf_t *dmcf,
     rp = static_cast<ngx_http_dynroute_rollout_t **>(dmcf->rollouts.elts);
 
     for (i = 0; i < dmcf->rollouts.nelts; i++) {
-        if (rp[i]->name.len == name.len
-            && ngx_strncmp(rp[i]->name.data, name.data, name.len) == 0)
-        {
+        if (ngx_http_dynroute_eq(rp[i]->name, name)) {
             return rp[i];
         }
     }
@@ -72,8 +69,6 @@ ngx_http_dynroute_rollout_block(ngx_conf_t *cf, ngx_command_t *cmd,
 
     char                                *rv;
     ngx_str_t                           *value;
-    ngx_conf_t                           save;
-    ngx_pool_cleanup_t                  *cln;
     ngx_http_dynroute_rollout_t         *ro, **rp;
 
     value = static_cast<ngx_str_t *>(cf->args->elts);
@@ -87,16 +82,12 @@ ngx_http_dynroute_rollout_block(ngx_conf_t *cf, ngx_command_t *cmd,
         return NGX_HTTP_DYNROUTE_CONF_ERROR;
     }
 
-    cln = ngx_pool_cleanup_add(cf->pool, 0);
-    if (cln == NULL) {
+    ro = ngx_http_dynroute_conf_new<ngx_http_dynroute_rollout_t>(cf);
+    if (ro == NULL) {
         return NGX_HTTP_DYNROUTE_CONF_ERROR;
     }
 
     try {
-        ro = new ngx_http_dynroute_rollout_t();
-        cln->handler = ngx_http_dynroute_rollout_cleanup;
-        cln->data = ro;
-
         ro->core.reset(new dynroute::Rollout(
                            ngx_http_dynroute_view(value[1])));
 
@@ -122,15 +113,8 @@ ngx_http_dynroute_rollout_block(ngx_conf_t *cf, ngx_command_t *cmd,
         p.rollout = ro;
         p.http_ctx = cf->ctx;
 
-        save = *cf;
-        cf->ctx = &p;
-        cf->handler = ngx_http_dynroute_rollout_line;
-        cf->handler_conf = static_cast<char *>(conf);
-
-        rv = ngx_conf_parse(cf, NULL);
-
-        *cf = save;
-
+        rv = ngx_http_dynroute_conf_block(cf, ngx_http_dynroute_rollout_line,
+                                          &p, conf);
         if (rv != NGX_CONF_OK) {
             return rv;
         }
@@ -426,11 +410,6 @@ ngx_http_dynroute_rollout_finish(ngx_conf_t *cf,
 }
 
 
-static void
-ngx_http_dynroute_rollout_cleanup(void *data) noexcept
-{
-    delete static_cast<ngx_http_dynroute_rollout_t *>(data);
-}
 
 
 /*

@@ -1,8 +1,9 @@
 # Hostile Host headers and request shapes against one running nginx: every
 # one gets an HTTP answer (nginx's own 400 where it refuses the Host first),
-# none fails inside nginx or is proxied to an undefined place (no 500-504), the workers that answered
-# the first request answer the last one (no worker died and was respawned),
-# and error.log has no alert, crash or sanitizer report.
+# none fails inside nginx or is proxied to an undefined place (no 500-504),
+# the workers that answered the first request answer the last one (no
+# worker died and was respawned), and error.log has no alert, crash or
+# sanitizer report.
 use strict;
 use warnings;
 use lib 't/lib';
@@ -114,8 +115,6 @@ sub workers_of {
     return join ',', @pids ? sort { $a <=> $b } @pids : ($master);
 }
 
-cmp_ok(scalar @requests, '>=', 50, 'at least 50 hostile hosts and shapes');
-
 my $srv = start_nginx(http_config => $http, config => $config, workers => 2);
 my $before = workers_of($srv->{pid});
 ok(length $before, "workers running ($before)");
@@ -144,7 +143,7 @@ $res = http_get($srv, '/', { Host => '10.1.2.3:8080' });
 is($res->{body}, "local\n", 'and an IP host is still served locally');
 
 my $log = stop_nginx($srv);
+# also fails on "exited on signal": a worker that crashed
 error_log_ok($log, 'no alert/crit/crash/sanitizer report in error.log');
-unlike($log, qr/exited on signal/, 'no worker exited on a signal');
 
 done_testing();

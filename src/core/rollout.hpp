@@ -15,8 +15,7 @@
 // independent; and raising one variant's weight at the expense of another
 // moves keys only into the first and only out of the second.
 //
-// A Rollout is immutable once finished and holds all of its state, so that
-// a run-time change can build a new one and swap a single pointer.  Pure
+// A Rollout is immutable once finished and holds all of its state.  Pure
 // C++17, no nginx headers; pick() and friends never throw or allocate.
 #pragma once
 
