@@ -9,6 +9,7 @@
 #include <exception>
 
 #include "ngx.hpp"
+#include "ngx_http_dynroute_string.hpp"
 
 
 #define NGX_HTTP_DYNROUTE_CONF_ERROR  static_cast<char *>(NGX_CONF_ERROR)
@@ -73,6 +74,70 @@ ngx_http_dynroute_conf_new(ngx_conf_t *cf) noexcept
     cln->data = p;
 
     return p;
+}
+
+
+/* in an array of pointers to named blocks (tables, rollouts): name's, or NULL */
+template <typename T>
+static inline T *
+ngx_http_dynroute_find_named(const ngx_array_t &blocks, const ngx_str_t &name)
+    noexcept
+{
+    ngx_uint_t   i;
+    T          **p;
+
+    p = static_cast<T **>(blocks.elts);
+
+    for (i = 0; i < blocks.nelts; i++) {
+        if (ngx_http_dynroute_eq(p[i]->name, name)) {
+            return p[i];
+        }
+    }
+
+    return NULL;
+}
+
+
+/*
+ * A new named block (a T with name, file and line) for the block directive
+ * being read, added to blocks; NULL (and an [emerg]) if the name is taken.
+ * what: "dynroute table", "dynroute rollout".
+ */
+template <typename T>
+static inline T *
+ngx_http_dynroute_conf_new_named(ngx_conf_t *cf, ngx_array_t *blocks,
+    const char *what) noexcept
+{
+    T          *b, **bp;
+    ngx_str_t  *value;
+
+    value = static_cast<ngx_str_t *>(cf->args->elts);
+
+    b = ngx_http_dynroute_find_named<T>(*blocks, value[1]);
+    if (b) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "duplicate %s \"%V\", first defined in %s:%ui",
+                           what, &value[1], b->file, b->line);
+        return NULL;
+    }
+
+    b = ngx_http_dynroute_conf_new<T>(cf);
+    if (b == NULL) {
+        return NULL;
+    }
+
+    b->name = value[1];
+    b->file = cf->conf_file->file.name.data;
+    b->line = cf->conf_file->line;
+
+    bp = static_cast<T **>(ngx_array_push(blocks));
+    if (bp == NULL) {
+        return NULL;
+    }
+
+    *bp = b;
+
+    return b;
 }
 
 

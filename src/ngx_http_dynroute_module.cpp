@@ -656,41 +656,14 @@ ngx_http_dynroute_table_block(ngx_conf_t *cf, ngx_command_t *cmd,
     ngx_http_dynroute_main_conf_t *dmcf =
         static_cast<ngx_http_dynroute_main_conf_t *>(conf);
 
-    char                        *rv;
-    ngx_str_t                   *value;
-    ngx_uint_t                   i;
-    ngx_http_dynroute_table_t   *table, **tp;
+    char                       *rv;
+    ngx_http_dynroute_table_t  *table;
 
-    value = static_cast<ngx_str_t *>(cf->args->elts);
-
-    tp = static_cast<ngx_http_dynroute_table_t **>(dmcf->tables.elts);
-
-    for (i = 0; i < dmcf->tables.nelts; i++) {
-        if (ngx_http_dynroute_eq(tp[i]->name, value[1])) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "duplicate dynroute table \"%V\", first "
-                               "defined in %s:%ui",
-                               &value[1], tp[i]->file, tp[i]->line);
-            return NGX_HTTP_DYNROUTE_CONF_ERROR;
-        }
-    }
-
-    table = ngx_http_dynroute_conf_new<ngx_http_dynroute_table_t>(cf);
+    table = ngx_http_dynroute_conf_new_named<ngx_http_dynroute_table_t>(cf,
+                &dmcf->tables, "dynroute table");
     if (table == NULL) {
         return NGX_HTTP_DYNROUTE_CONF_ERROR;
     }
-
-    table->name = value[1];
-    table->file = cf->conf_file->file.name.data;
-    table->line = cf->conf_file->line;
-
-    tp = static_cast<ngx_http_dynroute_table_t **>(
-             ngx_array_push(&dmcf->tables));
-    if (tp == NULL) {
-        return NGX_HTTP_DYNROUTE_CONF_ERROR;
-    }
-
-    *tp = table;
 
     try {
         ngx_http_dynroute_table_parse_t  p{table, cf->ctx, {}};
@@ -1101,17 +1074,8 @@ static ngx_int_t
 ngx_http_dynroute_check_use(ngx_conf_t *cf, ngx_http_dynroute_main_conf_t *dmcf,
     ngx_http_dynroute_use_t *use) noexcept
 {
-    ngx_uint_t                   i;
-    ngx_http_dynroute_table_t  **tp;
-
-    tp = static_cast<ngx_http_dynroute_table_t **>(dmcf->tables.elts);
-
-    for (i = 0; i < dmcf->tables.nelts; i++) {
-        if (ngx_http_dynroute_eq(tp[i]->name, use->name)) {
-            use->table = tp[i];
-            break;
-        }
-    }
+    use->table = ngx_http_dynroute_find_named<ngx_http_dynroute_table_t>(
+                     dmcf->tables, use->name);
 
     if (use->table == NULL) {
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,

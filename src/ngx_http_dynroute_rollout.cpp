@@ -45,18 +45,8 @@ ngx_http_dynroute_rollout_t *
 ngx_http_dynroute_rollout_find(ngx_http_dynroute_main_conf_t *dmcf,
     const ngx_str_t &name) noexcept
 {
-    ngx_uint_t                     i;
-    ngx_http_dynroute_rollout_t  **rp;
-
-    rp = static_cast<ngx_http_dynroute_rollout_t **>(dmcf->rollouts.elts);
-
-    for (i = 0; i < dmcf->rollouts.nelts; i++) {
-        if (ngx_http_dynroute_eq(rp[i]->name, name)) {
-            return rp[i];
-        }
-    }
-
-    return NULL;
+    return ngx_http_dynroute_find_named<ngx_http_dynroute_rollout_t>(
+               dmcf->rollouts, name);
 }
 
 
@@ -67,22 +57,14 @@ ngx_http_dynroute_rollout_block(ngx_conf_t *cf, ngx_command_t *cmd,
     ngx_http_dynroute_main_conf_t *dmcf =
         static_cast<ngx_http_dynroute_main_conf_t *>(conf);
 
-    char                                *rv;
-    ngx_str_t                           *value;
-    ngx_http_dynroute_rollout_t         *ro, **rp;
+    char                         *rv;
+    ngx_str_t                    *value;
+    ngx_http_dynroute_rollout_t  *ro;
 
     value = static_cast<ngx_str_t *>(cf->args->elts);
 
-    ro = ngx_http_dynroute_rollout_find(dmcf, value[1]);
-    if (ro) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "duplicate dynroute rollout \"%V\", first "
-                           "defined in %s:%ui", &value[1], ro->file,
-                           ro->line);
-        return NGX_HTTP_DYNROUTE_CONF_ERROR;
-    }
-
-    ro = ngx_http_dynroute_conf_new<ngx_http_dynroute_rollout_t>(cf);
+    ro = ngx_http_dynroute_conf_new_named<ngx_http_dynroute_rollout_t>(cf,
+             &dmcf->rollouts, "dynroute rollout");
     if (ro == NULL) {
         return NGX_HTTP_DYNROUTE_CONF_ERROR;
     }
@@ -94,18 +76,6 @@ ngx_http_dynroute_rollout_block(ngx_conf_t *cf, ngx_command_t *cmd,
     } catch (...) {
         return ngx_http_dynroute_conf_caught(cf, "dynroute");
     }
-
-    ro->name = value[1];
-    ro->file = cf->conf_file->file.name.data;
-    ro->line = cf->conf_file->line;
-
-    rp = static_cast<ngx_http_dynroute_rollout_t **>(
-             ngx_array_push(&dmcf->rollouts));
-    if (rp == NULL) {
-        return NGX_HTTP_DYNROUTE_CONF_ERROR;
-    }
-
-    *rp = ro;
 
     try {
         ngx_http_dynroute_rollout_parse_t  p{};
