@@ -77,7 +77,7 @@ ngx_http_dynroute_conf_new(ngx_conf_t *cf) noexcept
 }
 
 
-/* in an array of pointers to named blocks (tables, rollouts): name's, or NULL */
+/* the named block (a table, a rollout) of that name in blocks, or NULL */
 template <typename T>
 static inline T *
 ngx_http_dynroute_find_named(const ngx_array_t &blocks, const ngx_str_t &name)

@@ -176,162 +176,206 @@ ngx_http_dynroute_rollout_duplicate(ngx_conf_t *cf,
 }
 
 
-/* may throw: the caller turns exceptions into configuration errors */
+/*
+ * The lines of a dynroute_rollout block, read like nginx's own directives:
+ * a name, how many parameters it takes, and a handler.  The handlers may
+ * throw: ngx_http_dynroute_rollout_line turns exceptions into [emerg].
+ */
+
+typedef char *(*ngx_http_dynroute_rollout_set_pt)(ngx_conf_t *cf,
+    ngx_http_dynroute_rollout_parse_t *p, ngx_str_t *value);
+
+typedef struct {
+    const char                        *name;
+    ngx_uint_t                         min;       /* parameters */
+    ngx_uint_t                         max;
+    const char                        *expected;
+    ngx_http_dynroute_rollout_set_pt   set;
+} ngx_http_dynroute_rollout_cmd_t;
+
 
 static char *
-ngx_http_dynroute_rollout_directive(ngx_conf_t *cf,
+ngx_http_dynroute_rollout_variant(ngx_conf_t *cf,
+    ngx_http_dynroute_rollout_parse_t *p, ngx_str_t *value)
+{
+    ngx_http_dynroute_variant_t   v;
+    ngx_http_dynroute_rollout_t  *ro = p->rollout;
+
+    if (value[2].len == 0 || value[2].data[0] == '@') {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid upstream \"%V\" of variant \"%V\" "
+                           "in dynroute rollout \"%V\": a variant's "
+                           "upstream is an upstream{} block",
+                           &value[2], &value[1], &ro->name);
+        return NGX_HTTP_DYNROUTE_CONF_ERROR;
+    }
+
+    ro->core->add_variant(ngx_http_dynroute_view(value[1]),
+                          ngx_http_dynroute_view(value[3]));
+
+    v.name = value[1];
+    v.upstream = value[2];
+    v.file = cf->conf_file->file.name.data;
+    v.line = cf->conf_file->line;
+    ro->variants.push_back(v);
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_dynroute_rollout_key(ngx_conf_t *cf,
     ngx_http_dynroute_rollout_parse_t *p, ngx_str_t *value)
 {
     void                         *ctx;
     ngx_str_t                     name;
     ngx_int_t                     index;
-    ngx_uint_t                    i, n;
-    ngx_http_dynroute_rollout_t  *ro;
+    ngx_uint_t                    i;
+    ngx_http_dynroute_rollout_t  *ro = p->rollout;
+
+    if (p->has_key) {
+        return ngx_http_dynroute_rollout_duplicate(cf, p, value);
+    }
+
+    p->has_key = true;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        if (value[i].len < 2 || value[i].data[0] != '$') {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid key \"%V\" in dynroute rollout "
+                               "\"%V\": expected a variable such as "
+                               "$cookie_uid", &value[i], &ro->name);
+            return NGX_HTTP_DYNROUTE_CONF_ERROR;
+        }
+
+        name.data = value[i].data + 1;
+        name.len = value[i].len - 1;
+
+        /* the variables API needs the http{} context */
+
+        ctx = cf->ctx;
+        cf->ctx = p->http_ctx;
+        index = ngx_http_get_variable_index(cf, &name);
+        cf->ctx = ctx;
+
+        if (index == NGX_ERROR) {
+            return NGX_HTTP_DYNROUTE_CONF_ERROR;
+        }
+
+        ro->keys.push_back(index);
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* "header NAME" and "cookie NAME" */
+
+static char *
+ngx_http_dynroute_rollout_override(ngx_conf_t *cf,
+    ngx_http_dynroute_rollout_parse_t *p, ngx_str_t *value)
+{
+    ngx_http_dynroute_rollout_t  *ro = p->rollout;
+
+    ngx_str_t  *target = (value[0].data[0] == 'h') ? &ro->header
+                                                   : &ro->cookie;
+
+    if (target->len) {
+        return ngx_http_dynroute_rollout_duplicate(cf, p, value);
+    }
+
+    if (!ngx_http_dynroute_token(value[1])) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid %V name \"%V\" in dynroute rollout "
+                           "\"%V\": use letters, digits, '-' and '_'",
+                           &value[0], &value[1], &ro->name);
+        return NGX_HTTP_DYNROUTE_CONF_ERROR;
+    }
+
+    *target = value[1];
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_dynroute_rollout_source(ngx_conf_t *cf,
+    ngx_http_dynroute_rollout_parse_t *p, ngx_str_t *value)
+{
     ngx_http_dynroute_deferred_t  d;
-    ngx_http_dynroute_variant_t   v;
 
-    ro = p->rollout;
-    n = cf->args->nelts;
+    d.cidr = dynroute::parse_cidr(ngx_http_dynroute_view(value[1]));
+    d.variant = value[2];
+    d.file = cf->conf_file->file.name.data;
+    d.line = cf->conf_file->line;
 
-    if (ngx_http_dynroute_is(value[0], "variant")) {
-        if (n != 4) {
-            return ngx_http_dynroute_rollout_arity(cf, p, value,
-                       "a name, an upstream and a weight");
-        }
-
-        if (value[2].len == 0 || value[2].data[0] == '@') {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid upstream \"%V\" of variant \"%V\" "
-                               "in dynroute rollout \"%V\": a variant's "
-                               "upstream is an upstream{} block",
-                               &value[2], &value[1], &ro->name);
-            return NGX_HTTP_DYNROUTE_CONF_ERROR;
-        }
-
-        ro->core->add_variant(ngx_http_dynroute_view(value[1]),
-                              ngx_http_dynroute_view(value[3]));
-
-        v.name = value[1];
-        v.upstream = value[2];
-        v.file = cf->conf_file->file.name.data;
-        v.line = cf->conf_file->line;
-        ro->variants.push_back(v);
-
-        return NGX_CONF_OK;
+    if (d.cidr.host_bits) {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "low address bits of %V are meaningless",
+                           &value[1]);
     }
 
-    if (ngx_http_dynroute_is(value[0], "key")) {
-        if (n < 2) {
-            return ngx_http_dynroute_rollout_arity(cf, p, value,
-                                                   "one variable at least");
-        }
+    p->sources.push_back(d);
 
-        if (p->has_key) {
-            return ngx_http_dynroute_rollout_duplicate(cf, p, value);
-        }
+    return NGX_CONF_OK;
+}
 
-        p->has_key = true;
 
-        for (i = 1; i < n; i++) {
-            if (value[i].len < 2 || value[i].data[0] != '$') {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid key \"%V\" in dynroute rollout "
-                                   "\"%V\": expected a variable such as "
-                                   "$cookie_uid", &value[i], &ro->name);
-                return NGX_HTTP_DYNROUTE_CONF_ERROR;
-            }
-
-            name.data = value[i].data + 1;
-            name.len = value[i].len - 1;
-
-            /* the variables API needs the http{} context */
-
-            ctx = cf->ctx;
-            cf->ctx = p->http_ctx;
-            index = ngx_http_get_variable_index(cf, &name);
-            cf->ctx = ctx;
-
-            if (index == NGX_ERROR) {
-                return NGX_HTTP_DYNROUTE_CONF_ERROR;
-            }
-
-            ro->keys.push_back(index);
-        }
-
-        return NGX_CONF_OK;
+static char *
+ngx_http_dynroute_rollout_primary(ngx_conf_t *cf,
+    ngx_http_dynroute_rollout_parse_t *p, ngx_str_t *value)
+{
+    if (p->has_primary) {
+        return ngx_http_dynroute_rollout_duplicate(cf, p, value);
     }
 
-    if (ngx_http_dynroute_is(value[0], "header")
-        || ngx_http_dynroute_is(value[0], "cookie"))
-    {
-        ngx_str_t  *target = (value[0].data[0] == 'h') ? &ro->header
-                                                       : &ro->cookie;
+    p->has_primary = true;
+    p->primary.variant = value[1];
+    p->primary.file = cf->conf_file->file.name.data;
+    p->primary.line = cf->conf_file->line;
 
-        if (n != 2) {
-            return ngx_http_dynroute_rollout_arity(cf, p, value, "a name");
+    return NGX_CONF_OK;
+}
+
+
+static ngx_http_dynroute_rollout_cmd_t  ngx_http_dynroute_rollout_cmds[] = {
+    { "variant", 3, 3, "a name, an upstream and a weight",
+      ngx_http_dynroute_rollout_variant },
+    { "key", 1, NGX_MAX_UINT32_VALUE, "one variable at least",
+      ngx_http_dynroute_rollout_key },
+    { "header", 1, 1, "a name", ngx_http_dynroute_rollout_override },
+    { "cookie", 1, 1, "a name", ngx_http_dynroute_rollout_override },
+    { "source", 2, 2, "an address and a variant",
+      ngx_http_dynroute_rollout_source },
+    { "primary", 1, 1, "a variant", ngx_http_dynroute_rollout_primary },
+};
+
+
+static char *
+ngx_http_dynroute_rollout_directive(ngx_conf_t *cf,
+    ngx_http_dynroute_rollout_parse_t *p, ngx_str_t *value)
+{
+    ngx_uint_t  n;
+
+    n = cf->args->nelts - 1;
+
+    for (const auto &cmd : ngx_http_dynroute_rollout_cmds) {
+        if (!ngx_http_dynroute_is(value[0], cmd.name)) {
+            continue;
         }
 
-        if (target->len) {
-            return ngx_http_dynroute_rollout_duplicate(cf, p, value);
-        }
-
-        if (!ngx_http_dynroute_token(value[1])) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid %V name \"%V\" in dynroute rollout "
-                               "\"%V\": use letters, digits, '-' and '_'",
-                               &value[0], &value[1], &ro->name);
-            return NGX_HTTP_DYNROUTE_CONF_ERROR;
-        }
-
-        *target = value[1];
-
-        return NGX_CONF_OK;
-    }
-
-    if (ngx_http_dynroute_is(value[0], "source")) {
-        if (n != 3) {
+        if (n < cmd.min || n > cmd.max) {
             return ngx_http_dynroute_rollout_arity(cf, p, value,
-                                                   "an address and a variant");
+                                                   cmd.expected);
         }
 
-        d.cidr = dynroute::parse_cidr(ngx_http_dynroute_view(value[1]));
-        d.variant = value[2];
-        d.file = cf->conf_file->file.name.data;
-        d.line = cf->conf_file->line;
-
-        if (d.cidr.host_bits) {
-            ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
-                               "low address bits of %V are meaningless",
-                               &value[1]);
-        }
-
-        p->sources.push_back(d);
-
-        return NGX_CONF_OK;
-    }
-
-    if (ngx_http_dynroute_is(value[0], "primary")) {
-        if (n != 2) {
-            return ngx_http_dynroute_rollout_arity(cf, p, value,
-                                                   "a variant");
-        }
-
-        if (p->has_primary) {
-            return ngx_http_dynroute_rollout_duplicate(cf, p, value);
-        }
-
-        p->has_primary = true;
-        p->primary.variant = value[1];
-        p->primary.file = cf->conf_file->file.name.data;
-        p->primary.line = cf->conf_file->line;
-
-        return NGX_CONF_OK;
+        return cmd.set(cf, p, value);
     }
 
     ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                        "unknown directive \"%V\" in dynroute rollout \"%V\": "
                        "expected variant, key, header, cookie, source or "
-                       "primary", &value[0], &ro->name);
+                       "primary", &value[0], &p->rollout->name);
 
     return NGX_HTTP_DYNROUTE_CONF_ERROR;
 }
