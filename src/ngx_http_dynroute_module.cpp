@@ -72,18 +72,20 @@ struct ngx_http_dynroute_use_t {
 
 
 /*
- * Per request; kept in a pool cleanup so that it survives the jump to a
- * named location and internal redirects, which clear module contexts.
- * A rollout's variant is picked when first read, and again if the client
- * address changed since (realip applied in a location, after the decision).
+ * Per request.  The main request's is kept in a pool cleanup so that it
+ * survives the jump to a named location and internal redirects, which
+ * clear module contexts (a subrequest, which never jumps, decides again
+ * after an internal redirect).  A rollout's variant is picked when first
+ * read, and again if the client address changed since (realip applied in
+ * a location, after the decision).  Kept small: it comes out of the
+ * request's pool on every request.
  */
 typedef struct {
-    ngx_http_request_t        *request;
     ngx_http_dynroute_table_t *table;
     ngx_http_dynroute_rule_t  *rule;     /* NULL: no rule matched */
     ngx_str_t                 *jumped;   /* the named location jumped to */
     struct sockaddr           *sockaddr; /* the address the pick saw */
-    ngx_uint_t                 variant;  /* of rule->rollout */
+    uint32_t                   variant;  /* of rule->rollout */
     unsigned                   picked:1;
 } ngx_http_dynroute_ctx_t;
 
@@ -100,8 +102,6 @@ static ngx_uint_t ngx_http_dynroute_variant(ngx_http_request_t *r,
 static ngx_int_t ngx_http_dynroute_no_upstream(ngx_http_request_t *r,
     ngx_http_dynroute_ctx_t *ctx, ngx_http_variable_value_t *v,
     uintptr_t data) noexcept;
-static ngx_int_t ngx_http_dynroute_none_init_upstream(ngx_conf_t *cf,
-    ngx_http_upstream_srv_conf_t *us) noexcept;
 static ngx_int_t ngx_http_dynroute_none_init_peer(ngx_http_request_t *r,
     ngx_http_upstream_srv_conf_t *us) noexcept;
 
@@ -327,20 +327,15 @@ ngx_http_dynroute_get_ctx(ngx_http_request_t *r) noexcept
     ctx = static_cast<ngx_http_dynroute_ctx_t *>(
               ngx_http_get_module_ctx(r, ngx_http_dynroute_module));
 
-    if (ctx) {
+    if (ctx || r != r->main) {
         return ctx;
     }
 
     /* after a jump to a named location or an internal redirect */
 
     for (cln = r->pool->cleanup; cln; cln = cln->next) {
-        if (cln->handler != ngx_http_dynroute_ctx_cleanup) {
-            continue;
-        }
-
-        ctx = static_cast<ngx_http_dynroute_ctx_t *>(cln->data);
-
-        if (ctx->request == r) {
+        if (cln->handler == ngx_http_dynroute_ctx_cleanup) {
+            ctx = static_cast<ngx_http_dynroute_ctx_t *>(cln->data);
             ngx_http_set_ctx(r, ctx, ngx_http_dynroute_module);
             return ctx;
         }
@@ -362,17 +357,24 @@ ngx_http_dynroute_decide(ngx_http_request_t *r, ngx_http_dynroute_ctx_t *ctx,
     dynroute::Decision            d;
     ngx_http_variable_value_t    *vv;
 
-    if (ctx == NULL) {
+    if (ctx == NULL && r == r->main) {
         cln = ngx_pool_cleanup_add(r->pool, sizeof(ngx_http_dynroute_ctx_t));
         if (cln == NULL) {
             return NULL;
         }
 
+        cln->handler = ngx_http_dynroute_ctx_cleanup;
         ctx = static_cast<ngx_http_dynroute_ctx_t *>(cln->data);
         ngx_memzero(ctx, sizeof(ngx_http_dynroute_ctx_t));
-        ctx->request = r;
 
-        cln->handler = ngx_http_dynroute_ctx_cleanup;
+        ngx_http_set_ctx(r, ctx, ngx_http_dynroute_module);
+
+    } else if (ctx == NULL) {
+        ctx = static_cast<ngx_http_dynroute_ctx_t *>(
+                  ngx_pcalloc(r->pool, sizeof(ngx_http_dynroute_ctx_t)));
+        if (ctx == NULL) {
+            return NULL;
+        }
 
         ngx_http_set_ctx(r, ctx, ngx_http_dynroute_module);
     }
@@ -431,7 +433,8 @@ ngx_http_dynroute_variant(ngx_http_request_t *r, ngx_http_dynroute_ctx_t *ctx)
     noexcept
 {
     if (!ctx->picked || ctx->sockaddr != r->connection->sockaddr) {
-        ctx->variant = ngx_http_dynroute_rollout_pick(r, ctx->rule->rollout);
+        ctx->variant = static_cast<uint32_t>(
+            ngx_http_dynroute_rollout_pick(r, ctx->rule->rollout));
         ctx->sockaddr = r->connection->sockaddr;
         ctx->picked = 1;
     }
@@ -569,11 +572,28 @@ ngx_http_dynroute_no_upstream(ngx_http_request_t *r,
 }
 
 
+/*
+ * Added last, after the upstream module initialised the others, so that
+ * looking up a real upstream by name never passes it.
+ */
+
 static ngx_int_t
-ngx_http_dynroute_none_init_upstream(ngx_conf_t *cf,
-    ngx_http_upstream_srv_conf_t *us) noexcept
+ngx_http_dynroute_add_none(ngx_conf_t *cf) noexcept
 {
-    us->peer.init = ngx_http_dynroute_none_init_peer;
+    ngx_url_t                      u;
+    ngx_http_upstream_srv_conf_t  *uscf;
+
+    ngx_memzero(&u, sizeof(ngx_url_t));
+    u.host = ngx_http_dynroute_none_name;
+    u.no_resolve = 1;
+
+    uscf = ngx_http_upstream_add(cf, &u, NGX_HTTP_UPSTREAM_CREATE);
+    if (uscf == NULL) {
+        return NGX_ERROR;
+    }
+
+    uscf->peer.init = ngx_http_dynroute_none_init_peer;
+
     return NGX_OK;
 }
 
@@ -907,31 +927,10 @@ ngx_http_dynroute(ngx_conf_t *cf, ngx_command_t *cmd, void *conf) noexcept
 }
 
 
-/* preconfiguration: the variables, and the upstream{} of "no upstream" */
-
 static ngx_int_t
 ngx_http_dynroute_add_variables(ngx_conf_t *cf) noexcept
 {
-    ngx_url_t                       u;
-    ngx_http_variable_t            *var, *v;
-    ngx_http_upstream_srv_conf_t   *uscf;
-    ngx_http_dynroute_main_conf_t  *dmcf;
-
-    ngx_memzero(&u, sizeof(ngx_url_t));
-    u.host = ngx_http_dynroute_none_name;
-    u.no_resolve = 1;
-
-    uscf = ngx_http_upstream_add(cf, &u, NGX_HTTP_UPSTREAM_CREATE);
-    if (uscf == NULL) {
-        return NGX_ERROR;
-    }
-
-    uscf->peer.init_upstream = ngx_http_dynroute_none_init_upstream;
-
-    dmcf = static_cast<ngx_http_dynroute_main_conf_t *>(
-               ngx_http_conf_get_module_main_conf(cf,
-                                                  ngx_http_dynroute_module));
-    dmcf->none = uscf;
+    ngx_http_variable_t  *var, *v;
 
     for (v = ngx_http_dynroute_vars; v->name.len; v++) {
         var = ngx_http_add_variable(cf, &v->name, v->flags);
@@ -1029,18 +1028,15 @@ ngx_http_dynroute_check_upstreams(ngx_conf_t *cf,
     ngx_http_dynroute_main_conf_t *dmcf, ngx_http_dynroute_table_t *table)
     noexcept
 {
-    ngx_http_upstream_srv_conf_t  *uscf;
-
     for (auto &rule : table->rules) {
         if (rule.named) {
             continue;
         }
 
         rule.rollout = ngx_http_dynroute_rollout_find(dmcf, rule.target);
-        uscf = rule.rollout ? NULL
-                            : ngx_http_dynroute_find_upstream(cf, rule.target);
-
-        if (rule.rollout == NULL && (uscf == NULL || uscf == dmcf->none)) {
+        if (rule.rollout == NULL
+            && ngx_http_dynroute_find_upstream(cf, rule.target) == NULL)
+        {
             ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                           "unknown upstream \"%V\" in dynroute table \"%V\": "
                           "a target must be an upstream{} block, a "
@@ -1210,6 +1206,10 @@ ngx_http_dynroute_init(ngx_conf_t *cf) noexcept
         if (ngx_http_dynroute_check_jumps(cf, up[i]) != NGX_OK) {
             return NGX_ERROR;
         }
+    }
+
+    if (ngx_http_dynroute_add_none(cf) != NGX_OK) {
+        return NGX_ERROR;
     }
 
     if (dmcf->uses.nelts == 0) {

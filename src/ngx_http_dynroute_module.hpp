@@ -54,7 +54,6 @@ typedef struct {
     ngx_array_t                tables;    /* ngx_http_dynroute_table_t * */
     ngx_array_t                uses;      /* ngx_http_dynroute_use_t * */
     ngx_array_t                rollouts;  /* ngx_http_dynroute_rollout_t * */
-    ngx_http_upstream_srv_conf_t  *none;  /* of "no upstream", never a target */
 } ngx_http_dynroute_main_conf_t;
 
 
