@@ -18,12 +18,16 @@
  * ngx_http_dynroute_module and before ngx_http_headers_filter_module (see
  * "config").
  *
- * Origin matching lives in src/core/cors.cpp.  Every function nginx calls
- * is noexcept; the request path allocates only the header list entries.
+ * The policy (what to answer, which headers to set) lives in
+ * src/core/cors.cpp: this glue reads the request's headers, asks it,
+ * removes the upstream's Access-Control-* headers and writes the policy's.
+ * Every function nginx calls is noexcept; the request path allocates only
+ * the header list entries.
  */
 
 #include <new>
-#include <string>
+#include <string_view>
+#include <utility>
 
 #include "ngx_http_dynroute_conf.hpp"
 #include "ngx_http_dynroute_string.hpp"
@@ -51,16 +55,10 @@ typedef struct {
 } ngx_http_dynroute_cors_origins_t;
 
 
-/* Allocated with new, deleted by a cleanup of the cycle pool. */
+/* The token lists are allocated with new, deleted by a cleanup. */
 typedef struct {
-    dynroute::cors::TokenList   list;
-    ngx_str_t                   value;   /* "GET, POST": the header value */
-} ngx_http_dynroute_cors_tokens_t;
-
-
-typedef struct {
-    ngx_http_dynroute_cors_tokens_t   *default_methods;   /* GET POST */
-    ngx_http_dynroute_cors_tokens_t   *default_headers;   /* none */
+    dynroute::cors::TokenList         *default_methods;   /* GET POST */
+    dynroute::cors::TokenList         *default_headers;   /* none */
     ngx_flag_t                         used;
 } ngx_http_dynroute_cors_main_conf_t;
 
@@ -68,38 +66,24 @@ typedef struct {
 typedef struct {
     ngx_http_dynroute_cors_flag_t      enable;
     ngx_http_dynroute_cors_origins_t  *origins;
-    ngx_http_dynroute_cors_tokens_t   *methods;
-    ngx_http_dynroute_cors_tokens_t   *headers;
+    dynroute::cors::TokenList         *methods;
+    dynroute::cors::TokenList         *headers;
     ngx_http_dynroute_cors_flag_t      credentials;
     ngx_str_t                          max_age;   /* seconds, as sent */
+
+    /* where CORS is on, else NULL; the parent's when all is inherited */
+    dynroute::cors::Policy            *policy;
 } ngx_http_dynroute_cors_loc_conf_t;
-
-
-/* the CORS request headers of one request */
-typedef struct {
-    ngx_table_elt_t           *origin;
-    ngx_table_elt_t           *method;    /* Access-Control-Request-Method */
-    ngx_table_elt_t           *headers;   /* Access-Control-Request-Headers */
-    unsigned                   repeated:1;
-} ngx_http_dynroute_cors_request_t;
 
 
 static ngx_int_t ngx_http_dynroute_cors_preflight_handler(
     ngx_http_request_t *r) noexcept;
 static ngx_int_t ngx_http_dynroute_cors_header_filter(ngx_http_request_t *r)
     noexcept;
-static void ngx_http_dynroute_cors_scan(ngx_http_request_t *r,
-    ngx_http_dynroute_cors_request_t *req) noexcept;
-static const char *ngx_http_dynroute_cors_check_preflight(
-    ngx_http_dynroute_cors_loc_conf_t *conf,
-    ngx_http_dynroute_cors_request_t *req) noexcept;
-static bool ngx_http_dynroute_cors_origin_allowed(
-    ngx_http_dynroute_cors_loc_conf_t *conf,
-    ngx_http_dynroute_cors_request_t *req) noexcept;
-static ngx_int_t ngx_http_dynroute_cors_allow(ngx_http_request_t *r,
-    ngx_http_dynroute_cors_loc_conf_t *conf, ngx_str_t *origin) noexcept;
-static ngx_int_t ngx_http_dynroute_cors_add(ngx_http_request_t *r,
-    ngx_str_t *key, ngx_str_t *value) noexcept;
+static void ngx_http_dynroute_cors_read(ngx_http_request_t *r,
+    dynroute::cors::Request *in) noexcept;
+static ngx_int_t ngx_http_dynroute_cors_write(ngx_http_request_t *r,
+    const dynroute::cors::Decision &d) noexcept;
 
 static char *ngx_http_dynroute_cors_flag(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf) noexcept;
@@ -109,10 +93,13 @@ static char *ngx_http_dynroute_cors_tokens(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf) noexcept;
 static char *ngx_http_dynroute_cors_max_age(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf) noexcept;
-static ngx_http_dynroute_cors_tokens_t *ngx_http_dynroute_cors_new_tokens(
+static dynroute::cors::TokenList *ngx_http_dynroute_cors_new_tokens(
     ngx_conf_t *cf, bool caseless) noexcept;
+static dynroute::cors::Policy *ngx_http_dynroute_cors_new_policy(
+    ngx_conf_t *cf, ngx_http_dynroute_cors_loc_conf_t *conf) noexcept;
 static void ngx_http_dynroute_cors_origins_cleanup(void *data) noexcept;
 static void ngx_http_dynroute_cors_tokens_cleanup(void *data) noexcept;
+static void ngx_http_dynroute_cors_policy_cleanup(void *data) noexcept;
 
 static void *ngx_http_dynroute_cors_create_main_conf(ngx_conf_t *cf)
     noexcept;
@@ -208,31 +195,6 @@ ngx_module_t  ngx_http_dynroute_cors_module = {
 static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
 
 
-static ngx_str_t  ngx_http_dynroute_cors_allow_origin =
-    ngx_string("Access-Control-Allow-Origin");
-static ngx_str_t  ngx_http_dynroute_cors_allow_credentials =
-    ngx_string("Access-Control-Allow-Credentials");
-static ngx_str_t  ngx_http_dynroute_cors_allow_methods =
-    ngx_string("Access-Control-Allow-Methods");
-static ngx_str_t  ngx_http_dynroute_cors_allow_headers =
-    ngx_string("Access-Control-Allow-Headers");
-static ngx_str_t  ngx_http_dynroute_cors_max_age_name =
-    ngx_string("Access-Control-Max-Age");
-static ngx_str_t  ngx_http_dynroute_cors_vary = ngx_string("Vary");
-
-static ngx_str_t  ngx_http_dynroute_cors_star = ngx_string("*");
-static ngx_str_t  ngx_http_dynroute_cors_true = ngx_string("true");
-static ngx_str_t  ngx_http_dynroute_cors_vary_origin = ngx_string("Origin");
-
-/* a preflight's answer depends on all three request headers */
-static ngx_str_t  ngx_http_dynroute_cors_vary_preflight =
-    ngx_string("Origin, Access-Control-Request-Method, "
-               "Access-Control-Request-Headers");
-static ngx_str_t  ngx_http_dynroute_cors_vary_request =
-    ngx_string("Access-Control-Request-Method, "
-               "Access-Control-Request-Headers");
-
-
 /* request time */
 
 
@@ -240,9 +202,11 @@ static ngx_int_t
 ngx_http_dynroute_cors_preflight_handler(ngx_http_request_t *r) noexcept
 {
     ngx_int_t                           rc;
-    const char                         *denied;
-    ngx_http_dynroute_cors_request_t    req;
+    dynroute::cors::Request             in;
+    dynroute::cors::Decision            d;
     ngx_http_dynroute_cors_loc_conf_t  *conf;
+
+    /* what cannot be a preflight leaves before the headers are read */
 
     if (r->method != NGX_HTTP_OPTIONS || r != r->main) {
         return NGX_DECLINED;
@@ -251,23 +215,25 @@ ngx_http_dynroute_cors_preflight_handler(ngx_http_request_t *r) noexcept
     conf = static_cast<ngx_http_dynroute_cors_loc_conf_t *>(
                ngx_http_get_module_loc_conf(r, ngx_http_dynroute_cors_module));
 
-    if (!conf->enable.value || conf->origins == NULL) {
+    if (conf->policy == NULL) {
         return NGX_DECLINED;
     }
 
-    ngx_http_dynroute_cors_scan(r, &req);
+    ngx_http_dynroute_cors_read(r, &in);
 
-    if (req.origin == NULL || req.method == NULL) {
+    d = conf->policy->decide(in);
+
+    if (!d.preflight) {
         return NGX_DECLINED;        /* a plain OPTIONS request */
     }
 
-    denied = ngx_http_dynroute_cors_check_preflight(conf, &req);
-
-    if (denied) {
+    if (d.denied) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "dynroute_cors: preflight from origin \"%V\" for "
-                      "method \"%V\" denied: %s", &req.origin->value,
-                      &req.method->value, denied);
+                      "dynroute_cors: preflight from origin \"%*s\" for "
+                      "method \"%*s\" denied: %s",
+                      in.origin->size(), in.origin->data(),
+                      in.request_method->size(), in.request_method->data(),
+                      d.denied);
     }
 
     /* answered here, allowed or not; the header filter adds the headers */
@@ -289,143 +255,45 @@ ngx_http_dynroute_cors_preflight_handler(ngx_http_request_t *r) noexcept
 }
 
 
+/*
+ * Every response of a location where CORS is on, a preflight's answer
+ * included: the edge's policy replaces the Access-Control-Allow-* and
+ * Access-Control-Max-Age headers of the upstream or of add_header.
+ */
+
 static ngx_int_t
 ngx_http_dynroute_cors_header_filter(ngx_http_request_t *r) noexcept
 {
-    bool                                any, vary_origin;
-    ngx_str_t                          *vary, *origin;
-    ngx_http_dynroute_cors_request_t    req;
+    dynroute::cors::Request             in;
+    dynroute::cors::Decision            d;
     ngx_http_dynroute_cors_loc_conf_t  *conf;
 
     conf = static_cast<ngx_http_dynroute_cors_loc_conf_t *>(
                ngx_http_get_module_loc_conf(r, ngx_http_dynroute_cors_module));
 
-    if (!conf->enable.value || conf->origins == NULL || r != r->main) {
+    if (conf->policy == NULL) {
         return ngx_http_next_header_filter(r);
     }
 
-    /*
-     * The edge's policy wins: drop the Access-Control-Allow-* and
-     * Access-Control-Max-Age headers of the upstream or of add_header, and
-     * see whether a Vary already names Origin.
-     */
+    ngx_http_dynroute_cors_read(r, &in);
 
-    vary_origin = false;
+    d = conf->policy->decide(in);
+
+    if (!d.applies) {
+        return ngx_http_next_header_filter(r);
+    }
 
     ngx_http_dynroute_each_header(&r->headers_out.headers,
-        [&](ngx_table_elt_t &h) {
+        [](ngx_table_elt_t &h) {
 
-        if (h.hash == 0) {
-            return;
-        }
-
-        if ((h.key.len > sizeof("Access-Control-Allow-") - 1
-             && ngx_strncasecmp(h.key.data,
-                                (u_char *) "Access-Control-Allow-",
-                                sizeof("Access-Control-Allow-") - 1)
-                == 0)
-            || ngx_http_dynroute_header_is(h,
-                   ngx_http_dynroute_view(ngx_http_dynroute_cors_max_age_name)))
+        if (h.hash
+            && dynroute::cors::owns_header(ngx_http_dynroute_view(h.key)))
         {
             h.hash = 0;
-            return;
-        }
-
-        if (ngx_http_dynroute_header_is(h, "Vary")
-            && dynroute::cors::vary_lists(ngx_http_dynroute_view(h.value),
-                                          "Origin"))
-        {
-            vary_origin = true;
         }
     });
 
-    ngx_http_dynroute_cors_scan(r, &req);
-
-    any = conf->origins->list.any();
-    origin = any ? &ngx_http_dynroute_cors_star
-                 : (req.origin ? &req.origin->value : NULL);
-
-    if (r->method == NGX_HTTP_OPTIONS && req.origin && req.method) {
-
-        /* a preflight, answered by the handler above (or by a "return") */
-
-        vary = (any || vary_origin) ? &ngx_http_dynroute_cors_vary_request
-                                    : &ngx_http_dynroute_cors_vary_preflight;
-
-        if (ngx_http_dynroute_cors_add(r, &ngx_http_dynroute_cors_vary, vary)
-            != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-
-        if (ngx_http_dynroute_cors_check_preflight(conf, &req) != NULL) {
-            return ngx_http_next_header_filter(r);
-        }
-
-        if (ngx_http_dynroute_cors_allow(r, conf, origin) != NGX_OK) {
-            return NGX_ERROR;
-        }
-
-        if (ngx_http_dynroute_cors_add(r,
-                &ngx_http_dynroute_cors_allow_methods, &conf->methods->value)
-            != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-
-        if (!conf->headers->list.empty()) {
-
-            /* with credentials "*" is taken literally: name the headers */
-
-            if (!conf->headers->list.any() || conf->credentials.value != 1) {
-                if (ngx_http_dynroute_cors_add(r,
-                        &ngx_http_dynroute_cors_allow_headers,
-                        &conf->headers->value)
-                    != NGX_OK)
-                {
-                    return NGX_ERROR;
-                }
-
-            } else if (req.headers && req.headers->value.len
-                       && ngx_http_dynroute_cors_add(r,
-                              &ngx_http_dynroute_cors_allow_headers,
-                              &req.headers->value)
-                          != NGX_OK)
-            {
-                return NGX_ERROR;
-            }
-        }
-
-        if (conf->max_age.len
-            && ngx_http_dynroute_cors_add(r,
-                   &ngx_http_dynroute_cors_max_age_name, &conf->max_age)
-               != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-
-        return ngx_http_next_header_filter(r);
-    }
-
-    /* an actual response, proxied or local, errors included */
-
-    if (!any && !vary_origin
-        && ngx_http_dynroute_cors_add(r, &ngx_http_dynroute_cors_vary,
-                                      &ngx_http_dynroute_cors_vary_origin)
-           != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    if (origin == NULL
-        || !ngx_http_dynroute_cors_origin_allowed(conf, &req)
-        || !dynroute::cors::method_allowed(
-                conf->methods->list, ngx_http_dynroute_view(r->method_name)))
-    {
-        return ngx_http_next_header_filter(r);
-    }
-
-    if (ngx_http_dynroute_cors_allow(r, conf, origin) != NGX_OK) {
+    if (ngx_http_dynroute_cors_write(r, d) != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -433,130 +301,74 @@ ngx_http_dynroute_cors_header_filter(ngx_http_request_t *r) noexcept
 }
 
 
-/* the allowed origin, and the credentials flag when it is on */
-
-static ngx_int_t
-ngx_http_dynroute_cors_allow(ngx_http_request_t *r,
-    ngx_http_dynroute_cors_loc_conf_t *conf, ngx_str_t *origin) noexcept
-{
-    if (ngx_http_dynroute_cors_add(r, &ngx_http_dynroute_cors_allow_origin,
-                                   origin)
-        != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    if (conf->credentials.value == 1) {
-        return ngx_http_dynroute_cors_add(r,
-                   &ngx_http_dynroute_cors_allow_credentials,
-                   &ngx_http_dynroute_cors_true);
-    }
-
-    return NGX_OK;
-}
-
+/* the method, the CORS request headers and the response's Vary */
 
 static void
-ngx_http_dynroute_cors_scan(ngx_http_request_t *r,
-    ngx_http_dynroute_cors_request_t *req) noexcept
+ngx_http_dynroute_cors_read(ngx_http_request_t *r,
+    dynroute::cors::Request *in) noexcept
 {
-    ngx_memzero(req, sizeof(ngx_http_dynroute_cors_request_t));
+    in->method = ngx_http_dynroute_view(r->method_name);
+    in->main = (r == r->main);
 
     ngx_http_dynroute_each_header(&r->headers_in.headers,
-        [req](ngx_table_elt_t &h) {
+        [in](ngx_table_elt_t &h) {
 
-        ngx_table_elt_t  **found;
+        in->header(ngx_http_dynroute_view(h.key),
+                   ngx_http_dynroute_view(h.value));
+    });
 
-        if (ngx_http_dynroute_header_is(h, "Origin")) {
-            found = &req->origin;
+    ngx_http_dynroute_each_header(&r->headers_out.headers,
+        [in](ngx_table_elt_t &h) {
 
-        } else if (ngx_http_dynroute_header_is(h,
-                       "Access-Control-Request-Method"))
-        {
-            found = &req->method;
-
-        } else if (ngx_http_dynroute_header_is(h,
-                       "Access-Control-Request-Headers"))
-        {
-            found = &req->headers;
-
-        } else {
-            return;
+        if (h.hash && ngx_http_dynroute_header_is(h, "Vary")) {
+            in->vary(ngx_http_dynroute_view(h.value));
         }
-
-        if (*found) {
-            req->repeated = 1;      /* ambiguous: never allowed */
-        }
-
-        *found = &h;
     });
 }
 
 
-/* NULL when the preflight is allowed, else why not */
-
-static const char *
-ngx_http_dynroute_cors_check_preflight(ngx_http_dynroute_cors_loc_conf_t *conf,
-    ngx_http_dynroute_cors_request_t *req) noexcept
-{
-    if (req->repeated) {
-        return "a CORS request header is repeated";
-    }
-
-    if (!ngx_http_dynroute_cors_origin_allowed(conf, req)) {
-        return "origin not allowed";
-    }
-
-    if (!dynroute::cors::method_allowed(conf->methods->list,
-            ngx_http_dynroute_view(req->method->value)))
-    {
-        return "method not allowed";
-    }
-
-    if (req->headers
-        && !conf->headers->list.contains_all(
-                ngx_http_dynroute_view(req->headers->value)))
-    {
-        return "headers not allowed";
-    }
-
-    return NULL;
-}
-
-
-static bool
-ngx_http_dynroute_cors_origin_allowed(ngx_http_dynroute_cors_loc_conf_t *conf,
-    ngx_http_dynroute_cors_request_t *req) noexcept
-{
-    if (conf->origins->list.any()) {
-        return true;
-    }
-
-    if (req->origin == NULL || req->repeated) {
-        return false;
-    }
-
-    return conf->origins->list.allows(
-               ngx_http_dynroute_view(req->origin->value));
-}
-
+/* the headers the policy gives, in this order, each once */
 
 static ngx_int_t
-ngx_http_dynroute_cors_add(ngx_http_request_t *r, ngx_str_t *key,
-    ngx_str_t *value) noexcept
+ngx_http_dynroute_cors_write(ngx_http_request_t *r,
+    const dynroute::cors::Decision &d) noexcept
 {
+    static ngx_str_t  names[] = {
+        ngx_string("Vary"),
+        ngx_string("Access-Control-Allow-Origin"),
+        ngx_string("Access-Control-Allow-Credentials"),
+        ngx_string("Access-Control-Allow-Methods"),
+        ngx_string("Access-Control-Allow-Headers"),
+        ngx_string("Access-Control-Max-Age")
+    };
+
+    const std::string_view  values[] = {
+        d.vary, d.allow_origin, d.allow_credentials, d.allow_methods,
+        d.allow_headers, d.max_age
+    };
+
+    ngx_uint_t        i;
     ngx_table_elt_t  *h;
 
-    h = static_cast<ngx_table_elt_t *>(
-            ngx_list_push(&r->headers_out.headers));
-    if (h == NULL) {
-        return NGX_ERROR;
-    }
+    for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 
-    h->hash = 1;
-    h->key = *key;
-    h->value = *value;
-    h->lowcase_key = NULL;
+        if (values[i].empty()) {
+            continue;
+        }
+
+        h = static_cast<ngx_table_elt_t *>(
+                ngx_list_push(&r->headers_out.headers));
+        if (h == NULL) {
+            return NGX_ERROR;
+        }
+
+        h->hash = 1;
+        h->key = names[i];
+        h->value.len = values[i].size();
+        h->value.data = reinterpret_cast<u_char *>(
+                            const_cast<char *>(values[i].data()));
+        h->lowcase_key = NULL;
+    }
 
     return NGX_OK;
 }
@@ -674,9 +486,9 @@ ngx_http_dynroute_cors_tokens(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     bool                              headers;
     ngx_str_t                        *value;
     ngx_uint_t                        i;
-    ngx_http_dynroute_cors_tokens_t  *tokens, **field;
+    dynroute::cors::TokenList        *tokens, **field;
 
-    field = reinterpret_cast<ngx_http_dynroute_cors_tokens_t **>(
+    field = reinterpret_cast<dynroute::cors::TokenList **>(
                 static_cast<u_char *>(conf) + cmd->offset);
 
     if (*field != NGX_CONF_UNSET_PTR) {
@@ -701,7 +513,7 @@ ngx_http_dynroute_cors_tokens(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                 return NGX_HTTP_DYNROUTE_CONF_ERROR;
             }
 
-            tokens->list.add(ngx_http_dynroute_view(value[i]));
+            tokens->add(ngx_http_dynroute_view(value[i]));
 
         } catch (const dynroute::ConfigError &e) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid %s \"%V\": %s",
@@ -712,22 +524,6 @@ ngx_http_dynroute_cors_tokens(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         } catch (...) {
             return ngx_http_dynroute_conf_caught(cf, "dynroute_cors");
         }
-    }
-
-    try {
-        std::string joined = tokens->list.joined();
-
-        tokens->value.len = joined.size();
-        tokens->value.data = static_cast<u_char *>(
-                                 ngx_pnalloc(cf->pool, joined.size() + 1));
-        if (tokens->value.data == NULL) {
-            return NGX_HTTP_DYNROUTE_CONF_ERROR;
-        }
-
-        ngx_memcpy(tokens->value.data, joined.data(), joined.size() + 1);
-
-    } catch (...) {
-        return ngx_http_dynroute_conf_caught(cf, "dynroute_cors");
     }
 
     *field = tokens;
@@ -773,11 +569,11 @@ ngx_http_dynroute_cors_max_age(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
-static ngx_http_dynroute_cors_tokens_t *
+static dynroute::cors::TokenList *
 ngx_http_dynroute_cors_new_tokens(ngx_conf_t *cf, bool caseless) noexcept
 {
-    ngx_pool_cleanup_t               *cln;
-    ngx_http_dynroute_cors_tokens_t  *tokens;
+    ngx_pool_cleanup_t         *cln;
+    dynroute::cors::TokenList  *tokens;
 
     cln = ngx_pool_cleanup_add(cf->pool, 0);
     if (cln == NULL) {
@@ -785,8 +581,7 @@ ngx_http_dynroute_cors_new_tokens(ngx_conf_t *cf, bool caseless) noexcept
     }
 
     try {
-        tokens = new ngx_http_dynroute_cors_tokens_t{
-                     dynroute::cors::TokenList(caseless), { 0, NULL } };
+        tokens = new dynroute::cors::TokenList(caseless);
 
     } catch (...) {
         (void) ngx_http_dynroute_conf_caught(cf, "dynroute_cors");
@@ -800,6 +595,45 @@ ngx_http_dynroute_cors_new_tokens(ngx_conf_t *cf, bool caseless) noexcept
 }
 
 
+/* the location's policy, from its merged settings */
+
+static dynroute::cors::Policy *
+ngx_http_dynroute_cors_new_policy(ngx_conf_t *cf,
+    ngx_http_dynroute_cors_loc_conf_t *conf) noexcept
+{
+    ngx_pool_cleanup_t      *cln;
+    dynroute::cors::Policy  *policy;
+
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        return NULL;
+    }
+
+    try {
+        dynroute::cors::Settings  s;
+
+        s.enabled = (conf->enable.value == 1);
+        s.origins = conf->origins->list;
+        s.methods = *conf->methods;
+        s.headers = *conf->headers;
+        s.credentials = (conf->credentials.value == 1);
+        s.max_age.assign(reinterpret_cast<char *>(conf->max_age.data),
+                         conf->max_age.len);
+
+        policy = new dynroute::cors::Policy(std::move(s));
+
+    } catch (...) {
+        (void) ngx_http_dynroute_conf_caught(cf, "dynroute_cors");
+        return NULL;
+    }
+
+    cln->handler = ngx_http_dynroute_cors_policy_cleanup;
+    cln->data = policy;
+
+    return policy;
+}
+
+
 static void
 ngx_http_dynroute_cors_origins_cleanup(void *data) noexcept
 {
@@ -810,7 +644,14 @@ ngx_http_dynroute_cors_origins_cleanup(void *data) noexcept
 static void
 ngx_http_dynroute_cors_tokens_cleanup(void *data) noexcept
 {
-    delete static_cast<ngx_http_dynroute_cors_tokens_t *>(data);
+    delete static_cast<dynroute::cors::TokenList *>(data);
+}
+
+
+static void
+ngx_http_dynroute_cors_policy_cleanup(void *data) noexcept
+{
+    delete static_cast<dynroute::cors::Policy *>(data);
 }
 
 
@@ -819,7 +660,6 @@ ngx_http_dynroute_cors_create_main_conf(ngx_conf_t *cf) noexcept
 {
     static ngx_str_t  get = ngx_string("GET");
     static ngx_str_t  post = ngx_string("POST");
-    static ngx_str_t  joined = ngx_string("GET, POST");
 
     ngx_http_dynroute_cors_main_conf_t  *cmcf;
 
@@ -836,15 +676,13 @@ ngx_http_dynroute_cors_create_main_conf(ngx_conf_t *cf) noexcept
     }
 
     try {
-        cmcf->default_methods->list.add(ngx_http_dynroute_view(get));
-        cmcf->default_methods->list.add(ngx_http_dynroute_view(post));
+        cmcf->default_methods->add(ngx_http_dynroute_view(get));
+        cmcf->default_methods->add(ngx_http_dynroute_view(post));
 
     } catch (...) {
         (void) ngx_http_dynroute_conf_caught(cf, "dynroute_cors");
         return NULL;
     }
-
-    cmcf->default_methods->value = joined;
 
     cmcf->default_headers = ngx_http_dynroute_cors_new_tokens(cf, true);
     if (cmcf->default_headers == NULL) {
@@ -873,15 +711,16 @@ ngx_http_dynroute_cors_create_loc_conf(ngx_conf_t *cf) noexcept
      *     conf->enable.file = NULL;
      *     conf->credentials.file = NULL;
      *     conf->max_age = { 0, NULL };
+     *     conf->policy = NULL;
      */
 
     conf->enable.value = NGX_CONF_UNSET;
     conf->credentials.value = NGX_CONF_UNSET;
     conf->origins = static_cast<ngx_http_dynroute_cors_origins_t *>(
                         NGX_CONF_UNSET_PTR);
-    conf->methods = static_cast<ngx_http_dynroute_cors_tokens_t *>(
+    conf->methods = static_cast<dynroute::cors::TokenList *>(
                         NGX_CONF_UNSET_PTR);
-    conf->headers = static_cast<ngx_http_dynroute_cors_tokens_t *>(
+    conf->headers = static_cast<dynroute::cors::TokenList *>(
                         NGX_CONF_UNSET_PTR);
 
     return conf;
@@ -950,6 +789,28 @@ ngx_http_dynroute_cors_merge_loc_conf(ngx_conf_t *cf, void *parent,
                       "\"dynroute_cors on\" without "
                       "\"dynroute_cors_origins\" allows no origin in %s:%ui",
                       conf->enable.file, conf->enable.line);
+        return NGX_HTTP_DYNROUTE_CONF_ERROR;
+    }
+
+    if (conf->enable.value != 1) {
+        return NGX_CONF_OK;
+    }
+
+    /* parents are merged first: share the policy when nothing changed */
+
+    if (prev->policy
+        && conf->origins == prev->origins
+        && conf->methods == prev->methods
+        && conf->headers == prev->headers
+        && conf->credentials.value == prev->credentials.value
+        && ngx_http_dynroute_eq(conf->max_age, prev->max_age))
+    {
+        conf->policy = prev->policy;
+        return NGX_CONF_OK;
+    }
+
+    conf->policy = ngx_http_dynroute_cors_new_policy(cf, conf);
+    if (conf->policy == NULL) {
         return NGX_HTTP_DYNROUTE_CONF_ERROR;
     }
 

@@ -1,5 +1,7 @@
 #include "cors.hpp"
 
+#include <utility>
+
 #include "host.hpp"
 
 namespace dynroute::cors {
@@ -413,6 +415,135 @@ bool vary_lists(std::string_view vary, std::string_view name) noexcept
     return !each_element(vary, [name](std::string_view e) noexcept {
         return !(e == "*" || equal_caseless(e, name));
     });
+}
+
+
+
+bool owns_header(std::string_view name) noexcept
+{
+    constexpr std::string_view allow = "Access-Control-Allow-";
+
+    return (name.size() > allow.size()
+            && equal_caseless(name.substr(0, allow.size()), allow))
+           || equal_caseless(name, "Access-Control-Max-Age");
+}
+
+
+void Request::header(std::string_view name, std::string_view value) noexcept
+{
+    std::optional<std::string_view> *found;
+
+    if (equal_caseless(name, "Origin")) {
+        found = &origin;
+    } else if (equal_caseless(name, "Access-Control-Request-Method")) {
+        found = &request_method;
+    } else if (equal_caseless(name, "Access-Control-Request-Headers")) {
+        found = &request_headers;
+    } else {
+        return;
+    }
+
+    if (*found) {
+        repeated = true;    // ambiguous: never allowed
+    }
+    *found = value;
+}
+
+
+void Request::vary(std::string_view value) noexcept
+{
+    if (vary_lists(value, "Origin")) {
+        vary_origin = true;
+    }
+}
+
+
+Policy::Policy(Settings settings) : s_(std::move(settings))
+{
+    // "*" with credentials is what let a reflecting CORS middleware hand
+    // any site its users' data
+    if (s_.origins.any() && s_.credentials) {
+        throw ConfigError("\"*\" origins cannot be used with credentials");
+    }
+    if (s_.enabled && s_.origins.empty()) {
+        throw ConfigError("CORS on without origins allows no origin");
+    }
+
+    methods_ = s_.methods.joined();
+    headers_ = s_.headers.joined();
+}
+
+
+Decision Policy::decide(const Request &in) const noexcept
+{
+    // a preflight's answer depends on all three request headers
+    static constexpr std::string_view vary_preflight =
+        "Origin, Access-Control-Request-Method, "
+        "Access-Control-Request-Headers";
+    static constexpr std::string_view vary_request =
+        vary_preflight.substr(sizeof("Origin, ") - 1);
+
+    Decision d;
+
+    if (!s_.enabled || !in.main) {
+        return d;
+    }
+
+    d.applies = true;
+
+    bool any = s_.origins.any();
+    bool origin_allowed = any
+                          || (in.origin && !in.repeated
+                              && s_.origins.allows(*in.origin));
+
+    if (in.method == "OPTIONS" && in.origin && in.request_method) {
+        d.preflight = true;
+        d.vary = (any || in.vary_origin) ? vary_request : vary_preflight;
+
+        if (in.repeated) {
+            d.denied = "a CORS request header is repeated";
+        } else if (!origin_allowed) {
+            d.denied = "origin not allowed";
+        } else if (!method_allowed(s_.methods, *in.request_method)) {
+            d.denied = "method not allowed";
+        } else if (in.request_headers
+                   && !s_.headers.contains_all(*in.request_headers)) {
+            d.denied = "headers not allowed";
+        }
+
+        if (d.denied) {
+            return d;
+        }
+
+        d.allow_methods = methods_;
+
+        // with credentials "*" is taken literally: name the headers asked
+        if (!s_.headers.any() || !s_.credentials) {
+            d.allow_headers = headers_;
+        } else if (in.request_headers) {
+            d.allow_headers = *in.request_headers;
+        }
+
+        d.max_age = s_.max_age;
+
+    } else {
+        // an actual response, proxied or local, errors included
+        if (!any && !in.vary_origin) {
+            d.vary = "Origin";
+        }
+
+        if (!origin_allowed || !method_allowed(s_.methods, in.method)) {
+            return d;
+        }
+    }
+
+    d.allow_origin = any ? std::string_view("*") : *in.origin;
+
+    if (s_.credentials) {
+        d.allow_credentials = "true";
+    }
+
+    return d;
 }
 
 }  // namespace dynroute::cors
