@@ -7,6 +7,7 @@
 #pragma once
 
 #include <exception>
+#include <utility>
 
 #include "ngx.hpp"
 #include "ngx_http_dynroute_string.hpp"
@@ -47,12 +48,14 @@ ngx_http_dynroute_conf_delete(void *data) noexcept
 
 
 /*
- * A new T, deleted by a cleanup of the configuration's pool, so that a
- * reload frees it with its cycle.  NULL (and an [emerg]) on failure.
+ * A new T(args...), deleted by a cleanup of the configuration's pool, so
+ * that a reload frees it with its cycle.  NULL on failure, with an [emerg]
+ * prefixed by what if the constructor threw.
  */
-template <typename T>
+template <typename T, typename... Args>
 static inline T *
-ngx_http_dynroute_conf_new(ngx_conf_t *cf) noexcept
+ngx_http_dynroute_conf_new(ngx_conf_t *cf, const char *what, Args &&...args)
+    noexcept
 {
     T                   *p;
     ngx_pool_cleanup_t  *cln;
@@ -63,10 +66,10 @@ ngx_http_dynroute_conf_new(ngx_conf_t *cf) noexcept
     }
 
     try {
-        p = new T();
+        p = new T(std::forward<Args>(args)...);
 
     } catch (...) {
-        (void) ngx_http_dynroute_conf_caught(cf, "dynroute");
+        (void) ngx_http_dynroute_conf_caught(cf, what);
         return NULL;
     }
 
@@ -121,7 +124,7 @@ ngx_http_dynroute_conf_new_named(ngx_conf_t *cf, ngx_array_t *blocks,
         return NULL;
     }
 
-    b = ngx_http_dynroute_conf_new<T>(cf);
+    b = ngx_http_dynroute_conf_new<T>(cf, "dynroute");
     if (b == NULL) {
         return NULL;
     }

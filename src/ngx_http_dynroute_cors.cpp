@@ -97,9 +97,6 @@ static dynroute::cors::TokenList *ngx_http_dynroute_cors_new_tokens(
     ngx_conf_t *cf, bool caseless) noexcept;
 static dynroute::cors::Policy *ngx_http_dynroute_cors_new_policy(
     ngx_conf_t *cf, ngx_http_dynroute_cors_loc_conf_t *conf) noexcept;
-static void ngx_http_dynroute_cors_origins_cleanup(void *data) noexcept;
-static void ngx_http_dynroute_cors_tokens_cleanup(void *data) noexcept;
-static void ngx_http_dynroute_cors_policy_cleanup(void *data) noexcept;
 
 static void *ngx_http_dynroute_cors_create_main_conf(ngx_conf_t *cf)
     noexcept;
@@ -433,7 +430,6 @@ ngx_http_dynroute_cors_origins(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     ngx_str_t                         *value;
     ngx_uint_t                         i;
-    ngx_pool_cleanup_t                *cln;
     ngx_http_dynroute_cors_origins_t  *origins;
 
     if (clcf->origins != NGX_CONF_UNSET_PTR) {
@@ -442,16 +438,13 @@ ngx_http_dynroute_cors_origins(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     value = static_cast<ngx_str_t *>(cf->args->elts);
 
-    cln = ngx_pool_cleanup_add(cf->pool, 0);
-    if (cln == NULL) {
+    origins = ngx_http_dynroute_conf_new<ngx_http_dynroute_cors_origins_t>(
+                  cf, "dynroute_cors");
+    if (origins == NULL) {
         return NGX_HTTP_DYNROUTE_CONF_ERROR;
     }
 
     try {
-        origins = new ngx_http_dynroute_cors_origins_t();
-        cln->handler = ngx_http_dynroute_cors_origins_cleanup;
-        cln->data = origins;
-
         for (i = 1; i < cf->args->nelts; i++) {
             try {
                 origins->list.add(ngx_http_dynroute_view(value[i]));
@@ -572,26 +565,8 @@ ngx_http_dynroute_cors_max_age(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 static dynroute::cors::TokenList *
 ngx_http_dynroute_cors_new_tokens(ngx_conf_t *cf, bool caseless) noexcept
 {
-    ngx_pool_cleanup_t         *cln;
-    dynroute::cors::TokenList  *tokens;
-
-    cln = ngx_pool_cleanup_add(cf->pool, 0);
-    if (cln == NULL) {
-        return NULL;
-    }
-
-    try {
-        tokens = new dynroute::cors::TokenList(caseless);
-
-    } catch (...) {
-        (void) ngx_http_dynroute_conf_caught(cf, "dynroute_cors");
-        return NULL;
-    }
-
-    cln->handler = ngx_http_dynroute_cors_tokens_cleanup;
-    cln->data = tokens;
-
-    return tokens;
+    return ngx_http_dynroute_conf_new<dynroute::cors::TokenList>(cf,
+               "dynroute_cors", caseless);
 }
 
 
@@ -601,17 +576,9 @@ static dynroute::cors::Policy *
 ngx_http_dynroute_cors_new_policy(ngx_conf_t *cf,
     ngx_http_dynroute_cors_loc_conf_t *conf) noexcept
 {
-    ngx_pool_cleanup_t      *cln;
-    dynroute::cors::Policy  *policy;
-
-    cln = ngx_pool_cleanup_add(cf->pool, 0);
-    if (cln == NULL) {
-        return NULL;
-    }
+    dynroute::cors::Settings  s;
 
     try {
-        dynroute::cors::Settings  s;
-
         s.enabled = (conf->enable.value == 1);
         s.origins = conf->origins->list;
         s.methods = *conf->methods;
@@ -620,38 +587,13 @@ ngx_http_dynroute_cors_new_policy(ngx_conf_t *cf,
         s.max_age.assign(reinterpret_cast<char *>(conf->max_age.data),
                          conf->max_age.len);
 
-        policy = new dynroute::cors::Policy(std::move(s));
-
     } catch (...) {
         (void) ngx_http_dynroute_conf_caught(cf, "dynroute_cors");
         return NULL;
     }
 
-    cln->handler = ngx_http_dynroute_cors_policy_cleanup;
-    cln->data = policy;
-
-    return policy;
-}
-
-
-static void
-ngx_http_dynroute_cors_origins_cleanup(void *data) noexcept
-{
-    delete static_cast<ngx_http_dynroute_cors_origins_t *>(data);
-}
-
-
-static void
-ngx_http_dynroute_cors_tokens_cleanup(void *data) noexcept
-{
-    delete static_cast<dynroute::cors::TokenList *>(data);
-}
-
-
-static void
-ngx_http_dynroute_cors_policy_cleanup(void *data) noexcept
-{
-    delete static_cast<dynroute::cors::Policy *>(data);
+    return ngx_http_dynroute_conf_new<dynroute::cors::Policy>(cf,
+               "dynroute_cors", std::move(s));
 }
 
 

@@ -49,7 +49,6 @@ public:
 
     bool any() const noexcept { return any_; }
     bool empty() const noexcept { return !any_ && entries_.empty(); }
-    std::size_t size() const noexcept { return entries_.size(); }
 
     // origin is an Origin header value; "null" and malformed values never
     // match a listed origin.
@@ -78,7 +77,6 @@ public:
 
     bool any() const noexcept { return any_; }
     bool empty() const noexcept { return !any_ && tokens_.empty(); }
-    const std::vector<std::string> &tokens() const noexcept { return tokens_; }
 
     bool contains(std::string_view token) const noexcept;
 
