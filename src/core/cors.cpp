@@ -8,6 +8,20 @@ namespace dynroute::cors {
 
 namespace {
 
+// "*" in a list must stand alone: true (and any set) for a "*" that does;
+// throws when "*" and other items meet.
+bool star(std::string_view item, bool empty, bool &any, const char *what)
+{
+    if (item == "*" ? !empty : any) {
+        throw ConfigError(std::string("\"*\" must be the only ") + what);
+    }
+    if (item == "*") {
+        any = true;
+        return true;
+    }
+    return false;
+}
+
 constexpr unsigned any_port = 0x10000;  // beyond every real port
 
 bool is_tchar(char c) noexcept
@@ -236,16 +250,8 @@ std::optional<Origin> parse_origin(std::string_view value) noexcept
 
 void OriginList::add(std::string_view pattern)
 {
-    if (pattern == "*") {
-        if (!entries_.empty()) {
-            throw ConfigError("\"*\" must be the only origin");
-        }
-        any_ = true;
+    if (star(pattern, entries_.empty(), any_, "origin")) {
         return;
-    }
-
-    if (any_) {
-        throw ConfigError("\"*\" must be the only origin");
     }
 
     if (pattern == "null") {
@@ -310,16 +316,8 @@ bool OriginList::allows(std::string_view origin) const noexcept
 
 void TokenList::add(std::string_view token)
 {
-    if (token == "*") {
-        if (!tokens_.empty()) {
-            throw ConfigError("\"*\" must be the only value");
-        }
-        any_ = true;
+    if (star(token, tokens_.empty(), any_, "value")) {
         return;
-    }
-
-    if (any_) {
-        throw ConfigError("\"*\" must be the only value");
     }
 
     if (!is_token(token)) {
