@@ -27,6 +27,7 @@ typedef struct {
     ngx_str_t                  target;   /* upstream name or "@location" */
     ngx_uint_t                 named;    /* target is a named location */
     ngx_http_dynroute_rollout_t *rollout; /* target is a rollout */
+    ngx_http_upstream_srv_conf_t *uscf;  /* target is an upstream{} */
     u_char                    *file;
     ngx_uint_t                 line;
 } ngx_http_dynroute_rule_t;
@@ -87,6 +88,7 @@ typedef struct {
     struct sockaddr           *sockaddr; /* the address the pick saw */
     uint32_t                   variant;  /* of rule->rollout */
     unsigned                   picked:1;
+    unsigned                   fallback:1; /* the primary served instead */
 } ngx_http_dynroute_ctx_t;
 
 
@@ -104,6 +106,8 @@ static ngx_int_t ngx_http_dynroute_no_upstream(ngx_http_request_t *r,
     uintptr_t data) noexcept;
 static ngx_int_t ngx_http_dynroute_none_init_peer(ngx_http_request_t *r,
     ngx_http_upstream_srv_conf_t *us) noexcept;
+static ngx_http_dynroute_ctx_t *ngx_http_dynroute_variable_ctx(
+    ngx_http_request_t *r) noexcept;
 
 static ngx_int_t ngx_http_dynroute_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data) noexcept;
@@ -160,6 +164,13 @@ static ngx_command_t  ngx_http_dynroute_commands[] = {
       0,
       NULL },
 
+    { ngx_string("dynroute_balancer"),
+      NGX_HTTP_UPS_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
+      ngx_http_dynroute_balancer,
+      NGX_HTTP_SRV_CONF_OFFSET,
+      0,
+      NULL },
+
       ngx_null_command
 };
 
@@ -203,7 +214,8 @@ enum {
     NGX_HTTP_DYNROUTE_VAR_UPSTREAM,
     NGX_HTTP_DYNROUTE_VAR_RULE,
     NGX_HTTP_DYNROUTE_VAR_VARIANT,
-    NGX_HTTP_DYNROUTE_VAR_PRIMARY
+    NGX_HTTP_DYNROUTE_VAR_PRIMARY,
+    NGX_HTTP_DYNROUTE_VAR_FALLBACK
 };
 
 
@@ -220,6 +232,9 @@ static ngx_http_variable_t  ngx_http_dynroute_vars[] = {
 
     { ngx_string("dynroute_primary"), NULL, ngx_http_dynroute_variable,
       NGX_HTTP_DYNROUTE_VAR_PRIMARY, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("dynroute_fallback"), NULL, ngx_http_dynroute_variable,
+      NGX_HTTP_DYNROUTE_VAR_FALLBACK, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
       ngx_http_null_variable
 };
@@ -505,6 +520,11 @@ ngx_http_dynroute_variable(ngx_http_request_t *r,
         s = ro ? &ro->variants[ngx_http_dynroute_variant(r, ctx)].name : NULL;
         break;
 
+    case NGX_HTTP_DYNROUTE_VAR_FALLBACK:
+        s = (ro && ctx->fallback) ? &ro->variants[ro->core->primary()].name
+                                  : NULL;
+        break;
+
     case NGX_HTTP_DYNROUTE_VAR_PRIMARY:
         if (ro) {
             s = &ro->variants[ro->core->primary()].upstream;
@@ -598,21 +618,20 @@ ngx_http_dynroute_add_none(ngx_conf_t *cf) noexcept
 }
 
 
-static ngx_int_t
-ngx_http_dynroute_none_init_peer(ngx_http_request_t *r,
-    ngx_http_upstream_srv_conf_t *us) noexcept
+/* one error line: why r has no upstream to be passed to */
+
+static void
+ngx_http_dynroute_log_no_upstream(ngx_http_request_t *r,
+    ngx_http_dynroute_ctx_t *ctx) noexcept
 {
     ngx_str_t                  host;
-    ngx_http_dynroute_ctx_t   *ctx;
     ngx_http_dynroute_rule_t  *rule;
-
-    ctx = ngx_http_dynroute_get_ctx(r);
 
     if (ctx == NULL) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "dynroute: no upstream to pass to: no dynroute table "
                       "is in effect here");
-        return NGX_ERROR;
+        return;
     }
 
     host = ngx_http_dynroute_host(r);
@@ -652,8 +671,70 @@ ngx_http_dynroute_none_init_peer(ngx_http_request_t *r,
                       "to a named location only once",
                       &ctx->table->name, &host, &rule->target, ctx->jumped);
     }
+}
 
+
+static ngx_int_t
+ngx_http_dynroute_none_init_peer(ngx_http_request_t *r,
+    ngx_http_upstream_srv_conf_t *us) noexcept
+{
+    ngx_http_dynroute_log_no_upstream(r, ngx_http_dynroute_get_ctx(r));
     return NGX_ERROR;
+}
+
+
+/*
+ * For dynroute_balancer: the upstream{} of this request's decision (a
+ * rule's, or its rollout's chosen variant's) and, for a rollout whose
+ * chosen variant is not the primary, the primary's.  NGX_DECLINED (with one
+ * error line) where the decision has no upstream.
+ */
+
+ngx_int_t
+ngx_http_dynroute_choose(ngx_http_request_t *r,
+    ngx_http_dynroute_choice_t *choice) noexcept
+{
+    ngx_uint_t                    v, p;
+    ngx_http_dynroute_ctx_t      *ctx;
+    ngx_http_dynroute_rule_t     *rule;
+    ngx_http_dynroute_rollout_t  *ro;
+
+    ctx = ngx_http_dynroute_variable_ctx(r);
+
+    if (ctx == NULL || ctx->rule == NULL || ctx->rule->named) {
+        ngx_http_dynroute_log_no_upstream(r, ctx);
+        return NGX_DECLINED;
+    }
+
+    rule = ctx->rule;
+    ro = rule->rollout;
+
+    if (ro == NULL) {
+        choice->chosen = rule->uscf;
+        choice->primary = NULL;
+        return NGX_OK;
+    }
+
+    v = ngx_http_dynroute_variant(r, ctx);
+    p = ro->core->primary();
+
+    choice->chosen = ro->variants[v].uscf;
+    choice->primary = (v == p) ? NULL : ro->variants[p].uscf;
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_dynroute_fell_back(ngx_http_request_t *r) noexcept
+{
+    ngx_http_dynroute_ctx_t  *ctx;
+
+    ctx = ngx_http_dynroute_get_ctx(r);
+
+    if (ctx) {
+        ctx->fallback = 1;
+    }
 }
 
 
@@ -978,6 +1059,13 @@ ngx_http_dynroute_create_main_conf(ngx_conf_t *cf) noexcept
         return NULL;
     }
 
+    if (ngx_array_init(&dmcf->balancers, cf->pool, 1,
+                       sizeof(ngx_http_upstream_srv_conf_t *))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
     return dmcf;
 }
 
@@ -1012,6 +1100,10 @@ ngx_http_dynroute_merge_loc_conf(ngx_conf_t *cf, void *parent,
 
     ngx_conf_merge_ptr_value(conf->use, prev->use, NULL);
 
+    if (ngx_http_dynroute_balancer_check_location(cf, conf) != NGX_OK) {
+        return NGX_HTTP_DYNROUTE_CONF_ERROR;
+    }
+
     return NGX_CONF_OK;
 }
 
@@ -1034,9 +1126,11 @@ ngx_http_dynroute_check_upstreams(ngx_conf_t *cf,
         }
 
         rule.rollout = ngx_http_dynroute_rollout_find(dmcf, rule.target);
-        if (rule.rollout == NULL
-            && ngx_http_dynroute_find_upstream(cf, rule.target) == NULL)
-        {
+        rule.uscf = rule.rollout ? NULL
+                                 : ngx_http_dynroute_find_upstream(cf,
+                                                                   rule.target);
+
+        if (rule.rollout == NULL && rule.uscf == NULL) {
             ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                           "unknown upstream \"%V\" in dynroute table \"%V\": "
                           "a target must be an upstream{} block, a "
@@ -1209,6 +1303,10 @@ ngx_http_dynroute_init(ngx_conf_t *cf) noexcept
     }
 
     if (ngx_http_dynroute_add_none(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_dynroute_balancer_check(cf, dmcf) != NGX_OK) {
         return NGX_ERROR;
     }
 

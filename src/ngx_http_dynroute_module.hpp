@@ -25,10 +25,11 @@ typedef struct {
 
 /* One variant of a rollout, in the core's order. */
 typedef struct {
-    ngx_str_t                  name;
-    ngx_str_t                  upstream;
-    u_char                    *file;
-    ngx_uint_t                 line;
+    ngx_str_t                      name;
+    ngx_str_t                      upstream;
+    ngx_http_upstream_srv_conf_t  *uscf;      /* of upstream */
+    u_char                        *file;
+    ngx_uint_t                     line;
 } ngx_http_dynroute_variant_t;
 
 
@@ -54,7 +55,15 @@ typedef struct {
     ngx_array_t                tables;    /* ngx_http_dynroute_table_t * */
     ngx_array_t                uses;      /* ngx_http_dynroute_use_t * */
     ngx_array_t                rollouts;  /* ngx_http_dynroute_rollout_t * */
+    ngx_array_t                balancers; /* ngx_http_upstream_srv_conf_t * */
 } ngx_http_dynroute_main_conf_t;
+
+
+/* What a dynroute_balancer hands a request to. */
+typedef struct {
+    ngx_http_upstream_srv_conf_t  *chosen;
+    ngx_http_upstream_srv_conf_t  *primary;  /* a rollout's, if not chosen */
+} ngx_http_dynroute_choice_t;
 
 
 char *ngx_http_dynroute_rollout_block(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -68,3 +77,14 @@ ngx_uint_t ngx_http_dynroute_rollout_pick(ngx_http_request_t *r,
 
 char *ngx_http_dynroute_health(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf) noexcept;
+
+ngx_int_t ngx_http_dynroute_choose(ngx_http_request_t *r,
+    ngx_http_dynroute_choice_t *choice) noexcept;
+void ngx_http_dynroute_fell_back(ngx_http_request_t *r) noexcept;
+
+char *ngx_http_dynroute_balancer(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf) noexcept;
+ngx_int_t ngx_http_dynroute_balancer_check(ngx_conf_t *cf,
+    ngx_http_dynroute_main_conf_t *dmcf) noexcept;
+ngx_int_t ngx_http_dynroute_balancer_check_location(ngx_conf_t *cf,
+    ngx_http_dynroute_loc_conf_t *conf) noexcept;

@@ -444,8 +444,10 @@ ngx_http_dynroute_rollout_check(ngx_conf_t *cf,
         return NGX_ERROR;
     }
 
-    for (const auto &v : ro->variants) {
-        if (ngx_http_dynroute_find_upstream(cf, v.upstream) == NULL) {
+    for (auto &v : ro->variants) {
+        v.uscf = ngx_http_dynroute_find_upstream(cf, v.upstream);
+
+        if (v.uscf == NULL) {
             ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                           "unknown upstream \"%V\" of variant \"%V\" in "
                           "dynroute rollout \"%V\": a variant's upstream "

@@ -1,0 +1,473 @@
+/*
+ * dynroute_balancer: an upstream{} that hands each request to the
+ * upstream{} that dynroute chose for it, as an object.  proxy_pass (or
+ * grpc_pass, fastcgi_pass, uwsgi_pass, scgi_pass) names this upstream; at
+ * request time its peer initialisation runs the chosen upstream's own, so
+ * that its servers, keepalive, zone, balancing method, max_fails, backup and
+ * down behave as with a static proxy_pass to it.  No variable, no URL
+ * parsing, no search by name: the targets were resolved to upstream{}
+ * blocks when the configuration was read.
+ *
+ * With fallback=primary, a rollout's request whose chosen variant's
+ * upstream has no live peer, or whose connection to it failed, goes to the
+ * rollout's primary within the same upstream attempt.  It only ever happens
+ * where nginx itself asks for another peer, so proxy_next_upstream's rules
+ * hold: a request already sent is never replayed unless they say so.
+ */
+
+#include "ngx_http_dynroute_module.hpp"
+
+
+typedef struct {
+    ngx_flag_t                       fallback;   /* fallback=primary */
+} ngx_http_dynroute_balancer_conf_t;
+
+
+/* Per request, only for a rollout with a primary to fall back to. */
+typedef struct {
+    ngx_http_request_t              *request;
+    ngx_http_upstream_srv_conf_t    *primary;    /* NULL once fallen back */
+    void                            *data;       /* the chosen upstream's */
+    ngx_event_get_peer_pt            get;
+    ngx_event_free_peer_pt           free;
+#if (NGX_HTTP_SSL)
+    ngx_event_set_peer_session_pt    set_session;
+    ngx_event_save_peer_session_pt   save_session;
+#endif
+    ngx_uint_t                       tries;      /* get() calls */
+    unsigned                         failed:1;
+} ngx_http_dynroute_balancer_peer_t;
+
+
+static ngx_int_t ngx_http_dynroute_balancer_init_upstream(ngx_conf_t *cf,
+    ngx_http_upstream_srv_conf_t *us) noexcept;
+static ngx_int_t ngx_http_dynroute_balancer_init_peer(ngx_http_request_t *r,
+    ngx_http_upstream_srv_conf_t *us) noexcept;
+static ngx_int_t ngx_http_dynroute_balancer_get(ngx_peer_connection_t *pc,
+    void *data) noexcept;
+static void ngx_http_dynroute_balancer_free(ngx_peer_connection_t *pc,
+    void *data, ngx_uint_t state) noexcept;
+#if (NGX_HTTP_SSL)
+static ngx_int_t ngx_http_dynroute_balancer_set_session(
+    ngx_peer_connection_t *pc, void *data) noexcept;
+static void ngx_http_dynroute_balancer_save_session(ngx_peer_connection_t *pc,
+    void *data) noexcept;
+#endif
+
+
+/* "dynroute_balancer [fallback=primary];" in an upstream{} block */
+
+char *
+ngx_http_dynroute_balancer(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+    noexcept
+{
+    ngx_str_t                           *value;
+    ngx_http_upstream_server_t          *none;
+    ngx_http_upstream_srv_conf_t        *uscf, **up;
+    ngx_http_dynroute_main_conf_t       *dmcf;
+    ngx_http_dynroute_balancer_conf_t   *bcf;
+
+    uscf = static_cast<ngx_http_upstream_srv_conf_t *>(
+               ngx_http_conf_get_module_srv_conf(cf,
+                                                 ngx_http_upstream_module));
+
+    if (uscf->peer.init_upstream == ngx_http_dynroute_balancer_init_upstream) {
+        return const_cast<char *>("is duplicate");
+    }
+
+    if (uscf->peer.init_upstream) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "dynroute_balancer cannot be combined with "
+                           "another balancing method in upstream \"%V\"",
+                           &uscf->host);
+        return NGX_HTTP_DYNROUTE_CONF_ERROR;
+    }
+
+    bcf = static_cast<ngx_http_dynroute_balancer_conf_t *>(
+              ngx_pcalloc(cf->pool, sizeof(ngx_http_dynroute_balancer_conf_t)));
+    if (bcf == NULL) {
+        return NGX_HTTP_DYNROUTE_CONF_ERROR;
+    }
+
+    value = static_cast<ngx_str_t *>(cf->args->elts);
+
+    if (cf->args->nelts == 2) {
+        if (!ngx_http_dynroute_is(value[1], "fallback=primary")) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\": expected "
+                               "fallback=primary", &value[1]);
+            return NGX_HTTP_DYNROUTE_CONF_ERROR;
+        }
+
+        bcf->fallback = 1;
+    }
+
+    uscf->peer.init_upstream = ngx_http_dynroute_balancer_init_upstream;
+    uscf->peer.data = bcf;
+
+    /*
+     * The upstream{} block refuses to end without a server ("no servers
+     * are inside upstream"): an empty entry stands in, which no "server"
+     * line can look like (init_upstream checks).
+     */
+
+    none = static_cast<ngx_http_upstream_server_t *>(
+               ngx_array_push(uscf->servers));
+    if (none == NULL) {
+        return NGX_HTTP_DYNROUTE_CONF_ERROR;
+    }
+
+    ngx_memzero(none, sizeof(ngx_http_upstream_server_t));
+
+    dmcf = static_cast<ngx_http_dynroute_main_conf_t *>(
+               ngx_http_conf_get_module_main_conf(cf,
+                                                  ngx_http_dynroute_module));
+
+    up = static_cast<ngx_http_upstream_srv_conf_t **>(
+             ngx_array_push(&dmcf->balancers));
+    if (up == NULL) {
+        return NGX_HTTP_DYNROUTE_CONF_ERROR;
+    }
+
+    *up = uscf;
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_dynroute_balancer_init_upstream(ngx_conf_t *cf,
+    ngx_http_upstream_srv_conf_t *us) noexcept
+{
+    ngx_uint_t                   i;
+    ngx_http_upstream_server_t  *server;
+
+    server = static_cast<ngx_http_upstream_server_t *>(us->servers->elts);
+
+    for (i = 0; i < us->servers->nelts; i++) {
+        if (server[i].naddrs == 0 && server[i].name.len == 0) {
+            continue;   /* the stand-in */
+        }
+
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "upstream \"%V\" has both dynroute_balancer and "
+                      "\"server\" lines: its servers are those of the "
+                      "upstream that dynroute chooses, in %s:%ui",
+                      &us->host, us->file_name, us->line);
+        return NGX_ERROR;
+    }
+
+    us->peer.init = ngx_http_dynroute_balancer_init_peer;
+
+    return NGX_OK;
+}
+
+
+/*
+ * Postconfiguration: what the directive handler cannot see, because it is
+ * written after dynroute_balancer in the block (another balancing method,
+ * keepalive, zone), would mix the peers of different upstreams.
+ */
+
+ngx_int_t
+ngx_http_dynroute_balancer_check(ngx_conf_t *cf,
+    ngx_http_dynroute_main_conf_t *dmcf) noexcept
+{
+    ngx_uint_t                      i;
+    ngx_http_upstream_srv_conf_t  **up;
+
+    up = static_cast<ngx_http_upstream_srv_conf_t **>(dmcf->balancers.elts);
+
+    for (i = 0; i < dmcf->balancers.nelts; i++) {
+        if (up[i]->peer.init_upstream
+                != ngx_http_dynroute_balancer_init_upstream
+            || up[i]->shm_zone)
+        {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "upstream \"%V\" has dynroute_balancer and a "
+                          "balancing method, keepalive or zone: put those "
+                          "in the upstreams that dynroute chooses, in "
+                          "%s:%ui", &up[i]->host, up[i]->file_name,
+                          up[i]->line);
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* request time */
+
+
+static void
+ngx_http_dynroute_balancer_use(ngx_http_request_t *r,
+    ngx_http_upstream_srv_conf_t *us) noexcept
+{
+    r->upstream->upstream = us;
+#if (NGX_HTTP_SSL)
+    r->upstream->ssl_name = us->host;
+#endif
+}
+
+
+static ngx_int_t
+ngx_http_dynroute_balancer_init_peer(ngx_http_request_t *r,
+    ngx_http_upstream_srv_conf_t *us) noexcept
+{
+    ngx_peer_connection_t               *pc;
+    ngx_http_dynroute_choice_t           choice;
+    ngx_http_dynroute_balancer_conf_t   *bcf;
+    ngx_http_dynroute_balancer_peer_t   *bp;
+
+    if (ngx_http_dynroute_choose(r, &choice) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_dynroute_balancer_use(r, choice.chosen);
+
+    if (choice.chosen->peer.init(r, choice.chosen) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    bcf = static_cast<ngx_http_dynroute_balancer_conf_t *>(us->peer.data);
+
+    if (!bcf->fallback || choice.primary == NULL) {
+        return NGX_OK;
+    }
+
+    bp = static_cast<ngx_http_dynroute_balancer_peer_t *>(
+             ngx_pcalloc(r->pool, sizeof(ngx_http_dynroute_balancer_peer_t)));
+    if (bp == NULL) {
+        return NGX_ERROR;
+    }
+
+    pc = &r->upstream->peer;
+
+    bp->request = r;
+    bp->primary = choice.primary;
+    bp->data = pc->data;
+    bp->get = pc->get;
+    bp->free = pc->free;
+
+    pc->data = bp;
+    pc->get = ngx_http_dynroute_balancer_get;
+    pc->free = ngx_http_dynroute_balancer_free;
+
+#if (NGX_HTTP_SSL)
+    bp->set_session = pc->set_session;
+    bp->save_session = pc->save_session;
+    pc->set_session = ngx_http_dynroute_balancer_set_session;
+    pc->save_session = ngx_http_dynroute_balancer_save_session;
+#endif
+
+    return NGX_OK;
+}
+
+
+/*
+ * The primary's peer initialisation takes over r->upstream->peer (get,
+ * free, data, tries): from then on nginx talks to it directly.
+ */
+
+static ngx_int_t
+ngx_http_dynroute_balancer_fall_back(ngx_peer_connection_t *pc,
+    ngx_http_dynroute_balancer_peer_t *bp, const char *why) noexcept
+{
+    ngx_http_request_t            *r;
+    ngx_http_upstream_srv_conf_t  *primary;
+
+    r = bp->request;
+    primary = bp->primary;
+    bp->primary = NULL;
+
+    ngx_log_error(NGX_LOG_WARN, pc->log, 0,
+                  "dynroute: upstream \"%V\" %s, passing the request to the "
+                  "primary \"%V\"", &r->upstream->upstream->host, why,
+                  &primary->host);
+
+    ngx_http_dynroute_balancer_use(r, primary);
+    ngx_http_dynroute_fell_back(r);
+
+    if (primary->peer.init(r, primary) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return pc->get(pc, pc->data);
+}
+
+
+static ngx_int_t
+ngx_http_dynroute_balancer_get(ngx_peer_connection_t *pc, void *data)
+    noexcept
+{
+    ngx_int_t                           rc;
+    ngx_http_dynroute_balancer_peer_t  *bp;
+
+    bp = static_cast<ngx_http_dynroute_balancer_peer_t *>(data);
+
+    bp->tries++;
+
+    if (bp->failed && bp->primary) {
+        return ngx_http_dynroute_balancer_fall_back(pc, bp,
+                                                    "failed to connect");
+    }
+
+    rc = bp->get(pc, bp->data);
+
+    if (rc == NGX_BUSY && bp->primary) {
+        return ngx_http_dynroute_balancer_fall_back(pc, bp,
+                                                    "has no live servers");
+    }
+
+    return rc;
+}
+
+
+static void
+ngx_http_dynroute_balancer_free(ngx_peer_connection_t *pc, void *data,
+    ngx_uint_t state) noexcept
+{
+    ngx_http_dynroute_balancer_peer_t  *bp;
+
+    bp = static_cast<ngx_http_dynroute_balancer_peer_t *>(data);
+
+    ngx_http_upstream_conf_t           *conf;
+
+    bp = static_cast<ngx_http_dynroute_balancer_peer_t *>(data);
+
+    bp->free(pc, bp->data, state);
+
+    /* a cached keepalive connection that the server closed is not a failure */
+
+    if (!(state & NGX_PEER_FAILED) || pc->cached || bp->primary == NULL) {
+        return;
+    }
+
+    bp->failed = 1;
+
+    /*
+     * The next try is the primary's, if nginx asks for one: a single-server
+     * upstream has just set tries to 0.  proxy_next_upstream_tries still
+     * counts every try.
+     */
+
+    conf = bp->request->upstream->conf;
+
+    if (pc->tries == 0
+        && (conf->next_upstream_tries == 0
+            || bp->tries < conf->next_upstream_tries))
+    {
+        pc->tries = 1;
+    }
+}
+
+
+#if (NGX_HTTP_SSL)
+
+static ngx_int_t
+ngx_http_dynroute_balancer_set_session(ngx_peer_connection_t *pc, void *data)
+    noexcept
+{
+    ngx_http_dynroute_balancer_peer_t  *bp;
+
+    bp = static_cast<ngx_http_dynroute_balancer_peer_t *>(data);
+
+    return bp->set_session ? bp->set_session(pc, bp->data) : NGX_OK;
+}
+
+
+static void
+ngx_http_dynroute_balancer_save_session(ngx_peer_connection_t *pc,
+    void *data) noexcept
+{
+    ngx_http_dynroute_balancer_peer_t  *bp;
+
+    bp = static_cast<ngx_http_dynroute_balancer_peer_t *>(data);
+
+    if (bp->save_session) {
+        bp->save_session(pc, bp->data);
+    }
+}
+
+#endif
+
+
+/*
+ * Merge time, for every location: a *_pass to a dynroute_balancer upstream
+ * where no dynroute table is in effect would have no decision to follow.
+ * The pass modules' location configurations start with their
+ * ngx_http_upstream_conf_t; they are found by name, so that an nginx built
+ * without one of them still loads the module.
+ */
+
+static const char  *ngx_http_dynroute_pass_modules[] = {
+    "ngx_http_proxy_module",
+    "ngx_http_fastcgi_module",
+    "ngx_http_uwsgi_module",
+    "ngx_http_scgi_module",
+    "ngx_http_grpc_module",
+    NULL
+};
+
+
+ngx_int_t
+ngx_http_dynroute_balancer_check_location(ngx_conf_t *cf,
+    ngx_http_dynroute_loc_conf_t *conf) noexcept
+{
+    ngx_uint_t                  i;
+    const char                **name;
+    ngx_module_t               *m;
+    ngx_http_conf_ctx_t        *ctx;
+    ngx_http_upstream_conf_t   *uc;
+    ngx_http_core_loc_conf_t   *clcf;
+
+    if (conf->use != NULL || conf->health) {
+        return NGX_OK;
+    }
+
+    clcf = static_cast<ngx_http_core_loc_conf_t *>(
+               ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module));
+
+    if (clcf->handler == NULL) {
+        return NGX_OK;
+    }
+
+    ctx = static_cast<ngx_http_conf_ctx_t *>(cf->ctx);
+
+    for (i = 0; cf->cycle->modules[i]; i++) {
+        m = cf->cycle->modules[i];
+
+        if (m->type != NGX_HTTP_MODULE) {
+            continue;
+        }
+
+        for (name = ngx_http_dynroute_pass_modules; *name; name++) {
+            if (ngx_strcmp(m->name, *name) == 0) {
+                break;
+            }
+        }
+
+        if (*name == NULL) {
+            continue;
+        }
+
+        uc = static_cast<ngx_http_upstream_conf_t *>(
+                 ctx->loc_conf[m->ctx_index]);
+
+        if (uc && uc->upstream
+            && uc->upstream->peer.init_upstream
+               == ngx_http_dynroute_balancer_init_upstream)
+        {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "location \"%V\" passes requests to upstream "
+                          "\"%V\" (%s:%ui), a dynroute_balancer, but no "
+                          "dynroute table is in effect there",
+                          &clcf->name, &uc->upstream->host,
+                          uc->upstream->file_name, uc->upstream->line);
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
