@@ -72,7 +72,8 @@ my @again = map { http_get($srv, '/', { Host => 'shop.example.com',
             1 .. 50;
 is_deeply(\@again, \@seen, 'the rollout is sticky on the uid cookie');
 
-# a variant that is down: the request is retried on the primary
+# a variant that refuses connections: the balancer passes the request to
+# the primary
 (my $down = $conf) =~ s/variant  canary  service_b  10%;/variant  canary  service_down  10%;/;
 $down =~ s/(upstream service_b \{)/upstream service_down { server 127.0.0.1:1; }\n    $1/;
 
@@ -98,7 +99,7 @@ ok(!$res->{headers}{'access-control-allow-origin'},
 
 error_log_ok(stop_nginx($srv), 'the example ran without alert/crit/crash');
 
-# the example with its canary down: the request is retried on the primary
+# the example with its canary down: the balancer falls back to the primary
 isnt($down, $conf, 'a copy of the example whose canary is down');
 $srv = start_nginx(
     conf    => $down,
@@ -111,6 +112,13 @@ is($res->{status}, 200, 'canary down: 200');
 like($res->{body}, qr/^service_a answered/, 'canary down: served by the primary');
 is($res->{headers}{'x-dynroute-variant'}[0], 'canary',
    'canary down: the variant chosen was the canary');
+is($res->{headers}{'x-dynroute-fallback'}[0], 'stable',
+   'canary down: $dynroute_fallback names the primary that served');
+$res = http_raw($srv, "POST / HTTP/1.1\r\nHost: shop.example.com\r\n"
+                    . "X-Canary: always\r\nContent-Length: 2\r\n"
+                    . "Connection: close\r\n\r\nhi");
+like($res->{body}, qr/^service_a answered/,
+     'canary down: a POST that was never sent goes to the primary too');
 error_log_ok(stop_nginx($srv), 'the example with a canary down: no alert/crit/crash');
 
 done_testing();
