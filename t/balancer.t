@@ -238,7 +238,7 @@ CONF
 CONF
     location / {
         dynroute edge;
-        include /etc/nginx/scgi_params;
+        scgi_param REQUEST_METHOD $request_method;
         scgi_pass edge_pass;
     }
 CONF
