@@ -21,18 +21,26 @@ with the ratio to static at the same N computed within each round, and
 server CPU per request (/proc/PID/task/*/schedstat).  Everything listens on
 127.0.0.1 and is stopped by its PID.
 
+With BENCH_UPSTREAMS_CALLGRIND=R (off by default), the four fronts of the
+largest N are then run once more, each as a single process under callgrind
+as bench/callgrind.py does, and R requests on one keep-alive connection give
+instructions per request: a figure without noise.
+
 Knobs: BENCH_UPSTREAMS_SIZES (1,1000,10000), BENCH_UPSTREAMS_REPEAT (nginx -t
 runs per configuration, 3), BENCH_ROUNDS (5), BENCH_DURATION (3),
-BENCH_CONNECTIONS (32), BENCH_WARMUP (1), BENCH_OUT.
+BENCH_CONNECTIONS (32), BENCH_WARMUP (1), BENCH_UPSTREAMS_CALLGRIND (0),
+BENCH_OUT.
 """
 
 import os
+import signal
 import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib as B  # noqa: E402
+import callgrind as C  # noqa: E402
 
 HOST = "a.example.com"
 
@@ -171,7 +179,47 @@ def main():
     finally:
         B.stop_all()
 
-    report(fronts, rounds, duration, conns, repeat, out)
+    cg = B.env_int("BENCH_UPSTREAMS_CALLGRIND", 0)
+    counted = (under_callgrind([f for f in fronts if f["n"] == max(sizes)],
+                               cg, out) if cg else [])
+    report(fronts, rounds, duration, conns, repeat, out, counted, cg)
+
+
+def under_callgrind(fronts, requests, out):
+    """[(front, instructions per request)], each front a single nginx
+    process under callgrind, counted over requests on one connection."""
+    counted = []
+    out = os.path.join(out, "callgrind")
+    # The backends were stopped with the rest: new ones, new ports.
+    ports, backends = B.backends(out)
+    n = fronts[0]["n"]
+    ups = write_upstreams(os.path.join(out, "upstreams-%d.conf" % n), n,
+                          ports)
+    conf_of = dict((k, (h, l)) for k, h, l in kinds("u%d" % (n - 1)))
+    try:
+        backends.start()
+        for f in fronts:
+            port = B.free_port()
+            prefix = os.path.join(out, f["name"])
+            cgout = os.path.join(prefix, "callgrind.out")
+            http, loc = conf_of[f["kind"]]
+            nx = B.Nginx(f["name"], prefix, conf(ups, http, loc, port),
+                         [port], master=False,
+                         wrapper=["valgrind", "--tool=callgrind",
+                                  "--instr-atstart=no",
+                                  "--callgrind-out-file=" + cgout])
+            nx.start()
+            C.send(port, HOST, 50)
+            C.control(nx.proc.pid, "-i", "on")
+            C.send(port, HOST, requests)
+            C.control(nx.proc.pid, "-i", "off")
+            nx.stop(signal.SIGTERM)
+            counted.append((f, C.totals(cgout) / requests))
+            B.log("callgrind %-24s %10.0f instructions/request" % (
+                f["name"], counted[-1][1]))
+    finally:
+        B.stop_all()
+    return counted
 
 
 def span(xs):
@@ -184,7 +232,7 @@ def per_req(run):
     return run["cpu_ns"] / 1e3 / run["requests"] if run["requests"] else None
 
 
-def report(fronts, rounds, duration, conns, repeat, out):
+def report(fronts, rounds, duration, conns, repeat, out, counted, cg):
     base = {f["n"]: f for f in fronts if f["kind"] == "static"}
     rows = []
     for f in fronts:
@@ -222,6 +270,18 @@ def report(fronts, rounds, duration, conns, repeat, out):
         "proxy_pass http://$dynroute_upstream; dynroute-balancer = the same "
         "table + proxy_pass http://edge_pass, upstream edge_pass "
         "{ dynroute_balancer; }."])
+    if counted:
+        base = dict((f["kind"], per) for f, per in counted).get("static")
+        text += "\n\n" + "\n".join([
+            "callgrind, N = {:,}, {:d} requests on one keep-alive "
+            "connection, instructions of the whole nginx process per "
+            "request:".format(counted[0][0]["n"], cg), "",
+            B.table(["front", "instructions/request", "Δ vs static", "Δ %"],
+                    [[f["kind"], "%.0f" % per,
+                      "-" if base is None else "%+.0f" % (per - base),
+                      "-" if base is None else "%+.2f %%"
+                      % (100.0 * (per - base) / base)]
+                     for f, per in counted])])
     print(text)
     with open(os.path.join(out, "results.md"), "w") as fh:
         fh.write(text + "\n")
