@@ -26,8 +26,14 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib as B  # noqa: E402
 import e2e  # noqa: E402
 
-DEFAULT = ("static,map,dynroute,dynroute-regex,dynroute-rollout,map-10k,"
-           "dynroute-10k,auth_request-location")
+# Inclusive costs shown per request: the rewrite-phase handler (the
+# decision), and the balancer's peer initialisation, which includes the
+# chosen upstream's own (keepalive, round robin) that static pays as well.
+HANDLER = "ngx_http_dynroute_handler"
+BALANCER = "ngx_http_dynroute_balancer_init_peer"
+
+DEFAULT = ("static,map,dynroute,dynroute-balancer,dynroute-regex,"
+           "dynroute-rollout,map-10k,dynroute-10k,auth_request-location")
 
 
 def send(port, host, n):
@@ -61,16 +67,18 @@ def totals(path):
     return total
 
 
-def handler_cost(path):
-    """Inclusive instructions of the module's rewrite handler."""
+def inclusive(path, functions):
+    """Inclusive instructions of each of the functions, None if absent."""
     r = subprocess.run(["callgrind_annotate", "--inclusive=yes", path],
                        capture_output=True, text=True)
+    found = dict.fromkeys(functions)
     for line in r.stdout.splitlines():
-        if "ngx_http_dynroute_handler" in line:
-            m = re.match(r"\s*([\d,]+)", line)
-            if m:
-                return int(m.group(1).replace(",", ""))
-    return None
+        for fn in functions:
+            if found[fn] is None and re.search(r"\b%s\b" % fn, line):
+                m = re.match(r"\s*([\d,]+)", line)
+                if m:
+                    found[fn] = int(m.group(1).replace(",", ""))
+    return found
 
 
 def main():
@@ -115,8 +123,10 @@ def main():
             B.log("callgrind %s: started and measured in %.0f s, stopped in "
                   "%.0f s" % (name, t1 - t0, time.time() - t1))
             ir = totals(cg)
-            hc = handler_cost(cg)
-            results.append((name, ir / n, None if hc is None else hc / n))
+            inc = inclusive(cg, [HANDLER, BALANCER])
+            results.append((name, ir / n) + tuple(
+                None if inc[fn] is None else inc[fn] / n
+                for fn in (HANDLER, BALANCER)))
             B.log("callgrind %-24s %10.0f instructions/request (%.0f s)"
                   % (name, ir / n, time.time() - t0))
     finally:
@@ -124,16 +134,18 @@ def main():
 
     base = dict((r[0], r[1]) for r in results).get("static")
     rows = []
-    for name, per, handler in results:
+    for name, per, handler, balancer in results:
         rows.append([name, "%.0f" % per,
                      "-" if base is None else "%+.0f" % (per - base),
                      "-" if base is None else "%+.2f %%"
                      % (100.0 * (per - base) / base),
-                     "-" if handler is None else "%.0f" % handler])
+                     "-" if handler is None else "%.0f" % handler,
+                     "-" if balancer is None else "%.0f" % balancer])
     text = ("callgrind, %d requests on one keep-alive connection, "
             "instructions of the whole nginx process per request; %s\n\n"
             % (n, B.machine()) + B.table(["front", "instructions/request", "Δ vs static",
-                           "Δ %", "of which dynroute handler"], rows))
+                           "Δ %", "of which dynroute handler",
+                           "dynroute_balancer init_peer (incl.)"], rows))
     print(text)
     with open(os.path.join(out, "results.md"), "w") as fh:
         fh.write(text + "\n")

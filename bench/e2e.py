@@ -98,6 +98,13 @@ FRONTS = [
     front("dynroute", "    dynroute_table edge {\n%s    }\n" % SMALL_RULES,
           "dynroute edge;\n            proxy_pass http://$dynroute_upstream;",
           "a.example.com", "a", note="dynroute, the small table"),
+    front("dynroute-balancer",
+          "    upstream edge_pass {\n        dynroute_balancer;\n    }\n"
+          "    dynroute_table edge {\n%s    }\n" % SMALL_RULES,
+          "dynroute edge;\n            proxy_pass http://edge_pass;",
+          "a.example.com", "a",
+          note="dynroute, the small table, through upstream edge_pass "
+               "{ dynroute_balancer; }: no variable"),
     front("dynroute-regex",
           "    dynroute_table edge {\n%s"
           "        ~^(?<tenant>[a-z0-9]+)\\.t\\.example\\.org$  service_a;\n"
@@ -282,6 +289,8 @@ def report(fronts, rounds, duration, conns, out, machine=None):
     lines.append("Ratios within each round, median (min–max), by req/s and "
                  "by server CPU per request (backends included):")
     for a, b in (("dynroute", "static"), ("dynroute", "map"),
+                 ("dynroute-balancer", "static"),
+                 ("dynroute-balancer", "dynroute"),
                  ("dynroute", "auth_request-location"),
                  ("dynroute", "auth_request-process"),
                  ("dynroute-10k", "static"), ("dynroute-10k", "map-10k"),

@@ -1,4 +1,4 @@
-# Benchmarks: `make bench` runs them all (about 8 minutes); see
+# Benchmarks: `make bench` runs them all (about 12 minutes); see
 # bench/README.md.  Knobs are environment variables (BENCH_ROUNDS,
 # BENCH_DURATION, ...), documented there.
 
@@ -8,16 +8,16 @@ BENCH_OUT      := $(BUILD)/bench
 BENCH_PY       := PYTHONDONTWRITEBYTECODE=1 /usr/bin/python3
 
 .PHONY: bench bench-deps bench-micro bench-e2e bench-callgrind bench-large \
-        bench-smoke bench-check
+        bench-upstreams bench-smoke bench-check
 
-bench: bench-micro bench-e2e bench-callgrind bench-large
+bench: bench-micro bench-e2e bench-callgrind bench-large bench-upstreams
 	@echo "bench: results in $(BENCH_OUT)/*/results.md"
 
 bench-deps:
 	@scripts/apt-install $(BENCH_PACKAGES)
 
 BENCH_SCRIPTS := bench/benchlib.py bench/e2e.py bench/callgrind.py \
-                 bench/large.py
+                 bench/large.py bench/upstreams.py
 BENCH_SYNTAX  := $(BENCH_PY) -c 'import ast, sys; \
                  [ast.parse(open(f).read(), f) for f in sys.argv[1:]]'
 
@@ -49,6 +49,10 @@ bench-large: deps module bench-deps
 	BENCH_OUT=$(BENCH_OUT)/large MODULE=$(MODULE) NGINX=$(NGINX) \
 	    $(BENCH_PY) bench/large.py
 
+bench-upstreams: deps module bench-deps
+	BENCH_OUT=$(BENCH_OUT)/upstreams MODULE=$(MODULE) NGINX=$(NGINX) \
+	    $(BENCH_PY) bench/upstreams.py
+
 # A quick pass through every benchmark (about a minute): checks that the
 # scripts still run, not a measurement.
 bench-smoke: deps module bench-deps
@@ -57,11 +61,15 @@ bench-smoke: deps module bench-deps
 	BENCH_ROUNDS=1 BENCH_DURATION=1 BENCH_WARMUP=0.2 \
 	    $(BENCH_PY) bench/e2e.py
 	BENCH_OUT=$(BENCH_OUT)/smoke-callgrind MODULE=$(MODULE) NGINX=$(NGINX) \
-	BENCH_CALLGRIND_REQUESTS=50 BENCH_CALLGRIND_FRONTS=static,dynroute \
+	BENCH_CALLGRIND_REQUESTS=50 \
+	BENCH_CALLGRIND_FRONTS=static,dynroute,dynroute-balancer \
 	    $(BENCH_PY) bench/callgrind.py
 	BENCH_OUT=$(BENCH_OUT)/smoke-large MODULE=$(MODULE) NGINX=$(NGINX) \
 	BENCH_LARGE_SIZES=1000 BENCH_LARGE_REPEAT=1 BENCH_ROUNDS=1 \
 	BENCH_DURATION=1 $(BENCH_PY) bench/large.py
+	BENCH_OUT=$(BENCH_OUT)/smoke-upstreams MODULE=$(MODULE) NGINX=$(NGINX) \
+	BENCH_UPSTREAMS_SIZES=1,1000 BENCH_UPSTREAMS_REPEAT=1 BENCH_ROUNDS=1 \
+	BENCH_DURATION=1 BENCH_WARMUP=0.2 $(BENCH_PY) bench/upstreams.py
 
 # For CI, in seconds: the scripts parse, and the microbenchmarks build and
 # run once each (too briefly to mean anything).
