@@ -328,11 +328,8 @@ static void
 ngx_http_dynroute_balancer_free(ngx_peer_connection_t *pc, void *data,
     ngx_uint_t state) noexcept
 {
-    ngx_http_dynroute_balancer_peer_t  *bp;
-
-    bp = static_cast<ngx_http_dynroute_balancer_peer_t *>(data);
-
     ngx_http_upstream_conf_t           *conf;
+    ngx_http_dynroute_balancer_peer_t  *bp;
 
     bp = static_cast<ngx_http_dynroute_balancer_peer_t *>(data);
 
