@@ -4,6 +4,45 @@
 use lib 't/lib';
 use Test::Nginx::Dynroute;
 
+# A rollout keyed on a named capture of the table's own regex splits by that
+# capture: 200 tenants from one client address, 30% canary.  (Were the
+# variant picked before the captures are set, every tenant would fall back to
+# the client address and get the same variant.)
+{
+    my $srv = start_nginx(http_config => <<'CONF', config => <<'CONF');
+    upstream stable { server 127.0.0.1:$TEST_NGINX_PORT2; }
+    upstream canary { server 127.0.0.1:$TEST_NGINX_PORT3; }
+    server { listen 127.0.0.1:$TEST_NGINX_PORT2; return 200 "stable\n"; }
+    server { listen 127.0.0.1:$TEST_NGINX_PORT3; return 200 "canary\n"; }
+    dynroute_rollout by_tenant {
+        variant stable stable *;
+        variant canary canary 30%;
+        key     $tenant;
+    }
+    dynroute_table edge {
+        ~^(?<tenant>[a-z0-9]+)\.t\.example\.com$  by_tenant;
+    }
+CONF
+    location / {
+        dynroute edge;
+        proxy_pass http://$dynroute_upstream;
+        add_header X-Tenant $tenant;
+    }
+CONF
+    my ($canary, $stable, $moved) = (0, 0, 0);
+    for my $t (1 .. 200) {
+        my $host = "tenant$t.t.example.com";
+        my $r1 = http_get($srv, '/', { Host => $host });
+        my $r2 = http_get($srv, '/', { Host => $host, Cookie => "x=$t" });
+        $moved++ if $r1->{body} ne $r2->{body};
+        $r1->{body} eq "canary\n" ? $canary++ : $stable++;
+    }
+    ok($canary >= 40 && $canary <= 80,
+       "capture key: $canary of 200 tenants in the 30% canary, $stable stable");
+    is($moved, 0, 'capture key: a tenant keeps its variant');
+    error_log_ok(stop_nginx($srv), 'capture key: no alert/crit/crash');
+}
+
 run_tests();
 
 __DATA__
