@@ -1257,6 +1257,47 @@ ngx_http_dynroute_check_jumps(ngx_conf_t *cf, ngx_http_dynroute_use_t *use)
 }
 
 
+/*
+ * The precontent handler acts only where a table can jump to a named
+ * location, answer 421 (no default), or set named captures that other
+ * directives may read before the upstream is chosen.  Otherwise the
+ * decision is made by whatever first needs it ($dynroute_*, the balancer),
+ * with the same result, and the handler is not registered at all.
+ */
+
+static bool
+ngx_http_dynroute_needs_handler(ngx_http_dynroute_main_conf_t *dmcf) noexcept
+{
+    ngx_uint_t                  i;
+    ngx_http_dynroute_use_t   **up;
+    ngx_http_dynroute_table_t  *t;
+
+    up = static_cast<ngx_http_dynroute_use_t **>(dmcf->uses.elts);
+
+    for (i = 0; i < dmcf->uses.nelts; i++) {
+        t = up[i]->table;
+
+        if (t->core.default_rule() == dynroute::no_rule) {
+            return true;
+        }
+
+        for (const auto &rule : t->rules) {
+            if (rule.named) {
+                return true;
+            }
+        }
+
+        for (const auto &c : t->captures) {
+            if (!c.empty()) {
+                return true;
+            }
+        }
+    }
+
+    return false;
+}
+
+
 static ngx_int_t
 ngx_http_dynroute_init(ngx_conf_t *cf) noexcept
 {
@@ -1310,7 +1351,7 @@ ngx_http_dynroute_init(ngx_conf_t *cf) noexcept
         return NGX_ERROR;
     }
 
-    if (dmcf->uses.nelts == 0) {
+    if (!ngx_http_dynroute_needs_handler(dmcf)) {
         return NGX_OK;
     }
 

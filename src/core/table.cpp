@@ -382,11 +382,14 @@ Decision Table::find(std::string_view host) const noexcept
     }
 
     // The exact name wins over everything else but the ip rule, and its
-    // hash needs no label boundaries: eight bytes at a time.
-    d.rule = exact_.lookup(host, fold_label(HostIndex::basis, host, 0,
-                                            host.size()));
-    if (d.rule != no_rule) {
-        return d;
+    // hash needs no label boundaries: eight bytes at a time.  A table of
+    // wildcards, regexes or a default alone does not hash the host at all.
+    if (!exact_.empty()) {
+        d.rule = exact_.lookup(host, fold_label(HostIndex::basis, host, 0,
+                                                host.size()));
+        if (d.rule != no_rule) {
+            return d;
+        }
     }
 
     // Leading wildcards: one right-to-left pass, label by label, hashes
