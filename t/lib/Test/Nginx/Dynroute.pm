@@ -63,6 +63,12 @@ F<build/ngx_http_dynroute_module.so> (absolute path; the repository root is
 the parent of F<t/>) if that file exists, else nothing.  Empty string: load
 nothing (static builds).
 
+=item TEST_NGINX_INCLUDE_MODULES
+
+A glob of module load files to C<include> at the top of nginx.conf, such as
+F</etc/nginx/modules-enabled/*.conf> for a module installed from its Debian
+package (set C<TEST_NGINX_LOAD_MODULES> to the empty string then).
+
 =item TEST_NGINX_SERVTEMP
 
 Directory in which the per-run F<servrootXXXXXX> directory is made; default
@@ -450,7 +456,9 @@ sub _conf_text() {
     my $p = $srv->{prefix};
     my $v = $srv->{vars};
     return _subst($srv->{full_conf}, $v) if defined $srv->{full_conf};
+    my $inc = $ENV{TEST_NGINX_INCLUDE_MODULES};
     my $line1 = join ' ',
+        ((defined $inc && length $inc) ? ("include $inc;") : ()),
         (map { "load_module $_;" } _modules()),
         'daemon off;', 'master_process on;',
         "worker_processes $srv->{workers};",

@@ -1,0 +1,31 @@
+# The Debian package (issue #16): make deb, make test-deb.
+#
+#   make deb       builds build/deb/libnginx-mod-http-dynroute_<version>_<arch>.deb
+#                  with dpkg-buildpackage (debian/), then runs lintian on it
+#   make test-deb  installs it on this machine's nginx, runs part of the prove
+#                  suite against the installed module, removes and purges it
+#
+# The version comes from debian/changelog alone.
+
+DEB_DIR      := $(BUILD)/deb
+DEB_PACKAGES := dpkg-dev debhelper lintian fakeroot nginx-dev libpcre2-dev g++
+DEB_VERSION   = $(shell dpkg-parsechangelog -l debian/changelog -S Version)
+DEB_ARCH      = $(shell dpkg --print-architecture)
+DEB_FILE      = $(DEB_DIR)/libnginx-mod-http-dynroute_$(DEB_VERSION)_$(DEB_ARCH).deb
+
+.PHONY: deb test-deb
+
+# Built from a copy of the tracked files: dpkg-buildpackage writes its
+# results next to the source tree, and the repository's build/ stays out.
+deb:
+	@scripts/apt-install $(DEB_PACKAGES)
+	rm -rf $(DEB_DIR) && mkdir -p $(DEB_DIR)/src
+	git ls-files -z -co --exclude-standard | tar --null -T - -cf - | tar -xf - -C $(DEB_DIR)/src
+	cd $(DEB_DIR)/src && dpkg-buildpackage -us -uc -b \
+	    > $(DEB_DIR)/build.log 2>&1 \
+	    || { tail -40 $(DEB_DIR)/build.log; exit 1; }
+	lintian --fail-on error --info $(DEB_FILE) | tee $(DEB_DIR)/lintian.log
+	@echo "deb: $(DEB_FILE)"
+
+test-deb: deps deb
+	scripts/test-deb $(DEB_FILE)
