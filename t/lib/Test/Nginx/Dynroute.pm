@@ -67,7 +67,9 @@ nothing (static builds).
 
 A glob of module load files to C<include> at the top of nginx.conf, such as
 F</etc/nginx/modules-enabled/*.conf> for a module installed from its Debian
-package (set C<TEST_NGINX_LOAD_MODULES> to the empty string then).
+package (set C<TEST_NGINX_LOAD_MODULES> to the empty string then).  Each
+prefix then gets F<modules> as a link to F</usr/lib/nginx/modules>, which is
+where those files' relative C<load_module modules/...;> point.
 
 =item TEST_NGINX_SERVTEMP
 
@@ -417,6 +419,10 @@ sub _prepare_server() {
     $tag =~ s/[^\w.-]+/_/g;
     my $prefix = sprintf '%s/%03d-%s', _servroot(), ++$PrefixSeq, $tag;
     File::Path::make_path("$prefix/conf", "$prefix/logs", "$prefix/tmp", "$prefix/html");
+    # load files of installed modules name them relative to the prefix, as
+    # Debian's "load_module modules/...;"
+    symlink '/usr/lib/nginx/modules', "$prefix/modules"
+        if length($ENV{TEST_NGINX_INCLUDE_MODULES} // '');
     my ($p1, $p2, $p3) = _free_ports(3);
     my $srv = {
         prefix      => $prefix,
