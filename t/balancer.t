@@ -8,27 +8,6 @@ use Test::Nginx::Dynroute;
 use IO::Socket::IP;
 use POSIX ();
 
-sub slurp_log($) {
-    my ($path) = @_;
-    open my $fh, '<', $path or return '';
-    local $/;
-    my $s = <$fh>;
-    return defined $s ? $s : '';
-}
-
-# how many lines of the log at $path match $re; a backend writes its log
-# line after it answered, so wait (up to 2 s) for at least one
-sub lines_in($$) {
-    my ($path, $re) = @_;
-    my $n = 0;
-    for (1 .. 20) {
-        $n = grep { /$re/ } split /\n/, slurp_log($path);
-        last if $n;
-        select undef, undef, undef, 0.1;
-    }
-    return $n;
-}
-
 # A loopback server of our own, in a child process, for the protocols and
 # failures nginx cannot play: it accepts, reads what it is sent and does
 # what $kind says.  Stopped by PID.  Returns (pid, port).
@@ -108,7 +87,9 @@ CONF
     is(scalar(grep { $_ eq "port $srv->{port2} edge_pass\n" } @bodies), 10,
        'keepalive: 10 requests answered by the chosen upstream');
     my %conns = map { (split / /)[3] => 1 }
-                grep { /GET \/k/ } split /\n/, slurp_log("$srv->{prefix}/logs/backends.log");
+                grep { /GET \/k/ } split /\n/, do {
+                    open my $fh, '<', "$srv->{prefix}/logs/backends.log";
+                    local $/; <$fh> // '' };
     is(scalar(keys %conns), 1,
        'keepalive: the 10 requests shared one upstream connection');
     error_log_ok(stop_nginx($srv), 'keepalive: no alert/crit/crash');
@@ -170,7 +151,7 @@ CONF
     is_deeply([keys %seen], ["port $p3 edge_pass\n"], 'down: never the down server');
     my @f = map { http_get($srv, "/f$_", { Host => 'fails.example.com' }) } 1 .. 6;
     is(scalar(grep { $_->{status} == 200 } @f), 6, 'max_fails: every request answered');
-    my $log = slurp_log($srv->{error_log});
+    my $log = do { open my $fh, '<', $srv->{error_log}; local $/; <$fh> // '' };
     my $refused = () = $log =~ /connect\(\) failed .*upstream: "http:\/\/127\.0\.0\.1:$dead\//g;
     is($refused, 1 + 1,   # the backup test's try, and one for with_fails
        'max_fails: the failed server was tried once, then left alone');
@@ -299,24 +280,24 @@ CONF
     is("$r->{status} $r->{body}", "200 port $p2 edge_pass\n", 'canary down: the primary answers');
     is($r->{headers}{'x-variant'}[0] . ' ' . $r->{headers}{'x-fallback'}[0], 'canary stable',
        'canary down: $dynroute_variant is the canary, $dynroute_fallback the primary');
-    is(lines_in($blog, qr/^$p2 POST \/p1 /) . lines_in($blog, qr/^$p3 POST \/p1 /), '10',
+    is(file_lines($blog, qr/^$p2 POST \/p1 /, 1) . file_lines($blog, qr/^$p3 POST \/p1 /, 1), '10',
        'canary down: the POST reached the primary once, the canary never');
 
     $r = $post->('/p2', 'refuses.example.com');
     is("$r->{status} $r->{body}", "200 port $p2 edge_pass\n",
        'canary refuses connections: the primary answers the POST');
-    is(lines_in($blog, qr/^$p2 POST \/p2 /), 1, 'canary refuses: the POST reached the primary once');
+    is(file_lines($blog, qr/^$p2 POST \/p2 /, 1), 1, 'canary refuses: the POST reached the primary once');
 
     $r = $post->('/p3', 'hangs.example.com');
     is($r->{status}, 504, 'canary accepts and hangs: the sent POST is not replayed (504)');
-    is(lines_in($blog, qr/POST \/p3 /), 0, 'canary hangs: the POST never reached the primary');
-    is(lines_in("$hang_count", qr/^POST \/p3 /), 1, 'canary hangs: it reached the canary once');
+    is(file_lines($blog, qr/POST \/p3 /, 1), 0, 'canary hangs: the POST never reached the primary');
+    is(file_lines("$hang_count", qr/^POST \/p3 /, 1), 1, 'canary hangs: it reached the canary once');
     is($r->{headers}{'x-fallback'}[0], undef, 'canary hangs: no fallback is reported');
 
     $r = http_get($srv, '/g3', { Host => 'hangs.example.com' });
     is("$r->{status} $r->{body}", "200 port $p2 edge_pass\n",
        'canary hangs: an idempotent GET is retried on the primary, as proxy_next_upstream says');
-    is(lines_in("$hang_count", qr/^GET \/g3 /) . lines_in($blog, qr/^$p2 GET \/g3 /), '11',
+    is(file_lines("$hang_count", qr/^GET \/g3 /, 1) . file_lines($blog, qr/^$p2 GET \/g3 /, 1), '11',
        'canary hangs: the GET reached the canary once and the primary once');
 
     $r = http_get($srv, '/nofallback/x', { Host => 'refuses.example.com' });
@@ -325,7 +306,7 @@ CONF
     $r = $post->('/p4', 'ok.example.com');
     is("$r->{status} $r->{body}", "200 port $p3 edge_pass\n", 'a healthy canary serves');
     is($r->{headers}{'x-fallback'}[0], undef, 'a healthy canary: no fallback');
-    is(lines_in($blog, qr/POST \/p4 /), 1, 'a healthy canary: the POST reached one backend once');
+    is(file_lines($blog, qr/POST \/p4 /, 1), 1, 'a healthy canary: the POST reached one backend once');
 
     my $log = stop_nginx($srv);
     like($log, qr/dynroute: upstream "canary_refuses" failed to connect, passing the request to the primary "stable"/,
@@ -374,7 +355,7 @@ CONF
         $reloaded++ if reload_nginx($srv, undef, undef);
     }
     waitpid $child, 0;
-    my ($ok, $bad) = split ' ', slurp_log("$out");
+    my ($ok, $bad) = split ' ', do { open my $fh, '<', "$out"; local $/; <$fh> // '' };
     is($reloaded, 3, 'three reloads while requests run');
     ok($ok > 50 && $bad == 0, "reloads under load: $ok requests answered, $bad failed");
     error_log_ok(stop_nginx($srv), 'reloads: no alert/crit/crash');

@@ -14,27 +14,6 @@ use Test::Nginx::Dynroute;
 my $curl = `command -v curl 2>/dev/null`;
 chomp $curl;
 
-sub slurp_log($) {
-    my ($path) = @_;
-    open my $fh, '<', $path or return '';
-    local $/;
-    my $s = <$fh>;
-    return defined $s ? $s : '';
-}
-
-# how many times $re is in the log at $path, once it reaches $want or after
-# 5 s (background subrequests finish after the response; valgrind is slow)
-sub count_in_log($$$) {
-    my ($path, $re, $want) = @_;
-    my $n = 0;
-    for (1 .. 50) {
-        $n = () = slurp_log($path) =~ /$re/g;
-        last if $n >= $want;
-        select undef, undef, undef, 0.1;
-    }
-    return $n;
-}
-
 # The reported auth_request bypass, over HTTP/2 without TLS (h2c) as well:
 # IP-literal hosts must get the auth service's 401 like every other host.
 {
@@ -132,9 +111,9 @@ CONF
         push @got, "$res->{status} $res->{body}";
     }
     is("@got", "200 app\n 200 app\n 200 app\n", 'mirrored requests are proxied');
-    my $shadow = count_in_log("$srv->{prefix}/logs/shadow.log", qr{GET /m/x}, 3);
+    my $shadow = file_lines("$srv->{prefix}/logs/shadow.log", qr{GET /m/x}, 3);
     is($shadow, 3, 'mirror: each of the 3 requests reached the mirror backend');
-    is(slurp_log("$srv->{prefix}/logs/local.log"), '',
+    is(file_lines("$srv->{prefix}/logs/local.log", qr/./), 0,
        'mirror: no subrequest jumped to @local');
     error_log_ok(stop_nginx($srv), 'mirror: no alert/crit/crash');
 }
@@ -187,9 +166,9 @@ CONF
         $variants{"u$u"} = $res->{headers}{'x-variant'}[0];
     }
     my $want_blue = 10 * grep { $_ eq 'blue' } values %variants;
-    my $n_blue = count_in_log("$srv->{prefix}/logs/blue.log", qr/GET/, $want_blue);
-    my $n_green = count_in_log("$srv->{prefix}/logs/green.log", qr/GET/,
-                               40 - $want_blue);
+    my $n_blue = file_lines("$srv->{prefix}/logs/blue.log", qr/GET/, $want_blue);
+    my $n_green = file_lines("$srv->{prefix}/logs/green.log", qr/GET/,
+                             40 - $want_blue);
     is("$n_blue $n_green", "$want_blue " . (40 - $want_blue),
        'slice: every 100-byte slice of a response came from its own variant');
     my $res = http_get($srv, '/s/f.txt', { Host => '10.0.0.1' });
@@ -231,7 +210,7 @@ CONF
     my $r1 = http_get($srv, '/c', { Host => 'shop.example.com' });
     sleep 2;
     my $r2 = http_get($srv, '/c', { Host => 'shop.example.com' });
-    my $n = count_in_log("$srv->{prefix}/logs/app.log", qr{GET /c}, 2);
+    my $n = file_lines("$srv->{prefix}/logs/app.log", qr{GET /c}, 2);
     select undef, undef, undef, 0.3;    # the cache entry is written after
     my $r3 = http_get($srv, '/c', { Host => 'shop.example.com' });
     is($r1->{headers}{'x-cache'}[0], 'MISS', 'cache: first request is a miss');

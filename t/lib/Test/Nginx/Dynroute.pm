@@ -244,6 +244,9 @@ not start, no complete response, harness error).
     # rejected ([emerg]) or nothing happened in time.
     my $log = stop_nginx($srv);
     # QUIT, wait max 10 s, then TERM and wait again (never SIGKILL).
+    my $n = file_lines($path, qr/.../, $at_least);
+    # lines of a file (an access log) matching, waiting up to 5 s for
+    # $at_least of them
     # Returns error.log, followed by nginx's stderr if it wrote any.
     error_log_ok($log, $name);            # the alert/crit/crash check
     error_log_ok($log, $name, allow_emerg => 1);
@@ -286,7 +289,7 @@ use Time::HiRes ();
 our @EXPORT = qw(
     run_tests workers master_on repeat_each no_shuffle
     start_nginx http_get http_raw reload_nginx stop_nginx
-    error_log_ok nginx_test_config
+    error_log_ok nginx_test_config file_lines
     done_testing note
 );
 
@@ -347,6 +350,20 @@ sub _modules() {
 }
 
 #------------------------------------------------------------------ files
+
+# How many lines of the file at $path match $re.  A backend writes its
+# access log line after it answered, and a background subrequest finishes
+# after the response: with $at_least, wait (up to 5 s) for that many.
+sub file_lines() {
+    my ($path, $re, $at_least) = @_;
+    my $n = 0;
+    for (1 .. 50) {
+        $n = grep { /$re/ } split /\n/, _slurp($path);
+        last if $n >= ($at_least // 0);
+        select undef, undef, undef, 0.1;
+    }
+    return $n;
+}
 
 sub _slurp() {
     my ($path, $offset) = @_;
