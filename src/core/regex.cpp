@@ -1,6 +1,9 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
+#include <new>
+#include <utility>
+
 #include "regex.hpp"
 #include "text.hpp"
 
@@ -13,6 +16,19 @@ pcre2_code *as_code(void *p) noexcept { return static_cast<pcre2_code *>(p); }
 pcre2_match_data *as_data(void *p) noexcept
 {
     return static_cast<pcre2_match_data *>(p);
+}
+
+// Move assignment through the move constructor: free what self holds, then
+// take what o holds.  For the PCRE2 handles below, whose move constructors
+// cannot throw.
+template <typename T>
+T &assign_moved(T &self, T &&o) noexcept
+{
+    if (&self != &o) {
+        self.~T();
+        ::new (static_cast<void *>(&self)) T(std::move(o));
+    }
+    return self;
 }
 
 }  // namespace
@@ -66,15 +82,7 @@ Regex::Regex(Regex &&o) noexcept
 
 Regex &Regex::operator=(Regex &&o) noexcept
 {
-    if (this != &o) {
-        pcre2_code_free(as_code(code_));
-        code_ = o.code_;
-        captures_ = o.captures_;
-        jit_ = o.jit_;
-        names_ = std::move(o.names_);
-        o.code_ = nullptr;
-    }
-    return *this;
+    return assign_moved(*this, std::move(o));
 }
 
 MatchData::MatchData(unsigned max_captures) : pairs_(max_captures + 1)
@@ -96,15 +104,7 @@ MatchData::MatchData(MatchData &&o) noexcept
 
 MatchData &MatchData::operator=(MatchData &&o) noexcept
 {
-    if (this != &o) {
-        pcre2_match_data_free(as_data(data_));
-        data_ = o.data_;
-        pairs_ = o.pairs_;
-        last_rc_ = o.last_rc_;
-        o.data_ = nullptr;
-        o.last_rc_ = 0;
-    }
-    return *this;
+    return assign_moved(*this, std::move(o));
 }
 
 int MatchData::match(const Regex &re, std::string_view subject) noexcept
