@@ -239,6 +239,36 @@ def stop_all():
             log("stopping %s: %s" % (n.name, e))
 
 
+def nginx_t(conf, prefix, timeout=600):
+    """(wall s, peak RSS KB, [warnings]) of one `nginx -t` pinned to the
+    server core.  The peak RSS is GNU time's, which forks nginx from a small
+    process: rusage of a fork of this Python process counts its pages too."""
+    t0 = time.perf_counter()
+    r = subprocess.run(["/usr/bin/time", "-f", "@@ %M",
+                        "taskset", "-c", SERVER_CPU, NGINX, "-t",
+                        "-p", prefix + "/", "-c", conf],
+                       capture_output=True, text=True, timeout=timeout)
+    wall = time.perf_counter() - t0
+    m = re.search(r"@@ (\d+)", r.stderr)
+    if r.returncode != 0 or not m:
+        raise RuntimeError("nginx -t failed: " + r.stderr[-2000:])
+    warns = [re.sub(r"^\d+#\d+: ", "", l.split("[warn] ", 1)[1].strip())
+             for l in r.stderr.splitlines() if "[warn]" in l]
+    return wall, int(m.group(1)), warns
+
+
+def proc_kb(pid, field):
+    """A "kB" field of /proc/PID/status (VmRSS, VmHWM), or None."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for l in f:
+                if l.startswith(field + ":"):
+                    return int(l.split()[1])
+    except OSError:
+        pass
+    return None
+
+
 def tail(*paths, lines=15):
     out = []
     for p in paths:

@@ -17,8 +17,6 @@ BENCH_CONNECTIONS (32), BENCH_OUT.
 
 import os
 import random
-import re
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -35,31 +33,6 @@ def kinds(n):
                      "        default service_b;\n    }\n",
          "dynroute edge;\n            proxy_pass http://$dynroute_upstream;"),
     ]
-
-
-def nginx_t(conf, prefix):
-    """(wall s, peak RSS KB, warnings) of one `nginx -t`."""
-    r = subprocess.run(["/usr/bin/time", "-f", "@@ %e %M",
-                        "taskset", "-c", B.SERVER_CPU, B.NGINX, "-t",
-                        "-p", prefix + "/", "-c", conf],
-                       capture_output=True, text=True, timeout=600)
-    m = re.search(r"@@ ([\d.]+) (\d+)", r.stderr)
-    if r.returncode != 0 or not m:
-        raise RuntimeError("nginx -t failed: " + r.stderr[-2000:])
-    warns = [re.sub(r"^\d+#\d+: ", "", l.split("[warn] ", 1)[1].strip())
-             for l in r.stderr.splitlines() if "[warn]" in l]
-    return float(m.group(1)), int(m.group(2)), warns
-
-
-def vm_rss_kb(pid):
-    try:
-        with open("/proc/%d/status" % pid) as f:
-            for l in f:
-                if l.startswith("VmRSS:"):
-                    return int(l.split()[1])
-    except OSError:
-        pass
-    return None
 
 
 def probe_hosts(n, count=1000, seed=7):
@@ -102,7 +75,7 @@ def main():
         prefix = os.path.join(out, name)
         nx = B.Nginx(name, prefix, e2e.server_conf(f, port, "", 0, ports),
                      [port])
-        runs = [nginx_t(nx.conf, prefix) for _ in range(repeat)]
+        runs = [B.nginx_t(nx.conf, prefix) for _ in range(repeat)]
         wall = B.median([r[0] for r in runs])
         rss = B.median([r[1] for r in runs])
         warns = runs[0][2]
@@ -149,7 +122,8 @@ def main():
                     r + 1, rounds, f["name"], res["rps"], res["errors"]))
         for f in fronts:
             pids = f["nginx"].pids()
-            f["worker_rss"] = vm_rss_kb(pids[-1]) if len(pids) > 1 else None
+            f["worker_rss"] = (B.proc_kb(pids[-1], "VmRSS")
+                               if len(pids) > 1 else None)
             for e in f["nginx"].errors():
                 B.log("%s: %s" % (f["name"], e))
     finally:

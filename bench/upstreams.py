@@ -14,8 +14,8 @@ Four fronts per N:
   - dynroute-balancer: the same table and proxy_pass http://edge_pass;
     with upstream edge_pass { dynroute_balancer; }
 
-For each configuration: the wall time and peak RSS of `nginx -t` (wait4's
-rusage of the child), and the master's peak RSS (VmHWM) once started.  Then
+For each configuration: the wall time and peak RSS of `nginx -t` (GNU
+time), and the master's peak RSS (VmHWM) once started.  Then
 throughput, in bounded wrk rounds interleaved over every front of every N,
 with the ratio to static at the same N computed within each round, and
 server CPU per request (/proc/PID/task/*/schedstat).  Everything listens on
@@ -34,9 +34,7 @@ BENCH_OUT.
 
 import os
 import signal
-import subprocess
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib as B  # noqa: E402
@@ -77,35 +75,6 @@ def conf(upstreams, http, location, port):
             % (upstreams, http, port, location.strip()))
 
 
-def nginx_t(conf_path, prefix):
-    """(wall s, peak RSS KB) of one `nginx -t`: taskset execs nginx in the
-    same process, so wait4's rusage is nginx's own."""
-    log = os.path.join(prefix, "nginx-t.log")
-    with open(log, "w") as out:
-        t0 = time.perf_counter()
-        p = subprocess.Popen(["taskset", "-c", B.SERVER_CPU, B.NGINX, "-t",
-                              "-p", prefix + "/", "-c", conf_path],
-                             stdout=out, stderr=out,
-                             stdin=subprocess.DEVNULL)
-        _, status, ru = os.wait4(p.pid, 0)
-        wall = time.perf_counter() - t0
-    p.returncode = os.waitstatus_to_exitcode(status)
-    if p.returncode != 0:
-        raise RuntimeError("nginx -t failed: " + B.tail(log))
-    return wall, ru.ru_maxrss
-
-
-def proc_kb(pid, field):
-    try:
-        with open("/proc/%d/status" % pid) as f:
-            for l in f:
-                if l.startswith(field + ":"):
-                    return int(l.split()[1])
-    except OSError:
-        pass
-    return None
-
-
 def main():
     sizes = [int(x) for x in os.environ.get(
         "BENCH_UPSTREAMS_SIZES", "1,1000,10000").split(",") if x]
@@ -138,7 +107,7 @@ def main():
     tests = {f["name"]: [] for f in fronts}
     for _ in range(repeat):
         for f in fronts:
-            tests[f["name"]].append(nginx_t(f["nginx"].conf,
+            tests[f["name"]].append(B.nginx_t(f["nginx"].conf,
                                             f["nginx"].prefix))
     for f in fronts:
         f["t_wall"] = B.median([r[0] for r in tests[f["name"]]])
@@ -150,7 +119,7 @@ def main():
         backends.start()
         for f in fronts:
             f["nginx"].start()
-            f["master_hwm"] = proc_kb(f["nginx"].proc.pid, "VmHWM")
+            f["master_hwm"] = B.proc_kb(f["nginx"].proc.pid, "VmHWM")
             code, body = B.curl(f["port"], HOST)
             ok = code == "200" and body == "a"
             B.log("check %-24s -> %s %r %s" % (f["name"], code, body,
@@ -172,7 +141,7 @@ def main():
                     r + 1, rounds, f["name"], res["rps"], res["errors"]))
         for f in fronts:
             pids = f["nginx"].pids()
-            f["worker_rss"] = (proc_kb(pids[-1], "VmRSS")
+            f["worker_rss"] = (B.proc_kb(pids[-1], "VmRSS")
                                if len(pids) > 1 else None)
             for e in f["nginx"].errors():
                 B.log("%s: %s" % (f["name"], e))
