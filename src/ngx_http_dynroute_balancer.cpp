@@ -412,14 +412,23 @@ ngx_int_t
 ngx_http_dynroute_balancer_check_location(ngx_conf_t *cf,
     ngx_http_dynroute_loc_conf_t *conf) noexcept
 {
-    ngx_uint_t                  i;
-    const char                **name;
-    ngx_module_t               *m;
-    ngx_http_conf_ctx_t        *ctx;
-    ngx_http_upstream_conf_t   *uc;
-    ngx_http_core_loc_conf_t   *clcf;
+    ngx_uint_t                      i;
+    const char                    **name;
+    ngx_module_t                   *m;
+    ngx_http_conf_ctx_t            *ctx;
+    ngx_http_upstream_conf_t       *uc;
+    ngx_http_core_loc_conf_t       *clcf;
+    ngx_http_dynroute_main_conf_t  *dmcf;
 
     if (conf->use != NULL || conf->health) {
+        return NGX_OK;
+    }
+
+    dmcf = static_cast<ngx_http_dynroute_main_conf_t *>(
+               ngx_http_conf_get_module_main_conf(cf,
+                                                  ngx_http_dynroute_module));
+
+    if (dmcf->balancers.nelts == 0) {
         return NGX_OK;
     }
 
