@@ -398,6 +398,46 @@ void Rollout::finish()
     always_ = primary_ == 0 ? 1 : 0;
 }
 
+void Rollout::set_weights(const std::vector<std::uint32_t> &weights)
+{
+    if (weights.size() != variants_.size()) {
+        throw ConfigError("a weight for each of the "
+                          + std::to_string(variants_.size())
+                          + " variants is needed");
+    }
+
+    std::uint32_t sum = 0;
+
+    for (std::uint32_t w : weights) {
+        if (w > weight_scale) {
+            throw ConfigError("weight " + format_weight(w) + " over 100%");
+        }
+        sum += w;
+    }
+
+    if (sum != weight_scale) {
+        throw ConfigError("the weights sum to " + format_weight(sum)
+                          + ", not 100%");
+    }
+
+    for (std::size_t i = 0; i < variants_.size(); i++) {
+        Variant &v = variants_[i];
+        v.weight = weights[i];
+        v.rest = false;
+        v.inverse = v.weight ? 1.0 / static_cast<double>(v.weight) : 0.0;
+    }
+}
+
+void Rollout::set_primary(std::size_t variant)
+{
+    if (variant >= variants_.size()) {
+        throw ConfigError("no variant " + std::to_string(variant));
+    }
+
+    primary_ = variant;
+    always_ = primary_ == 0 ? 1 : 0;
+}
+
 std::size_t Rollout::by_override(std::string_view value) const noexcept
 {
     if (value == "always") {

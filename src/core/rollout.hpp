@@ -85,6 +85,12 @@ public:
     // there are two variants at least.  Throws ConfigError.
     void finish();
 
+    // Run time, on a copy of a finished rollout (the runtime API): new
+    // weights, one per variant in order, summing to 100 %; a new primary.
+    // Throw ConfigError.
+    void set_weights(const std::vector<std::uint32_t> &weights);
+    void set_primary(std::size_t variant);
+
     // Request time: never throw, never allocate.
 
     // "always": the first variant that is not the primary; "never": the

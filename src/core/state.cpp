@@ -1,0 +1,805 @@
+#include "state.hpp"
+
+#include <cmath>
+
+#include <nlohmann/json.hpp>
+
+#include "rollout.hpp"
+
+namespace dynroute {
+
+using json = nlohmann::json;
+
+namespace {
+
+// Nesting deeper than this is refused while parsing, before it costs
+// anything: no valid request or state file nests more than four levels.
+constexpr int max_depth = 8;
+
+// The message of a nlohmann exception without its "[json.exception...] ".
+std::string json_message(const json::exception &e)
+{
+    std::string s = e.what();
+    std::size_t p = s.find("] ");
+    return p == std::string::npos ? s : s.substr(p + 2);
+}
+
+json parse_object(std::string_view text, const char *what)
+{
+    json j;
+
+    try {
+        j = json::parse(text.begin(), text.end(),
+            [](int depth, json::parse_event_t, json &) {
+                if (depth > max_depth) {
+                    throw ApiError(400, "JSON nested deeper than "
+                                        + std::to_string(max_depth)
+                                        + " levels");
+                }
+                return true;
+            });
+
+    } catch (const json::exception &e) {
+        throw ApiError(400, std::string("malformed JSON in ") + what + ": "
+                            + json_message(e));
+    }
+
+    if (!j.is_object()) {
+        throw ApiError(400, std::string(what) + " must be a JSON object");
+    }
+
+    return j;
+}
+
+// Every answer goes out through here: a name from the configuration may
+// hold bytes that are not UTF-8, and dump() would throw on them.
+std::string text(const json &j)
+{
+    return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+json weight_json(std::uint32_t w)
+{
+    if (w % 100 == 0) {
+        return json(w / 100);
+    }
+    return json(static_cast<double>(w) / 100.0);
+}
+
+std::uint32_t weight_value(const std::string &variant, const json &v)
+{
+    if (v.is_number()) {
+        return json_weight(variant, v.get<double>());
+    }
+
+    if (v.is_string()) {
+        try {
+            WeightSpec w = parse_weight(v.get_ref<const std::string &>());
+            if (!w.rest) {
+                return w.value;
+            }
+        } catch (const ConfigError &e) {
+            throw ApiError(400, "variant " + dynroute::quoted(variant) + ": "
+                                + e.what());
+        }
+    }
+
+    throw ApiError(400, "the weight of variant " + dynroute::quoted(variant)
+                        + " must be a number of percent, like 25 or 12.5");
+}
+
+const std::string &string_field(const json &v, const std::string &what)
+{
+    if (!v.is_string()) {
+        throw ApiError(400, what + " must be a string");
+    }
+    return v.get_ref<const std::string &>();
+}
+
+std::string host_key(std::string_view host)
+{
+    std::string key, why;
+
+    if (!normalize_host(host, key, why)) {
+        throw ApiError(400, why);
+    }
+
+    return key;
+}
+
+HostEntry host_entry(const Schema &schema, const std::string &host,
+                     const json &body)
+{
+    if (!body.is_object()) {
+        throw ApiError(400, "the entry of host " + dynroute::quoted(host)
+                            + " must be a JSON object");
+    }
+
+    HostEntry e;
+    bool target = false;
+
+    for (const auto &[key, v] : body.items()) {
+        if (key == "target") {
+            e.target = string_field(v, "\"target\"");
+            target = true;
+
+        } else if (key == "table") {
+            e.table = string_field(v, "\"table\"");
+
+        } else {
+            throw ApiError(400, "unknown field " + dynroute::quoted(key)
+                                + " in the entry of host " + dynroute::quoted(host)
+                                + ": \"target\" and \"table\" only");
+        }
+    }
+
+    if (!target) {
+        throw ApiError(400, "the entry of host " + dynroute::quoted(host)
+                            + " has no \"target\"");
+    }
+
+    if (!schema.is_target(e.target) || e.target.size() > 255) {
+        throw ApiError(400, dynroute::quoted(e.target) + " is neither an upstream{} "
+                            "nor a dynroute_rollout of the configuration");
+    }
+
+    if (e.table.empty()) {
+        if (schema.tables.size() == 1) {
+            e.table = schema.tables[0];
+
+        } else if (schema.tables.empty()) {
+            throw ApiError(400, "the configuration has no dynroute_table");
+
+        } else {
+            std::string names;
+            for (const auto &t : schema.tables) {
+                names += (names.empty() ? "" : ", ") + dynroute::quoted(t);
+            }
+            throw ApiError(400, "say which \"table\" host " + dynroute::quoted(host)
+                                + " belongs to: " + names);
+        }
+
+    } else if (!schema.has_table(e.table) || e.table.size() > 255) {
+        throw ApiError(400, "no dynroute_table " + dynroute::quoted(e.table));
+    }
+
+    return e;
+}
+
+json rollout_json(const State &state, const RolloutInfo &info)
+{
+    auto it = state.rollouts.find(info.name);
+    const RolloutOverride *o = it == state.rollouts.end() ? nullptr
+                                                          : &it->second;
+    Effective e = effective(info, o);
+    json variants = json::object();
+
+    for (std::size_t i = 0; i < info.variants.size(); i++) {
+        variants[info.variants[i]] = {
+            {"weight", weight_json(e.weights[i])},
+            {"upstream", e.upstreams[i]},
+            {"configured_weight", weight_json(info.weights[i])},
+            {"configured_upstream", info.upstreams[i]},
+        };
+    }
+
+    return {
+        {"primary", info.variants[e.primary]},
+        {"runtime", o != nullptr},
+        {"variants", std::move(variants)},
+    };
+}
+
+// Reading a state file: every type is checked, so that a damaged file is
+// refused as a whole rather than half applied.
+[[noreturn]] void corrupt(const std::string &what)
+{
+    throw ConfigError("not a valid state file: " + what);
+}
+
+const json &member(const json &obj, const char *name, bool (json::*is)()
+                   const noexcept, const char *type)
+{
+    static const json null;
+    auto it = obj.find(name);
+
+    if (it == obj.end()) {
+        return null;
+    }
+
+    if (!((*it).*is)()) {
+        corrupt(std::string("\"") + name + "\" is not " + type);
+    }
+
+    return *it;
+}
+
+}  // namespace
+
+std::size_t RolloutInfo::find(std::string_view variant) const noexcept
+{
+    for (std::size_t i = 0; i < variants.size(); i++) {
+        if (variants[i] == variant) {
+            return i;
+        }
+    }
+    return static_cast<std::size_t>(-1);
+}
+
+const RolloutInfo *Schema::rollout(std::string_view name) const noexcept
+{
+    for (const auto &r : rollouts) {
+        if (r.name == name) {
+            return &r;
+        }
+    }
+    return nullptr;
+}
+
+bool Schema::has_table(std::string_view name) const noexcept
+{
+    for (const auto &t : tables) {
+        if (t == name) {
+            return true;
+        }
+    }
+    return false;
+}
+
+bool Schema::is_target(std::string_view name) const noexcept
+{
+    return upstreams.find(name) != upstreams.end() || rollout(name);
+}
+
+std::uint32_t json_weight(std::string_view variant, double number)
+{
+    if (!(number >= 0.0 && number <= 100.0)) {
+        throw ApiError(400, "the weight of variant " + dynroute::quoted(variant)
+                            + " is not between 0 and 100");
+    }
+
+    double v = number * 100.0;
+    double r = std::round(v);
+
+    if (std::fabs(v - r) > 1e-6) {
+        throw ApiError(400, "the weight of variant " + dynroute::quoted(variant)
+                            + " has more than two decimals");
+    }
+
+    return static_cast<std::uint32_t>(r);
+}
+
+Effective effective(const RolloutInfo &info, const RolloutOverride *o)
+{
+    Effective e{info.weights, info.upstreams, info.primary};
+
+    if (o == nullptr) {
+        return e;
+    }
+
+    for (std::size_t i = 0; i < info.variants.size(); i++) {
+        auto w = o->weights.find(info.variants[i]);
+        if (w != o->weights.end()) {
+            e.weights[i] = w->second;
+        }
+
+        auto u = o->upstreams.find(info.variants[i]);
+        if (u != o->upstreams.end()) {
+            e.upstreams[i] = u->second;
+        }
+    }
+
+    if (!o->primary.empty()) {
+        std::size_t p = info.find(o->primary);
+        if (p != static_cast<std::size_t>(-1)) {
+            e.primary = p;
+        }
+    }
+
+    return e;
+}
+
+std::string dump_state(const State &state, bool with_hosts)
+{
+    json rollouts = json::object();
+
+    for (const auto &[name, o] : state.rollouts) {
+        json r = json::object();
+
+        if (!o.weights.empty()) {
+            json w = json::object();
+            for (const auto &[variant, value] : o.weights) {
+                w[variant] = weight_json(value);
+            }
+            r["weights"] = std::move(w);
+        }
+
+        if (!o.upstreams.empty()) {
+            r["upstreams"] = o.upstreams;
+        }
+
+        if (!o.primary.empty()) {
+            r["primary"] = o.primary;
+        }
+
+        rollouts[name] = std::move(r);
+    }
+
+    json j = {
+        {"version", 1},
+        {"generation", state.generation},
+        {"draining", state.draining},
+        {"rollouts", std::move(rollouts)},
+    };
+
+    if (with_hosts) {
+        json hosts = json::object();
+        for (const auto &[host, e] : state.hosts) {
+            hosts[host] = {{"table", e.table}, {"target", e.target}};
+        }
+        j["hosts"] = std::move(hosts);
+    }
+
+    return text(j);
+}
+
+State load_state(std::string_view text, const Schema &schema,
+                 std::vector<std::string> &notices)
+{
+    json j;
+
+    try {
+        j = parse_object(text, "the state file");
+    } catch (const ApiError &e) {
+        throw ConfigError(e.what());
+    }
+
+    const json &version = member(j, "version", &json::is_number_unsigned,
+                                 "a version number");
+    if (version.is_null() || version.get<std::uint64_t>() != 1) {
+        corrupt("no \"version\": 1");
+    }
+
+    State s;
+    const json &gen = member(j, "generation", &json::is_number_unsigned,
+                             "a number");
+    const json &draining = member(j, "draining", &json::is_boolean,
+                                  "true or false");
+    s.generation = gen.is_null() ? 0 : gen.get<std::uint64_t>();
+    s.draining = draining.is_null() ? false : draining.get<bool>();
+
+    const json &rollouts = member(j, "rollouts", &json::is_object,
+                                  "an object");
+    if (!rollouts.is_null()) {
+        for (const auto &[name, r] : rollouts.items()) {
+            if (!r.is_object()) {
+                corrupt("rollout " + dynroute::quoted(name) + " is not an object");
+            }
+
+            RolloutOverride o;
+            const json &w = member(r, "weights", &json::is_object,
+                                   "an object");
+            const json &u = member(r, "upstreams", &json::is_object,
+                                   "an object");
+            const json &p = member(r, "primary", &json::is_string,
+                                   "a string");
+
+            try {
+                if (!w.is_null()) {
+                    for (const auto &[variant, v] : w.items()) {
+                        o.weights[variant] = weight_value(variant, v);
+                    }
+                }
+            } catch (const ApiError &e) {
+                corrupt(e.what());
+            }
+
+            if (!u.is_null()) {
+                for (const auto &[variant, v] : u.items()) {
+                    if (!v.is_string()) {
+                        corrupt("an upstream of rollout " + dynroute::quoted(name)
+                                + " is not a string");
+                    }
+                    o.upstreams[variant] = v.get<std::string>();
+                }
+            }
+
+            if (!p.is_null()) {
+                o.primary = p.get<std::string>();
+            }
+
+            s.rollouts[name] = std::move(o);
+        }
+    }
+
+    const json &hosts = member(j, "hosts", &json::is_object, "an object");
+    if (!hosts.is_null()) {
+        for (const auto &[host, h] : hosts.items()) {
+            std::string key, why;
+
+            if (!normalize_host(host, key, why)) {
+                corrupt(why);
+            }
+
+            if (!h.is_object() || !h.contains("table")
+                || !h.contains("target") || !h["table"].is_string()
+                || !h["target"].is_string())
+            {
+                corrupt("host " + dynroute::quoted(host) + " has no table and target");
+            }
+
+            s.hosts[key] = {h["table"].get<std::string>(),
+                            h["target"].get<std::string>()};
+        }
+    }
+
+    prune(s, schema, notices);
+
+    return s;
+}
+
+void prune(State &state, const Schema &schema,
+           std::vector<std::string> &notices)
+{
+    for (auto it = state.rollouts.begin(); it != state.rollouts.end(); ) {
+        const std::string &name = it->first;
+        RolloutOverride &o = it->second;
+        const RolloutInfo *info = schema.rollout(name);
+
+        if (info == nullptr) {
+            notices.push_back("dropped the runtime state of rollout "
+                              + dynroute::quoted(name) + ": no longer configured");
+            it = state.rollouts.erase(it);
+            continue;
+        }
+
+        if (!o.weights.empty()) {
+            bool same = o.weights.size() == info->variants.size();
+            std::uint32_t sum = 0;
+
+            for (const auto &[variant, w] : o.weights) {
+                same = same && info->find(variant) != std::size_t(-1);
+                sum += w;
+            }
+
+            if (!same || sum != weight_scale) {
+                notices.push_back("dropped the runtime weights of rollout "
+                                  + dynroute::quoted(name)
+                                  + ": its variants changed");
+                o.weights.clear();
+            }
+        }
+
+        for (auto u = o.upstreams.begin(); u != o.upstreams.end(); ) {
+            if (info->find(u->first) == std::size_t(-1)) {
+                notices.push_back("dropped the runtime upstream of variant "
+                                  + dynroute::quoted(u->first) + " of rollout "
+                                  + dynroute::quoted(name)
+                                  + ": no longer configured");
+                u = o.upstreams.erase(u);
+
+            } else if (schema.upstreams.find(u->second)
+                       == schema.upstreams.end())
+            {
+                notices.push_back("dropped the runtime upstream "
+                                  + dynroute::quoted(u->second) + " of variant "
+                                  + dynroute::quoted(u->first) + " of rollout "
+                                  + dynroute::quoted(name)
+                                  + ": no such upstream{} any more");
+                u = o.upstreams.erase(u);
+
+            } else {
+                ++u;
+            }
+        }
+
+        if (!o.primary.empty() && info->find(o.primary) == std::size_t(-1)) {
+            notices.push_back("dropped the runtime primary " + dynroute::quoted(o.primary)
+                              + " of rollout " + dynroute::quoted(name)
+                              + ": no such variant any more");
+            o.primary.clear();
+        }
+
+        if (o.empty()) {
+            it = state.rollouts.erase(it);
+        } else {
+            ++it;
+        }
+    }
+
+    for (auto it = state.hosts.begin(); it != state.hosts.end(); ) {
+        const HostEntry &e = it->second;
+
+        if (!schema.has_table(e.table)) {
+            notices.push_back("dropped runtime host " + dynroute::quoted(it->first)
+                              + ": no dynroute_table " + dynroute::quoted(e.table)
+                              + " any more");
+            it = state.hosts.erase(it);
+
+        } else if (!schema.is_target(e.target)) {
+            notices.push_back("dropped runtime host " + dynroute::quoted(it->first)
+                              + ": its target " + dynroute::quoted(e.target)
+                              + " is no longer configured");
+            it = state.hosts.erase(it);
+
+        } else {
+            ++it;
+        }
+    }
+}
+
+void patch_rollout(State &state, const Schema &schema, std::string_view name,
+                   std::string_view body)
+{
+    const RolloutInfo *info = schema.rollout(name);
+
+    if (info == nullptr) {
+        throw ApiError(404, "no rollout " + dynroute::quoted(name));
+    }
+
+    json j = parse_object(body, "the request body");
+
+    if (j.empty()) {
+        throw ApiError(400, "nothing to change: send \"weights\", "
+                            "\"upstreams\" or \"primary\"");
+    }
+
+    auto found = state.rollouts.find(info->name);
+    RolloutOverride o = found == state.rollouts.end() ? RolloutOverride()
+                                                      : found->second;
+
+    auto variant_of = [&](const std::string &v) {
+        std::size_t i = info->find(v);
+        if (i == std::size_t(-1)) {
+            throw ApiError(400, "rollout " + dynroute::quoted(name) + " has no variant "
+                                + dynroute::quoted(v));
+        }
+        return i;
+    };
+
+    for (const auto &[key, v] : j.items()) {
+        if (key == "weights") {
+            if (!v.is_object() || v.empty()) {
+                throw ApiError(400, "\"weights\" must be an object of "
+                                    "variants and percents");
+            }
+
+            std::vector<std::uint32_t> w(info->variants.size(), 0);
+            std::uint32_t sum = 0;
+
+            for (const auto &[variant, value] : v.items()) {
+                std::size_t i = variant_of(variant);
+                w[i] = weight_value(variant, value);
+                sum += w[i];
+            }
+
+            if (sum != weight_scale) {
+                throw ApiError(400, "the weights sum to " + format_weight(sum)
+                                    + ", not 100% (a variant left out "
+                                      "gets 0%)");
+            }
+
+            o.weights.clear();
+            for (std::size_t i = 0; i < w.size(); i++) {
+                o.weights[info->variants[i]] = w[i];
+            }
+
+        } else if (key == "upstreams") {
+            if (!v.is_object() || v.empty()) {
+                throw ApiError(400, "\"upstreams\" must be an object of "
+                                    "variants and upstream names");
+            }
+
+            for (const auto &[variant, value] : v.items()) {
+                std::size_t i = variant_of(variant);
+                const std::string &u = string_field(
+                    value, "the upstream of variant " + dynroute::quoted(variant));
+
+                if (schema.upstreams.find(u) == schema.upstreams.end()) {
+                    throw ApiError(400, dynroute::quoted(u) + " is not an upstream{} "
+                                        "of the configuration");
+                }
+
+                if (u == info->upstreams[i]) {
+                    o.upstreams.erase(variant);
+                } else {
+                    o.upstreams[variant] = u;
+                }
+            }
+
+        } else if (key == "primary") {
+            const std::string &p = string_field(v, "\"primary\"");
+            std::size_t i = variant_of(p);
+            o.primary = (i == info->primary) ? std::string() : p;
+
+        } else {
+            throw ApiError(400, "unknown field " + dynroute::quoted(key)
+                                + ": \"weights\", \"upstreams\" or "
+                                  "\"primary\"");
+        }
+    }
+
+    if (!o.weights.empty() && effective(*info, nullptr).weights
+        == effective(*info, &o).weights)
+    {
+        o.weights.clear();
+    }
+
+    if (o.empty()) {
+        state.rollouts.erase(info->name);
+    } else {
+        state.rollouts[info->name] = std::move(o);
+    }
+}
+
+void reset_rollout(State &state, const Schema &schema, std::string_view name)
+{
+    const RolloutInfo *info = schema.rollout(name);
+
+    if (info == nullptr) {
+        throw ApiError(404, "no rollout " + dynroute::quoted(name));
+    }
+
+    state.rollouts.erase(info->name);
+}
+
+bool put_host(State &state, const Schema &schema, std::string_view host,
+              std::string_view body)
+{
+    std::string key = host_key(host);
+    HostEntry e = host_entry(schema, key, parse_object(body,
+                                                       "the request body"));
+    auto [it, added] = state.hosts.try_emplace(key, e);
+
+    if (!added) {
+        it->second = std::move(e);
+    }
+
+    return added;
+}
+
+void delete_host(State &state, std::string_view host)
+{
+    std::string key = host_key(host);
+
+    if (state.hosts.erase(key) == 0) {
+        throw ApiError(404, "no runtime host " + dynroute::quoted(key));
+    }
+}
+
+BulkResult patch_hosts(State &state, const Schema &schema,
+                       std::string_view body)
+{
+    json j = parse_object(body, "the request body");
+    HostMap hosts = state.hosts;
+    BulkResult r;
+
+    for (const auto &[host, v] : j.items()) {
+        std::string key = host_key(host);
+
+        if (v.is_null()) {
+            if (hosts.erase(key) == 0) {
+                throw ApiError(404, "no runtime host " + dynroute::quoted(key));
+            }
+            r.removed++;
+            continue;
+        }
+
+        auto [it, added] = hosts.try_emplace(key);
+        it->second = host_entry(schema, key, v);
+        (added ? r.added : r.replaced)++;
+    }
+
+    state.hosts.swap(hosts);
+
+    return r;
+}
+
+std::string render_state(const State &state, const Schema &schema,
+                         std::string_view zone)
+{
+    json tables = json::object();
+    std::map<std::string, std::size_t> counts;
+
+    for (const auto &h : state.hosts) {
+        counts[h.second.table]++;
+    }
+
+    for (std::size_t i = 0; i < schema.tables.size(); i++) {
+        tables[schema.tables[i]] = {
+            {"rules", schema.table_rules[i]},
+            {"hosts", counts[schema.tables[i]]},
+        };
+    }
+
+    json rollouts = json::object();
+    for (const auto &info : schema.rollouts) {
+        rollouts[info.name] = rollout_json(state, info);
+    }
+
+    json hosts = json::object();
+    for (const auto &[host, e] : state.hosts) {
+        hosts[host] = {{"table", e.table}, {"target", e.target}};
+    }
+
+    json j = {
+        {"generation", state.generation},
+        {"draining", state.draining},
+        {"zone", std::string(zone)},
+        {"tables", std::move(tables)},
+        {"rollouts", std::move(rollouts)},
+        {"hosts", std::move(hosts)},
+    };
+
+    return text(j);
+}
+
+std::string render_rollout(const State &state, const Schema &schema,
+                           std::string_view name)
+{
+    const RolloutInfo *info = schema.rollout(name);
+
+    if (info == nullptr) {
+        throw ApiError(404, "no rollout " + dynroute::quoted(name));
+    }
+
+    json j = rollout_json(state, *info);
+    j["name"] = info->name;
+    j["generation"] = state.generation;
+
+    return text(j);
+}
+
+std::string render_hosts(const State &state)
+{
+    json hosts = json::object();
+    for (const auto &[host, e] : state.hosts) {
+        hosts[host] = {{"table", e.table}, {"target", e.target}};
+    }
+
+    json j = {{"generation", state.generation}, {"hosts", std::move(hosts)}};
+    return text(j);
+}
+
+std::string render_host(const State &state, std::string_view host)
+{
+    std::string key = host_key(host);
+    auto it = state.hosts.find(key);
+
+    if (it == state.hosts.end()) {
+        throw ApiError(404, "no runtime host " + dynroute::quoted(key));
+    }
+
+    json j = {
+        {"host", key},
+        {"table", it->second.table},
+        {"target", it->second.target},
+        {"generation", state.generation},
+    };
+    return text(j);
+}
+
+std::string render_generation(const State &state)
+{
+    json j = {{"generation", state.generation}, {"draining", state.draining}};
+    return text(j);
+}
+
+std::string render_bulk(const State &state, const BulkResult &r)
+{
+    json j = {
+        {"generation", state.generation},
+        {"added", r.added},
+        {"replaced", r.replaced},
+        {"removed", r.removed},
+    };
+    return text(j);
+}
+
+std::string render_error(std::string_view message)
+{
+    json j = {{"error", std::string(message)}};
+    return text(j);
+}
+
+}  // namespace dynroute

@@ -1,0 +1,283 @@
+// The runtime state: API changes, the state file, pruning on a new
+// configuration, and the shared-memory block of runtime hosts.
+#include <gtest/gtest.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "hosts.hpp"
+#include "rollout.hpp"
+#include "state.hpp"
+
+using namespace dynroute;
+
+namespace {
+
+Schema schema()
+{
+    Schema s;
+    s.rollouts.push_back({"checkout", {"stable", "canary"}, {9000, 1000},
+                          {"service_a", "service_b"}, 0});
+    s.tables = {"main"};
+    s.table_rules = {3};
+    s.upstreams = {"service_a", "service_b", "service_b_green"};
+    return s;
+}
+
+int status_of(const std::function<void()> &f)
+{
+    try {
+        f();
+    } catch (const ApiError &e) {
+        return e.status;
+    }
+    return 200;
+}
+
+}  // namespace
+
+TEST(State, WeightsReplaceTheConfiguredOnes)
+{
+    State st;
+    Schema sc = schema();
+    patch_rollout(st, sc, "checkout", R"({"weights":{"stable":75,"canary":25}})");
+    Effective e = effective(sc.rollouts[0], &st.rollouts["checkout"]);
+    EXPECT_EQ(e.weights, (std::vector<std::uint32_t>{7500, 2500}));
+
+    patch_rollout(st, sc, "checkout", R"({"weights":{"canary":"100%"}})");
+    e = effective(sc.rollouts[0], &st.rollouts["checkout"]);
+    EXPECT_EQ(e.weights, (std::vector<std::uint32_t>{0, 10000}));
+
+    // back to the configured weights: no override left
+    patch_rollout(st, sc, "checkout", R"({"weights":{"stable":90,"canary":10}})");
+    EXPECT_TRUE(st.rollouts.empty());
+}
+
+TEST(State, RefusesBadChangesAndKeepsTheState)
+{
+    State st;
+    Schema sc = schema();
+    patch_rollout(st, sc, "checkout", R"({"weights":{"stable":50,"canary":50}})");
+    State before = st;
+
+    EXPECT_EQ(status_of([&] { patch_rollout(st, sc, "nope", "{}"); }), 404);
+    EXPECT_EQ(status_of([&] { patch_rollout(st, sc, "checkout", "{"); }), 400);
+    EXPECT_EQ(status_of([&] { patch_rollout(st, sc, "checkout", "[]"); }), 400);
+    EXPECT_EQ(status_of([&] { patch_rollout(st, sc, "checkout", "{}"); }), 400);
+    EXPECT_EQ(status_of([&] {
+        patch_rollout(st, sc, "checkout", R"({"weights":{"stable":50}})");
+    }), 400);
+    EXPECT_EQ(status_of([&] {
+        patch_rollout(st, sc, "checkout",
+                      R"({"weights":{"stable":50.001,"canary":49.999}})");
+    }), 400);
+    EXPECT_EQ(status_of([&] {
+        patch_rollout(st, sc, "checkout", R"({"weights":{"blue":100}})");
+    }), 400);
+    EXPECT_EQ(status_of([&] {
+        patch_rollout(st, sc, "checkout",
+                      R"({"weights":{"stable":100},"upstreams":{"canary":"x.example.com"}})");
+    }), 400);
+    EXPECT_EQ(status_of([&] {
+        patch_rollout(st, sc, "checkout", R"({"colour":"blue"})");
+    }), 400);
+    EXPECT_EQ(status_of([&] {
+        patch_rollout(st, sc, "checkout", std::string(100, '[') + std::string(100, ']'));
+    }), 400);
+
+    EXPECT_EQ(dump_state(st, true), dump_state(before, true));
+}
+
+TEST(State, ErrorsNameWhatIsWrong)
+{
+    State st;
+    Schema sc = schema();
+    try {
+        patch_rollout(st, sc, "checkout", R"({"weights":{"stable":60,"canary":30}})");
+        FAIL();
+    } catch (const ApiError &e) {
+        EXPECT_STREQ(e.what(),
+                     "the weights sum to 90%, not 100% (a variant left out gets 0%)");
+    }
+    try {
+        patch_rollout(st, sc, "checkout", R"({"weights": tru})");
+        FAIL();
+    } catch (const ApiError &e) {
+        EXPECT_NE(std::string(e.what()).find("malformed JSON"), std::string::npos);
+    }
+    EXPECT_EQ(render_error("bad \xff byte"), "{\"error\":\"bad \xEF\xBF\xBD byte\"}");
+}
+
+TEST(State, FlipAndPrimary)
+{
+    State st;
+    Schema sc = schema();
+    patch_rollout(st, sc, "checkout",
+                  R"({"upstreams":{"canary":"service_b_green"},"primary":"canary"})");
+    Effective e = effective(sc.rollouts[0], &st.rollouts["checkout"]);
+    EXPECT_EQ(e.upstreams[1], "service_b_green");
+    EXPECT_EQ(e.primary, 1u);
+    reset_rollout(st, sc, "checkout");
+    EXPECT_TRUE(st.rollouts.empty());
+}
+
+TEST(State, Hosts)
+{
+    State st;
+    Schema sc = schema();
+    EXPECT_TRUE(put_host(st, sc, "Tenant1.Example.com.", R"({"target":"service_a"})"));
+    EXPECT_FALSE(put_host(st, sc, "tenant1.example.com", R"({"target":"checkout"})"));
+    EXPECT_EQ(st.hosts["tenant1.example.com"].target, "checkout");
+    EXPECT_EQ(st.hosts["tenant1.example.com"].table, "main");
+
+    EXPECT_EQ(status_of([&] { put_host(st, sc, "*.example.com", R"({"target":"service_a"})"); }), 400);
+    EXPECT_EQ(status_of([&] { put_host(st, sc, "10.0.0.1", R"({"target":"service_a"})"); }), 400);
+    EXPECT_EQ(status_of([&] { put_host(st, sc, "a.example.com:80", R"({"target":"service_a"})"); }), 400);
+    EXPECT_EQ(status_of([&] { put_host(st, sc, "a.example.com", R"({"target":"@local"})"); }), 400);
+    EXPECT_EQ(status_of([&] { put_host(st, sc, "a.example.com", R"({"target":"service_a","table":"x"})"); }), 400);
+    EXPECT_EQ(status_of([&] { put_host(st, sc, "a.example.com", R"({})"); }), 400);
+    EXPECT_EQ(status_of([&] { delete_host(st, "b.example.com"); }), 404);
+
+    BulkResult r = patch_hosts(st, sc, R"({"a.example.com":{"target":"service_a"},
+                                            "tenant1.example.com":null})");
+    EXPECT_EQ(r.added, 1u);
+    EXPECT_EQ(r.removed, 1u);
+    // all or nothing
+    EXPECT_EQ(status_of([&] {
+        patch_hosts(st, sc, R"({"c.example.com":{"target":"service_a"},"d.example.com":null})");
+    }), 404);
+    EXPECT_EQ(st.hosts.size(), 1u);
+}
+
+TEST(State, FileRoundTripAndPruning)
+{
+    State st;
+    Schema sc = schema();
+    st.generation = 7;
+    st.draining = true;
+    patch_rollout(st, sc, "checkout",
+                  R"({"weights":{"stable":87.5,"canary":12.5},"upstreams":{"canary":"service_b_green"}})");
+    put_host(st, sc, "t.example.com", R"({"target":"checkout"})");
+
+    std::vector<std::string> notices;
+    State back = load_state(dump_state(st, true), sc, notices);
+    EXPECT_TRUE(notices.empty());
+    EXPECT_EQ(dump_state(back, true), dump_state(st, true));
+    EXPECT_EQ(back.generation, 7u);
+    EXPECT_TRUE(back.draining);
+
+    // the next configuration has no service_b_green, a third variant, and
+    // no rollout "checkout" for the host to point at
+    Schema next = sc;
+    next.upstreams.erase("service_b_green");
+    next.rollouts[0].variants.push_back("dark");
+    next.rollouts[0].weights = {9000, 1000, 0};
+    next.rollouts[0].upstreams.push_back("service_a");
+    back = load_state(dump_state(st, true), next, notices);
+    EXPECT_EQ(notices.size(), 2u);
+    EXPECT_TRUE(back.rollouts.empty());
+    EXPECT_EQ(back.hosts.size(), 1u);
+
+    notices.clear();
+    next.rollouts.clear();
+    back = load_state(dump_state(st, true), next, notices);
+    EXPECT_EQ(notices.size(), 2u);  // the rollout, the host
+    EXPECT_TRUE(back.hosts.empty());
+}
+
+TEST(State, CorruptFilesAreRefusedWhole)
+{
+    Schema sc = schema();
+    std::vector<std::string> notices;
+    for (const char *bad : {"", "{", "[]", "{\"version\":2}", "{\"generation\":1}",
+                            "{\"version\":1,\"rollouts\":[]}",
+                            "{\"version\":1,\"hosts\":{\"a b\":{\"table\":\"main\",\"target\":\"service_a\"}}}",
+                            "{\"version\":1,\"rollouts\":{\"checkout\":{\"weights\":{\"stable\":\"x\"}}}}"}) {
+        EXPECT_THROW(load_state(bad, sc, notices), ConfigError) << bad;
+    }
+}
+
+TEST(HostsBlock, FindsEveryEntryAndNothingElse)
+{
+    HostMap hosts;
+    for (int i = 0; i < 5000; i++) {
+        hosts["tenant" + std::to_string(i) + ".example.com"] =
+            {"main", i % 2 ? "service_a" : "checkout"};
+    }
+    std::string block = encode_hosts(hosts);
+    HostsView v(block.data(), block.size());
+    EXPECT_EQ(v.size(), 5000u);
+
+    HostsView::Record rec;
+    for (int i = 0; i < 5000; i++) {
+        std::string h = "tenant" + std::to_string(i) + ".example.com";
+        ASSERT_TRUE(v.find(h, rec)) << h;
+        EXPECT_EQ(rec.host, h);
+        EXPECT_EQ(rec.table, "main");
+        EXPECT_EQ(rec.target, i % 2 ? "service_a" : "checkout");
+    }
+    EXPECT_FALSE(v.find("tenant5000.example.com", rec));
+    EXPECT_FALSE(v.find("", rec));
+
+    std::size_t n = 0;
+    EXPECT_TRUE(v.each([&](const HostsView::Record &) { n++; }));
+    EXPECT_EQ(n, 5000u);
+}
+
+TEST(HostsBlock, EmptyAndDamagedBlocksFindNothing)
+{
+    std::string empty = encode_hosts({});
+    HostsView::Record rec;
+    EXPECT_FALSE(HostsView(empty.data(), empty.size()).find("a", rec));
+    EXPECT_FALSE(HostsView(nullptr, 0).find("a", rec));
+
+    HostMap hosts{{"a.example.com", {"main", "service_a"}}};
+    std::string block = encode_hosts(hosts);
+    // every truncation and every byte flipped stays inside the block
+    for (std::size_t n = 0; n < block.size(); n++) {
+        HostsView(block.data(), n).find("a.example.com", rec);
+        std::string b = block;
+        b[n] = static_cast<char>(b[n] ^ 0xff);
+        HostsView w(b.data(), b.size());
+        w.find("a.example.com", rec);
+        w.each([](const HostsView::Record &) {});
+    }
+}
+
+TEST(Normalize, HostNames)
+{
+    std::string out, why;
+    EXPECT_TRUE(normalize_host("A.Example.COM.", out, why));
+    EXPECT_EQ(out, "a.example.com");
+    EXPECT_FALSE(normalize_host("a..b", out, why));
+    EXPECT_FALSE(normalize_host("", out, why));
+    EXPECT_FALSE(normalize_host(std::string(64, 'a') + ".com", out, why));
+    EXPECT_FALSE(normalize_host("127.0.0.1", out, why));
+    EXPECT_FALSE(normalize_host("[::1]", out, why));
+    EXPECT_FALSE(normalize_host("a/b", out, why));
+}
+
+TEST(RolloutRuntime, SetWeightsMovesKeysOneWay)
+{
+    Rollout r("checkout");
+    r.add_variant("stable", "90%");
+    r.add_variant("canary", "10%");
+    r.finish();
+    Rollout ramp = r;
+    ramp.set_weights({7500, 2500});
+    int moved_back = 0, canary = 0;
+    for (int i = 0; i < 10000; i++) {
+        std::string k = "user" + std::to_string(i);
+        if (r.by_weight(k) == 1 && ramp.by_weight(k) == 0) {
+            moved_back++;
+        }
+        canary += ramp.by_weight(k) == 1;
+    }
+    EXPECT_EQ(moved_back, 0);
+    EXPECT_NEAR(canary, 2500, 250);
+    EXPECT_THROW(ramp.set_weights({5000, 4000}), ConfigError);
+    EXPECT_THROW(ramp.set_weights({10000}), ConfigError);
+    ramp.set_primary(1);
+    EXPECT_EQ(ramp.by_override("always"), 0u);
+}
