@@ -1,7 +1,9 @@
 /*
  * dynroute_health: the liveness answer of the original router service,
  * 200 with the JSON string "i am alive" for GET, HEAD and POST, to clients
- * only (a subrequest gets 403).
+ * only (a subrequest gets 403).  "dynroute_health readiness": 200 with
+ * {"ready":true}, or 503 with {"ready":false} while the runtime API has
+ * this instance draining.
  */
 
 #include "ngx_http_dynroute_module.hpp"
@@ -12,6 +14,8 @@ static ngx_int_t ngx_http_dynroute_health_handler(ngx_http_request_t *r)
 
 
 static u_char  ngx_http_dynroute_alive[] = "\"i am alive\"";
+static u_char  ngx_http_dynroute_ready[] = "{\"ready\":true}";
+static u_char  ngx_http_dynroute_draining[] = "{\"ready\":false}";
 
 
 char *
@@ -21,13 +25,40 @@ ngx_http_dynroute_health(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_http_dynroute_loc_conf_t *dlcf =
         static_cast<ngx_http_dynroute_loc_conf_t *>(conf);
 
-    ngx_http_core_loc_conf_t  *clcf;
+    ngx_str_t                      *value;
+    ngx_http_core_loc_conf_t       *clcf, **cp;
+    ngx_http_dynroute_main_conf_t  *dmcf;
 
     if (dlcf->health) {
         return const_cast<char *>("is duplicate");
     }
 
     dlcf->health = 1;
+
+    if (cf->args->nelts == 2) {
+        value = static_cast<ngx_str_t *>(cf->args->elts);
+
+        if (!ngx_http_dynroute_is(value[1], "readiness")) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\": dynroute_health "
+                               "takes nothing or \"readiness\"", &value[1]);
+            return NGX_HTTP_DYNROUTE_CONF_ERROR;
+        }
+
+        dlcf->health = NGX_HTTP_DYNROUTE_READINESS;
+
+        dmcf = static_cast<ngx_http_dynroute_main_conf_t *>(
+                   ngx_http_conf_get_module_main_conf(cf,
+                                                      ngx_http_dynroute_module));
+        cp = static_cast<ngx_http_core_loc_conf_t **>(
+                 ngx_array_push(&dmcf->readiness));
+        if (cp == NULL) {
+            return NGX_HTTP_DYNROUTE_CONF_ERROR;
+        }
+
+        *cp = static_cast<ngx_http_core_loc_conf_t *>(
+                  ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module));
+    }
 
     clcf = static_cast<ngx_http_core_loc_conf_t *>(
                ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module));
@@ -40,10 +71,14 @@ ngx_http_dynroute_health(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 static ngx_int_t
 ngx_http_dynroute_health_handler(ngx_http_request_t *r) noexcept
 {
-    ngx_int_t         rc;
-    ngx_buf_t        *b;
-    ngx_chain_t       out;
-    ngx_table_elt_t  *allow;
+    u_char                         *body;
+    size_t                          len;
+    ngx_int_t                       rc;
+    ngx_buf_t                      *b;
+    ngx_chain_t                     out;
+    ngx_table_elt_t                *allow;
+    ngx_http_dynroute_loc_conf_t   *dlcf;
+    ngx_http_dynroute_main_conf_t  *dmcf;
 
     /*
      * A probe is a client's request.  A subrequest pointed at a health
@@ -78,8 +113,29 @@ ngx_http_dynroute_health_handler(ngx_http_request_t *r) noexcept
         return rc;
     }
 
+    dlcf = static_cast<ngx_http_dynroute_loc_conf_t *>(
+               ngx_http_get_module_loc_conf(r, ngx_http_dynroute_module));
+
     r->headers_out.status = NGX_HTTP_OK;
-    r->headers_out.content_length_n = sizeof(ngx_http_dynroute_alive) - 1;
+    body = ngx_http_dynroute_alive;
+    len = sizeof(ngx_http_dynroute_alive) - 1;
+
+    if (dlcf->health == NGX_HTTP_DYNROUTE_READINESS) {
+        dmcf = static_cast<ngx_http_dynroute_main_conf_t *>(
+                   ngx_http_get_module_main_conf(r, ngx_http_dynroute_module));
+
+        if (ngx_http_dynroute_live_draining(dmcf->live)) {
+            r->headers_out.status = NGX_HTTP_SERVICE_UNAVAILABLE;
+            body = ngx_http_dynroute_draining;
+            len = sizeof(ngx_http_dynroute_draining) - 1;
+
+        } else {
+            body = ngx_http_dynroute_ready;
+            len = sizeof(ngx_http_dynroute_ready) - 1;
+        }
+    }
+
+    r->headers_out.content_length_n = len;
     ngx_str_set(&r->headers_out.content_type, "application/json");
     r->headers_out.content_type_len = r->headers_out.content_type.len;
 
@@ -93,8 +149,8 @@ ngx_http_dynroute_health_handler(ngx_http_request_t *r) noexcept
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    b->pos = ngx_http_dynroute_alive;
-    b->last = ngx_http_dynroute_alive + sizeof(ngx_http_dynroute_alive) - 1;
+    b->pos = body;
+    b->last = body + len;
     b->memory = 1;
     b->last_buf = (r == r->main) ? 1 : 0;
     b->last_in_chain = 1;

@@ -22,15 +22,15 @@
 #include "table.hpp"
 
 
-typedef struct {
+struct ngx_http_dynroute_rule_t {
     ngx_str_t                  text;     /* as written; $dynroute_rule */
     ngx_str_t                  target;   /* upstream name or "@location" */
     ngx_uint_t                 named;    /* target is a named location */
     ngx_http_dynroute_rollout_t *rollout; /* target is a rollout */
     ngx_http_upstream_srv_conf_t *uscf;  /* target is an upstream{} */
-    u_char                    *file;
+    u_char                    *file;     /* NULL: a runtime host's rule */
     ngx_uint_t                 line;
-} ngx_http_dynroute_rule_t;
+};
 
 
 typedef struct {
@@ -86,9 +86,16 @@ typedef struct {
     ngx_http_dynroute_rule_t  *rule;     /* NULL: no rule matched */
     ngx_str_t                 *jumped;   /* the named location jumped to */
     struct sockaddr           *sockaddr; /* the address the pick saw */
-    uint32_t                   variant;  /* of rule->rollout */
+
+    /* a rollout's pick, kept whatever the runtime API changes later */
+    const ngx_http_upstream_srv_conf_t  *chosen;
+    const ngx_http_upstream_srv_conf_t  *primary;
+    uint16_t                   variant;
+    uint16_t                   primary_variant;
+
     unsigned                   picked:1;
     unsigned                   fallback:1; /* the primary served instead */
+    unsigned                   runtime:1;  /* a runtime host entry */
 } ngx_http_dynroute_ctx_t;
 
 
@@ -158,8 +165,22 @@ static ngx_command_t  ngx_http_dynroute_commands[] = {
       NULL },
 
     { ngx_string("dynroute_health"),
-      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
       ngx_http_dynroute_health,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("dynroute_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE23,
+      ngx_http_dynroute_zone,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("dynroute_api"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
+      ngx_http_dynroute_api,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
@@ -281,9 +302,9 @@ ngx_http_dynroute_handler(ngx_http_request_t *r) noexcept
     dlcf = static_cast<ngx_http_dynroute_loc_conf_t *>(
                ngx_http_get_module_loc_conf(r, ngx_http_dynroute_module));
 
-    /* a health location answers for this instance; it is never routed */
+    /* health and API locations answer for this instance: never routed */
 
-    if (dlcf->use == NULL || dlcf->health) {
+    if (dlcf->use == NULL || dlcf->health || dlcf->api) {
         return NGX_DECLINED;
     }
 
@@ -371,6 +392,7 @@ ngx_http_dynroute_decide(ngx_http_request_t *r, ngx_http_dynroute_ctx_t *ctx,
     ngx_pool_cleanup_t           *cln;
     dynroute::Decision            d;
     ngx_http_variable_value_t    *vv;
+    ngx_http_dynroute_main_conf_t *dmcf;
 
     if (ctx == NULL && r == r->main) {
         cln = ngx_pool_cleanup_add(r->pool, sizeof(ngx_http_dynroute_ctx_t));
@@ -396,6 +418,32 @@ ngx_http_dynroute_decide(ngx_http_request_t *r, ngx_http_dynroute_ctx_t *ctx,
 
     host = ngx_http_dynroute_host(r);
 
+    ctx->table = table;
+    ctx->picked = 0;
+
+    /* a runtime host entry wins over the configured rules */
+
+    dmcf = static_cast<ngx_http_dynroute_main_conf_t *>(
+               ngx_http_get_module_main_conf(r, ngx_http_dynroute_module));
+
+    if (dmcf->zone) {
+        ngx_http_dynroute_live_sync(dmcf->live);
+
+        ctx->rule = ngx_http_dynroute_live_host(dmcf->live, table->name,
+                                                host);
+        if (ctx->rule) {
+            ctx->runtime = 1;
+
+            ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                           "dynroute: table \"%V\" host \"%V\" runtime "
+                           "entry \"%V\"", &table->name, &host,
+                           &ctx->rule->target);
+            return ctx;
+        }
+    }
+
+    ctx->runtime = 0;
+
     d = table->core.find(ngx_http_dynroute_view(host));
 
     if (d.error) {
@@ -404,9 +452,7 @@ ngx_http_dynroute_decide(ngx_http_request_t *r, ngx_http_dynroute_ctx_t *ctx,
                       "host \"%V\", using the default", &table->name, &host);
     }
 
-    ctx->table = table;
     ctx->rule = (d.rule == dynroute::no_rule) ? NULL : &table->rules[d.rule];
-    ctx->picked = 0;
 
     if (d.regex >= 0) {
         for (const auto &c : table->captures[d.regex]) {
@@ -447,9 +493,23 @@ static ngx_uint_t
 ngx_http_dynroute_variant(ngx_http_request_t *r, ngx_http_dynroute_ctx_t *ctx)
     noexcept
 {
+    ngx_uint_t                      v, p;
+    ngx_http_dynroute_route_t       route;
+    ngx_http_dynroute_main_conf_t  *dmcf;
+
     if (!ctx->picked || ctx->sockaddr != r->connection->sockaddr) {
-        ctx->variant = static_cast<uint32_t>(
-            ngx_http_dynroute_rollout_pick(r, ctx->rule->rollout));
+        dmcf = static_cast<ngx_http_dynroute_main_conf_t *>(
+                   ngx_http_get_module_main_conf(r, ngx_http_dynroute_module));
+
+        route = ngx_http_dynroute_live_route(dmcf->live, ctx->rule->rollout);
+        v = ngx_http_dynroute_rollout_pick(r, ctx->rule->rollout,
+                                           *route.core);
+        p = route.core->primary();
+
+        ctx->variant = static_cast<uint16_t>(v);
+        ctx->primary_variant = static_cast<uint16_t>(p);
+        ctx->chosen = route.upstreams[v];
+        ctx->primary = route.upstreams[p];
         ctx->sockaddr = r->connection->sockaddr;
         ctx->picked = 1;
     }
@@ -495,7 +555,8 @@ static ngx_int_t
 ngx_http_dynroute_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data) noexcept
 {
-    ngx_str_t                    *s;
+    const ngx_str_t              *s;
+    ngx_str_t                     host;
     ngx_http_dynroute_ctx_t      *ctx;
     ngx_http_dynroute_rule_t     *rule;
     ngx_http_dynroute_rollout_t  *ro;
@@ -513,6 +574,12 @@ ngx_http_dynroute_variable(ngx_http_request_t *r,
     switch (data) {
 
     case NGX_HTTP_DYNROUTE_VAR_RULE:
+        if (ctx->runtime) {
+            host = ngx_http_dynroute_host(r);
+            s = &host;
+            break;
+        }
+
         s = &rule->text;
         break;
 
@@ -521,13 +588,14 @@ ngx_http_dynroute_variable(ngx_http_request_t *r,
         break;
 
     case NGX_HTTP_DYNROUTE_VAR_FALLBACK:
-        s = (ro && ctx->fallback) ? &ro->variants[ro->core->primary()].name
+        s = (ro && ctx->fallback) ? &ro->variants[ctx->primary_variant].name
                                   : NULL;
         break;
 
     case NGX_HTTP_DYNROUTE_VAR_PRIMARY:
         if (ro) {
-            s = &ro->variants[ro->core->primary()].upstream;
+            (void) ngx_http_dynroute_variant(r, ctx);
+            s = &ctx->primary->host;
             break;
         }
 
@@ -535,7 +603,8 @@ ngx_http_dynroute_variable(ngx_http_request_t *r,
 
     default: /* NGX_HTTP_DYNROUTE_VAR_UPSTREAM */
         if (ro) {
-            s = &ro->variants[ngx_http_dynroute_variant(r, ctx)].upstream;
+            (void) ngx_http_dynroute_variant(r, ctx);
+            s = &ctx->chosen->host;
 
         } else if (!rule->named) {
             s = &rule->target;
@@ -694,7 +763,6 @@ ngx_int_t
 ngx_http_dynroute_choose(ngx_http_request_t *r,
     ngx_http_dynroute_choice_t *choice) noexcept
 {
-    ngx_uint_t                    v, p;
     ngx_http_dynroute_ctx_t      *ctx;
     ngx_http_dynroute_rule_t     *rule;
     ngx_http_dynroute_rollout_t  *ro;
@@ -715,11 +783,11 @@ ngx_http_dynroute_choose(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    v = ngx_http_dynroute_variant(r, ctx);
-    p = ro->core->primary();
+    (void) ngx_http_dynroute_variant(r, ctx);
 
-    choice->chosen = ro->variants[v].uscf;
-    choice->primary = (v == p) ? NULL : ro->variants[p].uscf;
+    choice->chosen = const_cast<ngx_http_upstream_srv_conf_t *>(ctx->chosen);
+    choice->primary = (ctx->chosen == ctx->primary)
+        ? NULL : const_cast<ngx_http_upstream_srv_conf_t *>(ctx->primary);
 
     return NGX_OK;
 }
@@ -734,6 +802,50 @@ ngx_http_dynroute_fell_back(ngx_http_request_t *r) noexcept
 
     if (ctx) {
         ctx->fallback = 1;
+    }
+}
+
+
+/*
+ * The rule a runtime host entry stands for: one per upstream{} block and
+ * per rollout, made once, so that a request keeps it however the entries
+ * change.  It never names a location: a runtime change cannot jump.
+ */
+
+ngx_http_dynroute_rule_t *
+ngx_http_dynroute_runtime_rule(ngx_conf_t *cf,
+    ngx_http_dynroute_main_conf_t *dmcf, const ngx_str_t &target) noexcept
+{
+    ngx_http_dynroute_rule_t  *rule;
+
+    rule = static_cast<ngx_http_dynroute_rule_t *>(
+               ngx_pcalloc(cf->pool, sizeof(ngx_http_dynroute_rule_t)));
+    if (rule == NULL) {
+        return NULL;
+    }
+
+    rule->text = target;
+    rule->target = target;
+    rule->rollout = ngx_http_dynroute_rollout_find(dmcf, target);
+    rule->uscf = rule->rollout ? NULL
+                               : ngx_http_dynroute_find_upstream(cf, target);
+
+    return rule;
+}
+
+
+void
+ngx_http_dynroute_table_info(ngx_http_dynroute_main_conf_t *dmcf,
+    dynroute::Schema &schema)
+{
+    ngx_uint_t                   i;
+    ngx_http_dynroute_table_t  **tp;
+
+    tp = static_cast<ngx_http_dynroute_table_t **>(dmcf->tables.elts);
+
+    for (i = 0; i < dmcf->tables.nelts; i++) {
+        schema.tables.emplace_back(ngx_http_dynroute_view(tp[i]->name));
+        schema.table_rules.push_back(tp[i]->rules.size());
     }
 }
 
@@ -1066,6 +1178,13 @@ ngx_http_dynroute_create_main_conf(ngx_conf_t *cf) noexcept
         return NULL;
     }
 
+    if (ngx_array_init(&dmcf->apis, cf->pool, 1, sizeof(void *)) != NGX_OK
+        || ngx_array_init(&dmcf->readiness, cf->pool, 1, sizeof(void *))
+           != NGX_OK)
+    {
+        return NULL;
+    }
+
     return dmcf;
 }
 
@@ -1341,6 +1460,14 @@ ngx_http_dynroute_init(ngx_conf_t *cf) noexcept
         if (ngx_http_dynroute_check_jumps(cf, up[i]) != NGX_OK) {
             return NGX_ERROR;
         }
+    }
+
+    /* before the stand-in upstream is added: it is no target */
+
+    if (ngx_http_dynroute_live_init(cf, dmcf) != NGX_OK
+        || ngx_http_dynroute_api_check(cf, dmcf) != NGX_OK)
+    {
+        return NGX_ERROR;
     }
 
     if (ngx_http_dynroute_add_none(cf) != NGX_OK) {

@@ -3,7 +3,9 @@
  */
 #pragma once
 
+#include <functional>
 #include <memory>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -11,6 +13,7 @@
 #include "ngx_http_dynroute_conf.hpp"
 #include "ngx_http_dynroute_string.hpp"
 #include "rollout.hpp"
+#include "state.hpp"
 
 extern "C" {
 extern ngx_module_t  ngx_http_dynroute_module;
@@ -18,10 +21,20 @@ extern ngx_module_t  ngx_http_dynroute_module;
 
 struct ngx_http_dynroute_use_t;
 
+struct ngx_http_dynroute_live_t;
+struct ngx_http_dynroute_rule_t;
+
 typedef struct {
     ngx_http_dynroute_use_t  *use;      /* "dynroute": NULL is off */
-    ngx_flag_t                health;   /* "dynroute_health" here */
+    ngx_uint_t                health;   /* "dynroute_health": 0, 1 or
+                                           NGX_HTTP_DYNROUTE_READINESS */
+    ngx_uint_t                api;      /* "dynroute_api": 0, or
+                                           NGX_HTTP_DYNROUTE_API_* */
 } ngx_http_dynroute_loc_conf_t;
+
+#define NGX_HTTP_DYNROUTE_READINESS  2
+#define NGX_HTTP_DYNROUTE_API_READ   1
+#define NGX_HTTP_DYNROUTE_API_WRITE  2
 
 /* One variant of a rollout, in the core's order. */
 typedef struct {
@@ -40,6 +53,7 @@ typedef struct {
  */
 struct ngx_http_dynroute_rollout_t {
     ngx_str_t                                  name;
+    ngx_uint_t                                 index;  /* in rollouts */
     u_char                                    *file;
     ngx_uint_t                                 line;
     std::vector<ngx_http_dynroute_variant_t>   variants;
@@ -56,6 +70,17 @@ typedef struct {
     ngx_array_t                uses;      /* ngx_http_dynroute_use_t * */
     ngx_array_t                rollouts;  /* ngx_http_dynroute_rollout_t * */
     ngx_array_t                balancers; /* ngx_http_upstream_srv_conf_t * */
+    ngx_array_t                apis;      /* ngx_http_core_loc_conf_t * */
+    ngx_array_t                readiness; /* ngx_http_core_loc_conf_t * */
+
+    /* "dynroute_zone" */
+    ngx_shm_zone_t            *zone;
+    ngx_str_t                  state;     /* state=PATH, or empty */
+    u_char                    *zone_file;
+    ngx_uint_t                 zone_line;
+
+    ngx_cycle_t               *cycle;
+    ngx_http_dynroute_live_t  *live;      /* the live values, per worker */
 } ngx_http_dynroute_main_conf_t;
 
 
@@ -73,7 +98,8 @@ ngx_http_dynroute_rollout_t *ngx_http_dynroute_rollout_find(
 ngx_int_t ngx_http_dynroute_rollout_check(ngx_conf_t *cf,
     ngx_http_dynroute_rollout_t *rollout) noexcept;
 ngx_uint_t ngx_http_dynroute_rollout_pick(ngx_http_request_t *r,
-    ngx_http_dynroute_rollout_t *rollout) noexcept;
+    ngx_http_dynroute_rollout_t *rollout, const dynroute::Rollout &core)
+    noexcept;
 
 char *ngx_http_dynroute_health(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf) noexcept;
@@ -88,3 +114,62 @@ ngx_int_t ngx_http_dynroute_balancer_check(ngx_conf_t *cf,
     ngx_http_dynroute_main_conf_t *dmcf) noexcept;
 ngx_int_t ngx_http_dynroute_balancer_check_location(ngx_conf_t *cf,
     ngx_http_dynroute_loc_conf_t *conf) noexcept;
+
+
+/*
+ * The live values (ngx_http_dynroute_zone.cpp): the configuration's, or
+ * those of the runtime API when a dynroute_zone is configured.
+ */
+
+/* what a rollout's pick goes by in this worker right now */
+typedef struct {
+    const dynroute::Rollout                      *core;
+    const ngx_http_upstream_srv_conf_t *const    *upstreams; /* by variant */
+} ngx_http_dynroute_route_t;
+
+char *ngx_http_dynroute_zone(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf) noexcept;
+ngx_int_t ngx_http_dynroute_live_init(ngx_conf_t *cf,
+    ngx_http_dynroute_main_conf_t *dmcf) noexcept;
+ngx_http_dynroute_route_t ngx_http_dynroute_live_route(
+    ngx_http_dynroute_live_t *live, ngx_http_dynroute_rollout_t *ro) noexcept;
+ngx_http_dynroute_rule_t *ngx_http_dynroute_live_host(
+    ngx_http_dynroute_live_t *live, const ngx_str_t &table,
+    const ngx_str_t &host) noexcept;
+bool ngx_http_dynroute_live_draining(ngx_http_dynroute_live_t *live) noexcept;
+
+/* the runtime API (ngx_http_dynroute_api.cpp) */
+
+char *ngx_http_dynroute_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+    noexcept;
+ngx_int_t ngx_http_dynroute_api_check(ngx_conf_t *cf,
+    ngx_http_dynroute_main_conf_t *dmcf) noexcept;
+
+/*
+ * For the API, under the zone's lock: `render` the current state, or apply
+ * `change` to it (which may throw dynroute::ApiError) and publish the
+ * result, the state file written first, then `render` that.  if_match is
+ * -1 or the generation the client expects.  Return the HTTP status, with
+ * the rendered state or {"error": ...} in `body`.
+ */
+using ngx_http_dynroute_render_t =
+    std::function<std::string(const dynroute::State &)>;
+
+ngx_int_t ngx_http_dynroute_live_read(ngx_http_dynroute_live_t *live,
+    const ngx_http_dynroute_render_t &render, std::string &body) noexcept;
+ngx_int_t ngx_http_dynroute_live_write(ngx_http_dynroute_live_t *live,
+    ngx_log_t *log, int64_t if_match,
+    const std::function<void(dynroute::State &)> &change,
+    const ngx_http_dynroute_render_t &render, std::string &body) noexcept;
+
+const dynroute::Schema &ngx_http_dynroute_live_schema(
+    ngx_http_dynroute_live_t *live) noexcept;
+ngx_str_t ngx_http_dynroute_live_zone_name(ngx_http_dynroute_live_t *live)
+    noexcept;
+void ngx_http_dynroute_live_sync(ngx_http_dynroute_live_t *live) noexcept;
+
+/* from the module, for the live values */
+ngx_http_dynroute_rule_t *ngx_http_dynroute_runtime_rule(ngx_conf_t *cf,
+    ngx_http_dynroute_main_conf_t *dmcf, const ngx_str_t &target) noexcept;
+void ngx_http_dynroute_table_info(ngx_http_dynroute_main_conf_t *dmcf,
+    dynroute::Schema &schema);

@@ -1,0 +1,753 @@
+/*
+ * dynroute_api [write=on|off]: the runtime API, JSON under the location's
+ * prefix.  What each call does to the state is the core's (state.hpp); the
+ * zone glue publishes it (ngx_http_dynroute_zone.cpp); this file maps
+ * methods and paths to calls and answers HTTP.
+ *
+ *   GET    {prefix}                  the whole state
+ *   GET    {prefix}rollouts/NAME     one rollout
+ *   PATCH  {prefix}rollouts/NAME     weights, upstreams, primary
+ *   DELETE {prefix}rollouts/NAME     back to the configured values
+ *   GET    {prefix}hosts             the runtime hosts
+ *   PATCH  {prefix}hosts             many runtime hosts, all or nothing
+ *   GET    {prefix}hosts/HOST        one runtime host
+ *   PUT    {prefix}hosts/HOST        add or replace it
+ *   DELETE {prefix}hosts/HOST        remove it
+ *   POST   {prefix}drain, {prefix}ready
+ */
+
+#include <string>
+
+#include "ngx_http_dynroute_module.hpp"
+#include "state.hpp"
+
+
+/* a body larger than this is refused with 413 */
+#define NGX_HTTP_DYNROUTE_API_BODY_MAX  (1024 * 1024)
+
+
+typedef struct {
+    ngx_http_core_loc_conf_t      *clcf;
+    ngx_http_dynroute_loc_conf_t  *dlcf;
+    u_char                        *file;
+    ngx_uint_t                     line;
+} ngx_http_dynroute_api_loc_t;
+
+
+enum ngx_http_dynroute_resource_e {
+    NGX_HTTP_DYNROUTE_RES_NONE,
+    NGX_HTTP_DYNROUTE_RES_ROOT,
+    NGX_HTTP_DYNROUTE_RES_ROLLOUT,
+    NGX_HTTP_DYNROUTE_RES_HOSTS,
+    NGX_HTTP_DYNROUTE_RES_HOST,
+    NGX_HTTP_DYNROUTE_RES_DRAIN,
+    NGX_HTTP_DYNROUTE_RES_READY
+};
+
+
+/* the methods each resource takes, reading and writing */
+
+static const struct {
+    ngx_uint_t   read;
+    ngx_uint_t   write;
+    const char  *allow;
+} ngx_http_dynroute_methods[] = {
+    { 0, 0, "" },
+    { NGX_HTTP_GET|NGX_HTTP_HEAD, 0, "GET, HEAD" },
+    { NGX_HTTP_GET|NGX_HTTP_HEAD, NGX_HTTP_PATCH|NGX_HTTP_DELETE,
+      "GET, HEAD, PATCH, DELETE" },
+    { NGX_HTTP_GET|NGX_HTTP_HEAD, NGX_HTTP_PATCH, "GET, HEAD, PATCH" },
+    { NGX_HTTP_GET|NGX_HTTP_HEAD, NGX_HTTP_PUT|NGX_HTTP_DELETE,
+      "GET, HEAD, PUT, DELETE" },
+    { 0, NGX_HTTP_POST, "POST" },
+    { 0, NGX_HTTP_POST, "POST" },
+};
+
+
+static ngx_int_t ngx_http_dynroute_api_handler(ngx_http_request_t *r)
+    noexcept;
+static void ngx_http_dynroute_api_body(ngx_http_request_t *r) noexcept;
+
+
+char *
+ngx_http_dynroute_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+    noexcept
+{
+    ngx_http_dynroute_loc_conf_t *dlcf =
+        static_cast<ngx_http_dynroute_loc_conf_t *>(conf);
+
+    ngx_str_t                      *value;
+    ngx_http_core_loc_conf_t       *clcf;
+    ngx_http_dynroute_api_loc_t    *api, **ap;
+    ngx_http_dynroute_main_conf_t  *dmcf;
+
+    if (dlcf->api) {
+        return const_cast<char *>("is duplicate");
+    }
+
+    value = static_cast<ngx_str_t *>(cf->args->elts);
+    dlcf->api = NGX_HTTP_DYNROUTE_API_READ;
+
+    if (cf->args->nelts == 2) {
+        if (ngx_http_dynroute_is(value[1], "write=on")) {
+            dlcf->api = NGX_HTTP_DYNROUTE_API_WRITE;
+
+        } else if (!ngx_http_dynroute_is(value[1], "write=off")) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\": dynroute_api takes "
+                               "write=on or write=off", &value[1]);
+            return NGX_HTTP_DYNROUTE_CONF_ERROR;
+        }
+    }
+
+    clcf = static_cast<ngx_http_core_loc_conf_t *>(
+               ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module));
+
+    if (clcf->named
+#if (NGX_PCRE)
+        || clcf->regex
+#endif
+       )
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "dynroute_api needs a prefix location, "
+                           "like \"location /dynroute/\"");
+        return NGX_HTTP_DYNROUTE_CONF_ERROR;
+    }
+
+    clcf->handler = ngx_http_dynroute_api_handler;
+
+    dmcf = static_cast<ngx_http_dynroute_main_conf_t *>(
+               ngx_http_conf_get_module_main_conf(cf, ngx_http_dynroute_module));
+
+    api = static_cast<ngx_http_dynroute_api_loc_t *>(
+              ngx_pcalloc(cf->pool, sizeof(ngx_http_dynroute_api_loc_t)));
+    ap = static_cast<ngx_http_dynroute_api_loc_t **>(
+             ngx_array_push(&dmcf->apis));
+    if (api == NULL || ap == NULL) {
+        return NGX_HTTP_DYNROUTE_CONF_ERROR;
+    }
+
+    api->clcf = clcf;
+    api->dlcf = dlcf;
+    api->file = cf->conf_file->file.name.data;
+    api->line = cf->conf_file->line;
+    *ap = api;
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * Whether some access rule guards a location: allow/deny, auth_basic or
+ * auth_request.  Their configurations are private to those modules; the
+ * layouts below are theirs, unchanged from nginx 1.22 to 1.26, and only
+ * read for a warning.
+ */
+
+typedef struct {
+    ngx_array_t                *rules;
+#if (NGX_HAVE_INET6)
+    ngx_array_t                *rules6;
+#endif
+#if (NGX_HAVE_UNIX_DOMAIN)
+    ngx_array_t                *rules_un;
+#endif
+} ngx_http_dynroute_access_conf_t;
+
+typedef struct {
+    ngx_http_complex_value_t   *realm;
+    ngx_http_complex_value_t   *user_file;
+} ngx_http_dynroute_auth_basic_conf_t;
+
+typedef struct {
+    ngx_str_t                   uri;
+    ngx_array_t                *vars;
+} ngx_http_dynroute_auth_request_conf_t;
+
+
+static void *
+ngx_http_dynroute_other_conf(ngx_conf_t *cf, ngx_http_core_loc_conf_t *clcf,
+    const char *name) noexcept
+{
+    ngx_uint_t  i;
+
+    for (i = 0; cf->cycle->modules[i]; i++) {
+        if (cf->cycle->modules[i]->type == NGX_HTTP_MODULE
+            && ngx_strcmp(cf->cycle->modules[i]->name, name) == 0)
+        {
+            return clcf->loc_conf[cf->cycle->modules[i]->ctx_index];
+        }
+    }
+
+    return NULL;
+}
+
+
+static bool
+ngx_http_dynroute_guarded(ngx_conf_t *cf, ngx_http_core_loc_conf_t *clcf)
+    noexcept
+{
+    ngx_http_dynroute_access_conf_t        *acf;
+    ngx_http_dynroute_auth_basic_conf_t    *bcf;
+    ngx_http_dynroute_auth_request_conf_t  *rcf;
+
+    acf = static_cast<ngx_http_dynroute_access_conf_t *>(
+              ngx_http_dynroute_other_conf(cf, clcf,
+                                           "ngx_http_access_module"));
+    if (acf && (acf->rules
+#if (NGX_HAVE_INET6)
+                || acf->rules6
+#endif
+#if (NGX_HAVE_UNIX_DOMAIN)
+                || acf->rules_un
+#endif
+       ))
+    {
+        return true;
+    }
+
+    bcf = static_cast<ngx_http_dynroute_auth_basic_conf_t *>(
+              ngx_http_dynroute_other_conf(cf, clcf,
+                                           "ngx_http_auth_basic_module"));
+    if (bcf && bcf->realm && bcf->user_file
+        && !(bcf->realm->lengths == NULL
+             && ngx_http_dynroute_is(bcf->realm->value, "off")))
+    {
+        return true;
+    }
+
+    rcf = static_cast<ngx_http_dynroute_auth_request_conf_t *>(
+              ngx_http_dynroute_other_conf(cf, clcf,
+                                           "ngx_http_auth_request_module"));
+
+    return rcf && rcf->uri.len;
+}
+
+
+ngx_int_t
+ngx_http_dynroute_api_check(ngx_conf_t *cf,
+    ngx_http_dynroute_main_conf_t *dmcf) noexcept
+{
+    ngx_uint_t                     i;
+    ngx_http_dynroute_api_loc_t  **ap;
+
+    ap = static_cast<ngx_http_dynroute_api_loc_t **>(dmcf->apis.elts);
+
+    for (i = 0; i < dmcf->apis.nelts; i++) {
+        if (dmcf->zone == NULL) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "dynroute_api in %s:%ui needs a dynroute_zone in "
+                          "the http{} block", ap[i]->file, ap[i]->line);
+            return NGX_ERROR;
+        }
+
+        /* the API reads its own bodies, up to its own limit (a JSON 413) */
+
+        if (ap[i]->clcf->client_max_body_size
+            <= NGX_HTTP_DYNROUTE_API_BODY_MAX)
+        {
+            ap[i]->clcf->client_max_body_size =
+                2 * NGX_HTTP_DYNROUTE_API_BODY_MAX;
+        }
+
+        if (ap[i]->dlcf->api == NGX_HTTP_DYNROUTE_API_WRITE
+            && !ngx_http_dynroute_guarded(cf, ap[i]->clcf))
+        {
+            ngx_log_error(NGX_LOG_WARN, cf->log, 0,
+                          "dynroute_api write=on in %s:%ui has no access "
+                          "control: anyone who reaches \"%V\" can change "
+                          "the routing; add allow/deny, auth_basic or "
+                          "auth_request", ap[i]->file, ap[i]->line,
+                          &ap[i]->clcf->name);
+        }
+    }
+
+    if (dmcf->readiness.nelts && dmcf->zone == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"dynroute_health readiness\" needs a dynroute_zone "
+                      "in the http{} block: draining is runtime state");
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* request time */
+
+
+static ngx_int_t
+ngx_http_dynroute_api_send(ngx_http_request_t *r, ngx_int_t status,
+    const std::string &body, uint64_t generation, const char *allow) noexcept
+{
+    ngx_int_t         rc;
+    ngx_buf_t        *b;
+    ngx_chain_t       out;
+    ngx_table_elt_t  *h;
+    u_char           *p;
+
+    r->headers_out.status = status;
+    r->headers_out.content_length_n = body.size();
+    ngx_str_set(&r->headers_out.content_type, "application/json");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+
+    h = static_cast<ngx_table_elt_t *>(ngx_list_push(&r->headers_out.headers));
+    if (h == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Cache-Control");
+    ngx_str_set(&h->value, "no-store");
+
+    if (allow) {
+        h = static_cast<ngx_table_elt_t *>(
+                ngx_list_push(&r->headers_out.headers));
+        if (h == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        h->hash = 1;
+        ngx_str_set(&h->key, "Allow");
+        h->value.data = reinterpret_cast<u_char *>(const_cast<char *>(allow));
+        h->value.len = ngx_strlen(allow);
+    }
+
+    if (status < NGX_HTTP_SPECIAL_RESPONSE) {
+        h = static_cast<ngx_table_elt_t *>(
+                ngx_list_push(&r->headers_out.headers));
+        p = static_cast<u_char *>(ngx_pnalloc(r->pool, NGX_INT64_LEN + 2));
+        if (h == NULL || p == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        h->hash = 1;
+        ngx_str_set(&h->key, "ETag");
+        h->value.data = p;
+        h->value.len = ngx_sprintf(p, "\"%uL\"", generation) - p;
+    }
+
+    if (r->method == NGX_HTTP_HEAD) {
+        r->header_only = 1;
+        return ngx_http_send_header(r);
+    }
+
+    b = ngx_create_temp_buf(r->pool, body.size());
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b->last = ngx_cpymem(b->pos, body.data(), body.size());
+    b->last_buf = 1;
+    b->last_in_chain = 1;
+
+    out.buf = b;
+    out.next = NULL;
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+static ngx_int_t
+ngx_http_dynroute_api_error(ngx_http_request_t *r, ngx_int_t status,
+    const std::string &message, const char *allow = NULL) noexcept
+{
+    try {
+        return ngx_http_dynroute_api_send(r, status,
+                                          dynroute::render_error(message), 0,
+                                          allow);
+    } catch (...) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+}
+
+
+/* which resource the URI names, and its NAME part */
+
+static ngx_uint_t
+ngx_http_dynroute_api_resource(ngx_http_request_t *r, std::string_view &name)
+    noexcept
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = static_cast<ngx_http_core_loc_conf_t *>(
+               ngx_http_get_module_loc_conf(r, ngx_http_core_module));
+
+    std::string_view uri = ngx_http_dynroute_view(r->uri);
+    std::string_view prefix = ngx_http_dynroute_view(clcf->name);
+
+    if (uri.substr(0, prefix.size()) != prefix) {
+        return NGX_HTTP_DYNROUTE_RES_NONE;
+    }
+
+    uri.remove_prefix(prefix.size());
+
+    if (!uri.empty() && uri.front() == '/') {
+        uri.remove_prefix(1);
+    }
+
+    if (uri.empty()) {
+        return NGX_HTTP_DYNROUTE_RES_ROOT;
+    }
+
+    if (uri == "drain") {
+        return NGX_HTTP_DYNROUTE_RES_DRAIN;
+    }
+
+    if (uri == "ready") {
+        return NGX_HTTP_DYNROUTE_RES_READY;
+    }
+
+    if (uri == "hosts" || uri == "hosts/") {
+        return NGX_HTTP_DYNROUTE_RES_HOSTS;
+    }
+
+    for (auto [word, res] : { std::pair<std::string_view, ngx_uint_t>
+                              {"rollouts/", NGX_HTTP_DYNROUTE_RES_ROLLOUT},
+                              {"hosts/", NGX_HTTP_DYNROUTE_RES_HOST} })
+    {
+        if (uri.substr(0, word.size()) == word) {
+            name = uri.substr(word.size());
+
+            if (!name.empty() && name.find('/') == std::string_view::npos) {
+                return res;
+            }
+        }
+    }
+
+    return NGX_HTTP_DYNROUTE_RES_NONE;
+}
+
+
+/* If-Match: a generation, quoted or not; -1 without one; -2 if invalid */
+
+static int64_t
+ngx_http_dynroute_api_if_match(ngx_http_request_t *r) noexcept
+{
+    int64_t  g = -1;
+
+    ngx_http_dynroute_each_header(&r->headers_in.headers,
+        [&](ngx_table_elt_t &h) {
+
+        if (g != -1 || !ngx_http_dynroute_header_is(h, "If-Match")) {
+            return;
+        }
+
+        std::string_view v = ngx_http_dynroute_view(h.value);
+
+        if (v.size() >= 2 && v.front() == '"' && v.back() == '"') {
+            v = v.substr(1, v.size() - 2);
+        }
+
+        if (v == "*") {
+            return;
+        }
+
+        if (v.empty() || v.size() > 18) {
+            g = -2;
+            return;
+        }
+
+        g = 0;
+        for (char c : v) {
+            if (c < '0' || c > '9') {
+                g = -2;
+                return;
+            }
+            g = g * 10 + (c - '0');
+        }
+    });
+
+    return g;
+}
+
+
+/* the request body, read whole; false if it is over the limit */
+
+static bool
+ngx_http_dynroute_api_read_body(ngx_http_request_t *r, std::string &body)
+{
+    ngx_chain_t  *cl;
+
+    if (r->request_body == NULL) {
+        return true;
+    }
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        ngx_buf_t *b = cl->buf;
+        size_t n = ngx_buf_size(b);
+
+        if (body.size() + n > NGX_HTTP_DYNROUTE_API_BODY_MAX) {
+            return false;
+        }
+
+        if (ngx_buf_in_memory(b)) {
+            body.append(reinterpret_cast<char *>(b->pos), n);
+            continue;
+        }
+
+        if (b->in_file) {
+            size_t at = body.size();
+            body.resize(at + n);
+
+            ssize_t got = ngx_read_file(b->file,
+                              reinterpret_cast<u_char *>(&body[at]), n,
+                              b->file_pos);
+            if (got != static_cast<ssize_t>(n)) {
+                throw std::runtime_error("cannot read the request body");
+            }
+        }
+    }
+
+    return true;
+}
+
+
+/* everything after the method and size checks, with the body read */
+
+static ngx_int_t
+ngx_http_dynroute_api_run(ngx_http_request_t *r) noexcept
+{
+    ngx_int_t                       status;
+    ngx_uint_t                      res;
+    std::string_view                name;
+    ngx_http_dynroute_main_conf_t  *dmcf;
+
+    dmcf = static_cast<ngx_http_dynroute_main_conf_t *>(
+               ngx_http_get_module_main_conf(r, ngx_http_dynroute_module));
+
+    ngx_http_dynroute_live_t *live = dmcf->live;
+    const dynroute::Schema &schema = ngx_http_dynroute_live_schema(live);
+    ngx_str_t zone = ngx_http_dynroute_live_zone_name(live);
+
+    res = ngx_http_dynroute_api_resource(r, name);
+
+    try {
+        std::string body, answer;
+        uint64_t generation = 0;
+        ngx_uint_t created = 0;
+        int64_t if_match = ngx_http_dynroute_api_if_match(r);
+
+        if (if_match == -2) {
+            return ngx_http_dynroute_api_error(r, NGX_HTTP_BAD_REQUEST,
+                       "If-Match must be a generation number");
+        }
+
+        if (!ngx_http_dynroute_api_read_body(r, body)) {
+            return ngx_http_dynroute_api_error(r,
+                       NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                       "the request body is over the API's limit of 1 MiB");
+        }
+
+        auto render = [&](auto f) {
+            return [&generation, f](const dynroute::State &st) {
+                generation = st.generation;
+                return f(st);
+            };
+        };
+
+        auto read = [&](auto f) {
+            return ngx_http_dynroute_live_read(live, render(f), answer);
+        };
+
+        auto write = [&](auto change, auto f) {
+            return ngx_http_dynroute_live_write(live, r->connection->log,
+                                                if_match, change, render(f),
+                                                answer);
+        };
+
+        bool get = r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD);
+
+        switch (res) {
+
+        case NGX_HTTP_DYNROUTE_RES_ROOT:
+            status = read([&](const dynroute::State &st) {
+                return dynroute::render_state(st, schema,
+                                              ngx_http_dynroute_view(zone));
+            });
+            break;
+
+        case NGX_HTTP_DYNROUTE_RES_ROLLOUT: {
+            auto show = [&](const dynroute::State &st) {
+                return dynroute::render_rollout(st, schema, name);
+            };
+
+            if (get) {
+                status = read(show);
+
+            } else if (r->method == NGX_HTTP_PATCH) {
+                status = write([&](dynroute::State &st) {
+                    dynroute::patch_rollout(st, schema, name, body);
+                }, show);
+
+            } else {
+                status = write([&](dynroute::State &st) {
+                    dynroute::reset_rollout(st, schema, name);
+                }, show);
+            }
+
+            break;
+        }
+
+        case NGX_HTTP_DYNROUTE_RES_HOSTS:
+            if (get) {
+                status = read(dynroute::render_hosts);
+
+            } else {
+                dynroute::BulkResult done;
+
+                status = write([&](dynroute::State &st) {
+                    done = dynroute::patch_hosts(st, schema, body);
+                }, [&](const dynroute::State &st) {
+                    return dynroute::render_bulk(st, done);
+                });
+            }
+
+            break;
+
+        case NGX_HTTP_DYNROUTE_RES_HOST:
+            if (get) {
+                status = read([&](const dynroute::State &st) {
+                    return dynroute::render_host(st, name);
+                });
+
+            } else if (r->method == NGX_HTTP_PUT) {
+                status = write([&](dynroute::State &st) {
+                    created = dynroute::put_host(st, schema, name, body);
+                }, dynroute::render_generation);
+
+                if (status == NGX_HTTP_OK && created) {
+                    status = NGX_HTTP_CREATED;
+                }
+
+            } else {
+                status = write([&](dynroute::State &st) {
+                    dynroute::delete_host(st, name);
+                }, dynroute::render_generation);
+            }
+
+            break;
+
+        default: /* drain, ready */
+            status = write([&](dynroute::State &st) {
+                st.draining = (res == NGX_HTTP_DYNROUTE_RES_DRAIN);
+            }, dynroute::render_generation);
+        }
+
+        if (status == NGX_HTTP_OK || status == NGX_HTTP_CREATED) {
+            ngx_uint_t level = get ? NGX_LOG_INFO : NGX_LOG_NOTICE;
+
+            ngx_log_error(level, r->connection->log, 0,
+                          "dynroute: %V %V: generation %uL",
+                          &r->method_name, &r->uri, generation);
+        }
+
+        return ngx_http_dynroute_api_send(r, status, answer, generation,
+                                          NULL);
+
+    } catch (const std::exception &e) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "dynroute: API: %s", e.what());
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+}
+
+
+static ngx_int_t
+ngx_http_dynroute_api_handler(ngx_http_request_t *r) noexcept
+{
+    ngx_int_t                      rc;
+    ngx_uint_t                     res;
+    std::string_view               name;
+    ngx_http_dynroute_loc_conf_t  *dlcf;
+
+    if (r != r->main) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "dynroute: dynroute_api answers clients only, not a "
+                      "subrequest: answering 403");
+        return NGX_HTTP_FORBIDDEN;
+    }
+
+    dlcf = static_cast<ngx_http_dynroute_loc_conf_t *>(
+               ngx_http_get_module_loc_conf(r, ngx_http_dynroute_module));
+
+    res = ngx_http_dynroute_api_resource(r, name);
+
+    if (res == NGX_HTTP_DYNROUTE_RES_NONE) {
+        rc = ngx_http_discard_request_body(r);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        return ngx_http_dynroute_api_error(r, NGX_HTTP_NOT_FOUND,
+                   "no such API resource "
+                   + dynroute::quoted(ngx_http_dynroute_view(r->uri)));
+    }
+
+    const auto &m = ngx_http_dynroute_methods[res];
+
+    if (!(r->method & (m.read | m.write))) {
+        rc = ngx_http_discard_request_body(r);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        return ngx_http_dynroute_api_error(r, NGX_HTTP_NOT_ALLOWED,
+                   "method not allowed here", m.allow);
+    }
+
+    if ((r->method & m.write) && dlcf->api != NGX_HTTP_DYNROUTE_API_WRITE) {
+        rc = ngx_http_discard_request_body(r);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        return ngx_http_dynroute_api_error(r, NGX_HTTP_NOT_ALLOWED,
+                   "this API location is read-only (dynroute_api write=off)",
+                   (res == NGX_HTTP_DYNROUTE_RES_DRAIN
+                    || res == NGX_HTTP_DYNROUTE_RES_READY) ? ""
+                                                           : "GET, HEAD");
+    }
+
+    if (!(r->method & (NGX_HTTP_PATCH|NGX_HTTP_PUT))) {
+        rc = ngx_http_discard_request_body(r);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        return ngx_http_dynroute_api_run(r);
+    }
+
+    if (r->headers_in.content_length_n > NGX_HTTP_DYNROUTE_API_BODY_MAX) {
+        rc = ngx_http_discard_request_body(r);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        return ngx_http_dynroute_api_error(r,
+                   NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                   "the request body is over the API's limit of 1 MiB");
+    }
+
+    rc = ngx_http_read_client_request_body(r, ngx_http_dynroute_api_body);
+
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        return rc;
+    }
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_dynroute_api_body(ngx_http_request_t *r) noexcept
+{
+    ngx_http_finalize_request(r, ngx_http_dynroute_api_run(r));
+}
