@@ -1,0 +1,326 @@
+# tools/dynroutectl against a real nginx with the runtime API: every command
+# changes what the proxy does (checked with requests through it), failures
+# name the node and exit 1, and with several nodes one that is down does not
+# stop the others.  Everything listens on 127.0.0.1.
+use strict;
+use warnings;
+use lib 't/lib';
+use Test::Nginx::Dynroute;
+use FindBin ();
+use File::Temp ();
+use IO::Socket::IP ();
+use JSON::PP ();
+use POSIX ();
+
+my $python = '/usr/bin/python3';
+my $ctl    = "$FindBin::Bin/../tools/dynroutectl";
+
+unless (-x $python) {
+    fail("$python is there to run tools/dynroutectl");
+    done_testing();
+    exit;
+}
+delete $ENV{DYNROUTE_NODES};
+
+sub slurp {
+    my ($path) = @_;
+    open my $fh, '<', $path or die "$path: $!\n";
+    local $/;
+    return scalar(<$fh>) // '';
+}
+
+# Runs tools/dynroutectl; returns {exit, out, err}.
+sub ctl {
+    my @args = @_;
+    my ($out, $err) = (File::Temp->new, File::Temp->new);
+    my $pid = fork // die "fork: $!\n";
+    if ($pid == 0) {
+        open STDIN, '<', '/dev/null';
+        open STDOUT, '>&', $out or POSIX::_exit(126);
+        open STDERR, '>&', $err or POSIX::_exit(126);
+        { exec $python, $ctl, '--timeout', 5, @args; }
+        print STDERR "exec $python failed: $!\n";
+        POSIX::_exit(127);
+    }
+    waitpid $pid, 0;
+    return { exit => $? >> 8, out => slurp("$out"), err => slurp("$err") };
+}
+
+# A port nothing listens on: bind, then close.
+sub dead_port {
+    my $s = IO::Socket::IP->new(LocalHost => '127.0.0.1', LocalPort => 0,
+                                Listen => 1) or die "listen: $@\n";
+    my $port = $s->sockport;
+    close $s;
+    return $port;
+}
+
+# ---- usage errors and a node that is not there: no nginx needed ----------
+
+my $r = ctl();
+is($r->{exit}, 2, 'no command: exit 2');
+like($r->{err}, qr/usage: dynroutectl/, 'no command: the usage on stderr');
+
+$r = ctl('set-weights', 'checkout', 'canary=ten');
+is($r->{exit}, 2, 'a weight that is not a number: exit 2');
+like($r->{err}, qr/bad weight 'canary=ten'/, 'a weight that is not a number: said so');
+
+$r = ctl('--node', '127.0.0.1:8081/dynroute/', 'status');
+is($r->{exit}, 2, 'a node URL without a scheme: exit 2');
+
+my $dead = dead_port();
+my $dead_api = "http://127.0.0.1:$dead/dynroute/";
+$r = ctl('--node', $dead_api, 'status');
+is($r->{exit}, 1, 'nothing listening: exit 1');
+like($r->{err}, qr/^dynroutectl: 127\.0\.0\.1:$dead: connection refused$/m,
+     'nothing listening: stderr names the node');
+is($r->{out}, '', 'nothing listening: nothing on stdout');
+
+# ---- one node -------------------------------------------------------------
+
+my $dir = File::Temp::tempdir(CLEANUP => 1);
+open my $fh, '>', "$dir/htpasswd" or die "$dir/htpasswd: $!\n";
+print {$fh} "ops:{PLAIN}secret\n";
+close $fh;
+
+my $http = <<'CONF';
+    upstream service_a { server 127.0.0.1:$TEST_NGINX_PORT2; }
+    upstream service_b { server 127.0.0.1:$TEST_NGINX_PORT3; }
+    server { listen 127.0.0.1:$TEST_NGINX_PORT2; return 200 "service_a\n"; }
+    server { listen 127.0.0.1:$TEST_NGINX_PORT3; return 200 "service_b\n"; }
+
+    dynroute_zone routes 32m state=$TEST_NGINX_PREFIX/dynroute.state;
+
+    dynroute_rollout checkout {
+        variant  stable  service_a  *;
+        variant  canary  service_b  0%;
+        key      $http_x_user;
+    }
+
+    dynroute_table main {
+        shop.example.com  checkout;
+        default           service_a;
+    }
+CONF
+
+(my $config = <<'CONF') =~ s/HTPASSWD/$dir\/htpasswd/;
+    location / {
+        dynroute    main;
+        proxy_pass  http://$dynroute_upstream;
+        add_header  X-Variant $dynroute_variant always;
+    }
+    location /dynroute/ { allow 127.0.0.1; deny all; dynroute_api write=on; }
+    location /monitor/  { allow 127.0.0.1; deny all; dynroute_api write=off; }
+    location /secured/ {
+        auth_basic            "dynroute";
+        auth_basic_user_file  HTPASSWD;
+        dynroute_api          write=on;
+    }
+    location = /ready { dynroute_health readiness; }
+CONF
+
+my $srv  = start_nginx(http_config => $http, config => $config);
+my $node = "127.0.0.1:$srv->{port}";
+my $api  = "http://$node/dynroute/";
+
+sub api { return ctl('--node', $api, @_) }
+
+sub json_of {
+    my ($r) = @_;
+    return eval { JSON::PP->new->decode($r->{out}) } // {};
+}
+
+# What answers shop.example.com for users u1..uN: "upstream variant" => count.
+sub spread {
+    my ($n) = @_;
+    my %seen;
+    for my $user (1 .. $n) {
+        my $res = http_get($srv, '/', { Host => 'shop.example.com',
+                                        'X-User' => "u$user" });
+        chomp(my $body = $res->{body} // 'no answer');
+        $seen{"$body " . ($res->{headers}{'x-variant'}[0] // '-')}++;
+    }
+    return \%seen;
+}
+
+sub host_answer {
+    my ($host) = @_;
+    return http_get($srv, '/', { Host => $host })->{body};
+}
+
+# status
+$r = api('status');
+is($r->{exit}, 0, 'status: exit 0');
+is($r->{err}, '', 'status: nothing on stderr');
+like($r->{out}, qr/^\Q$node\E: generation \d+, serving$/m,
+     'status: the node, its generation, not draining');
+like($r->{out}, qr/^  rollout checkout: primary stable, as configured$/m,
+     'status: the rollout and its primary');
+like($r->{out}, qr/^    stable\s+100%  service_a$/m, 'status: stable 100% on service_a');
+like($r->{out}, qr/^    canary\s+0%  service_b$/m, 'status: canary 0% on service_b');
+like($r->{out}, qr/^  runtime hosts: 0$/m, 'status: no runtime hosts');
+
+$r = api('--json', 'status');
+my $st = json_of($r);
+is($st->{rollouts}{checkout}{variants}{stable}{weight}, 100,
+   'status --json: the JSON answer');
+my $gen = $st->{generation};
+
+is_deeply(spread(20), { 'service_a stable' => 20 },
+          'before any change: every user on stable, service_a');
+
+# set-weights
+$r = api('set-weights', 'checkout', 'stable=0', 'canary=100%');
+is($r->{exit}, 0, 'set-weights 0/100: exit 0');
+like($r->{out}, qr/^\Q$node\E: ok, generation (\d+), stable 0% service_a, canary 100% service_b\n\z/,
+     'set-weights 0/100: one line, the new weights');
+my ($gen2) = $r->{out} =~ /generation (\d+)/;
+ok(defined $gen2 && $gen2 > $gen, 'set-weights: the generation grew');
+is_deeply(spread(20), { 'service_b canary' => 20 },
+          'set-weights 0/100: every user on canary, service_b');
+
+$r = api('set-weights', 'checkout', 'stable=50', 'canary=50');
+is($r->{exit}, 0, 'set-weights 50/50: exit 0');
+my $half = spread(40);
+ok($half->{'service_a stable'} && $half->{'service_b canary'}
+       && $half->{'service_a stable'} + $half->{'service_b canary'} == 40,
+   'set-weights 50/50: users on both variants, each on its upstream')
+    or diag(JSON::PP->new->canonical->encode($half));
+
+$r = api('set-weights', 'checkout', 'stable=87.5', 'canary=12.5');
+is($r->{exit}, 0, 'set-weights 87.5/12.5: exit 0');
+$r = api('--json', 'show', 'checkout');
+is(json_of($r)->{variants}{canary}{weight}, 12.5, 'show: the canary has 12.5%');
+
+# flip and primary
+api('set-weights', 'checkout', 'canary=100');
+$r = api('flip', 'checkout', 'canary', 'service_a');
+is($r->{exit}, 0, 'flip: exit 0');
+like($r->{out}, qr/, canary 100% service_a\n\z/, 'flip: the canary on service_a');
+is_deeply(spread(20), { 'service_a canary' => 20 },
+          'flip: the canary is served by service_a');
+
+$r = api('primary', 'checkout', 'canary');
+is($r->{exit}, 0, 'primary: exit 0');
+is(json_of(api('--json', 'show', 'checkout'))->{primary}, 'canary',
+   'primary: the canary is the primary');
+
+# reset
+$r = api('reset', 'checkout');
+is($r->{exit}, 0, 'reset: exit 0');
+like($r->{out}, qr/, stable 100% service_a, canary 0% service_b\n\z/,
+     'reset: the configured weights and upstreams');
+my $shown = json_of(api('--json', 'show', 'checkout'));
+ok(!$shown->{runtime} && $shown->{primary} eq 'stable',
+   'reset: no runtime values, the configured primary');
+is_deeply(spread(20), { 'service_a stable' => 20 },
+          'reset: every user back on stable, service_a');
+
+# runtime hosts
+is(host_answer('tenant1.example.com'), "service_a\n",
+   'a host of no rule goes to the default');
+$r = api('host', 'add', 'tenant1.example.com', 'service_b');
+is($r->{exit}, 0, 'host add: exit 0');
+like($r->{out}, qr/^\Q$node\E: ok, generation \d+, new host\n\z/, 'host add: a new host');
+is(host_answer('tenant1.example.com'), "service_b\n", 'host add: the host goes to its target');
+$r = api('host', 'add', 'tenant1.example.com', 'service_b', '--table', 'main');
+like($r->{out}, qr/, replaced\n\z/, 'host add --table: the host is replaced');
+$r = api('host', 'list');
+like($r->{out}, qr/^  tenant1\.example\.com service_b main$/m, 'host list: the host');
+like(api('status')->{out}, qr/^  runtime hosts: 1$/m, 'status: one runtime host');
+
+$r = api('host', 'rm', 'tenant1.example.com');
+is($r->{exit}, 0, 'host rm: exit 0');
+is(host_answer('tenant1.example.com'), "service_a\n", 'host rm: back to the default');
+$r = api('host', 'rm', 'tenant1.example.com');
+is($r->{exit}, 1, 'host rm of an unknown host: exit 1');
+like($r->{err}, qr/^dynroutectl: \Q$node\E: 404 /m, 'host rm of an unknown host: 404');
+
+# host import: 5001 hosts, two requests
+open $fh, '>', "$dir/hosts" or die "$dir/hosts: $!\n";
+print {$fh} "# bulk\n", map { "bulk$_.example.com service_b\n" } 1 .. 5001;
+close $fh;
+$r = api('host', 'import', "$dir/hosts");
+is($r->{exit}, 0, 'host import: exit 0');
+like($r->{out}, qr/, added 5001, replaced 0\n\z/, 'host import: 5001 hosts added');
+is(file_lines("$srv->{prefix}/logs/access.log", qr{"PATCH /dynroute/hosts HTTP}, 2), 2,
+   'host import: in two requests');
+is(host_answer('bulk1.example.com') . host_answer('bulk5001.example.com'),
+   "service_b\nservice_b\n", 'host import: the first and the last host are routed');
+
+# drain and ready
+is(http_get($srv, '/ready')->{status}, 200, 'readiness: 200 before drain');
+$r = api('drain');
+like($r->{out}, qr/^\Q$node\E: ok, generation \d+, draining\n\z/, 'drain: draining');
+is(http_get($srv, '/ready')->{status}, 503, 'drain: readiness answers 503');
+like(api('status')->{out}, qr/^\Q$node\E: generation \d+, draining$/m,
+     'status: draining');
+$r = api('ready');
+like($r->{out}, qr/^\Q$node\E: ok, generation \d+, serving\n\z/, 'ready: serving');
+is(http_get($srv, '/ready')->{status}, 200, 'ready: readiness answers 200');
+
+# failures
+my $res = http_get($srv, '/dynroute/rollouts/nope');
+my $text = eval { JSON::PP->new->decode($res->{body})->{error} };
+is($res->{status}, 404, 'the API: an unknown rollout is a 404');
+$r = api('show', 'nope');
+is($r->{exit}, 1, 'show of an unknown rollout: exit 1');
+ok(defined $text && length $text
+       && index($r->{err}, "dynroutectl: $node: 404 Not Found: $text") == 0,
+   "show of an unknown rollout: the node, the status and the API's error text")
+    or diag("stderr: $r->{err}");
+$r = api('set-weights', 'nope', 'a=100');
+is($r->{exit}, 1, 'set-weights of an unknown rollout: exit 1');
+like($r->{err}, qr/^dynroutectl: \Q$node\E: 404 Not Found: \S/, 'set-weights of an unknown rollout: 404 and a text');
+
+$r = api('set-weights', 'checkout', 'stable=60', 'canary=60');
+is($r->{exit}, 1, 'weights over 100%: exit 1');
+like($r->{err}, qr/^dynroutectl: \Q$node\E: 400 Bad Request: \S/, 'weights over 100%: 400 and a text');
+is(json_of(api('--json', 'show', 'checkout'))->{variants}{stable}{weight}, 100,
+   'weights over 100%: nothing changed');
+
+$gen = json_of(api('--json', 'status'))->{generation};
+$r = api('--if-match', $gen + 1000, 'set-weights', 'checkout', 'canary=100');
+is($r->{exit}, 1, 'If-Match of another generation: exit 1');
+like($r->{err}, qr/: 409 /, 'If-Match of another generation: 409');
+$r = api('--if-match', $gen, 'set-weights', 'checkout', 'stable=100');
+is($r->{exit}, 0, 'If-Match of the current generation: exit 0');
+
+$r = ctl('--node', "http://$node/monitor/", 'set-weights', 'checkout', 'canary=100');
+is($r->{exit}, 1, 'a write through write=off: exit 1');
+like($r->{err}, qr/: 405 /, 'a write through write=off: 405');
+is(ctl('--node', "http://$node/monitor/", 'status')->{exit}, 0,
+   'status through write=off: exit 0');
+
+$r = ctl('--node', "http://$node/secured/", 'status');
+is($r->{exit}, 1, 'auth_basic without --user: exit 1');
+like($r->{err}, qr/: 401 /, 'auth_basic without --user: 401');
+is(ctl('--node', "http://$node/secured/", '--user', 'ops:wrong', 'status')->{exit}, 1,
+   'auth_basic with a wrong password: exit 1');
+is(ctl('--node', "http://$node/secured/", '--user', 'ops:secret', 'drain')->{exit}, 0,
+   'auth_basic with --user: a write is accepted');
+is(http_get($srv, '/ready')->{status}, 503, 'auth_basic with --user: the node drains');
+api('ready');
+
+# ---- two nodes, one of them down ------------------------------------------
+
+$r = ctl('--node', $dead_api, '--node', $api, 'set-weights', 'checkout', 'stable=0', 'canary=100');
+is($r->{exit}, 1, 'two nodes, the first down: exit 1');
+like($r->{err}, qr/^dynroutectl: 127\.0\.0\.1:$dead: connection refused$/m,
+     'two nodes, the first down: stderr names it');
+like($r->{out}, qr/^\Q$node\E: ok, generation \d+, /, 'two nodes, the first down: the second is done');
+is_deeply(spread(10), { 'service_b canary' => 10 },
+          'two nodes, the first down: the second node routes by the new weights');
+
+{
+    local $ENV{DYNROUTE_NODES} = "$api,$dead_api";
+    $r = ctl('reset', 'checkout');
+}
+is($r->{exit}, 1, 'DYNROUTE_NODES, the second down: exit 1');
+like($r->{out}, qr/^\Q$node\E: ok, /, 'DYNROUTE_NODES, the second down: the first is done');
+like($r->{err}, qr/127\.0\.0\.1:$dead: connection refused/, 'DYNROUTE_NODES, the second down: stderr names it');
+is_deeply(spread(10), { 'service_a stable' => 10 }, 'DYNROUTE_NODES: the reset took effect');
+
+error_log_ok(stop_nginx($srv), 'no alert/crit/crash');
+
+done_testing();
