@@ -540,6 +540,15 @@ ngx_http_dynroute_api_run(ngx_http_request_t *r) noexcept
                        "If-Match must be a generation number");
         }
 
+        /*
+         * A write's If-Match is the generation it changes, checked here;
+         * nginx's not_modified filter would compare it with the new one.
+         */
+
+        if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+            r->headers_in.if_match = NULL;
+        }
+
         if (!ngx_http_dynroute_api_read_body(r, body)) {
             return ngx_http_dynroute_api_error(r,
                        NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
@@ -576,11 +585,13 @@ ngx_http_dynroute_api_run(ngx_http_request_t *r) noexcept
 
         case NGX_HTTP_DYNROUTE_RES_ROLLOUT: {
             auto show = [&](const dynroute::State &st) {
-                return dynroute::render_rollout(st, schema, name);
+                return dynroute::render_rollout_change(st, schema, name);
             };
 
             if (get) {
-                status = read(show);
+                status = read([&](const dynroute::State &st) {
+                    return dynroute::render_rollout(st, schema, name);
+                });
 
             } else if (r->method == NGX_HTTP_PATCH) {
                 status = write([&](dynroute::State &st) {

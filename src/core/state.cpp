@@ -8,7 +8,7 @@
 
 namespace dynroute {
 
-using json = nlohmann::json;
+using json = nlohmann::ordered_json;
 
 namespace {
 
@@ -747,6 +747,22 @@ std::string render_rollout(const State &state, const Schema &schema,
     j["name"] = info->name;
     j["generation"] = state.generation;
 
+    return text(j);
+}
+
+std::string render_rollout_change(const State &state, const Schema &schema,
+                                  std::string_view name)
+{
+    const RolloutInfo *info = schema.rollout(name);
+
+    if (info == nullptr) {
+        throw ApiError(404, "no rollout " + dynroute::quoted(name));
+    }
+
+    json r = rollout_json(state, *info);
+    r["name"] = info->name;
+
+    json j = {{"generation", state.generation}, {"rollout", std::move(r)}};
     return text(j);
 }
 

@@ -122,6 +122,9 @@ std::string render_state(const State &state, const Schema &schema,
                          std::string_view zone);
 std::string render_rollout(const State &state, const Schema &schema,
                            std::string_view name);  // throws ApiError 404
+// A change's answer: {"generation": N, "rollout": {...}}.
+std::string render_rollout_change(const State &state, const Schema &schema,
+                                  std::string_view name);
 std::string render_hosts(const State &state);
 std::string render_host(const State &state, std::string_view host);
 std::string render_generation(const State &state);
