@@ -82,9 +82,9 @@ Host: 10.1.2.3:8080
 
 
 
-=== TEST 6: dynroute_health takes no arguments
+=== TEST 6: dynroute_health takes nothing or "readiness"
 --- config
     location = /health { dynroute_health on; }
 --- must_die
 --- error_log eval
-qr/invalid number of arguments in "dynroute_health" directive in \S+nginx\.conf:\d+/
+qr/invalid parameter "on": dynroute_health takes nothing or "readiness" in \S+nginx\.conf:\d+/
