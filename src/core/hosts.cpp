@@ -69,6 +69,11 @@ bool normalize_host(std::string_view in, std::string &out, std::string &why)
         out += c;
     }
 
+    if (label == 0) {
+        why = "empty label in host name " + quoted(in);
+        return false;
+    }
+
     if (is_ipv4(out)) {
         why = quoted(in) + " is an IP address: the table's ip rule routes "
               "those";

@@ -8,7 +8,11 @@
 
 namespace dynroute {
 
+// Answers keep the configuration's order (ordered_json); what is parsed,
+// and the hosts, which may be 100,000 and more, use sorted maps: an
+// ordered_json object searches its keys one by one on every insertion.
 using json = nlohmann::ordered_json;
+using input = nlohmann::json;
 
 namespace {
 
@@ -17,20 +21,20 @@ namespace {
 constexpr int max_depth = 8;
 
 // The message of a nlohmann exception without its "[json.exception...] ".
-std::string json_message(const json::exception &e)
+std::string json_message(const nlohmann::detail::exception &e)
 {
     std::string s = e.what();
     std::size_t p = s.find("] ");
     return p == std::string::npos ? s : s.substr(p + 2);
 }
 
-json parse_object(std::string_view text, const char *what)
+input parse_object(std::string_view text, const char *what)
 {
-    json j;
+    input j;
 
     try {
-        j = json::parse(text.begin(), text.end(),
-            [](int depth, json::parse_event_t, json &) {
+        j = input::parse(text.begin(), text.end(),
+            [](int depth, input::parse_event_t, input &) {
                 if (depth > max_depth) {
                     throw ApiError(400, "JSON nested deeper than "
                                         + std::to_string(max_depth)
@@ -39,7 +43,7 @@ json parse_object(std::string_view text, const char *what)
                 return true;
             });
 
-    } catch (const json::exception &e) {
+    } catch (const input::exception &e) {
         throw ApiError(400, std::string("malformed JSON in ") + what + ": "
                             + json_message(e));
     }
@@ -58,6 +62,40 @@ std::string text(const json &j)
     return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
+// {"host": {"table": T, "target": G}, ...} written out directly: host
+// names are plain ASCII (normalize_host), the rest is escaped by the
+// library one string at a time.
+std::string hosts_text(const HostMap &hosts)
+{
+    std::string out = "{";
+
+    for (const auto &[host, e] : hosts) {
+        if (out.size() > 1) {
+            out += ',';
+        }
+        out += text(json(host));
+        out += ":{\"table\":";
+        out += text(json(e.table));
+        out += ",\"target\":";
+        out += text(json(e.target));
+        out += '}';
+    }
+
+    out += '}';
+    return out;
+}
+
+// j's text with "hosts" as the last member
+std::string with_hosts(const json &j, const HostMap &hosts)
+{
+    std::string out = text(j);
+    out.pop_back();
+    out += ",\"hosts\":";
+    out += hosts_text(hosts);
+    out += '}';
+    return out;
+}
+
 json weight_json(std::uint32_t w)
 {
     if (w % 100 == 0) {
@@ -66,7 +104,7 @@ json weight_json(std::uint32_t w)
     return json(static_cast<double>(w) / 100.0);
 }
 
-std::uint32_t weight_value(const std::string &variant, const json &v)
+std::uint32_t weight_value(const std::string &variant, const input &v)
 {
     if (v.is_number()) {
         return json_weight(variant, v.get<double>());
@@ -88,7 +126,7 @@ std::uint32_t weight_value(const std::string &variant, const json &v)
                         + " must be a number of percent, like 25 or 12.5");
 }
 
-const std::string &string_field(const json &v, const std::string &what)
+const std::string &string_field(const input &v, const std::string &what)
 {
     if (!v.is_string()) {
         throw ApiError(400, what + " must be a string");
@@ -108,7 +146,7 @@ std::string host_key(std::string_view host)
 }
 
 HostEntry host_entry(const Schema &schema, const std::string &host,
-                     const json &body)
+                     const input &body)
 {
     if (!body.is_object()) {
         throw ApiError(400, "the entry of host " + dynroute::quoted(host)
@@ -197,10 +235,10 @@ json rollout_json(const State &state, const RolloutInfo &info)
     throw ConfigError("not a valid state file: " + what);
 }
 
-const json &member(const json &obj, const char *name, bool (json::*is)()
-                   const noexcept, const char *type)
+const input &member(const input &obj, const char *name, bool (input::*is)()
+                    const noexcept, const char *type)
 {
-    static const json null;
+    static const input null;
     auto it = obj.find(name);
 
     if (it == obj.end()) {
@@ -332,21 +370,13 @@ std::string dump_state(const State &state, bool with_hosts)
         {"rollouts", std::move(rollouts)},
     };
 
-    if (with_hosts) {
-        json hosts = json::object();
-        for (const auto &[host, e] : state.hosts) {
-            hosts[host] = {{"table", e.table}, {"target", e.target}};
-        }
-        j["hosts"] = std::move(hosts);
-    }
-
-    return text(j);
+    return with_hosts ? dynroute::with_hosts(j, state.hosts) : text(j);
 }
 
 State load_state(std::string_view text, const Schema &schema,
                  std::vector<std::string> &notices)
 {
-    json j;
+    input j;
 
     try {
         j = parse_object(text, "the state file");
@@ -354,21 +384,21 @@ State load_state(std::string_view text, const Schema &schema,
         throw ConfigError(e.what());
     }
 
-    const json &version = member(j, "version", &json::is_number_unsigned,
+    const input &version = member(j, "version", &input::is_number_unsigned,
                                  "a version number");
     if (version.is_null() || version.get<std::uint64_t>() != 1) {
         corrupt("no \"version\": 1");
     }
 
     State s;
-    const json &gen = member(j, "generation", &json::is_number_unsigned,
+    const input &gen = member(j, "generation", &input::is_number_unsigned,
                              "a number");
-    const json &draining = member(j, "draining", &json::is_boolean,
+    const input &draining = member(j, "draining", &input::is_boolean,
                                   "true or false");
     s.generation = gen.is_null() ? 0 : gen.get<std::uint64_t>();
     s.draining = draining.is_null() ? false : draining.get<bool>();
 
-    const json &rollouts = member(j, "rollouts", &json::is_object,
+    const input &rollouts = member(j, "rollouts", &input::is_object,
                                   "an object");
     if (!rollouts.is_null()) {
         for (const auto &[name, r] : rollouts.items()) {
@@ -377,11 +407,11 @@ State load_state(std::string_view text, const Schema &schema,
             }
 
             RolloutOverride o;
-            const json &w = member(r, "weights", &json::is_object,
+            const input &w = member(r, "weights", &input::is_object,
                                    "an object");
-            const json &u = member(r, "upstreams", &json::is_object,
+            const input &u = member(r, "upstreams", &input::is_object,
                                    "an object");
-            const json &p = member(r, "primary", &json::is_string,
+            const input &p = member(r, "primary", &input::is_string,
                                    "a string");
 
             try {
@@ -412,7 +442,7 @@ State load_state(std::string_view text, const Schema &schema,
         }
     }
 
-    const json &hosts = member(j, "hosts", &json::is_object, "an object");
+    const input &hosts = member(j, "hosts", &input::is_object, "an object");
     if (!hosts.is_null()) {
         for (const auto &[host, h] : hosts.items()) {
             std::string key, why;
@@ -537,7 +567,7 @@ void patch_rollout(State &state, const Schema &schema, std::string_view name,
         throw ApiError(404, "no rollout " + dynroute::quoted(name));
     }
 
-    json j = parse_object(body, "the request body");
+    input j = parse_object(body, "the request body");
 
     if (j.empty()) {
         throw ApiError(400, "nothing to change: send \"weights\", "
@@ -670,7 +700,7 @@ void delete_host(State &state, std::string_view host)
 BulkResult patch_hosts(State &state, const Schema &schema,
                        std::string_view body)
 {
-    json j = parse_object(body, "the request body");
+    input j = parse_object(body, "the request body");
     HostMap hosts = state.hosts;
     BulkResult r;
 
@@ -717,21 +747,15 @@ std::string render_state(const State &state, const Schema &schema,
         rollouts[info.name] = rollout_json(state, info);
     }
 
-    json hosts = json::object();
-    for (const auto &[host, e] : state.hosts) {
-        hosts[host] = {{"table", e.table}, {"target", e.target}};
-    }
-
     json j = {
         {"generation", state.generation},
         {"draining", state.draining},
         {"zone", std::string(zone)},
         {"tables", std::move(tables)},
         {"rollouts", std::move(rollouts)},
-        {"hosts", std::move(hosts)},
     };
 
-    return text(j);
+    return with_hosts(j, state.hosts);
 }
 
 std::string render_rollout(const State &state, const Schema &schema,
@@ -768,13 +792,8 @@ std::string render_rollout_change(const State &state, const Schema &schema,
 
 std::string render_hosts(const State &state)
 {
-    json hosts = json::object();
-    for (const auto &[host, e] : state.hosts) {
-        hosts[host] = {{"table", e.table}, {"target", e.target}};
-    }
-
-    json j = {{"generation", state.generation}, {"hosts", std::move(hosts)}};
-    return text(j);
+    json j = {{"generation", state.generation}};
+    return with_hosts(j, state.hosts);
 }
 
 std::string render_host(const State &state, std::string_view host)

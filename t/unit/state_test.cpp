@@ -251,6 +251,8 @@ TEST(Normalize, HostNames)
     EXPECT_TRUE(normalize_host("A.Example.COM.", out, why));
     EXPECT_EQ(out, "a.example.com");
     EXPECT_FALSE(normalize_host("a..b", out, why));
+    EXPECT_FALSE(normalize_host("a..", out, why));  // found by fuzz_state
+    EXPECT_FALSE(normalize_host(".", out, why));
     EXPECT_FALSE(normalize_host("", out, why));
     EXPECT_FALSE(normalize_host(std::string(64, 'a') + ".com", out, why));
     EXPECT_FALSE(normalize_host("127.0.0.1", out, why));
