@@ -8,7 +8,8 @@
 # The version comes from debian/changelog alone.
 
 DEB_DIR      := $(BUILD)/deb
-DEB_PACKAGES := dpkg-dev debhelper lintian fakeroot nginx-dev libpcre2-dev g++
+DEB_PACKAGES := dpkg-dev debhelper lintian fakeroot nginx-dev libpcre2-dev g++ \
+                nlohmann-json3-dev
 DEB_VERSION   = $(shell dpkg-parsechangelog -l debian/changelog -S Version)
 DEB_ARCH      = $(shell dpkg --print-architecture)
 DEB_FILE      = $(DEB_DIR)/libnginx-mod-http-dynroute_$(DEB_VERSION)_$(DEB_ARCH).deb

@@ -23,7 +23,8 @@ FUZZ_TARGETS  := $(patsubst fuzz/%.cpp,%,$(wildcard fuzz/fuzz_*.cpp))
 # Built by CMake with clang (DYNROUTE_FUZZ), from the same source list as
 # the unit tests and the module.
 fuzz-build:
-	@scripts/apt-install $(HARDEN_PACKAGES) cmake libpcre2-dev pkg-config
+	@scripts/apt-install $(HARDEN_PACKAGES) cmake libpcre2-dev pkg-config \
+	    nlohmann-json3-dev
 	CXX=clang++ cmake -S . -B $(FUZZ_DIR) -DDYNROUTE_FUZZ=ON \
 	    -DBUILD_TESTING=OFF > /dev/null
 	cmake --build $(FUZZ_DIR) -j2
@@ -71,7 +72,8 @@ test-asan: deps asan-build
 # errors (the error paths free what they built), bad and hostile requests.
 VALGRIND_TESTS ?= t/host_routing.t t/ip_hosts.t t/health.t t/config_errors.t \
                   t/rollout.t t/rollout_errors.t \
-                  t/bad_requests.t t/hostile.t t/security.t t/balancer.t
+                  t/bad_requests.t t/hostile.t t/security.t t/balancer.t \
+                  t/dynroutectl.t
 
 valgrind: deps module
 	@scripts/apt-install $(HARDEN_PACKAGES)
