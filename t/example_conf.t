@@ -97,6 +97,22 @@ like($res->{body}, qr/^service_a answered/, 'CORS, other origin: still proxied')
 ok(!$res->{headers}{'access-control-allow-origin'},
    'CORS, other origin: no Access-Control-Allow-Origin');
 
+# the runtime API of the example: the canary at 100 %, then back
+$res = http_get($srv, '/ready');
+is("$res->{status} $res->{body}", '200 {"ready":true}', 'readiness: 200');
+$res = http_raw($srv, "PATCH /dynroute/rollouts/shop HTTP/1.1\r\nHost: localhost\r\n"
+                    . "Content-Type: application/json\r\nContent-Length: 37\r\n"
+                    . "Connection: close\r\n\r\n"
+                    . '{"weights":{"stable":0,"canary":100}}');
+is($res->{status}, 200, 'the runtime API: the canary at 100 %');
+my %variants;
+$variants{ http_get($srv, '/', { Host => 'shop.example.com', Cookie => "uid=u$_" })
+               ->{headers}{'x-dynroute-variant'}[0] // '' }++ for 1 .. 20;
+is(join(',', keys %variants), 'canary', 'the runtime API: every client on the canary');
+$res = http_raw($srv, "DELETE /dynroute/rollouts/shop HTTP/1.1\r\nHost: localhost\r\n"
+                    . "Connection: close\r\n\r\n");
+like($res->{body}, qr/"runtime":false/, 'the runtime API: back to the configured weights');
+
 error_log_ok(stop_nginx($srv), 'the example ran without alert/crit/crash');
 
 # the example with its canary down: the balancer falls back to the primary
