@@ -69,7 +69,8 @@ test-asan: deps asan-build
 # ---- valgrind --------------------------------------------------------------
 
 # A representative subset of the suite: routing, IP hosts, health, config
-# errors (the error paths free what they built), bad and hostile requests.
+# errors (the error paths free what they built), bad and hostile requests,
+# the runtime API through dynroutectl (every endpoint, the state file).
 VALGRIND_TESTS ?= t/host_routing.t t/ip_hosts.t t/health.t t/config_errors.t \
                   t/rollout.t t/rollout_errors.t \
                   t/bad_requests.t t/hostile.t t/security.t t/balancer.t \
