@@ -958,7 +958,11 @@ ngx_http_dynroute_init_zone(ngx_shm_zone_t *shm_zone, void *data) noexcept
                           dmcf->zone_line);
             rc = NGX_ERROR;
 
-        } else if (publish && !notices.empty() && dmcf->state.len) {
+        } else if (publish && !notices.empty() && dmcf->state.len
+                   && !ngx_test_config)
+        {
+            /* nginx -t reports what a start would drop, and keeps the file */
+
             std::string error;
 
             if (!ngx_http_dynroute_persist(dmcf->state,

@@ -427,6 +427,12 @@ is(route($srv, 'keep.example.com', 1), 'service_b ', 'stop and start: the runtim
 {
     (my $next = $http) =~ s/^\s*upstream service_b_green .*\n//m;
     $next =~ s/^\s*server \{ listen unix:.*\n//m;
+    my $kept = slurp($state_file);
+    my ($code, $out) = nginx_test_config(http_config => $next, config => $config);
+    is($code, 0, 'nginx -t of the next configuration: ok');
+    like($out, qr/dynroute: dropped the runtime upstream "service_b_green"/,
+         'nginx -t: says what a start would drop');
+    is(slurp($state_file), $kept, 'nginx -t: the state file is untouched');
     ok(reload_nginx($srv, $next), 'reload without service_b_green');
     my $log = slurp($srv->{error_log});
     like($log, qr/\[notice\].*dynroute: dropped the runtime upstream "service_b_green" of variant "canary" of rollout "checkout": no such upstream\{\} any more/,
