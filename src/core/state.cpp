@@ -1,5 +1,6 @@
 #include "state.hpp"
 
+#include <algorithm>
 #include <cmath>
 
 #include <nlohmann/json.hpp>
@@ -28,20 +29,49 @@ std::string json_message(const nlohmann::detail::exception &e)
     return p == std::string::npos ? s : s.substr(p + 2);
 }
 
+// The deepest nesting of arrays and objects in text, outside strings.  A
+// plain scan: nlohmann's parser callback, which could count it instead,
+// makes parsing quadratic in the number of members.
+int nesting(std::string_view text) noexcept
+{
+    int depth = 0, deepest = 0;
+    bool in_string = false, escaped = false;
+
+    for (char c : text) {
+        if (in_string) {
+            if (escaped) {
+                escaped = false;
+            } else if (c == '\\') {
+                escaped = true;
+            } else if (c == '"') {
+                in_string = false;
+            }
+            continue;
+        }
+
+        if (c == '"') {
+            in_string = true;
+        } else if (c == '{' || c == '[') {
+            deepest = std::max(deepest, ++depth);
+        } else if (c == '}' || c == ']') {
+            depth--;
+        }
+    }
+
+    return deepest;
+}
+
 input parse_object(std::string_view text, const char *what)
 {
     input j;
 
+    if (nesting(text) > max_depth) {
+        throw ApiError(400, "JSON nested deeper than "
+                            + std::to_string(max_depth) + " levels");
+    }
+
     try {
-        j = input::parse(text.begin(), text.end(),
-            [](int depth, input::parse_event_t, input &) {
-                if (depth > max_depth) {
-                    throw ApiError(400, "JSON nested deeper than "
-                                        + std::to_string(max_depth)
-                                        + " levels");
-                }
-                return true;
-            });
+        j = input::parse(text.begin(), text.end());
 
     } catch (const input::exception &e) {
         throw ApiError(400, std::string("malformed JSON in ") + what + ": "
