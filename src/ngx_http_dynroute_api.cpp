@@ -454,39 +454,37 @@ ngx_http_dynroute_api_resource(ngx_http_request_t *r, std::string_view &name)
 static int64_t
 ngx_http_dynroute_api_if_match(ngx_http_request_t *r) noexcept
 {
-    int64_t  g = -1;
+    int64_t  g;
 
-    ngx_http_dynroute_each_header(&r->headers_in.headers,
-        [&](ngx_table_elt_t &h) {
+    /* the first If-Match header, as nginx keeps it */
 
-        if (g != -1 || !ngx_http_dynroute_header_is(h, "If-Match")) {
-            return;
+    if (r->headers_in.if_match == NULL) {
+        return -1;
+    }
+
+    std::string_view v = ngx_http_dynroute_view(r->headers_in.if_match->value);
+
+    if (v.size() >= 2 && v.front() == '"' && v.back() == '"') {
+        v = v.substr(1, v.size() - 2);
+    }
+
+    if (v == "*") {
+        return -1;
+    }
+
+    if (v.empty() || v.size() > 18) {
+        return -2;
+    }
+
+    g = 0;
+
+    for (char c : v) {
+        if (c < '0' || c > '9') {
+            return -2;
         }
 
-        std::string_view v = ngx_http_dynroute_view(h.value);
-
-        if (v.size() >= 2 && v.front() == '"' && v.back() == '"') {
-            v = v.substr(1, v.size() - 2);
-        }
-
-        if (v == "*") {
-            return;
-        }
-
-        if (v.empty() || v.size() > 18) {
-            g = -2;
-            return;
-        }
-
-        g = 0;
-        for (char c : v) {
-            if (c < '0' || c > '9') {
-                g = -2;
-                return;
-            }
-            g = g * 10 + (c - '0');
-        }
-    });
+        g = g * 10 + (c - '0');
+    }
 
     return g;
 }
