@@ -238,12 +238,13 @@ my $srv = start_nginx(http_config => $http_config, config => $config,
 my $base = "http://127.0.0.1:$srv->{port}";
 
 # Runs promtool check metrics on what the endpoint serves now.
+my $promtool_runs = 0;
 sub promtool_ok {
     my ($name) = @_;
     my $res = $ua->get("$base/dynroute/metrics");
     is($res->{status}, 200, "$name: GET /dynroute/metrics answers 200")
         or diag($res->{content});
-    my $file = "$srv->{prefix}/metrics-" . time() . '.txt';
+    my $file = "$srv->{prefix}/metrics-" . ++$promtool_runs . '.txt';
     spew($file, $res->{content} // '');
     my $out = `$PROMTOOL check metrics < '$file' 2>&1`;
     my $st = $?;
@@ -351,10 +352,10 @@ ok($final, 'prometheus scraped the endpoint after the load');
 # first sample in it is 0 and increase() extrapolates no series towards the
 # window's start; towards its end every series is extrapolated by the same
 # factor (they share their scrapes' timestamps).  So the ratio is the exact
-# share, 0.2, up to floating point.  The tolerance, +-0.02, leaves room for
-# nothing in particular but still fails on what a bug would do: counting
-# responses under the variant chosen rather than the one that served, or
-# under the other variant (0.1 and 0 here), or counting some requests twice.
+# share, 0.2, up to floating point.  The tolerance, +-0.02, is far wider
+# than rounding needs, and still fails on what a counting bug would give
+# here: the stable variant's responses counted under the canary too (about
+# 0.1), 5xx responses counted twice (0.33), or lost (0).
 my $ratio = sub {
     my ($variant) = @_;
     my $sel = qq{rollout="$ROLLOUT",variant="$variant"};
