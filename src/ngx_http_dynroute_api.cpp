@@ -285,23 +285,16 @@ ngx_http_dynroute_api_check(ngx_conf_t *cf,
 /* request time */
 
 
+#define NGX_HTTP_DYNROUTE_NO_ETAG  (~0ULL)   /* api_send: no ETag */
+
+
 static ngx_int_t
 ngx_http_dynroute_api_send(ngx_http_request_t *r, ngx_int_t status,
     std::string_view body, uint64_t generation, const char *allow,
     const char *type = "application/json") noexcept
 {
-    ngx_int_t         rc;
-    ngx_buf_t        *b;
-    ngx_chain_t       out;
     ngx_table_elt_t  *h;
     u_char           *p;
-
-    r->headers_out.status = status;
-    r->headers_out.content_length_n = body.size();
-    r->headers_out.content_type.data =
-        reinterpret_cast<u_char *>(const_cast<char *>(type));
-    r->headers_out.content_type.len = ngx_strlen(type);
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
 
     h = static_cast<ngx_table_elt_t *>(ngx_list_push(&r->headers_out.headers));
     if (h == NULL) {
@@ -325,7 +318,11 @@ ngx_http_dynroute_api_send(ngx_http_request_t *r, ngx_int_t status,
         h->value.len = ngx_strlen(allow);
     }
 
-    if (status < NGX_HTTP_SPECIAL_RESPONSE) {
+    /* the state's generation: not for the counters, which change anyway */
+
+    if (status < NGX_HTTP_SPECIAL_RESPONSE
+        && generation != NGX_HTTP_DYNROUTE_NO_ETAG)
+    {
         h = static_cast<ngx_table_elt_t *>(
                 ngx_list_push(&r->headers_out.headers));
         p = static_cast<u_char *>(ngx_pnalloc(r->pool, NGX_INT64_LEN + 2));
@@ -339,30 +336,7 @@ ngx_http_dynroute_api_send(ngx_http_request_t *r, ngx_int_t status,
         h->value.len = ngx_sprintf(p, "\"%uL\"", generation) - p;
     }
 
-    if (r->method == NGX_HTTP_HEAD) {
-        r->header_only = 1;
-        return ngx_http_send_header(r);
-    }
-
-    b = ngx_create_temp_buf(r->pool, body.size());
-    if (b == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    b->last = ngx_cpymem(b->pos, body.data(), body.size());
-    b->last_buf = 1;
-    b->last_in_chain = 1;
-
-    out.buf = b;
-    out.next = NULL;
-
-    rc = ngx_http_send_header(r);
-
-    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        return rc;
-    }
-
-    return ngx_http_output_filter(r, &out);
+    return ngx_http_dynroute_send(r, status, type, body, true);
 }
 
 
@@ -723,7 +697,8 @@ ngx_http_dynroute_api_metrics(ngx_http_request_t *r, ngx_uint_t res) noexcept
                     "frame-ancestors 'none'");
 
         return ngx_http_dynroute_api_send(r, NGX_HTTP_OK,
-                                          dynroute::status_page(), 0, NULL,
+                                          dynroute::status_page(),
+                                          NGX_HTTP_DYNROUTE_NO_ETAG, NULL,
                                           "text/html; charset=utf-8");
     }
 
@@ -734,13 +709,13 @@ ngx_http_dynroute_api_metrics(ngx_http_request_t *r, ngx_uint_t res) noexcept
 
         if (res == NGX_HTTP_DYNROUTE_RES_STATS) {
             return ngx_http_dynroute_api_send(r, NGX_HTTP_OK,
-                       dynroute::metrics::render_stats(snap), snap.generation,
-                       NULL);
+                       dynroute::metrics::render_stats(snap),
+                       NGX_HTTP_DYNROUTE_NO_ETAG, NULL);
         }
 
         return ngx_http_dynroute_api_send(r, NGX_HTTP_OK,
                    dynroute::metrics::render_prometheus(snap),
-                   snap.generation, NULL,
+                   NGX_HTTP_DYNROUTE_NO_ETAG, NULL,
                    "text/plain; version=0.0.4; charset=utf-8");
 
     } catch (const std::exception &e) {

@@ -74,8 +74,6 @@ ngx_http_dynroute_health_handler(ngx_http_request_t *r) noexcept
     u_char                         *body;
     size_t                          len;
     ngx_int_t                       rc;
-    ngx_buf_t                      *b;
-    ngx_chain_t                     out;
     ngx_table_elt_t                *allow;
     ngx_http_dynroute_loc_conf_t   *dlcf;
     ngx_http_dynroute_main_conf_t  *dmcf;
@@ -135,8 +133,33 @@ ngx_http_dynroute_health_handler(ngx_http_request_t *r) noexcept
         }
     }
 
-    r->headers_out.content_length_n = len;
-    ngx_str_set(&r->headers_out.content_type, "application/json");
+    return ngx_http_dynroute_send(r, r->headers_out.status,
+                                  "application/json",
+                                  std::string_view(
+                                      reinterpret_cast<char *>(body), len),
+                                  false);
+}
+
+
+/*
+ * Sends body as the whole response, with status and type, for the health,
+ * API and metrics handlers.  copy: body is copied to the request's pool
+ * (it does not outlive the call), else sent from where it is (static).
+ */
+
+ngx_int_t
+ngx_http_dynroute_send(ngx_http_request_t *r, ngx_int_t status,
+    const char *type, std::string_view body, bool copy) noexcept
+{
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_chain_t   out;
+
+    r->headers_out.status = status;
+    r->headers_out.content_length_n = body.size();
+    r->headers_out.content_type.data =
+        reinterpret_cast<u_char *>(const_cast<char *>(type));
+    r->headers_out.content_type.len = ngx_strlen(type);
     r->headers_out.content_type_len = r->headers_out.content_type.len;
 
     if (r->method == NGX_HTTP_HEAD) {
@@ -144,14 +167,25 @@ ngx_http_dynroute_health_handler(ngx_http_request_t *r) noexcept
         return ngx_http_send_header(r);
     }
 
-    b = static_cast<ngx_buf_t *>(ngx_calloc_buf(r->pool));
-    if (b == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    if (copy) {
+        b = ngx_create_temp_buf(r->pool, body.size());
+        if (b == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        b->last = ngx_cpymem(b->pos, body.data(), body.size());
+
+    } else {
+        b = static_cast<ngx_buf_t *>(ngx_calloc_buf(r->pool));
+        if (b == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        b->pos = reinterpret_cast<u_char *>(const_cast<char *>(body.data()));
+        b->last = b->pos + body.size();
+        b->memory = 1;
     }
 
-    b->pos = body;
-    b->last = body + len;
-    b->memory = 1;
     b->last_buf = (r == r->main) ? 1 : 0;
     b->last_in_chain = 1;
 

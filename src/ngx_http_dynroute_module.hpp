@@ -150,6 +150,8 @@ ngx_uint_t ngx_http_dynroute_rollout_pick(ngx_http_request_t *r,
 
 char *ngx_http_dynroute_health(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf) noexcept;
+ngx_int_t ngx_http_dynroute_send(ngx_http_request_t *r, ngx_int_t status,
+    const char *type, std::string_view body, bool copy) noexcept;
 
 ngx_int_t ngx_http_dynroute_choose(ngx_http_request_t *r,
     ngx_http_dynroute_choice_t *choice) noexcept;
