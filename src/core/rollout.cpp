@@ -489,24 +489,40 @@ std::size_t Rollout::by_weight(std::string_view key) const noexcept
     return best;
 }
 
-std::size_t Rollout::pick(const Inputs &in) const noexcept
+std::string_view Rollout::reason_name(Reason r) noexcept
+{
+    static constexpr std::string_view names[reasons] = {
+        "weight", "header", "cookie", "source", "fallback"};
+
+    return names[static_cast<std::size_t>(r)];
+}
+
+std::size_t Rollout::pick(const Inputs &in, Reason *reason) const noexcept
 {
     std::size_t v = npos;
+    Reason why = Reason::header;
 
     if (in.header) {
         v = by_override(*in.header);
     }
 
     if (v == npos && in.cookie) {
+        why = Reason::cookie;
         v = by_override(*in.cookie);
     }
 
     if (v == npos && in.address) {
+        why = Reason::source;
         v = by_source(*in.address);
     }
 
     if (v == npos) {
+        why = Reason::weight;
         v = by_weight(in.key);
+    }
+
+    if (reason) {
+        *reason = why;
     }
 
     return v;

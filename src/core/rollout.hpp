@@ -111,8 +111,17 @@ public:
         std::string_view key;                      // the stickiness key
     };
 
-    // The override order: header, cookie, source, then weight.
-    std::size_t pick(const Inputs &in) const noexcept;
+    // Why a request got its variant.  A pick gives the first four;
+    // "fallback" is the balancer's: the primary served instead.
+    enum class Reason : unsigned char { weight, header, cookie, source,
+                                        fallback };
+    static constexpr std::size_t reasons = 5;
+    static std::string_view reason_name(Reason r) noexcept;
+
+    // The override order: header, cookie, source, then weight.  Sets
+    // *reason to what decided, if reason is not null.
+    std::size_t pick(const Inputs &in, Reason *reason = nullptr) const
+        noexcept;
 
     static constexpr std::size_t npos = static_cast<std::size_t>(-1);
 

@@ -328,6 +328,39 @@ TEST(RolloutOverride, Order)
     EXPECT_EQ(r.pick(i), 3u);
 }
 
+// The reason a pick reports is the step that decided it.
+TEST(RolloutOverride, Reason)
+{
+    Rollout r("r");
+    r.add_variant("a", "100%");
+    r.add_variant("b", "0%");
+    r.add_source(dynroute::parse_cidr("10.0.0.0/8"), "b");
+    r.finish();
+
+    std::string_view b = "b", junk = "junk";
+    Address in = v4("10.1.2.3");
+    Rollout::Reason why = Rollout::Reason::fallback;
+
+    Rollout::Inputs i;
+    i.key = "k";
+    EXPECT_EQ(r.pick(i, &why), 0u);
+    EXPECT_EQ(why, Rollout::Reason::weight);
+    i.address = &in;
+    EXPECT_EQ(r.pick(i, &why), 1u);
+    EXPECT_EQ(why, Rollout::Reason::source);
+    i.cookie = &b;
+    EXPECT_EQ(r.pick(i, &why), 1u);
+    EXPECT_EQ(why, Rollout::Reason::cookie);
+    i.header = &b;
+    EXPECT_EQ(r.pick(i, &why), 1u);
+    EXPECT_EQ(why, Rollout::Reason::header);
+    i.header = &junk;  // falls through to the cookie
+    EXPECT_EQ(r.pick(i, &why), 1u);
+    EXPECT_EQ(why, Rollout::Reason::cookie);
+    EXPECT_EQ(Rollout::reason_name(Rollout::Reason::fallback), "fallback");
+    EXPECT_EQ(Rollout::reason_name(Rollout::Reason::weight), "weight");
+}
+
 // Stickiness: the variant is a pure function of (name, key, weights); a
 // rollout built again (another worker, a reload, another instance) agrees.
 TEST(RolloutWeight, Sticky)

@@ -1,0 +1,367 @@
+// Metrics: see metrics.hpp.
+#include "metrics.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include "rollout.hpp"
+
+namespace dynroute::metrics {
+
+namespace {
+
+const char *const class_names[classes] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
+
+// "0.005" for 5 ms: the text format's seconds
+std::string seconds(std::uint64_t ms)
+{
+    std::string out = std::to_string(ms / 1000);
+    std::uint64_t frac = ms % 1000;
+
+    if (frac) {
+        char buf[5] = {'.', char('0' + frac / 100), char('0' + frac / 10 % 10),
+                       char('0' + frac % 10), 0};
+        std::string f(buf);
+
+        while (f.back() == '0') {
+            f.pop_back();
+        }
+
+        out += f;
+    }
+
+    return out;
+}
+
+// a weight in 0.01 % as a ratio: 2500 -> "0.25"
+std::string ratio(std::uint32_t w)
+{
+    std::string out = std::to_string(w / 10000);
+    std::uint32_t frac = w % 10000;
+
+    if (frac) {
+        std::string f = std::to_string(frac);
+        f.insert(0, 4 - f.size(), '0');
+
+        while (f.back() == '0') {
+            f.pop_back();
+        }
+
+        out += '.' + f;
+    }
+
+    return out;
+}
+
+class Writer {
+public:
+    void family(const char *name, const char *type, const char *help)
+    {
+        out_ += "# HELP ";
+        out_ += name;
+        out_ += ' ';
+        out_ += help;
+        out_ += "\n# TYPE ";
+        out_ += name;
+        out_ += ' ';
+        out_ += type;
+        out_ += '\n';
+    }
+
+    // name{k="v",...} value
+    void sample(std::string_view name,
+                std::initializer_list<std::pair<const char *,
+                                                std::string_view>> labels,
+                std::string_view value)
+    {
+        out_ += name;
+
+        if (labels.size()) {
+            char sep = '{';
+
+            for (const auto &[k, v] : labels) {
+                out_ += sep;
+                out_ += k;
+                out_ += "=\"";
+                out_ += escape_label(v);
+                out_ += '"';
+                sep = ',';
+            }
+
+            out_ += '}';
+        }
+
+        out_ += ' ';
+        out_ += value;
+        out_ += '\n';
+    }
+
+    std::string take() { return std::move(out_); }
+
+private:
+    std::string out_;
+};
+
+}  // namespace
+
+std::size_t latency_bucket(std::uint64_t ms) noexcept
+{
+    std::size_t i = 0;
+
+    while (i < bucket_ms.size() && ms > bucket_ms[i]) {
+        i++;
+    }
+
+    return i;
+}
+
+int status_class(unsigned status) noexcept
+{
+    return (status >= 100 && status < 600) ? int(status / 100) - 1 : -1;
+}
+
+std::string escape_label(std::string_view v)
+{
+    std::string out;
+    out.reserve(v.size());
+
+    for (char c : v) {
+        switch (c) {
+        case '\\': out += "\\\\"; break;
+        case '"': out += "\\\""; break;
+        case '\n': out += "\\n"; break;
+        default: out += c;
+        }
+    }
+
+    return out;
+}
+
+std::string render_prometheus(const Snapshot &s)
+{
+    Writer w;
+    auto n = [](std::uint64_t v) { return std::to_string(v); };
+
+    if (s.per_rule) {
+        w.family("dynroute_requests_total", "counter",
+                 "Requests routed, by table and the rule that matched "
+                 "(\"(runtime)\": a runtime host).");
+
+        for (const auto &t : s.tables) {
+            for (const auto &r : t.per_rule) {
+                w.sample("dynroute_requests_total",
+                         {{"table", t.name}, {"rule", r.rule}}, n(r.requests));
+            }
+
+            w.sample("dynroute_requests_total",
+                     {{"table", t.name}, {"rule", "(runtime)"}},
+                     n(t.values[t_runtime]));
+        }
+    }
+
+    struct TableFamily {
+        const char *name, *type, *help;
+        std::size_t slot;
+    };
+
+    static const TableFamily table_families[] = {
+        {"dynroute_table_requests_total", "counter",
+         "Requests a table decided for, 421s included.", t_requests},
+        {"dynroute_misdirected_requests_total", "counter",
+         "Requests no rule of the table matched, answered 421.",
+         t_misdirected},
+        {"dynroute_regex_errors_total", "counter",
+         "Regex matches that failed (the default rule was used).",
+         t_regex_errors},
+    };
+
+    for (const auto &f : table_families) {
+        w.family(f.name, f.type, f.help);
+
+        for (const auto &t : s.tables) {
+            w.sample(f.name, {{"table", t.name}}, n(t.values[f.slot]));
+        }
+    }
+
+    w.family("dynroute_table_rules", "gauge",
+             "Rules of the table in the configuration.");
+
+    for (const auto &t : s.tables) {
+        w.sample("dynroute_table_rules", {{"table", t.name}}, n(t.rules));
+    }
+
+    w.family("dynroute_runtime_hosts", "gauge",
+             "Hosts added through the runtime API.");
+    w.sample("dynroute_runtime_hosts", {}, n(s.runtime_hosts));
+
+    w.family("dynroute_variant_weight_ratio", "gauge",
+             "A variant's live weight, 0 to 1, and its live upstream.");
+
+    for (const auto &ro : s.rollouts) {
+        for (const auto &v : ro.variants) {
+            w.sample("dynroute_variant_weight_ratio",
+                     {{"rollout", ro.name}, {"variant", v.name},
+                      {"upstream", v.upstream}},
+                     ratio(v.weight));
+        }
+    }
+
+    w.family("dynroute_variant_requests_total", "counter",
+             "Requests a variant served, by why it was chosen (fallback: "
+             "the primary after the chosen variant failed).");
+
+    for (const auto &ro : s.rollouts) {
+        for (const auto &v : ro.variants) {
+            for (std::size_t i = 0; i < reasons; i++) {
+                w.sample("dynroute_variant_requests_total",
+                         {{"rollout", ro.name}, {"variant", v.name},
+                          {"reason", Rollout::reason_name(
+                                         static_cast<Rollout::Reason>(i))}},
+                         n(v.values[v_requests + i]));
+            }
+        }
+    }
+
+    w.family("dynroute_variant_responses_total", "counter",
+             "Responses to requests a variant served, by status class.");
+
+    for (const auto &ro : s.rollouts) {
+        for (const auto &v : ro.variants) {
+            for (std::size_t i = 0; i < classes; i++) {
+                w.sample("dynroute_variant_responses_total",
+                         {{"rollout", ro.name}, {"variant", v.name},
+                          {"code", class_names[i]}},
+                         n(v.values[v_responses + i]));
+            }
+        }
+    }
+
+    w.family("dynroute_variant_upstream_response_seconds", "histogram",
+             "Upstream response time of the requests a variant served, "
+             "summed over the tries.");
+
+    for (const auto &ro : s.rollouts) {
+        for (const auto &v : ro.variants) {
+            std::uint64_t cumulative = 0;
+
+            for (std::size_t i = 0; i < buckets; i++) {
+                cumulative += v.values[v_buckets + i];
+
+                w.sample("dynroute_variant_upstream_response_seconds_bucket",
+                         {{"rollout", ro.name}, {"variant", v.name},
+                          {"le", i < bucket_ms.size() ? seconds(bucket_ms[i])
+                                                      : "+Inf"}},
+                         n(cumulative));
+            }
+
+            w.sample("dynroute_variant_upstream_response_seconds_sum",
+                     {{"rollout", ro.name}, {"variant", v.name}},
+                     seconds(v.values[v_sum_ms]));
+            w.sample("dynroute_variant_upstream_response_seconds_count",
+                     {{"rollout", ro.name}, {"variant", v.name}},
+                     n(cumulative));
+        }
+    }
+
+    w.family("dynroute_variant_fallbacks_total", "counter",
+             "Requests a variant was chosen for that its rollout's primary "
+             "served (dynroute_balancer fallback=primary).");
+
+    for (const auto &ro : s.rollouts) {
+        for (const auto &v : ro.variants) {
+            w.sample("dynroute_variant_fallbacks_total",
+                     {{"rollout", ro.name}, {"variant", v.name}},
+                     n(v.values[v_fallbacks]));
+        }
+    }
+
+    w.family("dynroute_state_generation", "gauge",
+             "Generation of the runtime state (each API change adds one).");
+    w.sample("dynroute_state_generation", {}, n(s.generation));
+
+    w.family("dynroute_draining", "gauge",
+             "1 while the instance drains (readiness answers 503).");
+    w.sample("dynroute_draining", {}, s.draining ? "1" : "0");
+
+    return w.take();
+}
+
+std::string render_stats(const Snapshot &s)
+{
+    using nlohmann::ordered_json;
+
+    ordered_json out;
+    out["zone"] = s.zone;
+    out["generation"] = s.generation;
+    out["draining"] = s.draining;
+    out["time"] = s.time;
+    out["runtime_hosts"] = s.runtime_hosts;
+
+    ordered_json tables = ordered_json::array();
+
+    for (const auto &t : s.tables) {
+        tables.push_back({{"name", t.name},
+                          {"rules", t.rules},
+                          {"requests", t.values[t_requests]},
+                          {"misdirected", t.values[t_misdirected]},
+                          {"regex_errors", t.values[t_regex_errors]},
+                          {"runtime", t.values[t_runtime]}});
+    }
+
+    out["tables"] = std::move(tables);
+
+    ordered_json le = ordered_json::array();
+
+    for (auto ms : bucket_ms) {
+        le.push_back(ms / 1000.0);
+    }
+
+    ordered_json rollouts = ordered_json::array();
+
+    for (const auto &ro : s.rollouts) {
+        ordered_json variants = ordered_json::array();
+
+        for (const auto &v : ro.variants) {
+            ordered_json requests = ordered_json::object();
+            ordered_json responses = ordered_json::object();
+            ordered_json hist = ordered_json::array();
+            std::uint64_t count = 0;
+
+            for (std::size_t i = 0; i < reasons; i++) {
+                requests[std::string(Rollout::reason_name(
+                    static_cast<Rollout::Reason>(i)))] =
+                    v.values[v_requests + i];
+            }
+
+            for (std::size_t i = 0; i < classes; i++) {
+                responses[class_names[i]] = v.values[v_responses + i];
+            }
+
+            for (std::size_t i = 0; i < buckets; i++) {
+                hist.push_back(v.values[v_buckets + i]);
+                count += v.values[v_buckets + i];
+            }
+
+            variants.push_back(
+                {{"name", v.name},
+                 {"upstream", v.upstream},
+                 {"weight", v.weight / 100.0},
+                 {"requests", std::move(requests)},
+                 {"responses", std::move(responses)},
+                 {"fallbacks", v.values[v_fallbacks]},
+                 {"latency", {{"le", le},
+                              {"buckets", std::move(hist)},
+                              {"sum", v.values[v_sum_ms] / 1000.0},
+                              {"count", count}}}});
+        }
+
+        rollouts.push_back({{"name", ro.name},
+                            {"primary", ro.primary},
+                            {"variants", std::move(variants)}});
+    }
+
+    out["rollouts"] = std::move(rollouts);
+
+    return out.dump();
+}
+
+}  // namespace dynroute::metrics
