@@ -19,6 +19,8 @@
 #include <string>
 
 #include "ngx_http_dynroute_module.hpp"
+#include "metrics.hpp"
+#include "status_page.hpp"
 #include "state.hpp"
 
 
@@ -41,7 +43,10 @@ enum ngx_http_dynroute_resource_e {
     NGX_HTTP_DYNROUTE_RES_HOSTS,
     NGX_HTTP_DYNROUTE_RES_HOST,
     NGX_HTTP_DYNROUTE_RES_DRAIN,
-    NGX_HTTP_DYNROUTE_RES_READY
+    NGX_HTTP_DYNROUTE_RES_READY,
+    NGX_HTTP_DYNROUTE_RES_METRICS,
+    NGX_HTTP_DYNROUTE_RES_STATS,
+    NGX_HTTP_DYNROUTE_RES_UI
 };
 
 
@@ -61,6 +66,9 @@ static const struct {
       "GET, HEAD, PUT, DELETE" },
     { 0, NGX_HTTP_POST, "POST" },
     { 0, NGX_HTTP_POST, "POST" },
+    { NGX_HTTP_GET|NGX_HTTP_HEAD, 0, "GET, HEAD" },
+    { NGX_HTTP_GET|NGX_HTTP_HEAD, 0, "GET, HEAD" },
+    { NGX_HTTP_GET|NGX_HTTP_HEAD, 0, "GET, HEAD" },
 };
 
 
@@ -279,7 +287,8 @@ ngx_http_dynroute_api_check(ngx_conf_t *cf,
 
 static ngx_int_t
 ngx_http_dynroute_api_send(ngx_http_request_t *r, ngx_int_t status,
-    const std::string &body, uint64_t generation, const char *allow) noexcept
+    std::string_view body, uint64_t generation, const char *allow,
+    const char *type = "application/json") noexcept
 {
     ngx_int_t         rc;
     ngx_buf_t        *b;
@@ -289,7 +298,9 @@ ngx_http_dynroute_api_send(ngx_http_request_t *r, ngx_int_t status,
 
     r->headers_out.status = status;
     r->headers_out.content_length_n = body.size();
-    ngx_str_set(&r->headers_out.content_type, "application/json");
+    r->headers_out.content_type.data =
+        reinterpret_cast<u_char *>(const_cast<char *>(type));
+    r->headers_out.content_type.len = ngx_strlen(type);
     r->headers_out.content_type_len = r->headers_out.content_type.len;
 
     h = static_cast<ngx_table_elt_t *>(ngx_list_push(&r->headers_out.headers));
@@ -403,6 +414,18 @@ ngx_http_dynroute_api_resource(ngx_http_request_t *r, std::string_view &name)
 
     if (uri == "ready") {
         return NGX_HTTP_DYNROUTE_RES_READY;
+    }
+
+    if (uri == "metrics") {
+        return NGX_HTTP_DYNROUTE_RES_METRICS;
+    }
+
+    if (uri == "stats") {
+        return NGX_HTTP_DYNROUTE_RES_STATS;
+    }
+
+    if (uri == "ui") {
+        return NGX_HTTP_DYNROUTE_RES_UI;
     }
 
     if (uri == "hosts" || uri == "hosts/") {
@@ -671,6 +694,65 @@ ngx_http_dynroute_api_run(ngx_http_request_t *r) noexcept
 }
 
 
+/* {prefix}metrics, {prefix}stats and the status page, {prefix}ui */
+
+static ngx_int_t
+ngx_http_dynroute_api_metrics(ngx_http_request_t *r, ngx_uint_t res) noexcept
+{
+    ngx_table_elt_t                *h;
+    ngx_http_dynroute_main_conf_t  *dmcf;
+
+    dmcf = static_cast<ngx_http_dynroute_main_conf_t *>(
+               ngx_http_get_module_main_conf(r, ngx_http_dynroute_module));
+
+    if (dmcf->metrics == NGX_HTTP_DYNROUTE_METRICS_OFF) {
+        return ngx_http_dynroute_api_error(r, NGX_HTTP_NOT_FOUND,
+                   "the metrics are off (dynroute_zone metrics=off)");
+    }
+
+    if (res == NGX_HTTP_DYNROUTE_RES_UI) {
+        h = static_cast<ngx_table_elt_t *>(
+                ngx_list_push(&r->headers_out.headers));
+        if (h == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        h->hash = 1;
+        ngx_str_set(&h->key, "Content-Security-Policy");
+        ngx_str_set(&h->value, "default-src 'none'; "
+                    "script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+                    "connect-src 'self'; img-src data:; "
+                    "frame-ancestors 'none'");
+
+        return ngx_http_dynroute_api_send(r, NGX_HTTP_OK,
+                                          dynroute::status_page(), 0, NULL,
+                                          "text/html; charset=utf-8");
+    }
+
+    try {
+        dynroute::metrics::Snapshot snap;
+
+        ngx_http_dynroute_metrics_snapshot(dmcf, snap);
+
+        if (res == NGX_HTTP_DYNROUTE_RES_STATS) {
+            return ngx_http_dynroute_api_send(r, NGX_HTTP_OK,
+                       dynroute::metrics::render_stats(snap), snap.generation,
+                       NULL);
+        }
+
+        return ngx_http_dynroute_api_send(r, NGX_HTTP_OK,
+                   dynroute::metrics::render_prometheus(snap),
+                   snap.generation, NULL,
+                   "text/plain; version=0.0.4; charset=utf-8");
+
+    } catch (const std::exception &e) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "dynroute: API: %s", e.what());
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+}
+
+
 static ngx_int_t
 ngx_http_dynroute_api_handler(ngx_http_request_t *r) noexcept
 {
@@ -731,6 +813,10 @@ ngx_http_dynroute_api_handler(ngx_http_request_t *r) noexcept
         rc = ngx_http_discard_request_body(r);
         if (rc != NGX_OK) {
             return rc;
+        }
+
+        if (res >= NGX_HTTP_DYNROUTE_RES_METRICS) {
+            return ngx_http_dynroute_api_metrics(r, res);
         }
 
         return ngx_http_dynroute_api_run(r);

@@ -19,39 +19,8 @@
 #include <vector>
 
 #include "ngx_http_dynroute_module.hpp"
+#include "metrics.hpp"
 #include "table.hpp"
-
-
-struct ngx_http_dynroute_rule_t {
-    ngx_str_t                  text;     /* as written; $dynroute_rule */
-    ngx_str_t                  target;   /* upstream name or "@location" */
-    ngx_uint_t                 named;    /* target is a named location */
-    ngx_http_dynroute_rollout_t *rollout; /* target is a rollout */
-    ngx_http_upstream_srv_conf_t *uscf;  /* target is an upstream{} */
-    u_char                    *file;     /* NULL: a runtime host's rule */
-    ngx_uint_t                 line;
-};
-
-
-typedef struct {
-    ngx_uint_t                 group;
-    ngx_int_t                  index;    /* of the variable */
-} ngx_http_dynroute_capture_t;
-
-
-/*
- * Allocated with new, deleted by a cleanup of the cycle pool.  The rules are
- * a deque: a table of a million hosts grows without copying, and without a
- * vector's doubling slack, while nginx reads it.
- */
-typedef struct {
-    ngx_str_t                                      name;
-    u_char                                        *file;
-    ngx_uint_t                                     line;
-    std::deque<ngx_http_dynroute_rule_t>           rules;
-    std::vector<std::vector<ngx_http_dynroute_capture_t>>  captures;
-    dynroute::Table                                core;
-} ngx_http_dynroute_table_t;
 
 
 /* A dynroute_table block while it is read. */
@@ -96,10 +65,13 @@ typedef struct {
     unsigned                   picked:1;
     unsigned                   fallback:1; /* the primary served instead */
     unsigned                   runtime:1;  /* a runtime host entry */
+    unsigned                   reason:3;   /* dynroute::Rollout::Reason */
 } ngx_http_dynroute_ctx_t;
 
 
 static ngx_int_t ngx_http_dynroute_handler(ngx_http_request_t *r) noexcept;
+static ngx_int_t ngx_http_dynroute_log_handler(ngx_http_request_t *r)
+    noexcept;
 static ngx_http_dynroute_ctx_t *ngx_http_dynroute_get_ctx(
     ngx_http_request_t *r) noexcept;
 static ngx_http_dynroute_ctx_t *ngx_http_dynroute_decide(
@@ -236,7 +208,9 @@ enum {
     NGX_HTTP_DYNROUTE_VAR_RULE,
     NGX_HTTP_DYNROUTE_VAR_VARIANT,
     NGX_HTTP_DYNROUTE_VAR_PRIMARY,
-    NGX_HTTP_DYNROUTE_VAR_FALLBACK
+    NGX_HTTP_DYNROUTE_VAR_FALLBACK,
+    NGX_HTTP_DYNROUTE_VAR_SERVED,
+    NGX_HTTP_DYNROUTE_VAR_REASON
 };
 
 
@@ -257,11 +231,18 @@ static ngx_http_variable_t  ngx_http_dynroute_vars[] = {
     { ngx_string("dynroute_fallback"), NULL, ngx_http_dynroute_variable,
       NGX_HTTP_DYNROUTE_VAR_FALLBACK, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
+    { ngx_string("dynroute_served"), NULL, ngx_http_dynroute_variable,
+      NGX_HTTP_DYNROUTE_VAR_SERVED, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("dynroute_reason"), NULL, ngx_http_dynroute_variable,
+      NGX_HTTP_DYNROUTE_VAR_REASON, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
       ngx_http_null_variable
 };
 
 
 static ngx_str_t  ngx_http_dynroute_none = ngx_string("(none)");
+static ngx_str_t  ngx_http_dynroute_rule_reason = ngx_string("rule");
 
 
 /* the host as in $host: the validated Host header, or the server name */
@@ -447,6 +428,12 @@ ngx_http_dynroute_decide(ngx_http_request_t *r, ngx_http_dynroute_ctx_t *ctx,
     d = table->core.find(ngx_http_dynroute_view(host));
 
     if (d.error) {
+        if (table->counters) {
+            __atomic_fetch_add(
+                &table->counters[dynroute::metrics::t_regex_errors], 1,
+                __ATOMIC_RELAXED);
+        }
+
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "dynroute: a regex of table \"%V\" failed on "
                       "host \"%V\", using the default", &table->name, &host);
@@ -489,11 +476,44 @@ ngx_http_dynroute_ctx_cleanup(void *data) noexcept
 }
 
 
+/*
+ * The log phase, with a dynroute_zone and its metrics: count the main
+ * request once, by the table and rule of its last decision and, for a
+ * rollout whose variant was picked, by the variant that served it.
+ */
+
+static ngx_int_t
+ngx_http_dynroute_log_handler(ngx_http_request_t *r) noexcept
+{
+    ngx_http_dynroute_ctx_t  *ctx;
+
+    if (r != r->main) {
+        return NGX_OK;
+    }
+
+    ctx = ngx_http_dynroute_get_ctx(r);
+
+    if (ctx == NULL || ctx->table == NULL) {
+        return NGX_OK;
+    }
+
+    ngx_http_dynroute_metrics_count(r, ctx->rule, ctx->table, ctx->runtime,
+        ctx->picked ? ctx->variant : NGX_MAX_UINT32_VALUE,
+        ctx->fallback ? ctx->primary_variant : ctx->variant,
+        ctx->fallback ? static_cast<ngx_uint_t>(
+                            dynroute::Rollout::Reason::fallback)
+                      : ctx->reason);
+
+    return NGX_OK;
+}
+
+
 static ngx_uint_t
 ngx_http_dynroute_variant(ngx_http_request_t *r, ngx_http_dynroute_ctx_t *ctx)
     noexcept
 {
     ngx_uint_t                      v, p;
+    dynroute::Rollout::Reason       reason;
     ngx_http_dynroute_route_t       route;
     ngx_http_dynroute_main_conf_t  *dmcf;
 
@@ -503,7 +523,7 @@ ngx_http_dynroute_variant(ngx_http_request_t *r, ngx_http_dynroute_ctx_t *ctx)
 
         route = ngx_http_dynroute_live_route(dmcf->live, ctx->rule->rollout);
         v = ngx_http_dynroute_rollout_pick(r, ctx->rule->rollout,
-                                           *route.core);
+                                           *route.core, &reason);
         p = route.core->primary();
 
         ctx->variant = static_cast<uint16_t>(v);
@@ -511,6 +531,7 @@ ngx_http_dynroute_variant(ngx_http_request_t *r, ngx_http_dynroute_ctx_t *ctx)
         ctx->chosen = route.upstreams[v];
         ctx->primary = route.upstreams[p];
         ctx->sockaddr = r->connection->sockaddr;
+        ctx->reason = static_cast<unsigned>(reason);
         ctx->picked = 1;
     }
 
@@ -557,6 +578,7 @@ ngx_http_dynroute_variable(ngx_http_request_t *r,
 {
     const ngx_str_t              *s;
     ngx_str_t                     host;
+    std::string_view              reason;
     ngx_http_dynroute_ctx_t      *ctx;
     ngx_http_dynroute_rule_t     *rule;
     ngx_http_dynroute_rollout_t  *ro;
@@ -590,6 +612,32 @@ ngx_http_dynroute_variable(ngx_http_request_t *r,
     case NGX_HTTP_DYNROUTE_VAR_FALLBACK:
         s = (ro && ctx->fallback) ? &ro->variants[ctx->primary_variant].name
                                   : NULL;
+        break;
+
+    case NGX_HTTP_DYNROUTE_VAR_SERVED:
+        if (ro) {
+            (void) ngx_http_dynroute_variant(r, ctx);
+            s = &ro->variants[ctx->fallback ? ctx->primary_variant
+                                            : ctx->variant].name;
+        }
+
+        break;
+
+    case NGX_HTTP_DYNROUTE_VAR_REASON:
+        if (ro) {
+            (void) ngx_http_dynroute_variant(r, ctx);
+            reason = dynroute::Rollout::reason_name(
+                ctx->fallback ? dynroute::Rollout::Reason::fallback
+                    : static_cast<dynroute::Rollout::Reason>(ctx->reason));
+            host.data = reinterpret_cast<u_char *>(
+                            const_cast<char *>(reason.data()));
+            host.len = reason.size();
+            s = &host;
+
+        } else if (!rule->named) {
+            s = &ngx_http_dynroute_rule_reason;
+        }
+
         break;
 
     case NGX_HTTP_DYNROUTE_VAR_PRIMARY:
@@ -1478,12 +1526,24 @@ ngx_http_dynroute_init(ngx_conf_t *cf) noexcept
         return NGX_ERROR;
     }
 
+    cmcf = static_cast<ngx_http_core_main_conf_t *>(
+               ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module));
+
+    if (dmcf->zone && dmcf->metrics != NGX_HTTP_DYNROUTE_METRICS_OFF
+        && (dmcf->tables.nelts || dmcf->rollouts.nelts))
+    {
+        h = static_cast<ngx_http_handler_pt *>(
+                ngx_array_push(&cmcf->phases[NGX_HTTP_LOG_PHASE].handlers));
+        if (h == NULL) {
+            return NGX_ERROR;
+        }
+
+        *h = ngx_http_dynroute_log_handler;
+    }
+
     if (!ngx_http_dynroute_needs_handler(dmcf)) {
         return NGX_OK;
     }
-
-    cmcf = static_cast<ngx_http_core_main_conf_t *>(
-               ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module));
 
     h = static_cast<ngx_http_handler_pt *>(
             ngx_array_push(&cmcf->phases[NGX_HTTP_PRECONTENT_PHASE].handlers));

@@ -3,6 +3,7 @@
  */
 #pragma once
 
+#include <deque>
 #include <functional>
 #include <memory>
 #include <string>
@@ -14,6 +15,7 @@
 #include "ngx_http_dynroute_string.hpp"
 #include "rollout.hpp"
 #include "state.hpp"
+#include "table.hpp"
 
 extern "C" {
 extern ngx_module_t  ngx_http_dynroute_module;
@@ -22,7 +24,44 @@ extern ngx_module_t  ngx_http_dynroute_module;
 struct ngx_http_dynroute_use_t;
 
 struct ngx_http_dynroute_live_t;
-struct ngx_http_dynroute_rule_t;
+struct ngx_http_dynroute_rollout_t;
+
+/* A rule of a table (or what a runtime host entry stands for). */
+struct ngx_http_dynroute_rule_t {
+    ngx_str_t                  text;     /* as written; $dynroute_rule */
+    ngx_str_t                  target;   /* upstream name or "@location" */
+    ngx_uint_t                 named;    /* target is a named location */
+    ngx_http_dynroute_rollout_t *rollout; /* target is a rollout */
+    ngx_http_upstream_srv_conf_t *uscf;  /* target is an upstream{} */
+    u_char                    *file;     /* NULL: a runtime host's rule */
+    ngx_uint_t                 line;
+    uint64_t                  *requests; /* its counter, or NULL */
+};
+
+
+typedef struct {
+    ngx_uint_t                 group;
+    ngx_int_t                  index;    /* of the variable */
+} ngx_http_dynroute_capture_t;
+
+
+/*
+ * Allocated with new, deleted by a cleanup of the cycle pool.  The rules are
+ * a deque: a table of a million hosts grows without copying, and without a
+ * vector's doubling slack, while nginx reads it.
+ */
+typedef struct {
+    ngx_str_t                                      name;
+    u_char                                        *file;
+    ngx_uint_t                                     line;
+    std::deque<ngx_http_dynroute_rule_t>           rules;
+    std::vector<std::vector<ngx_http_dynroute_capture_t>>  captures;
+    dynroute::Table                                core;
+    uint64_t                                      *counters; /* or NULL:
+                                               dynroute::metrics::TableSlot */
+} ngx_http_dynroute_table_t;
+
+
 
 typedef struct {
     ngx_http_dynroute_use_t  *use;      /* "dynroute": NULL is off */
@@ -33,6 +72,10 @@ typedef struct {
 } ngx_http_dynroute_loc_conf_t;
 
 #define NGX_HTTP_DYNROUTE_READINESS  2
+
+#define NGX_HTTP_DYNROUTE_METRICS_RULES   0   /* the default */
+#define NGX_HTTP_DYNROUTE_METRICS_TABLES  1
+#define NGX_HTTP_DYNROUTE_METRICS_OFF     2
 #define NGX_HTTP_DYNROUTE_API_READ   1
 #define NGX_HTTP_DYNROUTE_API_WRITE  2
 
@@ -43,6 +86,8 @@ typedef struct {
     ngx_http_upstream_srv_conf_t  *uscf;      /* of upstream */
     u_char                        *file;
     ngx_uint_t                     line;
+    uint64_t                      *counters;  /* or NULL:
+                                               dynroute::metrics::VariantSlot */
 } ngx_http_dynroute_variant_t;
 
 
@@ -76,6 +121,8 @@ typedef struct {
     /* "dynroute_zone" */
     ngx_shm_zone_t            *zone;
     ngx_str_t                  state;     /* state=PATH, or empty */
+    ngx_uint_t                 metrics;   /* metrics=, NGX_HTTP_DYNROUTE_
+                                             METRICS_* */
     u_char                    *zone_file;
     ngx_uint_t                 zone_line;
 
@@ -98,8 +145,8 @@ ngx_http_dynroute_rollout_t *ngx_http_dynroute_rollout_find(
 ngx_int_t ngx_http_dynroute_rollout_check(ngx_conf_t *cf,
     ngx_http_dynroute_rollout_t *rollout) noexcept;
 ngx_uint_t ngx_http_dynroute_rollout_pick(ngx_http_request_t *r,
-    ngx_http_dynroute_rollout_t *rollout, const dynroute::Rollout &core)
-    noexcept;
+    ngx_http_dynroute_rollout_t *rollout, const dynroute::Rollout &core,
+    dynroute::Rollout::Reason *reason) noexcept;
 
 char *ngx_http_dynroute_health(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf) noexcept;
@@ -173,3 +220,22 @@ ngx_http_dynroute_rule_t *ngx_http_dynroute_runtime_rule(ngx_conf_t *cf,
     ngx_http_dynroute_main_conf_t *dmcf, const ngx_str_t &target) noexcept;
 void ngx_http_dynroute_table_info(ngx_http_dynroute_main_conf_t *dmcf,
     dynroute::Schema &schema);
+
+/* the metrics (ngx_http_dynroute_metrics.cpp) */
+
+namespace dynroute::metrics { struct Snapshot; }
+
+/* in the zone being initialised, under its lock: the counters of every
+ * table, rule and variant, found again after a reload or made */
+ngx_int_t ngx_http_dynroute_metrics_init(ngx_http_dynroute_main_conf_t *dmcf,
+    ngx_slab_pool_t *shpool, ngx_rbtree_t *series, ngx_log_t *log) noexcept;
+void ngx_http_dynroute_metrics_count(ngx_http_request_t *r,
+    ngx_http_dynroute_rule_t *rule, ngx_http_dynroute_table_t *table,
+    ngx_uint_t runtime, ngx_uint_t variant, ngx_uint_t served,
+    ngx_uint_t reason) noexcept;
+void ngx_http_dynroute_metrics_snapshot(ngx_http_dynroute_main_conf_t *dmcf,
+    dynroute::metrics::Snapshot &s);
+
+/* the zone's state, for the metrics: after ngx_http_dynroute_live_sync */
+void ngx_http_dynroute_live_status(ngx_http_dynroute_live_t *live,
+    uint64_t *generation, bool *draining, size_t *runtime_hosts) noexcept;

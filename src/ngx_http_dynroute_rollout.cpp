@@ -498,7 +498,8 @@ ngx_http_dynroute_rollout_address(ngx_http_request_t *r,
 
 ngx_uint_t
 ngx_http_dynroute_rollout_pick(ngx_http_request_t *r,
-    ngx_http_dynroute_rollout_t *ro, const dynroute::Rollout &core) noexcept
+    ngx_http_dynroute_rollout_t *ro, const dynroute::Rollout &core,
+    dynroute::Rollout::Reason *reason) noexcept
 {
     ngx_uint_t                   v;
     std::string_view             header, cookie;
@@ -556,7 +557,7 @@ ngx_http_dynroute_rollout_pick(ngx_http_request_t *r,
         in.key = ngx_http_dynroute_view(r->connection->addr_text);
     }
 
-    v = core.pick(in);
+    v = core.pick(in, reason);
 
     ngx_log_debug4(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "dynroute: rollout \"%V\" variant \"%V\" for key "

@@ -49,6 +49,10 @@ typedef struct {
     uint64_t                       generation;  /* atomic */
     uint64_t                       draining;    /* atomic */
     ngx_http_dynroute_version_t   *version;     /* atomic */
+
+    /* the metrics' counters by name (ngx_http_dynroute_metrics.cpp) */
+    ngx_rbtree_t                   series;
+    ngx_rbtree_node_t              sentinel;
 } ngx_http_dynroute_shm_t;
 
 
@@ -167,9 +171,25 @@ ngx_http_dynroute_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
+        if (ngx_strcmp(value[i].data, "metrics=rules") == 0) {
+            dmcf->metrics = NGX_HTTP_DYNROUTE_METRICS_RULES;
+            continue;
+        }
+
+        if (ngx_strcmp(value[i].data, "metrics=tables") == 0) {
+            dmcf->metrics = NGX_HTTP_DYNROUTE_METRICS_TABLES;
+            continue;
+        }
+
+        if (ngx_strcmp(value[i].data, "metrics=off") == 0) {
+            dmcf->metrics = NGX_HTTP_DYNROUTE_METRICS_OFF;
+            continue;
+        }
+
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid parameter \"%V\": dynroute_zone takes "
-                           "NAME SIZE [state=PATH]", &value[i]);
+                           "NAME SIZE [state=PATH] "
+                           "[metrics=rules|tables|off]", &value[i]);
         return NGX_HTTP_DYNROUTE_CONF_ERROR;
     }
 
@@ -471,6 +491,17 @@ ngx_http_dynroute_live_host(ngx_http_dynroute_live_t *live,
     }
 
     return NULL;
+}
+
+
+void
+ngx_http_dynroute_live_status(ngx_http_dynroute_live_t *live,
+    uint64_t *generation, bool *draining, size_t *runtime_hosts) noexcept
+{
+    *generation = live->sh ? ngx_http_dynroute_load(&live->sh->generation)
+                           : 0;
+    *draining = ngx_http_dynroute_live_draining(live);
+    *runtime_hosts = live->hosts.size();
 }
 
 
@@ -904,6 +935,9 @@ ngx_http_dynroute_init_zone(ngx_shm_zone_t *shm_zone, void *data) noexcept
             return NGX_ERROR;
         }
 
+        ngx_rbtree_init(&sh->series, &sh->sentinel,
+                        ngx_str_rbtree_insert_value);
+
         shpool->data = sh;
         shpool->log_nomem = 0;  /* a full zone is the API's 507 */
     }
@@ -978,6 +1012,10 @@ ngx_http_dynroute_init_zone(ngx_shm_zone_t *shm_zone, void *data) noexcept
         ngx_log_error(NGX_LOG_EMERG, log, 0, "dynroute_zone \"%V\": %s",
                       &shm_zone->shm.name, e.what());
         rc = NGX_ERROR;
+    }
+
+    if (rc == NGX_OK) {
+        rc = ngx_http_dynroute_metrics_init(dmcf, shpool, &sh->series, log);
     }
 
     ngx_shmtx_unlock(&shpool->mutex);

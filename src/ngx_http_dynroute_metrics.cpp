@@ -1,0 +1,403 @@
+/*
+ * The metrics of a dynroute_zone: counters in shared memory, found by name.
+ *
+ * Every table, rule (with metrics=rules) and rollout variant of the
+ * configuration has a series in the zone: a node of a red-black tree keyed
+ * by what it counts ("v" rollout variant, "t" table, "r" table rule), with
+ * an array of 64-bit counters (dynroute::metrics' layouts).  The master
+ * finds or makes them when it initialises the zone, before the workers
+ * start, and the configuration keeps pointers to the counters; the request
+ * path adds to them with one atomic instruction each, as nginx's own
+ * stub_status counters are, and never locks.
+ *
+ * A reload that reuses the zone finds the same series again, so a counter
+ * never goes backwards; workers of the old configuration, still finishing
+ * their requests, count into the same words.  A series the configuration
+ * no longer names stays in the zone, unlisted, until the zone goes (a
+ * restart, or a new zone size): old workers may still write to it.
+ */
+
+#include <string>
+
+#include "ngx_http_dynroute_module.hpp"
+#include "metrics.hpp"
+
+
+namespace m = dynroute::metrics;
+
+
+/* in shared memory: then `width` counters, then the key's bytes */
+
+typedef struct {
+    ngx_str_node_t  sn;
+    uint64_t        width;
+} ngx_http_dynroute_series_t;
+
+
+static inline uint64_t *
+ngx_http_dynroute_series_values(ngx_http_dynroute_series_t *s) noexcept
+{
+    return reinterpret_cast<uint64_t *>(s + 1);
+}
+
+
+static size_t
+ngx_http_dynroute_series_size(const std::string &key, size_t width) noexcept
+{
+    return sizeof(ngx_http_dynroute_series_t) + width * sizeof(uint64_t)
+           + key.size();
+}
+
+
+/* what the slab allocator takes for an allocation of size bytes */
+
+static size_t
+ngx_http_dynroute_slab_size(size_t size) noexcept
+{
+    size_t  n;
+
+    if (size > ngx_pagesize / 2) {
+        return (size + ngx_pagesize - 1) / ngx_pagesize * ngx_pagesize;
+    }
+
+    for (n = 8; n < size; n <<= 1) { /* void */ }
+
+    return n;
+}
+
+
+namespace {
+
+struct Want {
+    std::string  key;
+    size_t       width;
+    uint64_t   **ptr;
+};
+
+}
+
+
+static std::string
+ngx_http_dynroute_series_key(char kind, size_t width,
+    std::initializer_list<ngx_str_t> names)
+{
+    std::string key(1, kind);
+
+    key += std::to_string(width);
+
+    for (const auto &n : names) {
+        key += '\0';
+        key.append(reinterpret_cast<const char *>(n.data), n.len);
+    }
+
+    return key;
+}
+
+
+ngx_int_t
+ngx_http_dynroute_metrics_init(ngx_http_dynroute_main_conf_t *dmcf,
+    ngx_slab_pool_t *shpool, ngx_rbtree_t *series, ngx_log_t *log) noexcept
+{
+    size_t                         size, missing, rules, variants, zone;
+    uint32_t                       hash;
+    ngx_str_t                      key;
+    ngx_uint_t                     i;
+    ngx_str_node_t                *sn;
+    ngx_http_dynroute_series_t    *s;
+    ngx_http_dynroute_table_t    **tp;
+    ngx_http_dynroute_rollout_t  **rp;
+
+    if (dmcf->metrics == NGX_HTTP_DYNROUTE_METRICS_OFF) {
+        return NGX_OK;
+    }
+
+    try {
+        std::vector<Want> want;
+
+        tp = static_cast<ngx_http_dynroute_table_t **>(dmcf->tables.elts);
+        rules = 0;
+
+        for (i = 0; i < dmcf->tables.nelts; i++) {
+            want.push_back({ngx_http_dynroute_series_key('t', m::table_width,
+                                                         {tp[i]->name}),
+                            m::table_width, &tp[i]->counters});
+
+            if (dmcf->metrics != NGX_HTTP_DYNROUTE_METRICS_RULES) {
+                continue;
+            }
+
+            for (auto &rule : tp[i]->rules) {
+                want.push_back({ngx_http_dynroute_series_key('r', 1,
+                                    {tp[i]->name, rule.text}),
+                                1, &rule.requests});
+                rules++;
+            }
+        }
+
+        rp = static_cast<ngx_http_dynroute_rollout_t **>(dmcf->rollouts.elts);
+        variants = 0;
+
+        for (i = 0; i < dmcf->rollouts.nelts; i++) {
+            for (auto &v : rp[i]->variants) {
+                want.push_back({ngx_http_dynroute_series_key('v',
+                                    m::variant_width, {rp[i]->name, v.name}),
+                                m::variant_width, &v.counters});
+                variants++;
+            }
+        }
+
+        /* found again, or still to make */
+
+        missing = 0;
+
+        for (auto &w : want) {
+            key.data = reinterpret_cast<u_char *>(w.key.data());
+            key.len = w.key.size();
+            hash = ngx_crc32_long(key.data, key.len);
+
+            sn = ngx_str_rbtree_lookup(series, &key, hash);
+
+            if (sn) {
+                s = reinterpret_cast<ngx_http_dynroute_series_t *>(sn);
+                *w.ptr = ngx_http_dynroute_series_values(s);
+                continue;
+            }
+
+            *w.ptr = NULL;
+            missing += ngx_http_dynroute_slab_size(
+                           ngx_http_dynroute_series_size(w.key, w.width));
+        }
+
+        for (auto &w : want) {
+            if (*w.ptr) {
+                continue;
+            }
+
+            size = ngx_http_dynroute_series_size(w.key, w.width);
+
+            s = static_cast<ngx_http_dynroute_series_t *>(
+                    ngx_slab_calloc_locked(shpool, size));
+
+            if (s == NULL) {
+                zone = shpool->end - reinterpret_cast<u_char *>(shpool);
+                size = zone + missing + missing / 8 + 64 * 1024;
+                size = (size + 65535) / 65536 * 64;
+
+                ngx_log_error(NGX_LOG_EMERG, log, 0,
+                              "dynroute_zone in %s:%ui is too small for the "
+                              "metrics of %uz rules and %uz variants (%uzk "
+                              "more of counters): make it %uzk at least, or "
+                              "set metrics=tables or metrics=off",
+                              dmcf->zone_file, dmcf->zone_line, rules,
+                              variants, (missing + 1023) / 1024, size);
+                return NGX_ERROR;
+            }
+
+            missing -= ngx_http_dynroute_slab_size(size);
+
+            s->width = w.width;
+            s->sn.str.len = w.key.size();
+            s->sn.str.data = reinterpret_cast<u_char *>(
+                                 ngx_http_dynroute_series_values(s) + w.width);
+            ngx_memcpy(s->sn.str.data, w.key.data(), w.key.size());
+            s->sn.node.key = ngx_crc32_long(s->sn.str.data, s->sn.str.len);
+
+            ngx_rbtree_insert(series, &s->sn.node);
+
+            *w.ptr = ngx_http_dynroute_series_values(s);
+        }
+
+    } catch (const std::exception &e) {
+        ngx_log_error(NGX_LOG_EMERG, log, 0, "dynroute metrics: %s",
+                      e.what());
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static inline void
+ngx_http_dynroute_add(uint64_t *p, uint64_t n = 1) noexcept
+{
+    __atomic_fetch_add(p, n, __ATOMIC_RELAXED);
+}
+
+
+/*
+ * The log phase: variant is the one chosen (NGX_MAX_UINT32_VALUE: none was
+ * picked), served the one that served, reason a dynroute::Rollout::Reason.
+ */
+
+void
+ngx_http_dynroute_metrics_count(ngx_http_request_t *r,
+    ngx_http_dynroute_rule_t *rule, ngx_http_dynroute_table_t *table,
+    ngx_uint_t runtime, ngx_uint_t variant, ngx_uint_t served,
+    ngx_uint_t reason) noexcept
+{
+    int                           cls;
+    uint64_t                     *t, *c, ms;
+    ngx_uint_t                    i, status, timed;
+    ngx_http_upstream_state_t    *st;
+    ngx_http_dynroute_rollout_t  *ro;
+
+    t = table->counters;
+
+    if (t == NULL) {
+        return;
+    }
+
+    ngx_http_dynroute_add(&t[m::t_requests]);
+
+    if (rule == NULL) {
+        ngx_http_dynroute_add(&t[m::t_misdirected]);
+        return;
+    }
+
+    if (runtime) {
+        ngx_http_dynroute_add(&t[m::t_runtime]);
+
+    } else if (rule->requests) {
+        ngx_http_dynroute_add(rule->requests);
+    }
+
+    ro = rule->rollout;
+
+    if (ro == NULL || variant == NGX_MAX_UINT32_VALUE
+        || ro->variants[served].counters == NULL)
+    {
+        return;
+    }
+
+    c = ro->variants[served].counters;
+
+    ngx_http_dynroute_add(&c[m::v_requests + reason]);
+
+    /* the status as $status has it */
+
+    if (r->err_status) {
+        status = r->err_status;
+
+    } else {
+        status = r->headers_out.status;
+    }
+
+    cls = m::status_class(status);
+
+    if (cls >= 0) {
+        ngx_http_dynroute_add(&c[m::v_responses + cls]);
+    }
+
+    /* the upstream response time: $upstream_response_time, summed */
+
+    if (r->upstream_states && r->upstream_states->nelts) {
+        st = static_cast<ngx_http_upstream_state_t *>(
+                 r->upstream_states->elts);
+        ms = 0;
+        timed = 0;
+
+        for (i = 0; i < r->upstream_states->nelts; i++) {
+            if (st[i].status && st[i].response_time != (ngx_msec_t) -1) {
+                ms += st[i].response_time;
+                timed = 1;
+            }
+        }
+
+        if (timed) {
+            ngx_http_dynroute_add(&c[m::v_buckets + m::latency_bucket(ms)]);
+            ngx_http_dynroute_add(&c[m::v_sum_ms], ms);
+        }
+    }
+
+    if (served != variant && ro->variants[variant].counters) {
+        ngx_http_dynroute_add(&ro->variants[variant].counters[m::v_fallbacks]);
+    }
+}
+
+
+static inline uint64_t
+ngx_http_dynroute_read(const uint64_t *p) noexcept
+{
+    return __atomic_load_n(p, __ATOMIC_RELAXED);
+}
+
+
+/* for {prefix}metrics and {prefix}stats: throws */
+
+void
+ngx_http_dynroute_metrics_snapshot(ngx_http_dynroute_main_conf_t *dmcf,
+    m::Snapshot &s)
+{
+    size_t                         j;
+    ngx_uint_t                     i;
+    ngx_time_t                    *tp;
+    ngx_http_dynroute_route_t      route;
+    ngx_http_dynroute_table_t    **tables;
+    ngx_http_dynroute_rollout_t  **rollouts;
+
+    ngx_http_dynroute_live_sync(dmcf->live);
+    ngx_http_dynroute_live_status(dmcf->live, &s.generation, &s.draining,
+                                  &s.runtime_hosts);
+
+    s.zone = std::string(ngx_http_dynroute_view(
+                             ngx_http_dynroute_live_zone_name(dmcf->live)));
+    tp = ngx_timeofday();
+    s.time = tp->sec + tp->msec / 1000.0;
+    s.per_rule = (dmcf->metrics == NGX_HTTP_DYNROUTE_METRICS_RULES);
+
+    tables = static_cast<ngx_http_dynroute_table_t **>(dmcf->tables.elts);
+
+    for (i = 0; i < dmcf->tables.nelts; i++) {
+        m::TableStats &t = s.tables.emplace_back();
+
+        t.name = std::string(ngx_http_dynroute_view(tables[i]->name));
+        t.rules = tables[i]->rules.size();
+
+        if (tables[i]->counters) {
+            for (j = 0; j < m::table_width; j++) {
+                t.values[j] = ngx_http_dynroute_read(&tables[i]->counters[j]);
+            }
+        }
+
+        if (!s.per_rule) {
+            continue;
+        }
+
+        for (const auto &rule : tables[i]->rules) {
+            t.per_rule.push_back({std::string(
+                                      ngx_http_dynroute_view(rule.text)),
+                                  rule.requests ? ngx_http_dynroute_read(
+                                                      rule.requests)
+                                                : 0});
+        }
+    }
+
+    rollouts = static_cast<ngx_http_dynroute_rollout_t **>(
+                   dmcf->rollouts.elts);
+
+    for (i = 0; i < dmcf->rollouts.nelts; i++) {
+        m::RolloutStats &ro = s.rollouts.emplace_back();
+
+        route = ngx_http_dynroute_live_route(dmcf->live, rollouts[i]);
+
+        ro.name = std::string(ngx_http_dynroute_view(rollouts[i]->name));
+        ro.primary = std::string(ngx_http_dynroute_view(
+                         rollouts[i]->variants[route.core->primary()].name));
+
+        for (j = 0; j < rollouts[i]->variants.size(); j++) {
+            const ngx_http_dynroute_variant_t &var = rollouts[i]->variants[j];
+            m::VariantStats &v = ro.variants.emplace_back();
+
+            v.name = std::string(ngx_http_dynroute_view(var.name));
+            v.upstream = std::string(ngx_http_dynroute_view(
+                                         route.upstreams[j]->host));
+            v.weight = route.core->weight(j);
+
+            if (var.counters) {
+                for (size_t k = 0; k < m::variant_width; k++) {
+                    v.values[k] = ngx_http_dynroute_read(&var.counters[k]);
+                }
+            }
+        }
+    }
+}
