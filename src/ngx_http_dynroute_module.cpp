@@ -956,7 +956,7 @@ ngx_http_dynroute_table_rule(ngx_conf_t *cf, ngx_command_t *dummy,
 
     ngx_str_t                  *value;
     dynroute::RuleId            id;
-    ngx_http_dynroute_rule_t    rule, *prev;
+    ngx_http_dynroute_rule_t    rule{}, *prev;
 
     value = static_cast<ngx_str_t *>(cf->args->elts);
 

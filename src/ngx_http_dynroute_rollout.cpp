@@ -198,7 +198,7 @@ static char *
 ngx_http_dynroute_rollout_variant(ngx_conf_t *cf,
     ngx_http_dynroute_rollout_parse_t *p, ngx_str_t *value)
 {
-    ngx_http_dynroute_variant_t   v;
+    ngx_http_dynroute_variant_t   v{};
     ngx_http_dynroute_rollout_t  *ro = p->rollout;
 
     if (value[2].len == 0 || value[2].data[0] == '@') {

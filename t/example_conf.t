@@ -113,6 +113,23 @@ $res = http_raw($srv, "DELETE /dynroute/rollouts/shop HTTP/1.1\r\nHost: localhos
                     . "Connection: close\r\n\r\n");
 like($res->{body}, qr/"runtime":false/, 'the runtime API: back to the configured weights');
 
+# the metrics and the JSON access log of the example
+$res = http_get($srv, '/dynroute/metrics');
+is($res->{status}, 200, 'metrics: 200');
+my ($header_picks) = $res->{body} =~ /^dynroute_variant_requests_total\{rollout="shop",variant="canary",reason="header"\} (\d+)$/m;
+ok(defined $header_picks && $header_picks >= 1, 'metrics: the X-Canary override is counted as reason="header"')
+    or diag($res->{body});
+like($res->{body}, qr/^dynroute_requests_total\{table="edge",rule="a\.example\.com"\} [1-9]\d*$/m,
+     'metrics: requests per rule');
+$res = http_get($srv, '/dynroute/ui');
+like("$res->{status} $res->{headers}{'content-type'}[0]", qr{^200 text/html}, 'the status page: 200');
+open my $lf, '<', "$srv->{prefix}/logs/routes.log" or die "routes.log: $!\n";
+my @lines = <$lf>;
+close $lf;
+my ($forced) = grep { /"reason":"header"/ } @lines;
+like($forced // '', qr/^\{"time":"[^"]+","host":"shop\.example\.com","status":200,"rule":"shop\.example\.com","variant":"canary","served":"canary","reason":"header","upstream_time":"[\d.]+"\}$/,
+     'the JSON access log: a forced canary line');
+
 error_log_ok(stop_nginx($srv), 'the example ran without alert/crit/crash');
 
 # the example with its canary down: the balancer falls back to the primary
