@@ -1,7 +1,9 @@
-# make test-browser: CORS in a real browser.  Headless Chromium (Debian's
+# make test-browser: the browser tests.  Headless Chromium (Debian's
 # package), driven by playwright-core (pinned in t/browser/package.json and
-# its lock file, installed under build/browser), loads a page from one
-# loopback origin and calls the proxy on others: t/browser/cors.t.
+# its lock file, installed under build/browser): t/browser/cors.t loads a
+# page from one loopback origin and calls the proxy on others;
+# t/browser/status.t checks the status page ({prefix}ui) under traffic and
+# leaves a screenshot in build/status-page.png.
 
 BROWSER_DIR := $(BUILD)/browser
 
@@ -23,4 +25,4 @@ $(BROWSER_DIR)/node_modules/.package-lock.json: t/browser/package.json \
 
 test-browser: deps module browser-deps $(BROWSER_DIR)/node_modules/.package-lock.json
 	TEST_NGINX_BINARY=$(NGINX) TEST_NGINX_LOAD_MODULES=$(MODULE) \
-	    prove -v -e node t/browser/cors.t
+	    prove -v -e node t/browser/cors.t t/browser/status.t

@@ -1,0 +1,608 @@
+#!/usr/bin/env node
+// The live status page in a real browser: headless Chromium loads
+// {prefix}ui from dynroute's API, the test sends traffic through a rollout
+// whose canary fails part of its requests, and checks that the page shows
+// the rollout, its live weights, the rates, the canary's 5xx share, p99 and
+// overrides, as computed from {prefix}stats.  Then the page is fed made-up
+// stats to check the p99 interpolation, the overflow bucket, a counter
+// reset and a failed refresh.  Saves a screenshot to build/status-page.png.
+//
+// Prints TAP (run by `make test-browser` through prove).  Loopback only;
+// starts one nginx and one Chromium and stops both itself.
+//
+// Environment, as for the prove suite: TEST_NGINX_BINARY (default
+// /usr/sbin/nginx), TEST_NGINX_LOAD_MODULES (default the repository's
+// build/ngx_http_dynroute_module.so; empty for a static build),
+// CHROMIUM (default /usr/bin/chromium), TEST_NGINX_NO_CLEAN.
+'use strict';
+
+const fs = require('fs');
+const http = require('http');
+const net = require('net');
+const path = require('path');
+const { spawn } = require('child_process');
+
+const REPO = path.resolve(__dirname, '..', '..');
+const { chromium } = require(path.join(REPO, 'build', 'browser',
+                                       'node_modules', 'playwright-core'));
+
+const NGINX = process.env.TEST_NGINX_BINARY || '/usr/sbin/nginx';
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const MODULES = process.env.TEST_NGINX_LOAD_MODULES !== undefined
+    ? process.env.TEST_NGINX_LOAD_MODULES.split(/\s+/).filter(Boolean)
+          .map((m) => path.resolve(m))
+    : [path.join(REPO, 'build', 'ngx_http_dynroute_module.so')];
+
+const DEADLINE_MS = 180000;     // the whole run, however slow the machine
+const WAIT_MS = 30000;          // for the page to show something
+
+const SCREENSHOT = path.join(REPO, 'build', 'status-page.png');
+
+const running = new Set();      // our nginx masters, stopped on every exit
+
+// ---- TAP ------------------------------------------------------------------
+
+let count = 0;
+let failed = 0;
+
+function ok(cond, name, diag) {
+    count++;
+    if (!cond) {
+        failed++;
+    }
+    console.log(`${cond ? 'ok' : 'not ok'} ${count} - ${name}`);
+    if (!cond && diag !== undefined) {
+        for (const line of String(diag).split('\n')) {
+            console.log(`#   ${line}`);
+        }
+    }
+}
+
+function is(got, want, name) {
+    ok(got === want, name, `got:  ${JSON.stringify(got)}\nwant: ${JSON.stringify(want)}`);
+}
+
+// ---- nginx ----------------------------------------------------------------
+
+function freePort() {
+    return new Promise((resolve, reject) => {
+        const s = net.createServer();
+        s.unref();
+        s.on('error', reject);
+        s.listen(0, '127.0.0.1', () => {
+            const { port } = s.address();
+            s.close(() => resolve(port));
+        });
+    });
+}
+
+function nginxConf(prefix, p) {
+    const load = MODULES.map((m) => `load_module ${m};`).join('\n');
+    const user = process.getuid && process.getuid() === 0 ? 'user root;' : '';
+    return `${load}
+daemon off;
+master_process on;
+worker_processes 2;
+pid ${prefix}/logs/nginx.pid;
+error_log ${prefix}/logs/error.log info;
+${user}
+events { worker_connections 256; }
+
+http {
+    access_log off;
+    client_body_temp_path ${prefix}/tmp/body;
+    proxy_temp_path ${prefix}/tmp/proxy;
+    fastcgi_temp_path ${prefix}/tmp/fastcgi;
+    uwsgi_temp_path ${prefix}/tmp/uwsgi;
+    scgi_temp_path ${prefix}/tmp/scgi;
+    default_type text/plain;
+
+    dynroute_zone routes 1m;
+
+    # The two versions of the application: the canary fails a fifth of
+    # its requests.
+    upstream checkout_v1 { server 127.0.0.1:${p.stable}; }
+    upstream checkout_v2 { server 127.0.0.1:${p.canary}; }
+
+    split_clients $request_id $canary_fails {
+        20%  1;
+        *    "";
+    }
+
+    server {
+        listen 127.0.0.1:${p.stable};
+        location / { return 200 "v1\\n"; }
+    }
+    server {
+        listen 127.0.0.1:${p.canary};
+        location / {
+            if ($canary_fails) {
+                return 500 "v2 failed\\n";
+            }
+            return 200 "v2\\n";
+        }
+    }
+
+    dynroute_rollout checkout {
+        variant  stable  checkout_v1  70%;
+        variant  canary  checkout_v2  30%;
+        key      $arg_user;
+        header   X-Canary;
+    }
+
+    # No default: any other host is answered 421.
+    dynroute_table edge {
+        shop.test  checkout;
+        www.test   checkout_v1;
+    }
+
+    server {
+        listen 127.0.0.1:${p.proxy};
+        dynroute edge;
+        location / { proxy_pass http://$dynroute_upstream; }
+    }
+
+    server {
+        listen 127.0.0.1:${p.api};
+        location /dynroute/ {
+            dynroute_api;
+            allow 127.0.0.1;
+            deny all;
+        }
+    }
+}
+`;
+}
+
+function sleep(ms) {
+    return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+function canConnect(port) {
+    return new Promise((resolve) => {
+        const s = net.connect(port, '127.0.0.1');
+        s.on('connect', () => { s.destroy(); resolve(true); });
+        s.on('error', () => resolve(false));
+    });
+}
+
+async function startNginx(prefix, ports) {
+    for (const d of ['conf', 'logs', 'tmp']) {
+        fs.mkdirSync(path.join(prefix, d), { recursive: true });
+    }
+    const conf = path.join(prefix, 'conf', 'nginx.conf');
+    fs.writeFileSync(conf, nginxConf(prefix, ports));
+
+    const out = fs.openSync(path.join(prefix, 'logs', 'stderr.log'), 'a');
+    const child = spawn(NGINX, ['-p', `${prefix}/`, '-c', conf],
+                        { stdio: ['ignore', out, out] });
+    const srv = { child, prefix, exited: false, status: null };
+    running.add(srv);
+    child.on('exit', (code, signal) => {
+        running.delete(srv);
+        srv.exited = true;
+        srv.status = signal ? `signal ${signal}` : `exit ${code}`;
+    });
+
+    for (let i = 0; i < 200 && !srv.exited; i++) {
+        const up = await Promise.all(Object.values(ports).map(canConnect));
+        if (up.every(Boolean)) {
+            return srv;
+        }
+        await sleep(100);
+    }
+    throw new Error(`nginx did not start (${srv.status || 'not listening'}):\n`
+                    + readLog(prefix, 'stderr.log') + readLog(prefix, 'error.log'));
+}
+
+async function stopNginx(srv) {
+    if (!srv || srv.exited) {
+        return;
+    }
+    const done = new Promise((resolve) => srv.child.on('exit', resolve));
+    srv.child.kill('SIGQUIT');
+    const timer = setTimeout(() => { if (!srv.exited) srv.child.kill('SIGTERM'); },
+                             15000);
+    await done;
+    clearTimeout(timer);
+}
+
+function readLog(prefix, name) {
+    try {
+        return fs.readFileSync(path.join(prefix, 'logs', name), 'utf8');
+    } catch (e) {
+        return '';
+    }
+}
+
+// ---- traffic ----------------------------------------------------------------
+
+const agent = new http.Agent({ keepAlive: true, maxSockets: 10 });
+
+function get(port, host, urlPath, headers) {
+    return new Promise((resolve) => {
+        const req = http.get({ host: '127.0.0.1', port, path: urlPath, agent,
+                               headers: { Host: host, ...headers }, timeout: 10000 },
+                             (res) => {
+            let body = '';
+            res.setEncoding('utf8');
+            res.on('data', (d) => { body += d; });
+            res.on('end', () => resolve({ status: res.statusCode, body }));
+        });
+        req.on('timeout', () => req.destroy(new Error('timed out')));
+        req.on('error', (e) => resolve({ status: 0, body: String(e) }));
+    });
+}
+
+// 300 users of shop.test in six bursts, every tenth one a tester with
+// "X-Canary: always", every 25th one with "never"; a few requests for
+// www.test (a plain rule) and for a host of no rule (421).
+async function sendLoad(port) {
+    const seen = {};
+    let i = 0;
+    for (let burst = 0; burst < 6; burst++) {
+        const reqs = [];
+        for (let n = 0; n < 50; n++, i++) {
+            const headers = i % 10 === 0 ? { 'X-Canary': 'always' }
+                : i % 25 === 3 ? { 'X-Canary': 'never' } : {};
+            reqs.push(get(port, 'shop.test', `/cart?user=u${i}`, headers));
+        }
+        reqs.push(get(port, 'www.test', '/', {}));
+        reqs.push(get(port, 'nowhere.test', '/', {}));
+        for (const r of await Promise.all(reqs)) {
+            // the backends' answers by body, nginx's own by status
+            const key = /^v\d/.test(r.body) ? `${r.status} ${r.body.trim()}`
+                : String(r.status);
+            seen[key] = (seen[key] || 0) + 1;
+        }
+        await sleep(600);
+    }
+    return seen;
+}
+
+async function stats(port) {
+    const r = await get(port, '127.0.0.1', '/dynroute/stats', {});
+    return JSON.parse(r.body);
+}
+
+// ---- the page ---------------------------------------------------------------
+
+// What the page shows: header, tables and every variant row, as text.
+function view(page) {
+    return page.evaluate(() => {
+        const text = (e, sel) => (e.querySelector(sel) || {}).textContent;
+        const rows = {};
+        for (const s of document.querySelectorAll('section.rollout')) {
+            for (const tr of s.querySelectorAll('tr[data-variant]')) {
+                const row = {};
+                for (const c of ['upstream', 'weight', 'rate', 'errors', 'p99',
+                                 'overrides', 'fallbacks', 'total']) {
+                    row[c] = text(tr, `.${c}`);
+                }
+                rows[`${s.dataset.rollout}/${tr.dataset.variant}`] = row;
+            }
+        }
+        const tables = {};
+        for (const tr of document.querySelectorAll('#tables tr[data-table]')) {
+            tables[tr.dataset.table] = { rules: text(tr, '.rules'), rate: text(tr, '.rate'),
+                                         misdirected: text(tr, '.misdirected') };
+        }
+        const banner = document.getElementById('error');
+        return {
+            zone: text(document, '#zone'), generation: text(document, '#generation'),
+            state: text(document, '#state'), hosts: text(document, '#hosts'),
+            refreshed: text(document, '#refreshed'), note: text(document, '#note'),
+            error: getComputedStyle(banner).display === 'none' ? null : banner.textContent,
+            rollouts: [...document.querySelectorAll('section.rollout')]
+                .map((s) => s.dataset.rollout),
+            primary: text(document, 'section.rollout .primary'),
+            rows, tables,
+        };
+    });
+}
+
+function waitFor(page, fn, arg) {
+    return page.waitForFunction(fn, arg, { timeout: WAIT_MS, polling: 100 });
+}
+
+const share = (n, d) => `${(100 * n / d).toFixed(1)}%`;
+const sumOf = (o) => Object.values(o).reduce((a, x) => a + x, 0);
+
+// ---- made-up stats ----------------------------------------------------------
+
+const LE = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+function variant(name, weight, c) {
+    const buckets = new Array(12).fill(0);
+    for (const [i, n] of Object.entries(c.buckets || {})) {
+        buckets[i] = n;
+    }
+    return {
+        name, upstream: `${name}_up`, weight,
+        requests: { weight: c.weight || 0, header: c.header || 0, cookie: 0,
+                    source: 0, fallback: 0 },
+        responses: { '1xx': 0, '2xx': c.ok || 0, '3xx': 0, '4xx': 0, '5xx': c.bad || 0 },
+        fallbacks: c.fallbacks || 0,
+        latency: { le: LE, buckets, sum: 0, count: sumOf(buckets) },
+    };
+}
+
+function madeUp(time, a, b) {
+    return {
+        zone: 'fake', generation: 7, draining: true, time, runtime_hosts: 3,
+        tables: [{ name: 'main', rules: 4, requests: 0, misdirected: 0, regex_errors: 0 }],
+        rollouts: [{ name: 'r', primary: 'a',
+                     variants: [variant('a', 87.5, a), variant('b', 12.5, b)] }],
+    };
+}
+
+// The answers, in order; null: the request fails.
+const FAKE = [
+    madeUp(1000, {}, {}),
+    // a: 100 requests, 10 by header, 5 failed, all between 25 and 50 ms;
+    // b: 4 requests over 10 s, all failed, 2 fallbacks
+    madeUp(1010, { weight: 90, header: 10, ok: 95, bad: 5, buckets: { 3: 100 } },
+           { weight: 4, bad: 4, fallbacks: 2, buckets: { 11: 4 } }),
+    // counters went down: a restart
+    madeUp(1020, { weight: 5 }, {}),
+    null,
+    madeUp(1030, { weight: 25 }, {}),
+    madeUp(1100, { weight: 95 }, {}),
+];
+
+// ---- main -------------------------------------------------------------------
+
+async function main() {
+    const ports = {};
+    for (const name of ['proxy', 'api', 'stable', 'canary']) {
+        ports[name] = await freePort();
+    }
+    const base = path.join(REPO, 'build', 'browser');
+    fs.mkdirSync(base, { recursive: true });
+    const prefix = fs.mkdtempSync(path.join(base, 'servroot-'));
+
+    const origin = `http://127.0.0.1:${ports.api}`;
+    const ui = `${origin}/dynroute/ui`;
+
+    let srv;
+    let browser;
+
+    try {
+        srv = await startNginx(prefix, ports);
+
+        browser = await chromium.launch({
+            executablePath: CHROMIUM,
+            headless: true,
+            timeout: 120000,
+            args: ['--headless', '--no-sandbox', '--disable-gpu',
+                   '--disable-background-networking'],
+        });
+        console.log(`# ${CHROMIUM} ${browser.version()}`);
+
+        const context = await browser.newContext({ viewport: { width: 1280, height: 800 },
+                                                   colorScheme: 'light' });
+        const page = await context.newPage();
+        page.setDefaultTimeout(60000);
+
+        const requested = [];
+        const problems = [];
+        page.on('request', (r) => requested.push(r.url()));
+        page.on('console', (m) => {
+            if (m.type() === 'error' || m.type() === 'warning') {
+                problems.push(`console ${m.type()}: ${m.text()}`);
+            }
+        });
+        page.on('pageerror', (e) => problems.push(`page error: ${e}`));
+
+        // ---- the page as it loads ----
+
+        const res = await page.goto(ui);
+        const headers = res.headers();
+        ok(res.status() === 200 && /^text\/html/.test(headers['content-type']),
+           'GET /dynroute/ui answers 200 with text/html',
+           `${res.status()} ${headers['content-type']}`);
+        ok(/default-src 'none'/.test(headers['content-security-policy'] || ''),
+           'the page is served with a Content-Security-Policy of default-src \'none\'',
+           headers['content-security-policy']);
+
+        await waitFor(page, () => document.querySelectorAll(
+            'section.rollout[data-rollout="checkout"] tr[data-variant]').length === 2);
+        let v = await view(page);
+        is(v.rollouts.join(' '), 'checkout', 'the page shows the rollout checkout');
+        is(v.primary, 'stable', 'its primary is stable');
+        is(`${v.rows['checkout/stable'].upstream} ${v.rows['checkout/stable'].weight}`,
+           'checkout_v1 70%', 'variant stable: upstream checkout_v1, weight 70%');
+        is(`${v.rows['checkout/canary'].upstream} ${v.rows['checkout/canary'].weight}`,
+           'checkout_v2 30%', 'variant canary: upstream checkout_v2, weight 30%');
+        is(`${v.zone} ${v.state} ${v.hosts}`, 'routes serving 0',
+           'header: zone routes, serving, no runtime hosts');
+        ok(/^\d+$/.test(v.generation), 'header: the state generation', v.generation);
+        is(v.tables.edge && v.tables.edge.rules, '2', 'table edge with its 2 rules');
+
+        // the second sample: the page has a window, and no traffic yet
+        await waitFor(page, () => /over the last \d+ s/.test(
+            document.getElementById('note').textContent));
+        const before = await view(page);
+        const idle = before.rows['checkout/canary'];
+        is(`${idle.rate} ${idle.errors} ${idle.p99} ${idle.overrides}`, '0/s – – –',
+           'before any traffic: no rate, no error share, no p99, no overrides');
+        ok(/^Window still filling: rates over the last \d+ s \(of 60 s\)\.$/.test(before.note),
+           'the note says the window is still filling', before.note);
+
+        // ---- traffic ----
+
+        const t0 = Date.now();
+        const seen = await sendLoad(ports.proxy);
+        console.log(`# sent 312 requests in ${Date.now() - t0} ms: ${JSON.stringify(seen)}`);
+        ok(seen['500 v2 failed'] > 0 && seen['421'] === 6
+           && Object.keys(seen).every((k) => /^(200 v[12]|500 v2 failed|421)$/.test(k)),
+           'the canary failed some requests, the unknown host got 421s, nothing else failed',
+           JSON.stringify(seen));
+
+        await waitFor(page, () => {
+            const num = (sel) => parseFloat(
+                (document.querySelector(sel) || {}).textContent);
+            const row = (n) => `section.rollout[data-rollout="checkout"] tr[data-variant="${n}"]`;
+            return num(`${row('stable')} .rate`) > 0 && num(`${row('canary')} .rate`) > 0
+                && num(`${row('canary')} .errors`) > 0;
+        });
+        ok(true, 'the page shows a rate for both variants and a 5xx share for the canary');
+
+        // Once the page has refreshed after the last request, its window
+        // (from its first sample, before any traffic) holds all of it.
+        const s = await stats(ports.api);
+        const sv = {};
+        for (const x of s.rollouts[0].variants) {
+            sv[x.name] = x;
+        }
+        const totals = ['stable', 'canary'].map((n) => String(sumOf(sv[n].requests)));
+        await waitFor(page, (want) => ['stable', 'canary'].every((n, i) => (document
+            .querySelector(`tr[data-variant="${n}"] .total`) || {}).textContent === want[i]),
+                      totals);
+        v = await view(page);
+        const stable = v.rows['checkout/stable'];
+        const canary = v.rows['checkout/canary'];
+        console.log(`# page: ${JSON.stringify(v)}`);
+
+        is(canary.errors, share(sv.canary.responses['5xx'], sumOf(sv.canary.responses)),
+           `canary 5xx share over the window as in stats (${canary.errors})`);
+        is(stable.errors, '0.0%', 'stable: no 5xx');
+        is(canary.overrides, share(sv.canary.requests.header, sumOf(sv.canary.requests)),
+           `canary overrides: the share of X-Canary requests (${canary.overrides})`);
+        is(stable.overrides, share(sv.stable.requests.header, sumOf(sv.stable.requests)),
+           `stable overrides: the share of "X-Canary: never" (${stable.overrides})`);
+        ok(/^\d+(\.\d+)? ms$/.test(canary.p99) && /^\d+(\.\d+)? ms$/.test(stable.p99),
+           `p99 of both variants in ms (${stable.p99}, ${canary.p99})`);
+        is(`${stable.fallbacks} ${canary.fallbacks}`, '0 0', 'no fallbacks');
+
+        // the note rounds the window to a second, the rates to 0.1/s
+        const span = Number((/over the last (\d+) s/.exec(v.note) || [])[1]);
+        const all = Number(totals[0]) + Number(totals[1]);
+        const rate = parseFloat(stable.rate) + parseFloat(canary.rate);
+        ok(span > 0 && all / (span + 0.5) - 0.1 <= rate && rate <= all / (span - 0.5) + 0.1,
+           `the rates over the window of the server's clock: ${rate}/s × ${span} s `
+           + `≈ the ${all} requests`, v.note);
+        is(v.tables.edge.misdirected, String(s.tables[0].misdirected),
+           `table edge: ${s.tables[0].misdirected} requests answered 421 in the window`);
+        ok(s.tables[0].misdirected === 6, 'stats counted the six 421s',
+           JSON.stringify(s.tables));
+        ok(parseFloat(v.tables.edge.rate) > 0, `table edge: a request rate (${v.tables.edge.rate})`);
+        ok(['rate', 'errors', 'p99', 'overrides', 'total'].every(
+            (c) => canary[c] !== idle[c]), 'the canary row changed with the traffic',
+           `${JSON.stringify(idle)}\n${JSON.stringify(canary)}`);
+        ok(v.refreshed !== before.refreshed, 'the refresh time moved on',
+           `${before.refreshed} ${v.refreshed}`);
+        ok(v.error === null, 'no error banner', v.error);
+
+        await page.screenshot({ path: SCREENSHOT, fullPage: true });
+        console.log(`# screenshot: ${SCREENSHOT}`);
+
+        const foreign = requested.filter(
+            (u) => u !== ui && u !== `${origin}/dynroute/stats`);
+        ok(foreign.length === 0, 'the page loaded nothing but ui and stats',
+           foreign.join('\n'));
+        ok(requested.filter((u) => u.endsWith('/stats')).length >= 3,
+           'the page polled stats', requested.join('\n'));
+        ok(problems.length === 0, 'no console error or page error', problems.join('\n'));
+
+        // ---- made-up stats ----
+
+        let answer = 0;
+        const fake = await context.newPage();
+        fake.on('pageerror', (e) => problems.push(`page error: ${e}`));
+        await fake.route('**/dynroute/stats', (route) => {
+            const body = FAKE[Math.min(answer++, FAKE.length - 1)];
+            return body === null ? route.abort('connectionrefused')
+                : route.fulfill({ status: 200, contentType: 'application/json',
+                                  body: JSON.stringify(body) });
+        });
+        await fake.goto(ui);
+
+        const rowsOf = (w) => `${w.rows['r/a'].rate} ${w.rows['r/a'].errors} `
+            + `${w.rows['r/a'].p99} ${w.rows['r/a'].overrides} | ${w.rows['r/b'].rate} `
+            + `${w.rows['r/b'].errors} ${w.rows['r/b'].p99} ${w.rows['r/b'].fallbacks}`;
+        const noteIs = (re) => waitFor(fake, (src) => new RegExp(src).test(
+            document.getElementById('note').textContent), re.source);
+
+        await noteIs(/over the last 10 s/);
+        let w = await view(fake);
+        is(rowsOf(w), '10.0/s 5.0% 49.8 ms 10.0% | 0.40/s 100.0% > 10 s 2',
+           'made-up stats: rates, shares, p99 interpolated in its bucket, the overflow bucket');
+        is(`${w.zone} ${w.generation} ${w.state} ${w.hosts}`, 'fake 7 draining 3',
+           'made-up stats: the header shows a draining node');
+        is(`${w.rows['r/a'].weight} ${w.rows['r/b'].weight}`, '87.5% 12.5%',
+           'made-up stats: fractional weights');
+
+        await noteIs(/^Collecting samples/);
+        w = await view(fake);
+        is(rowsOf(w), '– – – – | – – – –', 'a counter that went down restarts the window');
+
+        await waitFor(fake, () => getComputedStyle(document.getElementById('error'))
+            .display !== 'none');
+        w = await view(fake);
+        ok(/^Cannot refresh: .*\. Showing the data of \d\d:\d\d:\d\d\.$/.test(w.error)
+           && w.rows['r/a'] !== undefined,
+           'a failed refresh shows a banner and keeps the last data', w.error);
+
+        await noteIs(/over the last 10 s/);
+        w = await view(fake);
+        ok(w.error === null && w.rows['r/a'].rate === '2.00/s',
+           'the next refresh clears the banner; the window starts at the reset',
+           JSON.stringify(w));
+
+        await noteIs(/^Rates over the last 70 s\.$/);
+        w = await view(fake);
+        is(w.rows['r/a'].rate, '1.00/s',
+           'after a gap the window starts at the newest sample at least 60 s old');
+        ok(problems.length === 0, 'no page error on made-up stats', problems.join('\n'));
+
+        await browser.close();
+        browser = undefined;
+
+        await stopNginx(srv);
+        const log = readLog(prefix, 'error.log') + readLog(prefix, 'stderr.log');
+        const bad = /\[(alert|crit|emerg)\]|exited on signal|Sanitizer|runtime error:/;
+        ok(!bad.test(log), 'nginx logged no alert, crit, emerg or crash',
+           log.split('\n').filter((l) => bad.test(l)).join('\n'));
+        ok(srv.status === 'exit 0', 'nginx exited cleanly', srv.status);
+
+    } catch (e) {
+        ok(false, 'the browser test ran to the end', e && e.stack ? e.stack : String(e));
+        if (prefix) {
+            console.log(`# error.log:\n${readLog(prefix, 'error.log').split('\n').slice(-20)
+                .map((l) => `#   ${l}`).join('\n')}`);
+        }
+    } finally {
+        agent.destroy();
+        if (browser) {
+            await browser.close().catch(() => {});
+        }
+        await stopNginx(srv);
+        if (!process.env.TEST_NGINX_NO_CLEAN) {
+            fs.rmSync(prefix, { recursive: true, force: true });
+        }
+    }
+
+    console.log(`1..${count}`);
+    console.log(`# browser: ${count - failed} passed, ${failed} failed`);
+    return failed === 0 ? 0 : 1;
+}
+
+const deadline = setTimeout(() => {
+    for (const srv of running) {
+        srv.child.kill('SIGTERM');
+    }
+    console.log(`not ok ${count + 1} - finished within ${DEADLINE_MS / 1000} s`);
+    console.log(`1..${count + 1}`);
+    process.exit(1);
+}, DEADLINE_MS);
+
+main().then((code) => {
+    clearTimeout(deadline);
+    process.exitCode = code;
+}, (e) => {
+    clearTimeout(deadline);
+    console.log(`not ok ${count + 1} - ${e}`);
+    console.log(`1..${count + 1}`);
+    process.exitCode = 1;
+});

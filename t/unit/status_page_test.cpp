@@ -1,0 +1,40 @@
+// The status page is a static string: check that it is an HTML document
+// that loads nothing from elsewhere and polls stats.  What it shows is
+// tested in a browser (t/browser/status.t).
+#include <gtest/gtest.h>
+
+#include <string_view>
+
+#include "status_page.hpp"
+
+namespace {
+
+bool contains(std::string_view page, std::string_view what)
+{
+    return page.find(what) != std::string_view::npos;
+}
+
+TEST(StatusPage, IsAnHtmlDocument)
+{
+    std::string_view page = dynroute::status_page();
+    ASSERT_FALSE(page.empty());
+    EXPECT_EQ(page.substr(0, 15), "<!DOCTYPE html>");
+    EXPECT_TRUE(contains(page, "</html>"));
+}
+
+TEST(StatusPage, LoadsNothingFromElsewhere)
+{
+    std::string_view page = dynroute::status_page();
+    EXPECT_FALSE(contains(page, "http://"));
+    EXPECT_FALSE(contains(page, "https://"));
+    EXPECT_FALSE(contains(page, "<script src"));
+    EXPECT_FALSE(contains(page, "innerHTML"));
+}
+
+TEST(StatusPage, FetchesStatsNextToItself)
+{
+    std::string_view page = dynroute::status_page();
+    EXPECT_TRUE(contains(page, "fetch(new URL('stats', location.href)"));
+}
+
+}  // namespace
