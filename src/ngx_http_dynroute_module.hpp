@@ -57,8 +57,8 @@ typedef struct {
     std::deque<ngx_http_dynroute_rule_t>           rules;
     std::vector<std::vector<ngx_http_dynroute_capture_t>>  captures;
     dynroute::Table                                core;
-    uint64_t                                      *counters; /* or NULL:
-                                               dynroute::metrics::TableSlot */
+    uint64_t                                      *counters; /* TableSlot,
+                                                                or NULL */
 } ngx_http_dynroute_table_t;
 
 
@@ -86,8 +86,7 @@ typedef struct {
     ngx_http_upstream_srv_conf_t  *uscf;      /* of upstream */
     u_char                        *file;
     ngx_uint_t                     line;
-    uint64_t                      *counters;  /* or NULL:
-                                               dynroute::metrics::VariantSlot */
+    uint64_t                      *counters;  /* VariantSlot, or NULL */
 } ngx_http_dynroute_variant_t;
 
 
