@@ -692,9 +692,17 @@ ngx_http_dynroute_publish(ngx_http_dynroute_live_t *live,
 }
 
 
-ngx_int_t
-ngx_http_dynroute_live_read(ngx_http_dynroute_live_t *live,
-    const ngx_http_dynroute_render_t &render, std::string &body) noexcept
+/*
+ * Runs f (which returns the answer's body, or throws dynroute::ApiError
+ * with the status and reason) under the zone's mutex, with live->cached
+ * current.  Returns the status; body is f's, or {"error": ...}.  log: where
+ * an unexpected exception is logged, or NULL.
+ */
+
+template <typename F>
+static ngx_int_t
+ngx_http_dynroute_locked(ngx_http_dynroute_live_t *live, ngx_log_t *log,
+    std::string &body, F f) noexcept
 {
     ngx_int_t  status;
 
@@ -702,7 +710,7 @@ ngx_http_dynroute_live_read(ngx_http_dynroute_live_t *live,
 
     try {
         ngx_http_dynroute_cache(live);
-        body = render(live->cached);
+        body = f();
         status = NGX_HTTP_OK;
 
     } catch (const dynroute::ApiError &e) {
@@ -710,6 +718,11 @@ ngx_http_dynroute_live_read(ngx_http_dynroute_live_t *live,
         body = dynroute::render_error(e.what());
 
     } catch (const std::exception &e) {
+        if (log) {
+            ngx_log_error(NGX_LOG_ERR, log, 0, "dynroute: change refused: %s",
+                          e.what());
+        }
+
         status = NGX_HTTP_INTERNAL_SERVER_ERROR;
         body = "{\"error\":\"internal error\"}";
     }
@@ -721,17 +734,21 @@ ngx_http_dynroute_live_read(ngx_http_dynroute_live_t *live,
 
 
 ngx_int_t
+ngx_http_dynroute_live_read(ngx_http_dynroute_live_t *live,
+    const ngx_http_dynroute_render_t &render, std::string &body) noexcept
+{
+    return ngx_http_dynroute_locked(live, NULL, body, [&] {
+        return render(live->cached);
+    });
+}
+
+
+ngx_int_t
 ngx_http_dynroute_live_write(ngx_http_dynroute_live_t *live, ngx_log_t *log,
     int64_t if_match, const std::function<void(dynroute::State &)> &change,
     const ngx_http_dynroute_render_t &render, std::string &body) noexcept
 {
-    ngx_int_t  status;
-
-    ngx_shmtx_lock(&live->shpool->mutex);
-
-    try {
-        ngx_http_dynroute_cache(live);
-
+    return ngx_http_dynroute_locked(live, log, body, [&] {
         const dynroute::State &cur = live->cached;
 
         if (if_match >= 0 && static_cast<uint64_t>(if_match) != cur.generation)
@@ -779,23 +796,8 @@ ngx_http_dynroute_live_write(ngx_http_dynroute_live_t *live, ngx_log_t *log,
         live->cached = std::move(next);
         live->cached_generation = live->cached.generation;
 
-        body = render(live->cached);
-        status = NGX_HTTP_OK;
-
-    } catch (const dynroute::ApiError &e) {
-        status = e.status;
-        body = dynroute::render_error(e.what());
-
-    } catch (const std::exception &e) {
-        ngx_log_error(NGX_LOG_ERR, log, 0,
-                      "dynroute: change refused: %s", e.what());
-        status = NGX_HTTP_INTERNAL_SERVER_ERROR;
-        body = "{\"error\":\"internal error\"}";
-    }
-
-    ngx_shmtx_unlock(&live->shpool->mutex);
-
-    return status;
+        return render(live->cached);
+    });
 }
 
 
