@@ -35,7 +35,7 @@ std::size_t latency_bucket(std::uint64_t ms) noexcept;
 // 0 .. 4 for a status of 1xx .. 5xx, -1 for anything else (0, 9, 600...).
 int status_class(unsigned status) noexcept;
 
-inline constexpr std::size_t reasons = 5;  // Rollout::Reason, in order
+inline constexpr std::size_t reasons = 6;  // Rollout::Reason, in order
 inline constexpr std::size_t classes = 5;  // 1xx .. 5xx
 
 // A variant's counters, one array.

@@ -489,10 +489,77 @@ std::size_t Rollout::by_weight(std::string_view key) const noexcept
     return best;
 }
 
+void Rollout::add_override_from(const Cidr &cidr)
+{
+    override_from_.push_back(cidr);
+}
+
+bool Rollout::override_allowed(const Address *addr) const noexcept
+{
+    if (overrides_from_all_) {
+        return true;
+    }
+
+    if (addr == nullptr) {
+        return false;
+    }
+
+    for (const auto &c : override_from_) {
+        if (cidr_match(c, *addr)) {
+            return true;
+        }
+    }
+
+    return false;
+}
+
+void Rollout::set_sticky_key(const SipKey &key)
+{
+    static const char hex[] = "0123456789abcdef";
+
+    sticky_.clear();
+
+    for (const auto &v : variants_) {
+        std::string msg = "dynroute-sticky";
+        msg += '\0';
+        msg += name_;
+        msg += '\0';
+        msg += v.name;
+
+        std::uint64_t tag = siphash24(key, msg);
+        std::string value(16, '0');
+
+        for (int i = 15; i >= 0; i--) {
+            value[i] = hex[tag & 0xf];
+            tag >>= 4;
+        }
+
+        sticky_.push_back(value);
+    }
+}
+
+std::size_t Rollout::by_sticky(std::string_view value) const noexcept
+{
+    std::size_t found = npos;
+
+    // every variant is compared, so that the time tells nothing
+    for (std::size_t i = 0; i < sticky_.size(); i++) {
+        if (equal_constant_time(value, sticky_[i]) && found == npos) {
+            found = i;
+        }
+    }
+
+    if (found != npos && variants_[found].weight == 0) {
+        return npos;
+    }
+
+    return found;
+}
+
 std::string_view Rollout::reason_name(Reason r) noexcept
 {
     static constexpr std::string_view names[reasons] = {
-        "weight", "header", "cookie", "source", "fallback"};
+        "weight", "header", "cookie", "source", "sticky", "fallback"};
 
     return names[static_cast<std::size_t>(r)];
 }
@@ -514,6 +581,11 @@ std::size_t Rollout::pick(const Inputs &in, Reason *reason) const noexcept
     if (v == npos && in.address) {
         why = Reason::source;
         v = by_source(*in.address);
+    }
+
+    if (v == npos && in.sticky) {
+        why = Reason::sticky;
+        v = by_sticky(*in.sticky);
     }
 
     if (v == npos) {

@@ -25,6 +25,7 @@
 #include <string_view>
 #include <vector>
 
+#include "siphash.hpp"
 #include "text.hpp"
 
 namespace dynroute {
@@ -91,6 +92,29 @@ public:
     void set_weights(const std::vector<std::uint32_t> &weights);
     void set_primary(std::size_t variant);
 
+    // Who may steer with the override header and cookie: clients in these
+    // CIDRs ("override_from"), or anyone (override_from all).  Neither
+    // called: nobody.
+    void add_override_from(const Cidr &cidr);
+    void override_from_all() noexcept { overrides_from_all_ = true; }
+    bool override_from_set() const noexcept
+    {
+        return overrides_from_all_ || !override_from_.empty();
+    }
+    bool override_allowed(const Address *addr) const noexcept;
+
+    // Signs the stickiness cookie's values with key: after finish().
+    void set_sticky_key(const SipKey &key);
+
+    // The value of the stickiness cookie for a variant ("" before
+    // set_sticky_key): 16 hex digits of SipHash-2-4 over the rollout's and
+    // the variant's names.
+    std::string_view sticky_value(std::size_t v) const noexcept
+    {
+        return v < sticky_.size() ? std::string_view(sticky_[v])
+                                  : std::string_view();
+    }
+
     // Request time: never throw, never allocate.
 
     // "always": the first variant that is not the primary; "never": the
@@ -100,6 +124,11 @@ public:
     // The variant of the first source CIDR that matches, or npos.
     std::size_t by_source(const Address &addr) const noexcept;
 
+    // The variant a stickiness cookie's value names, if the value is the
+    // one this rollout signs for it (set_sticky_key) and the variant's
+    // weight is above 0 %; else npos.  Time independent of the value.
+    std::size_t by_sticky(std::string_view value) const noexcept;
+
     // Weighted rendezvous hashing of the key.
     std::size_t by_weight(std::string_view key) const noexcept;
 
@@ -108,18 +137,21 @@ public:
         const std::string_view *header = nullptr;  // the override header
         const std::string_view *cookie = nullptr;  // the override cookie
         const Address *address = nullptr;          // the client
+        const std::string_view *sticky = nullptr;  // the stickiness cookie
         std::string_view key;                      // the stickiness key
     };
 
-    // Why a request got its variant.  A pick gives the first four;
+    // Why a request got its variant.  A pick gives the first five;
     // "fallback" is the balancer's: the primary served instead.
     enum class Reason : unsigned char { weight, header, cookie, source,
-                                        fallback };
-    static constexpr std::size_t reasons = 5;
+                                        sticky, fallback };
+    static constexpr std::size_t reasons = 6;
     static std::string_view reason_name(Reason r) noexcept;
 
-    // The override order: header, cookie, source, then weight.  Sets
-    // *reason to what decided, if reason is not null.
+    // The order: override header, override cookie, source, stickiness
+    // cookie, then weight.  Sets *reason to what decided, if reason is not
+    // null.  Whether the overrides may be read at all is the caller's
+    // (override_allowed).
     std::size_t pick(const Inputs &in, Reason *reason = nullptr) const
         noexcept;
 
@@ -151,6 +183,9 @@ private:
     std::uint64_t seed_;
     std::vector<Variant> variants_;
     std::vector<Source> sources_;
+    std::vector<Cidr> override_from_;
+    bool overrides_from_all_ = false;
+    std::vector<std::string> sticky_;  // by variant
     std::size_t primary_ = 0;
     std::size_t always_ = 0;
 };

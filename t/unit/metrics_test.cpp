@@ -35,7 +35,7 @@ Snapshot sample()
     a.upstream = "service_a";
     a.weight = 8750;
     a.values[v_requests + 0] = 5;               // weight
-    a.values[v_requests + 4] = 1;               // fallback
+    a.values[v_requests + 5] = 1;               // fallback
     a.values[v_responses + 1] = 6;              // 2xx
     a.values[v_buckets + 0] = 2;                // <= 5 ms
     a.values[v_buckets + 3] = 3;                // <= 50 ms
@@ -143,14 +143,14 @@ TEST(Metrics, Prometheus)
     EXPECT_TRUE(has_line(text, "dynroute_state_generation 7"));
     EXPECT_TRUE(has_line(text, "dynroute_draining 1"));
 
-    // every series of a variant is there, zeros included: 5 reasons, 5
+    // every series of a variant is there, zeros included: 6 reasons, 5
     // classes, 12 buckets
     std::size_t n = 0;
     for (std::size_t p = 0; (p = text.find("variant=\"canary\"", p))
                             != std::string::npos; p++) {
         n++;
     }
-    EXPECT_EQ(n, 1 + 5 + 5 + buckets + 2 + 1u);
+    EXPECT_EQ(n, 1 + 6 + 5 + buckets + 2 + 1u);
 }
 
 TEST(Metrics, PrometheusWithoutRules)

@@ -1,0 +1,26 @@
+// SipHash-2-4 (Aumasson and Bernstein): a keyed 64-bit pseudorandom
+// function, fast on short inputs.  dynroute signs its stickiness cookies
+// with it: without the 128-bit key, a valid tag cannot be made.
+//
+// Pure C++17, no nginx headers; never throws or allocates.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+
+namespace dynroute {
+
+struct SipKey {
+    std::uint64_t k0 = 0;
+    std::uint64_t k1 = 0;
+};
+
+std::uint64_t siphash24(const SipKey &key, std::string_view data) noexcept;
+
+// A key derived from a secret of any length (a file's bytes).
+SipKey sip_key_from(std::string_view secret) noexcept;
+
+// true if a and b are equal, in a time that depends on their sizes only.
+bool equal_constant_time(std::string_view a, std::string_view b) noexcept;
+
+}  // namespace dynroute
