@@ -144,7 +144,7 @@ static ngx_command_t  ngx_http_dynroute_commands[] = {
       NULL },
 
     { ngx_string("dynroute_zone"),
-      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE23,
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE2|NGX_CONF_TAKE3|NGX_CONF_TAKE4,
       ngx_http_dynroute_zone,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,

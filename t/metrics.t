@@ -257,6 +257,11 @@ sub check_counts {
     like($out, qr/invalid parameter "metrics=some": dynroute_zone takes NAME SIZE \[state=PATH\] \[metrics=rules\|tables\|off\] in \S+nginx\.conf:\d+/,
          '... naming the parameter, the syntax, file and line');
 
+    ($code, $out) = nginx_test_config(
+        http_config => "dynroute_zone routes 1m state=\$TEST_NGINX_PREFIX/state.json metrics=tables;",
+        config => '');
+    is($code, 0, 'nginx -t: state= and metrics= together') or diag($out);
+
     my $rules = join "\n", map { "        host$_.example.com  a;" } 1 .. 3000;
     my $big = "upstream a { server 127.0.0.1:1; }\n    dynroute_table big {\n$rules\n    }\n";
     ($code, $out) = nginx_test_config(http_config => "$big    dynroute_zone routes 64k;", config => '');
