@@ -120,6 +120,7 @@ FRONTS = [
           "        variant  canary  service_a  10%%;\n"
           "        key      $cookie_uid $remote_addr;\n"
           "        header   X-Canary;\n"
+          "        override_from 127.0.0.1;\n"
           "    }\n"
           "    dynroute_table edge {\n%s"
           "        shop.example.com   shop;\n"

@@ -66,12 +66,17 @@ typedef struct {
     unsigned                   fallback:1; /* the primary served instead */
     unsigned                   runtime:1;  /* a runtime host entry */
     unsigned                   reason:3;   /* dynroute::Rollout::Reason */
+    unsigned                   set_sticky:1; /* Set-Cookie to send */
 } ngx_http_dynroute_ctx_t;
 
 
 static ngx_int_t ngx_http_dynroute_handler(ngx_http_request_t *r) noexcept;
 static ngx_int_t ngx_http_dynroute_log_handler(ngx_http_request_t *r)
     noexcept;
+static ngx_int_t ngx_http_dynroute_header_filter(ngx_http_request_t *r)
+    noexcept;
+
+static ngx_http_output_header_filter_pt  ngx_http_dynroute_next_header_filter;
 static ngx_http_dynroute_ctx_t *ngx_http_dynroute_get_ctx(
     ngx_http_request_t *r) noexcept;
 static ngx_http_dynroute_ctx_t *ngx_http_dynroute_decide(
@@ -125,6 +130,13 @@ static ngx_command_t  ngx_http_dynroute_commands[] = {
     { ngx_string("dynroute_rollout"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_BLOCK|NGX_CONF_TAKE1,
       ngx_http_dynroute_rollout_block,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("dynroute_sticky_secret"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_dynroute_sticky_secret,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
       NULL },
@@ -477,6 +489,118 @@ ngx_http_dynroute_ctx_cleanup(void *data) noexcept
 
 
 /*
+ * A rollout's response: the stickiness cookie for a first visit, and no
+ * storing in a shared cache for a response that is one client's own (its
+ * variant chosen by an override, or the cookie set): Cache-Control:
+ * private for caches in front, and this nginx's own proxy_cache told not
+ * to store it.
+ */
+
+static ngx_int_t
+ngx_http_dynroute_header_filter(ngx_http_request_t *r) noexcept
+{
+    bool                          own, no_store;
+    ngx_table_elt_t              *h;
+    ngx_http_dynroute_ctx_t      *ctx;
+    ngx_http_dynroute_rollout_t  *ro;
+
+    if (r != r->main) {
+        return ngx_http_dynroute_next_header_filter(r);
+    }
+
+    ctx = ngx_http_dynroute_get_ctx(r);
+
+    if (ctx == NULL || !ctx->picked || ctx->rule == NULL
+        || ctx->rule->rollout == NULL)
+    {
+        return ngx_http_dynroute_next_header_filter(r);
+    }
+
+    ro = ctx->rule->rollout;
+
+    own = ctx->reason
+              == static_cast<unsigned>(dynroute::Rollout::Reason::header)
+          || ctx->reason
+              == static_cast<unsigned>(dynroute::Rollout::Reason::cookie);
+
+    /* a failed variant's pick is not recorded: the next request picks */
+
+    if (ctx->set_sticky && !ctx->fallback) {
+        h = static_cast<ngx_table_elt_t *>(
+                ngx_list_push(&r->headers_out.headers));
+        if (h == NULL) {
+            return NGX_ERROR;
+        }
+
+        const std::string &c = ro->sticky_set[ctx->variant];
+
+        h->hash = 1;
+        ngx_str_set(&h->key, "Set-Cookie");
+        h->value.data = reinterpret_cast<u_char *>(
+                            const_cast<char *>(c.data()));
+        h->value.len = c.size();
+#if (nginx_version >= 1023000)
+        h->next = NULL;
+#endif
+
+        own = true;
+    }
+
+    ctx->set_sticky = 0;
+
+    if (!own) {
+        return ngx_http_dynroute_next_header_filter(r);
+    }
+
+    if (r->upstream) {
+        r->upstream->cacheable = 0;
+    }
+
+    /* the upstream's Cache-Control gives way to "private" (no-store stays) */
+
+    no_store = false;
+
+    ngx_http_dynroute_each_header(&r->headers_out.headers,
+        [&](ngx_table_elt_t &e) {
+
+        if (e.hash && ngx_http_dynroute_header_is(e, "Cache-Control")
+            && ngx_strlcasestrn(e.value.data, e.value.data + e.value.len,
+                                (u_char *) "no-store", 8 - 1))
+        {
+            no_store = true;
+        }
+    });
+
+    if (no_store) {
+        return ngx_http_dynroute_next_header_filter(r);
+    }
+
+    ngx_http_dynroute_each_header(&r->headers_out.headers,
+        [&](ngx_table_elt_t &e) {
+
+        if (ngx_http_dynroute_header_is(e, "Cache-Control")) {
+            e.hash = 0;
+        }
+    });
+
+    h = static_cast<ngx_table_elt_t *>(ngx_list_push(&r->headers_out.headers));
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Cache-Control");
+    ngx_str_set(&h->value, "private");
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+    r->headers_out.cache_control = h;
+#endif
+
+    return ngx_http_dynroute_next_header_filter(r);
+}
+
+
+/*
  * The log phase, with a dynroute_zone and its metrics: count the main
  * request once, by the table and rule of its last decision and, for a
  * rollout whose variant was picked, by the variant that served it.
@@ -532,6 +656,9 @@ ngx_http_dynroute_variant(ngx_http_request_t *r, ngx_http_dynroute_ctx_t *ctx)
         ctx->primary = route.upstreams[p];
         ctx->sockaddr = r->connection->sockaddr;
         ctx->reason = static_cast<unsigned>(reason);
+        ctx->set_sticky = (reason == dynroute::Rollout::Reason::weight
+                           && ctx->rule->rollout->sticky.len
+                           && r == r->main);
         ctx->picked = 1;
     }
 
@@ -1483,7 +1610,9 @@ ngx_http_dynroute_init(ngx_conf_t *cf) noexcept
     rp = static_cast<ngx_http_dynroute_rollout_t **>(dmcf->rollouts.elts);
 
     for (i = 0; i < dmcf->rollouts.nelts; i++) {
-        if (ngx_http_dynroute_rollout_check(cf, rp[i]) != NGX_OK) {
+        if (ngx_http_dynroute_rollout_check(cf, rp[i]) != NGX_OK
+            || ngx_http_dynroute_rollout_sign(cf, dmcf, rp[i]) != NGX_OK)
+        {
             return NGX_ERROR;
         }
     }
@@ -1539,6 +1668,16 @@ ngx_http_dynroute_init(ngx_conf_t *cf) noexcept
         }
 
         *h = ngx_http_dynroute_log_handler;
+    }
+
+    /* the header filter, for rollouts that take overrides or set cookies */
+
+    for (i = 0; i < dmcf->rollouts.nelts; i++) {
+        if (rp[i]->header.len || rp[i]->cookie.len || rp[i]->sticky.len) {
+            ngx_http_dynroute_next_header_filter = ngx_http_top_header_filter;
+            ngx_http_top_header_filter = ngx_http_dynroute_header_filter;
+            break;
+        }
     }
 
     if (!ngx_http_dynroute_needs_handler(dmcf)) {

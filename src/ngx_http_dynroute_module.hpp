@@ -105,6 +105,16 @@ struct ngx_http_dynroute_rollout_t {
     ngx_str_t                                  header;  /* empty: none */
     ngx_str_t                                  cookie;  /* empty: none */
     bool                                       sources;
+    bool                                       overrides_checked; /* by
+                                                  override_from CIDRs */
+
+    /* "sticky_cookie": the name (empty: none), the attributes after the
+     * value, and each variant's whole Set-Cookie value */
+    ngx_str_t                                  sticky;
+    std::string                                sticky_attrs;
+    std::vector<std::string>                   sticky_set;
+    u_char                                    *sticky_file;
+    ngx_uint_t                                 sticky_line;
     std::unique_ptr<dynroute::Rollout>         core;
 };
 
@@ -124,6 +134,11 @@ typedef struct {
                                              METRICS_* */
     u_char                    *zone_file;
     ngx_uint_t                 zone_line;
+
+    /* "dynroute_sticky_secret": the key that signs stickiness cookies */
+    ngx_str_t                  sticky_secret;  /* the file; empty: none */
+    uint64_t                   sticky_k0;
+    uint64_t                   sticky_k1;
 
     ngx_cycle_t               *cycle;
     ngx_http_dynroute_live_t  *live;      /* the live values, per worker */
@@ -146,6 +161,11 @@ ngx_int_t ngx_http_dynroute_rollout_check(ngx_conf_t *cf,
 ngx_uint_t ngx_http_dynroute_rollout_pick(ngx_http_request_t *r,
     ngx_http_dynroute_rollout_t *rollout, const dynroute::Rollout &core,
     dynroute::Rollout::Reason *reason) noexcept;
+char *ngx_http_dynroute_sticky_secret(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf) noexcept;
+ngx_int_t ngx_http_dynroute_rollout_sign(ngx_conf_t *cf,
+    ngx_http_dynroute_main_conf_t *dmcf, ngx_http_dynroute_rollout_t *ro)
+    noexcept;
 
 char *ngx_http_dynroute_health(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf) noexcept;

@@ -7,6 +7,9 @@
  * core to decide.
  */
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <new>
 #include <string>
 #include <vector>
@@ -30,6 +33,7 @@ typedef struct {
     ngx_http_dynroute_deferred_t                primary;
     bool                                        has_primary;
     bool                                        has_key;
+    bool                                        has_override_from;
 } ngx_http_dynroute_rollout_parse_t;
 
 
@@ -338,6 +342,212 @@ ngx_http_dynroute_rollout_primary(ngx_conf_t *cf,
 }
 
 
+/* "override_from CIDR ...;" or "override_from all;" */
+
+static char *
+ngx_http_dynroute_rollout_override_from(ngx_conf_t *cf,
+    ngx_http_dynroute_rollout_parse_t *p, ngx_str_t *value)
+{
+    ngx_uint_t                    i;
+    dynroute::Cidr                cidr;
+    ngx_http_dynroute_rollout_t  *ro = p->rollout;
+
+    if (p->has_override_from) {
+        return ngx_http_dynroute_rollout_duplicate(cf, p, value);
+    }
+
+    p->has_override_from = true;
+
+    if (ngx_http_dynroute_is(value[1], "all")) {
+        if (cf->args->nelts != 2) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"override_from all\" takes nothing else "
+                               "in dynroute rollout \"%V\"", &ro->name);
+            return NGX_HTTP_DYNROUTE_CONF_ERROR;
+        }
+
+        ro->core->override_from_all();
+        return NGX_CONF_OK;
+    }
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        cidr = dynroute::parse_cidr(ngx_http_dynroute_view(value[i]));
+
+        if (cidr.host_bits) {
+            ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                               "low address bits of %V are meaningless",
+                               &value[i]);
+        }
+
+        ro->core->add_override_from(cidr);
+    }
+
+    ro->overrides_checked = true;
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * "sticky_cookie NAME [max_age=TIME] [domain=D] [path=P] [secure]
+ * [httponly] [samesite=strict|lax|none]"
+ */
+
+static bool
+ngx_http_dynroute_cookie_attr(const ngx_str_t &s, bool path) noexcept
+{
+    u_char      c;
+    ngx_uint_t  i;
+
+    for (i = 0; i < s.len; i++) {
+        c = s.data[i];
+
+        if (c <= 0x20 || c >= 0x7f || c == ';' || c == ','
+            || (!path && c == '/'))
+        {
+            return false;
+        }
+    }
+
+    return s.len > 0 && (!path || s.data[0] == '/');
+}
+
+
+static char *
+ngx_http_dynroute_rollout_sticky(ngx_conf_t *cf,
+    ngx_http_dynroute_rollout_parse_t *p, ngx_str_t *value)
+{
+    time_t                        max_age;
+    ngx_str_t                     v, path;
+    ngx_uint_t                    i;
+    bool                          secure;
+    const char                   *samesite;
+    std::string                   attrs;
+    ngx_http_dynroute_rollout_t  *ro = p->rollout;
+
+    if (ro->sticky.len) {
+        return ngx_http_dynroute_rollout_duplicate(cf, p, value);
+    }
+
+    if (!ngx_http_dynroute_token(value[1])) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid sticky_cookie name \"%V\" in dynroute "
+                           "rollout \"%V\": use letters, digits, '-' and "
+                           "'_'", &value[1], &ro->name);
+        return NGX_HTTP_DYNROUTE_CONF_ERROR;
+    }
+
+    ngx_str_set(&path, "/");
+    secure = false;
+    samesite = NULL;
+
+    for (i = 2; i < cf->args->nelts; i++) {
+        v = value[i];
+
+        if (ngx_strncmp(v.data, "max_age=", 8) == 0) {
+            v.data += 8;
+            v.len -= 8;
+            max_age = ngx_parse_time(&v, 1);
+
+            if (max_age == (time_t) NGX_ERROR || v.len == 0) {
+                goto invalid;
+            }
+
+            attrs += "; Max-Age=" + std::to_string(max_age);
+            continue;
+        }
+
+        if (ngx_strncmp(v.data, "domain=", 7) == 0) {
+            v.data += 7;
+            v.len -= 7;
+
+            if (!ngx_http_dynroute_cookie_attr(v, false)) {
+                goto invalid;
+            }
+
+            attrs += "; Domain=";
+            attrs.append(reinterpret_cast<char *>(v.data), v.len);
+            continue;
+        }
+
+        if (ngx_strncmp(v.data, "path=", 5) == 0) {
+            v.data += 5;
+            v.len -= 5;
+
+            if (!ngx_http_dynroute_cookie_attr(v, true)) {
+                goto invalid;
+            }
+
+            path = v;
+            continue;
+        }
+
+        if (ngx_http_dynroute_is(v, "secure")) {
+            secure = true;
+            continue;
+        }
+
+        if (ngx_http_dynroute_is(v, "httponly")) {
+            attrs += "; HttpOnly";
+            continue;
+        }
+
+        if (ngx_http_dynroute_is(v, "samesite=strict")) {
+            samesite = "Strict";
+            continue;
+        }
+
+        if (ngx_http_dynroute_is(v, "samesite=lax")) {
+            samesite = "Lax";
+            continue;
+        }
+
+        if (ngx_http_dynroute_is(v, "samesite=none")) {
+            samesite = "None";
+            continue;
+        }
+
+    invalid:
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\" of sticky_cookie in "
+                           "dynroute rollout \"%V\": expected "
+                           "max_age=TIME, domain=NAME, path=/PATH, secure, "
+                           "httponly or samesite=strict|lax|none",
+                           &value[i], &ro->name);
+        return NGX_HTTP_DYNROUTE_CONF_ERROR;
+    }
+
+    if (samesite && samesite[0] == 'N' && !secure) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "sticky_cookie \"%V\" in dynroute rollout "
+                           "\"%V\" has samesite=none without secure, "
+                           "which browsers refuse: add secure", &value[1],
+                           &ro->name);
+        return NGX_HTTP_DYNROUTE_CONF_ERROR;
+    }
+
+    ro->sticky = value[1];
+    ro->sticky_attrs = "; Path=";
+    ro->sticky_attrs.append(reinterpret_cast<char *>(path.data), path.len);
+    ro->sticky_attrs += attrs;
+
+    if (secure) {
+        ro->sticky_attrs += "; Secure";
+    }
+
+    if (samesite) {
+        ro->sticky_attrs += "; SameSite=";
+        ro->sticky_attrs += samesite;
+    }
+
+    ro->sticky_file = cf->conf_file->file.name.data;
+    ro->sticky_line = cf->conf_file->line;
+
+    return NGX_CONF_OK;
+}
+
+
 static ngx_http_dynroute_rollout_cmd_t  ngx_http_dynroute_rollout_cmds[] = {
     { "variant", 3, 3, "a name, an upstream and a weight",
       ngx_http_dynroute_rollout_variant },
@@ -348,6 +558,11 @@ static ngx_http_dynroute_rollout_cmd_t  ngx_http_dynroute_rollout_cmds[] = {
     { "source", 2, 2, "an address and a variant",
       ngx_http_dynroute_rollout_source },
     { "primary", 1, 1, "a variant", ngx_http_dynroute_rollout_primary },
+    { "override_from", 1, NGX_MAX_UINT32_VALUE,
+      "addresses (CIDRs) or \"all\"",
+      ngx_http_dynroute_rollout_override_from },
+    { "sticky_cookie", 1, 8, "a name and its attributes",
+      ngx_http_dynroute_rollout_sticky },
 };
 
 
@@ -374,8 +589,9 @@ ngx_http_dynroute_rollout_directive(ngx_conf_t *cf,
 
     ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                        "unknown directive \"%V\" in dynroute rollout \"%V\": "
-                       "expected variant, key, header, cookie, source or "
-                       "primary", &value[0], &p->rollout->name);
+                       "expected variant, key, header, cookie, "
+                       "override_from, source, sticky_cookie or primary",
+                       &value[0], &p->rollout->name);
 
     return NGX_HTTP_DYNROUTE_CONF_ERROR;
 }
@@ -406,6 +622,24 @@ ngx_http_dynroute_rollout_finish(ngx_conf_t *cf,
 
         at = NULL;
         ro->core->finish();
+
+        /* who may steer is said, never assumed */
+
+        if ((ro->header.len || ro->cookie.len)
+            && !ro->core->override_from_set())
+        {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "dynroute rollout \"%V\" in %s:%ui takes overrides "
+                          "(%s%V%s%V) but does not say from whom: add "
+                          "\"override_from CIDR ...;\" with your testers' "
+                          "addresses, or \"override_from all;\" to let "
+                          "every client pick a variant", &ro->name, ro->file,
+                          ro->line, ro->header.len ? "header " : "",
+                          &ro->header,
+                          (ro->header.len && ro->cookie.len) ? ", cookie "
+                          : (ro->cookie.len ? "cookie " : ""), &ro->cookie);
+            return NGX_HTTP_DYNROUTE_CONF_ERROR;
+        }
 
     } catch (const dynroute::ConfigError &e) {
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
@@ -461,6 +695,115 @@ ngx_http_dynroute_rollout_check(ngx_conf_t *cf,
 }
 
 
+/*
+ * "dynroute_sticky_secret FILE": the key that signs stickiness cookies,
+ * derived from the file's bytes (16 at least), read when the configuration
+ * is.  The same file on every instance makes their cookies valid on all.
+ */
+
+char *
+ngx_http_dynroute_sticky_secret(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf) noexcept
+{
+    ngx_http_dynroute_main_conf_t *dmcf =
+        static_cast<ngx_http_dynroute_main_conf_t *>(conf);
+
+    ssize_t     n;
+    ngx_fd_t    fd;
+    ngx_str_t  *value, file;
+    u_char      buf[4096];
+
+    if (dmcf->sticky_secret.len) {
+        return const_cast<char *>("is duplicate");
+    }
+
+    value = static_cast<ngx_str_t *>(cf->args->elts);
+    file = value[1];
+
+    if (ngx_conf_full_name(cf->cycle, &file, 1) != NGX_OK) {
+        return NGX_HTTP_DYNROUTE_CONF_ERROR;
+    }
+
+    fd = ngx_open_file(file.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+
+    if (fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "cannot read the sticky secret \"%V\"", &file);
+        return NGX_HTTP_DYNROUTE_CONF_ERROR;
+    }
+
+    n = read(fd, buf, sizeof(buf));
+    (void) ngx_close_file(fd);
+
+    if (n < 16) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "the sticky secret \"%V\" is too short: 16 "
+                           "bytes at least (head -c 32 /dev/urandom > %V)",
+                           &file, &file);
+        return NGX_HTTP_DYNROUTE_CONF_ERROR;
+    }
+
+    dynroute::SipKey key = dynroute::sip_key_from(
+        std::string_view(reinterpret_cast<char *>(buf), n));
+
+    ngx_explicit_memzero(buf, sizeof(buf));
+
+    dmcf->sticky_secret = file;
+    dmcf->sticky_k0 = key.k0;
+    dmcf->sticky_k1 = key.k1;
+
+    return NGX_CONF_OK;
+}
+
+
+/* after parsing: the stickiness cookie's values, signed */
+
+ngx_int_t
+ngx_http_dynroute_rollout_sign(ngx_conf_t *cf,
+    ngx_http_dynroute_main_conf_t *dmcf, ngx_http_dynroute_rollout_t *ro)
+    noexcept
+{
+    size_t  v;
+
+    if (ro->sticky.len == 0) {
+        return NGX_OK;
+    }
+
+    if (dmcf->sticky_secret.len == 0) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "sticky_cookie of dynroute rollout \"%V\" in %s:%ui "
+                      "needs a secret to sign its cookies: add "
+                      "\"dynroute_sticky_secret FILE;\" (16 random bytes "
+                      "or more, the same file on every instance)",
+                      &ro->name, ro->sticky_file, ro->sticky_line);
+        return NGX_ERROR;
+    }
+
+    try {
+        ro->core->set_sticky_key({dmcf->sticky_k0, dmcf->sticky_k1});
+
+        ro->sticky_set.clear();
+
+        for (v = 0; v < ro->variants.size(); v++) {
+            std::string c(ngx_http_dynroute_view(ro->sticky));
+
+            c += '=';
+            c += ro->core->sticky_value(v);
+            c += ro->sticky_attrs;
+
+            ro->sticky_set.push_back(std::move(c));
+        }
+
+    } catch (...) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "dynroute: out of memory");
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
 /* request time */
 
 
@@ -501,19 +844,46 @@ ngx_http_dynroute_rollout_pick(ngx_http_request_t *r,
     ngx_http_dynroute_rollout_t *ro, const dynroute::Rollout &core,
     dynroute::Rollout::Reason *reason) noexcept
 {
+    bool                         trusted;
     ngx_uint_t                   v;
-    std::string_view             header, cookie;
+    std::string_view             header, cookie, sticky;
     dynroute::Address            addr;
     ngx_http_variable_value_t   *vv;
     dynroute::Rollout::Inputs    in;
 
-    /* the override header and cookie: the first of each wins */
+    /*
+     * The override header and cookie, from trusted clients only (the
+     * address after realip); the first of each wins.  The stickiness
+     * cookie, if the rollout sets one.
+     */
 
-    if (ro->header.len || ro->cookie.len) {
+    if (ro->sources || ro->overrides_checked) {
+        ngx_http_dynroute_rollout_address(r, addr);
+        in.address = &addr;
+    }
+
+    trusted = (ro->header.len || ro->cookie.len)
+              && core.override_allowed(in.address && addr.family ? &addr
+                                                                 : NULL);
+
+    if (trusted || ro->sticky.len) {
         ngx_http_dynroute_each_header(&r->headers_in.headers,
             [&](ngx_table_elt_t &h) {
 
             if (h.hash == 0) {
+                return;
+            }
+
+            if (ro->sticky.len && in.sticky == NULL
+                && ngx_http_dynroute_header_is(h, "Cookie")
+                && dynroute::find_cookie(ngx_http_dynroute_view(h.value),
+                                         ngx_http_dynroute_view(ro->sticky),
+                                         sticky))
+            {
+                in.sticky = &sticky;
+            }
+
+            if (!trusted) {
                 return;
             }
 
@@ -536,9 +906,15 @@ ngx_http_dynroute_rollout_pick(ngx_http_request_t *r,
         });
     }
 
-    if (ro->sources) {
-        ngx_http_dynroute_rollout_address(r, addr);
-        in.address = &addr;
+    if ((ro->header.len || ro->cookie.len) && !trusted) {
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "dynroute: rollout \"%V\" ignores overrides from "
+                       "%V: not in override_from", &ro->name,
+                       &r->connection->addr_text);
+    }
+
+    if (!ro->sources) {
+        in.address = NULL;  /* read for override_from only */
     }
 
     /* the first non-empty key variable, or the client address */

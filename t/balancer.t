@@ -376,6 +376,7 @@ __DATA__
         variant blue  service_a *;
         variant green service_b 50%;
         header  X-Variant;
+        override_from 127.0.0.1;
     }
     dynroute_table edge {
         a.example.com   service_a;

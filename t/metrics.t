@@ -34,6 +34,7 @@ my $http = <<'CONF';
         key      $http_x_user;
         header   X-Canary;
         cookie   canary;
+        override_from 127.0.0.1;
     }
 
     dynroute_rollout office {

@@ -57,6 +57,7 @@ dynroute_rollout checkout {
     variant  stable  stable  100%;
     variant  canary  canary  0%;
     header   X-Canary;
+    override_from 127.0.0.1;
 }
 dynroute_table edge { default checkout; }
 --- config
@@ -92,6 +93,7 @@ dynroute_rollout checkout {
     variant  canary  canary  0%;
     variant  dark    dark    0%;
     header   X-Canary;
+    override_from 127.0.0.1;
 }
 dynroute_table edge { default checkout; }
 --- config
@@ -128,6 +130,7 @@ dynroute_rollout checkout {
     variant  canary  canary  *;
     header   X-Canary;
     cookie   canary;
+    override_from 127.0.0.1;
 }
 dynroute_table edge { default checkout; }
 --- config
@@ -160,6 +163,7 @@ dynroute_rollout office {
     variant  canary  canary  0%;
     header   X-Canary;
     cookie   canary;
+    override_from 127.0.0.1;
     source   10.0.0.0/8    stable;
     source   127.0.0.0/8   canary;
     source   127.0.0.1     stable;
@@ -200,6 +204,7 @@ dynroute_rollout site {
     variant  green  green  100%;
     primary  green;
     header   X-Canary;
+    override_from 127.0.0.1;
 }
 dynroute_table edge { default site; }
 --- config

@@ -142,6 +142,7 @@ my $bg = <<'CONF';
         variant  blue   blue   BLUE;
         variant  green  green  GREEN;
         header   X-Deploy;
+        override_from 127.0.0.1;
         key      $http_x_user;
     }
     dynroute_table edge { default site; }

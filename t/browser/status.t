@@ -128,6 +128,7 @@ http {
         variant  canary  checkout_v2  30%;
         key      $arg_user;
         header   X-Canary;
+        override_from 127.0.0.1;
     }
 
     # No default: any other host is answered 421.
