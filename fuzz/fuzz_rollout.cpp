@@ -4,10 +4,13 @@
 //   "v NAME WEIGHT"   a variant          "s CIDR VARIANT"  a source
 //   "p VARIANT"       the primary        "k KEY"           a key to pick
 //   "h VALUE"         an override value  "c COOKIE-HEADER" a Cookie header
+//   "x VALUE"         a stickiness cookie's value (and the "dr" cookie of
+//                     each Cookie header)
 // Whatever the text, building either throws ConfigError or gives a rollout
 // whose weights sum to 100%, whose picks are in range and never land on a
 // 0% variant by weight, that a rebuild agrees with, and that keeps its
-// keys in a variant whose weight is raised.
+// keys in a variant whose weight is raised.  A stickiness value names a
+// variant only if it is exactly the signed value of a variant above 0%.
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -68,7 +71,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data,
 
     Spec spec;
     spec.name = std::string(lines[0]);
-    std::vector<std::string_view> keys, values, cookies;
+    std::vector<std::string_view> keys, values, cookies, stickies;
 
     for (std::size_t i = 1; i < lines.size(); i++) {
         std::string_view l = lines[i];
@@ -97,6 +100,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data,
         case 'c':
             cookies.push_back(rest);
             break;
+        case 'x':
+            stickies.push_back(rest);
+            break;
         }
     }
 
@@ -118,6 +124,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data,
         if (dynroute::find_cookie(c, spec.name, value)) {
             FUZZ_CHECK(value.data() >= c.data()
                        && value.data() + value.size() <= c.data() + c.size());
+        }
+        if (dynroute::find_cookie(c, "dr", value)) {
+            stickies.push_back(value);
         }
     }
 
@@ -157,6 +166,29 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data,
     }
     Rollout up(spec.name);
     can_raise = can_raise && build(raised, up);
+
+    // the stickiness cookie, signed with a key of the input's own
+    r.set_sticky_key(dynroute::sip_key_from(spec.name + "-sticky-secret"));
+    for (std::size_t v = 0; v < r.size(); v++) {
+        std::string_view sv = r.sticky_value(v);
+        FUZZ_CHECK(sv.size() == 16);
+        FUZZ_CHECK(r.by_sticky(sv) == (r.weight(v) > 0 ? v : Rollout::npos));
+    }
+    for (std::string_view x : stickies) {
+        std::size_t v = r.by_sticky(x);
+        if (v != Rollout::npos) {
+            FUZZ_CHECK(v < r.size() && r.weight(v) > 0
+                       && x == r.sticky_value(v));
+        }
+        Rollout::Inputs i;
+        i.sticky = &x;
+        i.key = x;
+        Rollout::Reason why = Rollout::Reason::fallback;
+        std::size_t p = r.pick(i, &why);
+        FUZZ_CHECK(p < r.size() && r.weight(p) > 0);
+        FUZZ_CHECK(why == (v != Rollout::npos ? Rollout::Reason::sticky
+                                              : Rollout::Reason::weight));
+    }
 
     keys.push_back({});
     for (std::string_view k : keys) {
