@@ -81,7 +81,7 @@ tbody tr:last-child td{border-bottom:0}
 // the newest sample.
 const WINDOW = 60;
 const PERIOD = 2000;
-const REASONS = ['weight', 'header', 'cookie', 'source', 'fallback'];
+const REASONS = ['weight', 'header', 'cookie', 'source', 'sticky', 'fallback'];
 const CODES = ['1xx', '2xx', '3xx', '4xx', '5xx'];
 let samples = [];
 let shown = null;
