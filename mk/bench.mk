@@ -1,4 +1,4 @@
-# Benchmarks: `make bench` runs them all (about 12 minutes); see
+# Benchmarks: `make bench` runs all seven (about 15 minutes); see
 # bench/README.md.  Knobs are environment variables (BENCH_ROUNDS,
 # BENCH_DURATION, ...), documented there.
 
