@@ -1,4 +1,4 @@
-# Benchmarks: `make bench` runs them all (about 12 minutes); see
+# Benchmarks: `make bench` runs all seven (about 15 minutes); see
 # bench/README.md.  Knobs are environment variables (BENCH_ROUNDS,
 # BENCH_DURATION, ...), documented there.
 
@@ -8,17 +8,18 @@ BENCH_OUT      := $(BUILD)/bench
 BENCH_PY       := PYTHONDONTWRITEBYTECODE=1 /usr/bin/python3
 
 .PHONY: bench bench-deps bench-micro bench-e2e bench-callgrind bench-large \
-        bench-upstreams bench-zone bench-smoke bench-check
+        bench-upstreams bench-zone bench-metrics bench-smoke bench-check
 
 bench: bench-micro bench-e2e bench-callgrind bench-large bench-upstreams \
-       bench-zone
+       bench-zone bench-metrics
 	@echo "bench: results in $(BENCH_OUT)/*/results.md"
 
 bench-deps:
 	@scripts/apt-install $(BENCH_PACKAGES)
 
 BENCH_SCRIPTS := bench/benchlib.py bench/e2e.py bench/callgrind.py \
-                 bench/large.py bench/upstreams.py bench/zone.py
+                 bench/large.py bench/upstreams.py bench/zone.py \
+                 bench/metrics.py
 BENCH_SYNTAX  := $(BENCH_PY) -c 'import ast, sys; \
                  [ast.parse(open(f).read(), f) for f in sys.argv[1:]]'
 
@@ -58,6 +59,10 @@ bench-zone: deps module bench-deps
 	BENCH_OUT=$(BENCH_OUT)/zone MODULE=$(MODULE) NGINX=$(NGINX) \
 	    $(BENCH_PY) bench/zone.py
 
+bench-metrics: deps module bench-deps
+	BENCH_OUT=$(BENCH_OUT)/metrics MODULE=$(MODULE) NGINX=$(NGINX) \
+	    $(BENCH_PY) bench/metrics.py
+
 # A quick pass through every benchmark (about a minute): checks that the
 # scripts still run, not a measurement.
 bench-smoke: deps module bench-deps
@@ -79,6 +84,9 @@ bench-smoke: deps module bench-deps
 	BENCH_ZONE_HOSTS=2000 BENCH_ZONE_CHUNK=500 BENCH_ZONE_LOAD_CHUNKS=1000 \
 	BENCH_ZONE_FLIPS=2 BENCH_CALLGRIND_REQUESTS=50 BENCH_ROUNDS=1 \
 	BENCH_DURATION=1 BENCH_WARMUP=0.2 $(BENCH_PY) bench/zone.py
+	BENCH_OUT=$(BENCH_OUT)/smoke-metrics MODULE=$(MODULE) NGINX=$(NGINX) \
+	BENCH_CALLGRIND_REQUESTS=50 BENCH_ROUNDS=1 BENCH_DURATION=1 \
+	BENCH_WARMUP=0.2 $(BENCH_PY) bench/metrics.py
 
 # For CI, in seconds: the scripts parse, and the microbenchmarks build and
 # run once each (too briefly to mean anything).

@@ -68,29 +68,37 @@ ngx_http_dynroute_slab_size(size_t size) noexcept
 
 namespace {
 
+/* a series the configuration needs: its key is made when needed */
 struct Want {
-    std::string  key;
-    size_t       width;
-    uint64_t   **ptr;
+    char              kind;
+    size_t            width;
+    const ngx_str_t  *a;
+    const ngx_str_t  *b;     /* or NULL */
+    uint64_t        **ptr;
 };
 
 }
 
 
-static std::string
-ngx_http_dynroute_series_key(char kind, size_t width,
-    std::initializer_list<ngx_str_t> names)
+/*
+ * The key of a series, made in one buffer reused for every series: no
+ * allocation per rule, which would leave the workers' heap in another
+ * state (and every request's malloc a little slower).
+ */
+
+static void
+ngx_http_dynroute_series_key(std::string &key, const Want &w)
 {
-    std::string key(1, kind);
+    key.assign(1, w.kind);
+    key += static_cast<char>('0' + w.width / 10);
+    key += static_cast<char>('0' + w.width % 10);
+    key += '\0';
+    key.append(reinterpret_cast<const char *>(w.a->data), w.a->len);
 
-    key += std::to_string(width);
-
-    for (const auto &n : names) {
+    if (w.b) {
         key += '\0';
-        key.append(reinterpret_cast<const char *>(n.data), n.len);
+        key.append(reinterpret_cast<const char *>(w.b->data), w.b->len);
     }
-
-    return key;
 }
 
 
@@ -98,9 +106,9 @@ ngx_int_t
 ngx_http_dynroute_metrics_init(ngx_http_dynroute_main_conf_t *dmcf,
     ngx_slab_pool_t *shpool, ngx_rbtree_t *series, ngx_log_t *log) noexcept
 {
-    size_t                         size, missing, rules, variants, zone;
+    size_t                         size, missing, rules, variants, zone, n;
     uint32_t                       hash;
-    ngx_str_t                      key;
+    ngx_str_t                      k;
     ngx_uint_t                     i;
     ngx_str_node_t                *sn;
     ngx_http_dynroute_series_t    *s;
@@ -113,35 +121,48 @@ ngx_http_dynroute_metrics_init(ngx_http_dynroute_main_conf_t *dmcf,
 
     try {
         std::vector<Want> want;
+        std::string key;
 
         tp = static_cast<ngx_http_dynroute_table_t **>(dmcf->tables.elts);
+        rp = static_cast<ngx_http_dynroute_rollout_t **>(dmcf->rollouts.elts);
+
+        n = dmcf->tables.nelts;
+
+        for (i = 0; i < dmcf->rollouts.nelts; i++) {
+            n += rp[i]->variants.size();
+        }
+
+        for (i = 0; dmcf->metrics == NGX_HTTP_DYNROUTE_METRICS_RULES
+                    && i < dmcf->tables.nelts; i++)
+        {
+            n += tp[i]->rules.size();
+        }
+
+        want.reserve(n);
+        key.reserve(1024);
         rules = 0;
 
         for (i = 0; i < dmcf->tables.nelts; i++) {
-            want.push_back({ngx_http_dynroute_series_key('t', m::table_width,
-                                                         {tp[i]->name}),
-                            m::table_width, &tp[i]->counters});
+            want.push_back({'t', m::table_width, &tp[i]->name, NULL,
+                            &tp[i]->counters});
 
             if (dmcf->metrics != NGX_HTTP_DYNROUTE_METRICS_RULES) {
                 continue;
             }
 
             for (auto &rule : tp[i]->rules) {
-                want.push_back({ngx_http_dynroute_series_key('r', 1,
-                                    {tp[i]->name, rule.text}),
-                                1, &rule.requests});
+                want.push_back({'r', 1, &tp[i]->name, &rule.text,
+                                &rule.requests});
                 rules++;
             }
         }
 
-        rp = static_cast<ngx_http_dynroute_rollout_t **>(dmcf->rollouts.elts);
         variants = 0;
 
         for (i = 0; i < dmcf->rollouts.nelts; i++) {
             for (auto &v : rp[i]->variants) {
-                want.push_back({ngx_http_dynroute_series_key('v',
-                                    m::variant_width, {rp[i]->name, v.name}),
-                                m::variant_width, &v.counters});
+                want.push_back({'v', m::variant_width, &rp[i]->name, &v.name,
+                                &v.counters});
                 variants++;
             }
         }
@@ -151,11 +172,13 @@ ngx_http_dynroute_metrics_init(ngx_http_dynroute_main_conf_t *dmcf,
         missing = 0;
 
         for (auto &w : want) {
-            key.data = reinterpret_cast<u_char *>(w.key.data());
-            key.len = w.key.size();
-            hash = ngx_crc32_long(key.data, key.len);
+            ngx_http_dynroute_series_key(key, w);
 
-            sn = ngx_str_rbtree_lookup(series, &key, hash);
+            k.data = reinterpret_cast<u_char *>(key.data());
+            k.len = key.size();
+            hash = ngx_crc32_long(k.data, k.len);
+
+            sn = ngx_str_rbtree_lookup(series, &k, hash);
 
             if (sn) {
                 s = reinterpret_cast<ngx_http_dynroute_series_t *>(sn);
@@ -165,7 +188,7 @@ ngx_http_dynroute_metrics_init(ngx_http_dynroute_main_conf_t *dmcf,
 
             *w.ptr = NULL;
             missing += ngx_http_dynroute_slab_size(
-                           ngx_http_dynroute_series_size(w.key, w.width));
+                           ngx_http_dynroute_series_size(key, w.width));
         }
 
         for (auto &w : want) {
@@ -173,7 +196,8 @@ ngx_http_dynroute_metrics_init(ngx_http_dynroute_main_conf_t *dmcf,
                 continue;
             }
 
-            size = ngx_http_dynroute_series_size(w.key, w.width);
+            ngx_http_dynroute_series_key(key, w);
+            size = ngx_http_dynroute_series_size(key, w.width);
 
             s = static_cast<ngx_http_dynroute_series_t *>(
                     ngx_slab_calloc_locked(shpool, size));
@@ -196,10 +220,10 @@ ngx_http_dynroute_metrics_init(ngx_http_dynroute_main_conf_t *dmcf,
             missing -= ngx_http_dynroute_slab_size(size);
 
             s->width = w.width;
-            s->sn.str.len = w.key.size();
+            s->sn.str.len = key.size();
             s->sn.str.data = reinterpret_cast<u_char *>(
                                  ngx_http_dynroute_series_values(s) + w.width);
-            ngx_memcpy(s->sn.str.data, w.key.data(), w.key.size());
+            ngx_memcpy(s->sn.str.data, key.data(), key.size());
             s->sn.node.key = ngx_crc32_long(s->sn.str.data, s->sn.str.len);
 
             ngx_rbtree_insert(series, &s->sn.node);
