@@ -31,7 +31,7 @@ deps:
 
 # ---- the module against the packaged nginx ---------------------------------
 
-$(DEVTREE)/objs/Makefile: config
+$(DEVTREE)/objs/Makefile: config src/core/sources.list
 	rm -rf $(DEVTREE) && mkdir -p $(BUILD) && cp -r $(NGX_DEV) $(DEVTREE)
 	cd $(DEVTREE) && . ./conf_flags && ./configure \
 	    --with-cc-opt="$$(dpkg-buildflags --get CFLAGS) -fPIC $$(dpkg-buildflags --get CPPFLAGS)" \

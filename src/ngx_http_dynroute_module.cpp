@@ -116,6 +116,7 @@ static void *ngx_http_dynroute_create_loc_conf(ngx_conf_t *cf) noexcept;
 static char *ngx_http_dynroute_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child) noexcept;
 static ngx_int_t ngx_http_dynroute_init(ngx_conf_t *cf) noexcept;
+static ngx_int_t ngx_http_dynroute_init_module(ngx_cycle_t *cycle) noexcept;
 
 
 static ngx_command_t  ngx_http_dynroute_commands[] = {
@@ -203,7 +204,7 @@ ngx_module_t  ngx_http_dynroute_module = {
     ngx_http_dynroute_commands,            /* module directives */
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
-    NULL,                                  /* init module */
+    ngx_http_dynroute_init_module,         /* init module */
     NULL,                                  /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
@@ -592,8 +593,8 @@ ngx_http_dynroute_header_filter(ngx_http_request_t *r) noexcept
     ngx_str_set(&h->key, "Cache-Control");
     ngx_str_set(&h->value, "private");
 #if (nginx_version >= 1023000)
-    h->next = NULL;
-    r->headers_out.cache_control = h;
+    h->next = NULL;     /* not r->headers_out.cache_control: "expires" would
+                           rewrite it */
 #endif
 
     return ngx_http_dynroute_next_header_filter(r);
@@ -1592,6 +1593,41 @@ ngx_http_dynroute_needs_handler(ngx_http_dynroute_main_conf_t *dmcf) noexcept
 }
 
 
+/*
+ * The header filter, for rollouts that take overrides or set cookies.  Put
+ * on top of the chain once every module's postconfiguration has run: in a
+ * static build this module's runs before the header filter module's, which
+ * starts the chain afresh.  Either way it runs before nginx's own filters.
+ */
+
+static ngx_int_t
+ngx_http_dynroute_init_module(ngx_cycle_t *cycle) noexcept
+{
+    ngx_uint_t                      i;
+    ngx_http_dynroute_rollout_t   **rp;
+    ngx_http_dynroute_main_conf_t  *dmcf;
+
+    dmcf = static_cast<ngx_http_dynroute_main_conf_t *>(
+               ngx_http_cycle_get_module_main_conf(cycle,
+                                                   ngx_http_dynroute_module));
+    if (dmcf == NULL) {
+        return NGX_OK;
+    }
+
+    rp = static_cast<ngx_http_dynroute_rollout_t **>(dmcf->rollouts.elts);
+
+    for (i = 0; i < dmcf->rollouts.nelts; i++) {
+        if (rp[i]->header.len || rp[i]->cookie.len || rp[i]->sticky.len) {
+            ngx_http_dynroute_next_header_filter = ngx_http_top_header_filter;
+            ngx_http_top_header_filter = ngx_http_dynroute_header_filter;
+            break;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
 static ngx_int_t
 ngx_http_dynroute_init(ngx_conf_t *cf) noexcept
 {
@@ -1668,16 +1704,6 @@ ngx_http_dynroute_init(ngx_conf_t *cf) noexcept
         }
 
         *h = ngx_http_dynroute_log_handler;
-    }
-
-    /* the header filter, for rollouts that take overrides or set cookies */
-
-    for (i = 0; i < dmcf->rollouts.nelts; i++) {
-        if (rp[i]->header.len || rp[i]->cookie.len || rp[i]->sticky.len) {
-            ngx_http_dynroute_next_header_filter = ngx_http_top_header_filter;
-            ngx_http_top_header_filter = ngx_http_dynroute_header_filter;
-            break;
-        }
     }
 
     if (!ngx_http_dynroute_needs_handler(dmcf)) {
