@@ -44,6 +44,7 @@ enum ngx_http_dynroute_resource_e {
     NGX_HTTP_DYNROUTE_RES_HOST,
     NGX_HTTP_DYNROUTE_RES_DRAIN,
     NGX_HTTP_DYNROUTE_RES_READY,
+    NGX_HTTP_DYNROUTE_RES_FLEET,
     NGX_HTTP_DYNROUTE_RES_METRICS,
     NGX_HTTP_DYNROUTE_RES_STATS,
     NGX_HTTP_DYNROUTE_RES_UI
@@ -66,6 +67,7 @@ static const struct {
       "GET, HEAD, PUT, DELETE" },
     { 0, NGX_HTTP_POST, "POST" },
     { 0, NGX_HTTP_POST, "POST" },
+    { NGX_HTTP_GET|NGX_HTTP_HEAD, NGX_HTTP_PUT, "GET, HEAD, PUT" },
     { NGX_HTTP_GET|NGX_HTTP_HEAD, 0, "GET, HEAD" },
     { NGX_HTTP_GET|NGX_HTTP_HEAD, 0, "GET, HEAD" },
     { NGX_HTTP_GET|NGX_HTTP_HEAD, 0, "GET, HEAD" },
@@ -390,6 +392,10 @@ ngx_http_dynroute_api_resource(ngx_http_request_t *r, std::string_view &name)
         return NGX_HTTP_DYNROUTE_RES_READY;
     }
 
+    if (uri == "fleet") {
+        return NGX_HTTP_DYNROUTE_RES_FLEET;
+    }
+
     if (uri == "metrics") {
         return NGX_HTTP_DYNROUTE_RES_METRICS;
     }
@@ -637,6 +643,18 @@ ngx_http_dynroute_api_run(ngx_http_request_t *r) noexcept
                 status = write([&](dynroute::State &st) {
                     dynroute::delete_host(st, name);
                 }, dynroute::render_generation);
+            }
+
+            break;
+
+        case NGX_HTTP_DYNROUTE_RES_FLEET:
+            if (get) {
+                status = read(dynroute::render_fleet);
+
+            } else {
+                status = write([&](dynroute::State &st) {
+                    dynroute::put_fleet(st, body);
+                }, dynroute::render_fleet);
             }
 
             break;

@@ -365,6 +365,18 @@ ngx_http_dynroute_metrics_snapshot(ngx_http_dynroute_main_conf_t *dmcf,
 
     s.zone = std::string(ngx_http_dynroute_view(
                              ngx_http_dynroute_live_zone_name(dmcf->live)));
+
+    /* what a fleet agent reported: in the state, read under its lock */
+
+    std::string ignored;
+
+    (void) ngx_http_dynroute_live_read(dmcf->live,
+        [&](const dynroute::State &st) {
+            s.fleet = st.fleet.set;
+            s.fleet_revision = st.fleet.revision;
+            s.fleet_stale = st.fleet.stale;
+            return std::string();
+        }, ignored);
     tp = ngx_timeofday();
     s.time = tp->sec + tp->msec / 1000.0;
     s.per_rule = (dmcf->metrics == NGX_HTTP_DYNROUTE_METRICS_RULES);

@@ -257,6 +257,27 @@ is(http_get($srv, '/ready')->{status}, 503, 'draining: readiness 503');
 is(route($srv, 'tenant1.example.com', 1), 'service_a ', 'draining: traffic is still served');
 ($st, $doc) = call($srv, 'POST', '/dynroute/ready');
 is("$st $doc->{draining}", '200 0', 'POST ready: 200, serving');
+
+# what a fleet agent reports (dynroute-agent): PUT {prefix}fleet
+($st, $doc) = call($srv, 'GET', '/dynroute/fleet');
+is($st, 404, 'GET fleet before any report: 404');
+ok(!exists((call($srv, 'GET', '/dynroute/'))[1]{fleet}), 'GET {prefix}: no fleet before a report');
+for my $bad ('{"revision":"7"}', '{"stale":true}', '{"revision":7,"node":"a"}', '{"revision":-3}') {
+    ($st, $doc) = call($srv, 'PUT', '/dynroute/fleet', $bad);
+    is($st, 400, "PUT fleet $bad: 400");
+    like($doc->{error} // '', qr/revision|unknown field/, '... with the reason');
+}
+($st, $doc) = call($srv, 'PUT', '/ro/fleet', '{"revision":7}');
+is($st, 405, 'PUT fleet through a read-only location: 405');
+($st, $doc) = call($srv, 'PUT', '/dynroute/fleet', '{"revision":7,"stale":true}');
+is("$st $doc->{revision} $doc->{stale}", '200 7 1', 'PUT fleet: 200');
+($st, $doc) = call($srv, 'GET', '/dynroute/');
+is($json->encode($doc->{fleet}), '{"revision":7,"stale":true}', 'GET {prefix}: the fleet report');
+my $metrics = http_get($srv, '/dynroute/metrics')->{body} // '';
+like($metrics, qr/^dynroute_fleet_revision 7$/m, 'metrics: dynroute_fleet_revision');
+like($metrics, qr/^dynroute_fleet_stale 1$/m, 'metrics: dynroute_fleet_stale');
+($st, $doc) = call($srv, 'PUT', '/dynroute/fleet', '{"revision":8}');
+is("$st $doc->{revision} $doc->{stale}", '200 8 0', 'PUT fleet again: stale clears');
 is(http_get($srv, '/ready')->{status}, 200, 'ready: readiness 200');
 
 # ---- every error ------------------------------------------------------------

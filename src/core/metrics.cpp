@@ -282,6 +282,15 @@ std::string render_prometheus(const Snapshot &s)
              "1 while the instance drains (readiness answers 503).");
     w.sample("dynroute_draining", {}, s.draining ? "1" : "0");
 
+    if (s.fleet) {
+        w.family("dynroute_fleet_revision", "gauge",
+                 "The etcd revision the fleet agent has applied here.");
+        w.sample("dynroute_fleet_revision", {}, n(s.fleet_revision));
+        w.family("dynroute_fleet_stale", "gauge",
+                 "1 while the fleet agent cannot reach etcd.");
+        w.sample("dynroute_fleet_stale", {}, s.fleet_stale ? "1" : "0");
+    }
+
     return w.take();
 }
 
@@ -295,6 +304,11 @@ std::string render_stats(const Snapshot &s)
     out["draining"] = s.draining;
     out["time"] = s.time;
     out["runtime_hosts"] = s.runtime_hosts;
+
+    if (s.fleet) {
+        out["fleet"] = {{"revision", s.fleet_revision},
+                        {"stale", s.fleet_stale}};
+    }
 
     ordered_json tables = ordered_json::array();
 

@@ -88,6 +88,9 @@ struct Snapshot {
     bool draining = false;
     double time = 0;  // the server's clock, seconds
     std::size_t runtime_hosts = 0;
+    bool fleet = false;  // a fleet agent reported: the two below
+    std::uint64_t fleet_revision = 0;
+    bool fleet_stale = false;
     bool per_rule = false;  // metrics=rules: dynroute_requests_total
     std::vector<TableStats> tables;
     std::vector<RolloutStats> rollouts;

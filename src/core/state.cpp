@@ -400,6 +400,11 @@ std::string dump_state(const State &state, bool with_hosts)
         {"rollouts", std::move(rollouts)},
     };
 
+    if (state.fleet.set) {
+        j["fleet"] = {{"revision", state.fleet.revision},
+                      {"stale", state.fleet.stale}};
+    }
+
     return with_hosts ? dynroute::with_hosts(j, state.hosts) : text(j);
 }
 
@@ -427,6 +432,17 @@ State load_state(std::string_view text, const Schema &schema,
                                   "true or false");
     s.generation = gen.is_null() ? 0 : gen.get<std::uint64_t>();
     s.draining = draining.is_null() ? false : draining.get<bool>();
+
+    const input &fleet = member(j, "fleet", &input::is_object, "an object");
+    if (!fleet.is_null()) {
+        const input &rev = member(fleet, "revision",
+                                  &input::is_number_unsigned, "a number");
+        const input &stale = member(fleet, "stale", &input::is_boolean,
+                                    "true or false");
+        s.fleet.set = true;
+        s.fleet.revision = rev.is_null() ? 0 : rev.get<std::uint64_t>();
+        s.fleet.stale = stale.is_null() ? false : stale.get<bool>();
+    }
 
     const input &rollouts = member(j, "rollouts", &input::is_object,
                                   "an object");
@@ -727,6 +743,52 @@ void delete_host(State &state, std::string_view host)
     }
 }
 
+void put_fleet(State &state, std::string_view body)
+{
+    input j = parse_object(body, "the request body");
+    FleetStatus f;
+    bool revision = false;
+
+    for (const auto &[key, v] : j.items()) {
+        if (key == "revision") {
+            if (!v.is_number_unsigned()) {
+                throw ApiError(400, "\"revision\" must be a revision "
+                                    "number (0 or more)");
+            }
+            f.revision = v.get<std::uint64_t>();
+            revision = true;
+
+        } else if (key == "stale") {
+            if (!v.is_boolean()) {
+                throw ApiError(400, "\"stale\" must be true or false");
+            }
+            f.stale = v.get<bool>();
+
+        } else {
+            throw ApiError(400, "unknown field " + dynroute::quoted(key)
+                                + ": \"revision\" and \"stale\" only");
+        }
+    }
+
+    if (!revision) {
+        throw ApiError(400, "the body has no \"revision\"");
+    }
+
+    f.set = true;
+    state.fleet = f;
+}
+
+std::string render_fleet(const State &state)
+{
+    if (!state.fleet.set) {
+        throw ApiError(404, "no fleet agent has reported to this node");
+    }
+
+    return text({{"generation", state.generation},
+                 {"revision", state.fleet.revision},
+                 {"stale", state.fleet.stale}});
+}
+
 BulkResult patch_hosts(State &state, const Schema &schema,
                        std::string_view body)
 {
@@ -784,6 +846,11 @@ std::string render_state(const State &state, const Schema &schema,
         {"tables", std::move(tables)},
         {"rollouts", std::move(rollouts)},
     };
+
+    if (state.fleet.set) {
+        j["fleet"] = {{"revision", state.fleet.revision},
+                      {"stale", state.fleet.stale}};
+    }
 
     return with_hosts(j, state.hosts);
 }

@@ -69,11 +69,25 @@ struct RolloutOverride {
     }
 };
 
+// What a fleet agent (dynroute-agent) reports: the etcd revision this
+// node has applied, and whether the agent has lost etcd.
+struct FleetStatus {
+    bool set = false;  // never reported: absent from the answers
+    std::uint64_t revision = 0;
+    bool stale = false;
+
+    bool operator==(const FleetStatus &o) const noexcept
+    {
+        return set == o.set && revision == o.revision && stale == o.stale;
+    }
+};
+
 struct State {
     std::uint64_t generation = 0;
     bool draining = false;
     std::map<std::string, RolloutOverride> rollouts;
     HostMap hosts;
+    FleetStatus fleet;
 };
 
 // The live values of a rollout: the configured ones with the override on
@@ -110,6 +124,8 @@ void reset_rollout(State &state, const Schema &schema, std::string_view name);
 bool put_host(State &state, const Schema &schema, std::string_view host,
               std::string_view body);
 void delete_host(State &state, std::string_view host);
+// {"revision": N, "stale": false}
+void put_fleet(State &state, std::string_view body);
 
 struct BulkResult {
     std::size_t added = 0, replaced = 0, removed = 0;
@@ -130,6 +146,7 @@ std::string render_host(const State &state, std::string_view host);
 std::string render_generation(const State &state);
 std::string render_bulk(const State &state, const BulkResult &r);
 std::string render_error(std::string_view message);
+std::string render_fleet(const State &state);  // throws ApiError 404
 
 // A weight from JSON: a number of percent (25, 12.5; two decimals at most)
 // or a string "25%".  Throws ApiError 400.

@@ -283,3 +283,40 @@ TEST(RolloutRuntime, SetWeightsMovesKeysOneWay)
     ramp.set_primary(1);
     EXPECT_EQ(ramp.by_override("always"), 0u);
 }
+
+// What a fleet agent reports: validated, kept in the state file, absent
+// until reported.
+TEST(State, Fleet)
+{
+    dynroute::State st;
+    EXPECT_THROW(dynroute::render_fleet(st), dynroute::ApiError);
+    EXPECT_EQ(dynroute::dump_state(st, false).find("fleet"), std::string::npos);
+
+    for (const char *bad : {"{}", "{\"revision\": -1}", "{\"revision\": \"7\"}",
+                            "{\"revision\": 7, \"stale\": 1}",
+                            "{\"revision\": 7, \"node\": \"a\"}", "[7]"}) {
+        try {
+            dynroute::put_fleet(st, bad);
+            ADD_FAILURE() << bad;
+        } catch (const dynroute::ApiError &e) {
+            EXPECT_EQ(e.status, 400) << bad;
+        }
+        EXPECT_FALSE(st.fleet.set) << bad;
+    }
+
+    dynroute::put_fleet(st, "{\"revision\": 42, \"stale\": true}");
+    EXPECT_TRUE(st.fleet.set);
+    EXPECT_EQ(st.fleet.revision, 42u);
+    EXPECT_TRUE(st.fleet.stale);
+    EXPECT_NE(dynroute::render_fleet(st).find("\"revision\":42"),
+              std::string::npos);
+
+    dynroute::Schema schema;
+    std::vector<std::string> notices;
+    dynroute::State back = dynroute::load_state(dynroute::dump_state(st, true),
+                                                schema, notices);
+    EXPECT_TRUE(back.fleet == st.fleet);
+
+    dynroute::put_fleet(st, "{\"revision\": 43}");
+    EXPECT_FALSE(st.fleet.stale);
+}
