@@ -90,8 +90,9 @@ END {
     my $status = $?;
     if ($agent_log && !Test::More->builder->is_passing) {
         Test::More::diag("--- the agent's log:\n" . slurp($agent_log));
-        Test::More::diag("--- etcd's log (the end):\n"
-                         . substr(slurp($etcd_log), -3000));
+        my $etcd = slurp($etcd_log);
+        substr($etcd, 0, -3000) = '' if length $etcd > 3000;
+        Test::More::diag("--- etcd's log (the end):\n$etcd");
     }
     for my $pid (keys %Mine) {
         kill 'KILL', $pid;
@@ -375,7 +376,7 @@ is(fleet()->{revision}, $before, 'etcd stopped: the revision applied stays');
 is(host_answer('tenant3.example.com'), "service_c\n", 'etcd stopped: nginx still routes by it');
 ok(start_etcd(), 'etcd started again');
 ok(wait_for(sub { !fleet()->{stale} }, 15), 'etcd back: not stale');
-$r = ctl('--wait', 'host', 'add', 'tenant4.example.com', 'service_b');
+$r = ctl('host', 'add', 'tenant4.example.com', 'service_b', '--wait');
 is($r->{exit}, 0, 'etcd back: a change --wait: exit 0') or diag(explain($r));
 is(host_answer('tenant4.example.com'), "service_b\n", 'etcd back: the change applies');
 
