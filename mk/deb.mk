@@ -1,9 +1,12 @@
 # The Debian package (issue #16): make deb, make test-deb.
 #
 #   make deb       builds build/deb/libnginx-mod-http-dynroute_<version>_<arch>.deb
-#                  with dpkg-buildpackage (debian/), then runs lintian on it
-#   make test-deb  installs it on this machine's nginx, runs part of the prove
-#                  suite against the installed module, removes and purges it
+#                  and dynroute-tools_<version>_all.deb (dynroutectl, the
+#                  fleet agent and its systemd unit) with dpkg-buildpackage
+#                  (debian/), then runs lintian on both
+#   make test-deb  installs the module on this machine's nginx, runs part of
+#                  the prove suite against it, removes and purges it; then
+#                  installs, checks and purges dynroute-tools
 #
 # The version comes from debian/changelog alone.
 
@@ -13,6 +16,7 @@ DEB_PACKAGES := dpkg-dev debhelper lintian fakeroot nginx-dev libpcre2-dev g++ \
 DEB_VERSION   = $(shell dpkg-parsechangelog -l debian/changelog -S Version)
 DEB_ARCH      = $(shell dpkg --print-architecture)
 DEB_FILE      = $(DEB_DIR)/libnginx-mod-http-dynroute_$(DEB_VERSION)_$(DEB_ARCH).deb
+DEB_TOOLS_FILE = $(DEB_DIR)/dynroute-tools_$(DEB_VERSION)_all.deb
 
 .PHONY: deb test-deb
 
@@ -25,8 +29,10 @@ deb:
 	cd $(DEB_DIR)/src && dpkg-buildpackage -us -uc -b \
 	    > $(DEB_DIR)/build.log 2>&1 \
 	    || { tail -40 $(DEB_DIR)/build.log; exit 1; }
-	lintian --fail-on error --info $(DEB_FILE) | tee $(DEB_DIR)/lintian.log
-	@echo "deb: $(DEB_FILE)"
+	lintian --fail-on error --info $(DEB_FILE) $(DEB_TOOLS_FILE) \
+	    | tee $(DEB_DIR)/lintian.log
+	@echo "deb: $(DEB_FILE) $(DEB_TOOLS_FILE)"
 
 test-deb: deps deb
 	scripts/test-deb $(DEB_FILE)
+	scripts/test-deb-tools $(DEB_TOOLS_FILE)
