@@ -1,0 +1,37 @@
+# make test-fleet: the routing state of a fleet kept in etcd
+# (tools/dynroute-agent, dynroutectl --etcd) against Debian's etcd 3.4:
+# t/fleet*.t and t/fleet/*.t.  The tests run /usr/bin/etcd themselves, on
+# loopback ports of their own, with data directories of their own, and stop
+# it; t/fleet_agent.t is also in the t/*.t glob of `make prove`, which skips
+# it when etcd is not installed.
+
+FLEET_DIR := $(BUILD)/fleet
+FLEET_PACKAGES := etcd-server etcd-client python3-etcd3
+
+.PHONY: fleet-deps test-fleet
+
+# The tests need no etcd service, and installing etcd-server must not leave
+# one running (it would listen on port 2379 and keep /var/lib/etcd):
+# - scripts/apt-install holds service starts back while it installs (a
+#   policy-rc.d that exits 101; invoke-rc.d and deb-systemd-invoke obey it);
+# - on a machine booted with systemd the package still enables etcd.service,
+#   which would start at the next boot: when this target installed the
+#   package, it disables the unit again (--now: stopped too, should a
+#   policy-rc.d of the machine's own have let it start);
+# - Recommends are not installed (APT_CONFIG names a file apt reads before
+#   its own configuration, and that only turns Recommends off).
+fleet-deps:
+	@if ! dpkg-query -W -f='$${Status}' etcd-server 2>/dev/null \
+	        | grep -q 'ok installed'; then \
+	    fresh=1; \
+	fi; \
+	mkdir -p $(FLEET_DIR) && \
+	echo 'APT::Install-Recommends "false";' > $(FLEET_DIR)/apt.conf && \
+	APT_CONFIG=$(FLEET_DIR)/apt.conf scripts/apt-install $(FLEET_PACKAGES) && \
+	if [ -n "$$fresh" ] && [ -d /run/systemd/system ]; then \
+	    systemctl disable --now etcd.service; \
+	fi
+
+test-fleet: deps module fleet-deps
+	TEST_NGINX_BINARY=$(NGINX) TEST_NGINX_LOAD_MODULES=$(MODULE) \
+	    prove -v -I t/lib $(wildcard t/fleet*.t t/fleet/*.t)
