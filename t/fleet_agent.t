@@ -1,0 +1,397 @@
+# tools/dynroute-agent and dynroutectl --etcd against one etcd (Debian's
+# /usr/bin/etcd, started here on free loopback ports with a data directory of
+# its own) and one nginx: changes written to etcd reach the proxy, a
+# malformed value is refused with a log line naming its key and later changes
+# still apply, a change nginx refuses is reported to --wait, an agent started
+# while etcd is down leaves nginx serving and reports stale, and a write that
+# lost the compare-and-swap says so.  make fleet-deps installs etcd.
+use strict;
+use warnings;
+use lib 't/lib';
+use Test::Nginx::Dynroute;
+use FindBin ();
+use File::Temp ();
+use IO::Socket::IP ();
+use JSON::PP ();
+use POSIX ();
+use Test::More ();
+use Time::HiRes ();
+
+my $etcd_bin = '/usr/bin/etcd';
+my $etcdctl  = '/usr/bin/etcdctl';
+my $python   = '/usr/bin/python3';
+my $tools    = "$FindBin::Bin/../tools";
+
+Test::More::plan(skip_all => "$etcd_bin is missing (make fleet-deps installs Debian's etcd-server)")
+    unless -x $etcd_bin;
+
+delete $ENV{$_} for qw(DYNROUTE_NODES http_proxy HTTP_PROXY ETCDCTL_ENDPOINTS);
+$ENV{ETCDCTL_API} = 3;
+
+my $dir = File::Temp::tempdir(CLEANUP => 1);
+my %Mine;                               # pid => what, for the END block
+
+sub slurp {
+    my ($path) = @_;
+    open my $fh, '<', $path or return '';
+    local $/;
+    return scalar(<$fh>) // '';
+}
+
+sub free_ports {
+    my @socks = map {
+        IO::Socket::IP->new(LocalHost => '127.0.0.1', LocalPort => 0,
+                            Listen => 1) or die "listen: $@\n"
+    } 1 .. $_[0];
+    my @ports = map { $_->sockport } @socks;
+    close $_ for @socks;
+    return @ports;
+}
+
+# Starts a program in the background, its output appended to $log.
+sub spawn {
+    my ($what, $log, @cmd) = @_;
+    my $pid = fork // die "fork: $!\n";
+    if ($pid == 0) {
+        open STDIN, '<', '/dev/null';
+        open STDOUT, '>>', $log or POSIX::_exit(126);
+        open STDERR, '>&', \*STDOUT or POSIX::_exit(126);
+        { exec @cmd; }
+        print STDERR "exec $cmd[0] failed: $!\n";
+        POSIX::_exit(127);
+    }
+    $Mine{$pid} = $what;
+    return $pid;
+}
+
+# Stops one of ours: the signal, then up to 10 s; the exit status.
+sub stop {
+    my ($pid, $signal) = @_;
+    return undef unless $pid && $Mine{$pid};
+    kill $signal // 'TERM', $pid;
+    my $deadline = Time::HiRes::time() + 10;
+    while (Time::HiRes::time() < $deadline) {
+        if (waitpid($pid, POSIX::WNOHANG()) == $pid) {
+            delete $Mine{$pid};
+            return $?;
+        }
+        Time::HiRes::sleep(0.02);
+    }
+    kill 'KILL', $pid;
+    waitpid $pid, 0;
+    delete $Mine{$pid};
+    return $?;
+}
+
+my ($agent_log, $etcd_log);
+
+# On failure, what the agent (and etcd) said; then ours are stopped.
+END {
+    my $status = $?;
+    if ($agent_log && !Test::More->builder->is_passing) {
+        Test::More::diag("--- the agent's log:\n" . slurp($agent_log));
+        my $etcd = slurp($etcd_log);
+        substr($etcd, 0, -3000) = '' if length $etcd > 3000;
+        Test::More::diag("--- etcd's log (the end):\n$etcd");
+    }
+    for my $pid (keys %Mine) {
+        kill 'KILL', $pid;
+        waitpid $pid, 0;
+    }
+    $? = $status;
+}
+
+sub wait_for {
+    my ($cond, $seconds) = @_;
+    my $deadline = Time::HiRes::time() + ($seconds // 10);
+    while (1) {
+        my $r = $cond->();
+        return $r if $r;
+        return undef if Time::HiRes::time() >= $deadline;
+        Time::HiRes::sleep(0.05);
+    }
+}
+
+sub listening {
+    my ($port) = @_;
+    return IO::Socket::IP->new(PeerHost => '127.0.0.1', PeerPort => $port,
+                               Timeout => 1) ? 1 : 0;
+}
+
+# ---- etcd: one member on loopback ----------------------------------------------
+
+my ($etcd_port, $peer_port, $port_c) = free_ports(3);
+my $endpoint = "http://127.0.0.1:$etcd_port";
+$etcd_log = "$dir/etcd.log";
+my $etcd_pid;
+
+sub start_etcd {
+    $etcd_pid = spawn('etcd', $etcd_log, $etcd_bin,
+        '--name', 'fleet1', '--data-dir', "$dir/etcd",
+        '--listen-client-urls', $endpoint, '--advertise-client-urls', $endpoint,
+        '--listen-peer-urls', "http://127.0.0.1:$peer_port",
+        '--initial-advertise-peer-urls', "http://127.0.0.1:$peer_port",
+        '--initial-cluster', "fleet1=http://127.0.0.1:$peer_port");
+    return wait_for(sub { etcdctl('put', '/probe', 'x')->{exit} == 0 }, 20);
+}
+
+sub run_cmd {
+    my (@cmd) = @_;
+    my ($out, $err) = (File::Temp->new, File::Temp->new);
+    my $pid = fork // die "fork: $!\n";
+    if ($pid == 0) {
+        open STDIN, '<', '/dev/null';
+        open STDOUT, '>&', $out or POSIX::_exit(126);
+        open STDERR, '>&', $err or POSIX::_exit(126);
+        { exec @cmd; }
+        print STDERR "exec $cmd[0] failed: $!\n";
+        POSIX::_exit(127);
+    }
+    waitpid $pid, 0;
+    return { exit => $? >> 8, out => slurp("$out"), err => slurp("$err") };
+}
+
+sub etcdctl { return run_cmd($etcdctl, '--endpoints', $endpoint, @_) }
+sub ctl     { return run_cmd($python, "$tools/dynroutectl", '--etcd', $endpoint, @_) }
+
+sub json_of {
+    my ($text) = @_;
+    return eval { JSON::PP->new->decode($text) } // {};
+}
+
+# ---- nginx and the agent ----------------------------------------------------------
+
+my $http = <<"CONF";
+    upstream service_a { server 127.0.0.1:\$TEST_NGINX_PORT2; }
+    upstream service_b { server 127.0.0.1:\$TEST_NGINX_PORT3; }
+    upstream service_c { server 127.0.0.1:$port_c; }
+    server { listen 127.0.0.1:\$TEST_NGINX_PORT2; return 200 "service_a\\n"; }
+    server { listen 127.0.0.1:\$TEST_NGINX_PORT3; return 200 "service_b\\n"; }
+    server { listen 127.0.0.1:$port_c; return 200 "service_c\\n"; }
+
+    dynroute_zone routes 4m state=\$TEST_NGINX_PREFIX/dynroute.state;
+
+    dynroute_rollout checkout {
+        variant  stable  service_a  *;
+        variant  canary  service_b  0%;
+        key      \$http_x_user;
+    }
+
+    dynroute_table main {
+        shop.example.com  checkout;
+        default           service_a;
+    }
+CONF
+
+my $config = <<'CONF';
+    location / {
+        dynroute    main;
+        proxy_pass  http://$dynroute_upstream;
+        add_header  X-Variant $dynroute_variant always;
+    }
+    location /dynroute/ { allow 127.0.0.1; deny all; dynroute_api write=on; }
+    location = /ready { dynroute_health readiness; }
+CONF
+
+my $srv = start_nginx(http_config => $http, config => $config);
+my $api = "http://127.0.0.1:$srv->{port}/dynroute/";
+
+sub api_get {
+    my ($path) = @_;
+    my $res = http_get($srv, "/dynroute/$path");
+    return ($res->{status}, json_of($res->{body}));
+}
+
+sub fleet { my (undef, $f) = api_get('fleet'); return $f }
+
+# What answers shop.example.com for users u1..uN: "upstream variant" => count.
+sub spread {
+    my ($n) = @_;
+    my %seen;
+    for my $user (1 .. $n) {
+        my $res = http_get($srv, '/', { Host => 'shop.example.com',
+                                        'X-User' => "u$user" });
+        chomp(my $body = $res->{body} // 'no answer');
+        $seen{"$body " . ($res->{headers}{'x-variant'}[0] // '-')}++;
+    }
+    return \%seen;
+}
+
+sub host_answer {
+    return http_get($srv, '/', { Host => $_[0] })->{body} // 'no answer';
+}
+
+$agent_log = "$dir/agent.log";
+my $agent_pid;
+
+sub start_agent {
+    $agent_pid = spawn('agent', $agent_log, $python, "$tools/dynroute-agent",
+                       '--etcd', $endpoint, '--node', 'n1', '--api', $api);
+}
+
+sub agent_log_has {
+    my ($re, $seconds) = @_;
+    return wait_for(sub { slurp($agent_log) =~ $re }, $seconds);
+}
+
+# ---- the agent starts while etcd is down ---------------------------------------
+
+start_agent();
+ok(agent_log_has(qr/etcd: .*retrying in/), 'etcd down: the agent says so and retries')
+    or diag(slurp($agent_log));
+ok(wait_for(sub { my $f = fleet(); $f->{stale} && defined $f->{revision} }),
+   'etcd down: nginx has the agent report stale')
+    or diag(slurp($agent_log));
+is(host_answer('any.example.com'), "service_a\n", 'etcd down: nginx still serves');
+like(http_get($srv, '/dynroute/metrics')->{body}, qr/^dynroute_fleet_stale(\{[^}]*\})? 1$/m,
+     'etcd down: dynroute_fleet_stale is 1');
+
+ok(start_etcd(), 'etcd started') or BAIL_OUT("etcd did not start:\n" . slurp($etcd_log));
+my $synced = wait_for(sub { my $f = fleet(); !$f->{stale} && $f->{revision} }, 15);
+ok($synced, 'etcd up: the agent reads it and reports a revision, not stale')
+    or diag(slurp($agent_log));
+my $r = ctl('status');
+like($r->{out}, qr/^  agent n1: revision \d+, following, 0 refused, \Q$api\E$/m,
+     'status --etcd: the agent is registered under agents/n1') or diag(explain($r));
+
+# ---- each write command reaches the proxy ------------------------------------------
+
+is_deeply(spread(10), { 'service_a stable' => 10 }, 'before any change: all on stable');
+
+$r = ctl('--wait', 'set-weights', 'checkout', 'stable=0', 'canary=100');
+is($r->{exit}, 0, 'set-weights --wait: exit 0') or diag(explain($r));
+my ($rev) = $r->{out} =~ /^etcd: ok, revision (\d+), \/dynroute\/rollouts\/checkout \{"weights":\{"stable":0,"canary":100\}\}$/m;
+ok($rev, 'set-weights: the revision and the object written') or diag($r->{out});
+like($r->{out}, qr/^every agent \(1\) at revision \d+ or later after [\d.]+ s$/m,
+     'set-weights --wait: every agent has it');
+is(fleet()->{revision}, $rev, 'set-weights: GET {prefix}fleet has the revision');
+is_deeply(spread(10), { 'service_b canary' => 10 }, 'set-weights: every user on canary');
+like(http_get($srv, '/dynroute/metrics')->{body}, qr/^dynroute_fleet_revision(\{[^}]*\})? $rev$/m,
+     'set-weights: dynroute_fleet_revision');
+
+$r = ctl('--wait', 'flip', 'checkout', 'canary', 'service_c');
+is($r->{exit}, 0, 'flip --wait: exit 0') or diag(explain($r));
+like($r->{out}, qr/\{"weights":\{"stable":0,"canary":100\},"upstreams":\{"canary":"service_c"\}\}$/m,
+     'flip: the object keeps the weights');
+is_deeply(spread(10), { 'service_c canary' => 10 }, 'flip: the canary on service_c');
+
+$r = ctl('--wait', 'primary', 'checkout', 'canary');
+is($r->{exit}, 0, 'primary --wait: exit 0') or diag(explain($r));
+my (undef, $state) = api_get('');
+is($state->{rollouts}{checkout}{primary}, 'canary', 'primary: the node has it');
+
+$r = ctl('--wait', 'host', 'add', 'Tenant1.example.com', 'service_b');
+is($r->{exit}, 0, 'host add --wait: exit 0') or diag(explain($r));
+is(host_answer('tenant1.example.com'), "service_b\n", 'host add: routed to its target');
+$r = ctl('--wait', 'host', 'rm', 'tenant1.example.com');
+is($r->{exit}, 0, 'host rm --wait: exit 0') or diag(explain($r));
+is(host_answer('tenant1.example.com'), "service_a\n", 'host rm: back to the default');
+$r = ctl('host', 'rm', 'tenant1.example.com');
+is($r->{exit}, 1, 'host rm of a host not in etcd: exit 1');
+like($r->{err}, qr/^dynroutectl: \/dynroute\/hosts\/tenant1\.example\.com is not in etcd$/m,
+     'host rm of a host not in etcd: said so');
+
+$r = ctl('--wait', 'drain', 'n1');
+is($r->{exit}, 0, 'drain n1 --wait: exit 0') or diag(explain($r));
+is(http_get($srv, '/ready')->{status}, 503, 'drain n1: readiness answers 503');
+$r = ctl('--wait', 'ready', 'n1');
+is($r->{exit}, 0, 'ready n1 --wait: exit 0') or diag(explain($r));
+is(http_get($srv, '/ready')->{status}, 200, 'ready n1: readiness answers 200');
+
+$r = ctl('--wait', '--timeout', '0.5', 'drain', 'n2');
+is($r->{exit}, 1, 'drain n2 --wait, no such agent: exit 1');
+like($r->{err}, qr/^dynroutectl: after 0\.5 s, 1 of 1 agents lag behind revision \d+: n2 not registered$/m,
+     'drain n2 --wait: the lagging node is named') or diag($r->{err});
+is(http_get($srv, '/ready')->{status}, 200, 'drain n2: n1 still ready');
+
+# ---- refused changes --------------------------------------------------------------
+
+$r = etcdctl('put', '/dynroute/hosts/bad.example.com', '{"target": 5}');
+is($r->{exit}, 0, 'etcdctl put of a malformed host');
+$r = etcdctl('put', '/dynroute/rollouts/checkout', 'stable=100');
+is($r->{exit}, 0, 'etcdctl put of a rollout that is not JSON');
+ok(agent_log_has(qr{^dynroute-agent: revision \d+ /dynroute/hosts/bad\.example\.com: refused: malformed value}m),
+   'the malformed host: a log line naming the key') or diag(slurp($agent_log));
+ok(agent_log_has(qr{^dynroute-agent: revision \d+ /dynroute/rollouts/checkout: refused: malformed value: not JSON$}m),
+   'the rollout that is not JSON: a log line naming the key');
+is_deeply(spread(10), { 'service_c canary' => 10 }, 'the malformed rollout: nothing changed');
+is(host_answer('bad.example.com'), "service_a\n", 'the malformed host: not added');
+
+$r = ctl('set-weights', 'checkout', 'stable=100');
+is($r->{exit}, 1, 'set-weights on a value that is not JSON: exit 1');
+like($r->{err}, qr/rollouts\/checkout holds no JSON/, 'set-weights on a value that is not JSON: said so');
+
+$r = ctl('--wait', 'host', 'add', 'tenant2.example.com', 'service_b');
+is($r->{exit}, 0, 'a later change: exit 0') or diag(explain($r));
+is(host_answer('tenant2.example.com'), "service_b\n", 'a later change applies');
+
+$r = ctl('--wait', 'reset', 'checkout');
+is($r->{exit}, 0, 'reset of the malformed rollout: exit 0') or diag(explain($r));
+is_deeply(spread(10), { 'service_a stable' => 10 }, 'reset: back to the configuration');
+
+$r = ctl('--wait', 'flip', 'checkout', 'canary', 'no_such_upstream');
+is($r->{exit}, 1, 'a flip nginx refuses: --wait exits 1');
+like($r->{err}, qr/^dynroutectl: revision \d+ reached every agent, but n1 refused it: 400 \S/m,
+     'a flip nginx refuses: --wait names the node, the status and the text') or diag($r->{err});
+ok(agent_log_has(qr{/dynroute/rollouts/checkout: refused: 400 }), 'a flip nginx refuses: logged');
+$r = ctl('--wait', 'host', 'add', 'tenant3.example.com', 'service_c');
+is($r->{exit}, 0, 'the change after the refused one: exit 0') or diag(explain($r));
+is(host_answer('tenant3.example.com'), "service_c\n", 'the change after the refused one applies');
+$r = ctl('--json', 'status');
+my $agent = json_of($r->{out})->{keys}{'agents/n1'}{value} // {};
+is_deeply([ map { $_->{key} } @{ $agent->{errors} // [] } ],
+          [ '/dynroute/hosts/bad.example.com', '/dynroute/rollouts/checkout',
+            '/dynroute/rollouts/checkout' ],
+          'agents/n1 lists the refused changes') or diag($r->{out});
+
+# ---- compare-and-swap ---------------------------------------------------------
+
+$r = ctl('--wait', 'flip', 'checkout', 'canary', 'service_b');
+is($r->{exit}, 0, 'flip back to an upstream nginx has') or diag(explain($r));
+my $seen = json_of(ctl('--json', 'show', 'checkout')->{out})->{revision};
+ok($seen, 'show --json: the revision of the object');
+$r = ctl('set-weights', 'checkout', 'stable=50', 'canary=50');
+is($r->{exit}, 0, 'someone else changes the rollout');
+$r = ctl('--if-match', $seen, 'set-weights', 'checkout', 'stable=0', 'canary=100');
+is($r->{exit}, 1, 'a write against the revision read before: exit 1');
+is($r->{err}, "dynroutectl: /dynroute/rollouts/checkout changed by someone else, try again\n",
+   'a write against the revision read before: changed by someone else');
+$r = ctl('--json', 'show', 'checkout');
+is_deeply(json_of($r->{out})->{value}{weights}, { stable => 50, canary => 50 },
+          'the losing write changed nothing');
+$seen = json_of($r->{out})->{revision};
+$r = ctl('--wait', '--if-match', $seen, 'set-weights', 'checkout', 'stable=25', 'canary=75');
+is($r->{exit}, 0, 'a write against the current revision: exit 0') or diag(explain($r));
+my $quarter = spread(40);
+ok($quarter->{'service_a stable'} && $quarter->{'service_b canary'},
+   'the winning write reaches the proxy') or diag(explain($quarter));
+
+# ---- etcd stopped and started while the agent runs ----------------------------
+
+my $before = fleet()->{revision};
+stop($etcd_pid, 'TERM');
+ok(wait_for(sub { fleet()->{stale} }, 15), 'etcd stopped: the agent reports stale')
+    or diag(slurp($agent_log));
+is(fleet()->{revision}, $before, 'etcd stopped: the revision applied stays');
+is(host_answer('tenant3.example.com'), "service_c\n", 'etcd stopped: nginx still routes by it');
+ok(start_etcd(), 'etcd started again');
+ok(wait_for(sub { !fleet()->{stale} }, 15), 'etcd back: not stale');
+$r = ctl('host', 'add', 'tenant4.example.com', 'service_b', '--wait');
+is($r->{exit}, 0, 'etcd back: a change --wait: exit 0') or diag(explain($r));
+is(host_answer('tenant4.example.com'), "service_b\n", 'etcd back: the change applies');
+
+# ---- SIGTERM --------------------------------------------------------------------
+
+my $status = stop($agent_pid, 'TERM');
+is($status, 0, 'SIGTERM: the agent exits 0');
+like(slurp($agent_log), qr/lease revoked, agents\/n1 removed/, 'SIGTERM: the lease revoked');
+is(etcdctl('get', '--print-value-only', '/dynroute/agents/n1')->{out}, '',
+   'SIGTERM: agents/n1 is gone');
+stop($etcd_pid, 'TERM');
+
+my $log = stop_nginx($srv);
+error_log_ok($log, 'no alert/crit/crash');
+unlike(slurp($agent_log), qr/Traceback/, 'the agent printed no traceback')
+    or diag(slurp($agent_log));
+
+done_testing();
