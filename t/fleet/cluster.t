@@ -1005,24 +1005,33 @@ if (@conv) {
 
 #====================================================================== (5)
 
-# Values that are not what the layout says, put by hand; and a change
-# that the nodes refuse (an upstream they do not have).  Each is refused
-# with a log line naming its key, and a good change after them applies.
+# Values that are not what the layout says, put by hand (a new key, and
+# over the good values of a host and a rollout); and a change that the
+# nodes refuse (an upstream they do not have).  Each is refused with a log
+# line naming its key, leaves the node as it was, and a good change after
+# them applies.  Then an agent restarted with them still in etcd must come
+# to the same state as the agents that saw them arrive.
 {
     my $bad_host    = "${PREFIX}hosts/broken.example.com";
+    my $bad_over    = "${PREFIX}hosts/tenant15.example.com";
     my $bad_shape   = "${PREFIX}rollouts/search";
     my $bad_drain   = "${PREFIX}nodes/n2/drain";
     my $refused     = "${PREFIX}hosts/refused.example.com";
+    my $good = etcd_put($bad_over, '{"target": "service_b"}');
+    $Model{hosts}{'tenant15.example.com'} = 'service_b';
+    ok(defined $good && converged($good, 15), '(5) tenant15.example.com -> service_b on every node first')
+        or diag(fleet_text());
     my %offset = map { $_->{name} => length slurp($_->{agent_log}) } @N;
     my $search_before = routing_state($N[0])->{rollouts}{search};
     etcd_put($bad_host, "not json {");
+    etcd_put($bad_over, '{"target": 42}');
     etcd_put($bad_shape, '{"weights": "all of it"}');
     etcd_put($bad_drain, '"perhaps"');
     etcd_put($refused, '{"target": "no_such_upstream"}');
     my $rev = etcd_put("${PREFIX}hosts/tenant18.example.com", '{"target": "service_c"}');
     $Model{hosts}{'tenant18.example.com'} = 'service_c';
     ok(defined $rev && converged($rev, 15),
-       "(5) a good change after four bad ones reaches every node (revision " . ($rev // '?') . ')')
+       "(5) a good change after five bad ones reaches every node (revision " . ($rev // '?') . ')')
         or diag(fleet_text());
     my $logs_have = sub {
         my ($key, @nodes) = @_;
@@ -1034,6 +1043,7 @@ if (@conv) {
         });
     };
     ok($logs_have->($bad_host, @N), "(5) not JSON: every agent logs a line naming $bad_host");
+    ok($logs_have->($bad_over, @N), "(5) a target that is not a string: every agent logs a line naming $bad_over");
     ok($logs_have->($bad_shape, @N), "(5) weights not an object: every agent logs a line naming $bad_shape");
     ok($logs_have->($bad_drain, $N[1]), "(5) drain not a boolean: n2's agent logs a line naming $bad_drain");
     ok($logs_have->($refused, @N), "(5) an unknown upstream, refused by nginx: every agent logs a line naming $refused");
@@ -1049,10 +1059,11 @@ if (@conv) {
             unless $s && !exists $s->{hosts}{'broken.example.com'}
                    && !exists $s->{hosts}{'refused.example.com'}
                    && $s->{hosts}{'tenant18.example.com'} eq 'service_c'
+                   && $s->{hosts}{'tenant15.example.com'} eq 'service_b'
                    && !$s->{draining}
                    && $json->encode($s->{rollouts}{search}) eq $json->encode($search_before);
     }
-    ok($ok_state, '(5) no node took a bad value: the host is not there, search keeps its weights, n2 is not draining');
+    ok($ok_state, '(5) no node took a bad value: no new host, tenant15 and search as they were, n2 not draining');
     my ($kv) = etcd_dump();
     my $report = $kv->{"${PREFIX}agents/n1"};
     ok(ref $report eq 'HASH' && grep({ ref $_ eq 'HASH' && ($_->{key} // '') eq $refused }
@@ -1070,15 +1081,20 @@ if (@conv) {
     ok(converged($rev, 20), "(5) n1's agent restarted with the bad values in etcd: it reaches revision $rev")
         or diag(fleet_text());
     ok($logs_have->($bad_host, $N[0]), "(5) ... and logs a line naming $bad_host again");
+    my @states = map { $json->encode(routing_state($_)) } @N;
+    ok($states[0] eq $states[1] && $states[1] eq $states[2],
+       "(5) ... and n1 has the state of n2 and n3, which saw the bad values arrive")
+        or diag(join "\n", map { "$N[$_]{name}: $states[$_]" } 0 .. $#N);
     my ($ok, $routes, $why) = routes_agree(\@KEYSET);
     ok($ok, "(5) the nodes route the $KEYS keys alike") or diag($why);
     my ($mok, $mwhy) = routes_match_model(\@KEYSET, $routes // []);
     ok($mok, '(5) ... as the good changes say') or diag($mwhy);
 
-    # Clean up by hand: the search rollout's value back to what the model
-    # has, the others deleted.
+    # Clean up by hand: search and tenant15 back to their good values, the
+    # other bad keys deleted.
     my $s = $Model{rollouts}{search};
     etcd_put($bad_shape, $json->encode({ weights => $s->{weights}, upstreams => $s->{upstreams} }));
+    etcd_put($bad_over, '{"target": "service_b"}');
     etcd_del($_) for $bad_host, $bad_drain, $refused;
     ok(converged($StateRev, 15), "(5) the bad values removed from etcd: every node follows (revision $StateRev)")
         or diag(fleet_text());
