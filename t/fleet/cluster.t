@@ -896,6 +896,10 @@ sub random_change {
 my (@conv, @ctl_time, $bad_changes, $bad_routes, $bad_model, $last_rev, %InEtcd);
 my $t6 = now();
 for my $i (1 .. $CHANGES) {
+    if (($bad_changes // 0) >= 5) {     # each can wait 15 s: stop early
+        diag("(6) stopped after change " . ($i - 1) . ": $bad_changes changes failed");
+        last;
+    }
     my ($cmd, $apply) = random_change();
     # a reset of a rollout that etcd does not have is no change: skip it
     redo if $cmd->[0] eq 'reset' && !$InEtcd{$cmd->[1]};
