@@ -366,6 +366,15 @@ my $quarter = spread(40);
 ok($quarter->{'service_a stable'} && $quarter->{'service_b canary'},
    'the winning write reaches the proxy') or diag(explain($quarter));
 
+# a value put by hand without upstreams: the node has the configured ones
+$r = ctl('--wait', 'flip', 'checkout', 'canary', 'service_c');
+is($r->{exit}, 0, 'flip to service_c') or diag(explain($r));
+$r = etcdctl('put', '/dynroute/rollouts/checkout', '{"weights": {"canary": 100}}');
+is($r->{exit}, 0, 'etcdctl put of a rollout with weights only');
+ok(wait_for(sub { (spread(5)->{'service_b canary'} // 0) == 5 }),
+   'weights only: every user on canary, on its configured upstream')
+    or diag(explain(spread(5)));
+
 # ---- etcd stopped and started while the agent runs ----------------------------
 
 my $before = fleet()->{revision};
