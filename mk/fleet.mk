@@ -11,7 +11,7 @@ FLEET_PACKAGES := etcd-server etcd-client python3-etcd3
 .PHONY: fleet-deps test-fleet
 
 # The tests need no etcd service, and installing etcd-server must not leave
-# one running (it would listen on port 2379 and keep /var/lib/etcd):
+# one running (it would listen on port 2379 with a data directory of its own):
 # - scripts/apt-install holds service starts back while it installs (a
 #   policy-rc.d that exits 101; invoke-rc.d and deb-systemd-invoke obey it);
 # - on a machine booted with systemd the package still enables etcd.service,

@@ -377,7 +377,13 @@ ok(wait_for(sub { (spread(5)->{'service_b canary'} // 0) == 5 }),
 
 # ---- etcd stopped and started while the agent runs ----------------------------
 
-my $before = fleet()->{revision};
+# a malformed value over a good one: refused, the node keeps the good one,
+# and so does the full read after etcd comes back
+$r = etcdctl('put', '/dynroute/hosts/tenant3.example.com', 'oops');
+ok(agent_log_has(qr{/dynroute/hosts/tenant3\.example\.com: refused: malformed value: not JSON$}m),
+   'a malformed value over a good one: refused');
+my ($before) = slurp($agent_log) =~ m{^dynroute-agent: revision (\d+) /dynroute/hosts/tenant3\.example\.com: refused}m;
+ok(wait_for(sub { fleet()->{revision} == $before }), 'and its revision reported');
 stop($etcd_pid, 'TERM');
 ok(wait_for(sub { fleet()->{stale} }, 15), 'etcd stopped: the agent reports stale')
     or diag(slurp($agent_log));
@@ -385,6 +391,8 @@ is(fleet()->{revision}, $before, 'etcd stopped: the revision applied stays');
 is(host_answer('tenant3.example.com'), "service_c\n", 'etcd stopped: nginx still routes by it');
 ok(start_etcd(), 'etcd started again');
 ok(wait_for(sub { !fleet()->{stale} }, 15), 'etcd back: not stale');
+is(host_answer('tenant3.example.com'), "service_c\n",
+   'etcd back: the full read keeps the host whose value is malformed');
 $r = ctl('host', 'add', 'tenant4.example.com', 'service_b', '--wait');
 is($r->{exit}, 0, 'etcd back: a change --wait: exit 0') or diag(explain($r));
 is(host_answer('tenant4.example.com'), "service_b\n", 'etcd back: the change applies');
