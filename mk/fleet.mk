@@ -1,9 +1,10 @@
 # make test-fleet: the routing state of a fleet kept in etcd
 # (tools/dynroute-agent, dynroutectl --etcd) against Debian's etcd 3.4:
-# t/fleet*.t and t/fleet/*.t.  The tests run /usr/bin/etcd themselves, on
-# loopback ports of their own, with data directories of their own, and stop
-# it; t/fleet_agent.t is also in the t/*.t glob of `make prove`, which skips
-# it when etcd is not installed.
+# t/fleet/agent.t (one etcd, one nginx) and t/fleet/cluster.t (three etcd
+# members, three nginx nodes and their agents).  The tests run /usr/bin/etcd
+# themselves, on loopback ports of their own, with data directories of
+# their own, and stop it.  t/fleet/ is outside the t/*.t glob of `make
+# prove` and of the other prove runs, so only this target needs etcd.
 
 FLEET_DIR := $(BUILD)/fleet
 FLEET_PACKAGES := etcd-server etcd-client python3-etcd3
@@ -34,4 +35,4 @@ fleet-deps:
 
 test-fleet: deps module fleet-deps
 	TEST_NGINX_BINARY=$(NGINX) TEST_NGINX_LOAD_MODULES=$(MODULE) \
-	    prove -v -I t/lib $(wildcard t/fleet*.t t/fleet/*.t)
+	    prove -v -I t/lib t/fleet/*.t

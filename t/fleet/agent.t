@@ -20,7 +20,7 @@ use Time::HiRes ();
 my $etcd_bin = '/usr/bin/etcd';
 my $etcdctl  = '/usr/bin/etcdctl';
 my $python   = '/usr/bin/python3';
-my $tools    = "$FindBin::Bin/../tools";
+my $tools    = "$FindBin::Bin/../../tools";
 
 Test::More::plan(skip_all => "$etcd_bin is missing (make fleet-deps installs Debian's etcd-server)")
     unless -x $etcd_bin;
