@@ -18,63 +18,19 @@
 
 const fs = require('fs');
 const http = require('http');
-const net = require('net');
 const path = require('path');
-const { spawn } = require('child_process');
 
-const REPO = path.resolve(__dirname, '..', '..');
-const { chromium } = require(path.join(REPO, 'build', 'browser',
-                                       'node_modules', 'playwright-core'));
-
-const NGINX = process.env.TEST_NGINX_BINARY || '/usr/sbin/nginx';
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const MODULES = process.env.TEST_NGINX_LOAD_MODULES !== undefined
-    ? process.env.TEST_NGINX_LOAD_MODULES.split(/\s+/).filter(Boolean)
-          .map((m) => path.resolve(m))
-    : [path.join(REPO, 'build', 'ngx_http_dynroute_module.so')];
+const {
+    REPO, chromium, CHROMIUM, MODULES,
+    ok, is, run, freePort, sleep, readLog, startNginx, stopNginx,
+} = require('./lib.js');
 
 const DEADLINE_MS = 180000;     // the whole run, however slow the machine
 const WAIT_MS = 30000;          // for the page to show something
 
 const SCREENSHOT = path.join(REPO, 'build', 'status-page.png');
 
-const running = new Set();      // our nginx masters, stopped on every exit
-
-// ---- TAP ------------------------------------------------------------------
-
-let count = 0;
-let failed = 0;
-
-function ok(cond, name, diag) {
-    count++;
-    if (!cond) {
-        failed++;
-    }
-    console.log(`${cond ? 'ok' : 'not ok'} ${count} - ${name}`);
-    if (!cond && diag !== undefined) {
-        for (const line of String(diag).split('\n')) {
-            console.log(`#   ${line}`);
-        }
-    }
-}
-
-function is(got, want, name) {
-    ok(got === want, name, `got:  ${JSON.stringify(got)}\nwant: ${JSON.stringify(want)}`);
-}
-
 // ---- nginx ----------------------------------------------------------------
-
-function freePort() {
-    return new Promise((resolve, reject) => {
-        const s = net.createServer();
-        s.unref();
-        s.on('error', reject);
-        s.listen(0, '127.0.0.1', () => {
-            const { port } = s.address();
-            s.close(() => resolve(port));
-        });
-    });
-}
 
 function nginxConf(prefix, p) {
     const load = MODULES.map((m) => `load_module ${m};`).join('\n');
@@ -153,67 +109,6 @@ http {
     }
 }
 `;
-}
-
-function sleep(ms) {
-    return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-function canConnect(port) {
-    return new Promise((resolve) => {
-        const s = net.connect(port, '127.0.0.1');
-        s.on('connect', () => { s.destroy(); resolve(true); });
-        s.on('error', () => resolve(false));
-    });
-}
-
-async function startNginx(prefix, ports) {
-    for (const d of ['conf', 'logs', 'tmp']) {
-        fs.mkdirSync(path.join(prefix, d), { recursive: true });
-    }
-    const conf = path.join(prefix, 'conf', 'nginx.conf');
-    fs.writeFileSync(conf, nginxConf(prefix, ports));
-
-    const out = fs.openSync(path.join(prefix, 'logs', 'stderr.log'), 'a');
-    const child = spawn(NGINX, ['-p', `${prefix}/`, '-c', conf],
-                        { stdio: ['ignore', out, out] });
-    const srv = { child, prefix, exited: false, status: null };
-    running.add(srv);
-    child.on('exit', (code, signal) => {
-        running.delete(srv);
-        srv.exited = true;
-        srv.status = signal ? `signal ${signal}` : `exit ${code}`;
-    });
-
-    for (let i = 0; i < 200 && !srv.exited; i++) {
-        const up = await Promise.all(Object.values(ports).map(canConnect));
-        if (up.every(Boolean)) {
-            return srv;
-        }
-        await sleep(100);
-    }
-    throw new Error(`nginx did not start (${srv.status || 'not listening'}):\n`
-                    + readLog(prefix, 'stderr.log') + readLog(prefix, 'error.log'));
-}
-
-async function stopNginx(srv) {
-    if (!srv || srv.exited) {
-        return;
-    }
-    const done = new Promise((resolve) => srv.child.on('exit', resolve));
-    srv.child.kill('SIGQUIT');
-    const timer = setTimeout(() => { if (!srv.exited) srv.child.kill('SIGTERM'); },
-                             15000);
-    await done;
-    clearTimeout(timer);
-}
-
-function readLog(prefix, name) {
-    try {
-        return fs.readFileSync(path.join(prefix, 'logs', name), 'utf8');
-    } catch (e) {
-        return '';
-    }
 }
 
 // ---- traffic ----------------------------------------------------------------
@@ -369,7 +264,7 @@ async function main() {
     let browser;
 
     try {
-        srv = await startNginx(prefix, ports);
+        srv = await startNginx(prefix, ports, nginxConf(prefix, ports));
 
         browser = await chromium.launch({
             executablePath: CHROMIUM,
@@ -583,27 +478,6 @@ async function main() {
             fs.rmSync(prefix, { recursive: true, force: true });
         }
     }
-
-    console.log(`1..${count}`);
-    console.log(`# browser: ${count - failed} passed, ${failed} failed`);
-    return failed === 0 ? 0 : 1;
 }
 
-const deadline = setTimeout(() => {
-    for (const srv of running) {
-        srv.child.kill('SIGTERM');
-    }
-    console.log(`not ok ${count + 1} - finished within ${DEADLINE_MS / 1000} s`);
-    console.log(`1..${count + 1}`);
-    process.exit(1);
-}, DEADLINE_MS);
-
-main().then((code) => {
-    clearTimeout(deadline);
-    process.exitCode = code;
-}, (e) => {
-    clearTimeout(deadline);
-    console.log(`not ok ${count + 1} - ${e}`);
-    console.log(`1..${count + 1}`);
-    process.exitCode = 1;
-});
+run(main, DEADLINE_MS);

@@ -1,0 +1,160 @@
+// What the browser tests share: TAP output, the run's deadline, and one
+// nginx of the test's own (started and stopped by PID, on loopback).
+//
+// Environment, as for the prove suite: TEST_NGINX_BINARY (default
+// /usr/sbin/nginx), TEST_NGINX_LOAD_MODULES (default the repository's
+// build/ngx_http_dynroute_module.so; empty for a static build), CHROMIUM
+// (default /usr/bin/chromium).
+'use strict';
+
+const fs = require('fs');
+const net = require('net');
+const path = require('path');
+const { spawn } = require('child_process');
+
+const REPO = path.resolve(__dirname, '..', '..');
+const { chromium } = require(path.join(REPO, 'build', 'browser',
+                                       'node_modules', 'playwright-core'));
+
+const NGINX = process.env.TEST_NGINX_BINARY || '/usr/sbin/nginx';
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const MODULES = process.env.TEST_NGINX_LOAD_MODULES !== undefined
+    ? process.env.TEST_NGINX_LOAD_MODULES.split(/\s+/).filter(Boolean)
+          .map((m) => path.resolve(m))
+    : [path.join(REPO, 'build', 'ngx_http_dynroute_module.so')];
+
+const running = new Set();      // our nginx masters, stopped on every exit
+
+// ---- TAP ------------------------------------------------------------------
+
+let count = 0;
+let failed = 0;
+
+function ok(cond, name, diag) {
+    count++;
+    if (!cond) {
+        failed++;
+    }
+    console.log(`${cond ? 'ok' : 'not ok'} ${count} - ${name}`);
+    if (!cond && diag !== undefined) {
+        for (const line of String(diag).split('\n')) {
+            console.log(`#   ${line}`);
+        }
+    }
+}
+
+function is(got, want, name) {
+    ok(got === want, name, `got:  ${JSON.stringify(got)}\nwant: ${JSON.stringify(want)}`);
+}
+
+// Runs main (async; it stops its nginx itself), then prints the plan: a
+// failure if main throws or the deadline passes first (every nginx of ours
+// is killed then).
+function run(main, deadlineMs) {
+    const deadline = setTimeout(() => {
+        for (const srv of running) {
+            srv.child.kill('SIGTERM');
+        }
+        console.log(`not ok ${count + 1} - finished within ${deadlineMs / 1000} s`);
+        console.log(`1..${count + 1}`);
+        process.exit(1);
+    }, deadlineMs);
+
+    main().then(() => {
+        clearTimeout(deadline);
+        console.log(`1..${count}`);
+        console.log(`# browser: ${count - failed} passed, ${failed} failed`);
+        process.exitCode = failed === 0 ? 0 : 1;
+    }, (e) => {
+        clearTimeout(deadline);
+        console.log(`not ok ${count + 1} - ${e}`);
+        console.log(`1..${count + 1}`);
+        process.exitCode = 1;
+    });
+}
+
+// ---- nginx ----------------------------------------------------------------
+
+function freePort() {
+    return new Promise((resolve, reject) => {
+        const s = net.createServer();
+        s.unref();
+        s.on('error', reject);
+        s.listen(0, '127.0.0.1', () => {
+            const { port } = s.address();
+            s.close(() => resolve(port));
+        });
+    });
+}
+
+function sleep(ms) {
+    return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+function canConnect(port) {
+    return new Promise((resolve) => {
+        const s = net.connect(port, '127.0.0.1');
+        s.on('connect', () => { s.destroy(); resolve(true); });
+        s.on('error', () => resolve(false));
+    });
+}
+
+function readLog(prefix, name) {
+    try {
+        return fs.readFileSync(path.join(prefix, 'logs', name), 'utf8');
+    } catch (e) {
+        return '';
+    }
+}
+
+// nginx -p prefix with conf as its nginx.conf and files (name -> text)
+// under the prefix; resolves once every port of ports answers.
+async function startNginx(prefix, ports, conf, files = {}) {
+    for (const d of ['conf', 'logs', 'tmp']) {
+        fs.mkdirSync(path.join(prefix, d), { recursive: true });
+    }
+    for (const [name, text] of Object.entries(files)) {
+        fs.mkdirSync(path.dirname(path.join(prefix, name)), { recursive: true });
+        fs.writeFileSync(path.join(prefix, name), text);
+    }
+    const file = path.join(prefix, 'conf', 'nginx.conf');
+    fs.writeFileSync(file, conf);
+
+    const out = fs.openSync(path.join(prefix, 'logs', 'stderr.log'), 'a');
+    const child = spawn(NGINX, ['-p', `${prefix}/`, '-c', file],
+                        { stdio: ['ignore', out, out] });
+    const srv = { child, prefix, exited: false, status: null };
+    running.add(srv);
+    child.on('exit', (code, signal) => {
+        running.delete(srv);
+        srv.exited = true;
+        srv.status = signal ? `signal ${signal}` : `exit ${code}`;
+    });
+
+    for (let i = 0; i < 200 && !srv.exited; i++) {
+        const up = await Promise.all(Object.values(ports).map(canConnect));
+        if (up.every(Boolean)) {
+            return srv;
+        }
+        await sleep(100);
+    }
+    throw new Error(`nginx did not start (${srv.status || 'not listening'}):\n`
+                    + readLog(prefix, 'stderr.log') + readLog(prefix, 'error.log'));
+}
+
+async function stopNginx(srv) {
+    if (!srv || srv.exited) {
+        return;
+    }
+    const done = new Promise((resolve) => srv.child.on('exit', resolve));
+    srv.child.kill('SIGQUIT');
+    const timer = setTimeout(() => { if (!srv.exited) srv.child.kill('SIGTERM'); },
+                             15000);
+    await done;
+    clearTimeout(timer);
+}
+
+module.exports = {
+    REPO, chromium, NGINX, CHROMIUM, MODULES,
+    ok, is, run, freePort, sleep, canConnect, readLog, startNginx, stopNginx,
+};
