@@ -7,7 +7,9 @@
 # cookies are ignored (weight decides, a fresh cookie is set); a first visit
 # is never stored by proxy_cache in the same location, and a cache in front
 # does not store what is marked private.  Then the configurations nginx -t
-# refuses, and the reasons that set no cookie (override, source, fallback).
+# refuses, and the reasons that set no cookie (override, source, fallback);
+# behind an auth_request subrequest, after an internal redirect, with realip
+# in the location, and a stranger's X-Real-IP where realip is not set up.
 # Loopback only.
 use strict;
 use warnings;
@@ -571,6 +573,93 @@ CONF
     like(join(' | ', @{ $r->{headers}{'set-cookie'} || [] }),
          qr/\ADr-2=[0-9a-f]{16}; Path=\/\z/, 'sticky_cookie with no attribute: Path=/');
     error_log_ok(stop_nginx($srv), 'attributes: no alert/crit/crash');
+}
+
+# a subrequest, an internal redirect, realip in the location, and a
+# stranger's X-Real-IP where realip is not configured
+{
+    my $http = conf_with(canary => '10%') . <<'CONF';
+    dynroute_rollout office {
+        variant  stable  stable  90%;
+        variant  canary  canary  10%;
+        source   10.0.0.0/8  canary;
+        sticky_cookie dro;
+    }
+    dynroute_table byaddr { default office; }
+CONF
+    my $srv = start_nginx(http_config => $http, config => $config . <<'CONF');
+    location /guarded/ {
+        auth_request  /check;
+        dynroute      edge;
+        add_header    X-Variant $dynroute_variant always;
+        add_header    X-Reason $dynroute_reason always;
+        proxy_pass    http://$dynroute_upstream/;
+    }
+    location = /check {
+        internal;
+        dynroute    edge;
+        proxy_pass  http://$dynroute_upstream/;
+    }
+    location /old/ { rewrite ^/old/(.*)$ /$1 last; }
+    location /behind/ {
+        set_real_ip_from  127.0.0.1;
+        real_ip_header    X-Real-IP;
+        dynroute    byaddr;
+        add_header  X-Variant $dynroute_variant always;
+        add_header  X-Reason $dynroute_reason always;
+        proxy_pass  http://$dynroute_upstream/;
+    }
+    location /direct/ {
+        dynroute    byaddr;
+        add_header  X-Variant $dynroute_variant always;
+        add_header  X-Reason $dynroute_reason always;
+        proxy_pass  http://$dynroute_upstream/;
+    }
+CONF
+    my ($sub_ok, $redir_ok, $same) = (0, 0, 0);
+    for my $u (@users[0 .. 59]) {
+        my $direct = visit($srv, $u);
+        my $g = parsed(http_get($srv, "/guarded/?u=$u"));
+        my $o = parsed(http_get($srv, "/old/?u=$u"));
+        $sub_ok++ if consistent($g) && $g->{reason} eq 'weight'
+                     && defined cookie_value($g) && $g->{variant} eq $direct->{variant};
+        $redir_ok++ if consistent($o) && $o->{reason} eq 'weight'
+                       && defined cookie_value($o) && $o->{variant} eq $direct->{variant};
+        $same++ if (cookie_value($g) // '') eq (cookie_value($direct) // '-');
+    }
+    is($sub_ok, 60, 'behind an auth_request subrequest: one Set-Cookie, from the main request, the variant a direct visit gets');
+    is($redir_ok, 60, 'after an internal redirect: one Set-Cookie, the variant a direct visit gets');
+    is($same, 60, '... and the same cookie value');
+
+    # realip in the location: a source pick sets no cookie; a weight pick,
+    # keyed by the address realip gave, sets one that then holds
+    my $r = parsed(http_get($srv, '/behind/', { 'X-Real-IP' => '10.1.2.3' }));
+    is("$r->{body} $r->{reason} " . scalar @{ $r->{cookies} }, 'canary source 0',
+       'realip 10.1.2.3: the source rule picks the canary, no cookie');
+    my (%by, $held) = ();
+    for my $i (1 .. 200) {
+        my $w = parsed(http_get($srv, '/behind/', { 'X-Real-IP' => "203.0.113.$i" }));
+        my $again = parsed(http_get($srv, '/behind/', { 'X-Real-IP' => "203.0.113.$i" }));
+        next unless consistent($w) && $w->{reason} eq 'weight' && $w->{cookies}[0]
+                    && $w->{cookies}[0] =~ /\Adro=([0-9a-f]{16}); Path=\/\z/
+                    && $again->{variant} eq $w->{variant};
+        $by{ $w->{variant} } = $1;
+    }
+    ok($by{stable} && $by{canary}, 'realip 203.0.113.x: weight picks by the real address, both variants, each with its cookie');
+    $r = parsed(http_get($srv, '/behind/', { 'X-Real-IP' => '198.51.100.1', Cookie => "dro=$by{canary}" }));
+    is("$r->{body} $r->{reason} " . scalar @{ $r->{cookies} }, 'canary sticky 0',
+       'realip: the canary cookie holds from another address, no new cookie');
+    $r = parsed(http_get($srv, '/behind/', { 'X-Real-IP' => '10.1.2.3', Cookie => "dro=$by{stable}" }));
+    is("$r->{body} $r->{reason}", 'canary source', '... a source rule comes before the cookie');
+
+    # no realip here: a stranger's X-Real-IP is not the address
+    my ($spoofed) = (0);
+    for my $i (1 .. 20) {
+        my $d = parsed(http_get($srv, '/direct/', { 'X-Real-IP' => '10.1.2.3', 'X-Forwarded-For' => '10.1.2.3' }));
+        $spoofed++ if $d->{reason} eq 'source';
+    }
+    is($spoofed, 0, 'without realip, X-Real-IP 10.1.2.3 from a stranger picks nothing by source');
+    error_log_ok(stop_nginx($srv), 'subrequest, redirect, realip: no alert/crit/crash');
 }
 
 diag(sprintf 'sticky_cookie.t low-level part: %.1f s', Time::HiRes::time() - $t0);
