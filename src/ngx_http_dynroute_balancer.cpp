@@ -224,6 +224,23 @@ ngx_http_dynroute_balancer_init_peer(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
+    /*
+     * The registry never lets a balancer be a target (nginx -t refuses
+     * it); were one chosen anyway, its peer initialisation would be this
+     * one, over and over until the stack ran out.
+     */
+
+    if (choice.chosen->peer.init == ngx_http_dynroute_balancer_init_peer
+        || (choice.primary
+            && choice.primary->peer.init
+               == ngx_http_dynroute_balancer_init_peer))
+    {
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                      "dynroute: upstream \"%V\" chose a dynroute_balancer "
+                      "upstream", &us->host);
+        return NGX_ERROR;
+    }
+
     ngx_http_dynroute_balancer_use(r, choice.chosen);
 
     if (choice.chosen->peer.init(r, choice.chosen) != NGX_OK) {

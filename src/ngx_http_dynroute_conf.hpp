@@ -1,7 +1,7 @@
 /*
  * Reading the configuration from C++: NGX_CONF_ERROR as the char * that
  * directive handlers return, the one way a C++ exception becomes an
- * [emerg] with the file and line being read, and the upstream{} look-up.
+ * [emerg] with the file and line being read.
  * Shared by the glue of every dynroute module.
  */
 #pragma once
@@ -167,8 +167,3 @@ ngx_http_dynroute_conf_block(ngx_conf_t *cf, ngx_conf_handler_pt handler,
 
     return rv;
 }
-
-
-/* the upstream{} block of that name, or NULL */
-ngx_http_upstream_srv_conf_t *ngx_http_dynroute_find_upstream(ngx_conf_t *cf,
-    const ngx_str_t &name) noexcept;

@@ -982,34 +982,6 @@ ngx_http_dynroute_fell_back(ngx_http_request_t *r) noexcept
 }
 
 
-/*
- * The rule a runtime host entry stands for: one per upstream{} block and
- * per rollout, made once, so that a request keeps it however the entries
- * change.  It never names a location: a runtime change cannot jump.
- */
-
-ngx_http_dynroute_rule_t *
-ngx_http_dynroute_runtime_rule(ngx_conf_t *cf,
-    ngx_http_dynroute_main_conf_t *dmcf, const ngx_str_t &target) noexcept
-{
-    ngx_http_dynroute_rule_t  *rule;
-
-    rule = static_cast<ngx_http_dynroute_rule_t *>(
-               ngx_pcalloc(cf->pool, sizeof(ngx_http_dynroute_rule_t)));
-    if (rule == NULL) {
-        return NULL;
-    }
-
-    rule->text = target;
-    rule->target = target;
-    rule->rollout = ngx_http_dynroute_rollout_find(dmcf, target);
-    rule->uscf = rule->rollout ? NULL
-                               : ngx_http_dynroute_find_upstream(cf, target);
-
-    return rule;
-}
-
-
 void
 ngx_http_dynroute_table_info(ngx_http_dynroute_main_conf_t *dmcf,
     dynroute::Schema &schema)
@@ -1415,17 +1387,32 @@ ngx_http_dynroute_check_upstreams(ngx_conf_t *cf,
     ngx_http_dynroute_main_conf_t *dmcf, ngx_http_dynroute_table_t *table)
     noexcept
 {
+    const char                  *why;
+    ngx_http_dynroute_target_t  *t;
+
     for (auto &rule : table->rules) {
         if (rule.named) {
             continue;
         }
 
-        rule.rollout = ngx_http_dynroute_rollout_find(dmcf, rule.target);
-        rule.uscf = rule.rollout ? NULL
-                                 : ngx_http_dynroute_find_upstream(cf,
-                                                                   rule.target);
+        try {
+            t = ngx_http_dynroute_target_resolve(dmcf,
+                    ngx_http_dynroute_view(rule.target), &why);
 
-        if (rule.rollout == NULL && rule.uscf == NULL) {
+        } catch (...) {
+            (void) ngx_http_dynroute_conf_caught(cf, "dynroute");
+            return NGX_ERROR;
+        }
+
+        if (t == NULL && why) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "upstream \"%V\" in dynroute table \"%V\" %s, "
+                          "in %s:%ui", &rule.target, &table->name, why,
+                          rule.file, rule.line);
+            return NGX_ERROR;
+        }
+
+        if (t == NULL) {
             ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                           "unknown upstream \"%V\" in dynroute table \"%V\": "
                           "a target must be an upstream{} block, a "
@@ -1433,6 +1420,9 @@ ngx_http_dynroute_check_upstreams(ngx_conf_t *cf,
                           &rule.target, &table->name, rule.file, rule.line);
             return NGX_ERROR;
         }
+
+        rule.rollout = t->rollout;
+        rule.uscf = t->uscf;
     }
 
     return NGX_OK;
@@ -1643,10 +1633,16 @@ ngx_http_dynroute_init(ngx_conf_t *cf) noexcept
                ngx_http_conf_get_module_main_conf(cf,
                                                   ngx_http_dynroute_module));
 
+    /* before the stand-in upstream is added: it is no target */
+
+    if (ngx_http_dynroute_targets_init(cf, dmcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     rp = static_cast<ngx_http_dynroute_rollout_t **>(dmcf->rollouts.elts);
 
     for (i = 0; i < dmcf->rollouts.nelts; i++) {
-        if (ngx_http_dynroute_rollout_check(cf, rp[i]) != NGX_OK
+        if (ngx_http_dynroute_rollout_check(cf, dmcf, rp[i]) != NGX_OK
             || ngx_http_dynroute_rollout_sign(cf, dmcf, rp[i]) != NGX_OK)
         {
             return NGX_ERROR;
@@ -1674,8 +1670,6 @@ ngx_http_dynroute_init(ngx_conf_t *cf) noexcept
             return NGX_ERROR;
         }
     }
-
-    /* before the stand-in upstream is added: it is no target */
 
     if (ngx_http_dynroute_live_init(cf, dmcf) != NGX_OK
         || ngx_http_dynroute_api_check(cf, dmcf) != NGX_OK)

@@ -22,6 +22,7 @@ extern ngx_module_t  ngx_http_dynroute_module;
 }
 
 struct ngx_http_dynroute_use_t;
+struct ngx_http_dynroute_targets_t;
 
 struct ngx_http_dynroute_live_t;
 struct ngx_http_dynroute_rollout_t;
@@ -141,8 +142,40 @@ typedef struct {
     uint64_t                   sticky_k1;
 
     ngx_cycle_t               *cycle;
+    ngx_http_dynroute_targets_t *targets; /* the target registry */
     ngx_http_dynroute_live_t  *live;      /* the live values, per worker */
 } ngx_http_dynroute_main_conf_t;
+
+
+/*
+ * The target registry (ngx_http_dynroute_targets.cpp): what a name stands
+ * for, and whether a request may be routed to it.
+ */
+
+#define NGX_HTTP_DYNROUTE_TARGET_UPSTREAM  0
+#define NGX_HTTP_DYNROUTE_TARGET_ROLLOUT   1
+
+typedef struct {
+    ngx_str_t                      name;     /* as the configuration has it */
+    ngx_uint_t                     kind;     /* NGX_HTTP_DYNROUTE_TARGET_* */
+    ngx_http_upstream_srv_conf_t  *uscf;     /* an upstream{} block */
+    ngx_http_dynroute_rollout_t   *rollout;  /* a rollout */
+    ngx_http_dynroute_rule_t      *rule;     /* what a runtime host entry
+                                                naming it stands for (with
+                                                a zone) */
+    const char                    *why;      /* not NULL: may not be routed
+                                                to, and why */
+} ngx_http_dynroute_target_t;
+
+ngx_int_t ngx_http_dynroute_targets_init(ngx_conf_t *cf,
+    ngx_http_dynroute_main_conf_t *dmcf) noexcept;
+ngx_http_dynroute_target_t *ngx_http_dynroute_target_resolve(
+    ngx_http_dynroute_main_conf_t *dmcf, std::string_view name,
+    const char **why);
+ngx_http_dynroute_target_t *ngx_http_dynroute_target_exact(
+    ngx_http_dynroute_main_conf_t *dmcf, std::string_view name) noexcept;
+void ngx_http_dynroute_targets_each(ngx_http_dynroute_main_conf_t *dmcf,
+    const std::function<void(ngx_http_dynroute_target_t &)> &f);
 
 
 /* What a dynroute_balancer hands a request to. */
@@ -154,10 +187,9 @@ typedef struct {
 
 char *ngx_http_dynroute_rollout_block(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf) noexcept;
-ngx_http_dynroute_rollout_t *ngx_http_dynroute_rollout_find(
-    ngx_http_dynroute_main_conf_t *dmcf, const ngx_str_t &name) noexcept;
 ngx_int_t ngx_http_dynroute_rollout_check(ngx_conf_t *cf,
-    ngx_http_dynroute_rollout_t *rollout) noexcept;
+    ngx_http_dynroute_main_conf_t *dmcf, ngx_http_dynroute_rollout_t *rollout)
+    noexcept;
 ngx_uint_t ngx_http_dynroute_rollout_pick(ngx_http_request_t *r,
     ngx_http_dynroute_rollout_t *rollout, const dynroute::Rollout &core,
     dynroute::Rollout::Reason *reason) noexcept;
@@ -237,8 +269,6 @@ ngx_str_t ngx_http_dynroute_live_zone_name(ngx_http_dynroute_live_t *live)
 void ngx_http_dynroute_live_sync(ngx_http_dynroute_live_t *live) noexcept;
 
 /* from the module, for the live values */
-ngx_http_dynroute_rule_t *ngx_http_dynroute_runtime_rule(ngx_conf_t *cf,
-    ngx_http_dynroute_main_conf_t *dmcf, const ngx_str_t &target) noexcept;
 void ngx_http_dynroute_table_info(ngx_http_dynroute_main_conf_t *dmcf,
     dynroute::Schema &schema);
 

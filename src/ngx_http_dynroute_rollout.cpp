@@ -45,15 +45,6 @@ static char *ngx_http_dynroute_rollout_finish(ngx_conf_t *cf,
     ngx_http_dynroute_rollout_parse_t *p);
 
 
-ngx_http_dynroute_rollout_t *
-ngx_http_dynroute_rollout_find(ngx_http_dynroute_main_conf_t *dmcf,
-    const ngx_str_t &name) noexcept
-{
-    return ngx_http_dynroute_find_named<ngx_http_dynroute_rollout_t>(
-               dmcf->rollouts, name);
-}
-
-
 char *
 ngx_http_dynroute_rollout_block(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf) noexcept
@@ -661,34 +652,47 @@ ngx_http_dynroute_rollout_finish(ngx_conf_t *cf,
 
 
 /*
- * After parsing: each variant's upstream is an upstream{} block, and no
- * upstream{} block has the rollout's name, which a table target would name
- * ambiguously.
+ * After parsing: each variant's upstream is an upstream{} block that may be
+ * routed to (the registry's answer).
  */
 
 ngx_int_t
 ngx_http_dynroute_rollout_check(ngx_conf_t *cf,
-    ngx_http_dynroute_rollout_t *ro) noexcept
+    ngx_http_dynroute_main_conf_t *dmcf, ngx_http_dynroute_rollout_t *ro)
+    noexcept
 {
-    if (ngx_http_dynroute_find_upstream(cf, ro->name)) {
-        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                      "dynroute rollout \"%V\" in %s:%ui has the name of "
-                      "an upstream{} block: a table target naming it "
-                      "would be ambiguous", &ro->name, ro->file, ro->line);
-        return NGX_ERROR;
-    }
+    const char                  *why;
+    ngx_http_dynroute_target_t  *t;
 
-    for (auto &v : ro->variants) {
-        v.uscf = ngx_http_dynroute_find_upstream(cf, v.upstream);
+    try {
+        for (auto &v : ro->variants) {
+            t = ngx_http_dynroute_target_resolve(dmcf,
+                    ngx_http_dynroute_view(v.upstream), &why);
 
-        if (v.uscf == NULL) {
-            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                          "unknown upstream \"%V\" of variant \"%V\" in "
-                          "dynroute rollout \"%V\": a variant's upstream "
-                          "must be an upstream{} block in %s:%ui",
-                          &v.upstream, &v.name, &ro->name, v.file, v.line);
-            return NGX_ERROR;
+            if (why) {
+                ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                              "upstream \"%V\" of variant \"%V\" in dynroute "
+                              "rollout \"%V\" %s, in %s:%ui", &v.upstream,
+                              &v.name, &ro->name, why, v.file, v.line);
+                return NGX_ERROR;
+            }
+
+            if (t == NULL || t->kind != NGX_HTTP_DYNROUTE_TARGET_UPSTREAM) {
+                ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                              "unknown upstream \"%V\" of variant \"%V\" in "
+                              "dynroute rollout \"%V\": a variant's upstream "
+                              "must be an upstream{} block in %s:%ui",
+                              &v.upstream, &v.name, &ro->name, v.file,
+                              v.line);
+                return NGX_ERROR;
+            }
+
+            v.uscf = t->uscf;
         }
+
+    } catch (...) {
+        (void) ngx_http_dynroute_conf_caught(cf, "dynroute");
+        return NGX_ERROR;
     }
 
     return NGX_OK;

@@ -62,14 +62,8 @@ struct ngx_http_dynroute_live_t {
     ngx_http_dynroute_shm_t                           *sh = nullptr;
     ngx_str_t                                          zone_name{};
 
+    /* the registry's targets, as the runtime state checks names */
     dynroute::Schema                                   schema;
-
-    /* upstream{} blocks by name: flip targets */
-    std::unordered_map<std::string_view,
-                       ngx_http_upstream_srv_conf_t *>  blocks;
-    /* runtime host targets: a rule per upstream{} block and rollout */
-    std::unordered_map<std::string_view,
-                       ngx_http_dynroute_rule_t *>      targets;
 
     /* what this worker routes by: per rollout, its own core or NULL (the
      * configured one), and the upstream{} of each variant */
@@ -225,12 +219,9 @@ ngx_int_t
 ngx_http_dynroute_live_init(ngx_conf_t *cf,
     ngx_http_dynroute_main_conf_t *dmcf) noexcept
 {
-    ngx_uint_t                      i, j, none;
+    ngx_uint_t                      i;
     ngx_http_dynroute_live_t       *live;
-    ngx_http_dynroute_rule_t       *rule;
     ngx_http_dynroute_rollout_t   **rp;
-    ngx_http_upstream_srv_conf_t  **uscfp, **bp;
-    ngx_http_upstream_main_conf_t  *umcf;
 
     live = ngx_http_dynroute_conf_new<ngx_http_dynroute_live_t>(cf,
                                                                 "dynroute");
@@ -245,45 +236,21 @@ ngx_http_dynroute_live_init(ngx_conf_t *cf,
         live->zone_name = dmcf->zone->shm.name;
     }
 
-    umcf = static_cast<ngx_http_upstream_main_conf_t *>(
-               ngx_http_conf_get_module_main_conf(cf,
-                                                  ngx_http_upstream_module));
-    uscfp = static_cast<ngx_http_upstream_srv_conf_t **>(
-                umcf->upstreams.elts);
-    bp = static_cast<ngx_http_upstream_srv_conf_t **>(dmcf->balancers.elts);
     rp = static_cast<ngx_http_dynroute_rollout_t **>(dmcf->rollouts.elts);
 
     try {
         ngx_http_dynroute_table_info(dmcf, live->schema);
 
-        /* flip targets: upstream{} blocks, but not a dynroute_balancer's */
+        /* what a flip may name: the registry's upstream{} blocks */
 
-        for (i = 0; i < umcf->upstreams.nelts; i++) {
-            if (!(uscfp[i]->flags & NGX_HTTP_UPSTREAM_CREATE)) {
-                continue;
+        ngx_http_dynroute_targets_each(dmcf,
+            [&](ngx_http_dynroute_target_t &t) {
+
+            if (t.kind == NGX_HTTP_DYNROUTE_TARGET_UPSTREAM) {
+                live->schema.upstreams.emplace(
+                    ngx_http_dynroute_view(t.name));
             }
-
-            none = 0;
-            for (j = 0; j < dmcf->balancers.nelts; j++) {
-                none |= (bp[j] == uscfp[i]);
-            }
-
-            if (none) {
-                continue;
-            }
-
-            std::string_view name = ngx_http_dynroute_view(uscfp[i]->host);
-
-            live->schema.upstreams.emplace(name);
-            live->blocks.emplace(name, uscfp[i]);
-
-            rule = ngx_http_dynroute_runtime_rule(cf, dmcf, uscfp[i]->host);
-            if (rule == NULL) {
-                return NGX_ERROR;
-            }
-
-            live->targets.emplace(name, rule);
-        }
+        });
 
         for (i = 0; i < dmcf->rollouts.nelts; i++) {
             ngx_http_dynroute_rollout_t *ro = rp[i];
@@ -307,13 +274,6 @@ ngx_http_dynroute_live_init(ngx_conf_t *cf,
             live->configured.push_back(ups);
             live->upstreams.push_back(std::move(ups));
             live->cores.emplace_back();
-
-            rule = ngx_http_dynroute_runtime_rule(cf, dmcf, ro->name);
-            if (rule == NULL) {
-                return NGX_ERROR;
-            }
-
-            live->targets.emplace(ngx_http_dynroute_view(ro->name), rule);
         }
 
     } catch (...) {
@@ -406,9 +366,12 @@ ngx_http_dynroute_live_refresh(ngx_http_dynroute_live_t *live) noexcept
             cores[i]->set_primary(e.primary);
 
             for (size_t k = 0; k < e.upstreams.size(); k++) {
-                auto b = live->blocks.find(e.upstreams[k]);
-                if (b != live->blocks.end()) {
-                    upstreams[i][k] = b->second;
+                ngx_http_dynroute_target_t *t =
+                    ngx_http_dynroute_target_exact(live->dmcf,
+                                                   e.upstreams[k]);
+
+                if (t && t->kind == NGX_HTTP_DYNROUTE_TARGET_UPSTREAM) {
+                    upstreams[i][k] = t->uscf;
                 }
             }
         }
@@ -476,8 +439,9 @@ ngx_http_dynroute_live_host(ngx_http_dynroute_live_t *live,
         if (live->hosts.find(ngx_http_dynroute_view(host), rec)
             && rec.table == ngx_http_dynroute_view(table))
         {
-            auto t = live->targets.find(rec.target);
-            rule = (t == live->targets.end()) ? NULL : t->second;
+            ngx_http_dynroute_target_t *t =
+                ngx_http_dynroute_target_exact(live->dmcf, rec.target);
+            rule = t ? t->rule : NULL;
         }
 
         __atomic_thread_fence(__ATOMIC_ACQUIRE);
