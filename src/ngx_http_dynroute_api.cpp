@@ -320,6 +320,20 @@ ngx_http_dynroute_api_send(ngx_http_request_t *r, ngx_int_t status,
         h->value.len = ngx_strlen(allow);
     }
 
+    /* a change refused by a worker of the previous configuration */
+
+    if (status == NGX_HTTP_SERVICE_UNAVAILABLE) {
+        h = static_cast<ngx_table_elt_t *>(
+                ngx_list_push(&r->headers_out.headers));
+        if (h == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        h->hash = 1;
+        ngx_str_set(&h->key, "Retry-After");
+        ngx_str_set(&h->value, "1");
+    }
+
     /* the state's generation: not for the counters, which change anyway */
 
     if (status < NGX_HTTP_SPECIAL_RESPONSE

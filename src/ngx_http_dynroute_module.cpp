@@ -117,6 +117,7 @@ static char *ngx_http_dynroute_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child) noexcept;
 static ngx_int_t ngx_http_dynroute_init(ngx_conf_t *cf) noexcept;
 static ngx_int_t ngx_http_dynroute_init_module(ngx_cycle_t *cycle) noexcept;
+static ngx_int_t ngx_http_dynroute_init_process(ngx_cycle_t *cycle) noexcept;
 
 
 static ngx_command_t  ngx_http_dynroute_commands[] = {
@@ -205,7 +206,7 @@ ngx_module_t  ngx_http_dynroute_module = {
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
     ngx_http_dynroute_init_module,         /* init module */
-    NULL,                                  /* init process */
+    ngx_http_dynroute_init_process,        /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
     NULL,                                  /* exit process */
@@ -1612,6 +1613,25 @@ ngx_http_dynroute_init_module(ngx_cycle_t *cycle) noexcept
             ngx_http_top_header_filter = ngx_http_dynroute_header_filter;
             break;
         }
+    }
+
+    return NGX_OK;
+}
+
+
+/* a worker of a new configuration adopts the runtime state */
+
+static ngx_int_t
+ngx_http_dynroute_init_process(ngx_cycle_t *cycle) noexcept
+{
+    ngx_http_dynroute_main_conf_t  *dmcf;
+
+    dmcf = static_cast<ngx_http_dynroute_main_conf_t *>(
+               ngx_http_cycle_get_module_main_conf(cycle,
+                                                   ngx_http_dynroute_module));
+
+    if (dmcf && dmcf->zone) {
+        ngx_http_dynroute_live_adopt(dmcf->live, cycle->log);
     }
 
     return NGX_OK;

@@ -267,6 +267,8 @@ const dynroute::Schema &ngx_http_dynroute_live_schema(
 ngx_str_t ngx_http_dynroute_live_zone_name(ngx_http_dynroute_live_t *live)
     noexcept;
 void ngx_http_dynroute_live_sync(ngx_http_dynroute_live_t *live) noexcept;
+void ngx_http_dynroute_live_adopt(ngx_http_dynroute_live_t *live,
+    ngx_log_t *log) noexcept;
 
 /* from the module, for the live values */
 void ngx_http_dynroute_table_info(ngx_http_dynroute_main_conf_t *dmcf,

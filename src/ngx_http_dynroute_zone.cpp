@@ -39,6 +39,7 @@
 
 typedef struct {
     uint64_t                       generation;
+    uint64_t                       config;     /* of the writer */
     size_t                         small_len;
     u_char                        *small;      /* JSON, without the hosts */
     size_t                         hosts_len;
@@ -49,6 +50,17 @@ typedef struct {
     uint64_t                       generation;  /* atomic */
     uint64_t                       draining;    /* atomic */
     ngx_http_dynroute_version_t   *version;     /* atomic */
+
+    /*
+     * Configurations, under the mutex: each cycle that uses the zone gets
+     * the next number when the master initialises the zone; the newest
+     * one whose workers run is current, from its first worker's start on
+     * (a reload that fails never becomes current).  Only a worker of the
+     * current configuration may publish.
+     */
+    uint64_t                       configs;
+    uint64_t                       current;
+    unsigned                       unsaved:1;   /* the state file lags */
 
     /* the metrics' counters by name (ngx_http_dynroute_metrics.cpp) */
     ngx_rbtree_t                   series;
@@ -61,6 +73,7 @@ struct ngx_http_dynroute_live_t {
     ngx_slab_pool_t                                   *shpool = nullptr;
     ngx_http_dynroute_shm_t                           *sh = nullptr;
     ngx_str_t                                          zone_name{};
+    uint64_t                                           config = 0;
 
     /* the registry's targets, as the runtime state checks names */
     dynroute::Schema                                   schema;
@@ -521,21 +534,59 @@ ngx_http_dynroute_cache(ngx_http_dynroute_live_t *live)
 }
 
 
-/* the state file: a temporary file, fsync, rename, fsync of the directory */
+/*
+ * The state file: written whole into a new temporary file next to it, then
+ * fsync, rename over the file, fsync of the directory.  The directory may
+ * be writable by the worker processes' user, so nothing there is trusted:
+ * the temporary file gets a random name and is created exclusively
+ * (mkostemp: O_CREAT|O_EXCL, which never follows a symbolic link), its
+ * descriptor is checked to be a plain file of this process's own with one
+ * link, and rename() replaces the file's name, never what a link there
+ * points to.  Mode 0640 whatever the umask (nginx's daemon sets it to 0).
+ * Only workers write it: a root master that loaded a file it had to prune
+ * leaves the write to the first worker (ngx_http_dynroute_live_adopt).
+ */
+
+#define NGX_HTTP_DYNROUTE_STATE_MODE  0640
 
 static bool
 ngx_http_dynroute_persist(const ngx_str_t &path, const std::string &text,
     std::string &error)
 {
     std::string file(ngx_http_dynroute_view(path));
-    std::string tmp = file + ".tmp";
-    std::string dir = file.substr(0, file.rfind('/') + 1);
+    size_t slash = file.rfind('/');
+    std::string dir = file.substr(0, slash + 1);
+    std::string tmp = dir + "." + file.substr(slash + 1) + ".XXXXXX";
+    struct stat st;
     int fd;
 
-    fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    fd = mkostemp(&tmp[0], O_CLOEXEC);
     if (fd == -1) {
-        error = "cannot open \"" + tmp + "\": " + std::strerror(errno);
+        error = "cannot create a temporary file in \"" + dir + "\": "
+                + std::strerror(errno);
         return false;
+    }
+
+    auto fail = [&](const std::string &what) {
+        error = what + " \"" + tmp + "\": " + std::strerror(errno);
+        close(fd);
+        unlink(tmp.c_str());
+        return false;
+    };
+
+    if (fstat(fd, &st) == -1) {
+        return fail("cannot stat");
+    }
+
+    if (!S_ISREG(st.st_mode) || st.st_nlink != 1 || st.st_uid != geteuid()) {
+        error = "\"" + tmp + "\" is not a new file of this process's own";
+        close(fd);
+        unlink(tmp.c_str());
+        return false;
+    }
+
+    if (fchmod(fd, NGX_HTTP_DYNROUTE_STATE_MODE) == -1) {
+        return fail("cannot chmod");
     }
 
     size_t done = 0;
@@ -548,17 +599,19 @@ ngx_http_dynroute_persist(const ngx_str_t &path, const std::string &text,
         }
 
         if (n <= 0) {
-            error = "cannot write \"" + tmp + "\": " + std::strerror(errno);
-            close(fd);
-            unlink(tmp.c_str());
-            return false;
+            return fail("cannot write");
         }
 
         done += static_cast<size_t>(n);
     }
 
-    if (fsync(fd) == -1 || close(fd) == -1) {
-        error = "cannot sync \"" + tmp + "\": " + std::strerror(errno);
+    if (fsync(fd) == -1) {
+        return fail("cannot sync");
+    }
+
+    if (close(fd) == -1) {
+        fd = -1;
+        error = "cannot close \"" + tmp + "\": " + std::strerror(errno);
         unlink(tmp.c_str());
         return false;
     }
@@ -570,7 +623,8 @@ ngx_http_dynroute_persist(const ngx_str_t &path, const std::string &text,
         return false;
     }
 
-    fd = open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY);
+    fd = open(dir.empty() ? "." : dir.c_str(),
+              O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd != -1) {
         (void) fsync(fd);
         close(fd);
@@ -608,6 +662,7 @@ ngx_http_dynroute_publish(ngx_http_dynroute_live_t *live,
     }
 
     v->generation = st.generation;
+    v->config = live->config;
     v->small_len = small.size();
     v->small = static_cast<u_char *>(ngx_slab_alloc_locked(shpool,
                                                            small.size()));
@@ -707,12 +762,128 @@ ngx_http_dynroute_live_read(ngx_http_dynroute_live_t *live,
 }
 
 
+/*
+ * A worker of the current configuration adopts the published state: what
+ * an older configuration's workers published may name what this one no
+ * longer has, which is dropped here, with a notice each, and published
+ * again; and the state file is written if the master could not (it loaded
+ * a file that had to be pruned).  Under the zone's mutex.
+ */
+
+static void
+ngx_http_dynroute_adopt_locked(ngx_http_dynroute_live_t *live,
+    ngx_log_t *log)
+{
+    std::string                   error;
+    dynroute::State               st;
+    ngx_http_dynroute_shm_t      *sh = live->sh;
+    std::vector<std::string>      notices;
+
+    sh->current = live->config;
+
+    if (sh->version == NULL) {
+        return;
+    }
+
+    ngx_http_dynroute_decode(live, sh->version, st, notices);
+    st.generation = sh->generation;
+
+    for (const auto &n : notices) {
+        ngx_log_error(NGX_LOG_NOTICE, log, 0, "dynroute: %s", n.c_str());
+    }
+
+    if (!notices.empty()) {
+        if (st.generation == dynroute::max_generation) {
+            ngx_log_error(NGX_LOG_ERR, log, 0,
+                          "dynroute: the generation of zone \"%V\" is at "
+                          "its limit: cannot publish the pruned state",
+                          &live->zone_name);
+            return;
+        }
+
+        st.generation++;
+
+        if (!ngx_http_dynroute_publish(live, st, true)) {
+            ngx_log_error(NGX_LOG_ERR, log, 0,
+                          "dynroute: dynroute_zone \"%V\" is full: cannot "
+                          "publish the pruned state", &live->zone_name);
+            return;
+        }
+
+        sh->unsaved = 1;
+    }
+
+    live->cached = st;
+    live->cached_generation = st.generation;
+
+    if (sh->unsaved && live->dmcf->state.len) {
+        if (!ngx_http_dynroute_persist(live->dmcf->state,
+                                       dynroute::dump_state(st, true), error))
+        {
+            ngx_log_error(NGX_LOG_ERR, log, 0, "dynroute: %s", error.c_str());
+            return;
+        }
+    }
+
+    sh->unsaved = 0;
+}
+
+
+void
+ngx_http_dynroute_live_adopt(ngx_http_dynroute_live_t *live, ngx_log_t *log)
+    noexcept
+{
+    if (live == NULL || live->sh == NULL) {
+        return;
+    }
+
+    ngx_shmtx_lock(&live->shpool->mutex);
+
+    try {
+        if (live->config > live->sh->current) {
+            ngx_http_dynroute_adopt_locked(live, log);
+        }
+
+    } catch (const std::exception &e) {
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "dynroute: cannot adopt the runtime state of zone "
+                      "\"%V\": %s", &live->zone_name, e.what());
+    }
+
+    ngx_shmtx_unlock(&live->shpool->mutex);
+}
+
+
 ngx_int_t
 ngx_http_dynroute_live_write(ngx_http_dynroute_live_t *live, ngx_log_t *log,
     int64_t if_match, const std::function<void(dynroute::State &)> &change,
     const ngx_http_dynroute_render_t &render, std::string &body) noexcept
 {
     return ngx_http_dynroute_locked(live, log, body, [&] {
+
+        /*
+         * A worker of a configuration older than the current one (a reload
+         * happened while this request was read) would check the change
+         * against what that configuration had and publish over what the
+         * newer one's workers published: it refuses, and the client sends
+         * the request again, to a worker of the new configuration.
+         */
+
+        if (live->config > live->sh->current) {
+            ngx_http_dynroute_adopt_locked(live, log);
+            ngx_http_dynroute_cache(live);
+        }
+
+        if (live->config < live->sh->current || ngx_exiting || ngx_quit) {
+            ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                          "dynroute: change refused: this worker runs the "
+                          "configuration from before the last reload");
+            throw dynroute::ApiError(NGX_HTTP_SERVICE_UNAVAILABLE,
+                "this request reached a worker of the configuration from "
+                "before nginx's last reload: nothing changed, send it "
+                "again");
+        }
+
         const dynroute::State &cur = live->cached;
 
         if (if_match >= 0 && static_cast<uint64_t>(if_match) != cur.generation)
@@ -721,6 +892,12 @@ ngx_http_dynroute_live_write(ngx_http_dynroute_live_t *live, ngx_log_t *log,
                 "the state is at generation " + std::to_string(cur.generation)
                 + ", not " + std::to_string(if_match)
                 + " (If-Match): read it again");
+        }
+
+        if (cur.generation >= dynroute::max_generation) {
+            throw dynroute::ApiError(NGX_HTTP_CONFLICT,
+                "the state is at generation " + std::to_string(cur.generation)
+                + ", the largest there is: nothing changed");
         }
 
         dynroute::State next = cur;
@@ -752,13 +929,15 @@ ngx_http_dynroute_live_write(ngx_http_dynroute_live_t *live, ngx_log_t *log,
             ngx_log_error(NGX_LOG_ERR, log, 0,
                           "dynroute: change refused: dynroute_zone \"%V\" "
                           "is full", &live->zone_name);
-            throw dynroute::ApiError(507, "dynroute_zone \""
+            throw dynroute::ApiError(NGX_HTTP_INSUFFICIENT_STORAGE,
+                "dynroute_zone \""
                 + std::string(ngx_http_dynroute_view(live->zone_name))
                 + "\" is full, nothing changed: make it larger");
         }
 
         live->cached = std::move(next);
         live->cached_generation = live->cached.generation;
+        live->sh->unsaved = 0;
 
         return render(live->cached);
     });
@@ -820,21 +999,43 @@ ngx_http_dynroute_check_state_path(ngx_http_dynroute_main_conf_t *dmcf,
 }
 
 
-/* the state file's contents, or false (no file yet, or an unreadable one) */
+/*
+ * The state file's contents, or false (no file yet, or one that cannot be
+ * read).  The master reads it as root from a directory the workers' user
+ * may write: a symbolic link or anything but a plain file is refused.
+ */
 
 static bool
 ngx_http_dynroute_read_state(ngx_http_dynroute_main_conf_t *dmcf,
     std::string &text, ngx_log_t *log)
 {
+    struct stat  st;
+
     std::string file(ngx_http_dynroute_view(dmcf->state));
-    int fd = open(file.c_str(), O_RDONLY | O_CLOEXEC);
+    int fd = open(file.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK
+                                | O_CLOEXEC);
 
     if (fd == -1) {
-        if (errno != ENOENT) {
+        if (errno == ELOOP) {
+            ngx_log_error(NGX_LOG_ERR, log, 0,
+                          "dynroute: the state file \"%V\" is a symbolic "
+                          "link, which is not followed: starting from the "
+                          "configuration", &dmcf->state);
+
+        } else if (errno != ENOENT) {
             ngx_log_error(NGX_LOG_ERR, log, errno,
                           "dynroute: cannot open the state file \"%V\", "
                           "starting from the configuration", &dmcf->state);
         }
+
+        return false;
+    }
+
+    if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "dynroute: the state file \"%V\" is not a plain "
+                      "file: starting from the configuration", &dmcf->state);
+        close(fd);
         return false;
     }
 
@@ -915,63 +1116,57 @@ ngx_http_dynroute_init_zone(ngx_shm_zone_t *shm_zone, void *data) noexcept
 
     ngx_int_t rc = NGX_OK;
 
+    live->config = ++sh->configs;
+
+    /*
+     * A reload finds the latest state in the zone and leaves it there: the
+     * first worker of this configuration prunes it to what it has, if the
+     * reload succeeds (ngx_http_dynroute_live_adopt).  A start (or nginx
+     * -t) reads the state file and publishes it pruned, but does not write
+     * the file: a master that runs as root writes nothing where the
+     * workers' user may plant a link; the first worker does.
+     */
+
     try {
-        dynroute::State st;
-        std::vector<std::string> notices;
-        std::string text;
-        bool publish = !reused || sh->version == NULL;
+        if (!reused || sh->version == NULL) {
+            dynroute::State st;
+            std::vector<std::string> notices;
+            std::string text;
 
-        if (reused && sh->version) {
-            /* a reload: the zone holds the latest state */
-            ngx_http_dynroute_decode(live, sh->version, st, notices);
-            st.generation = sh->generation;
-
-        } else if (dmcf->state.len
-                   && ngx_http_dynroute_read_state(dmcf, text, log))
-        {
-            try {
-                st = dynroute::load_state(text, live->schema, notices);
-
-            } catch (const dynroute::ConfigError &e) {
-                ngx_log_error(NGX_LOG_ERR, log, 0,
-                              "dynroute: ignoring the state file \"%V\", "
-                              "starting from the configuration: %s",
-                              &dmcf->state, e.what());
-                st = dynroute::State();
-                notices.clear();
-            }
-        }
-
-        for (const auto &n : notices) {
-            ngx_log_error(NGX_LOG_NOTICE, log, 0, "dynroute: %s", n.c_str());
-        }
-
-        if (!notices.empty()) {
-            st.generation++;
-            publish = true;
-        }
-
-        if (publish && !ngx_http_dynroute_publish(live, st, true)) {
-            ngx_log_error(NGX_LOG_EMERG, log, 0,
-                          "dynroute_zone \"%V\" in %s:%ui is too small for "
-                          "its state", &shm_zone->shm.name, dmcf->zone_file,
-                          dmcf->zone_line);
-            rc = NGX_ERROR;
-
-        } else if (publish && !notices.empty() && dmcf->state.len
-                   && !ngx_test_config)
-        {
-            /* nginx -t reports what a start would drop, and keeps the file */
-
-            std::string error;
-
-            if (!ngx_http_dynroute_persist(dmcf->state,
-                                           dynroute::dump_state(st, true),
-                                           error))
+            if (dmcf->state.len
+                && ngx_http_dynroute_read_state(dmcf, text, log))
             {
-                ngx_log_error(NGX_LOG_ERR, log, 0, "dynroute: %s",
-                              error.c_str());
+                try {
+                    st = dynroute::load_state(text, live->schema, notices);
+
+                } catch (const dynroute::ConfigError &e) {
+                    ngx_log_error(NGX_LOG_ERR, log, 0,
+                                  "dynroute: ignoring the state file \"%V\", "
+                                  "starting from the configuration: %s",
+                                  &dmcf->state, e.what());
+                    st = dynroute::State();
+                    notices.clear();
+                }
             }
+
+            for (const auto &n : notices) {
+                ngx_log_error(NGX_LOG_NOTICE, log, 0, "dynroute: %s",
+                              n.c_str());
+            }
+
+            if (!notices.empty()) {
+                st.generation++;
+            }
+
+            if (!ngx_http_dynroute_publish(live, st, true)) {
+                ngx_log_error(NGX_LOG_EMERG, log, 0,
+                              "dynroute_zone \"%V\" in %s:%ui is too small "
+                              "for its state", &shm_zone->shm.name,
+                              dmcf->zone_file, dmcf->zone_line);
+                rc = NGX_ERROR;
+            }
+
+            sh->unsaved = !notices.empty();
         }
 
     } catch (const std::exception &e) {

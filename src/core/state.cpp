@@ -431,6 +431,9 @@ State load_state(std::string_view text, const Schema &schema,
     const input &draining = member(j, "draining", &input::is_boolean,
                                   "true or false");
     s.generation = gen.is_null() ? 0 : gen.get<std::uint64_t>();
+    if (s.generation > max_generation) {
+        corrupt("\"generation\" is over " + std::to_string(max_generation));
+    }
     s.draining = draining.is_null() ? false : draining.get<bool>();
 
     const input &fleet = member(j, "fleet", &input::is_object, "an object");

@@ -82,6 +82,12 @@ struct FleetStatus {
     }
 };
 
+// The largest generation: the largest integer that every JSON reader
+// (JavaScript's numbers among them) keeps exactly.  A state file holding
+// more is not valid, and a change at this generation is refused, so a
+// generation never wraps around to an older one.
+inline constexpr std::uint64_t max_generation = (1ULL << 53) - 1;
+
 struct State {
     std::uint64_t generation = 0;
     bool draining = false;

@@ -100,7 +100,8 @@ If true the servroot directory is kept after the run (for post-mortems).
                   }   (closes http)
     then          the --- main_config section (main context, e.g. env)
 
-C<user root;> is present only when the tests run as root.
+C<user root;> is present only when the tests run as root (C<start_nginx>'s
+C<user> replaces root).
 
 B<Line k of C<--- http_config> is line k+2 of nginx.conf>, counting line 1 as
 the line right after the C<--- http_config> header.  To keep that true the
@@ -229,6 +230,9 @@ not start, no complete response, harness error).
     # nginx does not come up within 10 s.
     my $srv = start_nginx(conf => $whole_nginx_conf, globals => 'daemon off;',
                           links => { 'modules/x.so' => $path });
+    my $srv = start_nginx(http_config => $h, config => $c,
+                          user => 'nobody nogroup');
+    # as root, the workers run as that user instead of root
     # runs a complete configuration file of your own instead of the generated
     # layout ($TEST_NGINX_* substituted; globals go to nginx -g; links are
     # symlinks made inside the prefix first).
@@ -456,6 +460,7 @@ sub _prepare_server() {
         main_config => $a{main_config},
         full_conf   => $a{conf},
         globals     => $a{globals},
+        user        => $a{user},
         pid         => undef,
     };
     $srv->{vars} = {
@@ -487,7 +492,7 @@ sub _conf_text() {
         "worker_processes $srv->{workers};",
         "pid $p/logs/nginx.pid;",
         "error_log $p/logs/error.log debug;",
-        ($> == 0 ? ('user root;') : ()),
+        ($> == 0 ? ('user ' . ($srv->{user} // 'root') . ';') : ()),
         'events { worker_connections 1024; }';
     my $line2 = join ' ', 'http {',
         "access_log $p/logs/access.log;",
