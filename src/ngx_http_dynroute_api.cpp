@@ -14,11 +14,21 @@
  *   PUT    {prefix}hosts/HOST        add or replace it
  *   DELETE {prefix}hosts/HOST        remove it
  *   POST   {prefix}drain, {prefix}ready
+ *   GET    {prefix}fleet, PUT        the fleet agent's report
+ *   GET    {prefix}metrics, {prefix}stats, {prefix}ui
+ *
+ * Before any of it, the checks against web pages that an operator's
+ * browser opens (dynroute::ApiAccess): the Host must be one of the API's
+ * names, an Origin must be its own or a listed one, and a write must be
+ * JSON.  A location with only= serves the metrics or the status page
+ * alone, read-only, without those checks: what it shows is no secret of
+ * the routing.
  */
 
 #include <string>
 
 #include "ngx_http_dynroute_module.hpp"
+#include "api_access.hpp"
 #include "metrics.hpp"
 #include "status_page.hpp"
 #include "state.hpp"
@@ -28,12 +38,22 @@
 #define NGX_HTTP_DYNROUTE_API_BODY_MAX  (1024 * 1024)
 
 
-typedef struct {
+/* what "only=" lets a location serve */
+#define NGX_HTTP_DYNROUTE_ONLY_METRICS  0x01
+#define NGX_HTTP_DYNROUTE_ONLY_STATUS   0x02
+
+
+/* A "dynroute_api" location. */
+struct ngx_http_dynroute_api_conf_t {
     ngx_http_core_loc_conf_t      *clcf;
-    ngx_http_dynroute_loc_conf_t  *dlcf;
+    ngx_http_core_srv_conf_t      *cscf;     /* its server's names */
+    ngx_flag_t                     write;    /* write=on */
+    ngx_uint_t                     only;     /* NGX_HTTP_DYNROUTE_ONLY_*; 0:
+                                                the whole API */
+    dynroute::ApiAccess           *access;
     u_char                        *file;
     ngx_uint_t                     line;
-} ngx_http_dynroute_api_loc_t;
+};
 
 
 enum ngx_http_dynroute_resource_e {
@@ -79,6 +99,11 @@ static ngx_int_t ngx_http_dynroute_api_handler(ngx_http_request_t *r)
 static void ngx_http_dynroute_api_body(ngx_http_request_t *r) noexcept;
 
 
+/*
+ * "dynroute_api [write=on|off] [only=metrics|status|metrics,status]
+ * [host=NAME]... [origin=ORIGIN]..."
+ */
+
 char *
 ngx_http_dynroute_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     noexcept
@@ -86,9 +111,10 @@ ngx_http_dynroute_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_http_dynroute_loc_conf_t *dlcf =
         static_cast<ngx_http_dynroute_loc_conf_t *>(conf);
 
-    ngx_str_t                      *value;
+    ngx_str_t                      *value, v;
+    ngx_uint_t                      i;
     ngx_http_core_loc_conf_t       *clcf;
-    ngx_http_dynroute_api_loc_t    *api, **ap;
+    ngx_http_dynroute_api_conf_t   *api, **ap;
     ngx_http_dynroute_main_conf_t  *dmcf;
 
     if (dlcf->api) {
@@ -96,22 +122,95 @@ ngx_http_dynroute_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     value = static_cast<ngx_str_t *>(cf->args->elts);
-    dlcf->api = NGX_HTTP_DYNROUTE_API_READ;
 
-    if (cf->args->nelts == 2) {
-        if (ngx_http_dynroute_is(value[1], "write=on")) {
-            dlcf->api = NGX_HTTP_DYNROUTE_API_WRITE;
+    api = static_cast<ngx_http_dynroute_api_conf_t *>(
+              ngx_pcalloc(cf->pool, sizeof(ngx_http_dynroute_api_conf_t)));
+    if (api == NULL) {
+        return NGX_HTTP_DYNROUTE_CONF_ERROR;
+    }
 
-        } else if (!ngx_http_dynroute_is(value[1], "write=off")) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid parameter \"%V\": dynroute_api takes "
-                               "write=on or write=off", &value[1]);
-            return NGX_HTTP_DYNROUTE_CONF_ERROR;
+    api->access = ngx_http_dynroute_conf_new<dynroute::ApiAccess>(cf,
+                      "dynroute_api");
+    if (api->access == NULL) {
+        return NGX_HTTP_DYNROUTE_CONF_ERROR;
+    }
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        v = value[i];
+
+        if (ngx_http_dynroute_is(v, "write=on")) {
+            api->write = 1;
+            continue;
         }
+
+        if (ngx_http_dynroute_is(v, "write=off")) {
+            api->write = 0;
+            continue;
+        }
+
+        if (ngx_http_dynroute_is(v, "only=metrics")) {
+            api->only = NGX_HTTP_DYNROUTE_ONLY_METRICS;
+            continue;
+        }
+
+        if (ngx_http_dynroute_is(v, "only=status")) {
+            api->only = NGX_HTTP_DYNROUTE_ONLY_STATUS;
+            continue;
+        }
+
+        if (ngx_http_dynroute_is(v, "only=metrics,status")
+            || ngx_http_dynroute_is(v, "only=status,metrics"))
+        {
+            api->only = NGX_HTTP_DYNROUTE_ONLY_METRICS
+                        | NGX_HTTP_DYNROUTE_ONLY_STATUS;
+            continue;
+        }
+
+        try {
+            if (v.len > 5 && ngx_strncmp(v.data, "host=", 5) == 0) {
+                api->access->add_host(
+                    ngx_http_dynroute_view(v).substr(5));
+                continue;
+            }
+
+            if (v.len > 7 && ngx_strncmp(v.data, "origin=", 7) == 0) {
+                api->access->add_origin(
+                    ngx_http_dynroute_view(v).substr(7));
+                continue;
+            }
+
+        } catch (const dynroute::ConfigError &e) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "%s in \"%V\" of dynroute_api", e.what(), &v);
+            return NGX_HTTP_DYNROUTE_CONF_ERROR;
+
+        } catch (...) {
+            return ngx_http_dynroute_conf_caught(cf, "dynroute_api");
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\": dynroute_api takes "
+                           "write=on|off, only=metrics|status|metrics,status, "
+                           "host=NAME and origin=ORIGIN", &v);
+        return NGX_HTTP_DYNROUTE_CONF_ERROR;
+    }
+
+    if (api->only && api->write) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "dynroute_api with only= is read-only: drop "
+                           "write=on, or serve the whole API in a location "
+                           "of its own");
+        return NGX_HTTP_DYNROUTE_CONF_ERROR;
     }
 
     clcf = static_cast<ngx_http_core_loc_conf_t *>(
                ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module));
+
+    /*
+     * The resource is what the URI has after the location's prefix: a
+     * regex or a named location has no prefix; an exact one has nothing
+     * after it, so it can serve one thing, the metrics.
+     */
 
     if (clcf->named
 #if (NGX_PCRE)
@@ -120,8 +219,18 @@ ngx_http_dynroute_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
        )
     {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "dynroute_api needs a prefix location, "
-                           "like \"location /dynroute/\"");
+                           "dynroute_api needs a prefix location, like "
+                           "\"location /dynroute/\"");
+        return NGX_HTTP_DYNROUTE_CONF_ERROR;
+    }
+
+    if (clcf->exact_match && api->only != NGX_HTTP_DYNROUTE_ONLY_METRICS) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "dynroute_api in the exact location \"= %V\" can "
+                           "serve the metrics alone: add only=metrics, or "
+                           "use a prefix location like \"location "
+                           "/dynroute/\" (the status page needs one too: it "
+                           "loads {prefix}stats)", &clcf->name);
         return NGX_HTTP_DYNROUTE_CONF_ERROR;
     }
 
@@ -130,19 +239,20 @@ ngx_http_dynroute_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     dmcf = static_cast<ngx_http_dynroute_main_conf_t *>(
                ngx_http_conf_get_module_main_conf(cf, ngx_http_dynroute_module));
 
-    api = static_cast<ngx_http_dynroute_api_loc_t *>(
-              ngx_pcalloc(cf->pool, sizeof(ngx_http_dynroute_api_loc_t)));
-    ap = static_cast<ngx_http_dynroute_api_loc_t **>(
+    ap = static_cast<ngx_http_dynroute_api_conf_t **>(
              ngx_array_push(&dmcf->apis));
-    if (api == NULL || ap == NULL) {
+    if (ap == NULL) {
         return NGX_HTTP_DYNROUTE_CONF_ERROR;
     }
 
     api->clcf = clcf;
-    api->dlcf = dlcf;
+    api->cscf = static_cast<ngx_http_core_srv_conf_t *>(
+                    ngx_http_conf_get_module_srv_conf(cf,
+                                                      ngx_http_core_module));
     api->file = cf->conf_file->file.name.data;
     api->line = cf->conf_file->line;
     *ap = api;
+    dlcf->api = api;
 
     return NGX_CONF_OK;
 }
@@ -235,20 +345,56 @@ ngx_http_dynroute_guarded(ngx_conf_t *cf, ngx_http_core_loc_conf_t *clcf)
 }
 
 
+/* the exact names of the API's server{}: names the Host may carry */
+
+static void
+ngx_http_dynroute_api_server_names(ngx_http_dynroute_api_conf_t *api)
+{
+    ngx_uint_t                 i;
+    ngx_http_server_name_t    *sn;
+
+    sn = static_cast<ngx_http_server_name_t *>(
+             api->cscf->server_names.elts);
+
+    for (i = 0; i < api->cscf->server_names.nelts; i++) {
+#if (NGX_PCRE)
+        if (sn[i].regex) {
+            continue;
+        }
+#endif
+
+        try {
+            api->access->add_host(ngx_http_dynroute_view(sn[i].name));
+
+        } catch (const dynroute::ConfigError &) {
+            /* a wildcard, "_" or "": matches no one name */
+        }
+    }
+}
+
+
 ngx_int_t
 ngx_http_dynroute_api_check(ngx_conf_t *cf,
     ngx_http_dynroute_main_conf_t *dmcf) noexcept
 {
-    ngx_uint_t                     i;
-    ngx_http_dynroute_api_loc_t  **ap;
+    ngx_uint_t                      i;
+    ngx_http_dynroute_api_conf_t  **ap;
 
-    ap = static_cast<ngx_http_dynroute_api_loc_t **>(dmcf->apis.elts);
+    ap = static_cast<ngx_http_dynroute_api_conf_t **>(dmcf->apis.elts);
 
     for (i = 0; i < dmcf->apis.nelts; i++) {
         if (dmcf->zone == NULL) {
             ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                           "dynroute_api in %s:%ui needs a dynroute_zone in "
                           "the http{} block", ap[i]->file, ap[i]->line);
+            return NGX_ERROR;
+        }
+
+        try {
+            ngx_http_dynroute_api_server_names(ap[i]);
+
+        } catch (...) {
+            (void) ngx_http_dynroute_conf_caught(cf, "dynroute_api");
             return NGX_ERROR;
         }
 
@@ -261,9 +407,7 @@ ngx_http_dynroute_api_check(ngx_conf_t *cf,
                 2 * NGX_HTTP_DYNROUTE_API_BODY_MAX;
         }
 
-        if (ap[i]->dlcf->api == NGX_HTTP_DYNROUTE_API_WRITE
-            && !ngx_http_dynroute_guarded(cf, ap[i]->clcf))
-        {
+        if (ap[i]->write && !ngx_http_dynroute_guarded(cf, ap[i]->clcf)) {
             ngx_log_error(NGX_LOG_WARN, cf->log, 0,
                           "dynroute_api write=on in %s:%ui has no access "
                           "control: anyone who reaches \"%V\" can change "
@@ -370,19 +514,26 @@ ngx_http_dynroute_api_error(ngx_http_request_t *r, ngx_int_t status,
 }
 
 
-/* which resource the URI names, and its NAME part */
+/*
+ * Which resource the URI names, and its NAME part: what follows the
+ * location's prefix, after a '/' (so that "location /pub" serves /pub/hosts
+ * but not /pubhosts).  A location with only= serves what it names, its
+ * status page at the prefix itself; an exact location, the metrics.
+ */
 
 static ngx_uint_t
-ngx_http_dynroute_api_resource(ngx_http_request_t *r, std::string_view &name)
-    noexcept
+ngx_http_dynroute_api_resource(ngx_http_request_t *r,
+    ngx_http_dynroute_api_conf_t *api, std::string_view &name) noexcept
 {
-    ngx_http_core_loc_conf_t  *clcf;
-
-    clcf = static_cast<ngx_http_core_loc_conf_t *>(
-               ngx_http_get_module_loc_conf(r, ngx_http_core_module));
+    ngx_uint_t  res;
 
     std::string_view uri = ngx_http_dynroute_view(r->uri);
-    std::string_view prefix = ngx_http_dynroute_view(clcf->name);
+    std::string_view prefix = ngx_http_dynroute_view(api->clcf->name);
+
+    if (api->clcf->exact_match) {
+        return (uri == prefix) ? NGX_HTTP_DYNROUTE_RES_METRICS
+                               : NGX_HTTP_DYNROUTE_RES_NONE;
+    }
 
     if (uri.substr(0, prefix.size()) != prefix) {
         return NGX_HTTP_DYNROUTE_RES_NONE;
@@ -390,56 +541,81 @@ ngx_http_dynroute_api_resource(ngx_http_request_t *r, std::string_view &name)
 
     uri.remove_prefix(prefix.size());
 
-    if (!uri.empty() && uri.front() == '/') {
+    if (!uri.empty() && (prefix.empty() || prefix.back() != '/')) {
+        if (uri.front() != '/') {
+            return NGX_HTTP_DYNROUTE_RES_NONE;
+        }
+
         uri.remove_prefix(1);
     }
 
+    res = NGX_HTTP_DYNROUTE_RES_NONE;
+
     if (uri.empty()) {
-        return NGX_HTTP_DYNROUTE_RES_ROOT;
-    }
+        res = NGX_HTTP_DYNROUTE_RES_ROOT;
 
-    if (uri == "drain") {
-        return NGX_HTTP_DYNROUTE_RES_DRAIN;
-    }
+    } else if (uri == "drain") {
+        res = NGX_HTTP_DYNROUTE_RES_DRAIN;
 
-    if (uri == "ready") {
-        return NGX_HTTP_DYNROUTE_RES_READY;
-    }
+    } else if (uri == "ready") {
+        res = NGX_HTTP_DYNROUTE_RES_READY;
 
-    if (uri == "fleet") {
-        return NGX_HTTP_DYNROUTE_RES_FLEET;
-    }
+    } else if (uri == "fleet") {
+        res = NGX_HTTP_DYNROUTE_RES_FLEET;
 
-    if (uri == "metrics") {
-        return NGX_HTTP_DYNROUTE_RES_METRICS;
-    }
+    } else if (uri == "metrics") {
+        res = NGX_HTTP_DYNROUTE_RES_METRICS;
 
-    if (uri == "stats") {
-        return NGX_HTTP_DYNROUTE_RES_STATS;
-    }
+    } else if (uri == "stats") {
+        res = NGX_HTTP_DYNROUTE_RES_STATS;
 
-    if (uri == "ui") {
-        return NGX_HTTP_DYNROUTE_RES_UI;
-    }
+    } else if (uri == "ui") {
+        res = NGX_HTTP_DYNROUTE_RES_UI;
 
-    if (uri == "hosts" || uri == "hosts/") {
-        return NGX_HTTP_DYNROUTE_RES_HOSTS;
-    }
+    } else if (uri == "hosts" || uri == "hosts/") {
+        res = NGX_HTTP_DYNROUTE_RES_HOSTS;
 
-    for (auto [word, res] : { std::pair<std::string_view, ngx_uint_t>
-                              {"rollouts/", NGX_HTTP_DYNROUTE_RES_ROLLOUT},
-                              {"hosts/", NGX_HTTP_DYNROUTE_RES_HOST} })
-    {
-        if (uri.substr(0, word.size()) == word) {
-            name = uri.substr(word.size());
+    } else {
+        for (auto [word, r] : { std::pair<std::string_view, ngx_uint_t>
+                                {"rollouts/", NGX_HTTP_DYNROUTE_RES_ROLLOUT},
+                                {"hosts/", NGX_HTTP_DYNROUTE_RES_HOST} })
+        {
+            if (uri.substr(0, word.size()) == word) {
+                name = uri.substr(word.size());
 
-            if (!name.empty() && name.find('/') == std::string_view::npos) {
-                return res;
+                if (!name.empty()
+                    && name.find('/') == std::string_view::npos)
+                {
+                    res = r;
+                }
             }
         }
     }
 
-    return NGX_HTTP_DYNROUTE_RES_NONE;
+    if (api->only == 0) {
+        return res;
+    }
+
+    /* only=: the metrics, the status page (at the prefix too) */
+
+    switch (res) {
+
+    case NGX_HTTP_DYNROUTE_RES_METRICS:
+        return (api->only & NGX_HTTP_DYNROUTE_ONLY_METRICS)
+               ? res : static_cast<ngx_uint_t>(NGX_HTTP_DYNROUTE_RES_NONE);
+
+    case NGX_HTTP_DYNROUTE_RES_ROOT:
+        res = NGX_HTTP_DYNROUTE_RES_UI;
+        /* fall through */
+
+    case NGX_HTTP_DYNROUTE_RES_STATS:
+    case NGX_HTTP_DYNROUTE_RES_UI:
+        return (api->only & NGX_HTTP_DYNROUTE_ONLY_STATUS)
+               ? res : static_cast<ngx_uint_t>(NGX_HTTP_DYNROUTE_RES_NONE);
+
+    default:
+        return NGX_HTTP_DYNROUTE_RES_NONE;
+    }
 }
 
 
@@ -533,16 +709,19 @@ ngx_http_dynroute_api_run(ngx_http_request_t *r) noexcept
     ngx_int_t                       status;
     ngx_uint_t                      res;
     std::string_view                name;
+    ngx_http_dynroute_loc_conf_t   *dlcf;
     ngx_http_dynroute_main_conf_t  *dmcf;
 
     dmcf = static_cast<ngx_http_dynroute_main_conf_t *>(
                ngx_http_get_module_main_conf(r, ngx_http_dynroute_module));
+    dlcf = static_cast<ngx_http_dynroute_loc_conf_t *>(
+               ngx_http_get_module_loc_conf(r, ngx_http_dynroute_module));
 
     ngx_http_dynroute_live_t *live = dmcf->live;
     const dynroute::Schema &schema = ngx_http_dynroute_live_schema(live);
     ngx_str_t zone = ngx_http_dynroute_live_zone_name(live);
 
-    res = ngx_http_dynroute_api_resource(r, name);
+    res = ngx_http_dynroute_api_resource(r, dlcf->api, name);
 
     try {
         std::string body, answer;
@@ -758,12 +937,88 @@ ngx_http_dynroute_api_metrics(ngx_http_request_t *r, ngx_uint_t res) noexcept
 }
 
 
+/* an answer without reading the body: an error, or a page */
+
+static ngx_int_t
+ngx_http_dynroute_api_refuse(ngx_http_request_t *r, ngx_int_t status,
+    const std::string &message, const char *allow = NULL) noexcept
+{
+    ngx_int_t  rc;
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    return ngx_http_dynroute_api_error(r, status, message, allow);
+}
+
+
+/*
+ * A request that a web page in an operator's browser may have sent on
+ * someone else's behalf: a Host that is none of the API's names (DNS
+ * rebinding), or an Origin that is neither the API's own nor a listed one.
+ * Returns the refusal's message, empty if none.
+ */
+
+static std::string
+ngx_http_dynroute_api_cross_site(ngx_http_request_t *r,
+    ngx_http_dynroute_api_conf_t *api)
+{
+    ngx_table_elt_t  *origin;
+
+    std::string_view host = ngx_http_dynroute_view(r->headers_in.server);
+
+    if (r->headers_in.host && !api->access->host_allowed(host)) {
+        return "this API answers to the names of its server{} "
+               "(server_name), localhost, IP addresses and dynroute_api "
+               "host=, not to " + dynroute::quoted(host)
+               + ": a web page that made its own name lead here would send "
+                 "it";
+    }
+
+    origin = NULL;
+
+    ngx_http_dynroute_each_header(&r->headers_in.headers,
+        [&](ngx_table_elt_t &h) {
+
+        if (origin == NULL && ngx_http_dynroute_header_is(h, "Origin")) {
+            origin = &h;
+        }
+    });
+
+    if (origin == NULL) {
+        return "";
+    }
+
+#if (NGX_HTTP_SSL)
+    std::string_view scheme = r->connection->ssl ? "https" : "http";
+#else
+    std::string_view scheme = "http";
+#endif
+
+    if (!api->access->origin_allowed(ngx_http_dynroute_view(origin->value),
+            scheme, r->headers_in.host ? ngx_http_dynroute_view(
+                                             r->headers_in.host->value)
+                                       : std::string_view()))
+    {
+        return "requests from web pages of "
+               + dynroute::quoted(ngx_http_dynroute_view(origin->value))
+               + " are refused: this API takes those of its own origin and "
+                 "of dynroute_api origin= only";
+    }
+
+    return "";
+}
+
+
 static ngx_int_t
 ngx_http_dynroute_api_handler(ngx_http_request_t *r) noexcept
 {
     ngx_int_t                      rc;
     ngx_uint_t                     res;
     std::string_view               name;
+    ngx_http_dynroute_api_conf_t  *api;
     ngx_http_dynroute_loc_conf_t  *dlcf;
 
     if (r != r->main) {
@@ -775,43 +1030,61 @@ ngx_http_dynroute_api_handler(ngx_http_request_t *r) noexcept
 
     dlcf = static_cast<ngx_http_dynroute_loc_conf_t *>(
                ngx_http_get_module_loc_conf(r, ngx_http_dynroute_module));
+    api = dlcf->api;
 
-    res = ngx_http_dynroute_api_resource(r, name);
+    if (api->only == 0) {
+        try {
+            std::string why = ngx_http_dynroute_api_cross_site(r, api);
+
+            if (!why.empty()) {
+                ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                              "dynroute: API request refused: %s",
+                              why.c_str());
+                return ngx_http_dynroute_api_refuse(r, NGX_HTTP_FORBIDDEN,
+                                                    why);
+            }
+
+        } catch (...) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    res = ngx_http_dynroute_api_resource(r, api, name);
 
     if (res == NGX_HTTP_DYNROUTE_RES_NONE) {
-        rc = ngx_http_discard_request_body(r);
-        if (rc != NGX_OK) {
-            return rc;
-        }
-
-        return ngx_http_dynroute_api_error(r, NGX_HTTP_NOT_FOUND,
+        return ngx_http_dynroute_api_refuse(r, NGX_HTTP_NOT_FOUND,
                    "no such API resource "
-                   + dynroute::quoted(ngx_http_dynroute_view(r->uri)));
+                   + dynroute::quoted(ngx_http_dynroute_view(r->uri))
+                   + (api->only ? " here: this location serves only "
+                                  "what its dynroute_api only= says"
+                                : ""));
     }
 
     const auto &m = ngx_http_dynroute_methods[res];
 
     if (!(r->method & (m.read | m.write))) {
-        rc = ngx_http_discard_request_body(r);
-        if (rc != NGX_OK) {
-            return rc;
-        }
-
-        return ngx_http_dynroute_api_error(r, NGX_HTTP_NOT_ALLOWED,
+        return ngx_http_dynroute_api_refuse(r, NGX_HTTP_NOT_ALLOWED,
                    "method not allowed here", m.allow);
     }
 
-    if ((r->method & m.write) && dlcf->api != NGX_HTTP_DYNROUTE_API_WRITE) {
-        rc = ngx_http_discard_request_body(r);
-        if (rc != NGX_OK) {
-            return rc;
-        }
-
-        return ngx_http_dynroute_api_error(r, NGX_HTTP_NOT_ALLOWED,
+    if ((r->method & m.write) && !api->write) {
+        return ngx_http_dynroute_api_refuse(r, NGX_HTTP_NOT_ALLOWED,
                    "this API location is read-only (dynroute_api write=off)",
                    (res == NGX_HTTP_DYNROUTE_RES_DRAIN
                     || res == NGX_HTTP_DYNROUTE_RES_READY) ? ""
                                                            : "GET, HEAD");
+    }
+
+    /* a plain HTML form sends no JSON: a write must say it is JSON */
+
+    if ((r->method & (NGX_HTTP_POST|NGX_HTTP_PUT|NGX_HTTP_PATCH))
+        && (r->headers_in.content_type == NULL
+            || !dynroute::is_json_media_type(ngx_http_dynroute_view(
+                   r->headers_in.content_type->value))))
+    {
+        return ngx_http_dynroute_api_refuse(r,
+                   NGX_HTTP_UNSUPPORTED_MEDIA_TYPE,
+                   "a write needs \"Content-Type: application/json\"");
     }
 
     if (!(r->method & (NGX_HTTP_PATCH|NGX_HTTP_PUT))) {
@@ -828,12 +1101,7 @@ ngx_http_dynroute_api_handler(ngx_http_request_t *r) noexcept
     }
 
     if (r->headers_in.content_length_n > NGX_HTTP_DYNROUTE_API_BODY_MAX) {
-        rc = ngx_http_discard_request_body(r);
-        if (rc != NGX_OK) {
-            return rc;
-        }
-
-        return ngx_http_dynroute_api_error(r,
+        return ngx_http_dynroute_api_refuse(r,
                    NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
                    "the request body is over the API's limit of 1 MiB");
     }

@@ -23,6 +23,7 @@ extern ngx_module_t  ngx_http_dynroute_module;
 
 struct ngx_http_dynroute_use_t;
 struct ngx_http_dynroute_targets_t;
+struct ngx_http_dynroute_api_conf_t;
 
 struct ngx_http_dynroute_live_t;
 struct ngx_http_dynroute_rollout_t;
@@ -68,8 +69,7 @@ typedef struct {
     ngx_http_dynroute_use_t  *use;      /* "dynroute": NULL is off */
     ngx_uint_t                health;   /* "dynroute_health": 0, 1 or
                                            NGX_HTTP_DYNROUTE_READINESS */
-    ngx_uint_t                api;      /* "dynroute_api": 0, or
-                                           NGX_HTTP_DYNROUTE_API_* */
+    ngx_http_dynroute_api_conf_t *api;  /* "dynroute_api", or NULL */
 } ngx_http_dynroute_loc_conf_t;
 
 #define NGX_HTTP_DYNROUTE_READINESS  2
@@ -77,8 +77,6 @@ typedef struct {
 #define NGX_HTTP_DYNROUTE_METRICS_RULES   0   /* the default */
 #define NGX_HTTP_DYNROUTE_METRICS_TABLES  1
 #define NGX_HTTP_DYNROUTE_METRICS_OFF     2
-#define NGX_HTTP_DYNROUTE_API_READ   1
-#define NGX_HTTP_DYNROUTE_API_WRITE  2
 
 /* One variant of a rollout, in the core's order. */
 typedef struct {
@@ -125,7 +123,7 @@ typedef struct {
     ngx_array_t                uses;      /* ngx_http_dynroute_use_t * */
     ngx_array_t                rollouts;  /* ngx_http_dynroute_rollout_t * */
     ngx_array_t                balancers; /* ngx_http_upstream_srv_conf_t * */
-    ngx_array_t                apis;      /* ngx_http_core_loc_conf_t * */
+    ngx_array_t                apis;      /* ngx_http_dynroute_api_conf_t * */
     ngx_array_t                readiness; /* ngx_http_core_loc_conf_t * */
 
     /* "dynroute_zone" */

@@ -82,10 +82,10 @@ sub call {
     $headers ||= {};
     my $req = "$method $path HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n";
     $req .= "$_: $headers->{$_}\r\n" for sort keys %$headers;
-    if (defined $body) {
-        $req .= "Content-Type: application/json\r\n"
-              . 'Content-Length: ' . length($body) . "\r\n";
-    }
+    # every write says it is JSON, as the API asks (a form cannot)
+    $req .= "Content-Type: application/json\r\n"
+        if defined $body || $method =~ /^(?:POST|PUT|PATCH)$/;
+    $req .= 'Content-Length: ' . length($body) . "\r\n" if defined $body;
     $req .= "\r\n" . ($body // '');
     my $res = http_raw($srv, $req, 30);
     my $doc = eval { $json->decode($res->{body} // '') };
