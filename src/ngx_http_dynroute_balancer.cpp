@@ -8,11 +8,13 @@
  * parsing, no search by name: the targets were resolved to upstream{}
  * blocks when the configuration was read.
  *
- * With fallback=primary, a rollout's request whose chosen variant's
- * upstream has no live peer, or whose connection to it failed, goes to the
- * rollout's primary within the same upstream attempt.  It only ever happens
- * where nginx itself asks for another peer, so proxy_next_upstream's rules
- * hold: a request already sent is never replayed unless they say so.
+ * With fallback=primary, a rollout's request that the chosen variant never
+ * received -- its upstream has no live peer, or refused the connection, or
+ * did not accept it in time -- goes to the rollout's primary within the
+ * same upstream attempt.  A request the variant did receive (some of it
+ * was sent on the connection) is not sent again to the primary, unless
+ * resend=on; even then only where nginx itself asks for another peer, so
+ * that proxy_next_upstream's rules (non_idempotent among them) hold.
  */
 
 #include "ngx_http_dynroute_module.hpp"
@@ -20,6 +22,7 @@
 
 typedef struct {
     ngx_flag_t                       fallback;   /* fallback=primary */
+    ngx_flag_t                       resend;     /* resend=on */
 } ngx_http_dynroute_balancer_conf_t;
 
 
@@ -30,12 +33,16 @@ typedef struct {
     void                            *data;       /* the chosen upstream's */
     ngx_event_get_peer_pt            get;
     ngx_event_free_peer_pt           free;
+    ngx_event_notify_peer_pt         notify;
 #if (NGX_HTTP_SSL)
     ngx_event_set_peer_session_pt    set_session;
     ngx_event_save_peer_session_pt   save_session;
 #endif
     ngx_uint_t                       tries;      /* get() calls */
     unsigned                         failed:1;
+    unsigned                         sent:1;     /* the failed try had
+                                                    sent the request */
+    unsigned                         resend:1;   /* resend=on */
 } ngx_http_dynroute_balancer_peer_t;
 
 
@@ -47,6 +54,8 @@ static ngx_int_t ngx_http_dynroute_balancer_get(ngx_peer_connection_t *pc,
     void *data) noexcept;
 static void ngx_http_dynroute_balancer_free(ngx_peer_connection_t *pc,
     void *data, ngx_uint_t state) noexcept;
+static void ngx_http_dynroute_balancer_notify(ngx_peer_connection_t *pc,
+    void *data, ngx_uint_t type) noexcept;
 #if (NGX_HTTP_SSL)
 static ngx_int_t ngx_http_dynroute_balancer_set_session(
     ngx_peer_connection_t *pc, void *data) noexcept;
@@ -55,7 +64,7 @@ static void ngx_http_dynroute_balancer_save_session(ngx_peer_connection_t *pc,
 #endif
 
 
-/* "dynroute_balancer [fallback=primary];" in an upstream{} block */
+/* "dynroute_balancer [fallback=primary [resend=on]];" in an upstream{} */
 
 char *
 ngx_http_dynroute_balancer(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
@@ -91,15 +100,31 @@ ngx_http_dynroute_balancer(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     value = static_cast<ngx_str_t *>(cf->args->elts);
 
-    if (cf->args->nelts == 2) {
-        if (!ngx_http_dynroute_is(value[1], "fallback=primary")) {
+    for (ngx_uint_t i = 1; i < cf->args->nelts; i++) {
+        if (ngx_http_dynroute_is(value[i], "fallback=primary")) {
+            bcf->fallback = 1;
+
+        } else if (ngx_http_dynroute_is(value[i], "resend=on")) {
+            bcf->resend = 1;
+
+        } else if (ngx_http_dynroute_is(value[i], "resend=off")) {
+            bcf->resend = 0;
+
+        } else {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "invalid parameter \"%V\": expected "
-                               "fallback=primary", &value[1]);
+                               "fallback=primary or resend=on|off",
+                               &value[i]);
             return NGX_HTTP_DYNROUTE_CONF_ERROR;
         }
+    }
 
-        bcf->fallback = 1;
+    if (bcf->resend && !bcf->fallback) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "resend=on of dynroute_balancer says what "
+                           "fallback=primary may send again: add "
+                           "fallback=primary");
+        return NGX_HTTP_DYNROUTE_CONF_ERROR;
     }
 
     uscf->peer.init_upstream = ngx_http_dynroute_balancer_init_upstream;
@@ -263,6 +288,7 @@ ngx_http_dynroute_balancer_init_peer(ngx_http_request_t *r,
 
     bp->request = r;
     bp->primary = choice.primary;
+    bp->resend = bcf->resend;
     bp->data = pc->data;
     bp->get = pc->get;
     bp->free = pc->free;
@@ -270,6 +296,14 @@ ngx_http_dynroute_balancer_init_peer(ngx_http_request_t *r,
     pc->data = bp;
     pc->get = ngx_http_dynroute_balancer_get;
     pc->free = ngx_http_dynroute_balancer_free;
+
+    /* every callback of the chosen upstream's, as the keepalive module */
+
+    bp->notify = pc->notify;
+
+    if (pc->notify) {
+        pc->notify = ngx_http_dynroute_balancer_notify;
+    }
 
 #if (NGX_HTTP_SSL)
     bp->set_session = pc->set_session;
@@ -327,7 +361,9 @@ ngx_http_dynroute_balancer_get(ngx_peer_connection_t *pc, void *data)
 
     if (bp->failed && bp->primary) {
         return ngx_http_dynroute_balancer_fall_back(pc, bp,
-                                                    "failed to connect");
+                   bp->sent ? "failed after the request was sent to it "
+                              "(resend=on)"
+                            : "could not be connected to");
     }
 
     rc = bp->get(pc, bp->data);
@@ -345,6 +381,8 @@ static void
 ngx_http_dynroute_balancer_free(ngx_peer_connection_t *pc, void *data,
     ngx_uint_t state) noexcept
 {
+    bool                                sent;
+    ngx_http_upstream_t                *u;
     ngx_http_upstream_conf_t           *conf;
     ngx_http_dynroute_balancer_peer_t  *bp;
 
@@ -358,7 +396,27 @@ ngx_http_dynroute_balancer_free(ngx_peer_connection_t *pc, void *data,
         return;
     }
 
+    /*
+     * Bytes went out on the connection: the variant may have the request,
+     * and may have acted on it.  It is not sent to the primary as well
+     * (nor after a later try of the variant fails), unless resend=on.
+     */
+
+    u = bp->request->upstream;
+    sent = u->request_sent || (pc->connection && pc->connection->sent);
+
+    if (sent && !bp->resend) {
+        ngx_log_error(NGX_LOG_WARN, pc->log, 0,
+                      "dynroute: upstream \"%V\" failed after the request "
+                      "was sent to it: not passing it to the primary \"%V\" "
+                      "too (dynroute_balancer resend=on would)",
+                      &u->upstream->host, &bp->primary->host);
+        bp->primary = NULL;
+        return;
+    }
+
     bp->failed = 1;
+    bp->sent = sent;
 
     /*
      * The next try is the primary's, if nginx asks for one: a single-server
@@ -366,7 +424,7 @@ ngx_http_dynroute_balancer_free(ngx_peer_connection_t *pc, void *data,
      * counts every try.
      */
 
-    conf = bp->request->upstream->conf;
+    conf = u->conf;
 
     if (pc->tries == 0
         && (conf->next_upstream_tries == 0
@@ -374,6 +432,18 @@ ngx_http_dynroute_balancer_free(ngx_peer_connection_t *pc, void *data,
     {
         pc->tries = 1;
     }
+}
+
+
+static void
+ngx_http_dynroute_balancer_notify(ngx_peer_connection_t *pc, void *data,
+    ngx_uint_t type) noexcept
+{
+    ngx_http_dynroute_balancer_peer_t  *bp;
+
+    bp = static_cast<ngx_http_dynroute_balancer_peer_t *>(data);
+
+    bp->notify(pc, bp->data, type);
 }
 
 

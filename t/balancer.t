@@ -230,7 +230,9 @@ CONF
 }
 
 # fallback=primary: a canary that is down, refuses connections, or accepts
-# and hangs.  A POST reaches exactly one backend, exactly once.
+# and hangs.  A request reaches the primary only if the canary never got
+# it; with resend=on, also one the canary got, where proxy_next_upstream
+# says (a POST never).
 {
     my $s = IO::Socket::IP->new(LocalHost => '127.0.0.1', LocalPort => 0, Listen => 1);
     my $refusing = $s->sockport;
@@ -244,6 +246,7 @@ CONF
     upstream canary_hangs { server 127.0.0.1:$hanging; }
     upstream canary_ok    { server 127.0.0.1:\$TEST_NGINX_PORT3; }
     upstream edge_pass { dynroute_balancer fallback=primary; }
+    upstream resend_pass { dynroute_balancer fallback=primary resend=on; }
     upstream plain_pass { dynroute_balancer; }
     dynroute_rollout r_down    { variant stable stable *; variant canary canary_down 100%; }
     dynroute_rollout r_refuses { variant stable stable *; variant canary canary_refuses 100%; }
@@ -266,6 +269,10 @@ CONF
     location /nofallback/ {
         dynroute edge;
         proxy_pass http://plain_pass;
+    }
+    location /resend/ {
+        dynroute edge;
+        proxy_pass http://resend_pass;
     }
 CONF
     my ($p2, $p3) = ($srv->{port2}, $srv->{port3});
@@ -295,10 +302,19 @@ CONF
     is($r->{headers}{'x-fallback'}[0], undef, 'canary hangs: no fallback is reported');
 
     $r = http_get($srv, '/g3', { Host => 'hangs.example.com' });
-    is("$r->{status} $r->{body}", "200 port $p2 edge_pass\n",
-       'canary hangs: an idempotent GET is retried on the primary, as proxy_next_upstream says');
-    is(file_lines("$hang_count", qr/^GET \/g3 /, 1) . file_lines($blog, qr/^$p2 GET \/g3 /, 1), '11',
-       'canary hangs: the GET reached the canary once and the primary once');
+    is($r->{status}, 504, 'canary hangs: a GET it received is not sent to the primary too (504)');
+    is(file_lines("$hang_count", qr/^GET \/g3 /, 1) . file_lines($blog, qr/GET \/g3 /, 1), '10',
+       'canary hangs: the GET reached the canary once, the primary never');
+
+    $r = http_get($srv, '/resend/g4', { Host => 'hangs.example.com' });
+    is("$r->{status} $r->{body}", "200 port $p2 resend_pass\n",
+       'resend=on: a GET the hanging canary received is retried on the primary, as proxy_next_upstream says');
+    is(file_lines("$hang_count", qr/^GET \/resend\/g4 /, 1) . file_lines($blog, qr/^$p2 GET \/resend\/g4 /, 1), '11',
+       'resend=on: the GET reached the canary once and the primary once');
+
+    $r = $post->('/resend/p5', 'hangs.example.com');
+    is($r->{status}, 504, 'resend=on: a POST is still never replayed (proxy_next_upstream)');
+    is(file_lines($blog, qr/POST \/resend\/p5 /, 1), 0, 'resend=on: the POST never reached the primary');
 
     $r = http_get($srv, '/nofallback/x', { Host => 'refuses.example.com' });
     is($r->{status}, 502, 'without fallback=primary a refusing canary gives 502');
@@ -309,8 +325,12 @@ CONF
     is(file_lines($blog, qr/POST \/p4 /, 1), 1, 'a healthy canary: the POST reached one backend once');
 
     my $log = stop_nginx($srv);
-    like($log, qr/dynroute: upstream "canary_refuses" failed to connect, passing the request to the primary "stable"/,
+    like($log, qr/dynroute: upstream "canary_refuses" could not be connected to, passing the request to the primary "stable"/,
          'the fallback is logged');
+    like($log, qr/dynroute: upstream "canary_hangs" failed after the request was sent to it: not passing it to the primary "stable" too \(dynroute_balancer resend=on would\)/,
+         'a request the canary received: why it is not passed on is logged');
+    like($log, qr/dynroute: upstream "canary_hangs" failed after the request was sent to it \(resend=on\), passing the request to the primary "stable"/,
+         'resend=on: the fallback after a send is logged as such');
     like($log, qr/dynroute: upstream "canary_down" has no live servers, passing the request to the primary "stable"/,
          'the fallback for a canary with no live server is logged');
     error_log_ok($log, 'fallback: no alert/crit/crash');
@@ -485,7 +505,17 @@ qr/\[emerg\] "dynroute_balancer" directive is duplicate in .*nginx\.conf:5/
 --- config
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid parameter "fallback=canary": expected fallback=primary in .*nginx\.conf:3/
+qr/\[emerg\] invalid parameter "fallback=canary": expected fallback=primary or resend=on\|off in .*nginx\.conf:3/
+
+
+
+=== TEST 7b: resend=on without fallback=primary
+--- http_config
+    upstream edge_pass { dynroute_balancer resend=on; }
+--- config
+--- must_die
+--- error_log eval
+qr/\[emerg\] resend=on of dynroute_balancer says what fallback=primary may send again: add fallback=primary in .*nginx\.conf:3/
 
 
 

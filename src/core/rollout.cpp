@@ -195,12 +195,16 @@ bool cidr_match(const Cidr &cidr, const Address &addr) noexcept
     static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0,
                                              0, 0, 0, 0, 0xff, 0xff};
 
-    if (cidr.net.family == 4 && addr.family == 6
-        && std::memcmp(addr.bytes, mapped, sizeof(mapped)) == 0)
-    {
-        bytes = addr.bytes + 12;
+    unsigned char family = addr.family;
 
-    } else if (cidr.net.family != addr.family) {
+    // an IPv4 client of a dual-stack listener is IPv4, as for nginx's
+    // allow/deny: IPv4 CIDRs match it, IPv6 ones (::/0 too) do not
+    if (family == 6 && std::memcmp(addr.bytes, mapped, sizeof(mapped)) == 0) {
+        bytes = addr.bytes + 12;
+        family = 4;
+    }
+
+    if (cidr.net.family != family) {
         return false;
     }
 

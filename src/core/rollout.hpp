@@ -60,7 +60,9 @@ struct Cidr {
 // below the prefix are cleared and reported.  Throws ConfigError.
 Cidr parse_cidr(std::string_view text);
 
-// An IPv4-mapped IPv6 address (::ffff:a.b.c.d) matches IPv4 CIDRs.
+// An IPv4-mapped IPv6 address (::ffff:a.b.c.d) is the IPv4 address it
+// carries, as nginx's access module has it: it matches IPv4 CIDRs, and no
+// IPv6 one (not even ::/0 or ::ffff:0:0/96).
 bool cidr_match(const Cidr &cidr, const Address &addr) noexcept;
 
 // The value of cookie `name` in one Cookie header ("a=1; b=2"), or false.

@@ -120,6 +120,19 @@ TEST(Cidr, ParsesAndMatches)
     EXPECT_TRUE(dynroute::cidr_match(odd, v4("172.31.255.255")));
     EXPECT_FALSE(dynroute::cidr_match(odd, v4("172.32.0.0")));
 
+    // a dual-stack listener's IPv4 client is IPv4, as for nginx's deny
+    for (const char *v6cidr : {"::/0", "::ffff:0:0/96", "::ffff:10.0.0.0/104"}) {
+        auto any6 = dynroute::parse_cidr(v6cidr);
+        EXPECT_FALSE(dynroute::cidr_match(any6, v6("::ffff:127.0.0.1")))
+            << v6cidr;
+        EXPECT_FALSE(dynroute::cidr_match(any6, v6("::ffff:10.1.1.1")))
+            << v6cidr;
+    }
+    EXPECT_TRUE(dynroute::cidr_match(dynroute::parse_cidr("::/0"),
+                                     v6("::1")));
+    EXPECT_TRUE(dynroute::cidr_match(dynroute::parse_cidr("127.0.0.0/8"),
+                                     v6("::ffff:127.0.0.1")));
+
     auto all = dynroute::parse_cidr("0.0.0.0/0");
     EXPECT_TRUE(dynroute::cidr_match(all, v4("1.2.3.4")));
     EXPECT_FALSE(dynroute::cidr_match(all, v6("2001:db8::1")));
