@@ -6,12 +6,17 @@
 //   "h VALUE"         an override value  "c COOKIE-HEADER" a Cookie header
 //   "x VALUE"         a stickiness cookie's value (and the "dr" cookie of
 //                     each Cookie header)
+//   "t SECONDS [LIFE]" the clock (unix seconds, up to 2^32 - 1; default
+//                     1767225600) and the cookie's lifetime (default 3600)
 // Whatever the text, building either throws ConfigError or gives a rollout
 // whose weights sum to 100%, whose picks are in range and never land on a
 // 0% variant by weight, that a rebuild agrees with, and that keeps its
 // keys in a variant whose weight is raised.  A stickiness value names a
-// variant only if it is exactly the signed value of a variant above 0%.
+// variant only if it is exactly the value signed for that variant, that
+// key and its issue time, the issue time is within the skew ahead and the
+// lifetime behind, and the variant is above 0%.
 #include <cstdint>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -72,6 +77,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data,
     Spec spec;
     spec.name = std::string(lines[0]);
     std::vector<std::string_view> keys, values, cookies, stickies;
+    std::int64_t now = 1767225600;
+    std::uint32_t lifetime = 3600;
 
     for (std::size_t i = 1; i < lines.size(); i++) {
         std::string_view l = lines[i];
@@ -103,6 +110,16 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data,
         case 'x':
             stickies.push_back(rest);
             break;
+        case 't': {
+            std::string t(a), l(b);
+            now = std::strtoll(t.c_str(), nullptr, 10);
+            now = now < 0 ? 0 : (now > 0xffffffffLL ? 0xffffffffLL : now);
+            if (!l.empty()) {
+                lifetime = static_cast<std::uint32_t>(
+                    std::strtoul(l.c_str(), nullptr, 10));
+            }
+            break;
+        }
         }
     }
 
@@ -167,30 +184,62 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data,
     Rollout up(spec.name);
     can_raise = can_raise && build(raised, up);
 
-    // the stickiness cookie, signed with a key of the input's own
-    r.set_sticky_key(dynroute::sip_key_from(spec.name + "-sticky-secret"));
+    // the stickiness cookie, signed with a key of the input's own, bound to
+    // the key or not
+    keys.push_back({});
+    bool bind = spec.name.size() % 2 == 0;
+    r.set_sticky(dynroute::sip_key_from(spec.name + "-sticky-secret"),
+                 lifetime, bind);
+    auto expect = [&](std::size_t v, std::int64_t age) {
+        return r.weight(v) > 0 && age >= -Rollout::sticky_skew
+                       && age < static_cast<std::int64_t>(lifetime)
+                   ? v
+                   : Rollout::npos;
+    };
     for (std::size_t v = 0; v < r.size(); v++) {
-        std::string_view sv = r.sticky_value(v);
-        FUZZ_CHECK(sv.size() == 16);
-        FUZZ_CHECK(r.by_sticky(sv) == (r.weight(v) > 0 ? v : Rollout::npos));
+        for (std::string_view k : keys) {
+            dynroute::StickyValue sv = r.sticky_issue(v, k, now);
+            std::string text(dynroute::sticky_value_size, '?');
+            dynroute::format_sticky(sv, text.data());
+            dynroute::StickyValue back;
+            FUZZ_CHECK(dynroute::parse_sticky(text, back)
+                       && back.issued == sv.issued && back.tag == sv.tag);
+            FUZZ_CHECK(r.by_sticky(text, k, now) == expect(v, 0));
+            FUZZ_CHECK(r.by_sticky(text, k, now + lifetime)
+                       == Rollout::npos);
+            FUZZ_CHECK(r.by_sticky(text, k, now - Rollout::sticky_skew - 1)
+                       == Rollout::npos);
+            for (std::string_view other : keys) {
+                if (bind && other != k) {
+                    FUZZ_CHECK(r.by_sticky(text, other, now)
+                               == Rollout::npos);
+                }
+            }
+        }
     }
     for (std::string_view x : stickies) {
-        std::size_t v = r.by_sticky(x);
-        if (v != Rollout::npos) {
-            FUZZ_CHECK(v < r.size() && r.weight(v) > 0
-                       && x == r.sticky_value(v));
+        for (std::string_view k : keys) {
+            std::size_t v = r.by_sticky(x, k, now);
+            if (v != Rollout::npos) {
+                dynroute::StickyValue sv;
+                FUZZ_CHECK(dynroute::parse_sticky(x, sv));
+                dynroute::StickyValue again = r.sticky_issue(v, k, sv.issued);
+                FUZZ_CHECK(again.tag == sv.tag);
+                FUZZ_CHECK(expect(v, now - static_cast<std::int64_t>(
+                                           sv.issued)) == v);
+            }
+            Rollout::Inputs i;
+            i.sticky = &x;
+            i.key = k;
+            i.now = now;
+            Rollout::Reason why = Rollout::Reason::fallback;
+            std::size_t p = r.pick(i, &why);
+            FUZZ_CHECK(p < r.size() && r.weight(p) > 0);
+            FUZZ_CHECK(why == (v != Rollout::npos ? Rollout::Reason::sticky
+                                                  : Rollout::Reason::weight));
         }
-        Rollout::Inputs i;
-        i.sticky = &x;
-        i.key = x;
-        Rollout::Reason why = Rollout::Reason::fallback;
-        std::size_t p = r.pick(i, &why);
-        FUZZ_CHECK(p < r.size() && r.weight(p) > 0);
-        FUZZ_CHECK(why == (v != Rollout::npos ? Rollout::Reason::sticky
-                                              : Rollout::Reason::weight));
     }
 
-    keys.push_back({});
     for (std::string_view k : keys) {
         std::size_t v = r.by_weight(k);
         FUZZ_CHECK(v < r.size());

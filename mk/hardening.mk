@@ -74,7 +74,8 @@ test-asan: deps asan-build
 VALGRIND_TESTS ?= t/host_routing.t t/ip_hosts.t t/health.t t/config_errors.t \
                   t/rollout.t t/rollout_errors.t \
                   t/bad_requests.t t/hostile.t t/security.t t/balancer.t \
-                  t/dynroutectl.t t/metrics.t t/override_from.t
+                  t/dynroutectl.t t/metrics.t t/override_from.t \
+                  t/security_cookie.t
 
 valgrind: deps module
 	@scripts/apt-install $(HARDEN_PACKAGES)

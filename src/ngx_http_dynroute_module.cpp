@@ -62,6 +62,10 @@ typedef struct {
     uint16_t                   variant;
     uint16_t                   primary_variant;
 
+    /* the stickiness cookie's value to set (set_sticky) */
+    uint32_t                   sticky_issued;
+    uint64_t                   sticky_tag;
+
     unsigned                   picked:1;
     unsigned                   fallback:1; /* the primary served instead */
     unsigned                   runtime:1;  /* a runtime host entry */
@@ -502,6 +506,8 @@ static ngx_int_t
 ngx_http_dynroute_header_filter(ngx_http_request_t *r) noexcept
 {
     bool                          own, no_store;
+    size_t                        len;
+    u_char                       *p;
     ngx_table_elt_t              *h;
     ngx_http_dynroute_ctx_t      *ctx;
     ngx_http_dynroute_rollout_t  *ro;
@@ -534,13 +540,28 @@ ngx_http_dynroute_header_filter(ngx_http_request_t *r) noexcept
             return NGX_ERROR;
         }
 
-        const std::string &c = ro->sticky_set[ctx->variant];
+        /* NAME=<issue time><tag>; attributes, in the request's pool */
+
+        len = ro->sticky.len + 1 + dynroute::sticky_value_size
+              + ro->sticky_attrs.size();
+
+        p = static_cast<u_char *>(ngx_pnalloc(r->pool, len));
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        h->value.data = p;
+        h->value.len = len;
+
+        p = ngx_cpymem(p, ro->sticky.data, ro->sticky.len);
+        *p++ = '=';
+        dynroute::format_sticky({ctx->sticky_issued, ctx->sticky_tag},
+                                reinterpret_cast<char *>(p));
+        p += dynroute::sticky_value_size;
+        ngx_memcpy(p, ro->sticky_attrs.data(), ro->sticky_attrs.size());
 
         h->hash = 1;
         ngx_str_set(&h->key, "Set-Cookie");
-        h->value.data = reinterpret_cast<u_char *>(
-                            const_cast<char *>(c.data()));
-        h->value.len = c.size();
 #if (nginx_version >= 1023000)
         h->next = NULL;
 #endif
@@ -639,6 +660,7 @@ ngx_http_dynroute_variant(ngx_http_request_t *r, ngx_http_dynroute_ctx_t *ctx)
     noexcept
 {
     ngx_uint_t                      v, p;
+    dynroute::StickyValue           sticky;
     dynroute::Rollout::Reason       reason;
     ngx_http_dynroute_route_t       route;
     ngx_http_dynroute_main_conf_t  *dmcf;
@@ -649,7 +671,8 @@ ngx_http_dynroute_variant(ngx_http_request_t *r, ngx_http_dynroute_ctx_t *ctx)
 
         route = ngx_http_dynroute_live_route(dmcf->live, ctx->rule->rollout);
         v = ngx_http_dynroute_rollout_pick(r, ctx->rule->rollout,
-                                           *route.core, &reason);
+                                           *route.core, &reason,
+                                           r == r->main ? &sticky : NULL);
         p = route.core->primary();
 
         ctx->variant = static_cast<uint16_t>(v);
@@ -661,6 +684,11 @@ ngx_http_dynroute_variant(ngx_http_request_t *r, ngx_http_dynroute_ctx_t *ctx)
         ctx->set_sticky = (reason == dynroute::Rollout::Reason::weight
                            && ctx->rule->rollout->sticky.len
                            && r == r->main);
+
+        if (ctx->set_sticky) {
+            ctx->sticky_issued = sticky.issued;
+            ctx->sticky_tag = sticky.tag;
+        }
         ctx->picked = 1;
     }
 

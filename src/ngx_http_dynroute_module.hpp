@@ -108,10 +108,12 @@ struct ngx_http_dynroute_rollout_t {
                                                   override_from CIDRs */
 
     /* "sticky_cookie": the name (empty: none), the attributes after the
-     * value, and each variant's whole Set-Cookie value */
+     * value, how long a value is valid (max_age, or a day), and whether
+     * the values are bound to the key (not when the key is the cookie) */
     ngx_str_t                                  sticky;
     std::string                                sticky_attrs;
-    std::vector<std::string>                   sticky_set;
+    uint32_t                                   sticky_lifetime;
+    bool                                       sticky_bind_key;
     u_char                                    *sticky_file;
     ngx_uint_t                                 sticky_line;
     std::unique_ptr<dynroute::Rollout>         core;
@@ -190,7 +192,8 @@ ngx_int_t ngx_http_dynroute_rollout_check(ngx_conf_t *cf,
     noexcept;
 ngx_uint_t ngx_http_dynroute_rollout_pick(ngx_http_request_t *r,
     ngx_http_dynroute_rollout_t *rollout, const dynroute::Rollout &core,
-    dynroute::Rollout::Reason *reason) noexcept;
+    dynroute::Rollout::Reason *reason, dynroute::StickyValue *issue)
+    noexcept;
 char *ngx_http_dynroute_sticky_secret(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf) noexcept;
 ngx_int_t ngx_http_dynroute_rollout_sign(ngx_conf_t *cf,

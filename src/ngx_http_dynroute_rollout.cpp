@@ -31,6 +31,7 @@ typedef struct {
     void                                       *http_ctx;
     std::vector<ngx_http_dynroute_deferred_t>   sources;
     ngx_http_dynroute_deferred_t                primary;
+    std::vector<ngx_str_t>                      keys;  /* names, no '$' */
     bool                                        has_primary;
     bool                                        has_key;
     bool                                        has_override_from;
@@ -258,6 +259,7 @@ ngx_http_dynroute_rollout_key(ngx_conf_t *cf,
         }
 
         ro->keys.push_back(index);
+        p->keys.push_back(name);
     }
 
     return NGX_CONF_OK;
@@ -431,6 +433,7 @@ ngx_http_dynroute_rollout_sticky(ngx_conf_t *cf,
     ngx_str_set(&path, "/");
     secure = false;
     samesite = NULL;
+    ro->sticky_lifetime = dynroute::Rollout::sticky_session_lifetime;
 
     for (i = 2; i < cf->args->nelts; i++) {
         v = value[i];
@@ -445,6 +448,12 @@ ngx_http_dynroute_rollout_sticky(ngx_conf_t *cf,
             }
 
             attrs += "; Max-Age=" + std::to_string(max_age);
+
+            /* the values expire on the server when the cookie does */
+
+            ro->sticky_lifetime = (max_age > (time_t) NGX_MAX_UINT32_VALUE)
+                                  ? NGX_MAX_UINT32_VALUE
+                                  : static_cast<uint32_t>(max_age);
             continue;
         }
 
@@ -614,6 +623,25 @@ ngx_http_dynroute_rollout_finish(ngx_conf_t *cf,
         at = NULL;
         ro->core->finish();
 
+        /*
+         * The stickiness values are bound to the request's key, unless a
+         * key variable is the stickiness cookie itself ($cookie_NAME, whose
+         * name nginx compares without case): a later visit's key would be
+         * the very value that is signed.
+         */
+
+        ro->sticky_bind_key = true;
+
+        for (const auto &k : p->keys) {
+            if (ro->sticky.len && k.len == 7 + ro->sticky.len
+                && ngx_strncasecmp(k.data, (u_char *) "cookie_", 7) == 0
+                && ngx_strncasecmp(k.data + 7, ro->sticky.data,
+                                   ro->sticky.len) == 0)
+            {
+                ro->sticky_bind_key = false;
+            }
+        }
+
         /* who may steer is said, never assumed */
 
         if ((ro->header.len || ro->cookie.len)
@@ -760,15 +788,17 @@ ngx_http_dynroute_sticky_secret(ngx_conf_t *cf, ngx_command_t *cmd,
 }
 
 
-/* after parsing: the stickiness cookie's values, signed */
+/*
+ * After parsing: the key that signs the stickiness cookie's values.  Each
+ * value is signed when it is issued, for its variant, issue time and key
+ * (ngx_http_dynroute_rollout_pick).
+ */
 
 ngx_int_t
 ngx_http_dynroute_rollout_sign(ngx_conf_t *cf,
     ngx_http_dynroute_main_conf_t *dmcf, ngx_http_dynroute_rollout_t *ro)
     noexcept
 {
-    size_t  v;
-
     if (ro->sticky.len == 0) {
         return NGX_OK;
     }
@@ -784,19 +814,8 @@ ngx_http_dynroute_rollout_sign(ngx_conf_t *cf,
     }
 
     try {
-        ro->core->set_sticky_key({dmcf->sticky_k0, dmcf->sticky_k1});
-
-        ro->sticky_set.clear();
-
-        for (v = 0; v < ro->variants.size(); v++) {
-            std::string c(ngx_http_dynroute_view(ro->sticky));
-
-            c += '=';
-            c += ro->core->sticky_value(v);
-            c += ro->sticky_attrs;
-
-            ro->sticky_set.push_back(std::move(c));
-        }
+        ro->core->set_sticky({dmcf->sticky_k0, dmcf->sticky_k1},
+                             ro->sticky_lifetime, ro->sticky_bind_key);
 
     } catch (...) {
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
@@ -843,10 +862,17 @@ ngx_http_dynroute_rollout_address(ngx_http_request_t *r,
 }
 
 
+/*
+ * The variant of a request, and why.  issue, if not NULL, gets the value of
+ * the stickiness cookie to set when the weight decided and the rollout has
+ * one.
+ */
+
 ngx_uint_t
 ngx_http_dynroute_rollout_pick(ngx_http_request_t *r,
     ngx_http_dynroute_rollout_t *ro, const dynroute::Rollout &core,
-    dynroute::Rollout::Reason *reason) noexcept
+    dynroute::Rollout::Reason *reason, dynroute::StickyValue *issue)
+    noexcept
 {
     bool                         trusted;
     ngx_uint_t                   v;
@@ -854,6 +880,7 @@ ngx_http_dynroute_rollout_pick(ngx_http_request_t *r,
     dynroute::Address            addr;
     ngx_http_variable_value_t   *vv;
     dynroute::Rollout::Inputs    in;
+    dynroute::Rollout::Reason    why;
 
     /*
      * The override header and cookie, from trusted clients only (the
@@ -937,7 +964,17 @@ ngx_http_dynroute_rollout_pick(ngx_http_request_t *r,
         in.key = ngx_http_dynroute_view(r->connection->addr_text);
     }
 
-    v = core.pick(in, reason);
+    in.now = ngx_time();
+
+    v = core.pick(in, &why);
+
+    if (issue && ro->sticky.len && why == dynroute::Rollout::Reason::weight) {
+        *issue = core.sticky_issue(v, in.key, in.now);
+    }
+
+    if (reason) {
+        *reason = why;
+    }
 
     ngx_log_debug4(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "dynroute: rollout \"%V\" variant \"%V\" for key "

@@ -1,16 +1,20 @@
 # sticky_cookie through a real nginx with 2 workers: a first visit chosen by
-# weight gets exactly one signed Set-Cookie (and Cache-Control: private);
-# later visits that bring it keep their variant whichever worker answers,
-# across a reload, with another key, and over a ramp up while the variant's
-# weight is above 0%; a ramp down to 0% or a variant removed replaces the
-# cookie; forged, foreign, truncated, oversized, empty, non-hex and repeated
-# cookies are ignored (weight decides, a fresh cookie is set); a first visit
-# is never stored by proxy_cache in the same location, and a cache in front
-# does not store what is marked private.  Then the configurations nginx -t
-# refuses, and the reasons that set no cookie (override, source, fallback);
-# behind an auth_request subrequest, after an internal redirect, with realip
-# in the location, and a stranger's X-Real-IP where realip is not set up.
-# Loopback only.
+# weight gets exactly one signed Set-Cookie (and Cache-Control: private),
+# its value the issue time and a tag bound to the visitor's key; later
+# visits with the same key that bring it keep their variant whichever worker
+# answers, across a reload, on another instance, and over a ramp up while
+# the variant's weight is above 0%; a new key (the application's uid cookie)
+# is split by its own weight and gets a fresh cookie; a ramp down to 0% or a
+# variant removed replaces the cookie; forged, foreign, another key's, old
+# format, truncated, oversized, empty, non-hex and repeated cookies are
+# ignored (weight decides, a fresh cookie is set); a first visit is never
+# stored by proxy_cache in the same location, and a cache in front does not
+# store what is marked private.  Then the configurations nginx -t refuses,
+# and the reasons that set no cookie (override, source, fallback); behind an
+# auth_request subrequest, after an internal redirect, with realip in the
+# location, and a stranger's X-Real-IP where realip is not set up.  Expiry
+# and the copied values of issue 21 are in t/security_cookie.t.  Loopback
+# only.
 use strict;
 use warnings;
 use lib 't/lib';
@@ -74,7 +78,10 @@ sub conf_with {
     return $c;
 }
 
-my $SetCookieRe = qr/\Adr=([0-9a-f]{16}); Path=\/; Max-Age=3600; HttpOnly; SameSite=Lax\z/;
+my $SetCookieRe = qr/\Adr=([0-9a-f]{24}); Path=\/; Max-Age=3600; HttpOnly; SameSite=Lax\z/;
+
+# the issue time a value carries: its first 8 hex digits
+sub issued { return hex substr($_[0], 0, 8) }
 
 # a response: status, variant (the body: "stable", or the upstream name
 # the other backend saw as $host), the headers that matter
@@ -121,9 +128,10 @@ my $srv = start_nginx(http_config => conf_with(canary => '10%'), config => $conf
 
 # ---- first visits: 1,000 keys at 10% --------------------------------------
 
-my (%var, %cookie, %value, %workers);
+my (%var, %cookie, %workers);
 {
-    my ($bad_cookie, $bad_cc, $bad_reason, $bad_answer, @why) = (0, 0, 0, 0);
+    my ($bad_cookie, $bad_cc, $bad_reason, $bad_answer, $bad_time, @why) = (0) x 5;
+    my $start = time;
     for my $u (@users) {
         my $r = visit($srv, $u);
         $workers{ $r->{worker} }++;
@@ -136,14 +144,14 @@ my (%var, %cookie, %value, %workers);
         }
         $bad_cc++ unless "@{ $r->{cc} }" eq 'private';
         $bad_reason++ unless $r->{reason} eq 'weight';
+        $bad_time++ unless defined $v && issued($v) >= $start - 1 && issued($v) <= time + 1;
         $var{$u} = $r->{variant};
         $cookie{$u} = $v // '';
-        $value{ $r->{variant} }{ $v // '' }++;
     }
     is($bad_answer, 0, 'first visits: 1000 answers, each from the variant it names')
         or diag(join "\n", @why[0 .. ($#why < 9 ? $#why : 9)]);
     is($bad_cookie, 0, 'first visits: exactly one Set-Cookie each, '
-       . 'dr=<16 hex>; Path=/; Max-Age=3600; HttpOnly; SameSite=Lax')
+       . 'dr=<24 hex>; Path=/; Max-Age=3600; HttpOnly; SameSite=Lax')
         or diag(join "\n", @why[0 .. ($#why < 9 ? $#why : 9)]);
     is($bad_cc, 0, 'first visits: Cache-Control: private, once');
     is($bad_reason, 0, 'first visits: $dynroute_reason is weight');
@@ -153,11 +161,10 @@ my (%var, %cookie, %value, %workers);
     diag("1000 first visits: stable $stable, canary $canary");
     ok($canary >= 60 && $canary <= 140,
        "10% canary: $canary of 1000 first visits (binomial tolerance 60..140)");
-    is_deeply([map { scalar keys %{ $value{$_} } } qw(stable canary)], [1, 1],
-              'one cookie value per variant, whichever worker signed it');
+    is($bad_time, 0, 'first visits: each value starts with its issue time (8 hex digits)');
+    my %distinct = map { $_ => 1 } values %cookie;
+    is(scalar keys %distinct, 1000, 'a value per key: 1000 keys, 1000 values');
 }
-my %sig = map { $_ => (keys %{ $value{$_} })[0] } keys %value;
-isnt($sig{stable}, $sig{canary}, 'the variants\' values differ');
 
 # ---- later visits ----------------------------------------------------------
 
@@ -192,15 +199,34 @@ sub revisit {
 
 is(revisit($srv, 'later visits, 2 workers', 3), 2, 'later visits: both workers answered');
 
-# the app's own uid cookie appears and changes the key: the user stays
+# the app's own uid cookie appears and changes the key: the cookie was
+# bound to the old key, so the new key's weight decides and a fresh cookie
+# is bound to it
 {
-    my $would_move = 0;
+    my ($would_move, $split, $holds, @why) = (0, 0, 0);
     for my $u (@users) {
-        my $r = visit($srv, $u, "uid=app-$u");
-        $would_move++ if $r->{variant} ne $var{$u};
+        my $fresh = visit($srv, $u, "uid=app-$u");
+        $would_move++ if $fresh->{variant} ne $var{$u};
+        my $r = visit($srv, $u, "uid=app-$u; dr=$cookie{$u}");
+        my $v = cookie_value($r);
+        if (consistent($r) && $r->{variant} eq $fresh->{variant} && $r->{reason} eq 'weight'
+            && defined $v && "@{ $r->{cc} }" eq 'private')
+        {
+            $split++;
+        } elsif (@why < 5) {
+            push @why, "$u: $r->{variant} ($fresh->{variant} by weight), reason $r->{reason}, "
+                . "Set-Cookie: @{ $r->{cookies} }";
+        }
+        next unless defined $v;
+        my $again = visit($srv, $u, "uid=app-$u; dr=$v");
+        $holds++ if $again->{variant} eq $fresh->{variant} && $again->{reason} eq 'sticky'
+                    && !@{ $again->{cookies} };
     }
-    ok($would_move > 50, "a new key would move $would_move of 1000 users by weight");
-    revisit($srv, 'a new key (uid cookie) with the sticky cookie', 1, uid => 'app-');
+    ok($would_move > 50, "a new key moves $would_move of 1000 users by weight");
+    is($split, 1000, 'a new key (uid cookie) with the old key\'s cookie: the new key\'s '
+       . 'weight decides, with a fresh cookie')
+        or diag(join "\n", @why);
+    is($holds, 1000, 'a new key: its fresh cookie then holds for it');
 }
 
 ok(reload_nginx($srv, conf_with(canary => '10%'), undef), 'reload with the same rollout');
@@ -209,12 +235,15 @@ revisit($srv, 'after a reload', 1);
 # another instance with the same secret file accepts the cookies
 {
     my $other = start_nginx(http_config => conf_with(canary => '10%'), config => $config);
-    my $kept = 0;
+    my ($kept, $other_key) = (0, 0);
     for my $u (@users[0 .. 199]) {
-        my $r = visit($other, $u, "dr=$cookie{$u}; uid=elsewhere-$u");
+        my $r = visit($other, $u, "dr=$cookie{$u}");
         $kept++ if $r->{variant} eq $var{$u} && $r->{reason} eq 'sticky';
+        $r = visit($other, $u, "dr=$cookie{$u}; uid=elsewhere-$u");
+        $other_key++ if $r->{reason} eq 'sticky';
     }
-    is($kept, 200, 'another instance with the same secret keeps 200 users (new keys)');
+    is($kept, 200, 'another instance with the same secret keeps 200 users');
+    is($other_key, 0, '... and, as here, their values hold for no other key');
     error_log_ok(stop_nginx($other), 'second instance: no alert/crit/crash');
 }
 
@@ -250,7 +279,7 @@ ok(reload_nginx($srv, conf_with(canary => '25%'), undef), 'reload: canary at 25%
 
 ok(reload_nginx($srv, conf_with(canary => '0%'), undef), 'reload: canary at 0%');
 {
-    my ($moved, $replaced, $stayed, $again) = (0, 0, 0, 0);
+    my ($moved, $replaced, $stayed, $again, %new) = (0, 0, 0, 0);
     my @canary = grep { $var{$_} eq 'canary' } @users;
     for my $u (@users) {
         my $r = visit($srv, $u, "dr=$cookie{$u}");
@@ -258,8 +287,9 @@ ok(reload_nginx($srv, conf_with(canary => '0%'), undef), 'reload: canary at 0%')
             $moved++ if consistent($r) && $r->{variant} eq 'stable'
                         && $r->{reason} eq 'weight';
             my $v = cookie_value($r);
-            $replaced++ if defined $v && $v eq $sig{stable}
+            $replaced++ if defined $v && $v ne $cookie{$u}
                            && "@{ $r->{cc} }" eq 'private';
+            $new{$u} = $v // '';
             my $next = visit($srv, $u, "dr=" . ($v // ''));
             $again++ if $next->{variant} eq 'stable' && $next->{reason} eq 'sticky'
                         && !@{ $next->{cookies} };
@@ -270,11 +300,11 @@ ok(reload_nginx($srv, conf_with(canary => '0%'), undef), 'reload: canary at 0%')
     }
     my $n = @canary;
     is($moved, $n, "ramp down to 0%: all $n canary cookie holders get stable by weight");
-    is($replaced, $n, 'ramp down to 0%: each gets a Set-Cookie with the stable value '
+    is($replaced, $n, 'ramp down to 0%: each gets a Set-Cookie with a new value '
        . '(and Cache-Control: private)');
     is($again, $n, 'ramp down to 0%: the replaced cookie then keeps them on stable');
     is($stayed, 1000 - $n, 'ramp down to 0%: stable cookie holders are kept by their cookie');
-    $var{$_} = 'stable', $cookie{$_} = $sig{stable} for @canary;
+    $var{$_} = 'stable', $cookie{$_} = $new{$_} for @canary;
 }
 
 # ---- a variant removed from the configuration -----------------------------
@@ -294,9 +324,7 @@ my @beta;
     is($bad, 0, 'beta at 20%: 300 first visits, each with its cookie');
     ok(@beta >= 30, scalar(@beta) . ' of 300 new users on beta');
     my %vals = map { $_->[1] => 1 } @beta;
-    is(scalar keys %vals, 1, 'one value for beta');
-    ok(!grep({ $_ eq $sig{stable} || $_ eq $sig{canary} } keys %vals),
-       'beta\'s value is neither stable\'s nor canary\'s');
+    is(scalar keys %vals, scalar @beta, 'a value per beta user');
 }
 ok(reload_nginx($srv, conf_with(canary => '10%'), undef), 'reload: beta removed');
 {
@@ -307,7 +335,7 @@ ok(reload_nginx($srv, conf_with(canary => '10%'), undef), 'reload: beta removed'
         my $r = visit($srv, $u, "dr=$v");
         my $nv = cookie_value($r);
         if (consistent($r) && $r->{variant} eq $fresh->{variant} && $r->{reason} eq 'weight'
-            && defined $nv && $nv eq $sig{ $r->{variant} })
+            && defined $nv && $nv ne $v)
         {
             $replaced++;
         } elsif (@why < 5) {
@@ -316,7 +344,7 @@ ok(reload_nginx($srv, conf_with(canary => '10%'), undef), 'reload: beta removed'
         }
     }
     is($replaced, scalar @beta, 'beta removed: each beta cookie is replaced by the '
-       . 'weight\'s variant and its value')
+       . 'weight\'s variant and a new value')
         or diag(join "\n", @why);
     revisit($srv, 'beta removed, stable and canary users', 1);
 }
@@ -325,43 +353,60 @@ ok(reload_nginx($srv, conf_with(canary => '10%'), undef), 'reload: beta removed'
 
 ok(reload_nginx($srv, conf_with(canary => '50%'), undef), 'reload: canary at 50%');
 {
-    # the other rollout's values (same secret, variant names and cookie name)
-    my %foreign;
-    for my $u (map { "o-$_" } 1 .. 40) {
-        my $r = visit($srv, $u, undef, Host => 'other.example.com');
-        my $v = cookie_value($r);
-        $foreign{ $r->{variant} } = $v if defined $v;
+    # each key's own value here (by weight at 50%), and the other rollout's
+    # value for the same key (same secret, variant names and cookie name)
+    my @keys = map { "f-$_" } 1 .. 40;
+    my (%own, %want, %foreign);
+    for my $u (@keys) {
+        my $r = visit($srv, $u);
+        ($own{$u}, $want{$u}) = (cookie_value($r), $r->{variant});
+        $foreign{$u} = cookie_value(visit($srv, $u, undef, Host => 'other.example.com'));
     }
-    is(scalar keys %foreign, 2, 'the other rollout set cookies for both its variants');
-    ok(!grep({ $_ eq $sig{stable} || $_ eq $sig{canary} } values %foreign),
+    is(scalar(grep { defined $own{$_} && defined $foreign{$_} } @keys), 40,
+       'each key\'s value here and the other rollout\'s for the same key');
+    ok(!grep({ $own{$_} eq $foreign{$_} } @keys),
        'the other rollout\'s values differ from checkout\'s');
 
+    # a canary value issued to a key of its own (another visitor)
+    my $donor = (grep { visit($srv, $_)->{variant} eq 'canary' } map { "d-$_" } 1 .. 40)[0];
+    my $copied = cookie_value(visit($srv, $donor));
+    ok(defined $copied && visit($srv, $donor, "dr=$copied")->{reason} eq 'sticky',
+       "another visitor's canary value, valid for its own key ($donor)");
+
     my $hex = sub { join '', map { (0 .. 9, 'a' .. 'f')[int rand 16] } 1 .. $_[0] };
-    my $c = $sig{canary};
-    (my $flipped = $c) =~ s/\A(.)/$1 eq '0' ? '1' : '0'/e;
+    # the key's own value with one digit of the tag, or of the time, changed
+    my $flip = sub {
+        my ($v, $at) = @_;
+        substr($v, $at, 1) = substr($v, $at, 1) eq '0' ? '1' : '0';
+        return $v;
+    };
+    my $upper = sub { my $x = uc $_[0]; $x eq $_[0] ? "G$x" : $x };
     my @kinds = (
-        [random         => sub { 'dr=' . $hex->(16) }],
-        [foreign_canary => sub { "dr=$foreign{canary}" }],
-        [foreign_stable => sub { "dr=$foreign{stable}" }],
-        [one_digit_off  => sub { "dr=$flipped" }],
-        [truncated_15   => sub { 'dr=' . substr($c, 0, 15) }],
-        [oversized_17   => sub { "dr=${c}0" }],
-        [oversized_4k   => sub { 'dr=' . ($c x 256) }],
+        [random         => sub { 'dr=' . $hex->(24) }],
+        [old_format     => sub { 'dr=' . $hex->(16) }],
+        [foreign        => sub { "dr=$foreign{$_[0]}" }],
+        [another_key    => sub { "dr=$copied" }],
+        [tag_digit_off  => sub { 'dr=' . $flip->($own{$_[0]}, 23) }],
+        [time_digit_off => sub { 'dr=' . $flip->($own{$_[0]}, 7) }],
+        [truncated_23   => sub { 'dr=' . substr($own{$_[0]}, 0, 23) }],
+        [tag_only       => sub { 'dr=' . substr($own{$_[0]}, 8) }],
+        [oversized_25   => sub { "dr=$own{$_[0]}0" }],
+        [oversized_4k   => sub { 'dr=' . ($own{$_[0]} x 171) }],
         [empty          => sub { 'dr=' }],
         [no_equals      => sub { 'dr' }],
-        [non_hex        => sub { 'dr=' . ('z' x 16) }],
-        ($c =~ /[a-f]/ ? [upper_case => sub { 'dr=' . uc $c }] : ()),
-        [same_name_x2   => sub { 'dr=' . $hex->(16) . '; dr=' . substr($c, 0, 15) }],
-        [forged_then_valid => sub { 'dr=' . $hex->(16) . "; dr=$c" }],
-        [two_headers    => sub { ['dr=' . $hex->(16), "dr=$c"] }],
+        [non_hex        => sub { 'dr=' . ('z' x 24) }],
+        [upper_case     => sub { 'dr=' . $upper->($own{$_[0]}) }],
+        [same_name_x2   => sub { 'dr=' . $hex->(24) . '; dr=' . substr($own{$_[0]}, 0, 23) }],
+        [forged_then_valid => sub { 'dr=' . $hex->(24) . "; dr=$own{$_[0]}" }],
+        [two_headers    => sub { ['dr=' . $hex->(24), "dr=$own{$_[0]}"] }],
     );
     my ($total, $e5xx, $wrong, $not_weight, $no_cookie, $diff, %per) = (0) x 6;
     my @why;
     for my $k (@kinds) {
         my ($kind, $make) = @$k;
-        for my $u (map { "f-$_" } 1 .. 40) {
-            my $want = visit($srv, $u)->{variant};
-            my $cv = $make->();
+        for my $u (@keys) {
+            my $want = $want{$u};
+            my $cv = $make->($u);
             my $r;
             if (ref $cv) {
                 # two Cookie headers
@@ -378,8 +423,8 @@ ok(reload_nginx($srv, conf_with(canary => '50%'), undef), 'reload: canary at 50%
             push @bad, '5xx' if $r->{status} >= 500;
             push @bad, 'variant' unless consistent($r) && $r->{variant} eq $want;
             push @bad, 'reason' unless $r->{reason} eq 'weight';
-            push @bad, 'cookie' unless defined $v && $v eq ($sig{$want} // '')
-                                       && "@{ $r->{cc} }" eq 'private';
+            push @bad, 'cookie' unless defined $v && "@{ $r->{cc} }" eq 'private'
+                                       && visit($srv, $u, "dr=$v")->{reason} eq 'sticky';
             $e5xx++ if grep { $_ eq '5xx' } @bad;
             $wrong++ if grep { $_ eq 'variant' } @bad;
             $not_weight++ if grep { $_ eq 'reason' } @bad;
@@ -390,7 +435,7 @@ ok(reload_nginx($srv, conf_with(canary => '50%'), undef), 'reload: canary at 50%
                 if @bad && @why < 10;
         }
         is($per{$kind} // 0, 40, "forged cookie, $kind: 40 keys get the weight's variant, "
-           . 'reason weight, a fresh Set-Cookie');
+           . 'reason weight, a fresh Set-Cookie that then holds');
     }
     is($e5xx, 0, 'forged cookies: no 5xx');
     diag(sprintf 'forged cookies: %d kinds x 40 keys = %d requests (%d where a canary '
@@ -498,7 +543,7 @@ CONF
     my ($s1, $s2) = @{ $by{stable} };
     my ($c1, $c2) = @{ $by{canary} };
     my ($sticky) = ($get->($p3, '/nocache/x', 'X-User' => $s1)->{cookies}[0] // '')
-        =~ /\A(dr=[0-9a-f]{16});/;
+        =~ /\A(dr=[0-9a-f]{24});/;
     ok(defined $sticky, 'proxy_cache: a stable user\'s cookie');
 
     # control: this location's cache stores what the backends send
@@ -567,11 +612,11 @@ CONF
 CONF
     my $r = http_get($srv, '/');
     like(join(' | ', @{ $r->{headers}{'set-cookie'} || [] }),
-         qr/\Adr_v1=[0-9a-f]{16}; Path=\/shop; Domain=example\.com; Max-Age=90; Secure; SameSite=None\z/,
+         qr/\Adr_v1=[0-9a-f]{24}; Path=\/shop; Domain=example\.com; Max-Age=90; Secure; SameSite=None\z/,
          'sticky_cookie with every attribute');
     $r = http_get($srv, '/', { Host => 'bare.example.com' });
     like(join(' | ', @{ $r->{headers}{'set-cookie'} || [] }),
-         qr/\ADr-2=[0-9a-f]{16}; Path=\/\z/, 'sticky_cookie with no attribute: Path=/');
+         qr/\ADr-2=[0-9a-f]{24}; Path=\/\z/, 'sticky_cookie with no attribute: Path=/');
     error_log_ok(stop_nginx($srv), 'attributes: no alert/crit/crash');
 }
 
@@ -625,30 +670,35 @@ CONF
                      && defined cookie_value($g) && $g->{variant} eq $direct->{variant};
         $redir_ok++ if consistent($o) && $o->{reason} eq 'weight'
                        && defined cookie_value($o) && $o->{variant} eq $direct->{variant};
-        $same++ if (cookie_value($g) // '') eq (cookie_value($direct) // '-');
+        my $held = visit($srv, $u, 'dr=' . (cookie_value($g) // ''));
+        $same++ if $held->{reason} eq 'sticky' && $held->{variant} eq $direct->{variant};
     }
     is($sub_ok, 60, 'behind an auth_request subrequest: one Set-Cookie, from the main request, the variant a direct visit gets');
     is($redir_ok, 60, 'after an internal redirect: one Set-Cookie, the variant a direct visit gets');
-    is($same, 60, '... and the same cookie value');
+    is($same, 60, '... whose value then holds on a direct visit');
 
     # realip in the location: a source pick sets no cookie; a weight pick,
     # keyed by the address realip gave, sets one that then holds
     my $r = parsed(http_get($srv, '/behind/', { 'X-Real-IP' => '10.1.2.3' }));
     is("$r->{body} $r->{reason} " . scalar @{ $r->{cookies} }, 'canary source 0',
        'realip 10.1.2.3: the source rule picks the canary, no cookie');
-    my (%by, $held) = ();
+    my (%by, %addr) = ();
     for my $i (1 .. 200) {
         my $w = parsed(http_get($srv, '/behind/', { 'X-Real-IP' => "203.0.113.$i" }));
         my $again = parsed(http_get($srv, '/behind/', { 'X-Real-IP' => "203.0.113.$i" }));
         next unless consistent($w) && $w->{reason} eq 'weight' && $w->{cookies}[0]
-                    && $w->{cookies}[0] =~ /\Adro=([0-9a-f]{16}); Path=\/\z/
+                    && $w->{cookies}[0] =~ /\Adro=([0-9a-f]{24}); Path=\/\z/
                     && $again->{variant} eq $w->{variant};
         $by{ $w->{variant} } = $1;
+        $addr{ $w->{variant} } = "203.0.113.$i";
     }
     ok($by{stable} && $by{canary}, 'realip 203.0.113.x: weight picks by the real address, both variants, each with its cookie');
-    $r = parsed(http_get($srv, '/behind/', { 'X-Real-IP' => '198.51.100.1', Cookie => "dro=$by{canary}" }));
+    $r = parsed(http_get($srv, '/behind/', { 'X-Real-IP' => $addr{canary}, Cookie => "dro=$by{canary}" }));
     is("$r->{body} $r->{reason} " . scalar @{ $r->{cookies} }, 'canary sticky 0',
-       'realip: the canary cookie holds from another address, no new cookie');
+       'realip: the canary cookie holds from the address it was issued to, no new cookie');
+    $r = parsed(http_get($srv, '/behind/', { 'X-Real-IP' => $addr{stable}, Cookie => "dro=$by{canary}" }));
+    is("$r->{body} $r->{reason} " . scalar @{ $r->{cookies} }, 'stable weight 1',
+       'realip: ... not from another address (the key), which gets its own by weight');
     $r = parsed(http_get($srv, '/behind/', { 'X-Real-IP' => '10.1.2.3', Cookie => "dro=$by{stable}" }));
     is("$r->{body} $r->{reason}", 'canary source', '... a source rule comes before the cookie');
 
@@ -660,6 +710,48 @@ CONF
     }
     is($spoofed, 0, 'without realip, X-Real-IP 10.1.2.3 from a stranger picks nothing by source');
     error_log_ok(stop_nginx($srv), 'subrequest, redirect, realip: no alert/crit/crash');
+}
+
+# key $cookie_<the sticky cookie's name>: a later visit's key is the value
+# itself, so the values are bound to no key (they still carry their issue
+# time); nginx's $cookie_ names ignore case, so $cookie_DR is the cookie dr.
+# Without max_age the cookie is a session cookie (no Max-Age).
+{
+    my $srv = start_nginx(http_config => <<'CONF', config => $config);
+    upstream stable { server 127.0.0.1:$TEST_NGINX_PORT2; }
+    upstream canary { server 127.0.0.1:$TEST_NGINX_PORT3; }
+    server { listen 127.0.0.1:$TEST_NGINX_PORT2; return 200 "stable\n"; }
+    server { listen 127.0.0.1:$TEST_NGINX_PORT3; return 200 "canary\n"; }
+    dynroute_sticky_secret $TEST_NGINX_STICKY_SECRET;
+    dynroute_rollout checkout {
+        variant  stable  stable  50%;
+        variant  canary  canary  50%;
+        key      $cookie_DR $arg_u;
+        sticky_cookie dr;
+    }
+    dynroute_table edge { default checkout; }
+CONF
+    my (%val, %var, $form) = ();
+    for my $u (map { "k-$_" } 1 .. 40) {
+        my $r = visit($srv, $u);
+        ($r->{cookies}[0] // '') =~ /\Adr=([0-9a-f]{24}); Path=\/\z/ or next;
+        $form++;
+        $val{ $r->{variant} } //= $1;
+        $var{ $r->{variant} } //= $u;
+    }
+    is($form, 40, 'key $cookie_DR: 40 first visits, each with a session cookie dr=<24 hex>; Path=/');
+    my ($own, $any) = (0, 0);
+    for my $variant (qw(stable canary)) {
+        my $r = visit($srv, $var{$variant}, "dr=$val{$variant}");
+        $own++ if $r->{variant} eq $variant && $r->{reason} eq 'sticky' && !@{ $r->{cookies} };
+        for my $u (map { "other-$_" } 1 .. 20) {
+            $r = visit($srv, $u, "dr=$val{$variant}");
+            $any++ if $r->{variant} eq $variant && $r->{reason} eq 'sticky';
+        }
+    }
+    is($own, 2, 'key $cookie_DR: each variant\'s value holds on the next visit, whose key it is');
+    is($any, 40, 'key $cookie_DR: the values are bound to no key: they hold for any visitor');
+    error_log_ok(stop_nginx($srv), 'the cookie as the key: no alert/crit/crash');
 }
 
 diag(sprintf 'sticky_cookie.t low-level part: %.1f s', Time::HiRes::time() - $t0);

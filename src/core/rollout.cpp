@@ -517,38 +517,181 @@ bool Rollout::override_allowed(const Address *addr) const noexcept
     return false;
 }
 
-void Rollout::set_sticky_key(const SipKey &key)
+namespace {
+
+// The tag's message, each part's length fixed or given, so that no two
+// inputs give the same bytes:
+//
+//   "dynroute-sticky/2" NUL, u32 length + rollout name,
+//   u32 length + variant name,                      (sticky_, per variant)
+//   u32 issue time, u8 1 + the key | u8 0          (per value)
+//
+// u32 are little-endian.  The first string changes with the format, so
+// that values of another format are simply refused.
+
+constexpr std::string_view sticky_domain{"dynroute-sticky/2\0", 18};
+
+std::string le32(std::uint64_t x)
+{
+    std::string s(4, '\0');
+
+    for (std::size_t i = 0; i < 4; i++) {
+        s[i] = static_cast<char>((x >> (8 * i)) & 0xff);
+    }
+
+    return s;
+}
+
+int hex_digit(char c) noexcept
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+
+    return -1;
+}
+
+}  // namespace
+
+bool parse_sticky(std::string_view text, StickyValue &value) noexcept
+{
+    if (text.size() != sticky_value_size) {
+        return false;
+    }
+
+    std::uint64_t issued = 0, tag = 0;
+
+    for (std::size_t i = 0; i < sticky_value_size; i++) {
+        int d = hex_digit(text[i]);
+
+        if (d < 0) {
+            return false;
+        }
+
+        if (i < 8) {
+            issued = (issued << 4) | static_cast<std::uint64_t>(d);
+        } else {
+            tag = (tag << 4) | static_cast<std::uint64_t>(d);
+        }
+    }
+
+    value.issued = static_cast<std::uint32_t>(issued);
+    value.tag = tag;
+
+    return true;
+}
+
+void format_sticky(const StickyValue &value, char *out) noexcept
 {
     static const char hex[] = "0123456789abcdef";
 
-    sticky_.clear();
+    std::uint32_t issued = value.issued;
+    std::uint64_t tag = value.tag;
 
-    for (const auto &v : variants_) {
-        std::string msg = "dynroute-sticky";
-        msg += '\0';
-        msg += name_;
-        msg += '\0';
-        msg += v.name;
+    for (int i = 7; i >= 0; i--) {
+        out[i] = hex[issued & 0xf];
+        issued >>= 4;
+    }
 
-        std::uint64_t tag = siphash24(key, msg);
-        std::string value(16, '0');
-
-        for (int i = 15; i >= 0; i--) {
-            value[i] = hex[tag & 0xf];
-            tag >>= 4;
-        }
-
-        sticky_.push_back(value);
+    for (int i = 23; i >= 8; i--) {
+        out[i] = hex[tag & 0xf];
+        tag >>= 4;
     }
 }
 
-std::size_t Rollout::by_sticky(std::string_view value) const noexcept
+void Rollout::set_sticky(const SipKey &key, std::uint32_t lifetime,
+                         bool bind_key)
 {
+    std::vector<SipHasher> fixed;
+
+    for (const auto &v : variants_) {
+        SipHasher h(key);
+
+        h.update(sticky_domain);
+        h.update(le32(name_.size()));
+        h.update(name_);
+        h.update(le32(v.name.size()));
+        h.update(v.name);
+
+        fixed.push_back(h);
+    }
+
+    sticky_ = std::move(fixed);
+    sticky_lifetime_ = lifetime;
+    sticky_bind_key_ = bind_key;
+}
+
+namespace {
+
+std::uint64_t sticky_tag(SipHasher h, std::uint32_t issued, bool bind_key,
+                         std::string_view key) noexcept
+{
+    char tail[5];
+
+    for (std::size_t i = 0; i < 4; i++) {
+        tail[i] = static_cast<char>((issued >> (8 * i)) & 0xff);
+    }
+
+    tail[4] = bind_key ? 1 : 0;
+
+    h.update(std::string_view(tail, sizeof(tail)));
+
+    if (bind_key) {
+        h.update(key);
+    }
+
+    return h.finish();
+}
+
+}  // namespace
+
+StickyValue Rollout::sticky_issue(std::size_t v, std::string_view key,
+                                  std::int64_t now) const noexcept
+{
+    StickyValue value;
+
+    if (v >= sticky_.size()) {
+        return value;
+    }
+
+    // unix seconds fit 32 bits until 2106
+    value.issued = static_cast<std::uint32_t>(now);
+    value.tag = sticky_tag(sticky_[v], value.issued, sticky_bind_key_, key);
+
+    return value;
+}
+
+std::size_t Rollout::by_sticky(std::string_view text, std::string_view key,
+                               std::int64_t now) const noexcept
+{
+    StickyValue value;
+
+    if (sticky_.empty() || !parse_sticky(text, value)) {
+        return npos;
+    }
+
+    // the time is in the clear: checking it first tells nothing
+    std::int64_t age = now - static_cast<std::int64_t>(value.issued);
+    std::int64_t lifetime = sticky_lifetime_;
+
+    if (age < -sticky_skew || age >= lifetime) {
+        return npos;
+    }
+
     std::size_t found = npos;
 
-    // every variant is compared, so that the time tells nothing
+    // every variant's tag is computed and compared whole, so that the time
+    // tells nothing about a forged tag
     for (std::size_t i = 0; i < sticky_.size(); i++) {
-        if (equal_constant_time(value, sticky_[i]) && found == npos) {
+        std::uint64_t tag = sticky_tag(sticky_[i], value.issued,
+                                       sticky_bind_key_, key);
+        bool same = (tag ^ value.tag) == 0;
+
+        if (same && found == npos) {
             found = i;
         }
     }
@@ -589,7 +732,7 @@ std::size_t Rollout::pick(const Inputs &in, Reason *reason) const noexcept
 
     if (v == npos && in.sticky) {
         why = Reason::sticky;
-        v = by_sticky(*in.sticky);
+        v = by_sticky(*in.sticky, in.key, in.now);
     }
 
     if (v == npos) {

@@ -72,6 +72,22 @@ bool find_cookie(std::string_view header, std::string_view name,
 // A 64-bit hash of bytes, independent of the host's byte order.
 std::uint64_t hash_bytes(std::string_view s, std::uint64_t seed) noexcept;
 
+// A stickiness cookie's value: when it was issued (unix seconds) and the
+// tag that signs it.  Written as 24 lowercase hex digits: 8 of the time, 16
+// of the tag.
+struct StickyValue {
+    std::uint32_t issued = 0;
+    std::uint64_t tag = 0;
+};
+
+inline constexpr std::size_t sticky_value_size = 24;
+
+// Exactly 24 lowercase hex digits; anything else is false.
+bool parse_sticky(std::string_view text, StickyValue &value) noexcept;
+
+// Writes the 24 digits to out.
+void format_sticky(const StickyValue &value, char *out) noexcept;
+
 class Rollout {
 public:
     explicit Rollout(std::string_view name);
@@ -105,17 +121,23 @@ public:
     }
     bool override_allowed(const Address *addr) const noexcept;
 
-    // Signs the stickiness cookie's values with key: after finish().
-    void set_sticky_key(const SipKey &key);
+    // The stickiness cookie, after finish(): its values are signed with
+    // key, valid for lifetime seconds after they were issued, and bound to
+    // the request's key unless bind_key is false (the key is the cookie
+    // itself).  Two rollouts with the same name, variants, key and these
+    // arguments (another worker, instance or configuration) sign alike.
+    void set_sticky(const SipKey &key, std::uint32_t lifetime, bool bind_key);
+    bool sticky() const noexcept { return !sticky_.empty(); }
+    std::uint32_t sticky_lifetime() const noexcept { return sticky_lifetime_; }
+    bool sticky_binds_key() const noexcept { return sticky_bind_key_; }
 
-    // The value of the stickiness cookie for a variant ("" before
-    // set_sticky_key): 16 hex digits of SipHash-2-4 over the rollout's and
-    // the variant's names.
-    std::string_view sticky_value(std::size_t v) const noexcept
-    {
-        return v < sticky_.size() ? std::string_view(sticky_[v])
-                                  : std::string_view();
-    }
+    // How far in the future (in seconds) an issue time may be: the clocks
+    // of a fleet's nodes differ by that much at most.
+    static constexpr std::int64_t sticky_skew = 60;
+
+    // The lifetime of a value when the cookie has no max_age (a session
+    // cookie, which a browser may keep for long): one day.
+    static constexpr std::uint32_t sticky_session_lifetime = 86400;
 
     // Request time: never throw, never allocate.
 
@@ -126,10 +148,19 @@ public:
     // The variant of the first source CIDR that matches, or npos.
     std::size_t by_source(const Address &addr) const noexcept;
 
-    // The variant a stickiness cookie's value names, if the value is the
-    // one this rollout signs for it (set_sticky_key) and the variant's
-    // weight is above 0 %; else npos.  Time independent of the value.
-    std::size_t by_sticky(std::string_view value) const noexcept;
+    // The value of the stickiness cookie that variant v gets when it is
+    // issued at now (unix seconds) to key (set_sticky first).
+    StickyValue sticky_issue(std::size_t v, std::string_view key,
+                             std::int64_t now) const noexcept;
+
+    // The variant a stickiness cookie's value names: the value's tag is the
+    // one this rollout signs for that variant, the value's issue time and
+    // key (when bound), the issue time is at most sticky_skew ahead of now
+    // and less than the lifetime behind, and the variant's weight is above
+    // 0 %; else npos.  Every variant's tag is computed and compared, so the
+    // time taken tells nothing about how close a forged tag came.
+    std::size_t by_sticky(std::string_view value, std::string_view key,
+                          std::int64_t now) const noexcept;
 
     // Weighted rendezvous hashing of the key.
     std::size_t by_weight(std::string_view key) const noexcept;
@@ -141,6 +172,7 @@ public:
         const Address *address = nullptr;          // the client
         const std::string_view *sticky = nullptr;  // the stickiness cookie
         std::string_view key;                      // the stickiness key
+        std::int64_t now = 0;                      // unix seconds (sticky)
     };
 
     // Why a request got its variant.  A pick gives the first five;
@@ -187,7 +219,10 @@ private:
     std::vector<Source> sources_;
     std::vector<Cidr> override_from_;
     bool overrides_from_all_ = false;
-    std::vector<std::string> sticky_;  // by variant
+    // by variant: SipHash's state after the tag's fixed part
+    std::vector<SipHasher> sticky_;
+    std::uint32_t sticky_lifetime_ = 0;
+    bool sticky_bind_key_ = true;
     std::size_t primary_ = 0;
     std::size_t always_ = 0;
 };

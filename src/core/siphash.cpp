@@ -56,20 +56,55 @@ inline std::uint64_t load(const unsigned char *p, std::size_t n) noexcept
 
 }  // namespace
 
-std::uint64_t siphash24(const SipKey &key, std::string_view data) noexcept
+SipHasher::SipHasher(const SipKey &key) noexcept
+    : v0_(key.k0 ^ 0x736f6d6570736575ULL), v1_(key.k1 ^ 0x646f72616e646f6dULL),
+      v2_(key.k0 ^ 0x6c7967656e657261ULL), v3_(key.k1 ^ 0x7465646279746573ULL)
 {
-    State s{key.k0 ^ 0x736f6d6570736575ULL, key.k1 ^ 0x646f72616e646f6dULL,
-            key.k0 ^ 0x6c7967656e657261ULL, key.k1 ^ 0x7465646279746573ULL};
+}
+
+void SipHasher::update(std::string_view data) noexcept
+{
+    State s{v0_, v1_, v2_, v3_};
 
     const auto *p = reinterpret_cast<const unsigned char *>(data.data());
     std::size_t n = data.size();
-    std::size_t i = 0;
+    std::size_t have = static_cast<std::size_t>(length_ % 8);
 
-    for (; i + 8 <= n; i += 8) {
-        s.absorb(load(p + i, 8));
+    length_ += n;
+
+    // complete the unfinished block first
+    if (have) {
+        std::size_t take = n < 8 - have ? n : 8 - have;
+
+        tail_ |= load(p, take) << (8 * have);
+        p += take;
+        n -= take;
+
+        if (have + take < 8) {
+            return;
+        }
+
+        s.absorb(tail_);
+        tail_ = 0;
     }
 
-    s.absorb(load(p + i, n - i) | (std::uint64_t(n & 0xff) << 56));
+    for (; n >= 8; n -= 8, p += 8) {
+        s.absorb(load(p, 8));
+    }
+
+    tail_ = load(p, n);
+
+    v0_ = s.v0;
+    v1_ = s.v1;
+    v2_ = s.v2;
+    v3_ = s.v3;
+}
+
+std::uint64_t SipHasher::finish() const noexcept
+{
+    State s{v0_, v1_, v2_, v3_};
+
+    s.absorb(tail_ | (length_ & 0xff) << 56);
 
     s.v2 ^= 0xff;
     s.round();
@@ -78,6 +113,15 @@ std::uint64_t siphash24(const SipKey &key, std::string_view data) noexcept
     s.round();
 
     return s.v0 ^ s.v1 ^ s.v2 ^ s.v3;
+}
+
+std::uint64_t siphash24(const SipKey &key, std::string_view data) noexcept
+{
+    SipHasher h(key);
+
+    h.update(data);
+
+    return h.finish();
 }
 
 SipKey sip_key_from(std::string_view secret) noexcept

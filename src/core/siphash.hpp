@@ -17,6 +17,22 @@ struct SipKey {
 
 std::uint64_t siphash24(const SipKey &key, std::string_view data) noexcept;
 
+// SipHash-2-4 over data given in pieces: finish() gives what siphash24
+// gives over their concatenation.  A copy carries the whole state, so a
+// prefix common to many messages is absorbed once and copied.
+class SipHasher {
+public:
+    explicit SipHasher(const SipKey &key) noexcept;
+
+    void update(std::string_view data) noexcept;
+    std::uint64_t finish() const noexcept;
+
+private:
+    std::uint64_t v0_, v1_, v2_, v3_;
+    std::uint64_t tail_ = 0;    // the bytes of an unfinished block
+    std::uint64_t length_ = 0;  // bytes so far
+};
+
 // A key derived from a secret of any length (a file's bytes).
 SipKey sip_key_from(std::string_view secret) noexcept;
 
