@@ -3,7 +3,8 @@
 # its lock file, installed under build/browser): t/browser/cors.t loads a
 # page from one loopback origin and calls the proxy on others;
 # t/browser/status.t checks the status page ({prefix}ui) under traffic and
-# leaves a screenshot in build/status-page.png.
+# leaves a screenshot in build/status-page.png; t/browser/xsite.t has pages
+# of another origin and of a rebound name attack the runtime API.
 
 BROWSER_DIR := $(BUILD)/browser
 
@@ -25,4 +26,4 @@ $(BROWSER_DIR)/node_modules/.package-lock.json: t/browser/package.json \
 
 test-browser: deps module browser-deps $(BROWSER_DIR)/node_modules/.package-lock.json
 	TEST_NGINX_BINARY=$(NGINX) TEST_NGINX_LOAD_MODULES=$(MODULE) \
-	    prove -v -e node t/browser/cors.t t/browser/status.t
+	    prove -v -e node t/browser/cors.t t/browser/status.t t/browser/xsite.t

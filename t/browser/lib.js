@@ -1,5 +1,6 @@
-// What the browser tests share: TAP output, the run's deadline, and one
-// nginx of the test's own (started and stopped by PID, on loopback).
+// What the browser tests share: TAP output, the run's deadline, one nginx
+// of the test's own (started and stopped by PID, on loopback) and plain
+// HTTP requests to it.
 //
 // Environment, as for the prove suite: TEST_NGINX_BINARY (default
 // /usr/sbin/nginx), TEST_NGINX_LOAD_MODULES (default the repository's
@@ -8,6 +9,7 @@
 'use strict';
 
 const fs = require('fs');
+const http = require('http');
 const net = require('net');
 const path = require('path');
 const { spawn } = require('child_process');
@@ -70,6 +72,29 @@ function run(main, deadlineMs) {
         console.log(`not ok ${count + 1} - ${e}`);
         console.log(`1..${count + 1}`);
         process.exitCode = 1;
+    });
+}
+
+// ---- HTTP from the test itself ---------------------------------------------
+
+// One request to 127.0.0.1:port, Host 127.0.0.1 unless headers say
+// otherwise; resolves { status, headers, body }, status 0 on a network
+// error or after 10 s.
+function request(port, method, urlPath, headers = {}, body = undefined) {
+    return new Promise((resolve) => {
+        const req = http.request({
+            host: '127.0.0.1', port, method, path: urlPath, timeout: 10000,
+            headers: { Host: '127.0.0.1', Connection: 'close', ...headers },
+        }, (res) => {
+            let text = '';
+            res.setEncoding('utf8');
+            res.on('data', (d) => { text += d; });
+            res.on('end', () => resolve({ status: res.statusCode,
+                                          headers: res.headers, body: text }));
+        });
+        req.on('timeout', () => req.destroy(new Error('timed out')));
+        req.on('error', (e) => resolve({ status: 0, headers: {}, body: String(e) }));
+        req.end(body);
     });
 }
 
@@ -157,4 +182,5 @@ async function stopNginx(srv) {
 module.exports = {
     REPO, chromium, NGINX, CHROMIUM, MODULES,
     ok, is, run, freePort, sleep, canConnect, readLog, startNginx, stopNginx,
+    request,
 };
