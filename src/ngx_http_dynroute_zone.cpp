@@ -86,6 +86,8 @@ struct ngx_http_dynroute_live_t {
     std::vector<std::vector<const ngx_http_upstream_srv_conf_t *>>
                                                        upstreams;
     uint64_t                                           generation = ~0ULL;
+                                   /* ~0: never read; no generation gets
+                                      there (dynroute::max_generation) */
     dynroute::HostsView                                hosts;
     bool                                               stale_logged = false;
 

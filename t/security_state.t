@@ -7,7 +7,9 @@
 #   - a write still read by a worker of the previous configuration never
 #     drops what the new configuration's workers published: it is refused
 #     (503, Retry-After), with a log line, and nothing is pruned without a
-#     notice.
+#     notice;
+#   - JSON that names a member twice is refused (400, the key's name), and
+#     a generation never wraps around (finding 10).
 use lib 't/lib';
 use Test::Nginx::Dynroute;
 
@@ -253,6 +255,52 @@ CONF
     like($log, qr/\[notice\].*dropped runtime host "newtenant\.example\.com": its target "service_new" is no longer configured/,
          'the prune has its notice');
     error_log_ok($log, 'a write in a worker of the previous configuration');
+}
+
+# ---- finding 10: duplicate keys, and a generation at its limit
+
+{
+    my $dir = File::Temp::tempdir('dynroute-stateXXXXXX', TMPDIR => 1,
+                                  CLEANUP => 1);
+    spew("$dir/dynroute.state", '{"version":1,"generation":18446744073709551615,'
+        . '"draining":false,"rollouts":{},"hosts":{"kept.example.com":'
+        . '{"table":"edge","target":"service_a"}}}');
+    my $srv = start_nginx(http_config => <<CONF, config => <<'CONF');
+    upstream service_a { server 127.0.0.1:\$TEST_NGINX_PORT2; }
+    upstream service_b { server 127.0.0.1:\$TEST_NGINX_PORT2; }
+    server { listen 127.0.0.1:\$TEST_NGINX_PORT2; return 200 "a\\n"; }
+    dynroute_zone z 1m state=$dir/dynroute.state;
+    dynroute_rollout shop {
+        variant stable service_a 90%;
+        variant canary service_b 10%;
+    }
+    dynroute_table edge { default shop; }
+CONF
+    location /dynroute/ { dynroute_api write=on; }
+CONF
+
+    # the reported state file: a generation of 2^64 - 1
+    my $r = http_get($srv, '/dynroute/');
+    my ($g0) = $r->{body} =~ /"generation":(\d+)/;
+    $r = api($srv, 'PUT', '/dynroute/hosts/new.example.com',
+             '{"target":"service_a"}');
+    my ($g1) = $r->{body} =~ /"generation":(\d+)/;
+    ok(defined $g1 && $g1 > $g0, "the next write's generation ($g1) is past "
+                                 . "the one before ($g0): no wrap");
+
+    # the reported body: which weight of "stable" would count?
+    $r = api($srv, 'PATCH', '/dynroute/rollouts/shop',
+                '{"weights":{"stable":100,"stable":0,"canary":100}}');
+    is($r->{status}, 400, 'a member named twice: 400');
+    is($r->{body}, '{"error":"duplicate key \\"stable\\" in the request body"}',
+       'the answer names the key');
+    $r = http_get($srv, '/dynroute/rollouts/shop');
+    like($r->{body}, qr/"stable":\{"weight":90,/, 'the weights are the configured ones');
+
+    my $log = stop_nginx($srv);
+    like($log, qr/\[error\].*ignoring the state file "[^"]+", starting from the configuration: not a valid state file: "generation" is over 9007199254740991/,
+         'a state file whose generation is over the limit is refused, and said so');
+    error_log_ok($log, 'duplicate keys and generations');
 }
 
 done_testing();

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <unordered_set>
 
 #include <nlohmann/json.hpp>
 
@@ -61,6 +62,66 @@ int nesting(std::string_view text) noexcept
     return deepest;
 }
 
+// nlohmann's own DOM builder, told every event, which refuses an object
+// that names a member twice: {"stable": 100, "stable": 0} is no weight
+// for either, and JSON leaves its meaning open.
+class UniqueKeys {
+public:
+    UniqueKeys(input &j, const char *what) : dom_(j, true), what_(what) {}
+
+    bool null() { return dom_.null(); }
+    bool boolean(bool v) { return dom_.boolean(v); }
+    bool number_integer(input::number_integer_t v)
+    {
+        return dom_.number_integer(v);
+    }
+    bool number_unsigned(input::number_unsigned_t v)
+    {
+        return dom_.number_unsigned(v);
+    }
+    bool number_float(input::number_float_t v, const input::string_t &s)
+    {
+        return dom_.number_float(v, s);
+    }
+    bool string(input::string_t &v) { return dom_.string(v); }
+    bool binary(input::binary_t &v) { return dom_.binary(v); }
+    bool start_array(std::size_t n) { return dom_.start_array(n); }
+    bool end_array() { return dom_.end_array(); }
+
+    bool start_object(std::size_t n)
+    {
+        keys_.emplace_back();
+        return dom_.start_object(n);
+    }
+
+    bool key(input::string_t &k)
+    {
+        if (!keys_.back().insert(k).second) {
+            throw ApiError(400, "duplicate key " + dynroute::quoted(k)
+                                + " in " + what_);
+        }
+        return dom_.key(k);
+    }
+
+    bool end_object()
+    {
+        keys_.pop_back();
+        return dom_.end_object();
+    }
+
+    template <typename Exception>
+    bool parse_error(std::size_t at, const std::string &token,
+                     const Exception &e)
+    {
+        return dom_.parse_error(at, token, e);
+    }
+
+private:
+    nlohmann::detail::json_sax_dom_parser<input> dom_;
+    const char *what_;
+    std::vector<std::unordered_set<std::string>> keys_;
+};
+
 input parse_object(std::string_view text, const char *what)
 {
     input j;
@@ -71,7 +132,8 @@ input parse_object(std::string_view text, const char *what)
     }
 
     try {
-        j = input::parse(text.begin(), text.end());
+        UniqueKeys sax(j, what);
+        input::sax_parse(text.begin(), text.end(), &sax);
 
     } catch (const input::exception &e) {
         throw ApiError(400, std::string("malformed JSON in ") + what + ": "

@@ -320,3 +320,58 @@ TEST(State, Fleet)
     dynroute::put_fleet(st, "{\"revision\": 43}");
     EXPECT_FALSE(st.fleet.stale);
 }
+
+TEST(State, DuplicateKeysAreRefusedByName)
+{
+    State st;
+    Schema sc = schema();
+
+    // the reported change: which weight of "stable" would count?
+    try {
+        patch_rollout(st, sc, "checkout",
+                      R"({"weights":{"stable":100,"stable":0,"canary":100}})");
+        FAIL() << "accepted";
+    } catch (const ApiError &e) {
+        EXPECT_EQ(e.status, 400);
+        EXPECT_STREQ(e.what(),
+                     "duplicate key \"stable\" in the request body");
+    }
+    EXPECT_TRUE(st.rollouts.empty());
+
+    EXPECT_EQ(status_of([&] {
+        put_host(st, sc, "a.example.com",
+                 R"({"target":"service_a","target":"service_b"})");
+    }), 400);
+    EXPECT_EQ(status_of([&] {
+        patch_hosts(st, sc, R"({"a.example.com":{"target":"service_a"},)"
+                            R"("a.example.com":null})");
+    }), 400);
+    EXPECT_TRUE(st.hosts.empty());
+
+    // the same key in two objects is no duplicate
+    patch_hosts(st, sc, R"({"a.example.com":{"target":"service_a"},)"
+                        R"("b.example.com":{"target":"service_a"}})");
+    EXPECT_EQ(st.hosts.size(), 2u);
+
+    std::vector<std::string> notices;
+    EXPECT_THROW(load_state(R"({"version":1,"version":1})", sc, notices),
+                 ConfigError);
+}
+
+TEST(State, GenerationsStopBeforeTheyWouldWrap)
+{
+    std::vector<std::string> notices;
+    Schema sc = schema();
+
+    State st = load_state(R"({"version":1,"generation":9007199254740991})",
+                          sc, notices);
+    EXPECT_EQ(st.generation, max_generation);
+
+    // the reported file: 2^64 - 1 is not a generation
+    EXPECT_THROW(load_state(R"({"version":1,"generation":18446744073709551615})",
+                            sc, notices),
+                 ConfigError);
+    EXPECT_THROW(load_state(R"({"version":1,"generation":9007199254740992})",
+                            sc, notices),
+                 ConfigError);
+}
