@@ -123,6 +123,12 @@ like($res->{body}, qr/^dynroute_requests_total\{table="edge",rule="a\.example\.c
      'metrics: requests per rule');
 $res = http_get($srv, '/dynroute/ui');
 like("$res->{status} $res->{headers}{'content-type'}[0]", qr{^200 text/html}, 'the status page: 200');
+$res = http_get($srv, '/metrics');
+like("$res->{status} $res->{body}", qr/^200 # HELP dynroute_requests_total /,
+     'the metrics alone at /metrics');
+unlike($res->{body}, qr/"hosts"|runtime_hosts\{/, '... nothing of the state there');
+$res = http_get($srv, '/dynroute/', { Origin => 'https://evil.example' });
+is($res->{status}, 403, 'the API refuses a page of another origin');
 open my $lf, '<', "$srv->{prefix}/logs/routes.log" or die "routes.log: $!\n";
 my @lines = <$lf>;
 close $lf;
