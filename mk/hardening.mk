@@ -70,11 +70,13 @@ test-asan: deps asan-build
 
 # A representative subset of the suite: routing, IP hosts, health, config
 # errors (the error paths free what they built), bad and hostile requests,
-# the runtime API through dynroutectl (every endpoint, the state file).
+# the runtime API through dynroutectl (every endpoint, the state file), and
+# what the tools send (t/security_tools.t: redirects, TLS; about 7 s).
 VALGRIND_TESTS ?= t/host_routing.t t/ip_hosts.t t/health.t t/config_errors.t \
                   t/rollout.t t/rollout_errors.t \
                   t/bad_requests.t t/hostile.t t/security.t t/balancer.t \
-                  t/dynroutectl.t t/metrics.t t/override_from.t
+                  t/dynroutectl.t t/metrics.t t/override_from.t \
+                  t/security_tools.t
 
 valgrind: deps module
 	@scripts/apt-install $(HARDEN_PACKAGES)
