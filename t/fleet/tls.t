@@ -187,7 +187,10 @@ my $etcd_pid = spawn('etcd', $etcd_log, $etcd_bin,
     '--initial-advertise-peer-urls', "http://127.0.0.1:$peer_port",
     '--initial-cluster', "tls1=http://127.0.0.1:$peer_port",
     '--cert-file', "$dir/etcd.pem", '--key-file', "$dir/etcd.key",
-    '--trusted-ca-file', "$dir/ca.pem", '--client-cert-auth');
+    '--trusted-ca-file', "$dir/ca.pem", '--client-cert-auth',
+    # tokens of etcd's authentication expire after 2 s of not being used
+    # (300 s by default): the agent, idle longer, authenticates again
+    '--auth-token-ttl', 2);
 
 my @tls = ('--cacert', "$dir/ca.pem", '--cert', "$dir/client.pem", '--key', "$dir/client.key");
 sub etcdctl { return run_cmd($etcdctl, '--endpoints', $endpoint, @tls, @_) }
@@ -328,6 +331,19 @@ is(http_get($srv, '/ready')->{status}, 503, 'drain n1: readiness answers 503');
 $r = ctl(@etcd_ok, '--wait', 'ready', 'n1');
 is($r->{exit}, 0, 'ready n1 --wait: exit 0') or diag(Test::More::explain($r));
 is(http_get($srv, '/ready')->{status}, 200, 'ready n1: readiness answers 200');
+
+# the agent's token expires while it waits for changes: waiting out the
+# token's TTL is what this checks, so no poll can replace the sleep
+my $offset = length slurp($agent_log);
+Time::HiRes::sleep(3);
+$r = ctl(@etcd_ok, '--wait', 'host', 'add', 'tenant2.example.com', 'service_b');
+is($r->{exit}, 0, 'a change after the token expired: exit 0') or diag(Test::More::explain($r));
+is(host_answer('tenant2.example.com'), "service_b\n", 'a change after the token expired: routed');
+my $since = substr(slurp($agent_log), $offset);
+like($since, qr/^dynroute-agent: etcd: the authentication token expired: authenticated again$/m,
+     'the expired token: the agent authenticates again') or diag($since);
+unlike($since, qr/invalid auth token|stale|applied everything/,
+       '... without a retry, a stale report or a full read') or diag($since);
 
 file_lines("$srv->{prefix}/logs/api.log", qr/^POST \/dynroute\/ready\|/, 1);
 my @writes = grep { /^(POST|PUT|PATCH) / } split /\n/, slurp("$srv->{prefix}/logs/api.log");
