@@ -1,7 +1,9 @@
 # make test-fleet: the routing state of a fleet kept in etcd
 # (tools/dynroute-agent, dynroutectl --etcd) against Debian's etcd 3.4:
-# t/fleet/agent.t (one etcd, one nginx) and t/fleet/cluster.t (three etcd
-# members, three nginx nodes and their agents).  The tests run /usr/bin/etcd
+# t/fleet/agent.t (one etcd, one nginx), t/fleet/tls.t (etcd with TLS,
+# client certificates and authentication; certificates made by openssl) and
+# t/fleet/cluster.t (three etcd members, three nginx nodes and their
+# agents).  The tests run /usr/bin/etcd
 # themselves, on loopback ports of their own, with data directories of
 # their own, and stop it.  t/fleet/ is outside the t/*.t glob of `make
 # prove` and of the other prove runs, so only this target needs etcd.

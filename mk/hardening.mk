@@ -70,7 +70,8 @@ test-asan: deps asan-build
 
 # A representative subset of the suite: routing, IP hosts, health, config
 # errors (the error paths free what they built), bad and hostile requests,
-# the runtime API through dynroutectl (every endpoint, the state file), the
+# the runtime API through dynroutectl (every endpoint, the state file), what
+# the tools send (t/security_tools.t: redirects, TLS; about 7 s), and the
 # security files that run in one process (t/security_state.t needs worker
 # processes of their own user, and reloads with workers, which memcheck's
 # single-process nginx does not have).
@@ -79,7 +80,7 @@ VALGRIND_TESTS ?= t/host_routing.t t/ip_hosts.t t/health.t t/config_errors.t \
                   t/bad_requests.t t/hostile.t t/security.t t/balancer.t \
                   t/dynroutectl.t t/metrics.t t/override_from.t \
                   t/security_cookie.t t/security_targets.t t/security_api.t \
-                  t/security_rollout.t
+                  t/security_rollout.t t/security_tools.t
 
 valgrind: deps module
 	@scripts/apt-install $(HARDEN_PACKAGES)

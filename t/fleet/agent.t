@@ -252,14 +252,14 @@ ok($synced, 'etcd up: the agent reads it and reports a revision, not stale')
     or diag(slurp($agent_log));
 my $r = ctl('status');
 like($r->{out}, qr/^  agent n1: revision \d+, following, 0 refused, \Q$api\E$/m,
-     'status --etcd: the agent is registered under agents/n1') or diag(explain($r));
+     'status --etcd: the agent is registered under agents/n1') or diag(Test::More::explain($r));
 
 # ---- each write command reaches the proxy ------------------------------------------
 
 is_deeply(spread(10), { 'service_a stable' => 10 }, 'before any change: all on stable');
 
 $r = ctl('--wait', 'set-weights', 'checkout', 'stable=0', 'canary=100');
-is($r->{exit}, 0, 'set-weights --wait: exit 0') or diag(explain($r));
+is($r->{exit}, 0, 'set-weights --wait: exit 0') or diag(Test::More::explain($r));
 my ($rev) = $r->{out} =~ /^etcd: ok, revision (\d+), \/dynroute\/rollouts\/checkout \{"weights":\{"stable":0,"canary":100\}\}$/m;
 ok($rev, 'set-weights: the revision and the object written') or diag($r->{out});
 like($r->{out}, qr/^every agent \(1\) at revision \d+ or later after [\d.]+ s$/m,
@@ -270,21 +270,21 @@ like(http_get($srv, '/dynroute/metrics')->{body}, qr/^dynroute_fleet_revision(\{
      'set-weights: dynroute_fleet_revision');
 
 $r = ctl('--wait', 'flip', 'checkout', 'canary', 'service_c');
-is($r->{exit}, 0, 'flip --wait: exit 0') or diag(explain($r));
+is($r->{exit}, 0, 'flip --wait: exit 0') or diag(Test::More::explain($r));
 like($r->{out}, qr/\{"weights":\{"stable":0,"canary":100\},"upstreams":\{"canary":"service_c"\}\}$/m,
      'flip: the object keeps the weights');
 is_deeply(spread(10), { 'service_c canary' => 10 }, 'flip: the canary on service_c');
 
 $r = ctl('--wait', 'primary', 'checkout', 'canary');
-is($r->{exit}, 0, 'primary --wait: exit 0') or diag(explain($r));
+is($r->{exit}, 0, 'primary --wait: exit 0') or diag(Test::More::explain($r));
 my (undef, $state) = api_get('');
 is($state->{rollouts}{checkout}{primary}, 'canary', 'primary: the node has it');
 
 $r = ctl('--wait', 'host', 'add', 'Tenant1.example.com', 'service_b');
-is($r->{exit}, 0, 'host add --wait: exit 0') or diag(explain($r));
+is($r->{exit}, 0, 'host add --wait: exit 0') or diag(Test::More::explain($r));
 is(host_answer('tenant1.example.com'), "service_b\n", 'host add: routed to its target');
 $r = ctl('--wait', 'host', 'rm', 'tenant1.example.com');
-is($r->{exit}, 0, 'host rm --wait: exit 0') or diag(explain($r));
+is($r->{exit}, 0, 'host rm --wait: exit 0') or diag(Test::More::explain($r));
 is(host_answer('tenant1.example.com'), "service_a\n", 'host rm: back to the default');
 $r = ctl('host', 'rm', 'tenant1.example.com');
 is($r->{exit}, 1, 'host rm of a host not in etcd: exit 1');
@@ -292,10 +292,10 @@ like($r->{err}, qr/^dynroutectl: \/dynroute\/hosts\/tenant1\.example\.com is not
      'host rm of a host not in etcd: said so');
 
 $r = ctl('--wait', 'drain', 'n1');
-is($r->{exit}, 0, 'drain n1 --wait: exit 0') or diag(explain($r));
+is($r->{exit}, 0, 'drain n1 --wait: exit 0') or diag(Test::More::explain($r));
 is(http_get($srv, '/ready')->{status}, 503, 'drain n1: readiness answers 503');
 $r = ctl('--wait', 'ready', 'n1');
-is($r->{exit}, 0, 'ready n1 --wait: exit 0') or diag(explain($r));
+is($r->{exit}, 0, 'ready n1 --wait: exit 0') or diag(Test::More::explain($r));
 is(http_get($srv, '/ready')->{status}, 200, 'ready n1: readiness answers 200');
 
 $r = ctl('--wait', '--timeout', '0.5', 'drain', 'n2');
@@ -322,11 +322,11 @@ is($r->{exit}, 1, 'set-weights on a value that is not JSON: exit 1');
 like($r->{err}, qr/rollouts\/checkout holds no JSON/, 'set-weights on a value that is not JSON: said so');
 
 $r = ctl('--wait', 'host', 'add', 'tenant2.example.com', 'service_b');
-is($r->{exit}, 0, 'a later change: exit 0') or diag(explain($r));
+is($r->{exit}, 0, 'a later change: exit 0') or diag(Test::More::explain($r));
 is(host_answer('tenant2.example.com'), "service_b\n", 'a later change applies');
 
 $r = ctl('--wait', 'reset', 'checkout');
-is($r->{exit}, 0, 'reset of the malformed rollout: exit 0') or diag(explain($r));
+is($r->{exit}, 0, 'reset of the malformed rollout: exit 0') or diag(Test::More::explain($r));
 is_deeply(spread(10), { 'service_a stable' => 10 }, 'reset: back to the configuration');
 
 $r = ctl('--wait', 'flip', 'checkout', 'canary', 'no_such_upstream');
@@ -335,7 +335,7 @@ like($r->{err}, qr/^dynroutectl: revision \d+ reached every agent, but n1 refuse
      'a flip nginx refuses: --wait names the node, the status and the text') or diag($r->{err});
 ok(agent_log_has(qr{/dynroute/rollouts/checkout: refused: 400 }), 'a flip nginx refuses: logged');
 $r = ctl('--wait', 'host', 'add', 'tenant3.example.com', 'service_c');
-is($r->{exit}, 0, 'the change after the refused one: exit 0') or diag(explain($r));
+is($r->{exit}, 0, 'the change after the refused one: exit 0') or diag(Test::More::explain($r));
 is(host_answer('tenant3.example.com'), "service_c\n", 'the change after the refused one applies');
 $r = ctl('--json', 'status');
 my $agent = json_of($r->{out})->{keys}{'agents/n1'}{value} // {};
@@ -347,7 +347,7 @@ is_deeply([ map { $_->{key} } @{ $agent->{errors} // [] } ],
 # ---- compare-and-swap ---------------------------------------------------------
 
 $r = ctl('--wait', 'flip', 'checkout', 'canary', 'service_b');
-is($r->{exit}, 0, 'flip back to an upstream nginx has') or diag(explain($r));
+is($r->{exit}, 0, 'flip back to an upstream nginx has') or diag(Test::More::explain($r));
 my $seen = json_of(ctl('--json', 'show', 'checkout')->{out})->{revision};
 ok($seen, 'show --json: the revision of the object');
 $r = ctl('set-weights', 'checkout', 'stable=50', 'canary=50');
@@ -361,19 +361,19 @@ is_deeply(json_of($r->{out})->{value}{weights}, { stable => 50, canary => 50 },
           'the losing write changed nothing');
 $seen = json_of($r->{out})->{revision};
 $r = ctl('--wait', '--if-match', $seen, 'set-weights', 'checkout', 'stable=25', 'canary=75');
-is($r->{exit}, 0, 'a write against the current revision: exit 0') or diag(explain($r));
+is($r->{exit}, 0, 'a write against the current revision: exit 0') or diag(Test::More::explain($r));
 my $quarter = spread(40);
 ok($quarter->{'service_a stable'} && $quarter->{'service_b canary'},
-   'the winning write reaches the proxy') or diag(explain($quarter));
+   'the winning write reaches the proxy') or diag(Test::More::explain($quarter));
 
 # a value put by hand without upstreams: the node has the configured ones
 $r = ctl('--wait', 'flip', 'checkout', 'canary', 'service_c');
-is($r->{exit}, 0, 'flip to service_c') or diag(explain($r));
+is($r->{exit}, 0, 'flip to service_c') or diag(Test::More::explain($r));
 $r = etcdctl('put', '/dynroute/rollouts/checkout', '{"weights": {"canary": 100}}');
 is($r->{exit}, 0, 'etcdctl put of a rollout with weights only');
 ok(wait_for(sub { (spread(5)->{'service_b canary'} // 0) == 5 }),
    'weights only: every user on canary, on its configured upstream')
-    or diag(explain(spread(5)));
+    or diag(Test::More::explain(spread(5)));
 
 # ---- etcd stopped and started while the agent runs ----------------------------
 
@@ -394,7 +394,7 @@ ok(wait_for(sub { !fleet()->{stale} }, 15), 'etcd back: not stale');
 is(host_answer('tenant3.example.com'), "service_c\n",
    'etcd back: the full read keeps the host whose value is malformed');
 $r = ctl('host', 'add', 'tenant4.example.com', 'service_b', '--wait');
-is($r->{exit}, 0, 'etcd back: a change --wait: exit 0') or diag(explain($r));
+is($r->{exit}, 0, 'etcd back: a change --wait: exit 0') or diag(Test::More::explain($r));
 is(host_answer('tenant4.example.com'), "service_b\n", 'etcd back: the change applies');
 
 # ---- SIGTERM --------------------------------------------------------------------
