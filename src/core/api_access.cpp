@@ -6,51 +6,22 @@ namespace dynroute {
 
 namespace {
 
-char lower(char c) noexcept
+// letters, digits, '-' and '.', as a DNS name (or an IPv4 address) has
+bool is_name(std::string_view s) noexcept
 {
-    return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-}
-
-bool equal_nocase(std::string_view a, std::string_view b) noexcept
-{
-    if (a.size() != b.size()) {
+    if (s.empty() || s.size() > 253 || s.front() == '.' || s.back() == '.'
+        || s.find("..") != std::string_view::npos)
+    {
         return false;
     }
 
-    for (std::size_t i = 0; i < a.size(); i++) {
-        if (lower(a[i]) != lower(b[i])) {
+    for (char c : s) {
+        if (!(is_alpha(c) || is_digit(c) || c == '-' || c == '.')) {
             return false;
         }
     }
 
     return true;
-}
-
-std::string lowered(std::string_view s)
-{
-    std::string l(s);
-    for (auto &c : l) {
-        c = lower(c);
-    }
-    return l;
-}
-
-// letters, digits, '-' and '.', as a DNS name (or an IPv4 address) has
-bool is_name(std::string_view s) noexcept
-{
-    if (s.empty() || s.size() > 253 || s.front() == '.' || s.back() == '.') {
-        return false;
-    }
-
-    for (char c : s) {
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
-              || (c >= '0' && c <= '9') || c == '-' || c == '.'))
-        {
-            return false;
-        }
-    }
-
-    return s.find("..") == std::string_view::npos;
 }
 
 }  // namespace
@@ -61,65 +32,22 @@ void ApiAccess::add_host(std::string_view name)
         throw ConfigError("invalid host name " + quoted(name));
     }
 
-    hosts_.push_back(lowered(name));
+    std::string lower(name);
+    for (char &c : lower) {
+        c = ascii_lower(c);
+    }
+
+    hosts_.push_back(std::move(lower));
 }
 
 void ApiAccess::add_origin(std::string_view origin)
 {
-    std::string_view rest;
-
-    if (origin.substr(0, 7) == "http://") {
-        rest = origin.substr(7);
-    } else if (origin.substr(0, 8) == "https://") {
-        rest = origin.substr(8);
-    } else {
-        throw ConfigError("invalid origin " + quoted(origin)
-                          + ": expected http://NAME or https://NAME, "
-                            "with an optional :PORT");
+    if (origin == "*") {
+        throw ConfigError("\"*\" would let every web page use the API: "
+                          "list the origins of the operators' pages");
     }
 
-    std::string_view host = rest, port;
-    std::size_t colon = rest.rfind(':');
-
-    if (!rest.empty() && rest.front() == '[') {
-        std::size_t close = rest.find(']');
-        if (close == std::string_view::npos) {
-            throw ConfigError("invalid origin " + quoted(origin));
-        }
-        host = rest.substr(1, close - 1);
-        port = rest.substr(close + 1);
-        if (!is_ipv6(host) || (!port.empty() && port.front() != ':')) {
-            throw ConfigError("invalid origin " + quoted(origin));
-        }
-        if (!port.empty()) {
-            port.remove_prefix(1);
-        }
-
-    } else if (colon != std::string_view::npos) {
-        host = rest.substr(0, colon);
-        port = rest.substr(colon + 1);
-        if (port.empty()) {
-            throw ConfigError("invalid origin " + quoted(origin));
-        }
-    }
-
-    if (host.empty() || (rest.front() != '[' && !is_name(host))) {
-        throw ConfigError("invalid origin " + quoted(origin)
-                          + ": expected http://NAME or https://NAME, "
-                            "with an optional :PORT");
-    }
-
-    if (port.size() > 5) {
-        throw ConfigError("invalid port in origin " + quoted(origin));
-    }
-
-    for (char c : port) {
-        if (c < '0' || c > '9') {
-            throw ConfigError("invalid port in origin " + quoted(origin));
-        }
-    }
-
-    origins_.push_back(lowered(origin));
+    origins_.add(origin);
 }
 
 bool ApiAccess::host_allowed(std::string_view host) const noexcept
@@ -131,7 +59,7 @@ bool ApiAccess::host_allowed(std::string_view host) const noexcept
     }
 
     for (const auto &h : hosts_) {
-        if (equal_nocase(h, host)) {
+        if (equal_caseless(h, host)) {
             return true;
         }
     }
@@ -143,22 +71,48 @@ bool ApiAccess::origin_allowed(std::string_view origin,
                                std::string_view scheme,
                                std::string_view host) const noexcept
 {
-    // the API's own origin: scheme "://" host, compared in pieces
-    if (!host.empty() && origin.size() == scheme.size() + 3 + host.size()
-        && equal_nocase(origin.substr(0, scheme.size()), scheme)
-        && origin.substr(scheme.size(), 3) == "://"
-        && equal_nocase(origin.substr(scheme.size() + 3), host))
-    {
+    auto o = cors::parse_origin(origin);
+
+    if (!o) {
+        return false;                   // "null", or not an origin at all
+    }
+
+    if (origins_.allows(origin)) {
         return true;
     }
 
-    for (const auto &o : origins_) {
-        if (equal_nocase(o, origin)) {
-            return true;
-        }
+    // the API's own origin: the scheme of the request, the Host as sent,
+    // its port or the scheme's default
+
+    std::string_view name = host, port;
+    std::size_t colon = host.rfind(':');
+
+    if (colon != std::string_view::npos
+        && host.find(']', colon) == std::string_view::npos)
+    {
+        name = host.substr(0, colon);
+        port = host.substr(colon + 1);
     }
 
-    return false;
+    unsigned p = 0;
+
+    if (port.empty()) {
+        p = (scheme == "https") ? 443 : 80;
+
+    } else if (port.size() <= 5) {
+        for (char c : port) {
+            if (!is_digit(c)) {
+                return false;
+            }
+            p = p * 10 + static_cast<unsigned>(c - '0');
+        }
+
+    } else {
+        return false;
+    }
+
+    return !name.empty() && equal_caseless(o->scheme, scheme)
+           && equal_caseless(o->host, name) && o->port == p;
 }
 
 bool is_json_media_type(std::string_view content_type) noexcept
@@ -166,7 +120,7 @@ bool is_json_media_type(std::string_view content_type) noexcept
     constexpr std::string_view json = "application/json";
 
     if (content_type.size() < json.size()
-        || !equal_nocase(content_type.substr(0, json.size()), json))
+        || !equal_caseless(content_type.substr(0, json.size()), json))
     {
         return false;
     }

@@ -16,6 +16,7 @@
 #include <string_view>
 #include <vector>
 
+#include "cors.hpp"
 #include "text.hpp"
 
 namespace dynroute {
@@ -26,9 +27,9 @@ public:
     // without a port.  Throws ConfigError for what is not a host name.
     void add_host(std::string_view name);
 
-    // An origin whose pages may call the API: "https://ops.example.com" or
-    // with a port.  Throws ConfigError for anything else ("*", a path, a
-    // scheme other than http or https).
+    // An origin whose pages may call the API, as the CORS module lists
+    // them: "https://ops.example.com", with a port, "https://*.example.com".
+    // Throws ConfigError for anything else, "*" and "null" among them.
     void add_origin(std::string_view origin);
 
     // host: the Host header's name as nginx validated it (lower case, no
@@ -46,7 +47,7 @@ public:
 
 private:
     std::vector<std::string> hosts_;    // lower case
-    std::vector<std::string> origins_;  // lower case
+    cors::OriginList origins_;
 };
 
 // "application/json", letter case aside, with or without parameters

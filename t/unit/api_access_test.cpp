@@ -63,6 +63,12 @@ TEST(ApiAccess, OwnOriginIsAllowed)
     EXPECT_FALSE(a.origin_allowed("null", "http", "127.0.0.1"));
     EXPECT_FALSE(a.origin_allowed("http://127.0.0.1:8080.evil", "http",
                                   "127.0.0.1:8080"));
+    // the scheme's default port, written in one and not the other
+    EXPECT_TRUE(a.origin_allowed("http://localhost:80", "http", "localhost"));
+    EXPECT_TRUE(a.origin_allowed("https://localhost", "https",
+                                 "localhost:443"));
+    EXPECT_FALSE(a.origin_allowed("https://localhost", "https",
+                                  "localhost:8443"));
 }
 
 TEST(ApiAccess, ListedOrigins)
@@ -85,12 +91,18 @@ TEST(ApiAccess, ListedOrigins)
     EXPECT_FALSE(a.origin_allowed("https://ops.example.com.evil", "http",
                                   "127.0.0.1"));
 
-    for (const char *bad : {"*", "null", "ops.example.com", "ftp://a.b",
-                            "https://", "https://a/", "https://a:", "https://a:x",
+    for (const char *bad : {"*", "null", "ops.example.com", "https://",
+                            "https://a/", "https://a:", "https://a:x",
                             "https://a:123456", "https://[::1", "https://[x]",
                             "https://a b"}) {
         EXPECT_THROW(a.add_origin(bad), ConfigError) << bad;
     }
+
+    // the default port, written or not, is the same origin
+    EXPECT_TRUE(a.origin_allowed("http://10.0.0.5:8080", "https", "x"));
+    ApiAccess b;
+    b.add_origin("https://ops.example.com:443");
+    EXPECT_TRUE(b.origin_allowed("https://ops.example.com", "http", "x"));
 }
 
 TEST(ApiAccess, JsonMediaType)
