@@ -265,6 +265,12 @@ only the low-level API calls C<done_testing()> itself.
 Running servers left at exit (or on SIGINT/SIGTERM of the test) are stopped
 the same way.
 
+Tests that run other processes beside nginx (etcd, the tools, Prometheus)
+use L<Test::Nginx::Dynroute::Proc> (F<t/lib/Test/Nginx/Dynroute/Proc.pm>):
+files, free ports, processes started and stopped by PID, C<wait_for>,
+C<run_cmd>, etcd.  This module reads and writes files, picks ports and
+launches nginx with the same functions.
+
 =head2 Writing this module: Spiffy
 
 C<use Test::Base -Base> source-filters this file: every C<sub name {> at the
@@ -287,6 +293,7 @@ use IO::Select ();
 use IO::Socket::IP ();
 use POSIX ();
 use Test::Builder ();
+use Test::Nginx::Dynroute::Proc ();
 use Test::More ();
 use Time::HiRes ();
 
@@ -320,6 +327,16 @@ my $TDir = do {
     $d;
 };
 my $RepoRoot = File::Basename::dirname($TDir);
+
+# Files, ports and processes: the helpers the tests that run other
+# processes use too (Test::Nginx::Dynroute::Proc).  nginx is launched, not
+# made ours: no SIGKILL at exit, stop_nginx stops it.
+*_slurp      = \&Test::Nginx::Dynroute::Proc::slurp;
+*_spew       = \&Test::Nginx::Dynroute::Proc::spew;
+*_tail       = \&Test::Nginx::Dynroute::Proc::tail_of;
+*_free_ports = \&Test::Nginx::Dynroute::Proc::free_ports;
+*_run_nginx  = \&Test::Nginx::Dynroute::Proc::launch;
+*_wait_pid   = \&Test::Nginx::Dynroute::Proc::wait_pid;
 
 my $BadLogRe = qr/\[alert\]|\[crit\]|exited on signal|AddressSanitizer|LeakSanitizer|runtime error:/;
 
@@ -369,25 +386,6 @@ sub file_lines() {
     return $n;
 }
 
-sub _slurp() {
-    my ($path, $offset) = @_;
-    open my $fh, '<', $path or return '';
-    binmode $fh;
-    seek $fh, $offset, 0 if $offset;
-    local $/;
-    my $c = <$fh>;
-    close $fh;
-    return defined $c ? $c : '';
-}
-
-sub _spew() {
-    my ($path, $content) = @_;
-    open my $fh, '>', $path or die "cannot write $path: $!\n";
-    binmode $fh;
-    print {$fh} $content;
-    close $fh or die "cannot write $path: $!\n";
-}
-
 sub _servroot() {
     return $ServRoot if defined $ServRoot;
     my $parent = $ENV{TEST_NGINX_SERVTEMP};
@@ -396,20 +394,6 @@ sub _servroot() {
     $ServRoot = File::Temp::tempdir('servrootXXXXXX', DIR => $parent,
                                     CLEANUP => $ENV{TEST_NGINX_NO_CLEAN} ? 0 : 1);
     return $ServRoot;
-}
-
-sub _free_ports() {
-    my ($n) = @_;
-    my @socks;
-    for (1 .. $n) {
-        my $s = IO::Socket::IP->new(LocalHost => '127.0.0.1', LocalPort => 0,
-                                    Proto => 'tcp', Listen => 1)
-            or die "cannot bind 127.0.0.1:0: $@\n";
-        push @socks, $s;
-    }
-    my @ports = map { $_->sockport } @socks;
-    close $_ for @socks;
-    return @ports;
 }
 
 sub _subst() {
@@ -522,35 +506,6 @@ sub _nginx_cmd() {
             (defined $srv->{globals} ? ('-g', $srv->{globals}) : ()));
 }
 
-# fork + exec with stdin from /dev/null and stdout+stderr appended to $out.
-sub _spawn() {
-    my ($cmd, $out) = @_;
-    my $pid = fork;
-    die "fork failed: $!\n" unless defined $pid;
-    if ($pid == 0) {
-        open STDIN, '<', '/dev/null';
-        open STDOUT, '>>', $out or POSIX::_exit(126);
-        open STDERR, '>&', \*STDOUT or POSIX::_exit(126);
-        { exec { $cmd->[0] } @$cmd; }
-        print STDERR "exec $cmd->[0] failed: $!\n";
-        POSIX::_exit(127);
-    }
-    return $pid;
-}
-
-# Waits at most $secs for $pid; returns its wait status, or undef on timeout.
-sub _wait_pid() {
-    my ($pid, $secs) = @_;
-    my $deadline = Time::HiRes::time() + $secs;
-    while (1) {
-        my $r = waitpid($pid, POSIX::WNOHANG());
-        return $? if $r == $pid;
-        return -1 if $r < 0;
-        return undef if Time::HiRes::time() >= $deadline;
-        Time::HiRes::sleep(0.02);
-    }
-}
-
 sub _describe_status() {
     my ($st) = @_;
     return 'unknown status' unless defined $st;
@@ -585,7 +540,7 @@ sub _listening() {
 # $srv->{start_error} set otherwise.
 sub _launch() {
     my ($srv) = @_;
-    my $pid = _spawn([_nginx_cmd($srv)], $srv->{stderr_log});
+    my $pid = _run_nginx($srv->{stderr_log}, _nginx_cmd($srv));
     $srv->{pid} = $pid;
     $Running{$pid} = $srv;
     my $deadline = Time::HiRes::time() + 10;
@@ -612,13 +567,6 @@ sub _launch() {
         }
         Time::HiRes::sleep(0.02);
     }
-}
-
-sub _tail() {
-    my ($text, $n) = @_;
-    my @l = split /\n/, $text;
-    splice @l, 0, @l - $n if @l > $n;
-    return join('', map { "$_\n" } @l);
 }
 
 sub start_nginx() {
@@ -704,7 +652,7 @@ sub nginx_test_config() {
 sub _config_test() {
     my ($srv) = @_;
     my $outf = "$srv->{prefix}/logs/nginx-t.out";
-    my $pid = _spawn([_nginx_cmd($srv, '-t')], $outf);
+    my $pid = _run_nginx($outf, _nginx_cmd($srv, '-t'));
     my $st = _wait_pid($pid, 30);
     if (!defined $st) {
         kill 'KILL', $pid;      # nginx -t has no workers
