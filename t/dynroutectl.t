@@ -6,54 +6,19 @@ use strict;
 use warnings;
 use lib 't/lib';
 use Test::Nginx::Dynroute;
-use FindBin ();
+use Test::Nginx::Dynroute::Proc;
 use File::Temp ();
-use IO::Socket::IP ();
 use JSON::PP ();
-use POSIX ();
 
-my $python = '/usr/bin/python3';
-my $ctl    = "$FindBin::Bin/../tools/dynroutectl";
-
-unless (-x $python) {
-    fail("$python is there to run tools/dynroutectl");
+unless (-x $PYTHON) {
+    fail("$PYTHON is there to run tools/dynroutectl");
     done_testing();
     exit;
 }
 delete $ENV{DYNROUTE_NODES};
 
-sub slurp {
-    my ($path) = @_;
-    open my $fh, '<', $path or die "$path: $!\n";
-    local $/;
-    return scalar(<$fh>) // '';
-}
-
 # Runs tools/dynroutectl; returns {exit, out, err}.
-sub ctl {
-    my @args = @_;
-    my ($out, $err) = (File::Temp->new, File::Temp->new);
-    my $pid = fork // die "fork: $!\n";
-    if ($pid == 0) {
-        open STDIN, '<', '/dev/null';
-        open STDOUT, '>&', $out or POSIX::_exit(126);
-        open STDERR, '>&', $err or POSIX::_exit(126);
-        { exec $python, $ctl, '--timeout', 5, @args; }
-        print STDERR "exec $python failed: $!\n";
-        POSIX::_exit(127);
-    }
-    waitpid $pid, 0;
-    return { exit => $? >> 8, out => slurp("$out"), err => slurp("$err") };
-}
-
-# A port nothing listens on: bind, then close.
-sub dead_port {
-    my $s = IO::Socket::IP->new(LocalHost => '127.0.0.1', LocalPort => 0,
-                                Listen => 1) or die "listen: $@\n";
-    my $port = $s->sockport;
-    close $s;
-    return $port;
-}
+sub ctl { return run_cmd(tool_cmd('dynroutectl'), '--timeout', 5, @_) }
 
 # ---- usage errors and a node that is not there: no nginx needed ----------
 
@@ -68,7 +33,7 @@ like($r->{err}, qr/bad weight 'canary=ten'/, 'a weight that is not a number: sai
 $r = ctl('--node', '127.0.0.1:8081/dynroute/', 'status');
 is($r->{exit}, 2, 'a node URL without a scheme: exit 2');
 
-my $dead = dead_port();
+my ($dead) = free_ports(1);     # a port nothing listens on
 my $dead_api = "http://127.0.0.1:$dead/dynroute/";
 $r = ctl('--node', $dead_api, 'status');
 is($r->{exit}, 1, 'nothing listening: exit 1');
@@ -125,23 +90,8 @@ my $api  = "http://$node/dynroute/";
 
 sub api { return ctl('--node', $api, @_) }
 
-sub json_of {
-    my ($r) = @_;
-    return eval { JSON::PP->new->decode($r->{out}) } // {};
-}
-
 # What answers shop.example.com for users u1..uN: "upstream variant" => count.
-sub spread {
-    my ($n) = @_;
-    my %seen;
-    for my $user (1 .. $n) {
-        my $res = http_get($srv, '/', { Host => 'shop.example.com',
-                                        'X-User' => "u$user" });
-        chomp(my $body = $res->{body} // 'no answer');
-        $seen{"$body " . ($res->{headers}{'x-variant'}[0] // '-')}++;
-    }
-    return \%seen;
-}
+sub spread { return variants_of($srv, 'shop.example.com', $_[0]) }
 
 sub host_answer {
     my ($host) = @_;
@@ -161,7 +111,7 @@ like($r->{out}, qr/^    canary\s+0%  service_b$/m, 'status: canary 0% on service
 like($r->{out}, qr/^  runtime hosts: 0$/m, 'status: no runtime hosts');
 
 $r = api('--json', 'status');
-my $st = json_of($r);
+my $st = json_of($r->{out});
 is($st->{rollouts}{checkout}{variants}{stable}{weight}, 100,
    'status --json: the JSON answer');
 my $gen = $st->{generation};
@@ -190,7 +140,7 @@ ok($half->{'service_a stable'} && $half->{'service_b canary'}
 $r = api('set-weights', 'checkout', 'stable=87.5', 'canary=12.5');
 is($r->{exit}, 0, 'set-weights 87.5/12.5: exit 0');
 $r = api('--json', 'show', 'checkout');
-is(json_of($r)->{variants}{canary}{weight}, 12.5, 'show: the canary has 12.5%');
+is(json_of($r->{out})->{variants}{canary}{weight}, 12.5, 'show: the canary has 12.5%');
 
 # flip and primary
 api('set-weights', 'checkout', 'canary=100');
@@ -202,7 +152,7 @@ is_deeply(spread(20), { 'service_a canary' => 20 },
 
 $r = api('primary', 'checkout', 'canary');
 is($r->{exit}, 0, 'primary: exit 0');
-is(json_of(api('--json', 'show', 'checkout'))->{primary}, 'canary',
+is(json_of(api('--json', 'show', 'checkout')->{out})->{primary}, 'canary',
    'primary: the canary is the primary');
 
 # reset
@@ -210,7 +160,7 @@ $r = api('reset', 'checkout');
 is($r->{exit}, 0, 'reset: exit 0');
 like($r->{out}, qr/, stable 100% service_a, canary 0% service_b\n\z/,
      'reset: the configured weights and upstreams');
-my $shown = json_of(api('--json', 'show', 'checkout'));
+my $shown = json_of(api('--json', 'show', 'checkout')->{out});
 ok(!$shown->{runtime} && $shown->{primary} eq 'stable',
    'reset: no runtime values, the configured primary');
 is_deeply(spread(20), { 'service_a stable' => 20 },
@@ -276,10 +226,10 @@ like($r->{err}, qr/^dynroutectl: \Q$node\E: 404 Not Found: \S/, 'set-weights of 
 $r = api('set-weights', 'checkout', 'stable=60', 'canary=60');
 is($r->{exit}, 1, 'weights over 100%: exit 1');
 like($r->{err}, qr/^dynroutectl: \Q$node\E: 400 Bad Request: \S/, 'weights over 100%: 400 and a text');
-is(json_of(api('--json', 'show', 'checkout'))->{variants}{stable}{weight}, 100,
+is(json_of(api('--json', 'show', 'checkout')->{out})->{variants}{stable}{weight}, 100,
    'weights over 100%: nothing changed');
 
-$gen = json_of(api('--json', 'status'))->{generation};
+$gen = json_of(api('--json', 'status')->{out})->{generation};
 $r = api('--if-match', $gen + 1000, 'set-weights', 'checkout', 'canary=100');
 is($r->{exit}, 1, 'If-Match of another generation: exit 1');
 like($r->{err}, qr/: 409 /, 'If-Match of another generation: 409');

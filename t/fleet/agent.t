@@ -9,155 +9,38 @@ use strict;
 use warnings;
 use lib 't/lib';
 use Test::Nginx::Dynroute;
-use FindBin ();
+use Test::Nginx::Dynroute::Proc;
 use File::Temp ();
-use IO::Socket::IP ();
-use JSON::PP ();
-use POSIX ();
 use Test::More ();
-use Time::HiRes ();
 
-my $etcd_bin = '/usr/bin/etcd';
-my $etcdctl  = '/usr/bin/etcdctl';
-my $python   = '/usr/bin/python3';
-my $tools    = "$FindBin::Bin/../../tools";
-
-Test::More::plan(skip_all => "$etcd_bin is missing (make fleet-deps installs Debian's etcd-server)")
-    unless -x $etcd_bin;
+Test::More::plan(skip_all => "$ETCD is missing (make fleet-deps installs Debian's etcd-server)")
+    unless -x $ETCD;
 
 delete $ENV{$_} for qw(DYNROUTE_NODES http_proxy HTTP_PROXY ETCDCTL_ENDPOINTS);
 $ENV{ETCDCTL_API} = 3;
 
 my $dir = File::Temp::tempdir(CLEANUP => 1);
-my %Mine;                               # pid => what, for the END block
-
-sub slurp {
-    my ($path) = @_;
-    open my $fh, '<', $path or return '';
-    local $/;
-    return scalar(<$fh>) // '';
-}
-
-sub free_ports {
-    my @socks = map {
-        IO::Socket::IP->new(LocalHost => '127.0.0.1', LocalPort => 0,
-                            Listen => 1) or die "listen: $@\n"
-    } 1 .. $_[0];
-    my @ports = map { $_->sockport } @socks;
-    close $_ for @socks;
-    return @ports;
-}
-
-# Starts a program in the background, its output appended to $log.
-sub spawn {
-    my ($what, $log, @cmd) = @_;
-    my $pid = fork // die "fork: $!\n";
-    if ($pid == 0) {
-        open STDIN, '<', '/dev/null';
-        open STDOUT, '>>', $log or POSIX::_exit(126);
-        open STDERR, '>&', \*STDOUT or POSIX::_exit(126);
-        { exec @cmd; }
-        print STDERR "exec $cmd[0] failed: $!\n";
-        POSIX::_exit(127);
-    }
-    $Mine{$pid} = $what;
-    return $pid;
-}
-
-# Stops one of ours: the signal, then up to 10 s; the exit status.
-sub stop {
-    my ($pid, $signal) = @_;
-    return undef unless $pid && $Mine{$pid};
-    kill $signal // 'TERM', $pid;
-    my $deadline = Time::HiRes::time() + 10;
-    while (Time::HiRes::time() < $deadline) {
-        if (waitpid($pid, POSIX::WNOHANG()) == $pid) {
-            delete $Mine{$pid};
-            return $?;
-        }
-        Time::HiRes::sleep(0.02);
-    }
-    kill 'KILL', $pid;
-    waitpid $pid, 0;
-    delete $Mine{$pid};
-    return $?;
-}
-
 my ($agent_log, $etcd_log);
 
-# On failure, what the agent (and etcd) said; then ours are stopped.
+# On failure, what the agent (and etcd) said; then the module stops ours.
 END {
     my $status = $?;
     if ($agent_log && !Test::More->builder->is_passing) {
         Test::More::diag("--- the agent's log:\n" . slurp($agent_log));
-        my $etcd = slurp($etcd_log);
-        substr($etcd, 0, -3000) = '' if length $etcd > 3000;
-        Test::More::diag("--- etcd's log (the end):\n$etcd");
-    }
-    for my $pid (keys %Mine) {
-        kill 'KILL', $pid;
-        waitpid $pid, 0;
+        Test::More::diag("--- etcd's log (the end):\n" . tail_of(slurp($etcd_log), 40));
     }
     $? = $status;
-}
-
-sub wait_for {
-    my ($cond, $seconds) = @_;
-    my $deadline = Time::HiRes::time() + ($seconds // 10);
-    while (1) {
-        my $r = $cond->();
-        return $r if $r;
-        return undef if Time::HiRes::time() >= $deadline;
-        Time::HiRes::sleep(0.05);
-    }
-}
-
-sub listening {
-    my ($port) = @_;
-    return IO::Socket::IP->new(PeerHost => '127.0.0.1', PeerPort => $port,
-                               Timeout => 1) ? 1 : 0;
 }
 
 # ---- etcd: one member on loopback ----------------------------------------------
 
 my ($etcd_port, $peer_port, $port_c) = free_ports(3);
-my $endpoint = "http://127.0.0.1:$etcd_port";
 $etcd_log = "$dir/etcd.log";
-my $etcd_pid;
+my $etcd = { name => 'fleet1', dir => "$dir/etcd", log => $etcd_log,
+             client => $etcd_port, peer => $peer_port };
+my $endpoint = etcd_endpoint($etcd);
 
-sub start_etcd {
-    $etcd_pid = spawn('etcd', $etcd_log, $etcd_bin,
-        '--name', 'fleet1', '--data-dir', "$dir/etcd",
-        '--listen-client-urls', $endpoint, '--advertise-client-urls', $endpoint,
-        '--listen-peer-urls', "http://127.0.0.1:$peer_port",
-        '--initial-advertise-peer-urls', "http://127.0.0.1:$peer_port",
-        '--initial-cluster', "fleet1=http://127.0.0.1:$peer_port");
-    return wait_for(sub { etcdctl('put', '/probe', 'x')->{exit} == 0 }, 20);
-}
-
-sub run_cmd {
-    my (@cmd) = @_;
-    my ($out, $err) = (File::Temp->new, File::Temp->new);
-    my $pid = fork // die "fork: $!\n";
-    if ($pid == 0) {
-        open STDIN, '<', '/dev/null';
-        open STDOUT, '>&', $out or POSIX::_exit(126);
-        open STDERR, '>&', $err or POSIX::_exit(126);
-        { exec @cmd; }
-        print STDERR "exec $cmd[0] failed: $!\n";
-        POSIX::_exit(127);
-    }
-    waitpid $pid, 0;
-    return { exit => $? >> 8, out => slurp("$out"), err => slurp("$err") };
-}
-
-sub etcdctl { return run_cmd($etcdctl, '--endpoints', $endpoint, @_) }
-sub ctl     { return run_cmd($python, "$tools/dynroutectl", '--etcd', $endpoint, @_) }
-
-sub json_of {
-    my ($text) = @_;
-    return eval { JSON::PP->new->decode($text) } // {};
-}
+sub ctl { return run_cmd(tool_cmd('dynroutectl'), '--etcd', $endpoint, @_) }
 
 # ---- nginx and the agent ----------------------------------------------------------
 
@@ -205,17 +88,7 @@ sub api_get {
 sub fleet { my (undef, $f) = api_get('fleet'); return $f }
 
 # What answers shop.example.com for users u1..uN: "upstream variant" => count.
-sub spread {
-    my ($n) = @_;
-    my %seen;
-    for my $user (1 .. $n) {
-        my $res = http_get($srv, '/', { Host => 'shop.example.com',
-                                        'X-User' => "u$user" });
-        chomp(my $body = $res->{body} // 'no answer');
-        $seen{"$body " . ($res->{headers}{'x-variant'}[0] // '-')}++;
-    }
-    return \%seen;
-}
+sub spread { return variants_of($srv, 'shop.example.com', $_[0]) }
 
 sub host_answer {
     return http_get($srv, '/', { Host => $_[0] })->{body} // 'no answer';
@@ -225,13 +98,13 @@ $agent_log = "$dir/agent.log";
 my $agent_pid;
 
 sub start_agent {
-    $agent_pid = spawn('agent', $agent_log, $python, "$tools/dynroute-agent",
+    $agent_pid = spawn('agent', $agent_log, tool_cmd('dynroute-agent'),
                        '--etcd', $endpoint, '--node', 'n1', '--api', $api);
 }
 
 sub agent_log_has {
     my ($re, $seconds) = @_;
-    return wait_for(sub { slurp($agent_log) =~ $re }, $seconds);
+    return wait_for($seconds // 10, sub { slurp($agent_log) =~ $re });
 }
 
 # ---- the agent starts while etcd is down ---------------------------------------
@@ -239,15 +112,15 @@ sub agent_log_has {
 start_agent();
 ok(agent_log_has(qr/etcd: .*retrying in/), 'etcd down: the agent says so and retries')
     or diag(slurp($agent_log));
-ok(wait_for(sub { my $f = fleet(); $f->{stale} && defined $f->{revision} }),
+ok(wait_for(10, sub { my $f = fleet(); $f->{stale} && defined $f->{revision} }),
    'etcd down: nginx has the agent report stale')
     or diag(slurp($agent_log));
 is(host_answer('any.example.com'), "service_a\n", 'etcd down: nginx still serves');
 like(http_get($srv, '/dynroute/metrics')->{body}, qr/^dynroute_fleet_stale(\{[^}]*\})? 1$/m,
      'etcd down: dynroute_fleet_stale is 1');
 
-ok(start_etcd(), 'etcd started') or BAIL_OUT("etcd did not start:\n" . slurp($etcd_log));
-my $synced = wait_for(sub { my $f = fleet(); !$f->{stale} && $f->{revision} }, 15);
+ok(start_etcd($etcd) && etcd_ready(20, $etcd), 'etcd started') or BAIL_OUT("etcd did not start:\n" . slurp($etcd_log));
+my $synced = wait_for(15, sub { my $f = fleet(); !$f->{stale} && $f->{revision} });
 ok($synced, 'etcd up: the agent reads it and reports a revision, not stale')
     or diag(slurp($agent_log));
 my $r = ctl('status');
@@ -306,9 +179,9 @@ is(http_get($srv, '/ready')->{status}, 200, 'drain n2: n1 still ready');
 
 # ---- refused changes --------------------------------------------------------------
 
-$r = etcdctl('put', '/dynroute/hosts/bad.example.com', '{"target": 5}');
+$r = etcdctl($etcd, 'put', '/dynroute/hosts/bad.example.com', '{"target": 5}');
 is($r->{exit}, 0, 'etcdctl put of a malformed host');
-$r = etcdctl('put', '/dynroute/rollouts/checkout', 'stable=100');
+$r = etcdctl($etcd, 'put', '/dynroute/rollouts/checkout', 'stable=100');
 is($r->{exit}, 0, 'etcdctl put of a rollout that is not JSON');
 ok(agent_log_has(qr{^dynroute-agent: revision \d+ /dynroute/hosts/bad\.example\.com: refused: malformed value}m),
    'the malformed host: a log line naming the key') or diag(slurp($agent_log));
@@ -369,9 +242,9 @@ ok($quarter->{'service_a stable'} && $quarter->{'service_b canary'},
 # a value put by hand without upstreams: the node has the configured ones
 $r = ctl('--wait', 'flip', 'checkout', 'canary', 'service_c');
 is($r->{exit}, 0, 'flip to service_c') or diag(Test::More::explain($r));
-$r = etcdctl('put', '/dynroute/rollouts/checkout', '{"weights": {"canary": 100}}');
+$r = etcdctl($etcd, 'put', '/dynroute/rollouts/checkout', '{"weights": {"canary": 100}}');
 is($r->{exit}, 0, 'etcdctl put of a rollout with weights only');
-ok(wait_for(sub { (spread(5)->{'service_b canary'} // 0) == 5 }),
+ok(wait_for(10, sub { (spread(5)->{'service_b canary'} // 0) == 5 }),
    'weights only: every user on canary, on its configured upstream')
     or diag(Test::More::explain(spread(5)));
 
@@ -379,18 +252,18 @@ ok(wait_for(sub { (spread(5)->{'service_b canary'} // 0) == 5 }),
 
 # a malformed value over a good one: refused, the node keeps the good one,
 # and so does the full read after etcd comes back
-$r = etcdctl('put', '/dynroute/hosts/tenant3.example.com', 'oops');
+$r = etcdctl($etcd, 'put', '/dynroute/hosts/tenant3.example.com', 'oops');
 ok(agent_log_has(qr{/dynroute/hosts/tenant3\.example\.com: refused: malformed value: not JSON$}m),
    'a malformed value over a good one: refused');
 my ($before) = slurp($agent_log) =~ m{^dynroute-agent: revision (\d+) /dynroute/hosts/tenant3\.example\.com: refused}m;
-ok(wait_for(sub { fleet()->{revision} == $before }), 'and its revision reported');
-stop($etcd_pid, 'TERM');
-ok(wait_for(sub { fleet()->{stale} }, 15), 'etcd stopped: the agent reports stale')
+ok(wait_for(10, sub { fleet()->{revision} == $before }), 'and its revision reported');
+stop_proc($etcd->{pid}, 'TERM');
+ok(wait_for(15, sub { fleet()->{stale} }), 'etcd stopped: the agent reports stale')
     or diag(slurp($agent_log));
 is(fleet()->{revision}, $before, 'etcd stopped: the revision applied stays');
 is(host_answer('tenant3.example.com'), "service_c\n", 'etcd stopped: nginx still routes by it');
-ok(start_etcd(), 'etcd started again');
-ok(wait_for(sub { !fleet()->{stale} }, 15), 'etcd back: not stale');
+ok(start_etcd($etcd) && etcd_ready(20, $etcd), 'etcd started again');
+ok(wait_for(15, sub { !fleet()->{stale} }), 'etcd back: not stale');
 is(host_answer('tenant3.example.com'), "service_c\n",
    'etcd back: the full read keeps the host whose value is malformed');
 $r = ctl('host', 'add', 'tenant4.example.com', 'service_b', '--wait');
@@ -399,12 +272,12 @@ is(host_answer('tenant4.example.com'), "service_b\n", 'etcd back: the change app
 
 # ---- SIGTERM --------------------------------------------------------------------
 
-my $status = stop($agent_pid, 'TERM');
+my $status = stop_proc($agent_pid, 'TERM');
 is($status, 0, 'SIGTERM: the agent exits 0');
 like(slurp($agent_log), qr/lease revoked, agents\/n1 removed/, 'SIGTERM: the lease revoked');
-is(etcdctl('get', '--print-value-only', '/dynroute/agents/n1')->{out}, '',
+is(etcdctl($etcd, 'get', '--print-value-only', '/dynroute/agents/n1')->{out}, '',
    'SIGTERM: agents/n1 is gone');
-stop($etcd_pid, 'TERM');
+stop_proc($etcd->{pid}, 'TERM');
 
 my $log = stop_nginx($srv);
 error_log_ok($log, 'no alert/crit/crash');

@@ -241,6 +241,9 @@ not start, no complete response, harness error).
     #  raw, error}; HTTP/1.1, Host from %headers or localhost,
     #  Connection: close.  $srv may also be {port => N} or a port number.
     my $res = http_raw($srv, $bytes, $timeout);       # same, raw bytes
+    my $seen = variants_of($srv, 'shop.example.com', 10);
+    # GET / as users u1..u10 (X-User: u1 ...): {"body X-Variant" => count},
+    # the body without its newline, "-" for no X-Variant header
     reload_nginx($srv, $new_http_config, $new_config);
     # undef keeps the old section; rewrites nginx.conf, sends HUP, waits
     # (max 10 s) for the new worker(s) to start and the old ones to stop
@@ -300,7 +303,7 @@ use Time::HiRes ();
 our @EXPORT = qw(
     run_tests workers master_on repeat_each no_shuffle
     start_nginx http_get http_raw reload_nginx stop_nginx
-    error_log_ok nginx_test_config file_lines
+    error_log_ok nginx_test_config file_lines variants_of
     done_testing note
 );
 
@@ -720,6 +723,20 @@ sub http_get() {
     $req .= "Connection: close\r\n" unless $lc{connection};
     $req .= "\r\n";
     return _exchange(_port_of($srv), $req, $timeout, 'GET');
+}
+
+# GET / as users u1..u$n (X-User: uN) with Host $host: how many answers
+# had each "body X-Variant" (the body without its newline; "-" for no
+# X-Variant header).
+sub variants_of() {
+    my ($srv, $host, $n) = @_;
+    my %seen;
+    for my $user (1 .. $n) {
+        my $res = http_get($srv, '/', { Host => $host, 'X-User' => "u$user" });
+        chomp(my $body = $res->{body} // 'no answer');
+        $seen{"$body " . ($res->{headers}{'x-variant'}[0] // '-')}++;
+    }
+    return \%seen;
 }
 
 sub _exchange() {

@@ -156,9 +156,9 @@ our $PYTHON  = '/usr/bin/python3';
 our $ETCD    = $ENV{ETCD}    || '/usr/bin/etcd';
 our $ETCDCTL = $ENV{ETCDCTL} || '/usr/bin/etcdctl';
 
-# t/lib/Test/Nginx/Dynroute/Proc.pm: the repository is 5 levels up
+# t/lib/Test/Nginx/Dynroute/Proc.pm: the repository is 6 levels up
 my $Root = Cwd::abs_path(__FILE__);
-$Root = File::Basename::dirname($Root) for 1 .. 5;
+$Root = File::Basename::dirname($Root) for 1 .. 6;
 
 my $ParentPid = $$;
 my %Ours;                       # pid => { name, service }
