@@ -14,131 +14,30 @@ use strict;
 use warnings;
 use lib 't/lib';
 use Test::Nginx::Dynroute;
-use FindBin ();
+use Test::Nginx::Dynroute::Proc;
 use File::Path ();
 use File::Temp ();
-use IO::Socket::IP ();
-use JSON::PP ();
-use POSIX ();
 use Test::More ();
 use Time::HiRes ();
 
-my $etcd_bin = '/usr/bin/etcd';
-my $etcdctl  = '/usr/bin/etcdctl';
-my $python   = '/usr/bin/python3';
-my $tools    = "$FindBin::Bin/../../tools";
-
-Test::More::plan(skip_all => "$etcd_bin is missing (make fleet-deps installs Debian's etcd-server)")
-    unless -x $etcd_bin;
+Test::More::plan(skip_all => "$ETCD is missing (make fleet-deps installs Debian's etcd-server)")
+    unless -x $ETCD;
 
 delete $ENV{$_} for qw(DYNROUTE_NODES DYNROUTE_ETCD_PASSWORD http_proxy HTTP_PROXY
                        https_proxy HTTPS_PROXY ETCDCTL_ENDPOINTS SSL_CERT_FILE);
 $ENV{ETCDCTL_API} = 3;
 
 my $dir = File::Temp::tempdir(CLEANUP => 1);
-my %Mine;                               # pid => what, for the END block
-
-sub slurp {
-    my ($path) = @_;
-    open my $fh, '<', $path or return '';
-    local $/;
-    return scalar(<$fh>) // '';
-}
-
-sub spew {
-    my ($path, $text) = @_;
-    open my $fh, '>', $path or die "$path: $!\n";
-    print {$fh} $text;
-    close $fh;
-}
-
-sub free_ports {
-    my @socks = map {
-        IO::Socket::IP->new(LocalHost => '127.0.0.1', LocalPort => 0,
-                            Listen => 1) or die "listen: $@\n"
-    } 1 .. $_[0];
-    my @ports = map { $_->sockport } @socks;
-    close $_ for @socks;
-    return @ports;
-}
-
-# Starts a program in the background, its output appended to $log.
-sub spawn {
-    my ($what, $log, @cmd) = @_;
-    my $pid = fork // die "fork: $!\n";
-    if ($pid == 0) {
-        open STDIN, '<', '/dev/null';
-        open STDOUT, '>>', $log or POSIX::_exit(126);
-        open STDERR, '>&', \*STDOUT or POSIX::_exit(126);
-        { exec @cmd; }
-        print STDERR "exec $cmd[0] failed: $!\n";
-        POSIX::_exit(127);
-    }
-    $Mine{$pid} = $what;
-    return $pid;
-}
-
-# Stops one of ours: the signal, then up to 10 s; the exit status.
-sub stop {
-    my ($pid, $signal) = @_;
-    return undef unless $pid && $Mine{$pid};
-    kill $signal // 'TERM', $pid;
-    my $deadline = Time::HiRes::time() + 10;
-    while (Time::HiRes::time() < $deadline) {
-        if (waitpid($pid, POSIX::WNOHANG()) == $pid) {
-            delete $Mine{$pid};
-            return $?;
-        }
-        Time::HiRes::sleep(0.02);
-    }
-    kill 'KILL', $pid;
-    waitpid $pid, 0;
-    delete $Mine{$pid};
-    return $?;
-}
-
 my ($etcd_log, @agent_logs);
 
+# On failure, what the agents and etcd said; then the module stops ours.
 END {
     my $status = $?;
     if ($etcd_log && !Test::More->builder->is_passing) {
         Test::More::diag("--- $_:\n" . slurp($_)) for @agent_logs;
-        my $etcd = slurp($etcd_log);
-        substr($etcd, 0, -3000) = '' if length $etcd > 3000;
-        Test::More::diag("--- etcd's log (the end):\n$etcd");
-    }
-    for my $pid (keys %Mine) {
-        kill 'KILL', $pid;
-        waitpid $pid, 0;
+        Test::More::diag("--- etcd's log (the end):\n" . tail_of(slurp($etcd_log), 40));
     }
     $? = $status;
-}
-
-sub wait_for {
-    my ($cond, $seconds) = @_;
-    my $deadline = Time::HiRes::time() + ($seconds // 10);
-    while (1) {
-        my $r = $cond->();
-        return $r if $r;
-        return undef if Time::HiRes::time() >= $deadline;
-        Time::HiRes::sleep(0.05);
-    }
-}
-
-sub run_cmd {
-    my (@cmd) = @_;
-    my ($out, $err) = (File::Temp->new(DIR => $dir), File::Temp->new(DIR => $dir));
-    my $pid = fork // die "fork: $!\n";
-    if ($pid == 0) {
-        open STDIN, '<', '/dev/null';
-        open STDOUT, '>&', $out or POSIX::_exit(126);
-        open STDERR, '>&', $err or POSIX::_exit(126);
-        { exec @cmd; }
-        print STDERR "exec $cmd[0] failed: $!\n";
-        POSIX::_exit(127);
-    }
-    waitpid $pid, 0;
-    return { exit => $? >> 8, out => slurp("$out"), err => slurp("$err") };
 }
 
 # ---- certificates: a CA, etcd's, the clients'; and another CA's ------------
@@ -177,25 +76,18 @@ make_cert('rogue-client', 'rogue', 'edge-node-1', "extendedKeyUsage = clientAuth
 
 # ---- etcd: TLS only, client certificates, authentication -------------------------
 
-my ($etcd_port, $peer_port, $port_c, $dead) = free_ports(4);
-my $endpoint = "https://127.0.0.1:$etcd_port";
+my ($etcd_port, $peer_port, $dead) = free_ports(3);
 $etcd_log = "$dir/etcd.log";
-my $etcd_pid = spawn('etcd', $etcd_log, $etcd_bin,
-    '--name', 'tls1', '--data-dir', "$dir/etcd",
-    '--listen-client-urls', $endpoint, '--advertise-client-urls', $endpoint,
-    '--listen-peer-urls', "http://127.0.0.1:$peer_port",
-    '--initial-advertise-peer-urls', "http://127.0.0.1:$peer_port",
-    '--initial-cluster', "tls1=http://127.0.0.1:$peer_port",
-    '--cert-file', "$dir/etcd.pem", '--key-file', "$dir/etcd.key",
-    '--trusted-ca-file', "$dir/ca.pem", '--client-cert-auth',
-    # tokens of etcd's authentication expire after 2 s of not being used
-    # (300 s by default): the agent, idle longer, authenticates again
-    '--auth-token-ttl', 2);
+my $etcd = { name => 'tls1', dir => "$dir/etcd", log => $etcd_log,
+             client => $etcd_port, peer => $peer_port,
+             tls => { cert => "$dir/etcd.pem", key => "$dir/etcd.key", ca => "$dir/ca.pem",
+                      client_cert => "$dir/client.pem", client_key => "$dir/client.key" } };
+my $endpoint = etcd_endpoint($etcd);
+# tokens of etcd's authentication expire after 2 s of not being used (300 s
+# by default): the agent, idle longer, authenticates again
+start_etcd($etcd, '--auth-token-ttl', 2);
 
-my @tls = ('--cacert', "$dir/ca.pem", '--cert', "$dir/client.pem", '--key', "$dir/client.key");
-sub etcdctl { return run_cmd($etcdctl, '--endpoints', $endpoint, @tls, @_) }
-
-ok(wait_for(sub { etcdctl('endpoint', 'health')->{exit} == 0 }, 20), 'etcd started with TLS')
+ok(etcd_ready(20, $etcd), 'etcd started with TLS')
     or BAIL_OUT("etcd did not start:\n" . slurp($etcd_log));
 for my $step (['user', 'add', 'root', '--new-user-password=root-secret'],
               ['user', 'add', 'fleet', '--new-user-password=fleet-secret'],
@@ -204,10 +96,10 @@ for my $step (['user', 'add', 'root', '--new-user-password=root-secret'],
               ['role', 'grant-permission', 'dynroute', '--prefix=true', 'readwrite', '/dynroute/'],
               ['user', 'grant-role', 'fleet', 'dynroute'],
               ['auth', 'enable']) {
-    my $r = etcdctl(@$step);
+    my $r = etcdctl($etcd, @$step);
     is($r->{exit}, 0, "etcdctl " . join(' ', grep { defined } @$step[0 .. 2])) or diag($r->{err});
 }
-my $r = etcdctl('get', '/dynroute/x');
+my $r = etcdctl($etcd, 'get', '/dynroute/x');
 isnt($r->{exit}, 0, 'authentication on: etcdctl without a user is refused');
 like($r->{err}, qr/permission denied|user name is empty/, '... by etcd') or diag($r->{err});
 
@@ -219,7 +111,7 @@ my @etcd_ok = ('--etcd', $endpoint, '--etcd-cacert', "$dir/ca.pem",
                '--etcd-cert', "$dir/client.pem", '--etcd-key', "$dir/client.key",
                '--etcd-user', 'fleet', '--etcd-password-file', "$dir/fleet.password");
 
-sub ctl { return run_cmd($python, "$tools/dynroutectl", @_) }
+sub ctl { return run_cmd(tool_cmd('dynroutectl'), @_) }
 
 # ---- nginx ---------------------------------------------------------------------------
 
@@ -261,20 +153,8 @@ CONF
 my $srv = start_nginx(http_config => $http, config => $config);
 my $api = "http://127.0.0.1:$srv->{port}/dynroute/";
 
-sub fleet {
-    return eval { JSON::PP->new->decode(http_get($srv, '/dynroute/fleet')->{body}) } // {};
-}
-
-sub spread {
-    my ($n) = @_;
-    my %seen;
-    for my $user (1 .. $n) {
-        my $res = http_get($srv, '/', { Host => 'shop.example.com', 'X-User' => "u$user" });
-        chomp(my $body = $res->{body} // 'no answer');
-        $seen{"$body " . ($res->{headers}{'x-variant'}[0] // '-')}++;
-    }
-    return \%seen;
-}
+# What answers shop.example.com for users u1..uN: "upstream variant" => count.
+sub spread { return variants_of($srv, 'shop.example.com', $_[0]) }
 
 sub host_answer { return http_get($srv, '/', { Host => $_[0] })->{body} // 'no answer' }
 
@@ -301,9 +181,9 @@ CONF
 
 my $agent_log = "$dir/agent-n1.log";
 push @agent_logs, $agent_log;
-my $agent_pid = spawn('agent n1', $agent_log, $python, "$tools/dynroute-agent",
+my $agent_pid = spawn('agent n1', $agent_log, tool_cmd('dynroute-agent'),
                       '--config', "$cred/agent.conf");
-ok(wait_for(sub { slurp($agent_log) =~ /watching \/dynroute\/ from revision/ }, 15),
+ok(wait_for(15, sub { slurp($agent_log) =~ /watching \/dynroute\/ from revision/ }),
    'the agent: TLS, client certificate, user and password from its config file: it watches')
     or diag(slurp($agent_log));
 like(slurp($agent_log), qr/etcd 127\.0\.0\.1:\d+ \(TLS, CA \Q$cred\E\/etcd-ca\.pem, client certificate \Q$cred\E\/etcd-client\.pem, user fleet\)/,
@@ -360,11 +240,11 @@ sub refused_agent {
     my ($name, $line, @options) = @_;
     my $log = "$dir/agent-$name.log";
     push @agent_logs, $log;
-    my $pid = spawn("agent $name", $log, $python, "$tools/dynroute-agent",
+    my $pid = spawn("agent $name", $log, tool_cmd('dynroute-agent'),
                     '--node', $name, '--api', "http://127.0.0.1:$dead/dynroute/", @options);
     # seen twice: the agent retries
-    my $seen = wait_for(sub { my @l = slurp($log) =~ /$line/g; @l >= 2 }, 15);
-    my $status = stop($pid, 'TERM');
+    my $seen = wait_for(15, sub { my @l = slurp($log) =~ /$line/g; @l >= 2 });
+    my $status = stop_proc($pid, 'TERM');
     return ($seen, $status, slurp($log));
 }
 
@@ -403,7 +283,7 @@ ok($seen, 'plain http:// to the TLS port: the agent says to use https://') or di
     '--etcd-user', 'fleet', '--etcd-password-file', "$dir/fleet.password");
 ok($seen, "a CA that did not sign etcd's certificate: the agent says so") or diag($log);
 
-is(etcdctl('--user', 'root:root-secret', 'get', '--print-value-only', '/dynroute/agents/nocert')->{out}, '',
+is(etcdctl($etcd, '--user', 'root:root-secret', 'get', '--print-value-only', '/dynroute/agents/nocert')->{out}, '',
    'none of the refused agents is registered');
 
 # ---- refused: dynroutectl says why, exit 1 ------------------------------------
@@ -444,7 +324,7 @@ for my $case (['etcd-cacert', "CA file $dir/absent: no PEM certificate in it", '
               ['etcd-password-file', "$dir/absent: no password in it", '--etcd-cacert', "$dir/ca.pem",
                '--etcd-user', 'fleet', '--etcd-password-file', "$dir/absent"]) {
     my ($what, $said, @options) = @$case;
-    $r = run_cmd($python, "$tools/dynroute-agent", '--etcd', $endpoint, @options);
+    $r = run_cmd(tool_cmd('dynroute-agent'), '--etcd', $endpoint, @options);
     is($r->{exit}, 2, "the agent, an empty $what: exit 2 at start");
     like($r->{err}, qr/^dynroute-agent: error: \Q$said\E$/m, "the agent, an empty $what: names the file")
         or diag($r->{err});
@@ -452,9 +332,9 @@ for my $case (['etcd-cacert', "CA file $dir/absent: no PEM certificate in it", '
 
 # ---- SIGTERM ------------------------------------------------------------------------
 
-is(stop($agent_pid, 'TERM'), 0, 'SIGTERM: the agent exits 0');
+is(stop_proc($agent_pid, 'TERM'), 0, 'SIGTERM: the agent exits 0');
 like(slurp($agent_log), qr/lease revoked, agents\/n1 removed/, 'SIGTERM: the lease revoked (over TLS, authenticated)');
-stop($etcd_pid, 'TERM');
+stop_proc($etcd->{pid}, 'TERM');
 
 error_log_ok(stop_nginx($srv), 'no alert/crit/crash');
 my $tracebacks = join '', grep { /Traceback/ } map { slurp($_) } @agent_logs;
