@@ -12,20 +12,14 @@ use strict;
 use warnings;
 use lib 't/lib';
 use Test::Nginx::Dynroute;
-use FindBin ();
+use Test::Nginx::Dynroute::Proc;
 use File::Temp ();
-use IO::Socket::IP ();
-use JSON::PP ();
-use POSIX ();
-use Time::HiRes ();
 
-my $python = '/usr/bin/python3';
-my $tools  = "$FindBin::Bin/../tools";
-my $ctl    = "$tools/dynroutectl";
-my $agent  = "$tools/dynroute-agent";
+my $ctl   = tool_path('dynroutectl');
+my $agent = tool_path('dynroute-agent');
 
-unless (-x $python && `command -v openssl 2>/dev/null`) {
-    fail("$python and openssl are there (make deps installs them)");
+unless (-x $PYTHON && `command -v openssl 2>/dev/null`) {
+    fail("$PYTHON and openssl are there (make deps installs them)");
     done_testing();
     exit;
 }
@@ -34,56 +28,14 @@ delete $ENV{$_} for qw(DYNROUTE_NODES DYNROUTE_USER http_proxy https_proxy
 
 my $dir = File::Temp::tempdir(CLEANUP => 1);
 
-sub slurp {
-    my ($path) = @_;
-    open my $fh, '<', $path or return '';
-    local $/;
-    return scalar(<$fh>) // '';
-}
-
-sub spew {
-    my ($path, $text) = @_;
-    open my $fh, '>', $path or die "$path: $!\n";
-    print {$fh} $text;
-    close $fh;
-}
-
-# Runs a command, stopped after 30 s if still running; {exit, out, err}.
-sub run_cmd {
-    my (@cmd) = @_;
-    my ($out, $err) = (File::Temp->new(DIR => $dir), File::Temp->new(DIR => $dir));
-    my $pid = fork // die "fork: $!\n";
-    if ($pid == 0) {
-        open STDIN, '<', '/dev/null';
-        open STDOUT, '>&', $out or POSIX::_exit(126);
-        open STDERR, '>&', $err or POSIX::_exit(126);
-        { exec @cmd; }
-        print STDERR "exec $cmd[0] failed: $!\n";
-        POSIX::_exit(127);
-    }
-    my $deadline = Time::HiRes::time() + 30;
-    while (waitpid($pid, POSIX::WNOHANG()) != $pid) {
-        if (Time::HiRes::time() > $deadline) {
-            kill 'TERM', $pid;
-            waitpid $pid, 0;
-            last;
-        }
-        Time::HiRes::sleep(0.02);
-    }
-    return { exit => $? >> 8, out => slurp("$out"), err => slurp("$err") };
-}
-
 # A port nothing listens on; and an address that is not loopback but from
 # which nothing leaves this host (on Linux, 0.0.0.0 is this host): what
 # --user must refuse, reached without the network by a tool that does not.
-my $dead = do {
-    my $s = IO::Socket::IP->new(LocalHost => '127.0.0.1', LocalPort => 0, Listen => 1)
-        or die "listen: $@\n";
-    $s->sockport;
-};
+my ($dead) = free_ports(1);
 my $not_loopback = "http://0.0.0.0:$dead/dynroute/";
 
-sub ctl { return run_cmd($python, $ctl, '--timeout', 20, @_) }
+# each stopped after 30 s if still running
+sub ctl { return run_cmd({ timeout => 30 }, $PYTHON, $ctl, '--timeout', 20, @_) }
 
 # ---- a CA, and a certificate for 127.0.0.1 signed by it ---------------------
 
@@ -162,21 +114,7 @@ sub other_saw {
     return [ grep { !/^GET \/mark-\d+\|/ } split /\n/, $new ];
 }
 
-sub wait_until {
-    my ($cond) = @_;
-    my $deadline = Time::HiRes::time() + 20;
-    while (Time::HiRes::time() < $deadline) {
-        return 1 if $cond->();
-        Time::HiRes::sleep(0.05);
-    }
-    return 0;
-}
-
-sub draining {
-    my $res = http_get($srv, '/dynroute/');
-    my $state = eval { JSON::PP->new->decode($res->{body}) } // {};
-    return $state->{draining};
-}
+sub draining { return json_of(http_get($srv, '/dynroute/')->{body})->{draining} }
 
 is_deeply(other_saw(), [], 'another host: nothing before the tests');
 
@@ -252,7 +190,7 @@ ok(!draining(), 'drain then ready: the node serves');
 
 # ---- the agent's API client ----------------------------------------------------------
 
-my $has_etcd3 = run_cmd($python, '-c', 'import etcd3')->{exit} == 0;
+my $has_etcd3 = run_cmd($PYTHON, '-c', 'import etcd3')->{exit} == 0;
 SKIP: {
     skip 'python3-etcd3 is not installed (make fleet-deps)', 7 unless $has_etcd3;
 
@@ -261,18 +199,10 @@ SKIP: {
     my $run_agent = sub {
         my ($api, $until, @options) = @_;
         my $log = "$dir/agent-" . ++$marks . '.log';
-        my $pid = fork // die "fork: $!\n";
-        if ($pid == 0) {
-            open STDIN, '<', '/dev/null';
-            open STDOUT, '>', $log or POSIX::_exit(126);
-            open STDERR, '>&', \*STDOUT or POSIX::_exit(126);
-            { exec $python, $agent, '--etcd', "http://127.0.0.1:$dead", '--node', 'n1',
-                   '--api', $api, @options; }
-            POSIX::_exit(127);
-        }
-        my $seen = wait_until(sub { slurp($log) =~ $until });
-        kill 'TERM', $pid;
-        waitpid $pid, 0;
+        my $pid = spawn('agent', $log, $PYTHON, $agent, '--etcd', "http://127.0.0.1:$dead",
+                        '--node', 'n1', '--api', $api, @options);
+        my $seen = wait_for(20, sub { slurp($log) =~ $until });
+        stop_proc($pid, 'TERM');
         return ($seen, slurp($log));
     };
 
@@ -285,7 +215,7 @@ SKIP: {
     ($seen, $log) = $run_agent->("$https_node/dynroute/", qr/reported stale at revision/,
                                  '--api-cacert', "$dir/ca.pem");
     ok($seen, 'the agent, an https API with --api-cacert: it reports stale to the node') or diag($log);
-    my $fleet = eval { JSON::PP->new->decode(http_get($srv, '/dynroute/fleet')->{body}) } // {};
+    my $fleet = json_of(http_get($srv, '/dynroute/fleet')->{body});
     ok($fleet->{stale}, 'the agent, an https API with --api-cacert: the node has it');
     like((grep { /^PUT \/dynroute\/fleet\|/ } split /\n/, slurp($node_log))[-1] // '',
          qr/\|application\/json$/, 'the agent: its PUT carries Content-Type: application/json');
@@ -294,7 +224,7 @@ SKIP: {
         qr/nginx: GET fleet: TLS: the API's certificate does not verify against the system's CAs/);
     ok($seen, 'the agent, an https API without --api-cacert: the verification failure, logged') or diag($log);
 
-    my $res = run_cmd($python, $agent, '--etcd', "http://127.0.0.1:$dead",
+    my $res = run_cmd({ timeout => 30 }, $PYTHON, $agent, '--etcd', "http://127.0.0.1:$dead",
                       '--api', $not_loopback, '--user', 'ops:secret');
     is($res->{exit}, 2, 'the agent, --user over http:// to another host: refused at start');
 }
@@ -302,7 +232,7 @@ SKIP: {
 # ---- the etcd code of both tools is one and the same ----------------------------
 
 my %block = map {
-    my ($text) = slurp("$tools/$_") =~ /^(# ---- etcd over TLS, .*?)^# ---- (?!tools)/ms;
+    my ($text) = slurp(tool_path($_)) =~ /^(# ---- etcd over TLS, .*?)^# ---- (?!tools)/ms;
     ($_ => $text // '')
 } qw(dynroutectl dynroute-agent);
 ok(length $block{dynroutectl} > 1000 && $block{dynroutectl} eq $block{'dynroute-agent'},
