@@ -17,10 +17,9 @@ use strict;
 use warnings;
 use lib 't/lib';
 use Test::Nginx::Dynroute;
+use Test::Nginx::Dynroute::Proc;
 use HTTP::Tiny ();
-use IO::Socket::IP ();
 use JSON::PP ();
-use POSIX ();
 use Time::HiRes ();
 
 my $PROMETHEUS = $ENV{PROMETHEUS} || '/usr/bin/prometheus';
@@ -95,89 +94,7 @@ my $json = JSON::PP->new;
 
 #------------------------------------------------------------------ Prometheus
 
-my $ParentPid = $$;
-my $prom_pid;
-
-sub free_port {
-    my $s = IO::Socket::IP->new(LocalHost => '127.0.0.1', LocalPort => 0,
-                                Proto => 'tcp', Listen => 1)
-        or die "cannot bind 127.0.0.1:0: $@\n";
-    my $port = $s->sockport;
-    close $s;
-    return $port;
-}
-
-sub slurp {
-    my ($path) = @_;
-    open my $fh, '<', $path or return '';
-    local $/;
-    my $c = <$fh>;
-    return defined $c ? $c : '';
-}
-
-sub spew {
-    my ($path, $text) = @_;
-    open my $fh, '>', $path or die "cannot write $path: $!\n";
-    print {$fh} $text;
-    close $fh or die "cannot write $path: $!\n";
-}
-
-sub tail_of {
-    my ($text, $n) = @_;
-    my @l = split /\n/, $text;
-    splice @l, 0, @l - $n if @l > $n;
-    return join '', map { "  $_\n" } @l;
-}
-
-sub start_prometheus {
-    my ($dir, $port) = @_;
-    my $pid = fork;
-    die "fork failed: $!\n" unless defined $pid;
-    if ($pid == 0) {
-        open STDIN, '<', '/dev/null';
-        open STDOUT, '>', "$dir/prometheus.log" or POSIX::_exit(126);
-        open STDERR, '>&', \*STDOUT or POSIX::_exit(126);
-        { exec $PROMETHEUS, "--config.file=$dir/prometheus.yml",
-              "--storage.tsdb.path=$dir/data",
-              "--web.listen-address=127.0.0.1:$port",
-              '--log.level=warn'; }
-        print STDERR "exec $PROMETHEUS failed: $!\n";
-        POSIX::_exit(127);
-    }
-    return $pid;
-}
-
-# SIGTERM: Prometheus shuts down cleanly within a second or two.  SIGKILL
-# only if it is still there 15 s later; always by its PID.
-sub stop_prometheus {
-    return unless $prom_pid && $$ == $ParentPid;
-    my $pid = $prom_pid;
-    kill 'TERM', $pid;
-    my $deadline = Time::HiRes::time() + 15;
-    while (Time::HiRes::time() < $deadline) {
-        if (waitpid($pid, POSIX::WNOHANG()) == $pid) {
-            undef $prom_pid;
-            return;
-        }
-        Time::HiRes::sleep(0.05);
-    }
-    diag("prometheus $pid still running 15 s after SIGTERM: SIGKILL");
-    kill 'KILL', $pid;
-    waitpid($pid, 0);
-    undef $prom_pid;
-}
-
-# This END block runs before the harness's (which stops nginx) and before
-# File::Temp removes the directory Prometheus writes to.
-END {
-    local ($?, $!, $@);
-    stop_prometheus();
-}
-for my $sig (qw(INT TERM)) {
-    $SIG{$sig} = sub { stop_prometheus(); exit(128 + ($sig eq 'INT' ? 2 : 15)) };
-}
-
-my $prom_port;
+my ($prom_pid, $prom_port);
 
 # An instant query: the decoded "result" array, or undef (with a diag).
 sub query {
@@ -213,17 +130,6 @@ sub by_label {
     my ($promql, $label) = @_;
     my $r = query($promql) or return {};
     return { map { (($_->{metric}{$label} // '') => 0 + $_->{value}[1]) } @$r };
-}
-
-# Polls $cond every 0.25 s for at most $secs; true when it held.
-sub wait_for {
-    my ($secs, $cond) = @_;
-    my $deadline = Time::HiRes::time() + $secs;
-    while (1) {
-        return 1 if $cond->();
-        return 0 if Time::HiRes::time() >= $deadline;
-        Time::HiRes::sleep(0.25);
-    }
 }
 
 #------------------------------------------------------------------ the test
@@ -264,7 +170,7 @@ ok((grep { my ($l) = /\Adynroute_variant_responses_total\{(.*)\} 0\z/;
    "the canary's 5xx series is there, at 0, before any request");
 
 # Prometheus of our own: its data in the nginx prefix (removed with it).
-$prom_port = free_port();
+($prom_port) = free_ports(1);
 my $pdir = "$srv->{prefix}/prometheus";
 mkdir $pdir or die "mkdir $pdir: $!\n";
 spew("$pdir/prometheus.yml", <<"YML");
@@ -278,16 +184,19 @@ scrape_configs:
     static_configs:
       - targets: ['127.0.0.1:$srv->{port}']
 YML
-$prom_pid = start_prometheus($pdir, $prom_port);
+# Ours: stopped by its PID at the end (SIGTERM: it shuts down cleanly within
+# a second or two; SIGKILL only if it is still there 15 s later), and by the
+# process module on any other way out.
+$prom_pid = spawn('prometheus', "$pdir/prometheus.log", $PROMETHEUS,
+                  "--config.file=$pdir/prometheus.yml", "--storage.tsdb.path=$pdir/data",
+                  "--web.listen-address=127.0.0.1:$prom_port", '--log.level=warn');
 
 my $ready = wait_for(20, sub {
-    if (waitpid($prom_pid, POSIX::WNOHANG()) == $prom_pid) {
-        undef $prom_pid;
-        die "prometheus exited:\n" . tail_of(slurp("$pdir/prometheus.log"), 30);
-    }
+    die "prometheus exited:\n" . tail_of(slurp("$pdir/prometheus.log"), 30)
+        unless alive($prom_pid);
     my $r = $ua->get("http://127.0.0.1:$prom_port/-/ready");
     return $r->{status} == 200;
-});
+}, 0.25);
 ok($ready, "prometheus is ready on 127.0.0.1:$prom_port")
     or diag(tail_of(slurp("$pdir/prometheus.log"), 30));
 
@@ -298,7 +207,7 @@ my $scraped = wait_for(15, sub {
     my $n = scalar_query(qq{count(dynroute_variant_responses_total{rollout="$ROLLOUT"})});
     my $up = scalar_query('up{job="dynroute"}');
     return $n && $up && $up == 1;
-});
+}, 0.25);
 ok($scraped, 'prometheus scraped the endpoint before the load (up == 1)')
     or diag(tail_of(slurp("$pdir/prometheus.log"), 30));
 
@@ -344,7 +253,7 @@ note("client: " . join ', ', map { "$_: $sent{$_} requests, "
 my $final = wait_for(15, sub {
     my $ts = scalar_query(qq{max(timestamp(dynroute_variant_requests_total{rollout="$ROLLOUT"}))});
     return defined $ts && $ts >= $t_end + 0.5;
-});
+}, 0.25);
 ok($final, 'prometheus scraped the endpoint after the load');
 
 # The canary's error ratio as a dashboard computes it.  The window (5m)
@@ -407,8 +316,8 @@ promtool_ok('after the load');
 note(sprintf 'PromQL: canary 5xx ratio %s, stable %s, requests %s; p90 %s s',
      map { $_ // 'none' } $canary_ratio, $stable_ratio, $total, $p90);
 
-stop_prometheus();
-ok(!$prom_pid, 'prometheus stopped');
+stop_proc($prom_pid, 'TERM', 15);
+ok(!alive($prom_pid), 'prometheus stopped');
 my $log = stop_nginx($srv);
 error_log_ok($log, 'nginx: no alert/crit/crash in error.log');
 
