@@ -34,10 +34,10 @@ use strict;
 use warnings;
 use lib 't/lib';
 use Test::Nginx::Dynroute;
+use Test::Nginx::Dynroute::Proc;
 use Cwd ();
 use File::Temp ();
 use FindBin ();
-use HTTP::Tiny ();
 use IO::Select ();
 use IO::Socket::IP ();
 use JSON::PP ();
@@ -47,11 +47,8 @@ use Socket ();
 use Time::HiRes ();
 
 my $ROOT    = Cwd::abs_path("$FindBin::Bin/../..");
-my $AGENT   = "$ROOT/tools/dynroute-agent";
-my $CTL     = "$ROOT/tools/dynroutectl";
-my $ETCD    = $ENV{ETCD}    || '/usr/bin/etcd';
-my $ETCDCTL = $ENV{ETCDCTL} || '/usr/bin/etcdctl';
-my $PYTHON  = '/usr/bin/python3';
+my $AGENT   = tool_path('dynroute-agent');
+my $CTL     = tool_path('dynroutectl');
 my $PREFIX  = '/dynroute/';
 my $CHANGES = 100;              # the random changes of (6)
 my $KEYS    = 1000;             # the fixed keys every node must route alike
@@ -63,7 +60,6 @@ delete @ENV{qw(DYNROUTE_NODES http_proxy https_proxy HTTP_PROXY HTTPS_PROXY
 $ENV{ETCDCTL_API} = 3;
 
 my $json = JSON::PP->new->canonical;
-my $ParentPid = $$;
 my $T0 = Time::HiRes::time();
 
 for my $bin ($ETCD, $ETCDCTL, $PYTHON, $AGENT, $CTL) {
@@ -79,40 +75,12 @@ note("logs of etcd, the agents and nginx's state files: $dir");
 
 #------------------------------------------------------------------ helpers
 
-sub slurp {
-    my ($path) = @_;
-    open my $fh, '<', $path or return '';
-    local $/;
-    my $c = <$fh>;
-    return defined $c ? $c : '';
-}
-
-sub spew {
-    my ($path, $text) = @_;
-    open my $fh, '>', $path or die "cannot write $path: $!\n";
-    print {$fh} $text;
-    close $fh or die "cannot write $path: $!\n";
-}
-
-sub tail_of {
-    my ($text, $n) = @_;
-    my @l = split /\n/, $text;
-    splice @l, 0, @l - $n if @l > $n;
-    return join '', map { "  $_\n" } @l;
-}
+# Every process started here (etcd members, agents, the clients of the
+# test) is made ours with Test::Nginx::Dynroute::Proc (spawn, track): it
+# stops them by PID on every way out, clients and agents first, then etcd,
+# before File::Temp removes the directory.
 
 sub now { Time::HiRes::time() }
-
-# Polls $cond every $step s for at most $secs; true when it held.
-sub wait_for {
-    my ($secs, $cond, $step) = @_;
-    my $deadline = now() + $secs;
-    while (1) {
-        return 1 if $cond->();
-        return 0 if now() >= $deadline;
-        Time::HiRes::sleep($step // 0.05);
-    }
-}
 
 # Ports below the kernel's ephemeral range, so that neither the harness's
 # own free ports (bind to port 0) nor any outgoing connection can take one
@@ -135,100 +103,6 @@ sub fixed_ports {
     die "found only " . scalar(@ports) . " free ports of $n\n" unless @ports == $n;
     close $_ for @socks;
     return @ports;
-}
-
-#------------------------------------------------------------------ processes
-
-# Every process started here (etcd members, agents, the clients of the
-# test), by PID: stopped by END, whatever happens.
-my %Procs;
-
-sub spawn {
-    my ($label, $log, @cmd) = @_;
-    my $pid = fork;
-    die "fork failed: $!\n" unless defined $pid;
-    if ($pid == 0) {
-        open STDIN, '<', '/dev/null';
-        open STDOUT, '>>', $log or POSIX::_exit(126);
-        open STDERR, '>&', \*STDOUT or POSIX::_exit(126);
-        { exec { $cmd[0] } @cmd; }
-        print STDERR "exec $cmd[0] failed: $!\n";
-        POSIX::_exit(127);
-    }
-    $Procs{$pid} = $label;
-    return $pid;
-}
-
-sub alive {
-    my ($pid) = @_;
-    return 0 unless $pid && $Procs{$pid};
-    return 1 if waitpid($pid, POSIX::WNOHANG()) == 0;
-    delete $Procs{$pid};
-    return 0;
-}
-
-# Sends $sig, waits at most $secs, then SIGKILL.  Returns the wait status.
-sub stop_proc {
-    my ($pid, $sig, $secs) = @_;
-    return undef unless $pid && $Procs{$pid};
-    kill $sig, $pid;
-    my $deadline = now() + ($secs // 10);
-    while (1) {
-        my $r = waitpid($pid, POSIX::WNOHANG());
-        if ($r == $pid || $r < 0) {
-            delete $Procs{$pid};
-            return $r == $pid ? $? : undef;
-        }
-        last if now() >= $deadline;
-        Time::HiRes::sleep(0.02);
-    }
-    diag("$Procs{$pid} ($pid) still running $secs s after SIG$sig: SIGKILL");
-    kill 'KILL', $pid;
-    waitpid($pid, 0);
-    delete $Procs{$pid};
-    return $?;
-}
-
-sub stop_all_procs {
-    return unless $$ == $ParentPid;
-    # clients and agents first, then etcd
-    for my $pid (sort { ($Procs{$a} =~ /^etcd/ ? 1 : 0) <=> ($Procs{$b} =~ /^etcd/ ? 1 : 0) }
-                 keys %Procs) {
-        stop_proc($pid, 'TERM', 5);
-    }
-}
-
-# Runs before the harness's END (which stops nginx) and before File::Temp
-# removes the directory.
-END {
-    local ($?, $!, $@);
-    stop_all_procs();
-}
-for my $sig (qw(INT TERM)) {
-    $SIG{$sig} = sub { stop_all_procs(); exit(128 + ($sig eq 'INT' ? 2 : 15)) };
-}
-
-# Runs a command to its end: {exit, out, err}.
-sub run_cmd {
-    my ($stdin, @cmd) = @_;
-    my ($in, $out, $err) = (File::Temp->new, File::Temp->new, File::Temp->new);
-    print {$in} $stdin // '';
-    close $in;
-    my $pid = fork // die "fork: $!\n";
-    if ($pid == 0) {
-        open STDIN, '<', "$in" or POSIX::_exit(126);
-        open STDOUT, '>&', $out or POSIX::_exit(126);
-        open STDERR, '>&', $err or POSIX::_exit(126);
-        { exec { $cmd[0] } @cmd; }
-        print STDERR "exec $cmd[0] failed: $!\n";
-        POSIX::_exit(127);
-    }
-    $Procs{$pid} = "command $cmd[0]";
-    waitpid $pid, 0;
-    my $st = $?;
-    delete $Procs{$pid};
-    return { exit => $st >> 8, status => $st, out => slurp("$out"),
-             err => slurp("$err") };
 }
 
 #------------------------------------------------------------------ HTTP
@@ -352,53 +226,17 @@ for my $m (@M) {
     $m->{peer}   = shift @etcd_ports;
 }
 my $CLUSTER   = join ',', map { "$_->{name}=http://127.0.0.1:$_->{peer}" } @M;
-my $ENDPOINTS = join ',', map { "http://127.0.0.1:$_->{client}" } @M;
+my $ENDPOINTS = etcd_endpoint(@M);
 my $TOKEN     = "dynroute-fleet-test-$$";
 
-sub etcd_start {
-    my ($m) = @_;
-    $m->{pid} = spawn("etcd $m->{name}", $m->{log}, $ETCD,
-        '--name', $m->{name}, '--data-dir', $m->{dir},
-        '--listen-client-urls', "http://127.0.0.1:$m->{client}",
-        '--advertise-client-urls', "http://127.0.0.1:$m->{client}",
-        '--listen-peer-urls', "http://127.0.0.1:$m->{peer}",
-        '--initial-advertise-peer-urls', "http://127.0.0.1:$m->{peer}",
-        '--initial-cluster', $CLUSTER, '--initial-cluster-token', $TOKEN,
-        '--initial-cluster-state', 'new',
-        '--logger', 'zap', '--log-outputs', 'stderr', '--log-level', 'warn');
-}
+my @ETCD_FLAGS = ('--initial-cluster-token', $TOKEN, '--initial-cluster-state', 'new',
+                  '--logger', 'zap', '--log-outputs', 'stderr', '--log-level', 'warn');
+$_->{cluster} = $CLUSTER for @M;
 
-sub etcd_stop {
-    my ($m, $sig) = @_;
-    my $st = stop_proc($m->{pid}, $sig // 'TERM', 10);
-    undef $m->{pid};
-    return $st;
-}
-
-my $http = HTTP::Tiny->new(timeout => 2, keep_alive => 0, proxy => undef,
-                           http_proxy => undef, https_proxy => undef);
-
-sub etcd_healthy {
-    my ($m) = @_;
-    my $r = $http->get("http://127.0.0.1:$m->{client}/health");
-    return $r->{status} == 200 && $r->{content} =~ /"health"\s*:\s*"true"/;
-}
-
-sub etcd_wait_healthy {
-    my ($secs, @members) = @_;
-    return wait_for($secs, sub {
-        for my $m (@members) {
-            die "etcd $m->{name} exited:\n" . tail_of(slurp($m->{log}), 20)
-                unless alive($m->{pid});
-            return 0 unless etcd_healthy($m);
-        }
-        return 1;
-    }, 0.1);
-}
-
-sub etcdctl {
+# etcdctl against the cluster, $stdin on its stdin.
+sub cluster_etcdctl {
     my ($stdin, @args) = @_;
-    return run_cmd($stdin, $ETCDCTL, "--endpoints=$ENDPOINTS",
+    return run_cmd({ stdin => $stdin }, etcdctl_cmd(@M),
                    '--dial-timeout=2s', '--command-timeout=5s', @args);
 }
 
@@ -417,7 +255,7 @@ sub state_rev {
 sub etcd_put {
     my ($key, $value) = @_;
     # the value on stdin: it may start with "-"
-    my $r = etcdctl($value, '-w', 'json', 'put', $key);
+    my $r = cluster_etcdctl($value, '-w', 'json', 'put', $key);
     my $doc = eval { $json->decode($r->{out}) };
     unless ($r->{exit} == 0 && $doc) {
         diag("etcdctl put $key: exit $r->{exit}: $r->{err}$r->{out}");
@@ -428,7 +266,7 @@ sub etcd_put {
 
 sub etcd_del {
     my ($key) = @_;
-    my $r = etcdctl(undef, '-w', 'json', 'del', $key);
+    my $r = cluster_etcdctl(undef, '-w', 'json', 'del', $key);
     my $doc = eval { $json->decode($r->{out}) };
     diag("etcdctl del $key: exit $r->{exit}: $r->{err}") unless $doc;
     return $doc ? state_rev($doc->{header}{revision}) : undef;
@@ -436,7 +274,7 @@ sub etcd_del {
 
 # The prefix as {key => decoded value (or the raw text)}, and the revision.
 sub etcd_dump {
-    my $r = etcdctl(undef, '-w', 'json', 'get', '--prefix', $PREFIX);
+    my $r = cluster_etcdctl(undef, '-w', 'json', 'get', '--prefix', $PREFIX);
     my $doc = eval { $json->decode($r->{out}) };
     unless ($doc) {
         diag("etcdctl get --prefix $PREFIX: exit $r->{exit}: $r->{err}");
@@ -750,7 +588,7 @@ sub ctl_etcd {
         print STDERR "exec $PYTHON failed: $!\n";
         POSIX::_exit(127);
     }
-    $Procs{$pid} = 'dynroutectl';
+    track($pid, 'dynroutectl');
     my %r = (out => '');
     my $sel = IO::Select->new($out);
     my $deadline = now() + 30;
@@ -781,7 +619,7 @@ sub ctl_etcd {
     }
     close $out;
     my $st = $?;
-    delete $Procs{$pid};
+    untrack($pid);
     $r{exit} = $st >> 8;
     $r{out} = $buf;
     $r{err} = slurp("$err");
@@ -822,8 +660,8 @@ agent_start($_) for @N;
     ok(agents_alive(), '(1) agents started before etcd: they keep running (retrying)');
 }
 
-etcd_start($_) for @M;
-ok(etcd_wait_healthy(30, @M), 'a 3-member etcd cluster is up: ' . join ', ',
+start_etcd($_, @ETCD_FLAGS) for @M;
+ok(etcd_ready(30, @M), 'a 3-member etcd cluster is up: ' . join ', ',
    map { "$_->{name} client :$_->{client} peer :$_->{peer}" } @M)
     or do { diag(tail_of(slurp($_->{log}), 20)) for @M; BAIL_OUT('no etcd cluster') };
 
@@ -982,9 +820,9 @@ if (@conv) {
 # is killed; changes must still reach every node through the others.
 {
     my $victim = $M[0];
-    my $st = etcd_stop($victim, 'KILL');
+    my $st = stop_proc($victim->{pid}, 'KILL');
     ok(defined $st && ($st & 127) == 9, "(2) etcd $victim->{name} killed (SIGKILL)");
-    ok(etcd_wait_healthy(20, @M[1, 2]), '(2) the other two members still have a leader');
+    ok(etcd_ready(20, @M[1, 2]), '(2) the other two members still have a leader');
     my @changes = (['set-weights', 'checkout', 'stable=33', 'canary=67'],
                    ['flip', 'search', 'v3', 'service_a'],
                    ['host', 'add', 'tenant19.example.com', 'search']);
@@ -1003,8 +841,8 @@ if (@conv) {
     my ($mok, $mwhy) = routes_match_model(\@KEYSET, $routes // []);
     ok($mok, '(2) ... as the changes say') or diag($mwhy);
     ok(agents_alive(), '(2) every agent still runs');
-    etcd_start($victim);
-    ok(etcd_wait_healthy(20, @M), "(2) $victim->{name} restarted and back in the cluster");
+    start_etcd($victim, @ETCD_FLAGS);
+    ok(etcd_ready(20, @M), "(2) $victim->{name} restarted and back in the cluster");
 }
 
 #====================================================================== (5)
@@ -1136,7 +974,7 @@ if (@conv) {
         spew($done, join("\n", @revs) . "\n");
         POSIX::_exit(0);
     }
-    $Procs{$wpid} = 'writer of (4)';
+    track($wpid, 'writer of (4)');
     my (%seen, %backwards, @events);
     my $t = now();
     my %act = (0.3 => sub { agent_stop($N[1], 'KILL'); push @events, 'n2 agent killed' },
@@ -1164,7 +1002,7 @@ if (@conv) {
         Time::HiRes::sleep(0.01);
     }
     waitpid $wpid, 0;
-    delete $Procs{$wpid};
+    untrack($wpid);
     my @revs = grep { /\d/ } split /\n/, slurp($done);
     is(scalar(grep { $_ > 0 } @revs), 2 * $steps, "(4) the writer made $steps weight changes and added $steps hosts")
         or diag("revisions: @revs");
@@ -1224,11 +1062,11 @@ if (@conv) {
         spew($result, $json->encode({ sent => $sent, failed => $failed, first => \@first }));
         POSIX::_exit(0);
     }
-    $Procs{$cpid} = 'traffic of (3)';
+    track($cpid, 'traffic of (3)');
     Time::HiRes::sleep(1);
     my $stopped = 1;
     for my $m (@M) {
-        my $st = etcd_stop($m, 'TERM');
+        my $st = stop_proc($m->{pid}, 'TERM');
         $stopped = 0 unless defined $st;
     }
     ok($stopped, '(3) all 3 etcd members stopped (SIGTERM) while traffic runs');
@@ -1242,8 +1080,8 @@ if (@conv) {
     my ($mok, $mwhy) = routes_match_model(\@KEYSET, $routes // []);
     ok($mok, '(3) ... as before') or diag($mwhy);
     Time::HiRes::sleep(2);
-    etcd_start($_) for @M;
-    ok(etcd_wait_healthy(30, @M), '(3) etcd restarted');
+    start_etcd($_, @ETCD_FLAGS) for @M;
+    ok(etcd_ready(30, @M), '(3) etcd restarted');
     my $r = ctl_etcd('--wait', 'host', 'add', 'tenant16.example.com', 'service_b');
     ctl_ok('(3) a change after the restart: dynroutectl --etcd --wait host add', $r);
     $Model{hosts}{'tenant16.example.com'} = 'service_b';
@@ -1253,7 +1091,7 @@ if (@conv) {
     Time::HiRes::sleep(0.5);
     spew($stop, '');
     waitpid $cpid, 0;
-    delete $Procs{$cpid};
+    untrack($cpid);
     my $res = eval { $json->decode(slurp($result)) } // { sent => 0, failed => -1, first => [] };
     ok($res->{sent} > 100 && $res->{failed} == 0,
        "(3) no request failed: $res->{sent} sent, $res->{failed} failed")
@@ -1274,7 +1112,7 @@ if (@conv) {
     my ($ok, $before, $why) = routes_agree(\@KEYSET);
     ok($ok, "(1) before: the nodes route the $KEYS keys alike") or diag($why);
     agent_stop($_, 'TERM') for @N;
-    etcd_stop($_, 'TERM') for @M;
+    stop_proc($_->{pid}, 'TERM') for @M;
     nginx_restart($_, '(1) restart with etcd down') for @N;
     my %offset = map { $_->{name} => length slurp($_->{agent_log}) } @N;
     agent_start($_) for @N;
@@ -1298,8 +1136,8 @@ if (@conv) {
        "(1) ... exactly as before: nginx serves its persisted state");
     my ($mok, $mwhy) = routes_match_model(\@KEYSET, $after // []);
     ok($mok, '(1) ... which is the state of the changes') or diag($mwhy);
-    etcd_start($_) for @M;
-    ok(etcd_wait_healthy(30, @M), '(1) etcd started');
+    start_etcd($_, @ETCD_FLAGS) for @M;
+    ok(etcd_ready(30, @M), '(1) etcd started');
     my $rev = $StateRev;
     ok(converged($rev, 20), "(1) the agents catch up: revision $rev or later, not stale")
         or diag(fleet_text());
@@ -1325,7 +1163,7 @@ for my $n (@N) {
     ok(defined $st && $st == 0, "$n->{name}'s agent exits 0 on SIGTERM")
         or diag('status ' . ($st // 'none'));
 }
-etcd_stop($_, 'TERM') for @M;
+stop_proc($_->{pid}, 'TERM') for @M;
 nginx_stop($_, 'the end') for @N;
 note(sprintf 'the whole run took %.1f s', now() - $T0);
 
