@@ -13,39 +13,20 @@
 // CHROMIUM (default /usr/bin/chromium), TEST_NGINX_NO_CLEAN.
 'use strict';
 
-const fs = require('fs');
-const path = require('path');
 
 const {
-    REPO, chromium, CHROMIUM, MODULES,
-    ok, is, run, freePort, sleep, readLog, startNginx, stopNginx,
+    ok, run, freePort, readLog, makePrefix, nginxConf, startNginx, stopNginx,
+    checkNginxLogs, launchChromium, reportError, cleanUp,
 } = require('./lib.js');
 
 const DEADLINE_MS = 240000;     // the whole run, however slow the machine
 
 // ---- nginx ----------------------------------------------------------------
 
-function nginxConf(prefix, p) {
-    const load = MODULES.map((m) => `load_module ${m};`).join('\n');
-    const user = process.getuid && process.getuid() === 0 ? 'user root;' : '';
-    return `${load}
-daemon off;
-master_process on;
-worker_processes 1;
-pid ${prefix}/logs/nginx.pid;
-error_log ${prefix}/logs/error.log info;
-${user}
-events { worker_connections 128; }
-
-http {
-    access_log off;
-    client_body_temp_path ${prefix}/tmp/body;
-    proxy_temp_path ${prefix}/tmp/proxy;
-    fastcgi_temp_path ${prefix}/tmp/fastcgi;
-    uwsgi_temp_path ${prefix}/tmp/uwsgi;
-    scgi_temp_path ${prefix}/tmp/scgi;
-    default_type text/plain;
-
+// The http block: the application, the page's origins, the API with
+// credentials for one origin and a public API.
+function httpConf(prefix, p) {
+    return `
     log_format methods '$request_method $uri';
 
     # The application behind the proxy: it records every request it gets
@@ -87,7 +68,6 @@ http {
         dynroute_cors_origins *;
         location / { proxy_pass http://$dynroute_upstream; }
     }
-}
 `;
 }
 
@@ -114,9 +94,7 @@ async function main() {
     for (const name of ['allowed', 'denied', 'api', 'public', 'backend']) {
         ports[name] = await freePort();
     }
-    const base = path.join(REPO, 'build', 'browser');
-    fs.mkdirSync(base, { recursive: true });
-    const prefix = fs.mkdtempSync(path.join(base, 'servroot-'));
+    const prefix = makePrefix();
 
     const allowed = `http://127.0.0.1:${ports.allowed}`;
     const denied = `http://127.0.0.1:${ports.denied}`;
@@ -127,18 +105,11 @@ async function main() {
     let browser;
 
     try {
-        srv = await startNginx(prefix, ports, nginxConf(prefix, ports), {
+        srv = await startNginx(prefix, ports, nginxConf(prefix, httpConf(prefix, ports)), {
             'html/index.html': '<!doctype html><title>dynroute cors</title><p>page</p>\n',
         });
 
-        browser = await chromium.launch({
-            executablePath: CHROMIUM,
-            headless: true,
-            timeout: 120000,
-            args: ['--headless', '--no-sandbox', '--disable-gpu',
-                   '--disable-background-networking'],
-        });
-        console.log(`# ${CHROMIUM} ${browser.version()}`);
+        browser = await launchChromium();
 
         const context = await browser.newContext();
         // a session cookie of the API's site (cookies ignore the port)
@@ -222,28 +193,14 @@ async function main() {
         ok(!seen.some((l) => l.startsWith('DELETE')),
            'the DELETE denied at the preflight never reached the upstream', seen.join('\n'));
 
-        const log = readLog(prefix, 'error.log') + readLog(prefix, 'stderr.log');
-        const bad = /\[(alert|crit|emerg)\]|exited on signal|Sanitizer|runtime error:/;
-        ok(!bad.test(log), 'nginx logged no alert, crit, emerg or crash',
-           log.split('\n').filter((l) => bad.test(l)).join('\n'));
-        ok(srv.status === 'exit 0', 'nginx exited cleanly', srv.status);
+        const log = checkNginxLogs(srv);
         ok(/preflight from origin "http:\/\/127\.0\.0\.1:\d+" for method "DELETE" denied: method not allowed/.test(log),
            'the denied preflight is logged at info level');
 
     } catch (e) {
-        ok(false, 'the browser test ran to the end', e && e.stack ? e.stack : String(e));
-        if (prefix) {
-            console.log(`# error.log:\n${readLog(prefix, 'error.log').split('\n').slice(-20)
-                .map((l) => `#   ${l}`).join('\n')}`);
-        }
+        reportError(e, prefix);
     } finally {
-        if (browser) {
-            await browser.close().catch(() => {});
-        }
-        await stopNginx(srv);
-        if (!process.env.TEST_NGINX_NO_CLEAN) {
-            fs.rmSync(prefix, { recursive: true, force: true });
-        }
+        await cleanUp(prefix, browser, srv);
     }
 }
 

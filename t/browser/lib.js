@@ -1,6 +1,7 @@
 // What the browser tests share: TAP output, the run's deadline, one nginx
-// of the test's own (started and stopped by PID, on loopback) and plain
-// HTTP requests to it.
+// of the test's own (its configuration's common part, started and stopped
+// by PID, on loopback, its logs checked), plain HTTP requests to it, and
+// headless Chromium launched as every test runs it.
 //
 // Environment, as for the prove suite: TEST_NGINX_BINARY (default
 // /usr/sbin/nginx), TEST_NGINX_LOAD_MODULES (default the repository's
@@ -79,12 +80,14 @@ function run(main, deadlineMs) {
 
 // One request to 127.0.0.1:port, Host 127.0.0.1 unless headers say
 // otherwise; resolves { status, headers, body }, status 0 on a network
-// error or after 10 s.
-function request(port, method, urlPath, headers = {}, body = undefined) {
+// error or after 10 s.  A connection of its own (Connection: close), or
+// one of agent's (an http.Agent that keeps them alive).
+function request(port, method, urlPath, { headers = {}, body, agent } = {}) {
     return new Promise((resolve) => {
         const req = http.request({
-            host: '127.0.0.1', port, method, path: urlPath, timeout: 10000,
-            headers: { Host: '127.0.0.1', Connection: 'close', ...headers },
+            host: '127.0.0.1', port, method, path: urlPath, timeout: 10000, agent,
+            headers: { Host: '127.0.0.1', ...(agent ? {} : { Connection: 'close' }),
+                       ...headers },
         }, (res) => {
             let text = '';
             res.setEncoding('utf8');
@@ -132,6 +135,40 @@ function readLog(prefix, name) {
     }
 }
 
+// A new prefix for nginx under build/browser.
+function makePrefix() {
+    const base = path.join(REPO, 'build', 'browser');
+    fs.mkdirSync(base, { recursive: true });
+    return fs.mkdtempSync(path.join(base, 'servroot-'));
+}
+
+// nginx.conf of a test: the modules, a master (not a daemon) and its
+// workers, error.log at info, and the http block's common lines (no
+// access log, temporary files under the prefix) followed by http.
+function nginxConf(prefix, http, { workers = 1, connections = 128 } = {}) {
+    const load = MODULES.map((m) => `load_module ${m};`).join('\n');
+    const user = process.getuid && process.getuid() === 0 ? 'user root;' : '';
+    return `${load}
+daemon off;
+master_process on;
+worker_processes ${workers};
+pid ${prefix}/logs/nginx.pid;
+error_log ${prefix}/logs/error.log info;
+${user}
+events { worker_connections ${connections}; }
+
+http {
+    access_log off;
+    client_body_temp_path ${prefix}/tmp/body;
+    proxy_temp_path ${prefix}/tmp/proxy;
+    fastcgi_temp_path ${prefix}/tmp/fastcgi;
+    uwsgi_temp_path ${prefix}/tmp/uwsgi;
+    scgi_temp_path ${prefix}/tmp/scgi;
+    default_type text/plain;
+${http}}
+`;
+}
+
 // nginx -p prefix with conf as its nginx.conf and files (name -> text)
 // under the prefix; resolves once every port of ports answers.
 async function startNginx(prefix, ports, conf, files = {}) {
@@ -167,6 +204,17 @@ async function startNginx(prefix, ports, conf, files = {}) {
                     + readLog(prefix, 'stderr.log') + readLog(prefix, 'error.log'));
 }
 
+// After stopNginx: error.log and nginx's stderr, checked for alerts,
+// crashes and sanitizer reports, and the master's exit status.
+function checkNginxLogs(srv) {
+    const log = readLog(srv.prefix, 'error.log') + readLog(srv.prefix, 'stderr.log');
+    const bad = /\[(alert|crit|emerg)\]|exited on signal|Sanitizer|runtime error:/;
+    ok(!bad.test(log), 'nginx logged no alert, crit, emerg or crash',
+       log.split('\n').filter((l) => bad.test(l)).join('\n'));
+    ok(srv.status === 'exit 0', 'nginx exited cleanly', srv.status);
+    return log;
+}
+
 async function stopNginx(srv) {
     if (!srv || srv.exited) {
         return;
@@ -179,8 +227,49 @@ async function stopNginx(srv) {
     clearTimeout(timer);
 }
 
+// ---- Chromium --------------------------------------------------------------
+
+// Headless Chromium as every browser test runs it: no sandbox, no GPU, no
+// traffic of its own in the background; args (such as
+// --host-resolver-rules) after those.  Its version goes to the TAP output.
+async function launchChromium({ args = [], timeout = 120000 } = {}) {
+    const browser = await chromium.launch({
+        executablePath: CHROMIUM,
+        headless: true,
+        timeout,
+        args: ['--headless', '--no-sandbox', '--disable-gpu',
+               '--disable-background-networking', ...args],
+    });
+    console.log(`# ${CHROMIUM} ${browser.version()}`);
+    return browser;
+}
+
+// ---- the end of a test ------------------------------------------------------
+
+// What a test's main does with an exception: a failure, with its stack and
+// the end of error.log.
+function reportError(e, prefix) {
+    ok(false, 'the browser test ran to the end', e && e.stack ? e.stack : String(e));
+    if (prefix) {
+        console.log(`# error.log:\n${readLog(prefix, 'error.log').split('\n').slice(-20)
+            .map((l) => `#   ${l}`).join('\n')}`);
+    }
+}
+
+// What a test's main does on every way out: close the browser, stop nginx,
+// remove the prefix (kept with TEST_NGINX_NO_CLEAN).
+async function cleanUp(prefix, browser, srv) {
+    if (browser) {
+        await browser.close().catch(() => {});
+    }
+    await stopNginx(srv);
+    if (!process.env.TEST_NGINX_NO_CLEAN) {
+        fs.rmSync(prefix, { recursive: true, force: true });
+    }
+}
+
 module.exports = {
     REPO, chromium, NGINX, CHROMIUM, MODULES,
-    ok, is, run, freePort, sleep, canConnect, readLog, startNginx, stopNginx,
-    request,
+    ok, is, run, freePort, sleep, canConnect, readLog, makePrefix, nginxConf,
+    startNginx, stopNginx, checkNginxLogs, request, launchChromium, reportError, cleanUp,
 };

@@ -16,13 +16,12 @@
 // CHROMIUM (default /usr/bin/chromium), TEST_NGINX_NO_CLEAN.
 'use strict';
 
-const fs = require('fs');
 const http = require('http');
 const path = require('path');
 
 const {
-    REPO, chromium, CHROMIUM, MODULES,
-    ok, is, run, freePort, sleep, readLog, startNginx, stopNginx,
+    REPO, ok, is, run, freePort, sleep, makePrefix, nginxConf, startNginx, stopNginx,
+    checkNginxLogs, request, launchChromium, reportError, cleanUp,
 } = require('./lib.js');
 
 const DEADLINE_MS = 180000;     // the whole run, however slow the machine
@@ -32,27 +31,10 @@ const SCREENSHOT = path.join(REPO, 'build', 'status-page.png');
 
 // ---- nginx ----------------------------------------------------------------
 
-function nginxConf(prefix, p) {
-    const load = MODULES.map((m) => `load_module ${m};`).join('\n');
-    const user = process.getuid && process.getuid() === 0 ? 'user root;' : '';
-    return `${load}
-daemon off;
-master_process on;
-worker_processes 2;
-pid ${prefix}/logs/nginx.pid;
-error_log ${prefix}/logs/error.log info;
-${user}
-events { worker_connections 256; }
-
-http {
-    access_log off;
-    client_body_temp_path ${prefix}/tmp/body;
-    proxy_temp_path ${prefix}/tmp/proxy;
-    fastcgi_temp_path ${prefix}/tmp/fastcgi;
-    uwsgi_temp_path ${prefix}/tmp/uwsgi;
-    scgi_temp_path ${prefix}/tmp/scgi;
-    default_type text/plain;
-
+// The http block: a rollout whose canary fails, its table and proxy, and
+// the API with the status page.
+function httpConf(prefix, p) {
+    return `
     dynroute_zone routes 1m;
 
     # The two versions of the application: the canary fails a fifth of
@@ -107,7 +89,6 @@ http {
             deny all;
         }
     }
-}
 `;
 }
 
@@ -116,18 +97,7 @@ http {
 const agent = new http.Agent({ keepAlive: true, maxSockets: 10 });
 
 function get(port, host, urlPath, headers) {
-    return new Promise((resolve) => {
-        const req = http.get({ host: '127.0.0.1', port, path: urlPath, agent,
-                               headers: { Host: host, ...headers }, timeout: 10000 },
-                             (res) => {
-            let body = '';
-            res.setEncoding('utf8');
-            res.on('data', (d) => { body += d; });
-            res.on('end', () => resolve({ status: res.statusCode, body }));
-        });
-        req.on('timeout', () => req.destroy(new Error('timed out')));
-        req.on('error', (e) => resolve({ status: 0, body: String(e) }));
-    });
+    return request(port, 'GET', urlPath, { headers: { Host: host, ...headers }, agent });
 }
 
 // 300 users of shop.test in six bursts, every tenth one a tester with
@@ -253,9 +223,7 @@ async function main() {
     for (const name of ['proxy', 'api', 'stable', 'canary']) {
         ports[name] = await freePort();
     }
-    const base = path.join(REPO, 'build', 'browser');
-    fs.mkdirSync(base, { recursive: true });
-    const prefix = fs.mkdtempSync(path.join(base, 'servroot-'));
+    const prefix = makePrefix();
 
     const origin = `http://127.0.0.1:${ports.api}`;
     const ui = `${origin}/dynroute/ui`;
@@ -264,16 +232,10 @@ async function main() {
     let browser;
 
     try {
-        srv = await startNginx(prefix, ports, nginxConf(prefix, ports));
+        srv = await startNginx(prefix, ports, nginxConf(prefix, httpConf(prefix, ports),
+                                                        { workers: 2, connections: 256 }));
 
-        browser = await chromium.launch({
-            executablePath: CHROMIUM,
-            headless: true,
-            timeout: 120000,
-            args: ['--headless', '--no-sandbox', '--disable-gpu',
-                   '--disable-background-networking'],
-        });
-        console.log(`# ${CHROMIUM} ${browser.version()}`);
+        browser = await launchChromium();
 
         const context = await browser.newContext({ viewport: { width: 1280, height: 800 },
                                                    colorScheme: 'light' });
@@ -456,27 +418,13 @@ async function main() {
         browser = undefined;
 
         await stopNginx(srv);
-        const log = readLog(prefix, 'error.log') + readLog(prefix, 'stderr.log');
-        const bad = /\[(alert|crit|emerg)\]|exited on signal|Sanitizer|runtime error:/;
-        ok(!bad.test(log), 'nginx logged no alert, crit, emerg or crash',
-           log.split('\n').filter((l) => bad.test(l)).join('\n'));
-        ok(srv.status === 'exit 0', 'nginx exited cleanly', srv.status);
+        checkNginxLogs(srv);
 
     } catch (e) {
-        ok(false, 'the browser test ran to the end', e && e.stack ? e.stack : String(e));
-        if (prefix) {
-            console.log(`# error.log:\n${readLog(prefix, 'error.log').split('\n').slice(-20)
-                .map((l) => `#   ${l}`).join('\n')}`);
-        }
+        reportError(e, prefix);
     } finally {
         agent.destroy();
-        if (browser) {
-            await browser.close().catch(() => {});
-        }
-        await stopNginx(srv);
-        if (!process.env.TEST_NGINX_NO_CLEAN) {
-            fs.rmSync(prefix, { recursive: true, force: true });
-        }
+        await cleanUp(prefix, browser, srv);
     }
 }
 

@@ -26,12 +26,9 @@
 // CHROMIUM (default /usr/bin/chromium), TEST_NGINX_NO_CLEAN.
 'use strict';
 
-const fs = require('fs');
-const path = require('path');
-
 const {
-    REPO, chromium, CHROMIUM, MODULES,
-    ok, is, run, freePort, readLog, startNginx, stopNginx, request,
+    ok, is, run, freePort, readLog, makePrefix, nginxConf, startNginx, stopNginx,
+    checkNginxLogs, request, launchChromium, reportError, cleanUp,
 } = require('./lib.js');
 
 const DEADLINE_MS = 120000;     // the whole run, however slow the machine
@@ -43,27 +40,10 @@ const JSON_TYPE = { 'Content-Type': 'application/json' };
 
 // ---- nginx ----------------------------------------------------------------
 
-function nginxConf(prefix, p) {
-    const load = MODULES.map((m) => `load_module ${m};`).join('\n');
-    const user = process.getuid && process.getuid() === 0 ? 'user root;' : '';
-    return `${load}
-daemon off;
-master_process on;
-worker_processes 1;
-pid ${prefix}/logs/nginx.pid;
-error_log ${prefix}/logs/error.log info;
-${user}
-events { worker_connections 128; }
-
-http {
-    access_log off;
-    client_body_temp_path ${prefix}/tmp/body;
-    proxy_temp_path ${prefix}/tmp/proxy;
-    fastcgi_temp_path ${prefix}/tmp/fastcgi;
-    uwsgi_temp_path ${prefix}/tmp/uwsgi;
-    scgi_temp_path ${prefix}/tmp/scgi;
-    default_type text/plain;
-    types { text/html html; }
+// The http block: the attacker's site, and the node with its API behind
+// allow/deny.
+function httpConf(prefix, p) {
+    return `    types { text/html html; }
 
     log_format api '$request_method $uri $status '
                    'origin=$http_origin host=$http_host type=$content_type';
@@ -96,7 +76,6 @@ http {
         # A page of the operator's own on the API's origin: the control.
         location = /ops.html { root ${prefix}/ops; }
     }
-}
 `;
 }
 
@@ -169,9 +148,7 @@ async function main() {
     for (const name of ['api', 'evil', 'backend']) {
         ports[name] = await freePort();
     }
-    const base = path.join(REPO, 'build', 'browser');
-    fs.mkdirSync(base, { recursive: true });
-    const prefix = fs.mkdtempSync(path.join(base, 'servroot-'));
+    const prefix = makePrefix();
 
     const apiOrigin = `http://127.0.0.1:${ports.api}`;
     const api = `${apiOrigin}/dynroute/`;
@@ -205,7 +182,7 @@ async function main() {
     // Puts the state back after an attack that got through, so that each
     // attack is judged on its own; answers the state to compare with next.
     async function restore() {
-        await request(ports.api, 'POST', '/dynroute/ready', JSON_TYPE, '');
+        await request(ports.api, 'POST', '/dynroute/ready', { headers: JSON_TYPE, body: '' });
         await request(ports.api, 'DELETE', `/dynroute/hosts/${HOST}`);
         return state();
     }
@@ -214,7 +191,7 @@ async function main() {
     let browser;
 
     try {
-        srv = await startNginx(prefix, ports, nginxConf(prefix, ports), {
+        srv = await startNginx(prefix, ports, nginxConf(prefix, httpConf(prefix, ports)), {
             'evil/index.html': evilPage(api),
             'rebind/attack.html': plainPage('the attacker, rebound'),
             'ops/ops.html': plainPage('the operator'),
@@ -224,16 +201,11 @@ async function main() {
         ok(before.generation !== undefined && before.draining === false,
            'the node answers its state to the test', show(before));
 
-        browser = await chromium.launch({
-            executablePath: CHROMIUM,
-            headless: true,
+        browser = await launchChromium({
             timeout: 60000,
-            args: ['--headless', '--no-sandbox', '--disable-gpu',
-                   '--disable-background-networking',
-                   // the attacker's name now leads to the node
-                   `--host-resolver-rules=MAP ${REBIND} 127.0.0.1`],
+            // the attacker's name now leads to the node
+            args: [`--host-resolver-rules=MAP ${REBIND} 127.0.0.1`],
         });
-        console.log(`# ${CHROMIUM} ${browser.version()}`);
 
         // an operator's session cookie of the node's site, for the
         // credentialed attempts: cookies ignore the port, and another port of
@@ -374,26 +346,12 @@ async function main() {
            'error.log: 6 refusals of the other origin (2 forms, 2 no-cors, 2 preflights)');
         is(refused(new RegExp(`not to "${REBIND.replace(/\./g, '\\.')}"`)), 2,
            'error.log: 2 refusals of the rebound name');
-
-        const bad = /\[(alert|crit|emerg)\]|exited on signal|Sanitizer|runtime error:/;
-        ok(!bad.test(errors), 'nginx logged no alert, crit, emerg or crash',
-           errors.split('\n').filter((l) => bad.test(l)).join('\n'));
-        ok(srv.status === 'exit 0', 'nginx exited cleanly', srv.status);
+        checkNginxLogs(srv);
 
     } catch (e) {
-        ok(false, 'the browser test ran to the end', e && e.stack ? e.stack : String(e));
-        if (prefix) {
-            console.log(`# error.log:\n${readLog(prefix, 'error.log').split('\n').slice(-20)
-                .map((l) => `#   ${l}`).join('\n')}`);
-        }
+        reportError(e, prefix);
     } finally {
-        if (browser) {
-            await browser.close().catch(() => {});
-        }
-        await stopNginx(srv);
-        if (!process.env.TEST_NGINX_NO_CLEAN) {
-            fs.rmSync(prefix, { recursive: true, force: true });
-        }
+        await cleanUp(prefix, browser, srv);
     }
 }
 
