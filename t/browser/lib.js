@@ -5,8 +5,9 @@
 //
 // Environment, as for the prove suite: TEST_NGINX_BINARY (default
 // /usr/sbin/nginx), TEST_NGINX_LOAD_MODULES (default the repository's
-// build/ngx_http_dynroute_module.so; empty for a static build), CHROMIUM
-// (default /usr/bin/chromium).
+// build/ngx_http_dynroute_module.so; empty for a static build),
+// TEST_NGINX_NO_CLEAN (keeps the nginx prefix under build/browser);
+// CHROMIUM (default /usr/bin/chromium).
 'use strict';
 
 const fs = require('fs');

@@ -9,11 +9,7 @@
 //
 // Prints TAP (run by `make test-browser` through prove).  Loopback only;
 // starts one nginx and one Chromium and stops both itself.
-//
-// Environment, as for the prove suite: TEST_NGINX_BINARY (default
-// /usr/sbin/nginx), TEST_NGINX_LOAD_MODULES (default the repository's
-// build/ngx_http_dynroute_module.so; empty for a static build),
-// CHROMIUM (default /usr/bin/chromium), TEST_NGINX_NO_CLEAN.
+// The environment it reads is described in lib.js.
 'use strict';
 
 const http = require('http');
