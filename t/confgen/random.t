@@ -1,0 +1,183 @@
+# No configuration that nginx -t accepts may crash a worker.
+#
+# For each seed, t/confgen/ConfGen.pm writes a random configuration from
+# the grammar of dynroute's directives and nginx's own (tables, rollouts,
+# balancer upstreams, a zone, API locations, CORS, nested, regex and named
+# locations, auth_request, mirror, try_files, error_page, realip...), mostly
+# valid, with a share of near misses.  Then:
+#
+# - nginx -t refuses it: the output must carry an [emerg] that names the
+#   configuration file and a line of it, and nothing else may go wrong
+#   (nginx -t killed by a signal, a sanitizer report);
+# - nginx -t accepts it: nginx starts with 2 workers, gets the requests the
+#   generator made for it (hosts that hit each rule, the default and none,
+#   IP literals, odd hosts, overrides, cookies, CORS, the API's reads and
+#   writes), each of which must get a complete HTTP response (any status);
+#   after nginx stops, its error.log and stderr may show no worker exiting
+#   on a signal, no [alert], [crit] or [emerg], no AddressSanitizer,
+#   LeakSanitizer or UBSan report.
+#
+# CONFGEN_COUNT configurations (default 60) from CONFGEN_SEED (default 1):
+# seed N is always the same configuration.  A failure prints the seed, what
+# went wrong and the whole configuration; CONFGEN_SEED=N CONFGEN_COUNT=1
+# runs that one again.  `make test-confgen` runs this file against nginx and
+# the module built with ASan and UBSan.  Outside the t/*.t glob: it is its
+# own target.
+use strict;
+use warnings;
+use FindBin ();
+use lib "$FindBin::Bin/../lib", $FindBin::Bin;
+use Test::Nginx::Dynroute;
+use ConfGen;
+use Cwd ();
+use File::Path ();
+use File::Spec ();
+use File::Temp ();
+use Time::HiRes ();
+
+my $count = $ENV{CONFGEN_COUNT} // 60;
+my $seed0 = $ENV{CONFGEN_SEED} // 1;
+die "CONFGEN_COUNT and CONFGEN_SEED are numbers\n"
+    unless $count =~ /\A\d+\z/ && $seed0 =~ /\A\d+\z/;
+
+# The modules to load, as the harness chooses them.
+my $repo = Cwd::abs_path("$FindBin::Bin/../..");
+my @modules = do {
+    my $env = $ENV{TEST_NGINX_LOAD_MODULES};
+    defined $env ? (map { File::Spec->rel2abs($_) } grep { length } split ' ', $env)
+      : -e "$repo/build/ngx_http_dynroute_module.so" ? ("$repo/build/ngx_http_dynroute_module.so")
+      : ();
+};
+
+# Included files, the sticky secret and the state files of each seed.
+my $servtemp = $ENV{TEST_NGINX_SERVTEMP};
+$servtemp = "$repo/t" unless defined $servtemp && length $servtemp;
+File::Path::make_path($servtemp);
+my $work = File::Temp::tempdir('confgenXXXXXX', DIR => $servtemp,
+                               CLEANUP => $ENV{TEST_NGINX_NO_CLEAN} ? 0 : 1);
+
+my $BadRe = qr/\[alert\]|\[crit\]|\[emerg\]|exited on signal|AddressSanitizer|LeakSanitizer|runtime error:/;
+
+sub request_bytes {
+    my ($q) = @_;
+    return $q->{raw} if defined $q->{raw};
+    my $s = "$q->{method} $q->{path} HTTP/1.1\r\n";
+    $s .= "Host: $q->{host}\r\n" if defined $q->{host};
+    $s .= "$_->[0]: $_->[1]\r\n" for @{$q->{headers} || []};
+    $s .= 'Content-Length: ' . length($q->{body}) . "\r\n" if defined $q->{body};
+    $s .= "Connection: close\r\n\r\n";
+    $s .= $q->{body} if defined $q->{body};
+    return $s;
+}
+
+sub numbered {
+    my ($text) = @_;
+    my $n = 0;
+    return join '', map { sprintf "%4d  %s\n", ++$n, $_ } split /\n/, $text;
+}
+
+sub shorten {
+    my ($s) = @_;
+    $s =~ s/([^\n]{200})[^\n]+/$1.../g;
+    return $s;
+}
+
+sub report {
+    my ($c, $what, @problems) = @_;
+    my $files = join '', map { "--- $_\n$c->{files}{$_}" } sort keys %{$c->{files}};
+    diag("seed $c->{seed} ($c->{summary}): $what\n"
+         . join('', map { '  ' . shorten($_) . "\n" } @problems[0 .. ($#problems > 29 ? 29 : $#problems)])
+         . (@problems > 30 ? '  ... and ' . (@problems - 30) . " more\n" : '')
+         . "run it again: CONFGEN_SEED=$c->{seed} CONFGEN_COUNT=1\n"
+         . "--- the configuration (\$TEST_NGINX_* are the test's ports and prefix)\n"
+         . numbered($c->{conf}) . $files);
+}
+
+my %stat = (refused => 0, started => 0, requests => 0, failed => 0);
+my %fam;
+my @failed;
+my $t0 = Time::HiRes::time();
+
+for my $seed ($seed0 .. $seed0 + $count - 1) {
+    my $dir = "$work/s$seed";
+    File::Path::make_path($dir);
+    my $c = ConfGen::generate($seed, dir => $dir, modules => \@modules, root => $> == 0);
+    for my $f (keys %{$c->{files}}) {
+        open my $fh, '>', $f or die "cannot write $f: $!\n";
+        print {$fh} $c->{files}{$f};
+        close $fh or die "cannot write $f: $!\n";
+    }
+    my $lines = () = $c->{conf} =~ /\n/g;
+
+    my ($st, $out) = nginx_test_config(conf => $c->{conf});
+    if ($st != 0) {
+        $stat{refused}++;
+        $fam{$c->{family}}{refused}++;
+        my @p;
+        push @p, "nginx -t was killed by signal " . ($st - 128) if $st > 128;
+        # nginx's own check of variables, after the whole configuration is
+        # read, names no file for any module: unknown "name" variable
+        my @emerg = grep { /\[emerg\]/ && !/\[emerg\] (?:\d+#\d+: )?unknown "\w+" variable$/ }
+                    split /\n/, $out;
+        my $own_var = !@emerg && $out =~ /\[emerg\].*unknown "\w+" variable$/m;
+        my @located = grep { m{ in \S+/conf/nginx\.conf:(\d+)} || m{\S+/conf/nginx\.conf:(\d+)} } @emerg;
+        if ($own_var) {
+        } elsif (!@emerg) {
+            push @p, 'nginx -t failed without an [emerg] line';
+        } elsif (!@located) {
+            push @p, "an [emerg] without the configuration's file:line: $_" for @emerg;
+        } else {
+            my ($line) = $located[0] =~ m{/conf/nginx\.conf:(\d+)};
+            push @p, "an [emerg] names line $line of a $lines-line file: $located[0]"
+                if $line < 1 || $line > $lines + 1;
+        }
+        push @p, grep { $_ !~ /\[emerg\]/ && /$BadRe/ } split /\n/, $out;
+        my ($first) = (@located, @emerg, $own_var ? ('[emerg] x unknown variable') : (), '');
+        if (ok(!@p, "seed $seed ($c->{family}): nginx -t refused it: " . shorten($first =~ s/^.*?\[emerg\] \S+ //r))) {
+            next;
+        }
+        report($c, 'nginx -t refused it, but not cleanly', @p, "--- nginx -t said:", split /\n/, $out);
+        push @failed, $seed;
+        $fam{$c->{family}}{failed}++;
+        next;
+    }
+
+    # nginx -t accepted it: nginx must start and survive the requests
+    my @p = grep { /$BadRe/ } split /\n/, $out;
+    my $srv = eval { start_nginx(conf => $c->{conf}) };
+    if (!$srv) {
+        push @p, "nginx -t accepted the configuration, but nginx did not start: $@";
+    } else {
+        $stat{started}++;
+        $fam{$c->{family}}{started}++;
+        for my $q (@{$c->{requests}}) {
+            my $res = http_raw($srv, request_bytes($q), 10);
+            $stat{requests}++;
+            push @p, "request \"$q->{name}\": no complete response: $res->{error}"
+                if defined $res->{error} || !defined $res->{status};
+        }
+        my $log = stop_nginx($srv);
+        push @p, "the master exited with " . ($srv->{exit_status} >> 8)
+            . ' (signal ' . ($srv->{exit_status} & 127) . ')'
+            if defined $srv->{exit_status} && $srv->{exit_status} != 0;
+        push @p, 'the master did not stop' if $srv->{stop_failed};
+        push @p, grep { /$BadRe/ } split /\n/, $log;
+    }
+    if (ok(!@p, "seed $seed ($c->{family}): started, " . scalar(@{$c->{requests}})
+                . ' requests answered, no crash')) {
+        next;
+    }
+    report($c, 'nginx -t accepted it, and then', @p);
+    push @failed, $seed;
+    $fam{$c->{family}}{failed}++;
+}
+
+my $secs = Time::HiRes::time() - $t0;
+note(join "\n", 'family: refused by nginx -t / started / failed',
+     map { sprintf '  %-26s %3d / %3d / %3d', $_, $fam{$_}{refused} // 0,
+           $fam{$_}{started} // 0, $fam{$_}{failed} // 0 } sort keys %fam);
+diag(sprintf 'ran %d random configurations (seeds %d..%d) in %.0f s: %d refused by nginx -t, '
+     . '%d started and got %d requests; %d failed%s',
+     $count, $seed0, $seed0 + $count - 1, $secs, $stat{refused}, $stat{started},
+     $stat{requests}, scalar @failed, @failed ? " (seeds @failed)" : '');
+done_testing();
