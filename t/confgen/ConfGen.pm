@@ -122,11 +122,94 @@ sub generate {
     $g->_mutate;
     $g->{conf} = $g->_render;
     $g->_requests;
-    return {
+    my $c = {
         seed => $seed, family => $g->{family}, conf => $g->{conf},
         files => $g->{files}, requests => $g->{requests},
         summary => $g->_summary,
     };
+    # a quarter of the configurations are reloaded into a drifted copy
+    if ($r->chance(0.25)) {
+        my ($conf, $what) = $g->_drift;
+        if (defined $conf) {
+            $c->{reload} = { conf => $conf, what => $what };
+            $c->{summary} .= ", reloaded ($what)";
+        }
+    }
+    return $c;
+}
+
+# A copy of the configuration as an operator's next version might be:
+# a name changed everywhere, weights moved, a rule gone, the zone resized,
+# another metrics= mode, an upstream more, or nothing at all.  Runtime
+# state from the API (hosts, weights, upstreams) then meets a configuration
+# that has other names.
+sub _drift {
+    my ($g) = @_;
+    my $r = $g->{r};
+    my $t = $g->{conf};
+    my @ups = map { $_->{name} } @{$g->{ups}};
+    my @kinds = ('same', 'rename-upstream', 'add-upstream', 'drop-rule');
+    push @kinds, 'rename-rollout', 'rename-variant', 'weights' if @{$g->{rolls}};
+    push @kinds, 'zone-size', 'metrics', 'metrics' if $g->{zone};
+    my $kind = $r->pick(@kinds);
+    if ($kind eq 'rename-upstream') {
+        my $u = $r->pick(@ups);
+        $t =~ s/\b\Q$u\E\b/${u}_new/g;
+        $kind .= " $u";
+    } elsif ($kind eq 'rename-rollout') {
+        my $n = $r->pick(@{$g->{rolls}})->{name};
+        $t =~ s/(dynroute_rollout |\s)\Q$n\E([;\s])/$1${n}2$2/g;
+        $kind .= " $n";
+    } elsif ($kind eq 'rename-variant') {
+        my $ro = $r->pick(@{$g->{rolls}});
+        my ($v) = grep { /^\w+$/ } map { $_->{name} } @{$ro->{variants}};
+        return (undef) unless defined $v;
+        my ($start, $end) = _block($t, "dynroute_rollout $ro->{name} {");
+        return (undef) unless defined $start;
+        my $block = substr $t, $start, $end - $start;
+        $block =~ s/\b\Q$v\E\b(?=( \S+ \S+;| *;))/${v}x/g;
+        substr($t, $start, $end - $start) = $block;
+        $kind .= " $ro->{name}.$v";
+    } elsif ($kind eq 'weights') {
+        my $ro = $r->pick(@{$g->{rolls}});
+        my ($start, $end) = _block($t, "dynroute_rollout $ro->{name} {");
+        return (undef) unless defined $start;
+        my $block = substr $t, $start, $end - $start;
+        my @w = $block =~ /^\s+variant \S+ \S+ (\S+);/mg;
+        push @w, shift @w;
+        $block =~ s/^(\s+variant \S+ \S+ )\S+;/$1 . shift(@w) . ';'/mge;
+        substr($t, $start, $end - $start) = $block;
+        $kind .= " $ro->{name}";
+    } elsif ($kind eq 'zone-size') {
+        my $size = $r->pick('128k', '2m', '8m');
+        $t =~ s/^(\s*dynroute_zone \S+ )\S+/$1$size/m;
+        $kind .= " $size";
+    } elsif ($kind eq 'metrics') {
+        my $m = $r->pick('rules', 'tables', 'off');
+        $t =~ s/ metrics=\w+//;
+        $t =~ s/^(\s*dynroute_zone [^;]+)/$1 metrics=$m/m;
+        $kind .= " $m";
+    } elsif ($kind eq 'add-upstream') {
+        $t =~ s/^(\s*)(dynroute_table )/$1upstream svc_added { server 127.0.0.1:\$TEST_NGINX_PORT3; }\n$1$2/m;
+    } elsif ($kind eq 'drop-rule') {
+        my @rules = $t =~ /^(\s+r\d+\.\S+ \S+;\n)/mg;
+        return (undef) unless @rules;
+        my $rule = $r->pick(@rules);
+        $t =~ s/\Q$rule\E//;
+        ($rule = $rule) =~ s/^\s+|\s+$//g;
+        $kind .= " $rule";
+    }
+    return ($t, $kind);
+}
+
+# The offsets of a block that starts with $head, up to its closing brace.
+sub _block {
+    my ($t, $head) = @_;
+    my $start = index $t, $head;
+    return () if $start < 0;
+    my $end = index $t, "\n    }\n", $start;
+    return () if $end < 0;
+    return ($start, $end);
 }
 
 sub _pick_family {
@@ -992,7 +1075,9 @@ sub _requests {
                      '10.0.0.256', '010.0.0.1', 'x' x 250 . '.example.com',
                      join('.', ('abcdefghij') x 25), '%41.example.com', 'a_b.example.com',
                      'default', 'ip', 'xn--bcher-kva.example', '[fe80::1%25eth0]',
-                     'R1.EXAMPLE.COM:8080', 'localhost');
+                     'R1.EXAMPLE.COM:8080', 'localhost', "b\xc3\xbccher.example.com",
+                     '.example.com', '-.example.com', '[::1]:99999', '[::1', '1.2.3.4:', ':80',
+                     '1.2.3.4.5', '[::1]x', '255.255.255.255:0');
     my @paths;
     my %extra;      # headers a location's paths need to reach their branches
     for my $loc (@{$main->{locations}}, map { @{$_->{children} || []} } @{$main->{locations}}) {
@@ -1099,7 +1184,56 @@ sub _api_requests {
     $get->("${p}rollouts/nosuch");
     $get->("${p}$_") for qw(metrics stats ui fleet hosts/nosuch.example.com nosuch);
     $get->(substr($p, 0, -1));      # the prefix without its slash
+    $get->("$p$_") for $r->some(4, 'rollouts/', 'hosts/', 'hosts/%41.example.com', 'hosts/a%00b',
+                                'hosts/%2e%2e', 'hosts?x=1', '../' . substr($p, 1) . 'hosts',
+                                'rollouts/' . ('r' x 300), 'hosts/' . ('h' x 3000),
+                                'rollouts/%FF', 'metrics/', 'stats?x');
+    for my $m ($r->some(2, 'HEAD', 'OPTIONS', 'DELETE', 'TRACE')) {
+        $g->_req(name => "API $m $p", method => $m, path => $r->pick($p, "${p}metrics", "${p}hosts"),
+                 host => 'localhost');
+    }
     return unless $api->{write};
+
+    # bodies the JSON parser and the checks must refuse calmly
+    my $ro0 = $g->{rolls}[0] ? $g->{rolls}[0]{name} : 'nosuch';
+    my @bodies = (
+        ['PUT', 'hosts/deep.example.com', '[' x 100000],
+        ['PUT', 'hosts/deep2.example.com', '{"target":' x 50000],
+        ['PUT', 'hosts/dup.example.com', '{"target":"nosuch","target":"' . $g->{ups}[0]{name} . '"}'],
+        ['PUT', 'hosts/nul.example.com', '{"target":"a\u0000b"}'],
+        ['PUT', 'hosts/num.example.com', '{"target":1e999}'],
+        ['PUT', 'hosts/arr.example.com', '[]'],
+        ['PUT', 'hosts/str.example.com', '"x"'],
+        ['PUT', 'hosts/utf.example.com', qq({"target":"\xff\xfe"})],
+        ['PATCH', "rollouts/$ro0", '{"weights":{}}'],
+        ['PATCH', "rollouts/$ro0", '{"weights":{"a":"12.5%","b":"87.5%"}}'],
+        ['PATCH', "rollouts/$ro0", '{"weights":{"x":-1}}'],
+        ['PATCH', "rollouts/$ro0", '{"weights":{"x":1e308}}'],
+        ['PATCH', "rollouts/$ro0", '{"weights":{"x":18446744073709551616}}'],
+        ['PATCH', "rollouts/$ro0", '{"weights":null,"upstreams":[],"primary":7}'],
+        ['PATCH', 'hosts', '{"a.example.com":null}'],
+        ['PATCH', 'hosts', '{"":{"target":"x"}}'],
+        ['PUT', 'fleet', '{"revision":18446744073709551615}'],
+        ['PUT', 'fleet', '{"revision":-1,"stale":"yes"}'],
+        ['PUT', 'fleet', '{"revision":1e30}'],
+        ['POST', 'drain', 'x' x 5000],
+    );
+    for my $b ($r->some(8, @bodies)) {
+        my ($m, $path, $body) = @$b;
+        $g->_req(name => "API $m $path with " . substr($body, 0, 40), method => $m,
+                 path => "$p$path", host => 'localhost', headers => \@json, body => $body);
+    }
+    $g->_req(name => 'API PUT over the body limit', method => 'PUT', path => "${p}hosts/big.example.com",
+             host => 'localhost', headers => \@json, body => '{"target":"' . ('x' x (1024 * 1024)) . '"}')
+        if $r->chance(0.3);
+    $g->_req(name => 'API PUT chunked', raw => "PUT ${p}hosts/chunk.example.com HTTP/1.1\r\n"
+             . "Host: localhost\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
+             . "Connection: close\r\n\r\n5\r\n{\"tar\r\n"
+             . sprintf('%x', length(qq(get":"$g->{ups}[0]{name}"}))) . "\r\n"
+             . qq(get":"$g->{ups}[0]{name}"}) . "\r\n0\r\n\r\n");
+    $g->_req(name => 'API If-Match garbage', method => 'PUT', path => "${p}hosts/im.example.com",
+             host => 'localhost', headers => [@json, ['If-Match', $r->pick('"abc"', '99999999999999999999999', '*', '"-1"')]],
+             body => qq({"target":"$g->{ups}[0]{name}"}));
 
     # a runtime host for a sample of the names, the refused ones included
     my @ups = map { $_->{name} } @{$g->{ups}};

@@ -82,18 +82,91 @@ sub shorten {
     return $s;
 }
 
+# The sanitizer reports in a log, each once (two workers often make the
+# same), with the frames that say where.
+sub sanitizer_reports {
+    my ($log) = @_;
+    my (%seen, @out);
+    my @l = split /\n/, $log;
+    for my $i (0 .. $#l) {
+        next unless $l[$i] =~ /ERROR: (?:Address|Leak)Sanitizer|runtime error:/;
+        my @block;
+        for my $j ($i .. ($i + 60 > $#l ? $#l : $i + 60)) {
+            push @block, $l[$j];
+            last if $l[$j] =~ /^SUMMARY: /;
+        }
+        (my $key = join "\n", @block) =~ s/0x[0-9a-f]+|==\d+==/X/g;
+        push @out, @block, '' unless $seen{$key}++;
+    }
+    return @out;
+}
+
+# Does an [emerg] line name the configuration file, or a file it includes,
+# and a line?
+sub located {
+    my ($c, $l) = @_;
+    while ($l =~ m{(/[^\s:"()]+):(\d+)}g) {
+        return 1 if $1 =~ m{/conf/nginx\.conf\z} || exists $c->{files}{$1};
+    }
+    return 0;
+}
+
+sub diff_lines {
+    my ($a, $b) = @_;
+    my @a = split /\n/, $a;
+    my @b = split /\n/, $b;
+    my @d;
+    my ($i, $j) = (0, 0);
+    while ($i < @a || $j < @b) {
+        if ($i < @a && $j < @b && $a[$i] eq $b[$j]) { $i++; $j++; next }
+        if ($j < @b && ($i >= @a || !grep { $_ eq $b[$j] } @a[$i .. $#a])) {
+            push @d, sprintf('+%4d  %s', $j + 1, $b[$j++]);
+        } else {
+            push @d, sprintf('-%4d  %s', $i + 1, $a[$i++]);
+        }
+    }
+    return @d;
+}
+
 sub report {
-    my ($c, $what, @problems) = @_;
+    my ($c, $what, $problems, @details) = @_;
+    my @problems = @$problems;
     my $files = join '', map { "--- $_\n$c->{files}{$_}" } sort keys %{$c->{files}};
     diag("seed $c->{seed} ($c->{summary}): $what\n"
          . join('', map { '  ' . shorten($_) . "\n" } @problems[0 .. ($#problems > 29 ? 29 : $#problems)])
          . (@problems > 30 ? '  ... and ' . (@problems - 30) . " more\n" : '')
+         . join('', map { "  $_\n" } @details)
          . "run it again: CONFGEN_SEED=$c->{seed} CONFGEN_COUNT=1\n"
          . "--- the configuration (\$TEST_NGINX_* are the test's ports and prefix)\n"
          . numbered($c->{conf}) . $files);
 }
 
-my %stat = (refused => 0, started => 0, requests => 0, failed => 0);
+my %stat = (refused => 0, started => 0, requests => 0, failed => 0, reloaded => 0);
+
+# The reload into the drifted copy: nginx -t decides as before; a copy it
+# accepts must be taken by the running nginx, which must then answer the
+# hosts, rollouts and API reads of the first configuration again.
+sub reload {
+    my ($c, $srv, $p) = @_;
+    my ($st, $out) = nginx_test_config(conf => $c->{reload}{conf});
+    push @$p, grep { /$BadRe/ && !/\[emerg\]/ } split /\n/, $out;
+    if ($st != 0) {
+        push @$p, "nginx -t refused the reloaded copy without file:line: $_"
+            for grep { /\[emerg\]/ && !located($c, $_) } split /\n/, $out;
+        return;
+    }
+    if (!reload_nginx($srv, $c->{reload}{conf})) {
+        push @$p, "nginx -t accepted the reloaded copy ($c->{reload}{what}), but the reload failed";
+        return;
+    }
+    $stat{reloaded}++;
+    for my $q (grep { $_->{name} =~ /^(?:host |API GET|runtime host|rollout )/ } @{$c->{requests}}) {
+        my $res = http_raw($srv, request_bytes($q), 10);
+        $stat{requests}++;
+        push @$p, "after the reload, request \"$q->{name}\": no complete response: $res->{error}"
+            if defined $res->{error} || !defined $res->{status};
+    }
+}
 my %fam;
 my @failed;
 my $t0 = Time::HiRes::time();
@@ -120,7 +193,7 @@ for my $seed ($seed0 .. $seed0 + $count - 1) {
         my @emerg = grep { /\[emerg\]/ && !/\[emerg\] (?:\d+#\d+: )?unknown "\w+" variable$/ }
                     split /\n/, $out;
         my $own_var = !@emerg && $out =~ /\[emerg\].*unknown "\w+" variable$/m;
-        my @located = grep { m{ in \S+/conf/nginx\.conf:(\d+)} || m{\S+/conf/nginx\.conf:(\d+)} } @emerg;
+        my @located = grep { located($c, $_) } @emerg;
         if ($own_var) {
         } elsif (!@emerg) {
             push @p, 'nginx -t failed without an [emerg] line';
@@ -129,14 +202,16 @@ for my $seed ($seed0 .. $seed0 + $count - 1) {
         } else {
             my ($line) = $located[0] =~ m{/conf/nginx\.conf:(\d+)};
             push @p, "an [emerg] names line $line of a $lines-line file: $located[0]"
-                if $line < 1 || $line > $lines + 1;
+                if defined $line && ($line < 1 || $line > $lines + 1);
         }
         push @p, grep { $_ !~ /\[emerg\]/ && /$BadRe/ } split /\n/, $out;
         my ($first) = (@located, @emerg, $own_var ? ('[emerg] x unknown variable') : (), '');
         if (ok(!@p, "seed $seed ($c->{family}): nginx -t refused it: " . shorten($first =~ s/^.*?\[emerg\] \S+ //r))) {
             next;
         }
-        report($c, 'nginx -t refused it, but not cleanly', @p, "--- nginx -t said:", split /\n/, $out);
+        report($c, 'nginx -t refused it, but not cleanly', \@p, '--- nginx -t said:',
+               (grep { !/^\s*$|^-{20,}|Suppressions used|count\s+bytes template|^\s+\d+\s+\d+ \w+$/ }
+                split /\n/, $out));
         push @failed, $seed;
         $fam{$c->{family}}{failed}++;
         next;
@@ -144,7 +219,8 @@ for my $seed ($seed0 .. $seed0 + $count - 1) {
 
     # nginx -t accepted it: nginx must start and survive the requests
     my @p = grep { /$BadRe/ } split /\n/, $out;
-    my $srv = eval { start_nginx(conf => $c->{conf}) };
+    my @reports = sanitizer_reports($out);
+    my $srv = eval { start_nginx(conf => $c->{conf}, workers => 2) };
     if (!$srv) {
         push @p, "nginx -t accepted the configuration, but nginx did not start: $@";
     } else {
@@ -156,18 +232,22 @@ for my $seed ($seed0 .. $seed0 + $count - 1) {
             push @p, "request \"$q->{name}\": no complete response: $res->{error}"
                 if defined $res->{error} || !defined $res->{status};
         }
+        reload($c, $srv, \@p) if $c->{reload} && $srv->{pid};
         my $log = stop_nginx($srv);
         push @p, "the master exited with " . ($srv->{exit_status} >> 8)
             . ' (signal ' . ($srv->{exit_status} & 127) . ')'
             if defined $srv->{exit_status} && $srv->{exit_status} != 0;
         push @p, 'the master did not stop' if $srv->{stop_failed};
         push @p, grep { /$BadRe/ } split /\n/, $log;
+        push @reports, sanitizer_reports($log);
     }
     if (ok(!@p, "seed $seed ($c->{family}): started, " . scalar(@{$c->{requests}})
                 . ' requests answered, no crash')) {
         next;
     }
-    report($c, 'nginx -t accepted it, and then', @p);
+    report($c, 'nginx -t accepted it, and then', \@p,
+           ($c->{reload} ? ('--- the reloaded copy differs:', diff_lines($c->{conf}, $c->{reload}{conf})) : ()),
+           (@reports ? ('--- the sanitizer reports:', @reports) : ()));
     push @failed, $seed;
     $fam{$c->{family}}{failed}++;
 }
@@ -177,7 +257,7 @@ note(join "\n", 'family: refused by nginx -t / started / failed',
      map { sprintf '  %-26s %3d / %3d / %3d', $_, $fam{$_}{refused} // 0,
            $fam{$_}{started} // 0, $fam{$_}{failed} // 0 } sort keys %fam);
 diag(sprintf 'ran %d random configurations (seeds %d..%d) in %.0f s: %d refused by nginx -t, '
-     . '%d started and got %d requests; %d failed%s',
+     . '%d started (%d of them reloaded into a changed copy) and got %d requests; %d failed%s',
      $count, $seed0, $seed0 + $count - 1, $secs, $stat{refused}, $stat{started},
-     $stat{requests}, scalar @failed, @failed ? " (seeds @failed)" : '');
+     $stat{reloaded}, $stat{requests}, scalar @failed, @failed ? " (seeds @failed)" : '');
 done_testing();

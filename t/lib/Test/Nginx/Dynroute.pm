@@ -238,6 +238,7 @@ not start, no complete response, harness error).
     #  Connection: close.  $srv may also be {port => N} or a port number.
     my $res = http_raw($srv, $bytes, $timeout);       # same, raw bytes
     reload_nginx($srv, $new_http_config, $new_config);
+    reload_nginx($srv, $new_whole_conf);    # a server started with conf =>
     # undef keeps the old section; rewrites nginx.conf, sends HUP, waits
     # (max 10 s) for the new worker(s) to start and the old ones to stop
     # accepting.  True on success, false (with diag) if the new config was
@@ -651,8 +652,12 @@ sub stop_nginx() {
 sub reload_nginx() {
     my ($srv, $http_config, $config) = @_;
     Carp::croak('reload_nginx: nginx is not running') unless $srv->{pid};
-    $srv->{http_config} = $http_config if defined $http_config;
-    $srv->{config} = $config if defined $config;
+    if (defined $srv->{full_conf}) {
+        $srv->{full_conf} = $http_config if defined $http_config;
+    } else {
+        $srv->{http_config} = $http_config if defined $http_config;
+        $srv->{config} = $config if defined $config;
+    }
     _write_conf($srv);
     my $offset = -s $srv->{error_log} || 0;
     my $old = $srv->{workers};
