@@ -92,6 +92,8 @@ our %FAMILIES = (
     'dynroute-in-http'          => 1,
     'readiness-without-zone'    => 1,
     'api-not-prefix'            => 1,
+    'duplicate-zone'            => 1,
+    'short-secret'              => 1,
 );
 our $VALID_WEIGHT = 66;
 
@@ -127,15 +129,89 @@ sub generate {
         files => $g->{files}, requests => $g->{requests},
         summary => $g->_summary,
     };
-    # a quarter of the configurations are reloaded into a drifted copy
+    # a quarter of the configurations are reloaded into a drifted copy;
+    # with a state file, half of those are restarted instead, from a state
+    # file of their own (a previous version's, a hand-edited one)
     if ($r->chance(0.25)) {
+        my $restart = $g->{zone} && $g->{zone}{state} && $r->chance(0.5);
         my ($conf, $what) = $g->_drift;
-        if (defined $conf) {
+        if (defined $conf && $restart) {
+            my ($state, $how) = $g->_state_file;
+            my $hosts = () = $state =~ /"st\d+\.example\.com"/g;
+            $c->{restart} = { conf => $conf, what => $what,
+                              files => { "$g->{dir}/dynroute.state" => $state },
+                              requests => [ map { { name => "state host st$_.example.com",
+                                                    method => 'GET', path => '/',
+                                                    host => "st$_.example.com" } } 1 .. $hosts ] };
+            $c->{summary} .= ", restarted ($what) with a state file ($how)";
+        } elsif (defined $conf) {
             $c->{reload} = { conf => $conf, what => $what };
             $c->{summary} .= ", reloaded ($what)";
         }
     }
     return $c;
+}
+
+# A state file for a restart: what the API could have left under the same
+# or another configuration, or what a careless hand left.
+sub _state_file {
+    my ($g) = @_;
+    my $r = $g->{r};
+    my @ups = map { $_->{name} } @{$g->{ups}};
+    my @bals = map { $_->{name} } @{$g->{bals}};
+    my @rolls = map { $_->{name} } @{$g->{rolls}};
+    my @tables = map { $_->{name} } @{$g->{tables}};
+    my @anything = (@ups, @ups, @rolls, @bals, @{$g->{named}}, 'nosuch');
+    my $gen = $r->pick('3', '0', '18446744073709551615', '18446744073709551614');
+    my @hosts;
+    for my $i (1 .. $r->range(0, 5)) {
+        push @hosts, qq("st$i.example.com":{"table":") . $r->pick(@tables, @tables, 'nosuch')
+            . qq(","target":") . $r->pick(@anything) . '"}';
+    }
+    my @ro;
+    for my $ro ($r->some($r->range(0, 2), @{$g->{rolls}})) {
+        my @v = map { $_->{name} } @{$ro->{variants}};
+        my @parts;
+        if ($r->chance(0.7)) {
+            my $w = $r->pick('even', 'first', 'over', 'unknown', 'string');
+            my @w = $w eq 'first' ? (100, (0) x $#v)
+                  : $w eq 'over' ? ((60) x @v)
+                  : map { int(100 / @v) + ($_ == 0 ? 100 % @v : 0) } 0 .. $#v;
+            my @names = $w eq 'unknown' ? ('nosuch', @v[1 .. $#v]) : @v;
+            push @parts, '"weights":{' . join(',', map {
+                qq("$names[$_]":) . ($w eq 'string' ? qq("$w[$_]%") : $w[$_]) } 0 .. $#v) . '}';
+        }
+        push @parts, qq("upstreams":{"$v[-1]":") . $r->pick(@anything) . '"}' if $r->chance(0.5);
+        push @parts, qq("primary":") . $r->pick(@v, 'nosuch') . '"' if $r->chance(0.3);
+        push @ro, qq("$ro->{name}":{) . join(',', @parts) . '}';
+    }
+    push @ro, qq("gone":{"weights":{"a":50,"b":50}}) if $r->chance(0.2);
+    my $text = qq({"version":1,"generation":$gen,"draining":) . $r->pick('false', 'true')
+        . qq(,"rollouts":{) . join(',', @ro) . qq(},"hosts":{) . join(',', @hosts) . "}}\n";
+    my $how = $r->pick(('as written') x 6, 'truncated', 'empty', 'not JSON', 'nested',
+                       'duplicate keys', 'version 2', 'a long host', 'many hosts');
+    if ($how eq 'truncated') {
+        $text = substr $text, 0, $r->below(length $text);
+    } elsif ($how eq 'empty') {
+        $text = '';
+    } elsif ($how eq 'not JSON') {
+        $text = "\x00\xff garbage {{{";
+    } elsif ($how eq 'nested') {
+        $text = '{"version":1,"hosts":' . ('[' x 50000) . ']}';
+    } elsif ($how eq 'duplicate keys') {
+        $text =~ s/^\{/{"generation":7,"hosts":{"dup.example.com":{"table":"x","target":"y"}},/;
+    } elsif ($how eq 'version 2') {
+        $text =~ s/"version":1/"version":2/;
+    } elsif ($how eq 'a long host') {
+        $text =~ s/"hosts":\{/'"hosts":{"' . ('a' x 70000) . '.example.com":{"table":"' . $tables[0]
+            . '","target":"' . $ups[0] . '"},'/e;
+        $text =~ s/,\}\}\n\z/}}\n/;
+    } elsif ($how eq 'many hosts') {
+        my $many = join ',', map { qq("m$_.example.com":{"table":"$tables[0]","target":"$ups[0]"}) } 1 .. 20000;
+        $text =~ s/"hosts":\{/"hosts":{$many,/;
+        $text =~ s/,\}\}\n\z/}}\n/;
+    }
+    return ($text, $how);
 }
 
 # A copy of the configuration as an operator's next version might be:
@@ -668,7 +744,7 @@ sub _server {
     if ($main && ($g->{zone} || $api_family) && ($r->chance(0.85) || $api_family)) {
         my $prefix = $r->pick('/dynroute/', '/dynroute/', '/dynroute/', '/api/dr/');
         my $write = $r->chance(0.7);
-        my @l = ($write ? 'dynroute_api write=on;' : 'dynroute_api;');
+        my @l = ($write ? 'dynroute_api write=on;' : $r->pick('dynroute_api;', 'dynroute_api write=off;'));
         unshift @l, 'allow 127.0.0.1;', 'deny all;' if $r->chance(0.5);
         push @$L, { match => $prefix, lines => \@l };
         $s->{api} = { prefix => $prefix, write => $write };
@@ -848,6 +924,11 @@ sub _mutate {
         $g->{missing_brace} = 1;
     } elsif ($f eq 'dynroute-in-http') {
         $g->{http_dynroute} = 1;
+    } elsif ($f eq 'duplicate-zone') {
+        $g->{zone} //= { name => 'routes', size => '1m' };
+        $g->{zone}{twice} = $r->pick('same', 'other');
+    } elsif ($f eq 'short-secret') {
+        $g->{secret} = 'short';
     } elsif ($f eq 'readiness-without-zone') {
         $g->{zone} = undef;
         push @{$g->{servers}[0]{locations}}, { match => '= /ready',
@@ -901,7 +982,7 @@ sub _render {
     }
     if ($g->{secret}) {
         my $file = "$g->{dir}/sticky.secret";
-        $g->{files}{$file} = "0123456789abcdef0123456789abcdef";
+        $g->{files}{$file} = $g->{secret} eq 'short' ? 'tooshort' : '0123456789abcdef0123456789abcdef';
         push @out, "    dynroute_sticky_secret $file;";
     }
     push @out, '', $g->_render_backends;
@@ -979,7 +1060,8 @@ sub _render_zone {
     my $l = "    dynroute_zone $z->{name} $z->{size}";
     $l .= " state=$g->{dir}/dynroute.state" if $z->{state};
     $l .= " metrics=$z->{metrics}" if $z->{metrics};
-    return "$l;";
+    return ("$l;", ($z->{twice} ? ('    dynroute_zone ' . ($z->{twice} eq 'same' ? $z->{name} : 'other')
+                                   . ' 1m;') : ()));
 }
 
 sub _render_rollout {
@@ -1140,6 +1222,10 @@ sub _requests {
                  host => $host, headers => [['X-Forwarded-For', $_]])
             for $r->pick('10.1.2.3', '2001:db8::7', 'garbage');
         if ($ro->{sticky}) {
+            $g->_req(name => "rollout $ro->{name} sticky first visit", method => 'GET', path => '/',
+                     host => $host, save_cookies => 1);
+            $g->_req(name => "rollout $ro->{name} sticky return visit", method => 'GET', path => '/',
+                     host => $host, send_saved_cookies => 1);
             $g->_req(name => "rollout $ro->{name} sticky $_", method => 'GET', path => '/',
                      host => $host, headers => [['Cookie', "$ro->{sticky}=$_"]])
                 for $r->some(2, 'AAAAAAAAAAAAAAAA', 'zz', '', 'x' x 500);

@@ -17,8 +17,9 @@
 #   on a signal, no [alert], [crit] or [emerg], no AddressSanitizer,
 #   LeakSanitizer or UBSan report.
 #
-# CONFGEN_COUNT configurations (default 60) from CONFGEN_SEED (default 1):
-# seed N is always the same configuration.  A failure prints the seed, what
+# CONFGEN_COUNT configurations (default 180) from CONFGEN_SEED (default 1):
+# seed N is always the same configuration.  LeakSanitizer, when on, checks
+# the seeds divisible by CONFGEN_LEAK_EVERY (default 4; 1 for all).  A failure prints the seed, what
 # went wrong and the whole configuration; CONFGEN_SEED=N CONFGEN_COUNT=1
 # runs that one again.  `make test-confgen` runs this file against nginx and
 # the module built with ASan and UBSan.  Outside the t/*.t glob: it is its
@@ -35,10 +36,11 @@ use File::Spec ();
 use File::Temp ();
 use Time::HiRes ();
 
-my $count = $ENV{CONFGEN_COUNT} // 60;
+my $count = $ENV{CONFGEN_COUNT} // 180;
 my $seed0 = $ENV{CONFGEN_SEED} // 1;
-die "CONFGEN_COUNT and CONFGEN_SEED are numbers\n"
-    unless $count =~ /\A\d+\z/ && $seed0 =~ /\A\d+\z/;
+my $leak_every = $ENV{CONFGEN_LEAK_EVERY} // 4;
+die "CONFGEN_COUNT, CONFGEN_SEED and CONFGEN_LEAK_EVERY are numbers\n"
+    unless "$count $seed0 $leak_every" =~ /\A\d+ \d+ [1-9]\d*\z/;
 
 # The modules to load, as the harness chooses them.
 my $repo = Cwd::abs_path("$FindBin::Bin/../..");
@@ -58,12 +60,17 @@ my $work = File::Temp::tempdir('confgenXXXXXX', DIR => $servtemp,
 
 my $BadRe = qr/\[alert\]|\[crit\]|\[emerg\]|exited on signal|AddressSanitizer|LeakSanitizer|runtime error:/;
 
+# Cookies a response set, for a later request that sends them back.
+my @saved_cookies;
+
 sub request_bytes {
     my ($q) = @_;
     return $q->{raw} if defined $q->{raw};
     my $s = "$q->{method} $q->{path} HTTP/1.1\r\n";
     $s .= "Host: $q->{host}\r\n" if defined $q->{host};
     $s .= "$_->[0]: $_->[1]\r\n" for @{$q->{headers} || []};
+    $s .= 'Cookie: ' . join('; ', @saved_cookies) . "\r\n"
+        if $q->{send_saved_cookies} && @saved_cookies;
     $s .= 'Content-Length: ' . length($q->{body}) . "\r\n" if defined $q->{body};
     $s .= "Connection: close\r\n\r\n";
     $s .= $q->{body} if defined $q->{body};
@@ -141,7 +148,54 @@ sub report {
          . numbered($c->{conf}) . $files);
 }
 
-my %stat = (refused => 0, started => 0, requests => 0, failed => 0, reloaded => 0);
+my %stat = (refused => 0, started => 0, requests => 0, failed => 0, reloaded => 0,
+            restarted => 0);
+
+sub check_stopped {
+    my ($srv, $log, $p, $reports) = @_;
+    push @$p, "the master exited with " . ($srv->{exit_status} >> 8)
+        . ' (signal ' . ($srv->{exit_status} & 127) . ')'
+        if defined $srv->{exit_status} && $srv->{exit_status} != 0;
+    push @$p, 'the master did not stop' if $srv->{stop_failed};
+    push @$p, grep { /$BadRe/ } split /\n/, $log;
+    push @$reports, sanitizer_reports($log);
+}
+
+# The restart: the drifted copy, and a state file written for it (from
+# another version of the configuration, or edited by hand), which nginx
+# must take or refuse calmly.  A state file it cannot use is logged, not
+# fatal (docs/runtime-api.md, Persistence); nginx must start.
+sub restart {
+    my ($c, $p, $reports) = @_;
+    my $rs = $c->{restart};
+    for my $f (keys %{$rs->{files}}) {
+        open my $fh, '>', $f or die "cannot write $f: $!\n";
+        print {$fh} $rs->{files}{$f};
+        close $fh or die "cannot write $f: $!\n";
+    }
+    my ($st, $out) = nginx_test_config(conf => $rs->{conf});
+    push @$p, map { "nginx -t of the restarted copy: $_" } grep { /$BadRe/ && !/\[emerg\]/ } split /\n/, $out;
+    push @$reports, sanitizer_reports($out);
+    if ($st != 0) {
+        push @$p, "nginx -t refused the restarted copy without file:line: $_"
+            for grep { /\[emerg\]/ && !located($c, $_) } split /\n/, $out;
+        return;
+    }
+    my $srv = eval { start_nginx(conf => $rs->{conf}, workers => 2) };
+    if (!$srv) {
+        push @$p, "nginx -t accepted the restarted copy, but nginx did not start: $@";
+        return;
+    }
+    $stat{restarted}++;
+    for my $q (@{$rs->{requests}},
+               grep { $_->{name} =~ /^(?:host |API GET|runtime host|rollout )/ } @{$c->{requests}}) {
+        my $res = http_raw($srv, request_bytes($q), 10);
+        $stat{requests}++;
+        push @$p, "after the restart, request \"$q->{name}\": no complete response: $res->{error}"
+            if defined $res->{error} || !defined $res->{status};
+    }
+    check_stopped($srv, stop_nginx($srv), $p, $reports);
+}
 
 # The reload into the drifted copy: nginx -t decides as before; a copy it
 # accepts must be taken by the running nginx, which must then answer the
@@ -172,6 +226,12 @@ my @failed;
 my $t0 = Time::HiRes::time();
 
 for my $seed ($seed0 .. $seed0 + $count - 1) {
+    # LeakSanitizer's check at each process's exit is three quarters of the
+    # time of a configuration: it runs for the seeds divisible by
+    # CONFGEN_LEAK_EVERY; AddressSanitizer and UBSan for all of them.
+    local $ENV{ASAN_OPTIONS} = $ENV{ASAN_OPTIONS};
+    $ENV{ASAN_OPTIONS} =~ s/\bdetect_leaks=1\b/detect_leaks=0/
+        if defined $ENV{ASAN_OPTIONS} && $seed % $leak_every;
     my $dir = "$work/s$seed";
     File::Path::make_path($dir);
     my $c = ConfGen::generate($seed, dir => $dir, modules => \@modules, root => $> == 0);
@@ -226,20 +286,25 @@ for my $seed ($seed0 .. $seed0 + $count - 1) {
     } else {
         $stat{started}++;
         $fam{$c->{family}}{started}++;
-        for my $q (@{$c->{requests}}) {
+        my $unanswered = 0;
+        for my $i (0 .. $#{$c->{requests}}) {
+            my $q = $c->{requests}[$i];
             my $res = http_raw($srv, request_bytes($q), 10);
             $stat{requests}++;
-            push @p, "request \"$q->{name}\": no complete response: $res->{error}"
-                if defined $res->{error} || !defined $res->{status};
+            @saved_cookies = map { /^([^;]+)/ ? $1 : () } @{$res->{headers}{'set-cookie'} || []}
+                if $q->{save_cookies};
+            next unless defined $res->{error} || !defined $res->{status};
+            push @p, "request \"$q->{name}\": no complete response: $res->{error}";
+            # enough to show it; a crashing worker's reports take their time
+            if (++$unanswered == 5 && $i < $#{$c->{requests}}) {
+                push @p, 'stopped there: ' . ($#{$c->{requests}} - $i) . ' more requests not sent';
+                last;
+            }
         }
         reload($c, $srv, \@p) if $c->{reload} && $srv->{pid};
         my $log = stop_nginx($srv);
-        push @p, "the master exited with " . ($srv->{exit_status} >> 8)
-            . ' (signal ' . ($srv->{exit_status} & 127) . ')'
-            if defined $srv->{exit_status} && $srv->{exit_status} != 0;
-        push @p, 'the master did not stop' if $srv->{stop_failed};
-        push @p, grep { /$BadRe/ } split /\n/, $log;
-        push @reports, sanitizer_reports($log);
+        check_stopped($srv, $log, \@p, \@reports);
+        restart($c, \@p, \@reports) if $c->{restart} && !@p;
     }
     if (ok(!@p, "seed $seed ($c->{family}): started, " . scalar(@{$c->{requests}})
                 . ' requests answered, no crash')) {
@@ -247,6 +312,8 @@ for my $seed ($seed0 .. $seed0 + $count - 1) {
     }
     report($c, 'nginx -t accepted it, and then', \@p,
            ($c->{reload} ? ('--- the reloaded copy differs:', diff_lines($c->{conf}, $c->{reload}{conf})) : ()),
+           ($c->{restart} ? ('--- the restarted copy differs:', diff_lines($c->{conf}, $c->{restart}{conf}),
+                             '--- its state file:', shorten(join '', values %{$c->{restart}{files}})) : ()),
            (@reports ? ('--- the sanitizer reports:', @reports) : ()));
     push @failed, $seed;
     $fam{$c->{family}}{failed}++;
@@ -257,7 +324,9 @@ note(join "\n", 'family: refused by nginx -t / started / failed',
      map { sprintf '  %-26s %3d / %3d / %3d', $_, $fam{$_}{refused} // 0,
            $fam{$_}{started} // 0, $fam{$_}{failed} // 0 } sort keys %fam);
 diag(sprintf 'ran %d random configurations (seeds %d..%d) in %.0f s: %d refused by nginx -t, '
-     . '%d started (%d of them reloaded into a changed copy) and got %d requests; %d failed%s',
+     . '%d started (%d reloaded into a changed copy, %d restarted with a state file) '
+     . 'and got %d requests; %d failed%s',
      $count, $seed0, $seed0 + $count - 1, $secs, $stat{refused}, $stat{started},
-     $stat{reloaded}, $stat{requests}, scalar @failed, @failed ? " (seeds @failed)" : '');
+     $stat{reloaded}, $stat{restarted}, $stat{requests}, scalar @failed,
+     @failed ? " (seeds @failed)" : '');
 done_testing();
