@@ -772,16 +772,21 @@ sub _server {
         }
     }
     # named locations
+    my $routed_t = $routed->();
     for my $n (@{$g->{named}}) {
         my $body = $r->pick('return 200 "local $host\n";',
                             'dynroute off; return 204;',
                             'proxy_pass http://' . $r->pick(map { $_->{name} } @{$g->{ups}}) . ';',
                             'proxy_pass http://$dynroute_upstream;',
-                            'return 200 "$dynroute_rule $dynroute_upstream\n";');
+                            'return 200 "$dynroute_rule $dynroute_upstream\n";',
+                            # a balancer after the jump: needs a table in effect
+                            (map { "dynroute $routed_t; proxy_pass http://$_->{name};" } @{$g->{bals}}),
+                            (map { "proxy_pass http://$_->{name};" } grep { $s->{dynroute} } @{$g->{bals}}));
         push @$L, { match => $n, lines => [$body] };
     }
     $s->{error_page} = $r->pick(@{$g->{named}}) if $r->chance(0.15);
     $s->{server_set} = $r->chance(0.15);
+    $s->{server_if} = $r->chance(0.15);
     return $s;
 }
 
@@ -1118,6 +1123,8 @@ sub _render_server {
              '        server_name ' . join(' ', @{$s->{names}}) . ';');
     push @l, "        dynroute $s->{dynroute};" if $s->{dynroute};
     push @l, '        set $srv_early $dynroute_upstream$dynroute_rule;' if $s->{server_set};
+    push @l, '        if ($http_x_srv) { return 200 "server level: $dynroute_upstream $dynroute_rule $dynroute_variant\n"; }'
+        if $s->{server_if};
     push @l, $g->_render_cors($s->{cors}, '        ');
     push @l, "        error_page 404 = $s->{error_page};" if $s->{error_page};
     my @locs = @{$s->{locations}};
@@ -1197,6 +1204,8 @@ sub _requests {
     $g->_req(name => 'huge header', method => 'GET', path => '/', host => $h1,
              headers => [['X-Big', 'v' x 12000]]);
     $g->_req(name => 'HEAD', method => 'HEAD', path => '/', host => $h1);
+    $g->_req(name => "server-level if, host $_", method => 'GET', path => '/', host => $_,
+             headers => [['X-Srv', '1']]) for $h1, '10.0.0.9';
     $g->_req(name => 'POST with body', method => 'POST', path => '/', host => $h1,
              headers => [['Content-Type', 'text/plain']], body => 'x' x 3000);
     $g->_req(name => 'keep-alive pipeline',

@@ -139,13 +139,15 @@ sub report {
     my ($c, $what, $problems, @details) = @_;
     my @problems = @$problems;
     my $files = join '', map { "--- $_\n$c->{files}{$_}" } sort keys %{$c->{files}};
-    diag("seed $c->{seed} ($c->{summary}): $what\n"
+    my $text = "seed $c->{seed} ($c->{summary}): $what\n"
          . join('', map { '  ' . shorten($_) . "\n" } @problems[0 .. ($#problems > 29 ? 29 : $#problems)])
          . (@problems > 30 ? '  ... and ' . (@problems - 30) . " more\n" : '')
          . join('', map { "  $_\n" } @details)
          . "run it again: CONFGEN_SEED=$c->{seed} CONFGEN_COUNT=1\n"
          . "--- the configuration (\$TEST_NGINX_* are the test's ports and prefix)\n"
-         . numbered($c->{conf}) . $files);
+         . numbered($c->{conf}) . $files;
+    $text =~ s/([^\x20-\x7e\n])/sprintf '\\x%02x', ord $1/ge;
+    diag($text);
 }
 
 my %stat = (refused => 0, started => 0, requests => 0, failed => 0, reloaded => 0,
