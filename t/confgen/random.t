@@ -55,7 +55,7 @@ my @modules = do {
 my $servtemp = $ENV{TEST_NGINX_SERVTEMP};
 $servtemp = "$repo/t" unless defined $servtemp && length $servtemp;
 File::Path::make_path($servtemp);
-my $work = File::Temp::tempdir('confgenXXXXXX', DIR => $servtemp,
+my $work = File::Temp::tempdir('servroot-confgenXXXXXX', DIR => $servtemp,
                                CLEANUP => $ENV{TEST_NGINX_NO_CLEAN} ? 0 : 1);
 
 my $BadRe = qr/\[alert\]|\[crit\]|\[emerg\]|exited on signal|AddressSanitizer|LeakSanitizer|runtime error:/;
