@@ -363,6 +363,7 @@ sub _model {
     }
     $g->{realip} = $r->chance(0.3);
     $g->{logfmt} = $r->chance(0.6);
+    $g->{v6} = $r->chance(0.3);     # the main server listens on ::1 too
     $g->{map} = $r->chance(0.2);
     $g->{order} = $r->chance(0.2) ? 'shuffled' : 'usual';
 }
@@ -1120,6 +1121,7 @@ sub _render_server {
     my ($g, $s) = @_;
     my @l = ('    server {',
              '        listen 127.0.0.1:$TEST_NGINX_SERVER_PORT' . ($s->{main} ? ' default_server' : '') . ';',
+             ($s->{main} && $g->{v6} && $g->{opt}{ipv6} ? ('        listen [::1]:$TEST_NGINX_SERVER_PORT;') : ()),
              '        server_name ' . join(' ', @{$s->{names}}) . ';');
     push @l, "        dynroute $s->{dynroute};" if $s->{dynroute};
     push @l, '        set $srv_early $dynroute_upstream$dynroute_rule;' if $s->{server_set};
@@ -1253,6 +1255,13 @@ sub _requests {
     }
 
     $g->_api_requests($main->{api}) if $main->{api};
+
+    # a few of them again from ::1, where the server listens there
+    if ($g->{v6}) {
+        my @pick = grep { !defined $_->{raw} && $_->{name} =~ /^(?:host |rollout |path )/ }
+                   @{$g->{requests}};
+        $g->_req(%$_, name => "from ::1: $_->{name}", v6 => 1) for $r->some(8, @pick);
+    }
 }
 
 # a host that a table rule sends to $target, if there is one

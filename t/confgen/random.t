@@ -34,6 +34,8 @@ use Cwd ();
 use File::Path ();
 use File::Spec ();
 use File::Temp ();
+use IO::Select ();
+use IO::Socket::IP ();
 use Time::HiRes ();
 
 my $count = $ENV{CONFGEN_COUNT} // 180;
@@ -59,6 +61,44 @@ my $work = File::Temp::tempdir('servroot-confgenXXXXXX', DIR => $servtemp,
                                CLEANUP => $ENV{TEST_NGINX_NO_CLEAN} ? 0 : 1);
 
 my $BadRe = qr/\[alert\]|\[crit\]|\[emerg\]|exited on signal|AddressSanitizer|LeakSanitizer|runtime error:/;
+
+# Can nginx listen on ::1 here?  The configurations ask for it only then,
+# and their requests from ::1 go from 127.0.0.1 otherwise.
+my $ipv6 = IO::Socket::IP->new(LocalHost => '::1', LocalPort => 0, Listen => 1) ? 1 : 0;
+
+# A request from ::1, answered completely (the harness speaks IPv4 only).
+sub v6_exchange {
+    my ($port, $bytes) = @_;
+    my $sock = IO::Socket::IP->new(PeerHost => '::1', PeerPort => $port, Proto => 'tcp',
+                                   Timeout => 10)
+        or return { error => "cannot connect to [::1]:$port: $@" };
+    local $SIG{PIPE} = 'IGNORE';
+    print {$sock} $bytes;
+    my $buf = '';
+    my $sel = IO::Select->new($sock);
+    my $deadline = Time::HiRes::time() + 10;
+    while ((my $left = $deadline - Time::HiRes::time()) > 0) {
+        last unless $sel->can_read($left);
+        my $n = sysread $sock, $buf, 65536, length $buf;
+        last unless $n;
+    }
+    close $sock;
+    my ($head, $body) = split /\r\n\r\n/, $buf, 2;
+    return { error => 'no complete response header' }
+        unless defined $body && $head =~ m{\AHTTP/1\.[01] (\d{3})};
+    my $status = $1;
+    return { error => 'body shorter than Content-Length' }
+        if $head =~ /^Content-Length:\s*(\d+)/mi && length($body) < $1 && $bytes !~ /\AHEAD /;
+    return { error => 'truncated chunked body' }
+        if $head =~ /^Transfer-Encoding:\s*chunked/mi && $body !~ /(?:\A|\r\n)0\r\n\r\n\z/;
+    return { status => $status, headers => {} };
+}
+
+sub send_request {
+    my ($srv, $q) = @_;
+    return v6_exchange($srv->{port}, request_bytes($q)) if $q->{v6} && $ipv6;
+    return http_raw($srv, request_bytes($q), 10);
+}
 
 # Cookies a response set, for a later request that sends them back.
 my @saved_cookies;
@@ -191,7 +231,7 @@ sub restart {
     $stat{restarted}++;
     for my $q (@{$rs->{requests}},
                grep { $_->{name} =~ /^(?:host |API GET|runtime host|rollout )/ } @{$c->{requests}}) {
-        my $res = http_raw($srv, request_bytes($q), 10);
+        my $res = send_request($srv, $q);
         $stat{requests}++;
         push @$p, "after the restart, request \"$q->{name}\": no complete response: $res->{error}"
             if defined $res->{error} || !defined $res->{status};
@@ -217,7 +257,7 @@ sub reload {
     }
     $stat{reloaded}++;
     for my $q (grep { $_->{name} =~ /^(?:host |API GET|runtime host|rollout )/ } @{$c->{requests}}) {
-        my $res = http_raw($srv, request_bytes($q), 10);
+        my $res = send_request($srv, $q);
         $stat{requests}++;
         push @$p, "after the reload, request \"$q->{name}\": no complete response: $res->{error}"
             if defined $res->{error} || !defined $res->{status};
@@ -236,7 +276,8 @@ for my $seed ($seed0 .. $seed0 + $count - 1) {
         if defined $ENV{ASAN_OPTIONS} && $seed % $leak_every;
     my $dir = "$work/s$seed";
     File::Path::make_path($dir);
-    my $c = ConfGen::generate($seed, dir => $dir, modules => \@modules, root => $> == 0);
+    my $c = ConfGen::generate($seed, dir => $dir, modules => \@modules, root => $> == 0,
+                              ipv6 => $ipv6);
     for my $f (keys %{$c->{files}}) {
         open my $fh, '>', $f or die "cannot write $f: $!\n";
         print {$fh} $c->{files}{$f};
@@ -291,7 +332,7 @@ for my $seed ($seed0 .. $seed0 + $count - 1) {
         my $unanswered = 0;
         for my $i (0 .. $#{$c->{requests}}) {
             my $q = $c->{requests}[$i];
-            my $res = http_raw($srv, request_bytes($q), 10);
+            my $res = send_request($srv, $q);
             $stat{requests}++;
             @saved_cookies = map { /^([^;]+)/ ? $1 : () } @{$res->{headers}{'set-cookie'} || []}
                 if $q->{save_cookies};
