@@ -967,7 +967,7 @@ sub _render {
         '    default_type text/plain;';
     if ($g->{logfmt}) {
         my @caps = $g->_captures;
-        push @out, "    log_format routes escape=json '{\"host\":\"\$host\",\"rule\":\"\$dynroute_rule\","
+        push @out, "    log_format routes escape=json '{\"client\":\"\$remote_addr\",\"host\":\"\$host\",\"rule\":\"\$dynroute_rule\","
             . "\"up\":\"\$dynroute_upstream\",\"variant\":\"\$dynroute_variant\","
             . "\"reason\":\"\$dynroute_reason\",\"served\":\"\$dynroute_served\","
             . "\"fallback\":\"\$dynroute_fallback\",\"primary\":\"\$dynroute_primary\""
