@@ -245,6 +245,7 @@ not start, no complete response, harness error).
     # GET / as users u1..u10 (X-User: u1 ...): {"body X-Variant" => count},
     # the body without its newline, "-" for no X-Variant header
     reload_nginx($srv, $new_http_config, $new_config);
+    reload_nginx($srv, $new_whole_conf);    # a server started with conf =>
     # undef keeps the old section; rewrites nginx.conf, sends HUP, waits
     # (max 10 s) for the new worker(s) to start and the old ones to stop
     # accepting.  True on success, false (with diag) if the new config was
@@ -607,8 +608,12 @@ sub stop_nginx() {
 sub reload_nginx() {
     my ($srv, $http_config, $config) = @_;
     Carp::croak('reload_nginx: nginx is not running') unless $srv->{pid};
-    $srv->{http_config} = $http_config if defined $http_config;
-    $srv->{config} = $config if defined $config;
+    if (defined $srv->{full_conf}) {
+        $srv->{full_conf} = $http_config if defined $http_config;
+    } else {
+        $srv->{http_config} = $http_config if defined $http_config;
+        $srv->{config} = $config if defined $config;
+    }
     _write_conf($srv);
     my $offset = -s $srv->{error_log} || 0;
     my $old = $srv->{workers};
