@@ -378,6 +378,7 @@ ngx_http_dynroute_api_check(ngx_conf_t *cf,
     ngx_http_dynroute_main_conf_t *dmcf) noexcept
 {
     ngx_uint_t                      i;
+    ngx_http_dynroute_where_t      *where;
     ngx_http_dynroute_api_conf_t  **ap;
 
     ap = static_cast<ngx_http_dynroute_api_conf_t **>(dmcf->apis.elts);
@@ -418,9 +419,13 @@ ngx_http_dynroute_api_check(ngx_conf_t *cf,
     }
 
     if (dmcf->readiness.nelts && dmcf->zone == NULL) {
+        where = static_cast<ngx_http_dynroute_where_t *>(
+                    dmcf->readiness.elts);
+
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                       "\"dynroute_health readiness\" needs a dynroute_zone "
-                      "in the http{} block: draining is runtime state");
+                      "in the http{} block: draining is runtime state, in "
+                      "%s:%ui", where->file, where->line);
         return NGX_ERROR;
     }
 

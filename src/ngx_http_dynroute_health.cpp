@@ -26,7 +26,8 @@ ngx_http_dynroute_health(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         static_cast<ngx_http_dynroute_loc_conf_t *>(conf);
 
     ngx_str_t                      *value;
-    ngx_http_core_loc_conf_t       *clcf, **cp;
+    ngx_http_core_loc_conf_t       *clcf;
+    ngx_http_dynroute_where_t      *where;
     ngx_http_dynroute_main_conf_t  *dmcf;
 
     if (dlcf->health) {
@@ -50,14 +51,14 @@ ngx_http_dynroute_health(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         dmcf = static_cast<ngx_http_dynroute_main_conf_t *>(
                    ngx_http_conf_get_module_main_conf(cf,
                                                       ngx_http_dynroute_module));
-        cp = static_cast<ngx_http_core_loc_conf_t **>(
-                 ngx_array_push(&dmcf->readiness));
-        if (cp == NULL) {
+        where = static_cast<ngx_http_dynroute_where_t *>(
+                    ngx_array_push(&dmcf->readiness));
+        if (where == NULL) {
             return NGX_HTTP_DYNROUTE_CONF_ERROR;
         }
 
-        *cp = static_cast<ngx_http_core_loc_conf_t *>(
-                  ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module));
+        where->file = cf->conf_file->file.name.data;
+        where->line = cf->conf_file->line;
     }
 
     clcf = static_cast<ngx_http_core_loc_conf_t *>(

@@ -1356,7 +1356,8 @@ ngx_http_dynroute_create_main_conf(ngx_conf_t *cf) noexcept
     }
 
     if (ngx_array_init(&dmcf->apis, cf->pool, 1, sizeof(void *)) != NGX_OK
-        || ngx_array_init(&dmcf->readiness, cf->pool, 1, sizeof(void *))
+        || ngx_array_init(&dmcf->readiness, cf->pool, 1,
+                          sizeof(ngx_http_dynroute_where_t))
            != NGX_OK)
     {
         return NULL;

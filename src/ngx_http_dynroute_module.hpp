@@ -65,6 +65,13 @@ typedef struct {
 
 
 
+/* where a directive was written, for a check made after parsing */
+typedef struct {
+    u_char                    *file;
+    ngx_uint_t                 line;
+} ngx_http_dynroute_where_t;
+
+
 typedef struct {
     ngx_http_dynroute_use_t  *use;      /* "dynroute": NULL is off */
     ngx_uint_t                health;   /* "dynroute_health": 0, 1 or
@@ -126,7 +133,7 @@ typedef struct {
     ngx_array_t                rollouts;  /* ngx_http_dynroute_rollout_t * */
     ngx_array_t                balancers; /* ngx_http_upstream_srv_conf_t * */
     ngx_array_t                apis;      /* ngx_http_dynroute_api_conf_t * */
-    ngx_array_t                readiness; /* ngx_http_core_loc_conf_t * */
+    ngx_array_t                readiness; /* ngx_http_dynroute_where_t */
 
     /* "dynroute_zone" */
     ngx_shm_zone_t            *zone;

@@ -297,3 +297,16 @@ server {
 --- must_die
 --- error_log eval
 qr/unknown named location "\@local" in dynroute table "edge" \(\S+nginx\.conf:5\): the server using the table in \S+nginx\.conf:10 has no such location/
+
+
+
+=== TEST 24: readiness without a zone names its line
+--- http_config
+upstream u { server 127.0.0.1:1; }
+--- config
+    location = /ready {
+        dynroute_health readiness;
+    }
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*"dynroute_health readiness" needs a dynroute_zone in the http\{\} block: draining is runtime state, in \S+nginx\.conf:6$/m
