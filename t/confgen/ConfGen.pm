@@ -94,6 +94,9 @@ our %FAMILIES = (
     'api-not-prefix'            => 1,
     'duplicate-zone'            => 1,
     'short-secret'              => 1,
+    'api-only-write'            => 1,   # only= with write=on
+    'api-bad-origin'            => 1,   # origin=* or a path, host=*.x
+    'resend-without-fallback'   => 1,
 );
 our $VALID_WEIGHT = 66;
 
@@ -320,7 +323,8 @@ sub _model {
     # balancer upstreams
     my $nbal = $r->pick(0, 1, 1, 1, 2);
     $nbal = 1 if !$nbal && $fam =~ /^(balancer-target|rollout-balancer|balancer-)/;
-    $g->{bals} = [ map { { name => $_, fallback => $r->chance(0.4) } }
+    $g->{bals} = [ map { my $f = $r->chance(0.4);
+                         { name => $_, fallback => $f, resend => $f && $r->chance(0.4) } }
                    @BALANCER_NAMES[0 .. $nbal - 1] ];
 
     # the zone, the sticky secret
@@ -745,10 +749,27 @@ sub _server {
     if ($main && ($g->{zone} || $api_family) && ($r->chance(0.85) || $api_family)) {
         my $prefix = $r->pick('/dynroute/', '/dynroute/', '/dynroute/', '/api/dr/');
         my $write = $r->chance(0.7);
-        my @l = ($write ? 'dynroute_api write=on;' : $r->pick('dynroute_api;', 'dynroute_api write=off;'));
+        my $d = $write ? 'dynroute_api write=on' : $r->pick('dynroute_api', 'dynroute_api write=off');
+        # the names and origins an operator may add (issue 21, finding 4)
+        $d .= ' host=' . $r->pick('api.internal', 'Edge1.Example.COM') if $r->chance(0.3);
+        $d .= ' origin=' . $r->pick('https://ops.example.com', 'http://127.0.0.1:9',
+                                    'https://*.ops.example.com') if $r->chance(0.3);
+        my @l = ("$d;");
         unshift @l, 'allow 127.0.0.1;', 'deny all;' if $r->chance(0.5);
         push @$L, { match => $prefix, lines => \@l };
         $s->{api} = { prefix => $prefix, write => $write };
+        # read-only monitoring views: the metrics, the status page
+        if ($r->chance(0.3)) {
+            push @$L, { match => '= /metrics', lines => ['dynroute_api only=metrics;'],
+                        paths => ['/metrics', '/metrics?x=1'] };
+        }
+        if ($r->chance(0.3)) {
+            push @$L, { match => '/monitor/',
+                        lines => ['dynroute_api only=' . $r->pick('status', 'metrics',
+                                  'metrics,status', 'status,metrics') . ';'],
+                        paths => ['/monitor/', '/monitor/ui', '/monitor/stats',
+                                  '/monitor/metrics', '/monitor/hosts', '/monitor/drain'] };
+        }
         # the other forms a location can take (issue 21, finding 5)
         my $form = $g->{family} eq 'api-not-prefix' ? $r->pick('regex', 'named')
                  : $r->pick((undef) x 3, 'exact', 'noslash', 'nested');
@@ -935,6 +956,18 @@ sub _mutate {
         $g->{zone}{twice} = $r->pick('same', 'other');
     } elsif ($f eq 'short-secret') {
         $g->{secret} = 'short';
+    } elsif ($f eq 'api-only-write' || $f eq 'api-bad-origin') {
+        $g->{zone} //= { name => 'routes', size => '1m' };
+        push @{$g->{servers}[0]{locations}}, { match => '/ops/',
+            lines => [$f eq 'api-only-write'
+                      ? 'dynroute_api only=' . $r->pick('metrics', 'status') . ' write=on;'
+                      : 'dynroute_api ' . $r->pick('origin=*', 'origin=https://a/b',
+                                                   'origin=null', 'host=*.example.com',
+                                                   'host=', 'only=everything') . ';'],
+            paths => ['/ops/'] };
+    } elsif ($f eq 'resend-without-fallback') {
+        $g->{bals}[0]{fallback} = 0;
+        $g->{bals}[0]{resend} = 1;
     } elsif ($f eq 'readiness-without-zone') {
         $g->{zone} = undef;
         push @{$g->{servers}[0]{locations}}, { match => '= /ready',
@@ -1055,7 +1088,8 @@ sub _render_upstream {
 sub _render_balancer {
     my ($g, $b) = @_;
     return ("    upstream $b->{name} {",
-            '        dynroute_balancer' . ($b->{fallback} ? ' fallback=primary' : '') . ';',
+            '        dynroute_balancer' . ($b->{fallback} ? ' fallback=primary' : '')
+                . ($b->{resend} ? ' resend=on' : '') . ';',
             ($b->{extra} ? ("        $b->{extra}") : ()),
             '    }');
 }
@@ -1292,6 +1326,19 @@ sub _api_requests {
                                 'hosts/%2e%2e', 'hosts?x=1', '../' . substr($p, 1) . 'hosts',
                                 'rollouts/' . ('r' x 300), 'hosts/' . ('h' x 3000),
                                 'rollouts/%FF', 'metrics/', 'stats?x');
+    # what web pages send (issue 21, finding 4): a cross-site form, a
+    # rebound name, a JSON write without a type
+    $g->_req(name => 'API cross-site form', method => 'POST', path => "${p}drain",
+             host => 'localhost', headers => [['Origin', 'https://evil.example'],
+             ['Content-Type', 'application/x-www-form-urlencoded']], body => 'a=1');
+    $g->_req(name => 'API rebound Host', method => 'PUT', path => "${p}hosts/rb.example.com",
+             host => $r->pick('rebind.attacker.example', 'api.internal', 'edge1.example.com:8080'),
+             headers => \@json, body => qq({"target":"$g->{ups}[0]{name}"}));
+    $g->_req(name => 'API Origin', method => 'GET', path => $p, host => 'localhost',
+             headers => [['Origin', $r->pick('null', 'https://ops.example.com', 'http://localhost',
+                                             'https://x.ops.example.com', "\x01")]]);
+    $g->_req(name => 'API text/plain write', method => 'POST', path => "${p}ready",
+             host => 'localhost', headers => [['Content-Type', 'text/plain']], body => '{}');
     for my $m ($r->some(2, 'HEAD', 'OPTIONS', 'DELETE', 'TRACE')) {
         $g->_req(name => "API $m $p", method => $m, path => $r->pick($p, "${p}metrics", "${p}hosts"),
                  host => 'localhost');
