@@ -1,8 +1,9 @@
 # Every directive and variable in the source is documented, once, in the
 # reference (docs/*.md): a directive as a "### name" heading, a variable as
 # a row of a variables table.  The README links to the reference pages, the
-# relative links of the docs resolve, and the CORS reference shows the
-# configuration that t/cors.t runs.  Needs no nginx.
+# relative links of the docs resolve, the CORS reference shows the
+# configuration that t/cors.t runs, and LICENSE is the licence that
+# debian/copyright states.  Needs no nginx.
 use strict;
 use warnings;
 use FindBin ();
@@ -102,6 +103,20 @@ for my $page (qw(docs/ngx_http_dynroute_module.md
                  docs/ngx_http_dynroute_cors_module.md))
 {
     like($readme, qr/\]\(\Q$page\E(?:#[^)]*)?\)/, "README.md links to $page");
+}
+
+# ---- LICENSE is the licence debian/copyright states ------------------------
+
+{
+    my $copyright = slurp("$root/debian/copyright");
+    my ($holder) = $copyright =~ /^Copyright:\s*(.+?)\s*$/m;
+    my ($name, $body) = $copyright
+        =~ /^Files: \*\n(?:.+\n)*?License: (\S+)\n\n(?:.+\n)*?^License: \1\n((?: .*\n)+)/m;
+    my $text = join '', map { s/^ //r =~ s/^\.$//r } split /^/m, $body // '';
+    ok(defined $holder && defined $name && length $text,
+       'debian/copyright states the copyright and licence of Files: *');
+    is(slurp("$root/LICENSE"), "Copyright (C) $holder\n\n$text",
+       "LICENSE is the $name text of debian/copyright, same copyright line");
 }
 
 # ---- relative links resolve ------------------------------------------------
