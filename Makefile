@@ -18,7 +18,7 @@ SRCTREE := $(BUILD)/nginx-source
 
 PACKAGES := nginx nginx-dev libpcre2-dev g++ make cmake pkg-config dpkg-dev \
             libgtest-dev perl libtest-base-perl libtext-diff-perl curl openssl \
-            nlohmann-json3-dev python3
+            nlohmann-json3-dev python3 groff-base
 SOURCE_PACKAGES := dpkg-dev zlib1g-dev libpcre2-dev libssl-dev nlohmann-json3-dev
 
 .PHONY: deps module unit prove test demo demo-stop source-build \

@@ -2,8 +2,9 @@
 #
 #   make deb       builds build/deb/libnginx-mod-http-dynroute_<version>_<arch>.deb
 #                  and dynroute-tools_<version>_all.deb (dynroutectl, the
-#                  fleet agent and its systemd unit) with dpkg-buildpackage
-#                  (debian/), then runs lintian on both
+#                  fleet agent, their manual pages and the agent's systemd
+#                  unit) with dpkg-buildpackage (debian/), then runs lintian
+#                  on both, showing its infos too and failing on a warning
 #   make test-deb  installs the module on this machine's nginx, runs part of
 #                  the prove suite against it, removes and purges it; then
 #                  installs, checks and purges dynroute-tools
@@ -29,7 +30,8 @@ deb:
 	cd $(DEB_DIR)/src && dpkg-buildpackage -us -uc -b \
 	    > $(DEB_DIR)/build.log 2>&1 \
 	    || { tail -40 $(DEB_DIR)/build.log; exit 1; }
-	lintian --fail-on error --info $(DEB_FILE) $(DEB_TOOLS_FILE) \
+	set -o pipefail; \
+	lintian --fail-on error,warning --info --display-info $(DEB_FILE) $(DEB_TOOLS_FILE) \
 	    | tee $(DEB_DIR)/lintian.log
 	@echo "deb: $(DEB_FILE) $(DEB_TOOLS_FILE)"
 

@@ -1,8 +1,11 @@
 # Every directive and variable in the source is documented, once, in the
 # reference (docs/*.md): a directive as a "### name" heading, a variable as
 # a row of a variables table.  The README links to the reference pages, the
-# relative links of the docs resolve, and the CORS reference shows the
-# configuration that t/cors.t runs.  Needs no nginx.
+# relative links of the docs resolve, the CORS reference shows the
+# configuration that t/cors.t runs, LICENSE is the licence that
+# debian/copyright states, and the tools' manual pages say what their
+# --help says.  Needs no nginx (python3 runs the tools; groff, when
+# installed, renders the pages).
 use strict;
 use warnings;
 use FindBin ();
@@ -104,6 +107,20 @@ for my $page (qw(docs/ngx_http_dynroute_module.md
     like($readme, qr/\]\(\Q$page\E(?:#[^)]*)?\)/, "README.md links to $page");
 }
 
+# ---- LICENSE is the licence debian/copyright states ------------------------
+
+{
+    my $copyright = slurp("$root/debian/copyright");
+    my ($holder) = $copyright =~ /^Copyright:\s*(.+?)\s*$/m;
+    my ($name, $body) = $copyright
+        =~ /^Files: \*\n(?:.+\n)*?License: (\S+)\n\n(?:.+\n)*?^License: \1\n((?: .*\n)+)/m;
+    my $text = join '', map { s/^ //r =~ s/^\.$//r } split /^/m, $body // '';
+    ok(defined $holder && defined $name && length $text,
+       'debian/copyright states the copyright and licence of Files: *');
+    is(slurp("$root/LICENSE"), "Copyright (C) $holder\n\n$text",
+       "LICENSE is the $name text of debian/copyright, same copyright line");
+}
+
 # ---- relative links resolve ------------------------------------------------
 
 # Anchors as Markdown renderers make them: lowercase, punctuation dropped,
@@ -142,6 +159,198 @@ for my $doc (@documents) {
         $ok &&= anchors($target)->{$frag}
             if $ok && defined $frag && $target =~ /\.md$/;
         ok($ok, "$rel: link $link resolves");
+    }
+}
+
+# ---- the manual pages say what the tools do ---------------------------------
+
+# Each tool's --help (with python3, as Debian's package runs it) against its
+# manual page in tools/man/: every option is an entry of OPTIONS and every
+# entry there an option; every command of dynroutectl an entry of COMMANDS;
+# every environment variable the source reads an entry of ENVIRONMENT; the
+# agent's configuration keys and its unit's credentials named.
+
+sub roff_sections {             # { "SECTION" => text }
+    my ($roff) = @_;
+    my (%section, $name);
+    for my $line (split /\n/, $roff) {
+        if ($line =~ /^\.SH\s+"?(.*?)"?\s*$/) { $name = $1; next }
+        $section{$name} .= "$line\n" if defined $name;
+    }
+    return \%section;
+}
+
+sub roff_plain {                # a line of roff as the reader sees its words
+    my ($t) = @_;
+    $t =~ s/^\.\w+\s*//;
+    $t =~ s/\\f[BIRP]|\\c$|\\&|"//g;
+    $t =~ s/\\\(lq|\\\(rq//g;
+    $t =~ s/\\-/-/g;
+    $t =~ s/\\e/\\/g;
+    $t =~ s/\s+/ /g;
+    return $t =~ s/^ | $//gr;
+}
+
+sub roff_tags {                 # the tags of the .TP entries of a section
+    my ($text) = @_;
+    return map { roff_plain($_) } ($text // '') =~ /^\.TP\n(.*)$/mg;
+}
+
+sub tag_options {               # the options a tag defines
+    return map { /(?<![\w-])(--?[a-z][a-z0-9]*(?:-[a-z0-9]+)*)/g } @_;
+}
+
+my %help_cache;
+sub help_of {
+    my ($tool, @argv) = @_;
+    my $key = join ' ', $tool, @argv;
+    return $help_cache{$key} //= do {
+        local $ENV{COLUMNS} = 200;      # no line wrapped inside an entry
+        my $cmd = join ' ', map { quotemeta } 'python3', "$root/tools/$tool",
+            @argv, '--help';
+        my $out = `$cmd 2>&1`;
+        ok($? == 0, "$key --help runs") or diag($out);
+        $out;
+    };
+}
+
+sub help_options {
+    my ($help) = @_;
+    return map { /^(\S.*?)(?:\s{2,}|$)/ ? ($1 =~ /(--?[a-z][a-z0-9-]*)/g) : () }
+           $help =~ /^  (-.*)$/mg;
+}
+
+sub help_commands {             # the names listed under COMMAND or SUBCOMMAND
+    my ($help) = @_;
+    return $help =~ /^    ([a-z][a-z0-9-]*)(?:\s|$)/mg;
+}
+
+my %man = (dynroutectl => 'tools/man/dynroutectl.1',
+           'dynroute-agent' => 'tools/man/dynroute-agent.8');
+
+# the package installs a page for each tool it installs
+my @installed = map { m{^tools/(\S+)\s+usr/s?bin\b} ? $1 : () }
+                split /\n/, slurp("$root/debian/dynroute-tools.install");
+my %packaged = map { $_ => 1 } grep { /\S/ }
+               split /\n/, slurp("$root/debian/dynroute-tools.manpages");
+is_deeply([sort @installed], [sort keys %man],
+          'the tools dynroute-tools installs are those with manual pages');
+for my $tool (sort keys %man) {
+    ok($packaged{$man{$tool}},
+       "debian/dynroute-tools.manpages installs $man{$tool}");
+}
+
+for my $tool (sort keys %man) {
+    my $page = $man{$tool};
+    my $roff = slurp("$root/$page");
+    my $sec  = roff_sections($roff);
+
+    for my $name ('NAME', 'SYNOPSIS', 'DESCRIPTION', 'OPTIONS', 'EXIT STATUS',
+                  'ENVIRONMENT', 'FILES', 'EXAMPLES', 'SEE ALSO')
+    {
+        ok(defined $sec->{$name}, "$page has a $name section");
+    }
+    like(roff_plain($sec->{NAME} // ''), qr/^\Q$tool\E - \S/,
+         "$page: NAME is \"$tool - what it does\"");
+
+    # options: both ways
+    my %help = map { $_ => 1 } help_options(help_of($tool));
+    my %documented = map { $_ => 1 } tag_options(roff_tags($sec->{OPTIONS}));
+    ok(scalar(keys %help) >= 10, "$tool --help lists its options")
+        or diag(join ' ', sort keys %help);
+    for my $option (sort keys %help) {
+        ok($documented{$option}, "$page: OPTIONS has an entry for $option");
+    }
+    for my $option (sort keys %documented) {
+        ok($help{$option}, "$page: $option of OPTIONS is in $tool --help");
+    }
+
+    # environment variables the source reads: both ways
+    my $src = slurp("$root/tools/$tool");
+    my %env = map { $_ => 1 }
+        $src =~ /\bos\.environ\.(?:get|setdefault)\(\s*"([A-Z0-9_]+)"/g;
+    my %env_doc = map { /^([A-Z][A-Z0-9_]+)$/ ? ($1 => 1) : () }
+                  roff_tags($sec->{ENVIRONMENT});
+    for my $var (sort keys %env) {
+        ok($env_doc{$var}, "$page: ENVIRONMENT has an entry for $var");
+    }
+    for my $var (sort keys %env_doc) {
+        ok($env{$var}, "$page: $var of ENVIRONMENT is read by tools/$tool");
+    }
+}
+
+# dynroutectl: every command and subcommand, and the options of their own
+{
+    my $page = $man{dynroutectl};
+    my $sec = roff_sections(slurp("$root/$page"));
+    my @tags = roff_tags($sec->{COMMANDS});
+    my $text = roff_plain(join ' ', split /\n/, $sec->{COMMANDS} // '');
+    my %global = map { $_ => 1 } help_options(help_of('dynroutectl'));
+    my %own;                            # option => the commands taking it
+    my @paths = map { [$_] } help_commands(help_of('dynroutectl'));
+    ok(scalar @paths >= 8, 'dynroutectl --help lists its commands');
+    while (my $path = shift @paths) {
+        my $help = help_of('dynroutectl', @$path);
+        if (my @sub = help_commands($help)) {   # host: its subcommands
+            push @paths, map { [@$path, $_] } @sub;
+            next;
+        }
+        my $cmd = join ' ', @$path;
+        ok((grep { /^\Q$cmd\E(?: |$)/ } @tags),
+           "$page: COMMANDS has an entry for $cmd");
+        push @{ $own{$_} }, $cmd for grep { !$global{$_} } help_options($help);
+    }
+    for my $option (sort keys %own) {
+        like($text, qr/(?<![\w-])\Q$option\E(?![\w-])/,
+             "$page: COMMANDS names $option (of @{ $own{$option} })");
+    }
+}
+
+# dynroute-agent: the keys of its configuration file, and its unit
+{
+    my $page = $man{'dynroute-agent'};
+    my $sec  = roff_sections(slurp("$root/$page"));
+    my $conf = roff_plain(join ' ', split /\n/,
+                          $sec->{'CONFIGURATION FILE'} // '');
+    my %keys = map { s/^--//r => 1 } grep { !/^-(?:h|-help|-config)$/ }
+               help_options(help_of('dynroute-agent'));
+    for my $key (sort keys %keys) {
+        like($conf, qr/(?<![\w-])\Q$key\E(?![\w-])/,
+             "$page: CONFIGURATION FILE names the key $key");
+    }
+    for my $line (grep { /^#?\s*[a-z][a-z-]* = / }
+                  split /\n/, slurp("$root/tools/agent.conf"))
+    {
+        my ($key) = $line =~ /^#?\s*([a-z][a-z-]*) = /;
+        ok($keys{$key}, "tools/agent.conf: $key is an option of the agent");
+    }
+
+    my $unit = slurp("$root/tools/systemd/dynroute-agent.service");
+    my $systemd = roff_plain(join ' ', split /\n/, $sec->{SYSTEMD} // '');
+    my @credentials = $unit =~ /^LoadCredential=([^:\n]+):/mg;
+    ok(scalar @credentials, 'the unit passes credentials');
+    for my $name (@credentials) {
+        like($systemd, qr/(?<![\w.-])\Q$name\E(?![\w-])/,
+             "$page: SYSTEMD names the credential $name");
+    }
+    my ($exec) = $unit =~ m{^ExecStart=/usr/bin/(.*)$}m;
+    ok(defined $exec && index($systemd, $exec) >= 0,
+       "$page: SYSTEMD shows the unit's command line")
+        or diag("ExecStart: " . ($exec // 'none'));
+    like($unit, qr/^Documentation=man:dynroute-agent\(8\)/m,
+         "the unit's Documentation= is $page");
+}
+
+# groff, as man and lintian run it, renders each page without a warning
+SKIP: {
+    my $groff = grep { -x "$_/groff" } split /:/, $ENV{PATH} // '';
+    skip 'groff is not installed (Debian: groff-base)', scalar keys %man
+        unless $groff;
+    for my $page (sort values %man) {
+        local $ENV{LC_ALL} = 'C.UTF-8';
+        my $out = `groff -man -Tutf8 -ww -z \Q$root/$page\E 2>&1`;
+        ok($? == 0 && $out eq '', "groff renders $page without a warning")
+            or diag($out);
     }
 }
 
