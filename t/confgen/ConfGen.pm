@@ -322,7 +322,7 @@ sub _model {
 
     # balancer upstreams
     my $nbal = $r->pick(0, 1, 1, 1, 2);
-    $nbal = 1 if !$nbal && $fam =~ /^(balancer-target|rollout-balancer|balancer-)/;
+    $nbal = 1 if !$nbal && $fam =~ /^(balancer-target|rollout-balancer|balancer-|resend-)/;
     $g->{bals} = [ map { my $f = $r->chance(0.4);
                          { name => $_, fallback => $f, resend => $f && $r->chance(0.4) } }
                    @BALANCER_NAMES[0 .. $nbal - 1] ];
@@ -1390,7 +1390,7 @@ sub _api_requests {
     my @ups = map { $_->{name} } @{$g->{ups}};
     my @bals = map { $_->{name} } @{$g->{bals}};
     my @targets = ($r->pick(@ups), (map { $_->{name} } $r->some(1, @{$g->{rolls}})),
-                   @bals, $g->{named}[0], 'nosuch');
+                   @bals, (grep { defined } $g->{named}[0]), 'nosuch');
     my $table = $g->{tables}[0]{name};
     my $routed = (grep { $_->{match} eq '/n/' } @{$g->{servers}[0]{locations}}) ? '/n/x' : '/';
     my $i = 0;
@@ -1419,7 +1419,7 @@ sub _api_requests {
                  path => "${p}rollouts/$ro->{name}", host => 'localhost', headers => \@json,
                  body => qq({"weights":{$w}}));
         $g->_req(name => "rollout $ro->{name} after weights", method => 'GET', path => '/', host => $host);
-        for my $t ($r->pick(@ups), @bals, $g->{named}[0]) {
+        for my $t (grep { defined } $r->pick(@ups), @bals, $g->{named}[0]) {
             $g->_req(name => "API PATCH upstream $ro->{name}.$v[-1] -> $t", method => 'PATCH',
                      path => "${p}rollouts/$ro->{name}", host => 'localhost', headers => \@json,
                      body => qq({"upstreams":{"$v[-1]":"$t"},"weights":{"$v[-1]":100}}));
