@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <unordered_set>
 
 #include <nlohmann/json.hpp>
 
@@ -62,64 +61,96 @@ int nesting(std::string_view text) noexcept
     return deepest;
 }
 
-// nlohmann's own DOM builder, told every event, which refuses an object
-// that names a member twice: {"stable": 100, "stable": 0} is no weight
-// for either, and JSON leaves its meaning open.
+// Builds the document from nlohmann's parse events, as its own DOM builder
+// does, and refuses an object that names a member twice: in
+// {"stable": 100, "stable": 0} neither value is the weight (JSON leaves the
+// meaning open), and a builder that kept the last would hide the mistake.
+// The check is the map's own insertion: it costs nothing.
 class UniqueKeys {
 public:
-    UniqueKeys(input &j, const char *what) : dom_(j, true), what_(what) {}
+    UniqueKeys(input &root, const char *what) : root_(root), what_(what) {}
 
-    bool null() { return dom_.null(); }
-    bool boolean(bool v) { return dom_.boolean(v); }
-    bool number_integer(input::number_integer_t v)
+    bool null() { place(nullptr); return true; }
+    bool boolean(bool v) { place(v); return true; }
+    bool number_integer(input::number_integer_t v) { place(v); return true; }
+    bool number_unsigned(input::number_unsigned_t v) { place(v); return true; }
+    bool number_float(input::number_float_t v, const input::string_t &)
     {
-        return dom_.number_integer(v);
+        place(v);
+        return true;
     }
-    bool number_unsigned(input::number_unsigned_t v)
-    {
-        return dom_.number_unsigned(v);
-    }
-    bool number_float(input::number_float_t v, const input::string_t &s)
-    {
-        return dom_.number_float(v, s);
-    }
-    bool string(input::string_t &v) { return dom_.string(v); }
-    bool binary(input::binary_t &v) { return dom_.binary(v); }
-    bool start_array(std::size_t n) { return dom_.start_array(n); }
-    bool end_array() { return dom_.end_array(); }
+    bool string(input::string_t &v) { place(std::move(v)); return true; }
+    bool binary(input::binary_t &v) { place(std::move(v)); return true; }
 
-    bool start_object(std::size_t n)
+    bool start_object(std::size_t)
     {
-        keys_.emplace_back();
-        return dom_.start_object(n);
+        stack_.push_back(place(input::value_t::object));
+        return true;
     }
 
     bool key(input::string_t &k)
     {
-        if (!keys_.back().insert(k).second) {
-            throw ApiError(400, "duplicate key " + dynroute::quoted(k)
+        auto &members = stack_.back()->get_ref<input::object_t &>();
+        auto [it, added] = members.emplace(std::move(k), nullptr);
+
+        if (!added) {
+            throw ApiError(400, "duplicate key " + dynroute::quoted(it->first)
                                 + " in " + what_);
         }
-        return dom_.key(k);
+
+        member_ = &it->second;
+        return true;
     }
 
     bool end_object()
     {
-        keys_.pop_back();
-        return dom_.end_object();
+        stack_.pop_back();
+        return true;
+    }
+
+    bool start_array(std::size_t)
+    {
+        stack_.push_back(place(input::value_t::array));
+        return true;
+    }
+
+    bool end_array()
+    {
+        stack_.pop_back();
+        return true;
     }
 
     template <typename Exception>
-    bool parse_error(std::size_t at, const std::string &token,
-                     const Exception &e)
+    bool parse_error(std::size_t, const std::string &, const Exception &e)
     {
-        return dom_.parse_error(at, token, e);
+        throw e;
     }
 
 private:
-    nlohmann::detail::json_sax_dom_parser<input> dom_;
+    // where the next value goes: the root, an array's end, or the member
+    // whose key came last
+    template <typename V>
+    input *place(V &&v)
+    {
+        if (stack_.empty()) {
+            root_ = input(std::forward<V>(v));
+            return &root_;
+        }
+
+        if (stack_.back()->is_array()) {
+            auto &a = stack_.back()->get_ref<input::array_t &>();
+            a.emplace_back(std::forward<V>(v));
+            return &a.back();
+        }
+
+        *member_ = input(std::forward<V>(v));
+        return member_;
+    }
+
+    input &root_;
     const char *what_;
-    std::vector<std::unordered_set<std::string>> keys_;
+    std::vector<input *> stack_;
+    input *member_ = nullptr;
 };
 
 input parse_object(std::string_view text, const char *what)
