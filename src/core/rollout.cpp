@@ -340,7 +340,7 @@ std::size_t Rollout::add_variant(std::string_view name,
     }
 
     variants_.push_back({std::string(name), w.value, w.rest,
-                         hash_bytes(name, seed_), 0.0});
+                         hash_bytes(name, seed_)});
 
     return variants_.size() - 1;
 }
@@ -395,61 +395,41 @@ void Rollout::finish()
                           + ", not 100% (\"*\" takes the rest)");
     }
 
-    for (auto &v : variants_) {
-        v.inverse = v.weight ? 1.0 / static_cast<double>(v.weight) : 0.0;
-    }
+    weights_.clear();
 
-    always_ = primary_ == 0 ? 1 : 0;
+    for (const auto &v : variants_) {
+        weights_.push_back(v.weight);
+    }
 }
 
-void Rollout::set_weights(const std::vector<std::uint32_t> &weights)
+bool Rollout::valid_weights(const std::uint32_t *weights, std::size_t n) const
+    noexcept
 {
-    if (weights.size() != variants_.size()) {
-        throw ConfigError("a weight for each of the "
-                          + std::to_string(variants_.size())
-                          + " variants is needed");
+    if (weights == nullptr || n != variants_.size()) {
+        return false;
     }
 
     std::uint32_t sum = 0;
 
-    for (std::uint32_t w : weights) {
-        if (w > weight_scale) {
-            throw ConfigError("weight " + format_weight(w) + " over 100%");
+    for (std::size_t i = 0; i < n; i++) {
+        if (weights[i] > weight_scale) {
+            return false;
         }
-        sum += w;
+        sum += weights[i];
     }
 
-    if (sum != weight_scale) {
-        throw ConfigError("the weights sum to " + format_weight(sum)
-                          + ", not 100%");
-    }
-
-    for (std::size_t i = 0; i < variants_.size(); i++) {
-        Variant &v = variants_[i];
-        v.weight = weights[i];
-        v.rest = false;
-        v.inverse = v.weight ? 1.0 / static_cast<double>(v.weight) : 0.0;
-    }
+    return sum == weight_scale;
 }
 
-void Rollout::set_primary(std::size_t variant)
-{
-    if (variant >= variants_.size()) {
-        throw ConfigError("no variant " + std::to_string(variant));
-    }
-
-    primary_ = variant;
-    always_ = primary_ == 0 ? 1 : 0;
-}
-
-std::size_t Rollout::by_override(std::string_view value) const noexcept
+std::size_t Rollout::by_override(std::string_view value, const Split &s)
+    const noexcept
 {
     if (value == "always") {
-        return always_;
+        return s.primary == 0 ? 1 : 0;   // the first that is not the primary
     }
 
     if (value == "never") {
-        return primary_;
+        return s.primary;
     }
 
     return find(value);
@@ -466,23 +446,26 @@ std::size_t Rollout::by_source(const Address &addr) const noexcept
     return npos;
 }
 
-std::size_t Rollout::by_weight(std::string_view key) const noexcept
+std::size_t Rollout::by_weight(std::string_view key, const Split &s) const
+    noexcept
 {
     std::uint64_t k = hash_bytes(key, seed_);
     std::size_t best = npos;
     double best_score = 0.0;
 
     for (std::size_t i = 0; i < variants_.size(); i++) {
-        const Variant &v = variants_[i];
+        std::uint32_t w = s.weights[i];
 
-        if (v.weight == 0) {
+        if (w == 0) {
             continue;
         }
 
-        // u in (0, 1]: the top 53 bits, plus one, times 2^-53
-        std::uint64_t x = mix(k ^ v.seed);
+        // u in (0, 1]: the top 53 bits, plus one, times 2^-53; the score
+        // times 1 / w, not divided by w: every version since the first
+        // computes it so, bit for bit, so that every node agrees
+        std::uint64_t x = mix(k ^ variants_[i].seed);
         double u = static_cast<double>((x >> 11) + 1) * 0x1p-53;
-        double score = -std::log(u) * v.inverse;
+        double score = -std::log(u) * (1.0 / static_cast<double>(w));
 
         if (best == npos || score < best_score) {
             best = i;
@@ -666,7 +649,8 @@ StickyValue Rollout::sticky_issue(std::size_t v, std::string_view key,
 }
 
 std::size_t Rollout::by_sticky(std::string_view text, std::string_view key,
-                               std::int64_t now) const noexcept
+                               std::int64_t now, const Split &s) const
+    noexcept
 {
     StickyValue value;
 
@@ -696,7 +680,7 @@ std::size_t Rollout::by_sticky(std::string_view text, std::string_view key,
         }
     }
 
-    if (found != npos && variants_[found].weight == 0) {
+    if (found != npos && s.weights[found] == 0) {
         return npos;
     }
 
@@ -711,18 +695,19 @@ std::string_view Rollout::reason_name(Reason r) noexcept
     return names[static_cast<std::size_t>(r)];
 }
 
-std::size_t Rollout::pick(const Inputs &in, Reason *reason) const noexcept
+std::size_t Rollout::pick(const Inputs &in, const Split &s, Reason *reason)
+    const noexcept
 {
     std::size_t v = npos;
     Reason why = Reason::header;
 
     if (in.header) {
-        v = by_override(*in.header);
+        v = by_override(*in.header, s);
     }
 
     if (v == npos && in.cookie) {
         why = Reason::cookie;
-        v = by_override(*in.cookie);
+        v = by_override(*in.cookie, s);
     }
 
     if (v == npos && in.address) {
@@ -732,12 +717,12 @@ std::size_t Rollout::pick(const Inputs &in, Reason *reason) const noexcept
 
     if (v == npos && in.sticky) {
         why = Reason::sticky;
-        v = by_sticky(*in.sticky, in.key, in.now);
+        v = by_sticky(*in.sticky, in.key, in.now, s);
     }
 
     if (v == npos) {
         why = Reason::weight;
-        v = by_weight(in.key);
+        v = by_weight(in.key, s);
     }
 
     if (reason) {

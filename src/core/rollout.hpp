@@ -88,6 +88,15 @@ bool parse_sticky(std::string_view text, StickyValue &value) noexcept;
 // Writes the 24 digits to out.
 void format_sticky(const StickyValue &value, char *out) noexcept;
 
+// What a pick goes by besides the request: each variant's weight (in
+// 0.01 %, summing to 100 %) and the primary.  The configured values
+// (Rollout::configured()), or the runtime state's, which a worker reads in
+// place: neither is copied into the Rollout.
+struct Split {
+    const std::uint32_t *weights = nullptr;  // one per variant
+    std::size_t primary = 0;
+};
+
 class Rollout {
 public:
     explicit Rollout(std::string_view name);
@@ -104,11 +113,13 @@ public:
     // there are two variants at least.  Throws ConfigError.
     void finish();
 
-    // Run time, on a copy of a finished rollout (the runtime API): new
-    // weights, one per variant in order, summing to 100 %; a new primary.
-    // Throw ConfigError.
-    void set_weights(const std::vector<std::uint32_t> &weights);
-    void set_primary(std::size_t variant);
+    // The configured weights and primary.
+    Split configured() const noexcept { return {weights_.data(), primary_}; }
+
+    // Whether weights are a split of this rollout: one per variant,
+    // summing to 100 %.
+    bool valid_weights(const std::uint32_t *weights, std::size_t n) const
+        noexcept;
 
     // Who may steer with the override header and cookie: clients in these
     // CIDRs ("override_from"), or anyone (override_from all).  Neither
@@ -141,9 +152,16 @@ public:
 
     // Request time: never throw, never allocate.
 
+    // Each takes the split to go by; without one, the configured split.
+
     // "always": the first variant that is not the primary; "never": the
     // primary; a variant's name: that variant; anything else: npos.
-    std::size_t by_override(std::string_view value) const noexcept;
+    std::size_t by_override(std::string_view value, const Split &s) const
+        noexcept;
+    std::size_t by_override(std::string_view value) const noexcept
+    {
+        return by_override(value, configured());
+    }
 
     // The variant of the first source CIDR that matches, or npos.
     std::size_t by_source(const Address &addr) const noexcept;
@@ -160,10 +178,20 @@ public:
     // 0 %; else npos.  Every variant's tag is computed and compared, so the
     // time taken tells nothing about how close a forged tag came.
     std::size_t by_sticky(std::string_view value, std::string_view key,
-                          std::int64_t now) const noexcept;
+                          std::int64_t now, const Split &s) const noexcept;
+    std::size_t by_sticky(std::string_view value, std::string_view key,
+                          std::int64_t now) const noexcept
+    {
+        return by_sticky(value, key, now, configured());
+    }
 
     // Weighted rendezvous hashing of the key.
-    std::size_t by_weight(std::string_view key) const noexcept;
+    std::size_t by_weight(std::string_view key, const Split &s) const
+        noexcept;
+    std::size_t by_weight(std::string_view key) const noexcept
+    {
+        return by_weight(key, configured());
+    }
 
     // What a request offers, each part optional but the key.
     struct Inputs {
@@ -186,15 +214,20 @@ public:
     // cookie, then weight.  Sets *reason to what decided, if reason is not
     // null.  Whether the overrides may be read at all is the caller's
     // (override_allowed).
+    std::size_t pick(const Inputs &in, const Split &s,
+                     Reason *reason = nullptr) const noexcept;
     std::size_t pick(const Inputs &in, Reason *reason = nullptr) const
-        noexcept;
+        noexcept
+    {
+        return pick(in, configured(), reason);
+    }
 
     static constexpr std::size_t npos = static_cast<std::size_t>(-1);
 
     std::size_t size() const noexcept { return variants_.size(); }
     std::uint32_t weight(std::size_t i) const noexcept
     {
-        return variants_[i].weight;
+        return weights_[i];
     }
     std::size_t primary() const noexcept { return primary_; }
     std::size_t find(std::string_view variant) const noexcept;
@@ -202,10 +235,9 @@ public:
 private:
     struct Variant {
         std::string name;
-        std::uint32_t weight;
+        std::uint32_t weight;  // as written; "*": see weights_
         bool rest;
         std::uint64_t seed;
-        double inverse;  // 1 / weight, 0 for a 0 % variant
     };
 
     struct Source {
@@ -223,8 +255,8 @@ private:
     std::vector<SipHasher> sticky_;
     std::uint32_t sticky_lifetime_ = 0;
     bool sticky_bind_key_ = true;
+    std::vector<std::uint32_t> weights_;  // configured, "*" resolved
     std::size_t primary_ = 0;
-    std::size_t always_ = 0;
 };
 
 }  // namespace dynroute

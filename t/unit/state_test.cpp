@@ -266,22 +266,29 @@ TEST(RolloutRuntime, SetWeightsMovesKeysOneWay)
     r.add_variant("stable", "90%");
     r.add_variant("canary", "10%");
     r.finish();
-    Rollout ramp = r;
-    ramp.set_weights({7500, 2500});
+    // the runtime's split, read in place: the rollout is not copied
+    std::vector<std::uint32_t> w{7500, 2500};
+    Split ramp{w.data(), 0};
     int moved_back = 0, canary = 0;
     for (int i = 0; i < 10000; i++) {
         std::string k = "user" + std::to_string(i);
-        if (r.by_weight(k) == 1 && ramp.by_weight(k) == 0) {
+        if (r.by_weight(k) == 1 && r.by_weight(k, ramp) == 0) {
             moved_back++;
         }
-        canary += ramp.by_weight(k) == 1;
+        canary += r.by_weight(k, ramp) == 1;
     }
     EXPECT_EQ(moved_back, 0);
     EXPECT_NEAR(canary, 2500, 250);
-    EXPECT_THROW(ramp.set_weights({5000, 4000}), ConfigError);
-    EXPECT_THROW(ramp.set_weights({10000}), ConfigError);
-    ramp.set_primary(1);
-    EXPECT_EQ(ramp.by_override("always"), 0u);
+    EXPECT_TRUE(r.valid_weights(w.data(), 2));
+    std::vector<std::uint32_t> bad{5000, 4000}, over{10001, 0};
+    EXPECT_FALSE(r.valid_weights(bad.data(), 2));
+    EXPECT_FALSE(r.valid_weights(over.data(), 2));
+    EXPECT_FALSE(r.valid_weights(w.data(), 1));
+    EXPECT_FALSE(r.valid_weights(nullptr, 2));
+    ramp.primary = 1;
+    EXPECT_EQ(r.by_override("always", ramp), 0u);
+    EXPECT_EQ(r.by_override("never", ramp), 1u);
+    EXPECT_EQ(r.by_override("always"), 1u);   // the configured primary
 }
 
 // What a fleet agent reports: validated, kept in the state file, absent

@@ -11,6 +11,7 @@
 
 using dynroute::Rollout;
 using dynroute::SipKey;
+using dynroute::Split;
 
 namespace {
 
@@ -232,11 +233,9 @@ TEST(Sticky, VerifiesForItsRolloutAndVariantOnly)
     EXPECT_EQ(issue(again, 1, "alice"), s1);
     EXPECT_EQ(again.by_sticky(s1, "alice", t0 + 5), 1u);
 
-    // a copy (the runtime API's) too
-    Rollout copy = shop;
-    copy.set_weights({5000, 5000});
-    EXPECT_EQ(copy.by_sticky(s1, "alice", t0), 1u);
-    EXPECT_EQ(issue(copy, 1, "alice"), s1);
+    // under the runtime API's split too
+    std::vector<std::uint32_t> half{5000, 5000};
+    EXPECT_EQ(shop.by_sticky(s1, "alice", t0, Split{half.data(), 0}), 1u);
 }
 
 TEST(Sticky, ExpiresAfterItsLifetime)
@@ -418,25 +417,24 @@ TEST(Sticky, HoldsWhileTheWeightIsAboveZero)
     Rollout::Reason why{};
 
     // a ramp down to 1 %: the cookie still holds for its key
-    Rollout down = r;
-    down.set_weights({9900, 100});
-    EXPECT_EQ(down.pick(in, &why), 1u);
+    std::vector<std::uint32_t> one{9900, 100};
+    Split down{one.data(), 0};
+    EXPECT_EQ(r.pick(in, down, &why), 1u);
     EXPECT_EQ(why, Rollout::Reason::sticky);
 
     // ... not for another key, nor once expired
     in.key = "mallory";
-    EXPECT_EQ(down.pick(in, &why), down.by_weight("mallory"));
+    EXPECT_EQ(r.pick(in, down, &why), r.by_weight("mallory", down));
     EXPECT_EQ(why, Rollout::Reason::weight);
     in.key = "alice";
     in.now = t0 + hour;
-    EXPECT_EQ(down.pick(in, &why), down.by_weight("alice"));
+    EXPECT_EQ(r.pick(in, down, &why), r.by_weight("alice", down));
     EXPECT_EQ(why, Rollout::Reason::weight);
     in.now = t0 + 60;
 
     // 0 %: not any more, the weight decides
-    Rollout off = r;
-    off.set_weights({10000, 0});
-    EXPECT_EQ(off.pick(in, &why), 0u);
+    std::vector<std::uint32_t> none{10000, 0};
+    EXPECT_EQ(r.pick(in, Split{none.data(), 0}, &why), 0u);
     EXPECT_EQ(why, Rollout::Reason::weight);
 
     // an override and a source come first

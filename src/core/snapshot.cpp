@@ -1,0 +1,525 @@
+#include "snapshot.hpp"
+
+#include <cstring>
+
+namespace dynroute {
+
+namespace {
+
+constexpr std::uint32_t names_magic = 0x314e5244;     // "DRN1"
+constexpr std::uint32_t snapshot_magic = 0x31535244;  // "DRS1"
+
+// the header's fields
+constexpr std::size_t at_magic = 0, at_size = 4, at_generation = 8,
+                      at_config = 16, at_revision = 24, at_flags = 32,
+                      at_rollouts = 36, at_rollouts_off = 40,
+                      at_rollouts_size = 44, at_hosts_off = 48,
+                      at_hosts_size = 52, header_size = 56;
+
+constexpr std::uint32_t flag_draining = 1, flag_fleet = 2,
+                        flag_fleet_stale = 4;
+constexpr std::uint32_t flag_weights = 1;
+
+constexpr std::size_t rollout_header = 16, variant_size = 12;
+constexpr std::size_t hosts_header = 12, host_header = 9;
+
+std::uint32_t load32(const unsigned char *p) noexcept
+{
+    std::uint32_t v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+}
+
+std::uint64_t load64(const unsigned char *p) noexcept
+{
+    std::uint64_t v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+}
+
+void put32(std::string &out, std::uint32_t v)
+{
+    out.append(reinterpret_cast<const char *>(&v), sizeof v);
+}
+
+void set32(std::string &out, std::size_t at, std::uint32_t v)
+{
+    std::memcpy(&out[at], &v, sizeof v);
+}
+
+void set64(std::string &out, std::size_t at, std::uint64_t v)
+{
+    std::memcpy(&out[at], &v, sizeof v);
+}
+
+std::size_t slots_for(std::size_t count)
+{
+    std::size_t slots = 16;
+    while (slots < count * 2) {
+        slots *= 2;
+    }
+    return slots;
+}
+
+}  // namespace
+
+// ---- names ------------------------------------------------------------------
+
+// magic, count, then count offsets (from the block's start) and lengths,
+// then the bytes
+std::string encode_names(const std::vector<std::string> &names)
+{
+    std::string out;
+    std::size_t at = 8 + names.size() * 8;
+
+    put32(out, names_magic);
+    put32(out, static_cast<std::uint32_t>(names.size()));
+
+    for (const auto &n : names) {
+        put32(out, static_cast<std::uint32_t>(at));
+        put32(out, static_cast<std::uint32_t>(n.size()));
+        at += n.size();
+    }
+
+    for (const auto &n : names) {
+        out += n;
+    }
+
+    return out;
+}
+
+NamesView::NamesView(const void *data, std::size_t size) noexcept
+{
+    const auto *p = static_cast<const unsigned char *>(data);
+
+    if (p == nullptr || size < 8 || load32(p) != names_magic
+        || load32(p + 4) > (size - 8) / 8)
+    {
+        return;
+    }
+
+    data_ = p;
+    size_ = size;
+    count_ = load32(p + 4);
+}
+
+std::string_view NamesView::operator[](NameId id) const noexcept
+{
+    if (id >= count_) {
+        return {};
+    }
+
+    std::uint32_t off = load32(data_ + 8 + id * 8);
+    std::uint32_t len = load32(data_ + 12 + id * 8);
+
+    if (off > size_ || len > size_ - off) {
+        return {};
+    }
+
+    return {reinterpret_cast<const char *>(data_ + off), len};
+}
+
+std::vector<std::string> NamesView::all() const
+{
+    std::vector<std::string> out;
+
+    for (NameId i = 0; i < count_; i++) {
+        out.emplace_back((*this)[i]);
+    }
+
+    return out;
+}
+
+// ---- writing a block ---------------------------------------------------------
+
+std::size_t snapshot_hosts_size(std::size_t count, std::size_t host_bytes)
+{
+    return hosts_header + slots_for(count) * 8 + count * host_header
+           + host_bytes;
+}
+
+std::string encode_snapshot(const State &st, std::uint64_t config,
+                            const std::function<NameId(std::string_view)> &id)
+{
+    std::string out(header_size, '\0');
+
+    std::uint32_t flags = (st.draining ? flag_draining : 0)
+                          | (st.fleet.set ? flag_fleet : 0)
+                          | (st.fleet.stale ? flag_fleet_stale : 0);
+
+    set32(out, at_magic, snapshot_magic);
+    set64(out, at_generation, st.generation);
+    set64(out, at_config, config);
+    set64(out, at_revision, st.fleet.revision);
+    set32(out, at_flags, flags);
+
+    // the rollouts the runtime changed: every variant it says something of
+
+    std::size_t rollouts_at = out.size();
+    std::uint32_t rollouts = 0;
+
+    for (const auto &[name, o] : st.rollouts) {
+        NameId rid = id(name);
+
+        if (rid == no_name) {
+            continue;
+        }
+
+        std::vector<std::string_view> variants;
+
+        for (const auto &w : o.weights) {
+            variants.push_back(w.first);
+        }
+
+        for (const auto &u : o.upstreams) {
+            if (o.weights.find(u.first) == o.weights.end()) {
+                variants.push_back(u.first);
+            }
+        }
+
+        std::size_t count_at = out.size() + 12;
+
+        put32(out, rid);
+        put32(out, o.weights.empty() ? 0 : flag_weights);
+        put32(out, o.primary.empty() ? no_name : id(o.primary));
+        put32(out, 0);
+
+        std::uint32_t count = 0;
+
+        for (std::string_view v : variants) {
+            NameId vid = id(v);
+
+            if (vid == no_name) {
+                continue;
+            }
+
+            auto w = o.weights.find(std::string(v));
+            auto u = o.upstreams.find(std::string(v));
+
+            put32(out, vid);
+            put32(out, w == o.weights.end() ? 0 : w->second);
+            put32(out, u == o.upstreams.end() ? no_name : id(u->second));
+            count++;
+        }
+
+        set32(out, count_at, count);
+        rollouts++;
+    }
+
+    set32(out, at_rollouts, rollouts);
+    set32(out, at_rollouts_off, static_cast<std::uint32_t>(rollouts_at));
+    set32(out, at_rollouts_size,
+          static_cast<std::uint32_t>(out.size() - rollouts_at));
+
+    // the hosts: a hash of host names, then their records
+
+    std::vector<std::pair<const std::string *, SnapshotView::Host>> hosts;
+    std::size_t host_bytes = 0;
+
+    for (const auto &[host, e] : st.hosts) {
+        SnapshotView::Host h{id(e.table), id(e.target)};
+
+        if (h.table == no_name || h.target == no_name || host.size() > 255) {
+            continue;
+        }
+
+        hosts.emplace_back(&host, h);
+        host_bytes += host.size();
+    }
+
+    std::size_t slots = slots_for(hosts.size());
+    std::size_t hosts_at = out.size();
+    std::size_t slots_at = hosts_at + hosts_header;
+    std::size_t arena_at = slots_at + slots * 8;
+
+    out.resize(hosts_at + snapshot_hosts_size(hosts.size(), host_bytes));
+
+    set32(out, hosts_at, static_cast<std::uint32_t>(slots - 1));
+    set32(out, hosts_at + 4, static_cast<std::uint32_t>(hosts.size()));
+    set32(out, hosts_at + 8,
+          static_cast<std::uint32_t>(out.size() - arena_at));
+
+    std::size_t off = 0;
+
+    for (const auto &[host, h] : hosts) {
+        std::size_t at = arena_at + off;
+
+        set32(out, at, h.table);
+        set32(out, at + 4, h.target);
+        out[at + 8] = static_cast<char>(host->size());
+        std::memcpy(&out[at + host_header], host->data(), host->size());
+
+        std::uint64_t hv = SnapshotView::hash(*host);
+        std::size_t i = hv & (slots - 1);
+
+        while (load32(reinterpret_cast<const unsigned char *>(
+                   &out[slots_at + i * 8 + 4])) != 0)
+        {
+            i = (i + 1) & (slots - 1);
+        }
+
+        set32(out, slots_at + i * 8, static_cast<std::uint32_t>(hv >> 32));
+        set32(out, slots_at + i * 8 + 4, static_cast<std::uint32_t>(off + 1));
+
+        off += host_header + host->size();
+    }
+
+    set32(out, at_hosts_off, static_cast<std::uint32_t>(hosts_at));
+    set32(out, at_hosts_size, static_cast<std::uint32_t>(out.size() - hosts_at));
+    set32(out, at_size, static_cast<std::uint32_t>(out.size()));
+
+    return out;
+}
+
+// ---- reading a block in place ---------------------------------------------
+
+SnapshotView::SnapshotView(const void *data, std::size_t size) noexcept
+{
+    const auto *p = static_cast<const unsigned char *>(data);
+
+    if (p == nullptr || size < header_size
+        || load32(p + at_magic) != snapshot_magic
+        || load32(p + at_size) != size)
+    {
+        return;
+    }
+
+    std::uint32_t r_off = load32(p + at_rollouts_off);
+    std::uint32_t r_size = load32(p + at_rollouts_size);
+    std::uint32_t h_off = load32(p + at_hosts_off);
+    std::uint32_t h_size = load32(p + at_hosts_size);
+
+    if (r_off < header_size || r_off > size || r_size > size - r_off
+        || h_off < header_size || h_off > size || h_size > size - h_off
+        || h_size < hosts_header)
+    {
+        return;
+    }
+
+    std::uint32_t mask = load32(p + h_off);
+    std::uint64_t slots = std::uint64_t(mask) + 1;
+
+    if ((slots & mask) != 0 || slots * 8 > h_size - hosts_header
+        || load32(p + h_off + 8) > h_size - hosts_header - slots * 8)
+    {
+        return;
+    }
+
+    data_ = p;
+    size_ = r_off + r_size;          // the rollouts end there
+    rollouts_ = load32(p + at_rollouts);
+    rollouts_at_ = r_off;
+    mask_ = mask;
+    host_count_ = load32(p + h_off + 4);
+    arena_size_ = load32(p + h_off + 8);
+    slots_ = p + h_off + hosts_header;
+    arena_ = slots_ + slots * 8;
+}
+
+std::uint64_t SnapshotView::generation() const noexcept
+{
+    return data_ ? load64(data_ + at_generation) : 0;
+}
+
+std::uint64_t SnapshotView::config() const noexcept
+{
+    return data_ ? load64(data_ + at_config) : 0;
+}
+
+bool SnapshotView::draining() const noexcept
+{
+    return data_ && (load32(data_ + at_flags) & flag_draining);
+}
+
+FleetStatus SnapshotView::fleet() const noexcept
+{
+    FleetStatus f;
+
+    if (data_ && (load32(data_ + at_flags) & flag_fleet)) {
+        f.set = true;
+        f.revision = load64(data_ + at_revision);
+        f.stale = load32(data_ + at_flags) & flag_fleet_stale;
+    }
+
+    return f;
+}
+
+bool SnapshotView::rollout(std::size_t off, Rollout &out, std::size_t &next)
+    const noexcept
+{
+    if (off > size_ || size_ - off < rollout_header) {
+        return false;
+    }
+
+    const unsigned char *p = data_ + off;
+    std::uint32_t count = load32(p + 12);
+
+    if ((size_ - off - rollout_header) / variant_size < count) {
+        return false;
+    }
+
+    out.name = load32(p);
+    out.weights = load32(p + 4) & flag_weights;
+    out.primary = load32(p + 8);
+    out.variants = count;
+    out.at = p + rollout_header;
+    next = off + rollout_header + count * variant_size;
+
+    return true;
+}
+
+SnapshotView::Variant SnapshotView::variant(const Rollout &r, std::size_t i)
+    noexcept
+{
+    Variant v;
+
+    if (i < r.variants) {
+        const unsigned char *p = r.at + i * variant_size;
+        v.name = load32(p);
+        v.weight = load32(p + 4);
+        v.upstream = load32(p + 8);
+    }
+
+    return v;
+}
+
+bool SnapshotView::host_record(std::size_t off, std::string_view &host,
+                               Host &out, std::size_t &next) const noexcept
+{
+    if (off >= arena_size_ || arena_size_ - off < host_header) {
+        return false;
+    }
+
+    const unsigned char *r = arena_ + off;
+    std::size_t len = r[8];
+
+    if (arena_size_ - off - host_header < len) {
+        return false;
+    }
+
+    out.table = load32(r);
+    out.target = load32(r + 4);
+    host = std::string_view(reinterpret_cast<const char *>(r + host_header),
+                            len);
+    next = off + host_header + len;
+
+    return true;
+}
+
+bool SnapshotView::find_host(std::string_view host, Host &out) const noexcept
+{
+    if (host_count_ == 0) {
+        return false;
+    }
+
+    std::uint64_t hv = hash(host);
+    std::uint32_t tag = static_cast<std::uint32_t>(hv >> 32);
+    std::size_t i = hv & mask_;
+    std::size_t next;
+    std::string_view h;
+
+    for (std::size_t probes = 0; probes <= mask_; probes++) {
+        std::uint32_t off = load32(slots_ + i * 8 + 4);
+
+        if (off == 0) {
+            return false;
+        }
+
+        if (load32(slots_ + i * 8) == tag
+            && host_record(off - 1, h, out, next) && h == host)
+        {
+            return true;
+        }
+
+        i = (i + 1) & mask_;
+    }
+
+    return false;
+}
+
+// Eight bytes at a time, in the machine's order: every request that meets
+// runtime hosts hashes its Host.
+std::uint64_t SnapshotView::hash(std::string_view host) noexcept
+{
+    const char *p = host.data();
+    std::size_t n = host.size();
+    std::uint64_t h = 0x9e3779b97f4a7c15ULL ^ n;
+    std::uint64_t k;
+
+    for (; n >= 8; n -= 8, p += 8) {
+        std::memcpy(&k, p, 8);
+        h = (h ^ k) * 0xff51afd7ed558ccdULL;
+        h ^= h >> 32;
+    }
+
+    if (n) {
+        k = 0;
+        std::memcpy(&k, p, n);
+        h = (h ^ k) * 0xc4ceb9fe1a85ec53ULL;
+    }
+
+    h ^= h >> 29;
+    h *= 0xbf58476d1ce4e5b9ULL;
+    h ^= h >> 32;
+
+    return h;
+}
+
+// ---- a writer's State from a block --------------------------------------------
+
+bool decode_snapshot(const SnapshotView &v,
+                     const std::function<std::string_view(NameId)> &name,
+                     State &out)
+{
+    if (!v.valid()) {
+        return false;
+    }
+
+    State st;
+    bool whole = true;
+
+    st.generation = v.generation();
+    st.draining = v.draining();
+    st.fleet = v.fleet();
+
+    auto named = [&](NameId id) {
+        std::string_view n = name(id);
+        whole = whole && !n.empty();
+        return std::string(n);
+    };
+
+    bool fits = v.each_rollout([&](const SnapshotView::Rollout &r) {
+        RolloutOverride &o = st.rollouts[named(r.name)];
+
+        if (r.primary != no_name) {
+            o.primary = named(r.primary);
+        }
+
+        for (std::size_t i = 0; i < r.variants; i++) {
+            SnapshotView::Variant var = SnapshotView::variant(r, i);
+            std::string vn = named(var.name);
+
+            if (r.weights) {
+                o.weights[vn] = var.weight;
+            }
+
+            if (var.upstream != no_name) {
+                o.upstreams[vn] = named(var.upstream);
+            }
+        }
+    });
+
+    fits = fits && v.each_host([&](std::string_view h,
+                                   const SnapshotView::Host &e) {
+        st.hosts[std::string(h)] = {named(e.table), named(e.target)};
+    });
+
+    if (!fits || !whole) {
+        return false;
+    }
+
+    out = std::move(st);
+    return true;
+}
+
+}  // namespace dynroute

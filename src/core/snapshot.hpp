@@ -1,0 +1,173 @@
+// The runtime state as the zone publishes it: one block of bytes, written
+// once and never changed, that every worker reads in place, without a lock,
+// without parsing and without allocating.
+//
+// Names are ids.  The ids are the zone's own (Names): a name keeps its id
+// for as long as the zone lives, whatever configuration is loaded, so that
+// a block written under one configuration is read under the next, each
+// configuration mapping the ids it knows to its own targets once, when it
+// is loaded.  A worker then finds a runtime host's target, or a rollout's
+// live weights, by index.
+//
+// The JSON of the API and of the state file is made from a State
+// (state.hpp); a State is made from a block only by a writer, under the
+// zone's mutex.
+//
+// Layout (native byte order: a block never leaves the machine), offsets
+// from the block's start, every one checked against the block's size:
+//   header    magic, size, generation, config, fleet revision, flags,
+//             rollout count, rollouts' and hosts' offsets and sizes
+//   rollouts  per rollout: name, flags, primary (a variant's name, or
+//             none), variant count; per variant: name, weight, upstream
+//             (a name, or none)
+//   hosts     a hash of host names: slots (tag, record offset + 1), then
+//             records (table, target, host length, host)
+// Readers may be handed a block that a writer is freeing: they stay inside
+// the bytes they were given whatever those hold, and the glue checks the
+// zone's generation around what it read.  Pure C++17, no nginx headers.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "state.hpp"
+
+namespace dynroute {
+
+using NameId = std::uint32_t;
+inline constexpr NameId no_name = 0xffffffffu;
+
+// The zone's names, id = index: a block too, encoded again (with the new
+// names at the end) when a configuration brings names the zone had not
+// seen.  Read under the zone's mutex only.
+std::string encode_names(const std::vector<std::string> &names);
+
+class NamesView {
+public:
+    NamesView() noexcept = default;
+    NamesView(const void *data, std::size_t size) noexcept;
+
+    std::size_t size() const noexcept { return count_; }
+
+    // the name of id, or "" (no such id, or a damaged block)
+    std::string_view operator[](NameId id) const noexcept;
+
+    std::vector<std::string> all() const;
+
+private:
+    const unsigned char *data_ = nullptr;
+    std::size_t size_ = 0;
+    std::uint32_t count_ = 0;
+};
+
+// A block for st, written under configuration `config`; id gives each name
+// its id.  A name without one (no_name) is left out: st has been checked
+// against the writer's configuration, all of whose names have ids.
+std::string encode_snapshot(
+    const State &st, std::uint64_t config,
+    const std::function<NameId(std::string_view)> &id);
+
+class SnapshotView {
+public:
+    SnapshotView() noexcept = default;
+    SnapshotView(const void *data, std::size_t size) noexcept;
+
+    bool valid() const noexcept { return data_ != nullptr; }
+
+    std::uint64_t generation() const noexcept;
+    std::uint64_t config() const noexcept;
+    bool draining() const noexcept;
+    FleetStatus fleet() const noexcept;
+    std::size_t rollouts() const noexcept { return rollouts_; }
+    std::size_t hosts() const noexcept { return host_count_; }
+
+    struct Variant {
+        NameId name = no_name;
+        std::uint32_t weight = 0;      // if the rollout's weights are set
+        NameId upstream = no_name;     // no_name: the configured one
+    };
+
+    struct Rollout {
+        NameId name = no_name;
+        bool weights = false;          // the runtime set every weight
+        NameId primary = no_name;      // no_name: the configured one
+        std::uint32_t variants = 0;
+        const unsigned char *at = nullptr;
+    };
+
+    // Calls f(rollout) for each rollout the runtime changed; stops, and
+    // returns false, at the first record that does not fit.
+    template <class F> bool each_rollout(F &&f) const noexcept
+    {
+        std::size_t off = rollouts_at_;
+        for (std::uint32_t i = 0; i < rollouts_; i++) {
+            Rollout r;
+            if (!rollout(off, r, off)) {
+                return false;
+            }
+            f(r);
+        }
+        return true;
+    }
+
+    // The i-th variant of r (i < r.variants).
+    static Variant variant(const Rollout &r, std::size_t i) noexcept;
+
+    struct Host {
+        NameId table = no_name;
+        NameId target = no_name;
+    };
+
+    // The entry of host (lowercase, no trailing dot), or false.
+    bool find_host(std::string_view host, Host &out) const noexcept;
+
+    // Calls f(host, entry) for each runtime host, in the order they were
+    // encoded; false at the first record that does not fit.
+    template <class F> bool each_host(F &&f) const
+    {
+        std::size_t off = 0;
+        for (std::uint32_t i = 0; i < host_count_; i++) {
+            std::string_view h;
+            Host e;
+            if (!host_record(off, h, e, off)) {
+                return false;
+            }
+            f(h, e);
+        }
+        return true;
+    }
+
+    static std::uint64_t hash(std::string_view host) noexcept;
+
+private:
+    bool rollout(std::size_t off, Rollout &out, std::size_t &next) const
+        noexcept;
+    bool host_record(std::size_t off, std::string_view &host, Host &out,
+                     std::size_t &next) const noexcept;
+
+    const unsigned char *data_ = nullptr;
+    std::size_t size_ = 0;
+    std::uint32_t rollouts_ = 0;
+    std::size_t rollouts_at_ = 0;
+    const unsigned char *slots_ = nullptr;
+    const unsigned char *arena_ = nullptr;
+    std::uint32_t mask_ = 0;
+    std::uint32_t host_count_ = 0;
+    std::uint32_t arena_size_ = 0;
+};
+
+// A writer's State from a block: names from `name`.  False if the block
+// does not fit together, or names an id that `name` does not know ("").
+bool decode_snapshot(const SnapshotView &v,
+                     const std::function<std::string_view(NameId)> &name,
+                     State &out);
+
+// Bytes a block takes for these hosts (for sizing): the hash's slots and
+// the records.
+std::size_t snapshot_hosts_size(std::size_t count, std::size_t host_bytes);
+
+}  // namespace dynroute
