@@ -418,7 +418,7 @@ ngx_http_dynroute_metrics_snapshot(ngx_http_dynroute_main_conf_t *dmcf,
 
         ro.name = std::string(ngx_http_dynroute_view(rollouts[i]->name));
         ro.primary = std::string(ngx_http_dynroute_view(
-                         rollouts[i]->variants[route.core->primary()].name));
+                         rollouts[i]->variants[route.split.primary].name));
 
         for (j = 0; j < rollouts[i]->variants.size(); j++) {
             const ngx_http_dynroute_variant_t &var = rollouts[i]->variants[j];
@@ -427,7 +427,7 @@ ngx_http_dynroute_metrics_snapshot(ngx_http_dynroute_main_conf_t *dmcf,
             v.name = std::string(ngx_http_dynroute_view(var.name));
             v.upstream = std::string(ngx_http_dynroute_view(
                                          route.upstreams[j]->host));
-            v.weight = route.core->weight(j);
+            v.weight = route.split.weights[j];
 
             if (var.counters) {
                 for (size_t k = 0; k < m::variant_width; k++) {

@@ -428,7 +428,7 @@ ngx_http_dynroute_decide(ngx_http_request_t *r, ngx_http_dynroute_ctx_t *ctx,
     if (dmcf->zone) {
         ngx_http_dynroute_live_sync(dmcf->live);
 
-        ctx->rule = ngx_http_dynroute_live_host(dmcf->live, table->name,
+        ctx->rule = ngx_http_dynroute_live_host(dmcf->live, table->index,
                                                 host);
         if (ctx->rule) {
             ctx->runtime = 1;
@@ -671,9 +671,9 @@ ngx_http_dynroute_variant(ngx_http_request_t *r, ngx_http_dynroute_ctx_t *ctx)
 
         route = ngx_http_dynroute_live_route(dmcf->live, ctx->rule->rollout);
         v = ngx_http_dynroute_rollout_pick(r, ctx->rule->rollout,
-                                           *route.core, &reason,
+                                           route.split, &reason,
                                            r == r->main ? &sticky : NULL);
-        p = route.core->primary();
+        p = route.split.primary;
 
         ctx->variant = static_cast<uint16_t>(v);
         ctx->primary_variant = static_cast<uint16_t>(p);
@@ -1054,6 +1054,8 @@ ngx_http_dynroute_table_block(ngx_conf_t *cf, ngx_command_t *cmd,
     if (table == NULL) {
         return NGX_HTTP_DYNROUTE_CONF_ERROR;
     }
+
+    table->index = dmcf->tables.nelts - 1;
 
     try {
         ngx_http_dynroute_table_parse_t  p{table, cf->ctx, {}};

@@ -54,6 +54,7 @@ typedef struct {
  */
 typedef struct {
     ngx_str_t                                      name;
+    ngx_uint_t                                     index;  /* in tables */
     u_char                                        *file;
     ngx_uint_t                                     line;
     std::deque<ngx_http_dynroute_rule_t>           rules;
@@ -198,7 +199,7 @@ ngx_int_t ngx_http_dynroute_rollout_check(ngx_conf_t *cf,
     ngx_http_dynroute_main_conf_t *dmcf, ngx_http_dynroute_rollout_t *rollout)
     noexcept;
 ngx_uint_t ngx_http_dynroute_rollout_pick(ngx_http_request_t *r,
-    ngx_http_dynroute_rollout_t *rollout, const dynroute::Rollout &core,
+    ngx_http_dynroute_rollout_t *rollout, const dynroute::Split &split,
     dynroute::Rollout::Reason *reason, dynroute::StickyValue *issue)
     noexcept;
 char *ngx_http_dynroute_sticky_secret(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -225,13 +226,14 @@ ngx_int_t ngx_http_dynroute_balancer_check_location(ngx_conf_t *cf,
 
 
 /*
- * The live values (ngx_http_dynroute_zone.cpp): the configuration's, or
- * those of the runtime API when a dynroute_zone is configured.
+ * The live values (ngx_http_dynroute_zone.cpp, _view.cpp): the
+ * configuration's, or those of the runtime API when a dynroute_zone is
+ * configured.
  */
 
 /* what a rollout's pick goes by in this worker right now */
 typedef struct {
-    const dynroute::Rollout                      *core;
+    dynroute::Split                               split;
     const ngx_http_upstream_srv_conf_t *const    *upstreams; /* by variant */
 } ngx_http_dynroute_route_t;
 
@@ -242,8 +244,8 @@ ngx_int_t ngx_http_dynroute_live_init(ngx_conf_t *cf,
 ngx_http_dynroute_route_t ngx_http_dynroute_live_route(
     ngx_http_dynroute_live_t *live, ngx_http_dynroute_rollout_t *ro) noexcept;
 ngx_http_dynroute_rule_t *ngx_http_dynroute_live_host(
-    ngx_http_dynroute_live_t *live, const ngx_str_t &table,
-    const ngx_str_t &host) noexcept;
+    ngx_http_dynroute_live_t *live, ngx_uint_t table, const ngx_str_t &host)
+    noexcept;
 bool ngx_http_dynroute_live_draining(ngx_http_dynroute_live_t *live) noexcept;
 
 /* the runtime API (ngx_http_dynroute_api.cpp) */

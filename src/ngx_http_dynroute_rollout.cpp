@@ -870,7 +870,7 @@ ngx_http_dynroute_rollout_address(ngx_http_request_t *r,
 
 ngx_uint_t
 ngx_http_dynroute_rollout_pick(ngx_http_request_t *r,
-    ngx_http_dynroute_rollout_t *ro, const dynroute::Rollout &core,
+    ngx_http_dynroute_rollout_t *ro, const dynroute::Split &split,
     dynroute::Rollout::Reason *reason, dynroute::StickyValue *issue)
     noexcept
 {
@@ -894,7 +894,7 @@ ngx_http_dynroute_rollout_pick(ngx_http_request_t *r,
     }
 
     trusted = (ro->header.len || ro->cookie.len)
-              && core.override_allowed(in.address && addr.family ? &addr
+              && ro->core->override_allowed(in.address && addr.family ? &addr
                                                                  : NULL);
 
     if (trusted || ro->sticky.len) {
@@ -966,10 +966,10 @@ ngx_http_dynroute_rollout_pick(ngx_http_request_t *r,
 
     in.now = ngx_time();
 
-    v = core.pick(in, &why);
+    v = ro->core->pick(in, split, &why);
 
     if (issue && ro->sticky.len && why == dynroute::Rollout::Reason::weight) {
-        *issue = core.sticky_issue(v, in.key, in.now);
+        *issue = ro->core->sticky_issue(v, in.key, in.now);
     }
 
     if (reason) {

@@ -1,133 +1,21 @@
 /*
- * dynroute_zone: the runtime state in shared memory, and the live values
- * each worker routes by.
- *
- * The zone holds one published version of the state: the rollouts' runtime
- * values and the draining flag as JSON text (small), and the runtime hosts
- * as a hash block that workers search in place (dynroute::HostsView).  A
- * writer (the API, serialised by the zone's mutex) builds a complete new
- * version, stores the pointer to it, then bumps the generation, and only
- * then frees the old one.  A reader never locks: it reads the generation,
- * then what it needs, then the generation again; if that changed, what it
- * read may have been freed under it and it reads again.  So a worker sees a
- * change with one atomic read per request, and a request sees one version
- * or the next, never a mix.
- *
- * Each worker keeps what a version's JSON says as rollout objects of its
- * own (rebuilt when the generation changes, which costs a few microseconds
- * once per change), and its requests keep the upstream{} they were given,
- * so a change never alters a request already routed.
+ * dynroute_zone: the runtime state's shared memory, its life across starts
+ * and reloads, the names behind its ids, and the writers (the API) that
+ * publish a new snapshot.  What the workers route by is read in
+ * ngx_http_dynroute_view.cpp; the state file is kept by
+ * ngx_http_dynroute_state_file.cpp.  See ngx_http_dynroute_zone.hpp.
  */
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <cstring>
-#include <memory>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
-#include "ngx_http_dynroute_module.hpp"
-#include "hosts.hpp"
-#include "state.hpp"
-
-
-/* in shared memory */
-
-typedef struct {
-    uint64_t                       generation;
-    uint64_t                       config;     /* of the writer */
-    size_t                         small_len;
-    u_char                        *small;      /* JSON, without the hosts */
-    size_t                         hosts_len;
-    u_char                        *hosts;      /* dynroute::HostsView block */
-} ngx_http_dynroute_version_t;
-
-typedef struct {
-    uint64_t                       generation;  /* atomic */
-    uint64_t                       draining;    /* atomic */
-    ngx_http_dynroute_version_t   *version;     /* atomic */
-
-    /*
-     * Configurations, under the mutex: each cycle that uses the zone gets
-     * the next number when the master initialises the zone; the newest
-     * one whose workers run is current, from its first worker's start on
-     * (a reload that fails never becomes current).  Only a worker of the
-     * current configuration may publish.
-     */
-    uint64_t                       configs;
-    uint64_t                       current;
-    unsigned                       unsaved:1;   /* the state file lags */
-
-    /* the metrics' counters by name (ngx_http_dynroute_metrics.cpp) */
-    ngx_rbtree_t                   series;
-    ngx_rbtree_node_t              sentinel;
-} ngx_http_dynroute_shm_t;
-
-
-struct ngx_http_dynroute_live_t {
-    ngx_http_dynroute_main_conf_t                     *dmcf;
-    ngx_slab_pool_t                                   *shpool = nullptr;
-    ngx_http_dynroute_shm_t                           *sh = nullptr;
-    ngx_str_t                                          zone_name{};
-    uint64_t                                           config = 0;
-
-    /* the registry's targets, as the runtime state checks names */
-    dynroute::Schema                                   schema;
-
-    /* what this worker routes by: per rollout, its own core or NULL (the
-     * configured one), and the upstream{} of each variant */
-    std::vector<std::vector<const ngx_http_upstream_srv_conf_t *>>
-                                                       configured;
-    std::vector<std::unique_ptr<dynroute::Rollout>>    cores;
-    std::vector<std::vector<const ngx_http_upstream_srv_conf_t *>>
-                                                       upstreams;
-    uint64_t                                           generation = ~0ULL;
-                                   /* ~0: never read; no generation gets
-                                      there (dynroute::max_generation) */
-    dynroute::HostsView                                hosts;
-    bool                                               stale_logged = false;
-
-    /* a writer's decoded copy of the published state */
-    dynroute::State                                    cached;
-    uint64_t                                           cached_generation
-                                                           = ~0ULL;
-};
+#include "ngx_http_dynroute_zone.hpp"
 
 
 static ngx_int_t ngx_http_dynroute_init_zone(ngx_shm_zone_t *shm_zone,
     void *data) noexcept;
-
-
-static inline uint64_t
-ngx_http_dynroute_load(const uint64_t *p) noexcept
-{
-    return __atomic_load_n(p, __ATOMIC_ACQUIRE);
-}
-
-
-static inline ngx_http_dynroute_version_t *
-ngx_http_dynroute_load_version(ngx_http_dynroute_shm_t *sh) noexcept
-{
-    return __atomic_load_n(&sh->version, __ATOMIC_ACQUIRE);
-}
-
-
-/* the bytes [p, p + n) are inside the zone */
-
-static bool
-ngx_http_dynroute_in_zone(ngx_http_dynroute_live_t *live, const void *p,
-    size_t n) noexcept
-{
-    const u_char *b = static_cast<const u_char *>(p);
-    const u_char *start = reinterpret_cast<const u_char *>(live->shpool);
-    const u_char *end = live->shpool->end;
-
-    return b >= start && b <= end && n <= static_cast<size_t>(end - b);
-}
 
 
 /* configuration */
@@ -227,7 +115,7 @@ ngx_http_dynroute_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
 /*
  * After everything is parsed (postconfiguration): what the runtime state is
- * checked against, and the configured values the workers start from.
+ * checked against, and this worker's splits, sized for the configuration.
  */
 
 ngx_int_t
@@ -270,7 +158,7 @@ ngx_http_dynroute_live_init(ngx_conf_t *cf,
         for (i = 0; i < dmcf->rollouts.nelts; i++) {
             ngx_http_dynroute_rollout_t *ro = rp[i];
             dynroute::RolloutInfo info;
-            std::vector<const ngx_http_upstream_srv_conf_t *> ups;
+            ngx_http_dynroute_split_t split;
 
             ro->index = i;
             info.name = std::string(ngx_http_dynroute_view(ro->name));
@@ -281,14 +169,17 @@ ngx_http_dynroute_live_init(ngx_conf_t *cf,
                 info.weights.push_back(ro->core->weight(v));
                 info.upstreams.emplace_back(
                     ngx_http_dynroute_view(ro->variants[v].uscf->host));
-                ups.push_back(ro->variants[v].uscf);
+                split.weights.push_back(ro->core->weight(v));
+                split.upstreams.push_back(ro->variants[v].uscf);
             }
 
             info.primary = ro->core->primary();
+            split.primary = info.primary;
+
             live->schema.rollouts.push_back(std::move(info));
-            live->configured.push_back(ups);
-            live->upstreams.push_back(std::move(ups));
-            live->cores.emplace_back();
+            live->configured.push_back(split);
+            live->splits[0].push_back(split);
+            live->splits[1].push_back(std::move(split));
         }
 
     } catch (...) {
@@ -314,331 +205,174 @@ ngx_http_dynroute_live_zone_name(ngx_http_dynroute_live_t *live) noexcept
 }
 
 
-/* request time */
+/* the zone's names */
 
 
-/*
- * Rebuilds this worker's values from the published version, if it can read
- * one whole; otherwise keeps the old ones and tries again on the next
- * request.  Allocates, once per change.
- */
-
-static void
-ngx_http_dynroute_live_refresh(ngx_http_dynroute_live_t *live) noexcept
+static dynroute::NamesView
+ngx_http_dynroute_names(ngx_http_dynroute_live_t *live) noexcept
 {
-    uint64_t                       g;
-    ngx_http_dynroute_shm_t       *sh;
-    ngx_http_dynroute_version_t   *v;
-
-    sh = live->sh;
-    g = ngx_http_dynroute_load(&sh->generation);
-    v = ngx_http_dynroute_load_version(sh);
-
-    if (v == NULL || !ngx_http_dynroute_in_zone(live, v, sizeof(*v))) {
-        return;
-    }
-
-    size_t small_len = v->small_len, hosts_len = v->hosts_len;
-    const u_char *small = v->small, *hosts = v->hosts;
-
-    if (v->generation != g
-        || !ngx_http_dynroute_in_zone(live, small, small_len)
-        || (hosts && !ngx_http_dynroute_in_zone(live, hosts, hosts_len)))
-    {
-        return;
-    }
-
-    try {
-        std::string text(reinterpret_cast<const char *>(small), small_len);
-
-        __atomic_thread_fence(__ATOMIC_ACQUIRE);
-
-        if (ngx_http_dynroute_load(&sh->generation) != g) {
-            return;  /* freed while copied: the next request reads again */
-        }
-
-        std::vector<std::string> ignored;
-        dynroute::State st = dynroute::load_state(text, live->schema,
-                                                  ignored);
-
-        auto cores = decltype(live->cores)(live->cores.size());
-        auto upstreams = live->configured;
-        auto rp = static_cast<ngx_http_dynroute_rollout_t **>(
-                      live->dmcf->rollouts.elts);
-
-        for (size_t i = 0; i < cores.size(); i++) {
-            const dynroute::RolloutInfo &info = live->schema.rollouts[i];
-            auto o = st.rollouts.find(info.name);
-
-            if (o == st.rollouts.end()) {
-                continue;
-            }
-
-            dynroute::Effective e = dynroute::effective(info, &o->second);
-
-            cores[i] = std::make_unique<dynroute::Rollout>(*rp[i]->core);
-            cores[i]->set_weights(e.weights);
-            cores[i]->set_primary(e.primary);
-
-            for (size_t k = 0; k < e.upstreams.size(); k++) {
-                ngx_http_dynroute_target_t *t =
-                    ngx_http_dynroute_target_exact(live->dmcf,
-                                                   e.upstreams[k]);
-
-                if (t && t->kind == NGX_HTTP_DYNROUTE_TARGET_UPSTREAM) {
-                    upstreams[i][k] = t->uscf;
-                }
-            }
-        }
-
-        live->cores.swap(cores);
-        live->upstreams.swap(upstreams);
-        live->hosts = dynroute::HostsView(hosts, hosts ? hosts_len : 0);
-        live->generation = g;
-
-    } catch (const std::exception &e) {
-        if (!live->stale_logged) {
-            ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
-                          "dynroute: cannot read the runtime state of zone "
-                          "\"%V\", routing by the previous one: %s",
-                          &live->zone_name, e.what());
-            live->stale_logged = true;
-        }
-    }
-}
-
-
-void
-ngx_http_dynroute_live_sync(ngx_http_dynroute_live_t *live) noexcept
-{
-    if (live->sh
-        && ngx_http_dynroute_load(&live->sh->generation) != live->generation)
-    {
-        ngx_http_dynroute_live_refresh(live);
-    }
-}
-
-
-ngx_http_dynroute_route_t
-ngx_http_dynroute_live_route(ngx_http_dynroute_live_t *live,
-    ngx_http_dynroute_rollout_t *ro) noexcept
-{
-    const dynroute::Rollout *core = live->cores[ro->index].get();
-
-    return { core ? core : ro->core.get(),
-             live->upstreams[ro->index].data() };
+    return dynroute::NamesView(live->sh->names, live->sh->names_len);
 }
 
 
 /*
- * The runtime entry of host for the table named table, or NULL.  The block
- * searched may be freed by a writer meanwhile: the search stands only if
- * the generation did not change during it.
+ * Under the mutex, in the master, for each configuration: every name it
+ * may put in a snapshot (targets, tables, variants) gets an id, a new one
+ * at the end for a name the zone had not seen; then the maps from the ids
+ * to this configuration's targets, tables and variants.  Throws.
  */
-
-ngx_http_dynroute_rule_t *
-ngx_http_dynroute_live_host(ngx_http_dynroute_live_t *live,
-    const ngx_str_t &table, const ngx_str_t &host) noexcept
-{
-    ngx_uint_t                       tries;
-    ngx_http_dynroute_rule_t        *rule;
-    dynroute::HostsView::Record      rec;
-
-    for (tries = 0; tries < 4; tries++) {
-        if (live->hosts.size() == 0) {
-            return NULL;
-        }
-
-        rule = NULL;
-
-        if (live->hosts.find(ngx_http_dynroute_view(host), rec)
-            && rec.table == ngx_http_dynroute_view(table))
-        {
-            ngx_http_dynroute_target_t *t =
-                ngx_http_dynroute_target_exact(live->dmcf, rec.target);
-            rule = t ? t->rule : NULL;
-        }
-
-        __atomic_thread_fence(__ATOMIC_ACQUIRE);
-
-        if (ngx_http_dynroute_load(&live->sh->generation) == live->generation)
-        {
-            return rule;
-        }
-
-        ngx_http_dynroute_live_refresh(live);
-    }
-
-    return NULL;
-}
-
-
-void
-ngx_http_dynroute_live_status(ngx_http_dynroute_live_t *live,
-    uint64_t *generation, bool *draining, size_t *runtime_hosts) noexcept
-{
-    *generation = live->sh ? ngx_http_dynroute_load(&live->sh->generation)
-                           : 0;
-    *draining = ngx_http_dynroute_live_draining(live);
-    *runtime_hosts = live->hosts.size();
-}
-
-
-bool
-ngx_http_dynroute_live_draining(ngx_http_dynroute_live_t *live) noexcept
-{
-    return live->sh && ngx_http_dynroute_load(&live->sh->draining);
-}
-
-
-/* writing, under the zone's mutex */
-
-
-/* the published version as a State; throws */
-
-static void
-ngx_http_dynroute_decode(ngx_http_dynroute_live_t *live,
-    ngx_http_dynroute_version_t *v, dynroute::State &st,
-    std::vector<std::string> &notices)
-{
-    std::string text(reinterpret_cast<const char *>(v->small), v->small_len);
-
-    st = dynroute::load_state(text, live->schema, notices);
-
-    dynroute::HostsView hosts(v->hosts, v->hosts ? v->hosts_len : 0);
-
-    hosts.each([&](const dynroute::HostsView::Record &rec) {
-        st.hosts[std::string(rec.host)] = {std::string(rec.table),
-                                           std::string(rec.target)};
-    });
-
-    dynroute::prune(st, live->schema, notices);
-}
-
-
-static void
-ngx_http_dynroute_cache(ngx_http_dynroute_live_t *live)
-{
-    std::vector<std::string> ignored;
-    ngx_http_dynroute_version_t *v = live->sh->version;
-
-    if (live->cached_generation == live->sh->generation) {
-        return;
-    }
-
-    live->cached = dynroute::State();
-
-    if (v) {
-        ngx_http_dynroute_decode(live, v, live->cached, ignored);
-    }
-
-    live->cached_generation = live->sh->generation;
-}
-
-
-/*
- * The state file: written whole into a new temporary file next to it, then
- * fsync, rename over the file, fsync of the directory.  The directory may
- * be writable by the worker processes' user, so nothing there is trusted:
- * the temporary file gets a random name and is created exclusively
- * (mkostemp: O_CREAT|O_EXCL, which never follows a symbolic link), its
- * descriptor is checked to be a plain file of this process's own with one
- * link, and rename() replaces the file's name, never what a link there
- * points to.  Mode 0640 whatever the umask (nginx's daemon sets it to 0).
- * Only workers write it: a root master that loaded a file it had to prune
- * leaves the write to the first worker (ngx_http_dynroute_live_adopt).
- */
-
-#define NGX_HTTP_DYNROUTE_STATE_MODE  0640
 
 static bool
-ngx_http_dynroute_persist(const ngx_str_t &path, const std::string &text,
-    std::string &error)
+ngx_http_dynroute_intern(ngx_http_dynroute_live_t *live, ngx_log_t *log)
 {
-    std::string file(ngx_http_dynroute_view(path));
-    size_t slash = file.rfind('/');
-    std::string dir = file.substr(0, slash + 1);
-    std::string tmp = dir + "." + file.substr(slash + 1) + ".XXXXXX";
-    struct stat st;
-    int fd;
+    ngx_uint_t                      i;
+    ngx_http_dynroute_main_conf_t  *dmcf = live->dmcf;
+    ngx_http_dynroute_rollout_t   **rp;
+    ngx_http_dynroute_table_t     **tp;
 
-    fd = mkostemp(&tmp[0], O_CLOEXEC);
-    if (fd == -1) {
-        error = "cannot create a temporary file in \"" + dir + "\": "
-                + std::strerror(errno);
-        return false;
+    std::vector<std::string> names = ngx_http_dynroute_names(live).all();
+    std::unordered_map<std::string, dynroute::NameId> known;
+    size_t before = names.size();
+
+    for (size_t k = 0; k < before; k++) {
+        known.emplace(names[k], static_cast<dynroute::NameId>(k));
     }
 
-    auto fail = [&](const std::string &what) {
-        error = what + " \"" + tmp + "\": " + std::strerror(errno);
-        close(fd);
-        unlink(tmp.c_str());
-        return false;
+    /* a name's id: the zone's, or the next one */
+
+    auto id = [&](std::string_view n) {
+        auto [it, added] = known.emplace(std::string(n),
+                               static_cast<dynroute::NameId>(names.size()));
+        if (added) {
+            names.emplace_back(n);
+        }
+
+        live->ids.emplace(it->first, it->second);
+        return it->second;
     };
 
-    if (fstat(fd, &st) == -1) {
-        return fail("cannot stat");
+    std::vector<std::pair<dynroute::NameId, ngx_http_dynroute_target_t *>>
+        targets;
+
+    ngx_http_dynroute_targets_each(dmcf, [&](ngx_http_dynroute_target_t &t) {
+        targets.emplace_back(id(ngx_http_dynroute_view(t.name)), &t);
+    });
+
+    tp = static_cast<ngx_http_dynroute_table_t **>(dmcf->tables.elts);
+
+    for (i = 0; i < dmcf->tables.nelts; i++) {
+        live->table_ids.push_back(id(ngx_http_dynroute_view(tp[i]->name)));
     }
 
-    if (!S_ISREG(st.st_mode) || st.st_nlink != 1 || st.st_uid != geteuid()) {
-        error = "\"" + tmp + "\" is not a new file of this process's own";
-        close(fd);
-        unlink(tmp.c_str());
-        return false;
-    }
+    rp = static_cast<ngx_http_dynroute_rollout_t **>(dmcf->rollouts.elts);
 
-    if (fchmod(fd, NGX_HTTP_DYNROUTE_STATE_MODE) == -1) {
-        return fail("cannot chmod");
-    }
+    for (i = 0; i < dmcf->rollouts.nelts; i++) {
+        std::vector<dynroute::NameId> v;
 
-    size_t done = 0;
-
-    while (done < text.size()) {
-        ssize_t n = write(fd, text.data() + done, text.size() - done);
-
-        if (n == -1 && errno == EINTR) {
-            continue;
+        for (const auto &var : rp[i]->variants) {
+            v.push_back(id(ngx_http_dynroute_view(var.name)));
         }
 
-        if (n <= 0) {
-            return fail("cannot write");
+        live->variant_ids.push_back(std::move(v));
+    }
+
+    /* the names block again, if this configuration added to it */
+
+    if (names.size() != before) {
+        std::string block = dynroute::encode_names(names);
+        u_char *p = static_cast<u_char *>(
+                        ngx_slab_alloc_locked(live->shpool, block.size()));
+
+        if (p == NULL) {
+            ngx_log_error(NGX_LOG_EMERG, log, 0,
+                          "dynroute_zone \"%V\" in %s:%ui is too small for "
+                          "the names of the configuration", &live->zone_name,
+                          dmcf->zone_file, dmcf->zone_line);
+            return false;
         }
 
-        done += static_cast<size_t>(n);
+        ngx_memcpy(p, block.data(), block.size());
+
+        if (live->sh->names) {
+            ngx_slab_free_locked(live->shpool, live->sh->names);
+        }
+
+        live->sh->names = p;
+        live->sh->names_len = block.size();
     }
 
-    if (fsync(fd) == -1) {
-        return fail("cannot sync");
-    }
+    live->target_by_id.assign(names.size(), nullptr);
+    live->rollout_by_id.assign(names.size(), -1);
 
-    if (close(fd) == -1) {
-        fd = -1;
-        error = "cannot close \"" + tmp + "\": " + std::strerror(errno);
-        unlink(tmp.c_str());
-        return false;
-    }
+    for (const auto &[nid, t] : targets) {
+        live->target_by_id[nid] = t;
 
-    if (rename(tmp.c_str(), file.c_str()) == -1) {
-        error = "cannot rename \"" + tmp + "\" to \"" + file + "\": "
-                + std::strerror(errno);
-        unlink(tmp.c_str());
-        return false;
-    }
-
-    fd = open(dir.empty() ? "." : dir.c_str(),
-              O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd != -1) {
-        (void) fsync(fd);
-        close(fd);
+        if (t->kind == NGX_HTTP_DYNROUTE_TARGET_ROLLOUT) {
+            live->rollout_by_id[nid] =
+                static_cast<ngx_int_t>(t->rollout->index);
+        }
     }
 
     return true;
 }
 
 
+/* writing, under the zone's mutex */
+
+
 /*
- * Publishes st as the zone's new version (its hosts block is the current
- * one's when hosts_changed is false).  Returns false when the zone is full,
+ * The published state as a State, by this configuration's names (what it
+ * does not have is dropped, with a line each in notices); throws.
+ */
+
+static void
+ngx_http_dynroute_decode(ngx_http_dynroute_live_t *live, dynroute::State &st,
+    std::vector<std::string> &notices)
+{
+    dynroute::NamesView names = ngx_http_dynroute_names(live);
+
+    st = dynroute::State();
+
+    if (live->sh->version == NULL) {
+        return;
+    }
+
+    dynroute::SnapshotView v = ngx_http_dynroute_view_published(live);
+
+    if (!dynroute::decode_snapshot(v,
+            [&](dynroute::NameId id) { return names[id]; }, st))
+    {
+        throw std::runtime_error("the zone's snapshot does not decode");
+    }
+
+    dynroute::prune(st, live->schema, notices);
+}
+
+
+/*
+ * Only the current configuration's workers publish, and what they publish
+ * is their configuration's: decoding it drops nothing for them.  An older
+ * configuration's worker (shutting down after a reload) may drop from its
+ * own copy what it does not know; it never publishes.
+ */
+
+static void
+ngx_http_dynroute_cache(ngx_http_dynroute_live_t *live)
+{
+    std::vector<std::string> ignored;
+
+    if (live->cached_generation == live->sh->generation) {
+        return;
+    }
+
+    ngx_http_dynroute_decode(live, live->cached, ignored);
+    live->cached_generation = live->sh->generation;
+}
+
+
+/*
+ * Publishes st as the zone's new snapshot: its hosts block is the current
+ * one's when hosts_changed is false.  Returns false when the zone is full,
  * having changed nothing.
  */
 
@@ -650,11 +384,17 @@ ngx_http_dynroute_publish(ngx_http_dynroute_live_t *live,
     ngx_http_dynroute_shm_t      *sh = live->sh;
     ngx_http_dynroute_version_t  *old = sh->version, *v;
 
-    std::string small = dynroute::dump_state(st, false);
+    auto id = [&](std::string_view n) {
+        auto it = live->ids.find(std::string(n));
+        return it == live->ids.end() ? dynroute::no_name : it->second;
+    };
+
+    bool new_hosts = hosts_changed || old == NULL;
+    std::string head = dynroute::encode_snapshot(st, live->config, id);
     std::string hosts;
 
-    if (hosts_changed || old == NULL) {
-        hosts = dynroute::encode_hosts(st.hosts);
+    if (new_hosts) {
+        hosts = dynroute::encode_snapshot_hosts(st.hosts, id);
     }
 
     v = static_cast<ngx_http_dynroute_version_t *>(
@@ -663,46 +403,38 @@ ngx_http_dynroute_publish(ngx_http_dynroute_live_t *live,
         return false;
     }
 
-    v->generation = st.generation;
-    v->config = live->config;
-    v->small_len = small.size();
-    v->small = static_cast<u_char *>(ngx_slab_alloc_locked(shpool,
-                                                           small.size()));
+    v->head = static_cast<u_char *>(ngx_slab_alloc_locked(shpool,
+                                                          head.size()));
+    v->hosts = new_hosts
+               ? static_cast<u_char *>(ngx_slab_alloc_locked(shpool,
+                                                             hosts.size()))
+               : old->hosts;
 
-    if (hosts_changed || old == NULL) {
-        v->hosts_len = hosts.size();
-        v->hosts = static_cast<u_char *>(ngx_slab_alloc_locked(shpool,
-                                                               hosts.size()));
-    } else {
-        v->hosts_len = old->hosts_len;
-        v->hosts = old->hosts;
-    }
-
-    if (v->small == NULL || v->hosts == NULL) {
-        if (v->small) {
-            ngx_slab_free_locked(shpool, v->small);
+    if (v->head == NULL || v->hosts == NULL) {
+        if (v->head) {
+            ngx_slab_free_locked(shpool, v->head);
         }
-        if (v->hosts && (hosts_changed || old == NULL)) {
+        if (v->hosts && new_hosts) {
             ngx_slab_free_locked(shpool, v->hosts);
         }
         ngx_slab_free_locked(shpool, v);
         return false;
     }
 
-    ngx_memcpy(v->small, small.data(), small.size());
+    ngx_memcpy(v->head, head.data(), head.size());
 
-    if (hosts_changed || old == NULL) {
+    if (new_hosts) {
         ngx_memcpy(v->hosts, hosts.data(), hosts.size());
     }
 
-    /* the version first, then the generation that readers check */
+    /* the snapshot first, then the generation that readers check */
 
     __atomic_store_n(&sh->version, v, __ATOMIC_RELEASE);
     __atomic_store_n(&sh->generation, st.generation, __ATOMIC_RELEASE);
     __atomic_store_n(&sh->draining, st.draining ? 1 : 0, __ATOMIC_RELEASE);
 
     if (old) {
-        ngx_slab_free_locked(shpool, old->small);
+        ngx_slab_free_locked(shpool, old->head);
         if (old->hosts != v->hosts) {
             ngx_slab_free_locked(shpool, old->hosts);
         }
@@ -787,8 +519,7 @@ ngx_http_dynroute_adopt_locked(ngx_http_dynroute_live_t *live,
         return;
     }
 
-    ngx_http_dynroute_decode(live, sh->version, st, notices);
-    st.generation = sh->generation;
+    ngx_http_dynroute_decode(live, st, notices);
 
     for (const auto &n : notices) {
         ngx_log_error(NGX_LOG_NOTICE, log, 0, "dynroute: %s", n.c_str());
@@ -819,8 +550,9 @@ ngx_http_dynroute_adopt_locked(ngx_http_dynroute_live_t *live,
     live->cached_generation = st.generation;
 
     if (sh->unsaved && live->dmcf->state.len) {
-        if (!ngx_http_dynroute_persist(live->dmcf->state,
-                                       dynroute::dump_state(st, true), error))
+        if (!ngx_http_dynroute_state_write(live->dmcf->state,
+                                           dynroute::dump_state(st, true),
+                                           error))
         {
             ngx_log_error(NGX_LOG_ERR, log, 0, "dynroute: %s", error.c_str());
             return;
@@ -910,9 +642,9 @@ ngx_http_dynroute_live_write(ngx_http_dynroute_live_t *live, ngx_log_t *log,
         std::string error;
 
         if (live->dmcf->state.len
-            && !ngx_http_dynroute_persist(live->dmcf->state,
-                                          dynroute::dump_state(next, true),
-                                          error))
+            && !ngx_http_dynroute_state_write(live->dmcf->state,
+                                              dynroute::dump_state(next, true),
+                                              error))
         {
             ngx_log_error(NGX_LOG_ERR, log, 0,
                           "dynroute: change refused: %s", error.c_str());
@@ -924,7 +656,7 @@ ngx_http_dynroute_live_write(ngx_http_dynroute_live_t *live, ngx_log_t *log,
         if (!ngx_http_dynroute_publish(live, next, hosts_changed)) {
             /* the file already holds next: put the current state back */
             if (live->dmcf->state.len) {
-                (void) ngx_http_dynroute_persist(live->dmcf->state,
+                (void) ngx_http_dynroute_state_write(live->dmcf->state,
                            dynroute::dump_state(cur, true), error);
             }
 
@@ -949,127 +681,6 @@ ngx_http_dynroute_live_write(ngx_http_dynroute_live_t *live, ngx_log_t *log,
 /* the zone: at start, and on each reload */
 
 
-/* the state file can be replaced by the worker processes' user */
-
-static ngx_int_t
-ngx_http_dynroute_check_state_path(ngx_http_dynroute_main_conf_t *dmcf,
-    ngx_log_t *log) noexcept
-{
-    struct stat       st;
-    ngx_core_conf_t  *ccf;
-
-    std::string file(ngx_http_dynroute_view(dmcf->state));
-    std::string dir = file.substr(0, file.rfind('/'));
-
-    if (dir.empty()) {
-        dir = "/";
-    }
-
-    ccf = reinterpret_cast<ngx_core_conf_t *>(
-              ngx_get_conf(dmcf->cycle->conf_ctx, ngx_core_module));
-
-    const char *why = NULL;
-
-    if (stat(dir.c_str(), &st) == -1) {
-        why = std::strerror(errno);
-
-    } else if (!S_ISDIR(st.st_mode)) {
-        why = "not a directory";
-
-    } else if (access(dir.c_str(), W_OK) == -1) {
-        why = std::strerror(errno);
-
-    } else if (ccf->user != 0 && ccf->user != (ngx_uid_t) NGX_CONF_UNSET_UINT
-               && geteuid() == 0
-               && !(st.st_uid == ccf->user && (st.st_mode & S_IWUSR))
-               && !(st.st_gid == ccf->group && (st.st_mode & S_IWGRP))
-               && !(st.st_mode & S_IWOTH))
-    {
-        why = "the worker processes' user cannot write there";
-    }
-
-    if (why) {
-        ngx_log_error(NGX_LOG_EMERG, log, 0,
-                      "dynroute_zone \"%V\" in %s:%ui: cannot keep the state "
-                      "file \"%V\" in \"%s\": %s", &dmcf->zone->shm.name,
-                      dmcf->zone_file, dmcf->zone_line, &dmcf->state,
-                      dir.c_str(), why);
-        return NGX_ERROR;
-    }
-
-    return NGX_OK;
-}
-
-
-/*
- * The state file's contents, or false (no file yet, or one that cannot be
- * read).  The master reads it as root from a directory the workers' user
- * may write: a symbolic link or anything but a plain file is refused.
- */
-
-static bool
-ngx_http_dynroute_read_state(ngx_http_dynroute_main_conf_t *dmcf,
-    std::string &text, ngx_log_t *log)
-{
-    struct stat  st;
-
-    std::string file(ngx_http_dynroute_view(dmcf->state));
-    int fd = open(file.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK
-                                | O_CLOEXEC);
-
-    if (fd == -1) {
-        if (errno == ELOOP) {
-            ngx_log_error(NGX_LOG_ERR, log, 0,
-                          "dynroute: the state file \"%V\" is a symbolic "
-                          "link, which is not followed: starting from the "
-                          "configuration", &dmcf->state);
-
-        } else if (errno != ENOENT) {
-            ngx_log_error(NGX_LOG_ERR, log, errno,
-                          "dynroute: cannot open the state file \"%V\", "
-                          "starting from the configuration", &dmcf->state);
-        }
-
-        return false;
-    }
-
-    if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
-        ngx_log_error(NGX_LOG_ERR, log, 0,
-                      "dynroute: the state file \"%V\" is not a plain "
-                      "file: starting from the configuration", &dmcf->state);
-        close(fd);
-        return false;
-    }
-
-    char buf[65536];
-
-    for ( ;; ) {
-        ssize_t n = read(fd, buf, sizeof(buf));
-
-        if (n == -1 && errno == EINTR) {
-            continue;
-        }
-
-        if (n == -1) {
-            ngx_log_error(NGX_LOG_ERR, log, errno,
-                          "dynroute: cannot read the state file \"%V\", "
-                          "starting from the configuration", &dmcf->state);
-            close(fd);
-            return false;
-        }
-
-        if (n == 0) {
-            break;
-        }
-
-        text.append(buf, static_cast<size_t>(n));
-    }
-
-    close(fd);
-    return true;
-}
-
-
 static ngx_int_t
 ngx_http_dynroute_init_zone(ngx_shm_zone_t *shm_zone, void *data) noexcept
 {
@@ -1087,7 +698,7 @@ ngx_http_dynroute_init_zone(ngx_shm_zone_t *shm_zone, void *data) noexcept
     shpool = reinterpret_cast<ngx_slab_pool_t *>(shm_zone->shm.addr);
 
     if (dmcf->state.len
-        && ngx_http_dynroute_check_state_path(dmcf, log) != NGX_OK)
+        && ngx_http_dynroute_state_check_path(dmcf, log) != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -1130,13 +741,16 @@ ngx_http_dynroute_init_zone(ngx_shm_zone_t *shm_zone, void *data) noexcept
      */
 
     try {
-        if (!reused || sh->version == NULL) {
+        if (!ngx_http_dynroute_intern(live, log)) {
+            rc = NGX_ERROR;
+
+        } else if (sh->version == NULL) {
             dynroute::State st;
             std::vector<std::string> notices;
             std::string text;
 
             if (dmcf->state.len
-                && ngx_http_dynroute_read_state(dmcf, text, log))
+                && ngx_http_dynroute_state_read(dmcf, text, log))
             {
                 try {
                     st = dynroute::load_state(text, live->schema, notices);
@@ -1182,6 +796,8 @@ ngx_http_dynroute_init_zone(ngx_shm_zone_t *shm_zone, void *data) noexcept
     }
 
     ngx_shmtx_unlock(&shpool->mutex);
+
+    ngx_http_dynroute_view_reset(live);
 
     return rc;
 }

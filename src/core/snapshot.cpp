@@ -8,20 +8,20 @@ namespace {
 
 constexpr std::uint32_t names_magic = 0x314e5244;     // "DRN1"
 constexpr std::uint32_t snapshot_magic = 0x31535244;  // "DRS1"
+constexpr std::uint32_t hosts_magic = 0x31485244;     // "DRH1"
 
-// the header's fields
+// the head's fields
 constexpr std::size_t at_magic = 0, at_size = 4, at_generation = 8,
                       at_config = 16, at_revision = 24, at_flags = 32,
-                      at_rollouts = 36, at_rollouts_off = 40,
-                      at_rollouts_size = 44, at_hosts_off = 48,
-                      at_hosts_size = 52, header_size = 56;
+                      at_rollouts = 36, header_size = 40;
 
 constexpr std::uint32_t flag_draining = 1, flag_fleet = 2,
                         flag_fleet_stale = 4;
 constexpr std::uint32_t flag_weights = 1;
 
 constexpr std::size_t rollout_header = 16, variant_size = 12;
-constexpr std::size_t hosts_header = 12, host_header = 9;
+// the hosts block's: magic, size, mask, count, arena size
+constexpr std::size_t hosts_header = 20, host_header = 9;
 
 std::uint32_t load32(const unsigned char *p) noexcept
 {
@@ -138,6 +138,18 @@ std::size_t snapshot_hosts_size(std::size_t count, std::size_t host_bytes)
            + host_bytes;
 }
 
+std::size_t block_size(const void *prefix) noexcept
+{
+    const auto *p = static_cast<const unsigned char *>(prefix);
+    std::uint32_t magic = load32(p);
+
+    if (magic != snapshot_magic && magic != hosts_magic) {
+        return 0;
+    }
+
+    return load32(p + 4);
+}
+
 std::string encode_snapshot(const State &st, std::uint64_t config,
                             const std::function<NameId(std::string_view)> &id)
 {
@@ -155,7 +167,6 @@ std::string encode_snapshot(const State &st, std::uint64_t config,
 
     // the rollouts the runtime changed: every variant it says something of
 
-    std::size_t rollouts_at = out.size();
     std::uint32_t rollouts = 0;
 
     for (const auto &[name, o] : st.rollouts) {
@@ -207,41 +218,41 @@ std::string encode_snapshot(const State &st, std::uint64_t config,
     }
 
     set32(out, at_rollouts, rollouts);
-    set32(out, at_rollouts_off, static_cast<std::uint32_t>(rollouts_at));
-    set32(out, at_rollouts_size,
-          static_cast<std::uint32_t>(out.size() - rollouts_at));
+    set32(out, at_size, static_cast<std::uint32_t>(out.size()));
 
-    // the hosts: a hash of host names, then their records
+    return out;
+}
 
-    std::vector<std::pair<const std::string *, SnapshotView::Host>> hosts;
+std::string encode_snapshot_hosts(
+    const HostMap &hosts, const std::function<NameId(std::string_view)> &id)
+{
+    std::vector<std::pair<const std::string *, SnapshotView::Host>> kept;
     std::size_t host_bytes = 0;
 
-    for (const auto &[host, e] : st.hosts) {
+    for (const auto &[host, e] : hosts) {
         SnapshotView::Host h{id(e.table), id(e.target)};
 
         if (h.table == no_name || h.target == no_name || host.size() > 255) {
             continue;
         }
 
-        hosts.emplace_back(&host, h);
+        kept.emplace_back(&host, h);
         host_bytes += host.size();
     }
 
-    std::size_t slots = slots_for(hosts.size());
-    std::size_t hosts_at = out.size();
-    std::size_t slots_at = hosts_at + hosts_header;
-    std::size_t arena_at = slots_at + slots * 8;
+    std::size_t slots = slots_for(kept.size());
+    std::size_t arena_at = hosts_header + slots * 8;
+    std::string out(snapshot_hosts_size(kept.size(), host_bytes), '\0');
 
-    out.resize(hosts_at + snapshot_hosts_size(hosts.size(), host_bytes));
-
-    set32(out, hosts_at, static_cast<std::uint32_t>(slots - 1));
-    set32(out, hosts_at + 4, static_cast<std::uint32_t>(hosts.size()));
-    set32(out, hosts_at + 8,
-          static_cast<std::uint32_t>(out.size() - arena_at));
+    set32(out, 0, hosts_magic);
+    set32(out, 4, static_cast<std::uint32_t>(out.size()));
+    set32(out, 8, static_cast<std::uint32_t>(slots - 1));
+    set32(out, 12, static_cast<std::uint32_t>(kept.size()));
+    set32(out, 16, static_cast<std::uint32_t>(out.size() - arena_at));
 
     std::size_t off = 0;
 
-    for (const auto &[host, h] : hosts) {
+    for (const auto &[host, h] : kept) {
         std::size_t at = arena_at + off;
 
         set32(out, at, h.table);
@@ -253,66 +264,59 @@ std::string encode_snapshot(const State &st, std::uint64_t config,
         std::size_t i = hv & (slots - 1);
 
         while (load32(reinterpret_cast<const unsigned char *>(
-                   &out[slots_at + i * 8 + 4])) != 0)
+                   &out[hosts_header + i * 8 + 4])) != 0)
         {
             i = (i + 1) & (slots - 1);
         }
 
-        set32(out, slots_at + i * 8, static_cast<std::uint32_t>(hv >> 32));
-        set32(out, slots_at + i * 8 + 4, static_cast<std::uint32_t>(off + 1));
+        set32(out, hosts_header + i * 8, static_cast<std::uint32_t>(hv >> 32));
+        set32(out, hosts_header + i * 8 + 4,
+              static_cast<std::uint32_t>(off + 1));
 
         off += host_header + host->size();
     }
-
-    set32(out, at_hosts_off, static_cast<std::uint32_t>(hosts_at));
-    set32(out, at_hosts_size, static_cast<std::uint32_t>(out.size() - hosts_at));
-    set32(out, at_size, static_cast<std::uint32_t>(out.size()));
 
     return out;
 }
 
 // ---- reading a block in place ---------------------------------------------
 
-SnapshotView::SnapshotView(const void *data, std::size_t size) noexcept
+SnapshotView::SnapshotView(const void *head, std::size_t head_size,
+                           const void *hosts, std::size_t hosts_size) noexcept
 {
-    const auto *p = static_cast<const unsigned char *>(data);
+    const auto *p = static_cast<const unsigned char *>(head);
+    const auto *h = static_cast<const unsigned char *>(hosts);
 
-    if (p == nullptr || size < header_size
+    if (p == nullptr || head_size < header_size
         || load32(p + at_magic) != snapshot_magic
-        || load32(p + at_size) != size)
+        || load32(p + at_size) != head_size)
     {
         return;
     }
 
-    std::uint32_t r_off = load32(p + at_rollouts_off);
-    std::uint32_t r_size = load32(p + at_rollouts_size);
-    std::uint32_t h_off = load32(p + at_hosts_off);
-    std::uint32_t h_size = load32(p + at_hosts_size);
-
-    if (r_off < header_size || r_off > size || r_size > size - r_off
-        || h_off < header_size || h_off > size || h_size > size - h_off
-        || h_size < hosts_header)
+    if (h == nullptr || hosts_size < hosts_header
+        || load32(h) != hosts_magic || load32(h + 4) != hosts_size)
     {
         return;
     }
 
-    std::uint32_t mask = load32(p + h_off);
+    std::uint32_t mask = load32(h + 8);
     std::uint64_t slots = std::uint64_t(mask) + 1;
 
-    if ((slots & mask) != 0 || slots * 8 > h_size - hosts_header
-        || load32(p + h_off + 8) > h_size - hosts_header - slots * 8)
+    if ((slots & mask) != 0 || slots * 8 > hosts_size - hosts_header
+        || load32(h + 16) > hosts_size - hosts_header - slots * 8)
     {
         return;
     }
 
     data_ = p;
-    size_ = r_off + r_size;          // the rollouts end there
+    size_ = head_size;
     rollouts_ = load32(p + at_rollouts);
-    rollouts_at_ = r_off;
+    rollouts_at_ = header_size;
     mask_ = mask;
-    host_count_ = load32(p + h_off + 4);
-    arena_size_ = load32(p + h_off + 8);
-    slots_ = p + h_off + hosts_header;
+    host_count_ = load32(h + 12);
+    arena_size_ = load32(h + 16);
+    slots_ = h + hosts_header;
     arena_ = slots_ + slots * 8;
 }
 

@@ -13,15 +13,17 @@
 // (state.hpp); a State is made from a block only by a writer, under the
 // zone's mutex.
 //
+// Two blocks make one snapshot, so that a change that leaves the runtime
+// hosts alone (weights, a drain) does not copy them: the head, and the
+// hosts, which the next snapshot shares when its hosts are the same.
 // Layout (native byte order: a block never leaves the machine), offsets
-// from the block's start, every one checked against the block's size:
-//   header    magic, size, generation, config, fleet revision, flags,
-//             rollout count, rollouts' and hosts' offsets and sizes
-//   rollouts  per rollout: name, flags, primary (a variant's name, or
-//             none), variant count; per variant: name, weight, upstream
-//             (a name, or none)
-//   hosts     a hash of host names: slots (tag, record offset + 1), then
-//             records (table, target, host length, host)
+// from a block's start, every one checked against the block's size:
+//   head      magic, size, generation, config, fleet revision, flags,
+//             rollout count; then per rollout: name, flags, primary (a
+//             variant's name, or none), variant count; per variant: name,
+//             weight, upstream (a name, or none)
+//   hosts     magic, size, a hash of host names: slots (tag, record offset
+//             + 1), then records (table, target, host length, host)
 // Readers may be handed a block that a writer is freeing: they stay inside
 // the bytes they were given whatever those hold, and the glue checks the
 // zone's generation around what it read.  Pure C++17, no nginx headers.
@@ -64,17 +66,26 @@ private:
     std::uint32_t count_ = 0;
 };
 
-// A block for st, written under configuration `config`; id gives each name
-// its id.  A name without one (no_name) is left out: st has been checked
-// against the writer's configuration, all of whose names have ids.
+// The head block for st, written under configuration `config`, and the
+// hosts block for st.hosts; id gives each name its id.  A name without one
+// (no_name) is left out: st has been checked against the writer's
+// configuration, all of whose names have ids.
 std::string encode_snapshot(
     const State &st, std::uint64_t config,
     const std::function<NameId(std::string_view)> &id);
+std::string encode_snapshot_hosts(
+    const HostMap &hosts, const std::function<NameId(std::string_view)> &id);
+
+// A block's size, from its first bytes (at least block_prefix of them): the
+// glue checks that the whole block lies in the zone before reading it.
+inline constexpr std::size_t block_prefix = 8;
+std::size_t block_size(const void *prefix) noexcept;
 
 class SnapshotView {
 public:
     SnapshotView() noexcept = default;
-    SnapshotView(const void *data, std::size_t size) noexcept;
+    SnapshotView(const void *head, std::size_t head_size, const void *hosts,
+                 std::size_t hosts_size) noexcept;
 
     bool valid() const noexcept { return data_ != nullptr; }
 

@@ -44,14 +44,31 @@ State sample()
     return st;
 }
 
+// a snapshot's two blocks, kept together
+struct Blocks {
+    std::string head, hosts;
+
+    Blocks(const State &st, std::uint64_t config, Ids &ids)
+        : head(encode_snapshot(st, config, std::ref(ids))),
+          hosts(encode_snapshot_hosts(st.hosts, std::ref(ids)))
+    {
+    }
+
+    SnapshotView view() const
+    {
+        return SnapshotView(head.data(), head.size(), hosts.data(),
+                            hosts.size());
+    }
+};
+
 }  // namespace
 
 TEST(Snapshot, WhatIsWrittenIsReadBack)
 {
     Ids ids;
     State st = sample();
-    std::string block = encode_snapshot(st, 7, std::ref(ids));
-    SnapshotView v(block.data(), block.size());
+    Blocks b(st, 7, ids);
+    SnapshotView v = b.view();
 
     ASSERT_TRUE(v.valid());
     EXPECT_EQ(v.generation(), 42u);
@@ -90,8 +107,8 @@ TEST(Snapshot, WhatIsWrittenIsReadBack)
 TEST(Snapshot, RolloutsByIdInPlace)
 {
     Ids ids;
-    std::string block = encode_snapshot(sample(), 1, std::ref(ids));
-    SnapshotView v(block.data(), block.size());
+    Blocks b(sample(), 1, ids);
+    SnapshotView v = b.view();
     std::map<std::string, std::uint32_t> weights;
 
     EXPECT_TRUE(v.each_rollout([&](const SnapshotView::Rollout &r) {
@@ -113,8 +130,8 @@ TEST(Snapshot, RolloutsByIdInPlace)
 TEST(Snapshot, EmptyState)
 {
     Ids ids;
-    std::string block = encode_snapshot(State(), 3, std::ref(ids));
-    SnapshotView v(block.data(), block.size());
+    Blocks b(State(), 3, ids);
+    SnapshotView v = b.view();
     SnapshotView::Host h;
 
     ASSERT_TRUE(v.valid());
@@ -122,14 +139,23 @@ TEST(Snapshot, EmptyState)
     EXPECT_EQ(v.hosts(), 0u);
     EXPECT_FALSE(v.find_host("a.example.com", h));
     EXPECT_FALSE(v.fleet().set);
-    EXPECT_FALSE(SnapshotView(nullptr, 0).valid());
+    EXPECT_FALSE(SnapshotView(nullptr, 0, nullptr, 0).valid());
+    EXPECT_FALSE(SnapshotView(b.head.data(), b.head.size(), nullptr, 0)
+                     .valid());
+    // the blocks say what they are, and their size
+    EXPECT_EQ(block_size(b.head.data()), b.head.size());
+    EXPECT_EQ(block_size(b.hosts.data()), b.hosts.size());
+    EXPECT_EQ(block_size("\0\0\0\0\0\0\0\0"), 0u);
+    // two heads, or hosts where the head goes, are no snapshot
+    EXPECT_FALSE(SnapshotView(b.hosts.data(), b.hosts.size(), b.hosts.data(),
+                              b.hosts.size()).valid());
 }
 
 TEST(Snapshot, UnknownIdsAreNotDecoded)
 {
     Ids ids;
-    std::string block = encode_snapshot(sample(), 1, std::ref(ids));
-    SnapshotView v(block.data(), block.size());
+    Blocks b(sample(), 1, ids);
+    SnapshotView v = b.view();
     State out;
     out.generation = 5;
 
@@ -144,26 +170,33 @@ TEST(Snapshot, UnknownIdsAreNotDecoded)
 TEST(Snapshot, DamagedBlocksStayInBounds)
 {
     Ids ids;
-    std::string block = encode_snapshot(sample(), 1, std::ref(ids));
+    Blocks b(sample(), 1, ids);
     std::string names = encode_names(ids.names);
     NamesView nv(names.data(), names.size());
     std::mt19937 rng(7);
 
     // truncated: the size in the header no longer fits
-    for (std::size_t n = 0; n < block.size(); n += 97) {
-        EXPECT_FALSE(SnapshotView(block.data(), n).valid()) << n;
+    for (std::size_t n = 0; n < b.head.size(); n += 7) {
+        EXPECT_FALSE(SnapshotView(b.head.data(), n, b.hosts.data(),
+                                  b.hosts.size()).valid()) << n;
+    }
+    for (std::size_t n = 0; n < b.hosts.size(); n += 97) {
+        EXPECT_FALSE(SnapshotView(b.head.data(), b.head.size(),
+                                  b.hosts.data(), n).valid()) << n;
     }
 
-    // bytes flipped anywhere: read within the block whatever they say
+    // bytes flipped anywhere: read within the blocks whatever they say
     for (int round = 0; round < 2000; round++) {
-        std::string b = block;
+        std::string head = b.head, hosts = b.hosts;
         for (int k = 0; k < 8; k++) {
-            b[rng() % b.size()] = static_cast<char>(rng());
+            std::string &t = (rng() & 1) ? head : hosts;
+            t[rng() % t.size()] = static_cast<char>(rng());
         }
-        // copy into a buffer of exactly the block's size: ASan (the fuzz
-        // build) sees any read past it
-        std::vector<unsigned char> buf(b.begin(), b.end());
-        SnapshotView v(buf.data(), buf.size());
+        // buffers of exactly the blocks' sizes: ASan (the fuzz build)
+        // sees any read past them
+        std::vector<unsigned char> hb(head.begin(), head.end());
+        std::vector<unsigned char> sb(hosts.begin(), hosts.end());
+        SnapshotView v(hb.data(), hb.size(), sb.data(), sb.size());
         SnapshotView::Host h;
         State out;
         (void) v.find_host("tenant7.example.com", h);

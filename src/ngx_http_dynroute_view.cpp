@@ -1,0 +1,312 @@
+/*
+ * What each worker routes by: the zone's published snapshot, read in
+ * place.  A request reads the zone's generation once (one atomic load);
+ * when it changed, the worker reads the snapshot's rollouts into the set of
+ * splits it is not using (sized when the configuration was read: nothing is
+ * allocated, nothing parsed, nothing thrown) and switches to it.  Runtime
+ * hosts are looked up in the snapshot itself, on each request that needs
+ * one.  Both check the generation again after reading: a writer may free
+ * what was read meanwhile, and then the worker reads the new snapshot.
+ *
+ * A request keeps the upstream{} it was given: a change never alters a
+ * request already routed.
+ */
+
+#include "ngx_http_dynroute_zone.hpp"
+
+
+#define NGX_HTTP_DYNROUTE_VIEW_TRIES  4
+
+
+static inline uint64_t
+ngx_http_dynroute_load(const uint64_t *p) noexcept
+{
+    return __atomic_load_n(p, __ATOMIC_ACQUIRE);
+}
+
+
+/* the bytes [p, p + n) are inside the zone */
+
+static bool
+ngx_http_dynroute_in_zone(ngx_http_dynroute_live_t *live, const void *p,
+    size_t n) noexcept
+{
+    const u_char *b = static_cast<const u_char *>(p);
+    const u_char *start = reinterpret_cast<const u_char *>(live->shpool);
+    const u_char *end = live->shpool->end;
+
+    return b >= start && b <= end && n <= static_cast<size_t>(end - b);
+}
+
+
+/* a block of the zone, if it lies in the zone whole */
+
+static bool
+ngx_http_dynroute_block(ngx_http_dynroute_live_t *live, const u_char *p,
+    size_t *size) noexcept
+{
+    if (p == NULL
+        || !ngx_http_dynroute_in_zone(live, p, dynroute::block_prefix))
+    {
+        return false;
+    }
+
+    *size = dynroute::block_size(p);
+
+    return *size && ngx_http_dynroute_in_zone(live, p, *size);
+}
+
+
+dynroute::SnapshotView
+ngx_http_dynroute_view_published(ngx_http_dynroute_live_t *live) noexcept
+{
+    size_t                        head_size, hosts_size;
+    const u_char                 *head, *hosts;
+    ngx_http_dynroute_version_t  *v;
+
+    v = __atomic_load_n(&live->sh->version, __ATOMIC_ACQUIRE);
+
+    if (v == NULL || !ngx_http_dynroute_in_zone(live, v, sizeof(*v))) {
+        return dynroute::SnapshotView();
+    }
+
+    head = v->head;
+    hosts = v->hosts;
+
+    if (!ngx_http_dynroute_block(live, head, &head_size)
+        || !ngx_http_dynroute_block(live, hosts, &hosts_size))
+    {
+        return dynroute::SnapshotView();
+    }
+
+    return dynroute::SnapshotView(head, head_size, hosts, hosts_size);
+}
+
+
+void
+ngx_http_dynroute_view_reset(ngx_http_dynroute_live_t *live) noexcept
+{
+    live->generation = ~0ULL;
+    live->snapshot = dynroute::SnapshotView();
+}
+
+
+/* the index of variant id in rollout r, or -1 */
+
+static ngx_int_t
+ngx_http_dynroute_variant_of(ngx_http_dynroute_live_t *live, ngx_uint_t r,
+    dynroute::NameId id) noexcept
+{
+    const auto &ids = live->variant_ids[r];
+
+    for (size_t v = 0; v < ids.size(); v++) {
+        if (ids[v] == id) {
+            return static_cast<ngx_int_t>(v);
+        }
+    }
+
+    return -1;
+}
+
+
+/* into splits: the configured values with the snapshot's on top */
+
+static void
+ngx_http_dynroute_view_fill(ngx_http_dynroute_live_t *live,
+    const dynroute::SnapshotView &snap,
+    std::vector<ngx_http_dynroute_split_t> &splits) noexcept
+{
+    ngx_http_dynroute_rollout_t  **rp;
+
+    rp = static_cast<ngx_http_dynroute_rollout_t **>(
+             live->dmcf->rollouts.elts);
+
+    for (size_t r = 0; r < splits.size(); r++) {
+        const ngx_http_dynroute_split_t &c = live->configured[r];
+        ngx_http_dynroute_split_t &s = splits[r];
+
+        /* the sizes were set when the configuration was read */
+
+        std::copy(c.weights.begin(), c.weights.end(), s.weights.begin());
+        std::copy(c.upstreams.begin(), c.upstreams.end(),
+                  s.upstreams.begin());
+        s.primary = c.primary;
+    }
+
+    (void) snap.each_rollout([&](const dynroute::SnapshotView::Rollout &ro) {
+        if (ro.name >= live->rollout_by_id.size()
+            || live->rollout_by_id[ro.name] < 0)
+        {
+            return;             /* not a rollout of this configuration */
+        }
+
+        ngx_uint_t r = static_cast<ngx_uint_t>(live->rollout_by_id[ro.name]);
+        ngx_http_dynroute_split_t &s = splits[r];
+        ngx_int_t v;
+        size_t weights = 0;
+
+        if (ro.primary != dynroute::no_name) {
+            v = ngx_http_dynroute_variant_of(live, r, ro.primary);
+            if (v >= 0) {
+                s.primary = static_cast<size_t>(v);
+            }
+        }
+
+        for (size_t i = 0; i < ro.variants; i++) {
+            dynroute::SnapshotView::Variant var =
+                dynroute::SnapshotView::variant(ro, i);
+
+            v = ngx_http_dynroute_variant_of(live, r, var.name);
+            if (v < 0) {
+                continue;
+            }
+
+            if (ro.weights) {
+                s.weights[v] = var.weight;
+                weights++;
+            }
+
+            if (var.upstream < live->target_by_id.size()
+                && live->target_by_id[var.upstream]
+                && live->target_by_id[var.upstream]->kind
+                   == NGX_HTTP_DYNROUTE_TARGET_UPSTREAM)
+            {
+                s.upstreams[v] = live->target_by_id[var.upstream]->uscf;
+            }
+        }
+
+        /* weights that are not a whole split of this rollout: configured */
+
+        if (ro.weights
+            && (weights != s.weights.size()
+                || !rp[r]->core->valid_weights(s.weights.data(),
+                                               s.weights.size())))
+        {
+            const auto &c = live->configured[r].weights;
+            std::copy(c.begin(), c.end(), s.weights.begin());
+        }
+    });
+}
+
+
+/*
+ * Reads the published snapshot into the splits not in use and switches to
+ * them, if it can read one whole; otherwise keeps the old ones and tries
+ * again on the next request.
+ */
+
+static void
+ngx_http_dynroute_view_refresh(ngx_http_dynroute_live_t *live) noexcept
+{
+    uint64_t                 g;
+    ngx_uint_t               tries, next;
+    dynroute::SnapshotView   snap;
+
+    next = live->current ^ 1;
+
+    for (tries = 0; tries < NGX_HTTP_DYNROUTE_VIEW_TRIES; tries++) {
+        g = ngx_http_dynroute_load(&live->sh->generation);
+        snap = ngx_http_dynroute_view_published(live);
+
+        if (!snap.valid() || snap.generation() != g) {
+            continue;           /* published between the two reads */
+        }
+
+        ngx_http_dynroute_view_fill(live, snap, live->splits[next]);
+
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+
+        if (ngx_http_dynroute_load(&live->sh->generation) == g) {
+            live->current = next;
+            live->snapshot = snap;
+            live->generation = g;
+            return;
+        }
+    }
+}
+
+
+void
+ngx_http_dynroute_live_sync(ngx_http_dynroute_live_t *live) noexcept
+{
+    if (live->sh
+        && ngx_http_dynroute_load(&live->sh->generation) != live->generation)
+    {
+        ngx_http_dynroute_view_refresh(live);
+    }
+}
+
+
+ngx_http_dynroute_route_t
+ngx_http_dynroute_live_route(ngx_http_dynroute_live_t *live,
+    ngx_http_dynroute_rollout_t *ro) noexcept
+{
+    const ngx_http_dynroute_split_t &s =
+        live->sh ? live->splits[live->current][ro->index]
+                 : live->configured[ro->index];
+
+    return { { s.weights.data(), s.primary }, s.upstreams.data() };
+}
+
+
+/*
+ * The runtime entry of host for the table of that index, or NULL.  The
+ * snapshot searched may be freed by a writer meanwhile: the search stands
+ * only if the generation did not change during it.
+ */
+
+ngx_http_dynroute_rule_t *
+ngx_http_dynroute_live_host(ngx_http_dynroute_live_t *live, ngx_uint_t table,
+    const ngx_str_t &host) noexcept
+{
+    ngx_uint_t                          tries;
+    ngx_http_dynroute_rule_t           *rule;
+    ngx_http_dynroute_target_t         *t;
+    dynroute::SnapshotView::Host        e;
+
+    for (tries = 0; tries < NGX_HTTP_DYNROUTE_VIEW_TRIES; tries++) {
+        if (live->snapshot.hosts() == 0) {
+            return NULL;
+        }
+
+        rule = NULL;
+
+        if (live->snapshot.find_host(ngx_http_dynroute_view(host), e)
+            && table < live->table_ids.size()
+            && e.table == live->table_ids[table]
+            && e.target < live->target_by_id.size())
+        {
+            t = live->target_by_id[e.target];
+            rule = t ? t->rule : NULL;
+        }
+
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+
+        if (ngx_http_dynroute_load(&live->sh->generation) == live->generation)
+        {
+            return rule;
+        }
+
+        ngx_http_dynroute_view_refresh(live);
+    }
+
+    return NULL;
+}
+
+
+bool
+ngx_http_dynroute_live_draining(ngx_http_dynroute_live_t *live) noexcept
+{
+    return live->sh && ngx_http_dynroute_load(&live->sh->draining);
+}
+
+
+void
+ngx_http_dynroute_live_status(ngx_http_dynroute_live_t *live,
+    uint64_t *generation, bool *draining, size_t *runtime_hosts) noexcept
+{
+    *generation = live->sh ? ngx_http_dynroute_load(&live->sh->generation)
+                           : 0;
+    *draining = ngx_http_dynroute_live_draining(live);
+    *runtime_hosts = live->snapshot.hosts();
+}

@@ -1,0 +1,125 @@
+/*
+ * The runtime state's zone, seen by the three files that keep it:
+ *   ngx_http_dynroute_zone.cpp        the zone's life (configuration, start,
+ *                                     reload), its names, and its writers
+ *   ngx_http_dynroute_view.cpp        what each worker routes by: the
+ *                                     published snapshot, read in place
+ *   ngx_http_dynroute_state_file.cpp  the state file
+ *
+ * The zone holds one published snapshot (dynroute::SnapshotView: binary,
+ * immutable, names as ids, in two blocks: the head and the runtime hosts)
+ * and the names behind the ids.  A writer (the
+ * API, under the zone's mutex) publishes a whole new snapshot: the pointer
+ * to it first, then the generation that readers check, and only then frees
+ * the old one.  A reader never locks: it reads the generation, then what
+ * it needs, then the generation again, and reads again if it changed.
+ */
+#pragma once
+
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "ngx_http_dynroute_module.hpp"
+#include "snapshot.hpp"
+#include "state.hpp"
+
+
+/* in shared memory */
+
+/* a published snapshot: its two blocks, each with its size in its header */
+typedef struct {
+    u_char                        *head;
+    u_char                        *hosts;      /* shared with the one before
+                                                  when the hosts are the
+                                                  same */
+} ngx_http_dynroute_version_t;
+
+typedef struct {
+    uint64_t                       generation;  /* atomic: the snapshot's */
+    uint64_t                       draining;    /* atomic */
+    ngx_http_dynroute_version_t   *version;     /* atomic */
+
+    /* under the mutex */
+    u_char                        *names;       /* dynroute::NamesView */
+    size_t                         names_len;
+
+    /*
+     * Configurations: each cycle that uses the zone gets the next number
+     * when the master initialises the zone; the newest one whose workers
+     * run is current, from its first worker's start on (a reload that
+     * fails never becomes current).  Only a worker of the current
+     * configuration may publish.
+     */
+    uint64_t                       configs;
+    uint64_t                       current;
+    unsigned                       unsaved:1;   /* the state file lags */
+
+    /* the metrics' counters by name (ngx_http_dynroute_metrics.cpp) */
+    ngx_rbtree_t                   series;
+    ngx_rbtree_node_t              sentinel;
+} ngx_http_dynroute_shm_t;
+
+
+/*
+ * What a worker routes a rollout by: its configured values with what the
+ * runtime changed on top.  Sized when the configuration is read, filled
+ * (without allocating) when the generation changes.
+ */
+struct ngx_http_dynroute_split_t {
+    std::vector<uint32_t>                               weights;
+    std::vector<const ngx_http_upstream_srv_conf_t *>   upstreams;
+    size_t                                              primary = 0;
+};
+
+
+/* One configuration's side of the zone: in the cycle's pool, per worker. */
+struct ngx_http_dynroute_live_t {
+    ngx_http_dynroute_main_conf_t                     *dmcf;
+    ngx_slab_pool_t                                   *shpool = nullptr;
+    ngx_http_dynroute_shm_t                           *sh = nullptr;
+    ngx_str_t                                          zone_name{};
+    uint64_t                                           config = 0;
+
+    /* the registry's targets, as the runtime state checks names */
+    dynroute::Schema                                   schema;
+
+    /* the zone's ids of this configuration's names (init_zone) */
+    std::unordered_map<std::string, dynroute::NameId>  ids;
+    std::vector<ngx_http_dynroute_target_t *>          target_by_id;
+    std::vector<ngx_int_t>                             rollout_by_id;
+    std::vector<dynroute::NameId>                      table_ids;
+    std::vector<std::vector<dynroute::NameId>>         variant_ids;
+
+    /* this worker's view: the configured splits, and two sets of live
+     * ones, the one in use and the one a refresh fills */
+    std::vector<ngx_http_dynroute_split_t>             configured;
+    std::vector<ngx_http_dynroute_split_t>             splits[2];
+    ngx_uint_t                                         current = 0;
+    uint64_t                                           generation = ~0ULL;
+                                   /* ~0: never read; no generation gets
+                                      there (dynroute::max_generation) */
+    dynroute::SnapshotView                             snapshot;
+
+    /* a writer's decoded copy of the published state */
+    dynroute::State                                    cached;
+    uint64_t                                           cached_generation
+                                                           = ~0ULL;
+};
+
+
+/* ngx_http_dynroute_view.cpp */
+
+/* the published block, if it lies whole in the zone; or an invalid view */
+dynroute::SnapshotView ngx_http_dynroute_view_published(
+    ngx_http_dynroute_live_t *live) noexcept;
+void ngx_http_dynroute_view_reset(ngx_http_dynroute_live_t *live) noexcept;
+
+/* ngx_http_dynroute_state_file.cpp */
+
+ngx_int_t ngx_http_dynroute_state_check_path(
+    ngx_http_dynroute_main_conf_t *dmcf, ngx_log_t *log) noexcept;
+bool ngx_http_dynroute_state_read(ngx_http_dynroute_main_conf_t *dmcf,
+    std::string &text, ngx_log_t *log);
+bool ngx_http_dynroute_state_write(const ngx_str_t &path,
+    const std::string &text, std::string &error);
