@@ -8,9 +8,9 @@
 //   2  patch_rollout(NAME, BODY)            3  reset_rollout(NAME)
 //   4  put_host(HOST, BODY)                 5  delete_host(HOST)
 //   6  patch_hosts(BODY)                    7  load_state(BYTES)
-//   8  HostsView over BYTES                 9  HostsView over every
-//                                              truncation of the state's
-//                                              block, with bytes flipped
+//   8  a snapshot over BYTES (as its head,   9  the state's snapshot, every
+//      then as its hosts)                      truncation of each block,
+//                                              with bytes flipped
 //                                              ("POS-HI POS-LO XOR" triples)
 //  10  render_rollout / render_rollout_change / render_host(NAME)
 //  11  a sequence of requests, one a line: "P NAME BODY", "R NAME",
@@ -22,11 +22,13 @@
 // and then leaves the state as it was; a changed state still fits the
 // schema (whole weights summing to 100 %, known upstreams, normalized hosts
 // of known tables and targets), prune() finds nothing in it, dump_state ->
-// load_state gives it back, its hosts block finds every host; load_state
-// throws ConfigError or gives a state that prune() leaves alone; HostsView
-// stays inside any bytes; every answer is JSON.
+// load_state gives it back, its snapshot finds every host and decodes back
+// to it; load_state throws ConfigError or gives a state that prune() leaves
+// alone; a SnapshotView stays inside any bytes; every answer is JSON.
 #include <cstdint>
 #include <cstring>
+#include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -34,14 +36,16 @@
 #include <nlohmann/json.hpp>
 
 #include "fuzz_util.hpp"
-#include "hosts.hpp"
+#include "runtime_hosts.hpp"
 #include "rollout.hpp"
+#include "snapshot.hpp"
 #include "state.hpp"
 
 using dynroute::ApiError;
 using dynroute::ConfigError;
-using dynroute::HostsView;
+using dynroute::NameId;
 using dynroute::Schema;
+using dynroute::SnapshotView;
 using dynroute::State;
 
 namespace {
@@ -123,75 +127,107 @@ bool inside(std::string_view v, const unsigned char *p, std::size_t n)
     return v.empty() || (v.data() >= b && v.data() + v.size() <= b + n);
 }
 
-// Whatever the bytes: reading stays inside them and returns.
-void read_any_block(const std::string &bytes,
-                    const std::vector<std::string_view> &probes)
+// Names and their ids, as a zone gives them.
+struct Ids {
+    std::vector<std::string> names;
+    std::map<std::string, NameId, std::less<>> ids;
+
+    NameId operator()(std::string_view n)
+    {
+        auto it = ids.find(n);
+        if (it != ids.end()) {
+            return it->second;
+        }
+        names.emplace_back(n);
+        return ids[std::string(n)] = static_cast<NameId>(names.size() - 1);
+    }
+
+    std::string_view operator[](NameId id) const
+    {
+        return id < names.size() ? std::string_view(names[id])
+                                 : std::string_view();
+    }
+};
+
+// Whatever the bytes of the two blocks: reading stays inside them and
+// returns.
+void read_any_blocks(const std::string &head, const std::string &hosts,
+                     const Ids &ids,
+                     const std::vector<std::string_view> &probes)
 {
-    auto buf = exact_copy(bytes);
-    HostsView v(buf.get(), bytes.size());
-    HostsView::Record rec;
-    std::vector<std::string_view> hosts;
+    auto hb = exact_copy(head), sb = exact_copy(hosts);
+    SnapshotView v(hb.get(), head.size(), sb.get(), hosts.size());
+    SnapshotView::Host e;
+    std::vector<std::string_view> seen;
     std::size_t n = 0;
 
-    v.each([&](const HostsView::Record &r) {
-        FUZZ_CHECK(inside(r.table, buf.get(), bytes.size()));
-        FUZZ_CHECK(inside(r.host, buf.get(), bytes.size()));
-        FUZZ_CHECK(inside(r.target, buf.get(), bytes.size()));
-        if (hosts.size() < 64) {
-            hosts.push_back(r.host);
+    v.each_host([&](std::string_view h, const SnapshotView::Host &) {
+        FUZZ_CHECK(inside(h, sb.get(), hosts.size()));
+        if (seen.size() < 64) {
+            seen.push_back(h);
         }
         n++;
     });
-    FUZZ_CHECK(n <= v.size());
+    FUZZ_CHECK(n <= v.hosts());
 
-    for (std::string_view h : hosts) {
-        if (v.find(h, rec)) {
-            FUZZ_CHECK(rec.host == h);
-            FUZZ_CHECK(inside(rec.table, buf.get(), bytes.size()));
-            FUZZ_CHECK(inside(rec.target, buf.get(), bytes.size()));
+    v.each_rollout([&](const SnapshotView::Rollout &r) {
+        for (std::size_t i = 0; i < r.variants; i++) {
+            (void) SnapshotView::variant(r, i);
         }
+    });
+
+    for (std::string_view h : seen) {
+        (void) v.find_host(h, e);
     }
     for (std::string_view h : probes) {
-        if (v.find(h, rec)) {
-            FUZZ_CHECK(rec.host == h);
-            FUZZ_CHECK(inside(rec.table, buf.get(), bytes.size()));
-            FUZZ_CHECK(inside(rec.target, buf.get(), bytes.size()));
-        }
+        (void) v.find_host(h, e);
     }
+
+    State out;
+    (void) dynroute::decode_snapshot(v, [&](NameId id) { return ids[id]; },
+                                     out);
 }
 
-// The block of the state's hosts finds each of them, and nothing else.
+// The state's snapshot finds each of its hosts, nothing else, and decodes
+// back to the state.
 void check_block(const State &state)
 {
-    std::string block = dynroute::encode_hosts(state.hosts);
-    auto buf = exact_copy(block);
-    HostsView v(buf.get(), block.size());
-    HostsView::Record rec;
+    Ids ids;
+    std::string head = dynroute::encode_snapshot(state, 1, std::ref(ids));
+    std::string hosts = dynroute::encode_snapshot_hosts(state.hosts,
+                                                        std::ref(ids));
+    auto hb = exact_copy(head), sb = exact_copy(hosts);
+    SnapshotView v(hb.get(), head.size(), sb.get(), hosts.size());
+    SnapshotView::Host e;
 
     FUZZ_CHECK(v.valid());
-    FUZZ_CHECK(v.size() == state.hosts.size());
+    FUZZ_CHECK(v.hosts() == state.hosts.size());
+    FUZZ_CHECK(v.generation() == state.generation);
 
-    for (const auto &[host, e] : state.hosts) {
-        FUZZ_CHECK(v.find(host, rec));
-        FUZZ_CHECK(rec.host == host);
-        FUZZ_CHECK(rec.table == e.table);
-        FUZZ_CHECK(rec.target == e.target);
+    for (const auto &[host, entry] : state.hosts) {
+        FUZZ_CHECK(v.find_host(host, e));
+        FUZZ_CHECK(ids[e.table] == entry.table);
+        FUZZ_CHECK(ids[e.target] == entry.target);
     }
     if (state.hosts.count("absent.example.invalid") == 0) {
-        FUZZ_CHECK(!v.find("absent.example.invalid", rec));
+        FUZZ_CHECK(!v.find_host("absent.example.invalid", e));
     }
 
-    std::size_t n = 0;
-    auto it = state.hosts.begin();
-    FUZZ_CHECK(v.each([&](const HostsView::Record &r) {
-        FUZZ_CHECK(it != state.hosts.end());
-        FUZZ_CHECK(r.host == it->first);
-        FUZZ_CHECK(r.table == it->second.table);
-        FUZZ_CHECK(r.target == it->second.target);
-        ++it;
-        n++;
-    }));
-    FUZZ_CHECK(n == v.size());
+    State back;
+    FUZZ_CHECK(dynroute::decode_snapshot(
+        v, [&](NameId id) { return ids[id]; }, back));
+    FUZZ_CHECK(back.generation == state.generation);
+    FUZZ_CHECK(back.draining == state.draining);
+    FUZZ_CHECK(back.fleet == state.fleet);
+    FUZZ_CHECK(back.hosts == state.hosts);
+    FUZZ_CHECK(back.rollouts.size() == state.rollouts.size());
+    for (const auto &[name, o] : state.rollouts) {
+        auto it = back.rollouts.find(name);
+        FUZZ_CHECK(it != back.rollouts.end());
+        FUZZ_CHECK(it->second.weights == o.weights);
+        FUZZ_CHECK(it->second.upstreams == o.upstreams);
+        FUZZ_CHECK(it->second.primary == o.primary);
+    }
 }
 
 void check_answers(const State &state)
@@ -441,17 +477,21 @@ void render(const State &state, std::string_view name)
     }
 }
 
-// Every truncation of the state's block, with the input's flips.
+// Every truncation of each of the state's blocks, with the input's flips.
 void damaged_blocks(const State &state, std::string_view in)
 {
-    std::string block = dynroute::encode_hosts(state.hosts);
-    std::string flipped = block;
+    Ids ids;
+    std::string head = dynroute::encode_snapshot(state, 1, std::ref(ids));
+    std::string hosts = dynroute::encode_snapshot_hosts(state.hosts,
+                                                        std::ref(ids));
+    std::string fhead = head, fhosts = hosts;
 
     for (std::size_t i = 0; i + 3 <= in.size() && i < 3 * 8; i += 3) {
-        std::size_t pos = (std::size_t(std::uint8_t(in[i])) << 8
+        std::string &b = (in[i] & 0x80) ? fhead : fhosts;
+        std::size_t pos = (std::size_t(std::uint8_t(in[i]) & 0x7f) << 8
                            | std::uint8_t(in[i + 1]))
-                          % block.size();
-        flipped[pos] = static_cast<char>(flipped[pos] ^ in[i + 2]);
+                          % b.size();
+        b[pos] = static_cast<char>(b[pos] ^ in[i + 2]);
     }
 
     std::vector<std::string_view> probes;
@@ -461,8 +501,11 @@ void damaged_blocks(const State &state, std::string_view in)
     probes.push_back("absent.example.invalid");
     probes.push_back({});
 
-    for (std::size_t n = 0; n <= flipped.size(); n++) {
-        read_any_block(flipped.substr(0, n), probes);
+    for (std::size_t n = 0; n <= fhosts.size(); n++) {
+        read_any_blocks(fhead, fhosts.substr(0, n), ids, probes);
+    }
+    for (std::size_t n = 0; n <= fhead.size(); n++) {
+        read_any_blocks(fhead.substr(0, n), fhosts, ids, probes);
     }
 }
 
@@ -541,7 +584,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data,
         if (in.size() > 16) {
             probes.push_back(in.substr(in.size() - 16));
         }
-        read_any_block(std::string(in), probes);
+        // the bytes as a snapshot's head, then as its hosts, beside the
+        // starting state's other block
+        Ids ids;
+        std::string head = dynroute::encode_snapshot(state, 1, std::ref(ids));
+        std::string hosts = dynroute::encode_snapshot_hosts(state.hosts,
+                                                            std::ref(ids));
+        read_any_blocks(std::string(in), hosts, ids, probes);
+        read_any_blocks(head, std::string(in), ids, probes);
         break;
     }
     case 9:

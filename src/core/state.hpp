@@ -18,7 +18,7 @@
 #include <string_view>
 #include <vector>
 
-#include "hosts.hpp"
+#include "runtime_hosts.hpp"
 #include "text.hpp"
 
 namespace dynroute {

@@ -1,12 +1,12 @@
 // The runtime state: API changes, the state file, pruning on a new
-// configuration, and the shared-memory block of runtime hosts.
+// configuration (the zone's snapshot: snapshot_test.cpp).
 #include <gtest/gtest.h>
 
 #include <functional>
 #include <string>
 #include <vector>
 
-#include "hosts.hpp"
+#include "runtime_hosts.hpp"
 #include "rollout.hpp"
 #include "state.hpp"
 
@@ -195,53 +195,6 @@ TEST(State, CorruptFilesAreRefusedWhole)
                             "{\"version\":1,\"hosts\":{\"a b\":{\"table\":\"main\",\"target\":\"service_a\"}}}",
                             "{\"version\":1,\"rollouts\":{\"checkout\":{\"weights\":{\"stable\":\"x\"}}}}"}) {
         EXPECT_THROW(load_state(bad, sc, notices), ConfigError) << bad;
-    }
-}
-
-TEST(HostsBlock, FindsEveryEntryAndNothingElse)
-{
-    HostMap hosts;
-    for (int i = 0; i < 5000; i++) {
-        hosts["tenant" + std::to_string(i) + ".example.com"] =
-            {"main", i % 2 ? "service_a" : "checkout"};
-    }
-    std::string block = encode_hosts(hosts);
-    HostsView v(block.data(), block.size());
-    EXPECT_EQ(v.size(), 5000u);
-
-    HostsView::Record rec;
-    for (int i = 0; i < 5000; i++) {
-        std::string h = "tenant" + std::to_string(i) + ".example.com";
-        ASSERT_TRUE(v.find(h, rec)) << h;
-        EXPECT_EQ(rec.host, h);
-        EXPECT_EQ(rec.table, "main");
-        EXPECT_EQ(rec.target, i % 2 ? "service_a" : "checkout");
-    }
-    EXPECT_FALSE(v.find("tenant5000.example.com", rec));
-    EXPECT_FALSE(v.find("", rec));
-
-    std::size_t n = 0;
-    EXPECT_TRUE(v.each([&](const HostsView::Record &) { n++; }));
-    EXPECT_EQ(n, 5000u);
-}
-
-TEST(HostsBlock, EmptyAndDamagedBlocksFindNothing)
-{
-    std::string empty = encode_hosts({});
-    HostsView::Record rec;
-    EXPECT_FALSE(HostsView(empty.data(), empty.size()).find("a", rec));
-    EXPECT_FALSE(HostsView(nullptr, 0).find("a", rec));
-
-    HostMap hosts{{"a.example.com", {"main", "service_a"}}};
-    std::string block = encode_hosts(hosts);
-    // every truncation and every byte flipped stays inside the block
-    for (std::size_t n = 0; n < block.size(); n++) {
-        HostsView(block.data(), n).find("a.example.com", rec);
-        std::string b = block;
-        b[n] = static_cast<char>(b[n] ^ 0xff);
-        HostsView w(b.data(), b.size());
-        w.find("a.example.com", rec);
-        w.each([](const HostsView::Record &) {});
     }
 }
 
