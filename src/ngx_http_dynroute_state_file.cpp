@@ -140,42 +140,55 @@ ngx_http_dynroute_state_read(ngx_http_dynroute_main_conf_t *dmcf,
 
 
 /*
- * The state file: written whole into a new temporary file next to it, then
- * fsync, rename over the file, fsync of the directory.  The directory may
- * be writable by the worker processes' user, so nothing there is trusted:
- * the temporary file gets a random name and is created exclusively
- * (mkostemp: O_CREAT|O_EXCL, which never follows a symbolic link), its
- * descriptor is checked to be a plain file of this process's own with one
- * link, and rename() replaces the file's name, never what a link there
- * points to.  Mode 0640 whatever the umask (nginx's daemon sets it to 0).
- * Only workers write it: a root master that loaded a file it had to prune
- * leaves the write to the first worker (ngx_http_dynroute_live_adopt).
+ * The state file: written whole into a new temporary file next to it
+ * (prepare: write, fsync), then renamed over the file (commit) and the
+ * directory synced.  The directory may be writable by the worker
+ * processes' user, so nothing there is trusted: the temporary file gets a
+ * random name and is created exclusively (mkostemp: O_CREAT|O_EXCL, which
+ * never follows a symbolic link), its descriptor is checked to be a plain
+ * file of this process's own with one link, and rename() replaces the
+ * file's name, never what a link there points to.  Mode 0640 whatever the
+ * umask (nginx's daemon sets it to 0).  Only workers write it: a root
+ * master that loaded a file it had to prune leaves the write to the first
+ * worker (ngx_http_dynroute_live_adopt).
+ *
+ * A writer prepares outside the zone's mutex and commits under it, in the
+ * order of the snapshots it publishes.
  */
 
 #define NGX_HTTP_DYNROUTE_STATE_MODE  0640
 
+
+static std::string
+ngx_http_dynroute_state_dir(const std::string &file)
+{
+    return file.substr(0, file.rfind('/') + 1);
+}
+
+
 bool
-ngx_http_dynroute_state_write(const ngx_str_t &path, const std::string &text,
-    std::string &error)
+ngx_http_dynroute_state_prepare(const ngx_str_t &path,
+    const std::string &text, std::string &tmp, std::string &error)
 {
     std::string file(ngx_http_dynroute_view(path));
-    size_t slash = file.rfind('/');
-    std::string dir = file.substr(0, slash + 1);
-    std::string tmp = dir + "." + file.substr(slash + 1) + ".XXXXXX";
+    std::string dir = ngx_http_dynroute_state_dir(file);
     struct stat st;
     int fd;
+
+    tmp = dir + "." + file.substr(file.rfind('/') + 1) + ".XXXXXX";
 
     fd = mkostemp(&tmp[0], O_CLOEXEC);
     if (fd == -1) {
         error = "cannot create a temporary file in \"" + dir + "\": "
                 + std::strerror(errno);
+        tmp.clear();
         return false;
     }
 
     auto fail = [&](const std::string &what) {
         error = what + " \"" + tmp + "\": " + std::strerror(errno);
         close(fd);
-        unlink(tmp.c_str());
+        ngx_http_dynroute_state_discard(tmp);
         return false;
     };
 
@@ -186,7 +199,7 @@ ngx_http_dynroute_state_write(const ngx_str_t &path, const std::string &text,
     if (!S_ISREG(st.st_mode) || st.st_nlink != 1 || st.st_uid != geteuid()) {
         error = "\"" + tmp + "\" is not a new file of this process's own";
         close(fd);
-        unlink(tmp.c_str());
+        ngx_http_dynroute_state_discard(tmp);
         return false;
     }
 
@@ -215,25 +228,74 @@ ngx_http_dynroute_state_write(const ngx_str_t &path, const std::string &text,
     }
 
     if (close(fd) == -1) {
-        fd = -1;
         error = "cannot close \"" + tmp + "\": " + std::strerror(errno);
-        unlink(tmp.c_str());
+        ngx_http_dynroute_state_discard(tmp);
         return false;
     }
+
+    return true;
+}
+
+
+bool
+ngx_http_dynroute_state_commit(const ngx_str_t &path, std::string &tmp,
+    std::string &error)
+{
+    std::string file(ngx_http_dynroute_view(path));
 
     if (rename(tmp.c_str(), file.c_str()) == -1) {
         error = "cannot rename \"" + tmp + "\" to \"" + file + "\": "
                 + std::strerror(errno);
-        unlink(tmp.c_str());
+        ngx_http_dynroute_state_discard(tmp);
         return false;
     }
 
-    fd = open(dir.empty() ? "." : dir.c_str(),
-              O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    tmp.clear();
+
+    return true;
+}
+
+
+void
+ngx_http_dynroute_state_discard(std::string &tmp) noexcept
+{
+    if (!tmp.empty()) {
+        (void) unlink(tmp.c_str());
+        tmp.clear();
+    }
+}
+
+
+/* after a commit: the directory's entry made durable too */
+
+void
+ngx_http_dynroute_state_sync(const ngx_str_t &path)
+{
+    std::string dir = ngx_http_dynroute_state_dir(
+                          std::string(ngx_http_dynroute_view(path)));
+    int fd = open(dir.empty() ? "." : dir.c_str(),
+                  O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
     if (fd != -1) {
         (void) fsync(fd);
         close(fd);
     }
+}
+
+
+bool
+ngx_http_dynroute_state_write(const ngx_str_t &path, const std::string &text,
+    std::string &error)
+{
+    std::string tmp;
+
+    if (!ngx_http_dynroute_state_prepare(path, text, tmp, error)
+        || !ngx_http_dynroute_state_commit(path, tmp, error))
+    {
+        return false;
+    }
+
+    ngx_http_dynroute_state_sync(path);
 
     return true;
 }

@@ -370,44 +370,61 @@ ngx_http_dynroute_cache(ngx_http_dynroute_live_t *live)
 }
 
 
-/*
- * Publishes st as the zone's new snapshot: its hosts block is the current
- * one's when hosts_changed is false.  Returns false when the zone is full,
- * having changed nothing.
- */
+/* a snapshot's blocks, built outside the mutex */
 
-static bool
-ngx_http_dynroute_publish(ngx_http_dynroute_live_t *live,
-    const dynroute::State &st, bool hosts_changed)
+typedef struct {
+    std::string                    head;
+    std::string                    hosts;     /* new ones, or empty */
+    bool                           new_hosts;
+} ngx_http_dynroute_blocks_t;
+
+
+static void
+ngx_http_dynroute_build(ngx_http_dynroute_live_t *live,
+    const dynroute::State &st, bool hosts_changed,
+    ngx_http_dynroute_blocks_t &b)
 {
-    ngx_slab_pool_t              *shpool = live->shpool;
-    ngx_http_dynroute_shm_t      *sh = live->sh;
-    ngx_http_dynroute_version_t  *old = sh->version, *v;
-
     auto id = [&](std::string_view n) {
         auto it = live->ids.find(std::string(n));
         return it == live->ids.end() ? dynroute::no_name : it->second;
     };
 
-    bool new_hosts = hosts_changed || old == NULL;
-    std::string head = dynroute::encode_snapshot(st, live->config, id);
-    std::string hosts;
+    b.head = dynroute::encode_snapshot(st, live->config, id);
+    b.new_hosts = hosts_changed;
 
-    if (new_hosts) {
-        hosts = dynroute::encode_snapshot_hosts(st.hosts, id);
+    if (hosts_changed) {
+        b.hosts = dynroute::encode_snapshot_hosts(st.hosts, id);
     }
+}
+
+
+/*
+ * Under the mutex: a new version in the zone for the blocks (the current
+ * hosts block when they have none), not published yet; NULL when the zone
+ * is full.
+ */
+
+static ngx_http_dynroute_version_t *
+ngx_http_dynroute_alloc_locked(ngx_http_dynroute_live_t *live,
+    const ngx_http_dynroute_blocks_t &b) noexcept
+{
+    bool                          new_hosts;
+    ngx_slab_pool_t              *shpool = live->shpool;
+    ngx_http_dynroute_version_t  *old = live->sh->version, *v;
+
+    new_hosts = b.new_hosts || old == NULL;
 
     v = static_cast<ngx_http_dynroute_version_t *>(
             ngx_slab_alloc_locked(shpool, sizeof(*v)));
     if (v == NULL) {
-        return false;
+        return NULL;
     }
 
     v->head = static_cast<u_char *>(ngx_slab_alloc_locked(shpool,
-                                                          head.size()));
+                                                          b.head.size()));
     v->hosts = new_hosts
                ? static_cast<u_char *>(ngx_slab_alloc_locked(shpool,
-                                                             hosts.size()))
+                                                             b.hosts.size()))
                : old->hosts;
 
     if (v->head == NULL || v->hosts == NULL) {
@@ -418,14 +435,41 @@ ngx_http_dynroute_publish(ngx_http_dynroute_live_t *live,
             ngx_slab_free_locked(shpool, v->hosts);
         }
         ngx_slab_free_locked(shpool, v);
-        return false;
+        return NULL;
     }
 
-    ngx_memcpy(v->head, head.data(), head.size());
+    ngx_memcpy(v->head, b.head.data(), b.head.size());
 
     if (new_hosts) {
-        ngx_memcpy(v->hosts, hosts.data(), hosts.size());
+        ngx_memcpy(v->hosts, b.hosts.data(), b.hosts.size());
     }
+
+    return v;
+}
+
+
+static void
+ngx_http_dynroute_unalloc_locked(ngx_http_dynroute_live_t *live,
+    ngx_http_dynroute_version_t *v) noexcept
+{
+    ngx_slab_free_locked(live->shpool, v->head);
+
+    if (live->sh->version == NULL || v->hosts != live->sh->version->hosts) {
+        ngx_slab_free_locked(live->shpool, v->hosts);
+    }
+
+    ngx_slab_free_locked(live->shpool, v);
+}
+
+
+/* under the mutex: v, of the state st, is published; the old one freed */
+
+static void
+ngx_http_dynroute_swap_locked(ngx_http_dynroute_live_t *live,
+    ngx_http_dynroute_version_t *v, const dynroute::State &st) noexcept
+{
+    ngx_http_dynroute_shm_t      *sh = live->sh;
+    ngx_http_dynroute_version_t  *old = sh->version;
 
     /* the snapshot first, then the generation that readers check */
 
@@ -434,12 +478,36 @@ ngx_http_dynroute_publish(ngx_http_dynroute_live_t *live,
     __atomic_store_n(&sh->draining, st.draining ? 1 : 0, __ATOMIC_RELEASE);
 
     if (old) {
-        ngx_slab_free_locked(shpool, old->head);
+        ngx_slab_free_locked(live->shpool, old->head);
         if (old->hosts != v->hosts) {
-            ngx_slab_free_locked(shpool, old->hosts);
+            ngx_slab_free_locked(live->shpool, old->hosts);
         }
-        ngx_slab_free_locked(shpool, old);
+        ngx_slab_free_locked(live->shpool, old);
     }
+}
+
+
+/*
+ * Under the mutex, all at once (the start, the adoption of a reload):
+ * publishes st.  Returns false when the zone is full, having changed
+ * nothing.
+ */
+
+static bool
+ngx_http_dynroute_publish(ngx_http_dynroute_live_t *live,
+    const dynroute::State &st, bool hosts_changed)
+{
+    ngx_http_dynroute_blocks_t    b;
+    ngx_http_dynroute_version_t  *v;
+
+    ngx_http_dynroute_build(live, st, hosts_changed, b);
+
+    v = ngx_http_dynroute_alloc_locked(live, b);
+    if (v == NULL) {
+        return false;
+    }
+
+    ngx_http_dynroute_swap_locked(live, v, st);
 
     return true;
 }
@@ -486,13 +554,35 @@ ngx_http_dynroute_locked(ngx_http_dynroute_live_t *live, ngx_log_t *log,
 }
 
 
+/* the state, rendered outside the mutex: the cache is this worker's */
+
 ngx_int_t
 ngx_http_dynroute_live_read(ngx_http_dynroute_live_t *live,
     const ngx_http_dynroute_render_t &render, std::string &body) noexcept
 {
-    return ngx_http_dynroute_locked(live, NULL, body, [&] {
-        return render(live->cached);
+    ngx_int_t  status;
+
+    status = ngx_http_dynroute_locked(live, NULL, body, [] {
+        return std::string();
     });
+
+    if (status != NGX_HTTP_OK) {
+        return status;
+    }
+
+    try {
+        body = render(live->cached);
+
+    } catch (const dynroute::ApiError &e) {
+        body = dynroute::render_error(e.what());
+        return e.status;
+
+    } catch (const std::exception &) {
+        body = "{\"error\":\"internal error\"}";
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return NGX_HTTP_OK;
 }
 
 
@@ -588,93 +678,217 @@ ngx_http_dynroute_live_adopt(ngx_http_dynroute_live_t *live, ngx_log_t *log)
 }
 
 
+/*
+ * Under the mutex: live->cached current, and whether this worker may
+ * publish at all.  Throws dynroute::ApiError.
+ */
+
+static void
+ngx_http_dynroute_may_write_locked(ngx_http_dynroute_live_t *live,
+    ngx_log_t *log)
+{
+    /*
+     * A worker of a configuration older than the current one (a reload
+     * happened while this request was read) would check the change against
+     * what that configuration had and publish over what the newer one's
+     * workers published: it refuses, and the client sends the request
+     * again, to a worker of the new configuration.
+     */
+
+    if (live->config > live->sh->current) {
+        ngx_http_dynroute_adopt_locked(live, log);
+        ngx_http_dynroute_cache(live);
+    }
+
+    if (live->config < live->sh->current || ngx_exiting || ngx_quit) {
+        ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                      "dynroute: change refused: this worker runs the "
+                      "configuration from before the last reload");
+        throw dynroute::ApiError(NGX_HTTP_SERVICE_UNAVAILABLE,
+            "this request reached a worker of the configuration from before "
+            "nginx's last reload: nothing changed, send it again");
+    }
+}
+
+
+/* the zone's mutex, held by a scope: released whatever leaves it */
+
+class ngx_http_dynroute_lock_t {
+public:
+    explicit ngx_http_dynroute_lock_t(ngx_http_dynroute_live_t *live) noexcept
+        : mutex_(&live->shpool->mutex)
+    {
+    }
+
+    ~ngx_http_dynroute_lock_t() { unlock(); }
+
+    void lock() noexcept
+    {
+        if (!held_) {
+            ngx_shmtx_lock(mutex_);
+            held_ = true;
+        }
+    }
+
+    void unlock() noexcept
+    {
+        if (held_) {
+            ngx_shmtx_unlock(mutex_);
+            held_ = false;
+        }
+    }
+
+private:
+    ngx_shmtx_t  *mutex_;
+    bool          held_ = false;
+};
+
+
+/*
+ * A change that other workers' changes kept from publishing is built again
+ * on theirs; the last try holds the mutex throughout, so that every change
+ * is made in the end.
+ */
+#define NGX_HTTP_DYNROUTE_WRITE_TRIES  4
+
+
+/*
+ * A change: checked and built outside the zone's mutex (the next state,
+ * its snapshot's blocks, the state file's temporary file), then published
+ * under it if the zone is still at the generation it was built on (else
+ * built again on the newer one): the mutex is held to look and to publish,
+ * not to encode, write or fsync.
+ */
+
 ngx_int_t
 ngx_http_dynroute_live_write(ngx_http_dynroute_live_t *live, ngx_log_t *log,
     int64_t if_match, const std::function<void(dynroute::State &)> &change,
     const ngx_http_dynroute_render_t &render, std::string &body) noexcept
 {
-    return ngx_http_dynroute_locked(live, log, body, [&] {
+    bool                          hold;
+    ngx_uint_t                    tries;
+    ngx_http_dynroute_version_t  *v;
+    ngx_http_dynroute_lock_t      mutex(live);
 
-        /*
-         * A worker of a configuration older than the current one (a reload
-         * happened while this request was read) would check the change
-         * against what that configuration had and publish over what the
-         * newer one's workers published: it refuses, and the client sends
-         * the request again, to a worker of the new configuration.
-         */
+    const ngx_str_t &path = live->dmcf->state;
+    std::string tmp;
 
-        if (live->config > live->sh->current) {
-            ngx_http_dynroute_adopt_locked(live, log);
+    try {
+        for (tries = 0; /* void */; tries++) {
+            hold = (tries + 1 == NGX_HTTP_DYNROUTE_WRITE_TRIES);
+
+            mutex.lock();
             ngx_http_dynroute_cache(live);
-        }
+            ngx_http_dynroute_may_write_locked(live, log);
 
-        if (live->config < live->sh->current || ngx_exiting || ngx_quit) {
-            ngx_log_error(NGX_LOG_NOTICE, log, 0,
-                          "dynroute: change refused: this worker runs the "
-                          "configuration from before the last reload");
-            throw dynroute::ApiError(NGX_HTTP_SERVICE_UNAVAILABLE,
-                "this request reached a worker of the configuration from "
-                "before nginx's last reload: nothing changed, send it "
-                "again");
-        }
-
-        const dynroute::State &cur = live->cached;
-
-        if (if_match >= 0 && static_cast<uint64_t>(if_match) != cur.generation)
-        {
-            throw dynroute::ApiError(NGX_HTTP_CONFLICT,
-                "the state is at generation " + std::to_string(cur.generation)
-                + ", not " + std::to_string(if_match)
-                + " (If-Match): read it again");
-        }
-
-        if (cur.generation >= dynroute::max_generation) {
-            throw dynroute::ApiError(NGX_HTTP_CONFLICT,
-                "the state is at generation " + std::to_string(cur.generation)
-                + ", the largest there is: nothing changed");
-        }
-
-        dynroute::State next = cur;
-        change(next);
-        next.generation = cur.generation + 1;
-
-        bool hosts_changed = next.hosts != cur.hosts;
-        std::string error;
-
-        if (live->dmcf->state.len
-            && !ngx_http_dynroute_state_write(live->dmcf->state,
-                                              dynroute::dump_state(next, true),
-                                              error))
-        {
-            ngx_log_error(NGX_LOG_ERR, log, 0,
-                          "dynroute: change refused: %s", error.c_str());
-            throw dynroute::ApiError(NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                     "the state file could not be written, "
-                                     "nothing changed: " + error);
-        }
-
-        if (!ngx_http_dynroute_publish(live, next, hosts_changed)) {
-            /* the file already holds next: put the current state back */
-            if (live->dmcf->state.len) {
-                (void) ngx_http_dynroute_state_write(live->dmcf->state,
-                           dynroute::dump_state(cur, true), error);
+            if (!hold) {
+                mutex.unlock();
             }
 
-            ngx_log_error(NGX_LOG_ERR, log, 0,
-                          "dynroute: change refused: dynroute_zone \"%V\" "
-                          "is full", &live->zone_name);
-            throw dynroute::ApiError(NGX_HTTP_INSUFFICIENT_STORAGE,
-                "dynroute_zone \""
-                + std::string(ngx_http_dynroute_view(live->zone_name))
-                + "\" is full, nothing changed: make it larger");
+            const dynroute::State &cur = live->cached;
+
+            if (if_match >= 0
+                && static_cast<uint64_t>(if_match) != cur.generation)
+            {
+                throw dynroute::ApiError(NGX_HTTP_CONFLICT,
+                    "the state is at generation "
+                    + std::to_string(cur.generation) + ", not "
+                    + std::to_string(if_match) + " (If-Match): read it again");
+            }
+
+            if (cur.generation >= dynroute::max_generation) {
+                throw dynroute::ApiError(NGX_HTTP_CONFLICT,
+                    "the state is at generation "
+                    + std::to_string(cur.generation)
+                    + ", the largest there is: nothing changed");
+            }
+
+            dynroute::State next = cur;
+            change(next);
+            next.generation = cur.generation + 1;
+
+            ngx_http_dynroute_blocks_t b;
+            ngx_http_dynroute_build(live, next, next.hosts != cur.hosts, b);
+
+            std::string error;
+
+            if (path.len
+                && !ngx_http_dynroute_state_prepare(path,
+                        dynroute::dump_state(next, true), tmp, error))
+            {
+                ngx_log_error(NGX_LOG_ERR, log, 0,
+                              "dynroute: change refused: %s", error.c_str());
+                throw dynroute::ApiError(NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                         "the state file could not be "
+                                         "written, nothing changed: " + error);
+            }
+
+            /* publish, if nothing else was published meanwhile */
+
+            mutex.lock();
+
+            if (live->sh->generation != cur.generation
+                || live->config < live->sh->current)
+            {
+                mutex.unlock();
+                ngx_http_dynroute_state_discard(tmp);
+                continue;
+            }
+
+            v = ngx_http_dynroute_alloc_locked(live, b);
+
+            if (v == NULL) {
+                mutex.unlock();
+                ngx_log_error(NGX_LOG_ERR, log, 0,
+                              "dynroute: change refused: dynroute_zone "
+                              "\"%V\" is full", &live->zone_name);
+                throw dynroute::ApiError(NGX_HTTP_INSUFFICIENT_STORAGE,
+                    "dynroute_zone \""
+                    + std::string(ngx_http_dynroute_view(live->zone_name))
+                    + "\" is full, nothing changed: make it larger");
+            }
+
+            if (path.len && !ngx_http_dynroute_state_commit(path, tmp, error))
+            {
+                ngx_http_dynroute_unalloc_locked(live, v);
+                mutex.unlock();
+                ngx_log_error(NGX_LOG_ERR, log, 0,
+                              "dynroute: change refused: %s", error.c_str());
+                throw dynroute::ApiError(NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                         "the state file could not be "
+                                         "written, nothing changed: " + error);
+            }
+
+            ngx_http_dynroute_swap_locked(live, v, next);
+            live->sh->unsaved = 0;
+            live->cached_generation = next.generation;
+
+            mutex.unlock();
+
+            live->cached = std::move(next);
+
+            if (path.len) {
+                ngx_http_dynroute_state_sync(path);
+            }
+
+            body = render(live->cached);
+            return NGX_HTTP_OK;
         }
 
-        live->cached = std::move(next);
-        live->cached_generation = live->cached.generation;
-        live->sh->unsaved = 0;
+    } catch (const dynroute::ApiError &e) {
+        mutex.unlock();
+        ngx_http_dynroute_state_discard(tmp);
+        body = dynroute::render_error(e.what());
+        return e.status;
 
-        return render(live->cached);
-    });
+    } catch (const std::exception &e) {
+        mutex.unlock();
+        ngx_http_dynroute_state_discard(tmp);
+        ngx_log_error(NGX_LOG_ERR, log, 0, "dynroute: change refused: %s",
+                      e.what());
+        body = "{\"error\":\"internal error\"}";
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 }
 
 

@@ -123,3 +123,11 @@ bool ngx_http_dynroute_state_read(ngx_http_dynroute_main_conf_t *dmcf,
     std::string &text, ngx_log_t *log);
 bool ngx_http_dynroute_state_write(const ngx_str_t &path,
     const std::string &text, std::string &error);
+
+/* a writer's steps: prepare outside the mutex, commit under it, then sync */
+bool ngx_http_dynroute_state_prepare(const ngx_str_t &path,
+    const std::string &text, std::string &tmp, std::string &error);
+bool ngx_http_dynroute_state_commit(const ngx_str_t &path, std::string &tmp,
+    std::string &error);
+void ngx_http_dynroute_state_discard(std::string &tmp) noexcept;
+void ngx_http_dynroute_state_sync(const ngx_str_t &path);

@@ -560,5 +560,54 @@ unlink $state_file;
     error_log_ok(stop_nginx($s));
 }
 
+# ---- writers at once: every change made once, in order, file and zone alike -
+
+# 4 clients put 40 hosts each, at once, through 2 workers: a change is
+# built outside the zone's mutex and published only on the generation it was
+# built on, or built again
+{
+    unlink $state_file;
+    my $s = start_nginx(http_config => $http, config => $config, workers => 2);
+    my $out = "$s->{prefix}/writers";
+    mkdir $out;
+    my @kids;
+    for my $k (1 .. 4) {
+        my $pid = fork // die "fork: $!\n";
+        if ($pid == 0) {
+            open my $fh, '>', "$out/$k" or POSIX::_exit(1);
+            for my $i (1 .. 40) {
+                my ($c, $d) = call($s, 'PUT', "/dynroute/hosts/w$k-$i.example.com",
+                                   '{"target":"service_b","table":"main"}');
+                print {$fh} "$c " . ($d->{generation} // '-') . "\n";
+            }
+            close $fh;
+            POSIX::_exit(0);
+        }
+        push @kids, $pid;
+    }
+    waitpid $_, 0 for @kids;
+    my (%status, %gens);
+    for my $k (1 .. 4) {
+        open my $fh, '<', "$out/$k" or next;
+        while (<$fh>) {
+            my ($c, $g) = split;
+            $status{$c}++;
+            $gens{$g}++;
+        }
+    }
+    is(join(',', map { "$_ x$status{$_}" } sort keys %status), '201 x160',
+       'writers at once: 160 hosts put through 2 workers, each one 201');
+    is(scalar(grep { $gens{$_} == 1 } keys %gens), 160,
+       'writers at once: 160 answers, 160 different generations');
+    my $d = (call($s, 'GET', '/dynroute/'))[1];
+    is("$d->{generation} " . scalar(keys %{ $d->{hosts} }), '160 160',
+       'writers at once: the zone is at generation 160 with the 160 hosts');
+    my $file = $json->decode(slurp($state_file));
+    is("$file->{generation} " . scalar(keys %{ $file->{hosts} }), '160 160',
+       'writers at once: and so is the state file');
+    is(route($s, 'w3-17.example.com', 1), 'service_b ', 'writers at once: a host of them routes');
+    error_log_ok(stop_nginx($s), 'writers at once');
+}
+
 unlink $state_file;
 done_testing();
