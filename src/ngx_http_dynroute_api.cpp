@@ -27,7 +27,10 @@
 
 #include <string>
 
-#include "ngx_http_dynroute_module.hpp"
+#include "ngx_http_dynroute_api.hpp"
+#include "ngx_http_dynroute_live.hpp"
+#include "ngx_http_dynroute_metrics.hpp"
+#include "ngx_http_dynroute_reply.hpp"
 #include "api_access.hpp"
 #include "metrics.hpp"
 #include "status_page.hpp"
@@ -92,6 +95,23 @@ static const struct {
     { NGX_HTTP_GET|NGX_HTTP_HEAD, 0, "GET, HEAD" },
     { NGX_HTTP_GET|NGX_HTTP_HEAD, 0, "GET, HEAD" },
 };
+
+
+/* the headers of the API's answers */
+static ngx_str_t  ngx_http_dynroute_api_cache_control =
+    ngx_string("Cache-Control");
+static ngx_str_t  ngx_http_dynroute_api_no_store = ngx_string("no-store");
+static ngx_str_t  ngx_http_dynroute_api_allow = ngx_string("Allow");
+static ngx_str_t  ngx_http_dynroute_api_retry_after =
+    ngx_string("Retry-After");
+static ngx_str_t  ngx_http_dynroute_api_one = ngx_string("1");
+static ngx_str_t  ngx_http_dynroute_api_etag = ngx_string("ETag");
+static ngx_str_t  ngx_http_dynroute_api_csp =
+    ngx_string("Content-Security-Policy");
+static ngx_str_t  ngx_http_dynroute_api_csp_value = ngx_string(
+    "default-src 'none'; script-src 'unsafe-inline'; "
+    "style-src 'unsafe-inline'; connect-src 'self'; img-src data:; "
+    "frame-ancestors 'none'");
 
 
 static ngx_int_t ngx_http_dynroute_api_handler(ngx_http_request_t *r)
@@ -444,43 +464,36 @@ ngx_http_dynroute_api_send(ngx_http_request_t *r, ngx_int_t status,
     std::string_view body, uint64_t generation, const char *allow,
     const char *type = "application/json") noexcept
 {
-    ngx_table_elt_t  *h;
-    u_char           *p;
+    ngx_str_t  etag;
 
-    h = static_cast<ngx_table_elt_t *>(ngx_list_push(&r->headers_out.headers));
-    if (h == NULL) {
+    if (ngx_http_dynroute_add_header(r, ngx_http_dynroute_api_cache_control,
+                                     ngx_http_dynroute_api_no_store)
+        == NULL)
+    {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    h->hash = 1;
-    ngx_str_set(&h->key, "Cache-Control");
-    ngx_str_set(&h->value, "no-store");
-
     if (allow) {
-        h = static_cast<ngx_table_elt_t *>(
-                ngx_list_push(&r->headers_out.headers));
-        if (h == NULL) {
+        ngx_str_t  methods = { ngx_strlen(allow),
+                               reinterpret_cast<u_char *>(
+                                   const_cast<char *>(allow)) };
+
+        if (ngx_http_dynroute_add_header(r, ngx_http_dynroute_api_allow,
+                                         methods)
+            == NULL)
+        {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
-
-        h->hash = 1;
-        ngx_str_set(&h->key, "Allow");
-        h->value.data = reinterpret_cast<u_char *>(const_cast<char *>(allow));
-        h->value.len = ngx_strlen(allow);
     }
 
     /* a change refused by a worker of the previous configuration */
 
-    if (status == NGX_HTTP_SERVICE_UNAVAILABLE) {
-        h = static_cast<ngx_table_elt_t *>(
-                ngx_list_push(&r->headers_out.headers));
-        if (h == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        h->hash = 1;
-        ngx_str_set(&h->key, "Retry-After");
-        ngx_str_set(&h->value, "1");
+    if (status == NGX_HTTP_SERVICE_UNAVAILABLE
+        && ngx_http_dynroute_add_header(r, ngx_http_dynroute_api_retry_after,
+                                        ngx_http_dynroute_api_one)
+           == NULL)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     /* the state's generation: not for the counters, which change anyway */
@@ -488,17 +501,19 @@ ngx_http_dynroute_api_send(ngx_http_request_t *r, ngx_int_t status,
     if (status < NGX_HTTP_SPECIAL_RESPONSE
         && generation != NGX_HTTP_DYNROUTE_NO_ETAG)
     {
-        h = static_cast<ngx_table_elt_t *>(
-                ngx_list_push(&r->headers_out.headers));
-        p = static_cast<u_char *>(ngx_pnalloc(r->pool, NGX_INT64_LEN + 2));
-        if (h == NULL || p == NULL) {
+        etag.data = static_cast<u_char *>(ngx_pnalloc(r->pool,
+                                                      NGX_INT64_LEN + 2));
+        if (etag.data == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        h->hash = 1;
-        ngx_str_set(&h->key, "ETag");
-        h->value.data = p;
-        h->value.len = ngx_sprintf(p, "\"%uL\"", generation) - p;
+        etag.len = ngx_sprintf(etag.data, "\"%uL\"", generation) - etag.data;
+
+        if (ngx_http_dynroute_add_header(r, ngx_http_dynroute_api_etag, etag)
+            == NULL)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
     }
 
     return ngx_http_dynroute_send(r, status, type, body, true);
@@ -887,7 +902,6 @@ ngx_http_dynroute_api_run(ngx_http_request_t *r) noexcept
 static ngx_int_t
 ngx_http_dynroute_api_metrics(ngx_http_request_t *r, ngx_uint_t res) noexcept
 {
-    ngx_table_elt_t                *h;
     ngx_http_dynroute_main_conf_t  *dmcf;
 
     dmcf = static_cast<ngx_http_dynroute_main_conf_t *>(
@@ -899,18 +913,12 @@ ngx_http_dynroute_api_metrics(ngx_http_request_t *r, ngx_uint_t res) noexcept
     }
 
     if (res == NGX_HTTP_DYNROUTE_RES_UI) {
-        h = static_cast<ngx_table_elt_t *>(
-                ngx_list_push(&r->headers_out.headers));
-        if (h == NULL) {
+        if (ngx_http_dynroute_add_header(r, ngx_http_dynroute_api_csp,
+                                         ngx_http_dynroute_api_csp_value)
+            == NULL)
+        {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
-
-        h->hash = 1;
-        ngx_str_set(&h->key, "Content-Security-Policy");
-        ngx_str_set(&h->value, "default-src 'none'; "
-                    "script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
-                    "connect-src 'self'; img-src data:; "
-                    "frame-ancestors 'none'");
 
         return ngx_http_dynroute_api_send(r, NGX_HTTP_OK,
                                           dynroute::status_page(),

@@ -17,7 +17,8 @@
  * that proxy_next_upstream's rules (non_idempotent among them) hold.
  */
 
-#include "ngx_http_dynroute_module.hpp"
+#include "ngx_http_dynroute_balancer.hpp"
+#include "ngx_http_dynroute_decision.hpp"
 
 
 typedef struct {

@@ -30,6 +30,7 @@
 #include <utility>
 
 #include "ngx_http_dynroute_conf.hpp"
+#include "ngx_http_dynroute_reply.hpp"
 #include "ngx_http_dynroute_string.hpp"
 #include "cors.hpp"
 
@@ -345,7 +346,7 @@ ngx_http_dynroute_cors_write(ngx_http_request_t *r,
     };
 
     ngx_uint_t        i;
-    ngx_table_elt_t  *h;
+    ngx_str_t         value;
 
     for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 
@@ -353,18 +354,13 @@ ngx_http_dynroute_cors_write(ngx_http_request_t *r,
             continue;
         }
 
-        h = static_cast<ngx_table_elt_t *>(
-                ngx_list_push(&r->headers_out.headers));
-        if (h == NULL) {
+        value.len = values[i].size();
+        value.data = reinterpret_cast<u_char *>(
+                         const_cast<char *>(values[i].data()));
+
+        if (ngx_http_dynroute_add_header(r, names[i], value) == NULL) {
             return NGX_ERROR;
         }
-
-        h->hash = 1;
-        h->key = names[i];
-        h->value.len = values[i].size();
-        h->value.data = reinterpret_cast<u_char *>(
-                            const_cast<char *>(values[i].data()));
-        h->lowcase_key = NULL;
     }
 
     return NGX_OK;

@@ -6,12 +6,18 @@
  * this instance draining.
  */
 
-#include "ngx_http_dynroute_module.hpp"
+#include "ngx_http_dynroute_health.hpp"
+#include "ngx_http_dynroute_live.hpp"
+#include "ngx_http_dynroute_reply.hpp"
 
 
 static ngx_int_t ngx_http_dynroute_health_handler(ngx_http_request_t *r)
     noexcept;
 
+
+static ngx_str_t  ngx_http_dynroute_allow = ngx_string("Allow");
+static ngx_str_t  ngx_http_dynroute_allow_methods =
+    ngx_string("GET, HEAD, POST");
 
 static u_char  ngx_http_dynroute_alive[] = "\"i am alive\"";
 static u_char  ngx_http_dynroute_ready[] = "{\"ready\":true}";
@@ -34,7 +40,7 @@ ngx_http_dynroute_health(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return const_cast<char *>("is duplicate");
     }
 
-    dlcf->health = 1;
+    dlcf->health = NGX_HTTP_DYNROUTE_HEALTH_LIVENESS;
 
     if (cf->args->nelts == 2) {
         value = static_cast<ngx_str_t *>(cf->args->elts);
@@ -46,7 +52,7 @@ ngx_http_dynroute_health(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             return NGX_HTTP_DYNROUTE_CONF_ERROR;
         }
 
-        dlcf->health = NGX_HTTP_DYNROUTE_READINESS;
+        dlcf->health = NGX_HTTP_DYNROUTE_HEALTH_READINESS;
 
         dmcf = static_cast<ngx_http_dynroute_main_conf_t *>(
                    ngx_http_conf_get_module_main_conf(cf,
@@ -75,7 +81,6 @@ ngx_http_dynroute_health_handler(ngx_http_request_t *r) noexcept
     u_char                         *body;
     size_t                          len;
     ngx_int_t                       rc;
-    ngx_table_elt_t                *allow;
     ngx_http_dynroute_loc_conf_t   *dlcf;
     ngx_http_dynroute_main_conf_t  *dmcf;
 
@@ -93,15 +98,12 @@ ngx_http_dynroute_health_handler(ngx_http_request_t *r) noexcept
     }
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD|NGX_HTTP_POST))) {
-        allow = static_cast<ngx_table_elt_t *>(
-                    ngx_list_push(&r->headers_out.headers));
-        if (allow == NULL) {
+        if (ngx_http_dynroute_add_header(r, ngx_http_dynroute_allow,
+                                         ngx_http_dynroute_allow_methods)
+            == NULL)
+        {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
-
-        allow->hash = 1;
-        ngx_str_set(&allow->key, "Allow");
-        ngx_str_set(&allow->value, "GET, HEAD, POST");
 
         return NGX_HTTP_NOT_ALLOWED;
     }
@@ -119,7 +121,7 @@ ngx_http_dynroute_health_handler(ngx_http_request_t *r) noexcept
     body = ngx_http_dynroute_alive;
     len = sizeof(ngx_http_dynroute_alive) - 1;
 
-    if (dlcf->health == NGX_HTTP_DYNROUTE_READINESS) {
+    if (dlcf->health == NGX_HTTP_DYNROUTE_HEALTH_READINESS) {
         dmcf = static_cast<ngx_http_dynroute_main_conf_t *>(
                    ngx_http_get_module_main_conf(r, ngx_http_dynroute_module));
 
@@ -139,65 +141,4 @@ ngx_http_dynroute_health_handler(ngx_http_request_t *r) noexcept
                                   std::string_view(
                                       reinterpret_cast<char *>(body), len),
                                   false);
-}
-
-
-/*
- * Sends body as the whole response, with status and type, for the health,
- * API and metrics handlers.  copy: body is copied to the request's pool
- * (it does not outlive the call), else sent from where it is (static).
- */
-
-ngx_int_t
-ngx_http_dynroute_send(ngx_http_request_t *r, ngx_int_t status,
-    const char *type, std::string_view body, bool copy) noexcept
-{
-    ngx_int_t     rc;
-    ngx_buf_t    *b;
-    ngx_chain_t   out;
-
-    r->headers_out.status = status;
-    r->headers_out.content_length_n = body.size();
-    r->headers_out.content_type.data =
-        reinterpret_cast<u_char *>(const_cast<char *>(type));
-    r->headers_out.content_type.len = ngx_strlen(type);
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
-
-    if (r->method == NGX_HTTP_HEAD) {
-        r->header_only = 1;
-        return ngx_http_send_header(r);
-    }
-
-    if (copy) {
-        b = ngx_create_temp_buf(r->pool, body.size());
-        if (b == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        b->last = ngx_cpymem(b->pos, body.data(), body.size());
-
-    } else {
-        b = static_cast<ngx_buf_t *>(ngx_calloc_buf(r->pool));
-        if (b == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        b->pos = reinterpret_cast<u_char *>(const_cast<char *>(body.data()));
-        b->last = b->pos + body.size();
-        b->memory = 1;
-    }
-
-    b->last_buf = (r == r->main) ? 1 : 0;
-    b->last_in_chain = 1;
-
-    out.buf = b;
-    out.next = NULL;
-
-    rc = ngx_http_send_header(r);
-
-    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        return rc;
-    }
-
-    return ngx_http_output_filter(r, &out);
 }

@@ -19,7 +19,10 @@
 
 #include <string>
 
-#include "ngx_http_dynroute_module.hpp"
+#include "ngx_http_dynroute_metrics.hpp"
+#include "ngx_http_dynroute_atomic.hpp"
+#include "ngx_http_dynroute_decision.hpp"
+#include "ngx_http_dynroute_live.hpp"
 #include "metrics.hpp"
 
 
@@ -241,13 +244,6 @@ ngx_http_dynroute_metrics_init(ngx_http_dynroute_main_conf_t *dmcf,
 }
 
 
-static inline void
-ngx_http_dynroute_add(uint64_t *p, uint64_t n = 1) noexcept
-{
-    __atomic_fetch_add(p, n, __ATOMIC_RELAXED);
-}
-
-
 /*
  * The log phase: variant is the one chosen (NGX_MAX_UINT32_VALUE: none was
  * picked), served the one that served, reason a dynroute::Rollout::Reason.
@@ -271,18 +267,18 @@ ngx_http_dynroute_metrics_count(ngx_http_request_t *r,
         return;
     }
 
-    ngx_http_dynroute_add(&t[m::t_requests]);
+    ngx_http_dynroute_count(&t[m::t_requests]);
 
     if (rule == NULL) {
-        ngx_http_dynroute_add(&t[m::t_misdirected]);
+        ngx_http_dynroute_count(&t[m::t_misdirected]);
         return;
     }
 
     if (runtime) {
-        ngx_http_dynroute_add(&t[m::t_runtime]);
+        ngx_http_dynroute_count(&t[m::t_runtime]);
 
     } else if (rule->requests) {
-        ngx_http_dynroute_add(rule->requests);
+        ngx_http_dynroute_count(rule->requests);
     }
 
     ro = rule->rollout;
@@ -295,7 +291,7 @@ ngx_http_dynroute_metrics_count(ngx_http_request_t *r,
 
     c = ro->variants[served].counters;
 
-    ngx_http_dynroute_add(&c[m::v_requests + reason]);
+    ngx_http_dynroute_count(&c[m::v_requests + reason]);
 
     /* the status as $status has it */
 
@@ -309,7 +305,7 @@ ngx_http_dynroute_metrics_count(ngx_http_request_t *r,
     cls = m::status_class(status);
 
     if (cls >= 0) {
-        ngx_http_dynroute_add(&c[m::v_responses + cls]);
+        ngx_http_dynroute_count(&c[m::v_responses + cls]);
     }
 
     /* the upstream response time: $upstream_response_time, summed */
@@ -328,21 +324,14 @@ ngx_http_dynroute_metrics_count(ngx_http_request_t *r,
         }
 
         if (timed) {
-            ngx_http_dynroute_add(&c[m::v_buckets + m::latency_bucket(ms)]);
-            ngx_http_dynroute_add(&c[m::v_sum_ms], ms);
+            ngx_http_dynroute_count(&c[m::v_buckets + m::latency_bucket(ms)]);
+            ngx_http_dynroute_count(&c[m::v_sum_ms], ms);
         }
     }
 
     if (served != variant && ro->variants[variant].counters) {
-        ngx_http_dynroute_add(&ro->variants[variant].counters[m::v_fallbacks]);
+        ngx_http_dynroute_count(&ro->variants[variant].counters[m::v_fallbacks]);
     }
-}
-
-
-static inline uint64_t
-ngx_http_dynroute_read(const uint64_t *p) noexcept
-{
-    return __atomic_load_n(p, __ATOMIC_RELAXED);
 }
 
 
@@ -391,7 +380,7 @@ ngx_http_dynroute_metrics_snapshot(ngx_http_dynroute_main_conf_t *dmcf,
 
         if (tables[i]->counters) {
             for (j = 0; j < m::table_width; j++) {
-                t.values[j] = ngx_http_dynroute_read(&tables[i]->counters[j]);
+                t.values[j] = ngx_http_dynroute_counted(&tables[i]->counters[j]);
             }
         }
 
@@ -402,7 +391,7 @@ ngx_http_dynroute_metrics_snapshot(ngx_http_dynroute_main_conf_t *dmcf,
         for (const auto &rule : tables[i]->rules) {
             t.per_rule.push_back({std::string(
                                       ngx_http_dynroute_view(rule.text)),
-                                  rule.requests ? ngx_http_dynroute_read(
+                                  rule.requests ? ngx_http_dynroute_counted(
                                                       rule.requests)
                                                 : 0});
         }
@@ -431,9 +420,71 @@ ngx_http_dynroute_metrics_snapshot(ngx_http_dynroute_main_conf_t *dmcf,
 
             if (var.counters) {
                 for (size_t k = 0; k < m::variant_width; k++) {
-                    v.values[k] = ngx_http_dynroute_read(&var.counters[k]);
+                    v.values[k] = ngx_http_dynroute_counted(&var.counters[k]);
                 }
             }
         }
     }
+}
+
+
+/*
+ * The log phase, with a dynroute_zone and its metrics: count the main
+ * request once, by the table and rule of its last decision and, for a
+ * rollout whose variant was picked, by the variant that served it.
+ */
+
+static ngx_int_t
+ngx_http_dynroute_log_handler(ngx_http_request_t *r) noexcept
+{
+    ngx_http_dynroute_ctx_t  *ctx;
+
+    if (r != r->main) {
+        return NGX_OK;
+    }
+
+    ctx = ngx_http_dynroute_get_ctx(r);
+
+    if (ctx == NULL || ctx->table == NULL) {
+        return NGX_OK;
+    }
+
+    ngx_http_dynroute_metrics_count(r, ctx->rule, ctx->table, ctx->runtime,
+        ctx->picked ? ctx->variant : NGX_MAX_UINT32_VALUE,
+        ctx->fallback ? ctx->primary_variant : ctx->variant,
+        ctx->fallback ? static_cast<ngx_uint_t>(
+                            dynroute::Rollout::Reason::fallback)
+                      : ctx->reason);
+
+    return NGX_OK;
+}
+
+
+/* with a dynroute_zone that counts, and something to count */
+
+ngx_int_t
+ngx_http_dynroute_metrics_log_init(ngx_conf_t *cf,
+    ngx_http_dynroute_main_conf_t *dmcf) noexcept
+{
+    ngx_http_handler_pt        *h;
+    ngx_http_core_main_conf_t  *cmcf;
+
+    if (dmcf->zone == NULL || dmcf->metrics == NGX_HTTP_DYNROUTE_METRICS_OFF
+        || (dmcf->tables.nelts == 0 && dmcf->rollouts.nelts == 0))
+    {
+        return NGX_OK;
+    }
+
+    cmcf = static_cast<ngx_http_core_main_conf_t *>(
+               ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module));
+
+    h = static_cast<ngx_http_handler_pt *>(
+            ngx_array_push(&cmcf->phases[NGX_HTTP_LOG_PHASE].handlers));
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_dynroute_log_handler;
+
+    return NGX_OK;
 }

@@ -14,7 +14,8 @@
 #include <string>
 #include <vector>
 
-#include "ngx_http_dynroute_module.hpp"
+#include "ngx_http_dynroute_rollout.hpp"
+#include "ngx_http_dynroute_targets.hpp"
 
 
 /* what the block defers until all its variants are known */

@@ -21,7 +21,7 @@
 #include <string>
 #include <unordered_map>
 
-#include "ngx_http_dynroute_module.hpp"
+#include "ngx_http_dynroute_targets.hpp"
 
 
 struct ngx_http_dynroute_targets_t {

@@ -13,16 +13,10 @@
  */
 
 #include "ngx_http_dynroute_zone.hpp"
+#include "ngx_http_dynroute_atomic.hpp"
 
 
 #define NGX_HTTP_DYNROUTE_VIEW_TRIES  4
-
-
-static inline uint64_t
-ngx_http_dynroute_load(const uint64_t *p) noexcept
-{
-    return __atomic_load_n(p, __ATOMIC_ACQUIRE);
-}
 
 
 /* the bytes [p, p + n) are inside the zone */
@@ -64,7 +58,7 @@ ngx_http_dynroute_view_published(ngx_http_dynroute_live_t *live) noexcept
     const u_char                 *head, *hosts;
     ngx_http_dynroute_version_t  *v;
 
-    v = __atomic_load_n(&live->sh->version, __ATOMIC_ACQUIRE);
+    v = ngx_http_dynroute_published(&live->sh->version);
 
     if (v == NULL || !ngx_http_dynroute_in_zone(live, v, sizeof(*v))) {
         return dynroute::SnapshotView();
@@ -205,7 +199,7 @@ ngx_http_dynroute_view_refresh(ngx_http_dynroute_live_t *live) noexcept
     next = live->current ^ 1;
 
     for (tries = 0; tries < NGX_HTTP_DYNROUTE_VIEW_TRIES; tries++) {
-        g = ngx_http_dynroute_load(&live->sh->generation);
+        g = ngx_http_dynroute_published(&live->sh->generation);
         snap = ngx_http_dynroute_view_published(live);
 
         if (!snap.valid() || snap.generation() != g) {
@@ -214,9 +208,9 @@ ngx_http_dynroute_view_refresh(ngx_http_dynroute_live_t *live) noexcept
 
         ngx_http_dynroute_view_fill(live, snap, live->splits[next]);
 
-        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+        ngx_http_dynroute_read_fence();
 
-        if (ngx_http_dynroute_load(&live->sh->generation) == g) {
+        if (ngx_http_dynroute_published(&live->sh->generation) == g) {
             live->current = next;
             live->snapshot = snap;
             live->generation = g;
@@ -230,7 +224,7 @@ void
 ngx_http_dynroute_live_sync(ngx_http_dynroute_live_t *live) noexcept
 {
     if (live->sh
-        && ngx_http_dynroute_load(&live->sh->generation) != live->generation)
+        && ngx_http_dynroute_published(&live->sh->generation) != live->generation)
     {
         ngx_http_dynroute_view_refresh(live);
     }
@@ -280,9 +274,9 @@ ngx_http_dynroute_live_host(ngx_http_dynroute_live_t *live, ngx_uint_t table,
             rule = t ? t->rule : NULL;
         }
 
-        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+        ngx_http_dynroute_read_fence();
 
-        if (ngx_http_dynroute_load(&live->sh->generation) == live->generation)
+        if (ngx_http_dynroute_published(&live->sh->generation) == live->generation)
         {
             return rule;
         }
@@ -297,7 +291,7 @@ ngx_http_dynroute_live_host(ngx_http_dynroute_live_t *live, ngx_uint_t table,
 bool
 ngx_http_dynroute_live_draining(ngx_http_dynroute_live_t *live) noexcept
 {
-    return live->sh && ngx_http_dynroute_load(&live->sh->draining);
+    return live->sh && ngx_http_dynroute_published(&live->sh->draining);
 }
 
 
@@ -305,7 +299,7 @@ void
 ngx_http_dynroute_live_status(ngx_http_dynroute_live_t *live,
     uint64_t *generation, bool *draining, size_t *runtime_hosts) noexcept
 {
-    *generation = live->sh ? ngx_http_dynroute_load(&live->sh->generation)
+    *generation = live->sh ? ngx_http_dynroute_published(&live->sh->generation)
                            : 0;
     *draining = ngx_http_dynroute_live_draining(live);
     *runtime_hosts = live->snapshot.hosts();

@@ -12,6 +12,9 @@
 #include <vector>
 
 #include "ngx_http_dynroute_zone.hpp"
+#include "ngx_http_dynroute_atomic.hpp"
+#include "ngx_http_dynroute_metrics.hpp"
+#include "ngx_http_dynroute_table.hpp"
 
 
 static ngx_int_t ngx_http_dynroute_init_zone(ngx_shm_zone_t *shm_zone,
@@ -473,9 +476,10 @@ ngx_http_dynroute_swap_locked(ngx_http_dynroute_live_t *live,
 
     /* the snapshot first, then the generation that readers check */
 
-    __atomic_store_n(&sh->version, v, __ATOMIC_RELEASE);
-    __atomic_store_n(&sh->generation, st.generation, __ATOMIC_RELEASE);
-    __atomic_store_n(&sh->draining, st.draining ? 1 : 0, __ATOMIC_RELEASE);
+    ngx_http_dynroute_publish_value(&sh->version, v);
+    ngx_http_dynroute_publish_value(&sh->generation, st.generation);
+    ngx_http_dynroute_publish_value(&sh->draining,
+                                    static_cast<uint64_t>(st.draining));
 
     if (old) {
         ngx_slab_free_locked(live->shpool, old->head);

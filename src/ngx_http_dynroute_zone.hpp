@@ -20,7 +20,8 @@
 #include <unordered_map>
 #include <vector>
 
-#include "ngx_http_dynroute_module.hpp"
+#include "ngx_http_dynroute_live.hpp"
+#include "ngx_http_dynroute_targets.hpp"
 #include "snapshot.hpp"
 #include "state.hpp"
 

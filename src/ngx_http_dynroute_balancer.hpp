@@ -1,0 +1,15 @@
+/*
+ * dynroute_balancer (ngx_http_dynroute_balancer.cpp): an upstream{} that
+ * hands each request to the upstream{} that dynroute chose for it.
+ */
+#pragma once
+
+#include "ngx_http_dynroute_module.hpp"
+
+
+char *ngx_http_dynroute_balancer(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf) noexcept;
+ngx_int_t ngx_http_dynroute_balancer_check(ngx_conf_t *cf,
+    ngx_http_dynroute_main_conf_t *dmcf) noexcept;
+ngx_int_t ngx_http_dynroute_balancer_check_location(ngx_conf_t *cf,
+    ngx_http_dynroute_loc_conf_t *conf) noexcept;

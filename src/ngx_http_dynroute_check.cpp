@@ -1,0 +1,209 @@
+/*
+ * Postconfiguration checks of the tables and of their uses.  Fail closed:
+ * an unknown upstream would otherwise be resolved through DNS at request
+ * time, and a missing named location answered 500.
+ */
+
+#include "ngx_http_dynroute_check.hpp"
+#include "ngx_http_dynroute_targets.hpp"
+
+
+/*
+ * Everything is parsed: check that each table's targets exist, that each
+ * "dynroute NAME" names a table, and that the named locations a table jumps
+ * to exist in every server that uses it.  Fail closed: an unknown upstream
+ * would otherwise be resolved through DNS at request time.
+ */
+
+static ngx_int_t
+ngx_http_dynroute_check_upstreams(ngx_conf_t *cf,
+    ngx_http_dynroute_main_conf_t *dmcf, ngx_http_dynroute_table_t *table)
+    noexcept
+{
+    const char                  *why;
+    ngx_http_dynroute_target_t  *t;
+
+    for (auto &rule : table->rules) {
+        if (rule.named) {
+            continue;
+        }
+
+        try {
+            t = ngx_http_dynroute_target_resolve(dmcf,
+                    ngx_http_dynroute_view(rule.target), &why);
+
+        } catch (...) {
+            (void) ngx_http_dynroute_conf_caught(cf, "dynroute");
+            return NGX_ERROR;
+        }
+
+        if (t == NULL && why) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "upstream \"%V\" in dynroute table \"%V\" %s, "
+                          "in %s:%ui", &rule.target, &table->name, why,
+                          rule.file, rule.line);
+            return NGX_ERROR;
+        }
+
+        if (t == NULL) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "unknown upstream \"%V\" in dynroute table \"%V\": "
+                          "a target must be an upstream{} block, a "
+                          "dynroute_rollout or a named location in %s:%ui",
+                          &rule.target, &table->name, rule.file, rule.line);
+            return NGX_ERROR;
+        }
+
+        rule.rollout = t->rollout;
+        rule.uscf = t->uscf;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_http_core_loc_conf_t *
+ngx_http_dynroute_named_location(ngx_http_core_srv_conf_t *cscf,
+    const ngx_str_t &name) noexcept
+{
+    ngx_http_core_loc_conf_t  **clcfp;
+
+    for (clcfp = cscf->named_locations; clcfp && *clcfp; clcfp++) {
+        if (ngx_http_dynroute_eq((*clcfp)->name, name)) {
+            return *clcfp;
+        }
+    }
+
+    return NULL;
+}
+
+
+static ngx_int_t
+ngx_http_dynroute_check_use(ngx_conf_t *cf, ngx_http_dynroute_main_conf_t *dmcf,
+    ngx_http_dynroute_use_t *use) noexcept
+{
+    use->table = ngx_http_dynroute_find_named<ngx_http_dynroute_table_t>(
+                     dmcf->tables, use->name);
+
+    if (use->table == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "unknown dynroute table \"%V\" in %s:%ui",
+                      &use->name, use->file, use->line);
+        return NGX_ERROR;
+    }
+
+    for (const auto &rule : use->table->rules) {
+        if (!rule.named) {
+            continue;
+        }
+
+        if (ngx_http_dynroute_named_location(use->cscf, rule.target) == NULL) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "unknown named location \"%V\" in dynroute table "
+                          "\"%V\" (%s:%ui): the server using the table in "
+                          "%s:%ui has no such location",
+                          &rule.target, &use->table->name, rule.file,
+                          rule.line, use->file, use->line);
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * A request jumps to a named location once.  Where the configuration
+ * proves that a second jump would be needed, refuse it: the table's "ip"
+ * rule sends IP hosts to a named location that routes with another table
+ * whose "ip" rule sends them to yet another named location (two tables
+ * jumping to each other's locations are the simplest case).  Other rules
+ * cannot be proven to meet the same hosts; at run time such a request is
+ * served by the first named location (see ngx_http_dynroute_no_upstream).
+ */
+
+static ngx_int_t
+ngx_http_dynroute_check_jumps(ngx_conf_t *cf, ngx_http_dynroute_use_t *use)
+    noexcept
+{
+    dynroute::RuleId               id;
+    ngx_http_dynroute_rule_t      *rule, *next_rule;
+    ngx_http_dynroute_table_t     *table, *next;
+    ngx_http_core_loc_conf_t      *clcf;
+    ngx_http_dynroute_loc_conf_t  *dlcf;
+
+    table = use->table;
+    id = table->core.ip_rule();
+
+    if (id == dynroute::no_rule || !table->rules[id].named) {
+        return NGX_OK;
+    }
+
+    rule = &table->rules[id];
+    clcf = ngx_http_dynroute_named_location(use->cscf, rule->target);
+
+    dlcf = static_cast<ngx_http_dynroute_loc_conf_t *>(
+               clcf->loc_conf[ngx_http_dynroute_module.ctx_index]);
+
+    if (dlcf->use == NULL || dlcf->health || dlcf->use->table == table) {
+        return NGX_OK;
+    }
+
+    next = dlcf->use->table;
+    id = next->core.ip_rule();
+
+    if (id == dynroute::no_rule || !next->rules[id].named) {
+        return NGX_OK;
+    }
+
+    next_rule = &next->rules[id];
+
+    if (ngx_http_dynroute_eq(next_rule->target, rule->target)) {
+        return NGX_OK;
+    }
+
+    ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                  "dynroute table \"%V\" (used in %s:%ui) sends IP hosts to "
+                  "the named location \"%V\", but it runs in \"%V\", where "
+                  "table \"%V\" (%s:%ui) sends them: a request jumps to a "
+                  "named location only once",
+                  &next->name, dlcf->use->file, dlcf->use->line,
+                  &next_rule->target, &rule->target, &table->name,
+                  rule->file, rule->line);
+
+    return NGX_ERROR;
+}
+
+
+ngx_int_t
+ngx_http_dynroute_check_tables(ngx_conf_t *cf,
+    ngx_http_dynroute_main_conf_t *dmcf) noexcept
+{
+    ngx_uint_t                   i;
+    ngx_http_dynroute_use_t    **up;
+    ngx_http_dynroute_table_t  **tp;
+
+    tp = static_cast<ngx_http_dynroute_table_t **>(dmcf->tables.elts);
+
+    for (i = 0; i < dmcf->tables.nelts; i++) {
+        if (ngx_http_dynroute_check_upstreams(cf, dmcf, tp[i]) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    up = static_cast<ngx_http_dynroute_use_t **>(dmcf->uses.elts);
+
+    for (i = 0; i < dmcf->uses.nelts; i++) {
+        if (ngx_http_dynroute_check_use(cf, dmcf, up[i]) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    for (i = 0; i < dmcf->uses.nelts; i++) {
+        if (ngx_http_dynroute_check_jumps(cf, up[i]) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}

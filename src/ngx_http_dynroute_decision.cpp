@@ -1,0 +1,567 @@
+/*
+ * The routing decision.  Made when first needed -- by the precontent
+ * handler, a variable, or the balancer -- and kept in the request's
+ * context.  Its actions (a jump to a named location, a 421) are taken in
+ * the precontent phase, after the location's access checks, and only for
+ * the main request: see "Security model" in the README.
+ *
+ * The matching itself is the core's (dynroute::Table); the live values,
+ * runtime hosts and rollout splits, the view's (ngx_http_dynroute_view.cpp).
+ * Nothing here allocates beyond the request's pool, locks or throws.
+ */
+
+#include "ngx_http_dynroute_decision.hpp"
+#include "ngx_http_dynroute_atomic.hpp"
+#include "ngx_http_dynroute_live.hpp"
+#include "ngx_http_dynroute_rollout.hpp"
+#include "metrics.hpp"
+
+
+static ngx_int_t ngx_http_dynroute_handler(ngx_http_request_t *r) noexcept;
+static ngx_http_dynroute_ctx_t *ngx_http_dynroute_decide(
+    ngx_http_request_t *r, ngx_http_dynroute_ctx_t *ctx,
+    ngx_http_dynroute_table_t *table) noexcept;
+static void ngx_http_dynroute_ctx_cleanup(void *data) noexcept;
+static ngx_int_t ngx_http_dynroute_none_init_peer(ngx_http_request_t *r,
+    ngx_http_upstream_srv_conf_t *us) noexcept;
+
+
+static ngx_str_t  ngx_http_dynroute_none = ngx_string("(none)");
+
+
+/* the host as in $host: the validated Host header, or the server name */
+
+ngx_str_t
+ngx_http_dynroute_host(ngx_http_request_t *r) noexcept
+{
+    ngx_http_core_srv_conf_t  *cscf;
+
+    if (r->headers_in.server.len) {
+        return r->headers_in.server;
+    }
+
+    cscf = static_cast<ngx_http_core_srv_conf_t *>(
+               ngx_http_get_module_srv_conf(r, ngx_http_core_module));
+
+    return cscf->server_name;
+}
+
+
+/*
+ * The precontent phase: after rewrite, return and the access checks
+ * (allow/deny, auth_basic, auth_request), so that a jump never skips them;
+ * before try_files, mirror and the content handler.
+ */
+
+static ngx_int_t
+ngx_http_dynroute_handler(ngx_http_request_t *r) noexcept
+{
+    ngx_str_t                      name, host;
+    ngx_http_dynroute_ctx_t       *ctx;
+    ngx_http_dynroute_table_t     *table;
+    ngx_http_dynroute_loc_conf_t  *dlcf;
+
+    dlcf = static_cast<ngx_http_dynroute_loc_conf_t *>(
+               ngx_http_get_module_loc_conf(r, ngx_http_dynroute_module));
+
+    /* health and API locations answer for this instance: never routed */
+
+    if (dlcf->use == NULL || dlcf->health || dlcf->api) {
+        return NGX_DECLINED;
+    }
+
+    /*
+     * A subrequest (auth_request, mirror, SSI, addition, slice, a cache
+     * update) is never answered by a jump or a 421: its variables still
+     * carry the decision, and a *_pass that needs an upstream where there
+     * is none gets a 500 (ngx_http_dynroute_no_upstream).
+     */
+
+    if (r != r->main) {
+        return NGX_DECLINED;
+    }
+
+    table = dlcf->use->table;
+
+    ctx = ngx_http_dynroute_get_ctx(r);
+
+    if (ctx == NULL || ctx->table != table) {
+        ctx = ngx_http_dynroute_decide(r, ctx, table);
+        if (ctx == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    if (ctx->rule == NULL) {
+        host = ngx_http_dynroute_host(r);
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "dynroute: no rule of table \"%V\" matches "
+                      "host \"%V\", answering 421", &table->name, &host);
+        return NGX_HTTP_MISDIRECTED_REQUEST;
+    }
+
+    /* a request jumps once: the named location serves it from then on */
+
+    if (!ctx->rule->named || ctx->jumped) {
+        return NGX_DECLINED;
+    }
+
+    ctx->jumped = &ctx->rule->target;
+    name = ctx->rule->target;
+
+    (void) ngx_http_named_location(r, &name);
+
+    ngx_http_finalize_request(r, NGX_DONE);
+    return NGX_DONE;
+}
+
+
+ngx_http_dynroute_ctx_t *
+ngx_http_dynroute_get_ctx(ngx_http_request_t *r) noexcept
+{
+    ngx_pool_cleanup_t       *cln;
+    ngx_http_dynroute_ctx_t  *ctx;
+
+    ctx = static_cast<ngx_http_dynroute_ctx_t *>(
+              ngx_http_get_module_ctx(r, ngx_http_dynroute_module));
+
+    if (ctx || r != r->main) {
+        return ctx;
+    }
+
+    /* after a jump to a named location or an internal redirect */
+
+    for (cln = r->pool->cleanup; cln; cln = cln->next) {
+        if (cln->handler == ngx_http_dynroute_ctx_cleanup) {
+            ctx = static_cast<ngx_http_dynroute_ctx_t *>(cln->data);
+            ngx_http_set_ctx(r, ctx, ngx_http_dynroute_module);
+            return ctx;
+        }
+    }
+
+    return NULL;
+}
+
+
+/* ctx: the request's context if it has one already, or NULL */
+
+static ngx_http_dynroute_ctx_t *
+ngx_http_dynroute_decide(ngx_http_request_t *r, ngx_http_dynroute_ctx_t *ctx,
+    ngx_http_dynroute_table_t *table) noexcept
+{
+    size_t                        begin, end;
+    ngx_str_t                     host;
+    ngx_pool_cleanup_t           *cln;
+    dynroute::Decision            d;
+    ngx_http_variable_value_t    *vv;
+    ngx_http_dynroute_main_conf_t *dmcf;
+
+    if (ctx == NULL && r == r->main) {
+        cln = ngx_pool_cleanup_add(r->pool, sizeof(ngx_http_dynroute_ctx_t));
+        if (cln == NULL) {
+            return NULL;
+        }
+
+        cln->handler = ngx_http_dynroute_ctx_cleanup;
+        ctx = static_cast<ngx_http_dynroute_ctx_t *>(cln->data);
+        ngx_memzero(ctx, sizeof(ngx_http_dynroute_ctx_t));
+
+        ngx_http_set_ctx(r, ctx, ngx_http_dynroute_module);
+
+    } else if (ctx == NULL) {
+        ctx = static_cast<ngx_http_dynroute_ctx_t *>(
+                  ngx_pcalloc(r->pool, sizeof(ngx_http_dynroute_ctx_t)));
+        if (ctx == NULL) {
+            return NULL;
+        }
+
+        ngx_http_set_ctx(r, ctx, ngx_http_dynroute_module);
+    }
+
+    host = ngx_http_dynroute_host(r);
+
+    ctx->table = table;
+    ctx->picked = 0;
+
+    /* a runtime host entry wins over the configured rules */
+
+    dmcf = static_cast<ngx_http_dynroute_main_conf_t *>(
+               ngx_http_get_module_main_conf(r, ngx_http_dynroute_module));
+
+    if (dmcf->zone) {
+        ngx_http_dynroute_live_sync(dmcf->live);
+
+        ctx->rule = ngx_http_dynroute_live_host(dmcf->live, table->index,
+                                                host);
+        if (ctx->rule) {
+            ctx->runtime = 1;
+
+            ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                           "dynroute: table \"%V\" host \"%V\" runtime "
+                           "entry \"%V\"", &table->name, &host,
+                           &ctx->rule->target);
+            return ctx;
+        }
+    }
+
+    ctx->runtime = 0;
+
+    d = table->core.find(ngx_http_dynroute_view(host));
+
+    if (d.error) {
+        if (table->counters) {
+            ngx_http_dynroute_count(
+                &table->counters[dynroute::metrics::t_regex_errors]);
+        }
+
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "dynroute: a regex of table \"%V\" failed on "
+                      "host \"%V\", using the default", &table->name, &host);
+    }
+
+    ctx->rule = (d.rule == dynroute::no_rule) ? NULL : &table->rules[d.rule];
+
+    if (d.regex >= 0) {
+        for (const auto &c : table->captures[d.regex]) {
+            vv = &r->variables[c.index];
+
+            if (table->core.group(c.group, begin, end)) {
+                vv->data = host.data + begin;
+                vv->len = end - begin;
+
+            } else {
+                vv->data = host.data;
+                vv->len = 0;
+            }
+
+            vv->valid = 1;
+            vv->no_cacheable = 0;
+            vv->not_found = 0;
+        }
+    }
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "dynroute: table \"%V\" host \"%V\" rule \"%V\"",
+                   &table->name, &host,
+                   ctx->rule ? &ctx->rule->text : &ngx_http_dynroute_none);
+
+    return ctx;
+}
+
+
+static void
+ngx_http_dynroute_ctx_cleanup(void *data) noexcept
+{
+    /* nothing to free: the mark lets the context be found again */
+}
+
+
+ngx_uint_t
+ngx_http_dynroute_variant(ngx_http_request_t *r, ngx_http_dynroute_ctx_t *ctx)
+    noexcept
+{
+    ngx_uint_t                      v, p;
+    dynroute::StickyValue           sticky;
+    dynroute::Rollout::Reason       reason;
+    ngx_http_dynroute_route_t       route;
+    ngx_http_dynroute_main_conf_t  *dmcf;
+
+    if (!ctx->picked || ctx->sockaddr != r->connection->sockaddr) {
+        dmcf = static_cast<ngx_http_dynroute_main_conf_t *>(
+                   ngx_http_get_module_main_conf(r, ngx_http_dynroute_module));
+
+        route = ngx_http_dynroute_live_route(dmcf->live, ctx->rule->rollout);
+        v = ngx_http_dynroute_rollout_pick(r, ctx->rule->rollout,
+                                           route.split, &reason,
+                                           r == r->main ? &sticky : NULL);
+        p = route.split.primary;
+
+        ctx->variant = static_cast<uint16_t>(v);
+        ctx->primary_variant = static_cast<uint16_t>(p);
+        ctx->chosen = route.upstreams[v];
+        ctx->primary = route.upstreams[p];
+        ctx->sockaddr = r->connection->sockaddr;
+        ctx->reason = static_cast<unsigned>(reason);
+        ctx->set_sticky = (reason == dynroute::Rollout::Reason::weight
+                           && ctx->rule->rollout->sticky.len
+                           && r == r->main);
+
+        if (ctx->set_sticky) {
+            ctx->sticky_issued = sticky.issued;
+            ctx->sticky_tag = sticky.tag;
+        }
+        ctx->picked = 1;
+    }
+
+    return ctx->variant;
+}
+
+
+ngx_http_dynroute_ctx_t *
+ngx_http_dynroute_request_ctx(ngx_http_request_t *r) noexcept
+{
+    ngx_http_dynroute_ctx_t       *ctx;
+    ngx_http_dynroute_loc_conf_t  *dlcf;
+
+    ctx = ngx_http_dynroute_get_ctx(r);
+
+    if (ctx) {
+        return ctx;
+    }
+
+    /* read before the precontent phase handler ran: decide now */
+
+    dlcf = static_cast<ngx_http_dynroute_loc_conf_t *>(
+               ngx_http_get_module_loc_conf(r, ngx_http_dynroute_module));
+
+    if (dlcf->use == NULL) {
+        return NULL;
+    }
+
+    return ngx_http_dynroute_decide(r, NULL, dlcf->use->table);
+}
+
+
+/*
+ * The decision has no upstream (a named location, no rule, no table here).
+ * For logs, "if" and "set" the variable is not found.  A proxy_pass (or
+ * grpc_pass, fastcgi_pass...) evaluating its target from it -- r->upstream
+ * exists but has no configuration yet -- would fail with "invalid URL
+ * prefix in "http://""; it gets the name of an upstream{} of the module's
+ * own instead, whose peer initialisation logs why and fails: a 500.
+ */
+
+static ngx_str_t  ngx_http_dynroute_none_name =
+    ngx_string("dynroute.no-upstream.invalid");
+
+
+ngx_int_t
+ngx_http_dynroute_no_upstream(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, bool upstream) noexcept
+{
+    if (!upstream || r->upstream == NULL || r->upstream->conf != NULL)
+    {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->data = ngx_http_dynroute_none_name.data;
+    v->len = ngx_http_dynroute_none_name.len;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+/*
+ * Added last, after the upstream module initialised the others, so that
+ * looking up a real upstream by name never passes it.
+ */
+
+ngx_int_t
+ngx_http_dynroute_add_none(ngx_conf_t *cf) noexcept
+{
+    ngx_url_t                      u;
+    ngx_http_upstream_srv_conf_t  *uscf;
+
+    ngx_memzero(&u, sizeof(ngx_url_t));
+    u.host = ngx_http_dynroute_none_name;
+    u.no_resolve = 1;
+
+    uscf = ngx_http_upstream_add(cf, &u, NGX_HTTP_UPSTREAM_CREATE);
+    if (uscf == NULL) {
+        return NGX_ERROR;
+    }
+
+    uscf->peer.init = ngx_http_dynroute_none_init_peer;
+
+    return NGX_OK;
+}
+
+
+/* one error line: why r has no upstream to be passed to */
+
+static void
+ngx_http_dynroute_log_no_upstream(ngx_http_request_t *r,
+    ngx_http_dynroute_ctx_t *ctx) noexcept
+{
+    ngx_str_t                  host;
+    ngx_http_dynroute_rule_t  *rule;
+
+    if (ctx == NULL) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "dynroute: no upstream to pass to: no dynroute table "
+                      "is in effect here");
+        return;
+    }
+
+    host = ngx_http_dynroute_host(r);
+    rule = ctx->rule;
+
+    if (rule == NULL) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "dynroute: no upstream to pass to: no rule of table "
+                      "\"%V\" matches host \"%V\"",
+                      &ctx->table->name, &host);
+
+    } else if (r != r->main) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "dynroute: no upstream to pass to: table \"%V\" sends "
+                      "host \"%V\" to the named location \"%V\", which a "
+                      "subrequest does not jump to",
+                      &ctx->table->name, &host, &rule->target);
+
+    } else if (ctx->jumped == NULL) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "dynroute: no upstream to pass to: table \"%V\" sends "
+                      "host \"%V\" to the named location \"%V\"",
+                      &ctx->table->name, &host, &rule->target);
+
+    } else if (ngx_http_dynroute_eq(*ctx->jumped, rule->target)) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "dynroute: no upstream to pass to: table \"%V\" sends "
+                      "host \"%V\" to the named location \"%V\", and the "
+                      "request came back from there by an internal "
+                      "redirect", &ctx->table->name, &host, &rule->target);
+
+    } else {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "dynroute: no upstream to pass to: table \"%V\" sends "
+                      "host \"%V\" to the named location \"%V\", and the "
+                      "request was already sent to \"%V\": a request jumps "
+                      "to a named location only once",
+                      &ctx->table->name, &host, &rule->target, ctx->jumped);
+    }
+}
+
+
+static ngx_int_t
+ngx_http_dynroute_none_init_peer(ngx_http_request_t *r,
+    ngx_http_upstream_srv_conf_t *us) noexcept
+{
+    ngx_http_dynroute_log_no_upstream(r, ngx_http_dynroute_get_ctx(r));
+    return NGX_ERROR;
+}
+
+
+/*
+ * For dynroute_balancer: the upstream{} of this request's decision (a
+ * rule's, or its rollout's chosen variant's) and, for a rollout whose
+ * chosen variant is not the primary, the primary's.  NGX_DECLINED (with one
+ * error line) where the decision has no upstream.
+ */
+
+ngx_int_t
+ngx_http_dynroute_choose(ngx_http_request_t *r,
+    ngx_http_dynroute_choice_t *choice) noexcept
+{
+    ngx_http_dynroute_ctx_t      *ctx;
+    ngx_http_dynroute_rule_t     *rule;
+    ngx_http_dynroute_rollout_t  *ro;
+
+    ctx = ngx_http_dynroute_request_ctx(r);
+
+    if (ctx == NULL || ctx->rule == NULL || ctx->rule->named) {
+        ngx_http_dynroute_log_no_upstream(r, ctx);
+        return NGX_DECLINED;
+    }
+
+    rule = ctx->rule;
+    ro = rule->rollout;
+
+    if (ro == NULL) {
+        choice->chosen = rule->uscf;
+        choice->primary = NULL;
+        return NGX_OK;
+    }
+
+    (void) ngx_http_dynroute_variant(r, ctx);
+
+    choice->chosen = const_cast<ngx_http_upstream_srv_conf_t *>(ctx->chosen);
+    choice->primary = (ctx->chosen == ctx->primary)
+        ? NULL : const_cast<ngx_http_upstream_srv_conf_t *>(ctx->primary);
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_dynroute_fell_back(ngx_http_request_t *r) noexcept
+{
+    ngx_http_dynroute_ctx_t  *ctx;
+
+    ctx = ngx_http_dynroute_get_ctx(r);
+
+    if (ctx) {
+        ctx->fallback = 1;
+    }
+}
+
+
+/*
+ * The precontent handler acts only where a table can jump to a named
+ * location, answer 421 (no default), or set named captures that other
+ * directives may read before the upstream is chosen.  Otherwise the
+ * decision is made by whatever first needs it ($dynroute_*, the balancer),
+ * with the same result, and the handler is not registered at all.
+ */
+
+static bool
+ngx_http_dynroute_needs_handler(ngx_http_dynroute_main_conf_t *dmcf) noexcept
+{
+    ngx_uint_t                  i;
+    ngx_http_dynroute_use_t   **up;
+    ngx_http_dynroute_table_t  *t;
+
+    up = static_cast<ngx_http_dynroute_use_t **>(dmcf->uses.elts);
+
+    for (i = 0; i < dmcf->uses.nelts; i++) {
+        t = up[i]->table;
+
+        if (t->core.default_rule() == dynroute::no_rule) {
+            return true;
+        }
+
+        for (const auto &rule : t->rules) {
+            if (rule.named) {
+                return true;
+            }
+        }
+
+        for (const auto &c : t->captures) {
+            if (!c.empty()) {
+                return true;
+            }
+        }
+    }
+
+    return false;
+}
+
+
+ngx_int_t
+ngx_http_dynroute_decision_init(ngx_conf_t *cf,
+    ngx_http_dynroute_main_conf_t *dmcf) noexcept
+{
+    ngx_http_handler_pt        *h;
+    ngx_http_core_main_conf_t  *cmcf;
+
+    if (!ngx_http_dynroute_needs_handler(dmcf)) {
+        return NGX_OK;
+    }
+
+    cmcf = static_cast<ngx_http_core_main_conf_t *>(
+               ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module));
+
+    h = static_cast<ngx_http_handler_pt *>(
+            ngx_array_push(&cmcf->phases[NGX_HTTP_PRECONTENT_PHASE].handlers));
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_dynroute_handler;
+
+    return NGX_OK;
+}

@@ -1,0 +1,311 @@
+/*
+ * dynroute_table NAME { PATTERN TARGET; ... }: read as map{} is, line by
+ * line, each pattern handed to the core's table builder (which checks it
+ * and its conflicts with nginx's own rules), each regex's named captures
+ * made variables.  "dynroute NAME": the table in effect in a server or a
+ * location; resolved once everything is read
+ * (ngx_http_dynroute_check.cpp).
+ */
+
+#include <deque>
+#include <vector>
+
+#include "ngx_http_dynroute_table.hpp"
+#include "ngx_http_dynroute_variables.hpp"
+#include "table.hpp"
+
+
+/* A dynroute_table block while it is read. */
+typedef struct {
+    ngx_http_dynroute_table_t *table;
+    void                      *http_ctx;  /* the http{} context it replaced */
+    dynroute::TableBuilder     builder;
+} ngx_http_dynroute_table_parse_t;
+
+
+static char *ngx_http_dynroute_table_rule(ngx_conf_t *cf,
+    ngx_command_t *dummy, void *conf) noexcept;
+static ngx_int_t ngx_http_dynroute_add_captures(ngx_conf_t *cf,
+    ngx_http_dynroute_table_parse_t *p);
+static ngx_int_t ngx_http_dynroute_add_capture(ngx_conf_t *cf,
+    const dynroute::NamedGroup &g,
+    std::vector<ngx_http_dynroute_capture_t> &captures);
+
+
+/* configuration */
+
+
+char *
+ngx_http_dynroute_table_block(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf) noexcept
+{
+    ngx_http_dynroute_main_conf_t *dmcf =
+        static_cast<ngx_http_dynroute_main_conf_t *>(conf);
+
+    char                       *rv;
+    ngx_http_dynroute_table_t  *table;
+
+    table = ngx_http_dynroute_conf_new_named<ngx_http_dynroute_table_t>(cf,
+                &dmcf->tables, "dynroute table");
+    if (table == NULL) {
+        return NGX_HTTP_DYNROUTE_CONF_ERROR;
+    }
+
+    table->index = dmcf->tables.nelts - 1;
+
+    try {
+        ngx_http_dynroute_table_parse_t  p{table, cf->ctx, {}};
+
+        rv = ngx_http_dynroute_conf_block(cf, ngx_http_dynroute_table_rule,
+                                          &p, conf);
+        if (rv != NGX_CONF_OK) {
+            return rv;
+        }
+
+        table->core = p.builder.build();
+
+    } catch (...) {
+        return ngx_http_dynroute_conf_caught(cf, "dynroute");
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_dynroute_table_rule(ngx_conf_t *cf, ngx_command_t *dummy,
+    void *conf) noexcept
+{
+    ngx_http_dynroute_table_parse_t *p =
+        static_cast<ngx_http_dynroute_table_parse_t *>(cf->ctx);
+
+    ngx_http_dynroute_table_t  *table = p->table;
+
+    ngx_str_t                  *value;
+    dynroute::RuleId            id;
+    ngx_http_dynroute_rule_t    rule{}, *prev;
+
+    value = static_cast<ngx_str_t *>(cf->args->elts);
+
+    if (cf->args->nelts == 2 && ngx_http_dynroute_is(value[0], "include")) {
+        return ngx_conf_include(cf, dummy, conf);
+    }
+
+    if (cf->args->nelts != 2) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid number of parameters in dynroute table "
+                           "\"%V\": expected a host pattern and a target",
+                           &table->name);
+        return NGX_HTTP_DYNROUTE_CONF_ERROR;
+    }
+
+    rule.text = value[0];
+    rule.target = value[1];
+    rule.named = (value[1].len && value[1].data[0] == '@');
+    rule.rollout = NULL;
+    rule.file = cf->conf_file->file.name.data;
+    rule.line = cf->conf_file->line;
+
+    if (value[1].len == 0 || (rule.named && value[1].len == 1)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid target \"%V\" in dynroute table \"%V\"",
+                           &value[1], &table->name);
+        return NGX_HTTP_DYNROUTE_CONF_ERROR;
+    }
+
+    try {
+        id = static_cast<dynroute::RuleId>(table->rules.size());
+        table->rules.push_back(rule);
+
+        if (ngx_http_dynroute_is(value[0], "default")) {
+            p->builder.set_default(id);
+
+        } else if (ngx_http_dynroute_is(value[0], "ip")) {
+            p->builder.set_ip(id);
+
+        } else {
+            p->builder.add(ngx_http_dynroute_view(value[0]), id);
+
+            if (p->builder.regex_count() > table->captures.size()
+                && ngx_http_dynroute_add_captures(cf, p) != NGX_OK)
+            {
+                return NGX_HTTP_DYNROUTE_CONF_ERROR;
+            }
+        }
+
+    } catch (const dynroute::ConflictError &e) {
+        prev = &table->rules[e.previous];
+
+        if (ngx_http_dynroute_eq(prev->text, value[0])) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "duplicate \"%V\" in dynroute table \"%V\", "
+                               "first defined in %s:%ui",
+                               &value[0], &table->name, prev->file,
+                               prev->line);
+
+        } else {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "host \"%V\" conflicts with \"%V\" in "
+                               "dynroute table \"%V\", defined in %s:%ui",
+                               &value[0], &prev->text, &table->name,
+                               prev->file, prev->line);
+        }
+
+        return NGX_HTTP_DYNROUTE_CONF_ERROR;
+
+    } catch (const dynroute::ConfigError &e) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "%s in dynroute table \"%V\"",
+                           e.what(), &table->name);
+        return NGX_HTTP_DYNROUTE_CONF_ERROR;
+
+    } catch (...) {
+        return ngx_http_dynroute_conf_caught(cf, "dynroute");
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * The named captures of a regex become variables, as with map and
+ * server_name; they share the variables of those regexes of the same name.
+ */
+
+static ngx_int_t
+ngx_http_dynroute_add_captures(ngx_conf_t *cf,
+    ngx_http_dynroute_table_parse_t *p)
+{
+    void                                      *ctx;
+    ngx_int_t                                  rc;
+    std::vector<ngx_http_dynroute_capture_t>   captures;
+
+    const dynroute::Regex &re =
+        p->builder.regex(p->builder.regex_count() - 1);
+
+    /* the variables API needs the http{} context that the block replaced */
+
+    ctx = cf->ctx;
+    cf->ctx = p->http_ctx;
+
+    rc = NGX_OK;
+
+    for (const auto &g : re.named_groups()) {
+        rc = ngx_http_dynroute_add_capture(cf, g, captures);
+        if (rc != NGX_OK) {
+            break;
+        }
+    }
+
+    cf->ctx = ctx;
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    p->table->captures.push_back(std::move(captures));
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_dynroute_add_capture(ngx_conf_t *cf, const dynroute::NamedGroup &g,
+    std::vector<ngx_http_dynroute_capture_t> &captures)
+{
+    ngx_int_t             index;
+    ngx_str_t             name;
+    ngx_http_variable_t  *var;
+
+    name.len = g.name.size();
+    name.data = static_cast<u_char *>(ngx_pnalloc(cf->pool, name.len));
+    if (name.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(name.data, g.name.data(), name.len);
+
+    var = ngx_http_add_variable(cf, &name, NGX_HTTP_VAR_CHANGEABLE);
+    if (var == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (var->get_handler == NULL) {
+        var->get_handler = ngx_http_dynroute_capture_not_found;
+    }
+
+    index = ngx_http_get_variable_index(cf, &name);
+    if (index == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    captures.push_back({g.number, index});
+
+    return NGX_OK;
+}
+
+
+char *
+ngx_http_dynroute(ngx_conf_t *cf, ngx_command_t *cmd, void *conf) noexcept
+{
+    ngx_http_dynroute_loc_conf_t *dlcf =
+        static_cast<ngx_http_dynroute_loc_conf_t *>(conf);
+
+    ngx_str_t                      *value;
+    ngx_http_dynroute_use_t        *use, **up;
+    ngx_http_dynroute_main_conf_t  *dmcf;
+
+    if (dlcf->use != NGX_CONF_UNSET_PTR) {
+        return const_cast<char *>("is duplicate");
+    }
+
+    value = static_cast<ngx_str_t *>(cf->args->elts);
+
+    if (ngx_http_dynroute_is(value[1], "off")) {
+        dlcf->use = NULL;
+        return NGX_CONF_OK;
+    }
+
+    use = static_cast<ngx_http_dynroute_use_t *>(
+              ngx_pcalloc(cf->pool, sizeof(ngx_http_dynroute_use_t)));
+    if (use == NULL) {
+        return NGX_HTTP_DYNROUTE_CONF_ERROR;
+    }
+
+    use->name = value[1];
+    use->cscf = static_cast<ngx_http_core_srv_conf_t *>(
+                    ngx_http_conf_get_module_srv_conf(cf,
+                                                      ngx_http_core_module));
+    use->file = cf->conf_file->file.name.data;
+    use->line = cf->conf_file->line;
+
+    dmcf = static_cast<ngx_http_dynroute_main_conf_t *>(
+               ngx_http_conf_get_module_main_conf(cf,
+                                                  ngx_http_dynroute_module));
+
+    up = static_cast<ngx_http_dynroute_use_t **>(
+             ngx_array_push(&dmcf->uses));
+    if (up == NULL) {
+        return NGX_HTTP_DYNROUTE_CONF_ERROR;
+    }
+
+    *up = use;
+    dlcf->use = use;
+
+    return NGX_CONF_OK;
+}
+
+
+void
+ngx_http_dynroute_table_info(ngx_http_dynroute_main_conf_t *dmcf,
+    dynroute::Schema &schema)
+{
+    ngx_uint_t                   i;
+    ngx_http_dynroute_table_t  **tp;
+
+    tp = static_cast<ngx_http_dynroute_table_t **>(dmcf->tables.elts);
+
+    for (i = 0; i < dmcf->tables.nelts; i++) {
+        schema.tables.emplace_back(ngx_http_dynroute_view(tp[i]->name));
+        schema.table_rules.push_back(tp[i]->rules.size());
+    }
+}
