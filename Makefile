@@ -31,7 +31,19 @@ deps:
 
 # ---- the module against the packaged nginx ---------------------------------
 
-$(DEVTREE)/objs/Makefile: config src/core/sources.list
+# nginx's configure lists the headers each object depends on: a header
+# added, renamed or removed (not one edited) needs it run again.  The list's
+# file changes only when the list does.
+HEADERS_LIST := $(BUILD)/headers.list
+
+$(HEADERS_LIST): FORCE
+	@mkdir -p $(BUILD) && ls src/*.hpp src/core/*.hpp > $@.new \
+	    && { cmp -s $@.new $@ || mv $@.new $@; } && rm -f $@.new
+
+.PHONY: FORCE
+FORCE:
+
+$(DEVTREE)/objs/Makefile: config src/core/sources.list $(HEADERS_LIST)
 	rm -rf $(DEVTREE) && mkdir -p $(BUILD) && cp -r $(NGX_DEV) $(DEVTREE)
 	cd $(DEVTREE) && . ./conf_flags && ./configure \
 	    --with-cc-opt="$$(dpkg-buildflags --get CFLAGS) -fPIC $$(dpkg-buildflags --get CPPFLAGS)" \

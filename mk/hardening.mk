@@ -47,7 +47,7 @@ SAN_ENV      = ASAN_OPTIONS=detect_odr_violation=0:detect_leaks=1:abort_on_error
 # so that a change to the module recompiles only the module.
 ASAN_STAMP := $(SRCTREE)/.configured-asan
 
-$(ASAN_STAMP): config Makefile $(SRCTREE)/.unpacked
+$(ASAN_STAMP): config Makefile $(SRCTREE)/.unpacked $(HEADERS_LIST)
 	cd $(SRCTREE)/nginx-1.*/ && ./configure --builddir=objs-asan \
 	    $(SOURCE_CONFIGURE) $(ASAN_CONFIGURE) --add-dynamic-module=$(REPO) \
 	    > $(SRCTREE)/configure-asan.log 2>&1 \

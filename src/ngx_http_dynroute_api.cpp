@@ -897,6 +897,64 @@ ngx_http_dynroute_api_run(ngx_http_request_t *r) noexcept
 }
 
 
+/*
+ * The metrics and what the zone holds now: the counters
+ * (ngx_http_dynroute_metrics.cpp), then the live values.  Throws.
+ */
+
+static void
+ngx_http_dynroute_api_snapshot(ngx_http_dynroute_main_conf_t *dmcf,
+    dynroute::metrics::Snapshot &s)
+{
+    size_t                         j;
+    ngx_uint_t                     i;
+    ngx_time_t                    *tp;
+    std::string                    ignored;
+    ngx_http_dynroute_route_t      route;
+    ngx_http_dynroute_rollout_t  **rollouts;
+
+    ngx_http_dynroute_metrics_read(dmcf, s);
+
+    ngx_http_dynroute_live_sync(dmcf->live);
+    ngx_http_dynroute_live_status(dmcf->live, &s.generation, &s.draining,
+                                  &s.runtime_hosts);
+
+    s.zone = std::string(ngx_http_dynroute_view(
+                             ngx_http_dynroute_live_zone_name(dmcf->live)));
+
+    tp = ngx_timeofday();
+    s.time = tp->sec + tp->msec / 1000.0;
+
+    /* what a fleet agent reported: in the state */
+
+    (void) ngx_http_dynroute_live_read(dmcf->live,
+        [&](const dynroute::State &st) {
+            s.fleet = st.fleet.set;
+            s.fleet_revision = st.fleet.revision;
+            s.fleet_stale = st.fleet.stale;
+            return std::string();
+        }, ignored);
+
+    rollouts = static_cast<ngx_http_dynroute_rollout_t **>(
+                   dmcf->rollouts.elts);
+
+    for (i = 0; i < dmcf->rollouts.nelts; i++) {
+        dynroute::metrics::RolloutStats &ro = s.rollouts[i];
+
+        route = ngx_http_dynroute_live_route(dmcf->live, rollouts[i]);
+
+        ro.primary = std::string(ngx_http_dynroute_view(
+                         rollouts[i]->variants[route.split.primary].name));
+
+        for (j = 0; j < ro.variants.size(); j++) {
+            ro.variants[j].upstream = std::string(ngx_http_dynroute_view(
+                                          route.upstreams[j]->host));
+            ro.variants[j].weight = route.split.weights[j];
+        }
+    }
+}
+
+
 /* {prefix}metrics, {prefix}stats and the status page, {prefix}ui */
 
 static ngx_int_t
@@ -929,7 +987,7 @@ ngx_http_dynroute_api_metrics(ngx_http_request_t *r, ngx_uint_t res) noexcept
     try {
         dynroute::metrics::Snapshot snap;
 
-        ngx_http_dynroute_metrics_snapshot(dmcf, snap);
+        ngx_http_dynroute_api_snapshot(dmcf, snap);
 
         if (res == NGX_HTTP_DYNROUTE_RES_STATS) {
             return ngx_http_dynroute_api_send(r, NGX_HTTP_OK,

@@ -4,7 +4,7 @@
  */
 #pragma once
 
-#include "ngx_http_dynroute_module.hpp"
+#include "ngx_http_dynroute.hpp"
 
 
 char *ngx_http_dynroute_balancer(ngx_conf_t *cf, ngx_command_t *cmd,

@@ -5,7 +5,7 @@
  */
 #pragma once
 
-#include "ngx_http_dynroute_module.hpp"
+#include "ngx_http_dynroute.hpp"
 
 
 ngx_int_t ngx_http_dynroute_check_tables(ngx_conf_t *cf,

@@ -6,7 +6,7 @@
  */
 #pragma once
 
-#include "ngx_http_dynroute_module.hpp"
+#include "ngx_http_dynroute.hpp"
 
 
 /*

@@ -9,7 +9,7 @@
 #include <functional>
 #include <string>
 
-#include "ngx_http_dynroute_module.hpp"
+#include "ngx_http_dynroute.hpp"
 #include "rollout.hpp"
 #include "state.hpp"
 

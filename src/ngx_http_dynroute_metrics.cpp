@@ -22,7 +22,6 @@
 #include "ngx_http_dynroute_metrics.hpp"
 #include "ngx_http_dynroute_atomic.hpp"
 #include "ngx_http_dynroute_decision.hpp"
-#include "ngx_http_dynroute_live.hpp"
 #include "metrics.hpp"
 
 
@@ -337,37 +336,22 @@ ngx_http_dynroute_metrics_count(ngx_http_request_t *r,
 
 /* for {prefix}metrics and {prefix}stats: throws */
 
+/*
+ * For {prefix}metrics and {prefix}stats: every counter, by table, rule,
+ * rollout and variant, in the configuration's order; the live values (a
+ * variant's weight and upstream, the zone's generation) are the API's to
+ * add.  Throws.
+ */
+
 void
-ngx_http_dynroute_metrics_snapshot(ngx_http_dynroute_main_conf_t *dmcf,
+ngx_http_dynroute_metrics_read(ngx_http_dynroute_main_conf_t *dmcf,
     m::Snapshot &s)
 {
     size_t                         j;
     ngx_uint_t                     i;
-    ngx_time_t                    *tp;
-    ngx_http_dynroute_route_t      route;
     ngx_http_dynroute_table_t    **tables;
     ngx_http_dynroute_rollout_t  **rollouts;
 
-    ngx_http_dynroute_live_sync(dmcf->live);
-    ngx_http_dynroute_live_status(dmcf->live, &s.generation, &s.draining,
-                                  &s.runtime_hosts);
-
-    s.zone = std::string(ngx_http_dynroute_view(
-                             ngx_http_dynroute_live_zone_name(dmcf->live)));
-
-    /* what a fleet agent reported: in the state, read under its lock */
-
-    std::string ignored;
-
-    (void) ngx_http_dynroute_live_read(dmcf->live,
-        [&](const dynroute::State &st) {
-            s.fleet = st.fleet.set;
-            s.fleet_revision = st.fleet.revision;
-            s.fleet_stale = st.fleet.stale;
-            return std::string();
-        }, ignored);
-    tp = ngx_timeofday();
-    s.time = tp->sec + tp->msec / 1000.0;
     s.per_rule = (dmcf->metrics == NGX_HTTP_DYNROUTE_METRICS_RULES);
 
     tables = static_cast<ngx_http_dynroute_table_t **>(dmcf->tables.elts);
@@ -380,7 +364,8 @@ ngx_http_dynroute_metrics_snapshot(ngx_http_dynroute_main_conf_t *dmcf,
 
         if (tables[i]->counters) {
             for (j = 0; j < m::table_width; j++) {
-                t.values[j] = ngx_http_dynroute_counted(&tables[i]->counters[j]);
+                t.values[j] = ngx_http_dynroute_counted(
+                                  &tables[i]->counters[j]);
             }
         }
 
@@ -403,24 +388,16 @@ ngx_http_dynroute_metrics_snapshot(ngx_http_dynroute_main_conf_t *dmcf,
     for (i = 0; i < dmcf->rollouts.nelts; i++) {
         m::RolloutStats &ro = s.rollouts.emplace_back();
 
-        route = ngx_http_dynroute_live_route(dmcf->live, rollouts[i]);
-
         ro.name = std::string(ngx_http_dynroute_view(rollouts[i]->name));
-        ro.primary = std::string(ngx_http_dynroute_view(
-                         rollouts[i]->variants[route.split.primary].name));
 
-        for (j = 0; j < rollouts[i]->variants.size(); j++) {
-            const ngx_http_dynroute_variant_t &var = rollouts[i]->variants[j];
+        for (const auto &var : rollouts[i]->variants) {
             m::VariantStats &v = ro.variants.emplace_back();
 
             v.name = std::string(ngx_http_dynroute_view(var.name));
-            v.upstream = std::string(ngx_http_dynroute_view(
-                                         route.upstreams[j]->host));
-            v.weight = route.split.weights[j];
 
             if (var.counters) {
-                for (size_t k = 0; k < m::variant_width; k++) {
-                    v.values[k] = ngx_http_dynroute_counted(&var.counters[k]);
+                for (j = 0; j < m::variant_width; j++) {
+                    v.values[j] = ngx_http_dynroute_counted(&var.counters[j]);
                 }
             }
         }

@@ -4,7 +4,7 @@
  */
 #pragma once
 
-#include "ngx_http_dynroute_module.hpp"
+#include "ngx_http_dynroute.hpp"
 
 
 namespace dynroute::metrics { struct Snapshot; }
@@ -23,6 +23,6 @@ void ngx_http_dynroute_metrics_count(ngx_http_request_t *r,
     ngx_uint_t runtime, ngx_uint_t variant, ngx_uint_t served,
     ngx_uint_t reason) noexcept;
 
-/* for {prefix}metrics and {prefix}stats: throws */
-void ngx_http_dynroute_metrics_snapshot(ngx_http_dynroute_main_conf_t *dmcf,
+/* for {prefix}metrics and {prefix}stats, the counters: throws */
+void ngx_http_dynroute_metrics_read(ngx_http_dynroute_main_conf_t *dmcf,
     dynroute::metrics::Snapshot &s);

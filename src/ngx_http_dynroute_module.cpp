@@ -17,7 +17,7 @@
  * configuration time; the request path calls nothing that throws.
  */
 
-#include "ngx_http_dynroute_module.hpp"
+#include "ngx_http_dynroute.hpp"
 #include "ngx_http_dynroute_api.hpp"
 #include "ngx_http_dynroute_balancer.hpp"
 #include "ngx_http_dynroute_check.hpp"

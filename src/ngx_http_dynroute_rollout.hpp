@@ -5,7 +5,7 @@
  */
 #pragma once
 
-#include "ngx_http_dynroute_module.hpp"
+#include "ngx_http_dynroute.hpp"
 #include "rollout.hpp"
 
 

@@ -7,7 +7,7 @@
 #include <functional>
 #include <string_view>
 
-#include "ngx_http_dynroute_module.hpp"
+#include "ngx_http_dynroute.hpp"
 
 
 #define NGX_HTTP_DYNROUTE_TARGET_UPSTREAM  0

@@ -6,7 +6,7 @@
  */
 #pragma once
 
-#include "ngx_http_dynroute_module.hpp"
+#include "ngx_http_dynroute.hpp"
 
 
 ngx_int_t ngx_http_dynroute_add_variables(ngx_conf_t *cf) noexcept;

@@ -2,7 +2,8 @@
  * The configuration of ngx_http_dynroute_module as the glue files share
  * it: tables and their rules, rollouts and their variants, the main and
  * location configurations.  What each file offers the others is in its
- * own header (ngx_http_dynroute_<concern>.hpp).
+ * own header (ngx_http_dynroute_<concern>.hpp); the module itself is
+ * ngx_http_dynroute_module.cpp.
  */
 #pragma once
 
