@@ -76,25 +76,47 @@ enum ngx_http_dynroute_resource_e {
 
 /* the methods each resource takes, reading and writing */
 
-static const struct {
+typedef struct {
+    ngx_uint_t   resource;  /* NGX_HTTP_DYNROUTE_RES_* */
     ngx_uint_t   read;
     ngx_uint_t   write;
     const char  *allow;
-} ngx_http_dynroute_methods[] = {
-    { 0, 0, "" },
-    { NGX_HTTP_GET|NGX_HTTP_HEAD, 0, "GET, HEAD" },
-    { NGX_HTTP_GET|NGX_HTTP_HEAD, NGX_HTTP_PATCH|NGX_HTTP_DELETE,
-      "GET, HEAD, PATCH, DELETE" },
-    { NGX_HTTP_GET|NGX_HTTP_HEAD, NGX_HTTP_PATCH, "GET, HEAD, PATCH" },
-    { NGX_HTTP_GET|NGX_HTTP_HEAD, NGX_HTTP_PUT|NGX_HTTP_DELETE,
-      "GET, HEAD, PUT, DELETE" },
-    { 0, NGX_HTTP_POST, "POST" },
-    { 0, NGX_HTTP_POST, "POST" },
-    { NGX_HTTP_GET|NGX_HTTP_HEAD, NGX_HTTP_PUT, "GET, HEAD, PUT" },
-    { NGX_HTTP_GET|NGX_HTTP_HEAD, 0, "GET, HEAD" },
-    { NGX_HTTP_GET|NGX_HTTP_HEAD, 0, "GET, HEAD" },
-    { NGX_HTTP_GET|NGX_HTTP_HEAD, 0, "GET, HEAD" },
+} ngx_http_dynroute_api_methods_t;
+
+
+static const ngx_http_dynroute_api_methods_t  ngx_http_dynroute_methods[] = {
+    { NGX_HTTP_DYNROUTE_RES_NONE, 0, 0, "" },
+    { NGX_HTTP_DYNROUTE_RES_ROOT, NGX_HTTP_GET|NGX_HTTP_HEAD, 0,
+      "GET, HEAD" },
+    { NGX_HTTP_DYNROUTE_RES_ROLLOUT, NGX_HTTP_GET|NGX_HTTP_HEAD,
+      NGX_HTTP_PATCH|NGX_HTTP_DELETE, "GET, HEAD, PATCH, DELETE" },
+    { NGX_HTTP_DYNROUTE_RES_HOSTS, NGX_HTTP_GET|NGX_HTTP_HEAD,
+      NGX_HTTP_PATCH, "GET, HEAD, PATCH" },
+    { NGX_HTTP_DYNROUTE_RES_HOST, NGX_HTTP_GET|NGX_HTTP_HEAD,
+      NGX_HTTP_PUT|NGX_HTTP_DELETE, "GET, HEAD, PUT, DELETE" },
+    { NGX_HTTP_DYNROUTE_RES_DRAIN, 0, NGX_HTTP_POST, "POST" },
+    { NGX_HTTP_DYNROUTE_RES_READY, 0, NGX_HTTP_POST, "POST" },
+    { NGX_HTTP_DYNROUTE_RES_FLEET, NGX_HTTP_GET|NGX_HTTP_HEAD, NGX_HTTP_PUT,
+      "GET, HEAD, PUT" },
+    { NGX_HTTP_DYNROUTE_RES_METRICS, NGX_HTTP_GET|NGX_HTTP_HEAD, 0,
+      "GET, HEAD" },
+    { NGX_HTTP_DYNROUTE_RES_STATS, NGX_HTTP_GET|NGX_HTTP_HEAD, 0,
+      "GET, HEAD" },
+    { NGX_HTTP_DYNROUTE_RES_UI, NGX_HTTP_GET|NGX_HTTP_HEAD, 0, "GET, HEAD" }
 };
+
+
+static const ngx_http_dynroute_api_methods_t &
+ngx_http_dynroute_api_methods(ngx_uint_t resource) noexcept
+{
+    for (const auto &m : ngx_http_dynroute_methods) {
+        if (m.resource == resource) {
+            return m;
+        }
+    }
+
+    return ngx_http_dynroute_methods[0];
+}
 
 
 /* the headers of the API's answers */
@@ -278,93 +300,6 @@ ngx_http_dynroute_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
-/*
- * Whether some access rule guards a location: allow/deny, auth_basic or
- * auth_request.  Their configurations are private to those modules; the
- * layouts below are theirs, unchanged from nginx 1.22 to 1.26, and only
- * read for a warning.
- */
-
-typedef struct {
-    ngx_array_t                *rules;
-#if (NGX_HAVE_INET6)
-    ngx_array_t                *rules6;
-#endif
-#if (NGX_HAVE_UNIX_DOMAIN)
-    ngx_array_t                *rules_un;
-#endif
-} ngx_http_dynroute_access_conf_t;
-
-typedef struct {
-    ngx_http_complex_value_t   *realm;
-    ngx_http_complex_value_t   *user_file;
-} ngx_http_dynroute_auth_basic_conf_t;
-
-typedef struct {
-    ngx_str_t                   uri;
-    ngx_array_t                *vars;
-} ngx_http_dynroute_auth_request_conf_t;
-
-
-static void *
-ngx_http_dynroute_other_conf(ngx_conf_t *cf, ngx_http_core_loc_conf_t *clcf,
-    const char *name) noexcept
-{
-    ngx_uint_t  i;
-
-    for (i = 0; cf->cycle->modules[i]; i++) {
-        if (cf->cycle->modules[i]->type == NGX_HTTP_MODULE
-            && ngx_strcmp(cf->cycle->modules[i]->name, name) == 0)
-        {
-            return clcf->loc_conf[cf->cycle->modules[i]->ctx_index];
-        }
-    }
-
-    return NULL;
-}
-
-
-static bool
-ngx_http_dynroute_guarded(ngx_conf_t *cf, ngx_http_core_loc_conf_t *clcf)
-    noexcept
-{
-    ngx_http_dynroute_access_conf_t        *acf;
-    ngx_http_dynroute_auth_basic_conf_t    *bcf;
-    ngx_http_dynroute_auth_request_conf_t  *rcf;
-
-    acf = static_cast<ngx_http_dynroute_access_conf_t *>(
-              ngx_http_dynroute_other_conf(cf, clcf,
-                                           "ngx_http_access_module"));
-    if (acf && (acf->rules
-#if (NGX_HAVE_INET6)
-                || acf->rules6
-#endif
-#if (NGX_HAVE_UNIX_DOMAIN)
-                || acf->rules_un
-#endif
-       ))
-    {
-        return true;
-    }
-
-    bcf = static_cast<ngx_http_dynroute_auth_basic_conf_t *>(
-              ngx_http_dynroute_other_conf(cf, clcf,
-                                           "ngx_http_auth_basic_module"));
-    if (bcf && bcf->realm && bcf->user_file
-        && !(bcf->realm->lengths == NULL
-             && ngx_http_dynroute_is(bcf->realm->value, "off")))
-    {
-        return true;
-    }
-
-    rcf = static_cast<ngx_http_dynroute_auth_request_conf_t *>(
-              ngx_http_dynroute_other_conf(cf, clcf,
-                                           "ngx_http_auth_request_module"));
-
-    return rcf && rcf->uri.len;
-}
-
-
 /* the exact names of the API's server{}: names the Host may carry */
 
 static void
@@ -428,14 +363,6 @@ ngx_http_dynroute_api_check(ngx_conf_t *cf,
                 2 * NGX_HTTP_DYNROUTE_API_BODY_MAX;
         }
 
-        if (ap[i]->write && !ngx_http_dynroute_guarded(cf, ap[i]->clcf)) {
-            ngx_log_error(NGX_LOG_WARN, cf->log, 0,
-                          "dynroute_api write=on in %s:%ui has no access "
-                          "control: anyone who reaches \"%V\" can change "
-                          "the routing; add allow/deny, auth_basic or "
-                          "auth_request", ap[i]->file, ap[i]->line,
-                          &ap[i]->clcf->name);
-        }
     }
 
     if (dmcf->readiness.nelts && dmcf->zone == NULL) {
@@ -1131,7 +1058,7 @@ ngx_http_dynroute_api_handler(ngx_http_request_t *r) noexcept
                                 : ""));
     }
 
-    const auto &m = ngx_http_dynroute_methods[res];
+    const auto &m = ngx_http_dynroute_api_methods(res);
 
     if (!(r->method & (m.read | m.write))) {
         return ngx_http_dynroute_api_refuse(r, NGX_HTTP_NOT_ALLOWED,

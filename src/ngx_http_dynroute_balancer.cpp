@@ -481,19 +481,61 @@ ngx_http_dynroute_balancer_save_session(ngx_peer_connection_t *pc,
 /*
  * Merge time, for every location: a *_pass to a dynroute_balancer upstream
  * where no dynroute table is in effect would have no decision to follow.
- * The pass modules' location configurations start with their
- * ngx_http_upstream_conf_t; they are found by name, so that an nginx built
- * without one of them still loads the module.
+ *
+ * Which upstream a location passes to is in its pass module's location
+ * configuration, a structure of that module's own; nginx publishes where
+ * its ngx_http_upstream_conf_t is in it, though, in the module's directive
+ * table: the "*_connect_timeout" directive's offset is that of the
+ * upstream configuration's connect_timeout.  The modules are found by
+ * name, so that an nginx built without one of them still loads this one.
  */
 
-static const char  *ngx_http_dynroute_pass_modules[] = {
-    "ngx_http_proxy_module",
-    "ngx_http_fastcgi_module",
-    "ngx_http_uwsgi_module",
-    "ngx_http_scgi_module",
-    "ngx_http_grpc_module",
-    NULL
+typedef struct {
+    const char                    *module;
+    const char                    *connect_timeout;
+} ngx_http_dynroute_pass_module_t;
+
+
+static const ngx_http_dynroute_pass_module_t  ngx_http_dynroute_pass_modules[]
+= {
+    { "ngx_http_proxy_module", "proxy_connect_timeout" },
+    { "ngx_http_fastcgi_module", "fastcgi_connect_timeout" },
+    { "ngx_http_uwsgi_module", "uwsgi_connect_timeout" },
+    { "ngx_http_scgi_module", "scgi_connect_timeout" },
+    { "ngx_http_grpc_module", "grpc_connect_timeout" }
 };
+
+
+/* the upstream configuration of m's location configuration, or NULL */
+
+static ngx_http_upstream_conf_t *
+ngx_http_dynroute_pass_upstream(ngx_module_t *m, const char *directive,
+    void *loc_conf) noexcept
+{
+    size_t          at;
+    ngx_command_t  *cmd;
+
+    if (loc_conf == NULL) {
+        return NULL;
+    }
+
+    for (cmd = m->commands; cmd && cmd->name.len; cmd++) {
+        if (!ngx_http_dynroute_is(cmd->name, directive)) {
+            continue;
+        }
+
+        at = offsetof(ngx_http_upstream_conf_t, connect_timeout);
+
+        if (cmd->conf != NGX_HTTP_LOC_CONF_OFFSET || cmd->offset < at) {
+            return NULL;
+        }
+
+        return reinterpret_cast<ngx_http_upstream_conf_t *>(
+                   static_cast<u_char *>(loc_conf) + (cmd->offset - at));
+    }
+
+    return NULL;
+}
 
 
 ngx_int_t
@@ -501,7 +543,6 @@ ngx_http_dynroute_balancer_check_location(ngx_conf_t *cf,
     ngx_http_dynroute_loc_conf_t *conf) noexcept
 {
     ngx_uint_t                      i;
-    const char                    **name;
     ngx_module_t                   *m;
     ngx_http_conf_ctx_t            *ctx;
     ngx_http_upstream_conf_t       *uc;
@@ -536,30 +577,27 @@ ngx_http_dynroute_balancer_check_location(ngx_conf_t *cf,
             continue;
         }
 
-        for (name = ngx_http_dynroute_pass_modules; *name; name++) {
-            if (ngx_strcmp(m->name, *name) == 0) {
-                break;
+        for (const auto &pm : ngx_http_dynroute_pass_modules) {
+            if (ngx_strcmp(m->name, pm.module) != 0) {
+                continue;
             }
-        }
 
-        if (*name == NULL) {
-            continue;
-        }
+            uc = ngx_http_dynroute_pass_upstream(m, pm.connect_timeout,
+                                                 ctx->loc_conf[m->ctx_index]);
 
-        uc = static_cast<ngx_http_upstream_conf_t *>(
-                 ctx->loc_conf[m->ctx_index]);
-
-        if (uc && uc->upstream
-            && uc->upstream->peer.init_upstream
-               == ngx_http_dynroute_balancer_init_upstream)
-        {
-            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                          "location \"%V\" passes requests to upstream "
-                          "\"%V\" (%s:%ui), a dynroute_balancer, but no "
-                          "dynroute table is in effect there",
-                          &clcf->name, &uc->upstream->host,
-                          uc->upstream->file_name, uc->upstream->line);
-            return NGX_ERROR;
+            if (uc && uc->upstream
+                && uc->upstream->peer.init_upstream
+                   == ngx_http_dynroute_balancer_init_upstream)
+            {
+                ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                              "location \"%V\" passes requests to upstream "
+                              "\"%V\" (%s:%ui), a dynroute_balancer, but no "
+                              "dynroute table is in effect there: add "
+                              "\"dynroute TABLE;\" to the location or its "
+                              "server", &clcf->name, &uc->upstream->host,
+                              uc->upstream->file_name, uc->upstream->line);
+                return NGX_ERROR;
+            }
         }
     }
 

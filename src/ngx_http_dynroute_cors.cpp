@@ -421,14 +421,14 @@ static char *
 ngx_http_dynroute_cors_origins(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     noexcept
 {
-    ngx_http_dynroute_cors_loc_conf_t *clcf =
+    ngx_http_dynroute_cors_loc_conf_t *colcf =
         static_cast<ngx_http_dynroute_cors_loc_conf_t *>(conf);
 
     ngx_str_t                         *value;
     ngx_uint_t                         i;
     ngx_http_dynroute_cors_origins_t  *origins;
 
-    if (clcf->origins != NGX_CONF_UNSET_PTR) {
+    if (colcf->origins != NGX_CONF_UNSET_PTR) {
         return const_cast<char *>("is duplicate");
     }
 
@@ -460,7 +460,7 @@ ngx_http_dynroute_cors_origins(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     origins->file = cf->conf_file->file.name.data;
     origins->line = cf->conf_file->line;
 
-    clcf->origins = origins;
+    colcf->origins = origins;
 
     return NGX_CONF_OK;
 }
@@ -525,14 +525,14 @@ static char *
 ngx_http_dynroute_cors_max_age(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     noexcept
 {
-    ngx_http_dynroute_cors_loc_conf_t *clcf =
+    ngx_http_dynroute_cors_loc_conf_t *colcf =
         static_cast<ngx_http_dynroute_cors_loc_conf_t *>(conf);
 
     u_char     *p;
     ngx_int_t   sec;
     ngx_str_t  *value;
 
-    if (clcf->max_age.data) {
+    if (colcf->max_age.data) {
         return const_cast<char *>("is duplicate");
     }
 
@@ -551,8 +551,8 @@ ngx_http_dynroute_cors_max_age(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_HTTP_DYNROUTE_CONF_ERROR;
     }
 
-    clcf->max_age.data = p;
-    clcf->max_age.len = ngx_sprintf(p, "%i", sec) - p;
+    colcf->max_age.data = p;
+    colcf->max_age.len = ngx_sprintf(p, "%i", sec) - p;
 
     return NGX_CONF_OK;
 }

@@ -22,11 +22,12 @@ static ngx_http_dynroute_ctx_t *ngx_http_dynroute_decide(
     ngx_http_request_t *r, ngx_http_dynroute_ctx_t *ctx,
     ngx_http_dynroute_table_t *table) noexcept;
 static void ngx_http_dynroute_ctx_cleanup(void *data) noexcept;
-static ngx_int_t ngx_http_dynroute_none_init_peer(ngx_http_request_t *r,
+static ngx_int_t ngx_http_dynroute_stand_in_init_peer(ngx_http_request_t *r,
     ngx_http_upstream_srv_conf_t *us) noexcept;
 
 
-static ngx_str_t  ngx_http_dynroute_none = ngx_string("(none)");
+/* $dynroute_rule where none matched, in debug lines */
+static ngx_str_t  ngx_http_dynroute_no_rule = ngx_string("(none)");
 
 
 /* the host as in $host: the validated Host header, or the server name */
@@ -243,7 +244,7 @@ ngx_http_dynroute_decide(ngx_http_request_t *r, ngx_http_dynroute_ctx_t *ctx,
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "dynroute: table \"%V\" host \"%V\" rule \"%V\"",
                    &table->name, &host,
-                   ctx->rule ? &ctx->rule->text : &ngx_http_dynroute_none);
+                   ctx->rule ? &ctx->rule->text : &ngx_http_dynroute_no_rule);
 
     return ctx;
 }
@@ -331,7 +332,7 @@ ngx_http_dynroute_request_ctx(ngx_http_request_t *r) noexcept
  * own instead, whose peer initialisation logs why and fails: a 500.
  */
 
-static ngx_str_t  ngx_http_dynroute_none_name =
+static ngx_str_t  ngx_http_dynroute_stand_in_name =
     ngx_string("dynroute.no-upstream.invalid");
 
 
@@ -345,8 +346,8 @@ ngx_http_dynroute_no_upstream(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    v->data = ngx_http_dynroute_none_name.data;
-    v->len = ngx_http_dynroute_none_name.len;
+    v->data = ngx_http_dynroute_stand_in_name.data;
+    v->len = ngx_http_dynroute_stand_in_name.len;
     v->valid = 1;
     v->no_cacheable = 1;
     v->not_found = 0;
@@ -361,13 +362,13 @@ ngx_http_dynroute_no_upstream(ngx_http_request_t *r,
  */
 
 ngx_int_t
-ngx_http_dynroute_add_none(ngx_conf_t *cf) noexcept
+ngx_http_dynroute_add_stand_in(ngx_conf_t *cf) noexcept
 {
     ngx_url_t                      u;
     ngx_http_upstream_srv_conf_t  *uscf;
 
     ngx_memzero(&u, sizeof(ngx_url_t));
-    u.host = ngx_http_dynroute_none_name;
+    u.host = ngx_http_dynroute_stand_in_name;
     u.no_resolve = 1;
 
     uscf = ngx_http_upstream_add(cf, &u, NGX_HTTP_UPSTREAM_CREATE);
@@ -375,7 +376,7 @@ ngx_http_dynroute_add_none(ngx_conf_t *cf) noexcept
         return NGX_ERROR;
     }
 
-    uscf->peer.init = ngx_http_dynroute_none_init_peer;
+    uscf->peer.init = ngx_http_dynroute_stand_in_init_peer;
 
     return NGX_OK;
 }
@@ -438,7 +439,7 @@ ngx_http_dynroute_log_no_upstream(ngx_http_request_t *r,
 
 
 static ngx_int_t
-ngx_http_dynroute_none_init_peer(ngx_http_request_t *r,
+ngx_http_dynroute_stand_in_init_peer(ngx_http_request_t *r,
     ngx_http_upstream_srv_conf_t *us) noexcept
 {
     ngx_http_dynroute_log_no_upstream(r, ngx_http_dynroute_get_ctx(r));

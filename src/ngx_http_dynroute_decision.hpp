@@ -77,6 +77,6 @@ void ngx_http_dynroute_fell_back(ngx_http_request_t *r) noexcept;
 
 /* postconfiguration: the stand-in upstream, then the precontent handler
  * where the tables need it */
-ngx_int_t ngx_http_dynroute_add_none(ngx_conf_t *cf) noexcept;
+ngx_int_t ngx_http_dynroute_add_stand_in(ngx_conf_t *cf) noexcept;
 ngx_int_t ngx_http_dynroute_decision_init(ngx_conf_t *cf,
     ngx_http_dynroute_main_conf_t *dmcf) noexcept;

@@ -51,23 +51,6 @@ ngx_http_dynroute_series_size(const std::string &key, size_t width) noexcept
 }
 
 
-/* what the slab allocator takes for an allocation of size bytes */
-
-static size_t
-ngx_http_dynroute_slab_size(size_t size) noexcept
-{
-    size_t  n;
-
-    if (size > ngx_pagesize / 2) {
-        return (size + ngx_pagesize - 1) / ngx_pagesize * ngx_pagesize;
-    }
-
-    for (n = 8; n < size; n <<= 1) { /* void */ }
-
-    return n;
-}
-
-
 namespace {
 
 /* a series the configuration needs: its key is made when needed */
@@ -189,8 +172,7 @@ ngx_http_dynroute_metrics_init(ngx_http_dynroute_main_conf_t *dmcf,
             }
 
             *w.ptr = NULL;
-            missing += ngx_http_dynroute_slab_size(
-                           ngx_http_dynroute_series_size(key, w.width));
+            missing += ngx_http_dynroute_series_size(key, w.width);
         }
 
         for (auto &w : want) {
@@ -205,8 +187,12 @@ ngx_http_dynroute_metrics_init(ngx_http_dynroute_main_conf_t *dmcf,
                     ngx_slab_calloc_locked(shpool, size));
 
             if (s == NULL) {
+                /* what the counters take, twice over: the slab
+                 * allocator rounds each allocation up, at most to twice
+                 * its size */
+
                 zone = shpool->end - reinterpret_cast<u_char *>(shpool);
-                size = zone + missing + missing / 8 + 64 * 1024;
+                size = zone + 2 * missing + 64 * 1024;
                 size = (size + 65535) / 65536 * 64;
 
                 ngx_log_error(NGX_LOG_EMERG, log, 0,
@@ -219,7 +205,7 @@ ngx_http_dynroute_metrics_init(ngx_http_dynroute_main_conf_t *dmcf,
                 return NGX_ERROR;
             }
 
-            missing -= ngx_http_dynroute_slab_size(size);
+            missing -= size;
 
             s->width = w.width;
             s->sn.str.len = key.size();

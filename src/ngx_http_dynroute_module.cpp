@@ -280,7 +280,7 @@ ngx_http_dynroute_init(ngx_conf_t *cf) noexcept
     if (ngx_http_dynroute_check_tables(cf, dmcf) != NGX_OK
         || ngx_http_dynroute_live_init(cf, dmcf) != NGX_OK
         || ngx_http_dynroute_api_check(cf, dmcf) != NGX_OK
-        || ngx_http_dynroute_add_none(cf) != NGX_OK
+        || ngx_http_dynroute_add_stand_in(cf) != NGX_OK
         || ngx_http_dynroute_balancer_check(cf, dmcf) != NGX_OK
         || ngx_http_dynroute_metrics_log_init(cf, dmcf) != NGX_OK
         || ngx_http_dynroute_rollout_filter_init(cf, dmcf) != NGX_OK
