@@ -1019,10 +1019,7 @@ ngx_http_dynroute_api_handler(ngx_http_request_t *r) noexcept
     ngx_http_dynroute_api_conf_t  *api;
     ngx_http_dynroute_loc_conf_t  *dlcf;
 
-    if (r != r->main) {
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "dynroute: dynroute_api answers clients only, not a "
-                      "subrequest: answering 403");
+    if (!ngx_http_dynroute_from_client(r, "dynroute_api")) {
         return NGX_HTTP_FORBIDDEN;
     }
 

@@ -90,10 +90,7 @@ ngx_http_dynroute_health_handler(ngx_http_request_t *r) noexcept
      * grants whatever it guards.
      */
 
-    if (r != r->main) {
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "dynroute: dynroute_health answers clients only, not "
-                      "a subrequest: answering 403");
+    if (!ngx_http_dynroute_from_client(r, "dynroute_health")) {
         return NGX_HTTP_FORBIDDEN;
     }
 

@@ -7,6 +7,28 @@
 
 
 /*
+ * The module's own answers (health, the API) are for clients: a subrequest
+ * (auth_request, mirror, SSI) pointed at them would get an answer that
+ * grants whatever it guards.
+ */
+
+bool
+ngx_http_dynroute_from_client(ngx_http_request_t *r, const char *what)
+    noexcept
+{
+    if (r == r->main) {
+        return true;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "dynroute: %s answers clients only, not a subrequest: "
+                  "answering 403", what);
+
+    return false;
+}
+
+
+/*
  * A response header: key and value must outlive the request (literals, or
  * the request's pool).  NULL when out of memory.
  */
