@@ -52,6 +52,9 @@ std::string ratio(std::uint32_t w)
     return out;
 }
 
+// name="value" pairs of one sample, in order
+using Labels = std::vector<std::pair<const char *, std::string>>;
+
 class Writer {
 public:
     void family(const char *name, const char *type, const char *help)
@@ -68,9 +71,7 @@ public:
     }
 
     // name{k="v",...} value
-    void sample(std::string_view name,
-                std::initializer_list<std::pair<const char *,
-                                                std::string_view>> labels,
+    void sample(std::string_view name, const Labels &labels,
                 std::string_view value)
     {
         out_ += name;
@@ -141,6 +142,20 @@ std::string render_prometheus(const Snapshot &s)
     Writer w;
     auto n = [](std::uint64_t v) { return std::to_string(v); };
 
+    // f(variant, labels) for every variant of every rollout; the labels
+    // name both
+    auto each_variant = [&s](auto f) {
+        for (const auto &ro : s.rollouts) {
+            for (const auto &v : ro.variants) {
+                f(v, Labels{{"rollout", ro.name}, {"variant", v.name}});
+            }
+        }
+    };
+    auto with = [](Labels l, const char *name, const std::string &value) {
+        l.emplace_back(name, value);
+        return l;
+    };
+
     if (s.per_rule) {
         w.family("dynroute_requests_total", "counter",
                  "Requests routed, by table and the rule that matched "
@@ -196,83 +211,65 @@ std::string render_prometheus(const Snapshot &s)
     w.family("dynroute_variant_weight_ratio", "gauge",
              "A variant's live weight, 0 to 1, and its live upstream.");
 
-    for (const auto &ro : s.rollouts) {
-        for (const auto &v : ro.variants) {
-            w.sample("dynroute_variant_weight_ratio",
-                     {{"rollout", ro.name}, {"variant", v.name},
-                      {"upstream", v.upstream}},
-                     ratio(v.weight));
-        }
-    }
+    each_variant([&](const VariantStats &v, const Labels &l) {
+        w.sample("dynroute_variant_weight_ratio",
+                 with(l, "upstream", v.upstream), ratio(v.weight));
+    });
 
     w.family("dynroute_variant_requests_total", "counter",
              "Requests a variant served, by why it was chosen (fallback: "
              "the primary after the chosen variant failed).");
 
-    for (const auto &ro : s.rollouts) {
-        for (const auto &v : ro.variants) {
-            for (std::size_t i = 0; i < reasons; i++) {
-                w.sample("dynroute_variant_requests_total",
-                         {{"rollout", ro.name}, {"variant", v.name},
-                          {"reason", Rollout::reason_name(
-                                         static_cast<Rollout::Reason>(i))}},
-                         n(v.values[v_requests + i]));
-            }
+    each_variant([&](const VariantStats &v, const Labels &l) {
+        for (std::size_t i = 0; i < reasons; i++) {
+            std::string why(Rollout::reason_name(
+                                static_cast<Rollout::Reason>(i)));
+            w.sample("dynroute_variant_requests_total", with(l, "reason", why),
+                     n(v.values[v_requests + i]));
         }
-    }
+    });
 
     w.family("dynroute_variant_responses_total", "counter",
              "Responses to requests a variant served, by status class.");
 
-    for (const auto &ro : s.rollouts) {
-        for (const auto &v : ro.variants) {
-            for (std::size_t i = 0; i < classes; i++) {
-                w.sample("dynroute_variant_responses_total",
-                         {{"rollout", ro.name}, {"variant", v.name},
-                          {"code", class_names[i]}},
-                         n(v.values[v_responses + i]));
-            }
+    each_variant([&](const VariantStats &v, const Labels &l) {
+        for (std::size_t i = 0; i < classes; i++) {
+            w.sample("dynroute_variant_responses_total",
+                     with(l, "code", class_names[i]),
+                     n(v.values[v_responses + i]));
         }
-    }
+    });
 
     w.family("dynroute_variant_upstream_response_seconds", "histogram",
              "Upstream response time of the requests a variant served, "
              "summed over the tries.");
 
-    for (const auto &ro : s.rollouts) {
-        for (const auto &v : ro.variants) {
-            std::uint64_t cumulative = 0;
+    each_variant([&](const VariantStats &v, const Labels &l) {
+        std::uint64_t cumulative = 0;
 
-            for (std::size_t i = 0; i < buckets; i++) {
-                cumulative += v.values[v_buckets + i];
+        for (std::size_t i = 0; i < buckets; i++) {
+            cumulative += v.values[v_buckets + i];
 
-                w.sample("dynroute_variant_upstream_response_seconds_bucket",
-                         {{"rollout", ro.name}, {"variant", v.name},
-                          {"le", i < bucket_ms.size() ? seconds(bucket_ms[i])
-                                                      : "+Inf"}},
-                         n(cumulative));
-            }
-
-            w.sample("dynroute_variant_upstream_response_seconds_sum",
-                     {{"rollout", ro.name}, {"variant", v.name}},
-                     seconds(v.values[v_sum_ms]));
-            w.sample("dynroute_variant_upstream_response_seconds_count",
-                     {{"rollout", ro.name}, {"variant", v.name}},
+            w.sample("dynroute_variant_upstream_response_seconds_bucket",
+                     with(l, "le", i < bucket_ms.size()
+                                   ? seconds(bucket_ms[i]) : "+Inf"),
                      n(cumulative));
         }
-    }
+
+        w.sample("dynroute_variant_upstream_response_seconds_sum", l,
+                 seconds(v.values[v_sum_ms]));
+        w.sample("dynroute_variant_upstream_response_seconds_count", l,
+                 n(cumulative));
+    });
 
     w.family("dynroute_variant_fallbacks_total", "counter",
              "Requests a variant was chosen for that its rollout's primary "
              "served (dynroute_balancer fallback=primary).");
 
-    for (const auto &ro : s.rollouts) {
-        for (const auto &v : ro.variants) {
-            w.sample("dynroute_variant_fallbacks_total",
-                     {{"rollout", ro.name}, {"variant", v.name}},
-                     n(v.values[v_fallbacks]));
-        }
-    }
+    each_variant([&](const VariantStats &v, const Labels &l) {
+        w.sample("dynroute_variant_fallbacks_total", l,
+                 n(v.values[v_fallbacks]));
+    });
 
     w.family("dynroute_state_generation", "gauge",
              "Generation of the runtime state (each API change adds one).");
