@@ -44,9 +44,7 @@ is($r->{out}, '', 'nothing listening: nothing on stdout');
 # ---- one node -------------------------------------------------------------
 
 my $dir = File::Temp::tempdir(CLEANUP => 1);
-open my $fh, '>', "$dir/htpasswd" or die "$dir/htpasswd: $!\n";
-print {$fh} "ops:{PLAIN}secret\n";
-close $fh;
+spew("$dir/htpasswd", "ops:{PLAIN}secret\n");
 
 my $http = <<'CONF';
     upstream service_a { server 127.0.0.1:$TEST_NGINX_PORT2; }
@@ -187,9 +185,7 @@ is($r->{exit}, 1, 'host rm of an unknown host: exit 1');
 like($r->{err}, qr/^dynroutectl: \Q$node\E: 404 /m, 'host rm of an unknown host: 404');
 
 # host import: 5001 hosts, two requests
-open $fh, '>', "$dir/hosts" or die "$dir/hosts: $!\n";
-print {$fh} "# bulk\n", map { "bulk$_.example.com service_b\n" } 1 .. 5001;
-close $fh;
+spew("$dir/hosts", join '', "# bulk\n", map { "bulk$_.example.com service_b\n" } 1 .. 5001);
 $r = api('host', 'import', "$dir/hosts");
 is($r->{exit}, 0, 'host import: exit 0');
 like($r->{out}, qr/, added 5001, replaced 0\n\z/, 'host import: 5001 hosts added');

@@ -2,6 +2,7 @@
 # directives), so it also passes with TEST_NGINX_LOAD_MODULES= .
 use lib 't/lib';
 use Test::Nginx::Dynroute;
+use Test::Nginx::Dynroute::Proc qw(slurp);
 
 # ---- low-level API (before run_tests, which ends with done_testing) ----
 {
@@ -11,7 +12,7 @@ use Test::Nginx::Dynroute;
         workers     => 2,
     );
     ok($srv->{pid}, 'low-level: nginx started');
-    like(do { local $/; open my $fh, '<', $srv->{conf} or die; <$fh> },
+    like(slurp($srv->{conf}),
          qr/\A[^\n]*worker_processes 2;[^\n]*events \{[^\n]*\}\nhttp \{[^\n]*\n    server \{ listen 127\.0\.0\.1:$srv->{port2};/,
          'low-level: conf layout');
 

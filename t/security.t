@@ -10,6 +10,7 @@
 # Each case comes with a control written with map, where one applies.
 use lib 't/lib';
 use Test::Nginx::Dynroute;
+use Test::Nginx::Dynroute::Proc qw(spew);
 
 my $curl = `command -v curl 2>/dev/null`;
 chomp $curl;
@@ -156,9 +157,7 @@ CONF
 CONF
     );
     mkdir "$srv->{html_dir}/s";
-    open my $fh, '>', "$srv->{html_dir}/s/f.txt" or die "f.txt: $!";
-    print $fh $body;
-    close $fh;
+    spew("$srv->{html_dir}/s/f.txt", $body);
     my %variants;
     for my $u (1 .. 4) {
         my $res = http_get($srv, '/s/f.txt', { Host => 'shop.example.com', 'X-User' => "u$u" });

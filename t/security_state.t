@@ -12,25 +12,11 @@
 #     a generation never wraps around (finding 10).
 use lib 't/lib';
 use Test::Nginx::Dynroute;
+use Test::Nginx::Dynroute::Proc qw(slurp spew wait_for);
 
 use File::Temp ();
 use IO::Socket::IP ();
 use POSIX ();
-
-sub slurp {
-    my ($path) = @_;
-    open my $fh, '<', $path or return undef;
-    local $/;
-    my $c = <$fh>;
-    return $c;
-}
-
-sub spew {
-    my ($path, $content) = @_;
-    open my $fh, '>', $path or die "cannot write $path: $!\n";
-    print {$fh} $content;
-    close $fh or die "cannot write $path: $!\n";
-}
 
 # Runs $code in a child process as the user nobody (group nogroup), as the
 # workers' user would; returns the child's exit status.
@@ -54,15 +40,6 @@ sub api {
     return http_raw($srv, "$method $path HTTP/1.1\r\nHost: localhost\r\n"
         . "Connection: close\r\nContent-Type: application/json\r\n"
         . 'Content-Length: ' . length($body) . "\r\n\r\n$body");
-}
-
-sub wait_for {
-    my ($cond, $secs) = @_;
-    for (1 .. ($secs // 5) * 20) {
-        return 1 if $cond->();
-        select undef, undef, undef, 0.05;
-    }
-    return $cond->();
 }
 
 my $nobody = getpwnam('nobody');
@@ -120,7 +97,7 @@ CONF
     is(readlink("$state.tmp"), $victim, 'the planted link is left as it was');
 
     # the pruned state was saved by a worker, not by the root master
-    ok(wait_for(sub { (slurp($state) // '') =~ /"generation":8/ }),
+    ok(wait_for(5, sub { slurp($state) =~ /"generation":8/ }),
        'the pruned state is saved');
     my @st = stat $state;
     is($st[4], $nobody, 'by the workers\' user, not root');
