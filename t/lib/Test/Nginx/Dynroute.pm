@@ -43,6 +43,7 @@ C<run_tests()> ends with C<done_testing> unless the test file set a plan.
 
 C<run_tests>, C<blocks>, C<workers(N)> (worker_processes, default 1),
 C<repeat_each(N)> (send each block's request(s) N times to the same nginx),
+C<add_block_preprocessor> (below),
 C<master_on> and C<no_shuffle> (no-ops: there is always a master and blocks
 always run in order), C<plan>, C<done_testing>, C<note> and the rest of
 Test::Base's exports (C<is> with diffs, C<ok>, C<like>, C<is_deeply>,
@@ -206,6 +207,42 @@ Seconds to sleep after the requests, before stopping nginx.
 
 Test::Base's own C<--- ONLY>, C<--- SKIP>, C<--- LAST> and filters work.
 
+=head2 Block preprocessors
+
+What many blocks of a file share is given once, as in Test::Nginx::Socket:
+
+    # A block without --- config routes by the table edge and answers the
+    # rule that matched.
+    add_block_preprocessor(sub {
+        my ($block) = @_;
+        $block->set_value(config => $RULE_LOCATION) unless defined $block->config;
+    });
+
+Each code ref is called with each block before the block runs, the one
+added last first (as in Test::Nginx).  It reads the block's sections with
+their accessors (C<< $block->http_config >>; undef for a section the block
+does not have) and adds or replaces one with
+C<< $block->set_value($section, $value) >>.  It runs after the block's
+filters (an eval'd section holds its value by then) and before the
+C<$TEST_NGINX_*> substitution, so a fixture may name the ports.  A
+preprocessor that dies fails the block as a harness error.
+
+Two uses: a default for the blocks that lack a section (above), and a
+fixture added to a section, such as the upstreams stable and canary with
+their servers appended to C<--- http_config> of the blocks that declare no
+upstream of their own.  L<Test::Nginx::Dynroute::Fixtures> holds the
+fixtures that several files use.  The file says at its top what its
+preprocessor gives, and a block still shows what it is about: its table,
+rollout or API location, the requests and what they must get.
+
+B<Line numbers.>  A fixture goes B<after> the block's own lines of
+C<--- http_config> (append, never prepend): line k of the block's
+http_config stays line k+2 of nginx.conf, so C<nginx.conf:N> in its
+C<--- error_log> patterns stays right.  The lines of C<--- config> move down
+by the lines added; a block whose patterns name a line of its
+C<--- config> gets no fixture in http_config.  A default for a missing
+section moves nothing the block wrote.
+
 =head2 Tests emitted per block
 
 Per request (times C<repeat_each>): 1 for C<error_code> if given, 1 per
@@ -311,7 +348,7 @@ use Test::More ();
 use Time::HiRes ();
 
 our @EXPORT = qw(
-    run_tests workers master_on repeat_each no_shuffle
+    run_tests workers master_on repeat_each no_shuffle add_block_preprocessor
     start_nginx http_get http_raw reload_nginx stop_nginx
     error_log_ok nginx_test_config file_lines variants_of
     done_testing note
@@ -332,6 +369,7 @@ my $ServRoot;
 my $PrefixSeq  = 0;
 my %Running;                       # master pid => server hashref
 my $ParentPid  = $$;
+my @Preprocessors;                 # code refs, the one added last first
 
 my $TDir = do {
     my $f = Cwd::abs_path(__FILE__);
@@ -357,6 +395,13 @@ sub repeat_each() {
 }
 
 sub master_on() { return 1 }
+
+# Test::Nginx::Socket's: unshift, so that the one added last runs first.
+sub add_block_preprocessor(&) {
+    my ($code) = @_;
+    Carp::croak('add_block_preprocessor takes a code ref') unless ref $code eq 'CODE';
+    unshift @Preprocessors, $code;
+}
 
 sub no_shuffle() { return 1 }
 
@@ -1138,7 +1183,11 @@ sub _run_block() {
 
 sub run_tests() {
     for my $block (blocks()) {
-        my $ok = eval { _run_block($block); 1 };
+        my $ok = eval {
+            $_->($block) for @Preprocessors;
+            _run_block($block);
+            1;
+        };
         unless ($ok) {
             my $err = $@;
             my $name = $block->name;
