@@ -48,6 +48,48 @@ C<location /> routed by the table C<edge>, answering the rule that matched
         return 200 "$dynroute_rule\n";
     }
 
+=item tools_node(%options)
+
+The node that C<dynroutectl> and C<dynroute-agent> drive in
+F<t/dynroutectl.t>, F<t/fleet/agent.t> and F<t/fleet/tls.t>: the arguments
+of C<start_nginx> (C<< http_config => ..., config => ... >>).  In http:
+
+    upstream service_a { server 127.0.0.1:$TEST_NGINX_PORT2; }
+    upstream service_b { server 127.0.0.1:$TEST_NGINX_PORT3; }
+    server { listen 127.0.0.1:$TEST_NGINX_PORT2; return 200 "service_a\n"; }
+    server { listen 127.0.0.1:$TEST_NGINX_PORT3; return 200 "service_b\n"; }
+
+    dynroute_zone ZONE;
+
+    dynroute_rollout checkout {
+        variant  stable  service_a  *;
+        variant  canary  service_b  0%;
+        key      $http_x_user;
+    }
+
+    dynroute_table main {
+        shop.example.com  checkout;
+        default           service_a;
+    }
+    HTTP
+
+and in the server:
+
+    location / {
+        dynroute    main;
+        proxy_pass  http://$dynroute_upstream;
+        add_header  X-Variant $dynroute_variant always;
+    }
+    API
+    location = /ready { dynroute_health readiness; }
+    CONFIG
+
+Options: C<zone> (ZONE, the zone's name, size and state file; default
+C<routes 4m>), C<http> (HTTP, more of the http context, such as another
+service; default none), C<api> (API, the API's location; default
+C<location /dynroute/ { allow 127.0.0.1; deny all; dynroute_api write=on; }>),
+C<config> (CONFIG, more locations; default none).
+
 =back
 
 =cut
@@ -60,7 +102,7 @@ use warnings;
 use Exporter ();
 
 our @ISA = ('Exporter');
-our @EXPORT_OK = qw($STABLE_CANARY $RULE_LOCATION);
+our @EXPORT_OK = qw($STABLE_CANARY $RULE_LOCATION tools_node);
 
 our $STABLE_CANARY = <<'CONF';
     upstream stable { server 127.0.0.1:$TEST_NGINX_PORT2; }
@@ -75,5 +117,42 @@ our $RULE_LOCATION = <<'CONF';
         return 200 "$dynroute_rule\n";
     }
 CONF
+
+sub tools_node {
+    my (%o) = @_;
+    my $zone = $o{zone} // 'routes 4m';
+    my $api = $o{api}
+        // "    location /dynroute/ { allow 127.0.0.1; deny all; dynroute_api write=on; }\n";
+    (my $http = <<'CONF') =~ s/ZONE/$zone/;
+    upstream service_a { server 127.0.0.1:$TEST_NGINX_PORT2; }
+    upstream service_b { server 127.0.0.1:$TEST_NGINX_PORT3; }
+    server { listen 127.0.0.1:$TEST_NGINX_PORT2; return 200 "service_a\n"; }
+    server { listen 127.0.0.1:$TEST_NGINX_PORT3; return 200 "service_b\n"; }
+
+    dynroute_zone ZONE;
+
+    dynroute_rollout checkout {
+        variant  stable  service_a  *;
+        variant  canary  service_b  0%;
+        key      $http_x_user;
+    }
+
+    dynroute_table main {
+        shop.example.com  checkout;
+        default           service_a;
+    }
+CONF
+    (my $config = <<'CONF') =~ s/^API\n/$api/m;
+    location / {
+        dynroute    main;
+        proxy_pass  http://$dynroute_upstream;
+        add_header  X-Variant $dynroute_variant always;
+    }
+API
+    location = /ready { dynroute_health readiness; }
+CONF
+    return (http_config => $http . ($o{http} // ''),
+            config      => $config . ($o{config} // ''));
+}
 
 1;
