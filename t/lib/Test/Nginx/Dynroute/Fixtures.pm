@@ -51,44 +51,21 @@ C<location /> routed by the table C<edge>, answering the rule that matched
 =item tools_node(%options)
 
 The node that C<dynroutectl> and C<dynroute-agent> drive in
-F<t/dynroutectl.t>, F<t/fleet/agent.t> and F<t/fleet/tls.t>: the arguments
-of C<start_nginx> (C<< http_config => ..., config => ... >>).  In http:
+F<t/dynroutectl.t>, F<t/fleet/agent.t> and F<t/fleet/tls.t>, as the
+arguments of C<start_nginx> (C<< http_config => ..., config => ... >>):
+service_a (port 2) and service_b (port 3) with servers that answer their
+names; C<dynroute_zone ZONE>; the rollout checkout (stable service_a C<*>,
+canary service_b C<0%>, key C<$http_x_user>); the table main
+(shop.example.com to checkout, every other host to service_a); then HTTP.
+In the server: C<location /> routed by main, with an X-Variant header; API;
+C<location = /ready> (readiness); then CONFIG.  The text is in the code
+below, with those four words where the options go.
 
-    upstream service_a { server 127.0.0.1:$TEST_NGINX_PORT2; }
-    upstream service_b { server 127.0.0.1:$TEST_NGINX_PORT3; }
-    server { listen 127.0.0.1:$TEST_NGINX_PORT2; return 200 "service_a\n"; }
-    server { listen 127.0.0.1:$TEST_NGINX_PORT3; return 200 "service_b\n"; }
-
-    dynroute_zone ZONE;
-
-    dynroute_rollout checkout {
-        variant  stable  service_a  *;
-        variant  canary  service_b  0%;
-        key      $http_x_user;
-    }
-
-    dynroute_table main {
-        shop.example.com  checkout;
-        default           service_a;
-    }
-    HTTP
-
-and in the server:
-
-    location / {
-        dynroute    main;
-        proxy_pass  http://$dynroute_upstream;
-        add_header  X-Variant $dynroute_variant always;
-    }
-    API
-    location = /ready { dynroute_health readiness; }
-    CONFIG
-
-Options: C<zone> (ZONE, the zone's name, size and state file; default
-C<routes 4m>), C<http> (HTTP, more of the http context, such as another
-service; default none), C<api> (API, the API's location; default
+Options: C<zone> (ZONE: the zone's name, size and state file; default
+C<routes 4m>), C<http> (HTTP: more of the http context, such as another
+service; default none), C<api> (API: the API's location; default
 C<location /dynroute/ { allow 127.0.0.1; deny all; dynroute_api write=on; }>),
-C<config> (CONFIG, more locations; default none).
+C<config> (CONFIG: more locations; default none).
 
 =back
 
@@ -120,10 +97,14 @@ CONF
 
 sub tools_node {
     my (%o) = @_;
-    my $zone = $o{zone} // 'routes 4m';
-    my $api = $o{api}
-        // "    location /dynroute/ { allow 127.0.0.1; deny all; dynroute_api write=on; }\n";
-    (my $http = <<'CONF') =~ s/ZONE/$zone/;
+    my %word = (
+        ZONE   => $o{zone} // 'routes 4m',
+        HTTP   => $o{http} // '',
+        API    => $o{api} // "    location /dynroute/ { allow 127.0.0.1; deny all; "
+                           . "dynroute_api write=on; }\n",
+        CONFIG => $o{config} // '',
+    );
+    my ($http, $config) = (<<'CONF', <<'CONF');
     upstream service_a { server 127.0.0.1:$TEST_NGINX_PORT2; }
     upstream service_b { server 127.0.0.1:$TEST_NGINX_PORT3; }
     server { listen 127.0.0.1:$TEST_NGINX_PORT2; return 200 "service_a\n"; }
@@ -141,8 +122,8 @@ sub tools_node {
         shop.example.com  checkout;
         default           service_a;
     }
+HTTP
 CONF
-    (my $config = <<'CONF') =~ s/^API\n/$api/m;
     location / {
         dynroute    main;
         proxy_pass  http://$dynroute_upstream;
@@ -150,9 +131,13 @@ CONF
     }
 API
     location = /ready { dynroute_health readiness; }
+CONFIG
 CONF
-    return (http_config => $http . ($o{http} // ''),
-            config      => $config . ($o{config} // ''));
+    for ($http, $config) {
+        s/ ZONE;/ $word{ZONE};/;
+        s/^(HTTP|API|CONFIG)\n/$word{$1}/mg;
+    }
+    return (http_config => $http, config => $config);
 }
 
 1;
