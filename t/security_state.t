@@ -44,20 +44,26 @@ sub api {
 
 my $nobody = getpwnam('nobody');
 
-# ---- finding 1: a link planted where the state file's temporary file goes
-
-SKIP: {
-    skip 'runs the workers as nobody: needs root', 14
-        unless $> == 0 && defined $nobody;
-
-    # a directory the workers' user owns, as the docs ask, inside one that
-    # everyone may cross; and a file of root's own next to it
+# A directory the workers' user owns, as the docs ask, inside one that
+# everyone may cross: (the outer one, the state directory).
+sub state_dir_of_nobody {
     my $top = File::Temp::tempdir('dynroute-stateXXXXXX', TMPDIR => 1,
                                   CLEANUP => 1);
     chmod 0711, $top;
     my $dir = "$top/state";
     mkdir $dir, 0700 or die "mkdir $dir: $!\n";
     chown $nobody, (getgrnam('nogroup'))[2], $dir;
+    return ($top, $dir);
+}
+
+# ---- finding 1: a link planted where the state file's temporary file goes
+
+SKIP: {
+    skip 'runs the workers as nobody: needs root', 14
+        unless $> == 0 && defined $nobody;
+
+    # a state directory as the docs ask, and a file of root's own next to it
+    my ($top, $dir) = state_dir_of_nobody();
     my $victim = "$top/root-only";
     spew($victim, "root's own\n");
     chmod 0600, $victim;
@@ -125,12 +131,7 @@ SKIP: {
     skip 'runs the workers as nobody: needs root', 5
         unless $> == 0 && defined $nobody;
 
-    my $top = File::Temp::tempdir('dynroute-stateXXXXXX', TMPDIR => 1,
-                                  CLEANUP => 1);
-    chmod 0711, $top;
-    my $dir = "$top/state";
-    mkdir $dir, 0700 or die;
-    chown $nobody, (getgrnam('nogroup'))[2], $dir;
+    my ($top, $dir) = state_dir_of_nobody();
     # root's file, in the state file's own format: read through the link,
     # it would show in the API
     my $victim = "$top/root-only";
