@@ -44,6 +44,23 @@ sub api {
 
 my $nobody = getpwnam('nobody');
 
+# The node of these tests: service_a answers "a\n"; the zone z keeps its
+# state in $state; the table edge sends every host to service_a; location /
+# routes by it, the API is at /dynroute/ (write=on).  start_nginx's
+# arguments.
+sub api_node {
+    my ($state) = @_;
+    return (http_config => <<CONF, config => <<'CONF');
+    upstream service_a { server 127.0.0.1:\$TEST_NGINX_PORT2; }
+    server { listen 127.0.0.1:\$TEST_NGINX_PORT2; return 200 "a\\n"; }
+    dynroute_zone z 1m state=$state;
+    dynroute_table edge { default service_a; }
+CONF
+    location / { dynroute edge; proxy_pass http://$dynroute_upstream; }
+    location /dynroute/ { dynroute_api write=on; }
+CONF
+}
+
 # A directory the workers' user owns, as the docs ask, inside one that
 # everyone may cross: (the outer one, the state directory).
 sub state_dir_of_nobody {
@@ -82,16 +99,7 @@ SKIP: {
     }), 0, 'as nobody: a state file to prune and links to root\'s file planted');
 
     my $old_umask = umask 0;            # as nginx's daemon mode has it
-    my $srv = start_nginx(user => 'nobody nogroup', http_config => <<CONF,
-    upstream service_a { server 127.0.0.1:\$TEST_NGINX_PORT2; }
-    server { listen 127.0.0.1:\$TEST_NGINX_PORT2; return 200 "a\\n"; }
-    dynroute_zone z 1m state=$state;
-    dynroute_table edge { default service_a; }
-CONF
-        config => <<'CONF');
-    location / { dynroute edge; proxy_pass http://$dynroute_upstream; }
-    location /dynroute/ { dynroute_api write=on; }
-CONF
+    my $srv = start_nginx(api_node($state), user => 'nobody nogroup');
     umask $old_umask;
 
     my $r = http_get($srv, '/dynroute/hosts');
@@ -142,15 +150,7 @@ SKIP: {
     is(as_nobody(sub { symlink $victim, $state or die }), 0,
        'as nobody: the state file is a link to root\'s file');
 
-    my $srv = start_nginx(user => 'nobody nogroup', http_config => <<CONF,
-    upstream service_a { server 127.0.0.1:\$TEST_NGINX_PORT2; }
-    server { listen 127.0.0.1:\$TEST_NGINX_PORT2; return 200 "a\\n"; }
-    dynroute_zone z 1m state=$state;
-    dynroute_table edge { default service_a; }
-CONF
-        config => <<'CONF');
-    location /dynroute/ { dynroute_api write=on; }
-CONF
+    my $srv = start_nginx(api_node($state), user => 'nobody nogroup');
     my $r = http_get($srv, '/dynroute/hosts');
     is($r->{body}, '{"generation":0,"hosts":{}}',
        'root\'s file is not read through the link');
@@ -164,17 +164,8 @@ CONF
 # ---- finding 3: a slow write in a worker of the previous configuration
 
 {
-    my $http = <<'CONF';
-    upstream service_a { server 127.0.0.1:$TEST_NGINX_PORT2; }
-    server { listen 127.0.0.1:$TEST_NGINX_PORT2; return 200 "a\n"; }
-    dynroute_zone z 1m state=$TEST_NGINX_PREFIX/dynroute.state;
-    dynroute_table edge { default service_a; }
-CONF
-    my $config = <<'CONF';
-    location / { dynroute edge; proxy_pass http://$dynroute_upstream; }
-    location /dynroute/ { dynroute_api write=on; }
-CONF
-    my $srv = start_nginx(http_config => $http, config => $config);
+    my %node = api_node('$TEST_NGINX_PREFIX/dynroute.state');
+    my $srv = start_nginx(%node);
 
     # a PUT whose body is still on its way when nginx reloads
     my $body = '{"target":"service_a"}';
@@ -189,7 +180,7 @@ CONF
         . substr($body, 0, 5);
     select undef, undef, undef, 0.2;    # read by the old worker
 
-    ok(reload_nginx($srv, $http . <<'CONF'), 'reloaded with a new upstream');
+    ok(reload_nginx($srv, $node{http_config} . <<'CONF'), 'reloaded with a new upstream');
     upstream service_new { server 127.0.0.1:$TEST_NGINX_PORT3; }
     server { listen 127.0.0.1:$TEST_NGINX_PORT3; return 200 "new\n"; }
 CONF
@@ -224,7 +215,7 @@ CONF
     is($r->{status}, 201, 'sent again, the write is applied');
 
     # a reload that drops the upstream: the first worker prunes, and says so
-    ok(reload_nginx($srv, $http), 'reloaded without the new upstream');
+    ok(reload_nginx($srv, $node{http_config}), 'reloaded without the new upstream');
     $r = http_get($srv, '/dynroute/hosts');
     unlike($r->{body}, qr/newtenant/, 'the host of the dropped upstream is pruned');
     my $log = stop_nginx($srv);
