@@ -83,7 +83,7 @@ State base_state(unsigned which)
         s.hosts["shop.example.org"] = {"main", "pricing"};
 
     } else if (which == 2) {
-        s.generation = 18446744073709551615ULL;
+        s.generation = dynroute::max_generation;   // the largest there is
         s.draining = true;
         s.rollouts["pricing"].weights = {
             {"control", 0}, {"v1", 3333}, {"v2", 6667}};

@@ -2,6 +2,15 @@
 # the Host first), never a crash and never an undefined route.
 use lib 't/lib';
 use Test::Nginx::Dynroute;
+use Test::Nginx::Dynroute::Fixtures qw($RULE_LOCATION);
+
+# A block without --- config routes by the table edge and answers the rule
+# that matched: $RULE_LOCATION, location / { dynroute edge; return 200
+# "$dynroute_rule\n"; }.
+add_block_preprocessor(sub {
+    my ($block) = @_;
+    $block->set_value(config => $RULE_LOCATION) unless defined $block->config;
+});
 
 my $long = join('.', ('a') x 2000) . '.example.com';
 my $huge = ('x' x 7000) . '.com';
@@ -17,11 +26,6 @@ __DATA__
 --- http_config
     upstream u { server 127.0.0.1:$TEST_NGINX_PORT2; }
     dynroute_table edge { default u; }
---- config
-    location / {
-        dynroute edge;
-        return 200 "$dynroute_rule\n";
-    }
 --- raw_request eval
 ["GET / HTTP/1.1\r\nHost: \r\nConnection: close\r\n\r\n",
  "GET / HTTP/1.1\r\nHost: a..b\r\nConnection: close\r\n\r\n",
@@ -74,11 +78,6 @@ __DATA__
         a.example.com  u;
         default        u;
     }
---- config
-    location / {
-        dynroute edge;
-        return 200 "$dynroute_rule\n";
-    }
 --- raw_request eval
 "GET http://a.example.com/x HTTP/1.1\r\nHost: other.example.com\r\nConnection: close\r\n\r\n"
 --- response_body
@@ -96,11 +95,6 @@ a.example.com
         ~^x+\.com$     u;
         default        u;
     }
---- config
-    location / {
-        dynroute edge;
-        return 200 "$dynroute_rule\n";
-    }
 --- request eval
 ["GET /", "GET /"]
 --- more_headers eval
@@ -115,11 +109,6 @@ a.example.com
 --- http_config
     upstream u { server 127.0.0.1:$TEST_NGINX_PORT2; }
     dynroute_table edge { default u; }
---- config
-    location / {
-        dynroute edge;
-        return 200 "$dynroute_rule\n";
-    }
 --- request
 GET /
 --- more_headers eval
@@ -132,11 +121,6 @@ GET /
 --- http_config
     upstream u { server 127.0.0.1:$TEST_NGINX_PORT2; }
     dynroute_table edge { localhost u; }
---- config
-    location / {
-        dynroute edge;
-        return 200 "$dynroute_rule\n";
-    }
 --- raw_request eval
 "GET / HTTP/1.0\r\n\r\n"
 --- response_body

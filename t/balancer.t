@@ -5,12 +5,14 @@
 # Backends count what reaches them in access logs of their own.
 use lib 't/lib';
 use Test::Nginx::Dynroute;
+use Test::Nginx::Dynroute::Proc qw(slurp spew free_ports track stop_proc);
 use IO::Socket::IP;
 use POSIX ();
 
 # A loopback server of our own, in a child process, for the protocols and
 # failures nginx cannot play: it accepts, reads what it is sent and does
-# what $kind says.  Stopped by PID.  Returns (pid, port).
+# what $kind says.  Ours (Test::Nginx::Dynroute::Proc): stop_proc stops it
+# by PID.  Returns (pid, port).
 sub start_peer($$) {
     my ($kind, $count_file) = @_;
     my $srv = IO::Socket::IP->new(LocalHost => '127.0.0.1', LocalPort => 0,
@@ -48,13 +50,7 @@ sub start_peer($$) {
         POSIX::_exit(0);
     }
     close $srv;
-    return ($pid, $port);
-}
-
-sub stop_peer($) {
-    my ($pid) = @_;
-    kill 'TERM', $pid;
-    waitpid $pid, 0;
+    return (track($pid, "peer $kind"), $port);
 }
 
 my $backends = <<'CONF';
@@ -87,9 +83,7 @@ CONF
     is(scalar(grep { $_ eq "port $srv->{port2} edge_pass\n" } @bodies), 10,
        'keepalive: 10 requests answered by the chosen upstream');
     my %conns = map { (split / /)[3] => 1 }
-                grep { /GET \/k/ } split /\n/, do {
-                    open my $fh, '<', "$srv->{prefix}/logs/backends.log";
-                    local $/; <$fh> // '' };
+                grep { /GET \/k/ } split /\n/, slurp("$srv->{prefix}/logs/backends.log");
     is(scalar(keys %conns), 1,
        'keepalive: the 10 requests shared one upstream connection');
     error_log_ok(stop_nginx($srv), 'keepalive: no alert/crit/crash');
@@ -97,12 +91,7 @@ CONF
 
 # backup, down, max_fails, hash, zone: each in the chosen upstream.
 {
-    my ($dead_pid, $dead) = (undef, undef);
-    # a port nothing listens on: bind, then close
-    my $s = IO::Socket::IP->new(LocalHost => '127.0.0.1', LocalPort => 0,
-                                Listen => 1);
-    $dead = $s->sockport;
-    close $s;
+    my ($dead) = free_ports(1);         # a port nothing listens on
     my $http = $backends . <<"CONF";
     upstream with_backup {
         server 127.0.0.1:$dead;
@@ -151,8 +140,7 @@ CONF
     is_deeply([keys %seen], ["port $p3 edge_pass\n"], 'down: never the down server');
     my @f = map { http_get($srv, "/f$_", { Host => 'fails.example.com' }) } 1 .. 6;
     is(scalar(grep { $_->{status} == 200 } @f), 6, 'max_fails: every request answered');
-    my $log = do { open my $fh, '<', $srv->{error_log}; local $/; <$fh> // '' };
-    my $refused = () = $log =~ /connect\(\) failed .*upstream: "http:\/\/127\.0\.0\.1:$dead\//g;
+    my $refused = () = slurp($srv->{error_log}) =~ /connect\(\) failed .*upstream: "http:\/\/127\.0\.0\.1:$dead\//g;
     is($refused, 1 + 1,   # the backup test's try, and one for with_fails
        'max_fails: the failed server was tried once, then left alone');
     my %by_k;
@@ -226,7 +214,7 @@ CONF
     my $r = http_get($srv, '/s');
     is("$r->{status} $r->{body}", "200 scgi answered\n", 'scgi_pass through the balancer');
     error_log_ok(stop_nginx($srv), 'scgi: no alert/crit/crash');
-    stop_peer($pid);
+    stop_proc($pid);
 }
 
 # fallback=primary: a canary that is down, refuses connections, or accepts
@@ -234,9 +222,7 @@ CONF
 # it; with resend=on, also one the canary got, where proxy_next_upstream
 # says (a POST never).
 {
-    my $s = IO::Socket::IP->new(LocalHost => '127.0.0.1', LocalPort => 0, Listen => 1);
-    my $refusing = $s->sockport;
-    close $s;
+    my ($refusing) = free_ports(1);
     my $hang_count = File::Temp->new;
     my ($hang_pid, $hanging) = start_peer('hang', "$hang_count");
     my $srv = start_nginx(http_config => $backends . <<"CONF", config => <<'CONF');
@@ -334,7 +320,7 @@ CONF
     like($log, qr/dynroute: upstream "canary_down" has no live servers, passing the request to the primary "stable"/,
          'the fallback for a canary with no live server is logged');
     error_log_ok($log, 'fallback: no alert/crit/crash');
-    stop_peer($hang_pid);
+    stop_proc($hang_pid);
 }
 
 # Reloads while requests run through the balancer: none fails.  (Not under
@@ -364,10 +350,7 @@ CONF
             my $r = http_get($srv, '/r', { Host => ($ok % 2 ? 'a.example.com' : 'b.example.com') });
             ($r->{status} // 0) == 200 ? $ok++ : $bad++;
         }
-        open my $fh, '>', "$out" or POSIX::_exit(1);
-        print $fh "$ok $bad\n";
-        close $fh;
-        POSIX::_exit(0);
+        POSIX::_exit(eval { spew("$out", "$ok $bad\n"); 1 } ? 0 : 1);
     }
     my $reloaded = 0;
     for (1 .. 3) {
@@ -375,7 +358,7 @@ CONF
         $reloaded++ if reload_nginx($srv, undef, undef);
     }
     waitpid $child, 0;
-    my ($ok, $bad) = split ' ', do { open my $fh, '<', "$out"; local $/; <$fh> // '' };
+    my ($ok, $bad) = split ' ', slurp("$out");
     is($reloaded, 3, 'three reloads while requests run');
     ok($ok > 50 && $bad == 0, "reloads under load: $ok requests answered, $bad failed");
     error_log_ok(stop_nginx($srv), 'reloads: no alert/crit/crash');

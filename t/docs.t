@@ -8,18 +8,21 @@
 # installed, renders the pages).
 use strict;
 use warnings;
+use Encode ();
 use FindBin ();
 use File::Basename qw(dirname);
 use File::Spec;
 use Test::More;
+use lib "$FindBin::Bin/lib";
+use Test::Nginx::Dynroute::Proc ();
 
 my $root = File::Spec->rel2abs("$FindBin::Bin/..");
 
-sub slurp {
+# A file of the tree as text; a file that is missing ends the test.
+sub text_of {
     my ($path) = @_;
-    open my $fh, '<:encoding(UTF-8)', $path or die "$path: $!\n";
-    local $/;
-    return scalar <$fh>;
+    die "$path: no such file\n" unless -f $path;
+    return Encode::decode('UTF-8', Test::Nginx::Dynroute::Proc::slurp($path));
 }
 
 # ---- what the source defines -----------------------------------------------
@@ -27,7 +30,7 @@ sub slurp {
 my (%directive, %variable);     # name => source file
 
 for my $file (sort glob "$root/src/*.cpp") {
-    my $src = slurp($file);
+    my $src = text_of($file);
     my $rel = File::Spec->abs2rel($file, $root);
 
     while ($src =~ /\bngx_command_t\s+\w+_commands\[\]\s*=\s*\{(.*?)\n\};/sg) {
@@ -60,7 +63,7 @@ for my $page (@pages) {
     my $rel = File::Spec->abs2rel($page, $root);
     my ($n, $fenced) = (0, 0);
 
-    for my $line (split /\n/, slurp($page)) {
+    for my $line (split /\n/, text_of($page)) {
         $n++;
         if ($line =~ /^\s*(```|~~~)/) {
             $fenced = !$fenced;
@@ -100,7 +103,7 @@ for my $name (sort grep { /^dynroute/ } keys %row) {
 
 # ---- the README points to the reference ------------------------------------
 
-my $readme = slurp("$root/README.md");
+my $readme = text_of("$root/README.md");
 for my $page (qw(docs/ngx_http_dynroute_module.md
                  docs/ngx_http_dynroute_cors_module.md))
 {
@@ -110,14 +113,14 @@ for my $page (qw(docs/ngx_http_dynroute_module.md
 # ---- LICENSE is the licence debian/copyright states ------------------------
 
 {
-    my $copyright = slurp("$root/debian/copyright");
+    my $copyright = text_of("$root/debian/copyright");
     my ($holder) = $copyright =~ /^Copyright:\s*(.+?)\s*$/m;
     my ($name, $body) = $copyright
         =~ /^Files: \*\n(?:.+\n)*?License: (\S+)\n\n(?:.+\n)*?^License: \1\n((?: .*\n)+)/m;
     my $text = join '', map { s/^ //r =~ s/^\.$//r } split /^/m, $body // '';
     ok(defined $holder && defined $name && length $text,
        'debian/copyright states the copyright and licence of Files: *');
-    is(slurp("$root/LICENSE"), "Copyright (C) $holder\n\n$text",
+    is(text_of("$root/LICENSE"), "Copyright (C) $holder\n\n$text",
        "LICENSE is the $name text of debian/copyright, same copyright line");
 }
 
@@ -129,7 +132,7 @@ sub anchors {
     my ($file) = @_;
     my (%seen, %anchor);
     my $fenced = 0;
-    for my $line (split /\n/, slurp($file)) {
+    for my $line (split /\n/, text_of($file)) {
         if ($line =~ /^\s*(```|~~~)/) { $fenced = !$fenced; next }
         next if $fenced || $line !~ /^#{1,6}\s+(.*?)\s*#*\s*$/;
         (my $slug = lc $1) =~ s/[^\w\- ]//g;
@@ -146,7 +149,7 @@ push @documents, sort(glob("$root/docs/*.md")), sort(glob("$root/docs/*/*.md"));
 
 for my $doc (@documents) {
     my $rel  = File::Spec->abs2rel($doc, $root);
-    my $text = slurp($doc);
+    my $text = text_of($doc);
     $text =~ s/^\s*```.*?^\s*```//msg;      # no links in code blocks
 
     while ($text =~ /\]\(([^)\s]+)\)/g) {
@@ -230,9 +233,9 @@ my %man = (dynroutectl => 'tools/man/dynroutectl.1',
 
 # the package installs a page for each tool it installs
 my @installed = map { m{^tools/(\S+)\s+usr/s?bin\b} ? $1 : () }
-                split /\n/, slurp("$root/debian/dynroute-tools.install");
+                split /\n/, text_of("$root/debian/dynroute-tools.install");
 my %packaged = map { $_ => 1 } grep { /\S/ }
-               split /\n/, slurp("$root/debian/dynroute-tools.manpages");
+               split /\n/, text_of("$root/debian/dynroute-tools.manpages");
 is_deeply([sort @installed], [sort keys %man],
           'the tools dynroute-tools installs are those with manual pages');
 for my $tool (sort keys %man) {
@@ -242,7 +245,7 @@ for my $tool (sort keys %man) {
 
 for my $tool (sort keys %man) {
     my $page = $man{$tool};
-    my $roff = slurp("$root/$page");
+    my $roff = text_of("$root/$page");
     my $sec  = roff_sections($roff);
 
     for my $name ('NAME', 'SYNOPSIS', 'DESCRIPTION', 'OPTIONS', 'EXIT STATUS',
@@ -266,7 +269,7 @@ for my $tool (sort keys %man) {
     }
 
     # environment variables the source reads: both ways
-    my $src = slurp("$root/tools/$tool");
+    my $src = text_of("$root/tools/$tool");
     my %env = map { $_ => 1 }
         $src =~ /\bos\.environ\.(?:get|setdefault)\(\s*"([A-Z0-9_]+)"/g;
     my %env_doc = map { /^([A-Z][A-Z0-9_]+)$/ ? ($1 => 1) : () }
@@ -282,7 +285,7 @@ for my $tool (sort keys %man) {
 # dynroutectl: every command and subcommand, and the options of their own
 {
     my $page = $man{dynroutectl};
-    my $sec = roff_sections(slurp("$root/$page"));
+    my $sec = roff_sections(text_of("$root/$page"));
     my @tags = roff_tags($sec->{COMMANDS});
     my $text = roff_plain(join ' ', split /\n/, $sec->{COMMANDS} // '');
     my %global = map { $_ => 1 } help_options(help_of('dynroutectl'));
@@ -309,7 +312,7 @@ for my $tool (sort keys %man) {
 # dynroute-agent: the keys of its configuration file, and its unit
 {
     my $page = $man{'dynroute-agent'};
-    my $sec  = roff_sections(slurp("$root/$page"));
+    my $sec  = roff_sections(text_of("$root/$page"));
     my $conf = roff_plain(join ' ', split /\n/,
                           $sec->{'CONFIGURATION FILE'} // '');
     my %keys = map { s/^--//r => 1 } grep { !/^-(?:h|-help|-config)$/ }
@@ -319,13 +322,13 @@ for my $tool (sort keys %man) {
              "$page: CONFIGURATION FILE names the key $key");
     }
     for my $line (grep { /^#?\s*[a-z][a-z-]* = / }
-                  split /\n/, slurp("$root/tools/agent.conf"))
+                  split /\n/, text_of("$root/tools/agent.conf"))
     {
         my ($key) = $line =~ /^#?\s*([a-z][a-z-]*) = /;
         ok($keys{$key}, "tools/agent.conf: $key is an option of the agent");
     }
 
-    my $unit = slurp("$root/tools/systemd/dynroute-agent.service");
+    my $unit = text_of("$root/tools/systemd/dynroute-agent.service");
     my $systemd = roff_plain(join ' ', split /\n/, $sec->{SYSTEMD} // '');
     my @credentials = $unit =~ /^LoadCredential=([^:\n]+):/mg;
     ok(scalar @credentials, 'the unit passes credentials');
@@ -360,11 +363,11 @@ sub lines_of {
     return join "\n", grep { length } map { s/^\s+|\s+$//gr } split /\n/, $_[0];
 }
 
-my $cors_page = slurp("$root/docs/ngx_http_dynroute_cors_module.md");
+my $cors_page = text_of("$root/docs/ngx_http_dynroute_cors_module.md");
 my ($example) = $cors_page
     =~ /^## Example Configuration\n.*?^```nginx\n(.*?)^```/ms;
 my $title = qr/^=== TEST \d+: the example of the CORS reference[^\n]*\n/m;
-my ($tested) = slurp("$root/t/cors.t") =~ /$title.*?^--- config\n(.*?)^--- /ms;
+my ($tested) = text_of("$root/t/cors.t") =~ /$title.*?^--- config\n(.*?)^--- /ms;
 
 ok(defined $example && defined $tested
        && index(lines_of($example), lines_of($tested)) >= 0,

@@ -7,6 +7,7 @@ use warnings;
 use lib 't/lib';
 use Test::Nginx::Dynroute;
 use Test::Nginx::Dynroute::Proc;
+use Test::Nginx::Dynroute::Fixtures qw(tools_node);
 use File::Temp ();
 use JSON::PP ();
 
@@ -44,47 +45,23 @@ is($r->{out}, '', 'nothing listening: nothing on stdout');
 # ---- one node -------------------------------------------------------------
 
 my $dir = File::Temp::tempdir(CLEANUP => 1);
-open my $fh, '>', "$dir/htpasswd" or die "$dir/htpasswd: $!\n";
-print {$fh} "ops:{PLAIN}secret\n";
-close $fh;
+spew("$dir/htpasswd", "ops:{PLAIN}secret\n");
 
-my $http = <<'CONF';
-    upstream service_a { server 127.0.0.1:$TEST_NGINX_PORT2; }
-    upstream service_b { server 127.0.0.1:$TEST_NGINX_PORT3; }
-    server { listen 127.0.0.1:$TEST_NGINX_PORT2; return 200 "service_a\n"; }
-    server { listen 127.0.0.1:$TEST_NGINX_PORT3; return 200 "service_b\n"; }
-
-    dynroute_zone routes 32m state=$TEST_NGINX_PREFIX/dynroute.state;
-
-    dynroute_rollout checkout {
-        variant  stable  service_a  *;
-        variant  canary  service_b  0%;
-        key      $http_x_user;
-    }
-
-    dynroute_table main {
-        shop.example.com  checkout;
-        default           service_a;
-    }
-CONF
-
-(my $config = <<'CONF') =~ s/HTPASSWD/$dir\/htpasswd/;
-    location / {
-        dynroute    main;
-        proxy_pass  http://$dynroute_upstream;
-        add_header  X-Variant $dynroute_variant always;
-    }
-    location /dynroute/ { allow 127.0.0.1; deny all; dynroute_api write=on; }
+# The node (tools_node, Test::Nginx::Dynroute::Fixtures): shop.example.com
+# goes to the rollout checkout (stable service_a *, canary service_b 0%, key
+# X-User), other hosts to service_a; the API at /dynroute/, readiness at /ready.
+# Here with a state file, room for 5001 hosts, and two more API locations:
+# read-only, and behind a password instead of an address.
+my $srv = start_nginx(tools_node(
+    zone   => 'routes 32m state=$TEST_NGINX_PREFIX/dynroute.state',
+    config => <<"CONF"));
     location /monitor/  { allow 127.0.0.1; deny all; dynroute_api write=off; }
     location /secured/ {
         auth_basic            "dynroute";
-        auth_basic_user_file  HTPASSWD;
+        auth_basic_user_file  $dir/htpasswd;
         dynroute_api          write=on;
     }
-    location = /ready { dynroute_health readiness; }
 CONF
-
-my $srv  = start_nginx(http_config => $http, config => $config);
 my $node = "127.0.0.1:$srv->{port}";
 my $api  = "http://$node/dynroute/";
 
@@ -187,9 +164,7 @@ is($r->{exit}, 1, 'host rm of an unknown host: exit 1');
 like($r->{err}, qr/^dynroutectl: \Q$node\E: 404 /m, 'host rm of an unknown host: 404');
 
 # host import: 5001 hosts, two requests
-open $fh, '>', "$dir/hosts" or die "$dir/hosts: $!\n";
-print {$fh} "# bulk\n", map { "bulk$_.example.com service_b\n" } 1 .. 5001;
-close $fh;
+spew("$dir/hosts", join '', "# bulk\n", map { "bulk$_.example.com service_b\n" } 1 .. 5001);
 $r = api('host', 'import', "$dir/hosts");
 is($r->{exit}, 0, 'host import: exit 0');
 like($r->{out}, qr/, added 5001, replaced 0\n\z/, 'host import: 5001 hosts added');

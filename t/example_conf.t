@@ -6,6 +6,7 @@ use warnings;
 use Cwd ();
 use lib 't/lib';
 use Test::Nginx::Dynroute;
+use Test::Nginx::Dynroute::Proc qw(slurp);
 
 my ($module) = grep { length } split ' ',
     (defined $ENV{TEST_NGINX_LOAD_MODULES} ? $ENV{TEST_NGINX_LOAD_MODULES}
@@ -15,9 +16,7 @@ if (!$module || $module !~ /ngx_http_dynroute_module\.so$/) {
     Test::More::plan(skip_all => 'the example loads the dynamic module');
 }
 
-open my $fh, '<', 'nginx.conf.example' or die "nginx.conf.example: $!\n";
-my $conf = do { local $/; <$fh> };
-close $fh;
+my $conf = slurp('nginx.conf.example') or die "nginx.conf.example: missing or empty\n";
 
 like($conf, qr/^load_module modules\/ngx_http_dynroute_module\.so;$/m,
      'the example loads the module the Debian way');
@@ -129,10 +128,7 @@ like("$res->{status} $res->{body}", qr/^200 # HELP dynroute_requests_total /,
 unlike($res->{body}, qr/"hosts"|runtime_hosts\{/, '... nothing of the state there');
 $res = http_get($srv, '/dynroute/', { Origin => 'https://evil.example' });
 is($res->{status}, 403, 'the API refuses a page of another origin');
-open my $lf, '<', "$srv->{prefix}/logs/routes.log" or die "routes.log: $!\n";
-my @lines = <$lf>;
-close $lf;
-my ($forced) = grep { /"reason":"header"/ } @lines;
+my ($forced) = grep { /"reason":"header"/ } split /\n/, slurp("$srv->{prefix}/logs/routes.log");
 like($forced // '', qr/^\{"time":"[^"]+","host":"shop\.example\.com","status":200,"rule":"shop\.example\.com","variant":"canary","served":"canary","reason":"header","upstream_time":"[\d.]+"\}$/,
      'the JSON access log: a forced canary line');
 

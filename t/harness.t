@@ -2,6 +2,7 @@
 # directives), so it also passes with TEST_NGINX_LOAD_MODULES= .
 use lib 't/lib';
 use Test::Nginx::Dynroute;
+use Test::Nginx::Dynroute::Proc qw(slurp);
 
 # ---- low-level API (before run_tests, which ends with done_testing) ----
 {
@@ -11,7 +12,7 @@ use Test::Nginx::Dynroute;
         workers     => 2,
     );
     ok($srv->{pid}, 'low-level: nginx started');
-    like(do { local $/; open my $fh, '<', $srv->{conf} or die; <$fh> },
+    like(slurp($srv->{conf}),
          qr/\A[^\n]*worker_processes 2;[^\n]*events \{[^\n]*\}\nhttp \{[^\n]*\n    server \{ listen 127\.0\.0\.1:$srv->{port2};/,
          'low-level: conf layout');
 
@@ -46,6 +47,34 @@ use Test::Nginx::Dynroute;
     like($out, qr/unknown directive "bogus_t_directive" in \S+nginx\.conf:4/,
          'low-level: nginx_test_config output, config line 1 = conf line 4');
 }
+
+# ---- block preprocessors (blocks 16 to 19) --------------------------------
+#
+# A block that names a backend ("--- backend: TEXT", a section of this
+# file's own) gets a server on port 2 answering TEXT after its http_config,
+# and, when it has no --- config, a location / that proxies to it.
+add_block_preprocessor(sub {
+    my ($block) = @_;
+    return unless defined $block->backend;
+    my $backend = '    server { listen 127.0.0.1:$TEST_NGINX_PORT2; return 200 "'
+                . $block->backend . "\"; }\n";
+    $block->set_value(http_config => ($block->http_config // '') . $backend);
+    $block->set_value(config => "    location / { proxy_pass http://127.0.0.1:\$TEST_NGINX_PORT2; }\n")
+        unless defined $block->config;
+});
+
+# "--- order: TEXT": the preprocessor added first answers TEXT with "first"
+# after it, the one added last appends "last" to TEXT: "TEXT last first"
+# when the one added last runs first, as in Test::Nginx.
+add_block_preprocessor(sub {
+    my ($block) = @_;
+    return unless defined $block->order;
+    $block->set_value(config => '    location / { return 200 "' . $block->order . " first\"; }\n");
+});
+add_block_preprocessor(sub {
+    my ($block) = @_;
+    $block->set_value(order => $block->order . ' last') if defined $block->order;
+});
 
 run_tests();
 
@@ -267,3 +296,45 @@ GET /sub/page.txt
 Last-Modified: Tue, 14 Nov 2023 22:13:20 GMT
 --- response_body
 port $TEST_NGINX_SERVER_PORT
+
+
+
+=== TEST 16: preprocessor: a fixture after http_config, a default --- config
+--- backend eval: "from " . "the fixture"
+--- request
+GET /x
+--- response_body chomp
+from the fixture
+--- no_error_log
+[error]
+
+
+
+=== TEST 17: preprocessor: a block's own --- config is kept
+--- backend: unused
+--- config
+    location / { return 200 "own config"; }
+--- request
+GET /
+--- response_body chomp
+own config
+
+
+
+=== TEST 18: preprocessor: the fixture goes after the block's lines (line 2 = conf line 4)
+--- backend: unused
+--- http_config
+    # line 1 of http_config
+    bogus_directive3 on;
+--- must_die
+--- error_log eval
+qr/unknown directive "bogus_directive3" in \S+nginx\.conf:4\b/
+
+
+
+=== TEST 19: preprocessors run in Test::Nginx's order: the one added last first
+--- order: ran:
+--- request
+GET /
+--- response_body chomp
+ran: last first

@@ -2,6 +2,15 @@
 # server_name / map { hostnames; }, the variables, and the 421 answer.
 use lib 't/lib';
 use Test::Nginx::Dynroute;
+use Test::Nginx::Dynroute::Fixtures qw($RULE_LOCATION);
+
+# A block without --- config routes by the table edge and answers the rule
+# that matched: $RULE_LOCATION, location / { dynroute edge; return 200
+# "$dynroute_rule\n"; }.
+add_block_preprocessor(sub {
+    my ($block) = @_;
+    $block->set_value(config => $RULE_LOCATION) unless defined $block->config;
+});
 
 run_tests();
 
@@ -66,11 +75,6 @@ __DATA__
         .example.org  service_a;
         default       service_a;
     }
---- config
-    location / {
-        dynroute edge;
-        return 200 "$dynroute_rule\n";
-    }
 --- request eval
 ["GET /", "GET /", "GET /"]
 --- more_headers eval
@@ -87,11 +91,6 @@ __DATA__
         www.example.*  service_a;
         www.*          service_a;
         default        service_a;
-    }
---- config
-    location / {
-        dynroute edge;
-        return 200 "$dynroute_rule\n";
     }
 --- request eval
 ["GET /", "GET /", "GET /", "GET /"]
@@ -136,11 +135,6 @@ __DATA__
         www.example.com  u;
         default          u;
     }
---- config
-    location / {
-        dynroute edge;
-        return 200 "$dynroute_rule\n";
-    }
 --- request eval
 ["GET /", "GET /", "GET /", "GET /", "GET /"]
 --- more_headers eval
@@ -161,11 +155,6 @@ __DATA__
         *.example.com      u;
         www.*              u;
         www.example.*      u;
-    }
---- config
-    location / {
-        dynroute edge;
-        return 200 "$dynroute_rule\n";
     }
 --- request eval
 ["GET /", "GET /", "GET /", "GET /", "GET /"]
@@ -240,11 +229,6 @@ tenant=acme42 zone=eu
         ~*^API    u;
         default   u;
     }
---- config
-    location / {
-        dynroute edge;
-        return 200 "$dynroute_rule\n";
-    }
 --- more_headers
 Host: API.example.com
 --- request
@@ -261,11 +245,6 @@ GET /
         \ip       u;
         \default  u;
         default   u;
-    }
---- config
-    location / {
-        dynroute edge;
-        return 200 "$dynroute_rule\n";
     }
 --- request eval
 ["GET /", "GET /", "GET /"]
@@ -367,11 +346,6 @@ service_a/a.example.com service_a
     upstream u { server 127.0.0.1:$TEST_NGINX_PORT2; }
     dynroute_table edge {
         localhost  u;
-    }
---- config
-    location / {
-        dynroute edge;
-        return 200 "$dynroute_rule\n";
     }
 --- raw_request eval
 "GET / HTTP/1.0\r\n\r\n"

@@ -8,6 +8,7 @@ use strict;
 use warnings;
 use lib 't/lib';
 use Test::Nginx::Dynroute;
+use Test::Nginx::Dynroute::Proc qw(slurp wait_for);
 
 my $http = <<'CONF';
     large_client_header_buffers 4 128k;
@@ -105,10 +106,7 @@ sub workers_of {
     my ($master) = @_;
     my @pids;
     for my $stat (glob '/proc/[0-9]*/stat') {
-        open my $fh, '<', $stat or next;
-        my $line = <$fh>;
-        close $fh;
-        next unless defined $line && $line =~ /^(\d+) \(.*\) \S (\d+) /;
+        next unless slurp($stat) =~ /^(\d+) \(.*\) \S (\d+) /;
         push @pids, $1 if $2 == $master;
     }
     # master_process off (under valgrind): the master serves by itself
@@ -120,11 +118,7 @@ my $srv = start_nginx(http_config => $http, config => $config, workers => 2);
 # (under valgrind, master_process off, the master serves alone)
 my $single = ($ENV{TEST_NGINX_BINARY} // '') =~ /valgrind/;
 my $before = '';
-for (1 .. 100) {
-    $before = workers_of($srv->{pid});
-    last if $single || $before =~ /,/;
-    select undef, undef, undef, 0.1;
-}
+wait_for(10, sub { $before = workers_of($srv->{pid}); $single || $before =~ /,/ }, 0.1);
 ok(length $before, "workers running ($before)");
 
 my $res = http_get($srv, '/', { Host => 'a.example.com' });

@@ -2,6 +2,15 @@
 # names that merely start with a digit are names.
 use lib 't/lib';
 use Test::Nginx::Dynroute;
+use Test::Nginx::Dynroute::Fixtures qw($RULE_LOCATION);
+
+# A block without --- config routes by the table edge and answers the rule
+# that matched: $RULE_LOCATION, location / { dynroute edge; return 200
+# "$dynroute_rule\n"; }.
+add_block_preprocessor(sub {
+    my ($block) = @_;
+    $block->set_value(config => $RULE_LOCATION) unless defined $block->config;
+});
 
 # A jump to a named location finishes the request cleanly: the connection
 # stays usable for the next (pipelined, keepalive) request.
@@ -105,11 +114,6 @@ __DATA__
         10.0.0.1  u;
         ~^10\.    u;
         default   u;
-    }
---- config
-    location / {
-        dynroute edge;
-        return 200 "$dynroute_rule\n";
     }
 --- request eval
 ["GET /", "GET /", "GET /"]

@@ -9,8 +9,8 @@ use strict;
 use warnings;
 use lib 't/lib';
 use Test::Nginx::Dynroute;
+use Test::Nginx::Dynroute::Proc qw(slurp wait_for);
 use JSON::PP ();
-use Time::HiRes ();
 
 my $json = JSON::PP->new->canonical;
 
@@ -160,12 +160,12 @@ sub scrape {
 sub settled {
     my ($srv) = @_;
     my $last = '';
-    for (1 .. 50) {
+    wait_for(2, sub {
         my (undef, $text) = scrape($srv);
-        return samples($text) if $text eq $last;
+        my $same = $text eq $last;
         $last = $text;
-        Time::HiRes::sleep(0.02);
-    }
+        return $same;
+    }, 0.02);
     return samples($last);
 }
 
@@ -310,7 +310,7 @@ is(value($m, 'dynroute_draining'), 0, 'not draining');
 
 # the JSON access log
 my @log = map { $json->decode($_) } grep { /\S/ } split /\n/,
-          Test::Nginx::Dynroute::_slurp("$srv->{prefix}/logs/routes.log");
+          slurp("$srv->{prefix}/logs/routes.log");
 my ($hdr) = grep { $_->{reason} eq 'header' } @log;
 is($hdr && "$hdr->{variant} $hdr->{served} $hdr->{status}", 'canary canary 503',
    'access log: a header override, chosen and served by the canary');

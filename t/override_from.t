@@ -12,7 +12,18 @@ use strict;
 use warnings;
 use lib 't/lib';
 use Test::Nginx::Dynroute;
+use Test::Nginx::Dynroute::Fixtures qw($STABLE_CANARY);
 use Time::HiRes ();
+
+# A block that declares no upstream of its own gets the upstreams stable
+# and canary after its --- http_config: $STABLE_CANARY, whose servers answer
+# "stable\n" and "canary\n".
+add_block_preprocessor(sub {
+    my ($block) = @_;
+    my $http = $block->http_config // '';
+    $block->set_value(http_config => $http . $STABLE_CANARY)
+        unless $http =~ /^\s*upstream\s/m;
+});
 
 my $t0 = Time::HiRes::time();
 
@@ -476,10 +487,6 @@ qr/\[emerg\] .*invalid number of parameters in "override_from" of dynroute rollo
 
 === TEST 10: override_from all: every client steers, whatever its address
 --- http_config
-upstream stable { server 127.0.0.1:$TEST_NGINX_PORT2; }
-upstream canary { server 127.0.0.1:$TEST_NGINX_PORT3; }
-server { listen 127.0.0.1:$TEST_NGINX_PORT2; return 200 "stable\n"; }
-server { listen 127.0.0.1:$TEST_NGINX_PORT3; return 200 "canary\n"; }
 dynroute_rollout checkout {
     variant  stable  stable  100%;
     variant  canary  canary  0%;
@@ -515,10 +522,6 @@ dynroute_table edge { default checkout; }
 
 === TEST 11: a CIDR with host bits: a warning, and it still matches
 --- http_config
-upstream stable { server 127.0.0.1:$TEST_NGINX_PORT2; }
-upstream canary { server 127.0.0.1:$TEST_NGINX_PORT3; }
-server { listen 127.0.0.1:$TEST_NGINX_PORT2; return 200 "stable\n"; }
-server { listen 127.0.0.1:$TEST_NGINX_PORT3; return 200 "canary\n"; }
 dynroute_rollout checkout {
     variant  stable  stable  100%;
     variant  canary  canary  0%;

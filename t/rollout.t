@@ -3,17 +3,24 @@
 # chosen variant's upstream is down.
 use lib 't/lib';
 use Test::Nginx::Dynroute;
+use Test::Nginx::Dynroute::Fixtures qw($STABLE_CANARY);
+
+# A block that declares no upstream of its own gets the upstreams stable
+# and canary after its --- http_config: $STABLE_CANARY, whose servers answer
+# "stable\n" and "canary\n".
+add_block_preprocessor(sub {
+    my ($block) = @_;
+    my $http = $block->http_config // '';
+    $block->set_value(http_config => $http . $STABLE_CANARY)
+        unless $http =~ /^\s*upstream\s/m;
+});
 
 # A rollout keyed on a named capture of the table's own regex splits by that
 # capture: 200 tenants from one client address, 30% canary.  (Were the
 # variant picked before the captures are set, every tenant would fall back to
 # the client address and get the same variant.)
 {
-    my $srv = start_nginx(http_config => <<'CONF', config => <<'CONF');
-    upstream stable { server 127.0.0.1:$TEST_NGINX_PORT2; }
-    upstream canary { server 127.0.0.1:$TEST_NGINX_PORT3; }
-    server { listen 127.0.0.1:$TEST_NGINX_PORT2; return 200 "stable\n"; }
-    server { listen 127.0.0.1:$TEST_NGINX_PORT3; return 200 "canary\n"; }
+    my $srv = start_nginx(http_config => $STABLE_CANARY . <<'CONF', config => <<'CONF');
     dynroute_rollout by_tenant {
         variant stable stable *;
         variant canary canary 30%;
@@ -49,10 +56,6 @@ __DATA__
 
 === TEST 1: weights alone: a 100% variant takes everyone
 --- http_config
-upstream stable { server 127.0.0.1:$TEST_NGINX_PORT2; }
-upstream canary { server 127.0.0.1:$TEST_NGINX_PORT3; }
-server { listen 127.0.0.1:$TEST_NGINX_PORT2; return 200 "stable\n"; }
-server { listen 127.0.0.1:$TEST_NGINX_PORT3; return 200 "canary\n"; }
 dynroute_rollout checkout {
     variant  stable  stable  100%;
     variant  canary  canary  0%;
@@ -121,10 +124,6 @@ dynroute_table edge { default checkout; }
 
 === TEST 3: the cookie override, and the header before the cookie
 --- http_config
-upstream stable { server 127.0.0.1:$TEST_NGINX_PORT2; }
-upstream canary { server 127.0.0.1:$TEST_NGINX_PORT3; }
-server { listen 127.0.0.1:$TEST_NGINX_PORT2; return 200 "stable\n"; }
-server { listen 127.0.0.1:$TEST_NGINX_PORT3; return 200 "canary\n"; }
 dynroute_rollout checkout {
     variant  stable  stable  100%;
     variant  canary  canary  *;
@@ -154,10 +153,6 @@ dynroute_table edge { default checkout; }
 
 === TEST 4: source CIDRs: first match, after header and cookie
 --- http_config
-upstream stable { server 127.0.0.1:$TEST_NGINX_PORT2; }
-upstream canary { server 127.0.0.1:$TEST_NGINX_PORT3; }
-server { listen 127.0.0.1:$TEST_NGINX_PORT2; return 200 "stable\n"; }
-server { listen 127.0.0.1:$TEST_NGINX_PORT3; return 200 "canary\n"; }
 dynroute_rollout office {
     variant  stable  stable  100%;
     variant  canary  canary  0%;
@@ -262,10 +257,6 @@ connect() failed (111: Connection refused) while connecting to upstream
 
 === TEST 7: rollouts and plain targets in one table; named locations too
 --- http_config
-upstream stable { server 127.0.0.1:$TEST_NGINX_PORT2; }
-upstream canary { server 127.0.0.1:$TEST_NGINX_PORT3; }
-server { listen 127.0.0.1:$TEST_NGINX_PORT2; return 200 "stable\n"; }
-server { listen 127.0.0.1:$TEST_NGINX_PORT3; return 200 "canary\n"; }
 dynroute_rollout checkout {
     variant  stable  stable  0%;
     variant  canary  canary  100%;

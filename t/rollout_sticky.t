@@ -6,12 +6,9 @@ use strict;
 use warnings;
 use lib 't/lib';
 use Test::Nginx::Dynroute;
+use Test::Nginx::Dynroute::Fixtures qw($STABLE_CANARY);
 
-my $http = <<'CONF';
-    upstream stable { server 127.0.0.1:$TEST_NGINX_PORT2; }
-    upstream canary { server 127.0.0.1:$TEST_NGINX_PORT3; }
-    server { listen 127.0.0.1:$TEST_NGINX_PORT2; return 200 "stable\n"; }
-    server { listen 127.0.0.1:$TEST_NGINX_PORT3; return 200 "canary\n"; }
+my $http = $STABLE_CANARY . <<'CONF';
     dynroute_rollout checkout {
         variant  stable  stable  *;
         variant  canary  canary  WEIGHT;

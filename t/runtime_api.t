@@ -9,6 +9,7 @@ use strict;
 use warnings;
 use lib 't/lib';
 use Test::Nginx::Dynroute;
+use Test::Nginx::Dynroute::Proc qw(slurp spew);
 use JSON::PP ();
 use POSIX ();
 use File::Temp ();
@@ -106,20 +107,6 @@ sub spread {
     my %seen;
     $seen{ route($srv, $host, $_, $path) }++ for 1 .. $n;
     return join ', ', map { "$_=$seen{$_}" } sort keys %seen;
-}
-
-sub slurp {
-    my ($path) = @_;
-    open my $fh, '<', $path or return '';
-    local $/;
-    return scalar <$fh>;
-}
-
-sub spew {
-    my ($path, $text) = @_;
-    open my $fh, '>', $path or die "$path: $!\n";
-    print {$fh} $text;
-    close $fh;
 }
 
 # ---- nginx -t: what the configuration may and may not say ----------------
@@ -364,10 +351,8 @@ for my $k (1 .. 4) {
         while (Time::HiRes::time() < $until && $n < 20000) {
             $seen{ route($srv, 'shop.example.com', ++$n) }++;
         }
-        open my $fh, '>', "$out/$k" or POSIX::_exit(1);
-        print {$fh} map { "$_\t$seen{$_}\n" } sort keys %seen;
-        close $fh;
-        POSIX::_exit(0);
+        my $ok = eval { spew("$out/$k", join '', map { "$_\t$seen{$_}\n" } sort keys %seen); 1 };
+        POSIX::_exit($ok ? 0 : 1);
     }
     push @kids, $pid;
 }
@@ -381,8 +366,7 @@ while (Time::HiRes::time() < $flip_until && $flips < 2000) {
 waitpid $_, 0 for @kids;
 my %all;
 for my $k (1 .. 4) {
-    open my $fh, '<', "$out/$k" or next;
-    while (<$fh>) { chomp; my ($what, $n) = split /\t/; $all{$what} += $n }
+    for (split /\n/, slurp("$out/$k")) { my ($what, $n) = split /\t/; $all{$what} += $n }
 }
 my $total = 0;
 $total += $_ for values %all;
@@ -414,8 +398,7 @@ is(route($srv, 'keep.example.com', 1), 'service_b ', 'reload: the runtime host')
 
 # kill -9 a worker: the master starts another, which reads the zone
 {
-    my $log = do { local $/; open my $fh, '<', $srv->{error_log}; <$fh> };
-    my @pids = $log =~ /start worker process (\d+)/g;
+    my @pids = slurp($srv->{error_log}) =~ /start worker process (\d+)/g;
     my @alive = grep { kill 0, $_ } @pids;
     ok(@alive >= 1, 'a worker to kill');
     kill 'KILL', $alive[-1];
@@ -569,22 +552,20 @@ unlink $state_file;
     for my $k (1 .. 4) {
         my $pid = fork // die "fork: $!\n";
         if ($pid == 0) {
-            open my $fh, '>', "$out/$k" or POSIX::_exit(1);
+            my $answers = '';
             for my $i (1 .. 40) {
                 my ($c, $d) = call($s, 'PUT', "/dynroute/hosts/w$k-$i.example.com",
                                    '{"target":"service_b","table":"main"}');
-                print {$fh} "$c " . ($d->{generation} // '-') . "\n";
+                $answers .= "$c " . ($d->{generation} // '-') . "\n";
             }
-            close $fh;
-            POSIX::_exit(0);
+            POSIX::_exit(eval { spew("$out/$k", $answers); 1 } ? 0 : 1);
         }
         push @kids, $pid;
     }
     waitpid $_, 0 for @kids;
     my (%status, %gens);
     for my $k (1 .. 4) {
-        open my $fh, '<', "$out/$k" or next;
-        while (<$fh>) {
+        for (split /\n/, slurp("$out/$k")) {
             my ($c, $g) = split;
             $status{$c}++;
             $gens{$g}++;

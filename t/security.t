@@ -10,6 +10,8 @@
 # Each case comes with a control written with map, where one applies.
 use lib 't/lib';
 use Test::Nginx::Dynroute;
+use Test::Nginx::Dynroute::Fixtures qw($STABLE_CANARY);
+use Test::Nginx::Dynroute::Proc qw(spew);
 
 my $curl = `command -v curl 2>/dev/null`;
 chomp $curl;
@@ -156,9 +158,7 @@ CONF
 CONF
     );
     mkdir "$srv->{html_dir}/s";
-    open my $fh, '>', "$srv->{html_dir}/s/f.txt" or die "f.txt: $!";
-    print $fh $body;
-    close $fh;
+    spew("$srv->{html_dir}/s/f.txt", $body);
     my %variants;
     for my $u (1 .. 4) {
         my $res = http_get($srv, '/s/f.txt', { Host => 'shop.example.com', 'X-User' => "u$u" });
@@ -224,11 +224,7 @@ CONF
 # $remote_addr, the logs and allow/deny see.
 {
     my $srv = start_nginx(
-        http_config => <<'CONF',
-    upstream stable { server 127.0.0.1:$TEST_NGINX_PORT2; }
-    upstream canary { server 127.0.0.1:$TEST_NGINX_PORT3; }
-    server { listen 127.0.0.1:$TEST_NGINX_PORT2; return 200 "stable\n"; }
-    server { listen 127.0.0.1:$TEST_NGINX_PORT3; return 200 "canary\n"; }
+        http_config => $STABLE_CANARY . <<'CONF',
     dynroute_rollout by_source {
         variant stable stable *;
         variant canary canary 0%;

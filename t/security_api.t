@@ -16,6 +16,7 @@
 use lib 't/lib';
 use Test::Nginx::Dynroute;
 
+# what every block has in http{}: a service, the zone, the table
 our $http = <<'CONF';
 upstream service_a { server 127.0.0.1:$TEST_NGINX_PORT2; }
 server { listen 127.0.0.1:$TEST_NGINX_PORT2; return 200 "a\n"; }
@@ -43,13 +44,19 @@ location /dynroute/ {
 location = /ready { dynroute_health readiness; }
 CONF
 
+# A block without --- http_config gets $http; without --- config, $plain
+# (the API as reported).
+add_block_preprocessor(sub {
+    my ($block) = @_;
+    $block->set_value(http_config => $http) unless defined $block->http_config;
+    $block->set_value(config => $plain) unless defined $block->config;
+});
+
 run_tests();
 
 __DATA__
 
 === TEST 1: the reported drain: a cross-site HTML form (urlencoded, Origin of the page)
---- http_config eval: $::http
---- config eval: $::plain
 --- raw_request eval
 ["POST /dynroute/drain HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nOrigin: https://evil.example\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 3\r\n\r\na=1",
  "GET /ready HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"]
@@ -64,8 +71,6 @@ dynroute: API request refused: requests from web pages of "https://evil.example"
 
 
 === TEST 2: a form without an Origin (an older browser): not JSON, refused
---- http_config eval: $::http
---- config eval: $::plain
 --- raw_request eval
 ["POST /dynroute/drain HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 3\r\n\r\na=1",
  "POST /dynroute/drain HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\n{}",
@@ -83,8 +88,6 @@ dynroute: API request refused: requests from web pages of "https://evil.example"
 
 
 === TEST 3: a cross-site fetch() with JSON: its Origin is refused
---- http_config eval: $::http
---- config eval: $::plain
 --- raw_request eval
 ["PUT /dynroute/hosts/x.example.com HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nOrigin: http://127.0.0.1:1\r\nContent-Type: application/json\r\nContent-Length: 22\r\n\r\n{\"target\":\"service_a\"}",
  "GET /dynroute/ HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nOrigin: null\r\n\r\n",
@@ -98,8 +101,6 @@ dynroute: API request refused: requests from web pages of "https://evil.example"
 
 
 === TEST 4: the reported DNS rebinding: a PUT with the attacker's name as Host
---- http_config eval: $::http
---- config eval: $::plain
 --- raw_request eval
 ["PUT /dynroute/hosts/x.example.com HTTP/1.1\r\nHost: rebind.attacker.example:\$TEST_NGINX_SERVER_PORT\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: 22\r\n\r\n{\"target\":\"service_a\"}",
  "PUT /dynroute/hosts/x.example.com HTTP/1.1\r\nHost: rebind.attacker.example:\$TEST_NGINX_SERVER_PORT\r\nConnection: close\r\nOrigin: http://rebind.attacker.example:\$TEST_NGINX_SERVER_PORT\r\nContent-Type: application/json\r\nContent-Length: 22\r\n\r\n{\"target\":\"service_a\"}",
@@ -117,7 +118,6 @@ dynroute: API request refused: this API answers to the names of its server{}
 
 
 === TEST 5: what the API does answer: its own origin, its names, listed ones
---- http_config eval: $::http
 --- config eval: $::api
 --- raw_request eval
 ["POST /dynroute/drain HTTP/1.1\r\nHost: 127.0.0.1:\$TEST_NGINX_SERVER_PORT\r\nConnection: close\r\nOrigin: http://127.0.0.1:\$TEST_NGINX_SERVER_PORT\r\nContent-Type: application/json\r\nContent-Length: 0\r\n\r\n",
@@ -137,7 +137,6 @@ dynroute: API request refused: this API answers to the names of its server{}
 
 
 === TEST 6: the reported location: an exact one would answer the whole state
---- http_config eval: $::http
 --- config
 location = /dynroute/metrics { dynroute_api; }
 --- must_die
@@ -147,7 +146,6 @@ qr/\[emerg\] .*dynroute_api in the exact location "= \/dynroute\/metrics" can se
 
 
 === TEST 7: metrics alone at an exact location, read-only, for monitoring
---- http_config eval: $::http
 --- config
 location = /metrics { dynroute_api only=metrics; }
 location / { dynroute edge; proxy_pass http://$dynroute_upstream; }
@@ -164,7 +162,6 @@ location / { dynroute edge; proxy_pass http://$dynroute_upstream; }
 
 
 === TEST 8: "location /pub" serves /pub/hosts, not /pubhosts
---- http_config eval: $::http
 --- config
 location /pub { dynroute_api; }
 --- request eval
@@ -178,7 +175,6 @@ location /pub { dynroute_api; }
 
 
 === TEST 9: only=metrics,status: the metrics, the stats and the page, nothing of the state
---- http_config eval: $::http
 --- config
 location /monitor/ { dynroute_api only=metrics,status; }
 --- request eval
@@ -197,7 +193,6 @@ location /monitor/ { dynroute_api only=metrics,status; }
 
 
 === TEST 10: only=status alone, and the status page needs a prefix location
---- http_config eval: $::http
 --- config
 location /status/ { dynroute_api only=status; }
 location = /s { dynroute_api only=status; }
@@ -208,7 +203,6 @@ qr/dynroute_api in the exact location "= \/s" can serve the metrics alone.* in \
 
 
 === TEST 11: only= is read-only
---- http_config eval: $::http
 --- config
 location /monitor/ { dynroute_api only=metrics write=on; }
 --- must_die
@@ -218,7 +212,6 @@ qr/dynroute_api with only= is read-only: drop write=on.* in \S+nginx\.conf:\d+$/
 
 
 === TEST 12: a bad origin= or host= fails nginx -t with the value
---- http_config eval: $::http
 --- config
 location /dynroute/ { dynroute_api origin=*; }
 --- must_die
@@ -228,7 +221,6 @@ qr/"\*" would let every web page use the API: list the origins of the operators'
 
 
 === TEST 13: host= takes a name, not a wildcard
---- http_config eval: $::http
 --- config
 location /dynroute/ { dynroute_api host=*.example.com; }
 --- must_die

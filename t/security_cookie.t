@@ -12,6 +12,7 @@ use strict;
 use warnings;
 use lib 't/lib';
 use Test::Nginx::Dynroute;
+use Test::Nginx::Dynroute::Fixtures qw($STABLE_CANARY);
 use File::Temp ();
 use Time::HiRes ();
 
@@ -23,7 +24,7 @@ $ENV{TEST_NGINX_STICKY_SECRET} = $secret->filename;
 # a 50/50 rollout keyed by X-User, its cookie's max_age, the runtime API
 sub http_config {
     my ($max_age) = @_;
-    return <<"CONF" . <<'CONF';
+    return <<"CONF" . $STABLE_CANARY . <<'CONF';
     dynroute_rollout checkout {
         variant  stable  stable  50%;
         variant  canary  canary  50%;
@@ -31,10 +32,6 @@ sub http_config {
         sticky_cookie dr max_age=$max_age;
     }
 CONF
-    upstream stable { server 127.0.0.1:$TEST_NGINX_PORT2; }
-    upstream canary { server 127.0.0.1:$TEST_NGINX_PORT3; }
-    server { listen 127.0.0.1:$TEST_NGINX_PORT2; return 200 "stable\n"; }
-    server { listen 127.0.0.1:$TEST_NGINX_PORT3; return 200 "canary\n"; }
     dynroute_zone cookies 1m;
     dynroute_sticky_secret $TEST_NGINX_STICKY_SECRET;
     dynroute_table edge { default checkout; }

@@ -12,25 +12,11 @@
 #     a generation never wraps around (finding 10).
 use lib 't/lib';
 use Test::Nginx::Dynroute;
+use Test::Nginx::Dynroute::Proc qw(slurp spew wait_for);
 
 use File::Temp ();
 use IO::Socket::IP ();
 use POSIX ();
-
-sub slurp {
-    my ($path) = @_;
-    open my $fh, '<', $path or return undef;
-    local $/;
-    my $c = <$fh>;
-    return $c;
-}
-
-sub spew {
-    my ($path, $content) = @_;
-    open my $fh, '>', $path or die "cannot write $path: $!\n";
-    print {$fh} $content;
-    close $fh or die "cannot write $path: $!\n";
-}
 
 # Runs $code in a child process as the user nobody (group nogroup), as the
 # workers' user would; returns the child's exit status.
@@ -56,16 +42,36 @@ sub api {
         . 'Content-Length: ' . length($body) . "\r\n\r\n$body");
 }
 
-sub wait_for {
-    my ($cond, $secs) = @_;
-    for (1 .. ($secs // 5) * 20) {
-        return 1 if $cond->();
-        select undef, undef, undef, 0.05;
-    }
-    return $cond->();
+my $nobody = getpwnam('nobody');
+
+# The node of these tests: service_a answers "a\n"; the zone z keeps its
+# state in $state; the table edge sends every host to service_a; location /
+# routes by it, the API is at /dynroute/ (write=on).  start_nginx's
+# arguments.
+sub api_node {
+    my ($state) = @_;
+    return (http_config => <<CONF, config => <<'CONF');
+    upstream service_a { server 127.0.0.1:\$TEST_NGINX_PORT2; }
+    server { listen 127.0.0.1:\$TEST_NGINX_PORT2; return 200 "a\\n"; }
+    dynroute_zone z 1m state=$state;
+    dynroute_table edge { default service_a; }
+CONF
+    location / { dynroute edge; proxy_pass http://$dynroute_upstream; }
+    location /dynroute/ { dynroute_api write=on; }
+CONF
 }
 
-my $nobody = getpwnam('nobody');
+# A directory the workers' user owns, as the docs ask, inside one that
+# everyone may cross: (the outer one, the state directory).
+sub state_dir_of_nobody {
+    my $top = File::Temp::tempdir('dynroute-stateXXXXXX', TMPDIR => 1,
+                                  CLEANUP => 1);
+    chmod 0711, $top;
+    my $dir = "$top/state";
+    mkdir $dir, 0700 or die "mkdir $dir: $!\n";
+    chown $nobody, (getgrnam('nogroup'))[2], $dir;
+    return ($top, $dir);
+}
 
 # ---- finding 1: a link planted where the state file's temporary file goes
 
@@ -73,14 +79,8 @@ SKIP: {
     skip 'runs the workers as nobody: needs root', 14
         unless $> == 0 && defined $nobody;
 
-    # a directory the workers' user owns, as the docs ask, inside one that
-    # everyone may cross; and a file of root's own next to it
-    my $top = File::Temp::tempdir('dynroute-stateXXXXXX', TMPDIR => 1,
-                                  CLEANUP => 1);
-    chmod 0711, $top;
-    my $dir = "$top/state";
-    mkdir $dir, 0700 or die "mkdir $dir: $!\n";
-    chown $nobody, (getgrnam('nogroup'))[2], $dir;
+    # a state directory as the docs ask, and a file of root's own next to it
+    my ($top, $dir) = state_dir_of_nobody();
     my $victim = "$top/root-only";
     spew($victim, "root's own\n");
     chmod 0600, $victim;
@@ -99,16 +99,7 @@ SKIP: {
     }), 0, 'as nobody: a state file to prune and links to root\'s file planted');
 
     my $old_umask = umask 0;            # as nginx's daemon mode has it
-    my $srv = start_nginx(user => 'nobody nogroup', http_config => <<CONF,
-    upstream service_a { server 127.0.0.1:\$TEST_NGINX_PORT2; }
-    server { listen 127.0.0.1:\$TEST_NGINX_PORT2; return 200 "a\\n"; }
-    dynroute_zone z 1m state=$state;
-    dynroute_table edge { default service_a; }
-CONF
-        config => <<'CONF');
-    location / { dynroute edge; proxy_pass http://$dynroute_upstream; }
-    location /dynroute/ { dynroute_api write=on; }
-CONF
+    my $srv = start_nginx(api_node($state), user => 'nobody nogroup');
     umask $old_umask;
 
     my $r = http_get($srv, '/dynroute/hosts');
@@ -120,7 +111,7 @@ CONF
     is(readlink("$state.tmp"), $victim, 'the planted link is left as it was');
 
     # the pruned state was saved by a worker, not by the root master
-    ok(wait_for(sub { (slurp($state) // '') =~ /"generation":8/ }),
+    ok(wait_for(5, sub { slurp($state) =~ /"generation":8/ }),
        'the pruned state is saved');
     my @st = stat $state;
     is($st[4], $nobody, 'by the workers\' user, not root');
@@ -148,12 +139,7 @@ SKIP: {
     skip 'runs the workers as nobody: needs root', 5
         unless $> == 0 && defined $nobody;
 
-    my $top = File::Temp::tempdir('dynroute-stateXXXXXX', TMPDIR => 1,
-                                  CLEANUP => 1);
-    chmod 0711, $top;
-    my $dir = "$top/state";
-    mkdir $dir, 0700 or die;
-    chown $nobody, (getgrnam('nogroup'))[2], $dir;
+    my ($top, $dir) = state_dir_of_nobody();
     # root's file, in the state file's own format: read through the link,
     # it would show in the API
     my $victim = "$top/root-only";
@@ -164,15 +150,7 @@ SKIP: {
     is(as_nobody(sub { symlink $victim, $state or die }), 0,
        'as nobody: the state file is a link to root\'s file');
 
-    my $srv = start_nginx(user => 'nobody nogroup', http_config => <<CONF,
-    upstream service_a { server 127.0.0.1:\$TEST_NGINX_PORT2; }
-    server { listen 127.0.0.1:\$TEST_NGINX_PORT2; return 200 "a\\n"; }
-    dynroute_zone z 1m state=$state;
-    dynroute_table edge { default service_a; }
-CONF
-        config => <<'CONF');
-    location /dynroute/ { dynroute_api write=on; }
-CONF
+    my $srv = start_nginx(api_node($state), user => 'nobody nogroup');
     my $r = http_get($srv, '/dynroute/hosts');
     is($r->{body}, '{"generation":0,"hosts":{}}',
        'root\'s file is not read through the link');
@@ -186,17 +164,8 @@ CONF
 # ---- finding 3: a slow write in a worker of the previous configuration
 
 {
-    my $http = <<'CONF';
-    upstream service_a { server 127.0.0.1:$TEST_NGINX_PORT2; }
-    server { listen 127.0.0.1:$TEST_NGINX_PORT2; return 200 "a\n"; }
-    dynroute_zone z 1m state=$TEST_NGINX_PREFIX/dynroute.state;
-    dynroute_table edge { default service_a; }
-CONF
-    my $config = <<'CONF';
-    location / { dynroute edge; proxy_pass http://$dynroute_upstream; }
-    location /dynroute/ { dynroute_api write=on; }
-CONF
-    my $srv = start_nginx(http_config => $http, config => $config);
+    my %node = api_node('$TEST_NGINX_PREFIX/dynroute.state');
+    my $srv = start_nginx(%node);
 
     # a PUT whose body is still on its way when nginx reloads
     my $body = '{"target":"service_a"}';
@@ -211,7 +180,7 @@ CONF
         . substr($body, 0, 5);
     select undef, undef, undef, 0.2;    # read by the old worker
 
-    ok(reload_nginx($srv, $http . <<'CONF'), 'reloaded with a new upstream');
+    ok(reload_nginx($srv, $node{http_config} . <<'CONF'), 'reloaded with a new upstream');
     upstream service_new { server 127.0.0.1:$TEST_NGINX_PORT3; }
     server { listen 127.0.0.1:$TEST_NGINX_PORT3; return 200 "new\n"; }
 CONF
@@ -246,7 +215,7 @@ CONF
     is($r->{status}, 201, 'sent again, the write is applied');
 
     # a reload that drops the upstream: the first worker prunes, and says so
-    ok(reload_nginx($srv, $http), 'reloaded without the new upstream');
+    ok(reload_nginx($srv, $node{http_config}), 'reloaded without the new upstream');
     $r = http_get($srv, '/dynroute/hosts');
     unlike($r->{body}, qr/newtenant/, 'the host of the dropped upstream is pruned');
     my $log = stop_nginx($srv);

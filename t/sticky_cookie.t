@@ -19,6 +19,7 @@ use strict;
 use warnings;
 use lib 't/lib';
 use Test::Nginx::Dynroute;
+use Test::Nginx::Dynroute::Fixtures qw($STABLE_CANARY);
 use File::Temp ();
 use Time::HiRes ();
 
@@ -717,11 +718,7 @@ CONF
 # time); nginx's $cookie_ names ignore case, so $cookie_DR is the cookie dr.
 # Without max_age the cookie is a session cookie (no Max-Age).
 {
-    my $srv = start_nginx(http_config => <<'CONF', config => $config);
-    upstream stable { server 127.0.0.1:$TEST_NGINX_PORT2; }
-    upstream canary { server 127.0.0.1:$TEST_NGINX_PORT3; }
-    server { listen 127.0.0.1:$TEST_NGINX_PORT2; return 200 "stable\n"; }
-    server { listen 127.0.0.1:$TEST_NGINX_PORT3; return 200 "canary\n"; }
+    my $srv = start_nginx(http_config => $STABLE_CANARY . <<'CONF', config => $config);
     dynroute_sticky_secret $TEST_NGINX_STICKY_SECRET;
     dynroute_rollout checkout {
         variant  stable  stable  50%;

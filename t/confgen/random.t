@@ -29,6 +29,7 @@ use warnings;
 use FindBin ();
 use lib "$FindBin::Bin/../lib", $FindBin::Bin;
 use Test::Nginx::Dynroute;
+use Test::Nginx::Dynroute::Proc qw(spew);
 use ConfGen;
 use Cwd ();
 use File::Path ();
@@ -210,11 +211,7 @@ sub check_stopped {
 sub restart {
     my ($c, $p, $reports) = @_;
     my $rs = $c->{restart};
-    for my $f (keys %{$rs->{files}}) {
-        open my $fh, '>', $f or die "cannot write $f: $!\n";
-        print {$fh} $rs->{files}{$f};
-        close $fh or die "cannot write $f: $!\n";
-    }
+    spew($_, $rs->{files}{$_}) for keys %{$rs->{files}};
     my ($st, $out) = nginx_test_config(conf => $rs->{conf});
     push @$p, map { "nginx -t of the restarted copy: $_" } grep { /$BadRe/ && !/\[emerg\]/ } split /\n/, $out;
     push @$reports, sanitizer_reports($out);
@@ -278,11 +275,7 @@ for my $seed ($seed0 .. $seed0 + $count - 1) {
     File::Path::make_path($dir);
     my $c = ConfGen::generate($seed, dir => $dir, modules => \@modules, root => $> == 0,
                               ipv6 => $ipv6);
-    for my $f (keys %{$c->{files}}) {
-        open my $fh, '>', $f or die "cannot write $f: $!\n";
-        print {$fh} $c->{files}{$f};
-        close $fh or die "cannot write $f: $!\n";
-    }
+    spew($_, $c->{files}{$_}) for keys %{$c->{files}};
     my $lines = () = $c->{conf} =~ /\n/g;
 
     my ($st, $out) = nginx_test_config(conf => $c->{conf});

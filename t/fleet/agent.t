@@ -10,6 +10,7 @@ use warnings;
 use lib 't/lib';
 use Test::Nginx::Dynroute;
 use Test::Nginx::Dynroute::Proc;
+use Test::Nginx::Dynroute::Fixtures qw(tools_node);
 use File::Temp ();
 use Test::More ();
 
@@ -44,39 +45,16 @@ sub ctl { return run_cmd(tool_cmd('dynroutectl'), '--etcd', $endpoint, @_) }
 
 # ---- nginx and the agent ----------------------------------------------------------
 
-my $http = <<"CONF";
-    upstream service_a { server 127.0.0.1:\$TEST_NGINX_PORT2; }
-    upstream service_b { server 127.0.0.1:\$TEST_NGINX_PORT3; }
+# The node (tools_node, Test::Nginx::Dynroute::Fixtures): shop.example.com
+# goes to the rollout checkout (stable service_a *, canary service_b 0%, key
+# X-User), other hosts to service_a; the API at /dynroute/, readiness at /ready.
+# Here with a state file, and a third service to flip the canary to.
+my $srv = start_nginx(tools_node(
+    zone => 'routes 4m state=$TEST_NGINX_PREFIX/dynroute.state',
+    http => <<"CONF"));
     upstream service_c { server 127.0.0.1:$port_c; }
-    server { listen 127.0.0.1:\$TEST_NGINX_PORT2; return 200 "service_a\\n"; }
-    server { listen 127.0.0.1:\$TEST_NGINX_PORT3; return 200 "service_b\\n"; }
     server { listen 127.0.0.1:$port_c; return 200 "service_c\\n"; }
-
-    dynroute_zone routes 4m state=\$TEST_NGINX_PREFIX/dynroute.state;
-
-    dynroute_rollout checkout {
-        variant  stable  service_a  *;
-        variant  canary  service_b  0%;
-        key      \$http_x_user;
-    }
-
-    dynroute_table main {
-        shop.example.com  checkout;
-        default           service_a;
-    }
 CONF
-
-my $config = <<'CONF';
-    location / {
-        dynroute    main;
-        proxy_pass  http://$dynroute_upstream;
-        add_header  X-Variant $dynroute_variant always;
-    }
-    location /dynroute/ { allow 127.0.0.1; deny all; dynroute_api write=on; }
-    location = /ready { dynroute_health readiness; }
-CONF
-
-my $srv = start_nginx(http_config => $http, config => $config);
 my $api = "http://127.0.0.1:$srv->{port}/dynroute/";
 
 sub api_get {

@@ -15,6 +15,7 @@ use warnings;
 use lib 't/lib';
 use Test::Nginx::Dynroute;
 use Test::Nginx::Dynroute::Proc;
+use Test::Nginx::Dynroute::Fixtures qw(tools_node);
 use File::Path ();
 use File::Temp ();
 use Test::More ();
@@ -115,42 +116,19 @@ sub ctl { return run_cmd(tool_cmd('dynroutectl'), @_) }
 
 # ---- nginx ---------------------------------------------------------------------------
 
-my $http = <<"CONF";
-    upstream service_a { server 127.0.0.1:\$TEST_NGINX_PORT2; }
-    upstream service_b { server 127.0.0.1:\$TEST_NGINX_PORT3; }
-    server { listen 127.0.0.1:\$TEST_NGINX_PORT2; return 200 "service_a\\n"; }
-    server { listen 127.0.0.1:\$TEST_NGINX_PORT3; return 200 "service_b\\n"; }
-
-    dynroute_zone routes 4m;
-
-    dynroute_rollout checkout {
-        variant  stable  service_a  *;
-        variant  canary  service_b  0%;
-        key      \$http_x_user;
-    }
-
-    dynroute_table main {
-        shop.example.com  checkout;
-        default           service_a;
-    }
-    log_format api '\$request_method \$request_uri|\$content_type';
-CONF
-
-my $config = <<'CONF';
-    location / {
-        dynroute    main;
-        proxy_pass  http://$dynroute_upstream;
-        add_header  X-Variant $dynroute_variant always;
-    }
+# The node (tools_node, Test::Nginx::Dynroute::Fixtures): shop.example.com
+# goes to the rollout checkout (stable service_a *, canary service_b 0%, key
+# X-User), other hosts to service_a; the API at /dynroute/, readiness at /ready.
+# Here the API's requests are logged with their Content-Type.
+my $srv = start_nginx(tools_node(
+    http => "    log_format api '\$request_method \$request_uri|\$content_type';\n",
+    api  => <<'CONF'));
     location /dynroute/ {
         allow 127.0.0.1; deny all;
         access_log $TEST_NGINX_PREFIX/logs/api.log api;
         dynroute_api write=on;
     }
-    location = /ready { dynroute_health readiness; }
 CONF
-
-my $srv = start_nginx(http_config => $http, config => $config);
 my $api = "http://127.0.0.1:$srv->{port}/dynroute/";
 
 # What answers shop.example.com for users u1..uN: "upstream variant" => count.

@@ -43,6 +43,7 @@ C<run_tests()> ends with C<done_testing> unless the test file set a plan.
 
 C<run_tests>, C<blocks>, C<workers(N)> (worker_processes, default 1),
 C<repeat_each(N)> (send each block's request(s) N times to the same nginx),
+C<add_block_preprocessor> (below),
 C<master_on> and C<no_shuffle> (no-ops: there is always a master and blocks
 always run in order), C<plan>, C<done_testing>, C<note> and the rest of
 Test::Base's exports (C<is> with diffs, C<ok>, C<like>, C<is_deeply>,
@@ -206,6 +207,42 @@ Seconds to sleep after the requests, before stopping nginx.
 
 Test::Base's own C<--- ONLY>, C<--- SKIP>, C<--- LAST> and filters work.
 
+=head2 Block preprocessors
+
+What many blocks of a file share is given once, as in Test::Nginx::Socket:
+
+    # A block without --- config routes by the table edge and answers the
+    # rule that matched.
+    add_block_preprocessor(sub {
+        my ($block) = @_;
+        $block->set_value(config => $RULE_LOCATION) unless defined $block->config;
+    });
+
+Each code ref is called with each block before the block runs, the one
+added last first (as in Test::Nginx).  It reads the block's sections with
+their accessors (C<< $block->http_config >>; undef for a section the block
+does not have) and adds or replaces one with
+C<< $block->set_value($section, $value) >>.  It runs after the block's
+filters (an eval'd section holds its value by then) and before the
+C<$TEST_NGINX_*> substitution, so a fixture may name the ports.  A
+preprocessor that dies fails the block as a harness error.
+
+Two uses: a default for the blocks that lack a section (above), and a
+fixture added to a section, such as the upstreams stable and canary with
+their servers appended to C<--- http_config> of the blocks that declare no
+upstream of their own.  L<Test::Nginx::Dynroute::Fixtures> holds the
+fixtures that several files use.  The file says at its top what its
+preprocessor gives, and a block still shows what it is about: its table,
+rollout or API location, the requests and what they must get.
+
+B<Line numbers.>  A fixture goes B<after> the block's own lines of
+C<--- http_config> (append, never prepend): line k of the block's
+http_config stays line k+2 of nginx.conf, so C<nginx.conf:N> in its
+C<--- error_log> patterns stays right.  The lines of C<--- config> move down
+by the lines added; a block whose patterns name a line of its
+C<--- config> gets no fixture in http_config.  A default for a missing
+section moves nothing the block wrote.
+
 =head2 Tests emitted per block
 
 Per request (times C<repeat_each>): 1 for C<error_code> if given, 1 per
@@ -269,11 +306,17 @@ only the low-level API calls C<done_testing()> itself.
 Running servers left at exit (or on SIGINT/SIGTERM of the test) are stopped
 the same way.
 
-Tests that run other processes beside nginx (etcd, the tools, Prometheus)
-use L<Test::Nginx::Dynroute::Proc> (F<t/lib/Test/Nginx/Dynroute/Proc.pm>):
-files, free ports, processes started and stopped by PID, C<wait_for>,
-C<run_cmd>, etcd.  This module reads and writes files, picks ports and
-launches nginx with the same functions.
+Files, free ports, polling and the processes a test runs beside nginx
+(etcd, the tools, Prometheus, a peer of its own) come from
+L<Test::Nginx::Dynroute::Proc> (F<t/lib/Test/Nginx/Dynroute/Proc.pm>), the
+one place they are written: C<slurp>, C<spew>, C<tail_of>, C<free_ports>,
+C<wait_for>, processes started and stopped by PID, C<run_cmd>, etcd.  This
+module does not export them; a test imports what it uses:
+
+    use Test::Nginx::Dynroute::Proc qw(slurp spew wait_for);
+
+and this module reads and writes files, picks ports and launches nginx
+with the same functions.
 
 =head2 Writing this module: Spiffy
 
@@ -297,12 +340,15 @@ use IO::Select ();
 use IO::Socket::IP ();
 use POSIX ();
 use Test::Builder ();
-use Test::Nginx::Dynroute::Proc ();
+# Files, ports and processes: the helpers of the tests that run other
+# processes (and of every test that reads or writes a file).  nginx is
+# launched, not made ours: no SIGKILL at exit, stop_nginx stops it.
+use Test::Nginx::Dynroute::Proc qw(slurp spew tail_of free_ports launch wait_pid wait_for);
 use Test::More ();
 use Time::HiRes ();
 
 our @EXPORT = qw(
-    run_tests workers master_on repeat_each no_shuffle
+    run_tests workers master_on repeat_each no_shuffle add_block_preprocessor
     start_nginx http_get http_raw reload_nginx stop_nginx
     error_log_ok nginx_test_config file_lines variants_of
     done_testing note
@@ -323,6 +369,7 @@ my $ServRoot;
 my $PrefixSeq  = 0;
 my %Running;                       # master pid => server hashref
 my $ParentPid  = $$;
+my @Preprocessors;                 # code refs, the one added last first
 
 my $TDir = do {
     my $f = Cwd::abs_path(__FILE__);
@@ -332,15 +379,6 @@ my $TDir = do {
 };
 my $RepoRoot = File::Basename::dirname($TDir);
 
-# Files, ports and processes: the helpers the tests that run other
-# processes use too (Test::Nginx::Dynroute::Proc).  nginx is launched, not
-# made ours: no SIGKILL at exit, stop_nginx stops it.
-*_slurp      = \&Test::Nginx::Dynroute::Proc::slurp;
-*_spew       = \&Test::Nginx::Dynroute::Proc::spew;
-*_tail       = \&Test::Nginx::Dynroute::Proc::tail_of;
-*_free_ports = \&Test::Nginx::Dynroute::Proc::free_ports;
-*_run_nginx  = \&Test::Nginx::Dynroute::Proc::launch;
-*_wait_pid   = \&Test::Nginx::Dynroute::Proc::wait_pid;
 
 my $BadLogRe = qr/\[alert\]|\[crit\]|exited on signal|AddressSanitizer|LeakSanitizer|runtime error:/;
 
@@ -357,6 +395,13 @@ sub repeat_each() {
 }
 
 sub master_on() { return 1 }
+
+# Test::Nginx::Socket's: unshift, so that the one added last runs first.
+sub add_block_preprocessor(&) {
+    my ($code) = @_;
+    Carp::croak('add_block_preprocessor takes a code ref') unless ref $code eq 'CODE';
+    unshift @Preprocessors, $code;
+}
 
 sub no_shuffle() { return 1 }
 
@@ -382,11 +427,10 @@ sub _modules() {
 sub file_lines() {
     my ($path, $re, $at_least) = @_;
     my $n = 0;
-    for (1 .. 50) {
-        $n = grep { /$re/ } split /\n/, _slurp($path);
-        last if $n >= ($at_least // 0);
-        select undef, undef, undef, 0.1;
-    }
+    wait_for(5, sub {
+        $n = grep { /$re/ } split /\n/, slurp($path);
+        return $n >= ($at_least // 0);
+    }, 0.1);
     return $n;
 }
 
@@ -432,7 +476,7 @@ sub _prepare_server() {
     # Debian's "load_module modules/...;"
     symlink '/usr/lib/nginx/modules', "$prefix/modules"
         if length($ENV{TEST_NGINX_INCLUDE_MODULES} // '');
-    my ($p1, $p2, $p3) = _free_ports(3);
+    my ($p1, $p2, $p3) = free_ports(3);
     my $srv = {
         prefix      => $prefix,
         port        => $p1,
@@ -500,7 +544,7 @@ sub _conf_text() {
 
 sub _write_conf() {
     my ($srv) = @_;
-    _spew($srv->{conf}, _conf_text($srv));
+    spew($srv->{conf}, _conf_text($srv));
 }
 
 sub _nginx_cmd() {
@@ -544,7 +588,7 @@ sub _listening() {
 # $srv->{start_error} set otherwise.
 sub _launch() {
     my ($srv) = @_;
-    my $pid = _run_nginx($srv->{stderr_log}, _nginx_cmd($srv));
+    my $pid = launch($srv->{stderr_log}, _nginx_cmd($srv));
     $srv->{pid} = $pid;
     $Running{$pid} = $srv;
     my $deadline = Time::HiRes::time() + 10;
@@ -557,15 +601,15 @@ sub _launch() {
             $srv->{exit_status} = $st;
             $srv->{start_error} = "nginx exited before listening ("
                 . _describe_status($st) . ")\n"
-                . "--- stderr ($srv->{stderr_log}):\n" . _slurp($srv->{stderr_log})
-                . "--- error.log ($srv->{error_log}):\n" . _tail(_slurp($srv->{error_log}), 40);
+                . "--- stderr ($srv->{stderr_log}):\n" . slurp($srv->{stderr_log})
+                . "--- error.log ($srv->{error_log}):\n" . tail_of(slurp($srv->{error_log}), 40);
             return 0;
         }
         return 1 if _listening($srv->{port});
         if (Time::HiRes::time() >= $deadline) {
             $srv->{start_error} = "nginx did not listen on 127.0.0.1:$srv->{port} within 10 s\n"
-                . "--- stderr:\n" . _slurp($srv->{stderr_log})
-                . "--- error.log:\n" . _tail(_slurp($srv->{error_log}), 40);
+                . "--- stderr:\n" . slurp($srv->{stderr_log})
+                . "--- error.log:\n" . tail_of(slurp($srv->{error_log}), 40);
             stop_nginx($srv);
             return 0;
         }
@@ -584,11 +628,11 @@ sub stop_nginx() {
     my ($srv) = @_;
     if (my $pid = $srv->{pid}) {
         kill 'QUIT', $pid;
-        my $st = _wait_pid($pid, 10);
+        my $st = wait_pid($pid, 10);
         if (!defined $st) {
             Test::More::diag("nginx master $pid still running 10 s after SIGQUIT; sending SIGTERM");
             kill 'TERM', $pid;
-            $st = _wait_pid($pid, 10);
+            $st = wait_pid($pid, 10);
         }
         if (defined $st) {
             delete $Running{$pid};
@@ -599,8 +643,8 @@ sub stop_nginx() {
             $srv->{stop_failed} = 1;
         }
     }
-    my $log = _slurp($srv->{error_log});
-    my $err = _slurp($srv->{stderr_log});
+    my $log = slurp($srv->{error_log});
+    my $err = slurp($srv->{stderr_log});
     $log .= "--- nginx stderr ---\n$err" if length $err;
     return $log;
 }
@@ -621,7 +665,7 @@ sub reload_nginx() {
     my $deadline = Time::HiRes::time() + 10;
     my $started_at;
     while (1) {
-        my $new = _slurp($srv->{error_log}, $offset);
+        my $new = slurp($srv->{error_log}, $offset);
         if ($new =~ /^(.*\[emerg\].*)$/m) {
             Test::More::diag("reload_nginx: new configuration rejected: $1");
             return 0;
@@ -660,19 +704,19 @@ sub nginx_test_config() {
 sub _config_test() {
     my ($srv) = @_;
     my $outf = "$srv->{prefix}/logs/nginx-t.out";
-    my $pid = _run_nginx($outf, _nginx_cmd($srv, '-t'));
-    my $st = _wait_pid($pid, 30);
+    my $pid = launch($outf, _nginx_cmd($srv, '-t'));
+    my $st = wait_pid($pid, 30);
     if (!defined $st) {
         kill 'KILL', $pid;      # nginx -t has no workers
-        _wait_pid($pid, 5);
+        wait_pid($pid, 5);
         Test::More::diag('nginx -t did not finish within 30 s');
         $st = 255 << 8;
     }
     $srv->{test_status} = $st;
     my $code = ($st & 127) ? 128 + ($st & 127) : $st >> 8;
-    my $out = _slurp($outf);
+    my $out = slurp($outf);
     $out .= "\n" if length $out && $out !~ /\n\z/;
-    return ($code, $out . _slurp($srv->{error_log}));
+    return ($code, $out . slurp($srv->{error_log}));
 }
 
 #------------------------------------------------------------------ checks
@@ -955,7 +999,7 @@ sub _check_logs() {
     for my $p (_patterns($block, 'error_log', $vars)) {
         Test::More::ok(_pat_matches($log, $p),
             "$name - pattern " . _pat_desc($p) . ' appears in error.log')
-          or Test::More::diag(length $log ? "error.log (tail):\n" . _tail($log, 30)
+          or Test::More::diag(length $log ? "error.log (tail):\n" . tail_of($log, 30)
                                           : 'error.log (and nginx output) is empty');
     }
     for my $p (_patterns($block, 'no_error_log', $vars)) {
@@ -1049,7 +1093,7 @@ sub _write_user_files() {
             if !defined $name || $name =~ m{\A/|(?:\A|/)\.\.(?:/|\z)};
         my $path = "$srv->{html_dir}/$name";
         File::Path::make_path(File::Basename::dirname($path));
-        _spew($path, _subst(defined $content ? $content : '', $srv->{vars}));
+        spew($path, _subst(defined $content ? $content : '', $srv->{vars}));
         utime $mtime, $mtime, $path if defined $mtime;
     }
 }
@@ -1107,7 +1151,7 @@ sub _run_block() {
         push @extra, 'nginx master ' . _describe_status($srv->{exit_status})
             if defined $srv->{exit_status} && $srv->{exit_status} > 0
                && ($srv->{exit_status} & 127);
-        error_log_ok(_slurp($srv->{error_log}) . _slurp($srv->{stderr_log}), $crash_name,
+        error_log_ok(slurp($srv->{error_log}) . slurp($srv->{stderr_log}), $crash_name,
                      extra => \@extra);
         return;
     }
@@ -1139,7 +1183,11 @@ sub _run_block() {
 
 sub run_tests() {
     for my $block (blocks()) {
-        my $ok = eval { _run_block($block); 1 };
+        my $ok = eval {
+            $_->($block) for @Preprocessors;
+            _run_block($block);
+            1;
+        };
         unless ($ok) {
             my $err = $@;
             my $name = $block->name;

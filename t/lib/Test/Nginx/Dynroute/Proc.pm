@@ -27,8 +27,14 @@ Test::Nginx::Dynroute::Proc - the processes a test starts beside nginx
 
 =head1 DESCRIPTION
 
-What the tests that run etcd, the tools, Prometheus or other processes next
-to their nginx share.  Every process is started with fork and exec, its
+What the tests share beside the harness: files, free ports and polling
+(every test that reads or writes a file or waits for something uses these,
+and so does the harness), and the processes a test runs next to its nginx
+(etcd, the tools, Prometheus, a peer of its own).  A test that runs no
+process imports only what it uses, such as
+C<use Test::Nginx::Dynroute::Proc qw(slurp spew wait_for);>.
+
+Every process is started with fork and exec, its
 stdin from F</dev/null>; the ones this module starts are stopped by their
 PID only.  nginx is not one of them: start and stop it with the harness
 (C<start_nginx>, C<stop_nginx>), which never sends it SIGKILL.
