@@ -160,6 +160,7 @@ class Profile:
         self.calls = collections.defaultdict(lambda: [0, 0])
         self.total = None
         ob = fl = fn = cfn = None
+        npos = 1        # position columns of a cost line ("positions:")
         pending = None  # call count of the next cost line
         with open(path, errors="replace") as f:
             for line in f:
@@ -168,7 +169,7 @@ class Profile:
                     if fn is None:
                         continue
                     parts = line.split()
-                    cost = int(parts[1]) if len(parts) > 1 else 0
+                    cost = int(parts[npos]) if len(parts) > npos else 0
                     if pending is not None:
                         k = self.calls[(fn, cfn)]
                         k[0] += pending
@@ -198,6 +199,8 @@ class Profile:
                     continue
                 if line.startswith("calls="):
                     pending = int(line.split("=", 1)[1].split()[0])
+                elif line.startswith("positions:"):
+                    npos = len(line.split()) - 1
                 elif line.startswith("totals:"):
                     self.total = int(line.split()[1])
         if self.total is None:
