@@ -343,7 +343,7 @@ def run(cases, out, ports, requests, n_hosts, chunk, with_module_static):
     static:<count>."""
     profiles, seconds = {}, {}
     # the baselines, all in one process: one server per static location
-    statics = {}
+    statics = {STATIC: B.free_port()}
     for c in cases:
         statics.setdefault(c["static"], B.free_port())
     http = B.upstreams(ports) + extra_http() + "".join(
@@ -351,6 +351,8 @@ def run(cases, out, ports, requests, n_hosts, chunk, with_module_static):
     counts = [("static:" + label, statics[c["static"]], host, c["headers"])
               for c in cases for label, host in c["counts"]]
     counts.append(("static:again",) + counts[0][1:])
+    if with_module_static:  # static+module's baseline
+        counts.append(("static:plain", statics[STATIC], "a.example.com", {}))
     res, secs = measure("static", out, http, counts, requests,
                         module=False)
     profiles.update(res)
@@ -467,24 +469,24 @@ def report(cases, profiles, seconds, requests, module, label, n_hosts,
                  % (first, s1, s2))
     summary["static_again"] = [s1, s2]
     if "static+module" in profiles:
+        base = profiles["static:plain"]
         sm = profiles["static+module"]
-        x = per(sm.total, requests)
+        s, x = per(base.total, requests), per(sm.total, requests)
         mod, share = sm.module_share(module)
+        a_base, a_sm = (per(p.allocator()[0], requests) for p in (base, sm))
         extra.append(
             "`static+module` (the same static location, the module loaded "
             "and unused), Host a.example.com: %.1f instructions per request "
-            "against %.1f (%+.1f, %+.2f %%), of which the module %.1f (%s)."
-            % (x, per(profiles["static:exact"].total, requests)
-               if "static:exact" in profiles else float("nan"),
-               x - (per(profiles["static:exact"].total, requests)
-                    if "static:exact" in profiles else 0),
-               100.0 * (x / per(profiles["static:exact"].total, requests)
-                        - 1) if "static:exact" in profiles else 0,
-               per(mod, requests),
-               ", ".join("%s %.1f" % (fn, per(n, requests))
-                         for fn, n in share.most_common(5) if n)))
-        summary["static_module"] = {"config": x,
-                                    "module": per(mod, requests)}
+            "against %.1f (%+.1f, %+.2f %%); the module %.1f%s; the "
+            "allocator %.1f against %.1f." % (
+                x, s, x - s, 100.0 * (x - s) / s, per(mod, requests),
+                " (%s)" % ", ".join("%s %.1f" % (fn, per(n, requests))
+                                    for fn, n in share.most_common(5) if n)
+                if mod else "", a_sm, a_base))
+        summary["static_module"] = {"static": s, "config": x,
+                                    "module": per(mod, requests),
+                                    "alloc_static": a_base,
+                                    "alloc_config": a_sm}
     text = "\n".join([
         "## Instructions per request against a static proxy_pass "
         "(callgrind, %d requests on one keep-alive connection, the whole "
