@@ -1,4 +1,4 @@
-# Benchmarks: `make bench` runs all seven (about 15 minutes); see
+# Benchmarks: `make bench` runs all eight (about 16 minutes); see
 # bench/README.md.  Knobs are environment variables (BENCH_ROUNDS,
 # BENCH_DURATION, ...), documented there.
 
@@ -8,10 +8,11 @@ BENCH_OUT      := $(BUILD)/bench
 BENCH_PY       := PYTHONDONTWRITEBYTECODE=1 /usr/bin/python3
 
 .PHONY: bench bench-deps bench-micro bench-e2e bench-callgrind bench-large \
-        bench-upstreams bench-zone bench-metrics bench-smoke bench-check
+        bench-upstreams bench-zone bench-metrics bench-cost bench-smoke \
+        bench-check
 
 bench: bench-micro bench-e2e bench-callgrind bench-large bench-upstreams \
-       bench-zone bench-metrics
+       bench-zone bench-metrics bench-cost
 	@echo "bench: results in $(BENCH_OUT)/*/results.md"
 
 bench-deps:
@@ -19,7 +20,7 @@ bench-deps:
 
 BENCH_SCRIPTS := bench/benchlib.py bench/e2e.py bench/callgrind.py \
                  bench/large.py bench/upstreams.py bench/zone.py \
-                 bench/metrics.py
+                 bench/metrics.py bench/cost.py
 BENCH_SYNTAX  := $(BENCH_PY) -c 'import ast, sys; \
                  [ast.parse(open(f).read(), f) for f in sys.argv[1:]]'
 
@@ -63,6 +64,17 @@ bench-metrics: deps module bench-deps
 	BENCH_OUT=$(BENCH_OUT)/metrics MODULE=$(MODULE) NGINX=$(NGINX) \
 	    $(BENCH_PY) bench/metrics.py
 
+# The decision's cost in every configuration against a static proxy_pass,
+# for one module: `make bench-cost MODULE=path/to/other.so` measures another
+# build (one that loads into NGINX) and then neither builds nor overwrites
+# it; results in build/bench/cost/<the module's file name>/, named in the
+# report by BENCH_COST_LABEL.
+BENCH_COST_BUILD := $(if $(filter command line,$(origin MODULE)),,module)
+
+bench-cost: deps bench-deps $(BENCH_COST_BUILD)
+	BENCH_OUT=$(BENCH_OUT)/cost/$(notdir $(basename $(MODULE))) \
+	MODULE=$(MODULE) NGINX=$(NGINX) $(BENCH_PY) bench/cost.py
+
 # A quick pass through every benchmark (about a minute): checks that the
 # scripts still run, not a measurement.
 bench-smoke: deps module bench-deps
@@ -87,6 +99,9 @@ bench-smoke: deps module bench-deps
 	BENCH_OUT=$(BENCH_OUT)/smoke-metrics MODULE=$(MODULE) NGINX=$(NGINX) \
 	BENCH_CALLGRIND_REQUESTS=50 BENCH_ROUNDS=1 BENCH_DURATION=1 \
 	BENCH_WARMUP=0.2 $(BENCH_PY) bench/metrics.py
+	BENCH_OUT=$(BENCH_OUT)/smoke-cost MODULE=$(MODULE) NGINX=$(NGINX) \
+	BENCH_CALLGRIND_REQUESTS=50 BENCH_COST_HOSTS=2000 BENCH_COST_CHUNK=500 \
+	    $(BENCH_PY) bench/cost.py
 
 # For CI, in seconds: the scripts parse, and the microbenchmarks build and
 # run once each (too briefly to mean anything).

@@ -1,0 +1,587 @@
+#!/usr/bin/python3
+"""What the decision costs a request, in every configuration, against a
+static proxy_pass to the same upstream: instructions per request of the
+whole nginx process under callgrind, for one module (MODULE=), so that two
+builds can be run side by side.
+
+Every configuration passes through `upstream edge_pass { dynroute_balancer;
+}` and `proxy_pass http://edge_pass;` (no variable, no URL parsing, no
+search of the upstreams by name), on the backends of bench/e2e.py
+(service_a answers "a", service_b "b", keepalive 32):
+  exact       the small table of bench/e2e.py, Host a.example.com;
+  wildcard    the same table, Host api.a.example.com (*.a.example.com);
+  regex       the table plus ~^(?<tenant>[a-z0-9]+)\\.t\\.example\\.org$,
+              Host acme.t.example.org, the capture sent upstream
+              (proxy_set_header X-Tenant $tenant);
+  rollout     the table plus shop.example.com -> a 90/10 rollout keyed on
+              $cookie_uid then $remote_addr (an override header, trusted
+              from 127.0.0.1), both variants on service_a, the request
+              carrying a uid cookie;
+  zone        the table, dynroute_zone with 100,000 runtime hosts loaded
+              through the API (in a server of its own), Host a.example.com
+              (a name of the table: the runtime hosts are searched first);
+  zone-rt     the same process, Host r.example.com, a runtime host;
+  metrics     the table and dynroute_zone metrics=rules, Host
+              a.example.com.
+The baseline of each is `proxy_pass http://service_a;` in an nginx without
+the module, sent the same request (Host and headers; for regex the same
+X-Tenant header, as a constant), every baseline counted in one process
+(the first counted again at the end: the same request after a different
+history).  `static+module` is the same static location with the module
+loaded but unused: what loading it costs every request (its filters).
+
+Each nginx is a single process (master_process off) under valgrind
+--tool=callgrind --instr-atstart=no; after 50 requests of warm-up on one
+keep-alive connection, instrumentation is switched on for R requests and
+off again (callgrind_control), and each count but the last is dumped
+(callgrind_control -d) before the next one's warm-up.  From each profile
+(read here, not through callgrind_annotate, so that calls are followed by
+object): instructions per request; the module's share, every instruction
+executed in the module's object plus the calls it makes out of it, except
+the calls that static makes as well (the chosen upstream's peer
+initialisation, the next filter of a chain); the allocator (glibc's
+malloc.c, exclusive) and its calls; and, per configuration, the functions
+whose exclusive instructions differ most from its baseline.
+
+Any unexpected status or answer, or an [alert]/[crit]/[emerg] line, stops
+the run.  Results go to BENCH_OUT/results.md (and results.json).
+
+Knobs: BENCH_CALLGRIND_REQUESTS (2000), BENCH_COST_CASES (comma separated,
+all), BENCH_COST_HOSTS (runtime hosts, 100000), BENCH_COST_CHUNK (hosts per
+PATCH, 5000), BENCH_COST_DIFF (functions listed per case, 10),
+BENCH_COST_LABEL (names the module in the report, default its path),
+BENCH_COST_STATIC_MODULE (1: also count static+module; 0: not),
+BENCH_COST_HTTP (http{}-level directives added to every process, static
+and configurations alike, e.g. "request_pool_size 16k;"), BENCH_OUT;
+MODULE, NGINX.
+
+  python3 bench/cost.py compare A/results.json B/results.json ...
+
+prints the runs side by side (the same cases, one column group a run).
+"""
+
+import collections
+import http.client
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchlib as B  # noqa: E402
+import callgrind as C  # noqa: E402
+import e2e  # noqa: E402
+import zone as Z  # noqa: E402
+
+BALANCER = ("    upstream edge_pass {\n        dynroute_balancer;\n    }\n")
+PASS = "dynroute edge;\n            proxy_pass http://edge_pass;"
+STATIC = "proxy_pass http://service_a;"
+
+REGEX_RULE = ("        ~^(?<tenant>[a-z0-9]+)\\.t\\.example\\.org$  "
+              "service_a;\n")
+ROLLOUT = ("    dynroute_rollout shop {\n"
+           "        variant  stable  service_a  *;\n"
+           "        variant  canary  service_a  10%;\n"
+           "        key      $cookie_uid $remote_addr;\n"
+           "        header   X-Canary;\n"
+           "        override_from 127.0.0.1;\n"
+           "    }\n")
+
+
+def table(extra=""):
+    return "    dynroute_table edge {\n%s%s    }\n" % (e2e.SMALL_RULES, extra)
+
+
+def case(name, http, host, headers=None, location=PASS, static=STATIC,
+         zone=None, hosts=False, counts=None, note=""):
+    """One configuration.  counts: [(name, Host)] counted in its process,
+    by default [(name, host)]."""
+    return {"name": name, "http": BALANCER + http, "host": host,
+            "headers": headers or {}, "location": location,
+            "static": static, "zone": zone, "hosts": hosts,
+            "counts": counts or [(name, host)], "note": note}
+
+
+TENANT = "proxy_set_header X-Tenant %s;"
+
+ALL_CASES = [
+    case("exact", table(), "a.example.com",
+         note="the small table of bench/e2e.py, an exact name"),
+    case("wildcard", table(), "api.a.example.com",
+         note="the same table, a host under *.a.example.com"),
+    case("regex", table(REGEX_RULE), "acme.t.example.org",
+         location=PASS + "\n            " + TENANT % "$tenant",
+         static=STATIC + "\n            " + TENANT % "acme",
+         note="the table and a regex with a named capture, sent upstream "
+              "(static: the same header, a constant)"),
+    case("rollout", ROLLOUT + table("        shop.example.com   shop;\n"),
+         "shop.example.com", headers={"Cookie": "uid=u-1234567"},
+         note="a 90/10 rollout keyed on $cookie_uid then $remote_addr, "
+              "with an override header; the request has a uid cookie"),
+    case("zone", table(), "a.example.com", zone="64m", hosts=True,
+         counts=[("zone", "a.example.com"), ("zone-rt", Z.RUNTIME)],
+         note="dynroute_zone with the runtime hosts (and the API in a "
+              "server of its own); zone: a name of the table, zone-rt: a "
+              "runtime host"),
+    case("metrics", table(), "a.example.com", zone="1m metrics=rules",
+         note="dynroute_zone metrics=rules: the log-phase count"),
+]
+
+# The calls out of the module that static makes as well: the chosen
+# upstream's peer initialisation (and get/free, were they wrapped), and the
+# next filter of a header or body filter chain.  In a stripped nginx these
+# are static functions without a name ("0x..."): the module reaches nginx's
+# static functions only through such pointers.
+PASS_THROUGH = re.compile(
+    r"^ngx_http_upstream_(init|get|free)_\w+_peer$|_filter$|^0x[0-9a-f]+$")
+
+ALLOCATOR_FILE = "/malloc/malloc.c"
+ALLOC_CALLS = ("malloc", "free", "posix_memalign", "calloc", "realloc")
+
+
+# ---- reading a callgrind profile ----------------------------------------
+
+def short(fn):
+    """A function's name without its signature and callgrind's recursion
+    mark (name'2)."""
+    fn = re.sub(r"'\d+$", "", fn)
+    return fn.split("(", 1)[0]
+
+
+class Profile:
+    """One callgrind output: per function (by object and name) its
+    exclusive instructions, its file, and the calls it makes (count and
+    inclusive instructions per callee)."""
+
+    def __init__(self, path):
+        names = {"ob": {}, "fl": {}, "fn": {}}
+        kinds = {"ob": "ob", "cob": "ob", "fl": "fl", "fi": "fl",
+                 "fe": "fl", "cfi": "fl", "cfl": "fl", "fn": "fn",
+                 "cfn": "fn"}
+        self.excl = collections.Counter()
+        self.file = {}
+        self.obj_of = {}   # short name -> object (of its fn= blocks)
+        self.calls = collections.defaultdict(lambda: [0, 0])
+        self.total = None
+        ob = fl = fn = cfn = None
+        npos = 1        # position columns of a cost line ("positions:")
+        pending = None  # call count of the next cost line
+        with open(path, errors="replace") as f:
+            for line in f:
+                c = line[0] if line else ""
+                if c.isdigit() or c in "+-*":
+                    if fn is None:
+                        continue
+                    parts = line.split()
+                    cost = int(parts[npos]) if len(parts) > npos else 0
+                    if pending is not None:
+                        k = self.calls[(fn, cfn)]
+                        k[0] += pending
+                        k[1] += cost
+                        pending = None
+                    else:
+                        self.excl[fn] += cost
+                    continue
+                m = re.match(r"(c?ob|fl|fi|fe|cfi|cfl|c?fn)=\((\d+)\)"
+                             r"(?: (.*))?$", line.rstrip("\n"))
+                if m:
+                    kind, idx, name = m.groups()
+                    table_ = names[kinds[kind]]
+                    if name is not None:
+                        table_[idx] = name
+                    name = table_.get(idx, idx)
+                    if kind == "ob":
+                        ob = name
+                    elif kind in ("fl", "fi", "fe"):
+                        fl = name
+                    elif kind == "fn":
+                        fn = short(name)
+                        self.obj_of.setdefault(fn, ob)
+                        self.file.setdefault(fn, fl)
+                    elif kind == "cfn":
+                        cfn = short(name)
+                    continue
+                if line.startswith("calls="):
+                    pending = int(line.split("=", 1)[1].split()[0])
+                elif line.startswith("positions:"):
+                    npos = len(line.split()) - 1
+                elif line.startswith("totals:"):
+                    self.total = int(line.split()[1])
+        if self.total is None:
+            raise RuntimeError("no totals in " + path)
+
+    def obj(self, fn):
+        return self.obj_of.get(fn)
+
+    def module_share(self, module):
+        """Instructions executed in the module's object, and in what it
+        calls out of it but PASS_THROUGH, as (total, {function: share})."""
+        module = os.path.realpath(module)
+        mine = {fn for fn, ob in self.obj_of.items()
+                if ob and os.path.realpath(ob) == module}
+        share = collections.Counter()
+        for fn in mine:
+            share[fn] += self.excl.get(fn, 0)
+        for (caller, callee), (_, inc) in self.calls.items():
+            if caller in mine and callee not in mine \
+                    and not PASS_THROUGH.search(callee):
+                share[caller] += inc
+        return sum(share.values()), share
+
+    def allocator(self):
+        """Exclusive instructions of glibc's allocator (malloc.c), and the
+        calls made to its entry points."""
+        instr = sum(n for fn, n in self.excl.items()
+                    if (self.file.get(fn) or "").endswith(ALLOCATOR_FILE))
+        calls = collections.Counter()
+        for (caller, callee), (n, _) in self.calls.items():
+            if callee in ALLOC_CALLS and not (
+                    self.file.get(caller) or "").endswith(ALLOCATOR_FILE):
+                calls[callee] += n
+        return instr, calls
+
+
+# ---- running ------------------------------------------------------------
+
+def send(port, host, n, headers):
+    h = dict(headers)
+    h["Host"] = host
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    try:
+        for _ in range(n):
+            c.request("GET", "/", headers=h)
+            r = c.getresponse()
+            body = r.read()
+            if r.status != 200 or body != b"a":
+                raise RuntimeError("Host %s: %d %r, expected 200 'a'"
+                                   % (host, r.status, body[:80]))
+    finally:
+        c.close()
+
+
+def check_runtime_hosts(port, n):
+    """About 50 of the runtime hosts, spread over the n, route to their
+    target.  Only hosts on service_a are sent: an idle keepalive connection
+    to service_b would hold a timer in nginx's timer tree during the
+    counts, and every timer that a request adds would cost more (the
+    static baseline never has it)."""
+    hosts = Z.runtime_hosts(n)
+    bad = []
+    for i in sorted(set(range(0, n, max(1, n // 50))) | {n - 1, n // 2}):
+        host, target = hosts[i]
+        if target != "service_a":
+            continue
+        code, body = B.curl(port, host)
+        if code != "200" or body != "a":
+            bad.append("Host %s: %s %r, expected 200 'a'" % (host, code,
+                                                            body))
+    if bad:
+        raise RuntimeError("wrong routing:\n  " + "\n  ".join(bad))
+
+
+def measure(name, out, http, counts, requests, module=True,
+            prepare=None, more_ports=()):
+    """One nginx process under callgrind: counts is [(label, port, Host,
+    headers)], each counted for `requests` requests after 50 of warm-up.
+    Returns ({label: Profile}, seconds)."""
+    prefix = os.path.join(out, name)
+    cg = os.path.join(prefix, "callgrind.out")
+    listen = sorted(set(port for _, port, _, _ in counts)
+                    | set(more_ports))
+    nx = B.Nginx(name, prefix, http, listen, module=module, master=False,
+                 wrapper=["valgrind", "--tool=callgrind",
+                          "--instr-atstart=no",
+                          "--callgrind-out-file=" + cg])
+    t0 = time.time()
+    nx.start()
+    try:
+        try:
+            if prepare:
+                prepare(nx)
+            pid = nx.proc.pid
+            for k, (_, port, host, headers) in enumerate(counts):
+                send(port, host, 50, headers)  # warm-up, not counted
+                C.control(pid, "-i", "on")
+                send(port, host, requests, headers)
+                C.control(pid, "-i", "off")
+                if k + 1 < len(counts):
+                    C.control(pid, "-d")  # this count, then zeroed
+        except (OSError, RuntimeError, subprocess.CalledProcessError):
+            if nx.proc.poll() is not None:
+                B.log("%s: nginx exited (%s):\n%s" % (
+                    name, nx.proc.returncode,
+                    B.tail(os.path.join(prefix, "stderr.log"), lines=25)))
+            raise
+    finally:
+        nx.stop(signal.SIGTERM)  # QUIT may wait on idle upstreams
+    Z.check_errors(nx)
+    # dumps on request go to callgrind.out.1, .2, ..., the last at exit
+    files = ["%s.%d" % (cg, i + 1) for i in range(len(counts) - 1)] + [cg]
+    res = {label: Profile(path) for (label, _, _, _), path
+           in zip(counts, files)}
+    return res, time.time() - t0
+
+
+def extra_http():
+    """BENCH_COST_HTTP: http{}-level directives for every process, static
+    and configurations alike (e.g. "request_pool_size 16k;")."""
+    x = os.environ.get("BENCH_COST_HTTP", "").strip()
+    return "    %s\n" % x if x else ""
+
+
+def server(port, location):
+    return ("    server {\n        listen 127.0.0.1:%d;\n\n"
+            "        location / {\n            %s\n        }\n    }\n"
+            % (port, location.strip()))
+
+
+def run(cases, out, ports, requests, n_hosts, chunk, with_module_static):
+    """Every profile, by count label; the static baselines are labelled
+    static:<count>."""
+    profiles, seconds = {}, {}
+    # the baselines, all in one process: one server per static location
+    statics = {STATIC: B.free_port()}
+    for c in cases:
+        statics.setdefault(c["static"], B.free_port())
+    http = B.upstreams(ports) + extra_http() + "".join(
+        server(p, loc) for loc, p in statics.items())
+    counts = [("static:" + label, statics[c["static"]], host, c["headers"])
+              for c in cases for label, host in c["counts"]]
+    counts.append(("static:again",) + counts[0][1:])
+    if with_module_static:  # static+module's baseline
+        counts.append(("static:plain", statics[STATIC], "a.example.com", {}))
+    res, secs = measure("static", out, http, counts, requests,
+                        module=False)
+    profiles.update(res)
+    seconds["static"] = secs
+    B.log("cost static: %d counts in %.0f s" % (len(counts), secs))
+    if with_module_static:
+        port = B.free_port()
+        res, secs = measure("static+module", out,
+                            B.upstreams(ports) + extra_http()
+                            + server(port, STATIC),
+                            [("static+module", port, "a.example.com", {})],
+                            requests)
+        profiles.update(res)
+        seconds["static+module"] = secs
+        B.log("cost static+module: %.0f s" % secs)
+    for c in cases:
+        port = B.free_port()
+        http = B.upstreams(ports) + extra_http() + c["http"]
+        api_port = None
+        if c["zone"]:
+            http += "    dynroute_zone routes %s;\n" % c["zone"]
+        if c["hosts"]:
+            api_port = B.free_port()
+            http += ("    server {\n        listen 127.0.0.1:%d;\n"
+                     "        location %s {\n"
+                     "            allow 127.0.0.1;\n            deny all;\n"
+                     "            dynroute_api write=on;\n        }\n    }\n"
+                     % (api_port, Z.API))
+        http += server(port, c["location"])
+
+        def prepare(nx, c=c, api_port=api_port):
+            if c["hosts"]:
+                load = Z.load_hosts(api_port, n_hosts, chunk, timeout=600)
+                B.log("cost %s: %d runtime hosts loaded in %.1f s (under "
+                      "valgrind)" % (c["name"], n_hosts, load["total"]))
+                check_runtime_hosts(port, n_hosts)
+
+        counts = [(label, port, host, c["headers"])
+                  for label, host in c["counts"]]
+        res, secs = measure(c["name"], out, http, counts, requests,
+                            prepare=prepare,
+                            more_ports=[api_port] if api_port else [])
+        profiles.update(res)
+        seconds[c["name"]] = secs
+        B.log("cost %s: %.0f s" % (c["name"], secs))
+    return profiles, seconds
+
+
+# ---- report -------------------------------------------------------------
+
+def per(x, n):
+    return x / float(n)
+
+
+def diff(base, prof, n, top):
+    """The top functions by |Δ| of exclusive instructions per request."""
+    d = []
+    for fn in set(base.excl) | set(prof.excl):
+        delta = per(prof.excl.get(fn, 0) - base.excl.get(fn, 0), n)
+        if abs(delta) >= 0.5:
+            d.append((fn, per(base.excl.get(fn, 0), n),
+                      per(prof.excl.get(fn, 0), n), delta))
+    d.sort(key=lambda x: -abs(x[3]))
+    return d[:top]
+
+
+def report(cases, profiles, seconds, requests, module, label, n_hosts,
+           top):
+    summary = {"module": module, "label": label, "requests": requests,
+               "runtime_hosts": n_hosts, "rows": []}
+    rows, details = [], []
+    labels = [(c, lab, host) for c in cases for lab, host in c["counts"]]
+    for c, lab, host in labels:
+        base = profiles["static:" + lab]
+        prof = profiles[lab]
+        s = per(base.total, requests)
+        x = per(prof.total, requests)
+        mod, share = prof.module_share(module)
+        mod = per(mod, requests)
+        a_base, calls_base = base.allocator()
+        a_prof, calls_prof = prof.allocator()
+        a_base, a_prof = per(a_base, requests), per(a_prof, requests)
+        ncalls_b = per(sum(calls_base.values()), requests)
+        ncalls_p = per(sum(calls_prof.values()), requests)
+        rest = (x - s) - mod - (a_prof - a_base)
+        rows.append([lab, host, "%.1f" % s, "%.1f" % x, "%+.1f" % (x - s),
+                     "%+.2f %%" % (100.0 * (x - s) / s),
+                     "%.1f (%.2f %%)" % (mod, 100.0 * mod / s),
+                     "%.1f → %.1f (%.1f → %.1f calls)" % (
+                         a_base, a_prof, ncalls_b, ncalls_p),
+                     "%+.1f" % (a_prof - a_base),
+                     "%+.2f %%" % (100.0 * (x - s - (a_prof - a_base)) / s),
+                     "%+.1f" % rest])
+        summary["rows"].append({
+            "case": lab, "host": host, "static": s, "config": x,
+            "delta": x - s, "delta_pct": 100.0 * (x - s) / s,
+            "module": mod, "alloc_static": a_base, "alloc_config": a_prof,
+            "alloc_calls_static": dict(calls_base),
+            "alloc_calls_config": dict(calls_prof),
+            "module_functions": {fn: per(n, requests)
+                                 for fn, n in share.most_common()
+                                 if n}})
+        fns = ", ".join("%s %.1f" % (fn, per(n, requests))
+                        for fn, n in share.most_common(8) if n)
+        details.append("- **%s** (module %.1f): %s" % (lab, mod, fns or "-"))
+        for fn, b, p, d in diff(base, prof, requests, top):
+            details.append("  - %s: %.1f → %.1f (%+.1f)" % (fn, b, p, d))
+    extra = []
+    first = cases[0]["counts"][0][0]
+    s1 = per(profiles["static:" + first].total, requests)
+    s2 = per(profiles["static:again"].total, requests)
+    extra.append("The first baseline (%s) counted again at the end of the "
+                 "static process: %.1f then %.1f instructions per request."
+                 % (first, s1, s2))
+    summary["static_again"] = [s1, s2]
+    if "static+module" in profiles:
+        base = profiles["static:plain"]
+        sm = profiles["static+module"]
+        s, x = per(base.total, requests), per(sm.total, requests)
+        mod, share = sm.module_share(module)
+        a_base, a_sm = (per(p.allocator()[0], requests) for p in (base, sm))
+        extra.append(
+            "`static+module` (the same static location, the module loaded "
+            "and unused), Host a.example.com: %.1f instructions per request "
+            "against %.1f (%+.1f, %+.2f %%); the module %.1f%s; the "
+            "allocator %.1f against %.1f." % (
+                x, s, x - s, 100.0 * (x - s) / s, per(mod, requests),
+                " (%s)" % ", ".join("%s %.1f" % (fn, per(n, requests))
+                                    for fn, n in share.most_common(5) if n)
+                if mod else "", a_sm, a_base))
+        summary["static_module"] = {"static": s, "config": x,
+                                    "module": per(mod, requests),
+                                    "alloc_static": a_base,
+                                    "alloc_config": a_sm}
+    text = "\n".join([
+        "## Instructions per request against a static proxy_pass "
+        "(callgrind, %d requests on one keep-alive connection, the whole "
+        "nginx process)" % requests, "",
+        "Module: %s" % label, "",
+        B.table(["case", "Host", "static", "configuration", "Δ", "Δ %",
+                 "module (incl.)", "allocator static → configuration",
+                 "Δ allocator", "Δ % without the allocator", "Δ rest"],
+                rows), "",
+        "\"module (incl.)\": instructions executed in the module's object "
+        "and in what it calls, less what static calls as well (the chosen "
+        "upstream's peer initialisation, the next filter). \"Δ rest\": Δ "
+        "less the module and the allocator's difference: nginx's own work "
+        "that differs.", ""] + extra + [
+        "", "Time: " + ", ".join("%s %.0f s" % kv for kv in seconds.items()),
+        "", "### Where the difference is (module functions; then the "
+        "functions whose exclusive instructions per request differ most "
+        "from the baseline)", ""] + details)
+    return text, summary
+
+
+def compare(paths):
+    """The runs of results.json files side by side, as a Markdown table."""
+    runs = []
+    for path in paths:
+        with open(path) as f:
+            runs.append(json.load(f))
+    headers = ["case", "Host"]
+    for r in runs:
+        tag = r["label"] + (" (%s)" % r["http"] if r.get("http") else "")
+        headers += ["%s: static" % tag, "configuration", "Δ %",
+                    "module", "Δ % without the allocator"]
+    rows = []
+    for i, row in enumerate(runs[0]["rows"]):
+        cells = [row["case"], row["host"]]
+        for r in runs:
+            x = [y for y in r["rows"] if y["case"] == row["case"]]
+            if not x:
+                cells += ["-"] * 5
+                continue
+            x = x[0]
+            d_alloc = x["alloc_config"] - x["alloc_static"]
+            cells += ["%.0f" % x["static"], "%.0f" % x["config"],
+                      "%+.2f %%" % x["delta_pct"],
+                      "%.0f" % x["module"],
+                      "%+.2f %%" % (100.0 * (x["delta"] - d_alloc)
+                                    / x["static"])]
+        rows.append(cells)
+    return B.table(headers, rows)
+
+
+def main():
+    if sys.argv[1:2] == ["compare"]:
+        print(compare(sys.argv[2:]))
+        return
+    t_start = time.time()
+    requests = B.env_int("BENCH_CALLGRIND_REQUESTS", 2000)
+    only = [x for x in os.environ.get("BENCH_COST_CASES", "").split(",") if x]
+    cases = [c for c in ALL_CASES if not only or c["name"] in only]
+    n_hosts = B.env_int("BENCH_COST_HOSTS", 100000)
+    chunk = B.env_int("BENCH_COST_CHUNK", 5000)
+    top = B.env_int("BENCH_COST_DIFF", 10)
+    label = os.environ.get("BENCH_COST_LABEL", B.MODULE)
+    with_module_static = os.environ.get("BENCH_COST_STATIC_MODULE",
+                                        "1") != "0"
+    machine = B.machine()
+    out = os.environ.get("BENCH_OUT",
+                         os.path.join(B.REPO, "build", "bench", "cost"))
+    B.fresh_dir(out)
+    ports, backends = B.backends(out)
+    try:
+        backends.start()
+        profiles, seconds = run(cases, out, ports, requests, n_hosts, chunk,
+                                with_module_static)
+        Z.check_errors(backends)
+    finally:
+        B.stop_all()
+    text, summary = report(cases, profiles, seconds, requests, B.MODULE,
+                           label, n_hosts, top)
+    total = time.time() - t_start
+    if extra_http():
+        text = "Every process also has: `%s`\n\n" % extra_http().strip() + text
+    summary["http"] = extra_http().strip()
+    text = ("The decision's cost against a static proxy_pass; %s\n\n"
+            % machine + text + "\n\nCases:\n\n" +
+            "\n".join("- %s: %s" % (c["name"], c["note"]) for c in cases) +
+            "\n\nRun time: %.0f s\n" % total)
+    summary["machine"] = machine
+    summary["seconds"] = total
+    print(text)
+    with open(os.path.join(out, "results.md"), "w") as fh:
+        fh.write(text)
+    with open(os.path.join(out, "results.json"), "w") as fh:
+        json.dump(summary, fh, indent=1)
+
+
+if __name__ == "__main__":
+    main()
