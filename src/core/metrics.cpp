@@ -96,6 +96,14 @@ public:
         out_ += '\n';
     }
 
+    // a family of one sample without labels
+    void single(const char *name, const char *type, const char *help,
+                std::string_view value)
+    {
+        family(name, type, help);
+        sample(name, {}, value);
+    }
+
     std::string take() { return std::move(out_); }
 
 private:
@@ -204,9 +212,8 @@ std::string render_prometheus(const Snapshot &s)
         w.sample("dynroute_table_rules", {{"table", t.name}}, n(t.rules));
     }
 
-    w.family("dynroute_runtime_hosts", "gauge",
-             "Hosts added through the runtime API.");
-    w.sample("dynroute_runtime_hosts", {}, n(s.runtime_hosts));
+    w.single("dynroute_runtime_hosts", "gauge",
+             "Hosts added through the runtime API.", n(s.runtime_hosts));
 
     w.family("dynroute_variant_weight_ratio", "gauge",
              "A variant's live weight, 0 to 1, and its live upstream.");
@@ -271,21 +278,20 @@ std::string render_prometheus(const Snapshot &s)
                  n(v.values[v_fallbacks]));
     });
 
-    w.family("dynroute_state_generation", "gauge",
-             "Generation of the runtime state (each API change adds one).");
-    w.sample("dynroute_state_generation", {}, n(s.generation));
-
-    w.family("dynroute_draining", "gauge",
-             "1 while the instance drains (readiness answers 503).");
-    w.sample("dynroute_draining", {}, s.draining ? "1" : "0");
+    w.single("dynroute_state_generation", "gauge",
+             "Generation of the runtime state (each API change adds one).",
+             n(s.generation));
+    w.single("dynroute_draining", "gauge",
+             "1 while the instance drains (readiness answers 503).",
+             s.draining ? "1" : "0");
 
     if (s.fleet) {
-        w.family("dynroute_fleet_revision", "gauge",
-                 "The etcd revision the fleet agent has applied here.");
-        w.sample("dynroute_fleet_revision", {}, n(s.fleet_revision));
-        w.family("dynroute_fleet_stale", "gauge",
-                 "1 while the fleet agent cannot reach etcd.");
-        w.sample("dynroute_fleet_stale", {}, s.fleet_stale ? "1" : "0");
+        w.single("dynroute_fleet_revision", "gauge",
+                 "The etcd revision the fleet agent has applied here.",
+                 n(s.fleet_revision));
+        w.single("dynroute_fleet_stale", "gauge",
+                 "1 while the fleet agent cannot reach etcd.",
+                 s.fleet_stale ? "1" : "0");
     }
 
     return w.take();
