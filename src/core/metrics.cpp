@@ -145,25 +145,16 @@ std::string escape_label(std::string_view v)
     return out;
 }
 
-std::string render_prometheus(const Snapshot &s)
+namespace {
+
+std::string n(std::uint64_t v)
 {
-    Writer w;
-    auto n = [](std::uint64_t v) { return std::to_string(v); };
+    return std::to_string(v);
+}
 
-    // f(variant, labels) for every variant of every rollout; the labels
-    // name both
-    auto each_variant = [&s](auto f) {
-        for (const auto &ro : s.rollouts) {
-            for (const auto &v : ro.variants) {
-                f(v, Labels{{"rollout", ro.name}, {"variant", v.name}});
-            }
-        }
-    };
-    auto with = [](Labels l, const char *name, const std::string &value) {
-        l.emplace_back(name, value);
-        return l;
-    };
-
+// the tables' families, and the runtime hosts
+void render_tables(Writer &w, const Snapshot &s)
+{
     if (s.per_rule) {
         w.family("dynroute_requests_total", "counter",
                  "Requests routed, by table and the rule that matched "
@@ -214,6 +205,24 @@ std::string render_prometheus(const Snapshot &s)
 
     w.single("dynroute_runtime_hosts", "gauge",
              "Hosts added through the runtime API.", n(s.runtime_hosts));
+}
+
+// the rollouts' families, with samples for each variant
+void render_variants(Writer &w, const Snapshot &s)
+{
+    // f(variant, labels) for every variant of every rollout; the labels
+    // name both
+    auto each_variant = [&s](auto f) {
+        for (const auto &ro : s.rollouts) {
+            for (const auto &v : ro.variants) {
+                f(v, Labels{{"rollout", ro.name}, {"variant", v.name}});
+            }
+        }
+    };
+    auto with = [](Labels l, const char *name, const std::string &value) {
+        l.emplace_back(name, value);
+        return l;
+    };
 
     w.family("dynroute_variant_weight_ratio", "gauge",
              "A variant's live weight, 0 to 1, and its live upstream.");
@@ -277,6 +286,16 @@ std::string render_prometheus(const Snapshot &s)
         w.sample("dynroute_variant_fallbacks_total", l,
                  n(v.values[v_fallbacks]));
     });
+}
+
+}  // namespace
+
+std::string render_prometheus(const Snapshot &s)
+{
+    Writer w;
+
+    render_tables(w, s);
+    render_variants(w, s);
 
     w.single("dynroute_state_generation", "gauge",
              "Generation of the runtime state (each API change adds one).",
