@@ -141,6 +141,112 @@ static ngx_int_t ngx_http_dynroute_api_handler(ngx_http_request_t *r)
 static void ngx_http_dynroute_api_body(ngx_http_request_t *r) noexcept;
 
 
+/* one parameter of "dynroute_api"; NGX_CONF_OK, or the error logged */
+
+static char *
+ngx_http_dynroute_api_param(ngx_conf_t *cf, ngx_http_dynroute_api_conf_t *api,
+    ngx_str_t *v) noexcept
+{
+    static const struct {
+        const char  *param;
+        ngx_uint_t   only;
+    } onlies[] = {
+        { "only=metrics", NGX_HTTP_DYNROUTE_ONLY_METRICS },
+        { "only=status", NGX_HTTP_DYNROUTE_ONLY_STATUS },
+        { "only=metrics,status",
+          NGX_HTTP_DYNROUTE_ONLY_METRICS|NGX_HTTP_DYNROUTE_ONLY_STATUS },
+        { "only=status,metrics",
+          NGX_HTTP_DYNROUTE_ONLY_METRICS|NGX_HTTP_DYNROUTE_ONLY_STATUS },
+    };
+
+    if (ngx_http_dynroute_is(*v, "write=on")
+        || ngx_http_dynroute_is(*v, "write=off"))
+    {
+        api->write = ngx_http_dynroute_is(*v, "write=on");
+        return NGX_CONF_OK;
+    }
+
+    for (const auto &o : onlies) {
+        if (ngx_http_dynroute_is(*v, o.param)) {
+            api->only = o.only;
+            return NGX_CONF_OK;
+        }
+    }
+
+    try {
+        if (v->len > 5 && ngx_strncmp(v->data, "host=", 5) == 0) {
+            api->access->add_host(ngx_http_dynroute_view(*v).substr(5));
+            return NGX_CONF_OK;
+        }
+
+        if (v->len > 7 && ngx_strncmp(v->data, "origin=", 7) == 0) {
+            api->access->add_origin(ngx_http_dynroute_view(*v).substr(7));
+            return NGX_CONF_OK;
+        }
+
+    } catch (const dynroute::ConfigError &e) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "%s in \"%V\" of dynroute_api", e.what(), v);
+        return NGX_HTTP_DYNROUTE_CONF_ERROR;
+
+    } catch (...) {
+        return ngx_http_dynroute_conf_caught(cf, "dynroute_api");
+    }
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid parameter \"%V\": dynroute_api takes "
+                       "write=on|off, only=metrics|status|metrics,status, "
+                       "host=NAME and origin=ORIGIN", v);
+    return NGX_HTTP_DYNROUTE_CONF_ERROR;
+}
+
+
+/*
+ * The location "dynroute_api" serves: the resource is what the URI has
+ * after the location's prefix.  A regex or a named location has no prefix;
+ * an exact one has nothing after it, so it can serve one thing, the
+ * metrics.
+ */
+
+static char *
+ngx_http_dynroute_api_location(ngx_conf_t *cf,
+    ngx_http_dynroute_api_conf_t *api, ngx_http_core_loc_conf_t *clcf)
+    noexcept
+{
+    if (api->only && api->write) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "dynroute_api with only= is read-only: drop "
+                           "write=on, or serve the whole API in a location "
+                           "of its own");
+        return NGX_HTTP_DYNROUTE_CONF_ERROR;
+    }
+
+    if (clcf->named
+#if (NGX_PCRE)
+        || clcf->regex
+#endif
+       )
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "dynroute_api needs a prefix location, like "
+                           "\"location /dynroute/\"");
+        return NGX_HTTP_DYNROUTE_CONF_ERROR;
+    }
+
+    if (clcf->exact_match && api->only != NGX_HTTP_DYNROUTE_ONLY_METRICS) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "dynroute_api in the exact location \"= %V\" can "
+                           "serve the metrics alone: add only=metrics, or "
+                           "use a prefix location like \"location "
+                           "/dynroute/\" (the status page needs one too: it "
+                           "loads {prefix}stats)", &clcf->name);
+        return NGX_HTTP_DYNROUTE_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
 /*
  * "dynroute_api [write=on|off] [only=metrics|status|metrics,status]
  * [host=NAME]... [origin=ORIGIN]..."
@@ -153,7 +259,8 @@ ngx_http_dynroute_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_http_dynroute_loc_conf_t *dlcf =
         static_cast<ngx_http_dynroute_loc_conf_t *>(conf);
 
-    ngx_str_t                      *value, v;
+    char                           *rv;
+    ngx_str_t                      *value;
     ngx_uint_t                      i;
     ngx_http_core_loc_conf_t       *clcf;
     ngx_http_dynroute_api_conf_t   *api, **ap;
@@ -178,102 +285,18 @@ ngx_http_dynroute_api(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     for (i = 1; i < cf->args->nelts; i++) {
-        v = value[i];
-
-        if (ngx_http_dynroute_is(v, "write=on")) {
-            api->write = 1;
-            continue;
+        rv = ngx_http_dynroute_api_param(cf, api, &value[i]);
+        if (rv != NGX_CONF_OK) {
+            return rv;
         }
-
-        if (ngx_http_dynroute_is(v, "write=off")) {
-            api->write = 0;
-            continue;
-        }
-
-        if (ngx_http_dynroute_is(v, "only=metrics")) {
-            api->only = NGX_HTTP_DYNROUTE_ONLY_METRICS;
-            continue;
-        }
-
-        if (ngx_http_dynroute_is(v, "only=status")) {
-            api->only = NGX_HTTP_DYNROUTE_ONLY_STATUS;
-            continue;
-        }
-
-        if (ngx_http_dynroute_is(v, "only=metrics,status")
-            || ngx_http_dynroute_is(v, "only=status,metrics"))
-        {
-            api->only = NGX_HTTP_DYNROUTE_ONLY_METRICS
-                        | NGX_HTTP_DYNROUTE_ONLY_STATUS;
-            continue;
-        }
-
-        try {
-            if (v.len > 5 && ngx_strncmp(v.data, "host=", 5) == 0) {
-                api->access->add_host(
-                    ngx_http_dynroute_view(v).substr(5));
-                continue;
-            }
-
-            if (v.len > 7 && ngx_strncmp(v.data, "origin=", 7) == 0) {
-                api->access->add_origin(
-                    ngx_http_dynroute_view(v).substr(7));
-                continue;
-            }
-
-        } catch (const dynroute::ConfigError &e) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "%s in \"%V\" of dynroute_api", e.what(), &v);
-            return NGX_HTTP_DYNROUTE_CONF_ERROR;
-
-        } catch (...) {
-            return ngx_http_dynroute_conf_caught(cf, "dynroute_api");
-        }
-
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid parameter \"%V\": dynroute_api takes "
-                           "write=on|off, only=metrics|status|metrics,status, "
-                           "host=NAME and origin=ORIGIN", &v);
-        return NGX_HTTP_DYNROUTE_CONF_ERROR;
-    }
-
-    if (api->only && api->write) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "dynroute_api with only= is read-only: drop "
-                           "write=on, or serve the whole API in a location "
-                           "of its own");
-        return NGX_HTTP_DYNROUTE_CONF_ERROR;
     }
 
     clcf = static_cast<ngx_http_core_loc_conf_t *>(
                ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module));
 
-    /*
-     * The resource is what the URI has after the location's prefix: a
-     * regex or a named location has no prefix; an exact one has nothing
-     * after it, so it can serve one thing, the metrics.
-     */
-
-    if (clcf->named
-#if (NGX_PCRE)
-        || clcf->regex
-#endif
-       )
-    {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "dynroute_api needs a prefix location, like "
-                           "\"location /dynroute/\"");
-        return NGX_HTTP_DYNROUTE_CONF_ERROR;
-    }
-
-    if (clcf->exact_match && api->only != NGX_HTTP_DYNROUTE_ONLY_METRICS) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "dynroute_api in the exact location \"= %V\" can "
-                           "serve the metrics alone: add only=metrics, or "
-                           "use a prefix location like \"location "
-                           "/dynroute/\" (the status page needs one too: it "
-                           "loads {prefix}stats)", &clcf->name);
-        return NGX_HTTP_DYNROUTE_CONF_ERROR;
+    rv = ngx_http_dynroute_api_location(cf, api, clcf);
+    if (rv != NGX_CONF_OK) {
+        return rv;
     }
 
     clcf->handler = ngx_http_dynroute_api_handler;
