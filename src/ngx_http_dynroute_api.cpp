@@ -671,7 +671,128 @@ ngx_http_dynroute_api_read_body(ngx_http_request_t *r, std::string &body)
 }
 
 
-/* everything after the method and size checks, with the body read */
+/*
+ * One request to the API once its body is read: what the functions of each
+ * resource need, and the two ways they reach the zone.  read() renders the
+ * state as it is; write() changes it (ngx_http_dynroute_live_write) and
+ * renders the result.  Both keep the generation rendered, for the ETag and
+ * the log.
+ */
+
+struct ngx_http_dynroute_api_call_t {
+    ngx_http_request_t          *r;
+    ngx_http_dynroute_live_t    *live;
+    const dynroute::Schema      &schema;
+    std::string_view             name;      /* the resource's name */
+    std::string                  body;      /* the request's */
+    std::string                  answer;    /* the response's */
+    uint64_t                     generation;
+    int64_t                      if_match;  /* -1: none */
+    bool                         get;       /* GET or HEAD */
+
+    template <typename F>
+    ngx_http_dynroute_render_t render(F f)
+    {
+        return [this, f](const dynroute::State &st) {
+            generation = st.generation;
+            return f(st);
+        };
+    }
+
+    template <typename F>
+    ngx_int_t read(F f)
+    {
+        return ngx_http_dynroute_live_read(live, render(f), answer);
+    }
+
+    template <typename C, typename F>
+    ngx_int_t write(C change, F f)
+    {
+        return ngx_http_dynroute_live_write(live, r->connection->log,
+                                            if_match, change, render(f),
+                                            answer);
+    }
+};
+
+
+/* /rollouts/NAME: GET, PATCH (weights, primary), DELETE (back to the
+ * configuration's) */
+
+static ngx_int_t
+ngx_http_dynroute_api_rollout(ngx_http_dynroute_api_call_t &c)
+{
+    auto show = [&c](const dynroute::State &st) {
+        return dynroute::render_rollout_change(st, c.schema, c.name);
+    };
+
+    if (c.get) {
+        return c.read([&c](const dynroute::State &st) {
+            return dynroute::render_rollout(st, c.schema, c.name);
+        });
+    }
+
+    if (c.r->method == NGX_HTTP_PATCH) {
+        return c.write([&c](dynroute::State &st) {
+            dynroute::patch_rollout(st, c.schema, c.name, c.body);
+        }, show);
+    }
+
+    return c.write([&c](dynroute::State &st) {
+        dynroute::reset_rollout(st, c.schema, c.name);
+    }, show);
+}
+
+
+/* /hosts: GET, PATCH (many at once) */
+
+static ngx_int_t
+ngx_http_dynroute_api_hosts(ngx_http_dynroute_api_call_t &c)
+{
+    dynroute::BulkResult  done;
+
+    if (c.get) {
+        return c.read(dynroute::render_hosts);
+    }
+
+    return c.write([&](dynroute::State &st) {
+        done = dynroute::patch_hosts(st, c.schema, c.body);
+    }, [&done](const dynroute::State &st) {
+        return dynroute::render_bulk(st, done);
+    });
+}
+
+
+/* /hosts/NAME: GET, PUT (201 when it is new), DELETE */
+
+static ngx_int_t
+ngx_http_dynroute_api_host(ngx_http_dynroute_api_call_t &c)
+{
+    ngx_int_t   status;
+    ngx_uint_t  created;
+
+    if (c.get) {
+        return c.read([&c](const dynroute::State &st) {
+            return dynroute::render_host(st, c.name);
+        });
+    }
+
+    if (c.r->method != NGX_HTTP_PUT) {
+        return c.write([&c](dynroute::State &st) {
+            dynroute::delete_host(st, c.name);
+        }, dynroute::render_generation);
+    }
+
+    created = 0;
+
+    status = c.write([&](dynroute::State &st) {
+        created = dynroute::put_host(st, c.schema, c.name, c.body);
+    }, dynroute::render_generation);
+
+    return (status == NGX_HTTP_OK && created) ? NGX_HTTP_CREATED : status;
+}
+
+
+/* the resources with a body: everything after the method and size checks */
 
 static ngx_int_t
 ngx_http_dynroute_api_run(ngx_http_request_t *r) noexcept
@@ -688,18 +809,17 @@ ngx_http_dynroute_api_run(ngx_http_request_t *r) noexcept
                ngx_http_get_module_loc_conf(r, ngx_http_dynroute_module));
 
     ngx_http_dynroute_live_t *live = dmcf->live;
-    const dynroute::Schema &schema = ngx_http_dynroute_live_schema(live);
     ngx_str_t zone = ngx_http_dynroute_live_zone_name(live);
 
     res = ngx_http_dynroute_api_resource(r, dlcf->api, name);
 
     try {
-        std::string body, answer;
-        uint64_t generation = 0;
-        ngx_uint_t created = 0;
-        int64_t if_match = ngx_http_dynroute_api_if_match(r);
+        ngx_http_dynroute_api_call_t c{r, live,
+            ngx_http_dynroute_live_schema(live), name, {}, {}, 0,
+            ngx_http_dynroute_api_if_match(r),
+            (r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)) != 0};
 
-        if (if_match == -2) {
+        if (c.if_match == -2) {
             return ngx_http_dynroute_api_error(r, NGX_HTTP_BAD_REQUEST,
                        "If-Match must be a generation number");
         }
@@ -709,134 +829,59 @@ ngx_http_dynroute_api_run(ngx_http_request_t *r) noexcept
          * nginx's not_modified filter would compare it with the new one.
          */
 
-        if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        if (!c.get) {
             r->headers_in.if_match = NULL;
         }
 
-        if (!ngx_http_dynroute_api_read_body(r, body)) {
+        if (!ngx_http_dynroute_api_read_body(r, c.body)) {
             return ngx_http_dynroute_api_error(r,
                        NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
                        "the request body is over the API's limit of 1 MiB");
         }
 
-        auto render = [&](auto f) {
-            return [&generation, f](const dynroute::State &st) {
-                generation = st.generation;
-                return f(st);
-            };
-        };
-
-        auto read = [&](auto f) {
-            return ngx_http_dynroute_live_read(live, render(f), answer);
-        };
-
-        auto write = [&](auto change, auto f) {
-            return ngx_http_dynroute_live_write(live, r->connection->log,
-                                                if_match, change, render(f),
-                                                answer);
-        };
-
-        bool get = r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD);
-
         switch (res) {
 
         case NGX_HTTP_DYNROUTE_RES_ROOT:
-            status = read([&](const dynroute::State &st) {
-                return dynroute::render_state(st, schema,
+            status = c.read([&](const dynroute::State &st) {
+                return dynroute::render_state(st, c.schema,
                                               ngx_http_dynroute_view(zone));
             });
             break;
 
-        case NGX_HTTP_DYNROUTE_RES_ROLLOUT: {
-            auto show = [&](const dynroute::State &st) {
-                return dynroute::render_rollout_change(st, schema, name);
-            };
-
-            if (get) {
-                status = read([&](const dynroute::State &st) {
-                    return dynroute::render_rollout(st, schema, name);
-                });
-
-            } else if (r->method == NGX_HTTP_PATCH) {
-                status = write([&](dynroute::State &st) {
-                    dynroute::patch_rollout(st, schema, name, body);
-                }, show);
-
-            } else {
-                status = write([&](dynroute::State &st) {
-                    dynroute::reset_rollout(st, schema, name);
-                }, show);
-            }
-
+        case NGX_HTTP_DYNROUTE_RES_ROLLOUT:
+            status = ngx_http_dynroute_api_rollout(c);
             break;
-        }
 
         case NGX_HTTP_DYNROUTE_RES_HOSTS:
-            if (get) {
-                status = read(dynroute::render_hosts);
-
-            } else {
-                dynroute::BulkResult done;
-
-                status = write([&](dynroute::State &st) {
-                    done = dynroute::patch_hosts(st, schema, body);
-                }, [&](const dynroute::State &st) {
-                    return dynroute::render_bulk(st, done);
-                });
-            }
-
+            status = ngx_http_dynroute_api_hosts(c);
             break;
 
         case NGX_HTTP_DYNROUTE_RES_HOST:
-            if (get) {
-                status = read([&](const dynroute::State &st) {
-                    return dynroute::render_host(st, name);
-                });
-
-            } else if (r->method == NGX_HTTP_PUT) {
-                status = write([&](dynroute::State &st) {
-                    created = dynroute::put_host(st, schema, name, body);
-                }, dynroute::render_generation);
-
-                if (status == NGX_HTTP_OK && created) {
-                    status = NGX_HTTP_CREATED;
-                }
-
-            } else {
-                status = write([&](dynroute::State &st) {
-                    dynroute::delete_host(st, name);
-                }, dynroute::render_generation);
-            }
-
+            status = ngx_http_dynroute_api_host(c);
             break;
 
         case NGX_HTTP_DYNROUTE_RES_FLEET:
-            if (get) {
-                status = read(dynroute::render_fleet);
-
-            } else {
-                status = write([&](dynroute::State &st) {
-                    dynroute::put_fleet(st, body);
-                }, dynroute::render_fleet);
-            }
-
+            status = c.get ? c.read(dynroute::render_fleet)
+                           : c.write([&c](dynroute::State &st) {
+                                 dynroute::put_fleet(st, c.body);
+                             }, dynroute::render_fleet);
             break;
 
         default: /* drain, ready */
-            status = write([&](dynroute::State &st) {
+            status = c.write([res](dynroute::State &st) {
                 st.draining = (res == NGX_HTTP_DYNROUTE_RES_DRAIN);
             }, dynroute::render_generation);
         }
 
         if (status == NGX_HTTP_OK || status == NGX_HTTP_CREATED) {
-            ngx_uint_t level = get ? NGX_LOG_INFO : NGX_LOG_NOTICE;
+            ngx_uint_t level = c.get ? NGX_LOG_INFO : NGX_LOG_NOTICE;
 
             ngx_log_error(level, r->connection->log, 0,
                           "dynroute: %V %V: generation %uL",
-                          &r->method_name, &r->uri, generation);
+                          &r->method_name, &r->uri, c.generation);
         }
 
-        return ngx_http_dynroute_api_send(r, status, answer, generation,
+        return ngx_http_dynroute_api_send(r, status, c.answer, c.generation,
                                           NULL);
 
     } catch (const std::exception &e) {
