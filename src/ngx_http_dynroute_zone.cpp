@@ -756,6 +756,46 @@ private:
 #define NGX_HTTP_DYNROUTE_WRITE_TRIES  4
 
 
+/* a change refused because the state file could not be written */
+
+[[noreturn]] static void
+ngx_http_dynroute_file_refused(ngx_log_t *log, const std::string &error)
+{
+    ngx_log_error(NGX_LOG_ERR, log, 0, "dynroute: change refused: %s",
+                  error.c_str());
+    throw dynroute::ApiError(NGX_HTTP_INTERNAL_SERVER_ERROR,
+                             "the state file could not be written, nothing "
+                             "changed: " + error);
+}
+
+
+/* the state a change makes of the current one, if If-Match allows it */
+
+static dynroute::State
+ngx_http_dynroute_next(const dynroute::State &cur, int64_t if_match,
+    const std::function<void(dynroute::State &)> &change)
+{
+    if (if_match >= 0 && static_cast<uint64_t>(if_match) != cur.generation) {
+        throw dynroute::ApiError(NGX_HTTP_CONFLICT,
+            "the state is at generation " + std::to_string(cur.generation)
+            + ", not " + std::to_string(if_match)
+            + " (If-Match): read it again");
+    }
+
+    if (cur.generation >= dynroute::max_generation) {
+        throw dynroute::ApiError(NGX_HTTP_CONFLICT,
+            "the state is at generation " + std::to_string(cur.generation)
+            + ", the largest there is: nothing changed");
+    }
+
+    dynroute::State next = cur;
+    change(next);
+    next.generation = cur.generation + 1;
+
+    return next;
+}
+
+
 /*
  * A change: checked and built outside the zone's mutex (the next state,
  * its snapshot's blocks, the state file's temporary file), then published
@@ -790,26 +830,8 @@ ngx_http_dynroute_live_write(ngx_http_dynroute_live_t *live, ngx_log_t *log,
             }
 
             const dynroute::State &cur = live->cached;
-
-            if (if_match >= 0
-                && static_cast<uint64_t>(if_match) != cur.generation)
-            {
-                throw dynroute::ApiError(NGX_HTTP_CONFLICT,
-                    "the state is at generation "
-                    + std::to_string(cur.generation) + ", not "
-                    + std::to_string(if_match) + " (If-Match): read it again");
-            }
-
-            if (cur.generation >= dynroute::max_generation) {
-                throw dynroute::ApiError(NGX_HTTP_CONFLICT,
-                    "the state is at generation "
-                    + std::to_string(cur.generation)
-                    + ", the largest there is: nothing changed");
-            }
-
-            dynroute::State next = cur;
-            change(next);
-            next.generation = cur.generation + 1;
+            dynroute::State next = ngx_http_dynroute_next(cur, if_match,
+                                                          change);
 
             ngx_http_dynroute_blocks_t b;
             ngx_http_dynroute_build(live, next, next.hosts != cur.hosts, b);
@@ -820,11 +842,7 @@ ngx_http_dynroute_live_write(ngx_http_dynroute_live_t *live, ngx_log_t *log,
                 && !ngx_http_dynroute_state_prepare(path,
                         dynroute::dump_state(next, true), tmp, error))
             {
-                ngx_log_error(NGX_LOG_ERR, log, 0,
-                              "dynroute: change refused: %s", error.c_str());
-                throw dynroute::ApiError(NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                         "the state file could not be "
-                                         "written, nothing changed: " + error);
+                ngx_http_dynroute_file_refused(log, error);
             }
 
             /* publish, if nothing else was published meanwhile */
@@ -856,11 +874,7 @@ ngx_http_dynroute_live_write(ngx_http_dynroute_live_t *live, ngx_log_t *log,
             {
                 ngx_http_dynroute_unalloc_locked(live, v);
                 mutex.unlock();
-                ngx_log_error(NGX_LOG_ERR, log, 0,
-                              "dynroute: change refused: %s", error.c_str());
-                throw dynroute::ApiError(NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                         "the state file could not be "
-                                         "written, nothing changed: " + error);
+                ngx_http_dynroute_file_refused(log, error);
             }
 
             ngx_http_dynroute_swap_locked(live, v, next);
@@ -893,6 +907,58 @@ ngx_http_dynroute_live_write(ngx_http_dynroute_live_t *live, ngx_log_t *log,
         body = "{\"error\":\"internal error\"}";
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+}
+
+
+/*
+ * The state a new zone starts from: the state file's, pruned to what this
+ * configuration has (the notices say what went), or the configuration's.
+ * Called with the zone's mutex held.  Throws.
+ */
+
+static ngx_int_t
+ngx_http_dynroute_first_state(ngx_http_dynroute_main_conf_t *dmcf,
+    ngx_log_t *log)
+{
+    ngx_http_dynroute_live_t  *live = dmcf->live;
+
+    dynroute::State st;
+    std::vector<std::string> notices;
+    std::string text;
+
+    if (dmcf->state.len && ngx_http_dynroute_state_read(dmcf, text, log)) {
+        try {
+            st = dynroute::load_state(text, live->schema, notices);
+
+        } catch (const dynroute::ConfigError &e) {
+            ngx_log_error(NGX_LOG_ERR, log, 0,
+                          "dynroute: ignoring the state file \"%V\", "
+                          "starting from the configuration: %s",
+                          &dmcf->state, e.what());
+            st = dynroute::State();
+            notices.clear();
+        }
+    }
+
+    for (const auto &n : notices) {
+        ngx_log_error(NGX_LOG_NOTICE, log, 0, "dynroute: %s", n.c_str());
+    }
+
+    if (!notices.empty()) {
+        st.generation++;
+    }
+
+    if (!ngx_http_dynroute_publish(live, st, true)) {
+        ngx_log_error(NGX_LOG_EMERG, log, 0,
+                      "dynroute_zone \"%V\" in %s:%ui is too small for its "
+                      "state", &live->zone_name, dmcf->zone_file,
+                      dmcf->zone_line);
+        return NGX_ERROR;
+    }
+
+    live->sh->unsaved = !notices.empty();
+
+    return NGX_OK;
 }
 
 
@@ -962,45 +1028,10 @@ ngx_http_dynroute_init_zone(ngx_shm_zone_t *shm_zone, void *data) noexcept
         if (!ngx_http_dynroute_intern(live, log)) {
             rc = NGX_ERROR;
 
-        } else if (sh->version == NULL) {
-            dynroute::State st;
-            std::vector<std::string> notices;
-            std::string text;
-
-            if (dmcf->state.len
-                && ngx_http_dynroute_state_read(dmcf, text, log))
-            {
-                try {
-                    st = dynroute::load_state(text, live->schema, notices);
-
-                } catch (const dynroute::ConfigError &e) {
-                    ngx_log_error(NGX_LOG_ERR, log, 0,
-                                  "dynroute: ignoring the state file \"%V\", "
-                                  "starting from the configuration: %s",
-                                  &dmcf->state, e.what());
-                    st = dynroute::State();
-                    notices.clear();
-                }
-            }
-
-            for (const auto &n : notices) {
-                ngx_log_error(NGX_LOG_NOTICE, log, 0, "dynroute: %s",
-                              n.c_str());
-            }
-
-            if (!notices.empty()) {
-                st.generation++;
-            }
-
-            if (!ngx_http_dynroute_publish(live, st, true)) {
-                ngx_log_error(NGX_LOG_EMERG, log, 0,
-                              "dynroute_zone \"%V\" in %s:%ui is too small "
-                              "for its state", &shm_zone->shm.name,
-                              dmcf->zone_file, dmcf->zone_line);
-                rc = NGX_ERROR;
-            }
-
-            sh->unsaved = !notices.empty();
+        } else if (sh->version == NULL
+                   && ngx_http_dynroute_first_state(dmcf, log) != NGX_OK)
+        {
+            rc = NGX_ERROR;
         }
 
     } catch (const std::exception &e) {
