@@ -501,6 +501,71 @@ std::string dump_state(const State &state, bool with_hosts)
     return with_hosts ? dynroute::with_hosts(j, state.hosts) : text(j);
 }
 
+namespace {
+
+// a state file's rollout: its weights, upstreams and primary
+RolloutOverride load_rollout(const std::string &name, const input &r)
+{
+    if (!r.is_object()) {
+        corrupt("rollout " + dynroute::quoted(name) + " is not an object");
+    }
+
+    RolloutOverride o;
+    const input &w = member(r, "weights", &input::is_object, "an object");
+    const input &u = member(r, "upstreams", &input::is_object, "an object");
+    const input &p = member(r, "primary", &input::is_string, "a string");
+
+    try {
+        if (!w.is_null()) {
+            for (const auto &[variant, v] : w.items()) {
+                o.weights[variant] = weight_value(variant, v);
+            }
+        }
+    } catch (const ApiError &e) {
+        corrupt(e.what());
+    }
+
+    if (!u.is_null()) {
+        for (const auto &[variant, v] : u.items()) {
+            if (!v.is_string()) {
+                corrupt("an upstream of rollout " + dynroute::quoted(name)
+                        + " is not a string");
+            }
+            o.upstreams[variant] = v.get<std::string>();
+        }
+    }
+
+    if (!p.is_null()) {
+        o.primary = p.get<std::string>();
+    }
+
+    return o;
+}
+
+// a state file's runtime hosts, into s.hosts
+void load_hosts(const input &hosts, State &s)
+{
+    for (const auto &[host, h] : hosts.items()) {
+        std::string key, why;
+
+        if (!normalize_host(host, key, why)) {
+            corrupt(why);
+        }
+
+        if (!h.is_object() || !h.contains("table") || !h.contains("target")
+            || !h["table"].is_string() || !h["target"].is_string())
+        {
+            corrupt("host " + dynroute::quoted(host)
+                    + " has no table and target");
+        }
+
+        s.hosts[key] = {h["table"].get<std::string>(),
+                        h["target"].get<std::string>()};
+    }
+}
+
+}  // namespace
+
 State load_state(std::string_view text, const Schema &schema,
                  std::vector<std::string> &notices)
 {
@@ -544,65 +609,13 @@ State load_state(std::string_view text, const Schema &schema,
                                   "an object");
     if (!rollouts.is_null()) {
         for (const auto &[name, r] : rollouts.items()) {
-            if (!r.is_object()) {
-                corrupt("rollout " + dynroute::quoted(name) + " is not an object");
-            }
-
-            RolloutOverride o;
-            const input &w = member(r, "weights", &input::is_object,
-                                   "an object");
-            const input &u = member(r, "upstreams", &input::is_object,
-                                   "an object");
-            const input &p = member(r, "primary", &input::is_string,
-                                   "a string");
-
-            try {
-                if (!w.is_null()) {
-                    for (const auto &[variant, v] : w.items()) {
-                        o.weights[variant] = weight_value(variant, v);
-                    }
-                }
-            } catch (const ApiError &e) {
-                corrupt(e.what());
-            }
-
-            if (!u.is_null()) {
-                for (const auto &[variant, v] : u.items()) {
-                    if (!v.is_string()) {
-                        corrupt("an upstream of rollout " + dynroute::quoted(name)
-                                + " is not a string");
-                    }
-                    o.upstreams[variant] = v.get<std::string>();
-                }
-            }
-
-            if (!p.is_null()) {
-                o.primary = p.get<std::string>();
-            }
-
-            s.rollouts[name] = std::move(o);
+            s.rollouts[name] = load_rollout(name, r);
         }
     }
 
     const input &hosts = member(j, "hosts", &input::is_object, "an object");
     if (!hosts.is_null()) {
-        for (const auto &[host, h] : hosts.items()) {
-            std::string key, why;
-
-            if (!normalize_host(host, key, why)) {
-                corrupt(why);
-            }
-
-            if (!h.is_object() || !h.contains("table")
-                || !h.contains("target") || !h["table"].is_string()
-                || !h["target"].is_string())
-            {
-                corrupt("host " + dynroute::quoted(host) + " has no table and target");
-            }
-
-            s.hosts[key] = {h["table"].get<std::string>(),
-                            h["target"].get<std::string>()};
-        }
+        load_hosts(hosts, s);
     }
 
     prune(s, schema, notices);
