@@ -713,6 +713,81 @@ void prune(State &state, const Schema &schema,
     }
 }
 
+namespace {
+
+// the index of a rollout's variant, or a 400
+std::size_t variant_of(const RolloutInfo &info, const std::string &v)
+{
+    std::size_t i = info.find(v);
+
+    if (i == std::size_t(-1)) {
+        throw ApiError(400, "rollout " + dynroute::quoted(info.name)
+                            + " has no variant " + dynroute::quoted(v));
+    }
+
+    return i;
+}
+
+// PATCH's "weights": every variant's, summing to 100 %
+void patch_weights(const RolloutInfo &info, const input &v,
+                   RolloutOverride &o)
+{
+    if (!v.is_object() || v.empty()) {
+        throw ApiError(400, "\"weights\" must be an object of "
+                            "variants and percents");
+    }
+
+    std::vector<std::uint32_t> w(info.variants.size(), 0);
+    std::uint32_t sum = 0;
+
+    for (const auto &[variant, value] : v.items()) {
+        std::size_t i = variant_of(info, variant);
+        w[i] = weight_value(variant, value);
+        sum += w[i];
+    }
+
+    if (sum != weight_scale) {
+        throw ApiError(400, "the weights sum to " + format_weight(sum)
+                            + ", not 100% (a variant left out gets 0%)");
+    }
+
+    o.weights.clear();
+    for (std::size_t i = 0; i < w.size(); i++) {
+        o.weights[info.variants[i]] = w[i];
+    }
+}
+
+// PATCH's "upstreams": some variants', each an upstream{} of the
+// configuration (its configured one drops the override)
+void patch_upstreams(const Schema &schema, const RolloutInfo &info,
+                     const input &v, RolloutOverride &o)
+{
+    if (!v.is_object() || v.empty()) {
+        throw ApiError(400, "\"upstreams\" must be an object of "
+                            "variants and upstream names");
+    }
+
+    for (const auto &[variant, value] : v.items()) {
+        std::size_t i = variant_of(info, variant);
+        const std::string &u = string_field(
+            value, "the upstream of variant " + dynroute::quoted(variant));
+
+        if (schema.upstreams.find(u) == schema.upstreams.end()) {
+            throw ApiError(400, dynroute::quoted(u)
+                                + " is not an upstream{} of the "
+                                  "configuration");
+        }
+
+        if (u == info.upstreams[i]) {
+            o.upstreams.erase(variant);
+        } else {
+            o.upstreams[variant] = u;
+        }
+    }
+}
+
+}  // namespace
+
 void patch_rollout(State &state, const Schema &schema, std::string_view name,
                    std::string_view body)
 {
@@ -733,68 +808,16 @@ void patch_rollout(State &state, const Schema &schema, std::string_view name,
     RolloutOverride o = found == state.rollouts.end() ? RolloutOverride()
                                                       : found->second;
 
-    auto variant_of = [&](const std::string &v) {
-        std::size_t i = info->find(v);
-        if (i == std::size_t(-1)) {
-            throw ApiError(400, "rollout " + dynroute::quoted(name) + " has no variant "
-                                + dynroute::quoted(v));
-        }
-        return i;
-    };
-
     for (const auto &[key, v] : j.items()) {
         if (key == "weights") {
-            if (!v.is_object() || v.empty()) {
-                throw ApiError(400, "\"weights\" must be an object of "
-                                    "variants and percents");
-            }
-
-            std::vector<std::uint32_t> w(info->variants.size(), 0);
-            std::uint32_t sum = 0;
-
-            for (const auto &[variant, value] : v.items()) {
-                std::size_t i = variant_of(variant);
-                w[i] = weight_value(variant, value);
-                sum += w[i];
-            }
-
-            if (sum != weight_scale) {
-                throw ApiError(400, "the weights sum to " + format_weight(sum)
-                                    + ", not 100% (a variant left out "
-                                      "gets 0%)");
-            }
-
-            o.weights.clear();
-            for (std::size_t i = 0; i < w.size(); i++) {
-                o.weights[info->variants[i]] = w[i];
-            }
+            patch_weights(*info, v, o);
 
         } else if (key == "upstreams") {
-            if (!v.is_object() || v.empty()) {
-                throw ApiError(400, "\"upstreams\" must be an object of "
-                                    "variants and upstream names");
-            }
-
-            for (const auto &[variant, value] : v.items()) {
-                std::size_t i = variant_of(variant);
-                const std::string &u = string_field(
-                    value, "the upstream of variant " + dynroute::quoted(variant));
-
-                if (schema.upstreams.find(u) == schema.upstreams.end()) {
-                    throw ApiError(400, dynroute::quoted(u) + " is not an upstream{} "
-                                        "of the configuration");
-                }
-
-                if (u == info->upstreams[i]) {
-                    o.upstreams.erase(variant);
-                } else {
-                    o.upstreams[variant] = u;
-                }
-            }
+            patch_upstreams(schema, *info, v, o);
 
         } else if (key == "primary") {
             const std::string &p = string_field(v, "\"primary\"");
-            std::size_t i = variant_of(p);
+            std::size_t i = variant_of(*info, p);
             o.primary = (i == info->primary) ? std::string() : p;
 
         } else {
