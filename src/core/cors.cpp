@@ -91,6 +91,95 @@ struct Parsed {
     const char *error = nullptr;
 };
 
+// The host of "host[:port]" or "[v6][:port]" into p.origin.host, and the
+// port's text after it; nullptr, or what is wrong.
+const char *parse_host(std::string_view rest, bool pattern, Parsed &p,
+                       std::string_view &port) noexcept
+{
+    std::size_t end;
+
+    if (!rest.empty() && rest[0] == '[') {
+        end = rest.find(']');
+        if (end == std::string_view::npos
+            || !is_ipv6(rest.substr(1, end - 1))) {
+            return "invalid IPv6 address";
+        }
+        p.origin.host = rest.substr(0, end + 1);
+        end++;
+        if (end < rest.size() && rest[end] != ':') {
+            return "invalid host";
+        }
+
+    } else {
+        end = rest.find(':');
+        p.origin.host = rest.substr(0, end);
+
+        if (end + 1 == rest.size()) {
+            return "invalid port";  // before the host's own checks
+        }
+
+        std::string_view name = p.origin.host;
+
+        if (pattern && name.size() > 2 && name.substr(0, 2) == "*.") {
+            p.subdomains = true;
+            name.remove_prefix(2);
+            p.origin.host.remove_prefix(1);  // ".example.com"
+        }
+
+        if (!is_name(name)) {
+            return (name.find('*') != std::string_view::npos)
+                       ? "a wildcard is only allowed as \"*.\" before the "
+                         "domain"
+                       : "invalid host";
+        }
+    }
+
+    if (end < rest.size()) {
+        port = rest.substr(end + 1);
+        if (port.empty()) {
+            return "invalid port";
+        }
+    }
+
+    return nullptr;
+}
+
+// The port: none (the scheme's), "*" in a pattern, or 1 to 65535;
+// nullptr, or what is wrong.
+const char *parse_port(std::string_view port, bool pattern,
+                       Parsed &p) noexcept
+{
+    if (port.empty()) {
+        p.origin.port = default_port(p.origin.scheme);
+        return nullptr;
+    }
+
+    if (pattern && port == "*") {
+        p.any_port = true;
+        p.origin.port = any_port;
+        return nullptr;
+    }
+
+    if (port.size() > 5) {
+        return "invalid port";
+    }
+
+    unsigned v = 0;
+    for (char c : port) {
+        if (!is_digit(c)) {
+            return "invalid port";
+        }
+        v = v * 10 + static_cast<unsigned>(c - '0');
+    }
+
+    if (v == 0 || v > 65535) {
+        return "invalid port";
+    }
+
+    p.origin.port = v;
+    return nullptr;
+}
+
 // Parses "scheme://host[:port]"; patterns (configuration) may use
 // "*." before the host and "*" as the port.
 Parsed parse(std::string_view s, bool pattern) noexcept
@@ -122,80 +211,9 @@ Parsed parse(std::string_view s, bool pattern) noexcept
 
     std::string_view port;
 
-    if (!rest.empty() && rest[0] == '[') {
-        std::size_t end = rest.find(']');
-        if (end == std::string_view::npos
-            || !is_ipv6(rest.substr(1, end - 1))) {
-            p.error = "invalid IPv6 address";
-            return p;
-        }
-        p.origin.host = rest.substr(0, end + 1);
-        rest.remove_prefix(end + 1);
-        if (!rest.empty()) {
-            if (rest[0] != ':') {
-                p.error = "invalid host";
-                return p;
-            }
-            port = rest.substr(1);
-            if (port.empty()) {
-                p.error = "invalid port";
-                return p;
-            }
-        }
-
-    } else {
-        std::size_t c = rest.find(':');
-        p.origin.host = rest.substr(0, c);
-        if (c != std::string_view::npos) {
-            port = rest.substr(c + 1);
-            if (port.empty()) {
-                p.error = "invalid port";
-                return p;
-            }
-        }
-
-        std::string_view name = p.origin.host;
-
-        if (pattern && name.size() > 2 && name.substr(0, 2) == "*.") {
-            p.subdomains = true;
-            name.remove_prefix(2);
-            p.origin.host.remove_prefix(1);  // ".example.com"
-        }
-
-        if (!is_name(name)) {
-            p.error = (name.find('*') != std::string_view::npos)
-                          ? "a wildcard is only allowed as \"*.\" before "
-                            "the domain"
-                          : "invalid host";
-            return p;
-        }
-    }
-
-    if (port.empty()) {
-        p.origin.port = default_port(p.origin.scheme);
-
-    } else if (pattern && port == "*") {
-        p.any_port = true;
-        p.origin.port = any_port;
-
-    } else {
-        if (port.size() > 5) {
-            p.error = "invalid port";
-            return p;
-        }
-        unsigned v = 0;
-        for (char c : port) {
-            if (!is_digit(c)) {
-                p.error = "invalid port";
-                return p;
-            }
-            v = v * 10 + static_cast<unsigned>(c - '0');
-        }
-        if (v == 0 || v > 65535) {
-            p.error = "invalid port";
-            return p;
-        }
-        p.origin.port = v;
+    p.error = parse_host(rest, pattern, p, port);
+    if (p.error == nullptr) {
+        p.error = parse_port(port, pattern, p);
     }
 
     return p;
