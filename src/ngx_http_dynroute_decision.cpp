@@ -30,24 +30,6 @@ static ngx_int_t ngx_http_dynroute_stand_in_init_peer(ngx_http_request_t *r,
 static ngx_str_t  ngx_http_dynroute_no_rule = ngx_string("(none)");
 
 
-/* the host as in $host: the validated Host header, or the server name */
-
-ngx_str_t
-ngx_http_dynroute_host(ngx_http_request_t *r) noexcept
-{
-    ngx_http_core_srv_conf_t  *cscf;
-
-    if (r->headers_in.server.len) {
-        return r->headers_in.server;
-    }
-
-    cscf = static_cast<ngx_http_core_srv_conf_t *>(
-               ngx_http_get_module_srv_conf(r, ngx_http_core_module));
-
-    return cscf->server_name;
-}
-
-
 /*
  * The precontent phase: after rewrite, return and the access checks
  * (allow/deny, auth_basic, auth_request), so that a jump never skips them;
@@ -117,20 +99,13 @@ ngx_http_dynroute_handler(ngx_http_request_t *r) noexcept
 }
 
 
+/* after a jump to a named location or an internal redirect */
+
 ngx_http_dynroute_ctx_t *
-ngx_http_dynroute_get_ctx(ngx_http_request_t *r) noexcept
+ngx_http_dynroute_find_ctx(ngx_http_request_t *r) noexcept
 {
     ngx_pool_cleanup_t       *cln;
     ngx_http_dynroute_ctx_t  *ctx;
-
-    ctx = static_cast<ngx_http_dynroute_ctx_t *>(
-              ngx_http_get_module_ctx(r, ngx_http_dynroute_module));
-
-    if (ctx || r != r->main) {
-        return ctx;
-    }
-
-    /* after a jump to a named location or an internal redirect */
 
     for (cln = r->pool->cleanup; cln; cln = cln->next) {
         if (cln->handler == ngx_http_dynroute_ctx_cleanup) {
@@ -144,6 +119,54 @@ ngx_http_dynroute_get_ctx(ngx_http_request_t *r) noexcept
 }
 
 
+/*
+ * A new context, set for the module.  The main request's is marked by a
+ * pool cleanup of its own (as the realip module keeps its context), both
+ * taken in one allocation and linked as ngx_pool_cleanup_add() links one.
+ */
+
+typedef struct {
+    ngx_pool_cleanup_t         cln;
+    ngx_http_dynroute_ctx_t    ctx;
+} ngx_http_dynroute_ctx_mark_t;
+
+
+static ngx_http_dynroute_ctx_t *
+ngx_http_dynroute_new_ctx(ngx_http_request_t *r) noexcept
+{
+    ngx_http_dynroute_ctx_t       *ctx;
+    ngx_http_dynroute_ctx_mark_t  *m;
+
+    if (r == r->main) {
+        m = static_cast<ngx_http_dynroute_ctx_mark_t *>(
+                ngx_palloc(r->pool, sizeof(ngx_http_dynroute_ctx_mark_t)));
+        if (m == NULL) {
+            return NULL;
+        }
+
+        ctx = &m->ctx;
+
+        m->cln.handler = ngx_http_dynroute_ctx_cleanup;
+        m->cln.data = ctx;
+        m->cln.next = r->pool->cleanup;
+        r->pool->cleanup = &m->cln;
+
+    } else {
+        ctx = static_cast<ngx_http_dynroute_ctx_t *>(
+                  ngx_palloc(r->pool, sizeof(ngx_http_dynroute_ctx_t)));
+        if (ctx == NULL) {
+            return NULL;
+        }
+    }
+
+    ngx_memzero(ctx, sizeof(ngx_http_dynroute_ctx_t));
+
+    ngx_http_set_ctx(r, ctx, ngx_http_dynroute_module);
+
+    return ctx;
+}
+
+
 /* ctx: the request's context if it has one already, or NULL */
 
 static ngx_http_dynroute_ctx_t *
@@ -152,31 +175,15 @@ ngx_http_dynroute_decide(ngx_http_request_t *r, ngx_http_dynroute_ctx_t *ctx,
 {
     size_t                        begin, end;
     ngx_str_t                     host;
-    ngx_pool_cleanup_t           *cln;
     dynroute::Decision            d;
     ngx_http_variable_value_t    *vv;
     ngx_http_dynroute_main_conf_t *dmcf;
 
-    if (ctx == NULL && r == r->main) {
-        cln = ngx_pool_cleanup_add(r->pool, sizeof(ngx_http_dynroute_ctx_t));
-        if (cln == NULL) {
-            return NULL;
-        }
-
-        cln->handler = ngx_http_dynroute_ctx_cleanup;
-        ctx = static_cast<ngx_http_dynroute_ctx_t *>(cln->data);
-        ngx_memzero(ctx, sizeof(ngx_http_dynroute_ctx_t));
-
-        ngx_http_set_ctx(r, ctx, ngx_http_dynroute_module);
-
-    } else if (ctx == NULL) {
-        ctx = static_cast<ngx_http_dynroute_ctx_t *>(
-                  ngx_pcalloc(r->pool, sizeof(ngx_http_dynroute_ctx_t)));
+    if (ctx == NULL) {
+        ctx = ngx_http_dynroute_new_ctx(r);
         if (ctx == NULL) {
             return NULL;
         }
-
-        ngx_http_set_ctx(r, ctx, ngx_http_dynroute_module);
     }
 
     host = ngx_http_dynroute_host(r);
@@ -298,19 +305,13 @@ ngx_http_dynroute_variant(ngx_http_request_t *r, ngx_http_dynroute_ctx_t *ctx)
 }
 
 
+/* read before the precontent phase handler ran (or where it is not
+ * registered): decide now */
+
 ngx_http_dynroute_ctx_t *
-ngx_http_dynroute_request_ctx(ngx_http_request_t *r) noexcept
+ngx_http_dynroute_decide_here(ngx_http_request_t *r) noexcept
 {
-    ngx_http_dynroute_ctx_t       *ctx;
     ngx_http_dynroute_loc_conf_t  *dlcf;
-
-    ctx = ngx_http_dynroute_get_ctx(r);
-
-    if (ctx) {
-        return ctx;
-    }
-
-    /* read before the precontent phase handler ran: decide now */
 
     dlcf = static_cast<ngx_http_dynroute_loc_conf_t *>(
                ngx_http_get_module_loc_conf(r, ngx_http_dynroute_module));
@@ -384,7 +385,7 @@ ngx_http_dynroute_add_stand_in(ngx_conf_t *cf) noexcept
 
 /* one error line: why r has no upstream to be passed to */
 
-static void
+void
 ngx_http_dynroute_log_no_upstream(ngx_http_request_t *r,
     ngx_http_dynroute_ctx_t *ctx) noexcept
 {
@@ -447,37 +448,13 @@ ngx_http_dynroute_stand_in_init_peer(ngx_http_request_t *r,
 }
 
 
-/*
- * For dynroute_balancer: the upstream{} of this request's decision (a
- * rule's, or its rollout's chosen variant's) and, for a rollout whose
- * chosen variant is not the primary, the primary's.  NGX_DECLINED (with one
- * error line) where the decision has no upstream.
- */
+/* for dynroute_balancer: a rollout's chosen variant (and its primary) */
 
 ngx_int_t
-ngx_http_dynroute_choose(ngx_http_request_t *r,
-    ngx_http_dynroute_choice_t *choice) noexcept
+ngx_http_dynroute_choose_variant(ngx_http_request_t *r,
+    ngx_http_dynroute_ctx_t *ctx, ngx_http_dynroute_choice_t *choice)
+    noexcept
 {
-    ngx_http_dynroute_ctx_t      *ctx;
-    ngx_http_dynroute_rule_t     *rule;
-    ngx_http_dynroute_rollout_t  *ro;
-
-    ctx = ngx_http_dynroute_request_ctx(r);
-
-    if (ctx == NULL || ctx->rule == NULL || ctx->rule->named) {
-        ngx_http_dynroute_log_no_upstream(r, ctx);
-        return NGX_DECLINED;
-    }
-
-    rule = ctx->rule;
-    ro = rule->rollout;
-
-    if (ro == NULL) {
-        choice->chosen = rule->uscf;
-        choice->primary = NULL;
-        return NGX_OK;
-    }
-
     (void) ngx_http_dynroute_variant(r, ctx);
 
     choice->chosen = const_cast<ngx_http_upstream_srv_conf_t *>(ctx->chosen);

@@ -50,16 +50,62 @@ typedef struct {
 
 
 /* the host as in $host: the validated Host header, or the server name */
-ngx_str_t ngx_http_dynroute_host(ngx_http_request_t *r) noexcept;
+static inline ngx_str_t
+ngx_http_dynroute_host(ngx_http_request_t *r) noexcept
+{
+    ngx_http_core_srv_conf_t  *cscf;
 
-/* the request's context, or NULL: what was decided so far */
-ngx_http_dynroute_ctx_t *ngx_http_dynroute_get_ctx(ngx_http_request_t *r)
+    if (r->headers_in.server.len) {
+        return r->headers_in.server;
+    }
+
+    cscf = static_cast<ngx_http_core_srv_conf_t *>(
+               ngx_http_get_module_srv_conf(r, ngx_http_core_module));
+
+    return cscf->server_name;
+}
+
+
+/* the out-of-line halves of the two below */
+ngx_http_dynroute_ctx_t *ngx_http_dynroute_find_ctx(ngx_http_request_t *r)
     noexcept;
+ngx_http_dynroute_ctx_t *ngx_http_dynroute_decide_here(ngx_http_request_t *r)
+    noexcept;
+
+
+/*
+ * The request's context, or NULL: what was decided so far.  After a jump
+ * to a named location or an internal redirect, which clear module
+ * contexts, the main request's is found again by its pool cleanup.
+ */
+static inline ngx_http_dynroute_ctx_t *
+ngx_http_dynroute_get_ctx(ngx_http_request_t *r) noexcept
+{
+    ngx_http_dynroute_ctx_t  *ctx;
+
+    ctx = static_cast<ngx_http_dynroute_ctx_t *>(
+              ngx_http_get_module_ctx(r, ngx_http_dynroute_module));
+
+    if (ctx || r != r->main) {
+        return ctx;
+    }
+
+    return ngx_http_dynroute_find_ctx(r);
+}
+
 
 /* the request's context, deciding now if nothing was: NULL where no table
  * is in effect (or out of memory) */
-ngx_http_dynroute_ctx_t *ngx_http_dynroute_request_ctx(ngx_http_request_t *r)
-    noexcept;
+static inline ngx_http_dynroute_ctx_t *
+ngx_http_dynroute_request_ctx(ngx_http_request_t *r) noexcept
+{
+    ngx_http_dynroute_ctx_t  *ctx;
+
+    ctx = ngx_http_dynroute_get_ctx(r);
+
+    return ctx ? ctx : ngx_http_dynroute_decide_here(r);
+}
+
 
 /* a rollout rule's variant for this request, picked when first asked */
 ngx_uint_t ngx_http_dynroute_variant(ngx_http_request_t *r,
@@ -71,8 +117,40 @@ ngx_int_t ngx_http_dynroute_no_upstream(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, bool upstream) noexcept;
 
 /* for dynroute_balancer */
-ngx_int_t ngx_http_dynroute_choose(ngx_http_request_t *r,
-    ngx_http_dynroute_choice_t *choice) noexcept;
+void ngx_http_dynroute_log_no_upstream(ngx_http_request_t *r,
+    ngx_http_dynroute_ctx_t *ctx) noexcept;
+ngx_int_t ngx_http_dynroute_choose_variant(ngx_http_request_t *r,
+    ngx_http_dynroute_ctx_t *ctx, ngx_http_dynroute_choice_t *choice)
+    noexcept;
+
+/*
+ * The upstream{} of this request's decision (a rule's, or its rollout's
+ * chosen variant's) and, for a rollout whose chosen variant is not the
+ * primary, the primary's.  NGX_DECLINED (with one error line) where the
+ * decision has no upstream.  Inline: a rule's upstream is the common case.
+ */
+static inline ngx_int_t
+ngx_http_dynroute_choose(ngx_http_request_t *r,
+    ngx_http_dynroute_choice_t *choice) noexcept
+{
+    ngx_http_dynroute_ctx_t  *ctx;
+
+    ctx = ngx_http_dynroute_request_ctx(r);
+
+    if (ctx == NULL || ctx->rule == NULL || ctx->rule->named) {
+        ngx_http_dynroute_log_no_upstream(r, ctx);
+        return NGX_DECLINED;
+    }
+
+    if (ctx->rule->rollout) {
+        return ngx_http_dynroute_choose_variant(r, ctx, choice);
+    }
+
+    choice->chosen = ctx->rule->uscf;
+    choice->primary = NULL;
+
+    return NGX_OK;
+}
 void ngx_http_dynroute_fell_back(ngx_http_request_t *r) noexcept;
 
 /* postconfiguration: the stand-in upstream, then the precontent handler

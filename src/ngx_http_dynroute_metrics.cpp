@@ -230,47 +230,33 @@ ngx_http_dynroute_metrics_init(ngx_http_dynroute_main_conf_t *dmcf,
 
 
 /*
- * The log phase: variant is the one chosen (NGX_MAX_UINT32_VALUE: none was
- * picked), served the one that served, reason a dynroute::Rollout::Reason.
+ * The log phase, for a rollout whose variant was picked: by the variant
+ * chosen, the one that served (the primary, if the chosen one failed) and
+ * why.
  */
 
-void
-ngx_http_dynroute_metrics_count(ngx_http_request_t *r,
-    ngx_http_dynroute_rule_t *rule, ngx_http_dynroute_table_t *table,
-    ngx_uint_t runtime, ngx_uint_t variant, ngx_uint_t served,
-    ngx_uint_t reason) noexcept
+static void
+ngx_http_dynroute_metrics_variant(ngx_http_request_t *r,
+    ngx_http_dynroute_ctx_t *ctx) noexcept
 {
     int                           cls;
-    uint64_t                     *t, *c, ms;
-    ngx_uint_t                    i, status, timed;
+    uint64_t                     *c, ms;
+    ngx_uint_t                    i, status, timed, served, reason;
     ngx_http_upstream_state_t    *st;
     ngx_http_dynroute_rollout_t  *ro;
 
-    t = table->counters;
+    ro = ctx->rule->rollout;
 
-    if (t == NULL) {
-        return;
+    if (ctx->fallback) {
+        served = ctx->primary_variant;
+        reason = static_cast<ngx_uint_t>(dynroute::Rollout::Reason::fallback);
+
+    } else {
+        served = ctx->variant;
+        reason = ctx->reason;
     }
 
-    ngx_http_dynroute_count(&t[m::t_requests]);
-
-    if (rule == NULL) {
-        ngx_http_dynroute_count(&t[m::t_misdirected]);
-        return;
-    }
-
-    if (runtime) {
-        ngx_http_dynroute_count(&t[m::t_runtime]);
-
-    } else if (rule->requests) {
-        ngx_http_dynroute_count(rule->requests);
-    }
-
-    ro = rule->rollout;
-
-    if (ro == NULL || variant == NGX_MAX_UINT32_VALUE
-        || ro->variants[served].counters == NULL)
-    {
+    if (ro->variants[served].counters == NULL) {
         return;
     }
 
@@ -314,8 +300,9 @@ ngx_http_dynroute_metrics_count(ngx_http_request_t *r,
         }
     }
 
-    if (served != variant && ro->variants[variant].counters) {
-        ngx_http_dynroute_count(&ro->variants[variant].counters[m::v_fallbacks]);
+    if (served != ctx->variant && ro->variants[ctx->variant].counters) {
+        ngx_http_dynroute_count(
+            &ro->variants[ctx->variant].counters[m::v_fallbacks]);
     }
 }
 
@@ -400,7 +387,9 @@ ngx_http_dynroute_metrics_read(ngx_http_dynroute_main_conf_t *dmcf,
 static ngx_int_t
 ngx_http_dynroute_log_handler(ngx_http_request_t *r) noexcept
 {
-    ngx_http_dynroute_ctx_t  *ctx;
+    uint64_t                  *t;
+    ngx_http_dynroute_ctx_t   *ctx;
+    ngx_http_dynroute_rule_t  *rule;
 
     if (r != r->main) {
         return NGX_OK;
@@ -408,16 +397,30 @@ ngx_http_dynroute_log_handler(ngx_http_request_t *r) noexcept
 
     ctx = ngx_http_dynroute_get_ctx(r);
 
-    if (ctx == NULL || ctx->table == NULL) {
+    if (ctx == NULL || ctx->table == NULL || ctx->table->counters == NULL) {
         return NGX_OK;
     }
 
-    ngx_http_dynroute_metrics_count(r, ctx->rule, ctx->table, ctx->runtime,
-        ctx->picked ? ctx->variant : NGX_MAX_UINT32_VALUE,
-        ctx->fallback ? ctx->primary_variant : ctx->variant,
-        ctx->fallback ? static_cast<ngx_uint_t>(
-                            dynroute::Rollout::Reason::fallback)
-                      : ctx->reason);
+    t = ctx->table->counters;
+    rule = ctx->rule;
+
+    ngx_http_dynroute_count(&t[m::t_requests]);
+
+    if (rule == NULL) {
+        ngx_http_dynroute_count(&t[m::t_misdirected]);
+        return NGX_OK;
+    }
+
+    if (ctx->runtime) {
+        ngx_http_dynroute_count(&t[m::t_runtime]);
+
+    } else if (rule->requests) {
+        ngx_http_dynroute_count(rule->requests);
+    }
+
+    if (rule->rollout && ctx->picked) {
+        ngx_http_dynroute_metrics_variant(r, ctx);
+    }
 
     return NGX_OK;
 }

@@ -875,7 +875,7 @@ ngx_http_dynroute_rollout_pick(ngx_http_request_t *r,
     dynroute::Rollout::Reason *reason, dynroute::StickyValue *issue)
     noexcept
 {
-    bool                         trusted;
+    bool                         overridable;
     ngx_uint_t                   v;
     std::string_view             header, cookie, sticky;
     dynroute::Address            addr;
@@ -884,21 +884,15 @@ ngx_http_dynroute_rollout_pick(ngx_http_request_t *r,
     dynroute::Rollout::Reason    why;
 
     /*
-     * The override header and cookie, from trusted clients only (the
-     * address after realip); the first of each wins.  The stickiness
-     * cookie, if the rollout sets one.
+     * The override header and cookie (the first of each wins), and the
+     * stickiness cookie, if the rollout has them.  An override counts only
+     * from a trusted client (the address after realip): checked once one
+     * is present, not on every request.
      */
 
-    if (ro->sources || ro->overrides_checked) {
-        ngx_http_dynroute_rollout_address(r, addr);
-        in.address = &addr;
-    }
+    overridable = (ro->header.len || ro->cookie.len);
 
-    trusted = (ro->header.len || ro->cookie.len)
-              && ro->core->override_allowed(in.address && addr.family ? &addr
-                                                                 : NULL);
-
-    if (trusted || ro->sticky.len) {
+    if (overridable || ro->sticky.len) {
         ngx_http_dynroute_each_header(&r->headers_in.headers,
             [&](ngx_table_elt_t &h) {
 
@@ -913,10 +907,6 @@ ngx_http_dynroute_rollout_pick(ngx_http_request_t *r,
                                          sticky))
             {
                 in.sticky = &sticky;
-            }
-
-            if (!trusted) {
-                return;
             }
 
             if (in.header == NULL && ro->header.len
@@ -938,11 +928,22 @@ ngx_http_dynroute_rollout_pick(ngx_http_request_t *r,
         });
     }
 
-    if ((ro->header.len || ro->cookie.len) && !trusted) {
+    if (ro->sources || ((in.header || in.cookie) && ro->overrides_checked)) {
+        ngx_http_dynroute_rollout_address(r, addr);
+        in.address = &addr;
+    }
+
+    if ((in.header || in.cookie)
+        && !ro->core->override_allowed(in.address && addr.family ? &addr
+                                                               : NULL))
+    {
         ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                        "dynroute: rollout \"%V\" ignores overrides from "
                        "%V: not in override_from", &ro->name,
                        &r->connection->addr_text);
+
+        in.header = NULL;
+        in.cookie = NULL;
     }
 
     if (!ro->sources) {
