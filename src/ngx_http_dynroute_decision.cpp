@@ -197,8 +197,6 @@ ngx_http_dynroute_decide(ngx_http_request_t *r, ngx_http_dynroute_ctx_t *ctx,
                ngx_http_get_module_main_conf(r, ngx_http_dynroute_module));
 
     if (dmcf->zone) {
-        ngx_http_dynroute_live_sync(dmcf->live);
-
         ctx->rule = ngx_http_dynroute_live_host(dmcf->live, table->index,
                                                 host);
         if (ctx->rule) {

@@ -37,6 +37,7 @@ void ngx_http_dynroute_live_adopt(ngx_http_dynroute_live_t *live,
 void ngx_http_dynroute_live_sync(ngx_http_dynroute_live_t *live) noexcept;
 ngx_http_dynroute_route_t ngx_http_dynroute_live_route(
     ngx_http_dynroute_live_t *live, ngx_http_dynroute_rollout_t *ro) noexcept;
+/* syncs first, as ngx_http_dynroute_live_sync() */
 ngx_http_dynroute_rule_t *ngx_http_dynroute_live_host(
     ngx_http_dynroute_live_t *live, ngx_uint_t table, const ngx_str_t &host)
     noexcept;

@@ -244,14 +244,15 @@ ngx_http_dynroute_live_route(ngx_http_dynroute_live_t *live,
 
 
 /*
- * The runtime entry of host for the table of that index, or NULL.  The
- * snapshot searched may be freed by a writer meanwhile: the search stands
- * only if the generation did not change during it.
+ * The search of ngx_http_dynroute_live_host().  The snapshot searched may be
+ * freed by a writer meanwhile: the search stands only if the generation did
+ * not change during it.  Never inlined: a zone without runtime hosts does
+ * not pay its frame.
  */
 
-ngx_http_dynroute_rule_t *
-ngx_http_dynroute_live_host(ngx_http_dynroute_live_t *live, ngx_uint_t table,
-    const ngx_str_t &host) noexcept
+static __attribute__((noinline)) ngx_http_dynroute_rule_t *
+ngx_http_dynroute_live_search(ngx_http_dynroute_live_t *live,
+    ngx_uint_t table, const ngx_str_t &host) noexcept
 {
     ngx_uint_t                          tries;
     ngx_http_dynroute_rule_t           *rule;
@@ -285,6 +286,25 @@ ngx_http_dynroute_live_host(ngx_http_dynroute_live_t *live, ngx_uint_t table,
     }
 
     return NULL;
+}
+
+
+/*
+ * The runtime entry of host for the table of that index, or NULL, in the
+ * live values brought up to date first.
+ */
+
+ngx_http_dynroute_rule_t *
+ngx_http_dynroute_live_host(ngx_http_dynroute_live_t *live, ngx_uint_t table,
+    const ngx_str_t &host) noexcept
+{
+    ngx_http_dynroute_live_sync(live);
+
+    if (live->snapshot.hosts() == 0) {
+        return NULL;
+    }
+
+    return ngx_http_dynroute_live_search(live, table, host);
 }
 
 
