@@ -407,17 +407,97 @@ ngx_http_dynroute_cookie_attr(const ngx_str_t &s, bool path) noexcept
 }
 
 
+/* the attributes of a sticky_cookie, as they are read */
+typedef struct {
+    ngx_str_t                  path;
+    bool                       secure;
+    const char                *samesite;
+    std::string                attrs;    /* Max-Age, Domain, HttpOnly */
+} ngx_http_dynroute_sticky_attrs_t;
+
+
+/* one parameter of sticky_cookie after its name: false if invalid */
+
+static bool
+ngx_http_dynroute_sticky_attr(ngx_http_dynroute_rollout_t *ro, ngx_str_t v,
+    ngx_http_dynroute_sticky_attrs_t &a)
+{
+    time_t  max_age;
+
+    if (ngx_strncmp(v.data, "max_age=", 8) == 0) {
+        v.data += 8;
+        v.len -= 8;
+        max_age = ngx_parse_time(&v, 1);
+
+        if (max_age == (time_t) NGX_ERROR || v.len == 0) {
+            return false;
+        }
+
+        a.attrs += "; Max-Age=" + std::to_string(max_age);
+
+        /* the values expire on the server when the cookie does */
+
+        ro->sticky_lifetime = (max_age > (time_t) NGX_MAX_UINT32_VALUE)
+                              ? NGX_MAX_UINT32_VALUE
+                              : static_cast<uint32_t>(max_age);
+        return true;
+    }
+
+    if (ngx_strncmp(v.data, "domain=", 7) == 0) {
+        v.data += 7;
+        v.len -= 7;
+
+        if (!ngx_http_dynroute_cookie_attr(v, false)) {
+            return false;
+        }
+
+        a.attrs += "; Domain=";
+        a.attrs.append(reinterpret_cast<char *>(v.data), v.len);
+        return true;
+    }
+
+    if (ngx_strncmp(v.data, "path=", 5) == 0) {
+        v.data += 5;
+        v.len -= 5;
+
+        if (!ngx_http_dynroute_cookie_attr(v, true)) {
+            return false;
+        }
+
+        a.path = v;
+        return true;
+    }
+
+    if (ngx_http_dynroute_is(v, "secure")) {
+        a.secure = true;
+
+    } else if (ngx_http_dynroute_is(v, "httponly")) {
+        a.attrs += "; HttpOnly";
+
+    } else if (ngx_http_dynroute_is(v, "samesite=strict")) {
+        a.samesite = "Strict";
+
+    } else if (ngx_http_dynroute_is(v, "samesite=lax")) {
+        a.samesite = "Lax";
+
+    } else if (ngx_http_dynroute_is(v, "samesite=none")) {
+        a.samesite = "None";
+
+    } else {
+        return false;
+    }
+
+    return true;
+}
+
+
 static char *
 ngx_http_dynroute_rollout_sticky(ngx_conf_t *cf,
     ngx_http_dynroute_rollout_parse_t *p, ngx_str_t *value)
 {
-    time_t                        max_age;
-    ngx_str_t                     v, path;
-    ngx_uint_t                    i;
-    bool                          secure;
-    const char                   *samesite;
-    std::string                   attrs;
-    ngx_http_dynroute_rollout_t  *ro = p->rollout;
+    ngx_uint_t                        i;
+    ngx_http_dynroute_rollout_t      *ro = p->rollout;
+    ngx_http_dynroute_sticky_attrs_t  a;
 
     if (ro->sticky.len) {
         return ngx_http_dynroute_rollout_duplicate(cf, p, value);
@@ -431,95 +511,25 @@ ngx_http_dynroute_rollout_sticky(ngx_conf_t *cf,
         return NGX_HTTP_DYNROUTE_CONF_ERROR;
     }
 
-    ngx_str_set(&path, "/");
-    secure = false;
-    samesite = NULL;
+    ngx_str_set(&a.path, "/");
+    a.secure = false;
+    a.samesite = NULL;
     ro->sticky_lifetime = dynroute::Rollout::sticky_session_lifetime;
 
     for (i = 2; i < cf->args->nelts; i++) {
-        v = value[i];
-
-        if (ngx_strncmp(v.data, "max_age=", 8) == 0) {
-            v.data += 8;
-            v.len -= 8;
-            max_age = ngx_parse_time(&v, 1);
-
-            if (max_age == (time_t) NGX_ERROR || v.len == 0) {
-                goto invalid;
-            }
-
-            attrs += "; Max-Age=" + std::to_string(max_age);
-
-            /* the values expire on the server when the cookie does */
-
-            ro->sticky_lifetime = (max_age > (time_t) NGX_MAX_UINT32_VALUE)
-                                  ? NGX_MAX_UINT32_VALUE
-                                  : static_cast<uint32_t>(max_age);
-            continue;
+        if (!ngx_http_dynroute_sticky_attr(ro, value[i], a)) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\" of sticky_cookie in "
+                               "dynroute rollout \"%V\": expected "
+                               "max_age=TIME, domain=NAME, path=/PATH, "
+                               "secure, httponly or "
+                               "samesite=strict|lax|none",
+                               &value[i], &ro->name);
+            return NGX_HTTP_DYNROUTE_CONF_ERROR;
         }
-
-        if (ngx_strncmp(v.data, "domain=", 7) == 0) {
-            v.data += 7;
-            v.len -= 7;
-
-            if (!ngx_http_dynroute_cookie_attr(v, false)) {
-                goto invalid;
-            }
-
-            attrs += "; Domain=";
-            attrs.append(reinterpret_cast<char *>(v.data), v.len);
-            continue;
-        }
-
-        if (ngx_strncmp(v.data, "path=", 5) == 0) {
-            v.data += 5;
-            v.len -= 5;
-
-            if (!ngx_http_dynroute_cookie_attr(v, true)) {
-                goto invalid;
-            }
-
-            path = v;
-            continue;
-        }
-
-        if (ngx_http_dynroute_is(v, "secure")) {
-            secure = true;
-            continue;
-        }
-
-        if (ngx_http_dynroute_is(v, "httponly")) {
-            attrs += "; HttpOnly";
-            continue;
-        }
-
-        if (ngx_http_dynroute_is(v, "samesite=strict")) {
-            samesite = "Strict";
-            continue;
-        }
-
-        if (ngx_http_dynroute_is(v, "samesite=lax")) {
-            samesite = "Lax";
-            continue;
-        }
-
-        if (ngx_http_dynroute_is(v, "samesite=none")) {
-            samesite = "None";
-            continue;
-        }
-
-    invalid:
-
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid parameter \"%V\" of sticky_cookie in "
-                           "dynroute rollout \"%V\": expected "
-                           "max_age=TIME, domain=NAME, path=/PATH, secure, "
-                           "httponly or samesite=strict|lax|none",
-                           &value[i], &ro->name);
-        return NGX_HTTP_DYNROUTE_CONF_ERROR;
     }
 
-    if (samesite && samesite[0] == 'N' && !secure) {
+    if (a.samesite && a.samesite[0] == 'N' && !a.secure) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "sticky_cookie \"%V\" in dynroute rollout "
                            "\"%V\" has samesite=none without secure, "
@@ -530,16 +540,17 @@ ngx_http_dynroute_rollout_sticky(ngx_conf_t *cf,
 
     ro->sticky = value[1];
     ro->sticky_attrs = "; Path=";
-    ro->sticky_attrs.append(reinterpret_cast<char *>(path.data), path.len);
-    ro->sticky_attrs += attrs;
+    ro->sticky_attrs.append(reinterpret_cast<char *>(a.path.data),
+                            a.path.len);
+    ro->sticky_attrs += a.attrs;
 
-    if (secure) {
+    if (a.secure) {
         ro->sticky_attrs += "; Secure";
     }
 
-    if (samesite) {
+    if (a.samesite) {
         ro->sticky_attrs += "; SameSite=";
-        ro->sticky_attrs += samesite;
+        ro->sticky_attrs += a.samesite;
     }
 
     ro->sticky_file = cf->conf_file->file.name.data;
