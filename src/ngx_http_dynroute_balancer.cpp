@@ -242,12 +242,25 @@ ngx_http_dynroute_balancer_init_peer(ngx_http_request_t *r,
     ngx_http_upstream_srv_conf_t *us) noexcept
 {
     ngx_peer_connection_t               *pc;
-    ngx_http_dynroute_choice_t           choice;
+    ngx_http_dynroute_ctx_t             *ctx;
+    ngx_http_upstream_srv_conf_t        *chosen, *primary;
     ngx_http_dynroute_balancer_conf_t   *bcf;
     ngx_http_dynroute_balancer_peer_t   *bp;
 
-    if (ngx_http_dynroute_choose(r, &choice) != NGX_OK) {
+    ctx = ngx_http_dynroute_upstream_ctx(r);
+    if (ctx == NULL) {
         return NGX_ERROR;
+    }
+
+    if (ctx->rule->rollout == NULL) {
+        chosen = ctx->rule->uscf;
+        primary = NULL;
+
+    } else {
+        chosen = const_cast<ngx_http_upstream_srv_conf_t *>(ctx->chosen);
+        primary = (ctx->chosen == ctx->primary)
+                  ? NULL
+                  : const_cast<ngx_http_upstream_srv_conf_t *>(ctx->primary);
     }
 
     /*
@@ -256,10 +269,9 @@ ngx_http_dynroute_balancer_init_peer(ngx_http_request_t *r,
      * one, over and over until the stack ran out.
      */
 
-    if (choice.chosen->peer.init == ngx_http_dynroute_balancer_init_peer
-        || (choice.primary
-            && choice.primary->peer.init
-               == ngx_http_dynroute_balancer_init_peer))
+    if (chosen->peer.init == ngx_http_dynroute_balancer_init_peer
+        || (primary
+            && primary->peer.init == ngx_http_dynroute_balancer_init_peer))
     {
         ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
                       "dynroute: upstream \"%V\" chose a dynroute_balancer "
@@ -267,15 +279,15 @@ ngx_http_dynroute_balancer_init_peer(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    ngx_http_dynroute_balancer_use(r, choice.chosen);
+    ngx_http_dynroute_balancer_use(r, chosen);
 
-    if (choice.chosen->peer.init(r, choice.chosen) != NGX_OK) {
+    if (chosen->peer.init(r, chosen) != NGX_OK) {
         return NGX_ERROR;
     }
 
     bcf = static_cast<ngx_http_dynroute_balancer_conf_t *>(us->peer.data);
 
-    if (!bcf->fallback || choice.primary == NULL) {
+    if (!bcf->fallback || primary == NULL) {
         return NGX_OK;
     }
 
@@ -288,7 +300,7 @@ ngx_http_dynroute_balancer_init_peer(ngx_http_request_t *r,
     pc = &r->upstream->peer;
 
     bp->request = r;
-    bp->primary = choice.primary;
+    bp->primary = primary;
     bp->resend = bcf->resend;
     bp->data = pc->data;
     bp->get = pc->get;

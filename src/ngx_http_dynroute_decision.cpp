@@ -446,23 +446,6 @@ ngx_http_dynroute_stand_in_init_peer(ngx_http_request_t *r,
 }
 
 
-/* for dynroute_balancer: a rollout's chosen variant (and its primary) */
-
-ngx_int_t
-ngx_http_dynroute_choose_variant(ngx_http_request_t *r,
-    ngx_http_dynroute_ctx_t *ctx, ngx_http_dynroute_choice_t *choice)
-    noexcept
-{
-    (void) ngx_http_dynroute_variant(r, ctx);
-
-    choice->chosen = const_cast<ngx_http_upstream_srv_conf_t *>(ctx->chosen);
-    choice->primary = (ctx->chosen == ctx->primary)
-        ? NULL : const_cast<ngx_http_upstream_srv_conf_t *>(ctx->primary);
-
-    return NGX_OK;
-}
-
-
 void
 ngx_http_dynroute_fell_back(ngx_http_request_t *r) noexcept
 {

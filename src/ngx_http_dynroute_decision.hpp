@@ -42,13 +42,6 @@ typedef struct {
 } ngx_http_dynroute_ctx_t;
 
 
-/* What a dynroute_balancer hands a request to. */
-typedef struct {
-    ngx_http_upstream_srv_conf_t  *chosen;
-    ngx_http_upstream_srv_conf_t  *primary;  /* a rollout's, if not chosen */
-} ngx_http_dynroute_choice_t;
-
-
 /* the host as in $host: the validated Host header, or the server name */
 static inline ngx_str_t
 ngx_http_dynroute_host(ngx_http_request_t *r) noexcept
@@ -119,19 +112,15 @@ ngx_int_t ngx_http_dynroute_no_upstream(ngx_http_request_t *r,
 /* for dynroute_balancer */
 void ngx_http_dynroute_log_no_upstream(ngx_http_request_t *r,
     ngx_http_dynroute_ctx_t *ctx) noexcept;
-ngx_int_t ngx_http_dynroute_choose_variant(ngx_http_request_t *r,
-    ngx_http_dynroute_ctx_t *ctx, ngx_http_dynroute_choice_t *choice)
-    noexcept;
 
 /*
- * The upstream{} of this request's decision (a rule's, or its rollout's
- * chosen variant's) and, for a rollout whose chosen variant is not the
- * primary, the primary's.  NGX_DECLINED (with one error line) where the
- * decision has no upstream.  Inline: a rule's upstream is the common case.
+ * For dynroute_balancer: the request's context where its decision has an
+ * upstream{} (a rule's, or its rollout's variant, picked now if it was not
+ * yet); NULL, with one error line, where it has none.  Inline: a rule's
+ * upstream is the common case.
  */
-static inline ngx_int_t
-ngx_http_dynroute_choose(ngx_http_request_t *r,
-    ngx_http_dynroute_choice_t *choice) noexcept
+static inline ngx_http_dynroute_ctx_t *
+ngx_http_dynroute_upstream_ctx(ngx_http_request_t *r) noexcept
 {
     ngx_http_dynroute_ctx_t  *ctx;
 
@@ -139,18 +128,16 @@ ngx_http_dynroute_choose(ngx_http_request_t *r,
 
     if (ctx == NULL || ctx->rule == NULL || ctx->rule->named) {
         ngx_http_dynroute_log_no_upstream(r, ctx);
-        return NGX_DECLINED;
+        return NULL;
     }
 
     if (ctx->rule->rollout) {
-        return ngx_http_dynroute_choose_variant(r, ctx, choice);
+        (void) ngx_http_dynroute_variant(r, ctx);
     }
 
-    choice->chosen = ctx->rule->uscf;
-    choice->primary = NULL;
-
-    return NGX_OK;
+    return ctx;
 }
+
 void ngx_http_dynroute_fell_back(ngx_http_request_t *r) noexcept;
 
 /* postconfiguration: the stand-in upstream, then the precontent handler
