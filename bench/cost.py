@@ -39,9 +39,10 @@ in a table of their own:
                 bench/e2e.py (its map front), proxy_pass http://$edge_up,
                 Host a.example.com (nginx's way of exact);
   map-wildcard  the same map, Host api.a.example.com (of wildcard);
-  map-regex     the same map plus the regex of regex (PCRE, with JIT as
-                nginx is built), the capture sent upstream (proxy_set_header
-                X-Tenant $tenant), Host acme.t.example.org (of regex);
+  map-regex     the same map plus the regex of regex, JIT-compiled as the
+                module's always is (pcre_jit on; nginx's default is off),
+                the capture sent upstream (proxy_set_header X-Tenant
+                $tenant), Host acme.t.example.org (of regex);
   split-cookie  split_clients "${cookie_uid}" $edge_up { 10% service_a;
                 * service_a; }, proxy_pass http://$edge_up, Host
                 shop.example.com with the same uid cookie (of rollout; no
@@ -127,17 +128,18 @@ def case(name, http, host, headers=None, location=PASS, static=STATIC,
             "headers": headers or {}, "location": location,
             "static": static, "zone": zone, "hosts": hosts,
             "counts": counts or [(name, host)], "note": note,
-            "module": True, "equivalent": None}
+            "module": True, "equivalent": None, "main": ""}
 
 
 def reference(name, equivalent, http, location, host, headers=None,
-              static=STATIC, note=""):
+              static=STATIC, main="", note=""):
     """nginx's own way of making the decision of the module's case
     `equivalent`: a process without the module (no load_module), the same
-    request and the same static baseline."""
+    request and the same static baseline.  main: main-context directives
+    of that process."""
     c = case(name, "", host, headers=headers, location=location,
              static=static, note=note)
-    c.update(http=http, module=False, equivalent=equivalent)
+    c.update(http=http, module=False, equivalent=equivalent, main=main)
     return c
 
 
@@ -192,8 +194,10 @@ ALL_CASES = [
               VAR_PASS + "\n            " + TENANT % "$tenant",
               "acme.t.example.org",
               static=STATIC + "\n            " + TENANT % "acme",
+              main="pcre_jit on;",
               note="nginx's own way of regex: the same map and the same "
-                   "regex (PCRE, JIT as nginx is built), the capture sent "
+                   "regex, JIT-compiled (pcre_jit on, as the module always "
+                   "does; nginx's default is off), the capture sent "
                    "upstream (static: the same header, a constant)"),
     reference("split-cookie", "rollout", SPLIT, VAR_PASS,
               "shop.example.com", headers={"Cookie": "uid=u-1234567"},
@@ -356,10 +360,11 @@ def check_runtime_hosts(port, n):
 
 
 def measure(name, out, http, counts, requests, module=True,
-            prepare=None, more_ports=()):
+            prepare=None, more_ports=(), main=""):
     """One nginx process under callgrind: counts is [(label, port, Host,
-    headers)], each counted for `requests` requests after 50 of warm-up.
-    Returns ({label: Profile}, seconds)."""
+    headers)], each counted for `requests` requests after 50 of warm-up;
+    main: directives added to its main context.  Returns ({label:
+    Profile}, seconds)."""
     prefix = os.path.join(out, name)
     cg = os.path.join(prefix, "callgrind.out")
     listen = sorted(set(port for _, port, _, _ in counts)
@@ -368,6 +373,11 @@ def measure(name, out, http, counts, requests, module=True,
                  wrapper=["valgrind", "--tool=callgrind",
                           "--instr-atstart=no",
                           "--callgrind-out-file=" + cg])
+    if main:
+        with open(nx.conf) as f:
+            conf = f.read()
+        with open(nx.conf, "w") as f:
+            f.write(main.strip() + "\n" + conf)
     t0 = time.time()
     nx.start()
     try:
@@ -480,7 +490,8 @@ def run(cases, out, ports, requests, n_hosts, chunk, with_module_static):
                   for label, host in c["counts"]]
         res, secs = measure(c["name"], out, http, counts, requests,
                             module=c["module"], prepare=prepare,
-                            more_ports=[api_port] if api_port else [])
+                            more_ports=[api_port] if api_port else [],
+                            main=c["main"])
         profiles.update(res)
         seconds[c["name"]] = secs
         B.log("cost %s: %.0f s" % (c["name"], secs))
