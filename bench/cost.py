@@ -30,6 +30,30 @@ X-Tenant header, as a constant), every baseline counted in one process
 history).  `static+module` is the same static location with the module
 loaded but unused: what loading it costs every request (its filters).
 
+nginx's own equivalents, without the module (no load_module), each the
+same decision made the way nginx itself makes it, sent the same request
+and counted against the same static baseline (the count of the module's
+case when both run, else one of its own in the static process), reported
+in a table of their own:
+  map-exact     map $host $edge_up { hostnames; } with the small table of
+                bench/e2e.py (its map front), proxy_pass http://$edge_up,
+                Host a.example.com (nginx's way of exact);
+  map-wildcard  the same map, Host api.a.example.com (of wildcard);
+  map-regex     the same map plus the regex of regex, JIT-compiled as the
+                module's always is (pcre_jit on; nginx's default is off),
+                the capture sent upstream (proxy_set_header X-Tenant
+                $tenant), Host acme.t.example.org (of regex);
+  split-cookie  split_clients "${cookie_uid}" $edge_up { 10% service_a;
+                * service_a; }, proxy_pass http://$edge_up, Host
+                shop.example.com with the same uid cookie (of rollout; no
+                fallback key and no override header).
+Their figure includes what a variable in proxy_pass makes nginx do for
+every request, as part of nginx's own way: evaluate the variable, parse
+the URL and search the upstreams by name (the module's cases avoid it
+through dynroute_balancer).  They have no module share; the report puts
+next to each the Δ of the module's case and the difference between the
+two configuration figures.
+
 Each nginx is a single process (master_process off) under valgrind
 --tool=callgrind --instr-atstart=no; after 50 requests of warm-up on one
 keep-alive connection, instrumentation is switched on for R requests and
@@ -47,7 +71,7 @@ Any unexpected status or answer, or an [alert]/[crit]/[emerg] line, stops
 the run.  Results go to BENCH_OUT/results.md (and results.json).
 
 Knobs: BENCH_CALLGRIND_REQUESTS (2000), BENCH_COST_CASES (comma separated,
-all), BENCH_COST_HOSTS (runtime hosts, 100000), BENCH_COST_CHUNK (hosts per
+all, nginx's own equivalents included), BENCH_COST_HOSTS (runtime hosts, 100000), BENCH_COST_CHUNK (hosts per
 PATCH, 5000), BENCH_COST_DIFF (functions listed per case, 10),
 BENCH_COST_LABEL (names the module in the report, default its path),
 BENCH_COST_STATIC_MODULE (1: also count static+module; 0: not),
@@ -57,7 +81,8 @@ MODULE, NGINX.
 
   python3 bench/cost.py compare A/results.json B/results.json ...
 
-prints the runs side by side (the same cases, one column group a run).
+prints the runs side by side (the same cases, one column group a run;
+nginx's own equivalents in a table of their own, when a run has them).
 """
 
 import collections
@@ -102,7 +127,35 @@ def case(name, http, host, headers=None, location=PASS, static=STATIC,
     return {"name": name, "http": BALANCER + http, "host": host,
             "headers": headers or {}, "location": location,
             "static": static, "zone": zone, "hosts": hosts,
-            "counts": counts or [(name, host)], "note": note}
+            "counts": counts or [(name, host)], "note": note,
+            "module": True, "equivalent": None, "main": ""}
+
+
+def reference(name, equivalent, http, location, host, headers=None,
+              static=STATIC, main="", note=""):
+    """nginx's own way of making the decision of the module's case
+    `equivalent`: a process without the module (no load_module), the same
+    request and the same static baseline.  main: main-context directives
+    of that process."""
+    c = case(name, "", host, headers=headers, location=location,
+             static=static, note=note)
+    c.update(http=http, module=False, equivalent=equivalent, main=main)
+    return c
+
+
+def host_map(extra=""):
+    """The map front of bench/e2e.py: map $host { hostnames; } with the
+    small table (the same names to the same upstreams), plus extra lines,
+    into $edge_up."""
+    return ("    map $host $edge_up {\n        hostnames;\n%s%s    }\n"
+            % (e2e.SMALL_RULES, extra))
+
+
+SPLIT = ("    split_clients \"${cookie_uid}\" $edge_up {\n"
+         "        10%  service_a;\n"
+         "        *    service_a;\n"
+         "    }\n")
+VAR_PASS = "proxy_pass http://$edge_up;"
 
 
 TENANT = "proxy_set_header X-Tenant %s;"
@@ -128,6 +181,30 @@ ALL_CASES = [
               "runtime host"),
     case("metrics", table(), "a.example.com", zone="1m metrics=rules",
          note="dynroute_zone metrics=rules: the log-phase count"),
+    # nginx's own equivalents, without the module
+    reference("map-exact", "exact", host_map(), VAR_PASS, "a.example.com",
+              note="nginx's own way of exact, without the module: map "
+                   "$host { hostnames; } with the same table, proxy_pass "
+                   "http://$edge_up"),
+    reference("map-wildcard", "wildcard", host_map(), VAR_PASS,
+              "api.a.example.com",
+              note="nginx's own way of wildcard: the same map, a host "
+                   "under *.a.example.com"),
+    reference("map-regex", "regex", host_map(REGEX_RULE),
+              VAR_PASS + "\n            " + TENANT % "$tenant",
+              "acme.t.example.org",
+              static=STATIC + "\n            " + TENANT % "acme",
+              main="pcre_jit on;",
+              note="nginx's own way of regex: the same map and the same "
+                   "regex, JIT-compiled (pcre_jit on, as the module always "
+                   "does; nginx's default is off), the capture sent "
+                   "upstream (static: the same header, a constant)"),
+    reference("split-cookie", "rollout", SPLIT, VAR_PASS,
+              "shop.example.com", headers={"Cookie": "uid=u-1234567"},
+              note="nginx's own way of rollout: split_clients "
+                   "\"${cookie_uid}\" 10%/* (both on service_a), "
+                   "proxy_pass http://$edge_up; the request has the same "
+                   "uid cookie (no fallback key, no override header)"),
 ]
 
 # The calls out of the module that static makes as well: the chosen
@@ -283,10 +360,11 @@ def check_runtime_hosts(port, n):
 
 
 def measure(name, out, http, counts, requests, module=True,
-            prepare=None, more_ports=()):
+            prepare=None, more_ports=(), main=""):
     """One nginx process under callgrind: counts is [(label, port, Host,
-    headers)], each counted for `requests` requests after 50 of warm-up.
-    Returns ({label: Profile}, seconds)."""
+    headers)], each counted for `requests` requests after 50 of warm-up;
+    main: directives added to its main context.  Returns ({label:
+    Profile}, seconds)."""
     prefix = os.path.join(out, name)
     cg = os.path.join(prefix, "callgrind.out")
     listen = sorted(set(port for _, port, _, _ in counts)
@@ -295,6 +373,11 @@ def measure(name, out, http, counts, requests, module=True,
                  wrapper=["valgrind", "--tool=callgrind",
                           "--instr-atstart=no",
                           "--callgrind-out-file=" + cg])
+    if main:
+        with open(nx.conf) as f:
+            conf = f.read()
+        with open(nx.conf, "w") as f:
+            f.write(main.strip() + "\n" + conf)
     t0 = time.time()
     nx.start()
     try:
@@ -348,14 +431,27 @@ def run(cases, out, ports, requests, n_hosts, chunk, with_module_static):
         statics.setdefault(c["static"], B.free_port())
     http = B.upstreams(ports) + extra_http() + "".join(
         server(p, loc) for loc, p in statics.items())
-    counts = [("static:" + label, statics[c["static"]], host, c["headers"])
-              for c in cases for label, host in c["counts"]]
+    # nginx's own equivalents share the baseline count of a case counted
+    # before with the same static location and request (their module case,
+    # when it runs): the same figure, not another count of it
+    counts, seen, shared = [], {}, {}
+    for c in cases:
+        for label, host in c["counts"]:
+            key = (c["static"], host, tuple(sorted(c["headers"].items())))
+            if not c["module"] and key in seen:
+                shared["static:" + label] = seen[key]
+                continue
+            seen.setdefault(key, "static:" + label)
+            counts.append(("static:" + label, statics[c["static"]], host,
+                           c["headers"]))
     counts.append(("static:again",) + counts[0][1:])
     if with_module_static:  # static+module's baseline
         counts.append(("static:plain", statics[STATIC], "a.example.com", {}))
     res, secs = measure("static", out, http, counts, requests,
                         module=False)
     profiles.update(res)
+    for label, same in shared.items():
+        profiles[label] = profiles[same]
     seconds["static"] = secs
     B.log("cost static: %d counts in %.0f s" % (len(counts), secs))
     if with_module_static:
@@ -393,8 +489,9 @@ def run(cases, out, ports, requests, n_hosts, chunk, with_module_static):
         counts = [(label, port, host, c["headers"])
                   for label, host in c["counts"]]
         res, secs = measure(c["name"], out, http, counts, requests,
-                            prepare=prepare,
-                            more_ports=[api_port] if api_port else [])
+                            module=c["module"], prepare=prepare,
+                            more_ports=[api_port] if api_port else [],
+                            main=c["main"])
         profiles.update(res)
         seconds[c["name"]] = secs
         B.log("cost %s: %.0f s" % (c["name"], secs))
@@ -423,13 +520,15 @@ def report(cases, profiles, seconds, requests, module, label, n_hosts,
            top):
     summary = {"module": module, "label": label, "requests": requests,
                "runtime_hosts": n_hosts, "rows": []}
-    rows, details = [], []
+    rows, ref_rows, details, ref_details = [], [], [], []
+    config = {}  # instructions per request, by count label
     labels = [(c, lab, host) for c in cases for lab, host in c["counts"]]
     for c, lab, host in labels:
         base = profiles["static:" + lab]
         prof = profiles[lab]
         s = per(base.total, requests)
         x = per(prof.total, requests)
+        config[lab] = (s, x)
         mod, share = prof.module_share(module)
         mod = per(mod, requests)
         a_base, calls_base = base.allocator()
@@ -438,15 +537,12 @@ def report(cases, profiles, seconds, requests, module, label, n_hosts,
         ncalls_b = per(sum(calls_base.values()), requests)
         ncalls_p = per(sum(calls_prof.values()), requests)
         rest = (x - s) - mod - (a_prof - a_base)
-        rows.append([lab, host, "%.1f" % s, "%.1f" % x, "%+.1f" % (x - s),
-                     "%+.2f %%" % (100.0 * (x - s) / s),
-                     "%.1f (%.2f %%)" % (mod, 100.0 * mod / s),
-                     "%.1f → %.1f (%.1f → %.1f calls)" % (
-                         a_base, a_prof, ncalls_b, ncalls_p),
-                     "%+.1f" % (a_prof - a_base),
-                     "%+.2f %%" % (100.0 * (x - s - (a_prof - a_base)) / s),
-                     "%+.1f" % rest])
-        summary["rows"].append({
+        alloc = ["%.1f → %.1f (%.1f → %.1f calls)" % (
+                     a_base, a_prof, ncalls_b, ncalls_p),
+                 "%+.1f" % (a_prof - a_base),
+                 "%+.2f %%" % (100.0 * (x - s - (a_prof - a_base)) / s),
+                 "%+.1f" % rest]
+        row = {
             "case": lab, "host": host, "static": s, "config": x,
             "delta": x - s, "delta_pct": 100.0 * (x - s) / s,
             "module": mod, "alloc_static": a_base, "alloc_config": a_prof,
@@ -454,12 +550,39 @@ def report(cases, profiles, seconds, requests, module, label, n_hosts,
             "alloc_calls_config": dict(calls_prof),
             "module_functions": {fn: per(n, requests)
                                  for fn, n in share.most_common()
-                                 if n}})
-        fns = ", ".join("%s %.1f" % (fn, per(n, requests))
-                        for fn, n in share.most_common(8) if n)
-        details.append("- **%s** (module %.1f): %s" % (lab, mod, fns or "-"))
+                                 if n}}
+        if c["module"]:
+            rows.append([lab, host, "%.1f" % s, "%.1f" % x,
+                         "%+.1f" % (x - s),
+                         "%+.2f %%" % (100.0 * (x - s) / s),
+                         "%.1f (%.2f %%)" % (mod, 100.0 * mod / s)] + alloc)
+            fns = ", ".join("%s %.1f" % (fn, per(n, requests))
+                            for fn, n in share.most_common(8) if n)
+            details.append("- **%s** (module %.1f): %s"
+                           % (lab, mod, fns or "-"))
+            out = details
+        else:
+            eq = c["equivalent"]
+            # the module's case, when it ran: its Δ, and what it costs
+            # more than nginx's own way (the same baseline count)
+            if eq in config:
+                s_eq, x_eq = config[eq]
+                vs = "%+.1f (%+.2f %%)" % (x_eq - s_eq,
+                                           100.0 * (x_eq - s_eq) / s_eq)
+                more = "%+.1f" % (x_eq - x)
+            else:
+                vs = more = "-"
+            ref_rows.append([lab, eq, host, "%.1f" % s, "%.1f" % x,
+                             "%+.1f" % (x - s),
+                             "%+.2f %%" % (100.0 * (x - s) / s),
+                             vs, more] + alloc)
+            row.update(reference=True, equivalent=eq)
+            ref_details.append("- **%s** (nginx's own way of %s, without the "
+                               "module; module —)" % (lab, eq))
+            out = ref_details
+        summary["rows"].append(row)
         for fn, b, p, d in diff(base, prof, requests, top):
-            details.append("  - %s: %.1f → %.1f (%+.1f)" % (fn, b, p, d))
+            out.append("  - %s: %.1f → %.1f (%+.1f)" % (fn, b, p, d))
     extra = []
     first = cases[0]["counts"][0][0]
     s1 = per(profiles["static:" + first].total, requests)
@@ -487,55 +610,103 @@ def report(cases, profiles, seconds, requests, module, label, n_hosts,
                                     "module": per(mod, requests),
                                     "alloc_static": a_base,
                                     "alloc_config": a_sm}
-    text = "\n".join([
+    alloc_headers = ["allocator static → configuration", "Δ allocator",
+                     "Δ % without the allocator", "Δ rest"]
+    lines = [
         "## Instructions per request against a static proxy_pass "
         "(callgrind, %d requests on one keep-alive connection, the whole "
         "nginx process)" % requests, "",
-        "Module: %s" % label, "",
-        B.table(["case", "Host", "static", "configuration", "Δ", "Δ %",
-                 "module (incl.)", "allocator static → configuration",
-                 "Δ allocator", "Δ % without the allocator", "Δ rest"],
-                rows), "",
-        "\"module (incl.)\": instructions executed in the module's object "
-        "and in what it calls, less what static calls as well (the chosen "
-        "upstream's peer initialisation, the next filter). \"Δ rest\": Δ "
-        "less the module and the allocator's difference: nginx's own work "
-        "that differs.", ""] + extra + [
-        "", "Time: " + ", ".join("%s %.0f s" % kv for kv in seconds.items()),
-        "", "### Where the difference is (module functions; then the "
-        "functions whose exclusive instructions per request differ most "
-        "from the baseline)", ""] + details)
-    return text, summary
+        "Module: %s" % label, ""]
+    if rows:
+        lines += [
+            B.table(["case", "Host", "static", "configuration", "Δ", "Δ %",
+                     "module (incl.)"] + alloc_headers, rows), "",
+            "\"module (incl.)\": instructions executed in the module's "
+            "object and in what it calls, less what static calls as well "
+            "(the chosen upstream's peer initialisation, the next filter). "
+            "\"Δ rest\": Δ less the module and the allocator's difference: "
+            "nginx's own work that differs.", ""]
+    if ref_rows:
+        lines += [
+            "### nginx's own equivalents, without the module", "",
+            "The same decisions made by nginx alone (no load_module), "
+            "against the same static baseline (the module's case's own "
+            "count when it ran).", "",
+            B.table(["case", "nginx's way of", "Host", "static",
+                     "configuration", "Δ", "Δ %", "the module's case: Δ",
+                     "module's case − this"] + alloc_headers, ref_rows), "",
+            "Their Δ includes what `proxy_pass http://$edge_up` makes "
+            "nginx do for every request: evaluate the variable, parse the "
+            "URL and search the upstreams by name; the module's cases pass "
+            "through `upstream edge_pass { dynroute_balancer; }` instead. "
+            "\"module's case − this\": what the module's case costs more "
+            "than nginx's own way (the two configuration figures). There "
+            "is no module share here (—): \"Δ rest\" is Δ less the "
+            "allocator's difference.", ""]
+    lines += extra + [
+        "", "Time: " + ", ".join("%s %.0f s" % kv for kv in seconds.items())]
+    if details:
+        lines += [
+            "", "### Where the difference is (module functions; then the "
+            "functions whose exclusive instructions per request differ most "
+            "from the baseline)", ""] + details
+    if ref_details:
+        lines += [
+            "", "### Where the difference is, nginx's own equivalents (the "
+            "functions whose exclusive instructions per request differ most "
+            "from the baseline)", ""] + ref_details
+    return "\n".join(lines), summary
 
 
 def compare(paths):
-    """The runs of results.json files side by side, as a Markdown table."""
+    """The runs of results.json files side by side, as Markdown tables: the
+    module's cases, then nginx's own equivalents (rows marked "reference",
+    which older files do not have), each case of any run once."""
     runs = []
     for path in paths:
         with open(path) as f:
             runs.append(json.load(f))
-    headers = ["case", "Host"]
+    cases, refs = [], []  # (case, Host[, equivalent]) in order of appearance
     for r in runs:
-        tag = r["label"] + (" (%s)" % r["http"] if r.get("http") else "")
-        headers += ["%s: static" % tag, "configuration", "Δ %",
-                    "module", "Δ % without the allocator"]
-    rows = []
-    for i, row in enumerate(runs[0]["rows"]):
-        cells = [row["case"], row["host"]]
+        for row in r["rows"]:
+            if row.get("reference"):
+                if row["case"] not in [x[0] for x in refs]:
+                    refs.append((row["case"], row["host"],
+                                 row.get("equivalent") or "-"))
+            elif row["case"] not in [x[0] for x in cases]:
+                cases.append((row["case"], row["host"]))
+
+    def table(first, keys):
+        headers = list(first)
         for r in runs:
-            x = [y for y in r["rows"] if y["case"] == row["case"]]
-            if not x:
-                cells += ["-"] * 5
-                continue
-            x = x[0]
-            d_alloc = x["alloc_config"] - x["alloc_static"]
-            cells += ["%.0f" % x["static"], "%.0f" % x["config"],
-                      "%+.2f %%" % x["delta_pct"],
-                      "%.0f" % x["module"],
-                      "%+.2f %%" % (100.0 * (x["delta"] - d_alloc)
-                                    / x["static"])]
-        rows.append(cells)
-    return B.table(headers, rows)
+            tag = r["label"] + (" (%s)" % r["http"] if r.get("http") else "")
+            headers += ["%s: static" % tag, "configuration", "Δ %",
+                        "module", "Δ % without the allocator"]
+        rows = []
+        for key in keys:
+            cells = list(key)
+            for r in runs:
+                x = [y for y in r["rows"] if y["case"] == key[0]]
+                if not x:
+                    cells += ["-"] * 5
+                    continue
+                x = x[0]
+                d_alloc = x["alloc_config"] - x["alloc_static"]
+                cells += ["%.0f" % x["static"], "%.0f" % x["config"],
+                          "%+.2f %%" % x["delta_pct"],
+                          "—" if x.get("reference") else "%.0f" % x["module"],
+                          "%+.2f %%" % (100.0 * (x["delta"] - d_alloc)
+                                        / x["static"])]
+            rows.append(cells)
+        return B.table(headers, rows)
+
+    text = table(["case", "Host"], cases) if cases else ""
+    if refs:
+        text += ("\n\nnginx's own equivalents, without the module:\n\n"
+                 if text else "") + table(
+                     ["case", "Host", "nginx's way of"],
+                     [(c, h, e) for c, h, e in refs])
+    return text
 
 
 def main():
