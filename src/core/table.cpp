@@ -34,8 +34,8 @@ inline unsigned char low(char c) noexcept
 }
 
 // stored (lowercase) against the probe's n bytes at p, case-folded with
-// Fold: a word at a time, the last word overlapping the one before it, as
-// hash_bytes reads them.  The lengths are equal already.
+// Fold: a word at a time, the last word overlapping the one before it.
+// The lengths are equal already.
 template <bool Fold>
 inline bool equal_words(const char *stored, const char *p,
                         std::size_t n) noexcept
@@ -101,16 +101,29 @@ inline std::size_t next_dot(const char *s, std::size_t i,
     return n;
 }
 
-// The last '.' in s[0, end), or npos: a word at a time from the right.
+// The last '.' in s[0, end), or npos: a word at a time from the right,
+// and the first bytes (fewer than eight) in the host's first word when it
+// has one (n, its size, is at least 8).
 constexpr std::size_t npos = static_cast<std::size_t>(-1);
 
-inline std::size_t prev_dot(const char *s, std::size_t end) noexcept
+inline std::size_t prev_dot(const char *s, std::size_t end,
+                            std::size_t n) noexcept
 {
     for (; end >= 8; end -= 8) {
         std::uint64_t m = dots_all(load8(s + end - 8));
         if (m != 0) {
-            return end - 8 + static_cast<std::size_t>(63 - __builtin_clzll(m)) / 8;
+            return end - 8 +
+                   static_cast<std::size_t>(63 - __builtin_clzll(m)) / 8;
         }
+    }
+    if (end == 0) {
+        return npos;
+    }
+    if (n >= 8) {
+        std::uint64_t m = dots_all(load8(s)) &
+                          ((std::uint64_t{1} << (end * 8)) - 1);
+        return m != 0 ? static_cast<std::size_t>(63 - __builtin_clzll(m)) / 8
+                      : npos;
     }
     while (end > 0) {
         if (s[--end] == '.') {
@@ -378,7 +391,8 @@ Table::find_rest(std::string_view host) const noexcept
         std::size_t longest = tail_.max_len();
         std::size_t end = n > longest + 1 ? longest + 1 : n;
 
-        for (std::size_t i = prev_dot(p, end); i != npos; i = prev_dot(p, i)) {
+        for (std::size_t i = prev_dot(p, end, n); i != npos;
+             i = prev_dot(p, i, n)) {
             if (tail_.may_hold(i)) {
                 RuleId r = tail_.lookup<Fold>(p, i, hash_bytes<Fold>(p, i));
                 if (r != no_rule) {

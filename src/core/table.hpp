@@ -128,11 +128,12 @@ inline constexpr std::uint64_t k_chunk = 0xa0761d6478bd642fULL;
 inline constexpr std::uint64_t k_last = 0xe7037ed1a0b428dbULL;
 inline constexpr std::uint64_t basis = 0xcbf29ce484222325ULL;
 
-// The hash of the n bytes at p (case-folded with Fold): a word at a time,
-// the last word overlapping the one before it (a string of up to eight
-// bytes is one word), the length mixed into the last step.  It reads only
-// [p, p + n), so the hash of a suffix or prefix of a host is computed in
-// place, and equals the hash of the same bytes as a key of their own.
+// The hash of the n bytes at p (case-folded with Fold), two words to a
+// multiply: up to 8 bytes are one word, 9 to 16 the first and the last
+// eight (overlapping), longer strings 16 bytes a step and then their last
+// 16.  The length is mixed into the last step.  It reads only [p, p + n),
+// so the hash of a suffix or prefix of a host is computed in place, and
+// equals the hash of the same bytes as a key of their own.
 template <bool Fold>
 inline std::uint64_t hash_bytes(const char *p, std::size_t n) noexcept
 {
@@ -140,12 +141,13 @@ inline std::uint64_t hash_bytes(const char *p, std::size_t n) noexcept
         return mum(basis ^ fold8<Fold>(load_upto8(p, n)), k_last ^ n);
     }
     std::uint64_t h = basis;
-    std::size_t i = 0;
-    do {
-        h = mum(h ^ fold8<Fold>(load8(p + i)), k_chunk);
-        i += 8;
-    } while (n - i > 8);
-    return mum(h ^ fold8<Fold>(load8(p + n - 8)), k_last ^ n);
+    for (std::size_t i = 0; n - i > 16; i += 16) {
+        h = mum(h ^ fold8<Fold>(load8(p + i)),
+                k_chunk ^ fold8<Fold>(load8(p + i + 8)));
+    }
+    std::size_t last = n > 16 ? n - 16 : 0;
+    return mum(h ^ fold8<Fold>(load8(p + last)),
+               k_last ^ n ^ fold8<Fold>(load8(p + n - 8)));
 }
 
 }  // namespace detail
