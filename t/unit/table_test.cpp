@@ -335,6 +335,38 @@ TEST(Table, RegexesAreJitCompiledWhereThePcre2BuildCan)
     EXPECT_EQ(re.jit(), jit == 1);
 }
 
+// pcre2_jit_match() does not check a UTF subject: a pattern in UTF mode
+// ("(*UTF)") goes through pcre2_match(), which refuses invalid UTF-8 (an
+// error: the default is used, as map does), whatever the JIT.
+TEST(Table, RegexesInUtfModeCheckTheSubject)
+{
+    uint32_t jit = 0;
+    pcre2_config(PCRE2_CONFIG_JIT, &jit);
+    Regex plain("^caf.$", false), utf("(*UTF)^caf\\x{e9}$", false);
+    EXPECT_EQ(plain.jit_fast_path(), jit == 1);
+    EXPECT_FALSE(utf.jit_fast_path());
+
+    Table t = make({{"~(*UTF)^caf\\x{e9}$", 1}, {"default", 2}});
+    EXPECT_EQ(rule_of(t, "caf\xc3\xa9"), 1u);
+    for (const char *h : {"caf\xe9", "caf\xc3", "caf\xff\xfe", "\xc3"}) {
+        Decision d = t.find(h);
+        EXPECT_EQ(d.rule, 2u) << h;
+        EXPECT_TRUE(d.error) << h;
+        d = lower_find(t, h);
+        EXPECT_EQ(d.rule, 2u) << h;
+        EXPECT_TRUE(d.error) << h;
+    }
+
+    // bytes that are no UTF-8 are any other bytes to a byte-mode regex
+    Table b = make({{"~^caf.$", 1}, {"default", 2}});
+    Decision d = lower_find(b, "caf\xe9");
+    EXPECT_EQ(d.rule, 1u);
+    EXPECT_FALSE(d.error);
+    MatchData md(0);
+    EXPECT_EQ(md.match(plain, std::string_view()), 0);
+    EXPECT_EQ(md.match(plain, "cafe"), 1);
+}
+
 TEST(Table, Conflicts)
 {
     struct {
