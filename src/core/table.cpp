@@ -88,7 +88,8 @@ inline std::size_t next_dot(const char *s, std::size_t i,
             std::uint64_t m = dots_low(load8(s + n - 8)) >> (skip * 8)
                               << (skip * 8);
             if (m != 0) {
-                return n - 8 + static_cast<std::size_t>(__builtin_ctzll(m)) / 8;
+                return n - 8 +
+                       static_cast<std::size_t>(__builtin_ctzll(m)) / 8;
             }
             return n;
         }

@@ -96,9 +96,10 @@ inline std::uint64_t load_upto8(const char *p, std::size_t n) noexcept
     if (n == 0) {
         return 0;
     }
-    return std::uint64_t{static_cast<unsigned char>(p[0])} |
-           std::uint64_t{static_cast<unsigned char>(p[n / 2])} << (n / 2 * 8) |
-           std::uint64_t{static_cast<unsigned char>(p[n - 1])} << ((n - 1) * 8);
+    auto byte = [p](std::size_t i) {
+        return std::uint64_t{static_cast<unsigned char>(p[i])};
+    };
+    return byte(0) | byte(n / 2) << (n / 2 * 8) | byte(n - 1) << ((n - 1) * 8);
 }
 
 // ASCII 'A'..'Z' to lowercase in eight bytes at once; other bytes unchanged.

@@ -100,11 +100,11 @@ TEST(Table, Precedence)
     EXPECT_EQ(rule_of(t, "nothing.net"), 9u);
     EXPECT_EQ(rule_of(t, ""), 9u);
 
-    for (const char *h : {"www.example.com", "x.a.example.com", "a.example.com",
-                          "x.y.example.com", "example.com", "www.example.net",
-                          "www.other.net", "www.example", "wwwx.net",
-                          "my-example.net", "example.org",
-                          "deep.sub.example.org", "nothing.net", "", "."}) {
+    for (const char *h : {"www.example.com", "x.a.example.com",
+                          "a.example.com", "x.y.example.com", "example.com",
+                          "www.example.net", "www.other.net", "www.example",
+                          "wwwx.net", "my-example.net", "example.org",
+                          "deep.sub.example.org", "nothing.net", ""}) {
         EXPECT_TRUE(same_on_lower(t, h));
     }
     EXPECT_EQ(lower_find(t, "www.example.com").rule, 7u);
@@ -135,9 +135,10 @@ TEST(Table, FindLowerIsTotalOnOtherInput)
 {
     Table t = make({{"a.example.com", 1}, {"*.b.example.com", 2},
                     {"c.example.*", 3}, {"~*^d", 4}, {"default", 5}});
-    for (const char *h : {"A.EXAMPLE.COM", "a.example.com.", "X.B.EXAMPLE.COM.",
-                          "x.b.example.com.", "C.EXAMPLE.net", "D.x", ".", "..",
-                          "...", "a..b", ".a.example.com"}) {
+    for (const char *h : {"A.EXAMPLE.COM", "a.example.com.",
+                          "X.B.EXAMPLE.COM.", "x.b.example.com.",
+                          "C.EXAMPLE.net", "D.x", ".", "..", "...", "a..b",
+                          ".a.example.com"}) {
         Decision d = lower_find(t, h);
         EXPECT_TRUE(d.rule >= 1 && d.rule <= 5) << h;
         EXPECT_FALSE(d.error) << h;
@@ -227,7 +228,8 @@ TEST(Table, NamesOfEveryLengthUpTo40)
         }
         EXPECT_TRUE(same_on_lower(t, n + "z"));
         EXPECT_TRUE(same_on_lower(t, n.substr(1)));
-        if (n.size() < 2 || n[n.size() - 2] != '.') {  // as nginx's: no trailing dot
+        // as nginx's $host: no trailing dot
+        if (n.size() < 2 || n[n.size() - 2] != '.') {
             EXPECT_TRUE(same_on_lower(t, n.substr(0, n.size() - 1)));
         }
     }
@@ -251,10 +253,11 @@ TEST(Table, DeepWildcards)
     for (int i = 0; i < 300; i++) {
         many += "x" + std::to_string(i) + ".";
     }
-    for (const std::string &h : std::vector<std::string>{"a." + deep, many + deep, "a." + mid, many + mid, "l19." + mid,
-          deep, mid, std::string("example.com"), "a.example.com",
-          many + "example.com", std::string("com"), std::string("a.com"),
-          deep + ".net", "l0.net", many + "net"}) {
+    for (const std::string &h : std::vector<std::string>{
+             "a." + deep, many + deep, "a." + mid, many + mid, "l19." + mid,
+             deep, mid, std::string("example.com"), "a.example.com",
+             many + "example.com", std::string("com"), std::string("a.com"),
+             deep + ".net", "l0.net", many + "net"}) {
         EXPECT_TRUE(same_on_lower(t, h)) << h;
     }
     EXPECT_EQ(lower_find(t, "a." + deep).rule, 1u);
@@ -644,7 +647,8 @@ TEST(Table, AgreesWithModelOnRandomTables)
             ASSERT_EQ(t.find(h).rule, m.find(h)) << "host " << h << " patterns " << trace;
             std::string lh = as_nginx_host(h);
             ASSERT_TRUE(same_on_lower(t, lh)) << "patterns " << trace;
-            ASSERT_EQ(lower_find(t, lh).rule, m.find(lh)) << "patterns " << trace;
+            ASSERT_EQ(lower_find(t, lh).rule, m.find(lh))
+                << "patterns " << trace;
         }
     }
 }
@@ -713,7 +717,8 @@ TEST(Table, AgreesWithModelOnLongAndMixedCaseLabels)
                 << "host " << h << " patterns " << trace;
             std::string lh = as_nginx_host(h);
             ASSERT_TRUE(same_on_lower(t, lh)) << "patterns " << trace;
-            ASSERT_EQ(lower_find(t, lh).rule, m.find(lh)) << "patterns " << trace;
+            ASSERT_EQ(lower_find(t, lh).rule, m.find(lh))
+                << "patterns " << trace;
         }
     }
 }
