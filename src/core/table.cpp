@@ -54,15 +54,16 @@ inline bool equal_words(const char *stored, const char *p,
 }
 
 // The bytes of w equal to '.', as the top bit of each byte.  Exact for the
-// lowest such byte (a borrow can only mark bytes above a real dot), which
-// is all the forward search below uses.
+// lowest such byte only (a borrow can mark bytes above a real dot): for a
+// search that takes the first one in a whole word.
 inline std::uint64_t dots_low(std::uint64_t w) noexcept
 {
     std::uint64_t x = w ^ ('.' * ones);
     return (x - ones) & ~x & (0x80 * ones);
 }
 
-// Exact for every byte, for the backward search: no borrow crosses bytes.
+// Exact for every byte, for the backward search and for a word whose first
+// bytes are left out: no carry crosses bytes.
 inline std::uint64_t dots_all(std::uint64_t w) noexcept
 {
     std::uint64_t x = w ^ ('.' * ones);
@@ -82,10 +83,12 @@ inline std::size_t next_dot(const char *s, std::size_t i,
     }
     if (i < n) {
         // The rest, in one word that ends at n when the host is long
-        // enough, without the bytes before i.
+        // enough, without the bytes before i.  dots_all: a dot among those
+        // would mark the byte after it too in dots_low (a borrow: '/' ^ '.'
+        // is 1), and that byte may be at i.
         if (n >= 8) {
             std::size_t skip = i - (n - 8);
-            std::uint64_t m = dots_low(load8(s + n - 8)) >> (skip * 8)
+            std::uint64_t m = dots_all(load8(s + n - 8)) >> (skip * 8)
                               << (skip * 8);
             if (m != 0) {
                 return n - 8 +

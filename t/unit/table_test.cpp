@@ -272,6 +272,34 @@ TEST(Table, DeepWildcards)
     EXPECT_EQ(lower_find(t, many + "net").rule, 7u);
 }
 
+// The search for dots reads words: a dot is a dot and nothing else is,
+// whatever byte follows it or where it falls in a word ('/' ^ '.' is 1,
+// which a borrow from a dot before it would turn into a dot).
+TEST(Table, DotsAreFoundExactlyAnywhereInAWord)
+{
+    Table t = make({{"*.x", 1}, {"x.*", 2}, {"*.ab", 3}, {"default", 4}});
+    for (std::size_t k = 0; k < 24; k++) {
+        std::string pad(k, 'a');
+        for (char c : {'/', '-', '.', '\0', '\x2f', '\xae', '\x80'}) {
+            std::string h = pad + "." + c + "x";
+            RuleId want = c == '.' ? 1u : 4u;  // "a..x" ends in ".x"
+            EXPECT_EQ(rule_of(t, h), want) << k << " " << int(c);
+            EXPECT_EQ(lower_find(t, h).rule, want) << k << " " << int(c);
+            EXPECT_TRUE(same_on_lower(t, pad + ".x" + c + "ab"));
+            if (k > 0 || c != '.') {  // no trailing dot
+                EXPECT_TRUE(same_on_lower(t, "x" + std::string(1, c) + pad));
+            }
+        }
+        EXPECT_EQ(lower_find(t, pad + ".x").rule, 1u);  // ".x" too, as nginx
+        EXPECT_EQ(lower_find(t, pad + "./ab").rule, 4u);
+        EXPECT_EQ(lower_find(t, pad + ".ab").rule, 3u);
+        EXPECT_EQ(lower_find(t, "x." + pad).rule, 2u);
+        EXPECT_EQ(lower_find(t, "x/" + pad).rule, 4u);
+    }
+    // the fuzzer's case
+    EXPECT_EQ(rule_of(t, std::string("e1\xbbxaU]\x1c./x")), 4u);
+}
+
 TEST(Table, IpRuleComesFirst)
 {
     Table t = make({{"ip", 1}, {"10.0.0.1", 2}, {"~^1", 3}, {"default", 4}});
