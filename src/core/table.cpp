@@ -40,8 +40,17 @@ template <bool Fold>
 inline bool equal_words(const char *stored, const char *p,
                         std::size_t n) noexcept
 {
+    if (n < 4) {
+        // as load_upto8 reads them, compared without assembling words
+        auto same = [&](std::size_t i) {
+            return stored[i] == (Fold ? static_cast<char>(low(p[i])) : p[i]);
+        };
+        return n == 0 || (same(0) && same(n / 2) && same(n - 1));
+    }
     if (n <= 8) {
-        return load_upto8(stored, n) == fold8<Fold>(load_upto8(p, n));
+        return ((detail::load4(stored) ^ fold8<Fold>(detail::load4(p))) |
+                (detail::load4(stored + n - 4) ^
+                 fold8<Fold>(detail::load4(p + n - 4)))) == 0;
     }
     std::size_t i = 0;
     do {
@@ -346,7 +355,27 @@ Decision Table::find(std::string_view host) const noexcept
 Decision Table::find_lower(std::string_view host,
                            std::uint64_t hash) const noexcept
 {
-    if (ip_ != no_rule && classify_host(host) != HostKind::name) {
+    if (ip_ != no_rule) {
+        return find_lower_ip(host, hash);
+    }
+
+    if (!exact_.empty()) {
+        RuleId r = exact_.lookup<false>(host.data(), host.size(), hash);
+        if (r != no_rule) {
+            return Decision{r, -1, false};
+        }
+    }
+
+    return find_rest<false>(host);
+}
+
+// find_lower() in a table with an ip rule: the host is classified first.
+// Out of line, so that the call does not cost find_lower() saved
+// registers in the other tables.
+__attribute__((noinline)) Decision
+Table::find_lower_ip(std::string_view host, std::uint64_t hash) const noexcept
+{
+    if (classify_host(host) != HostKind::name) {
         return Decision{ip_, -1, false};
     }
 

@@ -276,6 +276,8 @@ private:
     // frame.  Fold: case-insensitive, for find().
     template <bool Fold>
     Decision find_rest(std::string_view host) const noexcept;
+    Decision find_lower_ip(std::string_view host,
+                           std::uint64_t hash) const noexcept;
 
     HostIndex exact_;
     HostIndex head_;  // keys of "*.x" and ".x" (match subdomains of x)
