@@ -7,8 +7,8 @@
 //   the first matching regex in configuration order, then the default.
 //
 // Tables are built once at configuration time (building may throw
-// ConfigError) and are immutable afterwards; find() never throws and never
-// allocates.  Pure C++17, no nginx headers.
+// ConfigError) and are immutable afterwards; find() and find_lower() never
+// throw and never allocate.  Pure C++17, no nginx headers.
 #pragma once
 
 #include <cstddef>
@@ -163,6 +163,8 @@ public:
     HostIndex() noexcept = default;
 
     // Returns no_rule when inserted, or the rule already holding the key.
+    // Both compare the key case-insensitively; hash is hash_name() of the
+    // key in lowercase.
     RuleId insert(std::string_view key, std::uint64_t hash, RuleId rule);
     RuleId find(std::string_view key, std::uint64_t hash) const noexcept;
 
