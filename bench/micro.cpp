@@ -1,5 +1,6 @@
 // Microbenchmarks of the core (Google Benchmark): the routing decision for
-// exact, wildcard and regex hosts at 10, 1,000 and 100,000 rules, IP-literal
+// exact, wildcard and regex hosts at 10, 1,000 and 100,000 rules (find(),
+// and find_lower() with hash_host() as the glue calls them), IP-literal
 // classification, rollout hashing (2, 3 and 10 variants; and the whole pick
 // with an override header), and the compile time and memory of a
 // 100,000-host table.
@@ -110,6 +111,24 @@ void run_decisions(benchmark::State &state, const Table &t, const Hosts &hosts,
     }
 }
 
+// The lowercase path: hash the host once (as for the runtime hosts too),
+// then find_lower().
+template <typename Hosts>
+void run_lower(benchmark::State &state, const Table &t, const Hosts &hosts,
+               RuleId never)
+{
+    std::size_t i = 0;
+    for (auto _ : state) {
+        std::string_view h = hosts[i++ & (probes - 1)];
+        Decision d = t.find_lower(h, Table::hash_host(h));
+        benchmark::DoNotOptimize(d);
+        if (d.rule == never) {
+            state.SkipWithError("host fell through to the default");
+            break;
+        }
+    }
+}
+
 RuleId default_of(const Table &t) { return t.default_rule(); }
 
 void BM_DecideExact(benchmark::State &state)
@@ -158,6 +177,45 @@ void BM_DecideDefault(benchmark::State &state)
     std::size_t i = 0;
     for (auto _ : state) {
         benchmark::DoNotOptimize(t.find(hosts[i++ & (probes - 1)]));
+    }
+}
+
+void BM_LowerExact(benchmark::State &state)
+{
+    auto n = static_cast<std::size_t>(state.range(0));
+    Table t = make_table(n, false);
+    auto hosts = exact_hosts(n);
+    run_lower(state, t, hosts, default_of(t));
+}
+
+void BM_LowerWildcard(benchmark::State &state)
+{
+    auto n = static_cast<std::size_t>(state.range(0));
+    Table t = make_table(n, false);
+    auto hosts = wildcard_hosts(n);
+    run_lower(state, t, hosts, default_of(t));
+}
+
+void BM_LowerRegex(benchmark::State &state)
+{
+    auto n = static_cast<std::size_t>(state.range(0));
+    Table t = make_table(n, true);
+    auto hosts = regex_hosts();
+    run_lower(state, t, hosts, default_of(t));
+}
+
+void BM_LowerDefault(benchmark::State &state)
+{
+    auto n = static_cast<std::size_t>(state.range(0));
+    Table t = make_table(n, false);
+    std::vector<std::string> hosts;
+    for (std::size_t i = 0; i < probes; i++) {
+        hosts.push_back("unknown-" + std::to_string(i) + ".example.org");
+    }
+    std::size_t i = 0;
+    for (auto _ : state) {
+        std::string_view h = hosts[i++ & (probes - 1)];
+        benchmark::DoNotOptimize(t.find_lower(h, Table::hash_host(h)));
     }
 }
 
@@ -271,6 +329,10 @@ BENCHMARK(BM_DecideWildcard)->Arg(10)->Arg(1000)->Arg(100000);
 BENCHMARK(BM_DecideExactWithRegexRule)->Arg(10)->Arg(1000)->Arg(100000);
 BENCHMARK(BM_DecideRegex)->Arg(10)->Arg(1000)->Arg(100000);
 BENCHMARK(BM_DecideDefault)->Arg(10)->Arg(1000)->Arg(100000);
+BENCHMARK(BM_LowerExact)->Arg(10)->Arg(1000)->Arg(100000);
+BENCHMARK(BM_LowerWildcard)->Arg(10)->Arg(1000)->Arg(100000);
+BENCHMARK(BM_LowerRegex)->Arg(10)->Arg(1000)->Arg(100000);
+BENCHMARK(BM_LowerDefault)->Arg(10)->Arg(1000)->Arg(100000);
 BENCHMARK(BM_ClassifyHost);
 BENCHMARK(BM_Compile)->Arg(100000)->Unit(benchmark::kMillisecond);
 

@@ -34,6 +34,13 @@ public:
     }
     bool jit() const noexcept { return jit_; }
 
+    // Whether MatchData::match() calls pcre2_jit_match(), which skips
+    // pcre2_match()'s checks of its arguments: JIT-compiled, and not in
+    // UTF mode (which "(*UTF)" in the pattern turns on), where
+    // pcre2_jit_match() would not check that the subject is valid UTF-8
+    // unless the pattern was compiled with PCRE2_MATCH_INVALID_UTF.
+    bool jit_fast_path() const noexcept { return jit_fast_; }
+
     // The code for pcre2_match(); opaque here so that users of this header
     // need not include pcre2.h.
     void *code() const noexcept { return code_; }
@@ -42,6 +49,7 @@ private:
     void *code_ = nullptr;
     unsigned captures_ = 0;
     bool jit_ = false;
+    bool jit_fast_ = false;
     std::vector<NamedGroup> names_;
 };
 

@@ -8,7 +8,9 @@ namespace {
 
 constexpr std::uint32_t names_magic = 0x314e5244;     // "DRN1"
 constexpr std::uint32_t snapshot_magic = 0x31535244;  // "DRS1"
-constexpr std::uint32_t hosts_magic = 0x31485244;     // "DRH1"
+// "DRH2": the hosts hashed with Table::hash_host ("DRH1" had a hash of
+// its own)
+constexpr std::uint32_t hosts_magic = 0x32485244;
 
 // the head's fields
 constexpr std::size_t at_magic = 0, at_size = 4, at_generation = 8,
@@ -410,13 +412,13 @@ bool SnapshotView::host_record(std::size_t off, std::string_view &host,
     return true;
 }
 
-bool SnapshotView::find_host(std::string_view host, Host &out) const noexcept
+bool SnapshotView::find_host(std::string_view host, std::uint64_t hv,
+                             Host &out) const noexcept
 {
     if (host_count_ == 0) {
         return false;
     }
 
-    std::uint64_t hv = hash(host);
     std::uint32_t tag = static_cast<std::uint32_t>(hv >> 32);
     std::size_t i = hv & mask_;
     std::size_t next;
@@ -439,34 +441,6 @@ bool SnapshotView::find_host(std::string_view host, Host &out) const noexcept
     }
 
     return false;
-}
-
-// Eight bytes at a time, in the machine's order: every request that meets
-// runtime hosts hashes its Host.
-std::uint64_t SnapshotView::hash(std::string_view host) noexcept
-{
-    const char *p = host.data();
-    std::size_t n = host.size();
-    std::uint64_t h = 0x9e3779b97f4a7c15ULL ^ n;
-    std::uint64_t k;
-
-    for (; n >= 8; n -= 8, p += 8) {
-        std::memcpy(&k, p, 8);
-        h = (h ^ k) * 0xff51afd7ed558ccdULL;
-        h ^= h >> 32;
-    }
-
-    if (n) {
-        k = 0;
-        std::memcpy(&k, p, n);
-        h = (h ^ k) * 0xc4ceb9fe1a85ec53ULL;
-    }
-
-    h ^= h >> 29;
-    h *= 0xbf58476d1ce4e5b9ULL;
-    h ^= h >> 32;
-
-    return h;
 }
 
 // ---- a writer's State from a block --------------------------------------------

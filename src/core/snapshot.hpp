@@ -37,6 +37,7 @@
 #include <vector>
 
 #include "state.hpp"
+#include "table.hpp"
 
 namespace dynroute {
 
@@ -133,8 +134,17 @@ public:
         NameId target = no_name;
     };
 
-    // The entry of host (lowercase, no trailing dot), or false.
-    bool find_host(std::string_view host, Host &out) const noexcept;
+    // The entry of host (lowercase, no trailing dot), or false.  Hosts are
+    // compared byte for byte.
+    bool find_host(std::string_view host, Host &out) const noexcept
+    {
+        return find_host(host, hash(host), out);
+    }
+
+    // The same, with hash == hash(host): a request hashes its Host once,
+    // for this and for Table::find_lower().
+    bool find_host(std::string_view host, std::uint64_t hash,
+                   Host &out) const noexcept;
 
     // Calls f(host, entry) for each runtime host, in the order they were
     // encoded; false at the first record that does not fit.
@@ -152,7 +162,13 @@ public:
         return true;
     }
 
-    static std::uint64_t hash(std::string_view host) noexcept;
+    // The hosts block's hash: Table::hash_host() itself (blocks are
+    // written and read by the same binary; the hosts block's magic says
+    // which hash it was written with).
+    static std::uint64_t hash(std::string_view host) noexcept
+    {
+        return Table::hash_host(host);
+    }
 
 private:
     bool rollout(std::size_t off, Rollout &out, std::size_t &next) const

@@ -8,14 +8,12 @@ namespace dynroute {
 
 namespace {
 
-constexpr std::uint64_t fnv_prime = 0x100000001b3ULL;
+using detail::fold8;
+using detail::hash_bytes;
+using detail::load8;
+using detail::load_upto8;
 
-// Multipliers of the label hash (wyhash's constants).
-constexpr std::uint64_t k_chunk = 0xa0761d6478bd642fULL;
-constexpr std::uint64_t k_last = 0xe7037ed1a0b428dbULL;
 constexpr std::uint64_t ones = 0x0101010101010101ULL;
-
-__extension__ typedef unsigned __int128 u128;
 
 struct LowerTable {
     unsigned char map[256];
@@ -35,128 +33,117 @@ inline unsigned char low(char c) noexcept
     return lower.map[static_cast<unsigned char>(c)];
 }
 
-inline std::uint64_t fnv_step(std::uint64_t h, unsigned char c) noexcept
+// stored (lowercase) against the probe's n bytes at p, case-folded with
+// Fold: a word at a time, the last word overlapping the one before it.
+// The lengths are equal already.
+template <bool Fold>
+inline bool equal_words(const char *stored, const char *p,
+                        std::size_t n) noexcept
 {
-    return (h ^ lower.map[c]) * fnv_prime;
-}
-
-// The 128-bit product folded to 64 bits: one multiply mixes a whole word.
-inline std::uint64_t mum(std::uint64_t a, std::uint64_t b) noexcept
-{
-    u128 p = static_cast<u128>(a) * b;
-    return static_cast<std::uint64_t>(p) ^ static_cast<std::uint64_t>(p >> 64);
-}
-
-// Eight bytes, the first one in the low bits whatever the byte order.
-inline std::uint64_t load8(const char *p) noexcept
-{
-    std::uint64_t w;
-    std::memcpy(&w, p, sizeof(w));
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    w = __builtin_bswap64(w);
-#endif
-    return w;
-}
-
-// Bytes [start, start + n) of s, n < 8, zero-padded, never reading outside s.
-inline std::uint64_t load_part(std::string_view s, std::size_t start,
-                               std::size_t n) noexcept
-{
-    if (n == 0) {
-        return 0;
+    if (n < 4) {
+        // as load_upto8 reads them, compared without assembling words
+        auto same = [&](std::size_t i) {
+            return stored[i] == (Fold ? static_cast<char>(low(p[i])) : p[i]);
+        };
+        return n == 0 || (same(0) && same(n / 2) && same(n - 1));
     }
-    if (s.size() >= 8) {
-        std::size_t at = start < s.size() - 8 ? start : s.size() - 8;
-        std::uint64_t w = load8(s.data() + at) >> ((start - at) * 8);
-        return w & ((std::uint64_t{1} << (n * 8)) - 1);
-    }
-    std::uint64_t w = 0;
-    for (std::size_t i = 0; i < n; i++) {
-        w |= std::uint64_t{static_cast<unsigned char>(s[start + i])} << (i * 8);
-    }
-    return w;
-}
-
-// ASCII 'A'..'Z' to lowercase in eight bytes at once; other bytes unchanged.
-inline std::uint64_t lower8(std::uint64_t w) noexcept
-{
-    std::uint64_t seven = w & (0x7f * ones);
-    std::uint64_t ge_a = seven + ((0x80 - 'A') * ones);      // >= 'A'
-    std::uint64_t gt_z = seven + ((0x80 - 'Z' - 1) * ones);  // > 'Z'
-    std::uint64_t upper = (ge_a ^ gt_z) & ~w & (0x80 * ones);
-    return w | (upper >> 2);
-}
-
-// Folds the label s[start, start + len) into h, eight bytes at a time.  The
-// result depends on the label's bytes and length only, so the hash of a
-// suffix is the same whether it is hashed alone or at the end of a host.
-inline std::uint64_t fold_label(std::uint64_t h, std::string_view s,
-                                std::size_t start, std::size_t len) noexcept
-{
-    std::size_t i = 0;
-    for (; i + 8 <= len; i += 8) {
-        h = mum(h ^ lower8(load8(s.data() + start + i)), k_chunk);
-    }
-    return mum(h ^ lower8(load_part(s, start + i, len - i)), k_last ^ len);
-}
-
-// The start of the label that ends at `end` (after the dot before it).
-// memrchr() (vectorised in glibc) rather than a byte loop, which mispredicts
-// at the end of every label: a wildcard lookup takes about 15 % less, a
-// lookup that falls through to the default about 30 % less.
-inline std::size_t label_start(std::string_view s, std::size_t end) noexcept
-{
-#if defined(__linux__) || defined(__FreeBSD__) || defined(__NetBSD__) || \
-    defined(__OpenBSD__)
-    const void *dot = end ? memrchr(s.data(), '.', end) : nullptr;
-    return dot ? static_cast<std::size_t>(static_cast<const char *>(dot) -
-                                          s.data()) + 1
-               : 0;
-#else
-    while (end > 0 && s[end - 1] != '.') {
-        end--;
-    }
-    return end;
-#endif
-}
-
-// Spreads FNV's bits before they pick a slot.
-inline std::uint64_t finish(std::uint64_t h) noexcept
-{
-    h ^= h >> 32;
-    h *= 0xd6e8feb86659fd93ULL;
-    h ^= h >> 32;
-    return h;
-}
-
-// stored is lowercase already.
-inline bool equal_nocase(std::string_view stored,
-                         std::string_view probe) noexcept
-{
-    if (stored.size() != probe.size()) {
-        return false;
+    if (n <= 8) {
+        return ((detail::load4(stored) ^ fold8<Fold>(detail::load4(p))) |
+                (detail::load4(stored + n - 4) ^
+                 fold8<Fold>(detail::load4(p + n - 4)))) == 0;
     }
     std::size_t i = 0;
-    for (; i + 8 <= stored.size(); i += 8) {
-        if (load8(stored.data() + i) != lower8(load8(probe.data() + i))) {
+    do {
+        if (load8(stored + i) != fold8<Fold>(load8(p + i))) {
             return false;
         }
-    }
-    for (; i < stored.size(); i++) {
-        if (static_cast<unsigned char>(stored[i]) != low(probe[i])) {
-            return false;
-        }
-    }
-    return true;
+        i += 8;
+    } while (n - i > 8);
+    return load8(stored + n - 8) == fold8<Fold>(load8(p + n - 8));
 }
 
-unsigned count_labels(std::string_view key) noexcept
+// The bytes of w equal to '.', as the top bit of each byte.  Exact for the
+// lowest such byte only (a borrow can mark bytes above a real dot): for a
+// search that takes the first one in a whole word.
+inline std::uint64_t dots_low(std::uint64_t w) noexcept
 {
-    unsigned n = 1;
-    for (char c : key) {
-        n += c == '.';
+    std::uint64_t x = w ^ ('.' * ones);
+    return (x - ones) & ~x & (0x80 * ones);
+}
+
+// Exact for every byte, for the backward search and for a word whose first
+// bytes are left out: no carry crosses bytes.
+inline std::uint64_t dots_all(std::uint64_t w) noexcept
+{
+    std::uint64_t x = w ^ ('.' * ones);
+    return ~(((x & (0x7f * ones)) + (0x7f * ones)) | x | (0x7f * ones));
+}
+
+// The first '.' in s[i, n), or n: a word at a time.  Dots are a few per
+// host, so a byte loop would mispredict at the end of every label.
+inline std::size_t next_dot(const char *s, std::size_t i,
+                            std::size_t n) noexcept
+{
+    for (; i + 8 <= n; i += 8) {
+        std::uint64_t m = dots_low(load8(s + i));
+        if (m != 0) {
+            return i + static_cast<std::size_t>(__builtin_ctzll(m)) / 8;
+        }
+    }
+    if (i < n) {
+        // The rest, in one word that ends at n when the host is long
+        // enough, without the bytes before i.  dots_all: a dot among those
+        // would mark the byte after it too in dots_low (a borrow: '/' ^ '.'
+        // is 1), and that byte may be at i.
+        if (n >= 8) {
+            std::size_t skip = i - (n - 8);
+            std::uint64_t m = dots_all(load8(s + n - 8)) >> (skip * 8)
+                              << (skip * 8);
+            if (m != 0) {
+                return n - 8 +
+                       static_cast<std::size_t>(__builtin_ctzll(m)) / 8;
+            }
+            return n;
+        }
+        for (; i < n; i++) {
+            if (s[i] == '.') {
+                return i;
+            }
+        }
     }
     return n;
+}
+
+// The last '.' in s[0, end), or npos: a word at a time from the right,
+// and the first bytes (fewer than eight) in the host's first word when it
+// has one (n, its size, is at least 8).
+constexpr std::size_t npos = static_cast<std::size_t>(-1);
+
+inline std::size_t prev_dot(const char *s, std::size_t end,
+                            std::size_t n) noexcept
+{
+    for (; end >= 8; end -= 8) {
+        std::uint64_t m = dots_all(load8(s + end - 8));
+        if (m != 0) {
+            return end - 8 +
+                   static_cast<std::size_t>(63 - __builtin_clzll(m)) / 8;
+        }
+    }
+    if (end == 0) {
+        return npos;
+    }
+    if (n >= 8) {
+        std::uint64_t m = dots_all(load8(s)) &
+                          ((std::uint64_t{1} << (end * 8)) - 1);
+        return m != 0 ? static_cast<std::size_t>(63 - __builtin_clzll(m)) / 8
+                      : npos;
+    }
+    while (end > 0) {
+        if (s[--end] == '.') {
+            return end;
+        }
+    }
+    return npos;
 }
 
 std::string to_lower(std::string_view s)
@@ -251,34 +238,6 @@ Pattern parse_pattern(std::string_view text)
 
 /* HostIndex */
 
-std::uint64_t HostIndex::hash_name(std::string_view s) noexcept
-{
-    return fold_label(basis, s, 0, s.size());
-}
-
-std::uint64_t HostIndex::hash_reverse(std::string_view s) noexcept
-{
-    std::uint64_t h = basis;
-    std::size_t end = s.size();
-    for (;;) {
-        std::size_t start = label_start(s, end);
-        h = fold_label(h, s, start, end - start);
-        if (start == 0) {
-            return h;
-        }
-        end = start - 1;
-    }
-}
-
-std::uint64_t HostIndex::hash_forward(std::string_view s) noexcept
-{
-    std::uint64_t h = basis;
-    for (char c : s) {
-        h = fnv_step(h, static_cast<unsigned char>(c));
-    }
-    return h;
-}
-
 RuleId HostIndex::insert(std::string_view key, std::uint64_t hash, RuleId rule)
 {
     if ((count_ + 1) * 2 > slots_.size()) {
@@ -289,13 +248,12 @@ RuleId HostIndex::insert(std::string_view key, std::uint64_t hash, RuleId rule)
         throw ConfigError("too many host names");
     }
 
-    std::uint64_t f = kind_ == Hash::forward ? finish(hash) : hash;
-    std::uint32_t tag = static_cast<std::uint32_t>(f >> 32);
-    std::size_t i = f & mask_;
+    std::uint32_t tag = static_cast<std::uint32_t>(hash >> 32);
+    std::size_t i = hash & mask_;
     while (slots_[i].rule != no_rule) {
         const Slot &s = slots_[i];
         if (s.tag == tag && s.len == key.size() &&
-            equal_nocase(std::string_view(arena_.data() + s.off, s.len), key)) {
+            equal_words<true>(arena_.data() + s.off, key.data(), s.len)) {
             return s.rule;
         }
         i = (i + 1) & mask_;
@@ -305,6 +263,10 @@ RuleId HostIndex::insert(std::string_view key, std::uint64_t hash, RuleId rule)
                      static_cast<std::uint32_t>(arena_.size()), rule};
     arena_.append(key.data(), key.size());
     count_++;
+    if (key.size() > max_len_) {
+        max_len_ = key.size();
+    }
+    len_mask_ |= std::uint64_t{1} << (key.size() & 63);
     return no_rule;
 }
 
@@ -318,11 +280,8 @@ void HostIndex::grow()
         if (s.rule == no_rule) {
             continue;
         }
-        std::string_view key(arena_.data() + s.off, s.len);
-        std::uint64_t f = kind_ == Hash::name      ? hash_name(key)
-                          : kind_ == Hash::reverse ? hash_reverse(key)
-                                                   : finish(hash_forward(key));
-        std::size_t i = f & mask;
+        std::size_t i = hash_name(std::string_view(arena_.data() + s.off,
+                                                   s.len)) & mask;
         while (next[i].rule != no_rule) {
             i = (i + 1) & mask;
         }
@@ -333,24 +292,25 @@ void HostIndex::grow()
     mask_ = mask;
 }
 
-inline RuleId HostIndex::lookup(std::string_view key,
-                                std::uint64_t hash) const noexcept
+template <bool Fold>
+__attribute__((always_inline)) inline RuleId
+HostIndex::lookup(const char *key, std::size_t len,
+                  std::uint64_t hash) const noexcept
 {
     if (count_ == 0) {
         return no_rule;
     }
 
-    // The word hashes are mixed already; FNV needs its bits spread.
-    std::uint64_t f = kind_ == Hash::forward ? finish(hash) : hash;
-    std::uint32_t tag = static_cast<std::uint32_t>(f >> 32);
+    std::uint32_t tag = static_cast<std::uint32_t>(hash >> 32);
+    const Slot *slots = slots_.data();
 
-    for (std::size_t i = f & mask_;; i = (i + 1) & mask_) {
-        const Slot &s = slots_[i];
+    for (std::size_t i = hash & mask_;; i = (i + 1) & mask_) {
+        const Slot &s = slots[i];
         if (s.rule == no_rule) {
             return no_rule;
         }
-        if (s.tag == tag && s.len == key.size() &&
-            equal_nocase(std::string_view(arena_.data() + s.off, s.len), key)) {
+        if (s.tag == tag && s.len == len &&
+            equal_words<Fold>(arena_.data() + s.off, key, len)) {
             return s.rule;
         }
     }
@@ -358,7 +318,7 @@ inline RuleId HostIndex::lookup(std::string_view key,
 
 RuleId HostIndex::find(std::string_view key, std::uint64_t hash) const noexcept
 {
-    return lookup(key, hash);
+    return lookup<true>(key.data(), key.size(), hash);
 }
 
 std::size_t HostIndex::memory() const noexcept
@@ -370,102 +330,114 @@ std::size_t HostIndex::memory() const noexcept
 
 Decision Table::find(std::string_view host) const noexcept
 {
-    Decision d;
-
     if (!host.empty() && host.back() == '.') {
         host.remove_suffix(1);
     }
 
     if (ip_ != no_rule && classify_host(host) != HostKind::name) {
-        d.rule = ip_;
-        return d;
+        return Decision{ip_, -1, false};
     }
 
-    // The exact name wins over everything else but the ip rule, and its
-    // hash needs no label boundaries: eight bytes at a time.  A table of
-    // wildcards, regexes or a default alone does not hash the host at all.
+    // The exact name wins over everything else but the ip rule.  A table
+    // of wildcards, regexes or a default alone does not hash the host.
     if (!exact_.empty()) {
-        d.rule = exact_.lookup(host, fold_label(HostIndex::basis, host, 0,
-                                                host.size()));
-        if (d.rule != no_rule) {
-            return d;
+        RuleId r = exact_.lookup<true>(
+            host.data(), host.size(),
+            hash_bytes<true>(host.data(), host.size()));
+        if (r != no_rule) {
+            return Decision{r, -1, false};
         }
     }
 
-    // Leading wildcards: one right-to-left pass, label by label, hashes
-    // every suffix that starts after a dot and has no more labels than the
-    // deepest key; the longest one in the index wins.
-    RuleId head = no_rule;
+    return find_rest<true>(host);
+}
 
+Decision Table::find_lower(std::string_view host,
+                           std::uint64_t hash) const noexcept
+{
+    if (ip_ != no_rule) {
+        return find_lower_ip(host, hash);
+    }
+
+    if (!exact_.empty()) {
+        RuleId r = exact_.lookup<false>(host.data(), host.size(), hash);
+        if (r != no_rule) {
+            return Decision{r, -1, false};
+        }
+    }
+
+    return find_rest<false>(host);
+}
+
+// find_lower() in a table with an ip rule: the host is classified first.
+// Out of line, so that the call does not cost find_lower() saved
+// registers in the other tables.
+__attribute__((noinline)) Decision
+Table::find_lower_ip(std::string_view host, std::uint64_t hash) const noexcept
+{
+    if (classify_host(host) != HostKind::name) {
+        return Decision{ip_, -1, false};
+    }
+
+    if (!exact_.empty()) {
+        RuleId r = exact_.lookup<false>(host.data(), host.size(), hash);
+        if (r != no_rule) {
+            return Decision{r, -1, false};
+        }
+    }
+
+    return find_rest<false>(host);
+}
+
+template <bool Fold>
+__attribute__((noinline)) Decision
+Table::find_rest(std::string_view host) const noexcept
+{
+    const char *p = host.data();
+    std::size_t n = host.size();
+
+    // Leading wildcards: the suffixes that start after a dot, longest
+    // first, so that the first one in the index wins.  A key is at most
+    // head_.max_len() bytes, so the search for dots starts that far from
+    // the end (at the dot before the longest possible suffix) however long
+    // the host is, and a suffix is hashed only if a key has its length.
     if (!head_.empty()) {
-        constexpr unsigned max_kept = 16;
-        std::uint64_t kept_hash[max_kept];
-        std::size_t kept_start[max_kept];
-        unsigned kept = 0;
+        std::size_t longest = head_.max_len();
+        std::size_t i = n > longest + 1 ? n - longest - 1 : 0;
 
-        bool deep = head_depth_ > max_kept;  // rare: probe during the pass
-        unsigned labels = 0;
-        std::uint64_t h = HostIndex::basis;
-        std::size_t end = host.size();
-
-        while (labels < head_depth_) {
-            std::size_t start = label_start(host, end);
-            if (start == 0) {
-                break;  // the whole host is not a subdomain of itself
-            }
-            h = fold_label(h, host, start, end - start);
-            labels++;
-            if (deep) {
-                RuleId r = head_.lookup(host.substr(start), h);
+        for (i = next_dot(p, i, n); i < n; i = next_dot(p, i + 1, n)) {
+            std::size_t start = i + 1;
+            std::size_t len = n - start;
+            if (head_.may_hold(len)) {
+                RuleId r = head_.lookup<Fold>(
+                    p + start, len, hash_bytes<Fold>(p + start, len));
                 if (r != no_rule) {
-                    head = r;  // a longer suffix wins
+                    return Decision{r, -1, false};
                 }
-            } else {
-                kept_hash[kept] = h;
-                kept_start[kept] = start;
-                kept++;
             }
-            end = start - 1;
-        }
-
-        while (kept > 0 && head == no_rule) {
-            kept--;
-            head = head_.lookup(host.substr(kept_start[kept]),
-                                kept_hash[kept]);
         }
     }
 
-    if (head != no_rule) {
-        d.rule = head;
-        return d;
-    }
-
+    // Trailing wildcards: the prefixes that end before a dot, longest
+    // first, searched from the dot after the longest possible prefix.
     if (!tail_.empty()) {
-        RuleId tail = no_rule;
-        std::uint64_t h = HostIndex::basis;
-        unsigned labels = 0;
+        std::size_t longest = tail_.max_len();
+        std::size_t end = n > longest + 1 ? longest + 1 : n;
 
-        for (std::size_t i = 0; i < host.size(); i++) {
-            unsigned char c = static_cast<unsigned char>(host[i]);
-            if (c == '.') {
-                if (++labels > tail_depth_) {
-                    break;
-                }
-                RuleId r = tail_.lookup(host.substr(0, i), h);
+        for (std::size_t i = prev_dot(p, end, n); i != npos;
+             i = prev_dot(p, i, n)) {
+            if (tail_.may_hold(i)) {
+                RuleId r = tail_.lookup<Fold>(p, i, hash_bytes<Fold>(p, i));
                 if (r != no_rule) {
-                    tail = r;  // a longer prefix wins
+                    return Decision{r, -1, false};
                 }
             }
-            h = fnv_step(h, c);
-        }
-
-        if (tail != no_rule) {
-            d.rule = tail;
-            return d;
         }
     }
 
-    if (!host.empty()) {
+    Decision d;
+
+    if (n != 0) {
         for (std::size_t i = 0; i < regexes_.size(); i++) {
             int rc = match_.match(regexes_[i], host);
             if (rc > 0) {
@@ -526,7 +498,7 @@ void TableBuilder::add(std::string_view text, RuleId rule)
         // ".example.com" is "example.com" and "*.example.com" at once, and
         // collides with either, as in nginx.  Check both before inserting
         // either, so that a refused pattern leaves the table unchanged.
-        prev = t.head_.find(p.key, HostIndex::hash_reverse(p.key));
+        prev = t.head_.find(p.key, HostIndex::hash_name(p.key));
         if (prev != no_rule) {
             break;
         }
@@ -537,17 +509,11 @@ void TableBuilder::add(std::string_view text, RuleId rule)
         [[fallthrough]];
 
     case PatternKind::star:
-        prev = t.head_.insert(p.key, HostIndex::hash_reverse(p.key), rule);
-        if (prev == no_rule && count_labels(p.key) > t.head_depth_) {
-            t.head_depth_ = count_labels(p.key);
-        }
+        prev = t.head_.insert(p.key, HostIndex::hash_name(p.key), rule);
         break;
 
     case PatternKind::tail:
-        prev = t.tail_.insert(p.key, HostIndex::hash_forward(p.key), rule);
-        if (prev == no_rule && count_labels(p.key) > t.tail_depth_) {
-            t.tail_depth_ = count_labels(p.key);
-        }
+        prev = t.tail_.insert(p.key, HostIndex::hash_name(p.key), rule);
         break;
     }
 

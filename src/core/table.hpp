@@ -7,12 +7,13 @@
 //   the first matching regex in configuration order, then the default.
 //
 // Tables are built once at configuration time (building may throw
-// ConfigError) and are immutable afterwards; find() never throws and never
-// allocates.  Pure C++17, no nginx headers.
+// ConfigError) and are immutable afterwards; find() and find_lower() never
+// throw and never allocate.  Pure C++17, no nginx headers.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -59,15 +60,111 @@ struct Pattern {
 // trailing dot, a port, a '/', a space).  Throws ConfigError.
 Pattern parse_pattern(std::string_view text);
 
-// Open-addressing hash of lowercase names, case-insensitive lookups.
+namespace detail {
+
+// The word hash of host names, here so that the glue inlines hash_host().
+
+// Eight bytes, the first one in the low bits whatever the byte order.
+inline std::uint64_t load8(const char *p) noexcept
+{
+    std::uint64_t w;
+    std::memcpy(&w, p, sizeof(w));
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    w = __builtin_bswap64(w);
+#endif
+    return w;
+}
+
+inline std::uint64_t load4(const char *p) noexcept
+{
+    std::uint32_t w;
+    std::memcpy(&w, p, sizeof(w));
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    w = __builtin_bswap32(w);
+#endif
+    return w;
+}
+
+// Bytes [p, p + n), n <= 8, zero-padded, without a loop and without
+// reading outside them: two overlapping loads (whose common bytes are the
+// same) for 4 to 8 bytes, three single bytes for 1 to 3.
+inline std::uint64_t load_upto8(const char *p, std::size_t n) noexcept
+{
+    if (n >= 4) {
+        return load4(p) | (load4(p + n - 4) << ((n - 4) * 8));
+    }
+    if (n == 0) {
+        return 0;
+    }
+    auto byte = [p](std::size_t i) {
+        return std::uint64_t{static_cast<unsigned char>(p[i])};
+    };
+    return byte(0) | byte(n / 2) << (n / 2 * 8) | byte(n - 1) << ((n - 1) * 8);
+}
+
+// ASCII 'A'..'Z' to lowercase in eight bytes at once; other bytes unchanged.
+template <bool Fold> inline std::uint64_t fold8(std::uint64_t w) noexcept
+{
+    if (!Fold) {
+        return w;
+    }
+    constexpr std::uint64_t ones = 0x0101010101010101ULL;
+    std::uint64_t seven = w & (0x7f * ones);
+    std::uint64_t ge_a = seven + ((0x80 - 'A') * ones);      // >= 'A'
+    std::uint64_t gt_z = seven + ((0x80 - 'Z' - 1) * ones);  // > 'Z'
+    std::uint64_t upper = (ge_a ^ gt_z) & ~w & (0x80 * ones);
+    return w | (upper >> 2);
+}
+
+// The 128-bit product folded to 64 bits: one multiply mixes a whole word.
+inline std::uint64_t mum(std::uint64_t a, std::uint64_t b) noexcept
+{
+    __extension__ typedef unsigned __int128 u128;
+    u128 p = static_cast<u128>(a) * b;
+    return static_cast<std::uint64_t>(p) ^ static_cast<std::uint64_t>(p >> 64);
+}
+
+// Multipliers (wyhash's constants) and the start value.
+inline constexpr std::uint64_t k_chunk = 0xa0761d6478bd642fULL;
+inline constexpr std::uint64_t k_last = 0xe7037ed1a0b428dbULL;
+inline constexpr std::uint64_t basis = 0xcbf29ce484222325ULL;
+
+// The hash of the n bytes at p (case-folded with Fold), two words to a
+// multiply: up to 8 bytes are one word, 9 to 16 the first and the last
+// eight (overlapping), longer strings 16 bytes a step and then their last
+// 16.  The length is mixed into the last step.  It reads only [p, p + n),
+// so the hash of a suffix or prefix of a host is computed in place, and
+// equals the hash of the same bytes as a key of their own.
+template <bool Fold>
+inline std::uint64_t hash_bytes(const char *p, std::size_t n) noexcept
+{
+    if (n <= 8) {
+        return mum(basis ^ fold8<Fold>(load_upto8(p, n)), k_last ^ n);
+    }
+    std::uint64_t h = basis;
+    for (std::size_t i = 0; n - i > 16; i += 16) {
+        h = mum(h ^ fold8<Fold>(load8(p + i)),
+                k_chunk ^ fold8<Fold>(load8(p + i + 8)));
+    }
+    std::size_t last = n > 16 ? n - 16 : 0;
+    return mum(h ^ fold8<Fold>(load8(p + last)),
+               k_last ^ n ^ fold8<Fold>(load8(p + n - 8)));
+}
+
+}  // namespace detail
+
+// Open-addressing hash of lowercase names.  One hash function for the
+// three kinds of keys (detail::hash_bytes): exact names are hashed whole,
+// leading wildcards' keys ("example.com" of "*.example.com") are found as
+// suffixes of the host, trailing wildcards' keys as prefixes, each hashed
+// in place when it is looked up.
 class HostIndex {
 public:
-    // Which of the hash functions below the keys are hashed with.
-    enum class Hash : unsigned char { name, reverse, forward };
-
-    explicit HostIndex(Hash kind) noexcept : kind_(kind) {}
+    HostIndex() noexcept = default;
 
     // Returns no_rule when inserted, or the rule already holding the key.
+    // Both compare the key case-insensitively; hash is hash_name() of the
+    // key in lowercase.
     RuleId insert(std::string_view key, std::uint64_t hash, RuleId rule);
     RuleId find(std::string_view key, std::uint64_t hash) const noexcept;
 
@@ -75,16 +172,22 @@ public:
     std::size_t size() const noexcept { return count_; }
     std::size_t memory() const noexcept;
 
-    // Hash functions shared by insert and find.  `name` hashes the whole
-    // name eight bytes at a time, for exact names.  `reverse` hashes label
-    // by label from the last to the first, so that one right-to-left pass
-    // over a host yields the hash of every suffix that starts after a dot,
-    // for leading wildcards.  `forward` is byte-wise FNV-1a from `basis`,
-    // for the prefixes of trailing wildcards.
-    static std::uint64_t hash_name(std::string_view s) noexcept;
-    static std::uint64_t hash_reverse(std::string_view s) noexcept;
-    static std::uint64_t hash_forward(std::string_view s) noexcept;
-    static constexpr std::uint64_t basis = 0xcbf29ce484222325ULL;
+    // hash_bytes of a key (lowercase, so with or without case folding).
+    static std::uint64_t hash_name(std::string_view s) noexcept
+    {
+        return detail::hash_bytes<false>(s.data(), s.size());
+    }
+
+    // Whether a key of this length may be in the index: no key is longer
+    // than max_len_, and len_mask_ has bit (length % 64) of every key.  The
+    // wildcard passes skip the suffixes and prefixes that cannot be keys
+    // without hashing them, and never look at more than max_len_ bytes of
+    // a host however many labels it has.
+    bool may_hold(std::size_t len) const noexcept
+    {
+        return len <= max_len_ && ((len_mask_ >> (len & 63)) & 1) != 0;
+    }
+    std::size_t max_len() const noexcept { return max_len_; }
 
 private:
     struct Slot {
@@ -96,16 +199,19 @@ private:
 
     void grow();
 
-    // find() itself, defined inline in table.cpp so that Table::find
-    // inlines it even in a -fPIC module, where a call to an exported
-    // function would stay a call.
-    RuleId lookup(std::string_view key, std::uint64_t hash) const noexcept;
+    // find() itself, defined inline in table.cpp so that Table's lookups
+    // inline it even in a -fPIC module, where a call to an exported
+    // function would stay a call.  Fold compares the probe case-folded.
+    template <bool Fold>
+    RuleId lookup(const char *key, std::size_t len,
+                  std::uint64_t hash) const noexcept;
 
     std::vector<Slot> slots_;
     std::string arena_;
     std::size_t count_ = 0;
     std::size_t mask_ = 0;
-    Hash kind_ = Hash::reverse;
+    std::size_t max_len_ = 0;
+    std::uint64_t len_mask_ = 0;
 
     friend class Table;
     friend class TableBuilder;
@@ -128,6 +234,25 @@ public:
     // are accepted.
     Decision find(std::string_view host) const noexcept;
 
+    // The fast path for a host that is lowercase and has no trailing dot,
+    // as nginx hands it over ($host: ngx_http_validate_host() lowercases the
+    // Host header and strips its trailing dot; server_name is lowercase),
+    // with hash == hash_host(lower_host).  Nothing is case-folded.  For
+    // such a host it decides exactly as find() does.  For any other bytes
+    // (or another hash) the result is still a valid Decision, but exact
+    // names and wildcards may miss a host with upper case or a trailing
+    // dot (regexes see the bytes as given).
+    Decision find_lower(std::string_view lower_host,
+                        std::uint64_t hash) const noexcept;
+
+    // The hash that find_lower() takes: the same function as
+    // SnapshotView::hash(), so that a Host is hashed once per request for
+    // the runtime hosts and the table.  Any bytes; no case folding.
+    static std::uint64_t hash_host(std::string_view lower_host) noexcept
+    {
+        return detail::hash_bytes<false>(lower_host.data(), lower_host.size());
+    }
+
     // Group n of the regex that produced the last Decision with regex >= 0.
     bool group(unsigned n, std::size_t &begin, std::size_t &end) const noexcept
     {
@@ -148,12 +273,17 @@ public:
 private:
     friend class TableBuilder;
 
-    HostIndex exact_{HostIndex::Hash::name};
-    HostIndex head_{HostIndex::Hash::reverse};  // keys of "*.x" and ".x"
-                                                // (match subdomains of x)
-    HostIndex tail_{HostIndex::Hash::forward};  // keys of "x.*"
-    unsigned head_depth_ = 0;  // most labels in a head key
-    unsigned tail_depth_ = 0;
+    // What comes after the exact name: the wildcards, the regexes and the
+    // default.  Out of line, so that an exact hit does not pay for its
+    // frame.  Fold: case-insensitive, for find().
+    template <bool Fold>
+    Decision find_rest(std::string_view host) const noexcept;
+    Decision find_lower_ip(std::string_view host,
+                           std::uint64_t hash) const noexcept;
+
+    HostIndex exact_;
+    HostIndex head_;  // keys of "*.x" and ".x" (match subdomains of x)
+    HostIndex tail_;  // keys of "x.*"
     std::vector<Regex> regexes_;
     std::vector<RuleId> regex_rules_;
     mutable MatchData match_{0};

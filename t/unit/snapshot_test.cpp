@@ -104,6 +104,44 @@ TEST(Snapshot, WhatIsWrittenIsReadBack)
     EXPECT_TRUE(back.rollouts["site"].primary.empty());
 }
 
+// A request hashes its Host once: the runtime hosts and the table take
+// the same hash.
+TEST(Snapshot, FindHostWithTheTablesHash)
+{
+    Ids ids;
+    State st = sample();
+    Blocks b(st, 7, ids);
+    SnapshotView v = b.view();
+    ASSERT_TRUE(v.valid());
+
+    for (const auto &[host, e] : st.hosts) {
+        std::uint64_t h = Table::hash_host(host);
+        EXPECT_EQ(SnapshotView::hash(host), h);
+        SnapshotView::Host got;
+        ASSERT_TRUE(v.find_host(host, h, got)) << host;
+        EXPECT_EQ(ids.names[got.table], e.table);
+        EXPECT_EQ(ids.names[got.target], e.target);
+    }
+
+    SnapshotView::Host got;
+    for (const char *h : {"tenant1000.example.com", "tenant7.example.co",
+                          "Tenant7.example.com", "tenant7.example.com.", "",
+                          "t"}) {
+        EXPECT_FALSE(v.find_host(h, Table::hash_host(h), got)) << h;
+    }
+    // another hash: a miss, never a wrong entry
+    for (std::uint64_t h : {std::uint64_t{0}, ~std::uint64_t{0},
+                            Table::hash_host("tenant8.example.com")}) {
+        EXPECT_FALSE(v.find_host("tenant7.example.com", h, got));
+    }
+
+    // a hosts block of the previous format (another hash) is not read
+    std::string old = b.hosts;
+    old[3] = '1';
+    EXPECT_FALSE(SnapshotView(b.head.data(), b.head.size(), old.data(),
+                              old.size()).valid());
+}
+
 TEST(Snapshot, RolloutsByIdInPlace)
 {
     Ids ids;
@@ -200,6 +238,8 @@ TEST(Snapshot, DamagedBlocksStayInBounds)
         SnapshotView::Host h;
         State out;
         (void) v.find_host("tenant7.example.com", h);
+        (void) v.find_host("tenant8.example.com",
+                           static_cast<std::uint64_t>(rng()) << 32 | rng(), h);
         (void) v.each_rollout([](const SnapshotView::Rollout &r) {
             for (std::size_t i = 0; i < r.variants; i++) {
                 (void) SnapshotView::variant(r, i);

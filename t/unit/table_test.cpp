@@ -37,6 +37,38 @@ RuleId rule_of(const Table &t, std::string_view host)
     return t.find(host).rule;
 }
 
+// The lowercase fast path, as the glue calls it.
+Decision lower_find(const Table &t, std::string_view host)
+{
+    return t.find_lower(host, Table::hash_host(host));
+}
+
+// What nginx makes of a Host for $host: lowercase, no trailing dot.
+std::string as_nginx_host(std::string h)
+{
+    if (!h.empty() && h.back() == '.') {
+        h.pop_back();
+    }
+    for (char &c : h) {
+        c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    }
+    return h;
+}
+
+// find_lower() decides as find() does on a lowercase host without a
+// trailing dot: the same rule, regex and error.
+::testing::AssertionResult same_on_lower(const Table &t, std::string_view h)
+{
+    Decision a = t.find(h), b = lower_find(t, h);
+    if (a.rule == b.rule && a.regex == b.regex && a.error == b.error) {
+        return ::testing::AssertionSuccess();
+    }
+    return ::testing::AssertionFailure()
+           << "host \"" << h << "\": find " << a.rule << "/" << a.regex
+           << "/" << a.error << ", find_lower " << b.rule << "/" << b.regex
+           << "/" << b.error;
+}
+
 }  // namespace
 
 TEST(Table, Precedence)
@@ -67,6 +99,20 @@ TEST(Table, Precedence)
     EXPECT_EQ(rule_of(t, "deep.sub.example.org"), 8u);
     EXPECT_EQ(rule_of(t, "nothing.net"), 9u);
     EXPECT_EQ(rule_of(t, ""), 9u);
+
+    for (const char *h : {"www.example.com", "x.a.example.com",
+                          "a.example.com", "x.y.example.com", "example.com",
+                          "www.example.net", "www.other.net", "www.example",
+                          "wwwx.net", "my-example.net", "example.org",
+                          "deep.sub.example.org", "nothing.net", ""}) {
+        EXPECT_TRUE(same_on_lower(t, h));
+    }
+    EXPECT_EQ(lower_find(t, "www.example.com").rule, 7u);
+    EXPECT_EQ(lower_find(t, "x.a.example.com").rule, 6u);
+    EXPECT_EQ(lower_find(t, "www.example.net").rule, 3u);
+    EXPECT_EQ(lower_find(t, "wwwx.net").rule, 1u);
+    EXPECT_EQ(lower_find(t, "wwwx.net").regex, 0);
+    EXPECT_EQ(lower_find(t, "").rule, 9u);
 }
 
 TEST(Table, HostIsCaseInsensitiveAndTrailingDotIgnored)
@@ -82,6 +128,178 @@ TEST(Table, HostIsCaseInsensitiveAndTrailingDotIgnored)
     EXPECT_EQ(rule_of(t, "nothing"), no_rule);
 }
 
+// find_lower() takes nginx's $host only; anything else still gets a valid
+// decision (one of the table's rules, or none), though names with upper
+// case or a trailing dot may miss.
+TEST(Table, FindLowerIsTotalOnOtherInput)
+{
+    Table t = make({{"a.example.com", 1}, {"*.b.example.com", 2},
+                    {"c.example.*", 3}, {"~*^d", 4}, {"default", 5}});
+    for (const char *h : {"A.EXAMPLE.COM", "a.example.com.",
+                          "X.B.EXAMPLE.COM.", "x.b.example.com.",
+                          "C.EXAMPLE.net", "D.x", ".", "..", "...", "a..b",
+                          ".a.example.com"}) {
+        Decision d = lower_find(t, h);
+        EXPECT_TRUE(d.rule >= 1 && d.rule <= 5) << h;
+        EXPECT_FALSE(d.error) << h;
+    }
+    EXPECT_EQ(lower_find(t, "x.b.example.com").rule, 2u);
+    EXPECT_EQ(lower_find(t, "D.x").rule, 4u);  // regexes see the bytes
+    // another hash than hash_host's: wrong, not unsafe
+    EXPECT_EQ(t.find_lower("a.example.com", 12345).rule, 5u);
+
+    std::string labels;
+    for (int i = 0; i < 10000; i++) {
+        labels += "A.";
+    }
+    EXPECT_EQ(lower_find(t, labels + "b.example.com").rule, 2u);
+    EXPECT_EQ(lower_find(t, std::string(100000, '.')).rule, 5u);
+    EXPECT_EQ(lower_find(t, std::string("\0\0\xff.www", 7)).rule, 5u);
+}
+
+// The hash the glue computes once per request is the table's and the
+// runtime hosts' (SnapshotView::hash, checked in snapshot_test.cpp), and
+// the one the table's keys are stored under.
+TEST(Table, HashHostIsTheKeysHash)
+{
+    std::mt19937 rng(5);
+    for (std::size_t len = 0; len <= 80; len++) {
+        for (int k = 0; k < 20; k++) {
+            std::string s(len, 'a');
+            for (char &c : s) {
+                c = "abcdefghijklmnopqrstuvwxyz0123456789.-"[rng() % 38];
+            }
+            EXPECT_EQ(Table::hash_host(s), HostIndex::hash_name(s));
+            // the length counts: a zero byte is not padding
+            std::string z = s + '\0';
+            EXPECT_NE(Table::hash_host(s), Table::hash_host(z)) << len;
+            // every byte counts
+            if (len > 0) {
+                std::string t = s;
+                t[rng() % len] ^= 0x40;
+                EXPECT_NE(Table::hash_host(s), Table::hash_host(t)) << s;
+            }
+        }
+    }
+}
+
+// The word compare and the short loads at every length and position:
+// names of 1 to 40 bytes, each hit, and each near miss (one byte changed
+// anywhere, one byte more or less) missed, through both lookups.
+TEST(Table, NamesOfEveryLengthUpTo40)
+{
+    TableBuilder b;
+    std::vector<std::string> names;
+    RuleId id = 0;
+    for (std::size_t len = 1; len <= 40; len++) {
+        std::string n;
+        for (std::size_t i = 0; i < len; i++) {
+            n += "abcdefghij.klmnopqrst"[(i * 7 + len) % 21];
+        }
+        if (n.front() == '.' || n.back() == '.' ||
+            n.find("..") != std::string::npos) {
+            n.front() = 'x';
+            n.back() = 'y';
+        }
+        names.push_back(n);
+        b.add(n, id++);
+        b.add("*." + n, 100 + id);
+        b.add(n + ".*", 200 + id);
+    }
+    b.set_default(999);
+    Table t = b.build();
+
+    for (std::size_t k = 0; k < names.size(); k++) {
+        const std::string &n = names[k];
+        RuleId r = static_cast<RuleId>(k);
+        EXPECT_EQ(lower_find(t, n).rule, r) << n;
+        EXPECT_EQ(rule_of(t, n), r) << n;
+        EXPECT_EQ(lower_find(t, "x." + n).rule, 100 + r + 1) << n;
+        EXPECT_EQ(lower_find(t, n + ".x").rule, 200 + r + 1) << n;
+        EXPECT_TRUE(same_on_lower(t, "x." + n));
+        EXPECT_TRUE(same_on_lower(t, n + ".x"));
+        for (std::size_t i = 0; i < n.size(); i++) {
+            std::string m = n;
+            m[i] = m[i] == 'z' ? 'w' : 'z';
+            EXPECT_TRUE(same_on_lower(t, m));
+            EXPECT_TRUE(same_on_lower(t, "x." + m));
+            EXPECT_TRUE(same_on_lower(t, m + ".x"));
+            EXPECT_NE(lower_find(t, m).rule, r) << m;
+        }
+        EXPECT_TRUE(same_on_lower(t, n + "z"));
+        EXPECT_TRUE(same_on_lower(t, n.substr(1)));
+        // as nginx's $host: no trailing dot
+        if (n.size() < 2 || n[n.size() - 2] != '.') {
+            EXPECT_TRUE(same_on_lower(t, n.substr(0, n.size() - 1)));
+        }
+    }
+}
+
+// Leading wildcards deeper than any fixed number of labels, and hosts far
+// deeper than the keys: the longest suffix in the table still wins.
+TEST(Table, DeepWildcards)
+{
+    std::string deep;
+    for (int i = 0; i < 40; i++) {
+        deep += "l" + std::to_string(i) + ".";
+    }
+    deep += "example.com";
+    std::string mid = deep.substr(deep.find("l20."));
+    Table t = make({{"*." + deep, 1}, {"*." + mid, 2}, {".example.com", 3},
+                    {"*.com", 4}, {deep + ".*", 5}, {"l0.*", 6},
+                    {"default", 7}});
+
+    std::string many;
+    for (int i = 0; i < 300; i++) {
+        many += "x" + std::to_string(i) + ".";
+    }
+    for (const std::string &h : std::vector<std::string>{
+             "a." + deep, many + deep, "a." + mid, many + mid, "l19." + mid,
+             deep, mid, std::string("example.com"), "a.example.com",
+             many + "example.com", std::string("com"), std::string("a.com"),
+             deep + ".net", "l0.net", many + "net"}) {
+        EXPECT_TRUE(same_on_lower(t, h)) << h;
+    }
+    EXPECT_EQ(lower_find(t, "a." + deep).rule, 1u);
+    EXPECT_EQ(lower_find(t, many + deep).rule, 1u);
+    EXPECT_EQ(lower_find(t, "l19." + mid).rule, 2u);
+    EXPECT_EQ(lower_find(t, deep).rule, 2u);  // * needs a subdomain
+    EXPECT_EQ(lower_find(t, mid).rule, 3u);
+    EXPECT_EQ(lower_find(t, "example.com").rule, 3u);
+    EXPECT_EQ(lower_find(t, "a.com").rule, 4u);
+    EXPECT_EQ(lower_find(t, deep + ".net").rule, 5u);
+    EXPECT_EQ(lower_find(t, "l0.net").rule, 6u);
+    EXPECT_EQ(lower_find(t, many + "net").rule, 7u);
+}
+
+// The search for dots reads words: a dot is a dot and nothing else is,
+// whatever byte follows it or where it falls in a word ('/' ^ '.' is 1,
+// which a borrow from a dot before it would turn into a dot).
+TEST(Table, DotsAreFoundExactlyAnywhereInAWord)
+{
+    Table t = make({{"*.x", 1}, {"x.*", 2}, {"*.ab", 3}, {"default", 4}});
+    for (std::size_t k = 0; k < 24; k++) {
+        std::string pad(k, 'a');
+        for (char c : {'/', '-', '.', '\0', '\x2f', '\xae', '\x80'}) {
+            std::string h = pad + "." + c + "x";
+            RuleId want = c == '.' ? 1u : 4u;  // "a..x" ends in ".x"
+            EXPECT_EQ(rule_of(t, h), want) << k << " " << int(c);
+            EXPECT_EQ(lower_find(t, h).rule, want) << k << " " << int(c);
+            EXPECT_TRUE(same_on_lower(t, pad + ".x" + c + "ab"));
+            if (k > 0 || c != '.') {  // no trailing dot
+                EXPECT_TRUE(same_on_lower(t, "x" + std::string(1, c) + pad));
+            }
+        }
+        EXPECT_EQ(lower_find(t, pad + ".x").rule, 1u);  // ".x" too, as nginx
+        EXPECT_EQ(lower_find(t, pad + "./ab").rule, 4u);
+        EXPECT_EQ(lower_find(t, pad + ".ab").rule, 3u);
+        EXPECT_EQ(lower_find(t, "x." + pad).rule, 2u);
+        EXPECT_EQ(lower_find(t, "x/" + pad).rule, 4u);
+    }
+    // the fuzzer's case
+    EXPECT_EQ(rule_of(t, std::string("e1\xbbxaU]\x1c./x")), 4u);
+}
+
 TEST(Table, IpRuleComesFirst)
 {
     Table t = make({{"ip", 1}, {"10.0.0.1", 2}, {"~^1", 3}, {"default", 4}});
@@ -91,10 +309,16 @@ TEST(Table, IpRuleComesFirst)
     EXPECT_EQ(rule_of(t, "1password.com"), 3u);
     EXPECT_EQ(rule_of(t, "10.0.0.1.nip.io"), 3u);
     EXPECT_EQ(rule_of(t, "localhost"), 4u);
+    for (const char *h : {"10.0.0.1", "[::1]", "[2001:db8::1]:443",
+                          "1password.com", "10.0.0.1.nip.io", "localhost"}) {
+        EXPECT_TRUE(same_on_lower(t, h));
+    }
 
     Table no_ip = make({{"10.0.0.1", 2}, {"default", 4}});
     EXPECT_EQ(rule_of(no_ip, "10.0.0.1"), 2u);
     EXPECT_EQ(rule_of(no_ip, "10.0.0.2"), 4u);
+    EXPECT_EQ(lower_find(no_ip, "10.0.0.1").rule, 2u);
+    EXPECT_EQ(lower_find(no_ip, "10.0.0.2").rule, 4u);
 }
 
 TEST(Table, EscapedKeywordsAreHosts)
@@ -140,6 +364,38 @@ TEST(Table, RegexesAreJitCompiledWhereThePcre2BuildCan)
     pcre2_config(PCRE2_CONFIG_JIT, &jit);
     Regex re("^(?<sub>[a-z]+)\\.example\\.com$", false);
     EXPECT_EQ(re.jit(), jit == 1);
+}
+
+// pcre2_jit_match() does not check a UTF subject: a pattern in UTF mode
+// ("(*UTF)") goes through pcre2_match(), which refuses invalid UTF-8 (an
+// error: the default is used, as map does), whatever the JIT.
+TEST(Table, RegexesInUtfModeCheckTheSubject)
+{
+    uint32_t jit = 0;
+    pcre2_config(PCRE2_CONFIG_JIT, &jit);
+    Regex plain("^caf.$", false), utf("(*UTF)^caf\\x{e9}$", false);
+    EXPECT_EQ(plain.jit_fast_path(), jit == 1);
+    EXPECT_FALSE(utf.jit_fast_path());
+
+    Table t = make({{"~(*UTF)^caf\\x{e9}$", 1}, {"default", 2}});
+    EXPECT_EQ(rule_of(t, "caf\xc3\xa9"), 1u);
+    for (const char *h : {"caf\xe9", "caf\xc3", "caf\xff\xfe", "\xc3"}) {
+        Decision d = t.find(h);
+        EXPECT_EQ(d.rule, 2u) << h;
+        EXPECT_TRUE(d.error) << h;
+        d = lower_find(t, h);
+        EXPECT_EQ(d.rule, 2u) << h;
+        EXPECT_TRUE(d.error) << h;
+    }
+
+    // bytes that are no UTF-8 are any other bytes to a byte-mode regex
+    Table b = make({{"~^caf.$", 1}, {"default", 2}});
+    Decision d = lower_find(b, "caf\xe9");
+    EXPECT_EQ(d.rule, 1u);
+    EXPECT_FALSE(d.error);
+    MatchData md(0);
+    EXPECT_EQ(md.match(plain, std::string_view()), 0);
+    EXPECT_EQ(md.match(plain, "cafe"), 1);
 }
 
 TEST(Table, Conflicts)
@@ -236,6 +492,13 @@ TEST(Table, LargeTable)
     EXPECT_EQ(rule_of(t, "x.w50.example.com"), static_cast<RuleId>(n + 50));
     EXPECT_EQ(rule_of(t, "w50.example.com"), no_rule);
     EXPECT_EQ(rule_of(t, "host.example.com"), no_rule);
+    for (int i = 0; i < n; i += 997) {
+        std::string h = "host" + std::to_string(i) + ".example.com";
+        EXPECT_EQ(lower_find(t, h).rule, static_cast<RuleId>(i));
+    }
+    EXPECT_EQ(lower_find(t, "x.w50.example.com").rule,
+              static_cast<RuleId>(n + 50));
+    EXPECT_EQ(lower_find(t, "w50.example.com").rule, no_rule);
 }
 
 // A brute-force model of nginx's semantics, written from the documentation
@@ -410,6 +673,10 @@ TEST(Table, AgreesWithModelOnRandomTables)
                 h += '.';
             }
             ASSERT_EQ(t.find(h).rule, m.find(h)) << "host " << h << " patterns " << trace;
+            std::string lh = as_nginx_host(h);
+            ASSERT_TRUE(same_on_lower(t, lh)) << "patterns " << trace;
+            ASSERT_EQ(lower_find(t, lh).rule, m.find(lh))
+                << "patterns " << trace;
         }
     }
 }
@@ -476,6 +743,10 @@ TEST(Table, AgreesWithModelOnLongAndMixedCaseLabels)
             noise(h);
             ASSERT_EQ(t.find(h).rule, m.find(h))
                 << "host " << h << " patterns " << trace;
+            std::string lh = as_nginx_host(h);
+            ASSERT_TRUE(same_on_lower(t, lh)) << "patterns " << trace;
+            ASSERT_EQ(lower_find(t, lh).rule, m.find(lh))
+                << "patterns " << trace;
         }
     }
 }
