@@ -174,6 +174,7 @@ ngx_http_dynroute_decide(ngx_http_request_t *r, ngx_http_dynroute_ctx_t *ctx,
     ngx_http_dynroute_table_t *table) noexcept
 {
     size_t                        begin, end;
+    uint64_t                      hash;
     ngx_str_t                     host;
     dynroute::Decision            d;
     ngx_http_variable_value_t    *vv;
@@ -188,6 +189,9 @@ ngx_http_dynroute_decide(ngx_http_request_t *r, ngx_http_dynroute_ctx_t *ctx,
 
     host = ngx_http_dynroute_host(r);
 
+    /* once, for the runtime hosts and the table alike */
+    hash = dynroute::Table::hash_host(ngx_http_dynroute_view(host));
+
     ctx->table = table;
     ctx->picked = 0;
 
@@ -198,7 +202,7 @@ ngx_http_dynroute_decide(ngx_http_request_t *r, ngx_http_dynroute_ctx_t *ctx,
 
     if (dmcf->zone) {
         ctx->rule = ngx_http_dynroute_live_host(dmcf->live, table->index,
-                                                host);
+                                                host, hash);
         if (ctx->rule) {
             ctx->runtime = 1;
 
@@ -212,7 +216,18 @@ ngx_http_dynroute_decide(ngx_http_request_t *r, ngx_http_dynroute_ctx_t *ctx,
 
     ctx->runtime = 0;
 
-    d = table->core.find(ngx_http_dynroute_view(host));
+    /*
+     * The Host header, as nginx validated it, is lowercase and has no
+     * trailing dot: the table's fast path.  The server name that stands in
+     * for a missing one is searched as any bytes.
+     */
+
+    if (r->headers_in.server.len) {
+        d = table->core.find_lower(ngx_http_dynroute_view(host), hash);
+
+    } else {
+        d = table->core.find(ngx_http_dynroute_view(host));
+    }
 
     if (d.error) {
         if (table->counters) {

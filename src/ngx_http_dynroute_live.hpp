@@ -37,10 +37,11 @@ void ngx_http_dynroute_live_adopt(ngx_http_dynroute_live_t *live,
 void ngx_http_dynroute_live_sync(ngx_http_dynroute_live_t *live) noexcept;
 ngx_http_dynroute_route_t ngx_http_dynroute_live_route(
     ngx_http_dynroute_live_t *live, ngx_http_dynroute_rollout_t *ro) noexcept;
-/* syncs first, as ngx_http_dynroute_live_sync() */
+/* syncs first, as ngx_http_dynroute_live_sync(); hash is
+ * dynroute::Table::hash_host(host) */
 ngx_http_dynroute_rule_t *ngx_http_dynroute_live_host(
-    ngx_http_dynroute_live_t *live, ngx_uint_t table, const ngx_str_t &host)
-    noexcept;
+    ngx_http_dynroute_live_t *live, ngx_uint_t table, ngx_str_t host,
+    uint64_t hash) noexcept;
 bool ngx_http_dynroute_live_draining(ngx_http_dynroute_live_t *live) noexcept;
 
 /* the zone's state, for the metrics: after ngx_http_dynroute_live_sync */

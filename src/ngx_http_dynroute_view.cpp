@@ -252,7 +252,7 @@ ngx_http_dynroute_live_route(ngx_http_dynroute_live_t *live,
 
 static __attribute__((noinline)) ngx_http_dynroute_rule_t *
 ngx_http_dynroute_live_search(ngx_http_dynroute_live_t *live,
-    ngx_uint_t table, const ngx_str_t &host) noexcept
+    ngx_uint_t table, ngx_str_t host, uint64_t hash) noexcept
 {
     ngx_uint_t                          tries;
     ngx_http_dynroute_rule_t           *rule;
@@ -266,7 +266,7 @@ ngx_http_dynroute_live_search(ngx_http_dynroute_live_t *live,
 
         rule = NULL;
 
-        if (live->snapshot.find_host(ngx_http_dynroute_view(host), e)
+        if (live->snapshot.find_host(ngx_http_dynroute_view(host), hash, e)
             && table < live->table_ids.size()
             && e.table == live->table_ids[table]
             && e.target < live->target_by_id.size())
@@ -296,7 +296,7 @@ ngx_http_dynroute_live_search(ngx_http_dynroute_live_t *live,
 
 ngx_http_dynroute_rule_t *
 ngx_http_dynroute_live_host(ngx_http_dynroute_live_t *live, ngx_uint_t table,
-    const ngx_str_t &host) noexcept
+    ngx_str_t host, uint64_t hash) noexcept
 {
     ngx_http_dynroute_live_sync(live);
 
@@ -304,7 +304,7 @@ ngx_http_dynroute_live_host(ngx_http_dynroute_live_t *live, ngx_uint_t table,
         return NULL;
     }
 
-    return ngx_http_dynroute_live_search(live, table, host);
+    return ngx_http_dynroute_live_search(live, table, host, hash);
 }
 
 
