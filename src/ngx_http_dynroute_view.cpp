@@ -220,14 +220,21 @@ ngx_http_dynroute_view_refresh(ngx_http_dynroute_live_t *live) noexcept
 }
 
 
-void
-ngx_http_dynroute_live_sync(ngx_http_dynroute_live_t *live) noexcept
+static inline void
+ngx_http_dynroute_view_sync(ngx_http_dynroute_live_t *live) noexcept
 {
     if (live->sh
         && ngx_http_dynroute_published(&live->sh->generation) != live->generation)
     {
         ngx_http_dynroute_view_refresh(live);
     }
+}
+
+
+void
+ngx_http_dynroute_live_sync(ngx_http_dynroute_live_t *live) noexcept
+{
+    ngx_http_dynroute_view_sync(live);
 }
 
 
@@ -243,21 +250,41 @@ ngx_http_dynroute_live_route(ngx_http_dynroute_live_t *live,
 }
 
 
+/* what a runtime host entry of a snapshot stands for in the table of that
+ * index, or NULL */
+
+static ngx_http_dynroute_rule_t *
+ngx_http_dynroute_live_entry(ngx_http_dynroute_live_t *live, ngx_uint_t table,
+    const dynroute::SnapshotView::Host &e) noexcept
+{
+    ngx_http_dynroute_target_t  *t;
+
+    if (table >= live->table_ids.size() || e.table != live->table_ids[table]
+        || e.target >= live->target_by_id.size())
+    {
+        return NULL;
+    }
+
+    t = live->target_by_id[e.target];
+
+    return t ? t->rule : NULL;
+}
+
+
 /*
- * The search of ngx_http_dynroute_live_host().  The snapshot searched may be
- * freed by a writer meanwhile: the search stands only if the generation did
- * not change during it.  Never inlined: a zone without runtime hosts does
- * not pay its frame.
+ * The search of ngx_http_dynroute_live_host().  The snapshot searched may
+ * be freed by a writer meanwhile: the search, a miss as well as a hit,
+ * stands only if the generation did not change during it.  Never inlined:
+ * a zone without runtime hosts does not pay for its frame.
  */
 
 static __attribute__((noinline)) ngx_http_dynroute_rule_t *
 ngx_http_dynroute_live_search(ngx_http_dynroute_live_t *live,
     ngx_uint_t table, ngx_str_t host, uint64_t hash) noexcept
 {
-    ngx_uint_t                          tries;
-    ngx_http_dynroute_rule_t           *rule;
-    ngx_http_dynroute_target_t         *t;
-    dynroute::SnapshotView::Host        e;
+    ngx_uint_t                     tries;
+    ngx_http_dynroute_rule_t      *rule;
+    dynroute::SnapshotView::Host   e;
 
     for (tries = 0; tries < NGX_HTTP_DYNROUTE_VIEW_TRIES; tries++) {
         if (live->snapshot.hosts() == 0) {
@@ -266,18 +293,14 @@ ngx_http_dynroute_live_search(ngx_http_dynroute_live_t *live,
 
         rule = NULL;
 
-        if (live->snapshot.find_host(ngx_http_dynroute_view(host), hash, e)
-            && table < live->table_ids.size()
-            && e.table == live->table_ids[table]
-            && e.target < live->target_by_id.size())
-        {
-            t = live->target_by_id[e.target];
-            rule = t ? t->rule : NULL;
+        if (live->snapshot.find_host(ngx_http_dynroute_view(host), hash, e)) {
+            rule = ngx_http_dynroute_live_entry(live, table, e);
         }
 
         ngx_http_dynroute_read_fence();
 
-        if (ngx_http_dynroute_published(&live->sh->generation) == live->generation)
+        if (ngx_http_dynroute_published(&live->sh->generation)
+            == live->generation)
         {
             return rule;
         }
@@ -298,7 +321,7 @@ ngx_http_dynroute_rule_t *
 ngx_http_dynroute_live_host(ngx_http_dynroute_live_t *live, ngx_uint_t table,
     ngx_str_t host, uint64_t hash) noexcept
 {
-    ngx_http_dynroute_live_sync(live);
+    ngx_http_dynroute_view_sync(live);
 
     if (live->snapshot.hosts() == 0) {
         return NULL;

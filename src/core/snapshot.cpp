@@ -412,17 +412,28 @@ bool SnapshotView::host_record(std::size_t off, std::string_view &host,
     return true;
 }
 
-bool SnapshotView::find_host(std::string_view host, std::uint64_t hv,
-                             Host &out) const noexcept
+// Bytes a and b, n of each, alike: a word at a time, the last word
+// overlapping the one before it.
+static bool same_bytes(const char *a, const char *b, std::size_t n) noexcept
 {
-    if (host_count_ == 0) {
-        return false;
+    if (n < 8) {
+        return detail::load_upto8(a, n) == detail::load_upto8(b, n);
     }
 
+    for (std::size_t i = 0; i + 8 < n; i += 8) {
+        if (detail::load8(a + i) != detail::load8(b + i)) {
+            return false;
+        }
+    }
+
+    return detail::load8(a + n - 8) == detail::load8(b + n - 8);
+}
+
+bool SnapshotView::probe_host(std::string_view host, std::uint64_t hv,
+                              Host &out) const noexcept
+{
     std::uint32_t tag = static_cast<std::uint32_t>(hv >> 32);
     std::size_t i = hv & mask_;
-    std::size_t next;
-    std::string_view h;
 
     for (std::size_t probes = 0; probes <= mask_; probes++) {
         std::uint32_t off = load32(slots_ + i * 8 + 4);
@@ -431,9 +442,19 @@ bool SnapshotView::find_host(std::string_view host, std::uint64_t hv,
             return false;
         }
 
-        if (load32(slots_ + i * 8) == tag
-            && host_record(off - 1, h, out, next) && h == host)
+        // the record (see host_record): table, target, length, name
+        off--;
+
+        if (load32(slots_ + i * 8) == tag && off < arena_size_
+            && arena_size_ - off >= host_header
+            && arena_[off + 8] == host.size()
+            && arena_size_ - off - host_header >= host.size()
+            && same_bytes(reinterpret_cast<const char *>(arena_ + off
+                                                         + host_header),
+                          host.data(), host.size()))
         {
+            out.table = load32(arena_ + off);
+            out.target = load32(arena_ + off + 4);
             return true;
         }
 

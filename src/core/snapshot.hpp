@@ -31,6 +31,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <string>
 #include <string_view>
@@ -142,9 +143,21 @@ public:
     }
 
     // The same, with hash == hash(host): a request hashes its Host once,
-    // for this and for Table::find_lower().
+    // for this and for Table::find_lower().  Inline as far as the host's
+    // first slot: a host that is not there usually finds it empty.
     bool find_host(std::string_view host, std::uint64_t hash,
-                   Host &out) const noexcept;
+                   Host &out) const noexcept
+    {
+        std::uint32_t off;
+
+        if (host_count_ == 0) {
+            return false;
+        }
+
+        std::memcpy(&off, slots_ + (hash & mask_) * 8 + 4, sizeof(off));
+
+        return off != 0 && probe_host(host, hash, out);
+    }
 
     // Calls f(host, entry) for each runtime host, in the order they were
     // encoded; false at the first record that does not fit.
@@ -175,6 +188,8 @@ private:
         noexcept;
     bool host_record(std::size_t off, std::string_view &host, Host &out,
                      std::size_t &next) const noexcept;
+    bool probe_host(std::string_view host, std::uint64_t hash,
+                    Host &out) const noexcept;
 
     const unsigned char *data_ = nullptr;
     std::size_t size_ = 0;
