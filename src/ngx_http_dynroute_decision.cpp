@@ -167,17 +167,45 @@ ngx_http_dynroute_new_ctx(ngx_http_request_t *r) noexcept
 }
 
 
+/* the named captures of the table's regex that matched host */
+
+static void
+ngx_http_dynroute_set_captures(ngx_http_request_t *r,
+    ngx_http_dynroute_table_t *table, int regex, const ngx_str_t *host)
+    noexcept
+{
+    size_t                      begin, end;
+    ngx_http_variable_value_t  *vv;
+
+    for (const auto &c : table->captures[regex]) {
+        vv = &r->variables[c.index];
+
+        if (table->core.group(c.group, begin, end)) {
+            vv->data = host->data + begin;
+            vv->len = end - begin;
+
+        } else {
+            vv->data = host->data;
+            vv->len = 0;
+        }
+
+        vv->valid = 1;
+        vv->no_cacheable = 0;
+        vv->not_found = 0;
+    }
+}
+
+
 /* ctx: the request's context if it has one already, or NULL */
 
 static ngx_http_dynroute_ctx_t *
 ngx_http_dynroute_decide(ngx_http_request_t *r, ngx_http_dynroute_ctx_t *ctx,
     ngx_http_dynroute_table_t *table) noexcept
 {
-    size_t                        begin, end;
-    uint64_t                      hash;
-    ngx_str_t                     host;
-    dynroute::Decision            d;
-    ngx_http_variable_value_t    *vv;
+    uint64_t                       hash;
+    ngx_str_t                     *host;
+    dynroute::Decision             d;
+    ngx_http_core_srv_conf_t      *cscf;
     ngx_http_dynroute_main_conf_t *dmcf;
 
     if (ctx == NULL) {
@@ -187,10 +215,19 @@ ngx_http_dynroute_decide(ngx_http_request_t *r, ngx_http_dynroute_ctx_t *ctx,
         }
     }
 
-    host = ngx_http_dynroute_host(r);
+    /* $host: the validated Host header, or the server name */
+
+    if (r->headers_in.server.len) {
+        host = &r->headers_in.server;
+
+    } else {
+        cscf = static_cast<ngx_http_core_srv_conf_t *>(
+                   ngx_http_get_module_srv_conf(r, ngx_http_core_module));
+        host = &cscf->server_name;
+    }
 
     /* once, for the runtime hosts and the table alike */
-    hash = dynroute::Table::hash_host(ngx_http_dynroute_view(host));
+    hash = dynroute::Table::hash_host(ngx_http_dynroute_view(*host));
 
     ctx->table = table;
     ctx->picked = 0;
@@ -202,13 +239,13 @@ ngx_http_dynroute_decide(ngx_http_request_t *r, ngx_http_dynroute_ctx_t *ctx,
 
     if (dmcf->zone) {
         ctx->rule = ngx_http_dynroute_live_host(dmcf->live, table->index,
-                                                host, hash);
+                                                *host, hash);
         if (ctx->rule) {
             ctx->runtime = 1;
 
             ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                            "dynroute: table \"%V\" host \"%V\" runtime "
-                           "entry \"%V\"", &table->name, &host,
+                           "entry \"%V\"", &table->name, host,
                            &ctx->rule->target);
             return ctx;
         }
@@ -223,10 +260,10 @@ ngx_http_dynroute_decide(ngx_http_request_t *r, ngx_http_dynroute_ctx_t *ctx,
      */
 
     if (r->headers_in.server.len) {
-        d = table->core.find_lower(ngx_http_dynroute_view(host), hash);
+        d = table->core.find_lower(ngx_http_dynroute_view(*host), hash);
 
     } else {
-        d = table->core.find(ngx_http_dynroute_view(host));
+        d = table->core.find(ngx_http_dynroute_view(*host));
     }
 
     if (d.error) {
@@ -237,33 +274,18 @@ ngx_http_dynroute_decide(ngx_http_request_t *r, ngx_http_dynroute_ctx_t *ctx,
 
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "dynroute: a regex of table \"%V\" failed on "
-                      "host \"%V\", using the default", &table->name, &host);
+                      "host \"%V\", using the default", &table->name, host);
     }
 
     ctx->rule = (d.rule == dynroute::no_rule) ? NULL : &table->rules[d.rule];
 
     if (d.regex >= 0) {
-        for (const auto &c : table->captures[d.regex]) {
-            vv = &r->variables[c.index];
-
-            if (table->core.group(c.group, begin, end)) {
-                vv->data = host.data + begin;
-                vv->len = end - begin;
-
-            } else {
-                vv->data = host.data;
-                vv->len = 0;
-            }
-
-            vv->valid = 1;
-            vv->no_cacheable = 0;
-            vv->not_found = 0;
-        }
+        ngx_http_dynroute_set_captures(r, table, d.regex, host);
     }
 
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "dynroute: table \"%V\" host \"%V\" rule \"%V\"",
-                   &table->name, &host,
+                   &table->name, host,
                    ctx->rule ? &ctx->rule->text : &ngx_http_dynroute_no_rule);
 
     return ctx;
