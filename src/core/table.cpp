@@ -266,7 +266,8 @@ RuleId HostIndex::insert(std::string_view key, std::uint64_t hash, RuleId rule)
     if (key.size() > max_len_) {
         max_len_ = key.size();
     }
-    len_mask_ |= std::uint64_t{1} << (key.size() & 63);
+    std::size_t b = key.size() < 255 ? key.size() : 255;
+    len_bits_[b >> 6] |= std::uint64_t{1} << (b & 63);
     return no_rule;
 }
 

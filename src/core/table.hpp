@@ -179,13 +179,15 @@ public:
     }
 
     // Whether a key of this length may be in the index: no key is longer
-    // than max_len_, and len_mask_ has bit (length % 64) of every key.  The
-    // wildcard passes skip the suffixes and prefixes that cannot be keys
-    // without hashing them, and never look at more than max_len_ bytes of
-    // a host however many labels it has.
+    // than max_len_, and len_bits_ has the bit of every key's length (255
+    // for 255 bytes and more).  The wildcard passes skip the suffixes and
+    // prefixes that cannot be keys without hashing them, and never look at
+    // more than max_len_ bytes of a host however many labels it has: a
+    // host hashes at most as many suffixes as there are key lengths.
     bool may_hold(std::size_t len) const noexcept
     {
-        return len <= max_len_ && ((len_mask_ >> (len & 63)) & 1) != 0;
+        std::size_t b = len < 255 ? len : 255;
+        return len <= max_len_ && ((len_bits_[b >> 6] >> (b & 63)) & 1) != 0;
     }
     std::size_t max_len() const noexcept { return max_len_; }
 
@@ -211,7 +213,7 @@ private:
     std::size_t count_ = 0;
     std::size_t mask_ = 0;
     std::size_t max_len_ = 0;
-    std::uint64_t len_mask_ = 0;
+    std::uint64_t len_bits_[4] = {0, 0, 0, 0};
 
     friend class Table;
     friend class TableBuilder;
