@@ -151,6 +151,35 @@ inline std::uint64_t hash_bytes(const char *p, std::size_t n) noexcept
                k_last ^ n ^ fold8<Fold>(load8(p + n - 8)));
 }
 
+// Whether the n bytes at stored (lowercase) equal the n bytes at p,
+// case-folded with Fold: a word at a time, the last word overlapping the
+// one before it; 4 to 8 bytes as two 4-byte loads, fewer byte by byte.
+// It reads only [stored, stored + n) and [p, p + n).
+template <bool Fold>
+inline bool equal_words(const char *stored, const char *p,
+                        std::size_t n) noexcept
+{
+    if (n < 4) {
+        auto same = [&](std::size_t i) {
+            auto c = static_cast<unsigned char>(p[i]);
+            return static_cast<unsigned char>(stored[i]) == fold8<Fold>(c);
+        };
+        return n == 0 || (same(0) && same(n / 2) && same(n - 1));
+    }
+    if (n <= 8) {
+        return ((load4(stored) ^ fold8<Fold>(load4(p))) |
+                (load4(stored + n - 4) ^ fold8<Fold>(load4(p + n - 4)))) == 0;
+    }
+    std::size_t i = 0;
+    do {
+        if (load8(stored + i) != fold8<Fold>(load8(p + i))) {
+            return false;
+        }
+        i += 8;
+    } while (n - i > 8);
+    return load8(stored + n - 8) == fold8<Fold>(load8(p + n - 8));
+}
+
 }  // namespace detail
 
 // Open-addressing hash of lowercase names.  One hash function for the
