@@ -412,23 +412,6 @@ bool SnapshotView::host_record(std::size_t off, std::string_view &host,
     return true;
 }
 
-// Bytes a and b, n of each, alike: a word at a time, the last word
-// overlapping the one before it.
-static bool same_bytes(const char *a, const char *b, std::size_t n) noexcept
-{
-    if (n < 8) {
-        return detail::load_upto8(a, n) == detail::load_upto8(b, n);
-    }
-
-    for (std::size_t i = 0; i + 8 < n; i += 8) {
-        if (detail::load8(a + i) != detail::load8(b + i)) {
-            return false;
-        }
-    }
-
-    return detail::load8(a + n - 8) == detail::load8(b + n - 8);
-}
-
 bool SnapshotView::probe_host(std::string_view host, std::uint64_t hv,
                               Host &out) const noexcept
 {
@@ -442,20 +425,25 @@ bool SnapshotView::probe_host(std::string_view host, std::uint64_t hv,
             return false;
         }
 
-        // the record (see host_record): table, target, length, name
-        off--;
+        // host_record()'s checks, inline, and the host compared a word at
+        // a time: this runs for every request when runtime hosts are set
+        std::size_t at = off - 1;
 
-        if (load32(slots_ + i * 8) == tag && off < arena_size_
-            && arena_size_ - off >= host_header
-            && arena_[off + 8] == host.size()
-            && arena_size_ - off - host_header >= host.size()
-            && same_bytes(reinterpret_cast<const char *>(arena_ + off
-                                                         + host_header),
-                          host.data(), host.size()))
+        if (load32(slots_ + i * 8) == tag && at < arena_size_
+            && arena_size_ - at >= host_header)
         {
-            out.table = load32(arena_ + off);
-            out.target = load32(arena_ + off + 4);
-            return true;
+            const unsigned char *r = arena_ + at;
+            std::size_t len = r[8];
+
+            if (len == host.size() && arena_size_ - at - host_header >= len
+                && detail::equal_words<false>(
+                    reinterpret_cast<const char *>(r + host_header),
+                    host.data(), len))
+            {
+                out.table = load32(r);
+                out.target = load32(r + 4);
+                return true;
+            }
         }
 
         i = (i + 1) & mask_;

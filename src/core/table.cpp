@@ -9,6 +9,7 @@ namespace dynroute {
 namespace {
 
 using detail::fold8;
+using detail::equal_words;
 using detail::hash_bytes;
 using detail::load8;
 using detail::load_upto8;
@@ -31,35 +32,6 @@ constexpr LowerTable lower{};
 inline unsigned char low(char c) noexcept
 {
     return lower.map[static_cast<unsigned char>(c)];
-}
-
-// stored (lowercase) against the probe's n bytes at p, case-folded with
-// Fold: a word at a time, the last word overlapping the one before it.
-// The lengths are equal already.
-template <bool Fold>
-inline bool equal_words(const char *stored, const char *p,
-                        std::size_t n) noexcept
-{
-    if (n < 4) {
-        // as load_upto8 reads them, compared without assembling words
-        auto same = [&](std::size_t i) {
-            return stored[i] == (Fold ? static_cast<char>(low(p[i])) : p[i]);
-        };
-        return n == 0 || (same(0) && same(n / 2) && same(n - 1));
-    }
-    if (n <= 8) {
-        return ((detail::load4(stored) ^ fold8<Fold>(detail::load4(p))) |
-                (detail::load4(stored + n - 4) ^
-                 fold8<Fold>(detail::load4(p + n - 4)))) == 0;
-    }
-    std::size_t i = 0;
-    do {
-        if (load8(stored + i) != fold8<Fold>(load8(p + i))) {
-            return false;
-        }
-        i += 8;
-    } while (n - i > 8);
-    return load8(stored + n - 8) == fold8<Fold>(load8(p + n - 8));
 }
 
 // The bytes of w equal to '.', as the top bit of each byte.  Exact for the
@@ -266,7 +238,8 @@ RuleId HostIndex::insert(std::string_view key, std::uint64_t hash, RuleId rule)
     if (key.size() > max_len_) {
         max_len_ = key.size();
     }
-    len_mask_ |= std::uint64_t{1} << (key.size() & 63);
+    std::size_t b = key.size() < 255 ? key.size() : 255;
+    len_bits_[b >> 6] |= std::uint64_t{1} << (b & 63);
     return no_rule;
 }
 

@@ -151,6 +151,35 @@ inline std::uint64_t hash_bytes(const char *p, std::size_t n) noexcept
                k_last ^ n ^ fold8<Fold>(load8(p + n - 8)));
 }
 
+// Whether the n bytes at stored (lowercase) equal the n bytes at p,
+// case-folded with Fold: a word at a time, the last word overlapping the
+// one before it; 4 to 8 bytes as two 4-byte loads, fewer byte by byte.
+// It reads only [stored, stored + n) and [p, p + n).
+template <bool Fold>
+inline bool equal_words(const char *stored, const char *p,
+                        std::size_t n) noexcept
+{
+    if (n < 4) {
+        auto same = [&](std::size_t i) {
+            auto c = static_cast<unsigned char>(p[i]);
+            return static_cast<unsigned char>(stored[i]) == fold8<Fold>(c);
+        };
+        return n == 0 || (same(0) && same(n / 2) && same(n - 1));
+    }
+    if (n <= 8) {
+        return ((load4(stored) ^ fold8<Fold>(load4(p))) |
+                (load4(stored + n - 4) ^ fold8<Fold>(load4(p + n - 4)))) == 0;
+    }
+    std::size_t i = 0;
+    do {
+        if (load8(stored + i) != fold8<Fold>(load8(p + i))) {
+            return false;
+        }
+        i += 8;
+    } while (n - i > 8);
+    return load8(stored + n - 8) == fold8<Fold>(load8(p + n - 8));
+}
+
 }  // namespace detail
 
 // Open-addressing hash of lowercase names.  One hash function for the
@@ -179,13 +208,15 @@ public:
     }
 
     // Whether a key of this length may be in the index: no key is longer
-    // than max_len_, and len_mask_ has bit (length % 64) of every key.  The
-    // wildcard passes skip the suffixes and prefixes that cannot be keys
-    // without hashing them, and never look at more than max_len_ bytes of
-    // a host however many labels it has.
+    // than max_len_, and len_bits_ has the bit of every key's length (255
+    // for 255 bytes and more).  The wildcard passes skip the suffixes and
+    // prefixes that cannot be keys without hashing them, and never look at
+    // more than max_len_ bytes of a host however many labels it has: a
+    // host hashes at most as many suffixes as there are key lengths.
     bool may_hold(std::size_t len) const noexcept
     {
-        return len <= max_len_ && ((len_mask_ >> (len & 63)) & 1) != 0;
+        std::size_t b = len < 255 ? len : 255;
+        return len <= max_len_ && ((len_bits_[b >> 6] >> (b & 63)) & 1) != 0;
     }
     std::size_t max_len() const noexcept { return max_len_; }
 
@@ -211,7 +242,7 @@ private:
     std::size_t count_ = 0;
     std::size_t mask_ = 0;
     std::size_t max_len_ = 0;
-    std::uint64_t len_mask_ = 0;
+    std::uint64_t len_bits_[4] = {0, 0, 0, 0};
 
     friend class Table;
     friend class TableBuilder;

@@ -142,6 +142,40 @@ TEST(Snapshot, FindHostWithTheTablesHash)
                               old.size()).valid());
 }
 
+// Hosts are compared a word at a time: names of 1 to 40 bytes are found,
+// and a name with any one byte changed, or one byte more or less, is not.
+TEST(Snapshot, FindHostAtEveryLength)
+{
+    HostMap hosts;
+    for (std::size_t len = 1; len <= 40; len++) {
+        std::string h;
+        for (std::size_t i = 0; i < len; i++) {
+            h += "abcdefghij.klmnopqrst"[(i * 7 + len) % 21];
+        }
+        hosts[h] = {"main", len % 2 ? "service_a" : "service_b"};
+    }
+    Ids ids;
+    State st;
+    st.hosts = hosts;
+    Blocks b(st, 1, ids);
+    SnapshotView v = b.view();
+    ASSERT_TRUE(v.valid());
+
+    SnapshotView::Host got;
+    for (const auto &[h, e] : hosts) {
+        ASSERT_TRUE(v.find_host(h, got)) << h;
+        EXPECT_EQ(ids.names[got.target], e.target) << h;
+        for (std::size_t i = 0; i < h.size(); i++) {
+            std::string m = h;
+            m[i] = 'z';
+            EXPECT_FALSE(v.find_host(m, got)) << m;
+        }
+        EXPECT_FALSE(v.find_host(h + "z", got)) << h;
+        EXPECT_FALSE(v.find_host(h.substr(1), got) &&
+                     hosts.count(h.substr(1)) == 0) << h;
+    }
+}
+
 TEST(Snapshot, RolloutsByIdInPlace)
 {
     Ids ids;
