@@ -3,8 +3,12 @@
 // Input: the host bytes, as raw Host header and as $host.  Checks: find()
 // never fails a memory check, its rule is one of the table, a regex match's
 // groups lie inside the host, and the decision ignores letter case and one
-// trailing dot, as nginx does.
+// trailing dot, as nginx does.  For the host lowercased without its trailing
+// dot (and for the header as nginx's Host validation hands it over),
+// find_lower() with hash_host() gives find()'s decision and groups.
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "fuzz_util.hpp"
 #include "host.hpp"
@@ -78,6 +82,48 @@ Decision check(const Table &t, std::string_view host)
     return d;
 }
 
+// The groups of the regex that made d, as (begin, end), (1, 0) for a group
+// that did not take part.
+std::vector<std::pair<std::size_t, std::size_t>> groups(const Table &t,
+                                                        const Decision &d)
+{
+    std::vector<std::pair<std::size_t, std::size_t>> out;
+    if (d.regex >= 0) {
+        for (unsigned g = 0; g <= t.regex(d.regex).capture_count(); g++) {
+            std::size_t b = 1, e = 0;
+            if (!t.group(g, b, e)) {
+                b = 1;
+                e = 0;
+            }
+            out.emplace_back(b, e);
+        }
+    }
+    return out;
+}
+
+// find_lower()'s contract: for a host that is lowercase and has no
+// trailing dot, with hash_host() of it, the decision of find().  A host
+// outside the contract (a trailing dot left) is not compared.
+void check_lower(const Table &t, std::string_view host)
+{
+    for (char c : host) {
+        FUZZ_CHECK(!(c >= 'A' && c <= 'Z'));
+    }
+    if (!host.empty() && host.back() == '.') {
+        return;
+    }
+
+    Decision d = check(t, host);
+    auto g = groups(t, d);
+
+    Decision dl = t.find_lower(host, Table::hash_host(host));
+    FUZZ_CHECK(valid_rule(dl.rule));
+    FUZZ_CHECK(dl.rule == d.rule);
+    FUZZ_CHECK(dl.regex == d.regex);
+    FUZZ_CHECK(dl.error == d.error);
+    FUZZ_CHECK(groups(t, dl) == g);
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data,
@@ -107,10 +153,18 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data,
         }
     }
 
+    // The fast path: the host lowercased, without one trailing dot.
+    std::string lower = fuzz::ascii_lower(raw);
+    if (!lower.empty() && lower.back() == '.') {
+        lower.pop_back();
+    }
+    check_lower(table, lower);
+
     // The way the glue sees it: the header normalised into $host.
     std::string out(raw.size(), '\0');
     if (std::optional<std::string_view> host = normalize_host(raw, out.data())) {
         check(table, *host);
+        check_lower(table, *host);
     }
     return 0;
 }
