@@ -103,7 +103,10 @@ std::vector<std::pair<std::size_t, std::size_t>> groups(const Table &t,
 
 // find_lower()'s contract: for a host that is lowercase and has no
 // trailing dot, with hash_host() of it, the decision of find().  A host
-// outside the contract (a trailing dot left) is not compared.
+// outside the contract is not compared: nginx's validation does leave a
+// trailing dot when the header's port ends with one ("a.:80." gives "a."),
+// since it strips the host's trailing dot only if no dot follows in the
+// header.
 void check_lower(const Table &t, std::string_view host)
 {
     for (char c : host) {
