@@ -254,12 +254,14 @@ ngx_http_dynroute_decide(ngx_http_request_t *r, ngx_http_dynroute_ctx_t *ctx,
     ctx->runtime = 0;
 
     /*
-     * The Host header, as nginx validated it, is lowercase and has no
-     * trailing dot: the table's fast path.  The server name that stands in
-     * for a missing one is searched as any bytes.
+     * The Host header, as nginx validated it, is lowercase and, but for
+     * one written with a port and a dot after it ("a.example.com.:80."),
+     * has no trailing dot: the table's fast path.  That one, and the
+     * server name that stands in for a missing header, are searched as
+     * any bytes.
      */
 
-    if (r->headers_in.server.len) {
+    if (r->headers_in.server.len && host->data[host->len - 1] != '.') {
         d = table->core.find_lower(ngx_http_dynroute_view(*host), hash);
 
     } else {

@@ -427,3 +427,32 @@ down is down (default)
 connect() failed
 --- no_error_log
 rewrite or internal redirection cycle
+
+
+
+=== TEST 20: a dot after the port leaves $host a trailing dot; the exact name still wins
+--- http_config
+    upstream service_a { server 127.0.0.1:$TEST_NGINX_PORT2; }
+    upstream service_b { server 127.0.0.1:$TEST_NGINX_PORT3; }
+    server { listen 127.0.0.1:$TEST_NGINX_PORT2; return 200 "A $http_x_host\n"; }
+    server { listen 127.0.0.1:$TEST_NGINX_PORT3; return 200 "B $http_x_host\n"; }
+    dynroute_table edge {
+        a.example.com    service_a;
+        *.example.com    service_b;
+        ~^a              service_b;
+    }
+--- config
+    location / {
+        dynroute edge;
+        proxy_set_header X-Host $host;
+        proxy_pass http://$dynroute_upstream;
+    }
+--- request eval
+["GET /", "GET /", "GET /"]
+--- more_headers eval
+["Host: a.example.com.:80.", "Host: A.Example.COM.:80.",
+ "Host: x.example.com.:80."]
+--- response_body eval
+["A a.example.com.\n", "A a.example.com.\n", "B x.example.com.\n"]
+--- no_error_log
+[error]
