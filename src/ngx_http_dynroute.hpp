@@ -10,6 +10,7 @@
 #include <deque>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "ngx.hpp"
@@ -27,17 +28,34 @@ struct ngx_http_dynroute_api_conf_t;
 struct ngx_http_dynroute_live_t;
 struct ngx_http_dynroute_rollout_t;
 
-/* A rule of a table (or what a runtime host entry stands for). */
-struct ngx_http_dynroute_rule_t {
-    ngx_str_t                  text;     /* as written; $dynroute_rule */
+/*
+ * What rules route to: one record per distinct target of a table, shared
+ * by every rule that names it (a table of a million hosts names a handful
+ * of targets), and one per target of the registry for the runtime hosts.
+ * rollout and uscf are resolved once everything is read.
+ */
+typedef struct {
     ngx_str_t                  target;   /* upstream name or "@location" */
     ngx_uint_t                 named;    /* target is a named location */
     ngx_http_dynroute_rollout_t *rollout; /* target is a rollout */
     ngx_http_upstream_srv_conf_t *uscf;  /* target is an upstream{} */
-    u_char                    *file;     /* NULL: a runtime host's rule */
-    ngx_uint_t                 line;
-    uint64_t                  *requests; /* its counter, or NULL */
+    ngx_uint_t                 first;    /* the first rule naming it */
+} ngx_http_dynroute_dest_t;
+
+
+/*
+ * A rule of a table (or what a runtime host entry stands for): 24 bytes,
+ * a million of them in a large table.  Where it was written is kept by
+ * the table until the checks (ngx_http_dynroute_table_where), its counter
+ * by the table too (rule_counters).
+ */
+struct ngx_http_dynroute_rule_t {
+    ngx_str_t                  text;     /* as written; $dynroute_rule */
+    ngx_http_dynroute_dest_t  *dest;     /* what it routes to */
 };
+
+static_assert(sizeof(ngx_http_dynroute_rule_t) <= 3 * sizeof(void *),
+              "a table may hold a million rules");
 
 
 typedef struct {
@@ -57,10 +75,19 @@ typedef struct {
     u_char                                        *file;
     ngx_uint_t                                     line;
     std::deque<ngx_http_dynroute_rule_t>           rules;
+    std::deque<ngx_http_dynroute_dest_t>           dests;  /* in the order
+                                                              of first use */
     std::vector<std::vector<ngx_http_dynroute_capture_t>>  captures;
     dynroute::Table                                core;
     uint64_t                                      *counters; /* TableSlot,
                                                                 or NULL */
+    std::vector<uint64_t *>                        rule_counters; /* by rule,
+                                                     or empty: not counted */
+
+    /* where each rule was written, until the checks: its line, and the
+     * files by the first rule written in each */
+    std::deque<uint32_t>                           lines;
+    std::vector<std::pair<uint32_t, u_char *>>     files;
 } ngx_http_dynroute_table_t;
 
 

@@ -39,6 +39,9 @@ typedef struct {
     unsigned                   runtime:1;  /* a runtime host entry */
     unsigned                   reason:3;   /* dynroute::Rollout::Reason */
     unsigned                   set_sticky:1; /* Set-Cookie to send */
+
+    uint32_t                   rule_index; /* of rule in its table, unless
+                                              runtime */
 } ngx_http_dynroute_ctx_t;
 
 

@@ -91,7 +91,7 @@ ngx_int_t
 ngx_http_dynroute_metrics_init(ngx_http_dynroute_main_conf_t *dmcf,
     ngx_slab_pool_t *shpool, ngx_rbtree_t *series, ngx_log_t *log) noexcept
 {
-    size_t                         size, missing, rules, variants, zone, n;
+    size_t                         size, missing, rules, variants, zone, n, j;
     uint32_t                       hash;
     ngx_str_t                      k;
     ngx_uint_t                     i;
@@ -135,9 +135,12 @@ ngx_http_dynroute_metrics_init(ngx_http_dynroute_main_conf_t *dmcf,
                 continue;
             }
 
+            tp[i]->rule_counters.assign(tp[i]->rules.size(), NULL);
+            j = 0;
+
             for (auto &rule : tp[i]->rules) {
                 want.push_back({'r', 1, &tp[i]->name, &rule.text,
-                                &rule.requests});
+                                &tp[i]->rule_counters[j++]});
                 rules++;
             }
         }
@@ -236,9 +239,9 @@ ngx_http_dynroute_metrics_init(ngx_http_dynroute_main_conf_t *dmcf,
 
 void
 ngx_http_dynroute_metrics_count(ngx_http_request_t *r,
-    ngx_http_dynroute_rule_t *rule, ngx_http_dynroute_table_t *table,
-    ngx_uint_t runtime, ngx_uint_t variant, ngx_uint_t served,
-    ngx_uint_t reason) noexcept
+    ngx_http_dynroute_rule_t *rule, ngx_uint_t id,
+    ngx_http_dynroute_table_t *table, ngx_uint_t runtime, ngx_uint_t variant,
+    ngx_uint_t served, ngx_uint_t reason) noexcept
 {
     int                           cls;
     uint64_t                     *t, *c, ms;
@@ -262,11 +265,11 @@ ngx_http_dynroute_metrics_count(ngx_http_request_t *r,
     if (runtime) {
         ngx_http_dynroute_count(&t[m::t_runtime]);
 
-    } else if (rule->requests) {
-        ngx_http_dynroute_count(rule->requests);
+    } else if (id < table->rule_counters.size() && table->rule_counters[id]) {
+        ngx_http_dynroute_count(table->rule_counters[id]);
     }
 
-    ro = rule->rollout;
+    ro = rule->dest->rollout;
 
     if (ro == NULL || variant == NGX_MAX_UINT32_VALUE
         || ro->variants[served].counters == NULL)
@@ -334,6 +337,7 @@ ngx_http_dynroute_metrics_read(ngx_http_dynroute_main_conf_t *dmcf,
     m::Snapshot &s)
 {
     size_t                         j;
+    uint64_t                      *c;
     ngx_uint_t                     i;
     ngx_http_dynroute_table_t    **tables;
     ngx_http_dynroute_rollout_t  **rollouts;
@@ -359,12 +363,16 @@ ngx_http_dynroute_metrics_read(ngx_http_dynroute_main_conf_t *dmcf,
             continue;
         }
 
+        j = 0;
+
         for (const auto &rule : tables[i]->rules) {
+            c = (j < tables[i]->rule_counters.size())
+                    ? tables[i]->rule_counters[j] : NULL;
+            j++;
+
             t.per_rule.push_back({std::string(
                                       ngx_http_dynroute_view(rule.text)),
-                                  rule.requests ? ngx_http_dynroute_counted(
-                                                      rule.requests)
-                                                : 0});
+                                  c ? ngx_http_dynroute_counted(c) : 0});
         }
     }
 
@@ -412,7 +420,8 @@ ngx_http_dynroute_log_handler(ngx_http_request_t *r) noexcept
         return NGX_OK;
     }
 
-    ngx_http_dynroute_metrics_count(r, ctx->rule, ctx->table, ctx->runtime,
+    ngx_http_dynroute_metrics_count(r, ctx->rule, ctx->rule_index,
+        ctx->table, ctx->runtime,
         ctx->picked ? ctx->variant : NGX_MAX_UINT32_VALUE,
         ctx->fallback ? ctx->primary_variant : ctx->variant,
         ctx->fallback ? static_cast<ngx_uint_t>(

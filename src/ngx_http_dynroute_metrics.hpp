@@ -19,9 +19,9 @@ ngx_int_t ngx_http_dynroute_metrics_log_init(ngx_conf_t *cf,
     ngx_http_dynroute_main_conf_t *dmcf) noexcept;
 
 void ngx_http_dynroute_metrics_count(ngx_http_request_t *r,
-    ngx_http_dynroute_rule_t *rule, ngx_http_dynroute_table_t *table,
-    ngx_uint_t runtime, ngx_uint_t variant, ngx_uint_t served,
-    ngx_uint_t reason) noexcept;
+    ngx_http_dynroute_rule_t *rule, ngx_uint_t id,
+    ngx_http_dynroute_table_t *table, ngx_uint_t runtime, ngx_uint_t variant,
+    ngx_uint_t served, ngx_uint_t reason) noexcept;
 
 /* for {prefix}metrics and {prefix}stats, the counters: throws */
 void ngx_http_dynroute_metrics_read(ngx_http_dynroute_main_conf_t *dmcf,
