@@ -58,6 +58,22 @@ static_assert(sizeof(ngx_http_dynroute_rule_t) <= 3 * sizeof(void *),
               "a table may hold a million rules");
 
 
+/*
+ * Strings copied while the configuration is read, packed into blocks:
+ * what a table keeps of its block once nginx's tokens are freed.
+ */
+class ngx_http_dynroute_arena_t {
+public:
+    /* a copy of s, NUL-terminated: throws std::bad_alloc */
+    ngx_str_t copy(const ngx_str_t &s);
+
+private:
+    std::vector<std::unique_ptr<u_char[]>>  blocks_;
+    u_char                                 *pos_ = nullptr;
+    size_t                                  left_ = 0;
+};
+
+
 typedef struct {
     ngx_uint_t                 group;
     ngx_int_t                  index;    /* of the variable */
@@ -67,7 +83,10 @@ typedef struct {
 /*
  * Allocated with new, deleted by a cleanup of the cycle pool.  The rules are
  * a deque: a table of a million hosts grows without copying, and without a
- * vector's doubling slack, while nginx reads it.
+ * vector's doubling slack, while nginx reads it.  The block is read in a
+ * temporary pool (as map{} is): the rules' texts, their targets and the
+ * names of the files they were written in are copied into the table's
+ * arena.
  */
 typedef struct {
     ngx_str_t                                      name;
@@ -83,6 +102,7 @@ typedef struct {
                                                                 or NULL */
     std::vector<uint64_t *>                        rule_counters; /* by rule,
                                                      or empty: not counted */
+    ngx_http_dynroute_arena_t                      arena;
 
     /* where each rule was written, until the checks: its line, and the
      * files by the first rule written in each */

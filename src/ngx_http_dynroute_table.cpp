@@ -25,7 +25,8 @@
 typedef struct {
     ngx_http_dynroute_table_t *table;
     void                      *http_ctx;  /* the http{} context it replaced */
-    ngx_pool_t                *pool;      /* the cycle's pool */
+    ngx_pool_t                *pool;      /* the cycle's pool, which the
+                                             block's temporary pool replaced */
     dynroute::TableBuilder     builder;
 
     /* the table's dests by their target as written */
@@ -51,8 +52,56 @@ static ngx_int_t ngx_http_dynroute_add_capture(ngx_conf_t *cf,
     std::vector<ngx_http_dynroute_capture_t> &captures);
 
 
+/* strings copied into blocks of about 64 KB, a longer one in its own */
+
+ngx_str_t
+ngx_http_dynroute_arena_t::copy(const ngx_str_t &s)
+{
+    static constexpr size_t  block = 65536 - 64;
+
+    size_t      n;
+    u_char     *p;
+    ngx_str_t   c;
+
+    n = s.len + 1;
+
+    if (n > block / 4) {
+        std::unique_ptr<u_char[]>  own(new u_char[n]);
+
+        p = own.get();
+        blocks_.push_back(std::move(own));
+
+    } else {
+        if (n > left_) {
+            std::unique_ptr<u_char[]>  b(new u_char[block]);
+
+            pos_ = b.get();
+            left_ = block;
+            blocks_.push_back(std::move(b));
+        }
+
+        p = pos_;
+        pos_ += n;
+        left_ -= n;
+    }
+
+    ngx_memcpy(p, s.data, s.len);
+    p[s.len] = '\0';
+
+    c.data = p;
+    c.len = s.len;
+
+    return c;
+}
+
+
 /* configuration */
 
+
+/*
+ * The block is read into a temporary pool, as map{} is: nginx's tokens of
+ * a million lines are freed once the table has copied what it keeps.
+ */
 
 char *
 ngx_http_dynroute_table_block(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -61,6 +110,8 @@ ngx_http_dynroute_table_block(ngx_conf_t *cf, ngx_command_t *cmd,
     ngx_http_dynroute_main_conf_t *dmcf =
         static_cast<ngx_http_dynroute_main_conf_t *>(conf);
 
+    char                       *rv;
+    ngx_pool_t                 *pool, *save;
     ngx_http_dynroute_table_t  *table;
 
     table = ngx_http_dynroute_conf_new_named<ngx_http_dynroute_table_t>(cf,
@@ -71,11 +122,24 @@ ngx_http_dynroute_table_block(ngx_conf_t *cf, ngx_command_t *cmd,
 
     table->index = dmcf->tables.nelts - 1;
 
-    return ngx_http_dynroute_table_parse(cf, table, cf->pool, conf);
+    pool = ngx_create_pool(NGX_DEFAULT_POOL_SIZE, cf->log);
+    if (pool == NULL) {
+        return NGX_HTTP_DYNROUTE_CONF_ERROR;
+    }
+
+    save = cf->pool;
+    cf->pool = pool;
+
+    rv = ngx_http_dynroute_table_parse(cf, table, save, conf);
+
+    cf->pool = save;
+    ngx_destroy_pool(pool);
+
+    return rv;
 }
 
 
-/* pool: the cycle's */
+/* cf->pool is the temporary pool, pool the cycle's */
 
 static char *
 ngx_http_dynroute_table_parse(ngx_conf_t *cf, ngx_http_dynroute_table_t *table,
@@ -148,7 +212,9 @@ ngx_http_dynroute_table_rule(ngx_conf_t *cf, ngx_command_t *dummy,
             throw std::length_error("dynroute table");
         }
 
-        rule.text = value[0];
+        /* what the table keeps of the line: its tokens are freed */
+
+        rule.text = table->arena.copy(value[0]);
         rule.dest = ngx_http_dynroute_table_dest(p, value[1], id);
         ngx_http_dynroute_table_written(cf, p, id);
         table->rules.push_back(rule);
@@ -216,7 +282,7 @@ ngx_http_dynroute_table_dest(ngx_http_dynroute_table_parse_t *p,
         return d->second;
     }
 
-    dest.target = target;
+    dest.target = table->arena.copy(target);
     dest.named = (target.data[0] == '@');
     dest.first = id;
 
@@ -245,7 +311,7 @@ ngx_http_dynroute_table_written(ngx_conf_t *cf,
             || ngx_strncmp(table->files.back().second, name->data, name->len)
                != 0)
         {
-            table->files.emplace_back(id, name->data);
+            table->files.emplace_back(id, table->arena.copy(*name).data);
         }
 
         p->file = name->data;
