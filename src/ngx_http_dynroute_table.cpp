@@ -40,6 +40,8 @@ static char *ngx_http_dynroute_table_parse(ngx_conf_t *cf,
     ngx_http_dynroute_table_t *table, ngx_pool_t *pool, void *conf) noexcept;
 static char *ngx_http_dynroute_table_rule(ngx_conf_t *cf,
     ngx_command_t *dummy, void *conf) noexcept;
+static void ngx_http_dynroute_table_unread(ngx_pool_t *pool,
+    ngx_array_t *args) noexcept;
 static ngx_http_dynroute_dest_t *ngx_http_dynroute_table_dest(
     ngx_http_dynroute_table_parse_t *p, const ngx_str_t &target,
     dynroute::RuleId id);
@@ -264,7 +266,46 @@ ngx_http_dynroute_table_rule(ngx_conf_t *cf, ngx_command_t *dummy,
         return ngx_http_dynroute_conf_caught(cf, "dynroute");
     }
 
+    ngx_http_dynroute_table_unread(cf->pool, cf->args);
+
     return NGX_CONF_OK;
+}
+
+
+/*
+ * The table has copied what it keeps of the line: its tokens go back to the
+ * temporary pool, so that the pool stays a block or two however many lines
+ * the block has (freed at its end instead, 42 MB of tokens would leave holes
+ * in the heap between what the table keeps).  nginx's parser allocates the
+ * tokens of a line one after the other and nothing else in between: each is
+ * the last allocation of its block, undone from the last token back.  A
+ * token found otherwise (escapes make it shorter than its allocation; a
+ * pool that allocates each piece apart) is left to the pool's end.
+ */
+
+static void
+ngx_http_dynroute_table_unread(ngx_pool_t *pool, ngx_array_t *args) noexcept
+{
+    u_char      *end;
+    ngx_str_t   *value;
+    ngx_uint_t   i;
+    ngx_pool_t  *b;
+
+    value = static_cast<ngx_str_t *>(args->elts);
+
+    for (i = args->nelts; i-- > 0; /* void */) {
+        end = value[i].data + value[i].len + 1;
+
+        for (b = pool; b; b = b->d.next) {
+            if (b->d.last == end
+                && value[i].data >= reinterpret_cast<u_char *>(b)
+                && value[i].data < b->d.end)
+            {
+                b->d.last = value[i].data;
+                break;
+            }
+        }
+    }
 }
 
 
