@@ -10,6 +10,7 @@
 #include <deque>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "ngx.hpp"
@@ -27,16 +28,49 @@ struct ngx_http_dynroute_api_conf_t;
 struct ngx_http_dynroute_live_t;
 struct ngx_http_dynroute_rollout_t;
 
-/* A rule of a table (or what a runtime host entry stands for). */
-struct ngx_http_dynroute_rule_t {
-    ngx_str_t                  text;     /* as written; $dynroute_rule */
+/*
+ * What rules route to: one record per distinct target of a table, shared
+ * by every rule that names it (a table of a million hosts names a handful
+ * of targets), and one per target of the registry for the runtime hosts.
+ * rollout and uscf are resolved once everything is read.
+ */
+typedef struct {
     ngx_str_t                  target;   /* upstream name or "@location" */
     ngx_uint_t                 named;    /* target is a named location */
     ngx_http_dynroute_rollout_t *rollout; /* target is a rollout */
     ngx_http_upstream_srv_conf_t *uscf;  /* target is an upstream{} */
-    u_char                    *file;     /* NULL: a runtime host's rule */
-    ngx_uint_t                 line;
-    uint64_t                  *requests; /* its counter, or NULL */
+    ngx_uint_t                 first;    /* the first rule naming it */
+} ngx_http_dynroute_dest_t;
+
+
+/*
+ * A rule of a table (or what a runtime host entry stands for): 24 bytes,
+ * a million of them in a large table.  Where it was written is kept by
+ * the table until the checks (ngx_http_dynroute_table_where), its counter
+ * by the table too (rule_counters).
+ */
+struct ngx_http_dynroute_rule_t {
+    ngx_str_t                  text;     /* as written; $dynroute_rule */
+    ngx_http_dynroute_dest_t  *dest;     /* what it routes to */
+};
+
+static_assert(sizeof(ngx_http_dynroute_rule_t) <= 3 * sizeof(void *),
+              "a table may hold a million rules");
+
+
+/*
+ * Strings copied while the configuration is read, packed into blocks:
+ * what a table keeps of its block once nginx's tokens are freed.
+ */
+class ngx_http_dynroute_arena_t {
+public:
+    /* a copy of s, NUL-terminated: throws std::bad_alloc */
+    ngx_str_t copy(const ngx_str_t &s);
+
+private:
+    std::vector<std::unique_ptr<u_char[]>>  blocks_;
+    u_char                                 *pos_ = nullptr;
+    size_t                                  left_ = 0;
 };
 
 
@@ -49,7 +83,10 @@ typedef struct {
 /*
  * Allocated with new, deleted by a cleanup of the cycle pool.  The rules are
  * a deque: a table of a million hosts grows without copying, and without a
- * vector's doubling slack, while nginx reads it.
+ * vector's doubling slack, while nginx reads it.  The block is read in a
+ * temporary pool (as map{} is): the rules' texts, their targets and the
+ * names of the files they were written in are copied into the table's
+ * arena.
  */
 typedef struct {
     ngx_str_t                                      name;
@@ -57,10 +94,20 @@ typedef struct {
     u_char                                        *file;
     ngx_uint_t                                     line;
     std::deque<ngx_http_dynroute_rule_t>           rules;
+    std::deque<ngx_http_dynroute_dest_t>           dests;  /* in the order
+                                                              of first use */
     std::vector<std::vector<ngx_http_dynroute_capture_t>>  captures;
     dynroute::Table                                core;
     uint64_t                                      *counters; /* TableSlot,
                                                                 or NULL */
+    std::vector<uint64_t *>                        rule_counters; /* by rule,
+                                                     or empty: not counted */
+    ngx_http_dynroute_arena_t                      arena;
+
+    /* where each rule was written, until the checks: its line, and the
+     * files by the first rule written in each */
+    std::deque<uint32_t>                           lines;
+    std::vector<std::pair<uint32_t, u_char *>>     files;
 } ngx_http_dynroute_table_t;
 
 

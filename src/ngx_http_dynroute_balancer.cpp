@@ -252,8 +252,8 @@ ngx_http_dynroute_balancer_init_peer(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    if (ctx->rule->rollout == NULL) {
-        chosen = ctx->rule->uscf;
+    if (ctx->rule->dest->rollout == NULL) {
+        chosen = ctx->rule->dest->uscf;
         primary = NULL;
 
     } else {

@@ -5,6 +5,7 @@
  */
 
 #include "ngx_http_dynroute_check.hpp"
+#include "ngx_http_dynroute_table.hpp"
 #include "ngx_http_dynroute_targets.hpp"
 
 
@@ -20,28 +21,36 @@ ngx_http_dynroute_check_upstreams(ngx_conf_t *cf,
     ngx_http_dynroute_main_conf_t *dmcf, ngx_http_dynroute_table_t *table)
     noexcept
 {
+    u_char                      *file;
+    ngx_uint_t                   line;
     const char                  *why;
     ngx_http_dynroute_target_t  *t;
 
-    for (auto &rule : table->rules) {
-        if (rule.named) {
+    /* each target once, in the order of the rules first naming them */
+
+    for (auto &dest : table->dests) {
+        if (dest.named) {
             continue;
         }
 
         try {
             t = ngx_http_dynroute_target_resolve(dmcf,
-                    ngx_http_dynroute_view(rule.target), &why);
+                    ngx_http_dynroute_view(dest.target), &why);
 
         } catch (...) {
             (void) ngx_http_dynroute_conf_caught(cf, "dynroute");
             return NGX_ERROR;
         }
 
+        if (t == NULL) {
+            ngx_http_dynroute_table_where(table, dest.first, &file, &line);
+        }
+
         if (t == NULL && why) {
             ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                           "upstream \"%V\" in dynroute table \"%V\" %s, "
-                          "in %s:%ui", &rule.target, &table->name, why,
-                          rule.file, rule.line);
+                          "in %s:%ui", &dest.target, &table->name, why,
+                          file, line);
             return NGX_ERROR;
         }
 
@@ -50,12 +59,12 @@ ngx_http_dynroute_check_upstreams(ngx_conf_t *cf,
                           "unknown upstream \"%V\" in dynroute table \"%V\": "
                           "a target must be an upstream{} block, a "
                           "dynroute_rollout or a named location in %s:%ui",
-                          &rule.target, &table->name, rule.file, rule.line);
+                          &dest.target, &table->name, file, line);
             return NGX_ERROR;
         }
 
-        rule.rollout = t->rollout;
-        rule.uscf = t->uscf;
+        dest.rollout = t->rollout;
+        dest.uscf = t->uscf;
     }
 
     return NGX_OK;
@@ -82,6 +91,9 @@ static ngx_int_t
 ngx_http_dynroute_check_use(ngx_conf_t *cf, ngx_http_dynroute_main_conf_t *dmcf,
     ngx_http_dynroute_use_t *use) noexcept
 {
+    u_char      *file;
+    ngx_uint_t   line;
+
     use->table = ngx_http_dynroute_find_named<ngx_http_dynroute_table_t>(
                      dmcf->tables, use->name);
 
@@ -92,18 +104,20 @@ ngx_http_dynroute_check_use(ngx_conf_t *cf, ngx_http_dynroute_main_conf_t *dmcf,
         return NGX_ERROR;
     }
 
-    for (const auto &rule : use->table->rules) {
-        if (!rule.named) {
+    for (const auto &dest : use->table->dests) {
+        if (!dest.named) {
             continue;
         }
 
-        if (ngx_http_dynroute_named_location(use->cscf, rule.target) == NULL) {
+        if (ngx_http_dynroute_named_location(use->cscf, dest.target) == NULL) {
+            ngx_http_dynroute_table_where(use->table, dest.first, &file,
+                                          &line);
             ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                           "unknown named location \"%V\" in dynroute table "
                           "\"%V\" (%s:%ui): the server using the table in "
                           "%s:%ui has no such location",
-                          &rule.target, &use->table->name, rule.file,
-                          rule.line, use->file, use->line);
+                          &dest.target, &use->table->name, file, line,
+                          use->file, use->line);
             return NGX_ERROR;
         }
     }
@@ -126,8 +140,10 @@ static ngx_int_t
 ngx_http_dynroute_check_jumps(ngx_conf_t *cf, ngx_http_dynroute_use_t *use)
     noexcept
 {
-    dynroute::RuleId               id;
-    ngx_http_dynroute_rule_t      *rule, *next_rule;
+    u_char                        *file;
+    ngx_uint_t                     line;
+    dynroute::RuleId               id, rule_id;
+    ngx_http_dynroute_dest_t      *rule, *next_rule;
     ngx_http_dynroute_table_t     *table, *next;
     ngx_http_core_loc_conf_t      *clcf;
     ngx_http_dynroute_loc_conf_t  *dlcf;
@@ -135,11 +151,12 @@ ngx_http_dynroute_check_jumps(ngx_conf_t *cf, ngx_http_dynroute_use_t *use)
     table = use->table;
     id = table->core.ip_rule();
 
-    if (id == dynroute::no_rule || !table->rules[id].named) {
+    if (id == dynroute::no_rule || !table->rules[id].dest->named) {
         return NGX_OK;
     }
 
-    rule = &table->rules[id];
+    rule_id = id;
+    rule = table->rules[id].dest;
     clcf = ngx_http_dynroute_named_location(use->cscf, rule->target);
 
     dlcf = static_cast<ngx_http_dynroute_loc_conf_t *>(
@@ -152,15 +169,17 @@ ngx_http_dynroute_check_jumps(ngx_conf_t *cf, ngx_http_dynroute_use_t *use)
     next = dlcf->use->table;
     id = next->core.ip_rule();
 
-    if (id == dynroute::no_rule || !next->rules[id].named) {
+    if (id == dynroute::no_rule || !next->rules[id].dest->named) {
         return NGX_OK;
     }
 
-    next_rule = &next->rules[id];
+    next_rule = next->rules[id].dest;
 
     if (ngx_http_dynroute_eq(next_rule->target, rule->target)) {
         return NGX_OK;
     }
+
+    ngx_http_dynroute_table_where(table, rule_id, &file, &line);
 
     ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                   "dynroute table \"%V\" (used in %s:%ui) sends IP hosts to "
@@ -169,7 +188,7 @@ ngx_http_dynroute_check_jumps(ngx_conf_t *cf, ngx_http_dynroute_use_t *use)
                   "named location only once",
                   &next->name, dlcf->use->file, dlcf->use->line,
                   &next_rule->target, &rule->target, &table->name,
-                  rule->file, rule->line);
+                  file, line);
 
     return NGX_ERROR;
 }
@@ -203,6 +222,12 @@ ngx_http_dynroute_check_tables(ngx_conf_t *cf,
         if (ngx_http_dynroute_check_jumps(cf, up[i]) != NGX_OK) {
             return NGX_ERROR;
         }
+    }
+
+    /* nothing says where a rule was written any more */
+
+    for (i = 0; i < dmcf->tables.nelts; i++) {
+        ngx_http_dynroute_table_forget_where(tp[i]);
     }
 
     return NGX_OK;

@@ -85,12 +85,12 @@ ngx_http_dynroute_handler(ngx_http_request_t *r) noexcept
 
     /* a request jumps once: the named location serves it from then on */
 
-    if (!ctx->rule->named || ctx->jumped) {
+    if (!ctx->rule->dest->named || ctx->jumped) {
         return NGX_DECLINED;
     }
 
-    ctx->jumped = &ctx->rule->target;
-    name = ctx->rule->target;
+    ctx->jumped = &ctx->rule->dest->target;
+    name = ctx->rule->dest->target;
 
     (void) ngx_http_named_location(r, &name);
 
@@ -246,7 +246,7 @@ ngx_http_dynroute_decide(ngx_http_request_t *r, ngx_http_dynroute_ctx_t *ctx,
             ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                            "dynroute: table \"%V\" host \"%V\" runtime "
                            "entry \"%V\"", &table->name, host,
-                           &ctx->rule->target);
+                           &ctx->rule->dest->target);
             return ctx;
         }
     }
@@ -280,6 +280,7 @@ ngx_http_dynroute_decide(ngx_http_request_t *r, ngx_http_dynroute_ctx_t *ctx,
     }
 
     ctx->rule = (d.rule == dynroute::no_rule) ? NULL : &table->rules[d.rule];
+    ctx->rule_index = d.rule;
 
     if (d.regex >= 0) {
         ngx_http_dynroute_set_captures(r, table, d.regex, host);
@@ -315,8 +316,9 @@ ngx_http_dynroute_variant(ngx_http_request_t *r, ngx_http_dynroute_ctx_t *ctx)
         dmcf = static_cast<ngx_http_dynroute_main_conf_t *>(
                    ngx_http_get_module_main_conf(r, ngx_http_dynroute_module));
 
-        route = ngx_http_dynroute_live_route(dmcf->live, ctx->rule->rollout);
-        v = ngx_http_dynroute_rollout_pick(r, ctx->rule->rollout,
+        route = ngx_http_dynroute_live_route(dmcf->live,
+                                             ctx->rule->dest->rollout);
+        v = ngx_http_dynroute_rollout_pick(r, ctx->rule->dest->rollout,
                                            route.split, &reason,
                                            r == r->main ? &sticky : NULL);
         p = route.split.primary;
@@ -328,7 +330,7 @@ ngx_http_dynroute_variant(ngx_http_request_t *r, ngx_http_dynroute_ctx_t *ctx)
         ctx->sockaddr = r->connection->sockaddr;
         ctx->reason = static_cast<unsigned>(reason);
         ctx->set_sticky = (reason == dynroute::Rollout::Reason::weight
-                           && ctx->rule->rollout->sticky.len
+                           && ctx->rule->dest->rollout->sticky.len
                            && r == r->main);
 
         if (ctx->set_sticky) {
@@ -450,20 +452,21 @@ ngx_http_dynroute_log_no_upstream(ngx_http_request_t *r,
                       "dynroute: no upstream to pass to: table \"%V\" sends "
                       "host \"%V\" to the named location \"%V\", which a "
                       "subrequest does not jump to",
-                      &ctx->table->name, &host, &rule->target);
+                      &ctx->table->name, &host, &rule->dest->target);
 
     } else if (ctx->jumped == NULL) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "dynroute: no upstream to pass to: table \"%V\" sends "
                       "host \"%V\" to the named location \"%V\"",
-                      &ctx->table->name, &host, &rule->target);
+                      &ctx->table->name, &host, &rule->dest->target);
 
-    } else if (ngx_http_dynroute_eq(*ctx->jumped, rule->target)) {
+    } else if (ngx_http_dynroute_eq(*ctx->jumped, rule->dest->target)) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "dynroute: no upstream to pass to: table \"%V\" sends "
                       "host \"%V\" to the named location \"%V\", and the "
                       "request came back from there by an internal "
-                      "redirect", &ctx->table->name, &host, &rule->target);
+                      "redirect", &ctx->table->name, &host,
+                      &rule->dest->target);
 
     } else {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
@@ -471,7 +474,8 @@ ngx_http_dynroute_log_no_upstream(ngx_http_request_t *r,
                       "host \"%V\" to the named location \"%V\", and the "
                       "request was already sent to \"%V\": a request jumps "
                       "to a named location only once",
-                      &ctx->table->name, &host, &rule->target, ctx->jumped);
+                      &ctx->table->name, &host, &rule->dest->target,
+                      ctx->jumped);
     }
 }
 
@@ -523,7 +527,7 @@ ngx_http_dynroute_needs_handler(ngx_http_dynroute_main_conf_t *dmcf) noexcept
         }
 
         for (const auto &rule : t->rules) {
-            if (rule.named) {
+            if (rule.dest->named) {
                 return true;
             }
         }

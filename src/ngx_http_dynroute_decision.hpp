@@ -39,6 +39,9 @@ typedef struct {
     unsigned                   runtime:1;  /* a runtime host entry */
     unsigned                   reason:3;   /* dynroute::Rollout::Reason */
     unsigned                   set_sticky:1; /* Set-Cookie to send */
+
+    uint32_t                   rule_index; /* of rule in its table, unless
+                                              runtime */
 } ngx_http_dynroute_ctx_t;
 
 
@@ -126,12 +129,12 @@ ngx_http_dynroute_upstream_ctx(ngx_http_request_t *r) noexcept
 
     ctx = ngx_http_dynroute_request_ctx(r);
 
-    if (ctx == NULL || ctx->rule == NULL || ctx->rule->named) {
+    if (ctx == NULL || ctx->rule == NULL || ctx->rule->dest->named) {
         ngx_http_dynroute_log_no_upstream(r, ctx);
         return NULL;
     }
 
-    if (ctx->rule->rollout) {
+    if (ctx->rule->dest->rollout) {
         (void) ngx_http_dynroute_variant(r, ctx);
     }
 

@@ -91,7 +91,7 @@ ngx_int_t
 ngx_http_dynroute_metrics_init(ngx_http_dynroute_main_conf_t *dmcf,
     ngx_slab_pool_t *shpool, ngx_rbtree_t *series, ngx_log_t *log) noexcept
 {
-    size_t                         size, missing, rules, variants, zone, n;
+    size_t                         size, missing, rules, variants, zone, n, j;
     uint32_t                       hash;
     ngx_str_t                      k;
     ngx_uint_t                     i;
@@ -135,9 +135,12 @@ ngx_http_dynroute_metrics_init(ngx_http_dynroute_main_conf_t *dmcf,
                 continue;
             }
 
+            tp[i]->rule_counters.assign(tp[i]->rules.size(), NULL);
+            j = 0;
+
             for (auto &rule : tp[i]->rules) {
                 want.push_back({'r', 1, &tp[i]->name, &rule.text,
-                                &rule.requests});
+                                &tp[i]->rule_counters[j++]});
                 rules++;
             }
         }
@@ -245,7 +248,7 @@ ngx_http_dynroute_metrics_variant(ngx_http_request_t *r,
     ngx_http_upstream_state_t    *st;
     ngx_http_dynroute_rollout_t  *ro;
 
-    ro = ctx->rule->rollout;
+    ro = ctx->rule->dest->rollout;
 
     if (ctx->fallback) {
         served = ctx->primary_variant;
@@ -321,6 +324,7 @@ ngx_http_dynroute_metrics_read(ngx_http_dynroute_main_conf_t *dmcf,
     m::Snapshot &s)
 {
     size_t                         j;
+    uint64_t                      *c;
     ngx_uint_t                     i;
     ngx_http_dynroute_table_t    **tables;
     ngx_http_dynroute_rollout_t  **rollouts;
@@ -346,12 +350,16 @@ ngx_http_dynroute_metrics_read(ngx_http_dynroute_main_conf_t *dmcf,
             continue;
         }
 
+        j = 0;
+
         for (const auto &rule : tables[i]->rules) {
+            c = (j < tables[i]->rule_counters.size())
+                    ? tables[i]->rule_counters[j] : NULL;
+            j++;
+
             t.per_rule.push_back({std::string(
                                       ngx_http_dynroute_view(rule.text)),
-                                  rule.requests ? ngx_http_dynroute_counted(
-                                                      rule.requests)
-                                                : 0});
+                                  c ? ngx_http_dynroute_counted(c) : 0});
         }
     }
 
@@ -414,11 +422,13 @@ ngx_http_dynroute_log_handler(ngx_http_request_t *r) noexcept
     if (ctx->runtime) {
         ngx_http_dynroute_count(&t[m::t_runtime]);
 
-    } else if (rule->requests) {
-        ngx_http_dynroute_count(rule->requests);
+    } else if (ctx->rule_index < ctx->table->rule_counters.size()
+               && ctx->table->rule_counters[ctx->rule_index])
+    {
+        ngx_http_dynroute_count(ctx->table->rule_counters[ctx->rule_index]);
     }
 
-    if (rule->rollout && ctx->picked) {
+    if (rule->dest->rollout && ctx->picked) {
         ngx_http_dynroute_metrics_variant(r, ctx);
     }
 

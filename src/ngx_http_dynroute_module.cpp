@@ -31,6 +31,10 @@
 #include "ngx_http_dynroute_targets.hpp"
 #include "ngx_http_dynroute_variables.hpp"
 
+#if (NGX_LINUX) && defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 
 static void *ngx_http_dynroute_create_main_conf(ngx_conf_t *cf) noexcept;
 static void *ngx_http_dynroute_create_loc_conf(ngx_conf_t *cf) noexcept;
@@ -227,7 +231,8 @@ ngx_http_dynroute_merge_loc_conf(ngx_conf_t *cf, void *parent,
 }
 
 
-/* a worker of a new configuration adopts the runtime state */
+/* a worker of a new configuration adopts the runtime state, and gives
+ * back the heap it inherited free */
 
 static ngx_int_t
 ngx_http_dynroute_init_process(ngx_cycle_t *cycle) noexcept
@@ -241,6 +246,19 @@ ngx_http_dynroute_init_process(ngx_cycle_t *cycle) noexcept
     if (dmcf && dmcf->zone) {
         ngx_http_dynroute_live_adopt(dmcf->live, cycle->log);
     }
+
+    /*
+     * After a reload the master has freed the previous configuration's
+     * tables (and read this one's) in its heap, and glibc keeps what was
+     * freed resident in every worker forked from it: give it back.  Only
+     * where tables were read; the rest is left as nginx has it.
+     */
+
+#if (NGX_LINUX) && defined(__GLIBC__)
+    if (dmcf && dmcf->tables.nelts) {
+        (void) malloc_trim(0);
+    }
+#endif
 
     return NGX_OK;
 }

@@ -48,12 +48,12 @@ ngx_http_dynroute_header_filter(ngx_http_request_t *r) noexcept
     ctx = ngx_http_dynroute_get_ctx(r);
 
     if (ctx == NULL || !ctx->picked || ctx->rule == NULL
-        || ctx->rule->rollout == NULL)
+        || ctx->rule->dest->rollout == NULL)
     {
         return ngx_http_dynroute_next_header_filter(r);
     }
 
-    ro = ctx->rule->rollout;
+    ro = ctx->rule->dest->rollout;
 
     own = ctx->reason
               == static_cast<unsigned>(dynroute::Rollout::Reason::header)

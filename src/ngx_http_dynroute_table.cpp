@@ -7,7 +7,13 @@
  * (ngx_http_dynroute_check.cpp).
  */
 
+#include <algorithm>
 #include <deque>
+#include <iterator>
+#include <memory>
+#include <stdexcept>
+#include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "ngx_http_dynroute_table.hpp"
@@ -19,12 +25,28 @@
 typedef struct {
     ngx_http_dynroute_table_t *table;
     void                      *http_ctx;  /* the http{} context it replaced */
+    ngx_pool_t                *pool;      /* the cycle's pool, which the
+                                             block's temporary pool replaced */
     dynroute::TableBuilder     builder;
+
+    /* the table's dests by their target as written */
+    std::unordered_map<std::string_view, ngx_http_dynroute_dest_t *>  dests;
+    u_char                    *file;      /* of the last rule, as nginx has
+                                             it */
 } ngx_http_dynroute_table_parse_t;
 
 
+static char *ngx_http_dynroute_table_parse(ngx_conf_t *cf,
+    ngx_http_dynroute_table_t *table, ngx_pool_t *pool, void *conf) noexcept;
 static char *ngx_http_dynroute_table_rule(ngx_conf_t *cf,
     ngx_command_t *dummy, void *conf) noexcept;
+static void ngx_http_dynroute_table_unread(ngx_pool_t *pool,
+    ngx_array_t *args) noexcept;
+static ngx_http_dynroute_dest_t *ngx_http_dynroute_table_dest(
+    ngx_http_dynroute_table_parse_t *p, const ngx_str_t &target,
+    dynroute::RuleId id);
+static void ngx_http_dynroute_table_written(ngx_conf_t *cf,
+    ngx_http_dynroute_table_parse_t *p, dynroute::RuleId id);
 static ngx_int_t ngx_http_dynroute_add_captures(ngx_conf_t *cf,
     ngx_http_dynroute_table_parse_t *p);
 static ngx_int_t ngx_http_dynroute_add_capture(ngx_conf_t *cf,
@@ -32,8 +54,56 @@ static ngx_int_t ngx_http_dynroute_add_capture(ngx_conf_t *cf,
     std::vector<ngx_http_dynroute_capture_t> &captures);
 
 
+/* strings copied into blocks of about 64 KB, a longer one in its own */
+
+ngx_str_t
+ngx_http_dynroute_arena_t::copy(const ngx_str_t &s)
+{
+    static constexpr size_t  block = 65536 - 64;
+
+    size_t      n;
+    u_char     *p;
+    ngx_str_t   c;
+
+    n = s.len + 1;
+
+    if (n > block / 4) {
+        std::unique_ptr<u_char[]>  own(new u_char[n]);
+
+        p = own.get();
+        blocks_.push_back(std::move(own));
+
+    } else {
+        if (n > left_) {
+            std::unique_ptr<u_char[]>  b(new u_char[block]);
+
+            pos_ = b.get();
+            left_ = block;
+            blocks_.push_back(std::move(b));
+        }
+
+        p = pos_;
+        pos_ += n;
+        left_ -= n;
+    }
+
+    ngx_memcpy(p, s.data, s.len);
+    p[s.len] = '\0';
+
+    c.data = p;
+    c.len = s.len;
+
+    return c;
+}
+
+
 /* configuration */
 
+
+/*
+ * The block is read into a temporary pool, as map{} is: nginx's tokens of
+ * a million lines are freed once the table has copied what it keeps.
+ */
 
 char *
 ngx_http_dynroute_table_block(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -43,6 +113,7 @@ ngx_http_dynroute_table_block(ngx_conf_t *cf, ngx_command_t *cmd,
         static_cast<ngx_http_dynroute_main_conf_t *>(conf);
 
     char                       *rv;
+    ngx_pool_t                 *pool, *save;
     ngx_http_dynroute_table_t  *table;
 
     table = ngx_http_dynroute_conf_new_named<ngx_http_dynroute_table_t>(cf,
@@ -53,8 +124,34 @@ ngx_http_dynroute_table_block(ngx_conf_t *cf, ngx_command_t *cmd,
 
     table->index = dmcf->tables.nelts - 1;
 
+    pool = ngx_create_pool(NGX_DEFAULT_POOL_SIZE, cf->log);
+    if (pool == NULL) {
+        return NGX_HTTP_DYNROUTE_CONF_ERROR;
+    }
+
+    save = cf->pool;
+    cf->pool = pool;
+
+    rv = ngx_http_dynroute_table_parse(cf, table, save, conf);
+
+    cf->pool = save;
+    ngx_destroy_pool(pool);
+
+    return rv;
+}
+
+
+/* cf->pool is the temporary pool, pool the cycle's */
+
+static char *
+ngx_http_dynroute_table_parse(ngx_conf_t *cf, ngx_http_dynroute_table_t *table,
+    ngx_pool_t *pool, void *conf) noexcept
+{
+    char  *rv;
+
     try {
-        ngx_http_dynroute_table_parse_t  p{table, cf->ctx, {}};
+        ngx_http_dynroute_table_parse_t  p{table, cf->ctx, pool, {}, {},
+                                           NULL};
 
         rv = ngx_http_dynroute_conf_block(cf, ngx_http_dynroute_table_rule,
                                           &p, conf);
@@ -81,7 +178,9 @@ ngx_http_dynroute_table_rule(ngx_conf_t *cf, ngx_command_t *dummy,
 
     ngx_http_dynroute_table_t  *table = p->table;
 
+    u_char                     *file;
     ngx_str_t                  *value;
+    ngx_uint_t                  line, named;
     dynroute::RuleId            id;
     ngx_http_dynroute_rule_t    rule{}, *prev;
 
@@ -99,14 +198,9 @@ ngx_http_dynroute_table_rule(ngx_conf_t *cf, ngx_command_t *dummy,
         return NGX_HTTP_DYNROUTE_CONF_ERROR;
     }
 
-    rule.text = value[0];
-    rule.target = value[1];
-    rule.named = (value[1].len && value[1].data[0] == '@');
-    rule.rollout = NULL;
-    rule.file = cf->conf_file->file.name.data;
-    rule.line = cf->conf_file->line;
+    named = (value[1].len && value[1].data[0] == '@');
 
-    if (value[1].len == 0 || (rule.named && value[1].len == 1)) {
+    if (value[1].len == 0 || (named && value[1].len == 1)) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid target \"%V\" in dynroute table \"%V\"",
                            &value[1], &table->name);
@@ -115,6 +209,16 @@ ngx_http_dynroute_table_rule(ngx_conf_t *cf, ngx_command_t *dummy,
 
     try {
         id = static_cast<dynroute::RuleId>(table->rules.size());
+
+        if (id == dynroute::no_rule) {
+            throw std::length_error("dynroute table");
+        }
+
+        /* what the table keeps of the line: its tokens are freed */
+
+        rule.text = table->arena.copy(value[0]);
+        rule.dest = ngx_http_dynroute_table_dest(p, value[1], id);
+        ngx_http_dynroute_table_written(cf, p, id);
         table->rules.push_back(rule);
 
         if (ngx_http_dynroute_is(value[0], "default")) {
@@ -124,7 +228,7 @@ ngx_http_dynroute_table_rule(ngx_conf_t *cf, ngx_command_t *dummy,
             p->builder.set_ip(id);
 
         } else {
-            p->builder.add(ngx_http_dynroute_view(value[0]), id);
+            p->builder.add(ngx_http_dynroute_view(rule.text), id);
 
             if (p->builder.regex_count() > table->captures.size()
                 && ngx_http_dynroute_add_captures(cf, p) != NGX_OK)
@@ -135,20 +239,20 @@ ngx_http_dynroute_table_rule(ngx_conf_t *cf, ngx_command_t *dummy,
 
     } catch (const dynroute::ConflictError &e) {
         prev = &table->rules[e.previous];
+        ngx_http_dynroute_table_where(table, e.previous, &file, &line);
 
         if (ngx_http_dynroute_eq(prev->text, value[0])) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "duplicate \"%V\" in dynroute table \"%V\", "
                                "first defined in %s:%ui",
-                               &value[0], &table->name, prev->file,
-                               prev->line);
+                               &value[0], &table->name, file, line);
 
         } else {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "host \"%V\" conflicts with \"%V\" in "
                                "dynroute table \"%V\", defined in %s:%ui",
                                &value[0], &prev->text, &table->name,
-                               prev->file, prev->line);
+                               file, line);
         }
 
         return NGX_HTTP_DYNROUTE_CONF_ERROR;
@@ -162,7 +266,122 @@ ngx_http_dynroute_table_rule(ngx_conf_t *cf, ngx_command_t *dummy,
         return ngx_http_dynroute_conf_caught(cf, "dynroute");
     }
 
+    ngx_http_dynroute_table_unread(cf->pool, cf->args);
+
     return NGX_CONF_OK;
+}
+
+
+/*
+ * The table has copied what it keeps of the line: its tokens go back to the
+ * temporary pool, so that the pool stays a block or two however many lines
+ * the block has (freed at its end instead, 42 MB of tokens would leave holes
+ * in the heap between what the table keeps).  nginx's parser allocates the
+ * tokens of a line one after the other and nothing else in between: each is
+ * the last allocation of its block, undone from the last token back.  A
+ * token found otherwise (escapes make it shorter than its allocation; a
+ * pool that allocates each piece apart) is left to the pool's end.
+ */
+
+static void
+ngx_http_dynroute_table_unread(ngx_pool_t *pool, ngx_array_t *args) noexcept
+{
+    u_char      *end;
+    ngx_str_t   *value;
+    ngx_uint_t   i;
+    ngx_pool_t  *b;
+
+    value = static_cast<ngx_str_t *>(args->elts);
+
+    for (i = args->nelts; i-- > 0; /* void */) {
+        end = value[i].data + value[i].len + 1;
+
+        for (b = pool; b; b = b->d.next) {
+            if (b->d.last == end
+                && value[i].data >= reinterpret_cast<u_char *>(b)
+                && value[i].data < b->d.end)
+            {
+                b->d.last = value[i].data;
+                break;
+            }
+        }
+    }
+}
+
+
+/* the one dest of the table for target, made when first named (by id) */
+
+static ngx_http_dynroute_dest_t *
+ngx_http_dynroute_table_dest(ngx_http_dynroute_table_parse_t *p,
+    const ngx_str_t &target, dynroute::RuleId id)
+{
+    ngx_http_dynroute_dest_t   dest{};
+    ngx_http_dynroute_table_t *table = p->table;
+
+    auto d = p->dests.find(ngx_http_dynroute_view(target));
+    if (d != p->dests.end()) {
+        return d->second;
+    }
+
+    dest.target = table->arena.copy(target);
+    dest.named = (target.data[0] == '@');
+    dest.first = id;
+
+    table->dests.push_back(dest);
+    p->dests.emplace(ngx_http_dynroute_view(table->dests.back().target),
+                     &table->dests.back());
+
+    return &table->dests.back();
+}
+
+
+/* where rule id is written: its line, and its file if another's */
+
+static void
+ngx_http_dynroute_table_written(ngx_conf_t *cf,
+    ngx_http_dynroute_table_parse_t *p, dynroute::RuleId id)
+{
+    ngx_str_t                  *name;
+    ngx_http_dynroute_table_t  *table = p->table;
+
+    name = &cf->conf_file->file.name;
+
+    if (name->data != p->file) {
+        if (table->files.empty()
+            || ngx_strlen(table->files.back().second) != name->len
+            || ngx_strncmp(table->files.back().second, name->data, name->len)
+               != 0)
+        {
+            table->files.emplace_back(id, table->arena.copy(*name).data);
+        }
+
+        p->file = name->data;
+    }
+
+    table->lines.push_back(static_cast<uint32_t>(cf->conf_file->line));
+}
+
+
+void
+ngx_http_dynroute_table_where(ngx_http_dynroute_table_t *table, ngx_uint_t id,
+    u_char **file, ngx_uint_t *line) noexcept
+{
+    auto f = std::upper_bound(table->files.begin(), table->files.end(), id,
+                 [](ngx_uint_t i, const std::pair<uint32_t, u_char *> &e) {
+                     return i < e.first;
+                 });
+
+    *file = (f == table->files.begin()) ? NULL : std::prev(f)->second;
+    *line = (id < table->lines.size()) ? table->lines[id] : 0;
+}
+
+
+void
+ngx_http_dynroute_table_forget_where(ngx_http_dynroute_table_t *table)
+    noexcept
+{
+    std::deque<uint32_t>().swap(table->lines);
+    std::vector<std::pair<uint32_t, u_char *>>().swap(table->files);
 }
 
 
@@ -177,15 +396,19 @@ ngx_http_dynroute_add_captures(ngx_conf_t *cf,
 {
     void                                      *ctx;
     ngx_int_t                                  rc;
+    ngx_pool_t                                *pool;
     std::vector<ngx_http_dynroute_capture_t>   captures;
 
     const dynroute::Regex &re =
         p->builder.regex(p->builder.regex_count() - 1);
 
-    /* the variables API needs the http{} context that the block replaced */
+    /* the variables API needs the http{} context that the block replaced,
+     * and they live as long as the cycle */
 
     ctx = cf->ctx;
+    pool = cf->pool;
     cf->ctx = p->http_ctx;
+    cf->pool = p->pool;
 
     rc = NGX_OK;
 
@@ -197,6 +420,7 @@ ngx_http_dynroute_add_captures(ngx_conf_t *cf,
     }
 
     cf->ctx = ctx;
+    cf->pool = pool;
 
     if (rc != NGX_OK) {
         return rc;

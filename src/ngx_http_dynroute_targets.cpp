@@ -91,6 +91,7 @@ ngx_http_dynroute_targets_init(ngx_conf_t *cf,
 {
     ngx_uint_t                      i;
     ngx_http_dynroute_rule_t       *rule;
+    ngx_http_dynroute_dest_t       *dest;
     ngx_http_dynroute_targets_t    *targets;
     ngx_http_dynroute_rollout_t   **rp;
     ngx_http_upstream_srv_conf_t  **uscfp;
@@ -169,14 +170,18 @@ ngx_http_dynroute_targets_init(ngx_conf_t *cf,
 
             rule = static_cast<ngx_http_dynroute_rule_t *>(
                        ngx_pcalloc(cf->pool, sizeof(ngx_http_dynroute_rule_t)));
-            if (rule == NULL) {
+            dest = static_cast<ngx_http_dynroute_dest_t *>(
+                       ngx_pcalloc(cf->pool,
+                                   sizeof(ngx_http_dynroute_dest_t)));
+            if (rule == NULL || dest == NULL) {
                 return NGX_ERROR;
             }
 
+            dest->target = t.name;
+            dest->rollout = t.rollout;
+            dest->uscf = t.uscf;
             rule->text = t.name;
-            rule->target = t.name;
-            rule->rollout = t.rollout;
-            rule->uscf = t.uscf;
+            rule->dest = dest;
             t.rule = rule;
         }
 

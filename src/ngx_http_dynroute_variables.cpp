@@ -83,7 +83,7 @@ ngx_http_dynroute_variable(ngx_http_request_t *r,
     }
 
     rule = ctx->rule;
-    ro = rule->rollout;
+    ro = rule->dest->rollout;
     s = NULL;
 
     switch (data) {
@@ -127,7 +127,7 @@ ngx_http_dynroute_variable(ngx_http_request_t *r,
             host.len = reason.size();
             s = &host;
 
-        } else if (!rule->named) {
+        } else if (!rule->dest->named) {
             s = &ngx_http_dynroute_rule_reason;
         }
 
@@ -147,8 +147,8 @@ ngx_http_dynroute_variable(ngx_http_request_t *r,
             (void) ngx_http_dynroute_variant(r, ctx);
             s = &ctx->chosen->host;
 
-        } else if (!rule->named) {
-            s = &rule->target;
+        } else if (!rule->dest->named) {
+            s = &rule->dest->target;
         }
     }
 

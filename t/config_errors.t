@@ -310,3 +310,96 @@ upstream u { server 127.0.0.1:1; }
 --- must_die
 --- error_log eval
 qr/\[emerg\] .*"dynroute_health readiness" needs a dynroute_zone in the http\{\} block: draining is runtime state, in \S+nginx\.conf:6$/m
+
+
+
+=== TEST 25: a duplicate of a host written in an included file names that file
+--- http_config
+upstream u { server 127.0.0.1:1; }
+dynroute_table edge {
+    include  $TEST_NGINX_HTML_DIR/hosts.conf;
+    a.example.com  u;
+}
+--- user_files
+>>> hosts.conf
+b.example.com  u;
+a.example.com  u;
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*duplicate "a\.example\.com" in dynroute table "edge", first defined in \S+\/hosts\.conf:2 in \S+nginx\.conf:6$/m
+
+
+
+=== TEST 26: an unknown upstream in an included file is named with its file, once the table is read
+--- http_config
+upstream u { server 127.0.0.1:1; }
+dynroute_table edge {
+    a.example.com  u;
+    include  $TEST_NGINX_HTML_DIR/hosts.conf;
+    c.example.com  u;
+}
+--- user_files
+>>> hosts.conf
+b.example.com  u;
+
+d.example.com  nosuch;
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*unknown upstream "nosuch" in dynroute table "edge": a target must be an upstream\{\} block, a dynroute_rollout or a named location in \S+\/hosts\.conf:3$/m
+
+
+
+=== TEST 27: after an include, a rule is named with the file that includes it
+--- http_config
+upstream u { server 127.0.0.1:1; }
+dynroute_table edge {
+    include  $TEST_NGINX_HTML_DIR/hosts.conf;
+    c.example.com  nosuch;
+}
+--- user_files
+>>> hosts.conf
+b.example.com  u;
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*unknown upstream "nosuch" in dynroute table "edge": a target must be an upstream\{\} block, a dynroute_rollout or a named location in \S+nginx\.conf:6$/m
+
+
+
+=== TEST 28: included by a pattern: each file and line is named
+--- http_config
+upstream u { server 127.0.0.1:1; }
+dynroute_table edge {
+    include  $TEST_NGINX_HTML_DIR/hosts-*.conf;
+}
+--- config
+    location / { dynroute edge; }
+--- user_files
+>>> hosts-1.conf
+a.example.com  u;
+b.example.com  @one;
+>>> hosts-2.conf
+c.example.com  u;
+*.example.com  @two;
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*unknown named location "\@one" in dynroute table "edge" \(\S+\/hosts-1\.conf:2\): the server using the table in \S+nginx\.conf:\d+ has no such location/
+
+
+
+=== TEST 29: included by a pattern: a duplicate names the other file
+--- http_config
+upstream u { server 127.0.0.1:1; }
+dynroute_table edge {
+    include  $TEST_NGINX_HTML_DIR/hosts-*.conf;
+}
+--- user_files
+>>> hosts-1.conf
+a.example.com  u;
+b.example.com  u;
+>>> hosts-2.conf
+c.example.com  u;
+
+B.example.com  u;
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*host "B\.example\.com" conflicts with "b\.example\.com" in dynroute table "edge", defined in \S+\/hosts-1\.conf:2 in \S+\/hosts-2\.conf:3$/m

@@ -430,7 +430,47 @@ rewrite or internal redirection cycle
 
 
 
-=== TEST 20: a dot after the port leaves $host a trailing dot; the exact name still wins
+=== TEST 20: rules read through includes, quotes and escapes keep their text and target
+--- http_config
+    upstream service_a { server 127.0.0.1:1; }
+    upstream service_b { server 127.0.0.1:1; }
+    dynroute_table edge {
+        include  $TEST_NGINX_HTML_DIR/hosts-*.conf;
+        "quoted.example.com"  service_a;
+        "~^q\\.example\\.com$"  "service_b";
+        ~^(?<tenant>[a-z]+)\.t\.example\.com$  service_b;
+        default  service_a;
+    }
+--- config
+    location / {
+        dynroute edge;
+        return 200 "$dynroute_rule $dynroute_upstream $tenant\n";
+    }
+--- user_files
+>>> hosts-1.conf
+a.example.com  service_a;
+*.w.example.com  service_b;
+>>> hosts-2.conf
+'single.example.com'  service_b;
+--- request eval
+["GET /", "GET /", "GET /", "GET /", "GET /", "GET /", "GET /"]
+--- more_headers eval
+["Host: a.example.com", "Host: x.w.example.com", "Host: single.example.com",
+ "Host: quoted.example.com", "Host: q.example.com", "Host: acme.t.example.com",
+ "Host: other.example.com"]
+--- response_body eval
+["a.example.com service_a \n", "*.w.example.com service_b \n",
+ "single.example.com service_b \n", "quoted.example.com service_a \n",
+ "~^q\\.example\\.com\$ service_b \n",
+ "~^(?<tenant>[a-z]+)\\.t\\.example\\.com\$ service_b acme\n",
+ "default service_a \n"]
+--- error_code: 200
+--- no_error_log
+[error]
+
+
+
+=== TEST 21: a dot after the port leaves $host a trailing dot; the exact name still wins
 --- http_config
     upstream service_a { server 127.0.0.1:$TEST_NGINX_PORT2; }
     upstream service_b { server 127.0.0.1:$TEST_NGINX_PORT3; }
