@@ -82,8 +82,10 @@ typedef struct {
 
 /*
  * Allocated with new, deleted by a cleanup of the cycle pool.  The rules are
- * a deque: a table of a million hosts grows without copying, and without a
- * vector's doubling slack, while nginx reads it.  The block is read in a
+ * read into a deque (a table of a million hosts grows without copying, and
+ * without a vector's doubling slack), then kept in a vector of exactly
+ * their number, which a request indexes with one multiply.  The block is
+ * read in a
  * temporary pool (as map{} is): the rules' texts, their targets and the
  * names of the files they were written in are copied into the table's
  * arena.
@@ -93,7 +95,7 @@ typedef struct {
     ngx_uint_t                                     index;  /* in tables */
     u_char                                        *file;
     ngx_uint_t                                     line;
-    std::deque<ngx_http_dynroute_rule_t>           rules;
+    std::vector<ngx_http_dynroute_rule_t>          rules;
     std::deque<ngx_http_dynroute_dest_t>           dests;  /* in the order
                                                               of first use */
     std::vector<std::vector<ngx_http_dynroute_capture_t>>  captures;

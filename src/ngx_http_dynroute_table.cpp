@@ -29,6 +29,10 @@ typedef struct {
                                              block's temporary pool replaced */
     dynroute::TableBuilder     builder;
 
+    /* the rules as they are read: a deque grows without copying, and
+     * without a vector's doubling slack, however many there are */
+    std::deque<ngx_http_dynroute_rule_t>  rules;
+
     /* the table's dests by their target as written */
     std::unordered_map<std::string_view, ngx_http_dynroute_dest_t *>  dests;
     u_char                    *file;      /* of the last rule, as nginx has
@@ -151,7 +155,7 @@ ngx_http_dynroute_table_parse(ngx_conf_t *cf, ngx_http_dynroute_table_t *table,
 
     try {
         ngx_http_dynroute_table_parse_t  p{table, cf->ctx, pool, {}, {},
-                                           NULL};
+                                           {}, NULL};
 
         rv = ngx_http_dynroute_conf_block(cf, ngx_http_dynroute_table_rule,
                                           &p, conf);
@@ -160,6 +164,7 @@ ngx_http_dynroute_table_parse(ngx_conf_t *cf, ngx_http_dynroute_table_t *table,
         }
 
         table->core = p.builder.build();
+        table->rules.assign(p.rules.begin(), p.rules.end());
 
     } catch (...) {
         return ngx_http_dynroute_conf_caught(cf, "dynroute");
@@ -208,7 +213,7 @@ ngx_http_dynroute_table_rule(ngx_conf_t *cf, ngx_command_t *dummy,
     }
 
     try {
-        id = static_cast<dynroute::RuleId>(table->rules.size());
+        id = static_cast<dynroute::RuleId>(p->rules.size());
 
         if (id == dynroute::no_rule) {
             throw std::length_error("dynroute table");
@@ -219,7 +224,7 @@ ngx_http_dynroute_table_rule(ngx_conf_t *cf, ngx_command_t *dummy,
         rule.text = table->arena.copy(value[0]);
         rule.dest = ngx_http_dynroute_table_dest(p, value[1], id);
         ngx_http_dynroute_table_written(cf, p, id);
-        table->rules.push_back(rule);
+        p->rules.push_back(rule);
 
         if (ngx_http_dynroute_is(value[0], "default")) {
             p->builder.set_default(id);
@@ -238,7 +243,7 @@ ngx_http_dynroute_table_rule(ngx_conf_t *cf, ngx_command_t *dummy,
         }
 
     } catch (const dynroute::ConflictError &e) {
-        prev = &table->rules[e.previous];
+        prev = &p->rules[e.previous];
         ngx_http_dynroute_table_where(table, e.previous, &file, &line);
 
         if (ngx_http_dynroute_eq(prev->text, value[0])) {
