@@ -235,10 +235,11 @@ ngx_http_dynroute_metrics_init(ngx_http_dynroute_main_conf_t *dmcf,
 /*
  * The log phase, for a rollout whose variant was picked: by the variant
  * chosen, the one that served (the primary, if the chosen one failed) and
- * why.
+ * why.  Never inlined: the log handler of a rule without a rollout does not
+ * pay for its frame.
  */
 
-static void
+static __attribute__((noinline)) void
 ngx_http_dynroute_metrics_variant(ngx_http_request_t *r,
     ngx_http_dynroute_ctx_t *ctx) noexcept
 {
