@@ -412,8 +412,8 @@ bool SnapshotView::host_record(std::size_t off, std::string_view &host,
     return true;
 }
 
-bool SnapshotView::probe_host(std::string_view host, std::uint64_t hv,
-                              Host &out) const noexcept
+SnapshotView::Host SnapshotView::probe_host(std::string_view host,
+                                            std::uint64_t hv) const noexcept
 {
     std::uint32_t tag = static_cast<std::uint32_t>(hv >> 32);
     std::size_t i = hv & mask_;
@@ -422,7 +422,7 @@ bool SnapshotView::probe_host(std::string_view host, std::uint64_t hv,
         std::uint32_t off = load32(slots_ + i * 8 + 4);
 
         if (off == 0) {
-            return false;
+            return Host{};
         }
 
         // host_record()'s checks, inline, and the host compared a word at
@@ -440,16 +440,14 @@ bool SnapshotView::probe_host(std::string_view host, std::uint64_t hv,
                     reinterpret_cast<const char *>(r + host_header),
                     host.data(), len))
             {
-                out.table = load32(r);
-                out.target = load32(r + 4);
-                return true;
+                return Host{load32(r), load32(r + 4)};
             }
         }
 
         i = (i + 1) & mask_;
     }
 
-    return false;
+    return Host{};
 }
 
 // ---- a writer's State from a block --------------------------------------------

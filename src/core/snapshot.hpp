@@ -156,7 +156,13 @@ public:
 
         std::memcpy(&off, slots_ + (hash & mask_) * 8 + 4, sizeof(off));
 
-        return off != 0 && probe_host(host, hash, out);
+        if (off == 0) {
+            return false;
+        }
+
+        out = probe_host(host, hash);
+
+        return out.table != no_name;
     }
 
     // Calls f(host, entry) for each runtime host, in the order they were
@@ -188,8 +194,9 @@ private:
         noexcept;
     bool host_record(std::size_t off, std::string_view &host, Host &out,
                      std::size_t &next) const noexcept;
-    bool probe_host(std::string_view host, std::uint64_t hash,
-                    Host &out) const noexcept;
+    // The entry of host, or one whose table is no_name: returned in a
+    // register, so that a caller's entry need not live in memory.
+    Host probe_host(std::string_view host, std::uint64_t hash) const noexcept;
 
     const unsigned char *data_ = nullptr;
     std::size_t size_ = 0;
