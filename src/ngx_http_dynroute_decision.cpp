@@ -167,9 +167,13 @@ ngx_http_dynroute_new_ctx(ngx_http_request_t *r) noexcept
 }
 
 
-/* the named captures of the table's regex that matched host */
+/*
+ * The named captures of the table's regex that matched host.  Never
+ * inlined: its locals, whose addresses it passes, would cost every
+ * decision a stack guard.
+ */
 
-static void
+static __attribute__((noinline)) void
 ngx_http_dynroute_set_captures(ngx_http_request_t *r,
     ngx_http_dynroute_table_t *table, int regex, const ngx_str_t *host)
     noexcept
