@@ -39,7 +39,6 @@ static ngx_str_t  ngx_http_dynroute_no_rule = ngx_string("(none)");
 static ngx_int_t
 ngx_http_dynroute_handler(ngx_http_request_t *r) noexcept
 {
-    ngx_str_t                      name, host;
     ngx_http_dynroute_ctx_t       *ctx;
     ngx_http_dynroute_table_t     *table;
     ngx_http_dynroute_loc_conf_t  *dlcf;
@@ -76,10 +75,10 @@ ngx_http_dynroute_handler(ngx_http_request_t *r) noexcept
     }
 
     if (ctx->rule == NULL) {
-        host = ngx_http_dynroute_host(r);
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "dynroute: no rule of table \"%V\" matches "
-                      "host \"%V\", answering 421", &table->name, &host);
+                      "host \"%V\", answering 421", &table->name,
+                      ngx_http_dynroute_host_ref(r));
         return NGX_HTTP_MISDIRECTED_REQUEST;
     }
 
@@ -90,9 +89,8 @@ ngx_http_dynroute_handler(ngx_http_request_t *r) noexcept
     }
 
     ctx->jumped = &ctx->rule->dest->target;
-    name = ctx->rule->dest->target;
 
-    (void) ngx_http_named_location(r, &name);
+    (void) ngx_http_named_location(r, ctx->jumped);
 
     ngx_http_finalize_request(r, NGX_DONE);
     return NGX_DONE;
@@ -209,7 +207,6 @@ ngx_http_dynroute_decide(ngx_http_request_t *r, ngx_http_dynroute_ctx_t *ctx,
     uint64_t                       hash;
     ngx_str_t                     *host;
     dynroute::Decision             d;
-    ngx_http_core_srv_conf_t      *cscf;
     ngx_http_dynroute_main_conf_t *dmcf;
 
     if (ctx == NULL) {
@@ -219,16 +216,7 @@ ngx_http_dynroute_decide(ngx_http_request_t *r, ngx_http_dynroute_ctx_t *ctx,
         }
     }
 
-    /* $host: the validated Host header, or the server name */
-
-    if (r->headers_in.server.len) {
-        host = &r->headers_in.server;
-
-    } else {
-        cscf = static_cast<ngx_http_core_srv_conf_t *>(
-                   ngx_http_get_module_srv_conf(r, ngx_http_core_module));
-        host = &cscf->server_name;
-    }
+    host = ngx_http_dynroute_host_ref(r);
 
     /* once, for the runtime hosts and the table alike */
     hash = dynroute::Table::hash_host(ngx_http_dynroute_view(*host));

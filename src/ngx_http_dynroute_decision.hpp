@@ -46,19 +46,26 @@ typedef struct {
 
 
 /* the host as in $host: the validated Host header, or the server name */
-static inline ngx_str_t
-ngx_http_dynroute_host(ngx_http_request_t *r) noexcept
+static inline ngx_str_t *
+ngx_http_dynroute_host_ref(ngx_http_request_t *r) noexcept
 {
     ngx_http_core_srv_conf_t  *cscf;
 
     if (r->headers_in.server.len) {
-        return r->headers_in.server;
+        return &r->headers_in.server;
     }
 
     cscf = static_cast<ngx_http_core_srv_conf_t *>(
                ngx_http_get_module_srv_conf(r, ngx_http_core_module));
 
-    return cscf->server_name;
+    return &cscf->server_name;
+}
+
+
+static inline ngx_str_t
+ngx_http_dynroute_host(ngx_http_request_t *r) noexcept
+{
+    return *ngx_http_dynroute_host_ref(r);
 }
 
 
