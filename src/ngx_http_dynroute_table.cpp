@@ -376,7 +376,11 @@ ngx_http_dynroute_table_where(ngx_http_dynroute_table_t *table, ngx_uint_t id,
                      return i < e.first;
                  });
 
-    *file = (f == table->files.begin()) ? NULL : std::prev(f)->second;
+    /* every rule is written somewhere until the checks forget it */
+
+    *file = (f == table->files.begin())
+                ? reinterpret_cast<u_char *>(const_cast<char *>(""))
+                : std::prev(f)->second;
     *line = (id < table->lines.size()) ? table->lines[id] : 0;
 }
 
