@@ -64,25 +64,30 @@ namespace detail {
 
 // The word hash of host names, here so that the glue inlines hash_host().
 
-// Eight bytes, the first one in the low bits whatever the byte order.
-inline std::uint64_t load8(const char *p) noexcept
+// A word of sizeof(W) bytes, the first one in the low bits whatever the
+// byte order.
+template <class W> inline std::uint64_t load_word(const char *p) noexcept
 {
-    std::uint64_t w;
+    W w;
     std::memcpy(&w, p, sizeof(w));
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    w = __builtin_bswap64(w);
+    if constexpr (sizeof(W) == 8) {
+        w = __builtin_bswap64(w);
+    } else {
+        w = __builtin_bswap32(w);
+    }
 #endif
     return w;
 }
 
+inline std::uint64_t load8(const char *p) noexcept
+{
+    return load_word<std::uint64_t>(p);
+}
+
 inline std::uint64_t load4(const char *p) noexcept
 {
-    std::uint32_t w;
-    std::memcpy(&w, p, sizeof(w));
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    w = __builtin_bswap32(w);
-#endif
-    return w;
+    return load_word<std::uint32_t>(p);
 }
 
 // Bytes [p, p + n), n <= 8, zero-padded, without a loop and without
