@@ -87,18 +87,142 @@ ngx_http_dynroute_series_key(std::string &key, const Want &w)
 }
 
 
+/* every series the configuration needs, in its order: throws */
+
+static void
+ngx_http_dynroute_metrics_wanted(ngx_http_dynroute_main_conf_t *dmcf,
+    std::vector<Want> &want, size_t *rules, size_t *variants)
+{
+    size_t                         n, j;
+    ngx_uint_t                     i;
+    ngx_http_dynroute_table_t    **tp;
+    ngx_http_dynroute_rollout_t  **rp;
+
+    tp = static_cast<ngx_http_dynroute_table_t **>(dmcf->tables.elts);
+    rp = static_cast<ngx_http_dynroute_rollout_t **>(dmcf->rollouts.elts);
+
+    n = dmcf->tables.nelts;
+
+    for (i = 0; i < dmcf->rollouts.nelts; i++) {
+        n += rp[i]->variants.size();
+    }
+
+    for (i = 0; dmcf->metrics == NGX_HTTP_DYNROUTE_METRICS_RULES
+                && i < dmcf->tables.nelts; i++)
+    {
+        n += tp[i]->rules.size();
+    }
+
+    want.reserve(n);
+    *rules = 0;
+    *variants = 0;
+
+    for (i = 0; i < dmcf->tables.nelts; i++) {
+        want.push_back({'t', m::table_width, &tp[i]->name, NULL,
+                        &tp[i]->counters});
+
+        if (dmcf->metrics != NGX_HTTP_DYNROUTE_METRICS_RULES) {
+            continue;
+        }
+
+        tp[i]->rule_counters.assign(tp[i]->rules.size(), NULL);
+        j = 0;
+
+        for (auto &rule : tp[i]->rules) {
+            want.push_back({'r', 1, &tp[i]->name, &rule.text,
+                            &tp[i]->rule_counters[j++]});
+            (*rules)++;
+        }
+    }
+
+    for (i = 0; i < dmcf->rollouts.nelts; i++) {
+        for (auto &v : rp[i]->variants) {
+            want.push_back({'v', m::variant_width, &rp[i]->name, &v.name,
+                            &v.counters});
+            (*variants)++;
+        }
+    }
+}
+
+
+/*
+ * The series a previous configuration made, found again (a reload keeps
+ * the counts); the bytes of those still to make.  Throws.
+ */
+
+static size_t
+ngx_http_dynroute_metrics_found(ngx_rbtree_t *series, std::vector<Want> &want,
+    std::string &key)
+{
+    size_t           missing;
+    uint32_t         hash;
+    ngx_str_t        k;
+    ngx_str_node_t  *sn;
+
+    missing = 0;
+
+    for (auto &w : want) {
+        ngx_http_dynroute_series_key(key, w);
+
+        k.data = reinterpret_cast<u_char *>(key.data());
+        k.len = key.size();
+        hash = ngx_crc32_long(k.data, k.len);
+
+        sn = ngx_str_rbtree_lookup(series, &k, hash);
+
+        if (sn) {
+            *w.ptr = ngx_http_dynroute_series_values(
+                         reinterpret_cast<ngx_http_dynroute_series_t *>(sn));
+            continue;
+        }
+
+        *w.ptr = NULL;
+        missing += ngx_http_dynroute_series_size(key, w.width);
+    }
+
+    return missing;
+}
+
+
+/* one series made in the zone, or NULL: it is full.  Throws. */
+
+static ngx_http_dynroute_series_t *
+ngx_http_dynroute_metrics_make(ngx_slab_pool_t *shpool, ngx_rbtree_t *series,
+    const Want &w, std::string &key)
+{
+    size_t                       size;
+    ngx_http_dynroute_series_t  *s;
+
+    ngx_http_dynroute_series_key(key, w);
+    size = ngx_http_dynroute_series_size(key, w.width);
+
+    s = static_cast<ngx_http_dynroute_series_t *>(
+            ngx_slab_calloc_locked(shpool, size));
+    if (s == NULL) {
+        return NULL;
+    }
+
+    s->width = w.width;
+    s->sn.str.len = key.size();
+    s->sn.str.data = reinterpret_cast<u_char *>(
+                         ngx_http_dynroute_series_values(s) + w.width);
+    ngx_memcpy(s->sn.str.data, key.data(), key.size());
+    s->sn.node.key = ngx_crc32_long(s->sn.str.data, s->sn.str.len);
+
+    ngx_rbtree_insert(series, &s->sn.node);
+
+    *w.ptr = ngx_http_dynroute_series_values(s);
+
+    return s;
+}
+
+
 ngx_int_t
 ngx_http_dynroute_metrics_init(ngx_http_dynroute_main_conf_t *dmcf,
     ngx_slab_pool_t *shpool, ngx_rbtree_t *series, ngx_log_t *log) noexcept
 {
-    size_t                         size, missing, rules, variants, zone, n, j;
-    uint32_t                       hash;
-    ngx_str_t                      k;
-    ngx_uint_t                     i;
-    ngx_str_node_t                *sn;
+    size_t                         size, missing, rules, variants, zone;
     ngx_http_dynroute_series_t    *s;
-    ngx_http_dynroute_table_t    **tp;
-    ngx_http_dynroute_rollout_t  **rp;
 
     if (dmcf->metrics == NGX_HTTP_DYNROUTE_METRICS_OFF) {
         return NGX_OK;
@@ -108,86 +232,18 @@ ngx_http_dynroute_metrics_init(ngx_http_dynroute_main_conf_t *dmcf,
         std::vector<Want> want;
         std::string key;
 
-        tp = static_cast<ngx_http_dynroute_table_t **>(dmcf->tables.elts);
-        rp = static_cast<ngx_http_dynroute_rollout_t **>(dmcf->rollouts.elts);
-
-        n = dmcf->tables.nelts;
-
-        for (i = 0; i < dmcf->rollouts.nelts; i++) {
-            n += rp[i]->variants.size();
-        }
-
-        for (i = 0; dmcf->metrics == NGX_HTTP_DYNROUTE_METRICS_RULES
-                    && i < dmcf->tables.nelts; i++)
-        {
-            n += tp[i]->rules.size();
-        }
-
-        want.reserve(n);
         key.reserve(1024);
-        rules = 0;
 
-        for (i = 0; i < dmcf->tables.nelts; i++) {
-            want.push_back({'t', m::table_width, &tp[i]->name, NULL,
-                            &tp[i]->counters});
+        ngx_http_dynroute_metrics_wanted(dmcf, want, &rules, &variants);
 
-            if (dmcf->metrics != NGX_HTTP_DYNROUTE_METRICS_RULES) {
-                continue;
-            }
-
-            tp[i]->rule_counters.assign(tp[i]->rules.size(), NULL);
-            j = 0;
-
-            for (auto &rule : tp[i]->rules) {
-                want.push_back({'r', 1, &tp[i]->name, &rule.text,
-                                &tp[i]->rule_counters[j++]});
-                rules++;
-            }
-        }
-
-        variants = 0;
-
-        for (i = 0; i < dmcf->rollouts.nelts; i++) {
-            for (auto &v : rp[i]->variants) {
-                want.push_back({'v', m::variant_width, &rp[i]->name, &v.name,
-                                &v.counters});
-                variants++;
-            }
-        }
-
-        /* found again, or still to make */
-
-        missing = 0;
-
-        for (auto &w : want) {
-            ngx_http_dynroute_series_key(key, w);
-
-            k.data = reinterpret_cast<u_char *>(key.data());
-            k.len = key.size();
-            hash = ngx_crc32_long(k.data, k.len);
-
-            sn = ngx_str_rbtree_lookup(series, &k, hash);
-
-            if (sn) {
-                s = reinterpret_cast<ngx_http_dynroute_series_t *>(sn);
-                *w.ptr = ngx_http_dynroute_series_values(s);
-                continue;
-            }
-
-            *w.ptr = NULL;
-            missing += ngx_http_dynroute_series_size(key, w.width);
-        }
+        missing = ngx_http_dynroute_metrics_found(series, want, key);
 
         for (auto &w : want) {
             if (*w.ptr) {
                 continue;
             }
 
-            ngx_http_dynroute_series_key(key, w);
-            size = ngx_http_dynroute_series_size(key, w.width);
-
-            s = static_cast<ngx_http_dynroute_series_t *>(
-                    ngx_slab_calloc_locked(shpool, size));
+            s = ngx_http_dynroute_metrics_make(shpool, series, w, key);
 
             if (s == NULL) {
                 /* what the counters take, twice over: the slab
@@ -208,18 +264,7 @@ ngx_http_dynroute_metrics_init(ngx_http_dynroute_main_conf_t *dmcf,
                 return NGX_ERROR;
             }
 
-            missing -= size;
-
-            s->width = w.width;
-            s->sn.str.len = key.size();
-            s->sn.str.data = reinterpret_cast<u_char *>(
-                                 ngx_http_dynroute_series_values(s) + w.width);
-            ngx_memcpy(s->sn.str.data, key.data(), key.size());
-            s->sn.node.key = ngx_crc32_long(s->sn.str.data, s->sn.str.len);
-
-            ngx_rbtree_insert(series, &s->sn.node);
-
-            *w.ptr = ngx_http_dynroute_series_values(s);
+            missing -= ngx_http_dynroute_series_size(key, w.width);
         }
 
     } catch (const std::exception &e) {
