@@ -36,6 +36,7 @@
 #include <nlohmann/json.hpp>
 
 #include "fuzz_util.hpp"
+#include "name_ids.hpp"
 #include "runtime_hosts.hpp"
 #include "rollout.hpp"
 #include "snapshot.hpp"
@@ -127,27 +128,7 @@ bool inside(std::string_view v, const unsigned char *p, std::size_t n)
     return v.empty() || (v.data() >= b && v.data() + v.size() <= b + n);
 }
 
-// Names and their ids, as a zone gives them.
-struct Ids {
-    std::vector<std::string> names;
-    std::map<std::string, NameId, std::less<>> ids;
-
-    NameId operator()(std::string_view n)
-    {
-        auto it = ids.find(n);
-        if (it != ids.end()) {
-            return it->second;
-        }
-        names.emplace_back(n);
-        return ids[std::string(n)] = static_cast<NameId>(names.size() - 1);
-    }
-
-    std::string_view operator[](NameId id) const
-    {
-        return id < names.size() ? std::string_view(names[id])
-                                 : std::string_view();
-    }
-};
+using Ids = dynroute::NameIds;
 
 // Whatever the bytes of the two blocks: reading stays inside them and
 // returns.

@@ -7,26 +7,14 @@
 #include <string>
 #include <vector>
 
+#include "name_ids.hpp"
 #include "snapshot.hpp"
 
 using namespace dynroute;
 
 namespace {
 
-struct Ids {
-    std::vector<std::string> names;
-    std::map<std::string, NameId, std::less<>> ids;
-
-    NameId operator()(std::string_view n)
-    {
-        auto it = ids.find(n);
-        if (it != ids.end()) {
-            return it->second;
-        }
-        names.emplace_back(n);
-        return ids[std::string(n)] = static_cast<NameId>(names.size() - 1);
-    }
-};
+using Ids = NameIds;
 
 State sample()
 {
