@@ -1,7 +1,9 @@
 # tools/dynroutectl against a real nginx with the runtime API: every command
 # changes what the proxy does (checked with requests through it), failures
 # name the node and exit 1, and with several nodes one that is down does not
-# stop the others.  Everything listens on 127.0.0.1.
+# stop the others.  Before its first write to a node it checks that the URL
+# is a dynroute API: one that leads to an application behind proxy_pass gets
+# no write.  Everything listens on 127.0.0.1.
 use strict;
 use warnings;
 use lib 't/lib';
@@ -38,8 +40,8 @@ my ($dead) = free_ports(1);     # a port nothing listens on
 my $dead_api = "http://127.0.0.1:$dead/dynroute/";
 $r = ctl('--node', $dead_api, 'status');
 is($r->{exit}, 1, 'nothing listening: exit 1');
-like($r->{err}, qr/^dynroutectl: 127\.0\.0\.1:$dead: connection refused$/m,
-     'nothing listening: stderr names the node');
+like($r->{err}, qr/^dynroutectl: \Q$dead_api\E: connection refused$/m,
+     'nothing listening: stderr names the URL tried');
 is($r->{out}, '', 'nothing listening: nothing on stdout');
 
 # ---- one node -------------------------------------------------------------
@@ -51,10 +53,22 @@ spew("$dir/htpasswd", "ops:{PLAIN}secret\n");
 # goes to the rollout checkout (stable service_a *, canary service_b 0%, key
 # X-User), other hosts to service_a; the API at /dynroute/, readiness at /ready.
 # Here with a state file, room for 5001 hosts, and two more API locations:
-# read-only, and behind a password instead of an address.
+# read-only, and behind a password instead of an address; and /app/, an
+# application behind proxy_pass that answers every request with JSON much
+# like the API's state and logs what it receives.
+my ($app_port) = free_ports(1);
 my $srv = start_nginx(tools_node(
     zone   => 'routes 32m state=$TEST_NGINX_PREFIX/dynroute.state',
+    http   => <<"HTTP",
+    server {
+        listen 127.0.0.1:$app_port;
+        access_log \$TEST_NGINX_PREFIX/logs/app.log;
+        default_type application/json;
+        return 200 '{"generation": 1, "draining": false, "zone": "routes", "tables": {}, "rollouts": {}, "hosts": {}}';
+    }
+HTTP
     config => <<"CONF"));
+    location /app/      { proxy_pass http://127.0.0.1:$app_port; }
     location /monitor/  { allow 127.0.0.1; deny all; dynroute_api write=off; }
     location /secured/ {
         auth_basic            "dynroute";
@@ -129,6 +143,8 @@ is_deeply(spread(20), { 'service_a canary' => 20 },
 
 $r = api('primary', 'checkout', 'canary');
 is($r->{exit}, 0, 'primary: exit 0');
+like($r->{out}, qr/^\Q$node\E: ok, generation \d+, primary canary, stable 0% service_a, canary 100% service_a\n\z/,
+     'primary: prints the new primary');
 is(json_of(api('--json', 'show', 'checkout')->{out})->{primary}, 'canary',
    'primary: the canary is the primary');
 
@@ -161,7 +177,8 @@ is($r->{exit}, 0, 'host rm: exit 0');
 is(host_answer('tenant1.example.com'), "service_a\n", 'host rm: back to the default');
 $r = api('host', 'rm', 'tenant1.example.com');
 is($r->{exit}, 1, 'host rm of an unknown host: exit 1');
-like($r->{err}, qr/^dynroutectl: \Q$node\E: 404 /m, 'host rm of an unknown host: 404');
+like($r->{err}, qr/^dynroutectl: \Q${api}\Ehosts\/tenant1\.example\.com: 404 /m,
+     'host rm of an unknown host: the URL tried, 404');
 
 # host import: 5001 hosts, two requests
 spew("$dir/hosts", join '', "# bulk\n", map { "bulk$_.example.com service_b\n" } 1 .. 5001);
@@ -191,16 +208,18 @@ is($res->{status}, 404, 'the API: an unknown rollout is a 404');
 $r = api('show', 'nope');
 is($r->{exit}, 1, 'show of an unknown rollout: exit 1');
 ok(defined $text && length $text
-       && index($r->{err}, "dynroutectl: $node: 404 Not Found: $text") == 0,
-   "show of an unknown rollout: the node, the status and the API's error text")
+       && index($r->{err}, "dynroutectl: ${api}rollouts/nope: 404 Not Found: $text") == 0,
+   "show of an unknown rollout: the URL tried, the status and the API's error text")
     or diag("stderr: $r->{err}");
 $r = api('set-weights', 'nope', 'a=100');
 is($r->{exit}, 1, 'set-weights of an unknown rollout: exit 1');
-like($r->{err}, qr/^dynroutectl: \Q$node\E: 404 Not Found: \S/, 'set-weights of an unknown rollout: 404 and a text');
+like($r->{err}, qr/^dynroutectl: \Q${api}\Erollouts\/nope: 404 Not Found: \S/,
+     'set-weights of an unknown rollout: the URL, 404 and a text');
 
 $r = api('set-weights', 'checkout', 'stable=60', 'canary=60');
 is($r->{exit}, 1, 'weights over 100%: exit 1');
-like($r->{err}, qr/^dynroutectl: \Q$node\E: 400 Bad Request: \S/, 'weights over 100%: 400 and a text');
+like($r->{err}, qr/^dynroutectl: \Q${api}\Erollouts\/checkout: 400 Bad Request: \S/,
+     'weights over 100%: the URL, 400 and a text');
 is(json_of(api('--json', 'show', 'checkout')->{out})->{variants}{stable}{weight}, 100,
    'weights over 100%: nothing changed');
 
@@ -227,12 +246,46 @@ is(ctl('--node', "http://$node/secured/", '--user', 'ops:secret', 'drain')->{exi
 is(http_get($srv, '/ready')->{status}, 503, 'auth_basic with --user: the node drains');
 api('ready');
 
+# a weight the API refuses: the message offers what it takes ("*", the
+# rest, is the configuration's only)
+for my $weight ('"abc"', '"*"') {
+    my $body = qq({"weights": {"stable": 100, "canary": $weight}});
+    my $res = http_raw($srv, "PATCH /dynroute/rollouts/checkout HTTP/1.1\r\n"
+        . "Host: localhost\r\nContent-Type: application/json\r\n"
+        . "Content-Length: " . length($body) . "\r\nConnection: close\r\n\r\n$body");
+    is($res->{status}, 400, "the API, weight $weight: 400");
+    is(eval { JSON::PP->new->decode($res->{body})->{error} },
+       'the weight of variant "canary" must be a number of percent from 0 to 100, '
+       . qq(like 25 or 12.5, or a string such as "12.5%", not $weight),
+       "the API, weight $weight: says what it takes, and no \"*\"");
+}
+
+# a --node that leads to an application, not to the API: no write reaches it
+my $app = "http://$node/app/";
+for my $cmd (['set-weights', 'checkout', 'canary=100'], ['flip', 'checkout', 'canary', 'service_a'],
+             ['primary', 'checkout', 'canary'], ['reset', 'checkout'], ['drain'], ['ready'],
+             ['host', 'add', 'x.example.com', 'service_b'], ['host', 'rm', 'x.example.com'],
+             ['host', 'import', "$dir/hosts"]) {
+    $r = ctl('--node', $app, @$cmd);
+    is($r->{exit}, 1, "@$cmd to an application: exit 1");
+    is($r->{err}, "dynroutectl: $app: answers GET, but not as a dynroute API does (the "
+                  . "state, with an ETag of its generation): is it the location of "
+                  . "dynroute_api? Nothing was written\n",
+       "@$cmd to an application: refused, and says why") or diag($r->{err});
+}
+my @app_requests = map { /"(\S+) (\S+)/ ? "$1 $2" : $_ }
+                   split /\n/, slurp("$srv->{prefix}/logs/app.log");
+is(scalar(grep { m{^GET /app/$} } @app_requests), 9,
+   'the application: the GET of each command reached it');
+is_deeply([ grep { !/^GET / } @app_requests ], [],
+          'the application: no write reached it') or diag(explain(\@app_requests));
+
 # ---- two nodes, one of them down ------------------------------------------
 
 $r = ctl('--node', $dead_api, '--node', $api, 'set-weights', 'checkout', 'stable=0', 'canary=100');
 is($r->{exit}, 1, 'two nodes, the first down: exit 1');
-like($r->{err}, qr/^dynroutectl: 127\.0\.0\.1:$dead: connection refused$/m,
-     'two nodes, the first down: stderr names it');
+like($r->{err}, qr/^dynroutectl: \Q$dead_api\E: connection refused$/m,
+     'two nodes, the first down: stderr names the URL tried');
 like($r->{out}, qr/^\Q$node\E: ok, generation \d+, /, 'two nodes, the first down: the second is done');
 is_deeply(spread(10), { 'service_b canary' => 10 },
           'two nodes, the first down: the second node routes by the new weights');
@@ -243,7 +296,8 @@ is_deeply(spread(10), { 'service_b canary' => 10 },
 }
 is($r->{exit}, 1, 'DYNROUTE_NODES, the second down: exit 1');
 like($r->{out}, qr/^\Q$node\E: ok, /, 'DYNROUTE_NODES, the second down: the first is done');
-like($r->{err}, qr/127\.0\.0\.1:$dead: connection refused/, 'DYNROUTE_NODES, the second down: stderr names it');
+like($r->{err}, qr/^dynroutectl: \Q$dead_api\E: connection refused$/m,
+     'DYNROUTE_NODES, the second down: stderr names the URL tried');
 is_deeply(spread(10), { 'service_a stable' => 10 }, 'DYNROUTE_NODES: the reset took effect');
 
 error_log_ok(stop_nginx($srv), 'no alert/crit/crash');

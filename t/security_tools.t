@@ -122,8 +122,8 @@ is_deeply(other_saw(), [], 'another host: nothing before the tests');
 
 my $r = ctl('--node', "$http_node/redirect/", '--user', 'ops:secret', 'status');
 is($r->{exit}, 1, 'a node that redirects: status exits 1');
-like($r->{err}, qr{^dynroutectl: 127\.0\.0\.1:\d+: 302 Moved Temporarily: a redirect to http://\Q$other\E/stolen/, not followed: the API never redirects}m,
-     'a node that redirects: stderr names the status and the Location') or diag($r->{err});
+like($r->{err}, qr{^dynroutectl: \Q$http_node\E/redirect/: 302 Moved Temporarily: a redirect to http://\Q$other\E/stolen/, not followed: the API never redirects}m,
+     'a node that redirects: stderr names the URL tried, the status and the Location') or diag($r->{err});
 is($r->{out}, '', 'a node that redirects: nothing on stdout');
 is_deeply(other_saw(), [], 'a node that redirects: the other host received nothing (no Authorization)');
 

@@ -233,20 +233,27 @@ std::uint32_t weight_value(const std::string &variant, const input &v)
         return json_weight(variant, v.get<double>());
     }
 
+    // what the API takes ("*", the rest, is the configuration's only)
+    std::string why = "the weight of variant " + dynroute::quoted(variant)
+                      + " must be a number of percent from 0 to 100, like "
+                        "25 or 12.5, or a string such as \"12.5%\"";
+
     if (v.is_string()) {
+        const std::string &text = v.get_ref<const std::string &>();
+
         try {
-            WeightSpec w = parse_weight(v.get_ref<const std::string &>());
+            WeightSpec w = parse_weight(text);
             if (!w.rest) {
                 return w.value;
             }
-        } catch (const ConfigError &e) {
-            throw ApiError(400, "variant " + dynroute::quoted(variant) + ": "
-                                + e.what());
+        } catch (const ConfigError &) {
+            // said below, with what the API takes
         }
+
+        why += ", not " + dynroute::quoted(text);
     }
 
-    throw ApiError(400, "the weight of variant " + dynroute::quoted(variant)
-                        + " must be a number of percent, like 25 or 12.5");
+    throw ApiError(400, why);
 }
 
 const std::string &string_field(const input &v, const std::string &what)
