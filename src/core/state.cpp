@@ -984,6 +984,8 @@ std::string render_state(const State &state, const Schema &schema,
         {"zone", std::string(zone)},
         {"tables", std::move(tables)},
         {"rollouts", std::move(rollouts)},
+        // what a flip may name (a fleet's tools check changes against it)
+        {"upstreams", schema.upstreams},
     };
 
     if (state.fleet.set) {

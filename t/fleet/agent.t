@@ -149,8 +149,17 @@ $r = ctl('--wait', 'ready', 'n1');
 is($r->{exit}, 0, 'ready n1 --wait: exit 0') or diag(Test::More::explain($r));
 is(http_get($srv, '/ready')->{status}, 200, 'ready n1: readiness answers 200');
 
+$r = ctl('drain', 'n2');
+is($r->{exit}, 1, 'drain n2, no such node: exit 1');
+is($r->{err}, 'dynroutectl: not written to etcd: no node "n2": no agent of that name is '
+              . "registered under /dynroute/agents/ (registered: n1)\n",
+   'drain n2, no such node: refused before the write, and says why');
+is(etcdctl($etcd, 'get', '--print-value-only', '/dynroute/nodes/n2/drain')->{out}, '',
+   'drain n2, no such node: nothing in etcd');
+# a node etcd has a drain flag of is known, with or without its agent
+$r = etcdctl($etcd, 'put', '/dynroute/nodes/n2/drain', 'false');
 $r = ctl('--wait', '--timeout', '0.5', 'drain', 'n2');
-is($r->{exit}, 1, 'drain n2 --wait, no such agent: exit 1');
+is($r->{exit}, 1, 'drain n2 --wait, a flag but no agent: exit 1');
 like($r->{err}, qr/^dynroutectl: after 0\.5 s, 1 of 1 agents lag behind revision \d+: n2 not registered$/m,
      'drain n2 --wait: the lagging node is named') or diag($r->{err});
 is(http_get($srv, '/ready')->{status}, 200, 'drain n2: n1 still ready');
@@ -181,10 +190,16 @@ is($r->{exit}, 0, 'reset of the malformed rollout: exit 0') or diag(Test::More::
 is_deeply(spread(10), { 'service_a stable' => 10 }, 'reset: back to the configuration');
 
 $r = ctl('--wait', 'flip', 'checkout', 'canary', 'no_such_upstream');
-is($r->{exit}, 1, 'a flip nginx refuses: --wait exits 1');
-like($r->{err}, qr/^dynroutectl: revision \d+ reached every agent, but n1 refused it: 400 \S/m,
-     'a flip nginx refuses: --wait names the node, the status and the text') or diag($r->{err});
-ok(agent_log_has(qr{/dynroute/rollouts/checkout: refused: 400 }), 'a flip nginx refuses: logged');
+is($r->{exit}, 1, 'a flip to an upstream the node does not have: exit 1');
+is($r->{err}, 'dynroutectl: not written to etcd: /dynroute/rollouts/checkout upstreams.canary: '
+              . 'upstream "no_such_upstream" is unknown to n1 (what the agents report under '
+              . "/dynroute/agents/)\n",
+   'a flip to an upstream the node does not have: refused before the write');
+$r = ctl('--wait', 'set-weights', 'checkout', 'stable=60', 'canary=60');
+is($r->{exit}, 1, 'weights nginx refuses: --wait exits 1');
+like($r->{err}, qr/^dynroutectl: revision \d+ reached every agent, but n1 refused weights: 400 \S/m,
+     'weights nginx refuses: --wait names the node, the part, the status and the text') or diag($r->{err});
+ok(agent_log_has(qr{/dynroute/rollouts/checkout: refused weights: 400 }), 'weights nginx refuses: logged');
 $r = ctl('--wait', 'host', 'add', 'tenant3.example.com', 'service_c');
 is($r->{exit}, 0, 'the change after the refused one: exit 0') or diag(Test::More::explain($r));
 is(host_answer('tenant3.example.com'), "service_c\n", 'the change after the refused one applies');
@@ -199,6 +214,10 @@ is_deeply([ map { $_->{key} } @{ $agent->{errors} // [] } ],
 
 $r = ctl('--wait', 'flip', 'checkout', 'canary', 'service_b');
 is($r->{exit}, 0, 'flip back to an upstream nginx has') or diag(Test::More::explain($r));
+like($r->{out}, qr/^etcd: ok, revision \d+, \/dynroute\/rollouts\/checkout \{"upstreams":\{"canary":"service_b"\}\}$/m,
+     'the flip: the weights n1 refused are not written again');
+like($r->{err}, qr/^dynroutectl: left out of \/dynroute\/rollouts\/checkout what it had before and nodes cannot apply: weights: n1 refused it: 400 \S/,
+     'the flip: says what it left out, and why');
 my $seen = json_of(ctl('--json', 'show', 'checkout')->{out})->{revision};
 ok($seen, 'show --json: the revision of the object');
 $r = ctl('set-weights', 'checkout', 'stable=50', 'canary=50');
