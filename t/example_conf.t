@@ -65,7 +65,7 @@ for my $c (@cases) {
         unless $rule eq 'ip';
     like($res->{body}, $body, "$host: body");
     is($res->{headers}{'x-dynroute-variant'}[0], $variant,
-       "$host $extra: variant $variant") if $variant;
+       "$host " . ($extra // "") . ": variant $variant") if $variant;
 }
 
 # the rollout is sticky: a client keeps its variant
