@@ -342,6 +342,11 @@ for my $tool (sort keys %man) {
         or diag("ExecStart: " . ($exec // 'none'));
     like($unit, qr/^Documentation=man:dynroute-agent\(8\)/m,
          "the unit's Documentation= is $page");
+    is(text_of("$root/debian/dynroute-tools.dynroute-agent.service"), $unit,
+       'the unit the package installs is tools/systemd/dynroute-agent.service');
+    ok($unit !~ m{^Documentation=.*/usr/share/doc/}m,
+       "the unit's Documentation= names no file under /usr/share/doc "
+       . '(dh_compress renames them .gz)');
 }
 
 # groff, as man and lintian run it, renders each page without a warning

@@ -1,12 +1,12 @@
 # nginx.conf.example is the quick start: it must pass nginx -t and route as
 # the README, docs/ngx_http_dynroute_module.md and `make demo` say.  It runs
-# here on free ports instead of the fixed 8080/9001/9002.
+# here on free ports instead of the fixed 8080 and 9001 to 9004.
 use strict;
 use warnings;
 use Cwd ();
 use lib 't/lib';
 use Test::Nginx::Dynroute;
-use Test::Nginx::Dynroute::Proc qw(slurp);
+use Test::Nginx::Dynroute::Proc qw(slurp free_ports);
 
 my ($module) = grep { length } split ' ',
     (defined $ENV{TEST_NGINX_LOAD_MODULES} ? $ENV{TEST_NGINX_LOAD_MODULES}
@@ -24,6 +24,10 @@ like($conf, qr/^load_module modules\/ngx_http_dynroute_module\.so;$/m,
 $conf =~ s/127\.0\.0\.1:8080/127.0.0.1:\$TEST_NGINX_SERVER_PORT/g;
 $conf =~ s/127\.0\.0\.1:9001/127.0.0.1:\$TEST_NGINX_PORT2/g;
 $conf =~ s/127\.0\.0\.1:9002/127.0.0.1:\$TEST_NGINX_PORT3/g;
+my ($blue_port, $green_port) = free_ports(2);
+$conf =~ s/127\.0\.0\.1:9003/127.0.0.1:$blue_port/g;
+$conf =~ s/127\.0\.0\.1:9004/127.0.0.1:$green_port/g;
+unlike($conf, qr/127\.0\.0\.1:(?:8080|900\d)\b/, 'every fixed port of the example is replaced');
 
 my $srv = start_nginx(
     conf    => $conf,
@@ -46,6 +50,8 @@ my @cases = (
     ['shop.example.com X-Canary: always', 'shop.example.com', qr/^service_b answered/, 'canary'],
     ['shop.example.com X-Canary: never',  'shop.example.com', qr/^service_a answered/, 'stable'],
     ['shop.example.com Cookie: canary=canary', 'shop.example.com', qr/^service_b answered/, 'canary'],
+    ['site.example.com',   'site.example.com',            qr/^blue answered for site\.example\.com$/, 'live'],
+    ['site.example.com X-Preview: preview', 'site.example.com', qr/^green answered/, 'preview'],
 );
 
 for my $c (@cases) {
@@ -59,7 +65,7 @@ for my $c (@cases) {
         unless $rule eq 'ip';
     like($res->{body}, $body, "$host: body");
     is($res->{headers}{'x-dynroute-variant'}[0], $variant,
-       "$host $extra: variant $variant") if $variant;
+       "$host " . ($extra // "") . ": variant $variant") if $variant;
 }
 
 # the rollout is sticky: a client keeps its variant
@@ -111,6 +117,21 @@ is(join(',', keys %variants), 'canary', 'the runtime API: every client on the ca
 $res = http_raw($srv, "DELETE /dynroute/rollouts/shop HTTP/1.1\r\nHost: localhost\r\n"
                     . "Connection: close\r\n\r\n");
 like($res->{body}, qr/"runtime":false/, 'the runtime API: back to the configured weights');
+
+# blue/green: the colours swapped in one change, then back
+$res = http_raw($srv, "PATCH /dynroute/rollouts/site HTTP/1.1\r\nHost: localhost\r\n"
+                    . "Content-Type: application/json\r\nContent-Length: 57\r\n"
+                    . "Connection: close\r\n\r\n"
+                    . '{"upstreams":{"live":"site_green","preview":"site_blue"}}');
+is($res->{status}, 200, 'blue/green: the flip is accepted') or diag($res->{body});
+like(http_get($srv, '/', { Host => 'site.example.com', Cookie => 'uid=u1' })->{body},
+     qr/^green answered/, 'blue/green: live traffic on green after the flip');
+like(http_get($srv, '/', { Host => 'site.example.com', 'X-Preview' => 'preview' })->{body},
+     qr/^blue answered/, 'blue/green: the preview on blue, the next idle colour');
+$res = http_raw($srv, "DELETE /dynroute/rollouts/site HTTP/1.1\r\nHost: localhost\r\n"
+                    . "Connection: close\r\n\r\n");
+like(http_get($srv, '/', { Host => 'site.example.com' })->{body},
+     qr/^blue answered/, 'blue/green: reset, live on blue again');
 
 # the metrics and the JSON access log of the example
 $res = http_get($srv, '/dynroute/metrics');

@@ -273,6 +273,9 @@ not start, no complete response, harness error).
     # runs a complete configuration file of your own instead of the generated
     # layout ($TEST_NGINX_* substituted; globals go to nginx -g; links are
     # symlinks made inside the prefix first).
+    my $srv = start_nginx(conf => $conf, port => 8080);
+    # a configuration that listens on a fixed port of its own: start_nginx
+    # waits for that port instead of $TEST_NGINX_SERVER_PORT
     my $res = http_get($srv, $path, \%headers, $timeout);
     # {status, reason, protocol, headers => {lc name => [values]}, body,
     #  raw, error}; HTTP/1.1, Host from %headers or localhost,
@@ -477,6 +480,7 @@ sub _prepare_server() {
     symlink '/usr/lib/nginx/modules', "$prefix/modules"
         if length($ENV{TEST_NGINX_INCLUDE_MODULES} // '');
     my ($p1, $p2, $p3) = free_ports(3);
+    $p1 = $a{port} if defined $a{port};
     my $srv = {
         prefix      => $prefix,
         port        => $p1,

@@ -1,0 +1,215 @@
+# The shell examples of README.md and docs/*.md run as written against the
+# demo (`make demo`: nginx.conf.example).
+#
+# The convention: a command example is a fenced block marked ```sh (the
+# commands run; each must exit 0) or ```console (lines starting with "$ "
+# are commands, the lines after each are its output, stdout and stderr
+# together; "..." in an output line matches any text, a line "..." alone
+# any lines).  A command continues on the next line after a trailing "\"
+# or inside an open single quote.  Commands run one by one in bash, in
+# order, in a scratch directory with the source tree's tools/ beside them
+# (as from the top of the tree); an `export` stays in effect for the rest
+# of its page, as in the reader's shell.  Each page gets a fresh nginx of
+# the demo's configuration in a private prefix, on the demo's own ports
+# (8080, 9001 to 9004), or, when one of them is busy, on free ones written
+# into the configuration, the commands and the outputs alike.
+#
+# A command anywhere else (an indented block, a fence without a language)
+# fails, and so does a ```sh or ```console block that cannot run against
+# the demo unless %EXCLUDED below lists it with the reason.
+use strict;
+use warnings;
+use Cwd ();
+use Encode ();
+use IO::Socket::IP;
+use lib 't/lib';
+use Test::Nginx::Dynroute;
+use Test::Nginx::Dynroute::Proc qw(slurp free_ports run_cmd);
+
+my ($module) = grep { length } split ' ',
+    (defined $ENV{TEST_NGINX_LOAD_MODULES} ? $ENV{TEST_NGINX_LOAD_MODULES}
+                                           : 'build/ngx_http_dynroute_module.so');
+
+if (!$module || $module !~ /ngx_http_dynroute_module\.so$/) {
+    Test::More::plan(skip_all => 'the demo loads the dynamic module');
+}
+
+my $root = Cwd::getcwd();
+my @pages = ('README.md', sort glob 'docs/*.md');
+
+# file => [ [ qr/the block's first line/, 'why it does not run here' ] ]
+my %EXCLUDED = (
+    'README.md' => [
+        [ qr/^make demo$/,
+          'the quick start itself: this test starts the demo nginx of make demo' ],
+        [ qr/^make deb$/,
+          'installs packages and starts Debian\'s nginx: make test-deb does that' ],
+    ],
+    'docs/fleet.md' => [
+        [ qr/^# etcd \(each member\): TLS/,
+          'a production etcd with TLS on 10.0.0.1: t/fleet/tls.t runs that setup' ],
+        [ qr/^dynroutectl --etcd http:\/\/10\.0\.0\.1/,
+          'needs etcd and agents: t/fleet/agent.t runs each command' ],
+        [ qr/^export DYNROUTE_ETCD_PASSWORD/,
+          'needs etcd with TLS: t/fleet/tls.t runs that command' ],
+    ],
+);
+
+# ---- reading the pages -------------------------------------------------------
+
+my $command_word = qr{(?:curl|dynroutectl|tools/dynroutectl|dynroute-agent|make|
+                         nginx|apt-get|apt|etcd|etcdctl|systemctl|export|prove|
+                         sudo|install)}x;
+# a command, not a synopsis ("dynroutectl [--node URL]...") or a log line
+my $command_line = qr{^\s*(?:\$\s+)?$command_word(?:\s+(?!\[)|$)};
+
+my (@blocks, @strays);
+for my $page (@pages) {
+    my @lines = split /\n/, Encode::decode('UTF-8', slurp($page));
+    my ($fence, $n, $prev) = (undef, 0, '');
+    for my $line (@lines) {
+        $n++;
+        if (!$fence && $line =~ /^```(\S*)\s*$/) {
+            $fence = { page => $page, line => $n, lang => $1, lines => [] };
+        } elsif ($fence && $line =~ /^```\s*$/) {
+            if ($fence->{lang} =~ /^(?:sh|console)$/) {
+                push @blocks, $fence;
+            } elsif ($fence->{lang} =~ /^(?:|text)$/) {
+                push @strays, map { "$page:$fence->{line}: $_" }
+                              grep { /$command_line/ } @{ $fence->{lines} };
+            }
+            undef $fence;
+        } elsif ($fence) {
+            push @{ $fence->{lines} }, $line;
+        } elsif ($line =~ /^ {4,}\S/ && $prev =~ /^(?:\s*| {4,}\S.*)$/
+                 && $line =~ $command_line) {
+            push @strays, "$page:$n: $line";
+        }
+        $prev = $fence ? '' : $line;
+    }
+    ok(!$fence, "$page: every fence is closed");
+}
+
+ok(!@strays, 'every command example is a ```sh or ```console block')
+    or diag(join "\n", 'not in one:', @strays);
+
+# Splits a block into commands: [text, expected output lines or undef].
+sub commands_of {
+    my ($block) = @_;
+    my $console = $block->{lang} eq 'console';
+    my (@cmds, $open);
+    for my $line (@{ $block->{lines} }) {
+        if ($open) {
+            $cmds[-1][0] .= "\n$line";
+        } elsif ($console && $line =~ /^\$ (.*)$/) {
+            push @cmds, [$1, []];
+        } elsif ($console) {
+            push @{ $cmds[-1][1] }, $line if @cmds;
+            next;
+        } elsif ($line =~ /^\s*(?:#.*)?$/) {
+            next;
+        } else {
+            push @cmds, [$line, undef];
+        }
+        my $text = $cmds[-1][0];
+        my $quotes = () = $text =~ /'/g;
+        $open = ($text =~ /\\$/ || $quotes % 2) ? 1 : 0;
+    }
+    return @cmds;
+}
+
+# ---- which blocks run --------------------------------------------------------
+
+my %runs;                               # page => [blocks]
+my %used;
+for my $block (@blocks) {
+    my ($first) = grep { /\S/ } @{ $block->{lines} };
+    $first = '' unless defined $first;
+    (my $cmd = $first) =~ s/^\$ //;
+    my @why = grep { $cmd =~ $_->[0] } @{ $EXCLUDED{ $block->{page} } || [] };
+    if (@why) {
+        $used{"$block->{page} $why[0][0]"}++;
+        note("$block->{page}:$block->{line}: not run: $why[0][1]");
+        next;
+    }
+    push @{ $runs{ $block->{page} } }, $block;
+}
+for my $page (sort keys %EXCLUDED) {
+    for my $x (@{ $EXCLUDED{$page} }) {
+        is($used{"$page $x->[0]"} // 0, 1,
+           "$page: the exclusion $x->[0] names one block ($x->[1])");
+    }
+}
+ok(scalar(keys %runs) >= 3, 'README.md and docs/ have examples that run')
+    or diag(join ' ', sort keys %runs);
+
+# ---- the demo ----------------------------------------------------------------
+
+my $example = slurp('nginx.conf.example') or die "nginx.conf.example: missing\n";
+my @demo_ports = (8080, 9001 .. 9004);
+is_deeply([sort { $a <=> $b } $example =~ /listen\s+127\.0\.0\.1:(\d+);/g],
+          \@demo_ports, 'the demo listens on 8080 and 9001 to 9004');
+
+# a demo port in use (a `make demo` running, another test): free ones instead
+my %port = map { $_ => $_ } @demo_ports;
+if (grep { !port_free($_) } @demo_ports) {
+    my @free = free_ports(scalar @demo_ports);
+    @port{@demo_ports} = @free;
+    note('demo ports busy; running on ' . join ' ', @free);
+}
+
+sub port_free {
+    my ($p) = @_;
+    my $s = IO::Socket::IP->new(LocalHost => '127.0.0.1', LocalPort => $p,
+                                Proto => 'tcp', Listen => 1, ReuseAddr => 1);
+    return $s ? 1 : 0;
+}
+
+sub ports {
+    my ($text) = @_;
+    $text =~ s/\b127\.0\.0\.1:(\d+)\b/'127.0.0.1:' . ($port{$1} \/\/ $1)/ge;
+    return $text;
+}
+
+sub output_regex {
+    my (@expected) = @_;
+    my @parts = map {
+        $_ eq '...' ? '(?:[^\n]*\n)*?'
+                    : join('.*?', map { quotemeta } split /\.\.\./, $_, -1) . '\n'
+    } map { ports($_) } @expected;
+    return qr/\A@{[ join '', @parts ]}\z/s;
+}
+
+for my $page (@pages) {
+    my $blocks = $runs{$page} or next;
+    my $srv = start_nginx(
+        conf    => ports($example),
+        port    => $port{8080},
+        globals => 'daemon off;' . ($> == 0 ? ' user root;' : ''),
+        links   => { 'modules/ngx_http_dynroute_module.so' => Cwd::abs_path($module),
+                     'cwd/tools' => "$root/tools" },
+    );
+    my $cwd = "$srv->{prefix}/cwd";
+    my @exports;
+
+    for my $block (@$blocks) {
+        for my $c (commands_of($block)) {
+            my ($cmd, $expected) = @$c;
+            my $run = ports($cmd);
+            my $name = "$page:$block->{line}: $cmd";
+            my $res = run_cmd({ timeout => 30 }, 'bash', '-c',
+                join "\n", "cd \Q$cwd\E || exit 99", 'exec 2>&1', 'set -o pipefail',
+                           @exports, $run);
+            is($res->{exit}, 0, "$name: exits 0") or diag($res->{out});
+            push @exports, $run if $run =~ /^export\s/;
+            next unless $expected;
+            (my $out = $res->{out}) =~ s/\n?\z/\n/;
+            $out = '' if $res->{out} eq '';
+            like($out, output_regex(@$expected), "$name: the output shown")
+                or diag("expected:\n" . join("\n", @$expected));
+        }
+    }
+    error_log_ok(stop_nginx($srv), "$page: the demo ran the examples without alert/crit/crash");
+}
+
+done_testing();
