@@ -403,3 +403,93 @@ B.example.com  u;
 --- must_die
 --- error_log eval
 qr/\[emerg\] .*host "B\.example\.com" conflicts with "b\.example\.com" in dynroute table "edge", defined in \S+\/hosts-1\.conf:2 in \S+\/hosts-2\.conf:3$/m
+
+
+
+=== TEST 30: a missing ";" is named on the line that lacks it, not the next
+--- http_config
+upstream u { server 127.0.0.1:1; }
+dynroute_table edge {
+    a.example.com  u;
+    b.example.com  u
+    c.example.com  u;
+}
+--- must_die
+--- error_log eval
+qr/\[emerg\] missing ";" after "b\.example\.com u" in dynroute table "edge" in \S+nginx\.conf:6$/m
+
+
+
+=== TEST 31: a missing ";" on the first line of the block, before a comment and a blank line
+--- http_config
+upstream u { server 127.0.0.1:1; }
+dynroute_table edge {   # the edge's hosts; one a line
+    a.example.com  u    # the first
+    # b.example.com  u;
+
+    "c.example.com"  u;
+}
+--- must_die
+--- error_log eval
+qr/\[emerg\] missing ";" after "a\.example\.com u" in dynroute table "edge" in \S+nginx\.conf:5$/m
+
+
+
+=== TEST 32: a missing ";" in an included file, on its first line and after others
+--- http_config
+upstream u { server 127.0.0.1:1; }
+dynroute_table edge {
+    a.example.com  u;
+    include  $TEST_NGINX_HTML_DIR/hosts-*.conf;
+}
+--- user_files
+>>> hosts-1.conf
+b.example.com  u;
+c.example.com  u;
+>>> hosts-2.conf
+d.example.com  u
+default        u;
+--- must_die
+--- error_log eval
+qr/\[emerg\] missing ";" after "d\.example\.com u" in dynroute table "edge" in \S+\/hosts-2\.conf:1$/m
+
+
+
+=== TEST 33: a missing ";" between two rules on one line
+--- http_config
+upstream u { server 127.0.0.1:1; }
+dynroute_table edge {
+    a.example.com  u;
+
+    b.example.com  u  *.example.com  u;
+}
+--- must_die
+--- error_log eval
+qr/\[emerg\] missing ";" after "b\.example\.com u" in dynroute table "edge" in \S+nginx\.conf:7$/m
+
+
+
+=== TEST 34: four parameters on one line whose third is no host are not taken for a missing ";"
+--- http_config
+upstream u { server 127.0.0.1:1; }
+dynroute_table edge {
+    a.example.com  u  x/y  u;
+}
+--- must_die
+--- error_log eval
+qr/\[emerg\] invalid number of parameters in dynroute table "edge": expected a host pattern and a target in \S+nginx\.conf:5$/m
+
+
+
+=== TEST 35: a missing ";" across what nginx reads of a file at a time (4 KB) is named on its line
+--- http_config
+upstream u { server 127.0.0.1:1; }
+dynroute_table edge {
+    include  $TEST_NGINX_HTML_DIR/hosts.conf;
+}
+--- user_files eval
+# lines of 21 bytes: line 195 ends at byte 4095, the next rule crosses 4096
+[['hosts.conf', join('', map { sprintf("h%03d.example.com  u%s\n", $_, $_ == 195 ? '' : ';') } 1 .. 400)]]
+--- must_die
+--- error_log eval
+qr/\[emerg\] missing ";" after "h195\.example\.com u" in dynroute table "edge" in \S+\/hosts\.conf:195$/m
