@@ -67,8 +67,9 @@ static ngx_command_t  ngx_http_dynroute_commands[] = {
       0,
       NULL },
 
+    /* taken in http{} too, only to say where it belongs */
     { ngx_string("dynroute"),
-      NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_dynroute,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,

@@ -631,6 +631,12 @@ ngx_http_dynroute_add_capture(ngx_conf_t *cf, const dynroute::NamedGroup &g,
 }
 
 
+/*
+ * "dynroute NAME | off" in a server or a location.  Taken in http{} only to
+ * refuse it there with where it belongs: nginx's "is not allowed here"
+ * does not say.
+ */
+
 char *
 ngx_http_dynroute(ngx_conf_t *cf, ngx_command_t *cmd, void *conf) noexcept
 {
@@ -641,11 +647,30 @@ ngx_http_dynroute(ngx_conf_t *cf, ngx_command_t *cmd, void *conf) noexcept
     ngx_http_dynroute_use_t        *use, **up;
     ngx_http_dynroute_main_conf_t  *dmcf;
 
+    value = static_cast<ngx_str_t *>(cf->args->elts);
+
+    if (cf->cmd_type == NGX_HTTP_MAIN_CONF
+        && ngx_http_dynroute_is(value[1], "off"))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"dynroute\" is allowed in server and location "
+                           "only, not in http: \"dynroute off;\" is the "
+                           "default there");
+        return NGX_HTTP_DYNROUTE_CONF_ERROR;
+    }
+
+    if (cf->cmd_type == NGX_HTTP_MAIN_CONF) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"dynroute\" is allowed in server and location "
+                           "only, not in http: put \"dynroute %V;\" in the "
+                           "server{} or location{} blocks it is for",
+                           &value[1]);
+        return NGX_HTTP_DYNROUTE_CONF_ERROR;
+    }
+
     if (dlcf->use != NGX_CONF_UNSET_PTR) {
         return const_cast<char *>("is duplicate");
     }
-
-    value = static_cast<ngx_str_t *>(cf->args->elts);
 
     if (ngx_http_dynroute_is(value[1], "off")) {
         dlcf->use = NULL;

@@ -493,3 +493,37 @@ dynroute_table edge {
 --- must_die
 --- error_log eval
 qr/\[emerg\] missing ";" after "h195\.example\.com u" in dynroute table "edge" in \S+\/hosts\.conf:195$/m
+
+
+
+=== TEST 36: dynroute in http{} says where it belongs
+--- http_config
+upstream u { server 127.0.0.1:1; }
+dynroute_table edge { default u; }
+dynroute edge;
+--- must_die
+--- error_log eval
+qr/\[emerg\] "dynroute" is allowed in server and location only, not in http: put "dynroute edge;" in the server\{\} or location\{\} blocks it is for in \S+nginx\.conf:5$/m
+
+
+
+=== TEST 37: dynroute off in http{} too
+--- http_config
+dynroute off;
+--- must_die
+--- error_log eval
+qr/\[emerg\] "dynroute" is allowed in server and location only, not in http: "dynroute off;" is the default there in \S+nginx\.conf:3$/m
+
+
+
+=== TEST 38: dynroute stays refused in an if block of a server
+--- http_config
+upstream u { server 127.0.0.1:1; }
+dynroute_table edge { default u; }
+--- config
+    if ($http_x_edge) {
+        dynroute edge;
+    }
+--- must_die
+--- error_log eval
+qr/\[emerg\] "dynroute" directive is not allowed here in \S+nginx\.conf:\d+$/m
