@@ -206,6 +206,10 @@ ngx_http_dynroute_create_loc_conf(ngx_conf_t *cf) noexcept
 
     conf->use = static_cast<ngx_http_dynroute_use_t *>(NGX_CONF_UNSET_PTR);
 
+    /* the block's first line, read just now, for what is checked later */
+    conf->where.file = cf->conf_file->file.name.data;
+    conf->where.line = cf->conf_file->line;
+
     /* conf->health = NGX_HTTP_DYNROUTE_HEALTH_OFF: not merged, a content
      * handler of this location only */
 
