@@ -66,7 +66,7 @@ dynroute_table edge {
     location @local { return 200; }
 --- must_die
 --- error_log eval
-qr/\[emerg\] .*unknown named location "\@nolocal" in dynroute table "edge" \(\S+nginx\.conf:4\): the server using the table in \S+nginx\.conf:\d+ has no such location/
+qr/\[emerg\] unknown named location "\@nolocal" \(did you mean "\@local"\?\) in dynroute table "edge" \(\S+nginx\.conf:4\): the server using the table in \S+nginx\.conf:7 has no such location$/m
 
 
 
@@ -206,7 +206,7 @@ dynroute_table edge { default u; }
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] .*unknown dynroute table "egde" in \S+nginx\.conf:\d+$/m
+qr/\[emerg\] unknown dynroute table "egde" \(did you mean "edge"\?\) in \S+nginx\.conf:7$/m
 
 
 
@@ -527,3 +527,81 @@ dynroute_table edge { default u; }
 --- must_die
 --- error_log eval
 qr/\[emerg\] "dynroute" directive is not allowed here in \S+nginx\.conf:\d+$/m
+
+
+
+=== TEST 39: a balancer upstream where no table is in effect, among two tables: the location's line and what to add
+--- http_config
+upstream u { server 127.0.0.1:1; }
+upstream edge_pass { dynroute_balancer; }
+dynroute_table edge { default u; }
+dynroute_table other { default u; }
+--- config
+    location / {
+        dynroute edge;
+        proxy_pass http://edge_pass;
+    }
+
+    location @named {
+        grpc_pass grpc://edge_pass;
+    }
+--- must_die
+--- error_log eval
+qr/\[emerg\] location "\@named" in \S+nginx\.conf:13 passes requests to upstream "edge_pass" \(\S+nginx\.conf:4\), a dynroute_balancer, but no dynroute table is in effect there: add "dynroute TABLE;" to the location or its server, TABLE being one of the dynroute_table blocks$/m
+
+
+
+=== TEST 40: a balancer upstream and no table at all
+--- http_config
+upstream edge_pass { dynroute_balancer; }
+--- config
+    location /api/ {
+        proxy_pass http://edge_pass;
+    }
+--- must_die
+--- error_log eval
+qr/\[emerg\] location "\/api\/" in \S+nginx\.conf:5 passes requests to upstream "edge_pass" \(\S+nginx\.conf:3\), a dynroute_balancer, but no dynroute table is in effect there: add "dynroute TABLE;" to the location or its server, and a dynroute_table TABLE \{ \.\.\. \} to the http\{\} block$/m
+
+
+
+=== TEST 41: an upstream typo: did you mean the closest upstream or rollout
+--- http_config
+upstream service_a { server 127.0.0.1:1; }
+upstream service_b { server 127.0.0.1:2; }
+dynroute_table edge {
+    a.example.com  service_a;
+    b.example.com  servce_a;
+}
+--- must_die
+--- error_log eval
+qr/\[emerg\] unknown upstream "servce_a" \(did you mean "service_a"\?\) in dynroute table "edge": a target must be an upstream\{\} block, a dynroute_rollout or a named location in \S+nginx\.conf:7$/m
+
+
+
+=== TEST 42: a rollout typo: did you mean the rollout
+--- http_config
+upstream stable { server 127.0.0.1:1; }
+upstream canary { server 127.0.0.1:2; }
+dynroute_rollout checkout {
+    variant stable  stable  *;
+    variant canary  canary  10%;
+}
+dynroute_table edge {
+    shop.example.com  chekcout;
+}
+--- must_die
+--- error_log eval
+qr/\[emerg\] unknown upstream "chekcout" \(did you mean "checkout"\?\) in dynroute table "edge": a target must be an upstream\{\} block, a dynroute_rollout or a named location in \S+nginx\.conf:10$/m
+
+
+
+=== TEST 43: no suggestion of a dynroute_balancer upstream, which is no target
+--- http_config
+upstream u { server 127.0.0.1:1; }
+upstream edge_pass { dynroute_balancer; }
+dynroute_table edge {
+    default  edge_pas;
+}
+--- must_die
+--- error_log eval
+qr/\[emerg\] unknown upstream "edge_pas" in dynroute table "edge": a target must be an upstream\{\} block, a dynroute_rollout or a named location in \S+nginx\.conf:6$/m
