@@ -584,21 +584,6 @@ ngx_http_dynroute_balancer_check_location(ngx_conf_t *cf,
 
     ctx = static_cast<ngx_http_conf_ctx_t *>(cf->ctx);
 
-    /* what to add: the table, if there is one, or what a TABLE is */
-
-    if (dmcf->tables.nelts == 1) {
-        table = (*static_cast<ngx_http_dynroute_table_t **>(
-                    dmcf->tables.elts))->name;
-        tables = "";
-
-    } else {
-        ngx_str_set(&table, "TABLE");
-        tables = dmcf->tables.nelts ? ", TABLE being one of the "
-                                      "dynroute_table blocks"
-                                    : ", and a dynroute_table TABLE { ... } "
-                                      "to the http{} block";
-    }
-
     for (i = 0; cf->cycle->modules[i]; i++) {
         m = cf->cycle->modules[i];
 
@@ -618,6 +603,22 @@ ngx_http_dynroute_balancer_check_location(ngx_conf_t *cf,
                 && uc->upstream->peer.init_upstream
                    == ngx_http_dynroute_balancer_init_upstream)
             {
+                /* what to add: the table, or what a TABLE is */
+
+                if (dmcf->tables.nelts == 1) {
+                    table = (*static_cast<ngx_http_dynroute_table_t **>(
+                                dmcf->tables.elts))->name;
+                    tables = "";
+
+                } else {
+                    ngx_str_set(&table, "TABLE");
+                    tables = dmcf->tables.nelts
+                             ? ", TABLE being one of the dynroute_table "
+                               "blocks"
+                             : ", and a dynroute_table TABLE { ... } to the "
+                               "http{} block";
+                }
+
                 ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                               "location \"%V\" in %s:%ui passes requests to "
                               "upstream \"%V\" (%s:%ui), a dynroute_balancer, "

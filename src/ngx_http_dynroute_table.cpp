@@ -335,6 +335,10 @@ ngx_http_dynroute_table_mark(ngx_conf_t *cf,
 
     b = cf->conf_file->buffer;
 
+    if (b == NULL) {
+        return;     /* not read from a file: no line to name */
+    }
+
     p->mark_file = cf->conf_file;
     p->mark_name = cf->conf_file->file.name;
     p->mark_offset = cf->conf_file->file.offset - (b->last - b->pos);
@@ -369,7 +373,9 @@ ngx_http_dynroute_table_unended(ngx_conf_t *cf,
     value = static_cast<ngx_str_t *>(cf->args->elts);
     b = cfile->buffer;
 
-    if (cf->args->nelts < 3 || cfile->file.fd == NGX_INVALID_FILE) {
+    if (cf->args->nelts < 3 || b == NULL
+        || cfile->file.fd == NGX_INVALID_FILE)
+    {
         return 0;
     }
 
