@@ -143,6 +143,8 @@ typedef struct {
     ngx_http_dynroute_use_t  *use;      /* "dynroute": NULL is off */
     ngx_http_dynroute_health_e health;  /* "dynroute_health" */
     ngx_http_dynroute_api_conf_t *api;  /* "dynroute_api", or NULL */
+    ngx_http_dynroute_where_t  where;   /* of its block: the location{}
+                                           (or if{}, server{}, http{}) */
 } ngx_http_dynroute_loc_conf_t;
 
 #define NGX_HTTP_DYNROUTE_METRICS_RULES   0   /* the default */

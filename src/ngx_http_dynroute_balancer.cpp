@@ -559,6 +559,8 @@ ngx_http_dynroute_balancer_check_location(ngx_conf_t *cf,
     ngx_http_conf_ctx_t            *ctx;
     ngx_http_upstream_conf_t       *uc;
     ngx_http_core_loc_conf_t       *clcf;
+    ngx_str_t                       table;
+    const char                     *tables;
     ngx_http_dynroute_main_conf_t  *dmcf;
 
     if (conf->use != NULL || conf->health) {
@@ -601,13 +603,31 @@ ngx_http_dynroute_balancer_check_location(ngx_conf_t *cf,
                 && uc->upstream->peer.init_upstream
                    == ngx_http_dynroute_balancer_init_upstream)
             {
+                /* what to add: the table, or what a TABLE is */
+
+                if (dmcf->tables.nelts == 1) {
+                    table = (*static_cast<ngx_http_dynroute_table_t **>(
+                                dmcf->tables.elts))->name;
+                    tables = "";
+
+                } else {
+                    ngx_str_set(&table, "TABLE");
+                    tables = dmcf->tables.nelts
+                             ? ", TABLE being one of the dynroute_table "
+                               "blocks"
+                             : ", and a dynroute_table TABLE { ... } to the "
+                               "http{} block";
+                }
+
                 ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                              "location \"%V\" passes requests to upstream "
-                              "\"%V\" (%s:%ui), a dynroute_balancer, but no "
-                              "dynroute table is in effect there: add "
-                              "\"dynroute TABLE;\" to the location or its "
-                              "server", &clcf->name, &uc->upstream->host,
-                              uc->upstream->file_name, uc->upstream->line);
+                              "location \"%V\" in %s:%ui passes requests to "
+                              "upstream \"%V\" (%s:%ui), a dynroute_balancer, "
+                              "but no dynroute table is in effect there: add "
+                              "\"dynroute %V;\" to the location or its "
+                              "server%s", &clcf->name, conf->where.file,
+                              conf->where.line, &uc->upstream->host,
+                              uc->upstream->file_name, uc->upstream->line,
+                              &table, tables);
                 return NGX_ERROR;
             }
         }

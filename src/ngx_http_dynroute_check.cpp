@@ -4,9 +4,12 @@
  * time, and a missing named location answered 500.
  */
 
+#include <string_view>
+
 #include "ngx_http_dynroute_check.hpp"
 #include "ngx_http_dynroute_table.hpp"
 #include "ngx_http_dynroute_targets.hpp"
+#include "suggest.hpp"
 
 
 /*
@@ -22,8 +25,10 @@ ngx_http_dynroute_check_upstreams(ngx_conf_t *cf,
     noexcept
 {
     u_char                      *file;
+    ngx_str_t                    hint;
     ngx_uint_t                   line;
     const char                  *why;
+    std::string_view             closest;
     ngx_http_dynroute_target_t  *t;
 
     /* each target once, in the order of the rules first naming them */
@@ -36,6 +41,11 @@ ngx_http_dynroute_check_upstreams(ngx_conf_t *cf,
         try {
             t = ngx_http_dynroute_target_resolve(dmcf,
                     ngx_http_dynroute_view(dest.target), &why);
+
+            if (t == NULL && why == NULL) {
+                closest = ngx_http_dynroute_target_closest(dmcf,
+                              ngx_http_dynroute_view(dest.target));
+            }
 
         } catch (...) {
             (void) ngx_http_dynroute_conf_caught(cf, "dynroute");
@@ -55,11 +65,12 @@ ngx_http_dynroute_check_upstreams(ngx_conf_t *cf,
         }
 
         if (t == NULL) {
+            hint = ngx_http_dynroute_did_you_mean(cf, closest);
             ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                          "unknown upstream \"%V\" in dynroute table \"%V\": "
-                          "a target must be an upstream{} block, a "
+                          "unknown upstream \"%V\"%V in dynroute table "
+                          "\"%V\": a target must be an upstream{} block, a "
                           "dynroute_rollout or a named location in %s:%ui",
-                          &dest.target, &table->name, file, line);
+                          &dest.target, &hint, &table->name, file, line);
             return NGX_ERROR;
         }
 
@@ -87,20 +98,60 @@ ngx_http_dynroute_named_location(ngx_http_core_srv_conf_t *cscf,
 }
 
 
+/*
+ * " (did you mean ...?)" for name, an unknown table (cscf NULL) or an
+ * unknown named location of the server cscf, or "".
+ */
+
+static ngx_str_t
+ngx_http_dynroute_check_hint(ngx_conf_t *cf,
+    ngx_http_dynroute_main_conf_t *dmcf, ngx_http_core_srv_conf_t *cscf,
+    const ngx_str_t &name) noexcept
+{
+    ngx_uint_t                   i;
+    ngx_http_core_loc_conf_t   **clcfp;
+    ngx_http_dynroute_table_t  **tp;
+
+    try {
+        dynroute::ClosestName  closest(ngx_http_dynroute_view(name));
+
+        if (cscf == NULL) {
+            tp = static_cast<ngx_http_dynroute_table_t **>(dmcf->tables.elts);
+
+            for (i = 0; i < dmcf->tables.nelts; i++) {
+                closest.consider(ngx_http_dynroute_view(tp[i]->name));
+            }
+
+        } else {
+            for (clcfp = cscf->named_locations; clcfp && *clcfp; clcfp++) {
+                closest.consider(ngx_http_dynroute_view((*clcfp)->name));
+            }
+        }
+
+        return ngx_http_dynroute_did_you_mean(cf, closest.best());
+
+    } catch (...) {
+        return ngx_http_dynroute_did_you_mean(cf, std::string_view());
+    }
+}
+
+
 static ngx_int_t
 ngx_http_dynroute_check_use(ngx_conf_t *cf, ngx_http_dynroute_main_conf_t *dmcf,
     ngx_http_dynroute_use_t *use) noexcept
 {
     u_char      *file;
+    ngx_str_t    hint;
     ngx_uint_t   line;
 
     use->table = ngx_http_dynroute_find_named<ngx_http_dynroute_table_t>(
                      dmcf->tables, use->name);
 
     if (use->table == NULL) {
+        hint = ngx_http_dynroute_check_hint(cf, dmcf, NULL, use->name);
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                      "unknown dynroute table \"%V\" in %s:%ui",
-                      &use->name, use->file, use->line);
+                      "unknown dynroute table \"%V\"%V in %s:%ui",
+                      &use->name, &hint, use->file, use->line);
         return NGX_ERROR;
     }
 
@@ -112,11 +163,13 @@ ngx_http_dynroute_check_use(ngx_conf_t *cf, ngx_http_dynroute_main_conf_t *dmcf,
         if (ngx_http_dynroute_named_location(use->cscf, dest.target) == NULL) {
             ngx_http_dynroute_table_where(use->table, dest.first, &file,
                                           &line);
+            hint = ngx_http_dynroute_check_hint(cf, dmcf, use->cscf,
+                                                dest.target);
             ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                          "unknown named location \"%V\" in dynroute table "
-                          "\"%V\" (%s:%ui): the server using the table in "
-                          "%s:%ui has no such location",
-                          &dest.target, &use->table->name, file, line,
+                          "unknown named location \"%V\"%V in dynroute "
+                          "table \"%V\" (%s:%ui): the server using the table "
+                          "in %s:%ui has no such location",
+                          &dest.target, &hint, &use->table->name, file, line,
                           use->file, use->line);
             return NGX_ERROR;
         }

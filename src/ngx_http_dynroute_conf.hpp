@@ -7,6 +7,7 @@
 #pragma once
 
 #include <exception>
+#include <string_view>
 #include <utility>
 
 #include "ngx.hpp"
@@ -77,6 +78,37 @@ ngx_http_dynroute_conf_new(ngx_conf_t *cf, const char *what, Args &&...args)
     cln->data = p;
 
     return p;
+}
+
+
+/*
+ * What a message about an unknown name adds when a known one is close to
+ * it (see suggest.hpp): " (did you mean "best"?)", or "" when best is
+ * empty or there is no memory to say it; for "%V".
+ */
+static inline ngx_str_t
+ngx_http_dynroute_did_you_mean(ngx_conf_t *cf, std::string_view best)
+    noexcept
+{
+    static const char  before[] = " (did you mean \"", after[] = "\"?)";
+
+    u_char     *p;
+    ngx_str_t   s;
+
+    s.len = sizeof(before) - 1 + best.size() + sizeof(after) - 1;
+    s.data = best.empty() ? NULL
+                          : static_cast<u_char *>(ngx_pnalloc(cf->pool, s.len));
+
+    if (s.data == NULL) {
+        ngx_str_set(&s, "");
+        return s;
+    }
+
+    p = ngx_cpymem(s.data, before, sizeof(before) - 1);
+    p = ngx_cpymem(p, best.data(), best.size());
+    ngx_memcpy(p, after, sizeof(after) - 1);
+
+    return s;
 }
 
 

@@ -67,8 +67,9 @@ static ngx_command_t  ngx_http_dynroute_commands[] = {
       0,
       NULL },
 
+    /* taken in http{} too, only to say where it belongs */
     { ngx_string("dynroute"),
-      NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_dynroute,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
@@ -204,6 +205,10 @@ ngx_http_dynroute_create_loc_conf(ngx_conf_t *cf) noexcept
     }
 
     conf->use = static_cast<ngx_http_dynroute_use_t *>(NGX_CONF_UNSET_PTR);
+
+    /* the block's first line, read just now, for what is checked later */
+    conf->where.file = cf->conf_file->file.name.data;
+    conf->where.line = cf->conf_file->line;
 
     /* conf->health = NGX_HTTP_DYNROUTE_HEALTH_OFF: not merged, a content
      * handler of this location only */

@@ -12,12 +12,14 @@
 #include <iterator>
 #include <memory>
 #include <stdexcept>
+#include <string>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
 
 #include "ngx_http_dynroute_table.hpp"
 #include "ngx_http_dynroute_variables.hpp"
+#include "conf_text.hpp"
 #include "table.hpp"
 
 
@@ -37,6 +39,13 @@ typedef struct {
     std::unordered_map<std::string_view, ngx_http_dynroute_dest_t *>  dests;
     u_char                    *file;      /* of the last rule, as nginx has
                                              it */
+
+    /* where the last line of the block ended (or its "{" did), in the
+     * file being read: where a rule lacking its ";" was written */
+    ngx_conf_file_t           *mark_file;
+    ngx_str_t                  mark_name;
+    off_t                      mark_offset;
+    ngx_uint_t                 mark_line;
 } ngx_http_dynroute_table_parse_t;
 
 
@@ -44,6 +53,12 @@ static char *ngx_http_dynroute_table_parse(ngx_conf_t *cf,
     ngx_http_dynroute_table_t *table, ngx_pool_t *pool, void *conf) noexcept;
 static char *ngx_http_dynroute_table_rule(ngx_conf_t *cf,
     ngx_command_t *dummy, void *conf) noexcept;
+static char *ngx_http_dynroute_table_arity(ngx_conf_t *cf,
+    ngx_http_dynroute_table_parse_t *p) noexcept;
+static void ngx_http_dynroute_table_mark(ngx_conf_t *cf,
+    ngx_http_dynroute_table_parse_t *p) noexcept;
+static ngx_uint_t ngx_http_dynroute_table_unended(ngx_conf_t *cf,
+    ngx_http_dynroute_table_parse_t *p) noexcept;
 static void ngx_http_dynroute_table_unread(ngx_pool_t *pool,
     ngx_array_t *args) noexcept;
 static ngx_http_dynroute_dest_t *ngx_http_dynroute_table_dest(
@@ -155,7 +170,10 @@ ngx_http_dynroute_table_parse(ngx_conf_t *cf, ngx_http_dynroute_table_t *table,
 
     try {
         ngx_http_dynroute_table_parse_t  p{table, cf->ctx, pool, {}, {},
-                                           {}, NULL};
+                                           {}, NULL, NULL, ngx_null_string,
+                                           0, 0};
+
+        ngx_http_dynroute_table_mark(cf, &p);
 
         rv = ngx_http_dynroute_conf_block(cf, ngx_http_dynroute_table_rule,
                                           &p, conf);
@@ -192,15 +210,16 @@ ngx_http_dynroute_table_rule(ngx_conf_t *cf, ngx_command_t *dummy,
     value = static_cast<ngx_str_t *>(cf->args->elts);
 
     if (cf->args->nelts == 2 && ngx_http_dynroute_is(value[0], "include")) {
-        return ngx_conf_include(cf, dummy, conf);
+        if (ngx_conf_include(cf, dummy, conf) != NGX_CONF_OK) {
+            return NGX_HTTP_DYNROUTE_CONF_ERROR;
+        }
+
+        ngx_http_dynroute_table_mark(cf, p);
+        return NGX_CONF_OK;
     }
 
     if (cf->args->nelts != 2) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid number of parameters in dynroute table "
-                           "\"%V\": expected a host pattern and a target",
-                           &table->name);
-        return NGX_HTTP_DYNROUTE_CONF_ERROR;
+        return ngx_http_dynroute_table_arity(cf, p);
     }
 
     named = (value[1].len && value[1].data[0] == '@');
@@ -272,8 +291,149 @@ ngx_http_dynroute_table_rule(ngx_conf_t *cf, ngx_command_t *dummy,
     }
 
     ngx_http_dynroute_table_unread(cf->pool, cf->args);
+    ngx_http_dynroute_table_mark(cf, p);
 
     return NGX_CONF_OK;
+}
+
+
+/* a line of the block with other than two parameters */
+
+static char *
+ngx_http_dynroute_table_arity(ngx_conf_t *cf,
+    ngx_http_dynroute_table_parse_t *p) noexcept
+{
+    ngx_str_t   *value;
+    ngx_uint_t   line;
+
+    value = static_cast<ngx_str_t *>(cf->args->elts);
+    line = ngx_http_dynroute_table_unended(cf, p);
+
+    if (line) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "missing \";\" after \"%V %V\" in dynroute table "
+                      "\"%V\" in %s:%ui", &value[0], &value[1],
+                      &p->table->name, cf->conf_file->file.name.data, line);
+        return NGX_HTTP_DYNROUTE_CONF_ERROR;
+    }
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid number of parameters in dynroute table "
+                       "\"%V\": expected a host pattern and a target",
+                       &p->table->name);
+    return NGX_HTTP_DYNROUTE_CONF_ERROR;
+}
+
+
+/* the file being read was read up to here: just after a ";" or a "{" */
+
+static void
+ngx_http_dynroute_table_mark(ngx_conf_t *cf,
+    ngx_http_dynroute_table_parse_t *p) noexcept
+{
+    ngx_buf_t  *b;
+
+    b = cf->conf_file->buffer;
+
+    if (b == NULL) {
+        return;     /* not read from a file: no line to name */
+    }
+
+    p->mark_file = cf->conf_file;
+    p->mark_name = cf->conf_file->file.name;
+    p->mark_offset = cf->conf_file->file.offset - (b->last - b->pos);
+    p->mark_line = cf->conf_file->line;
+}
+
+
+/*
+ * The line of a rule whose ";" is missing, so that the next rule's
+ * parameters were read as more of its own; 0 if that is not what it looks
+ * like.  nginx keeps no line per parameter: the rule is read again from
+ * the file, from where the last line of the block ended (the start of the
+ * file for the first rule of an included file).  It looks like it when
+ * the third parameter begins on a later line than the second, or when the
+ * parameters come in pairs and the third is a host pattern.
+ */
+
+static ngx_uint_t
+ngx_http_dynroute_table_unended(ngx_conf_t *cf,
+    ngx_http_dynroute_table_parse_t *p) noexcept
+{
+    static constexpr off_t  max_text = 65536;
+
+    off_t             start, end;
+    ssize_t           n;
+    ngx_str_t        *value;
+    ngx_buf_t        *b;
+    ngx_uint_t        line;
+    ngx_file_t        file;
+    ngx_conf_file_t  *cfile = cf->conf_file;
+
+    value = static_cast<ngx_str_t *>(cf->args->elts);
+    b = cfile->buffer;
+
+    if (cf->args->nelts < 3 || b == NULL
+        || cfile->file.fd == NGX_INVALID_FILE)
+    {
+        return 0;
+    }
+
+    if (cfile == p->mark_file
+        && ngx_http_dynroute_eq(cfile->file.name, p->mark_name))
+    {
+        start = p->mark_offset;
+        line = p->mark_line;
+
+    } else {
+        start = 0;
+        line = 1;
+    }
+
+    end = cfile->file.offset - (b->last - b->pos);
+
+    if (end <= start || end - start > max_text) {
+        return 0;
+    }
+
+    try {
+        std::string  text(static_cast<size_t>(end - start), '\0');
+
+        /* a copy: nginx's own offset stays where its parser is */
+        file = cfile->file;
+
+        n = ngx_read_file(&file, reinterpret_cast<u_char *>(&text[0]),
+                          text.size(), start);
+        if (n != static_cast<ssize_t>(text.size())) {
+            return 0;
+        }
+
+        auto lines = dynroute::directive_lines(text, line);
+
+        if (lines.size() != cf->args->nelts) {
+            return 0;
+        }
+
+        if (lines[2] > lines[1]) {
+            return lines[1];
+        }
+
+        if (cf->args->nelts % 2 == 0) {
+            if (!ngx_http_dynroute_is(value[2], "default")
+                && !ngx_http_dynroute_is(value[2], "ip"))
+            {
+                (void) dynroute::parse_pattern(
+                           ngx_http_dynroute_view(value[2]));
+            }
+
+            return lines[1];
+        }
+
+    } catch (...) {
+        /* not a host pattern, or no memory to tell */
+    }
+
+    return 0;
 }
 
 
@@ -477,6 +637,12 @@ ngx_http_dynroute_add_capture(ngx_conf_t *cf, const dynroute::NamedGroup &g,
 }
 
 
+/*
+ * "dynroute NAME | off" in a server or a location.  Taken in http{} only to
+ * refuse it there with where it belongs: nginx's "is not allowed here"
+ * does not say.
+ */
+
 char *
 ngx_http_dynroute(ngx_conf_t *cf, ngx_command_t *cmd, void *conf) noexcept
 {
@@ -487,11 +653,30 @@ ngx_http_dynroute(ngx_conf_t *cf, ngx_command_t *cmd, void *conf) noexcept
     ngx_http_dynroute_use_t        *use, **up;
     ngx_http_dynroute_main_conf_t  *dmcf;
 
+    value = static_cast<ngx_str_t *>(cf->args->elts);
+
+    if (cf->cmd_type == NGX_HTTP_MAIN_CONF
+        && ngx_http_dynroute_is(value[1], "off"))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"dynroute\" is allowed in server and location "
+                           "only, not in http: \"dynroute off;\" is the "
+                           "default there");
+        return NGX_HTTP_DYNROUTE_CONF_ERROR;
+    }
+
+    if (cf->cmd_type == NGX_HTTP_MAIN_CONF) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"dynroute\" is allowed in server and location "
+                           "only, not in http: put \"dynroute %V;\" in the "
+                           "server{} or location{} blocks it is for",
+                           &value[1]);
+        return NGX_HTTP_DYNROUTE_CONF_ERROR;
+    }
+
     if (dlcf->use != NGX_CONF_UNSET_PTR) {
         return const_cast<char *>("is duplicate");
     }
-
-    value = static_cast<ngx_str_t *>(cf->args->elts);
 
     if (ngx_http_dynroute_is(value[1], "off")) {
         dlcf->use = NULL;

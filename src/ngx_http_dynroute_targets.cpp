@@ -22,6 +22,7 @@
 #include <unordered_map>
 
 #include "ngx_http_dynroute_targets.hpp"
+#include "suggest.hpp"
 
 
 struct ngx_http_dynroute_targets_t {
@@ -224,6 +225,27 @@ ngx_http_dynroute_target_resolve(ngx_http_dynroute_main_conf_t *dmcf,
     }
 
     return u->second;
+}
+
+
+/*
+ * Of the routable targets, the one that name (no target) is most likely a
+ * typo of, for "did you mean"; empty if none is close.  May throw.
+ */
+
+std::string_view
+ngx_http_dynroute_target_closest(ngx_http_dynroute_main_conf_t *dmcf,
+    std::string_view name)
+{
+    dynroute::ClosestName  closest(name);
+
+    for (const auto &t : dmcf->targets->all) {
+        if (t.why == NULL) {
+            closest.consider(ngx_http_dynroute_view(t.name));
+        }
+    }
+
+    return closest.best();
 }
 
 

@@ -551,7 +551,7 @@ qr/\[emerg\] upstream "edge_pass" has dynroute_balancer and a balancing method, 
     location /forgot/ { proxy_pass http://edge_pass; }
 --- must_die
 --- error_log eval
-qr/\[emerg\] location "\/forgot\/" passes requests to upstream "edge_pass" \(.*nginx\.conf:4\), a dynroute_balancer, but no dynroute table is in effect there/
+qr/\[emerg\] location "\/forgot\/" in \S+nginx\.conf:8 passes requests to upstream "edge_pass" \(\S+nginx\.conf:4\), a dynroute_balancer, but no dynroute table is in effect there: add "dynroute edge;" to the location or its server$/m
 
 
 
@@ -566,4 +566,4 @@ qr/\[emerg\] location "\/forgot\/" passes requests to upstream "edge_pass" \(.*n
     location /off/ { dynroute off; proxy_pass http://edge_pass; }
 --- must_die
 --- error_log eval
-qr/\[emerg\] location "\/off\/" passes requests to upstream "edge_pass"/
+qr/\[emerg\] location "\/off\/" in \S+nginx\.conf:9 passes requests to upstream "edge_pass" \(\S+nginx\.conf:4\), a dynroute_balancer, but no dynroute table is in effect there: add "dynroute edge;" to the location or its server$/m

@@ -66,7 +66,7 @@ dynroute_table edge {
     location @local { return 200; }
 --- must_die
 --- error_log eval
-qr/\[emerg\] .*unknown named location "\@nolocal" in dynroute table "edge" \(\S+nginx\.conf:4\): the server using the table in \S+nginx\.conf:\d+ has no such location/
+qr/\[emerg\] unknown named location "\@nolocal" \(did you mean "\@local"\?\) in dynroute table "edge" \(\S+nginx\.conf:4\): the server using the table in \S+nginx\.conf:7 has no such location$/m
 
 
 
@@ -206,7 +206,7 @@ dynroute_table edge { default u; }
     }
 --- must_die
 --- error_log eval
-qr/\[emerg\] .*unknown dynroute table "egde" in \S+nginx\.conf:\d+$/m
+qr/\[emerg\] unknown dynroute table "egde" \(did you mean "edge"\?\) in \S+nginx\.conf:7$/m
 
 
 
@@ -403,3 +403,205 @@ B.example.com  u;
 --- must_die
 --- error_log eval
 qr/\[emerg\] .*host "B\.example\.com" conflicts with "b\.example\.com" in dynroute table "edge", defined in \S+\/hosts-1\.conf:2 in \S+\/hosts-2\.conf:3$/m
+
+
+
+=== TEST 30: a missing ";" is named on the line that lacks it, not the next
+--- http_config
+upstream u { server 127.0.0.1:1; }
+dynroute_table edge {
+    a.example.com  u;
+    b.example.com  u
+    c.example.com  u;
+}
+--- must_die
+--- error_log eval
+qr/\[emerg\] missing ";" after "b\.example\.com u" in dynroute table "edge" in \S+nginx\.conf:6$/m
+
+
+
+=== TEST 31: a missing ";" on the first line of the block, before a comment and a blank line
+--- http_config
+upstream u { server 127.0.0.1:1; }
+dynroute_table edge {   # the edge's hosts; one a line
+    a.example.com  u    # the first
+    # b.example.com  u;
+
+    "c.example.com"  u;
+}
+--- must_die
+--- error_log eval
+qr/\[emerg\] missing ";" after "a\.example\.com u" in dynroute table "edge" in \S+nginx\.conf:5$/m
+
+
+
+=== TEST 32: a missing ";" in an included file, on its first line and after others
+--- http_config
+upstream u { server 127.0.0.1:1; }
+dynroute_table edge {
+    a.example.com  u;
+    include  $TEST_NGINX_HTML_DIR/hosts-*.conf;
+}
+--- user_files
+>>> hosts-1.conf
+b.example.com  u;
+c.example.com  u;
+>>> hosts-2.conf
+d.example.com  u
+default        u;
+--- must_die
+--- error_log eval
+qr/\[emerg\] missing ";" after "d\.example\.com u" in dynroute table "edge" in \S+\/hosts-2\.conf:1$/m
+
+
+
+=== TEST 33: a missing ";" between two rules on one line
+--- http_config
+upstream u { server 127.0.0.1:1; }
+dynroute_table edge {
+    a.example.com  u;
+
+    b.example.com  u  *.example.com  u;
+}
+--- must_die
+--- error_log eval
+qr/\[emerg\] missing ";" after "b\.example\.com u" in dynroute table "edge" in \S+nginx\.conf:7$/m
+
+
+
+=== TEST 34: four parameters on one line whose third is no host are not taken for a missing ";"
+--- http_config
+upstream u { server 127.0.0.1:1; }
+dynroute_table edge {
+    a.example.com  u  x/y  u;
+}
+--- must_die
+--- error_log eval
+qr/\[emerg\] invalid number of parameters in dynroute table "edge": expected a host pattern and a target in \S+nginx\.conf:5$/m
+
+
+
+=== TEST 35: a missing ";" across what nginx reads of a file at a time (4 KB) is named on its line
+--- http_config
+upstream u { server 127.0.0.1:1; }
+dynroute_table edge {
+    include  $TEST_NGINX_HTML_DIR/hosts.conf;
+}
+--- user_files eval
+# lines of 21 bytes: line 195 ends at byte 4095, the next rule crosses 4096
+[['hosts.conf', join('', map { sprintf("h%03d.example.com  u%s\n", $_, $_ == 195 ? '' : ';') } 1 .. 400)]]
+--- must_die
+--- error_log eval
+qr/\[emerg\] missing ";" after "h195\.example\.com u" in dynroute table "edge" in \S+\/hosts\.conf:195$/m
+
+
+
+=== TEST 36: dynroute in http{} says where it belongs
+--- http_config
+upstream u { server 127.0.0.1:1; }
+dynroute_table edge { default u; }
+dynroute edge;
+--- must_die
+--- error_log eval
+qr/\[emerg\] "dynroute" is allowed in server and location only, not in http: put "dynroute edge;" in the server\{\} or location\{\} blocks it is for in \S+nginx\.conf:5$/m
+
+
+
+=== TEST 37: dynroute off in http{} too
+--- http_config
+dynroute off;
+--- must_die
+--- error_log eval
+qr/\[emerg\] "dynroute" is allowed in server and location only, not in http: "dynroute off;" is the default there in \S+nginx\.conf:3$/m
+
+
+
+=== TEST 38: dynroute stays refused in an if block of a server
+--- http_config
+upstream u { server 127.0.0.1:1; }
+dynroute_table edge { default u; }
+--- config
+    if ($http_x_edge) {
+        dynroute edge;
+    }
+--- must_die
+--- error_log eval
+qr/\[emerg\] "dynroute" directive is not allowed here in \S+nginx\.conf:\d+$/m
+
+
+
+=== TEST 39: a balancer upstream where no table is in effect, among two tables: the location's line and what to add
+--- http_config
+upstream u { server 127.0.0.1:1; }
+upstream edge_pass { dynroute_balancer; }
+dynroute_table edge { default u; }
+dynroute_table other { default u; }
+--- config
+    location / {
+        dynroute edge;
+        proxy_pass http://edge_pass;
+    }
+
+    location @named {
+        grpc_pass grpc://edge_pass;
+    }
+--- must_die
+--- error_log eval
+qr/\[emerg\] location "\@named" in \S+nginx\.conf:13 passes requests to upstream "edge_pass" \(\S+nginx\.conf:4\), a dynroute_balancer, but no dynroute table is in effect there: add "dynroute TABLE;" to the location or its server, TABLE being one of the dynroute_table blocks$/m
+
+
+
+=== TEST 40: a balancer upstream and no table at all
+--- http_config
+upstream edge_pass { dynroute_balancer; }
+--- config
+    location /api/ {
+        proxy_pass http://edge_pass;
+    }
+--- must_die
+--- error_log eval
+qr/\[emerg\] location "\/api\/" in \S+nginx\.conf:5 passes requests to upstream "edge_pass" \(\S+nginx\.conf:3\), a dynroute_balancer, but no dynroute table is in effect there: add "dynroute TABLE;" to the location or its server, and a dynroute_table TABLE \{ \.\.\. \} to the http\{\} block$/m
+
+
+
+=== TEST 41: an upstream typo: did you mean the closest upstream or rollout
+--- http_config
+upstream service_a { server 127.0.0.1:1; }
+upstream service_b { server 127.0.0.1:2; }
+dynroute_table edge {
+    a.example.com  service_a;
+    b.example.com  servce_a;
+}
+--- must_die
+--- error_log eval
+qr/\[emerg\] unknown upstream "servce_a" \(did you mean "service_a"\?\) in dynroute table "edge": a target must be an upstream\{\} block, a dynroute_rollout or a named location in \S+nginx\.conf:7$/m
+
+
+
+=== TEST 42: a rollout typo: did you mean the rollout
+--- http_config
+upstream stable { server 127.0.0.1:1; }
+upstream canary { server 127.0.0.1:2; }
+dynroute_rollout checkout {
+    variant stable  stable  *;
+    variant canary  canary  10%;
+}
+dynroute_table edge {
+    shop.example.com  chekcout;
+}
+--- must_die
+--- error_log eval
+qr/\[emerg\] unknown upstream "chekcout" \(did you mean "checkout"\?\) in dynroute table "edge": a target must be an upstream\{\} block, a dynroute_rollout or a named location in \S+nginx\.conf:10$/m
+
+
+
+=== TEST 43: no suggestion of a dynroute_balancer upstream, which is no target
+--- http_config
+upstream u { server 127.0.0.1:1; }
+upstream edge_pass { dynroute_balancer; }
+dynroute_table edge {
+    default  edge_pas;
+}
+--- must_die
+--- error_log eval
+qr/\[emerg\] unknown upstream "edge_pas" in dynroute table "edge": a target must be an upstream\{\} block, a dynroute_rollout or a named location in \S+nginx\.conf:6$/m

@@ -740,7 +740,7 @@ qr/dynroute: no upstream to pass to: table "inner" sends host "old\.example\.com
     location / { proxy_pass http://$dynroute_upstream; }
 --- must_die
 --- error_log eval
-qr/\[emerg\] "dynroute" directive is not allowed here in .*nginx\.conf:5/
+qr/\[emerg\] "dynroute" is allowed in server and location only, not in http: put "dynroute edge;" in the server\{\} or location\{\} blocks it is for in \S+nginx\.conf:5$/m
 
 
 
