@@ -265,30 +265,6 @@ void HostIndex::grow()
     mask_ = mask;
 }
 
-template <bool Fold>
-__attribute__((always_inline)) inline RuleId
-HostIndex::lookup(const char *key, std::size_t len,
-                  std::uint64_t hash) const noexcept
-{
-    if (count_ == 0) {
-        return no_rule;
-    }
-
-    std::uint32_t tag = static_cast<std::uint32_t>(hash >> 32);
-    const Slot *slots = slots_.data();
-
-    for (std::size_t i = hash & mask_;; i = (i + 1) & mask_) {
-        const Slot &s = slots[i];
-        if (s.rule == no_rule) {
-            return no_rule;
-        }
-        if (s.tag == tag && s.len == len &&
-            equal_words<Fold>(arena_.data() + s.off, key, len)) {
-            return s.rule;
-        }
-    }
-}
-
 RuleId HostIndex::find(std::string_view key, std::uint64_t hash) const noexcept
 {
     return lookup<true>(key.data(), key.size(), hash);
@@ -308,7 +284,7 @@ Decision Table::find(std::string_view host) const noexcept
     }
 
     if (ip_ != no_rule && classify_host(host) != HostKind::name) {
-        return Decision{ip_, -1, false};
+        return Decision{ip_, Decision::no_regex};
     }
 
     // The exact name wins over everything else but the ip rule.  A table
@@ -318,28 +294,11 @@ Decision Table::find(std::string_view host) const noexcept
             host.data(), host.size(),
             hash_bytes<true>(host.data(), host.size()));
         if (r != no_rule) {
-            return Decision{r, -1, false};
+            return Decision{r, Decision::no_regex};
         }
     }
 
     return find_rest<true>(host);
-}
-
-Decision Table::find_lower(std::string_view host,
-                           std::uint64_t hash) const noexcept
-{
-    if (ip_ != no_rule) {
-        return find_lower_ip(host, hash);
-    }
-
-    if (!exact_.empty()) {
-        RuleId r = exact_.lookup<false>(host.data(), host.size(), hash);
-        if (r != no_rule) {
-            return Decision{r, -1, false};
-        }
-    }
-
-    return find_rest<false>(host);
 }
 
 // find_lower() in a table with an ip rule: the host is classified first.
@@ -349,13 +308,13 @@ __attribute__((noinline)) Decision
 Table::find_lower_ip(std::string_view host, std::uint64_t hash) const noexcept
 {
     if (classify_host(host) != HostKind::name) {
-        return Decision{ip_, -1, false};
+        return Decision{ip_, Decision::no_regex};
     }
 
     if (!exact_.empty()) {
         RuleId r = exact_.lookup<false>(host.data(), host.size(), hash);
         if (r != no_rule) {
-            return Decision{r, -1, false};
+            return Decision{r, Decision::no_regex};
         }
     }
 
@@ -385,7 +344,7 @@ Table::find_rest(std::string_view host) const noexcept
                 RuleId r = head_.lookup<Fold>(
                     p + start, len, hash_bytes<Fold>(p + start, len));
                 if (r != no_rule) {
-                    return Decision{r, -1, false};
+                    return Decision{r, Decision::no_regex};
                 }
             }
         }
@@ -402,31 +361,26 @@ Table::find_rest(std::string_view host) const noexcept
             if (tail_.may_hold(i)) {
                 RuleId r = tail_.lookup<Fold>(p, i, hash_bytes<Fold>(p, i));
                 if (r != no_rule) {
-                    return Decision{r, -1, false};
+                    return Decision{r, Decision::no_regex};
                 }
             }
         }
     }
 
-    Decision d;
-
     if (n != 0) {
         for (std::size_t i = 0; i < regexes_.size(); i++) {
             int rc = match_.match(regexes_[i], host);
             if (rc > 0) {
-                d.rule = regex_rules_[i];
-                d.regex = static_cast<int>(i);
-                return d;
+                return Decision{regex_rules_[i], static_cast<std::int32_t>(i)};
             }
             if (rc < 0) {
-                d.error = true;  // as map does: give up, use the default
-                break;
+                // as map does: give up, use the default
+                return Decision{default_, Decision::failed};
             }
         }
     }
 
-    d.rule = default_;
-    return d;
+    return Decision{default_, Decision::no_regex};
 }
 
 Table::Stats Table::stats() const noexcept

@@ -235,12 +235,32 @@ private:
 
     void grow();
 
-    // find() itself, defined inline in table.cpp so that Table's lookups
-    // inline it even in a -fPIC module, where a call to an exported
-    // function would stay a call.  Fold compares the probe case-folded.
+    // find() itself, inline so that Table's lookups (and find_lower() in
+    // the caller's code) inline it even in a -fPIC module, where a call to
+    // an exported function would stay a call.  Fold compares the probe
+    // case-folded.
     template <bool Fold>
     RuleId lookup(const char *key, std::size_t len,
-                  std::uint64_t hash) const noexcept;
+                  std::uint64_t hash) const noexcept
+    {
+        if (count_ == 0) {
+            return no_rule;
+        }
+
+        std::uint32_t tag = static_cast<std::uint32_t>(hash >> 32);
+        const Slot *slots = slots_.data();
+
+        for (std::size_t i = hash & mask_;; i = (i + 1) & mask_) {
+            const Slot &s = slots[i];
+            if (s.rule == no_rule) {
+                return no_rule;
+            }
+            if (s.tag == tag && s.len == len &&
+                detail::equal_words<Fold>(arena_.data() + s.off, key, len)) {
+                return s.rule;
+            }
+        }
+    }
 
     std::vector<Slot> slots_;
     std::string arena_;
@@ -253,10 +273,16 @@ private:
     friend class TableBuilder;
 };
 
+// Eight bytes, so that it comes back in one register.
 struct Decision {
+    static constexpr std::int32_t no_regex = -1;
+    static constexpr std::int32_t failed = -2;  // a regex failed to run
+
     RuleId rule = no_rule;
-    int regex = -1;       // index of the regex that matched, or -1
-    bool error = false;   // a regex failed to run; the default was used
+    std::int32_t regex = no_regex;  // the regex that matched, no_regex, or
+                                    // failed (and the default was used)
+
+    bool error() const noexcept { return regex == failed; }
 };
 
 class Table {
@@ -279,7 +305,18 @@ public:
     // names and wildcards may miss a host with upper case or a trailing
     // dot (regexes see the bytes as given).
     Decision find_lower(std::string_view lower_host,
-                        std::uint64_t hash) const noexcept;
+                        std::uint64_t hash) const noexcept
+    {
+        if (ip_ != no_rule) {
+            return find_lower_ip(lower_host, hash);
+        }
+        RuleId r = exact_.lookup<false>(lower_host.data(), lower_host.size(),
+                                        hash);
+        if (r != no_rule) {
+            return Decision{r, Decision::no_regex};
+        }
+        return find_rest<false>(lower_host);
+    }
 
     // The hash that find_lower() takes: the same function as
     // SnapshotView::hash(), so that a Host is hashed once per request for

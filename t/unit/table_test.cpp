@@ -60,13 +60,13 @@ std::string as_nginx_host(std::string h)
 ::testing::AssertionResult same_on_lower(const Table &t, std::string_view h)
 {
     Decision a = t.find(h), b = lower_find(t, h);
-    if (a.rule == b.rule && a.regex == b.regex && a.error == b.error) {
+    if (a.rule == b.rule && a.regex == b.regex && a.error() == b.error()) {
         return ::testing::AssertionSuccess();
     }
     return ::testing::AssertionFailure()
            << "host \"" << h << "\": find " << a.rule << "/" << a.regex
-           << "/" << a.error << ", find_lower " << b.rule << "/" << b.regex
-           << "/" << b.error;
+           << "/" << a.error() << ", find_lower " << b.rule << "/" << b.regex
+           << "/" << b.error();
 }
 
 }  // namespace
@@ -141,7 +141,7 @@ TEST(Table, FindLowerIsTotalOnOtherInput)
                           ".a.example.com"}) {
         Decision d = lower_find(t, h);
         EXPECT_TRUE(d.rule >= 1 && d.rule <= 5) << h;
-        EXPECT_FALSE(d.error) << h;
+        EXPECT_FALSE(d.error()) << h;
     }
     EXPECT_EQ(lower_find(t, "x.b.example.com").rule, 2u);
     EXPECT_EQ(lower_find(t, "D.x").rule, 4u);  // regexes see the bytes
@@ -382,17 +382,17 @@ TEST(Table, RegexesInUtfModeCheckTheSubject)
     for (const char *h : {"caf\xe9", "caf\xc3", "caf\xff\xfe", "\xc3"}) {
         Decision d = t.find(h);
         EXPECT_EQ(d.rule, 2u) << h;
-        EXPECT_TRUE(d.error) << h;
+        EXPECT_TRUE(d.error()) << h;
         d = lower_find(t, h);
         EXPECT_EQ(d.rule, 2u) << h;
-        EXPECT_TRUE(d.error) << h;
+        EXPECT_TRUE(d.error()) << h;
     }
 
     // bytes that are no UTF-8 are any other bytes to a byte-mode regex
     Table b = make({{"~^caf.$", 1}, {"default", 2}});
     Decision d = lower_find(b, "caf\xe9");
     EXPECT_EQ(d.rule, 1u);
-    EXPECT_FALSE(d.error);
+    EXPECT_FALSE(d.error());
     MatchData md(0);
     EXPECT_EQ(md.match(plain, std::string_view()), 0);
     EXPECT_EQ(md.match(plain, "cafe"), 1);
