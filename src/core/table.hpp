@@ -304,8 +304,8 @@ public:
     // (or another hash) the result is still a valid Decision, but exact
     // names and wildcards may miss a host with upper case or a trailing
     // dot (regexes see the bytes as given).
-    Decision find_lower(std::string_view lower_host,
-                        std::uint64_t hash) const noexcept
+    __attribute__((always_inline)) Decision
+    find_lower(std::string_view lower_host, std::uint64_t hash) const noexcept
     {
         if (ip_ != no_rule) {
             return find_lower_ip(lower_host, hash);
