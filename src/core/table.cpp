@@ -337,8 +337,9 @@ Table::find_rest(std::string_view host) const noexcept
         std::size_t longest = head_.max_len();
         std::size_t i = n > longest + 1 ? n - longest - 1 : 0;
 
-        for (i = next_dot(p, i, n); i < n; i = next_dot(p, i + 1, n)) {
-            std::size_t start = i + 1;
+        // one call of next_dot() (its constants in registers once)
+        while ((i = next_dot(p, i, n)) < n) {
+            std::size_t start = ++i;
             std::size_t len = n - start;
             if (head_.may_hold(len)) {
                 RuleId r = head_.lookup<Fold>(
