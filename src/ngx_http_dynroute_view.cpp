@@ -323,8 +323,23 @@ ngx_http_dynroute_live_host(ngx_http_dynroute_live_t *live, ngx_uint_t table,
 {
     ngx_http_dynroute_view_sync(live);
 
-    if (live->snapshot.hosts() == 0) {
-        return NULL;
+    /*
+     * The common miss without the search's frame: the host's first slot
+     * empty, in a snapshot that was current when it was read.
+     */
+
+    if (!live->snapshot.may_hold(hash)) {
+        if (live->snapshot.hosts() == 0) {
+            return NULL;
+        }
+
+        ngx_http_dynroute_read_fence();
+
+        if (ngx_http_dynroute_published(&live->sh->generation)
+            == live->generation)
+        {
+            return NULL;
+        }
     }
 
     return ngx_http_dynroute_live_search(live, table, host, hash);
