@@ -2,6 +2,10 @@
 
 #include <cstring>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include "host.hpp"
 
 namespace dynroute {
@@ -240,6 +244,9 @@ RuleId HostIndex::insert(std::string_view key, std::uint64_t hash, RuleId rule)
     }
     std::size_t b = key.size() < 255 ? key.size() : 255;
     len_bits_[b >> 6] |= std::uint64_t{1} << (b & 63);
+    if (key.size() < 64) {
+        by_end_ |= std::uint64_t{1} << (63 - key.size());
+    }
     return no_rule;
 }
 
@@ -263,6 +270,71 @@ void HostIndex::grow()
 
     slots_.swap(next);
     mask_ = mask;
+}
+
+// The suffixes that start after a dot, longest first, so that the first
+// one in the index wins.  Out of line, with a frame of its own, so that a
+// hit does not pay for the frame of the passes after it.
+template <bool Fold>
+__attribute__((noinline)) RuleId
+HostIndex::find_suffix(const char *p, std::size_t n) const noexcept
+{
+#if defined(__SSE2__)
+    // Hosts of 16 bytes and more, keys shorter than 64: the dots of the
+    // last 64 bytes, 16 at a time, as bits of one word (bit j: byte
+    // n - 64 + j, whose suffix after it has 63 - j bytes), and with them
+    // by_end_, the key lengths in the same order: what is left are the
+    // suffixes worth hashing, the longest first.  Loads stay within the
+    // host and within the longest key's reach.
+    if (n >= 16 && max_len_ < 64) {
+        const __m128i dots = _mm_set1_epi8('.');
+        std::size_t stop = n > max_len_ + 1 ? n - max_len_ - 1 : 0;
+        std::size_t off = n - 16;
+        std::uint64_t m = 0;
+
+        for (;;) {
+            __m128i v = _mm_loadu_si128(
+                reinterpret_cast<const __m128i *>(p + off));
+            auto b = static_cast<std::uint32_t>(
+                _mm_movemask_epi8(_mm_cmpeq_epi8(v, dots)));
+            m |= std::uint64_t{b} << (off + 64 - n);
+            if (off <= stop) {
+                break;
+            }
+            off = off >= stop + 16 ? off - 16 : stop;
+        }
+
+        for (m &= by_end_; m != 0; m &= m - 1) {
+            std::size_t len = 63 - static_cast<std::size_t>(__builtin_ctzll(m));
+            const char *s = p + n - len;
+            RuleId r = lookup<Fold>(s, len, hash_bytes<Fold>(s, len));
+            if (r != no_rule) {
+                return r;
+            }
+        }
+        return no_rule;
+    }
+#endif
+
+    // A key is at most max_len_ bytes, so the search for dots starts that
+    // far from the end (at the dot before the longest possible suffix)
+    // however long the host is, and a suffix is hashed only if a key has
+    // its length.
+    std::size_t i = n > max_len_ + 1 ? n - max_len_ - 1 : 0;
+
+    // one call of next_dot() (its constants in registers once)
+    while ((i = next_dot(p, i, n)) < n) {
+        std::size_t start = ++i;
+        std::size_t len = n - start;
+        if (may_hold(len)) {
+            RuleId r = lookup<Fold>(p + start, len,
+                                    hash_bytes<Fold>(p + start, len));
+            if (r != no_rule) {
+                return r;
+            }
+        }
+    }
+    return no_rule;
 }
 
 RuleId HostIndex::find(std::string_view key, std::uint64_t hash) const noexcept
@@ -318,6 +390,13 @@ Table::find_lower_ip(std::string_view host, std::uint64_t hash) const noexcept
         }
     }
 
+    if (!head_.empty()) {
+        RuleId r = head_.find_suffix<false>(host.data(), host.size());
+        if (r != no_rule) {
+            return Decision{r, Decision::no_regex};
+        }
+    }
+
     return find_rest<false>(host);
 }
 
@@ -328,26 +407,11 @@ Table::find_rest(std::string_view host) const noexcept
     const char *p = host.data();
     std::size_t n = host.size();
 
-    // Leading wildcards: the suffixes that start after a dot, longest
-    // first, so that the first one in the index wins.  A key is at most
-    // head_.max_len() bytes, so the search for dots starts that far from
-    // the end (at the dot before the longest possible suffix) however long
-    // the host is, and a suffix is hashed only if a key has its length.
-    if (!head_.empty()) {
-        std::size_t longest = head_.max_len();
-        std::size_t i = n > longest + 1 ? n - longest - 1 : 0;
-
-        // one call of next_dot() (its constants in registers once)
-        while ((i = next_dot(p, i, n)) < n) {
-            std::size_t start = ++i;
-            std::size_t len = n - start;
-            if (head_.may_hold(len)) {
-                RuleId r = head_.lookup<Fold>(
-                    p + start, len, hash_bytes<Fold>(p + start, len));
-                if (r != no_rule) {
-                    return Decision{r, Decision::no_regex};
-                }
-            }
+    // Leading wildcards (find_lower() searched them already).
+    if (Fold && !head_.empty()) {
+        RuleId r = head_.find_suffix<Fold>(p, n);
+        if (r != no_rule) {
+            return Decision{r, Decision::no_regex};
         }
     }
 

@@ -239,6 +239,11 @@ private:
     // the caller's code) inline it even in a -fPIC module, where a call to
     // an exported function would stay a call.  Fold compares the probe
     // case-folded.
+    // The leading wildcards' pass: the rule of the longest suffix of the
+    // n bytes at p that starts after a dot and is a key, or no_rule.
+    template <bool Fold>
+    RuleId find_suffix(const char *p, std::size_t n) const noexcept;
+
     template <bool Fold>
     RuleId lookup(const char *key, std::size_t len,
                   std::uint64_t hash) const noexcept
@@ -268,6 +273,7 @@ private:
     std::size_t mask_ = 0;
     std::size_t max_len_ = 0;
     std::uint64_t len_bits_[4] = {0, 0, 0, 0};
+    std::uint64_t by_end_ = 0;  // bit 63 - len: a key of len < 64 bytes
 
     friend class Table;
     friend class TableBuilder;
@@ -314,6 +320,12 @@ public:
                                         hash);
         if (r != no_rule) {
             return Decision{r, Decision::no_regex};
+        }
+        if (!head_.empty()) {
+            r = head_.find_suffix<false>(lower_host.data(), lower_host.size());
+            if (r != no_rule) {
+                return Decision{r, Decision::no_regex};
+            }
         }
         return find_rest<false>(lower_host);
     }

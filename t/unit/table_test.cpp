@@ -750,3 +750,55 @@ TEST(Table, AgreesWithModelOnLongAndMixedCaseLabels)
         }
     }
 }
+
+// Leading wildcards' dots are found 16 bytes at a time in hosts of 16
+// bytes and more while every key is shorter than 64 bytes, and byte by
+// byte otherwise: keys and hosts around those lengths, with dots at every
+// distance from the end, decide as the model does.
+TEST(Table, LeadingWildcardsAroundSixteenAndSixtyFourBytes)
+{
+    auto key = [](std::size_t len) {
+        std::string k;
+        for (std::size_t i = 0; i < len; i++) {
+            k += (i % 5 == 4 && i + 1 < len) ? '.' : static_cast<char>('a' + i % 26);
+        }
+        return k;
+    };
+
+    for (std::size_t klen : {1u, 7u, 14u, 15u, 16u, 17u, 47u, 48u, 62u, 63u,
+                             64u, 65u}) {
+        TableBuilder b;
+        Model m;
+        std::string k = key(klen);
+        RuleId next = 0;
+        for (const std::string &p : {"*." + k, std::string("*.e"),
+                                     "." + k.substr(k.size() / 2 + 1),
+                                     std::string("default")}) {
+            if (p == "default") {
+                b.set_default(99);
+                m.dflt = 99;
+                continue;
+            }
+            if (p == "." || p == "*." || p.find("..") != std::string::npos
+                || p.back() == '.') {
+                continue;
+            }
+            RuleId r = next++;
+            if (m.add(p, r)) {
+                b.add(p, r);
+            }
+        }
+        Table t = b.build();
+
+        for (std::size_t pre = 0; pre < 90; pre++) {
+            std::string h = key(pre) + (pre ? "." : "") + k;
+            if (h.front() == '.' || h.find("..") != std::string::npos) {
+                continue;
+            }
+            for (const std::string &q : {h, h.substr(1), "x" + h}) {
+                ASSERT_EQ(t.find(q).rule, m.find(q)) << klen << " " << q;
+                ASSERT_EQ(lower_find(t, q).rule, m.find(q)) << klen << " " << q;
+            }
+        }
+    }
+}
