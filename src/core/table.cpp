@@ -316,6 +316,15 @@ HostIndex::find_suffix(const char *p, std::size_t n) const noexcept
     }
 #endif
 
+    return find_suffix_bytes<Fold>(p, n);
+}
+
+// find_suffix() for short hosts or long keys, the dots found a word at a
+// time.  Out of line: its registers would cost find_suffix() a frame.
+template <bool Fold>
+__attribute__((noinline)) RuleId
+HostIndex::find_suffix_bytes(const char *p, std::size_t n) const noexcept
+{
     // A key is at most max_len_ bytes, so the search for dots starts that
     // far from the end (at the dot before the longest possible suffix)
     // however long the host is, and a suffix is hashed only if a key has

@@ -243,6 +243,8 @@ private:
     // n bytes at p that starts after a dot and is a key, or no_rule.
     template <bool Fold>
     RuleId find_suffix(const char *p, std::size_t n) const noexcept;
+    template <bool Fold>
+    RuleId find_suffix_bytes(const char *p, std::size_t n) const noexcept;
 
     template <bool Fold>
     RuleId lookup(const char *key, std::size_t len,
