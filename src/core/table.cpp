@@ -346,6 +346,67 @@ HostIndex::find_suffix_bytes(const char *p, std::size_t n) const noexcept
     return no_rule;
 }
 
+// The prefixes that end before a dot, longest first.  As find_suffix():
+// out of line, 16 bytes at a time where it can.
+template <bool Fold>
+__attribute__((noinline)) RuleId
+HostIndex::find_prefix(const char *p, std::size_t n) const noexcept
+{
+#if defined(__SSE2__)
+    // Hosts of 16 bytes and more, keys shorter than 64: the dots of the
+    // first bytes, as far as the longest key reaches, as bits of one word
+    // (bit i: byte i, the prefix before it i bytes long), and with them
+    // the key lengths: what is left are the prefixes worth hashing, the
+    // longest first.  Loads stay within the host.
+    if (n >= 16 && max_len_ < 64) {
+        const __m128i dots = _mm_set1_epi8('.');
+        std::size_t limit = n < max_len_ + 1 ? n : max_len_ + 1;
+        std::uint64_t m = 0;
+
+        for (std::size_t off = 0; off < limit; off += 16) {
+            std::size_t at = off + 16 <= n ? off : n - 16;
+            __m128i v = _mm_loadu_si128(
+                reinterpret_cast<const __m128i *>(p + at));
+            auto b = static_cast<std::uint32_t>(
+                _mm_movemask_epi8(_mm_cmpeq_epi8(v, dots)));
+            m |= std::uint64_t{b} << at;
+        }
+
+        for (m &= len_bits_[0]; m != 0;) {
+            std::size_t len = 63 - static_cast<std::size_t>(__builtin_clzll(m));
+            RuleId r = lookup<Fold>(p, len, hash_bytes<Fold>(p, len));
+            if (r != no_rule) {
+                return r;
+            }
+            m &= ~(std::uint64_t{1} << len);
+        }
+        return no_rule;
+    }
+#endif
+
+    return find_prefix_bytes<Fold>(p, n);
+}
+
+// find_prefix() for short hosts or long keys: searched from the dot after
+// the longest possible prefix, the dots found a word at a time.
+template <bool Fold>
+__attribute__((noinline)) RuleId
+HostIndex::find_prefix_bytes(const char *p, std::size_t n) const noexcept
+{
+    std::size_t end = n > max_len_ + 1 ? max_len_ + 1 : n;
+
+    for (std::size_t i = prev_dot(p, end, n); i != npos;
+         i = prev_dot(p, i, n)) {
+        if (may_hold(i)) {
+            RuleId r = lookup<Fold>(p, i, hash_bytes<Fold>(p, i));
+            if (r != no_rule) {
+                return r;
+            }
+        }
+    }
+    return no_rule;
+}
+
 RuleId HostIndex::find(std::string_view key, std::uint64_t hash) const noexcept
 {
     return lookup<true>(key.data(), key.size(), hash);
@@ -424,20 +485,11 @@ Table::find_rest(std::string_view host) const noexcept
         }
     }
 
-    // Trailing wildcards: the prefixes that end before a dot, longest
-    // first, searched from the dot after the longest possible prefix.
+    // Trailing wildcards: the prefixes that end before a dot.
     if (!tail_.empty()) {
-        std::size_t longest = tail_.max_len();
-        std::size_t end = n > longest + 1 ? longest + 1 : n;
-
-        for (std::size_t i = prev_dot(p, end, n); i != npos;
-             i = prev_dot(p, i, n)) {
-            if (tail_.may_hold(i)) {
-                RuleId r = tail_.lookup<Fold>(p, i, hash_bytes<Fold>(p, i));
-                if (r != no_rule) {
-                    return Decision{r, Decision::no_regex};
-                }
-            }
+        RuleId r = tail_.find_prefix<Fold>(p, n);
+        if (r != no_rule) {
+            return Decision{r, Decision::no_regex};
         }
     }
 
@@ -456,6 +508,11 @@ Table::find_rest(std::string_view host) const noexcept
 
     return Decision{default_, Decision::no_regex};
 }
+
+// What Table::find_lower(), inline in its callers, calls out of line.
+template Decision Table::find_rest<false>(std::string_view) const noexcept;
+template RuleId HostIndex::find_suffix<false>(const char *,
+                                              std::size_t) const noexcept;
 
 Table::Stats Table::stats() const noexcept
 {

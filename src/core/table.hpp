@@ -246,6 +246,13 @@ private:
     template <bool Fold>
     RuleId find_suffix_bytes(const char *p, std::size_t n) const noexcept;
 
+    // The trailing wildcards' pass: the rule of the longest prefix of the
+    // n bytes at p that ends before a dot and is a key, or no_rule.
+    template <bool Fold>
+    RuleId find_prefix(const char *p, std::size_t n) const noexcept;
+    template <bool Fold>
+    RuleId find_prefix_bytes(const char *p, std::size_t n) const noexcept;
+
     template <bool Fold>
     RuleId lookup(const char *key, std::size_t len,
                   std::uint64_t hash) const noexcept

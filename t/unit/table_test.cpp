@@ -802,3 +802,50 @@ TEST(Table, LeadingWildcardsAroundSixteenAndSixtyFourBytes)
         }
     }
 }
+
+// The same for trailing wildcards, whose dots are found from the start.
+TEST(Table, TrailingWildcardsAroundSixteenAndSixtyFourBytes)
+{
+    auto key = [](std::size_t len) {
+        std::string k;
+        for (std::size_t i = 0; i < len; i++) {
+            k += (i % 5 == 4 && i + 1 < len) ? '.' : static_cast<char>('a' + i % 26);
+        }
+        return k;
+    };
+
+    for (std::size_t klen : {1u, 7u, 14u, 15u, 16u, 17u, 47u, 48u, 62u, 63u,
+                             64u, 65u}) {
+        TableBuilder b;
+        Model m;
+        std::string k = key(klen);
+        RuleId next = 0;
+        for (const std::string &p : {k + ".*", std::string("a.*"),
+                                     k.substr(0, k.size() / 2) + ".*"}) {
+            if (p.front() == '.' || p.find("..") != std::string::npos) {
+                continue;
+            }
+            RuleId r = next++;
+            if (m.add(p, r)) {
+                b.add(p, r);
+            }
+        }
+        b.set_default(99);
+        m.dflt = 99;
+        Table t = b.build();
+
+        for (std::size_t post = 0; post < 90; post++) {
+            std::string h = k + (post ? "." : "") + key(post);
+            if (h.back() == '.' || h.find("..") != std::string::npos) {
+                continue;
+            }
+            for (const std::string &q : {h, h + "x", h.substr(0, h.size() - 1)}) {
+                if (q.empty() || q.back() == '.') {
+                    continue;
+                }
+                ASSERT_EQ(t.find(q).rule, m.find(q)) << klen << " " << q;
+                ASSERT_EQ(lower_find(t, q).rule, m.find(q)) << klen << " " << q;
+            }
+        }
+    }
+}
