@@ -751,25 +751,28 @@ TEST(Table, AgreesWithModelOnLongAndMixedCaseLabels)
     }
 }
 
+// A name of len bytes, a dot every fifth byte (never the last).
+static std::string dotted(std::size_t len)
+{
+    std::string k;
+    for (std::size_t i = 0; i < len; i++) {
+        bool dot = i % 5 == 4 && i + 1 < len;
+        k += dot ? '.' : static_cast<char>('a' + i % 26);
+    }
+    return k;
+}
+
 // Leading wildcards' dots are found 16 bytes at a time in hosts of 16
 // bytes and more while every key is shorter than 64 bytes, and byte by
 // byte otherwise: keys and hosts around those lengths, with dots at every
 // distance from the end, decide as the model does.
 TEST(Table, LeadingWildcardsAroundSixteenAndSixtyFourBytes)
 {
-    auto key = [](std::size_t len) {
-        std::string k;
-        for (std::size_t i = 0; i < len; i++) {
-            k += (i % 5 == 4 && i + 1 < len) ? '.' : static_cast<char>('a' + i % 26);
-        }
-        return k;
-    };
-
     for (std::size_t klen : {1u, 7u, 14u, 15u, 16u, 17u, 47u, 48u, 62u, 63u,
                              64u, 65u}) {
         TableBuilder b;
         Model m;
-        std::string k = key(klen);
+        std::string k = dotted(klen);
         RuleId next = 0;
         for (const std::string &p : {"*." + k, std::string("*.e"),
                                      "." + k.substr(k.size() / 2 + 1),
@@ -791,7 +794,7 @@ TEST(Table, LeadingWildcardsAroundSixteenAndSixtyFourBytes)
         Table t = b.build();
 
         for (std::size_t pre = 0; pre < 90; pre++) {
-            std::string h = key(pre) + (pre ? "." : "") + k;
+            std::string h = dotted(pre) + (pre ? "." : "") + k;
             if (h.front() == '.' || h.find("..") != std::string::npos) {
                 continue;
             }
@@ -806,19 +809,11 @@ TEST(Table, LeadingWildcardsAroundSixteenAndSixtyFourBytes)
 // The same for trailing wildcards, whose dots are found from the start.
 TEST(Table, TrailingWildcardsAroundSixteenAndSixtyFourBytes)
 {
-    auto key = [](std::size_t len) {
-        std::string k;
-        for (std::size_t i = 0; i < len; i++) {
-            k += (i % 5 == 4 && i + 1 < len) ? '.' : static_cast<char>('a' + i % 26);
-        }
-        return k;
-    };
-
     for (std::size_t klen : {1u, 7u, 14u, 15u, 16u, 17u, 47u, 48u, 62u, 63u,
                              64u, 65u}) {
         TableBuilder b;
         Model m;
-        std::string k = key(klen);
+        std::string k = dotted(klen);
         RuleId next = 0;
         for (const std::string &p : {k + ".*", std::string("a.*"),
                                      k.substr(0, k.size() / 2) + ".*"}) {
@@ -835,11 +830,12 @@ TEST(Table, TrailingWildcardsAroundSixteenAndSixtyFourBytes)
         Table t = b.build();
 
         for (std::size_t post = 0; post < 90; post++) {
-            std::string h = k + (post ? "." : "") + key(post);
+            std::string h = k + (post ? "." : "") + dotted(post);
             if (h.back() == '.' || h.find("..") != std::string::npos) {
                 continue;
             }
-            for (const std::string &q : {h, h + "x", h.substr(0, h.size() - 1)}) {
+            std::string shorter = h.substr(0, h.size() - 1);
+            for (const std::string &q : {h, h + "x", shorter}) {
                 if (q.empty() || q.back() == '.') {
                     continue;
                 }
