@@ -260,7 +260,7 @@ ngx_http_dynroute_decide(ngx_http_request_t *r, ngx_http_dynroute_ctx_t *ctx,
         d = table->core.find(ngx_http_dynroute_view(*host));
     }
 
-    if (d.error) {
+    if (d.error()) {
         if (table->counters) {
             ngx_http_dynroute_count(
                 &table->counters[dynroute::metrics::t_regex_errors]);

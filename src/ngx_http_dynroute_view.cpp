@@ -321,10 +321,32 @@ ngx_http_dynroute_rule_t *
 ngx_http_dynroute_live_host(ngx_http_dynroute_live_t *live, ngx_uint_t table,
     ngx_str_t host, uint64_t hash) noexcept
 {
+    ngx_http_dynroute_rule_t      *rule;
+    dynroute::SnapshotView::Host   e;
+
     ngx_http_dynroute_view_sync(live);
 
-    if (live->snapshot.hosts() == 0) {
+    /*
+     * The first try, inline: a miss (usually the host's first slot empty)
+     * or a hit stands if the snapshot stayed current while it was read.
+     */
+
+    if (live->snapshot.find_host(ngx_http_dynroute_view(host), hash, e)) {
+        rule = ngx_http_dynroute_live_entry(live, table, e);
+
+    } else if (live->snapshot.hosts() == 0) {
         return NULL;
+
+    } else {
+        rule = NULL;
+    }
+
+    ngx_http_dynroute_read_fence();
+
+    if (ngx_http_dynroute_published(&live->sh->generation)
+        == live->generation)
+    {
+        return rule;
     }
 
     return ngx_http_dynroute_live_search(live, table, host, hash);

@@ -23,7 +23,8 @@ constexpr std::uint32_t flag_weights = 1;
 
 constexpr std::size_t rollout_header = 16, variant_size = 12;
 // the hosts block's: magic, size, mask, count, arena size
-constexpr std::size_t hosts_header = 20, host_header = 9;
+constexpr std::size_t hosts_header = 20,
+                      host_header = SnapshotView::host_record_header;
 
 std::uint32_t load32(const unsigned char *p) noexcept
 {
@@ -410,44 +411,6 @@ bool SnapshotView::host_record(std::size_t off, std::string_view &host,
     next = off + host_header + len;
 
     return true;
-}
-
-SnapshotView::Host SnapshotView::probe_host(std::string_view host,
-                                            std::uint64_t hv) const noexcept
-{
-    std::uint32_t tag = static_cast<std::uint32_t>(hv >> 32);
-    std::size_t i = hv & mask_;
-
-    for (std::size_t probes = 0; probes <= mask_; probes++) {
-        std::uint32_t off = load32(slots_ + i * 8 + 4);
-
-        if (off == 0) {
-            return Host{};
-        }
-
-        // host_record()'s checks, inline, and the host compared a word at
-        // a time: this runs for every request when runtime hosts are set
-        std::size_t at = off - 1;
-
-        if (load32(slots_ + i * 8) == tag && at < arena_size_
-            && arena_size_ - at >= host_header)
-        {
-            const unsigned char *r = arena_ + at;
-            std::size_t len = r[8];
-
-            if (len == host.size() && arena_size_ - at - host_header >= len
-                && detail::equal_words<false>(
-                    reinterpret_cast<const char *>(r + host_header),
-                    host.data(), len))
-            {
-                return Host{load32(r), load32(r + 4)};
-            }
-        }
-
-        i = (i + 1) & mask_;
-    }
-
-    return Host{};
 }
 
 // ---- a writer's State from a block --------------------------------------------

@@ -135,6 +135,10 @@ public:
         NameId target = no_name;
     };
 
+    // A record: the entry's table and target (4 bytes each), the host's
+    // length (1 byte), the host.
+    static constexpr std::size_t host_record_header = 9;
+
     // The entry of host (lowercase, no trailing dot), or false.  Hosts are
     // compared byte for byte.
     bool find_host(std::string_view host, Host &out) const noexcept
@@ -143,26 +147,26 @@ public:
     }
 
     // The same, with hash == hash(host): a request hashes its Host once,
-    // for this and for Table::find_lower().  Inline as far as the host's
-    // first slot: a host that is not there usually finds it empty.
+    // for this and for Table::find_lower().  Inline, the probe too: the
+    // decision calls it for every request when runtime hosts are set.
     bool find_host(std::string_view host, std::uint64_t hash,
                    Host &out) const noexcept
     {
-        std::uint32_t off;
-
-        if (host_count_ == 0) {
-            return false;
-        }
-
-        std::memcpy(&off, slots_ + (hash & mask_) * 8 + 4, sizeof(off));
-
-        if (off == 0) {
+        if (!may_hold(hash)) {
             return false;
         }
 
         out = probe_host(host, hash);
 
         return out.table != no_name;
+    }
+
+    // False when no host with this hash can be in the block: it has none,
+    // or the hash's first slot is empty (a host that is not there usually
+    // finds it so).
+    bool may_hold(std::uint64_t hash) const noexcept
+    {
+        return host_count_ != 0 && word32(slots_ + (hash & mask_) * 8 + 4) != 0;
     }
 
     // Calls f(host, entry) for each runtime host, in the order they were
@@ -196,7 +200,50 @@ private:
                      std::size_t &next) const noexcept;
     // The entry of host, or one whose table is no_name: returned in a
     // register, so that a caller's entry need not live in memory.
-    Host probe_host(std::string_view host, std::uint64_t hash) const noexcept;
+    static std::uint32_t word32(const unsigned char *p) noexcept
+    {
+        std::uint32_t v;
+        std::memcpy(&v, p, sizeof(v));
+        return v;
+    }
+
+    // find_host()'s search from the hash's first slot: host_record()'s
+    // checks, inline, and the host compared a word at a time.
+    Host probe_host(std::string_view host, std::uint64_t hash) const noexcept
+    {
+        std::uint32_t tag = static_cast<std::uint32_t>(hash >> 32);
+        std::size_t i = hash & mask_;
+
+        for (std::size_t probes = 0; probes <= mask_; probes++) {
+            std::uint32_t off = word32(slots_ + i * 8 + 4);
+
+            if (off == 0) {
+                return Host{};
+            }
+
+            std::size_t at = off - 1;
+
+            if (word32(slots_ + i * 8) == tag && at < arena_size_
+                && arena_size_ - at >= host_record_header)
+            {
+                const unsigned char *r = arena_ + at;
+                std::size_t len = r[8];
+
+                if (len == host.size()
+                    && arena_size_ - at - host_record_header >= len
+                    && detail::equal_words<false>(
+                        reinterpret_cast<const char *>(r + host_record_header),
+                        host.data(), len))
+                {
+                    return Host{word32(r), word32(r + 4)};
+                }
+            }
+
+            i = (i + 1) & mask_;
+        }
+
+        return Host{};
+    }
 
     const unsigned char *data_ = nullptr;
     std::size_t size_ = 0;

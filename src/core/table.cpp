@@ -2,6 +2,10 @@
 
 #include <cstring>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include "host.hpp"
 
 namespace dynroute {
@@ -240,6 +244,9 @@ RuleId HostIndex::insert(std::string_view key, std::uint64_t hash, RuleId rule)
     }
     std::size_t b = key.size() < 255 ? key.size() : 255;
     len_bits_[b >> 6] |= std::uint64_t{1} << (b & 63);
+    if (key.size() < 64) {
+        by_end_ |= std::uint64_t{1} << (63 - key.size());
+    }
     return no_rule;
 }
 
@@ -265,28 +272,139 @@ void HostIndex::grow()
     mask_ = mask;
 }
 
+// The suffixes that start after a dot, longest first, so that the first
+// one in the index wins.  Out of line, with a frame of its own, so that a
+// hit does not pay for the frame of the passes after it.
 template <bool Fold>
-__attribute__((always_inline)) inline RuleId
-HostIndex::lookup(const char *key, std::size_t len,
-                  std::uint64_t hash) const noexcept
+__attribute__((noinline)) RuleId
+HostIndex::find_suffix(const char *p, std::size_t n) const noexcept
 {
-    if (count_ == 0) {
+#if defined(__SSE2__)
+    // Hosts of 16 bytes and more, keys shorter than 64: the dots of the
+    // last 64 bytes, 16 at a time, as bits of one word (bit j: byte
+    // n - 64 + j, whose suffix after it has 63 - j bytes), and with them
+    // by_end_, the key lengths in the same order: what is left are the
+    // suffixes worth hashing, the longest first.  Loads stay within the
+    // host and within the longest key's reach.
+    if (n >= 16 && max_len_ < 64) {
+        const __m128i dots = _mm_set1_epi8('.');
+        std::size_t stop = n > max_len_ + 1 ? n - max_len_ - 1 : 0;
+        std::size_t off = n - 16;
+        std::uint64_t m = 0;
+
+        for (;;) {
+            __m128i v = _mm_loadu_si128(
+                reinterpret_cast<const __m128i *>(p + off));
+            auto b = static_cast<std::uint32_t>(
+                _mm_movemask_epi8(_mm_cmpeq_epi8(v, dots)));
+            m |= std::uint64_t{b} << (off + 64 - n);
+            if (off <= stop) {
+                break;
+            }
+            off = off >= stop + 16 ? off - 16 : stop;
+        }
+
+        for (m &= by_end_; m != 0; m &= m - 1) {
+            std::size_t len = 63 - static_cast<std::size_t>(__builtin_ctzll(m));
+            const char *s = p + n - len;
+            RuleId r = lookup<Fold>(s, len, hash_bytes<Fold>(s, len));
+            if (r != no_rule) {
+                return r;
+            }
+        }
         return no_rule;
     }
+#endif
 
-    std::uint32_t tag = static_cast<std::uint32_t>(hash >> 32);
-    const Slot *slots = slots_.data();
+    return find_suffix_bytes<Fold>(p, n);
+}
 
-    for (std::size_t i = hash & mask_;; i = (i + 1) & mask_) {
-        const Slot &s = slots[i];
-        if (s.rule == no_rule) {
-            return no_rule;
-        }
-        if (s.tag == tag && s.len == len &&
-            equal_words<Fold>(arena_.data() + s.off, key, len)) {
-            return s.rule;
+// find_suffix() for short hosts or long keys, the dots found a word at a
+// time.  Out of line: its registers would cost find_suffix() a frame.
+template <bool Fold>
+__attribute__((noinline)) RuleId
+HostIndex::find_suffix_bytes(const char *p, std::size_t n) const noexcept
+{
+    // A key is at most max_len_ bytes, so the search for dots starts that
+    // far from the end (at the dot before the longest possible suffix)
+    // however long the host is, and a suffix is hashed only if a key has
+    // its length.
+    std::size_t i = n > max_len_ + 1 ? n - max_len_ - 1 : 0;
+
+    // one call of next_dot() (its constants in registers once)
+    while ((i = next_dot(p, i, n)) < n) {
+        std::size_t start = ++i;
+        std::size_t len = n - start;
+        if (may_hold(len)) {
+            RuleId r = lookup<Fold>(p + start, len,
+                                    hash_bytes<Fold>(p + start, len));
+            if (r != no_rule) {
+                return r;
+            }
         }
     }
+    return no_rule;
+}
+
+// The prefixes that end before a dot, longest first.  As find_suffix():
+// out of line, 16 bytes at a time where it can.
+template <bool Fold>
+__attribute__((noinline)) RuleId
+HostIndex::find_prefix(const char *p, std::size_t n) const noexcept
+{
+#if defined(__SSE2__)
+    // Hosts of 16 bytes and more, keys shorter than 64: the dots of the
+    // first bytes, as far as the longest key reaches, as bits of one word
+    // (bit i: byte i, the prefix before it i bytes long), and with them
+    // the key lengths: what is left are the prefixes worth hashing, the
+    // longest first.  Loads stay within the host.
+    if (n >= 16 && max_len_ < 64) {
+        const __m128i dots = _mm_set1_epi8('.');
+        std::size_t limit = n < max_len_ + 1 ? n : max_len_ + 1;
+        std::uint64_t m = 0;
+
+        for (std::size_t off = 0; off < limit; off += 16) {
+            std::size_t at = off + 16 <= n ? off : n - 16;
+            __m128i v = _mm_loadu_si128(
+                reinterpret_cast<const __m128i *>(p + at));
+            auto b = static_cast<std::uint32_t>(
+                _mm_movemask_epi8(_mm_cmpeq_epi8(v, dots)));
+            m |= std::uint64_t{b} << at;
+        }
+
+        for (m &= len_bits_[0]; m != 0;) {
+            std::size_t len = 63 - static_cast<std::size_t>(__builtin_clzll(m));
+            RuleId r = lookup<Fold>(p, len, hash_bytes<Fold>(p, len));
+            if (r != no_rule) {
+                return r;
+            }
+            m &= ~(std::uint64_t{1} << len);
+        }
+        return no_rule;
+    }
+#endif
+
+    return find_prefix_bytes<Fold>(p, n);
+}
+
+// find_prefix() for short hosts or long keys: searched from the dot after
+// the longest possible prefix, the dots found a word at a time.
+template <bool Fold>
+__attribute__((noinline)) RuleId
+HostIndex::find_prefix_bytes(const char *p, std::size_t n) const noexcept
+{
+    std::size_t end = n > max_len_ + 1 ? max_len_ + 1 : n;
+
+    for (std::size_t i = prev_dot(p, end, n); i != npos;
+         i = prev_dot(p, i, n)) {
+        if (may_hold(i)) {
+            RuleId r = lookup<Fold>(p, i, hash_bytes<Fold>(p, i));
+            if (r != no_rule) {
+                return r;
+            }
+        }
+    }
+    return no_rule;
 }
 
 RuleId HostIndex::find(std::string_view key, std::uint64_t hash) const noexcept
@@ -308,7 +426,7 @@ Decision Table::find(std::string_view host) const noexcept
     }
 
     if (ip_ != no_rule && classify_host(host) != HostKind::name) {
-        return Decision{ip_, -1, false};
+        return Decision{ip_, Decision::no_regex};
     }
 
     // The exact name wins over everything else but the ip rule.  A table
@@ -318,28 +436,11 @@ Decision Table::find(std::string_view host) const noexcept
             host.data(), host.size(),
             hash_bytes<true>(host.data(), host.size()));
         if (r != no_rule) {
-            return Decision{r, -1, false};
+            return Decision{r, Decision::no_regex};
         }
     }
 
     return find_rest<true>(host);
-}
-
-Decision Table::find_lower(std::string_view host,
-                           std::uint64_t hash) const noexcept
-{
-    if (ip_ != no_rule) {
-        return find_lower_ip(host, hash);
-    }
-
-    if (!exact_.empty()) {
-        RuleId r = exact_.lookup<false>(host.data(), host.size(), hash);
-        if (r != no_rule) {
-            return Decision{r, -1, false};
-        }
-    }
-
-    return find_rest<false>(host);
 }
 
 // find_lower() in a table with an ip rule: the host is classified first.
@@ -349,13 +450,20 @@ __attribute__((noinline)) Decision
 Table::find_lower_ip(std::string_view host, std::uint64_t hash) const noexcept
 {
     if (classify_host(host) != HostKind::name) {
-        return Decision{ip_, -1, false};
+        return Decision{ip_, Decision::no_regex};
     }
 
     if (!exact_.empty()) {
         RuleId r = exact_.lookup<false>(host.data(), host.size(), hash);
         if (r != no_rule) {
-            return Decision{r, -1, false};
+            return Decision{r, Decision::no_regex};
+        }
+    }
+
+    if (!head_.empty()) {
+        RuleId r = head_.find_suffix<false>(host.data(), host.size());
+        if (r != no_rule) {
+            return Decision{r, Decision::no_regex};
         }
     }
 
@@ -369,65 +477,42 @@ Table::find_rest(std::string_view host) const noexcept
     const char *p = host.data();
     std::size_t n = host.size();
 
-    // Leading wildcards: the suffixes that start after a dot, longest
-    // first, so that the first one in the index wins.  A key is at most
-    // head_.max_len() bytes, so the search for dots starts that far from
-    // the end (at the dot before the longest possible suffix) however long
-    // the host is, and a suffix is hashed only if a key has its length.
-    if (!head_.empty()) {
-        std::size_t longest = head_.max_len();
-        std::size_t i = n > longest + 1 ? n - longest - 1 : 0;
-
-        for (i = next_dot(p, i, n); i < n; i = next_dot(p, i + 1, n)) {
-            std::size_t start = i + 1;
-            std::size_t len = n - start;
-            if (head_.may_hold(len)) {
-                RuleId r = head_.lookup<Fold>(
-                    p + start, len, hash_bytes<Fold>(p + start, len));
-                if (r != no_rule) {
-                    return Decision{r, -1, false};
-                }
-            }
+    // Leading wildcards (find_lower() searched them already).
+    if (Fold && !head_.empty()) {
+        RuleId r = head_.find_suffix<Fold>(p, n);
+        if (r != no_rule) {
+            return Decision{r, Decision::no_regex};
         }
     }
 
-    // Trailing wildcards: the prefixes that end before a dot, longest
-    // first, searched from the dot after the longest possible prefix.
+    // Trailing wildcards: the prefixes that end before a dot.
     if (!tail_.empty()) {
-        std::size_t longest = tail_.max_len();
-        std::size_t end = n > longest + 1 ? longest + 1 : n;
-
-        for (std::size_t i = prev_dot(p, end, n); i != npos;
-             i = prev_dot(p, i, n)) {
-            if (tail_.may_hold(i)) {
-                RuleId r = tail_.lookup<Fold>(p, i, hash_bytes<Fold>(p, i));
-                if (r != no_rule) {
-                    return Decision{r, -1, false};
-                }
-            }
+        RuleId r = tail_.find_prefix<Fold>(p, n);
+        if (r != no_rule) {
+            return Decision{r, Decision::no_regex};
         }
     }
-
-    Decision d;
 
     if (n != 0) {
         for (std::size_t i = 0; i < regexes_.size(); i++) {
             int rc = match_.match(regexes_[i], host);
             if (rc > 0) {
-                d.rule = regex_rules_[i];
-                d.regex = static_cast<int>(i);
-                return d;
+                return Decision{regex_rules_[i], static_cast<std::int32_t>(i)};
             }
             if (rc < 0) {
-                d.error = true;  // as map does: give up, use the default
-                break;
+                // as map does: give up, use the default
+                return Decision{default_, Decision::failed};
             }
         }
     }
 
-    d.rule = default_;
-    return d;
+    return Decision{default_, Decision::no_regex};
 }
+
+// What Table::find_lower(), inline in its callers, calls out of line.
+template Decision Table::find_rest<false>(std::string_view) const noexcept;
+template RuleId HostIndex::find_suffix<false>(const char *,
+                                              std::size_t) const noexcept;
 
 Table::Stats Table::stats() const noexcept
 {

@@ -235,12 +235,46 @@ private:
 
     void grow();
 
-    // find() itself, defined inline in table.cpp so that Table's lookups
-    // inline it even in a -fPIC module, where a call to an exported
-    // function would stay a call.  Fold compares the probe case-folded.
+    // find() itself, inline so that Table's lookups (and find_lower() in
+    // the caller's code) inline it even in a -fPIC module, where a call to
+    // an exported function would stay a call.  Fold compares the probe
+    // case-folded.
+    // The leading wildcards' pass: the rule of the longest suffix of the
+    // n bytes at p that starts after a dot and is a key, or no_rule.
+    template <bool Fold>
+    RuleId find_suffix(const char *p, std::size_t n) const noexcept;
+    template <bool Fold>
+    RuleId find_suffix_bytes(const char *p, std::size_t n) const noexcept;
+
+    // The trailing wildcards' pass: the rule of the longest prefix of the
+    // n bytes at p that ends before a dot and is a key, or no_rule.
+    template <bool Fold>
+    RuleId find_prefix(const char *p, std::size_t n) const noexcept;
+    template <bool Fold>
+    RuleId find_prefix_bytes(const char *p, std::size_t n) const noexcept;
+
     template <bool Fold>
     RuleId lookup(const char *key, std::size_t len,
-                  std::uint64_t hash) const noexcept;
+                  std::uint64_t hash) const noexcept
+    {
+        if (count_ == 0) {
+            return no_rule;
+        }
+
+        std::uint32_t tag = static_cast<std::uint32_t>(hash >> 32);
+        const Slot *slots = slots_.data();
+
+        for (std::size_t i = hash & mask_;; i = (i + 1) & mask_) {
+            const Slot &s = slots[i];
+            if (s.rule == no_rule) {
+                return no_rule;
+            }
+            if (s.tag == tag && s.len == len &&
+                detail::equal_words<Fold>(arena_.data() + s.off, key, len)) {
+                return s.rule;
+            }
+        }
+    }
 
     std::vector<Slot> slots_;
     std::string arena_;
@@ -248,15 +282,22 @@ private:
     std::size_t mask_ = 0;
     std::size_t max_len_ = 0;
     std::uint64_t len_bits_[4] = {0, 0, 0, 0};
+    std::uint64_t by_end_ = 0;  // bit 63 - len: a key of len < 64 bytes
 
     friend class Table;
     friend class TableBuilder;
 };
 
+// Eight bytes, so that it comes back in one register.
 struct Decision {
+    static constexpr std::int32_t no_regex = -1;
+    static constexpr std::int32_t failed = -2;  // a regex failed to run
+
     RuleId rule = no_rule;
-    int regex = -1;       // index of the regex that matched, or -1
-    bool error = false;   // a regex failed to run; the default was used
+    std::int32_t regex = no_regex;  // the regex that matched, no_regex, or
+                                    // failed (and the default was used)
+
+    bool error() const noexcept { return regex == failed; }
 };
 
 class Table {
@@ -278,8 +319,25 @@ public:
     // (or another hash) the result is still a valid Decision, but exact
     // names and wildcards may miss a host with upper case or a trailing
     // dot (regexes see the bytes as given).
-    Decision find_lower(std::string_view lower_host,
-                        std::uint64_t hash) const noexcept;
+    __attribute__((always_inline)) Decision
+    find_lower(std::string_view lower_host, std::uint64_t hash) const noexcept
+    {
+        if (ip_ != no_rule) {
+            return find_lower_ip(lower_host, hash);
+        }
+        RuleId r = exact_.lookup<false>(lower_host.data(), lower_host.size(),
+                                        hash);
+        if (r != no_rule) {
+            return Decision{r, Decision::no_regex};
+        }
+        if (!head_.empty()) {
+            r = head_.find_suffix<false>(lower_host.data(), lower_host.size());
+            if (r != no_rule) {
+                return Decision{r, Decision::no_regex};
+            }
+        }
+        return find_rest<false>(lower_host);
+    }
 
     // The hash that find_lower() takes: the same function as
     // SnapshotView::hash(), so that a Host is hashed once per request for

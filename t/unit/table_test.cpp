@@ -60,13 +60,13 @@ std::string as_nginx_host(std::string h)
 ::testing::AssertionResult same_on_lower(const Table &t, std::string_view h)
 {
     Decision a = t.find(h), b = lower_find(t, h);
-    if (a.rule == b.rule && a.regex == b.regex && a.error == b.error) {
+    if (a.rule == b.rule && a.regex == b.regex && a.error() == b.error()) {
         return ::testing::AssertionSuccess();
     }
     return ::testing::AssertionFailure()
            << "host \"" << h << "\": find " << a.rule << "/" << a.regex
-           << "/" << a.error << ", find_lower " << b.rule << "/" << b.regex
-           << "/" << b.error;
+           << "/" << a.error() << ", find_lower " << b.rule << "/" << b.regex
+           << "/" << b.error();
 }
 
 }  // namespace
@@ -141,7 +141,7 @@ TEST(Table, FindLowerIsTotalOnOtherInput)
                           ".a.example.com"}) {
         Decision d = lower_find(t, h);
         EXPECT_TRUE(d.rule >= 1 && d.rule <= 5) << h;
-        EXPECT_FALSE(d.error) << h;
+        EXPECT_FALSE(d.error()) << h;
     }
     EXPECT_EQ(lower_find(t, "x.b.example.com").rule, 2u);
     EXPECT_EQ(lower_find(t, "D.x").rule, 4u);  // regexes see the bytes
@@ -382,17 +382,17 @@ TEST(Table, RegexesInUtfModeCheckTheSubject)
     for (const char *h : {"caf\xe9", "caf\xc3", "caf\xff\xfe", "\xc3"}) {
         Decision d = t.find(h);
         EXPECT_EQ(d.rule, 2u) << h;
-        EXPECT_TRUE(d.error) << h;
+        EXPECT_TRUE(d.error()) << h;
         d = lower_find(t, h);
         EXPECT_EQ(d.rule, 2u) << h;
-        EXPECT_TRUE(d.error) << h;
+        EXPECT_TRUE(d.error()) << h;
     }
 
     // bytes that are no UTF-8 are any other bytes to a byte-mode regex
     Table b = make({{"~^caf.$", 1}, {"default", 2}});
     Decision d = lower_find(b, "caf\xe9");
     EXPECT_EQ(d.rule, 1u);
-    EXPECT_FALSE(d.error);
+    EXPECT_FALSE(d.error());
     MatchData md(0);
     EXPECT_EQ(md.match(plain, std::string_view()), 0);
     EXPECT_EQ(md.match(plain, "cafe"), 1);
@@ -747,6 +747,101 @@ TEST(Table, AgreesWithModelOnLongAndMixedCaseLabels)
             ASSERT_TRUE(same_on_lower(t, lh)) << "patterns " << trace;
             ASSERT_EQ(lower_find(t, lh).rule, m.find(lh))
                 << "patterns " << trace;
+        }
+    }
+}
+
+// A name of len bytes, a dot every fifth byte (never the last).
+static std::string dotted(std::size_t len)
+{
+    std::string k;
+    for (std::size_t i = 0; i < len; i++) {
+        bool dot = i % 5 == 4 && i + 1 < len;
+        k += dot ? '.' : static_cast<char>('a' + i % 26);
+    }
+    return k;
+}
+
+// Leading wildcards' dots are found 16 bytes at a time in hosts of 16
+// bytes and more while every key is shorter than 64 bytes, and byte by
+// byte otherwise: keys and hosts around those lengths, with dots at every
+// distance from the end, decide as the model does.
+TEST(Table, LeadingWildcardsAroundSixteenAndSixtyFourBytes)
+{
+    for (std::size_t klen : {1u, 7u, 14u, 15u, 16u, 17u, 47u, 48u, 62u, 63u,
+                             64u, 65u}) {
+        TableBuilder b;
+        Model m;
+        std::string k = dotted(klen);
+        RuleId next = 0;
+        for (const std::string &p : {"*." + k, std::string("*.e"),
+                                     "." + k.substr(k.size() / 2 + 1),
+                                     std::string("default")}) {
+            if (p == "default") {
+                b.set_default(99);
+                m.dflt = 99;
+                continue;
+            }
+            if (p == "." || p == "*." || p.find("..") != std::string::npos
+                || p.back() == '.') {
+                continue;
+            }
+            RuleId r = next++;
+            if (m.add(p, r)) {
+                b.add(p, r);
+            }
+        }
+        Table t = b.build();
+
+        for (std::size_t pre = 0; pre < 90; pre++) {
+            std::string h = dotted(pre) + (pre ? "." : "") + k;
+            if (h.front() == '.' || h.find("..") != std::string::npos) {
+                continue;
+            }
+            for (const std::string &q : {h, h.substr(1), "x" + h}) {
+                ASSERT_EQ(t.find(q).rule, m.find(q)) << klen << " " << q;
+                ASSERT_EQ(lower_find(t, q).rule, m.find(q)) << klen << " " << q;
+            }
+        }
+    }
+}
+
+// The same for trailing wildcards, whose dots are found from the start.
+TEST(Table, TrailingWildcardsAroundSixteenAndSixtyFourBytes)
+{
+    for (std::size_t klen : {1u, 7u, 14u, 15u, 16u, 17u, 47u, 48u, 62u, 63u,
+                             64u, 65u}) {
+        TableBuilder b;
+        Model m;
+        std::string k = dotted(klen);
+        RuleId next = 0;
+        for (const std::string &p : {k + ".*", std::string("a.*"),
+                                     k.substr(0, k.size() / 2) + ".*"}) {
+            if (p.front() == '.' || p.find("..") != std::string::npos) {
+                continue;
+            }
+            RuleId r = next++;
+            if (m.add(p, r)) {
+                b.add(p, r);
+            }
+        }
+        b.set_default(99);
+        m.dflt = 99;
+        Table t = b.build();
+
+        for (std::size_t post = 0; post < 90; post++) {
+            std::string h = k + (post ? "." : "") + dotted(post);
+            if (h.back() == '.' || h.find("..") != std::string::npos) {
+                continue;
+            }
+            std::string shorter = h.substr(0, h.size() - 1);
+            for (const std::string &q : {h, h + "x", shorter}) {
+                if (q.empty() || q.back() == '.') {
+                    continue;
+                }
+                ASSERT_EQ(t.find(q).rule, m.find(q)) << klen << " " << q;
+                ASSERT_EQ(lower_find(t, q).rule, m.find(q)) << klen << " " << q;
+            }
         }
     }
 }
