@@ -272,6 +272,16 @@ void HostIndex::grow()
     mask_ = mask;
 }
 
+#if defined(__SSE2__)
+// The dots of the 16 bytes at p, as the low 16 bits (bit i: byte i).
+inline std::uint64_t dots16(const char *p) noexcept
+{
+    __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i *>(p));
+    return static_cast<std::uint32_t>(
+        _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8('.'))));
+}
+#endif
+
 // The suffixes that start after a dot, longest first, so that the first
 // one in the index wins.  Out of line, with a frame of its own, so that a
 // hit does not pay for the frame of the passes after it.
@@ -287,17 +297,12 @@ HostIndex::find_suffix(const char *p, std::size_t n) const noexcept
     // suffixes worth hashing, the longest first.  Loads stay within the
     // host and within the longest key's reach.
     if (n >= 16 && max_len_ < 64) {
-        const __m128i dots = _mm_set1_epi8('.');
         std::size_t stop = n > max_len_ + 1 ? n - max_len_ - 1 : 0;
         std::size_t off = n - 16;
         std::uint64_t m = 0;
 
         for (;;) {
-            __m128i v = _mm_loadu_si128(
-                reinterpret_cast<const __m128i *>(p + off));
-            auto b = static_cast<std::uint32_t>(
-                _mm_movemask_epi8(_mm_cmpeq_epi8(v, dots)));
-            m |= std::uint64_t{b} << (off + 64 - n);
+            m |= dots16(p + off) << (off + 64 - n);
             if (off <= stop) {
                 break;
             }
@@ -306,8 +311,7 @@ HostIndex::find_suffix(const char *p, std::size_t n) const noexcept
 
         for (m &= by_end_; m != 0; m &= m - 1) {
             std::size_t len = 63 - static_cast<std::size_t>(__builtin_ctzll(m));
-            const char *s = p + n - len;
-            RuleId r = lookup<Fold>(s, len, hash_bytes<Fold>(s, len));
+            RuleId r = find_key<Fold>(p + n - len, len);
             if (r != no_rule) {
                 return r;
             }
@@ -336,8 +340,7 @@ HostIndex::find_suffix_bytes(const char *p, std::size_t n) const noexcept
         std::size_t start = ++i;
         std::size_t len = n - start;
         if (may_hold(len)) {
-            RuleId r = lookup<Fold>(p + start, len,
-                                    hash_bytes<Fold>(p + start, len));
+            RuleId r = find_key<Fold>(p + start, len);
             if (r != no_rule) {
                 return r;
             }
@@ -359,22 +362,17 @@ HostIndex::find_prefix(const char *p, std::size_t n) const noexcept
     // the key lengths: what is left are the prefixes worth hashing, the
     // longest first.  Loads stay within the host.
     if (n >= 16 && max_len_ < 64) {
-        const __m128i dots = _mm_set1_epi8('.');
         std::size_t limit = n < max_len_ + 1 ? n : max_len_ + 1;
         std::uint64_t m = 0;
 
         for (std::size_t off = 0; off < limit; off += 16) {
             std::size_t at = off + 16 <= n ? off : n - 16;
-            __m128i v = _mm_loadu_si128(
-                reinterpret_cast<const __m128i *>(p + at));
-            auto b = static_cast<std::uint32_t>(
-                _mm_movemask_epi8(_mm_cmpeq_epi8(v, dots)));
-            m |= std::uint64_t{b} << at;
+            m |= dots16(p + at) << at;
         }
 
         for (m &= len_bits_[0]; m != 0;) {
             std::size_t len = 63 - static_cast<std::size_t>(__builtin_clzll(m));
-            RuleId r = lookup<Fold>(p, len, hash_bytes<Fold>(p, len));
+            RuleId r = find_key<Fold>(p, len);
             if (r != no_rule) {
                 return r;
             }
@@ -398,7 +396,7 @@ HostIndex::find_prefix_bytes(const char *p, std::size_t n) const noexcept
     for (std::size_t i = prev_dot(p, end, n); i != npos;
          i = prev_dot(p, i, n)) {
         if (may_hold(i)) {
-            RuleId r = lookup<Fold>(p, i, hash_bytes<Fold>(p, i));
+            RuleId r = find_key<Fold>(p, i);
             if (r != no_rule) {
                 return r;
             }

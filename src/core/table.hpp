@@ -239,6 +239,13 @@ private:
     // the caller's code) inline it even in a -fPIC module, where a call to
     // an exported function would stay a call.  Fold compares the probe
     // case-folded.
+    // The rule of the len bytes at key, hashed here, or no_rule.
+    template <bool Fold>
+    RuleId find_key(const char *key, std::size_t len) const noexcept
+    {
+        return lookup<Fold>(key, len, detail::hash_bytes<Fold>(key, len));
+    }
+
     // The leading wildcards' pass: the rule of the longest suffix of the
     // n bytes at p that starts after a dot and is a key, or no_rule.
     template <bool Fold>

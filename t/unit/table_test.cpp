@@ -762,11 +762,11 @@ static std::string dotted(std::size_t len)
     return k;
 }
 
-// Leading wildcards' dots are found 16 bytes at a time in hosts of 16
-// bytes and more while every key is shorter than 64 bytes, and byte by
-// byte otherwise: keys and hosts around those lengths, with dots at every
-// distance from the end, decide as the model does.
-TEST(Table, LeadingWildcardsAroundSixteenAndSixtyFourBytes)
+// For keys of lengths around 16 and 64 bytes: the table of make(k) (the
+// patterns the model accepts, and a default) decides every host of
+// hosts(k) as the model does, with find() and find_lower().
+template <class Patterns, class Hosts>
+static void wildcards_agree_with_model(Patterns make, Hosts hosts)
 {
     for (std::size_t klen : {1u, 7u, 14u, 15u, 16u, 17u, 47u, 48u, 62u, 63u,
                              64u, 65u}) {
@@ -774,51 +774,10 @@ TEST(Table, LeadingWildcardsAroundSixteenAndSixtyFourBytes)
         Model m;
         std::string k = dotted(klen);
         RuleId next = 0;
-        for (const std::string &p : {"*." + k, std::string("*.e"),
-                                     "." + k.substr(k.size() / 2 + 1),
-                                     std::string("default")}) {
-            if (p == "default") {
-                b.set_default(99);
-                m.dflt = 99;
-                continue;
-            }
-            if (p == "." || p == "*." || p.find("..") != std::string::npos
-                || p.back() == '.') {
-                continue;
-            }
-            RuleId r = next++;
-            if (m.add(p, r)) {
-                b.add(p, r);
-            }
-        }
-        Table t = b.build();
-
-        for (std::size_t pre = 0; pre < 90; pre++) {
-            std::string h = dotted(pre) + (pre ? "." : "") + k;
-            if (h.front() == '.' || h.find("..") != std::string::npos) {
-                continue;
-            }
-            for (const std::string &q : {h, h.substr(1), "x" + h}) {
-                ASSERT_EQ(t.find(q).rule, m.find(q)) << klen << " " << q;
-                ASSERT_EQ(lower_find(t, q).rule, m.find(q)) << klen << " " << q;
-            }
-        }
-    }
-}
-
-// The same for trailing wildcards, whose dots are found from the start.
-TEST(Table, TrailingWildcardsAroundSixteenAndSixtyFourBytes)
-{
-    for (std::size_t klen : {1u, 7u, 14u, 15u, 16u, 17u, 47u, 48u, 62u, 63u,
-                             64u, 65u}) {
-        TableBuilder b;
-        Model m;
-        std::string k = dotted(klen);
-        RuleId next = 0;
-        for (const std::string &p : {k + ".*", std::string("a.*"),
-                                     k.substr(0, k.size() / 2) + ".*"}) {
-            if (p.front() == '.' || p.find("..") != std::string::npos) {
-                continue;
+        for (const std::string &p : make(k)) {
+            if (p.back() == '.'
+                || p.find("..") != std::string::npos) {
+                continue;  // not a pattern
             }
             RuleId r = next++;
             if (m.add(p, r)) {
@@ -829,19 +788,53 @@ TEST(Table, TrailingWildcardsAroundSixteenAndSixtyFourBytes)
         m.dflt = 99;
         Table t = b.build();
 
-        for (std::size_t post = 0; post < 90; post++) {
-            std::string h = k + (post ? "." : "") + dotted(post);
-            if (h.back() == '.' || h.find("..") != std::string::npos) {
+        for (const std::string &q : hosts(k)) {
+            if (q.empty() || q.front() == '.' || q.back() == '.'
+                || q.find("..") != std::string::npos) {
                 continue;
             }
-            std::string shorter = h.substr(0, h.size() - 1);
-            for (const std::string &q : {h, h + "x", shorter}) {
-                if (q.empty() || q.back() == '.') {
-                    continue;
-                }
-                ASSERT_EQ(t.find(q).rule, m.find(q)) << klen << " " << q;
-                ASSERT_EQ(lower_find(t, q).rule, m.find(q)) << klen << " " << q;
-            }
+            ASSERT_EQ(t.find(q).rule, m.find(q)) << klen << " " << q;
+            ASSERT_EQ(lower_find(t, q).rule, m.find(q)) << klen << " " << q;
         }
     }
+}
+
+// Leading wildcards' dots are found 16 bytes at a time in hosts of 16
+// bytes and more while every key is shorter than 64 bytes, and a word at a
+// time otherwise: keys and hosts around those lengths, with dots at every
+// distance from the end, decide as the model does.
+TEST(Table, LeadingWildcardsAroundSixteenAndSixtyFourBytes)
+{
+    wildcards_agree_with_model(
+        [](const std::string &k) {
+            return std::vector<std::string>{
+                "*." + k, "*.e", "." + k.substr(k.size() / 2 + 1)};
+        },
+        [](const std::string &k) {
+            std::vector<std::string> hosts;
+            for (std::size_t pre = 0; pre < 90; pre++) {
+                std::string h = dotted(pre) + (pre ? "." : "") + k;
+                hosts.insert(hosts.end(), {h, h.substr(1), "x" + h});
+            }
+            return hosts;
+        });
+}
+
+// The same for trailing wildcards, whose dots are found from the start.
+TEST(Table, TrailingWildcardsAroundSixteenAndSixtyFourBytes)
+{
+    wildcards_agree_with_model(
+        [](const std::string &k) {
+            return std::vector<std::string>{
+                k + ".*", "a.*", k.substr(0, k.size() / 2) + ".*"};
+        },
+        [](const std::string &k) {
+            std::vector<std::string> hosts;
+            for (std::size_t post = 0; post < 90; post++) {
+                std::string h = k + (post ? "." : "") + dotted(post);
+                hosts.insert(hosts.end(),
+                             {h, h + "x", h.substr(0, h.size() - 1)});
+            }
+            return hosts;
+        });
 }
