@@ -13,6 +13,7 @@
 #include <cstddef>
 #include <new>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "ngx_http_dynroute_rollout.hpp"
@@ -801,7 +802,9 @@ ngx_http_dynroute_rollout_check(ngx_conf_t *cf,
     ngx_http_dynroute_main_conf_t *dmcf, ngx_http_dynroute_rollout_t *ro)
     noexcept
 {
+    ngx_str_t                    hint;
     const char                  *why;
+    std::string_view             closest;
     ngx_http_dynroute_target_t  *t;
 
     try {
@@ -818,12 +821,18 @@ ngx_http_dynroute_rollout_check(ngx_conf_t *cf,
             }
 
             if (t == NULL || t->kind != NGX_HTTP_DYNROUTE_TARGET_UPSTREAM) {
+                closest = (t == NULL)
+                          ? ngx_http_dynroute_target_closest(dmcf,
+                                ngx_http_dynroute_view(v.upstream), true)
+                          : std::string_view();
+                hint = ngx_http_dynroute_did_you_mean(cf, closest);
+
                 ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                              "unknown upstream \"%V\" of variant \"%V\" in "
-                              "dynroute rollout \"%V\": a variant's upstream "
-                              "must be an upstream{} block in %s:%ui",
-                              &v.upstream, &v.name, &ro->name, v.file,
-                              v.line);
+                              "unknown upstream \"%V\"%V of variant \"%V\" "
+                              "in dynroute rollout \"%V\": a variant's "
+                              "upstream must be an upstream{} block in "
+                              "%s:%ui", &v.upstream, &hint, &v.name,
+                              &ro->name, v.file, v.line);
                 return NGX_ERROR;
             }
 

@@ -502,3 +502,48 @@ dynroute_rollout r {
 --- must_die
 --- error_log eval
 qr/\[emerg\] invalid number of parameters in "variant" of dynroute rollout "r": expected a name, an upstream and a weight in \S+nginx\.conf:6$/m
+
+
+
+=== TEST 35: an upstream typo in a variant: did you mean the closest upstream
+--- http_config
+upstream service_a { server 127.0.0.1:1; }
+upstream service_b { server 127.0.0.1:2; }
+dynroute_rollout checkout {
+    variant stable service_a 90%;
+    variant canary servce_b  10%;
+}
+--- must_die
+--- error_log eval
+qr/\[emerg\] unknown upstream "servce_b" \(did you mean "service_b"\?\) of variant "canary" in dynroute rollout "checkout": a variant's upstream must be an upstream\{\} block in \S+nginx\.conf:7$/m
+
+
+
+=== TEST 36: no suggestion of a rollout for a variant's upstream, which is no upstream{} block
+--- http_config
+upstream a { server 127.0.0.1:1; }
+dynroute_rollout checkout {
+    variant  a  a  50%;
+    variant  b  a  50%;
+}
+dynroute_rollout r {
+    variant  a  a        50%;
+    variant  b  chekout  50%;
+}
+--- must_die
+--- error_log eval
+qr/\[emerg\] unknown upstream "chekout" of variant "b" in dynroute rollout "r": a variant's upstream must be an upstream\{\} block in \S+nginx\.conf:10$/m
+
+
+
+=== TEST 37: no suggestion of a dynroute_balancer upstream for a variant's upstream
+--- http_config
+upstream a { server 127.0.0.1:1; }
+upstream edge_pass { dynroute_balancer; }
+dynroute_rollout r {
+    variant  a  a         50%;
+    variant  b  edge_pas  50%;
+}
+--- must_die
+--- error_log eval
+qr/\[emerg\] unknown upstream "edge_pas" of variant "b" in dynroute rollout "r": a variant's upstream must be an upstream\{\} block in \S+nginx\.conf:7$/m
