@@ -44,7 +44,7 @@ ngx_http_dynroute_check_upstreams(ngx_conf_t *cf,
 
             if (t == NULL && why == NULL) {
                 closest = ngx_http_dynroute_target_closest(dmcf,
-                              ngx_http_dynroute_view(dest.target));
+                              ngx_http_dynroute_view(dest.target), false);
             }
 
         } catch (...) {

@@ -6,12 +6,16 @@
  */
 #pragma once
 
+#include <cstddef>
 #include <exception>
+#include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "ngx.hpp"
 #include "ngx_http_dynroute_string.hpp"
+#include "conf_text.hpp"
 
 
 #define NGX_HTTP_DYNROUTE_CONF_ERROR  static_cast<char *>(NGX_CONF_ERROR)
@@ -198,4 +202,98 @@ ngx_http_dynroute_conf_block(ngx_conf_t *cf, ngx_conf_handler_pt handler,
     *cf = save;
 
     return rv;
+}
+
+
+/*
+ * Where the file being read was read up to, just after a ";" or a "{": set
+ * when a block opens and after each of its lines, so that the line being
+ * handled can be read again from there (ngx_http_dynroute_conf_lines).
+ */
+typedef struct {
+    ngx_conf_file_t  *file;
+    ngx_str_t         name;
+    off_t             offset;
+    ngx_uint_t        line;
+} ngx_http_dynroute_conf_mark_t;
+
+
+static inline void
+ngx_http_dynroute_conf_mark(ngx_conf_t *cf, ngx_http_dynroute_conf_mark_t *m)
+    noexcept
+{
+    ngx_buf_t  *b;
+
+    b = cf->conf_file->buffer;
+
+    if (b == NULL) {
+        return;     /* not read from a file: no line to name */
+    }
+
+    m->file = cf->conf_file;
+    m->name = cf->conf_file->file.name;
+    m->offset = cf->conf_file->file.offset - (b->last - b->pos);
+    m->line = cf->conf_file->line;
+}
+
+
+/*
+ * The line that each token of the line being handled (cf->args) begins
+ * on, for messages that name the line of one of them: nginx keeps the
+ * line of the last only.  The line is read again from the file, from the
+ * mark (from the start of the file for the first line of an included
+ * file).  Empty if it cannot be told.  May throw.
+ */
+static inline std::vector<std::size_t>
+ngx_http_dynroute_conf_lines(ngx_conf_t *cf,
+    const ngx_http_dynroute_conf_mark_t *m)
+{
+    static constexpr off_t  max_text = 65536;
+
+    off_t             start, end;
+    ssize_t           n;
+    ngx_buf_t        *b;
+    ngx_uint_t        line;
+    ngx_file_t        file;
+    ngx_conf_file_t  *cfile = cf->conf_file;
+
+    b = cfile->buffer;
+
+    if (b == NULL || cfile->file.fd == NGX_INVALID_FILE) {
+        return {};
+    }
+
+    if (cfile == m->file && ngx_http_dynroute_eq(cfile->file.name, m->name)) {
+        start = m->offset;
+        line = m->line;
+
+    } else {
+        start = 0;
+        line = 1;
+    }
+
+    end = cfile->file.offset - (b->last - b->pos);
+
+    if (end <= start || end - start > max_text) {
+        return {};
+    }
+
+    std::string  text(static_cast<size_t>(end - start), '\0');
+
+    /* a copy: nginx's own offset stays where its parser is */
+    file = cfile->file;
+
+    n = ngx_read_file(&file, reinterpret_cast<u_char *>(&text[0]),
+                      text.size(), start);
+    if (n != static_cast<ssize_t>(text.size())) {
+        return {};
+    }
+
+    auto lines = dynroute::directive_lines(text, line);
+
+    if (lines.size() != cf->args->nelts) {
+        return {};
+    }
+
+    return lines;
 }

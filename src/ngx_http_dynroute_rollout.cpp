@@ -10,8 +10,10 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <cstddef>
 #include <new>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "ngx_http_dynroute_rollout.hpp"
@@ -36,6 +38,10 @@ typedef struct {
     bool                                        has_primary;
     bool                                        has_key;
     bool                                        has_override_from;
+
+    /* where the last line of the block ended (or its "{" did): where a
+     * line lacking its ";" was written */
+    ngx_http_dynroute_conf_mark_t               mark;
 } ngx_http_dynroute_rollout_parse_t;
 
 
@@ -79,6 +85,7 @@ ngx_http_dynroute_rollout_block(ngx_conf_t *cf, ngx_command_t *cmd,
 
         p.rollout = ro;
         p.http_ctx = cf->ctx;
+        ngx_http_dynroute_conf_mark(cf, &p.mark);
 
         rv = ngx_http_dynroute_conf_block(cf, ngx_http_dynroute_rollout_line,
                                           &p, conf);
@@ -101,16 +108,28 @@ ngx_http_dynroute_rollout_line(ngx_conf_t *cf, ngx_command_t *dummy,
     ngx_http_dynroute_rollout_parse_t *p =
         static_cast<ngx_http_dynroute_rollout_parse_t *>(cf->ctx);
 
+    char       *rv;
     ngx_str_t  *value;
 
     value = static_cast<ngx_str_t *>(cf->args->elts);
 
     if (cf->args->nelts == 2 && ngx_http_dynroute_is(value[0], "include")) {
-        return ngx_conf_include(cf, dummy, conf);
+        if (ngx_conf_include(cf, dummy, conf) != NGX_CONF_OK) {
+            return NGX_HTTP_DYNROUTE_CONF_ERROR;
+        }
+
+        ngx_http_dynroute_conf_mark(cf, &p->mark);
+        return NGX_CONF_OK;
     }
 
     try {
-        return ngx_http_dynroute_rollout_directive(cf, p, value);
+        rv = ngx_http_dynroute_rollout_directive(cf, p, value);
+
+        if (rv == NGX_CONF_OK) {
+            ngx_http_dynroute_conf_mark(cf, &p->mark);
+        }
+
+        return rv;
 
     } catch (const dynroute::ConfigError &e) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -578,18 +597,100 @@ static ngx_http_dynroute_rollout_cmd_t  ngx_http_dynroute_rollout_cmds[] = {
 };
 
 
+/* a line of the block begins with name */
+
+static bool
+ngx_http_dynroute_rollout_is_cmd(const ngx_str_t &name) noexcept
+{
+    for (const auto &cmd : ngx_http_dynroute_rollout_cmds) {
+        if (ngx_http_dynroute_is(name, cmd.name)) {
+            return true;
+        }
+    }
+
+    return ngx_http_dynroute_is(name, "include");
+}
+
+
+/*
+ * A line whose ";" is missing, so that the next line was read as more of
+ * its parameters: how many parameters the line has as written (the next
+ * line begins after them), and *line, the line it ends on; 0 if that is
+ * not what it looks like.  It looks like it when, after as many parameters
+ * as the line's directive takes, comes the name of a directive of the
+ * block, or, for a directive that takes a fixed number, one more that
+ * begins on a later line.  No parameter may be such a name, nor one too
+ * many: a line that looks like it is refused either way, and a valid one
+ * is never read again.
+ */
+
+static ngx_uint_t
+ngx_http_dynroute_rollout_unended(ngx_conf_t *cf,
+    ngx_http_dynroute_rollout_parse_t *p, ngx_str_t *value,
+    const ngx_http_dynroute_rollout_cmd_t &cmd, ngx_uint_t *line)
+{
+    bool                      named;
+    ngx_uint_t                i;
+    std::vector<std::size_t>  lines;
+
+    for (i = cmd.min + 1; i < cf->args->nelts && i - 1 <= cmd.max; i++) {
+        named = ngx_http_dynroute_rollout_is_cmd(value[i]);
+
+        if (!named && i - 1 != cmd.max) {
+            continue;
+        }
+
+        if (lines.empty()) {
+            lines = ngx_http_dynroute_conf_lines(cf, &p->mark);
+
+            if (lines.empty()) {
+                return 0;
+            }
+        }
+
+        if (named || lines[i] > lines[i - 1]) {
+            *line = lines[i - 1];
+            return i - 1;
+        }
+    }
+
+    return 0;
+}
+
+
 static char *
 ngx_http_dynroute_rollout_directive(ngx_conf_t *cf,
     ngx_http_dynroute_rollout_parse_t *p, ngx_str_t *value)
 {
-    ngx_uint_t  n;
-
-    n = cf->args->nelts - 1;
+    ngx_uint_t   n, i, line;
+    std::string  written;
 
     for (const auto &cmd : ngx_http_dynroute_rollout_cmds) {
         if (!ngx_http_dynroute_is(value[0], cmd.name)) {
             continue;
         }
+
+        n = ngx_http_dynroute_rollout_unended(cf, p, value, cmd, &line);
+
+        if (n) {
+            written.assign(reinterpret_cast<char *>(value[0].data),
+                           value[0].len);
+
+            for (i = 1; i <= n; i++) {
+                written += ' ';
+                written.append(reinterpret_cast<char *>(value[i].data),
+                               value[i].len);
+            }
+
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "missing \";\" after \"%s\" in dynroute rollout "
+                          "\"%V\" in %s:%ui", written.c_str(),
+                          &p->rollout->name, cf->conf_file->file.name.data,
+                          line);
+            return NGX_HTTP_DYNROUTE_CONF_ERROR;
+        }
+
+        n = cf->args->nelts - 1;
 
         if (n < cmd.min || n > cmd.max) {
             return ngx_http_dynroute_rollout_arity(cf, p, value,
@@ -701,7 +802,9 @@ ngx_http_dynroute_rollout_check(ngx_conf_t *cf,
     ngx_http_dynroute_main_conf_t *dmcf, ngx_http_dynroute_rollout_t *ro)
     noexcept
 {
+    ngx_str_t                    hint;
     const char                  *why;
+    std::string_view             closest;
     ngx_http_dynroute_target_t  *t;
 
     try {
@@ -718,12 +821,18 @@ ngx_http_dynroute_rollout_check(ngx_conf_t *cf,
             }
 
             if (t == NULL || t->kind != NGX_HTTP_DYNROUTE_TARGET_UPSTREAM) {
+                closest = (t == NULL)
+                          ? ngx_http_dynroute_target_closest(dmcf,
+                                ngx_http_dynroute_view(v.upstream), true)
+                          : std::string_view();
+                hint = ngx_http_dynroute_did_you_mean(cf, closest);
+
                 ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                              "unknown upstream \"%V\" of variant \"%V\" in "
-                              "dynroute rollout \"%V\": a variant's upstream "
-                              "must be an upstream{} block in %s:%ui",
-                              &v.upstream, &v.name, &ro->name, v.file,
-                              v.line);
+                              "unknown upstream \"%V\"%V of variant \"%V\" "
+                              "in dynroute rollout \"%V\": a variant's "
+                              "upstream must be an upstream{} block in "
+                              "%s:%ui", &v.upstream, &hint, &v.name,
+                              &ro->name, v.file, v.line);
                 return NGX_ERROR;
             }
 

@@ -12,14 +12,12 @@
 #include <iterator>
 #include <memory>
 #include <stdexcept>
-#include <string>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
 
 #include "ngx_http_dynroute_table.hpp"
 #include "ngx_http_dynroute_variables.hpp"
-#include "conf_text.hpp"
 #include "table.hpp"
 
 
@@ -40,12 +38,9 @@ typedef struct {
     u_char                    *file;      /* of the last rule, as nginx has
                                              it */
 
-    /* where the last line of the block ended (or its "{" did), in the
-     * file being read: where a rule lacking its ";" was written */
-    ngx_conf_file_t           *mark_file;
-    ngx_str_t                  mark_name;
-    off_t                      mark_offset;
-    ngx_uint_t                 mark_line;
+    /* where the last line of the block ended (or its "{" did): where a
+     * rule lacking its ";" was written */
+    ngx_http_dynroute_conf_mark_t  mark;
 } ngx_http_dynroute_table_parse_t;
 
 
@@ -54,8 +49,6 @@ static char *ngx_http_dynroute_table_parse(ngx_conf_t *cf,
 static char *ngx_http_dynroute_table_rule(ngx_conf_t *cf,
     ngx_command_t *dummy, void *conf) noexcept;
 static char *ngx_http_dynroute_table_arity(ngx_conf_t *cf,
-    ngx_http_dynroute_table_parse_t *p) noexcept;
-static void ngx_http_dynroute_table_mark(ngx_conf_t *cf,
     ngx_http_dynroute_table_parse_t *p) noexcept;
 static ngx_uint_t ngx_http_dynroute_table_unended(ngx_conf_t *cf,
     ngx_http_dynroute_table_parse_t *p) noexcept;
@@ -170,10 +163,9 @@ ngx_http_dynroute_table_parse(ngx_conf_t *cf, ngx_http_dynroute_table_t *table,
 
     try {
         ngx_http_dynroute_table_parse_t  p{table, cf->ctx, pool, {}, {},
-                                           {}, NULL, NULL, ngx_null_string,
-                                           0, 0};
+                                           {}, NULL, {}};
 
-        ngx_http_dynroute_table_mark(cf, &p);
+        ngx_http_dynroute_conf_mark(cf, &p.mark);
 
         rv = ngx_http_dynroute_conf_block(cf, ngx_http_dynroute_table_rule,
                                           &p, conf);
@@ -214,7 +206,7 @@ ngx_http_dynroute_table_rule(ngx_conf_t *cf, ngx_command_t *dummy,
             return NGX_HTTP_DYNROUTE_CONF_ERROR;
         }
 
-        ngx_http_dynroute_table_mark(cf, p);
+        ngx_http_dynroute_conf_mark(cf, &p->mark);
         return NGX_CONF_OK;
     }
 
@@ -291,7 +283,7 @@ ngx_http_dynroute_table_rule(ngx_conf_t *cf, ngx_command_t *dummy,
     }
 
     ngx_http_dynroute_table_unread(cf->pool, cf->args);
-    ngx_http_dynroute_table_mark(cf, p);
+    ngx_http_dynroute_conf_mark(cf, &p->mark);
 
     return NGX_CONF_OK;
 }
@@ -325,27 +317,6 @@ ngx_http_dynroute_table_arity(ngx_conf_t *cf,
 }
 
 
-/* the file being read was read up to here: just after a ";" or a "{" */
-
-static void
-ngx_http_dynroute_table_mark(ngx_conf_t *cf,
-    ngx_http_dynroute_table_parse_t *p) noexcept
-{
-    ngx_buf_t  *b;
-
-    b = cf->conf_file->buffer;
-
-    if (b == NULL) {
-        return;     /* not read from a file: no line to name */
-    }
-
-    p->mark_file = cf->conf_file;
-    p->mark_name = cf->conf_file->file.name;
-    p->mark_offset = cf->conf_file->file.offset - (b->last - b->pos);
-    p->mark_line = cf->conf_file->line;
-}
-
-
 /*
  * The line of a rule whose ";" is missing, so that the next rule's
  * parameters were read as more of its own; 0 if that is not what it looks
@@ -360,57 +331,18 @@ static ngx_uint_t
 ngx_http_dynroute_table_unended(ngx_conf_t *cf,
     ngx_http_dynroute_table_parse_t *p) noexcept
 {
-    static constexpr off_t  max_text = 65536;
-
-    off_t             start, end;
-    ssize_t           n;
-    ngx_str_t        *value;
-    ngx_buf_t        *b;
-    ngx_uint_t        line;
-    ngx_file_t        file;
-    ngx_conf_file_t  *cfile = cf->conf_file;
+    ngx_str_t  *value;
 
     value = static_cast<ngx_str_t *>(cf->args->elts);
-    b = cfile->buffer;
 
-    if (cf->args->nelts < 3 || b == NULL
-        || cfile->file.fd == NGX_INVALID_FILE)
-    {
-        return 0;
-    }
-
-    if (cfile == p->mark_file
-        && ngx_http_dynroute_eq(cfile->file.name, p->mark_name))
-    {
-        start = p->mark_offset;
-        line = p->mark_line;
-
-    } else {
-        start = 0;
-        line = 1;
-    }
-
-    end = cfile->file.offset - (b->last - b->pos);
-
-    if (end <= start || end - start > max_text) {
+    if (cf->args->nelts < 3) {
         return 0;
     }
 
     try {
-        std::string  text(static_cast<size_t>(end - start), '\0');
+        auto lines = ngx_http_dynroute_conf_lines(cf, &p->mark);
 
-        /* a copy: nginx's own offset stays where its parser is */
-        file = cfile->file;
-
-        n = ngx_read_file(&file, reinterpret_cast<u_char *>(&text[0]),
-                          text.size(), start);
-        if (n != static_cast<ssize_t>(text.size())) {
-            return 0;
-        }
-
-        auto lines = dynroute::directive_lines(text, line);
-
-        if (lines.size() != cf->args->nelts) {
+        if (lines.empty()) {
             return 0;
         }
 

@@ -229,18 +229,21 @@ ngx_http_dynroute_target_resolve(ngx_http_dynroute_main_conf_t *dmcf,
 
 
 /*
- * Of the routable targets, the one that name (no target) is most likely a
- * typo of, for "did you mean"; empty if none is close.  May throw.
+ * Of the routable targets (of the upstream{} blocks only, for a variant's
+ * upstream), the one that name (no target) is most likely a typo of, for
+ * "did you mean"; empty if none is close.  May throw.
  */
 
 std::string_view
 ngx_http_dynroute_target_closest(ngx_http_dynroute_main_conf_t *dmcf,
-    std::string_view name)
+    std::string_view name, bool upstreams)
 {
     dynroute::ClosestName  closest(name);
 
     for (const auto &t : dmcf->targets->all) {
-        if (t.why == NULL) {
+        if (t.why == NULL
+            && (!upstreams || t.kind == NGX_HTTP_DYNROUTE_TARGET_UPSTREAM))
+        {
             closest.consider(ngx_http_dynroute_view(t.name));
         }
     }

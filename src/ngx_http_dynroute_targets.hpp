@@ -31,7 +31,8 @@ ngx_http_dynroute_target_t *ngx_http_dynroute_target_resolve(
     ngx_http_dynroute_main_conf_t *dmcf, std::string_view name,
     const char **why);
 std::string_view ngx_http_dynroute_target_closest(
-    ngx_http_dynroute_main_conf_t *dmcf, std::string_view name);
+    ngx_http_dynroute_main_conf_t *dmcf, std::string_view name,
+    bool upstreams);
 ngx_http_dynroute_target_t *ngx_http_dynroute_target_exact(
     ngx_http_dynroute_main_conf_t *dmcf, std::string_view name) noexcept;
 void ngx_http_dynroute_targets_each(ngx_http_dynroute_main_conf_t *dmcf,

@@ -342,3 +342,208 @@ variant  b  a  0%;
 GET /
 --- response_body
 a
+
+
+
+=== TEST 25: a missing ";" after a variant is named on the line that lacks it, not the next
+--- http_config
+upstream service_a { server 127.0.0.1:1; }
+upstream service_b { server 127.0.0.1:2; }
+dynroute_rollout checkout {
+    variant stable service_a 90%
+    variant canary service_b 10%;
+}
+--- must_die
+--- error_log eval
+qr/\[emerg\] missing ";" after "variant stable service_a 90%" in dynroute rollout "checkout" in \S+nginx\.conf:6$/m
+
+
+
+=== TEST 26: a missing ";" after a key of two variables, before a header
+--- http_config
+upstream a { server 127.0.0.1:1; }
+dynroute_rollout r {
+    variant  a  a  50%;
+    variant  b  a  50%;
+    key      $cookie_uid
+             $remote_addr
+    header   X-Variant;
+    override_from  all;
+}
+--- must_die
+--- error_log eval
+qr/\[emerg\] missing ";" after "key \$cookie_uid \$remote_addr" in dynroute rollout "r" in \S+nginx\.conf:8$/m
+
+
+
+=== TEST 27: a missing ";" between a cookie and a header on one line
+--- http_config
+upstream a { server 127.0.0.1:1; }
+dynroute_rollout r {
+    variant  a  a  50%;
+    variant  b  a  50%;
+    cookie  variant  header  X-Variant;
+    override_from  all;
+}
+--- must_die
+--- error_log eval
+qr/\[emerg\] missing ";" after "cookie variant" in dynroute rollout "r" in \S+nginx\.conf:7$/m
+
+
+
+=== TEST 28: a missing ";" after "override_from all"
+--- http_config
+upstream a { server 127.0.0.1:1; }
+dynroute_rollout r {
+    variant  a  a  50%;
+    variant  b  a  50%;
+    header   X-Variant;
+    override_from  all
+    source  10.0.0.0/8  b;
+}
+--- must_die
+--- error_log eval
+qr/\[emerg\] missing ";" after "override_from all" in dynroute rollout "r" in \S+nginx\.conf:8$/m
+
+
+
+=== TEST 29: a missing ";" after override_from addresses, before a sticky_cookie
+--- http_config
+upstream a { server 127.0.0.1:1; }
+dynroute_rollout r {
+    variant  a  a  50%;
+    variant  b  a  50%;
+    header   X-Variant;
+    override_from  10.0.0.0/8  192.168.0.0/16
+    sticky_cookie  dr_r;
+}
+--- must_die
+--- error_log eval
+qr/\[emerg\] missing ";" after "override_from 10\.0\.0\.0\/8 192\.168\.0\.0\/16" in dynroute rollout "r" in \S+nginx\.conf:8$/m
+
+
+
+=== TEST 30: a missing ";" after a sticky_cookie written over two lines
+--- http_config
+upstream a { server 127.0.0.1:1; }
+dynroute_rollout r {
+    variant  a  a  50%;
+    variant  b  a  50%;
+    sticky_cookie  dr_r  max_age=1d
+                   secure  httponly   # the attributes
+    primary  b;
+}
+--- must_die
+--- error_log eval
+qr/\[emerg\] missing ";" after "sticky_cookie dr_r max_age=1d secure httponly" in dynroute rollout "r" in \S+nginx\.conf:8$/m
+
+
+
+=== TEST 31: a missing ";" after a source, before a misspelt directive on the next line
+--- http_config
+upstream a { server 127.0.0.1:1; }
+dynroute_rollout r {
+    variant  a  a  50%;
+    variant  b  a  50%;
+    source   10.0.0.0/8  b
+    primery  b;
+}
+--- must_die
+--- error_log eval
+qr/\[emerg\] missing ";" after "source 10\.0\.0\.0\/8 b" in dynroute rollout "r" in \S+nginx\.conf:7$/m
+
+
+
+=== TEST 32: a missing ";" in an included file, on its first line
+--- http_config
+upstream a { server 127.0.0.1:1; }
+dynroute_rollout r {
+    include  $TEST_NGINX_HTML_DIR/variants-*.conf;
+}
+--- user_files
+>>> variants-1.conf
+variant  a  a  50%;
+>>> variants-2.conf
+variant  b  a  25%
+variant  c  a  25%;
+--- must_die
+--- error_log eval
+qr/\[emerg\] missing ";" after "variant b a 25%" in dynroute rollout "r" in \S+\/variants-2\.conf:1$/m
+
+
+
+=== TEST 33: a missing ";" after an include, in the block's own file
+--- http_config
+upstream a { server 127.0.0.1:1; }
+dynroute_rollout r {
+    include  $TEST_NGINX_HTML_DIR/variants.conf;
+    # the client's own id first
+    key  $cookie_uid
+    primary  a;
+}
+--- user_files
+>>> variants.conf
+variant  a  a  50%;
+variant  b  a  50%;
+--- must_die
+--- error_log eval
+qr/\[emerg\] missing ";" after "key \$cookie_uid" in dynroute rollout "r" in \S+nginx\.conf:7$/m
+
+
+
+=== TEST 34: a variant written over two lines with a parameter too many is not taken for a missing ";"
+--- http_config
+upstream a { server 127.0.0.1:1; }
+dynroute_rollout r {
+    variant  a  a
+             50%  b;
+    variant  b  a  50%;
+}
+--- must_die
+--- error_log eval
+qr/\[emerg\] invalid number of parameters in "variant" of dynroute rollout "r": expected a name, an upstream and a weight in \S+nginx\.conf:6$/m
+
+
+
+=== TEST 35: an upstream typo in a variant: did you mean the closest upstream
+--- http_config
+upstream service_a { server 127.0.0.1:1; }
+upstream service_b { server 127.0.0.1:2; }
+dynroute_rollout checkout {
+    variant stable service_a 90%;
+    variant canary servce_b  10%;
+}
+--- must_die
+--- error_log eval
+qr/\[emerg\] unknown upstream "servce_b" \(did you mean "service_b"\?\) of variant "canary" in dynroute rollout "checkout": a variant's upstream must be an upstream\{\} block in \S+nginx\.conf:7$/m
+
+
+
+=== TEST 36: no suggestion of a rollout for a variant's upstream, which is no upstream{} block
+--- http_config
+upstream a { server 127.0.0.1:1; }
+dynroute_rollout checkout {
+    variant  a  a  50%;
+    variant  b  a  50%;
+}
+dynroute_rollout r {
+    variant  a  a        50%;
+    variant  b  chekout  50%;
+}
+--- must_die
+--- error_log eval
+qr/\[emerg\] unknown upstream "chekout" of variant "b" in dynroute rollout "r": a variant's upstream must be an upstream\{\} block in \S+nginx\.conf:10$/m
+
+
+
+=== TEST 37: no suggestion of a dynroute_balancer upstream for a variant's upstream
+--- http_config
+upstream a { server 127.0.0.1:1; }
+upstream edge_pass { dynroute_balancer; }
+dynroute_rollout r {
+    variant  a  a         50%;
+    variant  b  edge_pas  50%;
+}
+--- must_die
+--- error_log eval
+qr/\[emerg\] unknown upstream "edge_pas" of variant "b" in dynroute rollout "r": a variant's upstream must be an upstream\{\} block in \S+nginx\.conf:7$/m
