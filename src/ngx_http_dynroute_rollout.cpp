@@ -983,6 +983,59 @@ ngx_http_dynroute_rollout_address(ngx_http_request_t *r,
 }
 
 
+/* the values an override or stickiness may come from, as the request has
+ * them: in.header, in.cookie and in.sticky point into v */
+
+typedef struct {
+    std::string_view  header;
+    std::string_view  cookie;
+    std::string_view  sticky;
+} ngx_http_dynroute_rollout_values_t;
+
+
+static void
+ngx_http_dynroute_rollout_scan(ngx_http_request_t *r,
+    ngx_http_dynroute_rollout_t *ro, dynroute::Rollout::Inputs &in,
+    ngx_http_dynroute_rollout_values_t &v) noexcept
+{
+    /* the first of each wins */
+
+    ngx_http_dynroute_each_header(&r->headers_in.headers,
+        [&](ngx_table_elt_t &h) {
+
+        if (h.hash == 0) {
+            return;
+        }
+
+        if (ro->sticky.len && in.sticky == NULL
+            && ngx_http_dynroute_header_is(h, "Cookie")
+            && dynroute::find_cookie(ngx_http_dynroute_view(h.value),
+                                     ngx_http_dynroute_view(ro->sticky),
+                                     v.sticky))
+        {
+            in.sticky = &v.sticky;
+        }
+
+        if (in.header == NULL && ro->header.len
+            && ngx_http_dynroute_header_is(h,
+                   ngx_http_dynroute_view(ro->header)))
+        {
+            v.header = ngx_http_dynroute_view(h.value);
+            in.header = &v.header;
+        }
+
+        if (in.cookie == NULL && ro->cookie.len
+            && ngx_http_dynroute_header_is(h, "Cookie")
+            && dynroute::find_cookie(ngx_http_dynroute_view(h.value),
+                                     ngx_http_dynroute_view(ro->cookie),
+                                     v.cookie))
+        {
+            in.cookie = &v.cookie;
+        }
+    });
+}
+
+
 /*
  * The variant of a request, and why.  issue, if not NULL, gets the value of
  * the stickiness cookie to set when the weight decided and the rollout has
@@ -995,57 +1048,22 @@ ngx_http_dynroute_rollout_pick(ngx_http_request_t *r,
     dynroute::Rollout::Reason *reason, dynroute::StickyValue *issue)
     noexcept
 {
-    bool                         overridable;
-    ngx_uint_t                   v;
-    std::string_view             header, cookie, sticky;
-    dynroute::Address            addr;
-    ngx_http_variable_value_t   *vv;
-    dynroute::Rollout::Inputs    in;
-    dynroute::Rollout::Reason    why;
+    ngx_uint_t                           v;
+    dynroute::Address                    addr;
+    ngx_http_variable_value_t           *vv;
+    dynroute::Rollout::Inputs            in;
+    dynroute::Rollout::Reason            why;
+    ngx_http_dynroute_rollout_values_t   values;
 
     /*
-     * The override header and cookie (the first of each wins), and the
-     * stickiness cookie, if the rollout has them.  An override counts only
-     * from a trusted client (the address after realip): checked once one
-     * is present, not on every request.
+     * The override header and cookie, and the stickiness cookie, if the
+     * rollout has them.  An override counts only from a trusted client
+     * (the address after realip): checked once one is present, not on
+     * every request.
      */
 
-    overridable = (ro->header.len || ro->cookie.len);
-
-    if (overridable || ro->sticky.len) {
-        ngx_http_dynroute_each_header(&r->headers_in.headers,
-            [&](ngx_table_elt_t &h) {
-
-            if (h.hash == 0) {
-                return;
-            }
-
-            if (ro->sticky.len && in.sticky == NULL
-                && ngx_http_dynroute_header_is(h, "Cookie")
-                && dynroute::find_cookie(ngx_http_dynroute_view(h.value),
-                                         ngx_http_dynroute_view(ro->sticky),
-                                         sticky))
-            {
-                in.sticky = &sticky;
-            }
-
-            if (in.header == NULL && ro->header.len
-                && ngx_http_dynroute_header_is(h,
-                       ngx_http_dynroute_view(ro->header)))
-            {
-                header = ngx_http_dynroute_view(h.value);
-                in.header = &header;
-            }
-
-            if (in.cookie == NULL && ro->cookie.len
-                && ngx_http_dynroute_header_is(h, "Cookie")
-                && dynroute::find_cookie(ngx_http_dynroute_view(h.value),
-                                         ngx_http_dynroute_view(ro->cookie),
-                                         cookie))
-            {
-                in.cookie = &cookie;
-            }
-        });
+    if (ro->header.len || ro->cookie.len || ro->sticky.len) {
+        ngx_http_dynroute_rollout_scan(r, ro, in, values);
     }
 
     if (ro->sources || ((in.header || in.cookie) && ro->overrides_checked)) {
