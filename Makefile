@@ -6,6 +6,10 @@ REPO    := $(CURDIR)
 BUILD   := $(REPO)/build
 MODULE  := $(BUILD)/ngx_http_dynroute_module.so
 NGINX   ?= /usr/sbin/nginx
+# nginx reads $NGINX as the sockets a binary upgrade hands over: given on
+# the command line (make demo NGINX=...), it must not reach the nginx a
+# recipe starts.  Recipes that want it pass it by name.
+unexport NGINX
 DEMO    := $(BUILD)/demo
 
 # Debian's nginx-dev: nginx's configure, auto/ and headers for building a
