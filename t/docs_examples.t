@@ -71,11 +71,12 @@ my %runs;                               # page => [blocks]
 my (%used, %tagged);
 for my $block (@blocks) {
     if (length $block->{tag}) {
-        my $where = $TAGS{ $block->{tag} };
-        ok($where, "$block->{page}:$block->{line}: ```$block->{lang} $block->{tag}: "
-                   . 'a known place to run') or next;
+        my $tag = $TAGS{ $block->{tag} };
+        ok($tag && $tag->{page} eq $block->{page},
+           "$block->{page}:$block->{line}: ```$block->{lang} $block->{tag}: "
+           . 'a known place to run, for this page') or next;
         $tagged{ $block->{tag} }++;
-        note("$block->{page}:$block->{line}: not run here: $where");
+        note("$block->{page}:$block->{line}: not run here: $tag->{where}");
         next;
     }
     my ($first) = grep { /\S/ } @{ $block->{lines} };

@@ -18,7 +18,8 @@ together; "..." in an output line matches any text, a line "..." alone any
 lines).  A command continues on the next line after a trailing "\" or
 inside an open single quote.  A word after the language names where the
 block runs: ```sh fleet-demo (or ```console fleet-demo) runs against
-C<make fleet-demo> instead of the demo.
+C<make fleet-demo> instead of the demo; %TAGS says which page may have
+such blocks (docs/fleet.md).
 
 =over
 
@@ -51,9 +52,11 @@ use Test::Nginx::Dynroute::Proc qw(slurp);
 our @ISA = ('Exporter');
 our @EXPORT_OK = qw(read_pages commands_of output_regex %TAGS);
 
-# the words a block may carry after its language, and where it then runs
-our %TAGS = ('fleet-demo' => 'against make fleet-demo: scripts/fleet-demo-check '
-                           . '(make test-fleet-demo) runs it');
+# the words a block may carry after its language: the page that may have
+# such blocks, and where they then run
+our %TAGS = ('fleet-demo' => { page  => 'docs/fleet.md',
+                               where => 'against make fleet-demo: scripts/fleet-demo-check '
+                                        . '(make test-fleet-demo) runs it' });
 
 my $command_word = qr{(?:curl|dynroutectl|tools/dynroutectl|dynroute-agent|make|
                          nginx|apt-get|apt|etcd|etcdctl|systemctl|export|prove|
