@@ -9,8 +9,9 @@
 # or inside an open single quote (Test::Nginx::Dynroute::DocExamples reads
 # them).  A block marked ```sh fleet-demo (or ```console fleet-demo) runs
 # against `make fleet-demo` instead: scripts/fleet-demo-check runs those
-# (make test-fleet-demo), this test only checks that they exist.  Commands run one by one in bash, in
-# order, in a scratch directory with the source tree's tools/ beside them
+# (make test-fleet-demo), this test only checks that they exist, in
+# docs/fleet.md only.  Commands run one by one in bash, in order, in a
+# scratch directory with the source tree's tools/ beside them
 # (as from the top of the tree); an `export` stays in effect for the rest
 # of its page, as in the reader's shell.  Each page gets a fresh nginx of
 # the demo's configuration in a private prefix, on the demo's own ports
