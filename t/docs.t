@@ -110,6 +110,10 @@ for my $page (qw(docs/ngx_http_dynroute_module.md
     like($readme, qr/\]\(\Q$page\E(?:#[^)]*)?\)/, "README.md links to $page");
 }
 
+# the README is a front page; the rest belongs in docs/
+ok(-s "$root/README.md" <= 12 * 1024, 'README.md is 12 KB at most')
+    or diag('README.md: ' . (-s "$root/README.md") . ' bytes');
+
 # ---- LICENSE is the licence debian/copyright states ------------------------
 
 {

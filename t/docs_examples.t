@@ -6,8 +6,12 @@
 # are commands, the lines after each are its output, stdout and stderr
 # together; "..." in an output line matches any text, a line "..." alone
 # any lines).  A command continues on the next line after a trailing "\"
-# or inside an open single quote.  Commands run one by one in bash, in
-# order, in a scratch directory with the source tree's tools/ beside them
+# or inside an open single quote (Test::Nginx::Dynroute::DocExamples reads
+# them).  A block marked ```sh fleet-demo (or ```console fleet-demo) runs
+# against `make fleet-demo` instead: scripts/fleet-demo-check runs those
+# (make test-fleet-demo), this test only checks that they exist, in
+# docs/fleet.md only.  Commands run one by one in bash, in order, in a
+# scratch directory with the source tree's tools/ beside them
 # (as from the top of the tree); an `export` stays in effect for the rest
 # of its page, as in the reader's shell.  Each page gets a fresh nginx of
 # the demo's configuration in a private prefix, on the demo's own ports
@@ -20,11 +24,11 @@
 use strict;
 use warnings;
 use Cwd ();
-use Encode ();
 use IO::Socket::IP;
 use lib 't/lib';
 use Test::Nginx::Dynroute;
 use Test::Nginx::Dynroute::Proc qw(slurp free_ports run_cmd);
+use Test::Nginx::Dynroute::DocExamples qw(read_pages commands_of output_regex %TAGS);
 
 my ($module) = grep { length } split ' ',
     (defined $ENV{TEST_NGINX_LOAD_MODULES} ? $ENV{TEST_NGINX_LOAD_MODULES}
@@ -48,83 +52,34 @@ my %EXCLUDED = (
     'docs/fleet.md' => [
         [ qr/^# etcd \(each member\): TLS/,
           'a production etcd with TLS on 10.0.0.1: t/fleet/tls.t runs that setup' ],
-        [ qr/^dynroutectl --etcd http:\/\/10\.0\.0\.1/,
-          'needs etcd and agents: t/fleet/agent.t runs each command' ],
         [ qr/^export DYNROUTE_ETCD_PASSWORD/,
           'needs etcd with TLS: t/fleet/tls.t runs that command' ],
-        [ qr/^dynroutectl --etcd http:\/\/127\.0\.0\.1:2379 doctor$/,
-          'needs etcd, agents and a value they refuse: t/fleet/poison.t runs it' ],
     ],
 );
 
 # ---- reading the pages -------------------------------------------------------
 
-my $command_word = qr{(?:curl|dynroutectl|tools/dynroutectl|dynroute-agent|make|
-                         nginx|apt-get|apt|etcd|etcdctl|systemctl|export|prove|
-                         sudo|install)}x;
-# a command, not a synopsis ("dynroutectl [--node URL]...") or a log line
-my $command_line = qr{^\s*(?:\$\s+)?$command_word(?:\s+(?!\[)|$)};
-
-my (@blocks, @strays);
-for my $page (@pages) {
-    my @lines = split /\n/, Encode::decode('UTF-8', slurp($page));
-    my ($fence, $n, $prev) = (undef, 0, '');
-    for my $line (@lines) {
-        $n++;
-        if (!$fence && $line =~ /^```(\S*)\s*$/) {
-            $fence = { page => $page, line => $n, lang => $1, lines => [] };
-        } elsif ($fence && $line =~ /^```\s*$/) {
-            if ($fence->{lang} =~ /^(?:sh|console)$/) {
-                push @blocks, $fence;
-            } elsif ($fence->{lang} =~ /^(?:|text)$/) {
-                push @strays, map { "$page:$fence->{line}: $_" }
-                              grep { /$command_line/ } @{ $fence->{lines} };
-            }
-            undef $fence;
-        } elsif ($fence) {
-            push @{ $fence->{lines} }, $line;
-        } elsif ($line =~ /^ {4,}\S/ && $prev =~ /^(?:\s*| {4,}\S.*)$/
-                 && $line =~ $command_line) {
-            push @strays, "$page:$n: $line";
-        }
-        $prev = $fence ? '' : $line;
-    }
-    ok(!$fence, "$page: every fence is closed");
-}
-
-ok(!@strays, 'every command example is a ```sh or ```console block')
-    or diag(join "\n", 'not in one:', @strays);
-
-# Splits a block into commands: [text, expected output lines or undef].
-sub commands_of {
-    my ($block) = @_;
-    my $console = $block->{lang} eq 'console';
-    my (@cmds, $open);
-    for my $line (@{ $block->{lines} }) {
-        if ($open) {
-            $cmds[-1][0] .= "\n$line";
-        } elsif ($console && $line =~ /^\$ (.*)$/) {
-            push @cmds, [$1, []];
-        } elsif ($console) {
-            push @{ $cmds[-1][1] }, $line if @cmds;
-            next;
-        } elsif ($line =~ /^\s*(?:#.*)?$/) {
-            next;
-        } else {
-            push @cmds, [$line, undef];
-        }
-        my $text = $cmds[-1][0];
-        my $quotes = () = $text =~ /'/g;
-        $open = ($text =~ /\\$/ || $quotes % 2) ? 1 : 0;
-    }
-    return @cmds;
-}
+my $read = read_pages(@pages);
+my @blocks = @{ $read->{blocks} };
+ok(!@{ $read->{unclosed} }, 'every fence is closed')
+    or diag('left open in: ' . join ' ', @{ $read->{unclosed} });
+ok(!@{ $read->{strays} }, 'every command example is a ```sh or ```console block')
+    or diag(join "\n", 'not in one:', @{ $read->{strays} });
 
 # ---- which blocks run --------------------------------------------------------
 
 my %runs;                               # page => [blocks]
-my %used;
+my (%used, %tagged);
 for my $block (@blocks) {
+    if (length $block->{tag}) {
+        my $tag = $TAGS{ $block->{tag} };
+        ok($tag && $tag->{page} eq $block->{page},
+           "$block->{page}:$block->{line}: ```$block->{lang} $block->{tag}: "
+           . 'a known place to run, for this page') or next;
+        $tagged{ $block->{tag} }++;
+        note("$block->{page}:$block->{line}: not run here: $tag->{where}");
+        next;
+    }
     my ($first) = grep { /\S/ } @{ $block->{lines} };
     $first = '' unless defined $first;
     (my $cmd = $first) =~ s/^\$ //;
@@ -142,6 +97,7 @@ for my $page (sort keys %EXCLUDED) {
            "$page: the exclusion $x->[0] names one block ($x->[1])");
     }
 }
+ok($tagged{'fleet-demo'}, 'docs/fleet.md has a walkthrough against make fleet-demo');
 ok(scalar(keys %runs) >= 3, 'README.md and docs/ have examples that run')
     or diag(join ' ', sort keys %runs);
 
@@ -173,15 +129,6 @@ sub ports {
     return $text;
 }
 
-sub output_regex {
-    my (@expected) = @_;
-    my @parts = map {
-        $_ eq '...' ? '(?:[^\n]*\n)*?'
-                    : join('.*?', map { quotemeta } split /\.\.\./, $_, -1) . '\n'
-    } map { ports($_) } @expected;
-    return qr/\A@{[ join '', @parts ]}\z/s;
-}
-
 for my $page (@pages) {
     my $blocks = $runs{$page} or next;
     my $srv = start_nginx(
@@ -207,7 +154,7 @@ for my $page (@pages) {
             next unless $expected;
             (my $out = $res->{out}) =~ s/\n?\z/\n/;
             $out = '' if $res->{out} eq '';
-            like($out, output_regex(@$expected), "$name: the output shown")
+            like($out, output_regex(\&ports, @$expected), "$name: the output shown")
                 or diag("expected:\n" . join("\n", @$expected));
         }
     }
