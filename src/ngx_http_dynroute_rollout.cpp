@@ -662,29 +662,41 @@ static char *
 ngx_http_dynroute_rollout_directive(ngx_conf_t *cf,
     ngx_http_dynroute_rollout_parse_t *p, ngx_str_t *value)
 {
+    u_char      *pos;
+    ngx_str_t    written;
     ngx_uint_t   n, i, line;
-    std::string  written;
 
     for (const auto &cmd : ngx_http_dynroute_rollout_cmds) {
         if (!ngx_http_dynroute_is(value[0], cmd.name)) {
             continue;
         }
 
+        line = 0;
         n = ngx_http_dynroute_rollout_unended(cf, p, value, cmd, &line);
 
         if (n) {
-            written.assign(reinterpret_cast<char *>(value[0].data),
-                           value[0].len);
+            /* the statement as far as it should have ended, in one string */
 
+            written.len = n;
+            for (i = 0; i <= n; i++) {
+                written.len += value[i].len;
+            }
+
+            written.data = static_cast<u_char *>(
+                               ngx_pnalloc(cf->temp_pool, written.len));
+            if (written.data == NULL) {
+                return NGX_HTTP_DYNROUTE_CONF_ERROR;
+            }
+
+            pos = ngx_cpymem(written.data, value[0].data, value[0].len);
             for (i = 1; i <= n; i++) {
-                written += ' ';
-                written.append(reinterpret_cast<char *>(value[i].data),
-                               value[i].len);
+                *pos++ = ' ';
+                pos = ngx_cpymem(pos, value[i].data, value[i].len);
             }
 
             ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                          "missing \";\" after \"%s\" in dynroute rollout "
-                          "\"%V\" in %s:%ui", written.c_str(),
+                          "missing \";\" after \"%V\" in dynroute rollout "
+                          "\"%V\" in %s:%ui", &written,
                           &p->rollout->name, cf->conf_file->file.name.data,
                           line);
             return NGX_HTTP_DYNROUTE_CONF_ERROR;
