@@ -214,6 +214,39 @@ is($r->{exit}, 0, 'a later set-weights --wait: exit 0') or diag(explain($r));
 is($r->{err}, '', 'a later set-weights: nothing left out');
 ok(every_node_has('canary=0:service_b stable=100:service_a'), 'a later set-weights: on every node');
 
+# ---- --force: the operator's word over the agents' reports -------------------
+
+$r = ctl(qw(flip checkout canary nope --force));
+is($r->{exit}, 0, 'flip to an upstream no node has, --force: exit 0') or diag(explain($r));
+is($r->{err}, "dynroutectl: --force: not checked against what the agents report\n",
+   'flip --force: says it did not check');
+my $forced = json_of(etcd_value('/dynroute/rollouts/checkout')) // {};
+is($forced->{upstreams}{canary}, 'nope', 'flip --force: written as said');
+is_deeply($forced->{weights}, { stable => 100 }, 'flip --force: with the weights it had');
+ok(wait_for(10, sub {
+       my $a = agents();
+       3 == grep { grep { ($_->{part} // '') eq 'upstreams.canary' } @{ $a->{$_}{errors} // [] } }
+                 @names
+   }), 'flip --force: every agent reports the part it refuses') or diag(explain(agents()));
+ok(every_node_has('canary=0:service_b stable=100:service_a'),
+   'flip --force: every node keeps the weights, and its upstream');
+$r = ctl('doctor');
+is($r->{exit}, 1, 'doctor after flip --force: exit 1');
+like($r->{out}, qr{^    upstreams\.canary: edge1, edge2, edge3 refused it: 400 }m,
+     'doctor after flip --force: the refused part') or diag($r->{out});
+$r = ctl(qw(set-weights checkout stable=90 canary=10 --force --wait));
+is($r->{exit}, 1, 'set-weights --force --wait with the bad part kept: exit 1, refused')
+    or diag(explain($r));
+like($r->{err}, qr/refused/, 'set-weights --force --wait: names the refusal') or diag($r->{err});
+$r = ctl(qw(doctor --fix --wait));
+is($r->{exit}, 0, 'doctor --fix --wait after --force: exit 0') or diag(explain($r));
+ok(every_node_has('canary=10:service_b stable=90:service_a'),
+   'doctor --fix: the weights written with --force reach every node');
+
+$r = ctl(qw(status --force));
+is($r->{exit}, 2, 'status --force: a usage error');
+like($r->{err}, qr/--force is for the commands that write a change/, 'status --force: says why');
+
 # ---- the end ---------------------------------------------------------------
 
 for my $name (@names) {
