@@ -6,9 +6,9 @@
 # TTLs; SIGTERM and SIGINT delete the key and revoke the lease at once;
 # after SIGKILL the key goes with the lease, within TTL + 1 s; a process
 # frozen for longer than the TTL (its lease ended meanwhile) registers again
-# under a new lease; etcd stopped for longer than the TTL and started again
-# finds the key back (the process never exits on its own); bad input is
-# refused before anything is written.  No nginx: the nodes apply these keys
+# under a new lease; with etcd stopped for longer than the TTL and started
+# again, it keeps its lease alive again (it never exits on its own); bad
+# input is refused before anything is written.  No nginx: the nodes apply these keys
 # once their agents learn them.  make fleet-deps installs etcd.
 use strict;
 use warnings;
