@@ -8,8 +8,10 @@
 # wrong password, a user whose role does not cover the prefix, plain
 # http:// to the TLS port, a CA that did not sign etcd's certificate.  The
 # agent reads its configuration as the systemd unit gives it: a file whose
-# relative names are the credentials beside it.  make fleet-deps installs
-# etcd.
+# relative names are the credentials beside it.  dynroutectl register
+# registers over TLS, deregisters on SIGTERM after its token expired, and
+# is refused (exit 1, nothing written) with a wrong password or a role that
+# does not cover the prefix.  make fleet-deps installs etcd.
 use strict;
 use warnings;
 use lib 't/lib';
@@ -307,6 +309,41 @@ for my $case (['etcd-cacert', "CA file $dir/absent: no PEM certificate in it", '
     like($r->{err}, qr/^dynroute-agent: error: \Q$said\E$/m, "the agent, an empty $what: names the file")
         or diag($r->{err});
 }
+
+# ---- dynroutectl register over TLS, as etcd's user fleet -----------------------------
+
+my $reg_key = '/dynroute/services/shop_api/servers/10.0.0.5:8080';
+sub root_get { return etcdctl($etcd, '--user', 'root:root-secret', 'get', '--print-value-only', $_[0])->{out} }
+
+my $reg_log = "$dir/register.log";
+push @agent_logs, $reg_log;
+# a lease of 30 s: no keep-alive (every 10 s) while the token expires below
+my $reg_pid = spawn('register', $reg_log, tool_cmd('dynroutectl'), @etcd_ok,
+                    'register', 'shop_api', '10.0.0.5:8080', '--weight', 3, '--ttl', 30);
+ok(wait_for(10, sub { slurp($reg_log) =~ /^etcd: registered \Q$reg_key\E \{"weight":3\}, lease [0-9a-f]+, ttl 30 s$/m }),
+   'register over TLS, as fleet (certificate, password file): registered') or diag(slurp($reg_log));
+is(root_get($reg_key), qq({"weight":3}\n), 'register over TLS: the key written');
+# idle for longer than etcd's tokens live (2 s): deleting the key needs a new one
+Time::HiRes::sleep(2.5);
+is(stop_proc($reg_pid, 'TERM'), 0, 'register, SIGTERM after its token expired: exit 0');
+like(slurp($reg_log), qr/^etcd: the authentication token expired: authenticated again$/m,
+     'register: the expired token: authenticated again');
+like(slurp($reg_log), qr/^etcd: deregistered \Q$reg_key\E: key deleted, lease [0-9a-f]+ revoked$/m,
+     'register: the key deleted, the lease revoked') or diag(slurp($reg_log));
+is(root_get($reg_key), '', 'register: the key is gone');
+
+for my $case (['a wrong password', "$dir/wrong.password", 'fleet',
+               qr/authentication failed: wrong user name or password \(user fleet\)/],
+              ['a user whose role does not cover the prefix', "$dir/outsider.password", 'outsider',
+               qr/permission denied: the roles of user outsider do not allow this/]) {
+    my ($what, $password, $user, $said) = @$case;
+    $r = ctl(@ca, @cert, '--etcd-user', $user, '--etcd-password-file', $password,
+             'register', 'shop_api', '10.0.0.6');
+    is($r->{exit}, 1, "register, $what: exit 1");
+    like($r->{err}, qr/^dynroutectl: etcd: 127\.0\.0\.1:\d+: $said.*; \/dynroute\/services\/shop_api\/servers\/10\.0\.0\.6:80 not registered$/m,
+         "register, $what: says why, and that it is not registered") or diag($r->{err});
+}
+is(root_get('/dynroute/services/shop_api/servers/10.0.0.6:80'), '', 'the refused registrations wrote nothing');
 
 # ---- SIGTERM ------------------------------------------------------------------------
 
