@@ -23,16 +23,6 @@
 
 namespace dynroute {
 
-// What the API answers on a refused change: an HTTP status and a reason.
-class ApiError : public std::runtime_error {
-public:
-    ApiError(int status, const std::string &what)
-        : std::runtime_error(what), status(status)
-    {
-    }
-    int status;
-};
-
 struct RolloutInfo {
     std::string name;
     std::vector<std::string> variants;
