@@ -92,8 +92,14 @@ std::string host_key(std::string_view host)
     return key;
 }
 
-HostEntry host_entry(const Schema &schema, const std::string &host,
-                     const input &body)
+// ", nor a runtime service" in a refusal when services may be created
+const char *nor_service(const Schema &schema)
+{
+    return schema.services.upstream.empty() ? "" : ", nor a runtime service";
+}
+
+HostEntry host_entry(const Schema &schema, const State &state,
+                     const std::string &host, const input &body)
 {
     if (!body.is_object()) {
         throw ApiError(400, "the entry of host " + dynroute::quoted(host)
@@ -123,9 +129,12 @@ HostEntry host_entry(const Schema &schema, const std::string &host,
                             + " has no \"target\"");
     }
 
-    if (!schema.is_target(e.target) || e.target.size() > 255) {
+    if (!is_runtime_target(state, schema, e.target)
+        || e.target.size() > 255)
+    {
         throw ApiError(400, dynroute::quoted(e.target) + " is neither an upstream{} "
-                            "nor a dynroute_rollout of the configuration");
+                            "nor a dynroute_rollout of the configuration"
+                            + nor_service(schema));
     }
 
     if (e.table.empty()) {
@@ -464,7 +473,9 @@ void prune(State &state, const Schema &schema,
                 u = o.upstreams.erase(u);
 
             } else if (schema.upstreams.find(u->second)
-                       == schema.upstreams.end())
+                           == schema.upstreams.end()
+                       && state.services.find(u->second)
+                              == state.services.end())
             {
                 notices.push_back("dropped the runtime upstream "
                                   + dynroute::quoted(u->second) + " of variant "
@@ -501,7 +512,7 @@ void prune(State &state, const Schema &schema,
                               + " any more");
             it = state.hosts.erase(it);
 
-        } else if (!schema.is_target(e.target)) {
+        } else if (!is_runtime_target(state, schema, e.target)) {
             notices.push_back("dropped runtime host " + dynroute::quoted(it->first)
                               + ": its target " + dynroute::quoted(e.target)
                               + " is no longer configured");
@@ -559,8 +570,9 @@ void patch_weights(const RolloutInfo &info, const input &v,
 
 // PATCH's "upstreams": some variants', each an upstream{} of the
 // configuration (its configured one drops the override)
-void patch_upstreams(const Schema &schema, const RolloutInfo &info,
-                     const input &v, RolloutOverride &o)
+void patch_upstreams(const Schema &schema, const State &state,
+                     const RolloutInfo &info, const input &v,
+                     RolloutOverride &o)
 {
     if (!v.is_object() || v.empty()) {
         throw ApiError(400, "\"upstreams\" must be an object of "
@@ -572,10 +584,12 @@ void patch_upstreams(const Schema &schema, const RolloutInfo &info,
         const std::string &u = string_field(
             value, "the upstream of variant " + dynroute::quoted(variant));
 
-        if (schema.upstreams.find(u) == schema.upstreams.end()) {
+        if (schema.upstreams.find(u) == schema.upstreams.end()
+            && state.services.find(u) == state.services.end())
+        {
             throw ApiError(400, dynroute::quoted(u)
                                 + " is not an upstream{} of the "
-                                  "configuration");
+                                  "configuration" + nor_service(schema));
         }
 
         if (u == info.upstreams[i]) {
@@ -613,7 +627,7 @@ void patch_rollout(State &state, const Schema &schema, std::string_view name,
             patch_weights(*info, v, o);
 
         } else if (key == "upstreams") {
-            patch_upstreams(schema, *info, v, o);
+            patch_upstreams(schema, state, *info, v, o);
 
         } else if (key == "primary") {
             const std::string &p = string_field(v, "\"primary\"");
@@ -655,8 +669,8 @@ bool put_host(State &state, const Schema &schema, std::string_view host,
               std::string_view body)
 {
     std::string key = host_key(host);
-    HostEntry e = host_entry(schema, key, parse_object(body,
-                                                       "the request body"));
+    HostEntry e = host_entry(schema, state, key,
+                             parse_object(body, "the request body"));
     auto [it, added] = state.hosts.try_emplace(key, e);
 
     if (!added) {
@@ -740,7 +754,7 @@ BulkResult patch_hosts(State &state, const Schema &schema,
         }
 
         auto [it, added] = hosts.try_emplace(key);
-        it->second = host_entry(schema, key, v);
+        it->second = host_entry(schema, state, key, v);
         (added ? r.added : r.replaced)++;
     }
 
