@@ -819,4 +819,248 @@ std::string render_service(const State &state, const Schema &schema,
     });
 }
 
+// ---- the state file ------------------------------------------------------------
+
+void dump_members(const State &state, json &j)
+{
+    if (!state.servers.empty()) {
+        json lists = json::object();
+        for (const auto &[name, g] : state.servers) {
+            lists[name] = list_json(g.servers);
+        }
+        j["servers"] = std::move(lists);
+    }
+
+    if (!state.services.empty()) {
+        json services = json::object();
+        for (const auto &[name, s] : state.services) {
+            services[name] = {{"balance", balance_name(s.balance)},
+                              {"servers", list_json(s.group.servers)}};
+        }
+        j["services"] = std::move(services);
+    }
+}
+
+namespace {
+
+// a file's list: the API's checks of a body, its refusals corrupt();
+// configured addresses take their configured ids, the rest new ones
+ServerGroup load_list(const input &body, const ServerList *configured)
+{
+    ServerGroup g;
+    BulkResult unused;
+
+    try {
+        if (!body.is_object()) {
+            throw ApiError(400, "a list of servers is not an object");
+        }
+        g = whole_list(body, g, unused);
+    } catch (const ApiError &e) {
+        corrupt(e.what());
+    }
+
+    if (configured != nullptr) {
+        for (const auto &[addr, spec] : *configured) {
+            auto it = g.servers.find(addr);
+            if (it != g.servers.end()) {
+                it->second.id = spec.id;
+            }
+            g.next_id = std::max(g.next_id, spec.id + 1);
+        }
+    }
+
+    g.assign_ids();
+    return g;
+}
+
+Service load_service(const std::string &name, const input &v)
+{
+    Service s;
+
+    try {
+        check_service_name(name);
+    } catch (const ApiError &e) {
+        corrupt(e.what());
+    }
+
+    if (!v.is_object()) {
+        corrupt("service " + dynroute::quoted(name) + " is not an object");
+    }
+
+    const input &b = member(v, "balance", &input::is_string, "a string");
+    const input &l = member(v, "servers", &input::is_object, "an object");
+
+    if (!b.is_null() && b != "round_robin" && b != "hash") {
+        corrupt("the balance of service " + dynroute::quoted(name)
+                + " is neither \"round_robin\" nor \"hash\"");
+    }
+
+    s.balance = b == "hash" ? Balance::hash : Balance::round_robin;
+    s.group = load_list(l.is_null() ? input::object() : l, nullptr);
+    return s;
+}
+
+}  // namespace
+
+void load_members(const input &j, const Schema &schema, State &s)
+{
+    const input &lists = member(j, "servers", &input::is_object, "an object");
+    const input &services = member(j, "services", &input::is_object,
+                                   "an object");
+
+    if (!lists.is_null()) {
+        for (const auto &[name, l] : lists.items()) {
+            const ServersInfo *conf = schema.servers_of(name);
+            s.servers[name] = load_list(l, conf ? &conf->configured
+                                                : nullptr);
+        }
+    }
+
+    if (!services.is_null()) {
+        for (const auto &[name, v] : services.items()) {
+            Service &svc = s.services[name] = load_service(name, v);
+            svc.id = s.next_service_id++;
+        }
+    }
+}
+
+// ---- a new configuration -----------------------------------------------------
+
+namespace {
+
+// "a", "b", "c" and 4 more
+std::string some_of(const std::vector<std::string> &names)
+{
+    std::string out;
+
+    for (std::size_t i = 0; i < names.size() && i < 5; i++) {
+        out += (i ? ", " : "") + dynroute::quoted(names[i]);
+    }
+    if (names.size() > 5) {
+        out += " and " + std::to_string(names.size() - 5) + " more";
+    }
+    return out;
+}
+
+// Drops the backups of a list that hashes, then the servers beyond `max`
+// in the list's order, primaries first; a notice for each kind.
+void trim_list(ServerList &list, bool hash, std::size_t max,
+               const std::string &what, const std::string &limit,
+               std::vector<std::string> &notices)
+{
+    std::vector<std::string> backup, over;
+    std::size_t kept = 0;
+
+    for (int pass = 0; pass < 2; pass++) {
+        for (auto &[addr, spec] : list) {
+            if (spec.backup != (pass == 1)) {
+                continue;
+            }
+            if (hash && spec.backup) {
+                backup.push_back(addr);
+            } else if (++kept > max) {
+                over.push_back(addr);
+            }
+        }
+    }
+
+    for (const auto &a : backup) {
+        list.erase(a);
+    }
+    for (const auto &a : over) {
+        list.erase(a);
+    }
+
+    if (!backup.empty()) {
+        notices.push_back("dropped the backup servers " + some_of(backup)
+                          + " of " + what + ": it balances by hash");
+    }
+    if (!over.empty()) {
+        notices.push_back("dropped the servers " + some_of(over) + " of "
+                          + what + ": over " + limit);
+    }
+}
+
+// why a service cannot stay under this configuration, or ""
+std::string service_gone(const Schema &schema, const std::string &name,
+                         std::size_t count)
+{
+    if (schema.services.upstream.empty()) {
+        return "no upstream{} has dynroute_services any more";
+    }
+
+    std::string clash = schema.name_clash(name);
+    if (!clash.empty()) {
+        return "its name is the configuration's " + clash + " now";
+    }
+
+    if (count >= schema.services.max_services) {
+        return "over dynroute_services max_services="
+               + std::to_string(schema.services.max_services);
+    }
+    return "";
+}
+
+void prune_services(State &state, const Schema &schema,
+                    std::vector<std::string> &notices)
+{
+    std::size_t count = 0, servers = 0;
+
+    for (auto it = state.services.begin(); it != state.services.end(); ) {
+        std::string why = service_gone(schema, it->first, count);
+        Service &s = it->second;
+
+        if (!why.empty()) {
+            notices.push_back("dropped runtime service "
+                              + dynroute::quoted(it->first) + ": " + why);
+            it = state.services.erase(it);
+            continue;
+        }
+
+        if (s.balance == Balance::hash && !schema.services.hash) {
+            notices.push_back("runtime service " + dynroute::quoted(it->first)
+                              + " balances by round robin: dynroute_services "
+                                "has no hash= any more");
+            s.balance = Balance::round_robin;
+        }
+
+        std::size_t room = schema.services.max_servers
+                           - std::min<std::size_t>(servers,
+                                                   schema.services.max_servers);
+        trim_list(s.group.servers, s.balance == Balance::hash, room,
+                  "runtime service " + dynroute::quoted(it->first),
+                  "dynroute_services servers="
+                      + std::to_string(schema.services.max_servers),
+                  notices);
+        servers += s.group.servers.size();
+        count++;
+        ++it;
+    }
+}
+
+}  // namespace
+
+void prune_members(State &state, const Schema &schema,
+                   std::vector<std::string> &notices)
+{
+    for (auto it = state.servers.begin(); it != state.servers.end(); ) {
+        const ServersInfo *conf = schema.servers_of(it->first);
+
+        if (conf == nullptr) {
+            notices.push_back("dropped the runtime servers of upstream "
+                              + dynroute::quoted(it->first)
+                              + ": it has no dynroute_servers any more");
+            it = state.servers.erase(it);
+            continue;
+        }
+
+        trim_list(it->second.servers, conf->hash, conf->max,
+                  "upstream " + dynroute::quoted(it->first),
+                  "its max=" + std::to_string(conf->max), notices);
+        ++it;
+    }
+
+    prune_services(state, schema, notices);
+}
+
 }  // namespace dynroute

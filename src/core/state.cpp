@@ -296,7 +296,7 @@ std::string dump_state(const State &state, bool with_hosts)
     }
 
     json j = {
-        {"version", 1},
+        {"version", 2},
         {"generation", state.generation},
         {"draining", state.draining},
         {"rollouts", std::move(rollouts)},
@@ -306,6 +306,8 @@ std::string dump_state(const State &state, bool with_hosts)
         j["fleet"] = {{"revision", state.fleet.revision},
                       {"stale", state.fleet.stale}};
     }
+
+    dump_members(state, j);
 
     return with_hosts ? dynroute::with_hosts(j, state.hosts) : text(j);
 }
@@ -388,8 +390,10 @@ State load_state(std::string_view text, const Schema &schema,
 
     const input &version = member(j, "version", &input::is_number_unsigned,
                                  "a version number");
-    if (version.is_null() || version.get<std::uint64_t>() != 1) {
-        corrupt("no \"version\": 1");
+    if (version.is_null() || version.get<std::uint64_t>() < 1
+        || version.get<std::uint64_t>() > 2)
+    {
+        corrupt("no \"version\": 1 or 2");
     }
 
     State s;
@@ -427,6 +431,7 @@ State load_state(std::string_view text, const Schema &schema,
         load_hosts(hosts, s);
     }
 
+    load_members(j, schema, s);
     prune(s, schema, notices);
 
     return s;
@@ -435,6 +440,9 @@ State load_state(std::string_view text, const Schema &schema,
 void prune(State &state, const Schema &schema,
            std::vector<std::string> &notices)
 {
+    // first: a host or a flip whose service goes goes too
+    prune_members(state, schema, notices);
+
     for (auto it = state.rollouts.begin(); it != state.rollouts.end(); ) {
         const std::string &name = it->first;
         RolloutOverride &o = it->second;

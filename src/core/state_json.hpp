@@ -6,6 +6,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -38,5 +39,15 @@ const std::string &string_field(const input &v, const std::string &what);
 // names it and `type` otherwise.
 const input &member(const input &obj, const char *name,
                     bool (input::*is)() const noexcept, const char *type);
+
+// members.cpp's part of the state file: "servers" and "services" into j
+// when there are any; read back (ids given afresh, configured servers'
+// from the schema); pruned to what the schema allows.
+struct State;
+struct Schema;
+void dump_members(const State &state, json &j);
+void load_members(const input &j, const Schema &schema, State &s);
+void prune_members(State &state, const Schema &schema,
+                   std::vector<std::string> &notices);
 
 }  // namespace dynroute

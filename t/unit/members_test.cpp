@@ -343,3 +343,126 @@ TEST(Members, NoCarrierNoServices)
     EXPECT_EQ(why, "\"cart\" is neither an upstream{} nor a dynroute_rollout of "
                    "the configuration");
 }
+
+// ---- the state file, version 2 ----------------------------------------------
+
+TEST(MembersFile, RoundTrip)
+{
+    State st;
+    Schema sc = schema();
+    sc.servers["shop_api"].max = 8;
+    patch_servers(st, sc, "shop_api",
+                  R"({"10.0.0.6:8080":null,"unix:/run/app.sock":{"weight":7,"max_fails":0,)"
+                  R"("fail_timeout":3,"down":true,"drain":true},"[::1]:81":{"backup":true}})");
+    put_service(st, sc, "cart", R"({"servers":{"10.0.1.1":{"weight":2}}})");
+    put_service(st, sc, "empty", "{}");
+    put_host(st, sc, "a.example.com", R"({"target":"cart"})");
+
+    std::string file = dump_state(st, true);
+    EXPECT_TRUE(has(file, R"({"version":2,)"));
+    EXPECT_TRUE(has(file, R"("services":{"cart":{"balance":"round_robin","servers":{"10.0.1.1:80":{"weight":2,)"));
+    EXPECT_FALSE(has(file, "\"id\""));
+
+    std::vector<std::string> notices;
+    State back = load_state(file, sc, notices);
+    EXPECT_TRUE(notices.empty());
+    EXPECT_EQ(dump_state(back, true), file);
+    // ids afresh; configured addresses keep the configured ones
+    const ServerList &l = back.servers["shop_api"].servers;
+    EXPECT_EQ(l.at("10.0.0.5:8080").id, 1u);
+    EXPECT_EQ(l.at("10.0.0.9:8080").id, 3u);
+    EXPECT_GE(l.at("unix:/run/app.sock").id, 4u);
+    EXPECT_NE(l.at("unix:/run/app.sock").id, l.at("[::1]:81").id);
+    EXPECT_EQ(back.services["cart"].id, 1u);
+    EXPECT_EQ(back.services["empty"].id, 2u);
+    EXPECT_EQ(back.next_service_id, 3u);
+    EXPECT_EQ(back.hosts["a.example.com"].target, "cart");
+
+    // nothing to say: no "servers", no "services"
+    State none;
+    EXPECT_FALSE(has(dump_state(none, true), "servers"));
+    EXPECT_FALSE(has(dump_state(none, true), "services"));
+}
+
+TEST(MembersFile, VersionOneStillLoads)
+{
+    std::vector<std::string> notices;
+    State st = load_state(R"({"version":1,"generation":3,"draining":false,)"
+                          R"("rollouts":{},"hosts":{"a.example.com":{"table":"main","target":"service_a"}}})",
+                          schema(), notices);
+    EXPECT_EQ(st.generation, 3u);
+    EXPECT_EQ(st.hosts.size(), 1u);
+    EXPECT_TRUE(st.servers.empty());
+    EXPECT_TRUE(notices.empty());
+}
+
+TEST(MembersFile, DamagedListsAreRefusedWhole)
+{
+    std::vector<std::string> notices;
+    for (const char *bad : {
+             R"({"version":2,"servers":[]})",
+             R"({"version":2,"servers":{"shop_api":[]}})",
+             R"({"version":2,"servers":{"shop_api":{"10.0.0.300":{}}}})",
+             R"({"version":2,"servers":{"shop_api":{"10.0.0.1":{"weight":0}}}})",
+             R"({"version":2,"servers":{"shop_api":{"[::1]":{},"[0::1]:80":{}}}})",
+             R"({"version":2,"services":{"a/b":{}}})",
+             R"({"version":2,"services":{"cart":[]}})",
+             R"({"version":2,"services":{"cart":{"balance":"random"}}})",
+             R"({"version":2,"services":{"cart":{"servers":[]}}})"}) {
+        EXPECT_THROW(load_state(bad, schema(), notices), ConfigError) << bad;
+    }
+}
+
+TEST(MembersFile, PruneSaysWhatItDrops)
+{
+    State st;
+    Schema sc = schema();
+    sc.servers["shop_api"].max = 8;
+    sc.services.max_servers = 10;
+    sc.services.hash = true;
+    put_servers(st, sc, "shop_api", R"({"10.0.0.1":{},"10.0.0.2":{},"10.0.0.3":{"backup":true}})");
+    put_servers(st, sc, "cache", R"({"10.0.3.1":{}})");
+    put_service(st, sc, "cart", R"({"servers":{"10.0.1.1":{},"10.0.1.2":{}}})");
+    put_service(st, sc, "search", R"({"balance":"hash","servers":{"10.0.2.1":{},"10.0.2.2":{}}})");
+    put_host(st, sc, "a.example.com", R"({"target":"cart"})");
+    std::string file = dump_state(st, true);
+
+    // shop_api's max lowered to 2 and it hashes now; cache lost
+    // dynroute_servers; an upstream{} took the name "Cart"; the carrier
+    // has no hash= and room for one server
+    Schema next = sc;
+    next.servers["shop_api"].max = 1;
+    next.servers["shop_api"].hash = true;
+    next.servers.erase("cache");
+    next.upstream_blocks.push_back("Cart");
+    next.services.hash = false;
+    next.services.max_servers = 1;
+
+    std::vector<std::string> notices;
+    State back = load_state(file, next, notices);
+    ASSERT_EQ(notices.size(), 7u);
+    EXPECT_EQ(notices[0], "dropped the runtime servers of upstream \"cache\": it has no dynroute_servers any more");
+    EXPECT_EQ(notices[1], "dropped the backup servers \"10.0.0.3:80\" of upstream \"shop_api\": it balances by hash");
+    EXPECT_EQ(notices[2], "dropped the servers \"10.0.0.2:80\" of upstream \"shop_api\": over its max=1");
+    EXPECT_EQ(notices[3], "dropped runtime service \"cart\": its name is the configuration's upstream{} \"Cart\" now");
+    EXPECT_EQ(notices[4], "runtime service \"search\" balances by round robin: dynroute_services has no hash= any more");
+    EXPECT_EQ(notices[5], "dropped the servers \"10.0.2.2:80\" of runtime service \"search\": over dynroute_services servers=1");
+    EXPECT_EQ(notices[6], "dropped runtime host \"a.example.com\": its target \"cart\" is no longer configured");
+    EXPECT_EQ(back.servers["shop_api"].servers.size(), 1u);
+    EXPECT_EQ(back.services.size(), 1u);
+
+    // what prune left, prune leaves alone
+    notices.clear();
+    prune(back, next, notices);
+    EXPECT_TRUE(notices.empty());
+
+    // no carrier: every service goes, one notice each
+    next.services = ServicesInfo();
+    back = load_state(file, sc, notices);
+    notices.clear();
+    prune(back, next, notices);
+    ASSERT_EQ(notices.size(), 6u);
+    EXPECT_EQ(notices[3], "dropped runtime service \"cart\": no upstream{} has dynroute_services any more");
+    EXPECT_EQ(notices[4], "dropped runtime service \"search\": no upstream{} has dynroute_services any more");
+    EXPECT_TRUE(back.services.empty());
+}
