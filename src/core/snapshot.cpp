@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include "address.hpp"
+
 namespace dynroute {
 
 namespace {
@@ -11,6 +13,7 @@ constexpr std::uint32_t snapshot_magic = 0x31535244;  // "DRS1"
 // "DRH2": the hosts hashed with Table::hash_host ("DRH1" had a hash of
 // its own)
 constexpr std::uint32_t hosts_magic = 0x32485244;
+constexpr std::uint32_t group_magic = 0x31475244;     // "DRG1"
 
 // the head's fields
 constexpr std::size_t at_magic = 0, at_size = 4, at_generation = 8,
@@ -25,6 +28,23 @@ constexpr std::size_t rollout_header = 16, variant_size = 12;
 // the hosts block's: magic, size, mask, count, arena size
 constexpr std::size_t hosts_header = 20,
                       host_header = SnapshotView::host_record_header;
+
+// a group block's header and its servers' fixed entries
+constexpr std::size_t g_size = 4, g_key = 8, g_method = 12, g_written = 16,
+                      g_next_id = 24, g_primaries = 28, g_backups = 32,
+                      g_name = 36, group_header = 40;
+constexpr std::size_t e_id = 0, e_weight = 4, e_max_fails = 8,
+                      e_fail_timeout = 12, e_flags = 16, e_at = 20,
+                      e_socklen = 24, e_name = 26, e_cell = 32,
+                      group_entry = 40;
+constexpr std::uint32_t flag_backup = 1, flag_down = 2, flag_drain = 4;
+
+std::uint16_t load16(const unsigned char *p) noexcept
+{
+    std::uint16_t v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+}
 
 std::uint32_t load32(const unsigned char *p) noexcept
 {
@@ -51,6 +71,11 @@ void set32(std::string &out, std::size_t at, std::uint32_t v)
 }
 
 void set64(std::string &out, std::size_t at, std::uint64_t v)
+{
+    std::memcpy(&out[at], &v, sizeof v);
+}
+
+void set16(std::string &out, std::size_t at, std::uint16_t v)
 {
     std::memcpy(&out[at], &v, sizeof v);
 }
@@ -146,7 +171,9 @@ std::size_t block_size(const void *prefix) noexcept
     const auto *p = static_cast<const unsigned char *>(prefix);
     std::uint32_t magic = load32(p);
 
-    if (magic != snapshot_magic && magic != hosts_magic) {
+    if (magic != snapshot_magic && magic != hosts_magic
+        && magic != group_magic)
+    {
         return 0;
     }
 
@@ -467,6 +494,224 @@ bool decode_snapshot(const SnapshotView &v,
     }
 
     out = std::move(st);
+    return true;
+}
+
+// ---- a group's block ----------------------------------------------------------
+
+namespace {
+
+// the servers in the block's order: primaries, then backups
+std::vector<const ServerList::value_type *> block_order(const ServerList &l)
+{
+    std::vector<const ServerList::value_type *> out;
+
+    for (int backup = 0; backup < 2; backup++) {
+        for (const auto &s : l) {
+            if (s.second.backup == (backup == 1)) {
+                out.push_back(&s);
+            }
+        }
+    }
+    return out;
+}
+
+void put_entry(std::string &out, std::size_t at, const ServerSpec &s,
+               const Address &a, std::size_t bytes_at)
+{
+    set32(out, at + e_id, s.id);
+    set32(out, at + e_weight, s.weight);
+    set32(out, at + e_max_fails, s.max_fails);
+    set32(out, at + e_fail_timeout, s.fail_timeout);
+    set32(out, at + e_flags, (s.backup ? flag_backup : 0)
+                             | (s.down ? flag_down : 0)
+                             | (s.drain ? flag_drain : 0));
+    set32(out, at + e_at, static_cast<std::uint32_t>(bytes_at));
+    set16(out, at + e_socklen, static_cast<std::uint16_t>(a.socklen()));
+    set16(out, at + e_name, static_cast<std::uint16_t>(a.name.size()));
+}
+
+}  // namespace
+
+std::string encode_snapshot_group(std::uint32_t key, std::uint64_t written,
+                                  Balance method, std::string_view name,
+                                  const ServerGroup &group)
+{
+    auto order = block_order(group.servers);
+    std::size_t backups = 0;
+    std::string out(group_header + order.size() * group_entry, '\0');
+
+    out.append(name.data(), name.size());
+
+    for (std::size_t i = 0; i < order.size(); i++) {
+        const auto &[addr, spec] = *order[i];
+        Address a = parse_address(addr);
+
+        put_entry(out, group_header + i * group_entry, spec, a, out.size());
+        out += a.sockaddr;
+        out += a.name;
+        backups += spec.backup;
+    }
+
+    set32(out, 0, group_magic);
+    set32(out, g_size, static_cast<std::uint32_t>(out.size()));
+    set32(out, g_key, key);
+    set32(out, g_method, static_cast<std::uint32_t>(method));
+    set64(out, g_written, written);
+    set32(out, g_next_id, group.next_id);
+    set32(out, g_primaries, static_cast<std::uint32_t>(order.size() - backups));
+    set32(out, g_backups, static_cast<std::uint32_t>(backups));
+    set32(out, g_name, static_cast<std::uint32_t>(name.size()));
+
+    return out;
+}
+
+std::size_t group_cell_offset(std::size_t i) noexcept
+{
+    return group_header + i * group_entry + e_cell;
+}
+
+void set_group_cell(std::string &block, std::size_t i, std::uint64_t cell)
+{
+    set64(block, group_cell_offset(i), cell);
+}
+
+GroupView::GroupView(const void *data, std::size_t size) noexcept
+{
+    const auto *p = static_cast<const unsigned char *>(data);
+
+    if (p == nullptr || size < group_header || load32(p) != group_magic
+        || load32(p + g_size) != size || load32(p + g_method) > 1)
+    {
+        return;
+    }
+
+    std::uint64_t count = std::uint64_t(load32(p + g_primaries))
+                          + load32(p + g_backups);
+    std::uint64_t room = (size - group_header) / group_entry;
+
+    if (count > room
+        || load32(p + g_name) > size - group_header - count * group_entry)
+    {
+        return;
+    }
+
+    data_ = p;
+    size_ = size;
+    primaries_ = load32(p + g_primaries);
+    backups_ = load32(p + g_backups);
+    name_ = std::string_view(
+        reinterpret_cast<const char *>(p + group_header + count * group_entry),
+        load32(p + g_name));
+}
+
+std::uint32_t GroupView::key() const noexcept
+{
+    return data_ ? load32(data_ + g_key) : 0;
+}
+
+std::uint64_t GroupView::written() const noexcept
+{
+    return data_ ? load64(data_ + g_written) : 0;
+}
+
+Balance GroupView::method() const noexcept
+{
+    return data_ ? static_cast<Balance>(load32(data_ + g_method))
+                 : Balance::round_robin;
+}
+
+std::uint32_t GroupView::next_id() const noexcept
+{
+    return data_ ? load32(data_ + g_next_id) : 0;
+}
+
+bool GroupView::server(std::size_t i, Server &out) const noexcept
+{
+    if (i >= servers()) {
+        return false;
+    }
+
+    const unsigned char *e = data_ + group_header + i * group_entry;
+    std::size_t at = load32(e + e_at);
+    std::size_t socklen = load16(e + e_socklen);
+    std::size_t len = load16(e + e_name);
+
+    if (socklen > max_socklen || len > max_address_name || at > size_
+        || socklen + len > size_ - at)
+    {
+        return false;
+    }
+
+    std::uint32_t flags = load32(e + e_flags);
+
+    out.id = load32(e + e_id);
+    out.weight = load32(e + e_weight);
+    out.max_fails = load32(e + e_max_fails);
+    out.fail_timeout = load32(e + e_fail_timeout);
+    out.backup = flags & flag_backup;
+    out.down = flags & flag_down;
+    out.drain = flags & flag_drain;
+    out.cell = load64(e + e_cell);
+    out.sockaddr = data_ + at;
+    out.socklen = static_cast<std::uint32_t>(socklen);
+    out.name = std::string_view(reinterpret_cast<const char *>(data_ + at
+                                                               + socklen),
+                                len);
+    return true;
+}
+
+namespace {
+
+// a block's server as the writer holds it, if it is one
+bool decode_server(const GroupView::Server &s, ServerList &out)
+{
+    try {
+        Address a = parse_address(s.name);
+        std::string_view bytes(reinterpret_cast<const char *>(s.sockaddr),
+                               s.socklen);
+
+        if (a.name != s.name || a.sockaddr != bytes) {
+            return false;
+        }
+    } catch (const ApiError &) {
+        return false;
+    }
+
+    ServerSpec spec;
+    spec.id = s.id;
+    spec.weight = s.weight;
+    spec.max_fails = s.max_fails;
+    spec.fail_timeout = s.fail_timeout;
+    spec.backup = s.backup;
+    spec.down = s.down;
+    spec.drain = s.drain;
+
+    return out.emplace(std::string(s.name), spec).second;
+}
+
+}  // namespace
+
+bool decode_group(const GroupView &v, std::string &name, ServerGroup &out)
+{
+    if (!v.valid()) {
+        return false;
+    }
+
+    ServerGroup g;
+    g.next_id = v.next_id();
+
+    for (std::size_t i = 0; i < v.servers(); i++) {
+        GroupView::Server s;
+        if (!v.server(i, s) || s.backup != (i >= v.primaries())
+            || !decode_server(s, g.servers))
+        {
+            return false;
+        }
+    }
+
+    name = std::string(v.name());
+    out = std::move(g);
     return true;
 }
 

@@ -24,6 +24,14 @@
 //             weight, upstream (a name, or none)
 //   hosts     magic, size, a hash of host names: slots (tag, record offset
 //             + 1), then records (table, target, host length, host)
+//   group     one per upstream with a runtime list and per runtime service
+//             (docs/design/membership.md): magic, size, key, method,
+//             written, next server id, primary count, backup count, name
+//             length; then per server, primaries first, each kind by
+//             address, a fixed entry: id, weight, max_fails, fail_timeout,
+//             flags (backup, down, drain), where its bytes are, socklen,
+//             name length, cell; then the group's name; then each
+//             server's sockaddr bytes and canonical name
 // Readers may be handed a block that a writer is freeing: they stay inside
 // the bytes they were given whatever those hold, and the glue checks the
 // zone's generation around what it read.  Pure C++17, no nginx headers.
@@ -77,6 +85,71 @@ std::string encode_snapshot(
     const std::function<NameId(std::string_view)> &id);
 std::string encode_snapshot_hosts(
     const HostMap &hosts, const std::function<NameId(std::string_view)> &id);
+
+// A group block: key is the upstream's NameId, or service_key_bit | the
+// service's id; written the generation that writes it; method how it
+// balances.  The servers' cells are 0 here: the glue sets them
+// (set_group_cell) when it has them.  Throws ApiError if a server's name is
+// not an address (a State made by state.hpp's functions has none such).
+std::string encode_snapshot_group(std::uint32_t key, std::uint64_t written,
+                                  Balance method, std::string_view name,
+                                  const ServerGroup &group);
+
+// Where server i's cell is in a group block of this layout, and setting it.
+std::size_t group_cell_offset(std::size_t i) noexcept;
+void set_group_cell(std::string &block, std::size_t i, std::uint64_t cell);
+
+// A group block read in place, with SnapshotView's rules: a block whose
+// header does not fit is not valid(); a server whose entry or bytes do not
+// fit is not read (server() is false); nothing is read outside the bytes.
+class GroupView {
+public:
+    GroupView() noexcept = default;
+    GroupView(const void *data, std::size_t size) noexcept;
+
+    bool valid() const noexcept { return data_ != nullptr; }
+
+    std::uint32_t key() const noexcept;
+    std::uint64_t written() const noexcept;
+    Balance method() const noexcept;
+    std::uint32_t next_id() const noexcept;
+    std::uint32_t primaries() const noexcept { return primaries_; }
+    std::uint32_t backups() const noexcept { return backups_; }
+    std::size_t servers() const noexcept
+    {
+        return std::size_t(primaries_) + backups_;
+    }
+    std::string_view name() const noexcept { return name_; }
+
+    struct Server {
+        std::uint32_t id = 0;
+        std::uint32_t weight = 0;
+        std::uint32_t max_fails = 0;
+        std::uint32_t fail_timeout = 0;
+        bool backup = false, down = false, drain = false;
+        std::uint64_t cell = 0;
+        const unsigned char *sockaddr = nullptr;  // in the block
+        std::uint32_t socklen = 0;                // at most max_socklen
+        std::string_view name;                    // at most max_address_name
+    };
+
+    // Server i (i < servers()): primaries, then backups.  False if it
+    // does not fit in the block.
+    bool server(std::size_t i, Server &out) const noexcept;
+
+private:
+    const unsigned char *data_ = nullptr;
+    std::size_t size_ = 0;
+    std::uint32_t primaries_ = 0;
+    std::uint32_t backups_ = 0;
+    std::string_view name_;
+};
+
+// A writer's group from a block: its name and its servers with their ids
+// and the counter.  False if a server does not fit, its name is not a
+// canonical address, its bytes are not that address's, or it is there
+// twice.
+bool decode_group(const GroupView &v, std::string &name, ServerGroup &out);
 
 // A block's size, from its first bytes (at least block_prefix of them): the
 // glue checks that the whole block lies in the zone before reading it.

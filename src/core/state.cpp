@@ -3,187 +3,12 @@
 #include <algorithm>
 #include <cmath>
 
-#include <nlohmann/json.hpp>
-
 #include "rollout.hpp"
+#include "state_json.hpp"
 
 namespace dynroute {
 
-// Answers keep the configuration's order (ordered_json); what is parsed,
-// and the hosts, which may be 100,000 and more, use sorted maps: an
-// ordered_json object searches its keys one by one on every insertion.
-using json = nlohmann::ordered_json;
-using input = nlohmann::json;
-
 namespace {
-
-// Nesting deeper than this is refused while parsing, before it costs
-// anything: no valid request or state file nests more than four levels.
-constexpr int max_depth = 8;
-
-// The message of a nlohmann exception without its "[json.exception...] ".
-std::string json_message(const nlohmann::detail::exception &e)
-{
-    std::string s = e.what();
-    std::size_t p = s.find("] ");
-    return p == std::string::npos ? s : s.substr(p + 2);
-}
-
-// The deepest nesting of arrays and objects in text, outside strings.  A
-// plain scan: nlohmann's parser callback, which could count it instead,
-// makes parsing quadratic in the number of members.
-int nesting(std::string_view text) noexcept
-{
-    int depth = 0, deepest = 0;
-    bool in_string = false, escaped = false;
-
-    for (char c : text) {
-        if (in_string) {
-            if (escaped) {
-                escaped = false;
-            } else if (c == '\\') {
-                escaped = true;
-            } else if (c == '"') {
-                in_string = false;
-            }
-            continue;
-        }
-
-        if (c == '"') {
-            in_string = true;
-        } else if (c == '{' || c == '[') {
-            deepest = std::max(deepest, ++depth);
-        } else if (c == '}' || c == ']') {
-            depth--;
-        }
-    }
-
-    return deepest;
-}
-
-// Builds the document from nlohmann's parse events, as its own DOM builder
-// does, and refuses an object that names a member twice: in
-// {"stable": 100, "stable": 0} neither value is the weight (JSON leaves the
-// meaning open), and a builder that kept the last would hide the mistake.
-// The check is the map's own insertion: it costs nothing.
-class UniqueKeys {
-public:
-    UniqueKeys(input &root, const char *what) : root_(root), what_(what) {}
-
-    bool null() { place(nullptr); return true; }
-    bool boolean(bool v) { place(v); return true; }
-    bool number_integer(input::number_integer_t v) { place(v); return true; }
-    bool number_unsigned(input::number_unsigned_t v) { place(v); return true; }
-    bool number_float(input::number_float_t v, const input::string_t &)
-    {
-        place(v);
-        return true;
-    }
-    bool string(input::string_t &v) { place(std::move(v)); return true; }
-    bool binary(input::binary_t &v) { place(std::move(v)); return true; }
-
-    bool start_object(std::size_t)
-    {
-        stack_.push_back(place(input::value_t::object));
-        return true;
-    }
-
-    bool key(input::string_t &k)
-    {
-        auto &members = stack_.back()->get_ref<input::object_t &>();
-        auto [it, added] = members.emplace(std::move(k), nullptr);
-
-        if (!added) {
-            throw ApiError(400, "duplicate key " + dynroute::quoted(it->first)
-                                + " in " + what_);
-        }
-
-        member_ = &it->second;
-        return true;
-    }
-
-    bool end_object()
-    {
-        stack_.pop_back();
-        return true;
-    }
-
-    bool start_array(std::size_t)
-    {
-        stack_.push_back(place(input::value_t::array));
-        return true;
-    }
-
-    bool end_array()
-    {
-        stack_.pop_back();
-        return true;
-    }
-
-    template <typename Exception>
-    bool parse_error(std::size_t, const std::string &, const Exception &e)
-    {
-        throw e;
-    }
-
-private:
-    // where the next value goes: the root, an array's end, or the member
-    // whose key came last
-    template <typename V>
-    input *place(V &&v)
-    {
-        if (stack_.empty()) {
-            root_ = input(std::forward<V>(v));
-            return &root_;
-        }
-
-        if (stack_.back()->is_array()) {
-            auto &a = stack_.back()->get_ref<input::array_t &>();
-            a.emplace_back(std::forward<V>(v));
-            return &a.back();
-        }
-
-        *member_ = input(std::forward<V>(v));
-        return member_;
-    }
-
-    input &root_;
-    const char *what_;
-    std::vector<input *> stack_;
-    input *member_ = nullptr;
-};
-
-input parse_object(std::string_view text, const char *what)
-{
-    input j;
-
-    if (nesting(text) > max_depth) {
-        throw ApiError(400, "JSON nested deeper than "
-                            + std::to_string(max_depth) + " levels");
-    }
-
-    try {
-        UniqueKeys sax(j, what);
-        input::sax_parse(text.begin(), text.end(), &sax);
-
-    } catch (const input::exception &e) {
-        throw ApiError(400, std::string("malformed JSON in ") + what + ": "
-                            + json_message(e));
-    }
-
-    if (!j.is_object()) {
-        throw ApiError(400, std::string(what) + " must be a JSON object");
-    }
-
-    return j;
-}
-
-// Every answer goes out through here: a name from the configuration may
-// hold bytes that are not UTF-8, and dump() would throw on them.
-std::string text(const json &j)
-{
-    return j.dump(-1, ' ', false, json::error_handler_t::replace);
-}
 
 // {"host": {"table": T, "target": G}, ...} written out directly: host
 // names are plain ASCII (normalize_host), the rest is escaped by the
@@ -256,14 +81,6 @@ std::uint32_t weight_value(const std::string &variant, const input &v)
     throw ApiError(400, why);
 }
 
-const std::string &string_field(const input &v, const std::string &what)
-{
-    if (!v.is_string()) {
-        throw ApiError(400, what + " must be a string");
-    }
-    return v.get_ref<const std::string &>();
-}
-
 std::string host_key(std::string_view host)
 {
     std::string key, why;
@@ -275,8 +92,14 @@ std::string host_key(std::string_view host)
     return key;
 }
 
-HostEntry host_entry(const Schema &schema, const std::string &host,
-                     const input &body)
+// ", nor a runtime service" in a refusal when services may be created
+const char *nor_service(const Schema &schema)
+{
+    return schema.services.upstream.empty() ? "" : ", nor a runtime service";
+}
+
+HostEntry host_entry(const Schema &schema, const State &state,
+                     const std::string &host, const input &body)
 {
     if (!body.is_object()) {
         throw ApiError(400, "the entry of host " + dynroute::quoted(host)
@@ -306,9 +129,12 @@ HostEntry host_entry(const Schema &schema, const std::string &host,
                             + " has no \"target\"");
     }
 
-    if (!schema.is_target(e.target) || e.target.size() > 255) {
+    if (!is_runtime_target(state, schema, e.target)
+        || e.target.size() > 255)
+    {
         throw ApiError(400, dynroute::quoted(e.target) + " is neither an upstream{} "
-                            "nor a dynroute_rollout of the configuration");
+                            "nor a dynroute_rollout of the configuration"
+                            + nor_service(schema));
     }
 
     if (e.table.empty()) {
@@ -356,30 +182,6 @@ json rollout_json(const State &state, const RolloutInfo &info)
         {"runtime", o != nullptr},
         {"variants", std::move(variants)},
     };
-}
-
-// Reading a state file: every type is checked, so that a damaged file is
-// refused as a whole rather than half applied.
-[[noreturn]] void corrupt(const std::string &what)
-{
-    throw ConfigError("not a valid state file: " + what);
-}
-
-const input &member(const input &obj, const char *name, bool (input::*is)()
-                    const noexcept, const char *type)
-{
-    static const input null;
-    auto it = obj.find(name);
-
-    if (it == obj.end()) {
-        return null;
-    }
-
-    if (!((*it).*is)()) {
-        corrupt(std::string("\"") + name + "\" is not " + type);
-    }
-
-    return *it;
 }
 
 }  // namespace
@@ -494,7 +296,7 @@ std::string dump_state(const State &state, bool with_hosts)
     }
 
     json j = {
-        {"version", 1},
+        {"version", 2},
         {"generation", state.generation},
         {"draining", state.draining},
         {"rollouts", std::move(rollouts)},
@@ -504,6 +306,8 @@ std::string dump_state(const State &state, bool with_hosts)
         j["fleet"] = {{"revision", state.fleet.revision},
                       {"stale", state.fleet.stale}};
     }
+
+    dump_members(state, j);
 
     return with_hosts ? dynroute::with_hosts(j, state.hosts) : text(j);
 }
@@ -586,8 +390,10 @@ State load_state(std::string_view text, const Schema &schema,
 
     const input &version = member(j, "version", &input::is_number_unsigned,
                                  "a version number");
-    if (version.is_null() || version.get<std::uint64_t>() != 1) {
-        corrupt("no \"version\": 1");
+    if (version.is_null() || version.get<std::uint64_t>() < 1
+        || version.get<std::uint64_t>() > 2)
+    {
+        corrupt("no \"version\": 1 or 2");
     }
 
     State s;
@@ -625,6 +431,7 @@ State load_state(std::string_view text, const Schema &schema,
         load_hosts(hosts, s);
     }
 
+    load_members(j, schema, s);
     prune(s, schema, notices);
 
     return s;
@@ -633,6 +440,9 @@ State load_state(std::string_view text, const Schema &schema,
 void prune(State &state, const Schema &schema,
            std::vector<std::string> &notices)
 {
+    // first: a host or a flip whose service goes goes too
+    prune_members(state, schema, notices);
+
     for (auto it = state.rollouts.begin(); it != state.rollouts.end(); ) {
         const std::string &name = it->first;
         RolloutOverride &o = it->second;
@@ -671,7 +481,9 @@ void prune(State &state, const Schema &schema,
                 u = o.upstreams.erase(u);
 
             } else if (schema.upstreams.find(u->second)
-                       == schema.upstreams.end())
+                           == schema.upstreams.end()
+                       && state.services.find(u->second)
+                              == state.services.end())
             {
                 notices.push_back("dropped the runtime upstream "
                                   + dynroute::quoted(u->second) + " of variant "
@@ -708,7 +520,7 @@ void prune(State &state, const Schema &schema,
                               + " any more");
             it = state.hosts.erase(it);
 
-        } else if (!schema.is_target(e.target)) {
+        } else if (!is_runtime_target(state, schema, e.target)) {
             notices.push_back("dropped runtime host " + dynroute::quoted(it->first)
                               + ": its target " + dynroute::quoted(e.target)
                               + " is no longer configured");
@@ -766,8 +578,9 @@ void patch_weights(const RolloutInfo &info, const input &v,
 
 // PATCH's "upstreams": some variants', each an upstream{} of the
 // configuration (its configured one drops the override)
-void patch_upstreams(const Schema &schema, const RolloutInfo &info,
-                     const input &v, RolloutOverride &o)
+void patch_upstreams(const Schema &schema, const State &state,
+                     const RolloutInfo &info, const input &v,
+                     RolloutOverride &o)
 {
     if (!v.is_object() || v.empty()) {
         throw ApiError(400, "\"upstreams\" must be an object of "
@@ -779,10 +592,12 @@ void patch_upstreams(const Schema &schema, const RolloutInfo &info,
         const std::string &u = string_field(
             value, "the upstream of variant " + dynroute::quoted(variant));
 
-        if (schema.upstreams.find(u) == schema.upstreams.end()) {
+        if (schema.upstreams.find(u) == schema.upstreams.end()
+            && state.services.find(u) == state.services.end())
+        {
             throw ApiError(400, dynroute::quoted(u)
                                 + " is not an upstream{} of the "
-                                  "configuration");
+                                  "configuration" + nor_service(schema));
         }
 
         if (u == info.upstreams[i]) {
@@ -820,7 +635,7 @@ void patch_rollout(State &state, const Schema &schema, std::string_view name,
             patch_weights(*info, v, o);
 
         } else if (key == "upstreams") {
-            patch_upstreams(schema, *info, v, o);
+            patch_upstreams(schema, state, *info, v, o);
 
         } else if (key == "primary") {
             const std::string &p = string_field(v, "\"primary\"");
@@ -862,8 +677,8 @@ bool put_host(State &state, const Schema &schema, std::string_view host,
               std::string_view body)
 {
     std::string key = host_key(host);
-    HostEntry e = host_entry(schema, key, parse_object(body,
-                                                       "the request body"));
+    HostEntry e = host_entry(schema, state, key,
+                             parse_object(body, "the request body"));
     auto [it, added] = state.hosts.try_emplace(key, e);
 
     if (!added) {
@@ -947,7 +762,7 @@ BulkResult patch_hosts(State &state, const Schema &schema,
         }
 
         auto [it, added] = hosts.try_emplace(key);
-        it->second = host_entry(schema, key, v);
+        it->second = host_entry(schema, state, key, v);
         (added ? r.added : r.replaced)++;
     }
 

@@ -1,8 +1,9 @@
 // The runtime state that the API changes without a reload: per rollout, new
 // weights, upstream flips and a new primary; runtime host entries; the
-// draining flag.  What it is checked against (the configuration's rollouts,
-// tables and upstreams) is a Schema, so that a state written under one
-// configuration can be loaded under the next and pruned.
+// draining flag; the runtime lists of servers and the runtime services
+// (members.hpp).  What it is checked against (the configuration's
+// rollouts, tables and upstreams) is a Schema, so that a state written
+// under one configuration can be loaded under the next and pruned.
 //
 // JSON in and out goes through nlohmann::json.  Everything here may
 // allocate and throw: it runs in the API handler and at configuration time,
@@ -18,20 +19,11 @@
 #include <string_view>
 #include <vector>
 
+#include "members.hpp"
 #include "runtime_hosts.hpp"
 #include "text.hpp"
 
 namespace dynroute {
-
-// What the API answers on a refused change: an HTTP status and a reason.
-class ApiError : public std::runtime_error {
-public:
-    ApiError(int status, const std::string &what)
-        : std::runtime_error(what), status(status)
-    {
-    }
-    int status;
-};
 
 struct RolloutInfo {
     std::string name;
@@ -49,11 +41,22 @@ struct Schema {
     std::vector<std::string> tables;
     std::vector<std::size_t> table_rules;
     std::set<std::string, std::less<>> upstreams;  // upstream{} blocks
+    // every upstream{} block, a target or not (dynroute_balancer's, the
+    // carrier): names a service may not take
+    std::vector<std::string> upstream_blocks;
+    // the upstreams with dynroute_servers
+    std::map<std::string, ServersInfo, std::less<>> servers;
+    ServicesInfo services;  // the carrier, if any
 
     const RolloutInfo *rollout(std::string_view name) const noexcept;
     bool has_table(std::string_view name) const noexcept;
-    // a runtime host's target: an upstream{} block or a rollout
+    // a runtime host's target: an upstream{} block or a rollout (or a
+    // service of the State: is_runtime_target)
     bool is_target(std::string_view name) const noexcept;
+    const ServersInfo *servers_of(std::string_view name) const noexcept;
+    // Why a service may not be called name: the upstream{} or rollout it
+    // would be taken for (letter case aside); "" if it may.
+    std::string name_clash(std::string_view name) const;
 };
 
 // What the runtime changed in one rollout; empty parts keep the configured
@@ -94,7 +97,17 @@ struct State {
     std::map<std::string, RolloutOverride> rollouts;
     HostMap hosts;
     FleetStatus fleet;
+    // upstream with dynroute_servers -> its runtime list (none: its server
+    // lines)
+    std::map<std::string, ServerGroup, std::less<>> servers;
+    std::map<std::string, Service, std::less<>> services;
+    std::uint32_t next_service_id = 1;
 };
+
+// What a runtime host or a flip may name in this state: the schema's
+// targets and the state's services.
+bool is_runtime_target(const State &state, const Schema &schema,
+                       std::string_view name);
 
 // The live values of a rollout: the configured ones with the override on
 // top.
@@ -106,18 +119,23 @@ struct Effective {
 
 Effective effective(const RolloutInfo &info, const RolloutOverride *o);
 
-// The state as JSON: {"version": 1, "generation", "draining", "rollouts",
-// and "hosts" unless with_hosts is false}.  The state file's format, and
-// the zone's copy of everything but the hosts.
+// The state as JSON: {"version": 2, "generation", "draining", "rollouts",
+// "servers" and "services" when there are any, and "hosts" unless
+// with_hosts is false}.  The state file's format, and the zone's copy of
+// everything but the hosts.  Server and service ids are not written.
 std::string dump_state(const State &state, bool with_hosts);
 
-// Reads dump_state's output.  Throws ConfigError when the text is not such
-// a document (a corrupt or truncated file); drops, with one line in
-// `notices` each, what the schema no longer has.
+// Reads dump_state's output, version 1 (no servers, no services) or 2.
+// Throws ConfigError when the text is not such a document (a corrupt or
+// truncated file); drops, with one line in `notices` each, what the schema
+// no longer has.  Servers and services get ids from 1.
 State load_state(std::string_view text, const Schema &schema,
                  std::vector<std::string> &notices);
 
-// Drops what the schema does not have, one line in `notices` each.
+// Drops what the schema does not have, one line in `notices` each.  Of a
+// group over its limit (a lowered max=, servers= or max_services=), the
+// servers or services beyond it in the list's order (primaries first, by
+// address; services by name) go; a group that hashes loses its backups.
 void prune(State &state, const Schema &schema,
            std::vector<std::string> &notices);
 
@@ -139,7 +157,60 @@ struct BulkResult {
 BulkResult patch_hosts(State &state, const Schema &schema,
                        std::string_view body);
 
+// Servers and services (members.cpp).  GROUP is an upstream with
+// dynroute_servers or a runtime service; ADDR any spelling parse_address()
+// takes (the answers and the state use the canonical one).  Each throws
+// ApiError and leaves the state untouched: 400 a body, an address or a
+// field that does not parse, the same address twice in a body (both
+// spellings named), backup in a group that hashes; 404 no such group or
+// server; 405 resetting a service; 409 POST of a server that is there, a
+// service named like an upstream{} or rollout, or still targeted, or no
+// carrier for services; 507 more servers than max= or the carrier holds.
+
+// PUT upstreams/GROUP/servers: {"ADDR": {fields}, ...} replaces the list.
+BulkResult put_servers(State &state, const Schema &schema,
+                       std::string_view group, std::string_view body);
+// PATCH upstreams/GROUP/servers: {"ADDR": {fields} or null, ...}; a
+// server there keeps the fields not given, a new one the defaults.
+BulkResult patch_servers(State &state, const Schema &schema,
+                         std::string_view group, std::string_view body);
+// POST upstreams/GROUP/servers: {"server": "ADDR", fields...}; returns
+// the canonical address.
+std::string post_server(State &state, const Schema &schema,
+                        std::string_view group, std::string_view body);
+// PUT upstreams/GROUP/servers/ADDR: true when the server is new.
+bool put_server(State &state, const Schema &schema, std::string_view group,
+                std::string_view addr, std::string_view body);
+void patch_server(State &state, const Schema &schema, std::string_view group,
+                  std::string_view addr, std::string_view body);
+void delete_server(State &state, const Schema &schema,
+                   std::string_view group, std::string_view addr);
+// DELETE upstreams/GROUP/servers: back to the server lines.
+void reset_servers(State &state, const Schema &schema,
+                   std::string_view group);
+// PUT services/NAME: {"balance": "round_robin" | "hash", "servers":
+// {...}}, both optional; a service there keeps what is not given.  True
+// when the service is new.
+bool put_service(State &state, const Schema &schema, std::string_view name,
+                 std::string_view body);
+void delete_service(State &state, const Schema &schema,
+                    std::string_view name);
+
+// The servers GROUP serves: its runtime list, else its server lines;
+// nullptr if GROUP is neither an upstream with dynroute_servers nor a
+// service.
+const ServerList *current_servers(const State &state, const Schema &schema,
+                                  std::string_view group);
+
 // API answers.
+std::string render_upstreams(const State &state, const Schema &schema);
+std::string render_servers(const State &state, const Schema &schema,
+                           std::string_view group);
+std::string render_server(const State &state, const Schema &schema,
+                          std::string_view group, std::string_view addr);
+std::string render_services(const State &state, const Schema &schema);
+std::string render_service(const State &state, const Schema &schema,
+                           std::string_view name);
 std::string render_state(const State &state, const Schema &schema,
                          std::string_view zone);
 std::string render_rollout(const State &state, const Schema &schema,

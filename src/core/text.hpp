@@ -1,6 +1,7 @@
-// Small things every part of the core needs: the one configuration error,
-// ASCII character classes and caseless comparison (nginx's, not the
-// locale's), and quoting a value for an error message.  Pure C++17.
+// Small things every part of the core needs: the one configuration error
+// and the API's refusal, ASCII character classes and caseless comparison
+// (nginx's, not the locale's), and quoting a value for an error message.
+// Pure C++17.
 #pragma once
 
 #if __cplusplus < 201703L
@@ -19,6 +20,16 @@ namespace dynroute {
 class ConfigError : public std::runtime_error {
 public:
     using std::runtime_error::runtime_error;
+};
+
+// What the API answers on a refused change: an HTTP status and a reason.
+class ApiError : public std::runtime_error {
+public:
+    ApiError(int status, const std::string &what)
+        : std::runtime_error(what), status(status)
+    {
+    }
+    int status;
 };
 
 inline bool is_digit(char c) noexcept { return c >= '0' && c <= '9'; }

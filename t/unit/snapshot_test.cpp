@@ -2,11 +2,13 @@
 // id; a damaged or truncated block is read as far as it fits, never beyond.
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <map>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "address.hpp"
 #include "name_ids.hpp"
 #include "snapshot.hpp"
 
@@ -287,4 +289,174 @@ TEST(Snapshot, NamesBlock)
     EXPECT_EQ(v.all(), n);
     EXPECT_EQ(NamesView(block.data(), 7).size(), 0u);
     EXPECT_EQ(NamesView(block.data(), 20).size(), 0u);  // count over the size
+}
+
+// ---- group blocks -------------------------------------------------------------
+
+namespace {
+
+ServerGroup sample_group()
+{
+    ServerGroup g;
+    g.next_id = 9;
+    g.servers["10.0.0.5:8080"] = {3, 2, 3, 5, false, false, false};
+    g.servers["[2001:db8::5]:8080"] = {1, 10000, 0, 0, false, true, false};
+    g.servers["unix:/run/app.sock"] = {7, 1, 1, 10, false, false, true};
+    g.servers["10.0.0.9:80"] = {8, 1, 1, 10, true, false, false};
+    return g;
+}
+
+// every server the view reads lies inside [p, p + n)
+void expect_inside(const GroupView &v, const unsigned char *p, std::size_t n)
+{
+    for (std::size_t i = 0; i < v.servers() + 2; i++) {
+        GroupView::Server s;
+        if (!v.server(i, s)) {
+            continue;
+        }
+        ASSERT_LT(i, v.servers());
+        ASSERT_GE(s.sockaddr, p);
+        ASSERT_LE(s.sockaddr + s.socklen, p + n);
+        ASSERT_GE(reinterpret_cast<const unsigned char *>(s.name.data()), p);
+        ASSERT_LE(reinterpret_cast<const unsigned char *>(s.name.data())
+                      + s.name.size(), p + n);
+        ASSERT_LE(s.socklen, max_socklen);
+        ASSERT_LE(s.name.size(), max_address_name);
+    }
+    if (v.valid()) {
+        ASSERT_GE(reinterpret_cast<const unsigned char *>(v.name().data()), p);
+        ASSERT_LE(reinterpret_cast<const unsigned char *>(v.name().data())
+                      + v.name().size(), p + n);
+    }
+}
+
+}  // namespace
+
+TEST(SnapshotGroup, WhatIsWrittenIsReadBack)
+{
+    ServerGroup g = sample_group();
+    std::string b = encode_snapshot_group(service_key_bit | 5, 42,
+                                          Balance::hash, "cart", g);
+    GroupView v(b.data(), b.size());
+
+    ASSERT_TRUE(v.valid());
+    EXPECT_EQ(block_size(b.data()), b.size());
+    EXPECT_EQ(v.key(), service_key_bit | 5);
+    EXPECT_EQ(v.written(), 42u);
+    EXPECT_EQ(v.method(), Balance::hash);
+    EXPECT_EQ(v.next_id(), 9u);
+    EXPECT_EQ(v.primaries(), 3u);
+    EXPECT_EQ(v.backups(), 1u);
+    EXPECT_EQ(v.name(), "cart");
+
+    // primaries by address, then the backups
+    std::vector<std::string> names;
+    for (std::size_t i = 0; i < v.servers(); i++) {
+        GroupView::Server s;
+        ASSERT_TRUE(v.server(i, s));
+        names.emplace_back(s.name);
+        Address a = parse_address(s.name);
+        EXPECT_EQ(std::string(reinterpret_cast<const char *>(s.sockaddr),
+                              s.socklen), a.sockaddr);
+        EXPECT_EQ(s.cell, 0u);
+        const ServerSpec &spec = g.servers.at(std::string(s.name));
+        EXPECT_EQ(s.id, spec.id);
+        EXPECT_EQ(s.weight, spec.weight);
+        EXPECT_EQ(s.max_fails, spec.max_fails);
+        EXPECT_EQ(s.fail_timeout, spec.fail_timeout);
+        EXPECT_EQ(s.backup, spec.backup);
+        EXPECT_EQ(s.down, spec.down);
+        EXPECT_EQ(s.drain, spec.drain);
+    }
+    EXPECT_EQ(names, (std::vector<std::string>{"10.0.0.5:8080", "[2001:db8::5]:8080",
+                                               "unix:/run/app.sock", "10.0.0.9:80"}));
+    GroupView::Server s;
+    EXPECT_FALSE(v.server(4, s));
+
+    // the glue's cell, in place
+    set_group_cell(b, 2, 0x123456789abcull);
+    ASSERT_TRUE(GroupView(b.data(), b.size()).server(2, s));
+    EXPECT_EQ(s.cell, 0x123456789abcull);
+
+    std::string name;
+    ServerGroup back;
+    ASSERT_TRUE(decode_group(GroupView(b.data(), b.size()), name, back));
+    EXPECT_EQ(name, "cart");
+    EXPECT_TRUE(back == g);
+
+    // an empty group is a block too
+    std::string e = encode_snapshot_group(3, 1, Balance::round_robin, "shop_api",
+                                          ServerGroup());
+    ASSERT_TRUE(GroupView(e.data(), e.size()).valid());
+    EXPECT_EQ(GroupView(e.data(), e.size()).servers(), 0u);
+    ASSERT_TRUE(decode_group(GroupView(e.data(), e.size()), name, back));
+    EXPECT_TRUE(back.servers.empty());
+}
+
+TEST(SnapshotGroup, ADecodedGroupIsWhatItsBytesSay)
+{
+    std::string b = encode_snapshot_group(1, 1, Balance::round_robin, "g",
+                                          sample_group());
+    std::string name;
+    ServerGroup out;
+
+    // the name no longer the address of the bytes: refused
+    std::string changed = b;
+    std::size_t at = changed.find("10.0.0.5:8080");
+    changed[at + 7] = '6';
+    ASSERT_TRUE(GroupView(changed.data(), changed.size()).valid());
+    EXPECT_FALSE(decode_group(GroupView(changed.data(), changed.size()), name, out));
+
+    // a method the reader does not know: no group
+    std::string method = b;
+    method[12] = 2;
+    EXPECT_FALSE(GroupView(method.data(), method.size()).valid());
+}
+
+// every truncation and flipped bytes: read within the bytes whatever they say
+TEST(SnapshotGroup, DamagedBlocksStayInBounds)
+{
+    std::string b = encode_snapshot_group(service_key_bit | 5, 42,
+                                          Balance::round_robin, "cart",
+                                          sample_group());
+    std::mt19937 rng(23);
+
+    for (std::size_t n = 0; n < b.size(); n++) {
+        // buffers of exactly n bytes: ASan (the fuzz build) sees any read
+        // past them
+        std::vector<unsigned char> t(b.begin(), b.begin() + n);
+        GroupView v(t.data(), t.size());
+        EXPECT_FALSE(v.valid()) << n;
+
+        // and with the size in the header made to say n
+        if (n >= 8) {
+            std::uint32_t size = static_cast<std::uint32_t>(n);
+            std::memcpy(t.data() + 4, &size, sizeof size);
+            GroupView w(t.data(), t.size());
+            expect_inside(w, t.data(), t.size());
+            std::string name;
+            ServerGroup out;
+            (void) decode_group(w, name, out);
+        }
+    }
+
+    for (std::size_t i = 0; i < b.size(); i++) {
+        for (int bit = 0; bit < 8; bit++) {
+            std::vector<unsigned char> t(b.begin(), b.end());
+            t[i] ^= static_cast<unsigned char>(1u << bit);
+            expect_inside(GroupView(t.data(), t.size()), t.data(), t.size());
+        }
+    }
+
+    for (int round = 0; round < 2000; round++) {
+        std::vector<unsigned char> t(b.begin(), b.end());
+        for (int k = 0; k < 6; k++) {
+            t[8 + rng() % (t.size() - 8)] = static_cast<unsigned char>(rng());
+        }
+        GroupView v(t.data(), t.size());
+        expect_inside(v, t.data(), t.size());
+        std::string name;
+        ServerGroup out;
+        (void) decode_group(v, name, out);
+    }
 }

@@ -190,7 +190,7 @@ TEST(State, CorruptFilesAreRefusedWhole)
 {
     Schema sc = schema();
     std::vector<std::string> notices;
-    for (const char *bad : {"", "{", "[]", "{\"version\":2}", "{\"generation\":1}",
+    for (const char *bad : {"", "{", "[]", "{\"version\":3}", "{\"generation\":1}",
                             "{\"version\":1,\"rollouts\":[]}",
                             "{\"version\":1,\"hosts\":{\"a b\":{\"table\":\"main\",\"target\":\"service_a\"}}}",
                             "{\"version\":1,\"rollouts\":{\"checkout\":{\"weights\":{\"stable\":\"x\"}}}}"}) {
