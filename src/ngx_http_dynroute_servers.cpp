@@ -396,6 +396,8 @@ ngx_http_dynroute_servers_init_upstream(ngx_conf_t *cf,
         }
     }
 
+    list->tries = dynroute::balance::tries(*list);
+
     us->peer.init = ngx_http_dynroute_servers_init_peer;
 
     return NGX_OK;
@@ -489,7 +491,7 @@ ngx_http_dynroute_servers_init_peer(ngx_http_request_t *r,
     r->upstream->peer.data = sp;
     r->upstream->peer.get = ngx_http_dynroute_servers_get;
     r->upstream->peer.free = ngx_http_dynroute_servers_free;
-    r->upstream->peer.tries = dynroute::balance::tries(*sp->list);
+    r->upstream->peer.tries = sp->list->tries;
 #if (NGX_HTTP_SSL)
     r->upstream->peer.set_session = ngx_http_dynroute_servers_set_session;
     r->upstream->peer.save_session = ngx_http_dynroute_servers_save_session;

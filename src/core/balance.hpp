@@ -41,12 +41,15 @@ struct Entry {
     bool drain = false;
 };
 
-// A list as a pick sees it: primaries at [0, primaries), backups after them.
+// A list as a pick sees it: primaries at [0, primaries), backups after them;
+// tries is what tries() counts, kept by whoever fills the list (nginx's
+// peers->tries, counted once, not per request).
 template <class E>
 struct List {
     E *entries = nullptr;
     std::size_t primaries = 0;
     std::size_t backups = 0;
+    std::uintptr_t tries = 0;
 
     // nginx's peers->single: no weights, no failures counted
     bool single() const noexcept { return primaries == 1 && backups == 0; }
@@ -70,7 +73,7 @@ struct Try {
 };
 
 // nginx's tries: the servers not down in both parts (draining ones are
-// not picked either).
+// not picked either).  A pass over the list: for List::tries.
 template <class E>
 std::uintptr_t tries(const List<E> &list) noexcept {
     std::uintptr_t t = 0;

@@ -220,6 +220,7 @@ struct Both {
         list.entries = entries.data();
         list.primaries = primary.size();
         list.backups = backup.size();
+        list.tries = balance::tries(list);
         for (const Server &s : servers) {
             ngx_tries += !s.down;   // ngx_http_upstream_tries()
         }
