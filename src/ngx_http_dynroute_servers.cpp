@@ -192,7 +192,19 @@ ngx_http_dynroute_servers(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 static void
 ngx_http_dynroute_servers_cleanup(void *data) noexcept
 {
-    std::free(data);
+    ngx_http_dynroute_members_t  *m;
+
+    m = static_cast<ngx_http_dynroute_members_t *>(data);
+
+#if (NGX_HTTP_SSL)
+    for (ngx_uint_t i = 0; i < m->nslots; i++) {
+        if (m->slots[i].ssl_session) {
+            ngx_ssl_free_session(m->slots[i].ssl_session);
+        }
+    }
+#endif
+
+    std::free(m->slots);
 }
 
 
@@ -234,7 +246,7 @@ ngx_http_dynroute_members_init(ngx_conf_t *cf, ngx_http_dynroute_members_t *m,
     }
 
     cln->handler = ngx_http_dynroute_servers_cleanup;
-    cln->data = p;
+    cln->data = m;
 
     m->slots = reinterpret_cast<ngx_http_dynroute_peer_t *>(p);
     p += m->nslots * sizeof(ngx_http_dynroute_peer_t);
@@ -299,6 +311,13 @@ ngx_http_dynroute_members_add(ngx_http_dynroute_members_t *m, uint32_t id)
     m->slots[i].id = id;
     m->slots[i].refs = 0;
     m->slots[i].removed = 0;
+
+#if (NGX_HTTP_SSL)
+    if (m->slots[i].ssl_session) {      /* another server's */
+        ngx_ssl_free_session(m->slots[i].ssl_session);
+        m->slots[i].ssl_session = NULL;
+    }
+#endif
 
     return &m->slots[i];
 }
@@ -577,23 +596,48 @@ ngx_http_dynroute_servers_free(ngx_peer_connection_t *pc, void *data,
 
 #if (NGX_HTTP_SSL)
 
-/*
- * TLS sessions are not kept per server (yet): every connection to a group
- * over TLS makes a full handshake, as to a server resolved at run time.
- */
+/* TLS sessions per server, resumed as nginx's round robin resumes them */
 
 static ngx_int_t
-ngx_http_dynroute_servers_set_session(ngx_peer_connection_t *, void *)
+ngx_http_dynroute_servers_set_session(ngx_peer_connection_t *pc, void *data)
     noexcept
 {
-    return NGX_OK;
+    ngx_http_dynroute_servers_peer_t  *sp;
+
+    sp = static_cast<ngx_http_dynroute_servers_peer_t *>(data);
+
+    if (sp->slot == NULL) {
+        return NGX_OK;
+    }
+
+    return ngx_ssl_set_session(pc->connection, sp->slot->ssl_session);
 }
 
 
 static void
-ngx_http_dynroute_servers_save_session(ngx_peer_connection_t *, void *)
+ngx_http_dynroute_servers_save_session(ngx_peer_connection_t *pc, void *data)
     noexcept
 {
+    ngx_ssl_session_t                 *ssl_session, *old;
+    ngx_http_dynroute_servers_peer_t  *sp;
+
+    sp = static_cast<ngx_http_dynroute_servers_peer_t *>(data);
+
+    if (sp->slot == NULL) {
+        return;
+    }
+
+    ssl_session = ngx_ssl_get_session(pc->connection);
+    if (ssl_session == NULL) {
+        return;
+    }
+
+    old = sp->slot->ssl_session;
+    sp->slot->ssl_session = ssl_session;
+
+    if (old) {
+        ngx_ssl_free_session(old);
+    }
 }
 
 #endif

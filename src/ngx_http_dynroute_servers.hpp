@@ -31,6 +31,10 @@ typedef struct {
     ngx_sockaddr_t             sockaddr;
     size_t                     name_len;
     u_char                     name[NGX_SOCKADDR_STRLEN];
+#if (NGX_HTTP_SSL)
+    ngx_ssl_session_t         *ssl_session;  /* to resume, as nginx's
+                                                 peer->ssl_session */
+#endif
 } ngx_http_dynroute_peer_t;
 
 

@@ -10,6 +10,7 @@ use lib 't/lib';
 use Test::Nginx::Dynroute;
 use Test::Nginx::Dynroute::Proc qw(slurp free_ports);
 use IO::Socket::IP;
+use File::Temp ();
 use Socket qw(getaddrinfo getnameinfo AF_INET6 NI_NUMERICHOST NI_NUMERICSERV SOCK_STREAM);
 
 # Backends on ports of their own, in the same nginx: each answers with the
@@ -260,6 +261,50 @@ CONF
     is(scalar(grep { m{ GET /p/redirected HTTP} } @log), 1, 'the redirected request reached a backend');
     error_log_ok(stop_nginx($srv), 'balancer, v6, unix, subrequests: no alert/crit/crash');
     unlink $sock;
+}
+
+# TLS: sessions are resumed per server, as with the static twin.
+SKIP: {
+    skip 'openssl is not installed', 3 unless `command -v openssl 2>/dev/null`;
+    my $dir = File::Temp::tempdir(CLEANUP => 1);
+    system("openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=backend "
+           . "-keyout $dir/key.pem -out $dir/cert.pem >/dev/null 2>&1") == 0
+        or skip 'openssl could not make a certificate', 3;
+    my $srv = start_nginx(workers => 1, http_config => <<"CONF", config => <<'CONF');
+    log_format tls "\$server_port \$request \$ssl_session_reused";
+    server {
+        listen 127.0.0.1:\$TEST_NGINX_PORT2 ssl;
+        listen 127.0.0.1:\$TEST_NGINX_PORT3 ssl;
+        ssl_certificate $dir/cert.pem;
+        ssl_certificate_key $dir/key.pem;
+        access_log \$TEST_NGINX_PREFIX/logs/tls.log tls;
+        return 200 "\$server_port\\n";
+    }
+    upstream group {
+        dynroute_servers;
+        server 127.0.0.1:\$TEST_NGINX_PORT2;
+        server 127.0.0.1:\$TEST_NGINX_PORT3;
+    }
+    upstream twin {
+        server 127.0.0.1:\$TEST_NGINX_PORT2;
+        server 127.0.0.1:\$TEST_NGINX_PORT3;
+    }
+CONF
+    location /g/ { proxy_pass https://group; }
+    location /t/ { proxy_pass https://twin; }
+CONF
+    my @g = map { http_get($srv, "/g/$_")->{status} } 1 .. 6;
+    my @t = map { http_get($srv, "/t/$_")->{status} } 1 .. 6;
+    is("@g @t", join(' ', (200) x 12), 'TLS: 12 requests answered');
+    my %reused;
+    for (split /\n/, slurp("$srv->{prefix}/logs/tls.log")) {
+        my ($port, $m, $uri, $proto, $r) = split / /;
+        push @{ $reused{substr($uri, 1, 1)}{$port} }, $r;
+    }
+    is_deeply($reused{g}, $reused{t}, 'TLS: sessions resumed as with the static twin');
+    is_deeply($reused{g}, { $srv->{port2} => ['.', 'r', 'r'], $srv->{port3} => ['.', 'r', 'r'] },
+              'TLS: a full handshake per server, then resumed sessions');
+    error_log_ok(stop_nginx($srv), 'TLS: no alert/crit/crash');
 }
 
 run_tests();
