@@ -3,8 +3,9 @@
 # the configured "server" lines it must behave as a static upstream{} with
 # the same lines: the same backends in the same order, backup, down,
 # max_fails and fail_timeout, keepalive's cache, IPv6 and unix sockets,
-# dynroute_balancer, plain proxy_pass, subrequests and internal redirects;
-# and nginx -t refuses what it does not carry, naming the file and line.
+# dynroute_balancer, plain proxy_pass, subrequests and internal redirects,
+# TLS sessions resumed; and nginx -t refuses what it does not carry, naming
+# the file and line.
 # Backends count what reaches them in access logs of their own.
 use lib 't/lib';
 use Test::Nginx::Dynroute;
