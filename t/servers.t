@@ -189,6 +189,16 @@ CONF
     is(scalar(keys %kserver), 2, 'keepalive: both servers answered');
     is(scalar(keys %kconn), 2, 'keepalive: 20 requests over one connection per server');
     is(scalar(keys %nconn), 20, 'without keepalive: a connection per request');
+    # a reload: the new configuration's members, the old ones freed with
+    # their cycle; a server more and one weight changed
+    my $http = $srv->{http_config};
+    $http =~ s/(upstream pooled \{\n.*?\n)(        keepalive 8;)/$1        server 127.0.0.1:\$TEST_NGINX_PORT3 weight=2;\n$2/s
+        or die 'the pooled upstream';
+    ok(reload_nginx($srv, $http), 'reload: the new configuration is taken');
+    my %after;
+    $after{ http_get($srv, "/k/after$_")->{body} // '' }++ for 1 .. 8;
+    is_deeply(\%after, { "127.0.0.1:$srv->{port2}\n" => 2, "127.0.0.1:$srv->{port3}\n" => 6 },
+              'reload: the new list (weights 1 and 1 + 2) is served');
     error_log_ok(stop_nginx($srv), 'keepalive: no alert/crit/crash');
 }
 
