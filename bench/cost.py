@@ -23,8 +23,14 @@ search of the upstreams by name), on the backends of bench/e2e.py
   zone-rt     the same process, Host r.example.com, a runtime host;
   metrics     the table and dynroute_zone metrics=rules, Host
               a.example.com.
-The baseline of each is `proxy_pass http://service_a;` in an nginx without
-the module, sent the same request (Host and headers; for regex the same
+  servers-N   (N = 2, 100, 10000) no decision: proxy_pass http://group,
+              an upstream{} with dynroute_servers and N "server" lines
+              (the seeded list: every one service_a's address, so that
+              keepalive 32 serves them all and nginx's loop over the N
+              servers is what grows), against proxy_pass to the same
+              upstream{} without dynroute_servers.
+The baseline of each is `proxy_pass http://service_a;` (servers-N: its
+static twin) in an nginx without the module, sent the same request (Host and headers; for regex the same
 X-Tenant header, as a constant), every baseline counted in one process
 (the first counted again at the end: the same request after a different
 history).  `static+module` is the same static location with the module
@@ -121,14 +127,17 @@ def table(extra=""):
 
 
 def case(name, http, host, headers=None, location=PASS, static=STATIC,
-         zone=None, hosts=False, counts=None, note=""):
+         zone=None, hosts=False, counts=None, note="", static_http=""):
     """One configuration.  counts: [(name, Host)] counted in its process,
-    by default [(name, host)]."""
+    by default [(name, host)].  static_http: upstream{} blocks that the
+    static process needs for its location `static`.  In http and
+    static_http, SERVICE_A_PORT stands for service_a's port."""
     return {"name": name, "http": BALANCER + http, "host": host,
             "headers": headers or {}, "location": location,
             "static": static, "zone": zone, "hosts": hosts,
             "counts": counts or [(name, host)], "note": note,
-            "module": True, "equivalent": None, "main": ""}
+            "module": True, "equivalent": None, "main": "",
+            "static_http": static_http}
 
 
 def reference(name, equivalent, http, location, host, headers=None,
@@ -160,6 +169,23 @@ VAR_PASS = "proxy_pass http://$edge_up;"
 
 TENANT = "proxy_set_header X-Tenant %s;"
 
+
+def servers_case(n):
+    """servers-N: an upstream{} of N servers with dynroute_servers, its
+    twin without, both keepalive 32."""
+    lines = "        server 127.0.0.1:SERVICE_A_PORT;\n" * n
+    group = ("    upstream group_%d {\n        dynroute_servers max=%d;\n%s"
+             "        keepalive 32;\n    }\n" % (n, max(n, 256), lines))
+    twin = ("    upstream twin_%d {\n%s        keepalive 32;\n    }\n"
+            % (n, lines))
+    return case("servers-%d" % n, group, "a.example.com",
+                location="proxy_pass http://group_%d;" % n,
+                static="proxy_pass http://twin_%d;" % n, static_http=twin,
+                note="dynroute_servers over %d server lines, keepalive 32, "
+                     "a plain proxy_pass (static: the same upstream{} "
+                     "without dynroute_servers)" % n)
+
+
 ALL_CASES = [
     case("exact", table(), "a.example.com",
          note="the small table of bench/e2e.py, an exact name"),
@@ -181,6 +207,9 @@ ALL_CASES = [
               "runtime host"),
     case("metrics", table(), "a.example.com", zone="1m metrics=rules",
          note="dynroute_zone metrics=rules: the log-phase count"),
+    servers_case(2),
+    servers_case(100),
+    servers_case(10000),
     # nginx's own equivalents, without the module
     reference("map-exact", "exact", host_map(), VAR_PASS, "a.example.com",
               note="nginx's own way of exact, without the module: map "
@@ -427,10 +456,14 @@ def run(cases, out, ports, requests, n_hosts, chunk, with_module_static):
     profiles, seconds = {}, {}
     # the baselines, all in one process: one server per static location
     statics = {STATIC: B.free_port()}
+    static_http = []
     for c in cases:
         statics.setdefault(c["static"], B.free_port())
-    http = B.upstreams(ports) + extra_http() + "".join(
+        if c["static_http"] not in static_http:
+            static_http.append(c["static_http"])
+    http = B.upstreams(ports) + extra_http() + "".join(static_http) + "".join(
         server(p, loc) for loc, p in statics.items())
+    http = http.replace("SERVICE_A_PORT", str(ports["service_a"]))
     # nginx's own equivalents share the baseline count of a case counted
     # before with the same static location and request (their module case,
     # when it runs): the same figure, not another count of it
@@ -478,6 +511,7 @@ def run(cases, out, ports, requests, n_hosts, chunk, with_module_static):
                      "            dynroute_api write=on;\n        }\n    }\n"
                      % (api_port, Z.API))
         http += server(port, c["location"])
+        http = http.replace("SERVICE_A_PORT", str(ports["service_a"]))
 
         def prepare(nx, c=c, api_port=api_port):
             if c["hosts"]:

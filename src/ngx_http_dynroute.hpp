@@ -198,6 +198,9 @@ typedef struct {
     ngx_array_t                uses;      /* ngx_http_dynroute_use_t * */
     ngx_array_t                rollouts;  /* ngx_http_dynroute_rollout_t * */
     ngx_array_t                balancers; /* ngx_http_upstream_srv_conf_t * */
+    ngx_array_t                servers;   /* dynroute_servers upstreams'
+                                             ngx_http_dynroute_servers_
+                                             conf_t * */
     ngx_array_t                apis;      /* ngx_http_dynroute_api_conf_t * */
     ngx_array_t                readiness; /* ngx_http_dynroute_where_t */
 

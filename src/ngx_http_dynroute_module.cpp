@@ -11,6 +11,7 @@
  *   rollout_filter  the stickiness cookie        balancer   dynroute_balancer
  *   zone, view, state_file  the runtime state    api        dynroute_api
  *   metrics      counters, the log handler       health     dynroute_health
+ *   servers      dynroute_servers
  *
  * The matching itself lives in src/core (no nginx headers).  Every function
  * nginx calls is noexcept and catches what the core may throw at
@@ -27,6 +28,7 @@
 #include "ngx_http_dynroute_metrics.hpp"
 #include "ngx_http_dynroute_rollout.hpp"
 #include "ngx_http_dynroute_rollout_filter.hpp"
+#include "ngx_http_dynroute_servers.hpp"
 #include "ngx_http_dynroute_table.hpp"
 #include "ngx_http_dynroute_targets.hpp"
 #include "ngx_http_dynroute_variables.hpp"
@@ -99,6 +101,13 @@ static ngx_command_t  ngx_http_dynroute_commands[] = {
     { ngx_string("dynroute_balancer"),
       NGX_HTTP_UPS_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE12,
       ngx_http_dynroute_balancer,
+      NGX_HTTP_SRV_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("dynroute_servers"),
+      NGX_HTTP_UPS_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
+      ngx_http_dynroute_servers,
       NGX_HTTP_SRV_CONF_OFFSET,
       0,
       NULL },
@@ -176,7 +185,9 @@ ngx_http_dynroute_create_main_conf(ngx_conf_t *cf) noexcept
 
     if (ngx_array_init(&dmcf->balancers, cf->pool, 1,
                        sizeof(ngx_http_upstream_srv_conf_t *))
-        != NGX_OK)
+        != NGX_OK
+        || ngx_array_init(&dmcf->servers, cf->pool, 1, sizeof(void *))
+           != NGX_OK)
     {
         return NULL;
     }
@@ -305,6 +316,7 @@ ngx_http_dynroute_init(ngx_conf_t *cf) noexcept
         || ngx_http_dynroute_api_check(cf, dmcf) != NGX_OK
         || ngx_http_dynroute_add_stand_in(cf) != NGX_OK
         || ngx_http_dynroute_balancer_check(cf, dmcf) != NGX_OK
+        || ngx_http_dynroute_servers_check(cf, dmcf) != NGX_OK
         || ngx_http_dynroute_metrics_log_init(cf, dmcf) != NGX_OK
         || ngx_http_dynroute_rollout_filter_init(cf, dmcf) != NGX_OK
         || ngx_http_dynroute_decision_init(cf, dmcf) != NGX_OK)

@@ -97,6 +97,8 @@ our %FAMILIES = (
     'api-only-write'            => 1,   # only= with write=on
     'api-bad-origin'            => 1,   # origin=* or a path, host=*.x
     'resend-without-fallback'   => 1,
+    'servers-with-method'       => 1,   # dynroute_servers and a method, a
+                                        # zone, or after keepalive
 );
 our $VALID_WEIGHT = 66;
 
@@ -385,6 +387,10 @@ sub _upstream {
                           'hash $http_x_user;', 'least_conn;', 'random;',
                           'ip_hash;', 'random two least_conn;');
     push @l, $method if defined $method;
+    # dynroute_servers: the workers' own round robin over the same lines
+    my $servers = !defined $method && $r->chance(0.3);
+    push @l, 'dynroute_servers' . ($r->chance(0.3) ? ' max=' . $r->pick(4, 64, 1024) : '') . ';'
+        if $servers;
     my $dead = $r->chance(0.12);        # every server refuses: 502s
     if ($dead) {
         push @l, 'server 127.0.0.1:1 max_fails=1 fail_timeout=30s;';
@@ -400,7 +406,7 @@ sub _upstream {
             if $r->chance(0.15) && (!defined $method || $method =~ /least_conn;\z/
                                     && $method !~ /random/);
     }
-    push @l, "zone ${name}_z 64k;" if $r->chance(0.15);
+    push @l, "zone ${name}_z 64k;" if !$servers && $r->chance(0.15);
     push @l, 'keepalive ' . $r->pick(2, 8, 32) . ';' if $r->chance(0.35);
     return { name => $name, lines => \@l, dead => $dead };
 }
@@ -933,6 +939,14 @@ sub _mutate {
         $g->{bals}[0]{extra} = $r->pick('server 127.0.0.1:$TEST_NGINX_PORT2;',
                                         'keepalive 8;', 'least_conn;', 'zone bz 64k;',
                                         'dynroute_balancer;');
+    } elsif ($f eq 'servers-with-method') {
+        my $u = $g->{ups}[0];
+        my @rest = grep { !/^dynroute_servers/ } @{$u->{lines}};
+        my $bad = $r->pick('least_conn;', 'random;', 'hash $arg_k;', 'ip_hash;',
+                           "zone $u->{name}_sz 64k;", 'keepalive 8;');
+        $u->{lines} = $bad eq 'keepalive 8;'
+                      ? [ $bad, 'dynroute_servers;', grep { !/^keepalive/ } @rest ]
+                      : [ 'dynroute_servers;', @rest, $bad ];
     } elsif ($f eq 'balancer-without-dynroute') {
         my $s = $g->{servers}[0];
         $s->{dynroute} = undef;

@@ -1,0 +1,643 @@
+/*
+ * dynroute_servers: an upstream{} whose servers each worker keeps in
+ * members of its own (docs/design/membership.md): slots by server id, which
+ * hold each server's address and name, and two packed lists of nginx's
+ * round-robin fields, one in use.  A request's tries are picked from the
+ * list in use by the smooth weighted round robin of src/core/balance.hpp,
+ * nginx's own loop, so that a group behaves as a static upstream{} with the
+ * same servers: weight, max_fails, fail_timeout, backup and down, the
+ * tries, "no live upstreams", keepalive's cache (by address).
+ *
+ * The block's "server" lines are parsed by nginx and are the configured
+ * list, the one the members hold from the start.  The runtime lists of the
+ * design fill the list not in use and switch to it.
+ *
+ * The request path allocates nothing beyond nginx's own from the request's
+ * pool (the peer data, a tried bitmap beyond 64 servers, the name of each
+ * try), takes no lock and throws nothing.
+ */
+
+#include <cstdlib>
+
+#include "ngx_http_dynroute_servers.hpp"
+
+
+/* most servers a group may hold, and the default */
+static const ngx_uint_t  ngx_http_dynroute_servers_max_limit = 65536;
+static const ngx_uint_t  ngx_http_dynroute_servers_max_default = 256;
+
+
+typedef struct {
+    ngx_http_upstream_srv_conf_t  *uscf;
+    ngx_uint_t                     max;
+    ngx_uint_t                     ran;      /* our init_upstream ran: no
+                                                method replaced it */
+    u_char                        *file;     /* the directive's */
+    ngx_uint_t                     line;
+    ngx_http_dynroute_members_t    members;
+} ngx_http_dynroute_servers_conf_t;
+
+
+/* Per request: one try at a time. */
+typedef struct {
+    ngx_http_dynroute_members_t   *members;
+    ngx_http_dynroute_list_t      *list;     /* the list at init_peer */
+    ngx_http_dynroute_peer_t      *slot;     /* held by the current try */
+    ngx_pool_t                    *pool;     /* the request's */
+    dynroute::balance::Try         t;
+    uintptr_t                      data;     /* the bitmap, up to 64 */
+} ngx_http_dynroute_servers_peer_t;
+
+
+static ngx_int_t ngx_http_dynroute_servers_init_upstream(ngx_conf_t *cf,
+    ngx_http_upstream_srv_conf_t *us) noexcept;
+static ngx_int_t ngx_http_dynroute_servers_init_peer(ngx_http_request_t *r,
+    ngx_http_upstream_srv_conf_t *us) noexcept;
+static ngx_int_t ngx_http_dynroute_servers_get(ngx_peer_connection_t *pc,
+    void *data) noexcept;
+static void ngx_http_dynroute_servers_free(ngx_peer_connection_t *pc,
+    void *data, ngx_uint_t state) noexcept;
+#if (NGX_HTTP_SSL)
+static ngx_int_t ngx_http_dynroute_servers_set_session(
+    ngx_peer_connection_t *pc, void *data) noexcept;
+static void ngx_http_dynroute_servers_save_session(ngx_peer_connection_t *pc,
+    void *data) noexcept;
+#endif
+
+
+/* "dynroute_servers [max=N];" in an upstream{} */
+
+char *
+ngx_http_dynroute_servers(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+    noexcept
+{
+    ngx_int_t                          n;
+    ngx_str_t                         *value;
+    ngx_uint_t                         i;
+    ngx_http_upstream_server_t        *server, *none;
+    ngx_http_upstream_srv_conf_t      *uscf;
+    ngx_http_dynroute_main_conf_t     *dmcf;
+    ngx_http_dynroute_servers_conf_t  *scf, **sp;
+
+    uscf = static_cast<ngx_http_upstream_srv_conf_t *>(
+               ngx_http_conf_get_module_srv_conf(cf,
+                                                 ngx_http_upstream_module));
+
+    if (uscf->peer.init_upstream == ngx_http_dynroute_servers_init_upstream) {
+        return const_cast<char *>("is duplicate");
+    }
+
+    /*
+     * keepalive (nginx 1.22 to 1.26) wraps the balancing method set when
+     * its line is read, and any other method would be replaced by ours.
+     */
+
+    if (uscf->peer.init_upstream) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "dynroute_servers comes after keepalive or "
+                           "another balancing method in upstream \"%V\": "
+                           "put dynroute_servers before keepalive and drop "
+                           "other balancing methods", &uscf->host);
+        return NGX_HTTP_DYNROUTE_CONF_ERROR;
+    }
+
+    scf = static_cast<ngx_http_dynroute_servers_conf_t *>(
+              ngx_pcalloc(cf->pool, sizeof(ngx_http_dynroute_servers_conf_t)));
+    if (scf == NULL) {
+        return NGX_HTTP_DYNROUTE_CONF_ERROR;
+    }
+
+    scf->uscf = uscf;
+    scf->max = ngx_http_dynroute_servers_max_default;
+    scf->file = cf->conf_file->file.name.data;
+    scf->line = cf->conf_file->line;
+
+    value = static_cast<ngx_str_t *>(cf->args->elts);
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        if (value[i].len > 4 && ngx_strncmp(value[i].data, "max=", 4) == 0) {
+            n = ngx_atoi(value[i].data + 4, value[i].len - 4);
+
+            if (n == NGX_ERROR || n == 0
+                || static_cast<ngx_uint_t>(n)
+                   > ngx_http_dynroute_servers_max_limit)
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid parameter \"%V\": max= is the "
+                                   "number of servers the group may hold, "
+                                   "from 1 to %ui", &value[i],
+                                   ngx_http_dynroute_servers_max_limit);
+                return NGX_HTTP_DYNROUTE_CONF_ERROR;
+            }
+
+            scf->max = n;
+            continue;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\": expected max=N",
+                           &value[i]);
+        return NGX_HTTP_DYNROUTE_CONF_ERROR;
+    }
+
+    /* max_conns is not carried: nginx refuses it on the lines below */
+
+    server = static_cast<ngx_http_upstream_server_t *>(uscf->servers->elts);
+
+    for (i = 0; i < uscf->servers->nelts; i++) {
+        if (server[i].max_conns) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "server \"%V\" of upstream \"%V\" has "
+                               "max_conns=, which dynroute_servers does not "
+                               "carry", &server[i].name, &uscf->host);
+            return NGX_HTTP_DYNROUTE_CONF_ERROR;
+        }
+    }
+
+    uscf->flags &= ~NGX_HTTP_UPSTREAM_MAX_CONNS;
+    uscf->peer.init_upstream = ngx_http_dynroute_servers_init_upstream;
+    uscf->peer.data = scf;
+
+    /*
+     * The upstream{} block refuses to end without a server ("no servers
+     * are inside upstream"): an empty entry stands in, which no "server"
+     * line can look like, as for dynroute_balancer.  Without a server the
+     * group answers 502.
+     */
+
+    none = static_cast<ngx_http_upstream_server_t *>(
+               ngx_array_push(uscf->servers));
+    if (none == NULL) {
+        return NGX_HTTP_DYNROUTE_CONF_ERROR;
+    }
+
+    ngx_memzero(none, sizeof(ngx_http_upstream_server_t));
+
+    dmcf = static_cast<ngx_http_dynroute_main_conf_t *>(
+               ngx_http_conf_get_module_main_conf(cf,
+                                                  ngx_http_dynroute_module));
+
+    sp = static_cast<ngx_http_dynroute_servers_conf_t **>(
+             ngx_array_push(&dmcf->servers));
+    if (sp == NULL) {
+        return NGX_HTTP_DYNROUTE_CONF_ERROR;
+    }
+
+    *sp = scf;
+
+    return NGX_CONF_OK;
+}
+
+
+static void
+ngx_http_dynroute_servers_cleanup(void *data) noexcept
+{
+    ngx_http_dynroute_members_t  *m;
+
+    m = static_cast<ngx_http_dynroute_members_t *>(data);
+
+#if (NGX_HTTP_SSL)
+    for (ngx_uint_t i = 0; i < m->nslots; i++) {
+        if (m->slots[i].ssl_session) {
+            ngx_ssl_free_session(m->slots[i].ssl_session);
+        }
+    }
+#endif
+
+    std::free(m->slots);
+}
+
+
+/*
+ * The members' memory, one block: calloc()'s pages stay untouched, and so
+ * shared by the workers, until a server is written to them.
+ */
+
+static ngx_int_t
+ngx_http_dynroute_members_init(ngx_conf_t *cf, ngx_http_dynroute_members_t *m,
+    ngx_uint_t max, ngx_str_t *name) noexcept
+{
+    size_t               size;
+    u_char              *p;
+    ngx_pool_cleanup_t  *cln;
+
+    m->max = max;
+    m->nslots = 2 * max;
+    m->nids = 1;
+
+    while (m->nids < 2 * m->nslots) {
+        m->nids <<= 1;
+    }
+
+    size = m->nslots * sizeof(ngx_http_dynroute_peer_t)
+           + m->nids * sizeof(ngx_http_dynroute_slot_id_t)
+           + 2 * max * sizeof(ngx_http_dynroute_entry_t);
+
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = static_cast<u_char *>(std::calloc(1, size));
+    if (p == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, ngx_errno,
+                      "calloc(%uz) failed", size);
+        return NGX_ERROR;
+    }
+
+    cln->handler = ngx_http_dynroute_servers_cleanup;
+    cln->data = m;
+
+    m->slots = reinterpret_cast<ngx_http_dynroute_peer_t *>(p);
+    p += m->nslots * sizeof(ngx_http_dynroute_peer_t);
+    m->ids = reinterpret_cast<ngx_http_dynroute_slot_id_t *>(p);
+    p += m->nids * sizeof(ngx_http_dynroute_slot_id_t);
+    m->list[0].entries = reinterpret_cast<ngx_http_dynroute_entry_t *>(p);
+    m->list[1].entries = m->list[0].entries + max;
+    m->current = 0;
+    m->hint = 0;
+    m->written = 0;
+    m->name = name;
+
+    return NGX_OK;
+}
+
+
+/* where id is, or the empty entry where it would go */
+
+static ngx_http_dynroute_slot_id_t *
+ngx_http_dynroute_members_find(ngx_http_dynroute_members_t *m, uint32_t id)
+    noexcept
+{
+    ngx_uint_t  i;
+
+    i = (id * static_cast<ngx_uint_t>(2654435761u)) & (m->nids - 1);
+
+    while (m->ids[i].id != 0 && m->ids[i].id != id) {
+        i = (i + 1) & (m->nids - 1);
+    }
+
+    return &m->ids[i];
+}
+
+
+/* a free slot for server id, found again by id; NULL: none left */
+
+static ngx_http_dynroute_peer_t *
+ngx_http_dynroute_members_add(ngx_http_dynroute_members_t *m, uint32_t id)
+    noexcept
+{
+    ngx_uint_t                    i, n;
+    ngx_http_dynroute_slot_id_t  *e;
+
+    for (n = 0; n < m->nslots; n++) {
+        i = (m->hint + n) % m->nslots;
+
+        if (m->slots[i].id == 0) {
+            break;
+        }
+    }
+
+    if (n == m->nslots) {
+        return NULL;
+    }
+
+    m->hint = (i + 1) % m->nslots;
+
+    e = ngx_http_dynroute_members_find(m, id);
+    e->id = id;
+    e->slot = static_cast<uint32_t>(i);
+
+    m->slots[i].id = id;
+    m->slots[i].refs = 0;
+    m->slots[i].removed = 0;
+
+#if (NGX_HTTP_SSL)
+    if (m->slots[i].ssl_session) {      /* another server's */
+        ngx_ssl_free_session(m->slots[i].ssl_session);
+        m->slots[i].ssl_session = NULL;
+    }
+#endif
+
+    return &m->slots[i];
+}
+
+
+/*
+ * The configured list: a server per address of each "server" line, the
+ * primaries then the backups, as ngx_http_upstream_init_round_robin orders
+ * them; ids 1, 2, ... in that order.
+ */
+
+static ngx_int_t
+ngx_http_dynroute_servers_init_upstream(ngx_conf_t *cf,
+    ngx_http_upstream_srv_conf_t *us) noexcept
+{
+    size_t                             len;
+    uint32_t                           id;
+    ngx_uint_t                         i, j, n, backup;
+    ngx_addr_t                        *addr;
+    ngx_http_dynroute_list_t          *list;
+    ngx_http_dynroute_peer_t          *slot;
+    ngx_http_dynroute_entry_t         *e;
+    ngx_http_upstream_server_t        *server;
+    ngx_http_dynroute_members_t       *m;
+    ngx_http_dynroute_servers_conf_t  *scf;
+
+    scf = static_cast<ngx_http_dynroute_servers_conf_t *>(us->peer.data);
+    scf->ran = 1;
+    m = &scf->members;
+
+    server = static_cast<ngx_http_upstream_server_t *>(us->servers->elts);
+
+    n = 0;
+
+    for (i = 0; i < us->servers->nelts; i++) {
+        n += server[i].naddrs;
+    }
+
+    if (n > scf->max) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "upstream \"%V\" has %ui servers (an address each), "
+                      "more than dynroute_servers max=%ui in %s:%ui",
+                      &us->host, n, scf->max, scf->file, scf->line);
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_dynroute_members_init(cf, m, scf->max, &us->host) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    list = &m->list[0];
+    id = 0;
+
+    for (backup = 0; backup < 2; backup++) {
+        for (i = 0; i < us->servers->nelts; i++) {
+            if (server[i].backup != backup) {
+                continue;
+            }
+
+            for (j = 0; j < server[i].naddrs; j++) {
+                addr = &server[i].addrs[j];
+
+                slot = ngx_http_dynroute_members_add(m, ++id);
+                if (slot == NULL) {
+                    return NGX_ERROR;   /* max < n was refused above */
+                }
+
+                ngx_memcpy(&slot->sockaddr, addr->sockaddr, addr->socklen);
+                slot->socklen = addr->socklen;
+                len = ngx_min(addr->name.len, sizeof(slot->name));
+                ngx_memcpy(slot->name, addr->name.data, len);
+                slot->name_len = len;
+
+                slot->entry = static_cast<uint32_t>(list->primaries
+                                                    + list->backups);
+                e = &list->entries[slot->entry];
+
+                e->weight = server[i].weight;
+                e->effective_weight = server[i].weight;
+                e->current_weight = 0;
+                e->max_fails = server[i].max_fails;
+                e->fail_timeout = server[i].fail_timeout;
+                e->down = server[i].down;
+                e->drain = false;
+                e->slot = static_cast<uint32_t>(slot - m->slots);
+
+                if (backup) {
+                    list->backups++;
+
+                } else {
+                    list->primaries++;
+                }
+            }
+        }
+    }
+
+    list->tries = dynroute::balance::tries(*list);
+
+    us->peer.init = ngx_http_dynroute_servers_init_peer;
+
+    return NGX_OK;
+}
+
+
+/*
+ * Postconfiguration: what the directive cannot see because it is written
+ * after it.  A hash, least_conn, random or ip_hash line replaced our
+ * init_upstream (nginx warns "load balancing method redefined"), so it
+ * never ran; a zone would copy peer.data as nginx's own peers.
+ */
+
+ngx_int_t
+ngx_http_dynroute_servers_check(ngx_conf_t *cf,
+    ngx_http_dynroute_main_conf_t *dmcf) noexcept
+{
+    ngx_uint_t                          i;
+    ngx_http_dynroute_servers_conf_t  **sp;
+
+    sp = static_cast<ngx_http_dynroute_servers_conf_t **>(dmcf->servers.elts);
+
+    for (i = 0; i < dmcf->servers.nelts; i++) {
+        if (sp[i]->uscf->shm_zone) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "upstream \"%V\" has dynroute_servers and a zone: "
+                          "the workers keep its servers, which nginx's "
+                          "upstream zone would share as its own; drop "
+                          "\"zone\", in %s:%ui", &sp[i]->uscf->host,
+                          sp[i]->file, sp[i]->line);
+            return NGX_ERROR;
+        }
+
+        if (!sp[i]->ran) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "upstream \"%V\" has dynroute_servers and another "
+                          "balancing method (hash, least_conn, random or "
+                          "ip_hash) after it, which replaced it: drop that "
+                          "method, in %s:%ui", &sp[i]->uscf->host,
+                          sp[i]->file, sp[i]->line);
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* request time */
+
+
+static ngx_int_t
+ngx_http_dynroute_servers_init_peer(ngx_http_request_t *r,
+    ngx_http_upstream_srv_conf_t *us) noexcept
+{
+    size_t                             words;
+    ngx_http_dynroute_members_t       *m;
+    ngx_http_dynroute_servers_conf_t  *scf;
+    ngx_http_dynroute_servers_peer_t  *sp;
+
+    scf = static_cast<ngx_http_dynroute_servers_conf_t *>(us->peer.data);
+    m = &scf->members;
+
+    sp = static_cast<ngx_http_dynroute_servers_peer_t *>(
+             ngx_palloc(r->pool, sizeof(ngx_http_dynroute_servers_peer_t)));
+    if (sp == NULL) {
+        return NGX_ERROR;
+    }
+
+    sp->members = m;
+    sp->list = &m->list[m->current];
+    sp->slot = NULL;
+    sp->pool = r->pool;
+    sp->t = dynroute::balance::Try();
+
+    words = dynroute::balance::tried_words(sp->list->primaries,
+                                           sp->list->backups);
+
+    if (words <= 1) {
+        sp->data = 0;
+        sp->t.tried = &sp->data;
+
+    } else {
+        sp->t.tried = static_cast<uintptr_t *>(
+                          ngx_pcalloc(r->pool, words * sizeof(uintptr_t)));
+        if (sp->t.tried == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    r->upstream->peer.data = sp;
+    r->upstream->peer.get = ngx_http_dynroute_servers_get;
+    r->upstream->peer.free = ngx_http_dynroute_servers_free;
+    r->upstream->peer.tries = sp->list->tries;
+#if (NGX_HTTP_SSL)
+    r->upstream->peer.set_session = ngx_http_dynroute_servers_set_session;
+    r->upstream->peer.save_session = ngx_http_dynroute_servers_save_session;
+#endif
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_dynroute_servers_get(ngx_peer_connection_t *pc, void *data)
+    noexcept
+{
+    ngx_str_t                         *name;
+    ngx_http_dynroute_peer_t          *slot;
+    ngx_http_dynroute_entry_t         *e;
+    ngx_http_dynroute_servers_peer_t  *sp;
+
+    sp = static_cast<ngx_http_dynroute_servers_peer_t *>(data);
+
+    pc->cached = 0;
+    pc->connection = NULL;
+
+    e = dynroute::balance::get(*sp->list, sp->t, ngx_time());
+
+    if (e == NULL) {
+        pc->name = sp->members->name;
+        return NGX_BUSY;
+    }
+
+    slot = &sp->members->slots[e->slot];
+
+    /*
+     * $upstream_addr outlives free() (nginx keeps u->state->peer =
+     * pc->name), and a slot may be reused once freed: the name is copied.
+     */
+
+    name = static_cast<ngx_str_t *>(
+               ngx_palloc(sp->pool, sizeof(ngx_str_t) + slot->name_len));
+    if (name == NULL) {
+        return NGX_ERROR;
+    }
+
+    name->len = slot->name_len;
+    name->data = reinterpret_cast<u_char *>(name + 1);
+    ngx_memcpy(name->data, slot->name, slot->name_len);
+
+    slot->refs++;
+    sp->slot = slot;
+
+    pc->sockaddr = &slot->sockaddr.sockaddr;
+    pc->socklen = slot->socklen;
+    pc->name = name;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_dynroute_servers_free(ngx_peer_connection_t *pc, void *data,
+    ngx_uint_t state) noexcept
+{
+    ngx_http_dynroute_servers_peer_t  *sp;
+
+    sp = static_cast<ngx_http_dynroute_servers_peer_t *>(data);
+
+    if (sp->slot == NULL) {
+        return;
+    }
+
+    if (dynroute::balance::free(*sp->list, sp->t,
+                                (state & NGX_PEER_FAILED) != 0, ngx_time(),
+                                pc->tries))
+    {
+        ngx_log_error(NGX_LOG_WARN, pc->log, 0,
+                      "upstream server temporarily disabled");
+    }
+
+    sp->slot->refs--;
+    sp->slot = NULL;
+}
+
+
+#if (NGX_HTTP_SSL)
+
+/* TLS sessions per server, resumed as nginx's round robin resumes them */
+
+static ngx_int_t
+ngx_http_dynroute_servers_set_session(ngx_peer_connection_t *pc, void *data)
+    noexcept
+{
+    ngx_http_dynroute_servers_peer_t  *sp;
+
+    sp = static_cast<ngx_http_dynroute_servers_peer_t *>(data);
+
+    if (sp->slot == NULL) {
+        return NGX_OK;
+    }
+
+    return ngx_ssl_set_session(pc->connection, sp->slot->ssl_session);
+}
+
+
+static void
+ngx_http_dynroute_servers_save_session(ngx_peer_connection_t *pc, void *data)
+    noexcept
+{
+    ngx_ssl_session_t                 *ssl_session, *old;
+    ngx_http_dynroute_servers_peer_t  *sp;
+
+    sp = static_cast<ngx_http_dynroute_servers_peer_t *>(data);
+
+    if (sp->slot == NULL) {
+        return;
+    }
+
+    ssl_session = ngx_ssl_get_session(pc->connection);
+    if (ssl_session == NULL) {
+        return;
+    }
+
+    old = sp->slot->ssl_session;
+    sp->slot->ssl_session = ssl_session;
+
+    if (old) {
+        ngx_ssl_free_session(old);
+    }
+}
+
+#endif

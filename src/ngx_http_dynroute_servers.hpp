@@ -1,0 +1,75 @@
+/*
+ * dynroute_servers (ngx_http_dynroute_servers.cpp): an upstream{} whose
+ * servers a worker keeps in members of its own, picked by the smooth
+ * weighted round robin of src/core/balance.hpp.  Today the members are the
+ * block's "server" lines; the runtime lists of docs/design/membership.md
+ * fill the list not in use and switch to it.
+ */
+#pragma once
+
+#include "ngx_http_dynroute.hpp"
+#include "balance.hpp"
+
+
+typedef dynroute::balance::Entry             ngx_http_dynroute_entry_t;
+typedef dynroute::balance::List<ngx_http_dynroute_entry_t>
+                                             ngx_http_dynroute_list_t;
+
+
+/*
+ * A server this worker knows: what a request holds while it tries it.  A
+ * request holds the slot (refs), never the list entry, so that a server
+ * removed from the list keeps its address and name until its last try is
+ * freed.
+ */
+typedef struct {
+    uint32_t                   id;        /* 0: the slot is free */
+    uint32_t                   refs;      /* tries in flight */
+    uint32_t                   entry;     /* index in the current list */
+    unsigned                   removed:1; /* not in the current list */
+    socklen_t                  socklen;
+    ngx_sockaddr_t             sockaddr;
+    size_t                     name_len;
+    u_char                     name[NGX_SOCKADDR_STRLEN];
+#if (NGX_HTTP_SSL)
+    ngx_ssl_session_t         *ssl_session;  /* to resume, as nginx's
+                                                 peer->ssl_session */
+#endif
+} ngx_http_dynroute_peer_t;
+
+
+/* a slot by server id: open addressing, id 0 empty */
+typedef struct {
+    uint32_t                   id;
+    uint32_t                   slot;
+} ngx_http_dynroute_slot_id_t;
+
+
+/*
+ * A group's members in one worker, sized when the configuration is read:
+ * max servers per list, twice as many slots (a removed server still in use
+ * never crowds out a new one), twice as many id entries as slots.  One
+ * allocation, freed with the configuration's cycle.
+ */
+typedef struct {
+    ngx_http_dynroute_peer_t      *slots;
+    ngx_uint_t                     nslots;
+    ngx_http_dynroute_slot_id_t   *ids;
+    ngx_uint_t                     nids;      /* a power of two */
+    ngx_uint_t                     hint;      /* where a free slot is
+                                                 looked for first */
+    ngx_http_dynroute_list_t       list[2];   /* max entries each */
+    ngx_uint_t                     current;   /* the list in use */
+    ngx_uint_t                     max;
+    uint64_t                       written;   /* the generation of the
+                                                 group block the current
+                                                 list came from; 0: the
+                                                 "server" lines */
+    ngx_str_t                     *name;      /* the upstream's */
+} ngx_http_dynroute_members_t;
+
+
+char *ngx_http_dynroute_servers(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf) noexcept;
+ngx_int_t ngx_http_dynroute_servers_check(ngx_conf_t *cf,
+    ngx_http_dynroute_main_conf_t *dmcf) noexcept;
