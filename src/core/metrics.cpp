@@ -128,6 +128,50 @@ int status_class(unsigned status) noexcept
     return (status >= 100 && status < 600) ? int(status / 100) - 1 : -1;
 }
 
+std::uint64_t inflight(std::uint64_t picked, std::uint64_t released) noexcept
+{
+    return picked > released ? picked - released : 0;
+}
+
+bool cell_may_free(std::uint64_t picked, std::uint64_t released,
+                   std::uint64_t retired_ms, std::uint64_t now_ms) noexcept
+{
+    return retired_ms != 0 && picked == released && now_ms >= retired_ms
+           && now_ms - retired_ms >= retire_ms;
+}
+
+const char *state_name(ServerState s) noexcept
+{
+    switch (s) {
+    case ServerState::up: return "up";
+    case ServerState::down: return "down";
+    case ServerState::drain: return "drain";
+    case ServerState::failed: return "failed";
+    case ServerState::removed: return "removed";
+    }
+
+    return "up";
+}
+
+ServerState server_state(bool removed, bool down, bool drain,
+                         std::uint64_t disabled_until,
+                         std::uint64_t now_s) noexcept
+{
+    if (removed) {
+        return ServerState::removed;
+    }
+
+    if (down) {
+        return ServerState::down;
+    }
+
+    if (drain) {
+        return ServerState::drain;
+    }
+
+    return disabled_until > now_s ? ServerState::failed : ServerState::up;
+}
+
 std::string escape_label(std::string_view v)
 {
     std::string out;
@@ -288,6 +332,93 @@ void render_variants(Writer &w, const Snapshot &s)
     });
 }
 
+const char *kind_name(GroupKind k)
+{
+    return k == GroupKind::service ? "service" : "upstream";
+}
+
+// the groups' families: a series per server of each group, retired ones
+// included until their cells are freed
+void render_groups(Writer &w, const Snapshot &s)
+{
+    // f(server, labels) for every server of every group; the labels name
+    // both
+    auto each_server = [&s](auto f) {
+        for (const auto &g : s.groups) {
+            for (const auto &sv : g.servers) {
+                f(sv, Labels{{"upstream", g.name}, {"server", sv.name}});
+            }
+        }
+    };
+    auto with = [](Labels l, const char *name, const std::string &value) {
+        l.emplace_back(name, value);
+        return l;
+    };
+
+    w.family("dynroute_server_requests_total", "counter",
+             "Tries handed to a server of a group, each try of "
+             "proxy_next_upstream counted.");
+
+    each_server([&](const ServerStats &sv, const Labels &l) {
+        w.sample("dynroute_server_requests_total", l,
+                 n(sv.values[s_picked]));
+    });
+
+    w.family("dynroute_server_responses_total", "counter",
+             "Responses to a server's tries, by status class.");
+
+    each_server([&](const ServerStats &sv, const Labels &l) {
+        for (std::size_t i = 0; i < classes; i++) {
+            w.sample("dynroute_server_responses_total",
+                     with(l, "code", class_names[i]),
+                     n(sv.values[s_responses + i]));
+        }
+    });
+
+    w.family("dynroute_server_fails_total", "counter",
+             "Tries of a server that failed, as nginx counts failures for "
+             "max_fails.");
+
+    each_server([&](const ServerStats &sv, const Labels &l) {
+        w.sample("dynroute_server_fails_total", l, n(sv.values[s_fails]));
+    });
+
+    w.family("dynroute_server_inflight", "gauge",
+             "Tries of a server in flight: handed out, not given back yet.");
+
+    each_server([&](const ServerStats &sv, const Labels &l) {
+        w.sample("dynroute_server_inflight", l,
+                 n(inflight(sv.values[s_picked], sv.values[s_released])));
+    });
+
+    w.family("dynroute_server_state", "gauge",
+             "A server's state: 1 for its one state of up, down, drain, "
+             "failed and removed, 0 for the others.");
+
+    each_server([&](const ServerStats &sv, const Labels &l) {
+        for (std::size_t i = 0; i < server_states; i++) {
+            auto st = static_cast<ServerState>(i);
+            w.sample("dynroute_server_state", with(l, "state", state_name(st)),
+                     st == sv.state ? "1" : "0");
+        }
+    });
+
+    w.family("dynroute_upstream_servers", "gauge",
+             "Servers in a group's list (an upstream with dynroute_servers "
+             "or a runtime service); removed ones left out.");
+
+    for (const auto &g : s.groups) {
+        std::size_t listed = 0;
+
+        for (const auto &sv : g.servers) {
+            listed += sv.state != ServerState::removed;
+        }
+
+        w.sample("dynroute_upstream_servers", {{"upstream", g.name}},
+                 n(listed));
+    }
+}
+
 }  // namespace
 
 std::string render_prometheus(const Snapshot &s)
@@ -311,6 +442,10 @@ std::string render_prometheus(const Snapshot &s)
         w.single("dynroute_fleet_stale", "gauge",
                  "1 while the fleet agent cannot reach etcd.",
                  s.fleet_stale ? "1" : "0");
+    }
+
+    if (!s.groups.empty()) {
+        render_groups(w, s);
     }
 
     return w.take();
@@ -396,6 +531,38 @@ std::string render_stats(const Snapshot &s)
     }
 
     out["rollouts"] = std::move(rollouts);
+
+    ordered_json groups = ordered_json::array();
+
+    for (const auto &g : s.groups) {
+        ordered_json servers = ordered_json::array();
+
+        for (const auto &sv : g.servers) {
+            ordered_json responses = ordered_json::object();
+
+            for (std::size_t i = 0; i < classes; i++) {
+                responses[class_names[i]] = sv.values[s_responses + i];
+            }
+
+            servers.push_back(
+                {{"name", sv.name},
+                 {"state", state_name(sv.state)},
+                 {"weight", sv.weight},
+                 {"backup", sv.backup},
+                 {"requests", sv.values[s_picked]},
+                 {"inflight",
+                  inflight(sv.values[s_picked], sv.values[s_released])},
+                 {"responses", std::move(responses)},
+                 {"fails", sv.values[s_fails]},
+                 {"disabled_until", sv.values[s_disabled_until]}});
+        }
+
+        groups.push_back({{"name", g.name},
+                          {"kind", kind_name(g.kind)},
+                          {"servers", std::move(servers)}});
+    }
+
+    out["groups"] = std::move(groups);
 
     return out.dump();
 }

@@ -5,9 +5,10 @@
 // The counters themselves are 64-bit words in shared memory, added to with
 // one atomic instruction each on the request path; the layouts below say
 // which word counts what.  Label values come from the configuration (table,
-// rule, rollout, variant and upstream names) and from fixed lists (reason,
-// status class, bucket), never from a request, so a client cannot add
-// series.
+// rule, rollout, variant and upstream names, servers' addresses), from the
+// runtime API (services, servers' canonical addresses) and from fixed lists
+// (reason, status class, bucket, state), never from a request, so a client
+// cannot add series.
 //
 // Pure C++17, no nginx headers.  The request-time helpers never throw or
 // allocate; the renderers do.
@@ -57,6 +58,83 @@ enum TableSlot : std::size_t {
     table_width = 4
 };
 
+// A server's cell: the words every worker adds to for one server of a
+// group (an upstream with dynroute_servers, or a runtime service).  The
+// writer makes it in the zone's slab when it adds the server; workers only
+// add to it (picked, released, responses, fails) or store to it
+// (disabled_until), with relaxed atomics, and the writer stores retired.
+// Ten words are used; a cell takes cell_bytes, the slab's size class for
+// them (nginx's slab rounds an allocation up to a power of two), so two
+// cells never share a cache line.
+enum ServerSlot : std::size_t {
+    s_picked = 0,     // tries handed to the server (the balancer's get)
+    s_released = 1,   // tries given back (free), whatever their outcome
+    s_responses = 2,  // + status class: the status of the try's response
+    s_fails = s_responses + classes,  // tries free() was told had failed,
+                                      // as nginx counts them for max_fails
+    s_disabled_until = s_fails + 1,   // seconds since the epoch (nginx's
+                                      // ngx_time()) when the last max_fails
+                                      // take-out ends; stored, 0: never
+    s_retired_ms = s_disabled_until + 1,  // the writer's clock, ms, when the
+                                          // server left its list; 0: in one
+    server_width = s_retired_ms + 1
+};
+inline constexpr std::size_t cell_bytes = 128;
+static_assert(server_width * sizeof(std::uint64_t) <= cell_bytes);
+
+// How long a retired cell stays after it was retired, at least: the time
+// between a worker's generation check and its picked increment is one
+// synchronous call, far below it.
+inline constexpr std::uint64_t retire_ms = 1000;
+
+// Tries in flight: picked - released, 0 if released is ahead.  The words
+// are read one at a time, without a lock, while workers add to them, so a
+// reader can see a try's release and miss its pick; a gauge below zero
+// would be that artefact, not a state of the server.
+std::uint64_t inflight(std::uint64_t picked, std::uint64_t released) noexcept;
+
+// Whether a writer may free a retired cell at now_ms (same clock as
+// retired_ms): retired, every try handed out given back, and retire_ms
+// passed since.  A cell still in a list (retired_ms 0) never is.
+bool cell_may_free(std::uint64_t picked, std::uint64_t released,
+                   std::uint64_t retired_ms, std::uint64_t now_ms) noexcept;
+
+// A server's one state, as the metrics and the status page show it.
+enum class ServerState : std::uint8_t { up, down, drain, failed, removed };
+inline constexpr std::size_t server_states = 5;
+
+// "up", "down", "drain", "failed", "removed".
+const char *state_name(ServerState s) noexcept;
+
+// The state of a server from its flags and its cell: removed (retired,
+// still listed until its cell is freed), else down, else drain, else
+// failed while disabled_until (seconds) is after now_s, else up.
+ServerState server_state(bool removed, bool down, bool drain,
+                         std::uint64_t disabled_until,
+                         std::uint64_t now_s) noexcept;
+
+struct ServerStats {
+    std::string name;  // canonical: 10.0.0.5:8080, [2001:db8::5]:8080,
+                       // unix:/run/app.sock
+    ServerState state = ServerState::up;
+    std::uint32_t weight = 1;
+    bool backup = false;
+    std::array<std::uint64_t, server_width> values{};  // the cell's words
+};
+
+enum class GroupKind : std::uint8_t {
+    upstream,  // an upstream{} with dynroute_servers
+    service    // a runtime service
+};
+
+// A group and its servers: those of its list, then its retired cells not
+// freed yet (state removed).  Its name is the upstream label.
+struct GroupStats {
+    std::string name;
+    GroupKind kind = GroupKind::upstream;
+    std::vector<ServerStats> servers;
+};
+
 struct RuleStats {
     std::string rule;  // as written
     std::uint64_t requests = 0;
@@ -94,6 +172,7 @@ struct Snapshot {
     bool per_rule = false;  // metrics=rules: dynroute_requests_total
     std::vector<TableStats> tables;
     std::vector<RolloutStats> rollouts;
+    std::vector<GroupStats> groups;  // rendered after the rest, if any
 };
 
 // "dynroute_..." families, text format 0.0.4.

@@ -49,6 +49,10 @@ tbody tr:last-child td{border-bottom:0}
 .bar i{display:block;height:100%;background:var(--acc)}
 .hot{color:var(--bad);font-weight:600}
 .mut{color:var(--mut)}
+td.state.up{color:var(--ok)}
+td.state.drain{color:var(--warn)}
+td.state.failed{color:var(--bad);font-weight:600}
+td.state.down,td.state.removed{color:var(--mut)}
 </style>
 </head>
 <body>
@@ -72,6 +76,7 @@ tbody tr:last-child td{border-bottom:0}
 </table>
 </section>
 <div id="rollouts"></div>
+<div id="groups"></div>
 </main>
 <script>
 'use strict';
@@ -101,6 +106,9 @@ function el(tag, attrs, ...kids) {
 const num = (x) => (Number.isFinite(+x) ? +x : 0);
 const tkey = (t) => 't\0' + t.name + '\0';
 const vkey = (r, v) => 'v\0' + r.name + '\0' + v.name + '\0';
+const skey = (g, sv) => 's\0' + g.name + '\0' + sv.name + '\0';
+// A key's series: all but what follows its last \0.
+const series = (k) => k.slice(0, k.lastIndexOf('\0') + 1);
 
 // Every counter of a stats answer, by a key of its own.
 function flatten(s) {
@@ -118,6 +126,14 @@ function flatten(s) {
       ((v.latency || {}).buckets || []).forEach((n, i) => f.set(k + 'b' + i, num(n)));
     }
   }
+  for (const g of s.groups || []) {
+    for (const sv of g.servers || []) {
+      const k = skey(g, sv);
+      f.set(k + 'req', num(sv.requests));
+      for (const x of CODES) f.set(k + x, num((sv.responses || {})[x]));
+      f.set(k + 'fails', num(sv.fails));
+    }
+  }
   return f;
 }
 
@@ -126,12 +142,26 @@ function add(s) {
   const flat = flatten(s);
   const last = samples[samples.length - 1];
   // A counter that went down: the server restarted; start a new window.
+  // A server's went down: it was removed and added again, and counts in a
+  // new cell; only its own series start again, from 0 in older samples.
   let reset = !last || t < last.t;
+  const renewed = new Set();
   if (!reset) {
     for (const [k, v] of flat) {
       if (v < (last.flat.get(k) ?? 0)) {
-        reset = true;
-        break;
+        if (k.startsWith('s\0')) {
+          renewed.add(series(k));
+        } else {
+          reset = true;
+          break;
+        }
+      }
+    }
+  }
+  if (!reset && renewed.size) {
+    for (const old of samples) {
+      for (const k of [...old.flat.keys()]) {
+        if (renewed.has(series(k))) old.flat.delete(k);
       }
     }
   }
@@ -271,6 +301,51 @@ function rollout(r, span) {
        el('tbody', {}, ...variants.map((v) => variantRow(r, v, span)))));
 }
 
+function serverRow(g, sv, span, now) {
+  const k = skey(g, sv);
+  const on = span > 0;
+  const responses = sum(k, CODES);
+  const errors = delta(k + '5xx');
+  const fails = on ? delta(k + 'fails') : '–';
+  const state = String(sv.state);
+  const until = num(sv.disabled_until);
+  return el('tr', { 'data-server': sv.name },
+    el('td', { class: 'name', title: sv.name }, sv.name,
+       sv.backup ? el('span', { class: 'mut' }, ' (backup)') : ''),
+    el('td', Object.assign({ class: 'state ' + state },
+                           until > now ? { title: 'taken out by max_fails until ' + clock(until) }
+                           : {}), state),
+    el('td', { class: 'weight' }, num(sv.weight)),
+    el('td', { class: 'rate' }, on ? fmtRate(delta(k + 'req') / span) : '–'),
+    el('td', { class: 'errors' + (on && errors > 0 ? ' hot' : '') },
+       on && responses > 0 ? fmtShare(errors / responses) : '–'),
+    el('td', { class: 'inflight' }, num(sv.inflight)),
+    el('td', { class: 'fails' + (fails > 0 ? ' hot' : '') }, fails),
+    el('td', { class: 'total mut' }, num(sv.requests)));
+}
+
+const GROUP_HEAD = [
+  ['Server', 'canonical address'], ['State', 'up, down, drain, failed (max_fails), removed'],
+  ['Weight', ''], ['Requests/s', 'tries it was given, over the window'],
+  ['5xx', 'share of its responses with a 5xx status, over the window'],
+  ['In flight', 'tries given and not yet done'],
+  ['Fails', 'tries that failed as max_fails counts them, in the window'],
+  ['Requests total', 'since it was added']];
+
+function group(g, span, now) {
+  const servers = g.servers || [];
+  const removed = servers.filter((sv) => sv.state === 'removed').length;
+  return el('section', { class: 'group', 'data-group': g.name },
+    el('h2', {}, g.kind === 'service' ? 'Service ' : 'Upstream ', g.name),
+    el('p', { class: 'sub' }, (servers.length - removed) + ' servers'
+       + (removed ? ' · ' + removed + ' removed, finishing their requests' : '')),
+    el('table', {},
+       el('thead', {}, el('tr', {},
+          ...GROUP_HEAD.map(([h, title], i) =>
+            el('th', { class: i === GROUP_HEAD.length - 1 ? 't' : '', title }, h)))),
+       el('tbody', {}, ...servers.map((sv) => serverRow(g, sv, span, now)))));
+}
+
 function render(s) {
   const span = samples[samples.length - 1].t - samples[0].t;
   document.title = 'dynroute ' + s.zone;
@@ -288,6 +363,7 @@ function render(s) {
   $('tables').querySelector('tbody').replaceChildren(
     ...(s.tables || []).map((t) => tableRow(t, span)));
   $('rollouts').replaceChildren(...(s.rollouts || []).map((r) => rollout(r, span)));
+  $('groups').replaceChildren(...(s.groups || []).map((g) => group(g, span, s.time)));
 }
 
 function problem(message) {

@@ -5,7 +5,10 @@
 // the rollout, its live weights, the rates, the canary's 5xx share, p99 and
 // overrides, as computed from {prefix}stats.  Then the page is fed made-up
 // stats to check the p99 interpolation, the overflow bucket, a counter
-// reset and a failed refresh.  Saves a screenshot to build/status-page.png.
+// reset and a failed refresh, and made-up groups of servers (the page's
+// section per upstream or service; a server removed and added again starts
+// its own series, not the window).  Saves a screenshot to
+// build/status-page.png.
 //
 // Prints TAP (run by `make test-browser` through prove).  Loopback only;
 // starts one nginx and one Chromium and stops both itself.
@@ -149,6 +152,20 @@ function view(page) {
             tables[tr.dataset.table] = { rules: text(tr, '.rules'), rate: text(tr, '.rate'),
                                          misdirected: text(tr, '.misdirected') };
         }
+        const servers = {};
+        for (const s of document.querySelectorAll('section.group')) {
+            for (const tr of s.querySelectorAll('tr[data-server]')) {
+                const row = {};
+                for (const c of ['name', 'state', 'weight', 'rate', 'errors', 'inflight',
+                                 'fails', 'total']) {
+                    row[c] = text(tr, `.${c}`);
+                }
+                row.title = (tr.querySelector('.state') || {}).title;
+                servers[`${s.dataset.group}/${tr.dataset.server}`] = row;
+            }
+        }
+        const groups = [...document.querySelectorAll('section.group')].map(
+            (s) => `${text(s, 'h2')}: ${text(s, '.sub')}`);
         const banner = document.getElementById('error');
         return {
             zone: text(document, '#zone'), generation: text(document, '#generation'),
@@ -158,7 +175,7 @@ function view(page) {
             rollouts: [...document.querySelectorAll('section.rollout')]
                 .map((s) => s.dataset.rollout),
             primary: text(document, 'section.rollout .primary'),
-            rows, tables,
+            rows, tables, servers, groups,
         };
     });
 }
@@ -189,12 +206,31 @@ function variant(name, weight, c) {
     };
 }
 
-function madeUp(time, a, b) {
+function server(name, state, c) {
+    return {
+        name, state, weight: c.weight || 1, backup: !!c.backup, requests: c.req || 0,
+        inflight: c.inflight || 0,
+        responses: { '1xx': 0, '2xx': c.ok || 0, '3xx': 0, '4xx': 0, '5xx': c.bad || 0 },
+        fails: c.fails || 0, disabled_until: c.until || 0,
+    };
+}
+
+// g: the counters of the upstream's servers x, y (failed for 5 s more) and
+// z (removed)
+function madeUp(time, a, b, g = {}) {
     return {
         zone: 'fake', generation: 7, draining: true, time, runtime_hosts: 3,
         tables: [{ name: 'main', rules: 4, requests: 0, misdirected: 0, regex_errors: 0 }],
         rollouts: [{ name: 'r', primary: 'a',
                      variants: [variant('a', 87.5, a), variant('b', 12.5, b)] }],
+        groups: [
+            { name: 'shop_api', kind: 'upstream', servers: [
+                server('10.0.0.5:8080', 'up', g.x || {}),
+                server('[2001:db8::5]:8080', 'failed',
+                       Object.assign({ backup: true, until: time + 5 }, g.y)),
+                server('unix:/run/app.sock', 'removed', g.z || {})] },
+            { name: 'tenant-42', kind: 'service', servers: [] },
+        ],
     };
 }
 
@@ -203,13 +239,23 @@ const FAKE = [
     madeUp(1000, {}, {}),
     // a: 100 requests, 10 by header, 5 failed, all between 25 and 50 ms;
     // b: 4 requests over 10 s, all failed, 2 fallbacks
+    // x: 100 tries, 10 answered 5xx, 3 failed, 2 in flight; y: 20, all 2xx
     madeUp(1010, { weight: 90, header: 10, ok: 95, bad: 5, buckets: { 3: 100 } },
-           { weight: 4, bad: 4, fallbacks: 2, buckets: { 11: 4 } }),
+           { weight: 4, bad: 4, fallbacks: 2, buckets: { 11: 4 } },
+           { x: { req: 100, ok: 88, bad: 10, fails: 3, inflight: 2 },
+             y: { req: 20, ok: 20 }, z: { req: 7, ok: 7 } }),
     // counters went down: a restart
     madeUp(1020, { weight: 5 }, {}),
     null,
     madeUp(1030, { weight: 25 }, {}),
     madeUp(1100, { weight: 95 }, {}),
+];
+
+// A page of its own: y is removed and added again between two answers (its
+// counters start again in a new cell), and nothing else goes down.
+const RENEWED = [
+    madeUp(1000, {}, {}, { x: { req: 50, ok: 50 }, y: { req: 40, ok: 40 } }),
+    madeUp(1010, {}, {}, { x: { req: 100, ok: 100 }, y: { req: 5, ok: 4, bad: 1 } }),
 ];
 
 // ---- main -------------------------------------------------------------------
@@ -386,6 +432,24 @@ async function main() {
            'made-up stats: the header shows a draining node');
         is(`${w.rows['r/a'].weight} ${w.rows['r/b'].weight}`, '87.5% 12.5%',
            'made-up stats: fractional weights');
+        is(w.groups.join(' | '), 'Upstream shop_api: 2 servers · 1 removed, finishing their '
+           + 'requests | Service tenant-42: 0 servers',
+           'made-up stats: a section per group, the removed server apart');
+        const serverText = (k) => {
+            const r = w.servers[`shop_api/${k}`] || {};
+            return `${r.name} ${r.state} ${r.weight} ${r.rate} ${r.errors} ${r.inflight} `
+                + `${r.fails} ${r.total}`;
+        };
+        is(serverText('10.0.0.5:8080'), '10.0.0.5:8080 up 1 10.0/s 10.2% 2 3 100',
+           'made-up stats: a server\'s state, rate, 5xx share, in flight, fails');
+        is(serverText('[2001:db8::5]:8080'), '[2001:db8::5]:8080 (backup) failed 1 2.00/s 0.0% 0 0 20',
+           'made-up stats: a failed backup server');
+        ok(/^taken out by max_fails until \d\d:\d\d:\d\d$/.test(
+            w.servers['shop_api/[2001:db8::5]:8080'].title),
+           'made-up stats: until when max_fails took it out',
+           w.servers['shop_api/[2001:db8::5]:8080'].title);
+        is(serverText('unix:/run/app.sock'), 'unix:/run/app.sock removed 1 0.70/s 0.0% 0 0 7',
+           'made-up stats: a removed server, listed until its cell is freed');
 
         await noteIs(/^Collecting samples/);
         w = await view(fake);
@@ -408,6 +472,23 @@ async function main() {
         w = await view(fake);
         is(w.rows['r/a'].rate, '1.00/s',
            'after a gap the window starts at the newest sample at least 60 s old');
+
+        let renewedAnswer = 0;
+        const renewed = await context.newPage();
+        renewed.on('pageerror', (e) => problems.push(`page error: ${e}`));
+        await renewed.route('**/dynroute/stats', (route) => route.fulfill({
+            status: 200, contentType: 'application/json',
+            body: JSON.stringify(RENEWED[Math.min(renewedAnswer++, RENEWED.length - 1)]) }));
+        await renewed.goto(ui);
+        await waitFor(renewed, () => /over the last 10 s/.test(
+            document.getElementById('note').textContent));
+        w = await view(renewed);
+        is(`${w.servers['shop_api/10.0.0.5:8080'].rate} `
+           + `${w.servers['shop_api/[2001:db8::5]:8080'].rate} `
+           + `${w.servers['shop_api/[2001:db8::5]:8080'].errors}`, '5.00/s 0.50/s 20.0%',
+           'a server added again counts from 0, and the window goes on for the others');
+        await renewed.close();
+
         ok(problems.length === 0, 'no page error on made-up stats', problems.join('\n'));
 
         await browser.close();

@@ -1,6 +1,11 @@
 // The metrics' layouts and renderings (src/core/metrics.*).
 #include <gtest/gtest.h>
 
+#include <map>
+#include <regex>
+#include <set>
+#include <sstream>
+
 #include <nlohmann/json.hpp>
 
 #include "metrics.hpp"
@@ -53,6 +58,59 @@ Snapshot sample()
     ro.variants.push_back(b);
 
     s.rollouts.push_back(ro);
+    return s;
+}
+
+ServerStats server(const char *name, ServerState state,
+                   std::uint64_t picked, std::uint64_t released)
+{
+    ServerStats sv;
+    sv.name = name;
+    sv.state = state;
+    sv.values[s_picked] = picked;
+    sv.values[s_released] = released;
+    return sv;
+}
+
+// sample() and two groups: an upstream whose servers are written in the
+// three address forms, one failed and one retired, and a service
+Snapshot with_groups()
+{
+    Snapshot s = sample();
+
+    GroupStats g;
+    g.name = "shop_api";
+    g.kind = GroupKind::upstream;
+
+    ServerStats a = server("10.0.0.5:8080", ServerState::up, 12, 10);
+    a.weight = 2;
+    a.values[s_responses + 1] = 7;   // 2xx
+    a.values[s_responses + 4] = 3;   // 5xx
+    a.values[s_fails] = 1;
+    g.servers.push_back(a);
+
+    ServerStats b = server("[2001:db8::5]:8080", ServerState::failed, 4, 4);
+    b.backup = true;
+    b.values[s_fails] = 4;
+    b.values[s_disabled_until] = 1700000010;
+    g.servers.push_back(b);
+
+    // released read ahead of picked: the gauge shows 0, not a wrap
+    g.servers.push_back(server("unix:/run/app.sock", ServerState::removed,
+                               6, 7));
+    s.groups.push_back(g);
+
+    GroupStats svc;
+    svc.name = "tenant-42";
+    svc.kind = GroupKind::service;
+    svc.servers.push_back(server("unix:/run/a\"b\\c.sock",
+                                 ServerState::drain, 1, 0));
+    s.groups.push_back(svc);
+
+    GroupStats empty;
+    empty.name = "spare";
+    s.groups.push_back(empty);
+
     return s;
 }
 
@@ -196,4 +254,266 @@ TEST(Metrics, Stats)
     EXPECT_EQ(a["latency"]["count"], 6);
     EXPECT_DOUBLE_EQ(a["latency"]["sum"].get<double>(), 12.345);
     EXPECT_EQ(ro["variants"][1]["fallbacks"], 1);
+}
+
+TEST(Metrics, ServerCellLayout)
+{
+    // picked, released, 5 classes, fails, disabled_until, retired_ms
+    EXPECT_EQ(s_picked, 0u);
+    EXPECT_EQ(s_released, 1u);
+    EXPECT_EQ(s_fails, s_responses + classes);
+    EXPECT_EQ(s_disabled_until, s_fails + 1);
+    EXPECT_EQ(server_width, 10u);
+    // the slab's size class: the power of two the words round up to
+    EXPECT_EQ(cell_bytes, 128u);
+    EXPECT_EQ(cell_bytes & (cell_bytes - 1), 0u);
+    EXPECT_LE(server_width * 8, cell_bytes);
+    EXPECT_GT(server_width * 8, cell_bytes / 2);
+}
+
+TEST(Metrics, InflightNeverNegative)
+{
+    EXPECT_EQ(inflight(0, 0), 0u);
+    EXPECT_EQ(inflight(5, 3), 2u);
+    EXPECT_EQ(inflight(3, 3), 0u);
+    EXPECT_EQ(inflight(3, 5), 0u);
+    EXPECT_EQ(inflight(~0ULL, 0), ~0ULL);
+    EXPECT_EQ(inflight(0, ~0ULL), 0u);
+}
+
+TEST(Metrics, RetiredCellIsFreedOnceDrainedAndASecondLater)
+{
+    // still in a list
+    EXPECT_FALSE(cell_may_free(5, 5, 0, 1000000));
+    // retired at 10 s: a try still in flight
+    EXPECT_FALSE(cell_may_free(6, 5, 10000, 20000));
+    // drained, but not a second yet
+    EXPECT_FALSE(cell_may_free(6, 6, 10000, 10000));
+    EXPECT_FALSE(cell_may_free(6, 6, 10000, 10999));
+    EXPECT_TRUE(cell_may_free(6, 6, 10000, 11000));
+    EXPECT_TRUE(cell_may_free(0, 0, 10000, 50000));
+    // a clock behind the retirement time is not "a second later"
+    EXPECT_FALSE(cell_may_free(6, 6, 10000, 5000));
+    // released read ahead of picked is not drained
+    EXPECT_FALSE(cell_may_free(6, 7, 10000, 20000));
+}
+
+TEST(Metrics, ServerState)
+{
+    EXPECT_STREQ(state_name(ServerState::up), "up");
+    EXPECT_STREQ(state_name(ServerState::down), "down");
+    EXPECT_STREQ(state_name(ServerState::drain), "drain");
+    EXPECT_STREQ(state_name(ServerState::failed), "failed");
+    EXPECT_STREQ(state_name(ServerState::removed), "removed");
+
+    EXPECT_EQ(server_state(false, false, false, 0, 100), ServerState::up);
+    EXPECT_EQ(server_state(false, false, false, 100, 100), ServerState::up);
+    EXPECT_EQ(server_state(false, false, false, 101, 100),
+              ServerState::failed);
+    EXPECT_EQ(server_state(false, false, true, 101, 100), ServerState::drain);
+    EXPECT_EQ(server_state(false, true, true, 101, 100), ServerState::down);
+    EXPECT_EQ(server_state(true, true, true, 101, 100), ServerState::removed);
+    EXPECT_EQ(server_state(true, false, false, 0, 100), ServerState::removed);
+}
+
+TEST(Metrics, PrometheusGroups)
+{
+    std::string text = render_prometheus(with_groups());
+    const std::string a = "{upstream=\"shop_api\",server=\"10.0.0.5:8080\"";
+    const std::string b =
+        "{upstream=\"shop_api\",server=\"[2001:db8::5]:8080\"";
+    const std::string c =
+        "{upstream=\"shop_api\",server=\"unix:/run/app.sock\"";
+    const std::string d = "{upstream=\"tenant-42\","
+                          "server=\"unix:/run/a\\\"b\\\\c.sock\"";
+
+    for (const char *f : {"requests_total counter", "responses_total counter",
+                          "fails_total counter", "inflight gauge",
+                          "state gauge"}) {
+        EXPECT_TRUE(has_line(text, std::string("# TYPE dynroute_server_") + f))
+            << f;
+    }
+    EXPECT_TRUE(has_line(text, "# TYPE dynroute_upstream_servers gauge"));
+
+    EXPECT_TRUE(has_line(text, "dynroute_server_requests_total" + a + "} 12"));
+    EXPECT_TRUE(has_line(text, "dynroute_server_requests_total" + d + "} 1"));
+    EXPECT_TRUE(has_line(text, "dynroute_server_responses_total" + a
+                                   + ",code=\"2xx\"} 7"));
+    EXPECT_TRUE(has_line(text, "dynroute_server_responses_total" + a
+                                   + ",code=\"5xx\"} 3"));
+    EXPECT_TRUE(has_line(text, "dynroute_server_responses_total" + b
+                                   + ",code=\"1xx\"} 0"));
+    EXPECT_TRUE(has_line(text, "dynroute_server_fails_total" + a + "} 1"));
+    EXPECT_TRUE(has_line(text, "dynroute_server_fails_total" + b + "} 4"));
+    EXPECT_TRUE(has_line(text, "dynroute_server_inflight" + a + "} 2"));
+    EXPECT_TRUE(has_line(text, "dynroute_server_inflight" + b + "} 0"));
+    EXPECT_TRUE(has_line(text, "dynroute_server_inflight" + c + "} 0"));
+    EXPECT_TRUE(has_line(text, "dynroute_server_inflight" + d + "} 1"));
+
+    // one series per state, 1 for the server's
+    const char *states[] = {"up", "down", "drain", "failed", "removed"};
+    for (const char *st : states) {
+        auto line = [&](const std::string &l, bool on) {
+            return "dynroute_server_state" + l + ",state=\"" + st + "\"} "
+                   + (on ? "1" : "0");
+        };
+        std::string name = st;
+        EXPECT_TRUE(has_line(text, line(a, name == "up"))) << st;
+        EXPECT_TRUE(has_line(text, line(b, name == "failed"))) << st;
+        EXPECT_TRUE(has_line(text, line(c, name == "removed"))) << st;
+        EXPECT_TRUE(has_line(text, line(d, name == "drain"))) << st;
+    }
+
+    // the removed server is listed, not counted
+    EXPECT_TRUE(has_line(text, "dynroute_upstream_servers{upstream="
+                               "\"shop_api\"} 2"));
+    EXPECT_TRUE(has_line(text, "dynroute_upstream_servers{upstream="
+                               "\"tenant-42\"} 1"));
+    EXPECT_TRUE(has_line(text, "dynroute_upstream_servers{upstream="
+                               "\"spare\"} 0"));
+
+    // every series of a server: 1 + 5 + 1 + 1 + 5
+    std::size_t n = 0;
+    for (std::size_t p = 0; (p = text.find(b, p)) != std::string::npos; p++) {
+        n++;
+    }
+    EXPECT_EQ(n, 13u);
+}
+
+TEST(Metrics, PrometheusGroupsComeAfterTheRest)
+{
+    Snapshot s = with_groups();
+    s.fleet = true;
+    Snapshot without = s;
+    without.groups.clear();
+
+    std::string before = render_prometheus(without);
+    std::string text = render_prometheus(s);
+
+    // no group: not a byte of the new families
+    EXPECT_EQ(before.find("dynroute_server_"), std::string::npos);
+    EXPECT_EQ(before.find("dynroute_upstream_servers"), std::string::npos);
+
+    // groups: the same text, then theirs
+    ASSERT_GT(text.size(), before.size());
+    EXPECT_EQ(text.compare(0, before.size(), before), 0);
+    EXPECT_EQ(text.compare(before.size(), 39,
+                           "# HELP dynroute_server_requests_total T"), 0);
+}
+
+// The text format's rules (version 0.0.4), as Prometheus and promtool read
+// it: every line a HELP, a TYPE or a sample; a family's HELP then TYPE
+// before its samples, all of them together; sample names of the family
+// (histograms: _bucket, _sum, _count); label names and escapes as the
+// format has them; no series twice; counters named _total.
+TEST(Metrics, ExpositionFormat)
+{
+    for (bool fleet : {false, true}) {
+        Snapshot s = with_groups();
+        s.fleet = fleet;
+        std::string text = render_prometheus(s);
+
+        ASSERT_FALSE(text.empty());
+        EXPECT_EQ(text.back(), '\n');
+
+        const std::regex help("# HELP ([a-zA-Z_:][a-zA-Z0-9_:]*) [^\n]+");
+        const std::regex type("# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) "
+                              "(counter|gauge|histogram)");
+        const std::regex sample_re(
+            "([a-zA-Z_:][a-zA-Z0-9_:]*)"
+            "(\\{[a-zA-Z_][a-zA-Z0-9_]*=\"(?:[^\"\\\\\n]|\\\\[\\\\\"n])*\""
+            "(?:,[a-zA-Z_][a-zA-Z0-9_]*=\"(?:[^\"\\\\\n]|\\\\[\\\\\"n])*\")*"
+            "\\})? (-?[0-9]+(?:\\.[0-9]+)?)");
+
+        std::set<std::string> families, series;
+        std::string family, ftype, helped;
+        std::istringstream in(text);
+        std::string line;
+        std::size_t samples = 0;
+
+        while (std::getline(in, line)) {
+            std::smatch m;
+
+            if (std::regex_match(line, m, help)) {
+                ASSERT_TRUE(families.insert(m[1]).second)
+                    << "family twice: " << line;
+                helped = m[1];
+                family.clear();
+                continue;
+            }
+
+            if (std::regex_match(line, m, type)) {
+                ASSERT_EQ(m[1], helped) << "TYPE without its HELP: " << line;
+                family = m[1];
+                ftype = m[2];
+                if (ftype == "counter") {
+                    EXPECT_EQ(family.substr(family.size() - 6), "_total")
+                        << family;
+                }
+                continue;
+            }
+
+            ASSERT_TRUE(std::regex_match(line, m, sample_re))
+                << "not a sample: " << line;
+            ASSERT_FALSE(family.empty()) << "sample outside a family: "
+                                         << line;
+            std::string name = m[1];
+            if (ftype == "histogram") {
+                EXPECT_TRUE(name == family + "_bucket" || name == family + "_sum"
+                            || name == family + "_count") << line;
+            } else {
+                EXPECT_EQ(name, family) << line;
+            }
+            EXPECT_TRUE(series.insert(name + std::string(m[2])).second)
+                << "series twice: " << line;
+            samples++;
+        }
+
+        EXPECT_GT(samples, 100u);
+        EXPECT_TRUE(families.count("dynroute_server_state"));
+    }
+}
+
+TEST(Metrics, StatsGroups)
+{
+    auto j = nlohmann::json::parse(render_stats(with_groups()));
+
+    ASSERT_EQ(j["groups"].size(), 3u);
+    const auto &g = j["groups"][0];
+    EXPECT_EQ(g["name"], "shop_api");
+    EXPECT_EQ(g["kind"], "upstream");
+    ASSERT_EQ(g["servers"].size(), 3u);
+
+    const auto &a = g["servers"][0];
+    EXPECT_EQ(a["name"], "10.0.0.5:8080");
+    EXPECT_EQ(a["state"], "up");
+    EXPECT_EQ(a["weight"], 2);
+    EXPECT_EQ(a["backup"], false);
+    EXPECT_EQ(a["requests"], 12);
+    EXPECT_EQ(a["inflight"], 2);
+    EXPECT_EQ(a["responses"]["2xx"], 7);
+    EXPECT_EQ(a["responses"]["5xx"], 3);
+    EXPECT_EQ(a["responses"].size(), 5u);
+    EXPECT_EQ(a["fails"], 1);
+    EXPECT_EQ(a["disabled_until"], 0);
+
+    const auto &b = g["servers"][1];
+    EXPECT_EQ(b["name"], "[2001:db8::5]:8080");
+    EXPECT_EQ(b["state"], "failed");
+    EXPECT_EQ(b["backup"], true);
+    EXPECT_EQ(b["fails"], 4);
+    EXPECT_EQ(b["disabled_until"], 1700000010);
+
+    EXPECT_EQ(g["servers"][2]["state"], "removed");
+    EXPECT_EQ(g["servers"][2]["inflight"], 0);
+
+    EXPECT_EQ(j["groups"][1]["kind"], "service");
+    EXPECT_EQ(j["groups"][1]["servers"][0]["name"], "unix:/run/a\"b\\c.sock");
+    EXPECT_EQ(j["groups"][1]["servers"][0]["state"], "drain");
+    EXPECT_EQ(j["groups"][2]["servers"].size(), 0u);
+
+    // no group: an empty list, for the page
+    auto none = nlohmann::json::parse(render_stats(sample()));
+    EXPECT_TRUE(none["groups"].is_array());
+    EXPECT_EQ(none["groups"].size(), 0u);
 }

@@ -37,4 +37,15 @@ TEST(StatusPage, FetchesStatsNextToItself)
     EXPECT_TRUE(contains(page, "fetch(new URL('stats', location.href)"));
 }
 
+// The groups' servers: a section for each of stats' groups, and a server
+// removed and added again restarts its own series only (t/browser/status.t
+// checks what they show).
+TEST(StatusPage, ShowsTheGroups)
+{
+    std::string_view page = dynroute::status_page();
+    EXPECT_TRUE(contains(page, "<div id=\"groups\"></div>"));
+    EXPECT_TRUE(contains(page, "(s.groups || []).map((g) => group(g, span, s.time))"));
+    EXPECT_TRUE(contains(page, "renewed.add(series(k))"));
+}
+
 }  // namespace
