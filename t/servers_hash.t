@@ -144,6 +144,14 @@ CONF
         server 127.0.0.1:$p[1] weight=2;
         server 127.0.0.1:$p[2];
 LINES
+    # a line written twice: its servers share the name's points, and a key
+    # of the name tries both before the next point, as nginx compares names
+    my $dup = <<"LINES";
+        server 127.0.0.1:$dead max_fails=1 fail_timeout=60s;
+        server 127.0.0.1:$p[0];
+        server 127.0.0.1:$dead weight=2 max_fails=1 fail_timeout=60s;
+        server 127.0.0.1:$p[1];
+LINES
     my $srv = start_nginx(workers => 1,
         http_config => backends(map { "127.0.0.1:$_" } @p) . <<"CONF",
     upstream dyn {
@@ -152,6 +160,12 @@ $lines    }
     upstream twin {
         hash \$arg_k consistent;
 $lines    }
+    upstream dyn_dup {
+        dynroute_servers hash=\$arg_k;
+$dup    }
+    upstream twin_dup {
+        hash \$arg_k consistent;
+$dup    }
     upstream dyn_fails {
         dynroute_servers hash=\$arg_k;
         server 127.0.0.1:$dead max_fails=3 fail_timeout=60s;
@@ -163,6 +177,8 @@ CONF
     location /d/ { proxy_pass http://dyn; }
     location /t/ { proxy_pass http://twin; }
     location /f/ { proxy_pass http://dyn_fails; }
+    location /dd/ { proxy_pass http://dyn_dup; }
+    location /td/ { proxy_pass http://twin_dup; }
 CONF
     my (@d, @t);
     for my $i (1 .. 300) {
@@ -178,6 +194,11 @@ CONF
     my $log = slurp($srv->{error_log});
     like($log, qr/\[warn\] .*upstream server temporarily disabled while connecting to upstream.*\/d\//,
          'max_fails: nginx\'s warning when a server is taken out');
+    my @dd = map { http_get($srv, "/dd/?k=dup$_")->{headers}{'x-upstream-addr'}[0] // '' } 1 .. 100;
+    my @td = map { http_get($srv, "/td/?k=dup$_")->{headers}{'x-upstream-addr'}[0] // '' } 1 .. 100;
+    is_deeply(\@dd, \@td, 'a line written twice: 100 keys, the same tries as nginx\'s');
+    is(scalar(grep { /^127\.0\.0\.1:$dead, 127\.0\.0\.1:$dead, / } @dd), 1,
+       'a line written twice: a key of its name tried both of its servers, then the next point');
     # max_fails=3: each key tries the dead server until it is out, then
     # only the other one
     my @f = map { http_get($srv, "/f/?k=f$_")->{headers}{'x-upstream-addr'}[0] // '' } 1 .. 40;
