@@ -138,7 +138,9 @@ ngx_http_dynroute_servers(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
-        if (ngx_strncmp(value[i].data, "hash=", 5) == 0) {
+        if (value[i].len >= 5
+            && ngx_strncmp(value[i].data, "hash=", 5) == 0)
+        {
             if (ngx_http_dynroute_servers_hash_conf(cf, &value[i], uscf,
                                                     &scf->hash)
                 != NGX_CONF_OK)

@@ -308,3 +308,15 @@ qr/\[emerg\] invalid parameter "hash=\$arg_b": hash= is given twice in .*nginx\.
 --- error_log eval
 qr/\[emerg\] invalid parameter "consistent": expected max=N or hash=KEY in .*nginx\.conf:3/
 
+
+
+=== TEST 9: a hash= group without a server line answers 502
+--- http_config
+    upstream u { dynroute_servers hash=$arg_k; }
+--- config
+    location / { proxy_pass http://u; }
+--- request
+GET /?k=abc
+--- error_code: 502
+--- error_log eval
+qr/no live upstreams while connecting to upstream/
