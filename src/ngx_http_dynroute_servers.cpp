@@ -6,7 +6,9 @@
  * list in use by the smooth weighted round robin of src/core/balance.hpp,
  * nginx's own loop, so that a group behaves as a static upstream{} with the
  * same servers: weight, max_fails, fail_timeout, backup and down, the
- * tries, "no live upstreams", keepalive's cache (by address).
+ * tries, "no live upstreams", keepalive's cache (by address).  With
+ * hash=KEY the tries are picked by nginx's consistent hash instead
+ * (ngx_http_dynroute_servers_hash.cpp).
  *
  * The block's "server" lines are parsed by nginx and are the configured
  * list, the one the members hold from the start.  The runtime lists of the
@@ -516,6 +518,8 @@ ngx_http_dynroute_servers_init_peer(ngx_http_request_t *r,
     sp->pool = r->pool;
     sp->t = dynroute::balance::Try();
     sp->ring = NULL;
+
+    /* hash=KEY: the "server" lines' ring (a runtime list has its own) */
 
     if (scf->hash) {
         sp->ring = &scf->hash->ring;
