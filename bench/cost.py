@@ -29,6 +29,12 @@ search of the upstreams by name), on the backends of bench/e2e.py
               keepalive 32 serves them all and nginx's loop over the N
               servers is what grows), against proxy_pass to the same
               upstream{} without dynroute_servers.
+  servers-100-hash  the same with dynroute_servers hash=$arg_k, against
+              the same upstream{} with nginx's hash $arg_k consistent;
+              the 100 lines are service_a's address written 100 ways
+              (127.00.0.1, ...: nginx's parser takes leading zeros), so
+              that each is a server of its own name on the ring; the
+              request is GET /?k=user-4711.
 The baseline of each is `proxy_pass http://service_a;` (servers-N: its
 static twin) in an nginx without the module, sent the same request (Host and headers; for regex the same
 X-Tenant header, as a constant), every baseline counted in one process
@@ -127,13 +133,15 @@ def table(extra=""):
 
 
 def case(name, http, host, headers=None, location=PASS, static=STATIC,
-         zone=None, hosts=False, counts=None, note="", static_http=""):
+         zone=None, hosts=False, counts=None, note="", static_http="",
+         uri="/"):
     """One configuration.  counts: [(name, Host)] counted in its process,
     by default [(name, host)].  static_http: upstream{} blocks that the
     static process needs for its location `static`.  In http and
-    static_http, SERVICE_A_PORT stands for service_a's port."""
+    static_http, SERVICE_A_PORT stands for service_a's port.  uri: what
+    every request of the case (and of its baseline) asks for."""
     return {"name": name, "http": BALANCER + http, "host": host,
-            "headers": headers or {}, "location": location,
+            "headers": headers or {}, "location": location, "uri": uri,
             "static": static, "zone": zone, "hosts": hosts,
             "counts": counts or [(name, host)], "note": note,
             "module": True, "equivalent": None, "main": "",
@@ -170,20 +178,36 @@ VAR_PASS = "proxy_pass http://$edge_up;"
 TENANT = "proxy_set_header X-Tenant %s;"
 
 
-def servers_case(n):
+def servers_case(n, hash_=False):
     """servers-N: an upstream{} of N servers with dynroute_servers, its
-    twin without, both keepalive 32."""
-    lines = "        server 127.0.0.1:SERVICE_A_PORT;\n" * n
-    group = ("    upstream group_%d {\n        dynroute_servers max=%d;\n%s"
-             "        keepalive 32;\n    }\n" % (n, max(n, 256), lines))
-    twin = ("    upstream twin_%d {\n%s        keepalive 32;\n    }\n"
-            % (n, lines))
-    return case("servers-%d" % n, group, "a.example.com",
-                location="proxy_pass http://group_%d;" % n,
-                static="proxy_pass http://twin_%d;" % n, static_http=twin,
-                note="dynroute_servers over %d server lines, keepalive 32, "
-                     "a plain proxy_pass (static: the same upstream{} "
-                     "without dynroute_servers)" % n)
+    twin without, both keepalive 32.  hash_: servers-N-hash, with
+    hash=$arg_k against nginx's hash $arg_k consistent, over N names of
+    service_a's address (leading zeros), a server each on the ring."""
+    if hash_:
+        lines = "".join("        server 127.%s0.%s0.1:SERVICE_A_PORT;\n"
+                        % ("0" * (i % 10), "0" * (i // 10))
+                        for i in range(n))
+        name, method, twin_method = ("servers-%d-hash" % n, " hash=$arg_k",
+                                     "        hash $arg_k consistent;\n")
+        tag = "%d_hash" % n
+    else:
+        lines = "        server 127.0.0.1:SERVICE_A_PORT;\n" * n
+        name, method, twin_method, tag = ("servers-%d" % n, "", "", str(n))
+    group = ("    upstream group_%s {\n        dynroute_servers max=%d%s;\n%s"
+             "        keepalive 32;\n    }\n" % (tag, max(n, 256), method,
+                                               lines))
+    twin = ("    upstream twin_%s {\n%s%s        keepalive 32;\n    }\n"
+            % (tag, twin_method, lines))
+    how = ("hash=$arg_k over %d names of one address, GET /?k=user-4711 "
+           "(static: the same upstream{} with nginx's hash $arg_k "
+           "consistent)" % n if hash_ else
+           "%d server lines, keepalive 32, a plain proxy_pass (static: the "
+           "same upstream{} without dynroute_servers)" % n)
+    return case(name, group, "a.example.com",
+                location="proxy_pass http://group_%s;" % tag,
+                static="proxy_pass http://twin_%s;" % tag, static_http=twin,
+                uri="/?k=user-4711" if hash_ else "/",
+                note="dynroute_servers " + how)
 
 
 ALL_CASES = [
@@ -210,6 +234,7 @@ ALL_CASES = [
     servers_case(2),
     servers_case(100),
     servers_case(10000),
+    servers_case(100, hash_=True),
     # nginx's own equivalents, without the module
     reference("map-exact", "exact", host_map(), VAR_PASS, "a.example.com",
               note="nginx's own way of exact, without the module: map "
@@ -352,13 +377,13 @@ class Profile:
 
 # ---- running ------------------------------------------------------------
 
-def send(port, host, n, headers):
+def send(port, host, n, headers, uri="/"):
     h = dict(headers)
     h["Host"] = host
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
     try:
         for _ in range(n):
-            c.request("GET", "/", headers=h)
+            c.request("GET", uri, headers=h)
             r = c.getresponse()
             body = r.read()
             if r.status != 200 or body != b"a":
@@ -391,12 +416,12 @@ def check_runtime_hosts(port, n):
 def measure(name, out, http, counts, requests, module=True,
             prepare=None, more_ports=(), main=""):
     """One nginx process under callgrind: counts is [(label, port, Host,
-    headers)], each counted for `requests` requests after 50 of warm-up;
+    headers, URI)], each counted for `requests` requests after 50 of warm-up;
     main: directives added to its main context.  Returns ({label:
     Profile}, seconds)."""
     prefix = os.path.join(out, name)
     cg = os.path.join(prefix, "callgrind.out")
-    listen = sorted(set(port for _, port, _, _ in counts)
+    listen = sorted(set(port for _, port, _, _, _ in counts)
                     | set(more_ports))
     nx = B.Nginx(name, prefix, http, listen, module=module, master=False,
                  wrapper=["valgrind", "--tool=callgrind",
@@ -414,10 +439,10 @@ def measure(name, out, http, counts, requests, module=True,
             if prepare:
                 prepare(nx)
             pid = nx.proc.pid
-            for k, (_, port, host, headers) in enumerate(counts):
-                send(port, host, 50, headers)  # warm-up, not counted
+            for k, (_, port, host, headers, uri) in enumerate(counts):
+                send(port, host, 50, headers, uri)  # warm-up, not counted
                 C.control(pid, "-i", "on")
-                send(port, host, requests, headers)
+                send(port, host, requests, headers, uri)
                 C.control(pid, "-i", "off")
                 if k + 1 < len(counts):
                     C.control(pid, "-d")  # this count, then zeroed
@@ -432,7 +457,7 @@ def measure(name, out, http, counts, requests, module=True,
     Z.check_errors(nx)
     # dumps on request go to callgrind.out.1, .2, ..., the last at exit
     files = ["%s.%d" % (cg, i + 1) for i in range(len(counts) - 1)] + [cg]
-    res = {label: Profile(path) for (label, _, _, _), path
+    res = {label: Profile(path) for (label, _, _, _, _), path
            in zip(counts, files)}
     return res, time.time() - t0
 
@@ -470,16 +495,18 @@ def run(cases, out, ports, requests, n_hosts, chunk, with_module_static):
     counts, seen, shared = [], {}, {}
     for c in cases:
         for label, host in c["counts"]:
-            key = (c["static"], host, tuple(sorted(c["headers"].items())))
+            key = (c["static"], host, tuple(sorted(c["headers"].items())),
+                   c["uri"])
             if not c["module"] and key in seen:
                 shared["static:" + label] = seen[key]
                 continue
             seen.setdefault(key, "static:" + label)
             counts.append(("static:" + label, statics[c["static"]], host,
-                           c["headers"]))
+                           c["headers"], c["uri"]))
     counts.append(("static:again",) + counts[0][1:])
     if with_module_static:  # static+module's baseline
-        counts.append(("static:plain", statics[STATIC], "a.example.com", {}))
+        counts.append(("static:plain", statics[STATIC], "a.example.com", {},
+                       "/"))
     res, secs = measure("static", out, http, counts, requests,
                         module=False)
     profiles.update(res)
@@ -492,7 +519,8 @@ def run(cases, out, ports, requests, n_hosts, chunk, with_module_static):
         res, secs = measure("static+module", out,
                             B.upstreams(ports) + extra_http()
                             + server(port, STATIC),
-                            [("static+module", port, "a.example.com", {})],
+                            [("static+module", port, "a.example.com", {},
+                              "/")],
                             requests)
         profiles.update(res)
         seconds["static+module"] = secs
@@ -520,7 +548,7 @@ def run(cases, out, ports, requests, n_hosts, chunk, with_module_static):
                       "valgrind)" % (c["name"], n_hosts, load["total"]))
                 check_runtime_hosts(port, n_hosts)
 
-        counts = [(label, port, host, c["headers"])
+        counts = [(label, port, host, c["headers"], c["uri"])
                   for label, host in c["counts"]]
         res, secs = measure(c["name"], out, http, counts, requests,
                             module=c["module"], prepare=prepare,

@@ -106,7 +106,7 @@ static ngx_command_t  ngx_http_dynroute_commands[] = {
       NULL },
 
     { ngx_string("dynroute_servers"),
-      NGX_HTTP_UPS_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
+      NGX_HTTP_UPS_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE12,
       ngx_http_dynroute_servers,
       NGX_HTTP_SRV_CONF_OFFSET,
       0,

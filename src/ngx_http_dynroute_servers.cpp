@@ -6,7 +6,9 @@
  * list in use by the smooth weighted round robin of src/core/balance.hpp,
  * nginx's own loop, so that a group behaves as a static upstream{} with the
  * same servers: weight, max_fails, fail_timeout, backup and down, the
- * tries, "no live upstreams", keepalive's cache (by address).
+ * tries, "no live upstreams", keepalive's cache (by address).  With
+ * hash=KEY the tries are picked by nginx's consistent hash instead
+ * (ngx_http_dynroute_servers_hash.cpp).
  *
  * The block's "server" lines are parsed by nginx and are the configured
  * list, the one the members hold from the start.  The runtime lists of the
@@ -35,6 +37,7 @@ typedef struct {
     u_char                        *file;     /* the directive's */
     ngx_uint_t                     line;
     ngx_http_dynroute_members_t    members;
+    ngx_http_dynroute_servers_hash_t  *hash;  /* hash=KEY, or NULL */
 } ngx_http_dynroute_servers_conf_t;
 
 
@@ -46,6 +49,9 @@ typedef struct {
     ngx_pool_t                    *pool;     /* the request's */
     dynroute::balance::Try         t;
     uintptr_t                      data;     /* the bitmap, up to 64 */
+    const ngx_http_dynroute_ring_t *ring;    /* hash=KEY: the list's ring;
+                                                NULL: round robin */
+    dynroute::ChashCursor          cursor;   /* the key's place on it */
 } ngx_http_dynroute_servers_peer_t;
 
 
@@ -65,7 +71,7 @@ static void ngx_http_dynroute_servers_save_session(ngx_peer_connection_t *pc,
 #endif
 
 
-/* "dynroute_servers [max=N];" in an upstream{} */
+/* "dynroute_servers [max=N] [hash=KEY];" in an upstream{} */
 
 char *
 ngx_http_dynroute_servers(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
@@ -134,9 +140,22 @@ ngx_http_dynroute_servers(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
+        if (value[i].len >= 5
+            && ngx_strncmp(value[i].data, "hash=", 5) == 0)
+        {
+            if (ngx_http_dynroute_servers_hash_conf(cf, &value[i], uscf,
+                                                    &scf->hash)
+                != NGX_CONF_OK)
+            {
+                return NGX_HTTP_DYNROUTE_CONF_ERROR;
+            }
+
+            continue;
+        }
+
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid parameter \"%V\": expected max=N",
-                           &value[i]);
+                           "invalid parameter \"%V\": expected max=N or "
+                           "hash=KEY", &value[i]);
         return NGX_HTTP_DYNROUTE_CONF_ERROR;
     }
 
@@ -417,6 +436,13 @@ ngx_http_dynroute_servers_init_upstream(ngx_conf_t *cf,
 
     list->tries = dynroute::balance::tries(*list);
 
+    if (scf->hash
+        && ngx_http_dynroute_servers_hash_init(cf, scf->hash, us, list)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
     us->peer.init = ngx_http_dynroute_servers_init_peer;
 
     return NGX_OK;
@@ -491,6 +517,20 @@ ngx_http_dynroute_servers_init_peer(ngx_http_request_t *r,
     sp->slot = NULL;
     sp->pool = r->pool;
     sp->t = dynroute::balance::Try();
+    sp->ring = NULL;
+
+    /* hash=KEY: the "server" lines' ring (a runtime list has its own) */
+
+    if (scf->hash) {
+        sp->ring = &scf->hash->ring;
+
+        if (ngx_http_dynroute_servers_hash_cursor(r, scf->hash, sp->ring,
+                                                  &sp->cursor)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
 
     words = dynroute::balance::tried_words(sp->list->primaries,
                                            sp->list->backups);
@@ -534,7 +574,10 @@ ngx_http_dynroute_servers_get(ngx_peer_connection_t *pc, void *data)
     pc->cached = 0;
     pc->connection = NULL;
 
-    e = dynroute::balance::get(*sp->list, sp->t, ngx_time());
+    e = sp->ring ? ngx_http_dynroute_servers_hash_get(*sp->list, *sp->ring,
+                                                      sp->cursor, sp->t,
+                                                      ngx_time())
+                 : dynroute::balance::get(*sp->list, sp->t, ngx_time());
 
     if (e == NULL) {
         pc->name = sp->members->name;

@@ -73,3 +73,50 @@ char *ngx_http_dynroute_servers(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf) noexcept;
 ngx_int_t ngx_http_dynroute_servers_check(ngx_conf_t *cf,
     ngx_http_dynroute_main_conf_t *dmcf) noexcept;
+
+
+/*
+ * ---- hash=KEY: consistent hashing (ngx_http_dynroute_servers_hash.cpp) ----
+ *
+ * A ring as a pick reads it, whoever built it: the configured list's is
+ * built with the configuration; a runtime list's (the design puts it in
+ * its group block, built by the writer) is read in place.  Its points name
+ * servers by their index in the list they were built from.
+ */
+#include "chash.hpp"
+
+typedef struct {
+    dynroute::ChashRingView        points;
+    const uint32_t                *same;     /* NULL: no two servers of the
+                                                list share a name; else
+                                                same[i], the next server
+                                                after i of i's name, or
+                                                NGX_HTTP_DYNROUTE_HASH_END */
+} ngx_http_dynroute_ring_t;
+
+#define NGX_HTTP_DYNROUTE_HASH_END  0xffffffffu
+
+typedef struct {
+    ngx_http_complex_value_t       key;      /* compiled with the
+                                                configuration */
+    ngx_http_dynroute_ring_t       ring;     /* of the "server" lines */
+    u_char                        *file;     /* the directive's */
+    ngx_uint_t                     line;
+} ngx_http_dynroute_servers_hash_t;
+
+char *ngx_http_dynroute_servers_hash_conf(ngx_conf_t *cf, ngx_str_t *value,
+    ngx_http_upstream_srv_conf_t *uscf,
+    ngx_http_dynroute_servers_hash_t **hash) noexcept;
+ngx_int_t ngx_http_dynroute_servers_hash_init(ngx_conf_t *cf,
+    ngx_http_dynroute_servers_hash_t *hash, ngx_http_upstream_srv_conf_t *us,
+    const ngx_http_dynroute_list_t *list) noexcept;
+ngx_int_t ngx_http_dynroute_servers_hash_cursor(ngx_http_request_t *r,
+    ngx_http_dynroute_servers_hash_t *hash,
+    const ngx_http_dynroute_ring_t *ring, dynroute::ChashCursor *cursor)
+    noexcept;
+ngx_http_dynroute_entry_t *ngx_http_dynroute_servers_hash_get(
+    const ngx_http_dynroute_list_t &list, const ngx_http_dynroute_ring_t &ring,
+    dynroute::ChashCursor &cursor, dynroute::balance::Try &t, time_t now)
+    noexcept;
+
+/* ---- end of hash=KEY ---- */

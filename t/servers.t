@@ -378,11 +378,11 @@ qr/\[emerg\] invalid parameter "max=ten": max= is the number of servers the grou
 
 === TEST 6: a parameter it does not know
 --- http_config
-    upstream u { dynroute_servers hash=$arg_k; server 127.0.0.1:1; }
+    upstream u { dynroute_servers weight=2; server 127.0.0.1:1; }
 --- config
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid parameter "hash=\$arg_k": expected max=N in .*nginx\.conf:3/
+qr/\[emerg\] invalid parameter "weight=2": expected max=N or hash=KEY in .*nginx\.conf:3/
 
 
 

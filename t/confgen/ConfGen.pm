@@ -98,7 +98,8 @@ our %FAMILIES = (
     'api-bad-origin'            => 1,   # origin=* or a path, host=*.x
     'resend-without-fallback'   => 1,
     'servers-with-method'       => 1,   # dynroute_servers and a method, a
-                                        # zone, or after keepalive
+                                        # zone, or after keepalive; hash= with
+                                        # backup, without a key, a bad key
 );
 our $VALID_WEIGHT = 66;
 
@@ -387,9 +388,13 @@ sub _upstream {
                           'hash $http_x_user;', 'least_conn;', 'random;',
                           'ip_hash;', 'random two least_conn;');
     push @l, $method if defined $method;
-    # dynroute_servers: the workers' own round robin over the same lines
+    # dynroute_servers: the workers' own round robin over the same lines,
+    # or nginx's consistent hash with hash=KEY (no backup then)
     my $servers = !defined $method && $r->chance(0.3);
-    push @l, 'dynroute_servers' . ($r->chance(0.3) ? ' max=' . $r->pick(4, 64, 1024) : '') . ';'
+    my $hash = $servers && $r->chance(0.3);
+    push @l, 'dynroute_servers' . ($r->chance(0.3) ? ' max=' . $r->pick(4, 64, 1024) : '')
+        . ($hash ? ' hash=' . $r->pick('$arg_k', '$request_uri', '$cookie_uid$arg_t', 'constant')
+                 : '') . ';'
         if $servers;
     my $dead = $r->chance(0.12);        # every server refuses: 502s
     if ($dead) {
@@ -403,8 +408,8 @@ sub _upstream {
         push @l, 'server 127.0.0.1:' . $g->_backend_port . ' down;'
             if $r->chance(0.1);
         push @l, 'server 127.0.0.1:' . $g->_backend_port . ' backup;'
-            if $r->chance(0.15) && (!defined $method || $method =~ /least_conn;\z/
-                                    && $method !~ /random/);
+            if $r->chance(0.15) && !$hash
+                && (!defined $method || $method =~ /least_conn;\z/ && $method !~ /random/);
     }
     push @l, "zone ${name}_z 64k;" if !$servers && $r->chance(0.15);
     push @l, 'keepalive ' . $r->pick(2, 8, 32) . ';' if $r->chance(0.35);
@@ -943,9 +948,15 @@ sub _mutate {
         my $u = $g->{ups}[0];
         my @rest = grep { !/^dynroute_servers/ } @{$u->{lines}};
         my $bad = $r->pick('least_conn;', 'random;', 'hash $arg_k;', 'ip_hash;',
-                           "zone $u->{name}_sz 64k;", 'keepalive 8;');
+                           "zone $u->{name}_sz 64k;", 'keepalive 8;', 'hash-backup',
+                           'dynroute_servers hash=;', 'dynroute_servers hash=${arg_k;');
         $u->{lines} = $bad eq 'keepalive 8;'
                       ? [ $bad, 'dynroute_servers;', grep { !/^keepalive/ } @rest ]
+                      : $bad eq 'hash-backup'
+                      ? [ 'dynroute_servers hash=$arg_k;',
+                          'server 127.0.0.1:' . $g->_backend_port . ' backup;', @rest ]
+                      : $bad =~ /^dynroute_servers/
+                      ? [ $bad, @rest ]
                       : [ 'dynroute_servers;', @rest, $bad ];
     } elsif ($f eq 'balancer-without-dynroute') {
         my $s = $g->{servers}[0];
