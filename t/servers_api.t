@@ -255,6 +255,19 @@ ok(!$doc->{runtime}, '... no runtime list');
 ($seen, $workers) = spread($srv, 20);
 is_deeply($seen, { "200 $p2" => 20 }, '... the server line answers again, on every worker');
 
+# a reset gives the ids out again: a worker that had not seen the reset
+# must not take the new server with an old id for the old one
+($st) = call($srv, 'PUT', '/api/upstreams/dyn/servers', qq({"127.0.0.1:$p3": {}}));
+is($st, 200, 'ids again: a runtime list');
+($seen, $workers) = spread($srv, 10);
+is_deeply($seen, { "200 $p3" => 10 }, '... served by every worker');
+($st) = call($srv, 'DELETE', '/api/upstreams/dyn/servers');
+is($st, 200, '... reset');
+($st) = call($srv, 'PUT', '/api/upstreams/dyn/servers', qq({"127.0.0.1:$extra[0]": {}}));
+is($st, 200, '... and another list at once, its server with the id the first had');
+($seen, $workers) = spread($srv, 20);
+is_deeply($seen, { "200 $extra[0]" => 20 }, '... every worker serves the new server');
+
 # ---- across a reload and a restart with state= ---------------------------
 
 ($st) = call($srv, 'PUT', '/api/upstreams/dyn/servers', qq({"127.0.0.1:$p3": {"weight": 2}}));
