@@ -291,23 +291,44 @@ unlink "$state_dir/dynroute.json";
 
 {
     my ($slow, $sport) = start_slow();
-    my $srv = start_nginx(workers => 2, http_config => $http, config => $config);
-    my $p2 = $srv->{port2};
+    my @b = free_ports(8);
+    my $more = "    server {\n" . join('', map { "        listen 127.0.0.1:$_;\n" } @b)
+        . "        location / { return 200 \"\$server_port\\n\"; }\n    }\n";
+    my $srv = start_nginx(workers => 2, http_config => $http . $more, config => $config);
     ($st) = call($srv, 'PUT', '/api/upstreams/dyn/servers', qq({"127.0.0.1:$sport": {}}));
     is($st, 200, 'in flight: the slow server alone');
     my $c = IO::Socket::IP->new(PeerHost => '127.0.0.1', PeerPort => $srv->{port})
         or die "connect: $@";
     print $c "GET /d/slow HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
     Time::HiRes::sleep(0.3);
-    ($st) = call($srv, 'PUT', '/api/upstreams/dyn/servers', qq({"127.0.0.1:$p2": {}}));
-    is($st, 200, '... replaced while a request waits for it');
-    ($seen, $workers) = spread($srv, 20);
-    is_deeply($seen, { "200 $p2" => 20 }, '... new requests go to the new list at once');
-    is(scalar(keys %$workers), 2, '... on both workers, the slow request\'s too');
-    local $/;
-    my $got = <$c>;
+
+    # lists of max=4 servers, each worker's answers by server
+    my $serve = sub {
+        my ($half, $what) = @_;
+        my $list = join ', ', map { qq("127.0.0.1:$_": {}) } @$half;
+        ($st) = call($srv, 'PUT', '/api/upstreams/dyn/servers', "{$list}");
+        is($st, 200, "$what: a list of 4 new servers");
+        my %by;
+        for my $i (1 .. 60) {
+            my $r = http_get($srv, "/d/$i");
+            (my $body = $r->{body} // '') =~ s/\n\z//;
+            $by{ $r->{headers}{'x-worker'}[0] // '' }{"$r->{status} $body"}++;
+        }
+        is(scalar(keys %by), 2, '... both workers answer');
+        for my $w (sort keys %by) {
+            is_deeply([sort keys %{ $by{$w} }], [sort map { "200 $_" } @$half],
+                      "... worker $w serves every one of them, nothing else");
+        }
+    };
+    $serve->([@b[0 .. 3]], 'while a request waits for the slow server');
+    my $got = do { local $/; <$c> };
     like($got // '', qr{\AHTTP/1\.1 200 .*\r\n\r\nslow\n\z}s, '... the request in flight completes with 200');
     stop_proc($slow);
+
+    # The slow server's slot is free once its last request is done: the
+    # next list needs 4 slots beside the 4 of the list in use, all a
+    # worker has.
+    $serve->([@b[4 .. 7]], 'after it');
     error_log_ok(stop_nginx($srv), 'in flight: no alert/crit/crash');
 }
 
