@@ -5,9 +5,8 @@
  * splits it is not using (sized when the configuration was read: nothing is
  * allocated, nothing parsed, nothing thrown), and the changed group blocks
  * into the lists their dynroute_servers members are not using, and
- * switches to them.  Runtime
- * hosts are looked up in the snapshot itself, on each request that needs
- * one.  Both check the generation again after reading: a writer may free
+ * switches to them.  Runtime hosts are looked up in the snapshot itself, on
+ * each request that needs one.  Both check the generation again after reading: a writer may free
  * what was read meanwhile, and then the worker reads the new snapshot.
  *
  * A request keeps the upstream{} it was given: a change never alters a
@@ -139,11 +138,21 @@ static void
 ngx_http_dynroute_view_groups(ngx_http_dynroute_live_t *live,
     ngx_http_dynroute_version_t *v) noexcept
 {
-    ngx_uint_t                    i;
+    ngx_uint_t                    i, n;
     dynroute::GroupView           g;
     ngx_http_dynroute_members_t  *m;
 
     if (live->groups.empty()) {
+        return;
+    }
+
+    /* a version that a writer freed meanwhile may hold anything here */
+
+    n = v->ngroups;
+
+    if (n > static_cast<size_t>(live->shpool->end - live->shpool->start)
+            / sizeof(u_char *))
+    {
         return;
     }
 
@@ -152,7 +161,7 @@ ngx_http_dynroute_view_groups(ngx_http_dynroute_live_t *live,
         gm->pending = 0;
     }
 
-    for (i = 0; i < v->ngroups; i++) {
+    for (i = 0; i < n; i++) {
         g = ngx_http_dynroute_view_group(live, v, i);
 
         if (!g.valid() || g.key() >= live->group_by_id.size()) {
