@@ -40,6 +40,24 @@ by default) and the same backends (service_a answers "a", service_b "b"):
    change took to be visible in every worker), the old-variant answers after
    the acknowledgement, and the PATCH's latency.
 
+5. Membership: the same two workers in front of an upstream with
+   dynroute_servers (keepalive 32), reached by a plain proxy_pass, and
+   backends of its own (each answers its port and logs its connection's
+   number).  Each change PUTs {prefix}upstreams/grp/servers with a list of
+   one other backend; from the acknowledgement, requests one after the
+   other on fresh connections until STREAK consecutive answers come from
+   the new server, from both workers: the later worker's first answer, as
+   in 4; p50 and p99 over MEMBER_CHANGES changes (the target: p99 <= 100
+   ms).
+6. Churn: wrk (CONNECTIONS, keep-alive) through the same upstream with two
+   servers that stay, while CHURN times a server is added (PUT
+   .../servers/ADDR) and removed (DELETE) again.  Counted: wrk's failed
+   requests (non-2xx and socket errors; the servers that come and go refuse
+   nothing, so the target is 0), the answers of each backend, and the
+   connections the staying ones accepted (nginx's keepalive cache reused
+   across the changes: a few per worker and wrk connection, not one per
+   change).
+
 Everything listens on 127.0.0.1 and is stopped by its PID; every loop is
 bounded (wrk's duration, a deadline per flip).  Any unexpected status,
 answer, routing or [alert]/[crit]/[emerg] line stops the run.  Results go to
@@ -48,8 +66,10 @@ BENCH_OUT/results.md.
 Knobs: BENCH_ZONE_HOSTS (100000), BENCH_ZONE_CHUNK (hosts per PATCH, 5000,
 as dynroutectl's host import), BENCH_ZONE_LOAD_CHUNKS (2000,5000,15000),
 BENCH_ZONE_SIZE (64m), BENCH_ZONE_FRONT (an e2e front, dynroute),
-BENCH_ZONE_FLIPS (20), BENCH_ZONE_STREAK (50), BENCH_ZONE_PARTS
-(callgrind,wrk,load,flip), BENCH_CALLGRIND_REQUESTS (2000), BENCH_ROUNDS
+BENCH_ZONE_FLIPS (20), BENCH_ZONE_STREAK (50), BENCH_ZONE_MEMBER_CHANGES
+(50), BENCH_ZONE_CHURN (100), BENCH_ZONE_PARTS
+(callgrind,wrk,load,flip,members,churn), BENCH_CALLGRIND_REQUESTS (2000),
+BENCH_ROUNDS
 (6), BENCH_DURATION (3), BENCH_CONNECTIONS (32), BENCH_WARMUP (1),
 BENCH_OUT.
 """
@@ -61,6 +81,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -443,6 +464,189 @@ def part_flip(f, out, rules, ports, n_hosts, chunk, zone, flips, n_streak):
     return res, load
 
 
+# ---- 5. and 6. membership ------------------------------------------------
+
+GROUP = "grp"
+
+
+def member_backends(out, n):
+    """A backend nginx with n ports of its own, each answering its port and
+    logging "port connection" per request; (ports, the nginx)."""
+    ports = [B.free_port() for _ in range(n)]
+    log = os.path.join(out, "backends", "access.log")
+    http = ('    log_format counted "$server_port $connection";\n'
+            "    server {\n"
+            + "".join("        listen 127.0.0.1:%d;\n" % p for p in ports)
+            + "        access_log %s counted buffer=64k flush=100ms;\n"
+              "        location / { return 200 \"$server_port\"; }\n"
+              "    }\n" % log)
+    nx = B.Nginx("member-backends", os.path.join(out, "backends"), http,
+                 ports, module=False)
+    return ports, nx, log
+
+
+def member_front(out, name, port, api_port, first):
+    """Two workers (reuseport) in front of the upstream GROUP, seeded with
+    the server lines of the ports first, by a plain proxy_pass."""
+    http = ("    dynroute_zone routes 8m;\n"
+            "    upstream %s {\n        dynroute_servers max=64;\n"
+            % GROUP
+            + "".join("        server 127.0.0.1:%d;\n" % p for p in first)
+            + "        keepalive 32;\n    }\n"
+              "    server {\n        listen 127.0.0.1:%d reuseport;\n"
+              "        location / {\n"
+              "            proxy_pass http://%s;\n"
+              "            add_header X-Worker $pid always;\n"
+              "        }\n    }\n"
+              "    server {\n        listen 127.0.0.1:%d;\n"
+              "        location %s {\n"
+              "            allow 127.0.0.1;\n            deny all;\n"
+              "            dynroute_api write=on;\n        }\n    }\n"
+            % (port, GROUP, api_port, API))
+    nx = B.Nginx(name, os.path.join(out, name), http, [port, api_port],
+                 cpu="%s,%s" % (B.SERVER_CPU, B.CLIENT_CPU))
+    with open(nx.conf) as fh:
+        conf = fh.read()
+    with open(nx.conf, "w") as fh:
+        fh.write(conf.replace("worker_processes 1;",
+                              "worker_processes 2;\n"
+                              "worker_cpu_affinity auto;"))
+    return nx
+
+
+def member_get(port):
+    """(body, worker pid, end) of one GET on a fresh connection."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        c.request("GET", "/", headers={"Host": "localhost"})
+        r = c.getresponse()
+        body = r.read().decode(errors="replace")
+        pid = r.getheader("X-Worker")
+    finally:
+        c.close()
+    if r.status != 200:
+        raise RuntimeError("%s: %d %r" % (GROUP, r.status, body))
+    return body, pid, time.perf_counter()
+
+
+def member_streak(port, want, n, t_from, limit=10.0):
+    """streak() over the group: (the time from t_from until both workers
+    answered want in a run of n, other answers meanwhile)."""
+    run, first, stale, sent = 0, {}, 0, 0
+    deadline = time.perf_counter() + limit
+    while time.perf_counter() < deadline:
+        body, pid, end = member_get(port)
+        sent += 1
+        if body != want:
+            stale += 1
+            run, first = 0, {}
+            continue
+        run += 1
+        first.setdefault(pid, end)
+        if run >= n and len(first) >= 2:
+            return max(first.values()) - t_from, stale
+    raise RuntimeError("%s: no %d consecutive %r answers from both workers "
+                       "within %.0f s (%d requests, %d other answers)"
+                       % (GROUP, n, want, limit, sent, stale))
+
+
+def percentile(xs, q):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(q / 100.0 * (len(xs) - 1))))]
+
+
+def part_members(out, changes, n_streak):
+    out = os.path.join(out, "members")
+    ports, backends, _ = member_backends(out, 4)
+    port, api_port = B.free_port(), B.free_port()
+    nx = member_front(out, "front", port, api_port, ports[:1])
+    backends.start()
+    nx.start()
+    res = []
+    try:
+        member_streak(port, str(ports[0]), n_streak, time.perf_counter())
+        for i in range(changes):
+            want = ports[(i + 1) % len(ports)]
+            time.sleep(0.05)
+            t0 = time.perf_counter()
+            status, answer = api(api_port, "PUT", "upstreams/%s/servers"
+                                 % GROUP, {"127.0.0.1:%d" % want: {}})
+            ack = time.perf_counter()
+            if status != 200 or not isinstance(answer, dict):
+                raise RuntimeError("API PUT upstreams/%s/servers: "
+                                   "unexpected %d %r" % (GROUP, status,
+                                                         answer))
+            visible, stale = member_streak(port, str(want), n_streak, ack)
+            res.append({"put_ms": (ack - t0) * 1e3,
+                        "visible_ms": visible * 1e3, "stale": stale})
+            B.log("members %2d/%d: PUT %.2f ms, visible after %.2f ms, %d "
+                  "old answers" % (i + 1, changes, res[-1]["put_ms"],
+                                   res[-1]["visible_ms"], stale))
+    finally:
+        nx.stop()
+        backends.stop()
+    check_errors(nx)
+    return res
+
+
+def part_churn(out, churn, duration, conns):
+    out = os.path.join(out, "churn")
+    ports, backends, log = member_backends(out, 4)
+    stay, come = ports[:2], ports[2:]
+    port, api_port = B.free_port(), B.free_port()
+    nx = member_front(out, "front", port, api_port, stay)
+    backends.start()
+    nx.start()
+    done = {"changes": 0, "bad": []}
+
+    def changer():
+        t_end = time.perf_counter() + duration * 0.9
+        for i in range(churn):
+            addr = "127.0.0.1:%d" % come[i % len(come)]
+            path = "upstreams/%s/servers/%s" % (GROUP, addr)
+            for method, body in (("PUT", {}), ("DELETE", None)):
+                status, answer = api(api_port, method, path, body)
+                if status not in (200, 201):
+                    done["bad"].append("%s %s: %d %r" % (method, path,
+                                                          status, answer))
+            done["changes"] += 1
+            # spread the changes over the run
+            left = t_end - time.perf_counter()
+            if left > 0:
+                time.sleep(left / max(1, churn - i))
+
+    try:
+        t = threading.Thread(target=changer)
+        t.start()
+        res = B.wrk(port, "localhost", duration, conns)
+        t.join()
+    finally:
+        nx.stop()
+        backends.stop()
+    check_errors(nx)
+    if done["bad"]:
+        raise RuntimeError("churn: refused changes:\n  "
+                           + "\n  ".join(done["bad"][:10]))
+    answers, conns_of = {}, {}
+    with open(log) as fh:
+        for line in fh:
+            p, c = line.split()
+            answers[p] = answers.get(p, 0) + 1
+            conns_of.setdefault(p, set()).add(c)
+    res.pop("raw")
+    res.update({"changes": done["changes"],
+                "answers": {p: answers.get(str(p), 0) for p in ports},
+                "connections": {p: len(conns_of.get(str(p), ()))
+                                for p in ports},
+                "stay": stay, "come": come, "duration": duration})
+    B.log("churn: %d adds and removes under wrk: %d requests, %d failed; "
+          "connections accepted by the staying servers: %s" % (
+              res["changes"], res["requests"], res["errors"],
+              ", ".join("%d: %d" % (p, res["connections"][p])
+                        for p in stay)))
+    return res
+
+
 # ---- report -------------------------------------------------------------
 
 def load_line(what, load):
@@ -455,7 +659,38 @@ def load_line(what, load):
                 "; nginx CPU %.2f s" % load["cpu"]))
 
 
-def report(machine, knobs, cg, wrk_cases, wrk_load, loads, flip, flip_load):
+def report_members(k, members, churn):
+    lines = []
+    if members:
+        vis = [x["visible_ms"] for x in members]
+        lines += ["## A membership change reaching every worker (two "
+                  "workers, %d PUTs of %s's list, a plain proxy_pass; "
+                  "streaks of %d answers from both workers)"
+                  % (len(members), GROUP, k["streak"]), "",
+                  "acknowledged → every worker has answered from the new "
+                  "server: p50 %.2f ms, p99 %.2f ms, max %.2f ms (target: "
+                  "p99 ≤ 100 ms); old answers after an acknowledgement: %d "
+                  "in all; PUT latency median %.2f ms" % (
+                      percentile(vis, 50), percentile(vis, 99), max(vis),
+                      sum(x["stale"] for x in members),
+                      B.median([x["put_ms"] for x in members])), ""]
+    if churn:
+        rows = [[p, "stays" if p in churn["stay"] else "comes and goes",
+                 churn["answers"][p], churn["connections"][p]]
+                for p in churn["stay"] + churn["come"]]
+        lines += ["## %d adds and removes under load (wrk -t1 -c%d, %g s, "
+                  "keep-alive; two servers stay)"
+                  % (churn["changes"], k["connections"], churn["duration"]),
+                  "",
+                  "%d requests, %.0f req/s, %d failed (target: 0)" % (
+                      churn["requests"], churn["rps"], churn["errors"]), "",
+                  B.table(["backend port", "", "answers",
+                           "connections accepted"], rows), ""]
+    return lines
+
+
+def report(machine, knobs, cg, wrk_cases, wrk_load, loads, flip, flip_load,
+           members=None, churn=None):
     k = dict(knobs)
     lines = ["dynroute_zone and the runtime API; %s" % machine, "",
              "Knobs: " + ", ".join("%s=%s" % kv for kv in knobs), ""]
@@ -544,6 +779,7 @@ def report(machine, knobs, cg, wrk_cases, wrk_load, loads, flip, flip_load):
                            "old answers after ack",
                            "requests", "ack → streak complete ms"], rows),
                   ""]
+    lines += report_members(k, members, churn)
     lines += ["Cases (N = %d runtime hosts: %s and exact names "
               "svc-<i>.team-<i%%97>.example.com):" % (k["hosts"], RUNTIME)]
     lines += ["- %s: %s" % (n, NOTES[n]) for n, _, _, _ in CASES]
@@ -560,8 +796,10 @@ def main():
     front = os.environ.get("BENCH_ZONE_FRONT", "dynroute")
     flips = B.env_int("BENCH_ZONE_FLIPS", 20)
     n_streak = B.env_int("BENCH_ZONE_STREAK", 50)
+    changes = B.env_int("BENCH_ZONE_MEMBER_CHANGES", 50)
+    churn_n = B.env_int("BENCH_ZONE_CHURN", 100)
     parts = os.environ.get("BENCH_ZONE_PARTS",
-                           "callgrind,wrk,load,flip").split(",")
+                           "callgrind,wrk,load,flip,members,churn").split(",")
     requests = B.env_int("BENCH_CALLGRIND_REQUESTS", 2000)
     rounds = B.env_int("BENCH_ROUNDS", 6)
     duration = B.env_float("BENCH_DURATION", 3)
@@ -573,7 +811,8 @@ def main():
     knobs = [("front", front), ("hosts", n_hosts), ("chunk", chunk),
              ("zone", zone), ("requests", requests), ("rounds", rounds),
              ("duration", duration), ("connections", conns),
-             ("flips", flips), ("streak", n_streak)]
+             ("flips", flips), ("streak", n_streak),
+             ("member_changes", changes), ("churn", churn_n)]
     fronts = {x["name"]: x for x in e2e.FRONTS}
     if front not in fronts or fronts[front]["router"]:
         raise SystemExit("BENCH_ZONE_FRONT: %s is not an e2e front without "
@@ -583,6 +822,7 @@ def main():
     rules = B.write_rules(os.path.join(out, "rules-10k.conf"), 10000)
     ports, backends = B.backends(out)
     cg = wrk_cases = wrk_load = loads = flip = flip_load = None
+    members = churn = None
     try:
         backends.start()
         if "callgrind" in parts:
@@ -598,10 +838,15 @@ def main():
         if "flip" in parts:
             flip, flip_load = part_flip(f, out, rules, ports, n_hosts, chunk,
                                         zone, flips, n_streak)
+        if "members" in parts:
+            members = part_members(out, changes, n_streak)
+        if "churn" in parts:
+            churn = part_churn(out, churn_n, duration * max(1, rounds),
+                               conns)
     finally:
         B.stop_all()
     text = report(machine, knobs, cg, wrk_cases, wrk_load, loads, flip,
-                  flip_load)
+                  flip_load, members, churn)
     text += "\n\nRun time: %.0f s\n" % (time.time() - t_start)
     print(text)
     with open(os.path.join(out, "results.md"), "w") as fh:

@@ -15,6 +15,14 @@
  *   DELETE {prefix}hosts/HOST        remove it
  *   POST   {prefix}drain, {prefix}ready
  *   GET    {prefix}fleet, PUT        the fleet agent's report
+ *   GET    {prefix}upstreams         the groups: dynroute_servers upstreams
+ *                                    and runtime services
+ *   GET    {prefix}upstreams/NAME/servers       its servers
+ *   PUT, PATCH, POST                            the whole list, many, one
+ *   DELETE                                      back to its "server" lines
+ *   GET    {prefix}upstreams/NAME/servers/ADDR  one server (ADDR percent-
+ *   PUT, PATCH, DELETE                          encoded where it must be)
+ *   GET    {prefix}services, GET, PUT, DELETE {prefix}services/NAME
  *   GET    {prefix}metrics, {prefix}stats, {prefix}ui
  *
  * Before any of it, the checks against web pages that an operator's
@@ -68,6 +76,11 @@ enum ngx_http_dynroute_resource_e {
     NGX_HTTP_DYNROUTE_RES_DRAIN,
     NGX_HTTP_DYNROUTE_RES_READY,
     NGX_HTTP_DYNROUTE_RES_FLEET,
+    NGX_HTTP_DYNROUTE_RES_UPSTREAMS,
+    NGX_HTTP_DYNROUTE_RES_SERVERS,
+    NGX_HTTP_DYNROUTE_RES_SERVER,
+    NGX_HTTP_DYNROUTE_RES_SERVICES,
+    NGX_HTTP_DYNROUTE_RES_SERVICE,
     NGX_HTTP_DYNROUTE_RES_METRICS,
     NGX_HTTP_DYNROUTE_RES_STATS,
     NGX_HTTP_DYNROUTE_RES_UI
@@ -98,6 +111,18 @@ static const ngx_http_dynroute_api_methods_t  ngx_http_dynroute_methods[] = {
     { NGX_HTTP_DYNROUTE_RES_READY, 0, NGX_HTTP_POST, "POST" },
     { NGX_HTTP_DYNROUTE_RES_FLEET, NGX_HTTP_GET|NGX_HTTP_HEAD, NGX_HTTP_PUT,
       "GET, HEAD, PUT" },
+    { NGX_HTTP_DYNROUTE_RES_UPSTREAMS, NGX_HTTP_GET|NGX_HTTP_HEAD, 0,
+      "GET, HEAD" },
+    { NGX_HTTP_DYNROUTE_RES_SERVERS, NGX_HTTP_GET|NGX_HTTP_HEAD,
+      NGX_HTTP_PUT|NGX_HTTP_PATCH|NGX_HTTP_POST|NGX_HTTP_DELETE,
+      "GET, HEAD, PUT, PATCH, POST, DELETE" },
+    { NGX_HTTP_DYNROUTE_RES_SERVER, NGX_HTTP_GET|NGX_HTTP_HEAD,
+      NGX_HTTP_PUT|NGX_HTTP_PATCH|NGX_HTTP_DELETE,
+      "GET, HEAD, PUT, PATCH, DELETE" },
+    { NGX_HTTP_DYNROUTE_RES_SERVICES, NGX_HTTP_GET|NGX_HTTP_HEAD, 0,
+      "GET, HEAD" },
+    { NGX_HTTP_DYNROUTE_RES_SERVICE, NGX_HTTP_GET|NGX_HTTP_HEAD,
+      NGX_HTTP_PUT|NGX_HTTP_DELETE, "GET, HEAD, PUT, DELETE" },
     { NGX_HTTP_DYNROUTE_RES_METRICS, NGX_HTTP_GET|NGX_HTTP_HEAD, 0,
       "GET, HEAD" },
     { NGX_HTTP_DYNROUTE_RES_STATS, NGX_HTTP_GET|NGX_HTTP_HEAD, 0,
@@ -493,7 +518,8 @@ ngx_http_dynroute_api_error(ngx_http_request_t *r, ngx_int_t status,
 
 static ngx_uint_t
 ngx_http_dynroute_api_resource(ngx_http_request_t *r,
-    ngx_http_dynroute_api_conf_t *api, std::string_view &name) noexcept
+    ngx_http_dynroute_api_conf_t *api, std::string_view &name,
+    std::string_view &addr) noexcept
 {
     ngx_uint_t  res;
 
@@ -545,10 +571,40 @@ ngx_http_dynroute_api_resource(ngx_http_request_t *r,
     } else if (uri == "hosts" || uri == "hosts/") {
         res = NGX_HTTP_DYNROUTE_RES_HOSTS;
 
+    } else if (uri == "upstreams" || uri == "upstreams/") {
+        res = NGX_HTTP_DYNROUTE_RES_UPSTREAMS;
+
+    } else if (uri == "services" || uri == "services/") {
+        res = NGX_HTTP_DYNROUTE_RES_SERVICES;
+
+    } else if (uri.substr(0, 10) == "upstreams/") {
+
+        /*
+         * upstreams/NAME/servers[/ADDR]: r->uri is percent-decoded, so a
+         * unix: address brings its slashes; the address is the rest.
+         */
+
+        uri.remove_prefix(10);
+        size_t slash = uri.find('/');
+
+        if (slash != 0 && slash != std::string_view::npos) {
+            name = uri.substr(0, slash);
+            uri.remove_prefix(slash + 1);
+
+            if (uri == "servers" || uri == "servers/") {
+                res = NGX_HTTP_DYNROUTE_RES_SERVERS;
+
+            } else if (uri.size() > 8 && uri.substr(0, 8) == "servers/") {
+                addr = uri.substr(8);
+                res = NGX_HTTP_DYNROUTE_RES_SERVER;
+            }
+        }
+
     } else {
         for (auto [word, r] : { std::pair<std::string_view, ngx_uint_t>
                                 {"rollouts/", NGX_HTTP_DYNROUTE_RES_ROLLOUT},
-                                {"hosts/", NGX_HTTP_DYNROUTE_RES_HOST} })
+                                {"hosts/", NGX_HTTP_DYNROUTE_RES_HOST},
+                                {"services/", NGX_HTTP_DYNROUTE_RES_SERVICE} })
         {
             if (uri.substr(0, word.size()) == word) {
                 name = uri.substr(word.size());
@@ -684,6 +740,7 @@ struct ngx_http_dynroute_api_call_t {
     ngx_http_dynroute_live_t    *live;
     const dynroute::Schema      &schema;
     std::string_view             name;      /* the resource's name */
+    std::string_view             addr;      /* a server's address */
     std::string                  body;      /* the request's */
     std::string                  answer;    /* the response's */
     uint64_t                     generation;
@@ -792,6 +849,135 @@ ngx_http_dynroute_api_host(ngx_http_dynroute_api_call_t &c)
 }
 
 
+/*
+ * /upstreams/NAME/servers: GET, PUT (the whole list), PATCH (many, null
+ * removes), POST (one, 201; 409 if it is there), DELETE (back to the
+ * "server" lines)
+ */
+
+static ngx_int_t
+ngx_http_dynroute_api_servers(ngx_http_dynroute_api_call_t &c)
+{
+    ngx_int_t             status;
+    std::string           added;
+    dynroute::BulkResult  done;
+
+    auto bulk = [&done](const dynroute::State &st) {
+        return dynroute::render_bulk(st, done);
+    };
+
+    if (c.get) {
+        return c.read([&c](const dynroute::State &st) {
+            return dynroute::render_servers(st, c.schema, c.name);
+        });
+    }
+
+    switch (c.r->method) {
+
+    case NGX_HTTP_PUT:
+        return c.write([&](dynroute::State &st) {
+            done = dynroute::put_servers(st, c.schema, c.name, c.body);
+        }, bulk);
+
+    case NGX_HTTP_PATCH:
+        return c.write([&](dynroute::State &st) {
+            done = dynroute::patch_servers(st, c.schema, c.name, c.body);
+        }, bulk);
+
+    case NGX_HTTP_POST:
+        status = c.write([&](dynroute::State &st) {
+            added = dynroute::post_server(st, c.schema, c.name, c.body);
+        }, [&](const dynroute::State &st) {
+            return dynroute::render_server(st, c.schema, c.name, added);
+        });
+
+        return status == NGX_HTTP_OK ? NGX_HTTP_CREATED : status;
+
+    default: /* DELETE */
+        return c.write([&c](dynroute::State &st) {
+            dynroute::reset_servers(st, c.schema, c.name);
+        }, [&c](const dynroute::State &st) {
+            return dynroute::render_servers(st, c.schema, c.name);
+        });
+    }
+}
+
+
+/* /upstreams/NAME/servers/ADDR: GET, PUT (201 when it is new), PATCH,
+ * DELETE */
+
+static ngx_int_t
+ngx_http_dynroute_api_server(ngx_http_dynroute_api_call_t &c)
+{
+    ngx_int_t   status;
+    ngx_uint_t  created;
+
+    auto show = [&c](const dynroute::State &st) {
+        return dynroute::render_server(st, c.schema, c.name, c.addr);
+    };
+
+    if (c.get) {
+        return c.read(show);
+    }
+
+    switch (c.r->method) {
+
+    case NGX_HTTP_PUT:
+        created = 0;
+
+        status = c.write([&](dynroute::State &st) {
+            created = dynroute::put_server(st, c.schema, c.name, c.addr,
+                                           c.body);
+        }, show);
+
+        return (status == NGX_HTTP_OK && created) ? NGX_HTTP_CREATED
+                                                  : status;
+
+    case NGX_HTTP_PATCH:
+        return c.write([&c](dynroute::State &st) {
+            dynroute::patch_server(st, c.schema, c.name, c.addr, c.body);
+        }, show);
+
+    default: /* DELETE */
+        return c.write([&c](dynroute::State &st) {
+            dynroute::delete_server(st, c.schema, c.name, c.addr);
+        }, dynroute::render_generation);
+    }
+}
+
+
+/* /services/NAME: GET, PUT (201 when it is new), DELETE */
+
+static ngx_int_t
+ngx_http_dynroute_api_service(ngx_http_dynroute_api_call_t &c)
+{
+    ngx_int_t   status;
+    ngx_uint_t  created;
+
+    auto show = [&c](const dynroute::State &st) {
+        return dynroute::render_service(st, c.schema, c.name);
+    };
+
+    if (c.get) {
+        return c.read(show);
+    }
+
+    if (c.r->method != NGX_HTTP_PUT) {
+        return c.write([&c](dynroute::State &st) {
+            dynroute::delete_service(st, c.schema, c.name);
+        }, dynroute::render_generation);
+    }
+
+    created = 0;
+
+    status = c.write([&](dynroute::State &st) {
+        created = dynroute::put_service(st, c.schema, c.name, c.body);
+    }, show);
+
+    return (status == NGX_HTTP_OK && created) ? NGX_HTTP_CREATED : status;
+}
+
+
 /* the resources with a body: everything after the method and size checks */
 
 static ngx_int_t
@@ -799,7 +985,7 @@ ngx_http_dynroute_api_run(ngx_http_request_t *r) noexcept
 {
     ngx_int_t                       status;
     ngx_uint_t                      res;
-    std::string_view                name;
+    std::string_view                name, addr;
     ngx_http_dynroute_loc_conf_t   *dlcf;
     ngx_http_dynroute_main_conf_t  *dmcf;
 
@@ -811,11 +997,11 @@ ngx_http_dynroute_api_run(ngx_http_request_t *r) noexcept
     ngx_http_dynroute_live_t *live = dmcf->live;
     ngx_str_t zone = ngx_http_dynroute_live_zone_name(live);
 
-    res = ngx_http_dynroute_api_resource(r, dlcf->api, name);
+    res = ngx_http_dynroute_api_resource(r, dlcf->api, name, addr);
 
     try {
         ngx_http_dynroute_api_call_t c{r, live,
-            ngx_http_dynroute_live_schema(live), name, {}, {}, 0,
+            ngx_http_dynroute_live_schema(live), name, addr, {}, {}, 0,
             ngx_http_dynroute_api_if_match(r),
             (r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)) != 0};
 
@@ -858,6 +1044,30 @@ ngx_http_dynroute_api_run(ngx_http_request_t *r) noexcept
 
         case NGX_HTTP_DYNROUTE_RES_HOST:
             status = ngx_http_dynroute_api_host(c);
+            break;
+
+        case NGX_HTTP_DYNROUTE_RES_UPSTREAMS:
+            status = c.read([&c](const dynroute::State &st) {
+                return dynroute::render_upstreams(st, c.schema);
+            });
+            break;
+
+        case NGX_HTTP_DYNROUTE_RES_SERVERS:
+            status = ngx_http_dynroute_api_servers(c);
+            break;
+
+        case NGX_HTTP_DYNROUTE_RES_SERVER:
+            status = ngx_http_dynroute_api_server(c);
+            break;
+
+        case NGX_HTTP_DYNROUTE_RES_SERVICES:
+            status = c.read([&c](const dynroute::State &st) {
+                return dynroute::render_services(st, c.schema);
+            });
+            break;
+
+        case NGX_HTTP_DYNROUTE_RES_SERVICE:
+            status = ngx_http_dynroute_api_service(c);
             break;
 
         case NGX_HTTP_DYNROUTE_RES_FLEET:
@@ -1083,7 +1293,7 @@ ngx_http_dynroute_api_handler(ngx_http_request_t *r) noexcept
 {
     ngx_int_t                      rc;
     ngx_uint_t                     res;
-    std::string_view               name;
+    std::string_view               name, addr;
     ngx_http_dynroute_api_conf_t  *api;
     ngx_http_dynroute_loc_conf_t  *dlcf;
 
@@ -1112,7 +1322,7 @@ ngx_http_dynroute_api_handler(ngx_http_request_t *r) noexcept
         }
     }
 
-    res = ngx_http_dynroute_api_resource(r, api, name);
+    res = ngx_http_dynroute_api_resource(r, api, name, addr);
 
     if (res == NGX_HTTP_DYNROUTE_RES_NONE) {
         return ngx_http_dynroute_api_refuse(r, NGX_HTTP_NOT_FOUND,
@@ -1150,7 +1360,12 @@ ngx_http_dynroute_api_handler(ngx_http_request_t *r) noexcept
                    "a write needs \"Content-Type: application/json\"");
     }
 
-    if (!(r->method & (NGX_HTTP_PATCH|NGX_HTTP_PUT))) {
+    /* a body: PATCH and PUT, and the POST of a server */
+
+    if (!(r->method & (NGX_HTTP_PATCH|NGX_HTTP_PUT))
+        && !(r->method == NGX_HTTP_POST
+             && res == NGX_HTTP_DYNROUTE_RES_SERVERS))
+    {
         rc = ngx_http_discard_request_body(r);
         if (rc != NGX_OK) {
             return rc;

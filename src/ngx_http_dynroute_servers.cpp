@@ -11,8 +11,13 @@
  * (ngx_http_dynroute_servers_hash.cpp).
  *
  * The block's "server" lines are parsed by nginx and are the configured
- * list, the one the members hold from the start.  The runtime lists of the
- * design fill the list not in use and switch to it.
+ * list, the one the members hold from the start.  A runtime list is a
+ * group block in the zone: when the generation changes, each worker's
+ * refresh fills the list not in use from the block (a server that stays
+ * keeps its slot, its passive failure state and its weights) and switches
+ * to it; a server gone is marked removed, and its slot freed once no try
+ * holds it.  A request whose list was switched meanwhile finds its
+ * server's entry again by slot.
  *
  * The request path allocates nothing beyond nginx's own from the request's
  * pool (the peer data, a tried bitmap beyond 64 servers, the name of each
@@ -22,6 +27,8 @@
 #include <cstdlib>
 
 #include "ngx_http_dynroute_servers.hpp"
+#include "ngx_http_dynroute_live.hpp"
+#include "state.hpp"
 
 
 /* most servers a group may hold, and the default */
@@ -45,9 +52,12 @@ typedef struct {
 typedef struct {
     ngx_http_dynroute_members_t   *members;
     ngx_http_dynroute_list_t      *list;     /* the list at init_peer */
+    uint64_t                       epoch;    /* the members' then */
     ngx_http_dynroute_peer_t      *slot;     /* held by the current try */
     ngx_pool_t                    *pool;     /* the request's */
     dynroute::balance::Try         t;
+    size_t                         words;    /* of the tried bitmap */
+    uint32_t                       last;     /* the slot tried last; ~0 */
     uintptr_t                      data;     /* the bitmap, up to 64 */
     const ngx_http_dynroute_ring_t *ring;    /* hash=KEY: the list's ring;
                                                 NULL: round robin */
@@ -342,6 +352,70 @@ ngx_http_dynroute_members_add(ngx_http_dynroute_members_t *m, uint32_t id)
 }
 
 
+/* removes the id entry e, moving up the entries after it that it kept
+ * from their places (linear probing's deletion) */
+
+static void
+ngx_http_dynroute_members_erase(ngx_http_dynroute_members_t *m,
+    ngx_http_dynroute_slot_id_t *e) noexcept
+{
+    ngx_uint_t  i, j, k, mask;
+
+    mask = m->nids - 1;
+    i = e - m->ids;
+    j = i;
+
+    for ( ;; ) {
+        j = (j + 1) & mask;
+
+        if (m->ids[j].id == 0) {
+            break;
+        }
+
+        k = (m->ids[j].id * static_cast<ngx_uint_t>(2654435761u)) & mask;
+
+        /* the entry at j stays if its home k is cyclically in (i, j] */
+
+        if (i <= j ? (i < k && k <= j) : (i < k || k <= j)) {
+            continue;
+        }
+
+        m->ids[i] = m->ids[j];
+        i = j;
+    }
+
+    m->ids[i].id = 0;
+}
+
+
+/* a slot no list and no try holds any more: free */
+
+static void
+ngx_http_dynroute_members_release(ngx_http_dynroute_members_t *m,
+    ngx_http_dynroute_peer_t *slot) noexcept
+{
+    ngx_http_dynroute_slot_id_t  *e;
+
+    e = ngx_http_dynroute_members_find(m, slot->id);
+
+    if (e->id == slot->id && e->slot == static_cast<uint32_t>(slot - m->slots))
+    {
+        ngx_http_dynroute_members_erase(m, e);
+    }
+
+    slot->id = 0;
+    slot->removed = 0;
+    slot->marked = 0;
+
+#if (NGX_HTTP_SSL)
+    if (slot->ssl_session) {
+        ngx_ssl_free_session(slot->ssl_session);
+        slot->ssl_session = NULL;
+    }
+#endif
+}
+
+
 /*
  * The configured list: a server per address of each "server" line, the
  * primaries then the backups, as ngx_http_upstream_init_round_robin orders
@@ -500,11 +574,25 @@ ngx_http_dynroute_servers_init_peer(ngx_http_request_t *r,
 {
     size_t                             words;
     ngx_http_dynroute_members_t       *m;
+    ngx_http_dynroute_main_conf_t     *dmcf;
     ngx_http_dynroute_servers_conf_t  *scf;
     ngx_http_dynroute_servers_peer_t  *sp;
 
     scf = static_cast<ngx_http_dynroute_servers_conf_t *>(us->peer.data);
     m = &scf->members;
+
+    /*
+     * The live values brought up to date (one atomic load; a refresh when
+     * the generation changed), for a plain proxy_pass as well as behind
+     * dynroute_balancer.
+     */
+
+    dmcf = static_cast<ngx_http_dynroute_main_conf_t *>(
+               ngx_http_get_module_main_conf(r, ngx_http_dynroute_module));
+
+    if (dmcf && dmcf->live) {
+        ngx_http_dynroute_live_sync(dmcf->live);
+    }
 
     sp = static_cast<ngx_http_dynroute_servers_peer_t *>(
              ngx_palloc(r->pool, sizeof(ngx_http_dynroute_servers_peer_t)));
@@ -514,6 +602,7 @@ ngx_http_dynroute_servers_init_peer(ngx_http_request_t *r,
 
     sp->members = m;
     sp->list = &m->list[m->current];
+    sp->epoch = m->epoch;
     sp->slot = NULL;
     sp->pool = r->pool;
     sp->t = dynroute::balance::Try();
@@ -531,9 +620,11 @@ ngx_http_dynroute_servers_init_peer(ngx_http_request_t *r,
             return NGX_ERROR;
         }
     }
+    sp->last = ~0u;
 
     words = dynroute::balance::tried_words(sp->list->primaries,
                                            sp->list->backups);
+    sp->words = ngx_max(words, 1);
 
     if (words <= 1) {
         sp->data = 0;
@@ -560,6 +651,58 @@ ngx_http_dynroute_servers_init_peer(ngx_http_request_t *r,
 }
 
 
+/*
+ * The lists switched since the request's last try: the list in use now,
+ * its tried bitmap cleared but for the server tried last, if it is still
+ * there (by position, as nginx's: at worst one server is tried twice).
+ */
+
+static ngx_int_t
+ngx_http_dynroute_servers_again(ngx_http_dynroute_servers_peer_t *sp)
+    noexcept
+{
+    size_t                        words, pos;
+    ngx_http_dynroute_list_t     *list;
+    ngx_http_dynroute_peer_t     *slot;
+    ngx_http_dynroute_members_t  *m;
+
+    m = sp->members;
+    list = &m->list[m->current];
+    words = dynroute::balance::tried_words(list->primaries, list->backups);
+
+    if (words > sp->words) {
+        sp->t.tried = static_cast<uintptr_t *>(
+                          ngx_pcalloc(sp->pool, words * sizeof(uintptr_t)));
+        if (sp->t.tried == NULL) {
+            return NGX_ERROR;
+        }
+
+        sp->words = words;
+
+    } else {
+        ngx_memzero(sp->t.tried, sp->words * sizeof(uintptr_t));
+    }
+
+    if (sp->last != ~0u) {
+        slot = &m->slots[sp->last];
+
+        if (slot->id && !slot->removed
+            && slot->entry < list->primaries + list->backups
+            && (slot->entry >= list->primaries) == sp->t.backup)
+        {
+            pos = slot->entry - (sp->t.backup ? list->primaries : 0);
+            sp->t.tried[pos / dynroute::balance::word_bits] |=
+                uintptr_t{1} << (pos % dynroute::balance::word_bits);
+        }
+    }
+
+    sp->list = list;
+    sp->epoch = m->epoch;
+
+    return NGX_OK;
+}
+
+
 static ngx_int_t
 ngx_http_dynroute_servers_get(ngx_peer_connection_t *pc, void *data)
     noexcept
@@ -573,6 +716,12 @@ ngx_http_dynroute_servers_get(ngx_peer_connection_t *pc, void *data)
 
     pc->cached = 0;
     pc->connection = NULL;
+
+    if (sp->epoch != sp->members->epoch
+        && ngx_http_dynroute_servers_again(sp) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
 
     e = sp->ring ? ngx_http_dynroute_servers_hash_get(*sp->list, *sp->ring,
                                                       sp->cursor, sp->t,
@@ -603,6 +752,7 @@ ngx_http_dynroute_servers_get(ngx_peer_connection_t *pc, void *data)
 
     slot->refs++;
     sp->slot = slot;
+    sp->last = e->slot;
 
     pc->sockaddr = &slot->sockaddr.sockaddr;
     pc->socklen = slot->socklen;
@@ -616,7 +766,11 @@ static void
 ngx_http_dynroute_servers_free(ngx_peer_connection_t *pc, void *data,
     ngx_uint_t state) noexcept
 {
+    ngx_http_dynroute_list_t          *list;
+    ngx_http_dynroute_peer_t          *slot;
+    ngx_http_dynroute_members_t       *m;
     ngx_http_dynroute_servers_peer_t  *sp;
+    dynroute::balance::Try             t;
 
     sp = static_cast<ngx_http_dynroute_servers_peer_t *>(data);
 
@@ -624,16 +778,48 @@ ngx_http_dynroute_servers_free(ngx_peer_connection_t *pc, void *data,
         return;
     }
 
-    if (dynroute::balance::free(*sp->list, sp->t,
-                                (state & NGX_PEER_FAILED) != 0, ngx_time(),
-                                pc->tries))
+    slot = sp->slot;
+    m = sp->members;
+    list = sp->list;
+    t = sp->t;
+
+    if (sp->epoch != m->epoch) {
+
+        /* the lists switched during this try: the server's entry now */
+
+        list = &m->list[m->current];
+
+        if (slot->removed || slot->entry >= list->primaries + list->backups)
+        {
+            list = NULL;
+
+        } else {
+            t.current = slot->entry;
+            t.backup = (slot->entry >= list->primaries);
+        }
+    }
+
+    if (list == NULL) {
+        if (pc->tries) {
+            pc->tries--;
+        }
+
+    } else if (dynroute::balance::free(*list, t,
+                                       (state & NGX_PEER_FAILED) != 0,
+                                       ngx_time(), pc->tries))
     {
         ngx_log_error(NGX_LOG_WARN, pc->log, 0,
                       "upstream server temporarily disabled");
     }
 
-    sp->slot->refs--;
+    slot->refs--;
     sp->slot = NULL;
+
+    /* a removed server's last try: its slot is free */
+
+    if (slot->removed && slot->refs == 0) {
+        ngx_http_dynroute_members_release(m, slot);
+    }
 }
 
 
@@ -684,3 +870,281 @@ ngx_http_dynroute_servers_save_session(ngx_peer_connection_t *pc, void *data)
 }
 
 #endif
+
+
+/* the runtime lists */
+
+
+ngx_http_dynroute_members_t *
+ngx_http_dynroute_servers_members(ngx_http_dynroute_main_conf_t *dmcf,
+    ngx_uint_t i) noexcept
+{
+    ngx_http_dynroute_servers_conf_t  **sp;
+
+    sp = static_cast<ngx_http_dynroute_servers_conf_t **>(dmcf->servers.elts);
+
+    return sp[i]->ran ? &sp[i]->members : NULL;
+}
+
+
+void
+ngx_http_dynroute_servers_info(ngx_conf_t *cf,
+    ngx_http_dynroute_main_conf_t *dmcf, dynroute::Schema &schema)
+{
+    u_char                             *p;
+    size_t                              len;
+    uint32_t                            id;
+    ngx_uint_t                          i, j, k, backup;
+    ngx_addr_t                         *addr;
+    ngx_http_upstream_server_t         *server;
+    ngx_http_upstream_srv_conf_t       *us;
+    ngx_http_dynroute_servers_conf_t  **sp;
+    u_char                              text[NGX_SOCKADDR_STRLEN];
+
+    sp = static_cast<ngx_http_dynroute_servers_conf_t **>(dmcf->servers.elts);
+
+    for (k = 0; k < dmcf->servers.nelts; k++) {
+        if (!sp[k]->ran) {
+            continue;       /* refused by ngx_http_dynroute_servers_check */
+        }
+
+        us = sp[k]->uscf;
+        server = static_cast<ngx_http_upstream_server_t *>(us->servers->elts);
+
+        dynroute::ServersInfo info;
+        info.max = static_cast<uint32_t>(sp[k]->max);
+        info.hash = sp[k]->hash != NULL;    /* no backup in its lists */
+
+        /* the ids and the order of ngx_http_dynroute_servers_init_upstream */
+
+        id = 0;
+
+        for (backup = 0; backup < 2; backup++) {
+            for (i = 0; i < us->servers->nelts; i++) {
+                if (server[i].backup != backup) {
+                    continue;
+                }
+
+                for (j = 0; j < server[i].naddrs; j++) {
+                    addr = &server[i].addrs[j];
+                    id++;
+
+                    len = ngx_sock_ntop(addr->sockaddr, addr->socklen, text,
+                                        sizeof(text), 1);
+
+                    dynroute::ServerSpec spec;
+                    spec.id = id;
+                    spec.weight = static_cast<uint32_t>(server[i].weight);
+                    spec.max_fails = static_cast<uint32_t>(
+                                         server[i].max_fails);
+                    spec.fail_timeout = static_cast<uint32_t>(
+                                            server[i].fail_timeout);
+                    spec.backup = server[i].backup;
+                    spec.down = server[i].down;
+
+                    info.configured.emplace(
+                        std::string(reinterpret_cast<char *>(text), len),
+                        spec);
+                }
+            }
+        }
+
+        /*
+         * The names canonical, as the API compares them: nginx's text
+         * through a block (which parses each address) and back.
+         */
+
+        std::string_view host = ngx_http_dynroute_view(us->host);
+        dynroute::ServerGroup g{info.configured, id + 1};
+        std::string block = dynroute::encode_snapshot_group(0, 0,
+            dynroute::Balance::round_robin, host, g);
+        std::string name;
+
+        if (!dynroute::decode_group(dynroute::GroupView(block.data(),
+                                                        block.size()),
+                                    name, g))
+        {
+            throw dynroute::ConfigError("upstream \"" + std::string(host)
+                                        + "\" has a server line twice");
+        }
+
+        info.configured = g.servers;
+        block = dynroute::encode_snapshot_group(0, 0,
+            dynroute::Balance::round_robin, host, g);
+
+        p = static_cast<u_char *>(ngx_pnalloc(cf->pool, block.size()));
+        if (p == NULL) {
+            throw std::bad_alloc();
+        }
+
+        ngx_memcpy(p, block.data(), block.size());
+        sp[k]->members.configured = p;
+        sp[k]->members.configured_len = block.size();
+
+        schema.servers.emplace(std::string(ngx_http_dynroute_view(us->host)),
+                               std::move(info));
+    }
+}
+
+
+/*
+ * Into the list not in use, the servers of g: a server this worker knows
+ * (same id, same address) keeps its slot, and its failures and weights
+ * (reset, as nginx does on a new configuration, only if its weight
+ * changed); a new one takes a free slot.  The slots of the servers left
+ * out are marked removed by the commit, not here: until then the list in
+ * use still holds them.
+ */
+
+void
+ngx_http_dynroute_members_fill(ngx_http_dynroute_members_t *m,
+    const dynroute::GroupView &g, uint64_t written) noexcept
+{
+    bool                          fresh;
+    uint32_t                      idx;
+    ngx_uint_t                    i, n;
+    ngx_http_dynroute_list_t     *cur, *next;
+    ngx_http_dynroute_peer_t     *slot;
+    ngx_http_dynroute_entry_t    *e;
+    ngx_http_dynroute_slot_id_t  *found;
+    dynroute::GroupView::Server   s;
+
+    cur = &m->list[m->current];
+    next = &m->list[m->current ^ 1];
+
+    for (i = 0; i < m->nslots; i++) {
+        m->slots[i].marked = 0;
+    }
+
+    next->primaries = 0;
+    next->backups = 0;
+    n = 0;
+
+    for (i = 0; i < g.servers() && n < m->max; i++) {
+        if (!g.server(i, s) || s.id == 0 || s.socklen == 0
+            || s.socklen > sizeof(ngx_sockaddr_t)
+            || s.name.size() > NGX_SOCKADDR_STRLEN
+            || s.weight == 0)
+        {
+            continue;
+        }
+
+        slot = NULL;
+        fresh = true;
+        found = ngx_http_dynroute_members_find(m, s.id);
+
+        if (found->id == s.id) {
+            slot = &m->slots[found->slot];
+
+            if (slot->marked) {
+                continue;                   /* the id twice: not written */
+            }
+
+            if (slot->socklen != s.socklen
+                || ngx_memcmp(&slot->sockaddr, s.sockaddr, s.socklen) != 0)
+            {
+                /*
+                 * The id names another address now (a reset gave the ids
+                 * out again): the old slot leaves the table, and stays
+                 * until the commit marks it removed and no try holds it.
+                 */
+                ngx_http_dynroute_members_erase(m, found);
+                slot = NULL;
+
+            } else {
+                fresh = slot->removed
+                        || slot->entry >= cur->primaries + cur->backups
+                        || cur->entries[slot->entry].slot
+                           != static_cast<uint32_t>(slot - m->slots);
+            }
+        }
+
+        if (slot == NULL) {
+            slot = ngx_http_dynroute_members_add(m, s.id);
+            if (slot == NULL) {
+                continue;                   /* every slot held */
+            }
+
+            ngx_memcpy(&slot->sockaddr, s.sockaddr, s.socklen);
+            slot->socklen = s.socklen;
+            ngx_memcpy(slot->name, s.name.data(), s.name.size());
+            slot->name_len = s.name.size();
+        }
+
+        idx = static_cast<uint32_t>(slot - m->slots);
+        slot->marked = 1;
+        slot->next = static_cast<uint32_t>(n);
+
+        e = &next->entries[n];
+
+        if (fresh) {
+            *e = ngx_http_dynroute_entry_t();
+            e->effective_weight = s.weight;
+
+        } else {
+            *e = cur->entries[slot->entry];
+
+            if (e->weight != static_cast<intptr_t>(s.weight)) {
+                e->current_weight = 0;
+                e->effective_weight = s.weight;
+            }
+        }
+
+        e->weight = s.weight;
+        e->max_fails = s.max_fails;
+        e->fail_timeout = s.fail_timeout;
+        e->down = s.down;
+        e->drain = s.drain;
+        e->slot = idx;
+
+        if (i < g.primaries()) {
+            next->primaries++;
+
+        } else {
+            next->backups++;
+        }
+
+        n++;
+    }
+
+    next->tries = dynroute::balance::tries(*next);
+    m->next_written = written;
+    m->pending = 1;
+}
+
+
+void
+ngx_http_dynroute_members_commit(ngx_http_dynroute_members_t *m) noexcept
+{
+    ngx_uint_t                 i;
+    ngx_http_dynroute_peer_t  *slot;
+
+    if (!m->pending) {
+        return;
+    }
+
+    for (i = 0; i < m->nslots; i++) {
+        slot = &m->slots[i];
+
+        if (slot->id == 0) {
+            continue;
+        }
+
+        if (slot->marked) {
+            slot->entry = slot->next;
+            slot->removed = 0;
+            continue;
+        }
+
+        slot->removed = 1;
+
+        if (slot->refs == 0) {
+            ngx_http_dynroute_members_release(m, slot);
+        }
+    }
+
+    m->current ^= 1;
+    m->written = m->next_written;
+    m->epoch++;
+    m->pending = 0;
+}

@@ -2,13 +2,15 @@
  * dynroute_servers (ngx_http_dynroute_servers.cpp): an upstream{} whose
  * servers a worker keeps in members of its own, picked by the smooth
  * weighted round robin of src/core/balance.hpp.  Today the members are the
- * block's "server" lines; the runtime lists of docs/design/membership.md
- * fill the list not in use and switch to it.
+ * block's "server" lines until the runtime sets a list (a group block of
+ * the zone, docs/design/membership.md): each worker's refresh then fills
+ * the list not in use from the block and switches to it.
  */
 #pragma once
 
 #include "ngx_http_dynroute.hpp"
 #include "balance.hpp"
+#include "snapshot.hpp"
 
 
 typedef dynroute::balance::Entry             ngx_http_dynroute_entry_t;
@@ -26,7 +28,11 @@ typedef struct {
     uint32_t                   id;        /* 0: the slot is free */
     uint32_t                   refs;      /* tries in flight */
     uint32_t                   entry;     /* index in the current list */
-    unsigned                   removed:1; /* not in the current list */
+    uint32_t                   next;      /* index in the list a refresh
+                                             fills */
+    unsigned                   removed:1; /* not in the current list:
+                                             freed when refs drops to 0 */
+    unsigned                   marked:1;  /* in the list a refresh fills */
     socklen_t                  socklen;
     ngx_sockaddr_t             sockaddr;
     size_t                     name_len;
@@ -66,6 +72,20 @@ typedef struct {
                                                  list came from; 0: the
                                                  "server" lines */
     ngx_str_t                     *name;      /* the upstream's */
+    uint64_t                       epoch;     /* lists switched so far: a
+                                                 request that saw another
+                                                 one finds its slot again */
+
+    /* the runtime lists (the zone's group blocks) */
+    uint32_t                       key;       /* the upstream's NameId in
+                                                 the zone */
+    u_char                        *configured;  /* the "server" lines as a
+                                                   group block: a reset */
+    size_t                         configured_len;
+    uint64_t                       next_written;
+    unsigned                       pending:1; /* the list not in use is
+                                                 filled, not switched to */
+    unsigned                       seen:1;    /* a refresh found its block */
 } ngx_http_dynroute_members_t;
 
 
@@ -73,6 +93,29 @@ char *ngx_http_dynroute_servers(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf) noexcept;
 ngx_int_t ngx_http_dynroute_servers_check(ngx_conf_t *cf,
     ngx_http_dynroute_main_conf_t *dmcf) noexcept;
+
+/* the groups of the configuration: dmcf->servers.nelts of them */
+ngx_http_dynroute_members_t *ngx_http_dynroute_servers_members(
+    ngx_http_dynroute_main_conf_t *dmcf, ngx_uint_t i) noexcept;
+
+/*
+ * Postconfiguration: each group's max and "server" lines (with the ids the
+ * members gave them) into the schema, and its "server" lines as a group
+ * block for a reset.  Throws.
+ */
+void ngx_http_dynroute_servers_info(ngx_conf_t *cf,
+    ngx_http_dynroute_main_conf_t *dmcf, dynroute::Schema &schema);
+
+/*
+ * A worker's refresh: fill() the list not in use from a group block
+ * (written: its generation; 0 and the configured block: the "server"
+ * lines), without allocating; commit() switches to it once the generation
+ * was seen not to change meanwhile.
+ */
+void ngx_http_dynroute_members_fill(ngx_http_dynroute_members_t *m,
+    const dynroute::GroupView &g, uint64_t written) noexcept;
+void ngx_http_dynroute_members_commit(ngx_http_dynroute_members_t *m)
+    noexcept;
 
 
 /*

@@ -3,9 +3,10 @@
  * place.  A request reads the zone's generation once (one atomic load);
  * when it changed, the worker reads the snapshot's rollouts into the set of
  * splits it is not using (sized when the configuration was read: nothing is
- * allocated, nothing parsed, nothing thrown) and switches to it.  Runtime
- * hosts are looked up in the snapshot itself, on each request that needs
- * one.  Both check the generation again after reading: a writer may free
+ * allocated, nothing parsed, nothing thrown), and the changed group blocks
+ * into the lists their dynroute_servers members are not using, and
+ * switches to them.  Runtime hosts are looked up in the snapshot itself, on
+ * each request that needs one.  Both check the generation again after reading: a writer may free
  * what was read meanwhile, and then the worker reads the new snapshot.
  *
  * A request keeps the upstream{} it was given: a change never alters a
@@ -51,16 +52,29 @@ ngx_http_dynroute_block(ngx_http_dynroute_live_t *live, const u_char *p,
 }
 
 
-dynroute::SnapshotView
-ngx_http_dynroute_view_published(ngx_http_dynroute_live_t *live) noexcept
+ngx_http_dynroute_version_t *
+ngx_http_dynroute_view_version(ngx_http_dynroute_live_t *live) noexcept
 {
-    size_t                        head_size, hosts_size;
-    const u_char                 *head, *hosts;
     ngx_http_dynroute_version_t  *v;
 
     v = ngx_http_dynroute_published(&live->sh->version);
 
     if (v == NULL || !ngx_http_dynroute_in_zone(live, v, sizeof(*v))) {
+        return NULL;
+    }
+
+    return v;
+}
+
+
+static dynroute::SnapshotView
+ngx_http_dynroute_view_snapshot(ngx_http_dynroute_live_t *live,
+    ngx_http_dynroute_version_t *v) noexcept
+{
+    size_t         head_size, hosts_size;
+    const u_char  *head, *hosts;
+
+    if (v == NULL) {
         return dynroute::SnapshotView();
     }
 
@@ -74,6 +88,105 @@ ngx_http_dynroute_view_published(ngx_http_dynroute_live_t *live) noexcept
     }
 
     return dynroute::SnapshotView(head, head_size, hosts, hosts_size);
+}
+
+
+dynroute::SnapshotView
+ngx_http_dynroute_view_published(ngx_http_dynroute_live_t *live) noexcept
+{
+    return ngx_http_dynroute_view_snapshot(live,
+                                           ngx_http_dynroute_view_version(live));
+}
+
+
+dynroute::GroupView
+ngx_http_dynroute_view_group(ngx_http_dynroute_live_t *live,
+    ngx_http_dynroute_version_t *v, ngx_uint_t i) noexcept
+{
+    size_t         size;
+    ngx_uint_t     n;
+    u_char       **groups;
+    const u_char  *p;
+
+    n = v->ngroups;
+    groups = v->groups;
+
+    if (i >= n || groups == NULL
+        || n > static_cast<size_t>(live->shpool->end - live->shpool->start)
+        || !ngx_http_dynroute_in_zone(live, groups, n * sizeof(u_char *)))
+    {
+        return dynroute::GroupView();
+    }
+
+    p = groups[i];
+
+    if (!ngx_http_dynroute_block(live, p, &size)) {
+        return dynroute::GroupView();
+    }
+
+    return dynroute::GroupView(p, size);
+}
+
+
+/*
+ * Into the members of each dynroute_servers group whose block changed, the
+ * list not in use (ngx_http_dynroute_members_fill): from its block, or, if
+ * the version has none for it, from its "server" lines.
+ */
+
+static void
+ngx_http_dynroute_view_groups(ngx_http_dynroute_live_t *live,
+    ngx_http_dynroute_version_t *v) noexcept
+{
+    ngx_uint_t                    i, n;
+    dynroute::GroupView           g;
+    ngx_http_dynroute_members_t  *m;
+
+    if (live->groups.empty()) {
+        return;
+    }
+
+    /* a version that a writer freed meanwhile may hold anything here */
+
+    n = v->ngroups;
+
+    if (n > static_cast<size_t>(live->shpool->end - live->shpool->start)
+            / sizeof(u_char *))
+    {
+        return;
+    }
+
+    for (ngx_http_dynroute_members_t *gm : live->groups) {
+        gm->seen = 0;
+        gm->pending = 0;
+    }
+
+    for (i = 0; i < n; i++) {
+        g = ngx_http_dynroute_view_group(live, v, i);
+
+        if (!g.valid() || g.key() >= live->group_by_id.size()) {
+            continue;           /* a service, or another configuration's */
+        }
+
+        m = live->group_by_id[g.key()];
+
+        if (m == NULL || m->seen) {
+            continue;
+        }
+
+        m->seen = 1;
+
+        if (g.written() != m->written) {
+            ngx_http_dynroute_members_fill(m, g, g.written());
+        }
+    }
+
+    for (ngx_http_dynroute_members_t *gm : live->groups) {
+        if (!gm->seen && gm->written != 0) {
+            ngx_http_dynroute_members_fill(gm,
+                dynroute::GroupView(gm->configured, gm->configured_len), 0);
+        }
+    }
 }
 
 
@@ -192,25 +305,32 @@ ngx_http_dynroute_view_fill(ngx_http_dynroute_live_t *live,
 static void
 ngx_http_dynroute_view_refresh(ngx_http_dynroute_live_t *live) noexcept
 {
-    uint64_t                 g;
-    ngx_uint_t               tries, next;
-    dynroute::SnapshotView   snap;
+    uint64_t                      g;
+    ngx_uint_t                    tries, next;
+    dynroute::SnapshotView        snap;
+    ngx_http_dynroute_version_t  *v;
 
     next = live->current ^ 1;
 
     for (tries = 0; tries < NGX_HTTP_DYNROUTE_VIEW_TRIES; tries++) {
         g = ngx_http_dynroute_published(&live->sh->generation);
-        snap = ngx_http_dynroute_view_published(live);
+        v = ngx_http_dynroute_view_version(live);
+        snap = ngx_http_dynroute_view_snapshot(live, v);
 
         if (!snap.valid() || snap.generation() != g) {
             continue;           /* published between the two reads */
         }
 
         ngx_http_dynroute_view_fill(live, snap, live->splits[next]);
+        ngx_http_dynroute_view_groups(live, v);
 
         ngx_http_dynroute_read_fence();
 
         if (ngx_http_dynroute_published(&live->sh->generation) == g) {
+            for (ngx_http_dynroute_members_t *m : live->groups) {
+                ngx_http_dynroute_members_commit(m);
+            }
+
             live->current = next;
             live->snapshot = snap;
             live->generation = g;

@@ -14,6 +14,7 @@
 #include "ngx_http_dynroute_zone.hpp"
 #include "ngx_http_dynroute_atomic.hpp"
 #include "ngx_http_dynroute_metrics.hpp"
+#include "ngx_http_dynroute_servers.hpp"
 #include "ngx_http_dynroute_table.hpp"
 
 
@@ -158,6 +159,36 @@ ngx_http_dynroute_live_init(ngx_conf_t *cf,
             }
         });
 
+        /* every upstream{} block: names a service may not take */
+
+        ngx_http_upstream_main_conf_t *umcf =
+            static_cast<ngx_http_upstream_main_conf_t *>(
+                ngx_http_conf_get_module_main_conf(cf,
+                                                   ngx_http_upstream_module));
+        ngx_http_upstream_srv_conf_t **up =
+            static_cast<ngx_http_upstream_srv_conf_t **>(
+                umcf->upstreams.elts);
+
+        for (i = 0; i < umcf->upstreams.nelts; i++) {
+            if (up[i]->srv_conf) {
+                live->schema.upstream_blocks.emplace_back(
+                    ngx_http_dynroute_view(up[i]->host));
+            }
+        }
+
+        /* the dynroute_servers groups: their limits and "server" lines */
+
+        ngx_http_dynroute_servers_info(cf, dmcf, live->schema);
+
+        for (i = 0; i < dmcf->servers.nelts; i++) {
+            ngx_http_dynroute_members_t *m =
+                ngx_http_dynroute_servers_members(dmcf, i);
+
+            if (m) {
+                live->groups.push_back(m);
+            }
+        }
+
         for (i = 0; i < dmcf->rollouts.nelts; i++) {
             ngx_http_dynroute_rollout_t *ro = rp[i];
             dynroute::RolloutInfo info;
@@ -279,6 +310,16 @@ ngx_http_dynroute_intern(ngx_http_dynroute_live_t *live, ngx_log_t *log)
         live->variant_ids.push_back(std::move(v));
     }
 
+    /* the dynroute_servers groups: their group blocks' keys */
+
+    std::vector<std::pair<dynroute::NameId, ngx_http_dynroute_members_t *>>
+        groups;
+
+    for (ngx_http_dynroute_members_t *m : live->groups) {
+        m->key = id(ngx_http_dynroute_view(*m->name));
+        groups.emplace_back(m->key, m);
+    }
+
     /* the names block again, if this configuration added to it */
 
     if (names.size() != before) {
@@ -306,6 +347,12 @@ ngx_http_dynroute_intern(ngx_http_dynroute_live_t *live, ngx_log_t *log)
 
     live->target_by_id.assign(names.size(), nullptr);
     live->rollout_by_id.assign(names.size(), -1);
+
+    live->group_by_id.assign(names.size(), nullptr);
+
+    for (const auto &[nid, m] : groups) {
+        live->group_by_id[nid] = m;
+    }
 
     for (const auto &[nid, t] : targets) {
         live->target_by_id[nid] = t;
@@ -348,6 +395,25 @@ ngx_http_dynroute_decode(ngx_http_dynroute_live_t *live, dynroute::State &st,
         throw std::runtime_error("the zone's snapshot does not decode");
     }
 
+    /* the runtime lists, with their servers' ids and counters */
+
+    ngx_http_dynroute_version_t *ver = live->sh->version;
+
+    for (ngx_uint_t i = 0; i < ver->ngroups; i++) {
+        dynroute::GroupView g = ngx_http_dynroute_view_group(live, ver, i);
+        std::string name;
+        dynroute::ServerGroup group;
+
+        if (!g.valid() || !dynroute::decode_group(g, name, group)) {
+            throw std::runtime_error("a group block of the zone does not "
+                                     "decode");
+        }
+
+        if (!(g.key() & dynroute::service_key_bit)) {
+            st.servers[name] = std::move(group);
+        }
+    }
+
     dynroute::prune(st, live->schema, notices);
 }
 
@@ -379,13 +445,22 @@ typedef struct {
     std::string                    head;
     std::string                    hosts;     /* new ones, or empty */
     bool                           new_hosts;
+
+    /* a group per runtime list: a new block, or (empty) the current
+     * version's block of that key */
+    std::vector<std::pair<uint32_t, std::string>>  groups;
 } ngx_http_dynroute_blocks_t;
 
 
+/*
+ * The blocks of st; prev: the published state it changes, whose group
+ * blocks it shares where its list is the same (NULL: every block new).
+ */
+
 static void
 ngx_http_dynroute_build(ngx_http_dynroute_live_t *live,
-    const dynroute::State &st, bool hosts_changed,
-    ngx_http_dynroute_blocks_t &b)
+    const dynroute::State &st, const dynroute::State *prev,
+    bool hosts_changed, ngx_http_dynroute_blocks_t &b)
 {
     auto id = [&](std::string_view n) {
         auto it = live->ids.find(std::string(n));
@@ -397,6 +472,88 @@ ngx_http_dynroute_build(ngx_http_dynroute_live_t *live,
 
     if (hosts_changed) {
         b.hosts = dynroute::encode_snapshot_hosts(st.hosts, id);
+    }
+
+    for (const auto &[name, group] : st.servers) {
+        dynroute::NameId key = id(name);
+
+        if (key == dynroute::no_name) {
+            continue;       /* checked against this configuration: none */
+        }
+
+        if (prev) {
+            auto it = prev->servers.find(name);
+
+            if (it != prev->servers.end() && it->second == group) {
+                b.groups.emplace_back(key, std::string());
+                continue;
+            }
+        }
+
+        b.groups.emplace_back(key, dynroute::encode_snapshot_group(key,
+                                  st.generation,
+                                  dynroute::Balance::round_robin, name,
+                                  group));
+    }
+}
+
+
+/* under the mutex: the block of key in version v, or NULL */
+
+static u_char *
+ngx_http_dynroute_group_of(ngx_http_dynroute_live_t *live,
+    ngx_http_dynroute_version_t *v, uint32_t key) noexcept
+{
+    if (v == NULL) {
+        return NULL;
+    }
+
+    for (ngx_uint_t i = 0; i < v->ngroups; i++) {
+        dynroute::GroupView g = ngx_http_dynroute_view_group(live, v, i);
+
+        if (g.valid() && g.key() == key) {
+            return v->groups[i];
+        }
+    }
+
+    return NULL;
+}
+
+
+/* under the mutex: whether version v holds block p */
+
+static bool
+ngx_http_dynroute_holds(ngx_http_dynroute_version_t *v, u_char *p) noexcept
+{
+    if (v == NULL) {
+        return false;
+    }
+
+    for (ngx_uint_t i = 0; i < v->ngroups; i++) {
+        if (v->groups[i] == p) {
+            return true;
+        }
+    }
+
+    return false;
+}
+
+
+/* under the mutex: frees v's group blocks that keep does not hold */
+
+static void
+ngx_http_dynroute_free_groups(ngx_http_dynroute_live_t *live,
+    ngx_http_dynroute_version_t *v, ngx_http_dynroute_version_t *keep)
+    noexcept
+{
+    for (ngx_uint_t i = 0; i < v->ngroups; i++) {
+        if (v->groups[i] && !ngx_http_dynroute_holds(keep, v->groups[i])) {
+            ngx_slab_free_locked(live->shpool, v->groups[i]);
+        }
+    }
+
+    if (v->groups) {
+        ngx_slab_free_locked(live->shpool, v->groups);
     }
 }
 
@@ -430,15 +587,43 @@ ngx_http_dynroute_alloc_locked(ngx_http_dynroute_live_t *live,
                                                              b.hosts.size()))
                : old->hosts;
 
+    v->groups = NULL;
+    v->ngroups = 0;
+
     if (v->head == NULL || v->hosts == NULL) {
-        if (v->head) {
-            ngx_slab_free_locked(shpool, v->head);
+        goto failed;
+    }
+
+    if (!b.groups.empty()) {
+        v->groups = static_cast<u_char **>(
+                        ngx_slab_calloc_locked(shpool,
+                            b.groups.size() * sizeof(u_char *)));
+        if (v->groups == NULL) {
+            goto failed;
         }
-        if (v->hosts && new_hosts) {
-            ngx_slab_free_locked(shpool, v->hosts);
+
+        for (const auto &[key, block] : b.groups) {
+            u_char *p;
+
+            if (block.empty()) {
+                p = ngx_http_dynroute_group_of(live, old, key);
+
+                if (p == NULL) {
+                    goto failed;    /* built on this version: not reached */
+                }
+
+            } else {
+                p = static_cast<u_char *>(ngx_slab_alloc_locked(shpool,
+                                                                block.size()));
+                if (p == NULL) {
+                    goto failed;
+                }
+
+                ngx_memcpy(p, block.data(), block.size());
+            }
+
+            v->groups[v->ngroups++] = p;
         }
-        ngx_slab_free_locked(shpool, v);
-        return NULL;
     }
 
     ngx_memcpy(v->head, b.head.data(), b.head.size());
@@ -448,6 +633,18 @@ ngx_http_dynroute_alloc_locked(ngx_http_dynroute_live_t *live,
     }
 
     return v;
+
+failed:
+
+    if (v->head) {
+        ngx_slab_free_locked(shpool, v->head);
+    }
+    if (v->hosts && new_hosts) {
+        ngx_slab_free_locked(shpool, v->hosts);
+    }
+    ngx_http_dynroute_free_groups(live, v, old);
+    ngx_slab_free_locked(shpool, v);
+    return NULL;
 }
 
 
@@ -461,6 +658,7 @@ ngx_http_dynroute_unalloc_locked(ngx_http_dynroute_live_t *live,
         ngx_slab_free_locked(live->shpool, v->hosts);
     }
 
+    ngx_http_dynroute_free_groups(live, v, live->sh->version);
     ngx_slab_free_locked(live->shpool, v);
 }
 
@@ -486,6 +684,7 @@ ngx_http_dynroute_swap_locked(ngx_http_dynroute_live_t *live,
         if (old->hosts != v->hosts) {
             ngx_slab_free_locked(live->shpool, old->hosts);
         }
+        ngx_http_dynroute_free_groups(live, old, v);
         ngx_slab_free_locked(live->shpool, old);
     }
 }
@@ -504,7 +703,7 @@ ngx_http_dynroute_publish(ngx_http_dynroute_live_t *live,
     ngx_http_dynroute_blocks_t    b;
     ngx_http_dynroute_version_t  *v;
 
-    ngx_http_dynroute_build(live, st, hosts_changed, b);
+    ngx_http_dynroute_build(live, st, NULL, hosts_changed, b);
 
     v = ngx_http_dynroute_alloc_locked(live, b);
     if (v == NULL) {
@@ -834,7 +1033,8 @@ ngx_http_dynroute_live_write(ngx_http_dynroute_live_t *live, ngx_log_t *log,
                                                           change);
 
             ngx_http_dynroute_blocks_t b;
-            ngx_http_dynroute_build(live, next, next.hosts != cur.hosts, b);
+            ngx_http_dynroute_build(live, next, &cur, next.hosts != cur.hosts,
+                                    b);
 
             std::string error;
 

@@ -7,7 +7,8 @@
  *   ngx_http_dynroute_state_file.cpp  the state file
  *
  * The zone holds one published snapshot (dynroute::SnapshotView: binary,
- * immutable, names as ids, in two blocks: the head and the runtime hosts)
+ * immutable, names as ids, in blocks: the head, the runtime hosts and a
+ * group block per runtime list of servers)
  * and the names behind the ids.  A writer (the
  * API, under the zone's mutex) publishes a whole new snapshot: the pointer
  * to it first, then the generation that readers check, and only then frees
@@ -21,6 +22,7 @@
 #include <vector>
 
 #include "ngx_http_dynroute_live.hpp"
+#include "ngx_http_dynroute_servers.hpp"
 #include "ngx_http_dynroute_targets.hpp"
 #include "snapshot.hpp"
 #include "state.hpp"
@@ -28,12 +30,19 @@
 
 /* in shared memory */
 
-/* a published snapshot: its two blocks, each with its size in its header */
+/*
+ * a published snapshot: its blocks, each with its size in its header: the
+ * head, the hosts, and a group block per upstream with a runtime list
+ * (dynroute::GroupView), each shared with the version before when its
+ * group did not change
+ */
 typedef struct {
     u_char                        *head;
     u_char                        *hosts;      /* shared with the one before
                                                   when the hosts are the
                                                   same */
+    u_char                       **groups;     /* ngroups blocks, or NULL */
+    ngx_uint_t                     ngroups;
 } ngx_http_dynroute_version_t;
 
 typedef struct {
@@ -92,6 +101,10 @@ struct ngx_http_dynroute_live_t {
     std::vector<dynroute::NameId>                      table_ids;
     std::vector<std::vector<dynroute::NameId>>         variant_ids;
 
+    /* the dynroute_servers groups, and by the NameId of their upstream */
+    std::vector<ngx_http_dynroute_members_t *>         groups;
+    std::vector<ngx_http_dynroute_members_t *>         group_by_id;
+
     /* this worker's view: the configured splits, and two sets of live
      * ones, the one in use and the one a refresh fills */
     std::vector<ngx_http_dynroute_split_t>             configured;
@@ -114,6 +127,13 @@ struct ngx_http_dynroute_live_t {
 /* the published block, if it lies whole in the zone; or an invalid view */
 dynroute::SnapshotView ngx_http_dynroute_view_published(
     ngx_http_dynroute_live_t *live) noexcept;
+/* the published version, if it lies in the zone; and its i-th group block,
+ * if it lies in the zone whole, or an invalid view */
+ngx_http_dynroute_version_t *ngx_http_dynroute_view_version(
+    ngx_http_dynroute_live_t *live) noexcept;
+dynroute::GroupView ngx_http_dynroute_view_group(
+    ngx_http_dynroute_live_t *live, ngx_http_dynroute_version_t *v,
+    ngx_uint_t i) noexcept;
 void ngx_http_dynroute_view_reset(ngx_http_dynroute_live_t *live) noexcept;
 
 /* ngx_http_dynroute_state_file.cpp */

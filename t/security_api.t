@@ -226,3 +226,37 @@ location /dynroute/ { dynroute_api host=*.example.com; }
 --- must_die
 --- error_log eval
 qr/invalid host name "\*\.example\.com" in "host=\*\.example\.com" of dynroute_api in \S+nginx\.conf:\d+$/m
+
+
+
+=== TEST 14: the servers of an upstream: cross-site pages, forms and subrequests change nothing
+--- http_config
+upstream service_a { server 127.0.0.1:$TEST_NGINX_PORT2; }
+upstream dyn { dynroute_servers; server 127.0.0.1:$TEST_NGINX_PORT2; }
+server { listen 127.0.0.1:$TEST_NGINX_PORT2; return 200 "a\n"; }
+dynroute_zone z 1m;
+--- config
+location /dynroute/ { allow 127.0.0.1; deny all; dynroute_api write=on; }
+location /guarded/ { auth_request /dynroute/upstreams/dyn/servers; proxy_pass http://service_a; }
+location /m/ {
+    mirror /dynroute/upstreams/dyn/servers/127.0.0.1:9;
+    proxy_pass http://service_a;
+}
+--- raw_request eval
+["POST /dynroute/upstreams/dyn/servers HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nOrigin: https://evil.example\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 3\r\n\r\na=1",
+ "POST /dynroute/upstreams/dyn/servers HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: 26\r\n\r\n{\"server\":\"127.0.0.1:9\"}\r\n",
+ "PUT /dynroute/upstreams/dyn/servers/127.0.0.1:9 HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nOrigin: http://127.0.0.1:1\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}",
+ "DELETE /dynroute/upstreams/dyn/servers/127.0.0.1:\$TEST_NGINX_PORT2 HTTP/1.1\r\nHost: rebind.attacker.example\r\nConnection: close\r\n\r\n",
+ "PUT /dynroute/services/x HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nOrigin: https://evil.example\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}",
+ "GET /guarded/ HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+ "PUT /m/ HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}",
+ "GET /dynroute/upstreams/dyn/servers HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"]
+--- error_code eval
+[403, 415, 403, 403, 403, 403, 200, 200]
+--- response_body_like eval
+[qr/evil\.example\\" are refused/, qr/application\/json/, qr/127\.0\.0\.1:1\\" are refused/,
+ qr/rebind\.attacker\.example/, qr/evil\.example\\" are refused/,
+ qr/403 Forbidden/, qr/^a$/,
+ qr/^\{"generation":0,"upstream":"dyn","runtime":false,"servers":\{"127\.0\.0\.1:\d+":\{[^}]*\}\}\}$/]
+--- error_log eval
+[qr/dynroute_api answers clients only, not a subrequest/, qr/API request refused: requests from web pages of "https:\/\/evil\.example"/]
