@@ -69,6 +69,9 @@ my $srv = start_nginx(%node);
 my $api = "http://127.0.0.1:$srv->{port}/dynroute/";
 etcdctl($etcd, 'put', '/dynroute/hosts/pool.example.com', '{"target": "pool"}');
 
+# The addresses of ports, as servers_now lists them.
+sub list_of { return join ' ', sort map { "127.0.0.1:$_" } @_ }
+
 sub servers_now {
     my $res = http_get($srv, '/dynroute/upstreams/pool/servers');
     my $j = json_of($res->{body}) || {};
@@ -116,7 +119,7 @@ is_deeply(answers(4), { line => 4 }, 'before any registration: the line answers'
 
 my $r1 = register('pool', "127.0.0.1:$p1", '--ttl', '2');
 my $r2 = register('pool', "127.0.0.1:$p2", '--ttl', '2', '--weight', '3');
-ok(wait_for(5, sub { (servers_now())[1] eq "127.0.0.1:$p1 127.0.0.1:$p2" }),
+ok(wait_for(5, sub { (servers_now())[1] eq list_of($p1, $p2) }),
    'two registrations: the node serves both, and the server line no more')
     or diag(join ' ', servers_now());
 is((servers_now())[0], 'runtime', 'two registrations: a runtime list');
@@ -152,7 +155,7 @@ like($r->{out}, qr/agent n1: revision \d+, following, [1-9]\d* refused/, 'status
     or diag($r->{out});
 is((servers_now())[1], "127.0.0.1:$p2", 'after the refusals: the node serves what it had');
 etcdctl($etcd, 'put', "/dynroute/services/pool/servers/127.0.0.1:$p3", '{"weight": 1}');
-ok(wait_for(5, sub { (servers_now())[1] eq "127.0.0.1:$p2 127.0.0.1:$p3" }),
+ok(wait_for(5, sub { (servers_now())[1] eq list_of($p2, $p3) }),
    'the value corrected: applied') or diag(join ' ', servers_now());
 etcdctl($etcd, 'del', "/dynroute/services/pool/servers/127.0.0.1:$p3");
 etcdctl($etcd, 'del', "/dynroute/services/nosuch/servers/127.0.0.1:$p3");
@@ -165,7 +168,7 @@ my $r3 = register('pool', "127.0.0.1:$p3", '--ttl', '2');
 sleep 1;
 is((servers_now())[1], "127.0.0.1:$p2", 'agent stopped: the node keeps its list');
 start_agent();
-ok(wait_for(10, sub { (servers_now())[1] eq "127.0.0.1:$p2 127.0.0.1:$p3" }),
+ok(wait_for(10, sub { (servers_now())[1] eq list_of($p2, $p3) }),
    'agent restarted: the registration made meanwhile is applied') or diag(join ' ', servers_now());
 
 # ---- nginx restarted with state=: the list is back before the agent writes -------------
@@ -174,7 +177,7 @@ stop_proc($agent_pid);
 stop_nginx($srv);
 $srv = start_nginx(%node);
 $api = "http://127.0.0.1:$srv->{port}/dynroute/";
-is_deeply([servers_now()], ['runtime', "127.0.0.1:$p2 127.0.0.1:$p3"],
+is_deeply([servers_now()], ['runtime', list_of($p2, $p3)],
           'nginx restarted with state=: the runtime list is kept');
 start_agent();
 
