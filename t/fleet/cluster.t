@@ -18,10 +18,15 @@
 #       the 3 nodes route a fixed set of 1,000 keys identically, and as the
 #       changes say; the convergence time of each (write acknowledged ->
 #       the last node has applied it) gives p50/p99, reported with diag and
-#       written to build/fleet-convergence.txt.
+#       written to build/fleet-convergence.txt;
+#   (7) membership: 100 servers registered and removed by hand under
+#       services/pool/servers/ADDR reach every node's upstream pool, each
+#       timed as in (6) (p50/p99 into build/fleet-convergence.txt too); an
+#       instance registered with dynroutectl register --ttl 2 and killed
+#       with SIGKILL leaves every node within TTL + 1 s.
 #
 # They run in the order setup (with the first half of (1): agents started
-# before etcd), (6), (2), (5), (4), (3), then the rest of (1): a whole
+# before etcd), (6), (7), (2), (5), (4), (3), then the rest of (1): a whole
 # restart with etcd down.  About 1 to 2 minutes.
 #
 # Run by `make test-fleet` (mk/fleet.mk installs etcd-server, etcd-client
@@ -313,6 +318,7 @@ sub http_config_of {
     upstream service_a { server 127.0.0.1:@BA@; keepalive 16; }
     upstream service_b { server 127.0.0.1:@BB@; keepalive 16; }
     upstream service_c { server 127.0.0.1:@BC@; keepalive 16; }
+    upstream pool { dynroute_servers max=64; server 127.0.0.1:@BA@; }
     server { listen 127.0.0.1:@BA@; access_log off; location / { return 200 "service_a\n"; } }
     server { listen 127.0.0.1:@BB@; access_log off; location / { return 200 "service_b\n"; } }
     server { listen 127.0.0.1:@BC@; access_log off; location / { return 200 "service_c\n"; } }
@@ -812,6 +818,120 @@ if (@conv) {
     }
     ok(@ms == $CHANGES, "(6) a convergence time for each of the $CHANGES changes")
         or diag(scalar(@ms) . " measured");
+}
+
+#====================================================================== (7)
+
+# A write by hand, timed as dynroutectl's in ctl_etcd: etcdctl prints the
+# header's revision as soon as etcd answered.  Returns (revision, ack time).
+sub etcd_write_timed {
+    my (@args) = @_;
+    my $pid = open(my $out, '-|') // die "fork: $!\n";
+    if ($pid == 0) {
+        open STDIN, '<', '/dev/null';
+        open STDERR, '>', '/dev/null';
+        { exec etcdctl_cmd(@M), '--dial-timeout=2s', '--command-timeout=5s',
+               '-w', 'json', @args; }
+        POSIX::_exit(127);
+    }
+    track($pid, 'etcdctl');
+    my ($buf, $ack) = ('', undef);
+    while (sysread($out, $buf, 4096, length $buf)) {
+        $ack //= now();
+    }
+    close $out;
+    untrack($pid);
+    my $doc = eval { $json->decode($buf) };
+    return ($doc ? state_rev($doc->{header}{revision}) : undef, $ack);
+}
+
+# The addresses of a node's upstream pool, sorted, joined; and whether they
+# are a runtime list.
+sub pool_of {
+    my ($n) = @_;
+    my $j = api_json($n, 'upstreams/pool/servers') or return ('no answer', 0);
+    return (join(' ', sort keys %{ $j->{servers} || {} }), $j->{runtime} ? 1 : 0);
+}
+
+my (@mconv, $mbad);
+{
+    my %model;
+    my @addrs = map { "127.0.1.$_:8080" } 1 .. 20;
+    for my $i (1 .. $CHANGES) {
+        my $addr = $addrs[rand @addrs];
+        my $key = "${PREFIX}services/pool/servers/$addr";
+        my ($rev, $ack);
+        if ($model{$addr} && rand() < 0.7) {
+            delete $model{$addr};
+            ($rev, $ack) = etcd_write_timed('del', $key);
+        } else {
+            $model{$addr} = 1 + int(rand(5));
+            ($rev, $ack) = etcd_write_timed('put', $key,
+                                            "{\"weight\": $model{$addr}}");
+        }
+        my $want = %model ? join(' ', sort keys %model) : '127.0.0.1:' . $N[0]{ba};
+        unless (defined $rev) {
+            $mbad++;
+            next;
+        }
+        my $ok = wait_for(15, sub {
+            for my $n (@N) {
+                my ($have) = pool_of($n);
+                my $line = %model ? $want : "127.0.0.1:$n->{ba}";
+                return 0 unless $have eq $line;
+            }
+            return 1;
+        }, 0.0005);
+        if ($ok) {
+            push @mconv, now() - $ack;
+        } else {
+            diag("membership change $i: " . join '; ', map { "$_->{name}: " . (pool_of($_))[0] } @N)
+                if ++$mbad <= 3;
+        }
+    }
+    ok(!$mbad, "(7) $CHANGES registrations and removals: every node's upstream pool has etcd's list")
+        or diag("$mbad changes did not converge");
+    if (@mconv) {
+        my @ms = map { $_ * 1000 } @mconv;
+        my ($p50, $p99, $max) = map { percentile($_, @ms) } 50, 99, 100;
+        my $summary = sprintf "membership convergence (write acknowledged -> last of 3 nodes"
+            . " serves the list), %d changes: p50 %.1f ms, p99 %.1f ms, max %.1f ms",
+            scalar(@ms), $p50, $p99, $max;
+        diag($summary);
+        my $file = "$ROOT/build/fleet-convergence.txt";
+        if (-f $file) {
+            spew($file, slurp($file) . sprintf(
+                "membership_changes: %d\nmembership_p50_ms: %.1f\nmembership_p99_ms: %.1f\n"
+                . "membership_max_ms: %.1f\n", scalar(@ms), $p50, $p99, $max));
+        }
+        cmp_ok($p99, '<=', 200, '(7) membership: p99 within 200 ms of the write');
+    }
+    # the rest removed: every node back to its server line
+    for my $addr (sort keys %model) {
+        etcd_del("${PREFIX}services/pool/servers/$addr");
+    }
+    ok(wait_for(10, sub { !grep { (pool_of($_))[1] } @N }),
+       '(7) the last registration removed: every node serves its server line again')
+        or diag(join '; ', map { "$_->{name}: " . join ' ', pool_of($_) } @N);
+}
+
+# An instance that registers itself, killed with SIGKILL: gone from every
+# node within its TTL and a second.
+{
+    my $log = "$dir/register-pool.log";
+    my $addr = '127.0.1.99:8080';
+    my $pid = spawn('register', $log, $CTL, '--etcd', $ENDPOINTS, '--prefix', $PREFIX,
+                    'register', 'pool', $addr, '--ttl', '2');
+    ok(wait_for(10, sub { !grep { (pool_of($_))[0] ne $addr } @N }),
+       '(7) dynroutectl register: the instance is on every node')
+        or diag(slurp($log) . join '; ', map { "$_->{name}: " . (pool_of($_))[0] } @N);
+    my $t0 = now();
+    stop_proc($pid, 'KILL');
+    my $gone = wait_for(6, sub { !grep { (pool_of($_))[1] } @N }, 0.01);
+    my $secs = now() - $t0;
+    ok($gone && $secs <= 3, sprintf '(7) SIGKILL: the instance left every node after %.2f s (TTL 2 s + 1 s)', $secs)
+        or diag(join '; ', map { "$_->{name}: " . (pool_of($_))[0] } @N);
+    diag(sprintf 'a registered instance killed with SIGKILL (--ttl 2): gone from the last of 3 nodes after %.2f s', $secs);
 }
 
 #====================================================================== (2)
