@@ -35,6 +35,15 @@ search of the upstreams by name), on the backends of bench/e2e.py
               (127.00.0.1, ...: nginx's parser takes leading zeros), so
               that each is a server of its own name on the ring; the
               request is GET /?k=user-4711.
+  servers-N-rt  (N = 2, 100, 10000) the same, the list set at run time
+              through the API (PUT {prefix}upstreams/NAME/servers, before
+              the count) over one server line: a list cannot name an
+              address twice, so its servers are service_a and N - 1 more
+              addresses (127.0.1.x, 127.0.2.x, ...) that are down (nginx's
+              loop still walks them: its first test of a server is
+              "tried", then "down"); against the same
+              N servers as server lines in an upstream{} without
+              dynroute_servers.
 The baseline of each is `proxy_pass http://service_a;` (servers-N: its
 static twin) in an nginx without the module, sent the same request (Host and headers; for regex the same
 X-Tenant header, as a constant), every baseline counted in one process
@@ -210,6 +219,30 @@ def servers_case(n, hash_=False):
                 note="dynroute_servers " + how)
 
 
+def runtime_servers_case(n):
+    """servers-N-rt: the list of servers-N set through the API."""
+    live = [("127.0.0.1:SERVICE_A_PORT", "")]
+    down = [("127.0.%d.%d:80" % (1 + i // 250, 1 + i % 250), " down")
+            for i in range(n - 1)]
+    lines = "".join("        server %s%s;\n" % a for a in live + down)
+    tag = "%d_rt" % n
+    group = ("    upstream group_%s {\n        dynroute_servers max=%d;\n"
+             "        server 127.0.0.1:SERVICE_A_PORT;\n"
+             "        keepalive 32;\n    }\n" % (tag, max(n, 256)))
+    twin = ("    upstream twin_%s {\n%s        keepalive 32;\n    }\n"
+            % (tag, lines))
+    body = {a: ({"down": True} if flag else {}) for a, flag in live + down}
+    c = case("servers-%d-rt" % n, group, "a.example.com",
+             location="proxy_pass http://group_%s;" % tag,
+             static="proxy_pass http://twin_%s;" % tag, static_http=twin,
+             zone="64m",
+             note="dynroute_servers, its %d servers set through the API (1 "
+                  "live, %d down), keepalive 32, a plain proxy_pass (static: "
+                  "the same servers as lines of an upstream{})" % (n, n - 1))
+    c["servers_list"] = ("group_" + tag, body)
+    return c
+
+
 ALL_CASES = [
     case("exact", table(), "a.example.com",
          note="the small table of bench/e2e.py, an exact name"),
@@ -235,6 +268,9 @@ ALL_CASES = [
     servers_case(100),
     servers_case(10000),
     servers_case(100, hash_=True),
+    runtime_servers_case(2),
+    runtime_servers_case(100),
+    runtime_servers_case(10000),
     # nginx's own equivalents, without the module
     reference("map-exact", "exact", host_map(), VAR_PASS, "a.example.com",
               note="nginx's own way of exact, without the module: map "
@@ -488,7 +524,8 @@ def run(cases, out, ports, requests, n_hosts, chunk, with_module_static):
             static_http.append(c["static_http"])
     http = B.upstreams(ports) + extra_http() + "".join(static_http) + "".join(
         server(p, loc) for loc, p in statics.items())
-    http = http.replace("SERVICE_A_PORT", str(ports["service_a"]))
+    http = (http.replace("SERVICE_A_PORT", str(ports["service_a"]))
+                .replace("SERVICE_B_PORT", str(ports["service_b"])))
     # nginx's own equivalents share the baseline count of a case counted
     # before with the same static location and request (their module case,
     # when it runs): the same figure, not another count of it
@@ -531,7 +568,7 @@ def run(cases, out, ports, requests, n_hosts, chunk, with_module_static):
         api_port = None
         if c["zone"]:
             http += "    dynroute_zone routes %s;\n" % c["zone"]
-        if c["hosts"]:
+        if c["hosts"] or c.get("servers_list"):
             api_port = B.free_port()
             http += ("    server {\n        listen 127.0.0.1:%d;\n"
                      "        location %s {\n"
@@ -539,9 +576,12 @@ def run(cases, out, ports, requests, n_hosts, chunk, with_module_static):
                      "            dynroute_api write=on;\n        }\n    }\n"
                      % (api_port, Z.API))
         http += server(port, c["location"])
-        http = http.replace("SERVICE_A_PORT", str(ports["service_a"]))
+        http = (http.replace("SERVICE_A_PORT", str(ports["service_a"]))
+                    .replace("SERVICE_B_PORT", str(ports["service_b"])))
 
         def prepare(nx, c=c, api_port=api_port):
+            if c.get("servers_list"):
+                put_servers(api_port, ports, *c["servers_list"])
             if c["hosts"]:
                 load = Z.load_hosts(api_port, n_hosts, chunk, timeout=600)
                 B.log("cost %s: %d runtime hosts loaded in %.1f s (under "
@@ -558,6 +598,19 @@ def run(cases, out, ports, requests, n_hosts, chunk, with_module_static):
         seconds[c["name"]] = secs
         B.log("cost %s: %.0f s" % (c["name"], secs))
     return profiles, seconds
+
+
+def put_servers(api_port, ports, group, body):
+    """The case's runtime list, through the API; checked."""
+    body = {a.replace("SERVICE_A_PORT", str(ports["service_a"]))
+             .replace("SERVICE_B_PORT", str(ports["service_b"])): v
+            for a, v in body.items()}
+    status, answer = Z.api(api_port, "PUT", "upstreams/%s/servers"
+                           % group, body, timeout=600)
+    if status != 200:
+        raise SystemExit("cost: PUT %s's servers: %s %s"
+                         % (group, status, answer))
+    B.log("cost: %s's %d servers set through the API" % (group, len(body)))
 
 
 # ---- report -------------------------------------------------------------
