@@ -139,13 +139,37 @@ FRONTS = [
           HOST_10K, "a", note="dynroute, the same 10,000 hosts"),
 ]
 
+def servers_fronts(n):
+    """A static upstream{} of n servers (n lines of service_a's address,
+    as bench/cost.py's servers-N, so that keepalive 32 serves them all)
+    and the same with dynroute_servers: nginx's loop over n servers, and
+    the module's."""
+    lines = "        server 127.0.0.1:@SERVICE_A@;\n" * n
+    static = ("    upstream twin_%d {\n%s        keepalive 32;\n    }\n"
+              % (n, lines))
+    group = ("    upstream group_%d {\n        dynroute_servers max=%d;\n%s"
+             "        keepalive 32;\n    }\n" % (n, max(n, 256), lines))
+    return [
+        front("static-%d" % n, static, "proxy_pass http://twin_%d;" % n,
+              "a.example.com", "a",
+              note="proxy_pass to an upstream{} of %d servers" % n),
+        front("servers-%d" % n, group, "proxy_pass http://group_%d;" % n,
+              "a.example.com", "a",
+              note="the same upstream{} with dynroute_servers"),
+    ]
+
+
+FRONTS += servers_fronts(100) + servers_fronts(10000)
+
+
 def server_conf(f, port, rules, router_port, ports):
     http = B.upstreams(ports) + f["http"]
     http += ("    server {\n        listen 127.0.0.1:%d;\n\n"
              "        location / {\n            %s\n        }\n    }\n"
              % (port, f["location"].strip()))
     return (http.replace("@RULES_10K@", rules)
-                .replace("@ROUTER_PORT@", str(router_port)))
+                .replace("@ROUTER_PORT@", str(router_port))
+                .replace("@SERVICE_A@", str(ports["service_a"])))
 
 
 def main():
