@@ -1,7 +1,8 @@
 # make fleet-demo: a fleet on loopback in one command (docs/fleet.md, "Try it
 # on one machine"): a 3-member etcd (Debian's etcd-server, installed by
 # fleet-deps), three nginx nodes of nginx.conf.example (edge1 to edge3 on
-# 127.0.0.1:8081 to :8083, their backends on :9111 to :9134) and a
+# 127.0.0.1:8081 to :8083, their backends on :9111 to :9134, and the
+# upstream pool whose instances edge1 answers for on :9141 to :9143) and a
 # tools/dynroute-agent for each, all under build/fleet-demo/ (scripts/
 # fleet-demo says which ports, PID files and logs).  It prints the commands
 # to try.  make fleet-demo-stop stops those processes by their PID files;
@@ -9,7 +10,8 @@
 # can run beside it.
 #
 # make test-fleet-demo (scripts/fleet-demo-check) starts it, runs the
-# walkthrough of docs/fleet.md (its ```sh fleet-demo and ```console
+# walkthroughs of docs/fleet.md, README.md ("Service discovery") and
+# docs/service-discovery.md (their ```sh fleet-demo and ```console
 # fleet-demo blocks) as written, checks that every node follows, stops it
 # and checks that none of its processes is left.
 

@@ -9,8 +9,9 @@
 # or inside an open single quote (Test::Nginx::Dynroute::DocExamples reads
 # them).  A block marked ```sh fleet-demo (or ```console fleet-demo) runs
 # against `make fleet-demo` instead: scripts/fleet-demo-check runs those
-# (make test-fleet-demo), this test only checks that they exist, in
-# docs/fleet.md only.  Commands run one by one in bash, in order, in a
+# (make test-fleet-demo), this test only checks that they exist, on the
+# pages that %TAGS names (docs/fleet.md, README.md,
+# docs/service-discovery.md).  Commands run one by one in bash, in order, in a
 # scratch directory with the source tree's tools/ beside them
 # (as from the top of the tree); an `export` stays in effect for the rest
 # of its page, as in the reader's shell.  Each page gets a fresh nginx of
@@ -75,7 +76,7 @@ my (%used, %tagged);
 for my $block (@blocks) {
     if (length $block->{tag}) {
         my $tag = $TAGS{ $block->{tag} };
-        ok($tag && $tag->{page} eq $block->{page},
+        ok($tag && grep({ $_ eq $block->{page} } @{ $tag->{pages} }),
            "$block->{page}:$block->{line}: ```$block->{lang} $block->{tag}: "
            . 'a known place to run, for this page') or next;
         $tagged{ $block->{tag} }++;

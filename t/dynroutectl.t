@@ -56,7 +56,9 @@ spew("$dir/htpasswd", "ops:{PLAIN}secret\n");
 # read-only, and behind a password instead of an address; and /app/, an
 # application behind proxy_pass that answers every request with JSON much
 # like the API's state and logs what it receives.
-my ($app_port) = free_ports(1);
+# And pool, an upstream with dynroute_servers seeded by service_a's server,
+# at /pool/, with two backends of its own that answer p1 and p2.
+my ($app_port, $pp1, $pp2, $pp3) = free_ports(4);
 my $srv = start_nginx(tools_node(
     zone   => 'routes 32m state=$TEST_NGINX_PREFIX/dynroute.state',
     http   => <<"HTTP",
@@ -66,9 +68,16 @@ my $srv = start_nginx(tools_node(
         default_type application/json;
         return 200 '{"generation": 1, "draining": false, "zone": "routes", "tables": {}, "rollouts": {}, "hosts": {}}';
     }
+    upstream pool {
+        dynroute_servers max=8;
+        server 127.0.0.1:\$TEST_NGINX_PORT2;
+    }
+    server { listen 127.0.0.1:$pp1; return 200 "p1\n"; }
+    server { listen 127.0.0.1:$pp2; return 200 "p2\n"; }
 HTTP
     config => <<"CONF"));
     location /app/      { proxy_pass http://127.0.0.1:$app_port; }
+    location /pool/     { proxy_pass http://pool/; }
     location /monitor/  { allow 127.0.0.1; deny all; dynroute_api write=off; }
     location /secured/ {
         auth_basic            "dynroute";
@@ -201,6 +210,92 @@ $r = api('ready');
 like($r->{out}, qr/^\Q$node\E: ok, generation \d+, serving\n\z/, 'ready: serving');
 is(http_get($srv, '/ready')->{status}, 200, 'ready: readiness answers 200');
 
+# servers and server: the servers of a dynroute_servers upstream
+sub pool_answers {
+    my ($n) = @_;
+    my %seen;
+    for (1 .. $n) {
+        my $body = http_get($srv, '/pool/')->{body} // 'none';
+        chomp $body;
+        $seen{$body}++;
+    }
+    return \%seen;
+}
+my ($a1, $a2, $a3) = map { "127.0.0.1:$_" } $pp1, $pp2, $pp3;
+my $line = "127.0.0.1:$srv->{port2}";
+$r = api('servers', 'pool');
+is($r->{exit}, 0, 'servers: exit 0');
+is($r->{out}, "$node: generation " . ($r->{out} =~ /generation (\d+)/)[0]
+              . ", pool: 1 server, its server lines\n"
+              . "  $line weight 1, max_fails 1, fail_timeout 10s: up\n",
+   'servers: the server line, its weight and state');
+is_deeply(pool_answers(3), { service_a => 3 }, 'pool: its server line answers');
+
+$r = api('server', 'add', 'pool', $a1, '--weight', '3', '--max-fails', '2',
+         '--fail-timeout', '5');
+is($r->{exit}, 0, 'server add: exit 0') or diag($r->{err});
+like($r->{out}, qr/^\Q$node\E: ok, generation \d+, new server \Q$a1\E in pool\n\z/,
+     'server add: a new server');
+$r = api('server', 'add', 'pool', $a2);
+is($r->{exit}, 0, 'server add of a second server: exit 0');
+$r = api('server', 'rm', 'pool', $line);
+is($r->{exit}, 0, 'server rm: exit 0');
+like($r->{out}, qr/^\Q$node\E: ok, generation \d+, \Q$line\E removed from pool\n\z/,
+     'server rm: removed');
+$r = api('servers', 'pool');
+like($r->{out}, qr/, pool: 2 servers, changed at run time\n/, 'servers: the runtime list');
+like($r->{out}, qr/^  \Q$a1\E weight 3, max_fails 2, fail_timeout 5s: up$/m,
+     'servers: a server with the fields given');
+like($r->{out}, qr/^  \Q$a2\E weight 1, max_fails 1, fail_timeout 10s: up$/m,
+     'servers: a server with the nodes\' defaults');
+is_deeply(pool_answers(8), { p1 => 6, p2 => 2 }, 'server add, rm: traffic 3:1 on the servers added');
+
+$r = api('server', 'add', 'pool', "[0:0::1]:$pp3", '--down', '--backup');
+is($r->{exit}, 0, 'server add --down --backup: exit 0') or diag($r->{err});
+like($r->{out}, qr/, new server \Q[::1]:$pp3\E in pool\n\z/, 'server add: the address made canonical');
+like(api('servers', 'pool')->{out}, qr/^  \Q[::1]:$pp3\E\s+weight 1, max_fails 1, fail_timeout 10s: down backup$/m,
+     'servers: a backup server, down');
+$r = api('server', 'rm', 'pool', "[::1]:$pp3");
+is($r->{exit}, 0, 'server rm of an IPv6 address (percent-encoded in the path): exit 0')
+    or diag($r->{err});
+is(file_lines("$srv->{prefix}/logs/access.log", qr{"DELETE /dynroute/upstreams/pool/servers/%5B::1%5D:$pp3 HTTP}, 1), 1,
+   'server rm: the brackets percent-encoded');
+
+$r = api('server', 'drain', 'pool', $a1);
+is($r->{exit}, 0, 'server drain: exit 0');
+like($r->{out}, qr/^\Q$node\E: ok, generation \d+, \Q$a1\E draining: no new requests\n\z/, 'server drain: said');
+like(api('servers', 'pool')->{out}, qr/^  \Q$a1\E weight 3, max_fails 2, fail_timeout 5s: drain$/m,
+     'servers: the server drains, its fields kept');
+is_deeply(pool_answers(4), { p2 => 4 }, 'server drain: no new requests to it');
+api('server', 'add', 'pool', $a2, '--down');
+like(api('servers', 'pool')->{out}, qr/^  \Q$a2\E\s+weight 1, max_fails 1, fail_timeout 10s: down$/m,
+     'server add of a server there: its fields replaced');
+$r = api('server', 'ready', 'pool', $a1);
+is($r->{exit}, 0, 'server ready: exit 0');
+like($r->{out}, qr/, \Q$a1\E up\n\z/, 'server ready: up');
+$r = api('server', 'ready', 'pool', $a2);
+is_deeply(pool_answers(8), { p1 => 6, p2 => 2 }, 'server ready: drain and down cleared');
+
+$r = api('server', 'rm', 'pool', $a3);
+is($r->{exit}, 1, 'server rm of a server not in the list: exit 1');
+like($r->{err}, qr/^dynroutectl: \Q${api}upstreams\/pool\/servers\/$a3\E: 404 Not Found: \S/,
+     'server rm of a server not in the list: the URL, 404 and a text');
+$r = api('servers', 'service_a');
+is($r->{exit}, 1, 'servers of an upstream without dynroute_servers: exit 1');
+like($r->{err}, qr/: 404 Not Found: .*dynroute_servers/, '... the API says it lacks dynroute_servers');
+for my $bad (['localhost:80', qr/bad address "localhost:80": "localhost" is a host name/],
+             ['127.0.0.1:65536', qr/port "65536" is not a number from 1 to 65535/],
+             ['::1', qr/an IPv6 address goes in brackets/]) {
+    $r = api('server', 'add', 'pool', $bad->[0]);
+    is($r->{exit}, 2, "server add $bad->[0]: a usage error, exit 2");
+    like($r->{err}, $bad->[1], "server add $bad->[0]: says why");
+}
+$r = api('server', 'add', 'pool', $a1, '--weight', '0');
+is($r->{exit}, 2, 'server add --weight 0: exit 2');
+$r = api('servers', 'po/ol');
+is($r->{exit}, 2, 'servers of a name with a slash: exit 2');
+api('server', 'rm', 'pool', $_) for $a1, $a2;
+
 # failures
 my $res = http_get($srv, '/dynroute/rollouts/nope');
 my $text = eval { JSON::PP->new->decode($res->{body})->{error} };
@@ -265,7 +360,8 @@ my $app = "http://$node/app/";
 for my $cmd (['set-weights', 'checkout', 'canary=100'], ['flip', 'checkout', 'canary', 'service_a'],
              ['primary', 'checkout', 'canary'], ['reset', 'checkout'], ['drain'], ['ready'],
              ['host', 'add', 'x.example.com', 'service_b'], ['host', 'rm', 'x.example.com'],
-             ['host', 'import', "$dir/hosts"]) {
+             ['host', 'import', "$dir/hosts"], ['server', 'add', 'pool', $a3],
+             ['server', 'rm', 'pool', $a3], ['server', 'drain', 'pool', $a3]) {
     $r = ctl('--node', $app, @$cmd);
     is($r->{exit}, 1, "@$cmd to an application: exit 1");
     is($r->{err}, "dynroutectl: $app: answers GET, but not as a dynroute API does (the "
@@ -275,7 +371,7 @@ for my $cmd (['set-weights', 'checkout', 'canary=100'], ['flip', 'checkout', 'ca
 }
 my @app_requests = map { /"(\S+) (\S+)/ ? "$1 $2" : $_ }
                    split /\n/, slurp("$srv->{prefix}/logs/app.log");
-is(scalar(grep { m{^GET /app/$} } @app_requests), 9,
+is(scalar(grep { m{^GET /app/$} } @app_requests), 12,
    'the application: the GET of each command reached it');
 is_deeply([ grep { !/^GET / } @app_requests ], [],
           'the application: no write reached it') or diag(explain(\@app_requests));

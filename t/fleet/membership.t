@@ -18,6 +18,7 @@ use Test::Nginx::Dynroute::Fixtures qw(tools_node);
 use File::Temp ();
 use Test::More ();
 use Time::HiRes ();
+use JSON::PP ();
 
 Test::More::plan(skip_all => "$ETCD is missing (make fleet-deps installs Debian's etcd-server)")
     unless -x $ETCD;
@@ -160,6 +161,50 @@ ok(wait_for(5, sub { (servers_now())[1] eq list_of($p2, $p3) }),
 etcdctl($etcd, 'del', "/dynroute/services/pool/servers/127.0.0.1:$p3");
 etcdctl($etcd, 'del', "/dynroute/services/nosuch/servers/127.0.0.1:$p3");
 ok(wait_for(5, sub { (servers_now())[1] eq "127.0.0.1:$p2" }), 'a key deleted: the server left');
+
+# ---- dynroutectl --etcd server: a permanent member; drain and ready keep a lease ----
+
+sub server_on_node {
+    my ($address) = @_;
+    my $j = json_of(http_get($srv, '/dynroute/upstreams/pool/servers')->{body}) || {};
+    return ($j->{servers} || {})->{$address} || {};
+}
+my $key3 = "/dynroute/services/pool/servers/127.0.0.1:$p3";
+$r = ctl('server', 'add', 'pool', "127.0.0.1:$p3", "--weight", "2");
+is($r->{exit}, 0, 'server add --etcd: exit 0') or diag($r->{err});
+is($r->{out}, "etcd: ok, revision " . ($r->{out} =~ /revision (\d+)/)[0] . qq(, $key3 {"weight":2}\n),
+   'server add --etcd: the key of the canonical address, the fields given');
+ok(wait_for(5, sub { (servers_now())[1] eq list_of($p2, $p3) }),
+   'server add --etcd: the server reaches the node') or diag(join ' ', servers_now());
+is(server_on_node("127.0.0.1:$p3")->{weight}, 2, 'server add --etcd: with its weight');
+like(etcdctl($etcd, "get", $key3, "-w", "json")->{out}, qr/"kvs":\[\{(?![^}]*"lease")/,
+     'server add --etcd: the key has no lease');
+$r = ctl('servers', 'pool');
+like($r->{out}, qr{^etcd: revision \d+, /dynroute/services/pool/servers/: 2 servers$}m,
+     'servers --etcd: the count');
+like($r->{out}, qr/^  127\.0\.0\.1:$p2 \{"weight":3\}, registered, lease [0-9a-f]+$/m,
+     'servers --etcd: a registration, with its lease');
+like($r->{out}, qr/^  127\.0\.0\.1:$p3 \{"weight":2\}, permanent$/m, 'servers --etcd: a permanent member');
+
+$r = ctl('server', 'drain', 'pool', "127.0.0.1:$p2", '--wait');
+is($r->{exit}, 0, 'server drain --etcd --wait: exit 0') or diag($r->{err});
+like($r->{out}, qr/^etcd: ok, revision \d+, \S+:$p2 \{"weight":3,"drain":true\} \(lease [0-9a-f]+ kept\)\nevery agent \(1\) at revision /,
+     'server drain --etcd: drain in the value, the lease kept');
+is(server_on_node("127.0.0.1:$p2")->{drain}, JSON::PP::true(), 'server drain --etcd: drain=true on the node');
+is_deeply(answers(4), { i3 => 4 }, 'server drain --etcd: no new requests to it');
+$r = ctl('server', 'add', 'pool', "127.0.0.1:$p2");
+is($r->{exit}, 1, 'server add --etcd over a registration: exit 1');
+like($r->{err}, qr/not written to etcd: \S+:$p2 is the registration of a running instance \(lease [0-9a-f]+\)/,
+     'server add --etcd over a registration: refused, says why');
+$r = ctl('server', 'ready', 'pool', "127.0.0.1:$p2", '--wait');
+is($r->{exit}, 0, 'server ready --etcd: exit 0') or diag($r->{err});
+is(server_on_node("127.0.0.1:$p2")->{drain}, JSON::PP::false(), 'server ready --etcd: drain=false on the node');
+$r = ctl('server', 'rm', 'pool', "127.0.0.1:$p3", '--wait');
+like($r->{out}, qr{^etcd: ok, revision \d+, \Q$key3\E removed\n}, 'server rm --etcd: the key removed');
+is((servers_now())[1], "127.0.0.1:$p2", 'server rm --etcd: the server left the node');
+$r = ctl('server', 'rm', 'pool', "127.0.0.1:$p3");
+is($r->{exit}, 1, 'server rm --etcd of a key not there: exit 1');
+like($r->{err}, qr{\Q$key3\E is not in etcd}, 'server rm --etcd of a key not there: said');
 
 # ---- the agent restarted while an instance registers ---------------------------------
 

@@ -18,8 +18,9 @@ together; "..." in an output line matches any text, a line "..." alone any
 lines).  A command continues on the next line after a trailing "\" or
 inside an open single quote.  A word after the language names where the
 block runs: ```sh fleet-demo (or ```console fleet-demo) runs against
-C<make fleet-demo> instead of the demo; %TAGS says which page may have
-such blocks (docs/fleet.md).
+C<make fleet-demo> instead of the demo; %TAGS says which pages may have
+such blocks, in the order they run (docs/fleet.md, then README.md's
+"Service discovery", then docs/service-discovery.md).
 
 =over
 
@@ -54,7 +55,7 @@ our @EXPORT_OK = qw(read_pages commands_of output_regex %TAGS);
 
 # the words a block may carry after its language: the page that may have
 # such blocks, and where they then run
-our %TAGS = ('fleet-demo' => { page  => 'docs/fleet.md',
+our %TAGS = ('fleet-demo' => { pages => ['docs/fleet.md', 'README.md', 'docs/service-discovery.md'],
                                where => 'against make fleet-demo: scripts/fleet-demo-check '
                                         . '(make test-fleet-demo) runs it' });
 
