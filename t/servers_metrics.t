@@ -108,12 +108,13 @@ sub start_slow() {
     return (track($pid, 'slow backend'), $port);
 }
 
-my ($refuse) = free_ports(1);     # nothing listens there
+my ($refuse, $extra) = free_ports(2);     # nothing listens at $refuse
 my $http = <<"CONF";
     dynroute_zone routes 1m;
     server {
         listen 127.0.0.1:\$TEST_NGINX_PORT2;
         listen 127.0.0.1:\$TEST_NGINX_PORT3;
+        listen 127.0.0.1:$extra;
         location / { return 200 "\$server_port\\n"; }
         location /d/e/ { return 503; }
     }
@@ -241,6 +242,22 @@ my $before = $seen{$a2}{tries};
     ok(!exists $got->{$as}, '... frees its cell: no longer listed');
     ok(!exists samples($srv)->{qq(dynroute_server_requests_total{upstream="dyn",server="$as"})},
        '... nor in the metrics');
+}
+
+# ---- a reload keeps a runtime server's counts -----------------------------
+
+{
+    my $ax = "127.0.0.1:$extra";
+    ($st) = call($srv, 'PUT', '/api/upstreams/dyn/servers', qq({"$ax": {}}));
+    is($st, 200, 'a runtime server of no server line');
+    my %x;
+    send_n($srv, 10, '/d/', \%x);
+    is(servers_of($srv)->{$ax}{requests}, 10, '... took 10 requests');
+    ok(reload_nginx($srv), 'reload');
+    is(servers_of($srv)->{$ax}{requests}, 10, '... its counts kept across the reload');
+    send_n($srv, 5, '/d/', \%x);
+    is(servers_of($srv)->{$ax}{requests}, 15, '... and counted on by the new workers');
+    is(servers_of($srv)->{$ax}{inflight}, 0, '... nothing in flight');
 }
 
 # ---- a reset, and a reload, keep the server lines' counts ----------------
