@@ -1119,6 +1119,7 @@ ngx_http_dynroute_api_snapshot(ngx_http_dynroute_main_conf_t *dmcf,
     ngx_http_dynroute_rollout_t  **rollouts;
 
     ngx_http_dynroute_metrics_read(dmcf, s);
+    ngx_http_dynroute_live_groups(dmcf->live, s.groups);
 
     ngx_http_dynroute_live_sync(dmcf->live);
     ngx_http_dynroute_live_status(dmcf->live, &s.generation, &s.draining,

@@ -8,6 +8,7 @@
 
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "ngx_http_dynroute.hpp"
 #include "rollout.hpp"
@@ -43,6 +44,14 @@ ngx_http_dynroute_rule_t *ngx_http_dynroute_live_host(
     ngx_http_dynroute_live_t *live, ngx_uint_t table, ngx_str_t host,
     uint64_t hash) noexcept;
 bool ngx_http_dynroute_live_draining(ngx_http_dynroute_live_t *live) noexcept;
+
+/*
+ * For the metrics: each group (its list, published or configured, then its
+ * removed servers not freed yet) with its servers' cells.  Throws.
+ */
+namespace dynroute::metrics { struct GroupStats; }
+void ngx_http_dynroute_live_groups(ngx_http_dynroute_live_t *live,
+    std::vector<dynroute::metrics::GroupStats> &out);
 
 /* the zone's state, for the metrics: after ngx_http_dynroute_live_sync */
 void ngx_http_dynroute_live_status(ngx_http_dynroute_live_t *live,

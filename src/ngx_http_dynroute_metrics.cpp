@@ -277,6 +277,34 @@ ngx_http_dynroute_metrics_init(ngx_http_dynroute_main_conf_t *dmcf,
 }
 
 
+uint64_t *
+ngx_http_dynroute_metrics_cell(ngx_slab_pool_t *shpool, ngx_rbtree_t *series,
+    ngx_str_t *upstream, ngx_str_t *server) noexcept
+{
+    uint64_t  *cell;
+
+    cell = NULL;
+
+    try {
+        std::vector<Want> want{{'c', m::cell_bytes / sizeof(uint64_t),
+                                upstream, server, &cell}};
+        std::string key;
+
+        if (ngx_http_dynroute_metrics_found(series, want, key) != 0
+            && ngx_http_dynroute_metrics_make(shpool, series, want[0], key)
+               == NULL)
+        {
+            return NULL;
+        }
+
+    } catch (const std::exception &) {
+        return NULL;
+    }
+
+    return cell;
+}
+
+
 /*
  * The log phase, for a rollout whose variant was picked: by the variant
  * chosen, the one that served (the primary, if the chosen one failed) and

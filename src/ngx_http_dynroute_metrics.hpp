@@ -21,3 +21,13 @@ ngx_int_t ngx_http_dynroute_metrics_log_init(ngx_conf_t *cf,
 /* for {prefix}metrics and {prefix}stats, the counters: throws */
 void ngx_http_dynroute_metrics_read(ngx_http_dynroute_main_conf_t *dmcf,
     dynroute::metrics::Snapshot &s);
+
+/*
+ * The cell of a "server" line of a dynroute_servers upstream (the
+ * dynroute::metrics::ServerSlot words, cell_bytes of them zeroed when it
+ * is made): found again by upstream and address as the series are, made
+ * if missing, whatever the metrics= setting (the cells also count tries in
+ * flight).  NULL: the zone is full.  Under the zone's mutex.
+ */
+uint64_t *ngx_http_dynroute_metrics_cell(ngx_slab_pool_t *shpool,
+    ngx_rbtree_t *series, ngx_str_t *upstream, ngx_str_t *server) noexcept;

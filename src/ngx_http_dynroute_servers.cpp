@@ -28,6 +28,8 @@
 
 #include "ngx_http_dynroute_servers.hpp"
 #include "ngx_http_dynroute_live.hpp"
+#include "ngx_http_dynroute_atomic.hpp"
+#include "metrics.hpp"
 #include "state.hpp"
 
 
@@ -55,6 +57,7 @@ typedef struct {
     uint64_t                       epoch;    /* the members' then */
     ngx_http_dynroute_peer_t      *slot;     /* held by the current try */
     ngx_pool_t                    *pool;     /* the request's */
+    ngx_http_upstream_t           *u;        /* its try's status: the cell */
     dynroute::balance::Try         t;
     size_t                         words;    /* of the tried bitmap */
     uint32_t                       last;     /* the slot tried last; ~0 */
@@ -340,6 +343,7 @@ ngx_http_dynroute_members_add(ngx_http_dynroute_members_t *m, uint32_t id)
     m->slots[i].id = id;
     m->slots[i].refs = 0;
     m->slots[i].removed = 0;
+    m->slots[i].cell = NULL;
 
 #if (NGX_HTTP_SSL)
     if (m->slots[i].ssl_session) {      /* another server's */
@@ -406,6 +410,7 @@ ngx_http_dynroute_members_release(ngx_http_dynroute_members_t *m,
     slot->id = 0;
     slot->removed = 0;
     slot->marked = 0;
+    slot->cell = NULL;
 
 #if (NGX_HTTP_SSL)
     if (slot->ssl_session) {
@@ -605,6 +610,7 @@ ngx_http_dynroute_servers_init_peer(ngx_http_request_t *r,
     sp->epoch = m->epoch;
     sp->slot = NULL;
     sp->pool = r->pool;
+    sp->u = r->upstream;
     sp->t = dynroute::balance::Try();
     sp->ring = NULL;
 
@@ -754,6 +760,10 @@ ngx_http_dynroute_servers_get(ngx_peer_connection_t *pc, void *data)
     sp->slot = slot;
     sp->last = e->slot;
 
+    if (slot->cell) {
+        ngx_http_dynroute_count(&slot->cell[dynroute::metrics::s_picked]);
+    }
+
     pc->sockaddr = &slot->sockaddr.sockaddr;
     pc->socklen = slot->socklen;
     pc->name = name;
@@ -762,10 +772,48 @@ ngx_http_dynroute_servers_get(ngx_peer_connection_t *pc, void *data)
 }
 
 
+/*
+ * A try given back, in its server's cell: the status of its response, if
+ * it got one (nginx sets u->state->status from the response's header, and
+ * to its own 502 or 504 only after free(), so a try that failed without a
+ * response has no class), whether nginx counts it a failure, and until
+ * when max_fails takes the server out.
+ */
+
+static void
+ngx_http_dynroute_servers_counted(uint64_t *cell, ngx_http_upstream_t *u,
+    ngx_uint_t state, time_t until) noexcept
+{
+    int  cls;
+
+    namespace m = dynroute::metrics;
+
+    if (u && u->state) {
+        cls = m::status_class(static_cast<unsigned>(u->state->status));
+
+        if (cls >= 0) {
+            ngx_http_dynroute_count(&cell[m::s_responses + cls]);
+        }
+    }
+
+    if (state & NGX_PEER_FAILED) {
+        ngx_http_dynroute_count(&cell[m::s_fails]);
+    }
+
+    if (until) {
+        __atomic_store_n(&cell[m::s_disabled_until],
+                         static_cast<uint64_t>(until), __ATOMIC_RELAXED);
+    }
+
+    ngx_http_dynroute_count(&cell[m::s_released]);
+}
+
+
 static void
 ngx_http_dynroute_servers_free(ngx_peer_connection_t *pc, void *data,
     ngx_uint_t state) noexcept
 {
+    time_t                             until;
     ngx_http_dynroute_list_t          *list;
     ngx_http_dynroute_peer_t          *slot;
     ngx_http_dynroute_members_t       *m;
@@ -782,6 +830,7 @@ ngx_http_dynroute_servers_free(ngx_peer_connection_t *pc, void *data,
     m = sp->members;
     list = sp->list;
     t = sp->t;
+    until = 0;
 
     if (sp->epoch != m->epoch) {
 
@@ -810,6 +859,11 @@ ngx_http_dynroute_servers_free(ngx_peer_connection_t *pc, void *data,
     {
         ngx_log_error(NGX_LOG_WARN, pc->log, 0,
                       "upstream server temporarily disabled");
+        until = ngx_time() + list->entries[t.current].fail_timeout;
+    }
+
+    if (slot->cell) {
+        ngx_http_dynroute_servers_counted(slot->cell, sp->u, state, until);
     }
 
     slot->refs--;
@@ -987,6 +1041,23 @@ ngx_http_dynroute_servers_info(ngx_conf_t *cf,
 }
 
 
+/* the cell at offset off of the zone, if it lies in the zone; or NULL */
+
+static uint64_t *
+ngx_http_dynroute_members_cell(ngx_http_dynroute_members_t *m, uint64_t off)
+    noexcept
+{
+    if (m->zone == NULL || off == 0 || off % sizeof(uint64_t)
+        || off > m->zone_size
+        || m->zone_size - off < dynroute::metrics::cell_bytes)
+    {
+        return NULL;
+    }
+
+    return reinterpret_cast<uint64_t *>(m->zone + off);
+}
+
+
 /*
  * Into the list not in use, the servers of g: a server this worker knows
  * (same id, same address) keeps its slot, and its failures and weights
@@ -1072,6 +1143,7 @@ ngx_http_dynroute_members_fill(ngx_http_dynroute_members_t *m,
         }
 
         idx = static_cast<uint32_t>(slot - m->slots);
+        slot->cell = ngx_http_dynroute_members_cell(m, s.cell);
         slot->marked = 1;
         slot->next = static_cast<uint32_t>(n);
 
@@ -1147,4 +1219,32 @@ ngx_http_dynroute_members_commit(ngx_http_dynroute_members_t *m) noexcept
     m->written = m->next_written;
     m->epoch++;
     m->pending = 0;
+}
+
+
+void
+ngx_http_dynroute_members_cells(ngx_http_dynroute_members_t *m, u_char *zone,
+    size_t zone_size) noexcept
+{
+    ngx_uint_t                    i;
+    ngx_http_dynroute_slot_id_t  *found;
+    dynroute::GroupView::Server   s;
+
+    m->zone = zone;
+    m->zone_size = zone_size;
+
+    dynroute::GroupView g(m->configured, m->configured_len);
+
+    for (i = 0; i < g.servers(); i++) {
+        if (!g.server(i, s)) {
+            continue;
+        }
+
+        found = ngx_http_dynroute_members_find(m, s.id);
+
+        if (found->id == s.id && m->written == 0) {
+            m->slots[found->slot].cell = ngx_http_dynroute_members_cell(m,
+                                                                      s.cell);
+        }
+    }
 }

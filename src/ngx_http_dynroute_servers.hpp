@@ -37,6 +37,9 @@ typedef struct {
     ngx_sockaddr_t             sockaddr;
     size_t                     name_len;
     u_char                     name[NGX_SOCKADDR_STRLEN];
+    uint64_t                  *cell;      /* its cell in the zone
+                                             (dynroute::metrics::
+                                             ServerSlot), or NULL */
 #if (NGX_HTTP_SSL)
     ngx_ssl_session_t         *ssl_session;  /* to resume, as nginx's
                                                  peer->ssl_session */
@@ -86,6 +89,10 @@ typedef struct {
     unsigned                       pending:1; /* the list not in use is
                                                  filled, not switched to */
     unsigned                       seen:1;    /* a refresh found its block */
+
+    /* the zone, where the blocks' cell offsets point (set by the view) */
+    u_char                        *zone;
+    size_t                         zone_size;
 } ngx_http_dynroute_members_t;
 
 
@@ -116,6 +123,14 @@ void ngx_http_dynroute_members_fill(ngx_http_dynroute_members_t *m,
     const dynroute::GroupView &g, uint64_t written) noexcept;
 void ngx_http_dynroute_members_commit(ngx_http_dynroute_members_t *m)
     noexcept;
+
+/*
+ * The cells of the "server" lines, once the zone has them (the master, as
+ * it initialises the zone): the configured block's offsets point at them,
+ * and each configured slot gets its own.
+ */
+void ngx_http_dynroute_members_cells(ngx_http_dynroute_members_t *m,
+    u_char *zone, size_t zone_size) noexcept;
 
 
 /*

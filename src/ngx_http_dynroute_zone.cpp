@@ -9,6 +9,7 @@
 #include <cstring>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "ngx_http_dynroute_zone.hpp"
@@ -16,6 +17,7 @@
 #include "ngx_http_dynroute_metrics.hpp"
 #include "ngx_http_dynroute_servers.hpp"
 #include "ngx_http_dynroute_table.hpp"
+#include "metrics.hpp"
 
 
 static ngx_int_t ngx_http_dynroute_init_zone(ngx_shm_zone_t *shm_zone,
@@ -367,6 +369,395 @@ ngx_http_dynroute_intern(ngx_http_dynroute_live_t *live, ngx_log_t *log)
 }
 
 
+/*
+ * The servers' cells (docs/design/membership.md): a cell per server of a
+ * group, its offset from the zone's start in the group block.  A "server"
+ * line's cell is a series of the metrics (found again on a reload, never
+ * freed); a runtime server's is made by the write that adds it, carried
+ * by every write that keeps it (same id, same address) and retired by the
+ * one that removes it, then freed by a later write once
+ * dynroute::metrics::cell_may_free() says so.  Past the ServerSlot words,
+ * the glue keeps two of its own in a cell.
+ */
+
+namespace mx = dynroute::metrics;
+
+static const size_t  ngx_http_dynroute_cell_configured = mx::server_width;
+                                         /* 1: a "server" line's */
+static const size_t  ngx_http_dynroute_cell_next = mx::server_width + 1;
+                                         /* the next cell a version made */
+
+static_assert((mx::server_width + 2) * sizeof(uint64_t) <= mx::cell_bytes);
+
+
+static uint64_t *
+ngx_http_dynroute_cell_at(ngx_http_dynroute_live_t *live, uint64_t off)
+    noexcept
+{
+    size_t  size;
+
+    size = live->shpool->end - reinterpret_cast<u_char *>(live->shpool);
+
+    if (off == 0 || off % sizeof(uint64_t) || off > size
+        || size - off < mx::cell_bytes)
+    {
+        return NULL;
+    }
+
+    return reinterpret_cast<uint64_t *>(
+               reinterpret_cast<u_char *>(live->shpool) + off);
+}
+
+
+static uint64_t
+ngx_http_dynroute_cell_off(ngx_http_dynroute_live_t *live, uint64_t *cell)
+    noexcept
+{
+    return reinterpret_cast<u_char *>(cell)
+           - reinterpret_cast<u_char *>(live->shpool);
+}
+
+
+static uint64_t
+ngx_http_dynroute_now_ms() noexcept
+{
+    ngx_time_t  *tp;
+
+    tp = ngx_timeofday();
+
+    return static_cast<uint64_t>(tp->sec) * 1000 + tp->msec;
+}
+
+
+static dynroute::GroupView
+ngx_http_dynroute_cells_block(u_char *p) noexcept
+{
+    return dynroute::GroupView(p, dynroute::block_size(p));
+}
+
+
+/* under the mutex, master: the cells of each group's "server" lines */
+
+static bool
+ngx_http_dynroute_cells_configured(ngx_http_dynroute_live_t *live,
+    ngx_log_t *log) noexcept
+{
+    size_t                       size;
+    uint64_t                     off, *cell;
+    ngx_str_t                    addr;
+    ngx_uint_t                   i;
+    dynroute::GroupView::Server  s;
+
+    size = live->shpool->end - reinterpret_cast<u_char *>(live->shpool);
+
+    for (ngx_http_dynroute_members_t *m : live->groups) {
+        dynroute::GroupView g(m->configured, m->configured_len);
+
+        for (i = 0; m->configured && i < g.servers(); i++) {
+            if (!g.server(i, s)) {
+                continue;
+            }
+
+            addr.len = s.name.size();
+            addr.data = const_cast<u_char *>(
+                            reinterpret_cast<const u_char *>(s.name.data()));
+
+            cell = ngx_http_dynroute_metrics_cell(live->shpool,
+                                                  &live->sh->series, m->name,
+                                                  &addr);
+            if (cell == NULL) {
+                ngx_log_error(NGX_LOG_EMERG, log, 0,
+                              "dynroute_zone \"%V\" is too small for the "
+                              "servers of upstream \"%V\"", &live->zone_name,
+                              m->name);
+                return false;
+            }
+
+            cell[ngx_http_dynroute_cell_configured] = 1;
+            off = ngx_http_dynroute_cell_off(live, cell);
+            ngx_memcpy(m->configured + dynroute::group_cell_offset(i), &off,
+                       sizeof(off));
+        }
+
+        ngx_http_dynroute_members_cells(m,
+            reinterpret_cast<u_char *>(live->shpool), size);
+    }
+
+    return true;
+}
+
+
+/* under the mutex: what v made and would retire, dropped with it */
+
+static void
+ngx_http_dynroute_cells_undo_locked(ngx_http_dynroute_live_t *live,
+    ngx_http_dynroute_version_t *v) noexcept
+{
+    uint64_t                     *cell;
+    ngx_http_dynroute_retired_t  *r;
+
+    while (v->fresh) {
+        cell = v->fresh;
+        v->fresh = reinterpret_cast<uint64_t *>(
+                       cell[ngx_http_dynroute_cell_next]);
+        ngx_slab_free_locked(live->shpool, cell);
+    }
+
+    while (v->retiring) {
+        r = v->retiring;
+        v->retiring = r->next;
+        ngx_slab_free_locked(live->shpool, r);
+    }
+}
+
+
+static u_char *ngx_http_dynroute_group_of(ngx_http_dynroute_live_t *live,
+    ngx_http_dynroute_version_t *v, uint32_t key) noexcept;
+static bool ngx_http_dynroute_holds(ngx_http_dynroute_version_t *v,
+    u_char *p) noexcept;
+
+
+/*
+ * Under the mutex, for v, a version not published yet that follows old:
+ * a cell for each server of its new group blocks (the old block's for a
+ * server that stays, the "server" line's for a configured address, else a
+ * new one), and a record for each cell of old's blocks that v drops.
+ * Throws; false (nothing kept) when the zone is full.
+ */
+
+static bool
+ngx_http_dynroute_cells_plan(ngx_http_dynroute_live_t *live,
+    ngx_http_dynroute_version_t *v, ngx_http_dynroute_version_t *old)
+{
+    u_char                       *p, *op;
+    uint64_t                      off, *cell;
+    ngx_uint_t                    i, j;
+    ngx_http_dynroute_retired_t  *r;
+    ngx_http_dynroute_members_t  *gm;
+    dynroute::GroupView::Server   s;
+
+    for (i = 0; i < v->ngroups; i++) {
+        p = v->groups[i];
+
+        if (ngx_http_dynroute_holds(old, p)) {
+            continue;
+        }
+
+        dynroute::GroupView g = ngx_http_dynroute_cells_block(p);
+
+        if (!g.valid()) {
+            continue;
+        }
+
+        std::unordered_map<uint32_t, dynroute::GroupView::Server> before;
+        std::unordered_map<std::string_view, uint64_t> configured;
+
+        op = ngx_http_dynroute_group_of(live, old, g.key());
+
+        if (op) {
+            dynroute::GroupView o = ngx_http_dynroute_cells_block(op);
+
+            for (j = 0; j < o.servers(); j++) {
+                if (o.server(j, s) && s.cell) {
+                    before.emplace(s.id, s);
+                }
+            }
+        }
+
+        gm = g.key() < live->group_by_id.size() ? live->group_by_id[g.key()]
+                                                 : NULL;
+
+        if (gm && gm->configured) {
+            dynroute::GroupView c(gm->configured, gm->configured_len);
+
+            for (j = 0; j < c.servers(); j++) {
+                if (c.server(j, s) && s.cell) {
+                    configured.emplace(s.name, s.cell);
+                }
+            }
+        }
+
+        for (j = 0; j < g.servers(); j++) {
+            if (!g.server(j, s)) {
+                continue;
+            }
+
+            off = 0;
+
+            auto b = before.find(s.id);
+
+            if (b != before.end() && b->second.name == s.name
+                && ngx_http_dynroute_cell_at(live, b->second.cell))
+            {
+                off = b->second.cell;
+
+            } else if (auto c = configured.find(s.name);
+                       c != configured.end()
+                       && ngx_http_dynroute_cell_at(live, c->second))
+            {
+                off = c->second;
+            }
+
+            if (off == 0) {
+                cell = static_cast<uint64_t *>(
+                           ngx_slab_calloc_locked(live->shpool,
+                                                  mx::cell_bytes));
+                if (cell == NULL) {
+                    return false;
+                }
+
+                cell[ngx_http_dynroute_cell_next] =
+                    reinterpret_cast<uint64_t>(v->fresh);
+                v->fresh = cell;
+                off = ngx_http_dynroute_cell_off(live, cell);
+            }
+
+            ngx_memcpy(p + dynroute::group_cell_offset(j), &off, sizeof(off));
+        }
+    }
+
+    for (i = 0; old && i < old->ngroups; i++) {
+        op = old->groups[i];
+
+        if (ngx_http_dynroute_holds(v, op)) {
+            continue;
+        }
+
+        dynroute::GroupView o = ngx_http_dynroute_cells_block(op);
+
+        if (!o.valid()) {
+            continue;
+        }
+
+        std::unordered_set<uint64_t> kept;
+
+        p = ngx_http_dynroute_group_of(live, v, o.key());
+
+        if (p) {
+            dynroute::GroupView g = ngx_http_dynroute_cells_block(p);
+
+            for (j = 0; j < g.servers(); j++) {
+                if (g.server(j, s)) {
+                    kept.insert(s.cell);
+                }
+            }
+        }
+
+        for (j = 0; j < o.servers(); j++) {
+            if (!o.server(j, s)) {
+                continue;
+            }
+
+            cell = ngx_http_dynroute_cell_at(live, s.cell);
+
+            if (cell == NULL || cell[ngx_http_dynroute_cell_configured]
+                || kept.count(s.cell))
+            {
+                continue;
+            }
+
+            r = static_cast<ngx_http_dynroute_retired_t *>(
+                    ngx_slab_alloc_locked(live->shpool,
+                        sizeof(ngx_http_dynroute_retired_t) + s.name.size()));
+            if (r == NULL) {
+                return false;
+            }
+
+            r->cell = cell;
+            r->key = o.key();
+            r->name_len = static_cast<uint32_t>(s.name.size());
+            ngx_memcpy(r->name, s.name.data(), s.name.size());
+            r->next = v->retiring;
+            v->retiring = r;
+        }
+    }
+
+    return true;
+}
+
+
+static bool
+ngx_http_dynroute_cells_locked(ngx_http_dynroute_live_t *live,
+    ngx_http_dynroute_version_t *v, ngx_http_dynroute_version_t *old)
+    noexcept
+{
+    bool  ok;
+
+    v->fresh = NULL;
+    v->retiring = NULL;
+
+    try {
+        ok = ngx_http_dynroute_cells_plan(live, v, old);
+
+    } catch (const std::exception &) {
+        ok = false;
+    }
+
+    if (!ok) {
+        ngx_http_dynroute_cells_undo_locked(live, v);
+    }
+
+    return ok;
+}
+
+
+/* under the mutex: the retired cells that may go, freed */
+
+static void
+ngx_http_dynroute_cells_sweep_locked(ngx_http_dynroute_live_t *live,
+    uint64_t now) noexcept
+{
+    uint64_t                      *c;
+    ngx_http_dynroute_retired_t  **rp, *r;
+
+    rp = &live->sh->retired;
+
+    while (*rp) {
+        r = *rp;
+        c = r->cell;
+
+        if (!mx::cell_may_free(ngx_http_dynroute_counted(&c[mx::s_picked]),
+                               ngx_http_dynroute_counted(&c[mx::s_released]),
+                               ngx_http_dynroute_counted(&c[mx::s_retired_ms]),
+                               now))
+        {
+            rp = &r->next;
+            continue;
+        }
+
+        *rp = r->next;
+        ngx_slab_free_locked(live->shpool, c);
+        ngx_slab_free_locked(live->shpool, r);
+    }
+}
+
+
+/* under the mutex: v is published; the cells it dropped are retired */
+
+static void
+ngx_http_dynroute_cells_retire_locked(ngx_http_dynroute_live_t *live,
+    ngx_http_dynroute_version_t *v) noexcept
+{
+    uint64_t                      now;
+    ngx_http_dynroute_retired_t  *r;
+
+    now = ngx_http_dynroute_now_ms();
+
+    ngx_http_dynroute_cells_sweep_locked(live, now);
+
+    while (v->retiring) {
+        r = v->retiring;
+        v->retiring = r->next;
+
+        __atomic_store_n(&r->cell[mx::s_retired_ms], now, __ATOMIC_RELAXED);
+        r->next = live->sh->retired;
+        live->sh->retired = r;
+    }
+
+    v->fresh = NULL;
+}
+
+
 /* writing, under the zone's mutex */
 
 
@@ -632,6 +1023,10 @@ ngx_http_dynroute_alloc_locked(ngx_http_dynroute_live_t *live,
         ngx_memcpy(v->hosts, b.hosts.data(), b.hosts.size());
     }
 
+    if (!ngx_http_dynroute_cells_locked(live, v, old)) {
+        goto failed;
+    }
+
     return v;
 
 failed:
@@ -652,6 +1047,7 @@ static void
 ngx_http_dynroute_unalloc_locked(ngx_http_dynroute_live_t *live,
     ngx_http_dynroute_version_t *v) noexcept
 {
+    ngx_http_dynroute_cells_undo_locked(live, v);
     ngx_slab_free_locked(live->shpool, v->head);
 
     if (live->sh->version == NULL || v->hosts != live->sh->version->hosts) {
@@ -678,6 +1074,8 @@ ngx_http_dynroute_swap_locked(ngx_http_dynroute_live_t *live,
     ngx_http_dynroute_publish_value(&sh->generation, st.generation);
     ngx_http_dynroute_publish_value(&sh->draining,
                                     static_cast<uint64_t>(st.draining));
+
+    ngx_http_dynroute_cells_retire_locked(live, v);
 
     if (old) {
         ngx_slab_free_locked(live->shpool, old->head);
@@ -1225,7 +1623,9 @@ ngx_http_dynroute_init_zone(ngx_shm_zone_t *shm_zone, void *data) noexcept
      */
 
     try {
-        if (!ngx_http_dynroute_intern(live, log)) {
+        if (!ngx_http_dynroute_intern(live, log)
+            || !ngx_http_dynroute_cells_configured(live, log))
+        {
             rc = NGX_ERROR;
 
         } else if (sh->version == NULL
@@ -1244,9 +1644,122 @@ ngx_http_dynroute_init_zone(ngx_shm_zone_t *shm_zone, void *data) noexcept
         rc = ngx_http_dynroute_metrics_init(dmcf, shpool, &sh->series, log);
     }
 
+    if (rc == NGX_OK && reused) {
+        ngx_http_dynroute_cells_sweep_locked(live, ngx_http_dynroute_now_ms());
+    }
+
     ngx_shmtx_unlock(&shpool->mutex);
 
     ngx_http_dynroute_view_reset(live);
 
     return rc;
+}
+
+
+/* the metrics of the groups */
+
+
+static void
+ngx_http_dynroute_groups_locked(ngx_http_dynroute_live_t *live,
+    std::vector<mx::GroupStats> &out)
+{
+    u_char                       *p;
+    uint64_t                     *cell;
+    ngx_uint_t                    i, j;
+    ngx_http_dynroute_version_t  *v;
+    ngx_http_dynroute_retired_t  *r;
+    dynroute::GroupView::Server   s;
+
+    uint64_t now = static_cast<uint64_t>(ngx_time());
+
+    auto fill = [&](mx::ServerStats &st, uint64_t *c) {
+        for (size_t k = 0; c && k < mx::server_width; k++) {
+            st.values[k] = ngx_http_dynroute_counted(&c[k]);
+        }
+    };
+
+    /* a group's list, then its retired cells */
+
+    auto group = [&](mx::GroupStats &gs, const dynroute::GroupView &g) {
+        for (j = 0; j < g.servers(); j++) {
+            if (!g.server(j, s)) {
+                continue;
+            }
+
+            mx::ServerStats &st = gs.servers.emplace_back();
+
+            cell = ngx_http_dynroute_cell_at(live, s.cell);
+            fill(st, cell);
+            st.name = std::string(s.name);
+            st.weight = s.weight;
+            st.backup = s.backup;
+            st.state = mx::server_state(false, s.down, s.drain,
+                                        st.values[mx::s_disabled_until], now);
+        }
+
+        for (r = live->sh->retired; r; r = r->next) {
+            if (r->key != g.key()) {
+                continue;
+            }
+
+            mx::ServerStats &st = gs.servers.emplace_back();
+
+            fill(st, r->cell);
+            st.name.assign(reinterpret_cast<char *>(r->name), r->name_len);
+            st.state = mx::ServerState::removed;
+        }
+    };
+
+    v = live->sh->version;
+
+    for (ngx_http_dynroute_members_t *m : live->groups) {
+        mx::GroupStats &gs = out.emplace_back();
+
+        gs.name = std::string(ngx_http_dynroute_view(*m->name));
+        gs.kind = mx::GroupKind::upstream;
+
+        p = ngx_http_dynroute_group_of(live, v, m->key);
+
+        if (p) {
+            group(gs, ngx_http_dynroute_cells_block(p));
+
+        } else {
+            dynroute::GroupView c(m->configured, m->configured_len);
+            group(gs, c);
+        }
+    }
+
+    for (i = 0; v && i < v->ngroups; i++) {
+        dynroute::GroupView g = ngx_http_dynroute_view_group(live, v, i);
+
+        if (g.valid() && (g.key() & dynroute::service_key_bit)) {
+            mx::GroupStats &gs = out.emplace_back();
+
+            gs.name = std::string(g.name());
+            gs.kind = mx::GroupKind::service;
+            group(gs, g);
+        }
+    }
+}
+
+
+void
+ngx_http_dynroute_live_groups(ngx_http_dynroute_live_t *live,
+    std::vector<dynroute::metrics::GroupStats> &out)
+{
+    if (live == NULL || live->sh == NULL) {
+        return;
+    }
+
+    ngx_shmtx_lock(&live->shpool->mutex);
+
+    try {
+        ngx_http_dynroute_groups_locked(live, out);
+
+    } catch (...) {
+        ngx_shmtx_unlock(&live->shpool->mutex);
+        throw;
+    }
+
+    ngx_shmtx_unlock(&live->shpool->mutex);
 }

@@ -31,6 +31,20 @@
 /* in shared memory */
 
 /*
+ * A removed server's cell, listed (state "removed") until a writer frees
+ * it: once dynroute::metrics::cell_may_free() says so.
+ */
+typedef struct ngx_http_dynroute_retired_s  ngx_http_dynroute_retired_t;
+
+struct ngx_http_dynroute_retired_s {
+    ngx_http_dynroute_retired_t   *next;
+    uint64_t                      *cell;
+    uint32_t                       key;        /* its group block's */
+    uint32_t                       name_len;
+    u_char                         name[1];    /* the canonical address */
+};
+
+/*
  * a published snapshot: its blocks, each with its size in its header: the
  * head, the hosts, and a group block per upstream with a runtime list
  * (dynroute::GroupView), each shared with the version before when its
@@ -43,6 +57,11 @@ typedef struct {
                                                   same */
     u_char                       **groups;     /* ngroups blocks, or NULL */
     ngx_uint_t                     ngroups;
+
+    /* until it is published or dropped: the cells it made, and those it
+     * will retire (ngx_http_dynroute_zone.cpp) */
+    uint64_t                      *fresh;
+    ngx_http_dynroute_retired_t   *retiring;
 } ngx_http_dynroute_version_t;
 
 typedef struct {
@@ -68,6 +87,9 @@ typedef struct {
     /* the metrics' counters by name (ngx_http_dynroute_metrics.cpp) */
     ngx_rbtree_t                   series;
     ngx_rbtree_node_t              sentinel;
+
+    /* removed servers' cells not freed yet, under the mutex */
+    ngx_http_dynroute_retired_t   *retired;
 } ngx_http_dynroute_shm_t;
 
 

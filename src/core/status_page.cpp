@@ -337,7 +337,8 @@ function group(g, span, now) {
   const removed = servers.filter((sv) => sv.state === 'removed').length;
   return el('section', { class: 'group', 'data-group': g.name },
     el('h2', {}, g.kind === 'service' ? 'Service ' : 'Upstream ', g.name),
-    el('p', { class: 'sub' }, (servers.length - removed) + ' servers'
+    el('p', { class: 'sub' }, (servers.length - removed)
+       + (servers.length - removed === 1 ? ' server' : ' servers')
        + (removed ? ' · ' + removed + ' removed, finishing their requests' : '')),
     el('table', {},
        el('thead', {}, el('tr', {},

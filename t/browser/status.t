@@ -3,7 +3,8 @@
 // {prefix}ui from dynroute's API, the test sends traffic through a rollout
 // whose canary fails part of its requests, and checks that the page shows
 // the rollout, its live weights, the rates, the canary's 5xx share, p99 and
-// overrides, as computed from {prefix}stats.  Then the page is fed made-up
+// overrides, and the canary's upstream (dynroute_servers) with its server,
+// as computed from {prefix}stats.  Then the page is fed made-up
 // stats to check the p99 interpolation, the overflow bucket, a counter
 // reset and a failed refresh, and made-up groups of servers (the page's
 // section per upstream or service; a server removed and added again starts
@@ -39,7 +40,10 @@ function httpConf(prefix, p) {
     # The two versions of the application: the canary fails a fifth of
     # its requests.
     upstream checkout_v1 { server 127.0.0.1:${p.stable}; }
-    upstream checkout_v2 { server 127.0.0.1:${p.canary}; }
+    upstream checkout_v2 {
+        dynroute_servers;           # the page's section of its servers
+        server 127.0.0.1:${p.canary};
+    }
 
     split_clients $request_id $canary_fails {
         20%  1;
@@ -390,6 +394,22 @@ async function main() {
         ok(['rate', 'errors', 'p99', 'overrides', 'total'].every(
             (c) => canary[c] !== idle[c]), 'the canary row changed with the traffic',
            `${JSON.stringify(idle)}\n${JSON.stringify(canary)}`);
+        const cs = ((s.groups || []).find((g) => g.name === 'checkout_v2') || {}).servers || [];
+        ok(cs.length === 1 && cs[0].requests === sumOf(sv.canary.requests),
+           'stats: the canary upstream\'s server took every canary request',
+           JSON.stringify(s.groups));
+        await waitFor(page, (want) => (document.querySelector(
+            'section.group[data-group="checkout_v2"] tr[data-server] .total') || {})
+            .textContent === want, String(cs.length && cs[0].requests));
+        const g = await view(page);
+        const cserver = g.servers[`checkout_v2/127.0.0.1:${ports.canary}`] || {};
+        is(g.groups.join(' | '), 'Upstream checkout_v2: 1 server',
+           'the page shows the canary\'s upstream, a section of its own');
+        is(`${cserver.name} ${cserver.state} ${cserver.total} ${cserver.inflight} ${cserver.fails}`,
+           `127.0.0.1:${ports.canary} up ${cs.length && cs[0].requests} 0 0`,
+           'its server: up, its requests, nothing in flight, no fails');
+        is(cserver.errors, cs.length ? share(cs[0].responses['5xx'], sumOf(cs[0].responses)) : '',
+           `its server's 5xx share as in stats (${cserver.errors})`);
         ok(v.refreshed !== before.refreshed, 'the refresh time moved on',
            `${before.refreshed} ${v.refreshed}`);
         ok(v.error === null, 'no error banner', v.error);

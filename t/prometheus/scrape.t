@@ -3,8 +3,9 @@
 # Prometheus scrapes it every second while a canary rollout takes a load in
 # which the canary fails exactly 20% of its requests.  PromQL's answers must
 # then match what the load saw: the canary's error ratio as a dashboard
-# computes it (increase() over a window), the stable variant's (0), and the
-# request counts of every variant.
+# computes it (increase() over a window), the stable variant's (0), the
+# request counts of every variant, and the families of the canary's server
+# (its upstream has dynroute_servers).
 #
 # Run by `make test-prometheus` (mk/prometheus.mk installs Debian's
 # prometheus package).  Loopback only; starts one nginx and one Prometheus,
@@ -39,7 +40,10 @@ my $SHARE   = 0.2;      # the canary answers 500 when n ends in 0 or 5
 my $http_config = <<'CONF';
     error_log $TEST_NGINX_PREFIX/logs/error.log info;
     upstream service_stable { server 127.0.0.1:$TEST_NGINX_PORT2; }
-    upstream service_canary { server 127.0.0.1:$TEST_NGINX_PORT3; }
+    upstream service_canary {
+        dynroute_servers;           # its server's families too
+        server 127.0.0.1:$TEST_NGINX_PORT3;
+    }
 
     map $arg_n $canary_fails {
         ~[05]$   1;
@@ -168,6 +172,9 @@ ok((grep { my ($l) = /\Adynroute_variant_responses_total\{(.*)\} 0\z/;
                        && $l =~ /(?:\A|,)code="5xx"(?:,|\z)/ }
      split /\n/, $first->{content} // '') == 1,
    "the canary's 5xx series is there, at 0, before any request");
+ok((grep { /\Adynroute_server_state\{upstream="service_canary",server="127\.0\.0\.1:\d+",state="up"\} 1\z/ }
+     split /\n/, $first->{content} // '') == 1,
+   "the canary's server is there, up, before any request");
 
 # Prometheus of our own: its data in the nginx prefix (removed with it).
 ($prom_port) = free_ports(1);
@@ -309,6 +316,20 @@ is(scalar_query('sum(dynroute_requests_total{table="main"})'), $sent,
    "PromQL: the table's rules counted every request");
 is(scalar_query('sum(dynroute_misdirected_requests_total{table="main"})'), 0,
    'PromQL: no request was misdirected');
+is(scalar_query('sum(dynroute_server_requests_total{upstream="service_canary"})'), $sent{canary},
+   "PromQL: the canary's server took the canary's requests");
+is_deeply(by_label('sum by (code) (dynroute_server_responses_total{upstream="service_canary"})', 'code'),
+          { '1xx' => 0, '2xx' => $sent{canary} - ($failed{canary} // 0),
+            '3xx' => 0, '4xx' => 0, '5xx' => $failed{canary} // 0 },
+          "PromQL: its server's responses by class are the client's");
+is(scalar_query('sum(dynroute_server_fails_total{upstream="service_canary"})'), 0,
+   'PromQL: no try of it failed (a 500 is no failure without proxy_next_upstream)');
+is(scalar_query('sum(dynroute_server_inflight{upstream="service_canary"})'), 0,
+   'PromQL: nothing in flight after the load');
+is_deeply(by_label('dynroute_server_state{upstream="service_canary"} == 1', 'state'),
+          { up => 1 }, 'PromQL: its server is up');
+is(scalar_query('dynroute_upstream_servers{upstream="service_canary"}'), 1,
+   'PromQL: dynroute_upstream_servers counts it');
 is(scalar_query('up{job="dynroute"}'), 1, 'PromQL: the target is still up');
 
 promtool_ok('after the load');
