@@ -453,6 +453,42 @@ typedef struct {
 
 
 /*
+ * How the runtime list of upstream name balances: hash for a group with
+ * hash=KEY, whose block then carries the list's ring (built with the
+ * block, outside the mutex but for the last try of a write); a ring that
+ * cannot fit in the zone is refused before it is built (507).  Throws.
+ */
+
+static dynroute::Balance
+ngx_http_dynroute_group_method(ngx_http_dynroute_live_t *live,
+    const std::string &name, const dynroute::ServerGroup &group)
+{
+    const dynroute::ServersInfo *info = live->schema.servers_of(name);
+
+    if (info == NULL || !info->hash) {
+        return dynroute::Balance::round_robin;
+    }
+
+    uint64_t bytes = dynroute::group_ring_points(group)
+                     * sizeof(dynroute::ChashPoint);
+    uint64_t zone = live->shpool->end
+                    - reinterpret_cast<u_char *>(live->shpool);
+
+    if (bytes > zone) {
+        throw dynroute::ApiError(NGX_HTTP_INSUFFICIENT_STORAGE,
+            "the consistent hash ring of upstream \"" + name + "\" takes "
+            + std::to_string(bytes) + " bytes (160 points of 8 bytes a unit "
+            "of weight), more than dynroute_zone \""
+            + std::string(ngx_http_dynroute_view(live->zone_name))
+            + "\" holds, nothing changed: lower the weights or make the "
+            "zone larger");
+    }
+
+    return dynroute::Balance::hash;
+}
+
+
+/*
  * The blocks of st; prev: the published state it changes, whose group
  * blocks it shares where its list is the same (NULL: every block new).
  */
@@ -492,8 +528,9 @@ ngx_http_dynroute_build(ngx_http_dynroute_live_t *live,
 
         b.groups.emplace_back(key, dynroute::encode_snapshot_group(key,
                                   st.generation,
-                                  dynroute::Balance::round_robin, name,
-                                  group));
+                                  ngx_http_dynroute_group_method(live, name,
+                                                                 group),
+                                  name, group));
     }
 }
 
