@@ -405,8 +405,12 @@ ngx_http_dynroute_servers_hash_place(ngx_http_dynroute_hash_peer_t *hp,
         n = ngx_min(size, dynroute::chash_max_tries + 1);
 
         for (j = 0; j < n; j++) {
-            hp->window[j].hash = rg->points.hash_at((p + j) % size);
-            hp->window[j].server = rg->points.server_at((p + j) % size);
+            hp->window[j].hash = rg->points.hash_at(p);
+            hp->window[j].server = rg->points.server_at(p);
+
+            if (++p == size) {
+                p = 0;
+            }
         }
 
         if (ngx_http_dynroute_live_current(hp->live)) {
