@@ -299,6 +299,14 @@ CONF
     my $gained = grep { $heavier->[$_] =~ /:$p[1]\n\z/ && $less->[$_] !~ /:$p[1]\n\z/ } 0 .. 299;
     ok($gained >= 10, "runtime hash: the heavier server gained keys ($gained)");
 
+    my $r = http_raw($srv, "PATCH /api/upstreams/dyn/servers/127.0.0.1:$p[1] HTTP/1.1\r\n"
+                     . "Host: localhost\r\nConnection: close\r\nContent-Type: application/json\r\n"
+                     . "Content-Length: 17\r\n\r\n{\"weight\": 10000}", 30);
+    is($r->{status}, 507, 'runtime hash: a ring larger than the zone is refused');
+    like($r->{body}, qr/consistent hash ring of upstream \\"dyn\\" takes 12\d{6} bytes .*more than dynroute_zone \\"routes\\" holds, nothing changed/,
+         '... saying why');
+    is_deeply(by_key($srv, '/d/'), $heavier, '... and nothing changed');
+
     is($api->($srv, 'DELETE', '/api/upstreams/dyn/servers'), 200,
        'runtime hash: back to the "server" lines');
     is_deeply(by_key($srv, '/d/'), $conf, 'runtime hash: the "server" lines\' ring again');
