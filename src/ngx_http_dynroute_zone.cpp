@@ -827,6 +827,39 @@ ngx_http_dynroute_live_read(ngx_http_dynroute_live_t *live,
 
 
 /*
+ * Under the mutex: whether a published group block balances otherwise
+ * than this configuration says (hash= added to or dropped from an
+ * upstream whose runtime list an older configuration wrote): its list is
+ * published again, with the ring it needs or without one.
+ */
+
+static bool
+ngx_http_dynroute_methods_changed(ngx_http_dynroute_live_t *live) noexcept
+{
+    ngx_http_dynroute_version_t  *ver = live->sh->version;
+
+    for (ngx_uint_t i = 0; i < ver->ngroups; i++) {
+        dynroute::GroupView g = ngx_http_dynroute_view_group(live, ver, i);
+
+        if (!g.valid() || (g.key() & dynroute::service_key_bit)) {
+            continue;
+        }
+
+        const dynroute::ServersInfo *info =
+            live->schema.servers_of(g.name());
+
+        if (info
+            && info->hash != (g.method() == dynroute::Balance::hash))
+        {
+            return true;
+        }
+    }
+
+    return false;
+}
+
+
+/*
  * A worker of the current configuration adopts the published state: what
  * an older configuration's workers published may name what this one no
  * longer has, which is dropped here, with a notice each, and published
@@ -855,7 +888,7 @@ ngx_http_dynroute_adopt_locked(ngx_http_dynroute_live_t *live,
         ngx_log_error(NGX_LOG_NOTICE, log, 0, "dynroute: %s", n.c_str());
     }
 
-    if (!notices.empty()) {
+    if (!notices.empty() || ngx_http_dynroute_methods_changed(live)) {
         if (st.generation == dynroute::max_generation) {
             ngx_log_error(NGX_LOG_ERR, log, 0,
                           "dynroute: the generation of zone \"%V\" is at "

@@ -313,6 +313,40 @@ CONF
     error_log_ok(stop_nginx($srv), 'runtime hash: no alert/crit/crash');
 }
 
+# hash= added by a reload to an upstream whose runtime list was written
+# without it: the list is published again with its ring.
+{
+    my @p = sort { $a <=> $b } free_ports(4);
+    my $list = join '', map { "        server 127.0.0.1:$_ weight=" . ($_ % 3 + 1) . ";\n" } @p;
+    my $http = sub {
+        my ($hash) = @_;
+        return backends(map { "127.0.0.1:$_" } @p) . <<"CONF";
+    dynroute_zone routes 1m;
+    upstream dyn {
+        dynroute_servers max=8$hash;
+        server 127.0.0.1:$p[0];
+    }
+    upstream twin {
+        hash \$arg_k consistent;
+$list    }
+CONF
+    };
+    my $srv = start_nginx(workers => 2, http_config => $http->(''), config => <<'CONF');
+    location /d/ { proxy_pass http://dyn; }
+    location /t/ { proxy_pass http://twin; }
+    location /api/ { allow 127.0.0.1; deny all; dynroute_api write=on; }
+CONF
+    my $body = '{' . join(',', map { "\"127.0.0.1:$_\": {\"weight\": " . ($_ % 3 + 1) . '}' } @p) . '}';
+    my $r = http_raw($srv, "PUT /api/upstreams/dyn/servers HTTP/1.1\r\nHost: localhost\r\n"
+                     . "Connection: close\r\nContent-Type: application/json\r\n"
+                     . 'Content-Length: ' . length($body) . "\r\n\r\n$body", 30);
+    is($r->{status}, 200, 'reload to hash=: a runtime list set without hash=');
+    ok(reload_nginx($srv, $http->(' hash=$arg_k')), 'reload to hash=: reloaded with hash=$arg_k');
+    my $t = by_key($srv, '/t/');
+    is_deeply(by_key($srv, '/d/'), $t, 'reload to hash=: 300 keys on the list\'s ring, as nginx\'s');
+    error_log_ok(stop_nginx($srv), 'reload to hash=: no alert/crit/crash');
+}
+
 run_tests();
 
 __DATA__
