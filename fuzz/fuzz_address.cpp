@@ -26,19 +26,19 @@ bool pton(int af, const std::string &s)
     return inet_pton(af, s.c_str(), buf) == 1;
 }
 
-int family(const Address &a)
+int family(const ServerAddress &a)
 {
     sa_family_t f;
     std::memcpy(&f, a.sockaddr.data(), sizeof f);
     return f;
 }
 
-void check_accepted(std::string_view raw, const Address &a)
+void check_accepted(std::string_view raw, const ServerAddress &a)
 {
     FUZZ_CHECK(!a.name.empty() && a.name.size() <= max_address_name);
     FUZZ_CHECK(a.socklen() <= max_socklen);
 
-    Address again = parse_address(a.name);
+    ServerAddress again = parse_address(a.name);
     FUZZ_CHECK(again.name == a.name);
     FUZZ_CHECK(again.sockaddr == a.sockaddr);
 
@@ -87,7 +87,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data,
     std::string_view raw(reinterpret_cast<const char *>(data), size);
 
     try {
-        Address a = parse_address(raw);
+        ServerAddress a = parse_address(raw);
         check_accepted(raw, a);
     } catch (const ApiError &e) {
         check_refused(raw, e);

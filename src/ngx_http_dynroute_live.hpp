@@ -44,6 +44,12 @@ ngx_http_dynroute_rule_t *ngx_http_dynroute_live_host(
     ngx_http_dynroute_live_t *live, ngx_uint_t table, ngx_str_t host,
     uint64_t hash) noexcept;
 bool ngx_http_dynroute_live_draining(ngx_http_dynroute_live_t *live) noexcept;
+/*
+ * After reading in place what this worker's view points into (a group
+ * block's ring): whether the zone is still at the view's generation, so
+ * that what was read was not freed meanwhile.  True without a zone.
+ */
+bool ngx_http_dynroute_live_current(ngx_http_dynroute_live_t *live) noexcept;
 
 /*
  * For the metrics: each group (its list, published or configured, then its

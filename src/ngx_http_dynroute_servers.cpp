@@ -30,6 +30,7 @@
 #include "ngx_http_dynroute_live.hpp"
 #include "ngx_http_dynroute_atomic.hpp"
 #include "metrics.hpp"
+#include "address.hpp"
 #include "state.hpp"
 
 
@@ -516,8 +517,10 @@ ngx_http_dynroute_servers_init_upstream(ngx_conf_t *cf,
     list->tries = dynroute::balance::tries(*list);
 
     if (scf->hash
-        && ngx_http_dynroute_servers_hash_init(cf, scf->hash, us, list)
-           != NGX_OK)
+        && (ngx_http_dynroute_servers_hash_init(cf, scf->hash, us, list)
+            != NGX_OK
+            || ngx_http_dynroute_servers_hash_members(cf, scf->hash, m)
+               != NGX_OK))
     {
         return NGX_ERROR;
     }
@@ -614,17 +617,19 @@ ngx_http_dynroute_servers_init_peer(ngx_http_request_t *r,
     sp->t = dynroute::balance::Try();
     sp->ring = NULL;
 
-    /* hash=KEY: the "server" lines' ring (a runtime list has its own) */
+    /* hash=KEY: the ring of the list in use (which may refresh the view) */
 
     if (scf->hash) {
-        sp->ring = &scf->hash->ring;
-
-        if (ngx_http_dynroute_servers_hash_cursor(r, scf->hash, sp->ring,
-                                                  &sp->cursor)
+        if (ngx_http_dynroute_servers_hash_start(r, scf->hash,
+                                                 dmcf ? dmcf->live : NULL, m,
+                                                 &sp->ring, &sp->cursor)
             != NGX_OK)
         {
             return NGX_ERROR;
         }
+
+        sp->list = &m->list[m->current];
+        sp->epoch = m->epoch;
     }
     sp->last = ~0u;
 
@@ -723,10 +728,14 @@ ngx_http_dynroute_servers_get(ngx_peer_connection_t *pc, void *data)
     pc->cached = 0;
     pc->connection = NULL;
 
-    if (sp->epoch != sp->members->epoch
-        && ngx_http_dynroute_servers_again(sp) != NGX_OK)
-    {
-        return NGX_ERROR;
+    if (sp->epoch != sp->members->epoch) {
+        if (sp->ring) {
+            ngx_http_dynroute_servers_hash_again(sp->ring, &sp->cursor);
+        }
+
+        if (ngx_http_dynroute_servers_again(sp) != NGX_OK) {
+            return NGX_ERROR;
+        }
     }
 
     e = sp->ring ? ngx_http_dynroute_servers_hash_get(*sp->list, *sp->ring,
@@ -996,34 +1005,20 @@ ngx_http_dynroute_servers_info(ngx_conf_t *cf,
                     spec.backup = server[i].backup;
                     spec.down = server[i].down;
 
+                    /* by its canonical name, as the API compares them;
+                     * a line written twice: its first */
+
                     info.configured.emplace(
-                        std::string(reinterpret_cast<char *>(text), len),
+                        dynroute::parse_address(std::string_view(
+                            reinterpret_cast<char *>(text), len)).name,
                         spec);
                 }
             }
         }
 
-        /*
-         * The names canonical, as the API compares them: nginx's text
-         * through a block (which parses each address) and back.
-         */
-
         std::string_view host = ngx_http_dynroute_view(us->host);
         dynroute::ServerGroup g{info.configured, id + 1};
         std::string block = dynroute::encode_snapshot_group(0, 0,
-            dynroute::Balance::round_robin, host, g);
-        std::string name;
-
-        if (!dynroute::decode_group(dynroute::GroupView(block.data(),
-                                                        block.size()),
-                                    name, g))
-        {
-            throw dynroute::ConfigError("upstream \"" + std::string(host)
-                                        + "\" has a server line twice");
-        }
-
-        info.configured = g.servers;
-        block = dynroute::encode_snapshot_group(0, 0,
             dynroute::Balance::round_robin, host, g);
 
         p = static_cast<u_char *>(ngx_pnalloc(cf->pool, block.size()));
@@ -1182,6 +1177,8 @@ ngx_http_dynroute_members_fill(ngx_http_dynroute_members_t *m,
     next->tries = dynroute::balance::tries(*next);
     m->next_written = written;
     m->pending = 1;
+
+    ngx_http_dynroute_servers_hash_fill(m, g, written);
 }
 
 

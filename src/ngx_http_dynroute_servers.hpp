@@ -89,6 +89,8 @@ typedef struct {
     unsigned                       pending:1; /* the list not in use is
                                                  filled, not switched to */
     unsigned                       seen:1;    /* a refresh found its block */
+    struct ngx_http_dynroute_rings_s  *rings; /* hash=KEY: each list's
+                                                 ring; NULL: round robin */
 
     /* the zone, where the blocks' cell offsets point (set by the view) */
     u_char                        *zone;
@@ -150,9 +152,32 @@ typedef struct {
                                                 same[i], the next server
                                                 after i of i's name, or
                                                 NGX_HTTP_DYNROUTE_HASH_END */
+    const uint32_t                *index;    /* NULL: a point's server is
+                                                the list's entry; else
+                                                index[server] (server <
+                                                nindex), or
+                                                NGX_HTTP_DYNROUTE_HASH_END */
+    uint32_t                       nindex;
 } ngx_http_dynroute_ring_t;
 
 #define NGX_HTTP_DYNROUTE_HASH_END  0xffffffffu
+
+/*
+ * The rings of a hash group's two lists, as the members' lists are
+ * filled: the configured list's is the configuration's ring (its points
+ * name the "server" lines' servers, whose ids are their places plus 1); a
+ * runtime list's is its group block's, in the zone (its points name the
+ * block's servers by their place in the block).  A list leaves out what
+ * the block holds but it cannot (no slot left, a damaged entry), so a
+ * point's server is mapped to the list's entry by index[].
+ */
+typedef struct ngx_http_dynroute_rings_s {
+    ngx_http_dynroute_ring_t       ring[2];   /* by list, as list[] */
+    ngx_uint_t                     zone[2];   /* ring[i] is in the zone */
+    uint32_t                      *index[2];  /* max entries each */
+    const ngx_http_dynroute_ring_t  *configured;
+    ngx_uint_t                     nconfigured;  /* servers it names */
+} ngx_http_dynroute_rings_t;
 
 typedef struct {
     ngx_http_complex_value_t       key;      /* compiled with the
@@ -168,10 +193,24 @@ char *ngx_http_dynroute_servers_hash_conf(ngx_conf_t *cf, ngx_str_t *value,
 ngx_int_t ngx_http_dynroute_servers_hash_init(ngx_conf_t *cf,
     ngx_http_dynroute_servers_hash_t *hash, ngx_http_upstream_srv_conf_t *us,
     const ngx_http_dynroute_list_t *list) noexcept;
-ngx_int_t ngx_http_dynroute_servers_hash_cursor(ngx_http_request_t *r,
-    ngx_http_dynroute_servers_hash_t *hash,
-    const ngx_http_dynroute_ring_t *ring, dynroute::ChashCursor *cursor)
+ngx_int_t ngx_http_dynroute_servers_hash_members(ngx_conf_t *cf,
+    ngx_http_dynroute_servers_hash_t *hash, ngx_http_dynroute_members_t *m)
     noexcept;
+void ngx_http_dynroute_servers_hash_fill(ngx_http_dynroute_members_t *m,
+    const dynroute::GroupView &g, uint64_t written) noexcept;
+
+/*
+ * init_peer's: the key's place on the ring of the list in use (*ring is
+ * the request's); again, after the lists switched: its place on the ring
+ * of the list in use now, the tries kept.  Either may refresh the
+ * worker's view: the caller takes the list in use afterwards.
+ */
+ngx_int_t ngx_http_dynroute_servers_hash_start(ngx_http_request_t *r,
+    ngx_http_dynroute_servers_hash_t *hash, ngx_http_dynroute_live_t *live,
+    ngx_http_dynroute_members_t *m, const ngx_http_dynroute_ring_t **ring,
+    dynroute::ChashCursor *cursor) noexcept;
+void ngx_http_dynroute_servers_hash_again(const ngx_http_dynroute_ring_t *ring,
+    dynroute::ChashCursor *cursor) noexcept;
 ngx_http_dynroute_entry_t *ngx_http_dynroute_servers_hash_get(
     const ngx_http_dynroute_list_t &list, const ngx_http_dynroute_ring_t &ring,
     dynroute::ChashCursor &cursor, dynroute::balance::Try &t, time_t now)

@@ -22,8 +22,20 @@
  * robin's (balance.hpp's free), as the hash module keeps it.
  *
  * The pick takes a ring however it was built (ngx_http_dynroute_ring_t):
- * the runtime lists' rings, built by the writer into their group blocks,
- * are read in place by the same pick.
+ * a runtime list's ring is built by the writer into the list's group block
+ * (over the canonical names and weights, as nginx's over "server" lines of
+ * those names), and the refresh that fills the list takes it with it
+ * (ngx_http_dynroute_servers_hash_fill), its points mapped to the list's
+ * entries.  A block is freed by a writer once a version without it is
+ * published, which a request that started before may outlive: a request
+ * copies the points it may walk (chash_max_tries + 1 from the key's) out
+ * of the block at init_peer, and keeps the copy only if the zone's
+ * generation did not change while it copied (else the worker's view is
+ * refreshed and it copies again); its tries read the copy, never the
+ * block.  A request whose list switched between two tries finds the key's
+ * place again on the new list's ring, its tries kept (as a new request
+ * would, but for the servers it tried): the old list's entries and map are
+ * refilled by the next change, so its ring could not be kept.
  *
  * The request path allocates nothing beyond nginx's own from the request's
  * pool (the key's value), takes no lock and throws nothing.
@@ -34,6 +46,7 @@
 #include <vector>
 
 #include "ngx_http_dynroute_servers.hpp"
+#include "ngx_http_dynroute_live.hpp"
 
 
 /*
@@ -231,15 +244,205 @@ ngx_http_dynroute_servers_hash_init(ngx_conf_t *cf,
 }
 
 
+/*
+ * The members of a hash group: the list from the "server" lines has the
+ * configured ring, whose points name its entries as they are; the lists
+ * that refreshes fill get their rings and maps by
+ * ngx_http_dynroute_servers_hash_fill().
+ */
+
+ngx_int_t
+ngx_http_dynroute_servers_hash_members(ngx_conf_t *cf,
+    ngx_http_dynroute_servers_hash_t *hash, ngx_http_dynroute_members_t *m)
+    noexcept
+{
+    ngx_http_dynroute_rings_t  *rings;
+
+    rings = static_cast<ngx_http_dynroute_rings_t *>(
+                ngx_pcalloc(cf->pool, sizeof(ngx_http_dynroute_rings_t)));
+    if (rings == NULL) {
+        return NGX_ERROR;
+    }
+
+    rings->index[0] = static_cast<uint32_t *>(
+                          ngx_palloc(cf->pool, 2 * m->max * sizeof(uint32_t)));
+    if (rings->index[0] == NULL) {
+        return NGX_ERROR;
+    }
+
+    rings->index[1] = rings->index[0] + m->max;
+    rings->configured = &hash->ring;
+    rings->nconfigured = m->list[m->current].primaries;
+    rings->ring[m->current] = hash->ring;
+
+    m->rings = rings;
+
+    return NGX_OK;
+}
+
+
+/*
+ * At the end of ngx_http_dynroute_members_fill(): the ring of the list it
+ * filled, and where each server the ring names is in that list.  The
+ * "server" lines (written 0): the configured ring, by id (a "server"
+ * line's server has its place plus 1); a group block: its ring, by place
+ * in the block (the fill keeps the block's order and leaves servers out,
+ * never reorders them, so a walk of both in step finds each).  A block
+ * without a ring (written by a configuration without hash=) gives an empty
+ * one: round robin until the list is written again.
+ */
+
+void
+ngx_http_dynroute_servers_hash_fill(ngx_http_dynroute_members_t *m,
+    const dynroute::GroupView &g, uint64_t written) noexcept
+{
+    uint32_t                      *index, id;
+    ngx_uint_t                     next, i, n, e, count;
+    ngx_http_dynroute_list_t      *list;
+    ngx_http_dynroute_ring_t      *ring;
+    ngx_http_dynroute_rings_t     *rings;
+    dynroute::GroupView::Server    s;
+
+    rings = m->rings;
+
+    if (rings == NULL) {
+        return;
+    }
+
+    next = m->current ^ 1;
+    list = &m->list[next];
+    ring = &rings->ring[next];
+    index = rings->index[next];
+    count = list->primaries + list->backups;
+
+    if (written == 0) {
+        *ring = *rings->configured;
+        rings->zone[next] = 0;
+
+        n = ngx_min(rings->nconfigured, m->max);
+
+        for (i = 0; i < n; i++) {
+            index[i] = NGX_HTTP_DYNROUTE_HASH_END;
+        }
+
+        for (i = 0; i < count; i++) {
+            id = m->slots[list->entries[i].slot].id;
+
+            if (id >= 1 && id <= n) {
+                index[id - 1] = static_cast<uint32_t>(i);
+            }
+        }
+
+    } else {
+        ring->points = g.ring();
+        ring->same = NULL;
+        rings->zone[next] = 1;
+
+        n = ngx_min(g.servers(), m->max);
+
+        /* e: the entry of the list that the next server may be */
+
+        for (i = 0, e = 0; i < n; i++) {
+            index[i] = NGX_HTTP_DYNROUTE_HASH_END;
+
+            if (e < count && g.server(i, s)
+                && s.id == m->slots[list->entries[e].slot].id)
+            {
+                index[i] = static_cast<uint32_t>(e++);
+            }
+        }
+    }
+
+    ring->index = index;
+    ring->nindex = static_cast<uint32_t>(n);
+}
+
+
+/* a request's ring: the points it may walk, and where it is */
+
+typedef struct {
+    ngx_http_dynroute_ring_t       ring;      /* first: what sp->ring is */
+    ngx_http_dynroute_live_t      *live;
+    ngx_http_dynroute_members_t   *members;
+    uint32_t                       hash;      /* crc32 of the key */
+    dynroute::ChashPoint           window[dynroute::chash_max_tries + 1];
+} ngx_http_dynroute_hash_peer_t;
+
+#define NGX_HTTP_DYNROUTE_HASH_TRIES  4
+
+
+/*
+ * The key's place on the ring of the list in use, the tries kept.  The
+ * configured ring lives as long as the configuration: read in place.  A
+ * ring in the zone: the points from the key's (as many as a request may
+ * walk) copied, the copy kept if the zone did not change meanwhile; after
+ * NGX_HTTP_DYNROUTE_HASH_TRIES changes, round robin for the request.
+ */
+
+static void
+ngx_http_dynroute_servers_hash_place(ngx_http_dynroute_hash_peer_t *hp,
+    dynroute::ChashCursor *cursor) noexcept
+{
+    ngx_uint_t                  tries, cur, j, n;
+    std::size_t                 p, size;
+    ngx_http_dynroute_members_t *m;
+    const ngx_http_dynroute_ring_t  *rg;
+
+    m = hp->members;
+
+    for (tries = 0; tries < NGX_HTTP_DYNROUTE_HASH_TRIES; tries++) {
+        cur = m->current;
+        rg = &m->rings->ring[cur];
+
+        if (!m->rings->zone[cur]) {
+            hp->ring = *rg;
+            cursor->point = rg->points.find(hp->hash);
+            return;
+        }
+
+        size = rg->points.size();
+        p = size ? rg->points.find(hp->hash) % size : 0;
+        n = ngx_min(size, dynroute::chash_max_tries + 1);
+
+        for (j = 0; j < n; j++) {
+            hp->window[j].hash = rg->points.hash_at(p);
+            hp->window[j].server = rg->points.server_at(p);
+
+            if (++p == size) {
+                p = 0;
+            }
+        }
+
+        if (ngx_http_dynroute_live_current(hp->live)) {
+            hp->ring = *rg;
+            hp->ring.points = dynroute::ChashRingView(
+                                  hp->window, n * sizeof(dynroute::ChashPoint),
+                                  n);
+            cursor->point = 0;
+            return;
+        }
+
+        /* a writer published meanwhile: what was read may be freed */
+
+        ngx_http_dynroute_live_sync(hp->live);
+    }
+
+    hp->ring = *rg;
+    hp->ring.points = dynroute::ChashRingView();
+    cursor->keyless = true;
+}
+
+
 /* ngx_http_upstream_init_chash_peer: the key, its place on the ring */
 
 ngx_int_t
-ngx_http_dynroute_servers_hash_cursor(ngx_http_request_t *r,
-    ngx_http_dynroute_servers_hash_t *hash,
-    const ngx_http_dynroute_ring_t *ring, dynroute::ChashCursor *cursor)
-    noexcept
+ngx_http_dynroute_servers_hash_start(ngx_http_request_t *r,
+    ngx_http_dynroute_servers_hash_t *hash, ngx_http_dynroute_live_t *live,
+    ngx_http_dynroute_members_t *m, const ngx_http_dynroute_ring_t **ring,
+    dynroute::ChashCursor *cursor) noexcept
 {
-    ngx_str_t  key;
+    ngx_str_t                       key;
+    ngx_http_dynroute_hash_peer_t  *hp;
 
     if (ngx_http_complex_value(r, &hash->key, &key) != NGX_OK) {
         return NGX_ERROR;
@@ -248,12 +451,39 @@ ngx_http_dynroute_servers_hash_cursor(ngx_http_request_t *r,
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "dynroute upstream hash key:\"%V\"", &key);
 
-    *cursor = dynroute::chash_cursor(
-                  ring->points,
-                  std::string_view(reinterpret_cast<char *>(key.data),
+    hp = static_cast<ngx_http_dynroute_hash_peer_t *>(
+             ngx_palloc(r->pool, sizeof(ngx_http_dynroute_hash_peer_t)));
+    if (hp == NULL) {
+        return NGX_ERROR;
+    }
+
+    hp->live = live;
+    hp->members = m;
+    hp->hash = dynroute::crc32(std::string_view(
+                                   reinterpret_cast<char *>(key.data),
                                    key.len));
 
+    *cursor = dynroute::ChashCursor();
+    cursor->keyless = (key.len == 0);
+
+    ngx_http_dynroute_servers_hash_place(hp, cursor);
+
+    *ring = &hp->ring;
+
     return NGX_OK;
+}
+
+
+void
+ngx_http_dynroute_servers_hash_again(const ngx_http_dynroute_ring_t *ring,
+    dynroute::ChashCursor *cursor) noexcept
+{
+    ngx_http_dynroute_hash_peer_t  *hp;
+
+    hp = reinterpret_cast<ngx_http_dynroute_hash_peer_t *>(
+             const_cast<ngx_http_dynroute_ring_t *>(ring));
+
+    ngx_http_dynroute_servers_hash_place(hp, cursor);
 }
 
 
@@ -283,15 +513,25 @@ ngx_http_dynroute_servers_hash_get(const ngx_http_dynroute_list_t &list,
     peers = list.entries;
     best = none;
 
+    /* a point's server, and those of its name: their entries by index */
+
     auto usable = [&](uint32_t server) noexcept -> bool {
         intptr_t  total = 0;
 
         best = none;
 
-        for (uint32_t i = server;
-             i < list.primaries;
-             i = ring.same ? ring.same[i] : NGX_HTTP_DYNROUTE_HASH_END)
+        for (uint32_t k = server;
+             k != NGX_HTTP_DYNROUTE_HASH_END;
+             k = ring.same ? ring.same[k] : NGX_HTTP_DYNROUTE_HASH_END)
         {
+            uint32_t  i = ring.index == NULL ? k
+                          : k < ring.nindex ? ring.index[k]
+                          : NGX_HTTP_DYNROUTE_HASH_END;
+
+            if (i >= list.primaries) {
+                continue;
+            }
+
             ngx_http_dynroute_entry_t  &peer = peers[i];
 
             if (t.tried[i / bits] & (uintptr_t{1} << (i % bits))) {
@@ -332,8 +572,9 @@ ngx_http_dynroute_servers_hash_get(const ngx_http_dynroute_list_t &list,
     };
 
     s = dynroute::chash_pick(ring.points,
-                             static_cast<uint32_t>(list.primaries), cursor,
-                             usable);
+                             ring.index ? ring.nindex
+                                        : static_cast<uint32_t>(list.primaries),
+                             cursor, usable);
 
     if (s == dynroute::chash_round_robin) {
         return dynroute::balance::get(list, t, now);

@@ -480,6 +480,20 @@ ngx_http_dynroute_live_draining(ngx_http_dynroute_live_t *live) noexcept
 }
 
 
+bool
+ngx_http_dynroute_live_current(ngx_http_dynroute_live_t *live) noexcept
+{
+    if (live == NULL || live->sh == NULL) {
+        return true;
+    }
+
+    ngx_http_dynroute_read_fence();
+
+    return ngx_http_dynroute_published(&live->sh->generation)
+           == live->generation;
+}
+
+
 void
 ngx_http_dynroute_live_status(ngx_http_dynroute_live_t *live,
     uint64_t *generation, bool *draining, size_t *runtime_hosts) noexcept

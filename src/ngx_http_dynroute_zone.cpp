@@ -844,6 +844,42 @@ typedef struct {
 
 
 /*
+ * How the runtime list of upstream name balances: hash for a group with
+ * hash=KEY, whose block then carries the list's ring (built with the
+ * block, outside the mutex but for the last try of a write); a ring that
+ * cannot fit in the zone is refused before it is built (507).  Throws.
+ */
+
+static dynroute::Balance
+ngx_http_dynroute_group_method(ngx_http_dynroute_live_t *live,
+    const std::string &name, const dynroute::ServerGroup &group)
+{
+    const dynroute::ServersInfo *info = live->schema.servers_of(name);
+
+    if (info == NULL || !info->hash) {
+        return dynroute::Balance::round_robin;
+    }
+
+    uint64_t bytes = dynroute::group_ring_points(group)
+                     * sizeof(dynroute::ChashPoint);
+    uint64_t zone = live->shpool->end
+                    - reinterpret_cast<u_char *>(live->shpool);
+
+    if (bytes > zone) {
+        throw dynroute::ApiError(NGX_HTTP_INSUFFICIENT_STORAGE,
+            "the consistent hash ring of upstream \"" + name + "\" takes "
+            + std::to_string(bytes) + " bytes (160 points of 8 bytes a unit "
+            "of weight), more than dynroute_zone \""
+            + std::string(ngx_http_dynroute_view(live->zone_name))
+            + "\" holds, nothing changed: lower the weights or make the "
+            "zone larger");
+    }
+
+    return dynroute::Balance::hash;
+}
+
+
+/*
  * The blocks of st; prev: the published state it changes, whose group
  * blocks it shares where its list is the same (NULL: every block new).
  */
@@ -883,8 +919,9 @@ ngx_http_dynroute_build(ngx_http_dynroute_live_t *live,
 
         b.groups.emplace_back(key, dynroute::encode_snapshot_group(key,
                                   st.generation,
-                                  dynroute::Balance::round_robin, name,
-                                  group));
+                                  ngx_http_dynroute_group_method(live, name,
+                                                                 group),
+                                  name, group));
     }
 }
 
@@ -1188,6 +1225,39 @@ ngx_http_dynroute_live_read(ngx_http_dynroute_live_t *live,
 
 
 /*
+ * Under the mutex: whether a published group block balances otherwise
+ * than this configuration says (hash= added to or dropped from an
+ * upstream whose runtime list an older configuration wrote): its list is
+ * published again, with the ring it needs or without one.
+ */
+
+static bool
+ngx_http_dynroute_methods_changed(ngx_http_dynroute_live_t *live) noexcept
+{
+    ngx_http_dynroute_version_t  *ver = live->sh->version;
+
+    for (ngx_uint_t i = 0; i < ver->ngroups; i++) {
+        dynroute::GroupView g = ngx_http_dynroute_view_group(live, ver, i);
+
+        if (!g.valid() || (g.key() & dynroute::service_key_bit)) {
+            continue;
+        }
+
+        const dynroute::ServersInfo *info =
+            live->schema.servers_of(g.name());
+
+        if (info
+            && info->hash != (g.method() == dynroute::Balance::hash))
+        {
+            return true;
+        }
+    }
+
+    return false;
+}
+
+
+/*
  * A worker of the current configuration adopts the published state: what
  * an older configuration's workers published may name what this one no
  * longer has, which is dropped here, with a notice each, and published
@@ -1216,7 +1286,7 @@ ngx_http_dynroute_adopt_locked(ngx_http_dynroute_live_t *live,
         ngx_log_error(NGX_LOG_NOTICE, log, 0, "dynroute: %s", n.c_str());
     }
 
-    if (!notices.empty()) {
+    if (!notices.empty() || ngx_http_dynroute_methods_changed(live)) {
         if (st.generation == dynroute::max_generation) {
             ngx_log_error(NGX_LOG_ERR, log, 0,
                           "dynroute: the generation of zone \"%V\" is at "

@@ -208,6 +208,145 @@ CONF
     error_log_ok(stop_nginx($srv), 'max_fails: no alert/crit/crash');
 }
 
+# A runtime list set through the API on a hash= group: each key reaches the
+# backend of nginx's own hash over a static upstream with that list (the
+# writer builds the list's ring into its group block), on both workers; a
+# server removed moves its keys only; a weight changes the ring; back to
+# the "server" lines (written in an order that is not the list's), their
+# ring again.
+{
+    my @p = sort { $a <=> $b } free_ports(6);
+    my $api = sub {
+        my ($srv, $method, $path, $body) = @_;
+        my $req = "$method $path HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n";
+        $req .= "Content-Type: application/json\r\nContent-Length: "
+                . length($body) . "\r\n" if defined $body;
+        my $r = http_raw($srv, $req . "\r\n" . ($body // ''), 30);
+        return $r->{status} // 0;
+    };
+    my $static = sub {
+        my ($name, %w) = @_;
+        return "    upstream $name {\n        hash \$arg_k consistent;\n"
+               . join('', map { "        server 127.0.0.1:$_ weight=$w{$_};\n" }
+                          sort keys %w)
+               . "    }\n";
+    };
+    my %all = ($p[0] => 3, $p[1] => 1, $p[2] => 2, $p[3] => 1, $p[4] => 5);
+    my %less = %all;
+    delete $less{$p[2]};
+    my %heavier = (%less, $p[1] => 4);
+    # the "server" lines, last port first: the list (by address) differs
+    my %conf = ($p[5] => 1, $p[3] => 2, $p[0] => 1);
+    my $lines = join '', map { "        server 127.0.0.1:$_ weight=$conf{$_};\n" }
+                         sort { $b <=> $a } keys %conf;
+    my $srv = start_nginx(workers => 2,
+        http_config => backends(map { "127.0.0.1:$_" } @p) . <<"CONF"
+    dynroute_zone routes 1m;
+    upstream dyn {
+        dynroute_servers max=8 hash=\$arg_k;
+$lines    }
+    upstream twin_conf {
+        hash \$arg_k consistent;
+$lines    }
+CONF
+            . $static->('twin_all', %all) . $static->('twin_less', %less)
+            . $static->('twin_heavier', %heavier),
+        config => <<'CONF');
+    location /d/ { proxy_pass http://dyn; }
+    location /conf/ { proxy_pass http://twin_conf; }
+    location /all/ { proxy_pass http://twin_all; }
+    location /less/ { proxy_pass http://twin_less; }
+    location /heavier/ { proxy_pass http://twin_heavier; }
+    location /api/ { allow 127.0.0.1; deny all; dynroute_api write=on; }
+CONF
+    my $body = sub {
+        my %w = @_;
+        return '{' . join(',', map { "\"127.0.0.1:$_\": {\"weight\": $w{$_}}" }
+                               sort keys %w) . '}';
+    };
+    my $conf = by_key($srv, '/conf/');
+    is_deeply(by_key($srv, '/d/'), $conf, 'runtime hash: the "server" lines first, as nginx\'s');
+
+    is($api->($srv, 'PUT', '/api/upstreams/dyn/servers', $body->(%all)), 200,
+       'runtime hash: a list of five servers set');
+    my $all = by_key($srv, '/all/');
+    my $d = by_key($srv, '/d/');
+    is_deeply($d, $all, 'runtime hash: 300 keys reach the backend of nginx\'s hash over the same list');
+    is_deeply(by_key($srv, '/d/'), $all, 'runtime hash: again, on both workers');
+    my %n;
+    $n{$_}++ for @$d;
+    is(scalar(keys %n), 5, 'runtime hash: the keys are spread over the five servers');
+
+    is($api->($srv, 'DELETE', "/api/upstreams/dyn/servers/127.0.0.1:$p[2]"), 200,
+       'runtime hash: a server removed');
+    my $less = by_key($srv, '/d/');
+    is_deeply($less, by_key($srv, '/less/'), 'runtime hash: without it, as nginx\'s');
+    my ($moved, $kept) = (0, 0);
+    for my $i (0 .. 299) {
+        if ($d->[$i] =~ /:$p[2]\n\z/) {
+            $moved++;
+        } elsif ($d->[$i] eq $less->[$i]) {
+            $kept++;
+        }
+    }
+    is($kept, 300 - $moved, "runtime hash: only the removed server's keys moved ($moved)");
+    ok($moved >= 20, "runtime hash: the removed server had keys ($moved)");
+
+    is($api->($srv, 'PATCH', "/api/upstreams/dyn/servers/127.0.0.1:$p[1]", '{"weight": 4}'), 200,
+       'runtime hash: a weight changed');
+    my $heavier = by_key($srv, '/d/');
+    is_deeply($heavier, by_key($srv, '/heavier/'), 'runtime hash: the weight changes the ring, as nginx\'s');
+    my $gained = grep { $heavier->[$_] =~ /:$p[1]\n\z/ && $less->[$_] !~ /:$p[1]\n\z/ } 0 .. 299;
+    ok($gained >= 10, "runtime hash: the heavier server gained keys ($gained)");
+
+    my $r = http_raw($srv, "PATCH /api/upstreams/dyn/servers/127.0.0.1:$p[1] HTTP/1.1\r\n"
+                     . "Host: localhost\r\nConnection: close\r\nContent-Type: application/json\r\n"
+                     . "Content-Length: 17\r\n\r\n{\"weight\": 10000}", 30);
+    is($r->{status}, 507, 'runtime hash: a ring larger than the zone is refused');
+    like($r->{body}, qr/consistent hash ring of upstream \\"dyn\\" takes 12\d{6} bytes .*more than dynroute_zone \\"routes\\" holds, nothing changed/,
+         '... saying why');
+    is_deeply(by_key($srv, '/d/'), $heavier, '... and nothing changed');
+
+    is($api->($srv, 'DELETE', '/api/upstreams/dyn/servers'), 200,
+       'runtime hash: back to the "server" lines');
+    is_deeply(by_key($srv, '/d/'), $conf, 'runtime hash: the "server" lines\' ring again');
+    error_log_ok(stop_nginx($srv), 'runtime hash: no alert/crit/crash');
+}
+
+# hash= added by a reload to an upstream whose runtime list was written
+# without it: the list is published again with its ring.
+{
+    my @p = sort { $a <=> $b } free_ports(4);
+    my $list = join '', map { "        server 127.0.0.1:$_ weight=" . ($_ % 3 + 1) . ";\n" } @p;
+    my $http = sub {
+        my ($hash) = @_;
+        return backends(map { "127.0.0.1:$_" } @p) . <<"CONF";
+    dynroute_zone routes 1m;
+    upstream dyn {
+        dynroute_servers max=8$hash;
+        server 127.0.0.1:$p[0];
+    }
+    upstream twin {
+        hash \$arg_k consistent;
+$list    }
+CONF
+    };
+    my $srv = start_nginx(workers => 2, http_config => $http->(''), config => <<'CONF');
+    location /d/ { proxy_pass http://dyn; }
+    location /t/ { proxy_pass http://twin; }
+    location /api/ { allow 127.0.0.1; deny all; dynroute_api write=on; }
+CONF
+    my $body = '{' . join(',', map { "\"127.0.0.1:$_\": {\"weight\": " . ($_ % 3 + 1) . '}' } @p) . '}';
+    my $r = http_raw($srv, "PUT /api/upstreams/dyn/servers HTTP/1.1\r\nHost: localhost\r\n"
+                     . "Connection: close\r\nContent-Type: application/json\r\n"
+                     . 'Content-Length: ' . length($body) . "\r\n\r\n$body", 30);
+    is($r->{status}, 200, 'reload to hash=: a runtime list set without hash=');
+    ok(reload_nginx($srv, $http->(' hash=$arg_k')), 'reload to hash=: reloaded with hash=$arg_k');
+    my $t = by_key($srv, '/t/');
+    is_deeply(by_key($srv, '/d/'), $t, 'reload to hash=: 300 keys on the list\'s ring, as nginx\'s');
+    error_log_ok(stop_nginx($srv), 'reload to hash=: no alert/crit/crash');
+}
+
 run_tests();
 
 __DATA__

@@ -82,7 +82,7 @@ std::string bytes_of(const T &sa)
     return std::string(reinterpret_cast<const char *>(&sa), sizeof sa);
 }
 
-Address unix_address(std::string_view text)
+ServerAddress unix_address(std::string_view text)
 {
     std::string_view path = text.substr(5);
     sockaddr_un sa;
@@ -105,7 +105,7 @@ Address unix_address(std::string_view text)
     return {std::string(text), bytes_of(sa)};
 }
 
-Address ipv6_address(std::string_view text)
+ServerAddress ipv6_address(std::string_view text)
 {
     std::size_t close = text.find(']');
 
@@ -130,7 +130,7 @@ Address ipv6_address(std::string_view text)
 }
 
 // a.b.c.d[:port]; a name is refused as one
-Address ipv4_address(std::string_view text)
+ServerAddress ipv4_address(std::string_view text)
 {
     std::size_t colon = text.find(':');
     std::string host(text.substr(0, colon));
@@ -165,7 +165,7 @@ Address ipv4_address(std::string_view text)
 
 }  // namespace
 
-Address parse_address(std::string_view text)
+ServerAddress parse_address(std::string_view text)
 {
     if (text.empty()) {
         bad(text, "it is empty");

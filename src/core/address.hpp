@@ -32,7 +32,7 @@ inline constexpr std::size_t max_address_name =
 // The largest socklen: a sockaddr_un's, as nginx gives a unix: server.
 inline constexpr std::size_t max_socklen = sizeof(sockaddr_un);
 
-struct Address {
+struct ServerAddress {
     std::string name;      // canonical
     std::string sockaddr;  // socklen bytes of a sockaddr_in, _in6 or _un
 
@@ -44,6 +44,6 @@ struct Address {
 
 // Parses an address.  Throws ApiError 400 naming the address and the forms
 // accepted; a port outside 1-65535 is named with its range.
-Address parse_address(std::string_view text);
+ServerAddress parse_address(std::string_view text);
 
 }  // namespace dynroute

@@ -107,6 +107,8 @@ public:
     {}
 
     std::size_t size() const noexcept { return count_; }
+    // where the points are (size() * 8 bytes from here)
+    const void *data() const noexcept { return data_; }
 
     // point i's fields; i < size()
     std::uint32_t hash_at(std::size_t i) const noexcept

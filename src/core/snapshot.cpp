@@ -13,7 +13,8 @@ constexpr std::uint32_t snapshot_magic = 0x31535244;  // "DRS1"
 // "DRH2": the hosts hashed with Table::hash_host ("DRH1" had a hash of
 // its own)
 constexpr std::uint32_t hosts_magic = 0x32485244;
-constexpr std::uint32_t group_magic = 0x31475244;     // "DRG1"
+// "DRG2": with the ring of a hash group ("DRG1" had none)
+constexpr std::uint32_t group_magic = 0x32475244;
 
 // the head's fields
 constexpr std::size_t at_magic = 0, at_size = 4, at_generation = 8,
@@ -32,7 +33,8 @@ constexpr std::size_t hosts_header = 20,
 // a group block's header and its servers' fixed entries
 constexpr std::size_t g_size = 4, g_key = 8, g_method = 12, g_written = 16,
                       g_next_id = 24, g_primaries = 28, g_backups = 32,
-                      g_name = 36, group_header = 40;
+                      g_name = 36, g_ring = 40, g_points = 44,
+                      group_header = 48;
 constexpr std::size_t e_id = 0, e_weight = 4, e_max_fails = 8,
                       e_fail_timeout = 12, e_flags = 16, e_at = 20,
                       e_socklen = 24, e_name = 26, e_cell = 32,
@@ -517,7 +519,7 @@ std::vector<const ServerList::value_type *> block_order(const ServerList &l)
 }
 
 void put_entry(std::string &out, std::size_t at, const ServerSpec &s,
-               const Address &a, std::size_t bytes_at)
+               const ServerAddress &a, std::size_t bytes_at)
 {
     set32(out, at + e_id, s.id);
     set32(out, at + e_weight, s.weight);
@@ -531,7 +533,36 @@ void put_entry(std::string &out, std::size_t at, const ServerSpec &s,
     set16(out, at + e_name, static_cast<std::uint16_t>(a.name.size()));
 }
 
+// the ring of a hash group: its primaries in the block's order (a hash
+// group has no backups; a backup would never be picked)
+std::vector<ChashPoint>
+block_ring(const std::vector<const ServerList::value_type *> &order)
+{
+    std::vector<ChashServer> servers;
+
+    for (const auto *s : order) {
+        if (s->second.backup) {
+            break;
+        }
+        ChashName n = split_chash_name(s->first);
+        servers.push_back({n.host, n.port, s->second.weight});
+    }
+    return build_chash_ring(servers);
+}
+
 }  // namespace
+
+std::uint64_t group_ring_points(const ServerGroup &group) noexcept
+{
+    std::uint64_t n = 0;
+
+    for (const auto &s : group.servers) {
+        if (!s.second.backup) {
+            n += std::uint64_t{s.second.weight} * chash_points_per_weight;
+        }
+    }
+    return n;
+}
 
 std::string encode_snapshot_group(std::uint32_t key, std::uint64_t written,
                                   Balance method, std::string_view name,
@@ -545,12 +576,29 @@ std::string encode_snapshot_group(std::uint32_t key, std::uint64_t written,
 
     for (std::size_t i = 0; i < order.size(); i++) {
         const auto &[addr, spec] = *order[i];
-        Address a = parse_address(addr);
+        ServerAddress a = parse_address(addr);
 
         put_entry(out, group_header + i * group_entry, spec, a, out.size());
         out += a.sockaddr;
         out += a.name;
         backups += spec.backup;
+    }
+
+    std::size_t ring_at = 0, points = 0;
+
+    if (method == Balance::hash) {
+        std::vector<ChashPoint> ring = block_ring(order);
+
+        out.resize((out.size() + 7) & ~std::size_t{7}, '\0');
+        ring_at = out.size();
+        points = ring.size();
+        append_chash_points(out, ring);
+    }
+
+    if (out.size() > 0xffffffffu) {
+        throw ApiError(507, "the block of \"" + std::string(name) + "\" takes "
+                            + std::to_string(out.size())
+                            + " bytes, more than a block may");
     }
 
     set32(out, 0, group_magic);
@@ -562,6 +610,8 @@ std::string encode_snapshot_group(std::uint32_t key, std::uint64_t written,
     set32(out, g_primaries, static_cast<std::uint32_t>(order.size() - backups));
     set32(out, g_backups, static_cast<std::uint32_t>(backups));
     set32(out, g_name, static_cast<std::uint32_t>(name.size()));
+    set32(out, g_ring, static_cast<std::uint32_t>(ring_at));
+    set32(out, g_points, static_cast<std::uint32_t>(points));
 
     return out;
 }
@@ -603,6 +653,15 @@ GroupView::GroupView(const void *data, std::size_t size) noexcept
     name_ = std::string_view(
         reinterpret_cast<const char *>(p + group_header + count * group_entry),
         load32(p + g_name));
+
+    // the ring, if its start lies in the block; its points as far as the
+    // block holds them (ChashRingView cuts the count to the bytes)
+    std::uint32_t ring_at = load32(p + g_ring);
+
+    if (ring_at >= group_header && ring_at <= size) {
+        ring_ = ChashRingView(p + ring_at, size - ring_at,
+                              load32(p + g_points));
+    }
 }
 
 std::uint32_t GroupView::key() const noexcept
@@ -667,7 +726,7 @@ namespace {
 bool decode_server(const GroupView::Server &s, ServerList &out)
 {
     try {
-        Address a = parse_address(s.name);
+        ServerAddress a = parse_address(s.name);
         std::string_view bytes(reinterpret_cast<const char *>(s.sockaddr),
                                s.socklen);
 

@@ -27,11 +27,15 @@
 //   group     one per upstream with a runtime list and per runtime service
 //             (docs/design/membership.md): magic, size, key, method,
 //             written, next server id, primary count, backup count, name
-//             length; then per server, primaries first, each kind by
-//             address, a fixed entry: id, weight, max_fails, fail_timeout,
-//             flags (backup, down, drain), where its bytes are, socklen,
-//             name length, cell; then the group's name; then each
-//             server's sockaddr bytes and canonical name
+//             length, where the ring is (0: none), its point count; then
+//             per server, primaries first, each kind by address, a fixed
+//             entry: id, weight, max_fails, fail_timeout, flags (backup,
+//             down, drain), where its bytes are, socklen, name length,
+//             cell; then the group's name; then each server's sockaddr
+//             bytes and canonical name; then, for a hash group, at an
+//             8-byte boundary, its ring (chash.hpp's flat form: 8 bytes a
+//             point, sorted by hash), whose points name servers by their
+//             index in the block
 // Readers may be handed a block that a writer is freeing: they stay inside
 // the bytes they were given whatever those hold, and the glue checks the
 // zone's generation around what it read.  Pure C++17, no nginx headers.
@@ -45,6 +49,7 @@
 #include <string_view>
 #include <vector>
 
+#include "chash.hpp"
 #include "state.hpp"
 #include "table.hpp"
 
@@ -88,12 +93,20 @@ std::string encode_snapshot_hosts(
 
 // A group block: key is the upstream's NameId, or service_key_bit | the
 // service's id; written the generation that writes it; method how it
-// balances.  The servers' cells are 0 here: the glue sets them
-// (set_group_cell) when it has them.  Throws ApiError if a server's name is
-// not an address (a State made by state.hpp's functions has none such).
+// balances: hash builds the ring of the primaries (nginx's, over their
+// canonical names and weights) into the block.  The servers' cells are 0
+// here: the glue sets them (set_group_cell) when it has them.  Throws
+// ApiError if a server's name is not an address (a State made by
+// state.hpp's functions has none such) or the block would pass 4 GB, and
+// ConfigError if the ring would have more than chash_max_points points:
+// a writer checks group_ring_points() first.
 std::string encode_snapshot_group(std::uint32_t key, std::uint64_t written,
                                   Balance method, std::string_view name,
                                   const ServerGroup &group);
+
+// The points a hash group's ring may have (160 a unit of weight of each
+// primary; points of equal hash make it fewer): 8 bytes each in a block.
+std::uint64_t group_ring_points(const ServerGroup &group) noexcept;
 
 // Where server i's cell is in a group block of this layout, and setting it.
 std::size_t group_cell_offset(std::size_t i) noexcept;
@@ -121,6 +134,11 @@ public:
     }
     std::string_view name() const noexcept { return name_; }
 
+    // The ring (a hash group's; empty for another, or if its start is not
+    // in the block): its points, as many as the block holds, name servers
+    // by their index here, which a reader checks against servers().
+    const ChashRingView &ring() const noexcept { return ring_; }
+
     struct Server {
         std::uint32_t id = 0;
         std::uint32_t weight = 0;
@@ -143,6 +161,7 @@ private:
     std::uint32_t primaries_ = 0;
     std::uint32_t backups_ = 0;
     std::string_view name_;
+    ChashRingView ring_;
 };
 
 // A writer's group from a block: its name and its servers with their ids

@@ -36,7 +36,7 @@ bool has(const std::string &s, const std::string &part)
 
 TEST(Address, IPv4)
 {
-    Address a = parse_address("10.0.0.5:8080");
+    ServerAddress a = parse_address("10.0.0.5:8080");
     EXPECT_EQ(a.name, "10.0.0.5:8080");
     ASSERT_EQ(a.socklen(), sizeof(sockaddr_in));
 
@@ -56,7 +56,7 @@ TEST(Address, IPv4)
 
 TEST(Address, IPv6IsCanonical)
 {
-    Address a = parse_address("[2001:DB8:0:0::5]:8080");
+    ServerAddress a = parse_address("[2001:DB8:0:0::5]:8080");
     EXPECT_EQ(a.name, "[2001:db8::5]:8080");
     ASSERT_EQ(a.socklen(), sizeof(sockaddr_in6));
 
@@ -75,7 +75,7 @@ TEST(Address, IPv6IsCanonical)
 
 TEST(Address, Unix)
 {
-    Address a = parse_address("unix:/run/app.sock");
+    ServerAddress a = parse_address("unix:/run/app.sock");
     EXPECT_EQ(a.name, "unix:/run/app.sock");
     // nginx's socklen for a unix: server
     ASSERT_EQ(a.socklen(), sizeof(sockaddr_un));

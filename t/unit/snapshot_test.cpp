@@ -355,7 +355,7 @@ TEST(SnapshotGroup, WhatIsWrittenIsReadBack)
         GroupView::Server s;
         ASSERT_TRUE(v.server(i, s));
         names.emplace_back(s.name);
-        Address a = parse_address(s.name);
+        ServerAddress a = parse_address(s.name);
         EXPECT_EQ(std::string(reinterpret_cast<const char *>(s.sockaddr),
                               s.socklen), a.sockaddr);
         EXPECT_EQ(s.cell, 0u);
@@ -393,6 +393,92 @@ TEST(SnapshotGroup, WhatIsWrittenIsReadBack)
     EXPECT_TRUE(back.servers.empty());
 }
 
+namespace {
+
+// a ring read from a block: every point it reads lies inside [p, p + n)
+void expect_ring_inside(const GroupView &v, const unsigned char *p,
+                        std::size_t n)
+{
+    const ChashRingView &r = v.ring();
+    if (r.size() == 0) {
+        return;
+    }
+    auto *at = static_cast<const unsigned char *>(r.data());
+    ASSERT_GE(at, p);
+    ASSERT_LE(at + r.size() * sizeof(ChashPoint), p + n);
+    (void) r.find(0x80000000u);
+}
+
+}  // namespace
+
+TEST(SnapshotGroup, AHashGroupCarriesItsRing)
+{
+    // a hash group has no backups: sample_group() without its backup
+    ServerGroup g = sample_group();
+    g.servers.erase("10.0.0.9:80");
+
+    std::string b = encode_snapshot_group(7, 42, Balance::hash, "cart", g);
+    GroupView v(b.data(), b.size());
+    ASSERT_TRUE(v.valid());
+    ASSERT_EQ(v.servers(), 3u);
+    EXPECT_EQ(reinterpret_cast<std::uintptr_t>(v.ring().data()) % 8,
+              reinterpret_cast<std::uintptr_t>(b.data()) % 8);
+
+    // nginx's ring over the servers in the block's order, names split as
+    // nginx splits a server line's, weights as given
+    std::vector<std::string> names;
+    std::vector<ChashServer> servers;
+    for (std::size_t i = 0; i < v.servers(); i++) {
+        GroupView::Server s;
+        ASSERT_TRUE(v.server(i, s));
+        names.emplace_back(s.name);
+    }
+    for (std::size_t i = 0; i < names.size(); i++) {
+        ChashName n = split_chash_name(names[i]);
+        servers.push_back({n.host, n.port, g.servers.at(names[i]).weight});
+    }
+    std::vector<ChashPoint> ring = build_chash_ring(servers);
+
+    ASSERT_EQ(v.ring().size(), ring.size());
+    EXPECT_EQ(ring.size(), (2u + 10000u + 1u) * 160u);
+    EXPECT_EQ(group_ring_points(g), (2u + 10000u + 1u) * 160u);
+    for (std::size_t i = 0; i < ring.size(); i++) {
+        ASSERT_EQ(v.ring().hash_at(i), ring[i].hash) << i;
+        ASSERT_EQ(v.ring().server_at(i), ring[i].server) << i;
+    }
+
+    // the weights change the ring
+    ServerGroup w = g;
+    w.servers["10.0.0.5:8080"].weight = 3;
+    std::string bw = encode_snapshot_group(7, 43, Balance::hash, "cart", w);
+    EXPECT_EQ(GroupView(bw.data(), bw.size()).ring().size(), ring.size() + 160);
+
+    // round robin carries none, nor does an empty hash group
+    std::string rr = encode_snapshot_group(7, 42, Balance::round_robin,
+                                           "cart", g);
+    EXPECT_EQ(GroupView(rr.data(), rr.size()).ring().size(), 0u);
+    std::string e = encode_snapshot_group(7, 42, Balance::hash, "cart",
+                                          ServerGroup());
+    ASSERT_TRUE(GroupView(e.data(), e.size()).valid());
+    EXPECT_EQ(GroupView(e.data(), e.size()).ring().size(), 0u);
+
+    // the ring leaves the servers and the decoding alone
+    std::string name;
+    ServerGroup back;
+    ASSERT_TRUE(decode_group(v, name, back));
+    EXPECT_TRUE(back == g);
+
+    // a ring whose start or count lies beyond the block: what fits, or none
+    std::string far = b;
+    std::uint32_t past = static_cast<std::uint32_t>(b.size() + 8);
+    std::memcpy(&far[40], &past, 4);
+    EXPECT_EQ(GroupView(far.data(), far.size()).ring().size(), 0u);
+    std::string many = b;
+    std::uint32_t lots = 0xffffffffu;
+    std::memcpy(&many[44], &lots, 4);
+    EXPECT_EQ(GroupView(many.data(), many.size()).ring().size(), ring.size());
+}
+
 TEST(SnapshotGroup, ADecodedGroupIsWhatItsBytesSay)
 {
     std::string b = encode_snapshot_group(1, 1, Balance::round_robin, "g",
@@ -416,9 +502,14 @@ TEST(SnapshotGroup, ADecodedGroupIsWhatItsBytesSay)
 // every truncation and flipped bytes: read within the bytes whatever they say
 TEST(SnapshotGroup, DamagedBlocksStayInBounds)
 {
-    std::string b = encode_snapshot_group(service_key_bit | 5, 42,
-                                          Balance::round_robin, "cart",
-                                          sample_group());
+  for (Balance method : {Balance::round_robin, Balance::hash}) {
+    ServerGroup g = sample_group();
+    if (method == Balance::hash) {
+        g.servers.erase("10.0.0.9:80");
+        g.servers.erase("[2001:db8::5]:8080");  // a ring of 480 points
+    }
+    std::string b = encode_snapshot_group(service_key_bit | 5, 42, method,
+                                          "cart", g);
     std::mt19937 rng(23);
 
     for (std::size_t n = 0; n < b.size(); n++) {
@@ -434,6 +525,7 @@ TEST(SnapshotGroup, DamagedBlocksStayInBounds)
             std::memcpy(t.data() + 4, &size, sizeof size);
             GroupView w(t.data(), t.size());
             expect_inside(w, t.data(), t.size());
+            expect_ring_inside(w, t.data(), t.size());
             std::string name;
             ServerGroup out;
             (void) decode_group(w, name, out);
@@ -445,6 +537,8 @@ TEST(SnapshotGroup, DamagedBlocksStayInBounds)
             std::vector<unsigned char> t(b.begin(), b.end());
             t[i] ^= static_cast<unsigned char>(1u << bit);
             expect_inside(GroupView(t.data(), t.size()), t.data(), t.size());
+            expect_ring_inside(GroupView(t.data(), t.size()), t.data(),
+                               t.size());
         }
     }
 
@@ -455,8 +549,10 @@ TEST(SnapshotGroup, DamagedBlocksStayInBounds)
         }
         GroupView v(t.data(), t.size());
         expect_inside(v, t.data(), t.size());
+        expect_ring_inside(v, t.data(), t.size());
         std::string name;
         ServerGroup out;
         (void) decode_group(v, name, out);
     }
+  }
 }
