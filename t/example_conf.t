@@ -39,6 +39,7 @@ my $srv = start_nginx(
 my @cases = (
     # Host header (and more headers), rule,                body
     ['a.example.com',      'a.example.com',               qr/^service_a answered for a\.example\.com$/],
+    ['api.example.com',    'api.example.com',             qr/^service_a answered for api\.example\.com$/],
     ['api.a.example.com',  '*.a.example.com',             qr/^service_a answered/],
     ['www.example.org',    'www.example.*',               qr/^service_b answered/],
     ['acme.t.example.com', '~^(?<tenant>[a-z]+)\.t\.example\.com$',
@@ -132,6 +133,21 @@ $res = http_raw($srv, "DELETE /dynroute/rollouts/site HTTP/1.1\r\nHost: localhos
                     . "Connection: close\r\n\r\n");
 like(http_get($srv, '/', { Host => 'site.example.com' })->{body},
      qr/^blue answered/, 'blue/green: reset, live on blue again');
+
+# the servers of upstream api at run time: service_b's instead of the line,
+# then the line again
+my $b = "127.0.0.1:$srv->{port3}";
+my $body = qq({"$b":{}});
+$res = http_raw($srv, "PUT /dynroute/upstreams/api/servers HTTP/1.1\r\nHost: localhost\r\n"
+                    . "Content-Type: application/json\r\nContent-Length: " . length($body)
+                    . "\r\nConnection: close\r\n\r\n$body");
+is($res->{status}, 200, 'dynroute_servers: a runtime list for upstream api') or diag($res->{body});
+like(http_get($srv, '/', { Host => 'api.example.com' })->{body}, qr/^service_b answered/,
+     'dynroute_servers: api.example.com served by the runtime list');
+$res = http_raw($srv, "DELETE /dynroute/upstreams/api/servers HTTP/1.1\r\nHost: localhost\r\n"
+                    . "Connection: close\r\n\r\n");
+like(http_get($srv, '/', { Host => 'api.example.com' })->{body}, qr/^service_a answered/,
+     'dynroute_servers: DELETE brings the server line back');
 
 # the metrics and the JSON access log of the example
 $res = http_get($srv, '/dynroute/metrics');
