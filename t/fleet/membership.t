@@ -7,7 +7,8 @@
 # shape is refused with its key in the agent's log and its report, and the
 # rest applies; a registration for a group the node does not have is
 # refused (404) and reported; an agent started after registrations (and
-# nginx restarted with state=) converge on etcd's list.  make fleet-deps
+# nginx restarted with state=) converge on etcd's list; with etcd stopped
+# the node serves its list, and follows again once etcd is back.  make fleet-deps
 # installs etcd.
 use strict;
 use warnings;
@@ -225,6 +226,22 @@ $api = "http://127.0.0.1:$srv->{port}/dynroute/";
 is_deeply([servers_now()], ['runtime', list_of($p2, $p3)],
           'nginx restarted with state=: the runtime list is kept');
 start_agent();
+
+# ---- etcd stopped and started: the node keeps serving its list ---------------------------
+
+ok(wait_for(10, sub { slurp($agent_log) =~ /watching .* from revision \d+\n(?![\s\S]*node n1)/ }),
+   'nginx restarted: the agent follows again');
+stop_proc($etcd->{pid}, 'TERM');
+my $served = answers(6);
+is_deeply([sort keys %$served], [sort qw(i2 i3)], 'etcd stopped: the node serves its list, no request fails')
+    or diag(Test::More::explain($served));
+is((servers_now())[1], list_of($p2, $p3), 'etcd stopped: the list stays');
+ok(start_etcd($etcd) && etcd_ready(20, $etcd), 'etcd started again');
+etcdctl($etcd, 'put', "/dynroute/services/pool/servers/127.0.0.1:$p1", '{}');
+ok(wait_for(15, sub { (servers_now())[1] eq list_of($p1, $p2, $p3) }),
+   'etcd back: a server written then reaches the node') or diag(join ' ', servers_now());
+etcdctl($etcd, 'del', "/dynroute/services/pool/servers/127.0.0.1:$p1");
+ok(wait_for(5, sub { (servers_now())[1] eq list_of($p2, $p3) }), 'etcd back: and leaves it');
 
 # ---- SIGTERM: gone at once; the last one gone: the server line again -------------------
 
