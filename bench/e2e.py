@@ -159,7 +159,7 @@ def servers_fronts(n):
     ]
 
 
-FRONTS += servers_fronts(100) + servers_fronts(10000)
+FRONTS += servers_fronts(2) + servers_fronts(100) + servers_fronts(10000)
 
 
 def server_conf(f, port, rules, router_port, ports):
