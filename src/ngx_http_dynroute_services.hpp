@@ -1,0 +1,28 @@
+/*
+ * dynroute_services (ngx_http_dynroute_services.cpp): the one upstream{}
+ * that carries the services created at run time (docs/design/
+ * membership.md, "Services that exist only at run time").  It has no
+ * "server" lines and is no target itself: a runtime host names a service,
+ * whose requests go through this upstream's peer initialisation (and its
+ * keepalive) to the service's servers.
+ */
+#pragma once
+
+#include "ngx_http_dynroute.hpp"
+#include "state.hpp"
+
+
+struct ngx_http_dynroute_services_conf_t;
+
+char *ngx_http_dynroute_services(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf) noexcept;
+ngx_int_t ngx_http_dynroute_services_check(ngx_conf_t *cf,
+    ngx_http_dynroute_main_conf_t *dmcf) noexcept;
+
+/* whether uscf is the carrier of the configuration */
+bool ngx_http_dynroute_services_carrier(ngx_http_dynroute_main_conf_t *dmcf,
+    ngx_http_upstream_srv_conf_t *uscf) noexcept;
+
+/* postconfiguration: the carrier and its limits into the schema */
+void ngx_http_dynroute_services_info(ngx_http_dynroute_main_conf_t *dmcf,
+    dynroute::Schema &schema);

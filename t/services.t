@@ -1,0 +1,184 @@
+# Runtime services (dynroute_services) through a real nginx with 2 workers:
+# a service created through the API, seen by every worker, its servers
+# changed; the names and limits the API refuses; reload and a restart with
+# state= keep the services.
+use strict;
+use warnings;
+use lib 't/lib';
+use Test::Nginx::Dynroute;
+use Test::Nginx::Dynroute::Proc qw(slurp);
+use JSON::PP ();
+use File::Temp ();
+
+my $json = JSON::PP->new->canonical;
+
+my $state_dir = File::Temp::tempdir(CLEANUP => 1);
+$ENV{TEST_NGINX_STATE_DIR} = $state_dir;
+
+# one API request: (status, decoded JSON or undef, response)
+sub call {
+    my ($srv, $method, $path, $body) = @_;
+    my $req = "$method $path HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n";
+    $req .= "Content-Type: application/json\r\n"
+        if defined $body || $method =~ /^(?:POST|PUT|PATCH)$/;
+    $req .= 'Content-Length: ' . length($body) . "\r\n" if defined $body;
+    $req .= "\r\n" . ($body // '');
+    my $res = http_raw($srv, $req, 30);
+    my $doc = eval { $json->decode($res->{body} // '') };
+    return ($res->{status} // 0, $doc, $res);
+}
+
+my $http = <<"CONF";
+    error_log \$TEST_NGINX_PREFIX/logs/error.log info;
+    dynroute_zone routes 1m state=\$TEST_NGINX_STATE_DIR/dynroute.json;
+    log_format counted "\$server_port \$connection";
+    server {
+        listen 127.0.0.1:\$TEST_NGINX_PORT2;
+        listen 127.0.0.1:\$TEST_NGINX_PORT3;
+        access_log \$TEST_NGINX_PREFIX/logs/backends.log counted;
+        location / { return 200 "\$server_port\\n"; }
+    }
+    upstream services {
+        dynroute_services max_services=2 servers=3;
+        keepalive 8;
+    }
+    upstream web { server 127.0.0.1:\$TEST_NGINX_PORT2; }
+    upstream edge { dynroute_balancer; }
+    dynroute_rollout shop {
+        variant stable web 100%;
+        variant canary web 0%;
+    }
+    dynroute_table main { default web; }
+CONF
+my $config = <<'CONF';
+    add_header X-Worker $pid always;
+    add_header X-Upstream $dynroute_upstream always;
+    location / {
+        dynroute main;
+        proxy_pass http://edge;
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+    }
+    location /api/ { allow 127.0.0.1; deny all; dynroute_api write=on; }
+CONF
+
+my $srv = start_nginx(workers => 2, http_config => $http, config => $config);
+my ($p2, $p3) = ($srv->{port2}, $srv->{port3});
+my ($st, $doc);
+
+# ---- the API's services ------------------------------------------------------
+
+($st, $doc) = call($srv, 'GET', '/api/services');
+is($st, 200, 'GET services with a carrier: 200');
+is($doc->{carrier}, 'services', '... the carrier');
+is($doc->{max_services}, 2, '... max_services=');
+is($doc->{max_servers}, 3, '... servers=');
+
+($st, $doc) = call($srv, 'PUT', '/api/services/tenant', qq({"servers": {"127.0.0.1:$p3": {}}}));
+is($st, 201, 'PUT a new service: 201');
+
+# every worker: the service (a fresh connection each, either worker)
+my (%seen, $shown);
+for (1 .. 40) {
+    my ($s, $d, $r) = call($srv, 'GET', '/api/services/tenant');
+    $seen{ $r->{headers}{'x-worker'}[0] // '' }++;
+    $shown++ if $s == 200 && exists $d->{servers}{"127.0.0.1:$p3"};
+}
+is($shown, 40, '... every answer shows it with its server');
+is(scalar(keys %seen), 2, '... answered by both workers');
+
+($st) = call($srv, 'PUT', "/api/upstreams/tenant/servers/127.0.0.1:$p2", '{"weight": 2}');
+is($st, 201, 'a server added to the service: 201');
+($st, $doc) = call($srv, 'GET', '/api/services/tenant');
+is_deeply([sort keys %{ $doc->{servers} }], [sort "127.0.0.1:$p2", "127.0.0.1:$p3"],
+          '... the service has both');
+
+# a later write keeps the service (the writer reads it back from the zone)
+($st) = call($srv, 'PUT', '/api/hosts/other.example.com', '{"table": "main", "target": "web"}');
+is($st, 201, 'another change: a runtime host');
+($st, $doc) = call($srv, 'GET', '/api/services');
+is_deeply([keys %{ $doc->{services} }], ['tenant'], '... the service is still there');
+is($doc->{services}{tenant}{servers}, 2, '... with its servers');
+
+# names a service may not take, limits
+for my $case (
+    [ 'web',  qr/upstream\{\} "web"/, 'an upstream{}' ],
+    [ 'WEB',  qr/"web"/i, 'an upstream{}, letter case aside' ],
+    [ 'services', qr/"services"/, 'the carrier' ],
+    [ 'shop', qr/rollout "shop"/, 'a rollout' ],
+) {
+    my ($name, $re, $what) = @$case;
+    ($st, $doc) = call($srv, 'PUT', "/api/services/$name", '{}');
+    is($st, 409, "a service named like $what: 409");
+    like($doc->{error} // '', $re, '... naming the clash');
+}
+
+($st, $doc) = call($srv, 'PUT', '/api/services/two', qq({"servers": {"127.0.0.2:$p2": {}, "127.0.0.3:$p2": {}}}));
+is($st, 507, 'more servers than servers=3 together: 507');
+like($doc->{error} // '', qr/servers=3/, '... naming the limit');
+($st) = call($srv, 'PUT', '/api/services/two', '{}');
+is($st, 201, 'a second service: 201');
+($st, $doc) = call($srv, 'PUT', '/api/services/three', '{}');
+is($st, 507, 'a third, beyond max_services=2: 507');
+like($doc->{error} // '', qr/max_services=2/, '... naming the limit');
+($st) = call($srv, 'DELETE', '/api/services/two');
+is($st, 200, 'DELETE an untargeted service: 200');
+
+# ---- reload and restart keep the services ------------------------------------
+
+ok(reload_nginx($srv), "reload");
+($st, $doc) = call($srv, 'GET', '/api/services');
+is_deeply([keys %{ $doc->{services} }], ['tenant'], 'after a reload: the service');
+is($doc->{services}{tenant}{servers}, 2, '... with its servers');
+error_log_ok(stop_nginx($srv), 'no alert/crit/crash');
+
+$srv = start_nginx(workers => 2, http_config => $http, config => $config, port => $srv->{port});
+($st, $doc) = call($srv, 'GET', '/api/services/tenant');
+is($st, 200, 'after a restart with state=: the service');
+is_deeply([sort keys %{ $doc->{servers} }], [sort "127.0.0.1:$p2", "127.0.0.1:$p3"],
+          '... with its servers');
+error_log_ok(stop_nginx($srv), 'restart: no alert/crit/crash');
+
+# ---- what nginx -t refuses ---------------------------------------------------
+
+for my $case (
+    [ "upstream a { dynroute_services; }\n    upstream b { dynroute_services; }",
+      qr/upstream "b" has dynroute_services, which upstream "a" has in \S+:\d+: one upstream carries every service/,
+      'a second carrier' ],
+    [ "upstream a { dynroute_services; dynroute_services; }",
+      qr/"dynroute_services" directive is duplicate/, 'the directive twice' ],
+    [ "upstream a { server 127.0.0.1:1; dynroute_services; }",
+      qr/upstream "a" has dynroute_services and "server" lines/, 'a server line before it' ],
+    [ "upstream a { dynroute_services; server 127.0.0.1:1; }",
+      qr/upstream "a" has dynroute_services and "server" lines/, 'a server line after it' ],
+    [ "upstream a { dynroute_services; zone z 64k; }",
+      qr/upstream "a" has dynroute_services and a zone/, 'a zone' ],
+    [ "upstream a { dynroute_services; least_conn; }",
+      qr/upstream "a" has dynroute_services and another balancing method|no servers in upstream "a"/, 'least_conn after it' ],
+    [ "upstream a { keepalive 4; dynroute_services; }",
+      qr/dynroute_services comes after keepalive/, 'keepalive before it' ],
+    [ "upstream a { dynroute_servers; dynroute_services; }",
+      qr/dynroute_services comes after keepalive or another balancing method/, 'dynroute_servers before it' ],
+    [ "upstream a { dynroute_services max_services=0; }",
+      qr/invalid parameter "max_services=0": max_services= is the number of services/, 'max_services=0' ],
+    [ "upstream a { dynroute_services servers=65537; }",
+      qr/invalid parameter "servers=65537": servers= is the number of servers .* from 1 to 65536/, 'servers= too large' ],
+    [ "upstream a { dynroute_services max=3; }",
+      qr/invalid parameter "max=3": expected max_services=N or servers=N/, 'an unknown parameter' ],
+) {
+    my ($block, $re, $what) = @$case;
+    my ($code, $out) = nginx_test_config(
+        http_config => "    $block\n    upstream web { server 127.0.0.1:1; }\n",
+        config => "    location / { proxy_pass http://web; }\n");
+    isnt($code, 0, "nginx -t refuses $what");
+    like($out, $re, '... saying why') or diag($out);
+}
+
+{
+    my ($code, $out) = nginx_test_config(
+        http_config => "    upstream a { dynroute_services max_services=5 servers=7; keepalive 2; }\n",
+        config => "    location / { proxy_pass http://a; }\n");
+    is($code, 0, 'nginx -t accepts a carrier with keepalive') or diag($out);
+}
+
+done_testing();
