@@ -12,6 +12,7 @@
 
 #include "ngx_http_dynroute_decision.hpp"
 #include "ngx_http_dynroute_atomic.hpp"
+#include "ngx_http_dynroute_services.hpp"
 #include "ngx_http_dynroute_live.hpp"
 #include "ngx_http_dynroute_rollout.hpp"
 #include "metrics.hpp"
@@ -234,6 +235,7 @@ ngx_http_dynroute_decide(ngx_http_request_t *r, ngx_http_dynroute_ctx_t *ctx,
                                                 *host, hash);
         if (ctx->rule) {
             ctx->runtime = 1;
+            ctx->service = ngx_http_dynroute_services_stamp(dmcf, ctx->rule);
 
             ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                            "dynroute: table \"%V\" host \"%V\" runtime "

@@ -42,6 +42,8 @@ typedef struct {
 
     uint32_t                   rule_index; /* of rule in its table, unless
                                               runtime */
+    uint32_t                   service;  /* a runtime service's entry's
+                                            incarnation, as decided */
 } ngx_http_dynroute_ctx_t;
 
 

@@ -9,6 +9,7 @@
 #pragma once
 
 #include "ngx_http_dynroute.hpp"
+#include "ngx_http_dynroute_zone.hpp"
 #include "state.hpp"
 
 
@@ -26,3 +27,24 @@ bool ngx_http_dynroute_services_carrier(ngx_http_dynroute_main_conf_t *dmcf,
 /* postconfiguration: the carrier and its limits into the schema */
 void ngx_http_dynroute_services_info(ngx_http_dynroute_main_conf_t *dmcf,
     dynroute::Schema &schema);
+
+/*
+ * A worker's refresh (ngx_http_dynroute_view.cpp), beside the
+ * dynroute_servers groups': fill() the services' lists from version v's
+ * blocks, without allocating; commit() switches to them.
+ */
+void ngx_http_dynroute_services_fill(ngx_http_dynroute_main_conf_t *dmcf,
+    ngx_http_dynroute_live_t *live, ngx_http_dynroute_version_t *v) noexcept;
+void ngx_http_dynroute_services_commit(ngx_http_dynroute_main_conf_t *dmcf)
+    noexcept;
+
+/* what a runtime host naming the service of key (service_key_bit | its
+ * id) stands for in this worker, or NULL */
+ngx_http_dynroute_rule_t *ngx_http_dynroute_services_rule(
+    ngx_http_dynroute_main_conf_t *dmcf, uint32_t key) noexcept;
+
+/* the incarnation of the service whose rule is rule, for the request's
+ * context (0: rule is no service's) */
+uint32_t ngx_http_dynroute_services_stamp(
+    ngx_http_dynroute_main_conf_t *dmcf,
+    const ngx_http_dynroute_rule_t *rule) noexcept;

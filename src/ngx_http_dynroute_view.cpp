@@ -15,6 +15,7 @@
 
 #include "ngx_http_dynroute_zone.hpp"
 #include "ngx_http_dynroute_atomic.hpp"
+#include "ngx_http_dynroute_services.hpp"
 
 
 #define NGX_HTTP_DYNROUTE_VIEW_TRIES  4
@@ -323,6 +324,7 @@ ngx_http_dynroute_view_refresh(ngx_http_dynroute_live_t *live) noexcept
 
         ngx_http_dynroute_view_fill(live, snap, live->splits[next]);
         ngx_http_dynroute_view_groups(live, v);
+        ngx_http_dynroute_services_fill(live->dmcf, live, v);
 
         ngx_http_dynroute_read_fence();
 
@@ -330,6 +332,8 @@ ngx_http_dynroute_view_refresh(ngx_http_dynroute_live_t *live) noexcept
             for (ngx_http_dynroute_members_t *m : live->groups) {
                 ngx_http_dynroute_members_commit(m);
             }
+
+            ngx_http_dynroute_services_commit(live->dmcf);
 
             live->current = next;
             live->snapshot = snap;
@@ -378,6 +382,13 @@ ngx_http_dynroute_live_entry(ngx_http_dynroute_live_t *live, ngx_uint_t table,
     const dynroute::SnapshotView::Host &e) noexcept
 {
     ngx_http_dynroute_target_t  *t;
+
+    if (e.target & dynroute::service_key_bit) {
+        return (table < live->table_ids.size()
+                && e.table == live->table_ids[table])
+               ? ngx_http_dynroute_services_rule(live->dmcf, e.target)
+               : NULL;
+    }
 
     if (table >= live->table_ids.size() || e.table != live->table_ids[table]
         || e.target >= live->target_by_id.size())

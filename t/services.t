@@ -1,12 +1,30 @@
 # Runtime services (dynroute_services) through a real nginx with 2 workers:
 # a service created through the API, seen by every worker, its servers
-# changed; the names and limits the API refuses; reload and a restart with
-# state= keep the services.
+# changed; a runtime host that names it, served through dynroute_balancer
+# and a proxy_pass of $dynroute_upstream to the carrier, with the
+# carrier's keepalive (connections counted at the backends); deleting it
+# (409 while a host targets it); the names and limits the API refuses;
+# reload and a restart with state= keep the services.
 use strict;
 use warnings;
 use lib 't/lib';
 use Test::Nginx::Dynroute;
 use Test::Nginx::Dynroute::Proc qw(slurp);
+
+# $n requests for $host on fresh connections: { "status body" => count },
+# the workers that answered, the X-Upstream values
+sub spread {
+    my ($srv, $n, $path, $host) = @_;
+    my (%seen, %workers, %up);
+    for my $i (1 .. $n) {
+        my $r = http_get($srv, "$path$i", { Host => $host });
+        chomp(my $b = $r->{body} // '');
+        $seen{"$r->{status} $b"}++;
+        $workers{ $r->{headers}{'x-worker'}[0] // '' }++;
+        $up{ $r->{headers}{'x-upstream'}[0] // '' }++;
+    }
+    return (\%seen, \%workers, \%up);
+}
 use JSON::PP ();
 use File::Temp ();
 
@@ -59,6 +77,13 @@ my $config = <<'CONF';
         proxy_http_version 1.1;
         proxy_set_header Connection "";
     }
+    location /v/ {
+        dynroute main;
+        proxy_pass http://$dynroute_upstream;
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+    }
+    location /carrier/ { proxy_pass http://services; }
     location /api/ { allow 127.0.0.1; deny all; dynroute_api write=on; }
 CONF
 
@@ -93,6 +118,50 @@ is($st, 201, 'a server added to the service: 201');
 is_deeply([sort keys %{ $doc->{servers} }], [sort "127.0.0.1:$p2", "127.0.0.1:$p3"],
           '... the service has both');
 
+# ---- a runtime host routed to the service -----------------------------------
+
+my ($seen, $workers, $up);
+($st) = call($srv, 'PUT', '/api/hosts/tenant.example.com', '{"table": "main", "target": "tenant"}');
+is($st, 201, 'a runtime host naming the service: 201');
+my $logged = -s "$srv->{prefix}/logs/backends.log" || 0;
+($seen, $workers, $up) = spread($srv, 40, '/', 'tenant.example.com');
+is_deeply([sort keys %$seen], [sort "200 $p2", "200 $p3"],
+          '40 requests through dynroute_balancer: both servers of the service answer')
+    or diag(Test::More::explain($seen));
+ok($seen->{"200 $p2"} > $seen->{"200 $p3"}, '... the one of weight 2 more often');
+is(scalar(keys %$workers), 2, '... answered by both workers');
+is_deeply([keys %$up], ['services'], '... $dynroute_upstream is the carrier');
+
+# keepalive: the carrier's cache, by address
+my @conns = grep { length } split /\n/, substr(slurp("$srv->{prefix}/logs/backends.log"), $logged);
+my %conn = map { $_ => 1 } @conns;
+is(scalar(@conns), 40, '... 40 requests reached the backends');
+ok(keys %conn <= 6, '... over at most 6 connections: the carrier\'s keepalive ('
+   . scalar(keys %conn) . ')');
+
+($seen) = spread($srv, 10, '/v/', 'tenant.example.com');
+is_deeply([sort keys %$seen], [sort "200 $p2", "200 $p3"],
+          'through proxy_pass http://$dynroute_upstream too');
+($seen) = spread($srv, 10, '/', 'other.example.org');
+is_deeply($seen, { "200 $p2" => 10 }, 'another host: the table\'s default');
+
+($st) = call($srv, 'DELETE', "/api/upstreams/tenant/servers/127.0.0.1:$p2");
+is($st, 200, 'a server removed from the service: 200');
+($seen, $workers) = spread($srv, 40, '/', 'tenant.example.com');
+is_deeply($seen, { "200 $p3" => 40 }, '... every answer after it from the server left');
+is(scalar(keys %$workers), 2, '... of both workers');
+($st) = call($srv, 'PUT', "/api/upstreams/tenant/servers/127.0.0.1:$p2", '{"weight": 2}');
+is($st, 201, '... and added again: 201');
+
+($st, $doc) = call($srv, 'DELETE', '/api/services/tenant');
+is($st, 409, 'DELETE a service a runtime host targets: 409');
+like($doc->{error} // '', qr/runtime host "tenant\.example\.com"/, '... naming the host');
+
+my $r = http_get($srv, '/carrier/x');
+is($r->{status}, 502, 'a request to the carrier without a service: 502');
+like(slurp($srv->{error_log}), qr/upstream "services" carries the services created at run time, and this request was routed to none/,
+     '... with an error line');
+
 # a later write keeps the service (the writer reads it back from the zone)
 ($st) = call($srv, 'PUT', '/api/hosts/other.example.com', '{"table": "main", "target": "web"}');
 is($st, 201, 'another change: a runtime host');
@@ -124,19 +193,36 @@ like($doc->{error} // '', qr/max_services=2/, '... naming the limit');
 ($st) = call($srv, 'DELETE', '/api/services/two');
 is($st, 200, 'DELETE an untargeted service: 200');
 
-# ---- reload and restart keep the services ------------------------------------
+# ---- reload and restart keep the services and their hosts ---------------------
 
 ok(reload_nginx($srv), "reload");
 ($st, $doc) = call($srv, 'GET', '/api/services');
 is_deeply([keys %{ $doc->{services} }], ['tenant'], 'after a reload: the service');
 is($doc->{services}{tenant}{servers}, 2, '... with its servers');
+($seen) = spread($srv, 20, '/', 'tenant.example.com');
+is_deeply([sort keys %$seen], [sort "200 $p2", "200 $p3"], '... its host routed to it');
 error_log_ok(stop_nginx($srv), 'no alert/crit/crash');
 
-$srv = start_nginx(workers => 2, http_config => $http, config => $config, port => $srv->{port});
+# the same backends: the state file names their ports
+(my $again = $http) =~ s/\$TEST_NGINX_PORT2/$p2/g;
+$again =~ s/\$TEST_NGINX_PORT3/$p3/g;
+$srv = start_nginx(workers => 2, http_config => $again, config => $config, port => $srv->{port});
 ($st, $doc) = call($srv, 'GET', '/api/services/tenant');
 is($st, 200, 'after a restart with state=: the service');
 is_deeply([sort keys %{ $doc->{servers} }], [sort "127.0.0.1:$p2", "127.0.0.1:$p3"],
           '... with its servers');
+($seen) = spread($srv, 20, '/', 'tenant.example.com');
+is_deeply([sort keys %$seen], [sort "200 $p2", "200 $p3"], '... its host routed to it');
+
+# deleted: once no host names it
+($st) = call($srv, 'DELETE', '/api/hosts/tenant.example.com');
+is($st, 200, 'the host deleted');
+($st) = call($srv, 'DELETE', '/api/services/tenant');
+is($st, 200, '... then the service: 200');
+($st) = call($srv, 'GET', '/api/services/tenant');
+is($st, 404, '... gone');
+($seen) = spread($srv, 10, '/', 'tenant.example.com');
+is_deeply($seen, { "200 $p2" => 10 }, '... its host name: the table\'s default');
 error_log_ok(stop_nginx($srv), 'restart: no alert/crit/crash');
 
 # ---- what nginx -t refuses ---------------------------------------------------
