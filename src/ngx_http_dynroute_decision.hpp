@@ -44,6 +44,9 @@ typedef struct {
                                               runtime */
     uint32_t                   service;  /* a runtime service's entry's
                                             incarnation, as decided */
+    uint32_t                   service_key; /* a variant's service, or 0 */
+    uint32_t                   primary_service;     /* the same for the */
+    uint32_t                   primary_service_key; /* primary variant */
 } ngx_http_dynroute_ctx_t;
 
 

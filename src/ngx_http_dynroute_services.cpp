@@ -968,6 +968,30 @@ ngx_http_dynroute_services_stamp(ngx_http_dynroute_main_conf_t *dmcf,
 }
 
 
+ngx_http_upstream_srv_conf_t *
+ngx_http_dynroute_services_uscf(ngx_http_dynroute_main_conf_t *dmcf) noexcept
+{
+    return dmcf->carrier ? dmcf->carrier->uscf : NULL;
+}
+
+
+uint32_t
+ngx_http_dynroute_services_stamp_key(ngx_http_dynroute_main_conf_t *dmcf,
+    uint32_t key) noexcept
+{
+    ngx_http_dynroute_service_t  *e;
+
+    if (dmcf->carrier == NULL || dmcf->carrier->table == NULL) {
+        return 0;
+    }
+
+    e = ngx_http_dynroute_services_find(dmcf->carrier,
+                                        key & ~dynroute::service_key_bit);
+
+    return e ? e->incarnation : 0;
+}
+
+
 /* request time */
 
 
@@ -983,6 +1007,7 @@ ngx_http_dynroute_services_init_peer(ngx_http_request_t *r,
     ngx_http_upstream_srv_conf_t *us) noexcept
 {
     size_t                               words;
+    uint32_t                             key, incarnation;
     ngx_http_dynroute_ctx_t             *ctx;
     ngx_http_dynroute_service_t         *e;
     ngx_http_dynroute_main_conf_t       *dmcf;
@@ -999,10 +1024,28 @@ ngx_http_dynroute_services_init_peer(ngx_http_request_t *r,
     }
 
     ctx = ngx_http_dynroute_request_ctx(r);
-    e = ctx ? ngx_http_dynroute_services_of(scf, ctx->rule) : NULL;
+    e = NULL;
+    key = 0;
+    incarnation = 0;
 
-    if (e == NULL || e->id == 0 || e->incarnation != ctx->service) {
-        if (e == NULL) {
+    if (ctx && ctx->rule && ctx->rule->dest->rollout && ctx->picked) {
+
+        /* a rollout's variant flipped to a service: the chosen one's, or
+         * the primary's when dynroute_balancer fell back to it */
+
+        key = ctx->fallback ? ctx->primary_service_key : ctx->service_key;
+        incarnation = ctx->fallback ? ctx->primary_service : ctx->service;
+        e = key ? ngx_http_dynroute_services_find(scf,
+                      key & ~dynroute::service_key_bit)
+                : NULL;
+
+    } else if (ctx) {
+        e = ngx_http_dynroute_services_of(scf, ctx->rule);
+        incarnation = ctx->service;
+    }
+
+    if (e == NULL || e->id == 0 || e->incarnation != incarnation) {
+        if (e == NULL && key == 0) {
             ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                           "dynroute: upstream \"%V\" carries the services "
                           "created at run time, and this request was "

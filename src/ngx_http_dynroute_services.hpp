@@ -43,6 +43,14 @@ void ngx_http_dynroute_services_commit(ngx_http_dynroute_main_conf_t *dmcf)
 ngx_http_dynroute_rule_t *ngx_http_dynroute_services_rule(
     ngx_http_dynroute_main_conf_t *dmcf, uint32_t key) noexcept;
 
+/* the carrier, or NULL */
+ngx_http_upstream_srv_conf_t *ngx_http_dynroute_services_uscf(
+    ngx_http_dynroute_main_conf_t *dmcf) noexcept;
+
+/* the incarnation of the service of key now (0: none) */
+uint32_t ngx_http_dynroute_services_stamp_key(
+    ngx_http_dynroute_main_conf_t *dmcf, uint32_t key) noexcept;
+
 /* the incarnation of the service whose rule is rule, for the request's
  * context (0: rule is no service's) */
 uint32_t ngx_http_dynroute_services_stamp(

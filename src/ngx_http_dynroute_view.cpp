@@ -238,6 +238,7 @@ ngx_http_dynroute_view_fill(ngx_http_dynroute_live_t *live,
         std::copy(c.weights.begin(), c.weights.end(), s.weights.begin());
         std::copy(c.upstreams.begin(), c.upstreams.end(),
                   s.upstreams.begin());
+        std::copy(c.services.begin(), c.services.end(), s.services.begin());
         s.primary = c.primary;
     }
 
@@ -280,6 +281,14 @@ ngx_http_dynroute_view_fill(ngx_http_dynroute_live_t *live,
                    == NGX_HTTP_DYNROUTE_TARGET_UPSTREAM)
             {
                 s.upstreams[v] = live->target_by_id[var.upstream]->uscf;
+
+            } else if ((var.upstream & dynroute::service_key_bit)
+                       && var.upstream != dynroute::no_name
+                       && live->dmcf->carrier)
+            {
+                /* a service: the carrier, and which one */
+                s.upstreams[v] = ngx_http_dynroute_services_uscf(live->dmcf);
+                s.services[v] = var.upstream;
             }
         }
 
@@ -370,7 +379,8 @@ ngx_http_dynroute_live_route(ngx_http_dynroute_live_t *live,
         live->sh ? live->splits[live->current][ro->index]
                  : live->configured[ro->index];
 
-    return { { s.weights.data(), s.primary }, s.upstreams.data() };
+    return { { s.weights.data(), s.primary }, s.upstreams.data(),
+             s.services.data() };
 }
 
 

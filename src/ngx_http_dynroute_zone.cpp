@@ -207,6 +207,7 @@ ngx_http_dynroute_live_init(ngx_conf_t *cf,
                     ngx_http_dynroute_view(ro->variants[v].uscf->host));
                 split.weights.push_back(ro->core->weight(v));
                 split.upstreams.push_back(ro->variants[v].uscf);
+                split.services.push_back(0);
             }
 
             info.primary = ro->core->primary();

@@ -66,7 +66,7 @@ my $http = <<"CONF";
         variant stable web 100%;
         variant canary web 0%;
     }
-    dynroute_table main { default web; }
+    dynroute_table main { shop.example.com shop; default web; }
 CONF
 my $config = <<'CONF';
     add_header X-Worker $pid always;
@@ -144,6 +144,29 @@ is_deeply([sort keys %$seen], [sort "200 $p2", "200 $p3"],
           'through proxy_pass http://$dynroute_upstream too');
 ($seen) = spread($srv, 10, '/', 'other.example.org');
 is_deeply($seen, { "200 $p2" => 10 }, 'another host: the table\'s default');
+
+# ---- a rollout's variant flipped to the service -------------------------------
+
+($seen, $workers, $up) = spread($srv, 10, '/', 'shop.example.com');
+is_deeply($seen, { "200 $p2" => 10 }, 'the rollout as configured: web');
+($st, $doc) = call($srv, 'PATCH', '/api/rollouts/shop',
+                   '{"weights": {"stable": 0, "canary": 100}, "upstreams": {"canary": "tenant"}}');
+is($st, 200, 'PATCH a flip of the canary to the service: 200');
+($seen, $workers, $up) = spread($srv, 40, '/', 'shop.example.com');
+is_deeply([sort keys %$seen], [sort "200 $p2", "200 $p3"],
+          '... its requests reach both servers of the service (dynroute_balancer)')
+    or diag(Test::More::explain($seen));
+is(scalar(keys %$workers), 2, '... answered by both workers');
+is_deeply([keys %$up], ['services'], '... $dynroute_upstream is the carrier');
+($seen) = spread($srv, 10, '/v/', 'shop.example.com');
+is_deeply([sort keys %$seen], [sort "200 $p2", "200 $p3"], '... and through $dynroute_upstream');
+($st, $doc) = call($srv, 'DELETE', '/api/services/tenant');
+is($st, 409, 'DELETE a service a flip targets: 409');
+like($doc->{error} // '', qr/variant "canary" of rollout "shop"/, '... naming the variant');
+($st) = call($srv, 'PATCH', '/api/rollouts/shop', '{"upstreams": {"canary": "web"}}');
+is($st, 200, 'the flip back to web: 200');
+($seen) = spread($srv, 10, '/', 'shop.example.com');
+is_deeply($seen, { "200 $p2" => 10 }, '... web answers again');
 
 ($st) = call($srv, 'DELETE', "/api/upstreams/tenant/servers/127.0.0.1:$p2");
 is($st, 200, 'a server removed from the service: 200');
