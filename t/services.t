@@ -25,7 +25,9 @@ sub spread {
     }
     return (\%seen, \%workers, \%up);
 }
+use IO::Socket::IP;
 use JSON::PP ();
+use Time::HiRes ();
 use File::Temp ();
 
 my $json = JSON::PP->new->canonical;
@@ -237,11 +239,23 @@ is_deeply([sort keys %{ $doc->{servers} }], [sort "127.0.0.1:$p2", "127.0.0.1:$p
 ($seen) = spread($srv, 20, '/', 'tenant.example.com');
 is_deeply([sort keys %$seen], [sort "200 $p2", "200 $p3"], '... its host routed to it');
 
-# deleted: once no host names it
+# deleted once no host names it, while a request routed to it sends its
+# body: proxy_pass evaluates $dynroute_upstream (the decision) before it
+# reads the body, and the upstream begins after it
+my $c = IO::Socket::IP->new(PeerHost => '127.0.0.1', PeerPort => $srv->{port})
+    or die "connect: $@";
+print $c "POST /v/late HTTP/1.1\r\nHost: tenant.example.com\r\nConnection: close\r\n"
+    . "Content-Length: 5\r\n\r\n";
+Time::HiRes::sleep(0.3);
 ($st) = call($srv, 'DELETE', '/api/hosts/tenant.example.com');
 is($st, 200, 'the host deleted');
 ($st) = call($srv, 'DELETE', '/api/services/tenant');
 is($st, 200, '... then the service: 200');
+print $c "hello";
+my $late = do { local $/; <$c> };
+like($late // '', qr{\AHTTP/1\.1 502 }, 'a request routed to it before, its upstream after: 502');
+like(slurp($srv->{error_log}), qr/\[error\].*the service this request was routed to was deleted before its upstream began/,
+     '... with an error line');
 ($st) = call($srv, 'GET', '/api/services/tenant');
 is($st, 404, '... gone');
 ($seen) = spread($srv, 10, '/', 'tenant.example.com');
