@@ -320,20 +320,23 @@ ngx_http_dynroute_variant(ngx_http_request_t *r, ngx_http_dynroute_ctx_t *ctx)
         ctx->variant = static_cast<uint16_t>(v);
         ctx->primary_variant = static_cast<uint16_t>(p);
         ctx->chosen = route.upstreams[v];
-        ctx->service_key = route.services[v];
+        ctx->primary = route.upstreams[p];
 
+        /* a variant flipped to a service: which one, and its incarnation */
+
+        ctx->service_key = route.services[v];
         ctx->primary_service_key = route.services[p];
 
         if (ctx->service_key) {
             ctx->service = ngx_http_dynroute_services_stamp_key(dmcf,
-                                                              ctx->service_key);
+                               ctx->service_key);
         }
 
         if (ctx->primary_service_key) {
             ctx->primary_service = ngx_http_dynroute_services_stamp_key(dmcf,
                                        ctx->primary_service_key);
         }
-        ctx->primary = route.upstreams[p];
+
         ctx->sockaddr = r->connection->sockaddr;
         ctx->reason = static_cast<unsigned>(reason);
         ctx->set_sticky = (reason == dynroute::Rollout::Reason::weight

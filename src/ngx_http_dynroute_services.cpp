@@ -11,6 +11,12 @@
  * it a why): a runtime host or a flip names a service.  At most one
  * upstream per configuration carries services; its limits are the
  * schema's (the API refuses a service or a server beyond them).
+ *
+ * Each worker keeps the services' members as dynroute_servers keeps a
+ * group's (the slots, the entries and the pick are the same types), with
+ * a table of services by id that the refresh fills without allocating;
+ * the request path allocates nothing beyond nginx's own from the
+ * request's pool, takes no lock and throws nothing.
  */
 
 #include <cstddef>
