@@ -27,6 +27,7 @@ struct ngx_http_dynroute_targets_t;
 struct ngx_http_dynroute_api_conf_t;
 struct ngx_http_dynroute_live_t;
 struct ngx_http_dynroute_rollout_t;
+struct ngx_http_dynroute_services_conf_t;
 
 /*
  * What rules route to: one record per distinct target of a table, shared
@@ -201,6 +202,9 @@ typedef struct {
     ngx_array_t                servers;   /* dynroute_servers upstreams'
                                              ngx_http_dynroute_servers_
                                              conf_t * */
+    ngx_http_dynroute_services_conf_t
+                              *carrier;   /* dynroute_services' upstream,
+                                             or NULL */
     ngx_array_t                apis;      /* ngx_http_dynroute_api_conf_t * */
     ngx_array_t                readiness; /* ngx_http_dynroute_where_t */
 

@@ -12,6 +12,7 @@
 
 #include "ngx_http_dynroute_decision.hpp"
 #include "ngx_http_dynroute_atomic.hpp"
+#include "ngx_http_dynroute_services.hpp"
 #include "ngx_http_dynroute_live.hpp"
 #include "ngx_http_dynroute_rollout.hpp"
 #include "metrics.hpp"
@@ -234,6 +235,7 @@ ngx_http_dynroute_decide(ngx_http_request_t *r, ngx_http_dynroute_ctx_t *ctx,
                                                 *host, hash);
         if (ctx->rule) {
             ctx->runtime = 1;
+            ctx->service = ngx_http_dynroute_services_stamp(dmcf, ctx->rule);
 
             ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                            "dynroute: table \"%V\" host \"%V\" runtime "
@@ -319,6 +321,22 @@ ngx_http_dynroute_variant(ngx_http_request_t *r, ngx_http_dynroute_ctx_t *ctx)
         ctx->primary_variant = static_cast<uint16_t>(p);
         ctx->chosen = route.upstreams[v];
         ctx->primary = route.upstreams[p];
+
+        /* a variant flipped to a service: which one, and its incarnation */
+
+        ctx->service_key = route.services[v];
+        ctx->primary_service_key = route.services[p];
+
+        if (ctx->service_key) {
+            ctx->service = ngx_http_dynroute_services_stamp_key(dmcf,
+                               ctx->service_key);
+        }
+
+        if (ctx->primary_service_key) {
+            ctx->primary_service = ngx_http_dynroute_services_stamp_key(dmcf,
+                                       ctx->primary_service_key);
+        }
+
         ctx->sockaddr = r->connection->sockaddr;
         ctx->reason = static_cast<unsigned>(reason);
         ctx->set_sticky = (reason == dynroute::Rollout::Reason::weight

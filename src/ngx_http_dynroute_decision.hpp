@@ -42,6 +42,11 @@ typedef struct {
 
     uint32_t                   rule_index; /* of rule in its table, unless
                                               runtime */
+    uint32_t                   service;  /* a runtime service's entry's
+                                            incarnation, as decided */
+    uint32_t                   service_key; /* a variant's service, or 0 */
+    uint32_t                   primary_service;     /* the same for the */
+    uint32_t                   primary_service_key; /* primary variant */
 } ngx_http_dynroute_ctx_t;
 
 

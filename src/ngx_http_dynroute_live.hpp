@@ -19,6 +19,8 @@
 typedef struct {
     dynroute::Split                               split;
     const ngx_http_upstream_srv_conf_t *const    *upstreams; /* by variant */
+    const uint32_t                               *services;  /* by variant:
+                                                  a service's key, or 0 */
 } ngx_http_dynroute_route_t;
 
 

@@ -29,6 +29,7 @@
 #include "ngx_http_dynroute_rollout.hpp"
 #include "ngx_http_dynroute_rollout_filter.hpp"
 #include "ngx_http_dynroute_servers.hpp"
+#include "ngx_http_dynroute_services.hpp"
 #include "ngx_http_dynroute_table.hpp"
 #include "ngx_http_dynroute_targets.hpp"
 #include "ngx_http_dynroute_variables.hpp"
@@ -108,6 +109,13 @@ static ngx_command_t  ngx_http_dynroute_commands[] = {
     { ngx_string("dynroute_servers"),
       NGX_HTTP_UPS_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE12,
       ngx_http_dynroute_servers,
+      NGX_HTTP_SRV_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("dynroute_services"),
+      NGX_HTTP_UPS_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE12,
+      ngx_http_dynroute_services,
       NGX_HTTP_SRV_CONF_OFFSET,
       0,
       NULL },
@@ -317,6 +325,7 @@ ngx_http_dynroute_init(ngx_conf_t *cf) noexcept
         || ngx_http_dynroute_add_stand_in(cf) != NGX_OK
         || ngx_http_dynroute_balancer_check(cf, dmcf) != NGX_OK
         || ngx_http_dynroute_servers_check(cf, dmcf) != NGX_OK
+        || ngx_http_dynroute_services_check(cf, dmcf) != NGX_OK
         || ngx_http_dynroute_metrics_log_init(cf, dmcf) != NGX_OK
         || ngx_http_dynroute_rollout_filter_init(cf, dmcf) != NGX_OK
         || ngx_http_dynroute_decision_init(cf, dmcf) != NGX_OK)

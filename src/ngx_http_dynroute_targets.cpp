@@ -22,6 +22,7 @@
 #include <unordered_map>
 
 #include "ngx_http_dynroute_targets.hpp"
+#include "ngx_http_dynroute_services.hpp"
 #include "suggest.hpp"
 
 
@@ -45,6 +46,10 @@ static const char  *ngx_http_dynroute_balancer_why =
     "is a dynroute_balancer upstream, which hands each request back to "
     "dynroute: a target must be an upstream{} block with servers or a "
     "dynroute_rollout";
+
+
+static const char  *ngx_http_dynroute_carrier_why =
+    "carries the services created at run time: name a service";
 
 
 static std::string
@@ -127,6 +132,10 @@ ngx_http_dynroute_targets_init(ngx_conf_t *cf,
 
             if (ngx_http_dynroute_is_balancer(dmcf, uscfp[i])) {
                 t.why = ngx_http_dynroute_balancer_why;
+            }
+
+            if (ngx_http_dynroute_services_carrier(dmcf, uscfp[i])) {
+                t.why = ngx_http_dynroute_carrier_why;
             }
 
             targets->all.push_back(t);

@@ -15,6 +15,7 @@
 
 #include "ngx_http_dynroute_zone.hpp"
 #include "ngx_http_dynroute_atomic.hpp"
+#include "ngx_http_dynroute_services.hpp"
 
 
 #define NGX_HTTP_DYNROUTE_VIEW_TRIES  4
@@ -237,6 +238,7 @@ ngx_http_dynroute_view_fill(ngx_http_dynroute_live_t *live,
         std::copy(c.weights.begin(), c.weights.end(), s.weights.begin());
         std::copy(c.upstreams.begin(), c.upstreams.end(),
                   s.upstreams.begin());
+        std::copy(c.services.begin(), c.services.end(), s.services.begin());
         s.primary = c.primary;
     }
 
@@ -279,6 +281,14 @@ ngx_http_dynroute_view_fill(ngx_http_dynroute_live_t *live,
                    == NGX_HTTP_DYNROUTE_TARGET_UPSTREAM)
             {
                 s.upstreams[v] = live->target_by_id[var.upstream]->uscf;
+
+            } else if ((var.upstream & dynroute::service_key_bit)
+                       && var.upstream != dynroute::no_name
+                       && live->dmcf->carrier)
+            {
+                /* a service: the carrier, and which one */
+                s.upstreams[v] = ngx_http_dynroute_services_uscf(live->dmcf);
+                s.services[v] = var.upstream;
             }
         }
 
@@ -323,6 +333,7 @@ ngx_http_dynroute_view_refresh(ngx_http_dynroute_live_t *live) noexcept
 
         ngx_http_dynroute_view_fill(live, snap, live->splits[next]);
         ngx_http_dynroute_view_groups(live, v);
+        ngx_http_dynroute_services_fill(live->dmcf, live, v);
 
         ngx_http_dynroute_read_fence();
 
@@ -330,6 +341,8 @@ ngx_http_dynroute_view_refresh(ngx_http_dynroute_live_t *live) noexcept
             for (ngx_http_dynroute_members_t *m : live->groups) {
                 ngx_http_dynroute_members_commit(m);
             }
+
+            ngx_http_dynroute_services_commit(live->dmcf);
 
             live->current = next;
             live->snapshot = snap;
@@ -366,7 +379,8 @@ ngx_http_dynroute_live_route(ngx_http_dynroute_live_t *live,
         live->sh ? live->splits[live->current][ro->index]
                  : live->configured[ro->index];
 
-    return { { s.weights.data(), s.primary }, s.upstreams.data() };
+    return { { s.weights.data(), s.primary }, s.upstreams.data(),
+             s.services.data() };
 }
 
 
@@ -378,6 +392,13 @@ ngx_http_dynroute_live_entry(ngx_http_dynroute_live_t *live, ngx_uint_t table,
     const dynroute::SnapshotView::Host &e) noexcept
 {
     ngx_http_dynroute_target_t  *t;
+
+    if (e.target & dynroute::service_key_bit) {
+        return (table < live->table_ids.size()
+                && e.table == live->table_ids[table])
+               ? ngx_http_dynroute_services_rule(live->dmcf, e.target)
+               : NULL;
+    }
 
     if (table >= live->table_ids.size() || e.table != live->table_ids[table]
         || e.target >= live->target_by_id.size())

@@ -16,6 +16,7 @@
 #include "ngx_http_dynroute_atomic.hpp"
 #include "ngx_http_dynroute_metrics.hpp"
 #include "ngx_http_dynroute_servers.hpp"
+#include "ngx_http_dynroute_services.hpp"
 #include "ngx_http_dynroute_table.hpp"
 #include "metrics.hpp"
 
@@ -181,6 +182,7 @@ ngx_http_dynroute_live_init(ngx_conf_t *cf,
         /* the dynroute_servers groups: their limits and "server" lines */
 
         ngx_http_dynroute_servers_info(cf, dmcf, live->schema);
+        ngx_http_dynroute_services_info(dmcf, live->schema);
 
         for (i = 0; i < dmcf->servers.nelts; i++) {
             ngx_http_dynroute_members_t *m =
@@ -207,6 +209,7 @@ ngx_http_dynroute_live_init(ngx_conf_t *cf,
                     ngx_http_dynroute_view(ro->variants[v].uscf->host));
                 split.weights.push_back(ro->core->weight(v));
                 split.upstreams.push_back(ro->variants[v].uscf);
+                split.services.push_back(0);
             }
 
             info.primary = ro->core->primary();
@@ -762,6 +765,54 @@ ngx_http_dynroute_cells_retire_locked(ngx_http_dynroute_live_t *live,
 
 
 /*
+ * The name of an id of the published snapshot: the zone's names, or a
+ * service (a runtime host or a flip naming it) by the key of its group
+ * block.  Under the mutex: "" when there is none.
+ */
+
+static std::string_view
+ngx_http_dynroute_name_of(ngx_http_dynroute_live_t *live,
+    const dynroute::NamesView &names, dynroute::NameId id) noexcept
+{
+    ngx_http_dynroute_version_t  *ver = live->sh->version;
+
+    if (!(id & dynroute::service_key_bit)) {
+        return names[id];
+    }
+
+    for (ngx_uint_t i = 0; ver && i < ver->ngroups; i++) {
+        dynroute::GroupView g = ngx_http_dynroute_view_group(live, ver, i);
+
+        if (g.valid() && g.key() == id) {
+            return g.name();
+        }
+    }
+
+    return {};
+}
+
+
+/* a service's group block into st; its id is the key's, and the next
+ * service's id comes after every id in use */
+
+static void
+ngx_http_dynroute_decode_service(dynroute::State &st,
+    const dynroute::GroupView &g, const std::string &name,
+    dynroute::ServerGroup &group)
+{
+    dynroute::Service  &s = st.services[name];
+
+    s.id = g.key() & ~dynroute::service_key_bit;
+    s.balance = g.method();
+    s.group = std::move(group);
+
+    if (s.id >= st.next_service_id) {
+        st.next_service_id = s.id + 1;
+    }
+}
+
+
+/*
  * The published state as a State, by this configuration's names (what it
  * does not have is dropped, with a line each in notices); throws.
  */
@@ -781,7 +832,9 @@ ngx_http_dynroute_decode(ngx_http_dynroute_live_t *live, dynroute::State &st,
     dynroute::SnapshotView v = ngx_http_dynroute_view_published(live);
 
     if (!dynroute::decode_snapshot(v,
-            [&](dynroute::NameId id) { return names[id]; }, st))
+            [&](dynroute::NameId id) {
+                return ngx_http_dynroute_name_of(live, names, id);
+            }, st))
     {
         throw std::runtime_error("the zone's snapshot does not decode");
     }
@@ -802,6 +855,9 @@ ngx_http_dynroute_decode(ngx_http_dynroute_live_t *live, dynroute::State &st,
 
         if (!(g.key() & dynroute::service_key_bit)) {
             st.servers[name] = std::move(group);
+
+        } else {
+            ngx_http_dynroute_decode_service(st, g, name, group);
         }
     }
 
@@ -841,6 +897,31 @@ typedef struct {
      * version's block of that key */
     std::vector<std::pair<uint32_t, std::string>>  groups;
 } ngx_http_dynroute_blocks_t;
+
+
+/* a group block per service, keyed by service_key_bit | its id */
+
+static void
+ngx_http_dynroute_build_services(const dynroute::State &st,
+    const dynroute::State *prev, ngx_http_dynroute_blocks_t &b)
+{
+    for (const auto &[name, service] : st.services) {
+        uint32_t key = dynroute::service_key_bit | service.id;
+
+        if (prev) {
+            auto it = prev->services.find(name);
+
+            if (it != prev->services.end() && it->second == service) {
+                b.groups.emplace_back(key, std::string());
+                continue;
+            }
+        }
+
+        b.groups.emplace_back(key, dynroute::encode_snapshot_group(key,
+                                  st.generation, service.balance, name,
+                                  service.group));
+    }
+}
 
 
 /*
@@ -894,11 +975,19 @@ ngx_http_dynroute_build(ngx_http_dynroute_live_t *live,
         return it == live->ids.end() ? dynroute::no_name : it->second;
     };
 
-    b.head = dynroute::encode_snapshot(st, live->config, id);
+    /* a target: a service's key, or an upstream's or rollout's id */
+
+    auto target = [&](std::string_view n) {
+        auto it = st.services.find(n);
+        return it == st.services.end()
+               ? id(n) : dynroute::service_key_bit | it->second.id;
+    };
+
+    b.head = dynroute::encode_snapshot(st, live->config, id, target);
     b.new_hosts = hosts_changed;
 
     if (hosts_changed) {
-        b.hosts = dynroute::encode_snapshot_hosts(st.hosts, id);
+        b.hosts = dynroute::encode_snapshot_hosts(st.hosts, id, target);
     }
 
     for (const auto &[name, group] : st.servers) {
@@ -923,6 +1012,8 @@ ngx_http_dynroute_build(ngx_http_dynroute_live_t *live,
                                                                  group),
                                   name, group));
     }
+
+    ngx_http_dynroute_build_services(st, prev, b);
 }
 
 

@@ -101,6 +101,9 @@ typedef struct {
 struct ngx_http_dynroute_split_t {
     std::vector<uint32_t>                               weights;
     std::vector<const ngx_http_upstream_srv_conf_t *>   upstreams;
+    std::vector<uint32_t>                               services; /* by
+                                 variant: a runtime service's key (its
+                                 upstream the carrier), or 0 */
     size_t                                              primary = 0;
 };
 

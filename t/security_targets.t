@@ -125,3 +125,72 @@ Content-Type: application/json
  qr/^\{"generation":0,"hosts":\{\}\}$/]
 --- no_error_log
 [alert]
+
+
+
+=== TEST 7: the upstream carrying the services is no target of a table
+--- http_config
+upstream a { server 127.0.0.1:$TEST_NGINX_PORT2; }
+upstream services { dynroute_services; }
+dynroute_table t { x.example.com a; default Services; }
+--- config
+location / { dynroute t; proxy_pass http://a; }
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*upstream "Services" in dynroute table "t" carries the services created at run time: name a service, in \S+nginx\.conf:5$/m
+
+
+
+=== TEST 8: nor of a rollout's variant
+--- http_config
+upstream stable { server 127.0.0.1:$TEST_NGINX_PORT2; }
+upstream services { dynroute_services; }
+dynroute_rollout shop {
+    variant stable stable   90%;
+    variant canary services 10%;
+}
+dynroute_table t { default shop; }
+--- config
+location / { dynroute t; proxy_pass http://stable; }
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*upstream "services" of variant "canary" in dynroute rollout "shop" carries the services created at run time: name a service/m
+
+
+
+=== TEST 9: the API refuses the carrier as a runtime host's target and as a flip, and a service named like an upstream{} or a rollout
+--- http_config
+upstream stable { server 127.0.0.1:$TEST_NGINX_PORT2; }
+upstream canary { server 127.0.0.1:$TEST_NGINX_PORT2; }
+upstream edge_pass { dynroute_balancer; }
+upstream services { dynroute_services; }
+dynroute_zone z 1m;
+dynroute_rollout shop {
+    variant stable stable 90%;
+    variant canary canary 10%;
+}
+dynroute_table t { default shop; }
+server { listen 127.0.0.1:$TEST_NGINX_PORT2; return 200 "ok\n"; }
+--- config
+location / { dynroute t; proxy_pass http://edge_pass; }
+location /dynroute/ { dynroute_api write=on; }
+--- request eval
+["PUT /dynroute/hosts/new.example.com\n{\"target\":\"services\"}",
+ "PATCH /dynroute/rollouts/shop\n{\"upstreams\":{\"canary\":\"services\"}}",
+ "PUT /dynroute/services/Edge_Pass\n{}",
+ "PUT /dynroute/services/shop\n{}",
+ "PUT /dynroute/services/Services\n{}",
+ "GET /dynroute/hosts"]
+--- more_headers
+Content-Type: application/json
+--- error_code eval
+[400, 400, 409, 409, 409, 200]
+--- response_body_like eval
+[qr/"error":"\\"services\\" is neither an upstream\{\} nor a dynroute_rollout/,
+ qr/"error":".*services/,
+ qr/"error":"a service cannot be called \\"Edge_Pass\\": that is the configuration's upstream\{\} \\"edge_pass\\"/,
+ qr/"error":"a service cannot be called \\"shop\\".*rollout \\"shop\\"/,
+ qr/"error":"a service cannot be called \\"Services\\".*upstream\{\} \\"services\\"/,
+ qr/^\{"generation":0,"hosts":\{\}\}$/]
+--- no_error_log
+[alert]

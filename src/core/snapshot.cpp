@@ -182,9 +182,13 @@ std::size_t block_size(const void *prefix) noexcept
     return load32(p + 4);
 }
 
-std::string encode_snapshot(const State &st, std::uint64_t config,
-                            const std::function<NameId(std::string_view)> &id)
+std::string encode_snapshot(
+    const State &st, std::uint64_t config,
+    const std::function<NameId(std::string_view)> &id,
+    const std::function<NameId(std::string_view)> &target)
 {
+    const auto &tid = target ? target : id;
+
     std::string out(header_size, '\0');
 
     std::uint32_t flags = (st.draining ? flag_draining : 0)
@@ -241,7 +245,7 @@ std::string encode_snapshot(const State &st, std::uint64_t config,
 
             put32(out, vid);
             put32(out, w == o.weights.end() ? 0 : w->second);
-            put32(out, u == o.upstreams.end() ? no_name : id(u->second));
+            put32(out, u == o.upstreams.end() ? no_name : tid(u->second));
             count++;
         }
 
@@ -256,13 +260,16 @@ std::string encode_snapshot(const State &st, std::uint64_t config,
 }
 
 std::string encode_snapshot_hosts(
-    const HostMap &hosts, const std::function<NameId(std::string_view)> &id)
+    const HostMap &hosts, const std::function<NameId(std::string_view)> &id,
+    const std::function<NameId(std::string_view)> &target)
 {
+    const auto &tid = target ? target : id;
+
     std::vector<std::pair<const std::string *, SnapshotView::Host>> kept;
     std::size_t host_bytes = 0;
 
     for (const auto &[host, e] : hosts) {
-        SnapshotView::Host h{id(e.table), id(e.target)};
+        SnapshotView::Host h{id(e.table), tid(e.target)};
 
         if (h.table == no_name || h.target == no_name || host.size() > 255) {
             continue;

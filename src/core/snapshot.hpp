@@ -85,11 +85,16 @@ private:
 // hosts block for st.hosts; id gives each name its id.  A name without one
 // (no_name) is left out: st has been checked against the writer's
 // configuration, all of whose names have ids.
+// target, when given, gives the ids of the names a host or a variant
+// routes to (a runtime service's: service_key_bit | its id), id those of
+// the other names.
 std::string encode_snapshot(
     const State &st, std::uint64_t config,
-    const std::function<NameId(std::string_view)> &id);
+    const std::function<NameId(std::string_view)> &id,
+    const std::function<NameId(std::string_view)> &target = nullptr);
 std::string encode_snapshot_hosts(
-    const HostMap &hosts, const std::function<NameId(std::string_view)> &id);
+    const HostMap &hosts, const std::function<NameId(std::string_view)> &id,
+    const std::function<NameId(std::string_view)> &target = nullptr);
 
 // A group block: key is the upstream's NameId, or service_key_bit | the
 // service's id; written the generation that writes it; method how it

@@ -100,6 +100,9 @@ our %FAMILIES = (
     'servers-with-method'       => 1,   # dynroute_servers and a method, a
                                         # zone, or after keepalive; hash= with
                                         # backup, without a key, a bad key
+    'services-misused'          => 1,   # dynroute_services with a server
+                                        # line, a zone, a method, after
+                                        # keepalive, twice, or as a target
 );
 our $VALID_WEIGHT = 66;
 
@@ -329,6 +332,16 @@ sub _model {
     $g->{bals} = [ map { my $f = $r->chance(0.4);
                          { name => $_, fallback => $f, resend => $f && $r->chance(0.4) } }
                    @BALANCER_NAMES[0 .. $nbal - 1] ];
+
+    # now and then, the carrier of the services created at run time
+    $g->{carrier} = undef;
+    if ($r->chance(0.2) || $fam eq 'services-misused') {
+        my @p = ($r->chance(0.5) ? ('max_services=' . $r->pick(1, 10, 1000)) : (),
+                 $r->chance(0.5) ? ('servers=' . $r->pick(1, 64, 4096)) : ());
+        $g->{carrier} = { name => 'runtime_svc',
+                          lines => [ join(' ', 'dynroute_services', @p) . ';',
+                                     $r->chance(0.5) ? ('keepalive ' . $r->pick(4, 64) . ';') : () ] };
+    }
 
     # the zone, the sticky secret
     $g->{zone} = undef;
@@ -990,6 +1003,22 @@ sub _mutate {
                                                    'origin=null', 'host=*.example.com',
                                                    'host=', 'only=everything') . ';'],
             paths => ['/ops/'] };
+    } elsif ($f eq 'services-misused') {
+        my $c = $g->{carrier};
+        my $bad = $r->pick('server', 'zone', 'method', 'keepalive-first', 'second', 'target');
+        if ($bad eq 'server') {
+            push @{$c->{lines}}, 'server 127.0.0.1:' . $g->_backend_port . ';';
+        } elsif ($bad eq 'zone') {
+            push @{$c->{lines}}, 'zone runtime_svc_z 64k;';
+        } elsif ($bad eq 'method') {
+            push @{$c->{lines}}, $r->pick('least_conn;', 'random;', 'ip_hash;', 'hash $arg_k;');
+        } elsif ($bad eq 'keepalive-first') {
+            $c->{lines} = [ 'keepalive 8;', grep { !/^keepalive/ } @{$c->{lines}} ];
+        } elsif ($bad eq 'second') {
+            $g->{carrier2} = { name => 'runtime_svc2', lines => ['dynroute_services;'] };
+        } else {
+            $r->pick(@tables)->{default} = 'runtime_svc';
+        }
     } elsif ($f eq 'resend-without-fallback') {
         $g->{bals}[0]{fallback} = 0;
         $g->{bals}[0]{resend} = 1;
@@ -1054,6 +1083,7 @@ sub _render {
     my @blocks;
     push @blocks, map { [ $g->_render_upstream($_) ] } @{$g->{ups}};
     push @blocks, map { [ $g->_render_balancer($_) ] } @{$g->{bals}};
+    push @blocks, map { [ $g->_render_upstream($_) ] } grep { defined } $g->{carrier}, $g->{carrier2};
     push @blocks, [ $g->_render_zone ] if $g->{zone};
     push @blocks, map { [ $g->_render_rollout($_) ] } @{$g->{rolls}};
     push @blocks, map { [ $g->_render_table($_) ] } @{$g->{tables}};
