@@ -789,7 +789,7 @@ ngx_http_dynroute_servers_get(ngx_peer_connection_t *pc, void *data)
  * when max_fails takes the server out.
  */
 
-static void
+void
 ngx_http_dynroute_servers_counted(uint64_t *cell, ngx_http_upstream_t *u,
     ngx_uint_t state, time_t until) noexcept
 {
@@ -1036,20 +1036,28 @@ ngx_http_dynroute_servers_info(ngx_conf_t *cf,
 }
 
 
-/* the cell at offset off of the zone, if it lies in the zone; or NULL */
+/* the cell at offset off of a zone, if it lies in the zone; or NULL */
+
+uint64_t *
+ngx_http_dynroute_cell_at(u_char *zone, size_t zone_size, uint64_t off)
+    noexcept
+{
+    if (zone == NULL || off == 0 || off % sizeof(uint64_t)
+        || off > zone_size
+        || zone_size - off < dynroute::metrics::cell_bytes)
+    {
+        return NULL;
+    }
+
+    return reinterpret_cast<uint64_t *>(zone + off);
+}
+
 
 static uint64_t *
 ngx_http_dynroute_members_cell(ngx_http_dynroute_members_t *m, uint64_t off)
     noexcept
 {
-    if (m->zone == NULL || off == 0 || off % sizeof(uint64_t)
-        || off > m->zone_size
-        || m->zone_size - off < dynroute::metrics::cell_bytes)
-    {
-        return NULL;
-    }
-
-    return reinterpret_cast<uint64_t *>(m->zone + off);
+    return ngx_http_dynroute_cell_at(m->zone, m->zone_size, off);
 }
 
 

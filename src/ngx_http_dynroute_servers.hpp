@@ -103,6 +103,17 @@ char *ngx_http_dynroute_servers(ngx_conf_t *cf, ngx_command_t *cmd,
 ngx_int_t ngx_http_dynroute_servers_check(ngx_conf_t *cf,
     ngx_http_dynroute_main_conf_t *dmcf) noexcept;
 
+/*
+ * A server's cell (dynroute::metrics::ServerSlot) at offset off of a zone
+ * of zone_size bytes, if it lies whole in it; NULL otherwise.  And a try
+ * given back, counted in its cell: its response's class, a failure, until
+ * when max_fails took the server out (0: it did not).
+ */
+uint64_t *ngx_http_dynroute_cell_at(u_char *zone, size_t zone_size,
+    uint64_t off) noexcept;
+void ngx_http_dynroute_servers_counted(uint64_t *cell, ngx_http_upstream_t *u,
+    ngx_uint_t state, time_t until) noexcept;
+
 /* the groups of the configuration: dmcf->servers.nelts of them */
 ngx_http_dynroute_members_t *ngx_http_dynroute_servers_members(
     ngx_http_dynroute_main_conf_t *dmcf, ngx_uint_t i) noexcept;

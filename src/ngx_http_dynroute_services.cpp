@@ -25,6 +25,8 @@
 #include "ngx_http_dynroute_decision.hpp"
 #include "ngx_http_dynroute_live.hpp"
 #include "ngx_http_dynroute_servers.hpp"
+#include "ngx_http_dynroute_atomic.hpp"
+#include "metrics.hpp"
 
 
 /* most services, and servers of every service together; the defaults */
@@ -100,6 +102,7 @@ typedef struct {
     ngx_http_dynroute_list_t           *list;
     ngx_http_dynroute_peer_t           *slot;
     ngx_pool_t                         *pool;
+    ngx_http_upstream_t                *u;     /* its try's status: the cell */
     dynroute::balance::Try              t;
     size_t                              words;
     uint32_t                            last;
@@ -553,7 +556,7 @@ ngx_http_dynroute_services_take(ngx_http_dynroute_services_conf_t *scf,
 static void
 ngx_http_dynroute_services_list(ngx_http_dynroute_services_conf_t *scf,
     ngx_http_dynroute_service_t *e, const dynroute::GroupView &g,
-    ngx_uint_t *pos) noexcept
+    ngx_uint_t *pos, u_char *zone, size_t zone_size) noexcept
 {
     bool                          fresh;
     uint32_t                      idx;
@@ -638,6 +641,7 @@ ngx_http_dynroute_services_list(ngx_http_dynroute_services_conf_t *scf,
 
         idx = static_cast<uint32_t>(slot - scf->slots);
         slot->marked = 1;
+        slot->cell = ngx_http_dynroute_cell_at(zone, zone_size, s.cell);
         slot->next = static_cast<uint32_t>(n);
 
         ent = &next->entries[n];
@@ -840,7 +844,9 @@ ngx_http_dynroute_services_fill(ngx_http_dynroute_main_conf_t *dmcf,
             ngx_http_dynroute_services_copy(scf, e, &pos);
 
         } else {
-            ngx_http_dynroute_services_list(scf, e, g, &pos);
+            ngx_http_dynroute_services_list(scf, e, g, &pos,
+                reinterpret_cast<u_char *>(live->shpool),
+                live->shpool->end - reinterpret_cast<u_char *>(live->shpool));
         }
     }
 
@@ -1084,6 +1090,7 @@ ngx_http_dynroute_services_init_peer(ngx_http_request_t *r,
     sp->list = &e->list[scf->cur];
     sp->slot = NULL;
     sp->pool = r->pool;
+    sp->u = r->upstream;
     sp->t = dynroute::balance::Try();
     sp->last = ~0u;
 
@@ -1225,6 +1232,10 @@ ngx_http_dynroute_services_get(ngx_peer_connection_t *pc, void *data)
     sp->slot = slot;
     sp->last = e->slot;
 
+    if (slot->cell) {
+        ngx_http_dynroute_count(&slot->cell[dynroute::metrics::s_picked]);
+    }
+
     pc->sockaddr = &slot->sockaddr.sockaddr;
     pc->socklen = slot->socklen;
     pc->name = name;
@@ -1237,6 +1248,7 @@ static void
 ngx_http_dynroute_services_free(ngx_peer_connection_t *pc, void *data,
     ngx_uint_t state) noexcept
 {
+    time_t                              until;
     ngx_http_dynroute_list_t           *list;
     ngx_http_dynroute_peer_t           *slot;
     ngx_http_dynroute_services_peer_t  *sp;
@@ -1254,6 +1266,7 @@ ngx_http_dynroute_services_free(ngx_peer_connection_t *pc, void *data,
     slot = sp->slot;
     list = sp->list;
     t = sp->t;
+    until = 0;
 
     if (sp->epoch != sp->scf->epoch) {
 
@@ -1284,6 +1297,11 @@ ngx_http_dynroute_services_free(ngx_peer_connection_t *pc, void *data,
     {
         ngx_log_error(NGX_LOG_WARN, pc->log, 0,
                       "upstream server temporarily disabled");
+        until = ngx_time() + list->entries[t.current].fail_timeout;
+    }
+
+    if (slot->cell) {
+        ngx_http_dynroute_servers_counted(slot->cell, sp->u, state, until);
     }
 
     slot->refs--;

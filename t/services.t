@@ -141,6 +141,17 @@ is(scalar(@conns), 40, '... 40 requests reached the backends');
 ok(keys %conn <= 6, '... over at most 6 connections: the carrier\'s keepalive ('
    . scalar(keys %conn) . ')');
 
+# the service's servers in the stats: each try counted in its server's cell
+($st, $doc) = call($srv, 'GET', '/api/stats');
+my ($group) = grep { $_->{name} eq 'tenant' } @{ $doc->{groups} || [] };
+is($group && $group->{kind}, 'service', 'stats: the service is a group of kind service');
+my %counted = map { $_->{name} => $_->{requests} } @{ $group ? $group->{servers} : [] };
+is_deeply(\%counted, { "127.0.0.1:$p2" => $seen->{"200 $p2"}, "127.0.0.1:$p3" => $seen->{"200 $p3"} },
+          '... each server\'s requests as the client saw them')
+    or diag(Test::More::explain($group));
+my %twoxx = map { $_->{name} => $_->{responses}{'2xx'} } @{ $group ? $group->{servers} : [] };
+is($twoxx{"127.0.0.1:$p2"}, $seen->{"200 $p2"}, '... and its 2xx');
+
 ($seen) = spread($srv, 10, '/v/', 'tenant.example.com');
 is_deeply([sort keys %$seen], [sort "200 $p2", "200 $p3"],
           'through proxy_pass http://$dynroute_upstream too');
