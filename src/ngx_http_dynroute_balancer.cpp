@@ -72,7 +72,6 @@ ngx_http_dynroute_balancer(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     noexcept
 {
     ngx_str_t                           *value;
-    ngx_http_upstream_server_t          *none;
     ngx_http_upstream_srv_conf_t        *uscf, **up;
     ngx_http_dynroute_main_conf_t       *dmcf;
     ngx_http_dynroute_balancer_conf_t   *bcf;
@@ -131,19 +130,11 @@ ngx_http_dynroute_balancer(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     uscf->peer.init_upstream = ngx_http_dynroute_balancer_init_upstream;
     uscf->peer.data = bcf;
 
-    /*
-     * The upstream{} block refuses to end without a server ("no servers
-     * are inside upstream"): an empty entry stands in, which no "server"
-     * line can look like (init_upstream checks).
-     */
+    /* init_upstream checks that no "server" line came with the stand-in */
 
-    none = static_cast<ngx_http_upstream_server_t *>(
-               ngx_array_push(uscf->servers));
-    if (none == NULL) {
+    if (ngx_http_dynroute_upstream_stand_in(uscf) != NGX_OK) {
         return NGX_HTTP_DYNROUTE_CONF_ERROR;
     }
-
-    ngx_memzero(none, sizeof(ngx_http_upstream_server_t));
 
     dmcf = static_cast<ngx_http_dynroute_main_conf_t *>(
                ngx_http_conf_get_module_main_conf(cf,
@@ -158,6 +149,24 @@ ngx_http_dynroute_balancer(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     *up = uscf;
 
     return NGX_CONF_OK;
+}
+
+
+ngx_int_t
+ngx_http_dynroute_upstream_stand_in(ngx_http_upstream_srv_conf_t *uscf)
+    noexcept
+{
+    ngx_http_upstream_server_t  *none;
+
+    none = static_cast<ngx_http_upstream_server_t *>(
+               ngx_array_push(uscf->servers));
+    if (none == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(none, sizeof(ngx_http_upstream_server_t));
+
+    return NGX_OK;
 }
 
 

@@ -7,6 +7,15 @@
 #include "ngx_http_dynroute.hpp"
 
 
+/*
+ * An upstream{} block refuses to end without a server ("no servers are
+ * inside upstream"): the blocks whose servers come from elsewhere
+ * (dynroute_balancer, dynroute_servers, dynroute_services) add an empty
+ * entry that stands in, which no "server" line can look like.
+ */
+ngx_int_t ngx_http_dynroute_upstream_stand_in(
+    ngx_http_upstream_srv_conf_t *uscf) noexcept;
+
 char *ngx_http_dynroute_balancer(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf) noexcept;
 ngx_int_t ngx_http_dynroute_balancer_check(ngx_conf_t *cf,

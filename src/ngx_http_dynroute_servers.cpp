@@ -28,6 +28,7 @@
 
 #include "ngx_http_dynroute_servers.hpp"
 #include "ngx_http_dynroute_live.hpp"
+#include "ngx_http_dynroute_balancer.hpp"
 #include "ngx_http_dynroute_atomic.hpp"
 #include "metrics.hpp"
 #include "address.hpp"
@@ -94,7 +95,7 @@ ngx_http_dynroute_servers(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_int_t                          n;
     ngx_str_t                         *value;
     ngx_uint_t                         i;
-    ngx_http_upstream_server_t        *server, *none;
+    ngx_http_upstream_server_t        *server;
     ngx_http_upstream_srv_conf_t      *uscf;
     ngx_http_dynroute_main_conf_t     *dmcf;
     ngx_http_dynroute_servers_conf_t  *scf, **sp;
@@ -191,20 +192,11 @@ ngx_http_dynroute_servers(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     uscf->peer.init_upstream = ngx_http_dynroute_servers_init_upstream;
     uscf->peer.data = scf;
 
-    /*
-     * The upstream{} block refuses to end without a server ("no servers
-     * are inside upstream"): an empty entry stands in, which no "server"
-     * line can look like, as for dynroute_balancer.  Without a server the
-     * group answers 502.
-     */
+    /* an empty entry stands in; without a server the group answers 502 */
 
-    none = static_cast<ngx_http_upstream_server_t *>(
-               ngx_array_push(uscf->servers));
-    if (none == NULL) {
+    if (ngx_http_dynroute_upstream_stand_in(uscf) != NGX_OK) {
         return NGX_HTTP_DYNROUTE_CONF_ERROR;
     }
-
-    ngx_memzero(none, sizeof(ngx_http_upstream_server_t));
 
     dmcf = static_cast<ngx_http_dynroute_main_conf_t *>(
                ngx_http_conf_get_module_main_conf(cf,

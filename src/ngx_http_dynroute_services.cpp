@@ -24,6 +24,7 @@
 #include "ngx_http_dynroute_services.hpp"
 #include "ngx_http_dynroute_decision.hpp"
 #include "ngx_http_dynroute_live.hpp"
+#include "ngx_http_dynroute_balancer.hpp"
 #include "ngx_http_dynroute_servers.hpp"
 #include "ngx_http_dynroute_atomic.hpp"
 #include "metrics.hpp"
@@ -157,7 +158,6 @@ ngx_http_dynroute_services(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_str_t                          *value;
     ngx_uint_t                          i;
-    ngx_http_upstream_server_t         *none;
     ngx_http_upstream_srv_conf_t       *uscf;
     ngx_http_dynroute_main_conf_t      *dmcf;
     ngx_http_dynroute_services_conf_t  *scf;
@@ -255,18 +255,9 @@ ngx_http_dynroute_services(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     uscf->peer.init_upstream = ngx_http_dynroute_services_init_upstream;
     uscf->peer.data = scf;
 
-    /*
-     * The upstream{} block refuses to end without a server: an empty
-     * entry stands in, as for dynroute_balancer.
-     */
-
-    none = static_cast<ngx_http_upstream_server_t *>(
-               ngx_array_push(uscf->servers));
-    if (none == NULL) {
+    if (ngx_http_dynroute_upstream_stand_in(uscf) != NGX_OK) {
         return NGX_HTTP_DYNROUTE_CONF_ERROR;
     }
-
-    ngx_memzero(none, sizeof(ngx_http_upstream_server_t));
 
     dmcf->carrier = scf;
 
