@@ -323,8 +323,10 @@ my $reg_pid = spawn('register', $reg_log, tool_cmd('dynroutectl'), @etcd_ok,
 ok(wait_for(10, sub { slurp($reg_log) =~ /^etcd: registered \Q$reg_key\E \{"weight":3\}, lease [0-9a-f]+, ttl 30 s$/m }),
    'register over TLS, as fleet (certificate, password file): registered') or diag(slurp($reg_log));
 is(root_get($reg_key), qq({"weight":3}\n), 'register over TLS: the key written');
-# idle for longer than etcd's tokens live (2 s): deleting the key needs a new one
-Time::HiRes::sleep(2.5);
+# idle for longer than etcd's tokens live: 2 s, and etcd expires them on a
+# tick of 1 s (as the agent's check above waits 3 s); deleting the key then
+# needs a new one
+Time::HiRes::sleep(3.5);
 is(stop_proc($reg_pid, 'TERM'), 0, 'register, SIGTERM after its token expired: exit 0');
 like(slurp($reg_log), qr/^etcd: the authentication token expired: authenticated again$/m,
      'register: the expired token: authenticated again');
