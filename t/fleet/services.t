@@ -196,6 +196,15 @@ ok(wait_for(5, sub { grep { $_->{key} eq '/dynroute/services/shop' && ($_->{stat
                      @{ agent_errors() } }), '... and in agents/n1 errors');
 is(servers_of('shop'), "127.0.0.1:$p2", '... the node keeps the service');
 is_deeply(answers(2), { i2 => 2 }, '... and routes to it');
+# the node still routes to it: its instances still join and leave it
+my $r3 = register('shop', "127.0.0.1:$p1", '--ttl', '2');
+ok(wait_for(5, sub { servers_of('shop') eq list_of($p1, $p2) }),
+   '... an instance registered meanwhile joins the service the node kept')
+    or diag(servers_of('shop'));
+kill 'TERM', $r3->{pid};
+wait_pid($r3->{pid}, 5);
+ok(wait_for(2, sub { servers_of('shop') eq "127.0.0.1:$p2" }), '... and leaves it')
+    or diag(servers_of('shop'));
 
 # put back; the host deleted, then the service
 $r = ctl('service', 'add', 'shop', '--wait');
