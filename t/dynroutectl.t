@@ -57,7 +57,8 @@ spew("$dir/htpasswd", "ops:{PLAIN}secret\n");
 # application behind proxy_pass that answers every request with JSON much
 # like the API's state and logs what it receives.
 # And pool, an upstream with dynroute_servers seeded by service_a's server,
-# at /pool/, with two backends of its own that answer p1 and p2.
+# at /pool/, with two backends of its own that answer p1 and p2; and
+# services, the carrier of the services created at run time.
 my ($app_port, $pp1, $pp2, $pp3) = free_ports(4);
 my $srv = start_nginx(tools_node(
     zone   => 'routes 32m state=$TEST_NGINX_PREFIX/dynroute.state',
@@ -74,6 +75,10 @@ my $srv = start_nginx(tools_node(
     }
     server { listen 127.0.0.1:$pp1; return 200 "p1\n"; }
     server { listen 127.0.0.1:$pp2; return 200 "p2\n"; }
+    upstream services {
+        dynroute_services max_services=2 servers=4;
+        keepalive 8;
+    }
 HTTP
     config => <<"CONF"));
     location /app/      { proxy_pass http://127.0.0.1:$app_port; }
@@ -295,6 +300,44 @@ is($r->{exit}, 2, 'server add --weight 0: exit 2');
 $r = api('servers', 'po/ol');
 is($r->{exit}, 2, 'servers of a name with a slash: exit 2');
 api('server', 'rm', 'pool', $_) for $a1, $a2;
+
+# services and service: the services created at run time
+$r = api('services');
+is($r->{exit}, 0, 'services: exit 0') or diag($r->{err});
+like($r->{out}, qr/^\Q$node\E: generation \d+, carrier services: 0 services of at most 2\n\z/,
+     'services: the carrier, none yet, its limit');
+$r = api('service', 'add', 'shop2');
+is($r->{exit}, 0, 'service add: exit 0') or diag($r->{err});
+like($r->{out}, qr/^\Q$node\E: ok, generation \d+, new service shop2, balance round_robin, 0 servers\n\z/,
+     'service add: a new service');
+is(api('server', 'add', 'shop2', $a1)->{exit}, 0, 'server add to the service: exit 0');
+$r = api('service', 'add', 'shop2');
+like($r->{out}, qr/, service shop2, balance round_robin, 1 server\n\z/,
+     'service add of a service there: its servers kept');
+$r = api('service', 'add', 'shop2', '--balance', 'hash');
+is($r->{exit}, 1, 'service add --balance hash on a carrier without hash=: exit 1');
+like($r->{err}, qr{^dynroutectl: \Q${api}services/shop2\E: 400 Bad Request: .*needs hash=},
+     '... the URL, 400 and the node\'s reason');
+$r = api('service', 'add', 'shop2', '--balance', 'least');
+is($r->{exit}, 2, 'service add --balance of no method: a usage error, exit 2');
+$r = api('service', 'add', 'sh/op');
+is($r->{exit}, 2, 'service add of a name with a slash: exit 2');
+$r = api('services');
+like($r->{out}, qr/: 1 service of at most 2\n  shop2 round_robin, 1 server\n\z/,
+     'services: the service, its balance, its server count');
+is(api('host', 'add', 'shop2.example.com', 'shop2')->{exit}, 0, 'a host that targets the service');
+is(host_answer('shop2.example.com'), "p1\n", '... routed to the service\'s server');
+$r = api('service', 'rm', 'shop2');
+is($r->{exit}, 1, 'service rm of a targeted service: exit 1');
+like($r->{err}, qr{: 409 Conflict: .*runtime host "shop2\.example\.com"}, '... the node says which host');
+api('host', 'rm', 'shop2.example.com');
+$r = api('service', 'rm', 'shop2');
+is($r->{exit}, 0, 'service rm: exit 0') or diag($r->{err});
+like($r->{out}, qr/^\Q$node\E: ok, generation \d+, service shop2 removed\n\z/, 'service rm: said');
+like(api('services')->{out}, qr/: 0 services of at most 2\n\z/, 'service rm: gone');
+$r = api('service', 'rm', 'shop2');
+is($r->{exit}, 1, 'service rm of no service: exit 1');
+like($r->{err}, qr{\Q${api}services/shop2\E: 404 Not Found: no service "shop2"}, '... 404');
 
 # failures
 my $res = http_get($srv, '/dynroute/rollouts/nope');
