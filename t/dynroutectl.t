@@ -316,7 +316,7 @@ like($r->{out}, qr/, service shop2, balance round_robin, 1 server\n\z/,
      'service add of a service there: its servers kept');
 $r = api('service', 'add', 'shop2', '--balance', 'hash');
 is($r->{exit}, 1, 'service add --balance hash on a carrier without hash=: exit 1');
-like($r->{err}, qr{^dynroutectl: \Q${api}services/shop2\E: 400 Bad Request: .*needs hash=},
+like($r->{err}, qr{^dynroutectl: \Q${api}services/shop2\E: 400 Bad Request: .*is not available for services},
      '... the URL, 400 and the node\'s reason');
 $r = api('service', 'add', 'shop2', '--balance', 'least');
 is($r->{exit}, 2, 'service add --balance of no method: a usage error, exit 2');

@@ -521,9 +521,13 @@ Balance balance_field(const input &v, const ServicesInfo &carrier)
     }
 
     if (!carrier.hash) {
-        throw ApiError(400, "\"balance\": \"hash\" needs hash= on the "
-                            "dynroute_services of upstream{} "
-                            + dynroute::quoted(carrier.upstream));
+        throw ApiError(400, "\"balance\": \"hash\" is not available for "
+                            "services: upstream{} "
+                            + dynroute::quoted(carrier.upstream)
+                            + " (dynroute_services) balances them round "
+                              "robin; leave \"balance\" out, or give the "
+                              "servers an upstream{} with dynroute_servers "
+                              "hash=KEY");
     }
 
     return Balance::hash;

@@ -162,7 +162,7 @@ $r = ctl('service', 'add', 'shop', '--balance', 'hash', '--wait');
 is($r->{exit}, 1, 'service add --etcd --balance hash --wait, refused by the node: exit 1');
 like($r->{out}, qr{^etcd: ok, revision \d+, /dynroute/services/shop \{"balance":"hash"\}, 2 servers under /dynroute/services/shop/servers/$}m,
      'service add --etcd: the key, its value, the servers under it') or diag($r->{out});
-like($r->{err}, qr{reached every agent, but n1 refused it: 400 "balance": "hash" needs hash=},
+like($r->{err}, qr{reached every agent, but n1 refused it: 400 "balance": "hash" is not available for services},
      '... --wait: the node\'s refusal') or diag($r->{err});
 is_deeply([(service_now('shop'))[1, 2]], ['round_robin', list_of($p1, $p2)],
           '... the node keeps the service as it was');

@@ -273,7 +273,7 @@ TEST(Members, Services)
 
     // balance and limits
     EXPECT_EQ(status_of([&] { put_service(st, sc, "cart", R"({"balance":"hash"})"); }, &why), 400);
-    EXPECT_TRUE(has(why, "needs hash= on the dynroute_services of upstream{} \"services\""));
+    EXPECT_TRUE(has(why, "not available for services: upstream{} \"services\" (dynroute_services) balances them round robin"));
     EXPECT_EQ(status_of([&] { put_service(st, sc, "cart", R"({"balance":"random"})"); }), 400);
     EXPECT_EQ(status_of([&] {
         put_service(st, sc, "search", R"({"servers":{"10.0.2.1":{},"10.0.2.2":{},"10.0.2.3":{}}})");
