@@ -312,7 +312,7 @@ static ngx_http_dynroute_peer_t *
 ngx_http_dynroute_members_add(ngx_http_dynroute_members_t *m, uint32_t id)
     noexcept
 {
-    ngx_uint_t                    i, n;
+    ngx_uint_t                    i = 0, n;
     ngx_http_dynroute_slot_id_t  *e;
 
     for (n = 0; n < m->nslots; n++) {

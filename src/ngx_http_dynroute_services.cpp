@@ -447,7 +447,7 @@ static ngx_http_dynroute_peer_t *
 ngx_http_dynroute_services_add(ngx_http_dynroute_services_conf_t *scf,
     uint32_t id, uint32_t owner) noexcept
 {
-    ngx_uint_t                 i, n;
+    ngx_uint_t                 i = 0, n;
     ngx_http_dynroute_peer_t  *slot;
 
     for (n = 0; n < scf->nslots; n++) {
