@@ -27,6 +27,7 @@
 #include <cstdlib>
 
 #include "ngx_http_dynroute_servers.hpp"
+#include "ngx_http_dynroute_peers.hpp"
 #include "ngx_http_dynroute_live.hpp"
 #include "ngx_http_dynroute_balancer.hpp"
 #include "ngx_http_dynroute_atomic.hpp"
@@ -572,7 +573,6 @@ static ngx_int_t
 ngx_http_dynroute_servers_init_peer(ngx_http_request_t *r,
     ngx_http_upstream_srv_conf_t *us) noexcept
 {
-    size_t                             words;
     ngx_http_dynroute_members_t       *m;
     ngx_http_dynroute_main_conf_t     *dmcf;
     ngx_http_dynroute_servers_conf_t  *scf;
@@ -625,20 +625,11 @@ ngx_http_dynroute_servers_init_peer(ngx_http_request_t *r,
     }
     sp->last = ~0u;
 
-    words = dynroute::balance::tried_words(sp->list->primaries,
-                                           sp->list->backups);
-    sp->words = ngx_max(words, 1);
-
-    if (words <= 1) {
-        sp->data = 0;
-        sp->t.tried = &sp->data;
-
-    } else {
-        sp->t.tried = static_cast<uintptr_t *>(
-                          ngx_pcalloc(r->pool, words * sizeof(uintptr_t)));
-        if (sp->t.tried == NULL) {
-            return NGX_ERROR;
-        }
+    if (ngx_http_dynroute_peer_tried(r->pool, sp->list, &sp->t, &sp->words,
+                                     &sp->data)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
     }
 
     r->upstream->peer.data = sp;
@@ -664,39 +655,18 @@ static ngx_int_t
 ngx_http_dynroute_servers_again(ngx_http_dynroute_servers_peer_t *sp)
     noexcept
 {
-    size_t                        words, pos;
     ngx_http_dynroute_list_t     *list;
-    ngx_http_dynroute_peer_t     *slot;
     ngx_http_dynroute_members_t  *m;
 
     m = sp->members;
     list = &m->list[m->current];
-    words = dynroute::balance::tried_words(list->primaries, list->backups);
 
-    if (words > sp->words) {
-        sp->t.tried = static_cast<uintptr_t *>(
-                          ngx_pcalloc(sp->pool, words * sizeof(uintptr_t)));
-        if (sp->t.tried == NULL) {
-            return NGX_ERROR;
-        }
-
-        sp->words = words;
-
-    } else {
-        ngx_memzero(sp->t.tried, sp->words * sizeof(uintptr_t));
-    }
-
-    if (sp->last != ~0u) {
-        slot = &m->slots[sp->last];
-
-        if (slot->id && !slot->removed
-            && slot->entry < list->primaries + list->backups
-            && (slot->entry >= list->primaries) == sp->t.backup)
-        {
-            pos = slot->entry - (sp->t.backup ? list->primaries : 0);
-            sp->t.tried[pos / dynroute::balance::word_bits] |=
-                uintptr_t{1} << (pos % dynroute::balance::word_bits);
-        }
+    if (ngx_http_dynroute_peer_again(sp->pool, list, &sp->t, &sp->words,
+                                     sp->last != ~0u ? &m->slots[sp->last]
+                                                     : NULL)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
     }
 
     sp->list = list;
@@ -710,8 +680,6 @@ static ngx_int_t
 ngx_http_dynroute_servers_get(ngx_peer_connection_t *pc, void *data)
     noexcept
 {
-    ngx_str_t                         *name;
-    ngx_http_dynroute_peer_t          *slot;
     ngx_http_dynroute_entry_t         *e;
     ngx_http_dynroute_servers_peer_t  *sp;
 
@@ -740,36 +708,8 @@ ngx_http_dynroute_servers_get(ngx_peer_connection_t *pc, void *data)
         return NGX_BUSY;
     }
 
-    slot = &sp->members->slots[e->slot];
-
-    /*
-     * $upstream_addr outlives free() (nginx keeps u->state->peer =
-     * pc->name), and a slot may be reused once freed: the name is copied.
-     */
-
-    name = static_cast<ngx_str_t *>(
-               ngx_palloc(sp->pool, sizeof(ngx_str_t) + slot->name_len));
-    if (name == NULL) {
-        return NGX_ERROR;
-    }
-
-    name->len = slot->name_len;
-    name->data = reinterpret_cast<u_char *>(name + 1);
-    ngx_memcpy(name->data, slot->name, slot->name_len);
-
-    slot->refs++;
-    sp->slot = slot;
-    sp->last = e->slot;
-
-    if (slot->cell) {
-        ngx_http_dynroute_count(&slot->cell[dynroute::metrics::s_picked]);
-    }
-
-    pc->sockaddr = &slot->sockaddr.sockaddr;
-    pc->socklen = slot->socklen;
-    pc->name = name;
-
-    return NGX_OK;
+    return ngx_http_dynroute_peer_use(pc, sp->pool, sp->members->slots,
+                                      e->slot, &sp->slot, &sp->last);
 }
 
 
@@ -814,7 +754,7 @@ static void
 ngx_http_dynroute_servers_free(ngx_peer_connection_t *pc, void *data,
     ngx_uint_t state) noexcept
 {
-    time_t                             until;
+    bool                               last;
     ngx_http_dynroute_list_t          *list;
     ngx_http_dynroute_peer_t          *slot;
     ngx_http_dynroute_members_t       *m;
@@ -831,48 +771,21 @@ ngx_http_dynroute_servers_free(ngx_peer_connection_t *pc, void *data,
     m = sp->members;
     list = sp->list;
     t = sp->t;
-    until = 0;
 
     if (sp->epoch != m->epoch) {
 
         /* the lists switched during this try: the server's entry now */
 
-        list = &m->list[m->current];
-
-        if (slot->removed || slot->entry >= list->primaries + list->backups)
-        {
-            list = NULL;
-
-        } else {
-            t.current = slot->entry;
-            t.backup = (slot->entry >= list->primaries);
-        }
+        list = ngx_http_dynroute_peer_entry_now(&m->list[m->current], slot,
+                                                &t);
     }
 
-    if (list == NULL) {
-        if (pc->tries) {
-            pc->tries--;
-        }
-
-    } else if (dynroute::balance::free(*list, t,
-                                       (state & NGX_PEER_FAILED) != 0,
-                                       ngx_time(), pc->tries))
-    {
-        ngx_log_error(NGX_LOG_WARN, pc->log, 0,
-                      "upstream server temporarily disabled");
-        until = ngx_time() + list->entries[t.current].fail_timeout;
-    }
-
-    if (slot->cell) {
-        ngx_http_dynroute_servers_counted(slot->cell, sp->u, state, until);
-    }
-
-    slot->refs--;
+    last = ngx_http_dynroute_peer_free(pc, state, sp->u, slot, list, t);
     sp->slot = NULL;
 
     /* a removed server's last try: its slot is free */
 
-    if (slot->removed && slot->refs == 0) {
+    if (last) {
         ngx_http_dynroute_members_release(m, slot);
     }
 }
@@ -890,11 +803,7 @@ ngx_http_dynroute_servers_set_session(ngx_peer_connection_t *pc, void *data)
 
     sp = static_cast<ngx_http_dynroute_servers_peer_t *>(data);
 
-    if (sp->slot == NULL) {
-        return NGX_OK;
-    }
-
-    return ngx_ssl_set_session(pc->connection, sp->slot->ssl_session);
+    return ngx_http_dynroute_peer_set_session(pc, sp->slot);
 }
 
 
@@ -902,26 +811,11 @@ static void
 ngx_http_dynroute_servers_save_session(ngx_peer_connection_t *pc, void *data)
     noexcept
 {
-    ngx_ssl_session_t                 *ssl_session, *old;
     ngx_http_dynroute_servers_peer_t  *sp;
 
     sp = static_cast<ngx_http_dynroute_servers_peer_t *>(data);
 
-    if (sp->slot == NULL) {
-        return;
-    }
-
-    ssl_session = ngx_ssl_get_session(pc->connection);
-    if (ssl_session == NULL) {
-        return;
-    }
-
-    old = sp->slot->ssl_session;
-    sp->slot->ssl_session = ssl_session;
-
-    if (old) {
-        ngx_ssl_free_session(old);
-    }
+    ngx_http_dynroute_peer_save_session(pc, sp->slot);
 }
 
 #endif
@@ -1067,11 +961,9 @@ ngx_http_dynroute_members_fill(ngx_http_dynroute_members_t *m,
     const dynroute::GroupView &g, uint64_t written) noexcept
 {
     bool                          fresh;
-    uint32_t                      idx;
     ngx_uint_t                    i, n;
     ngx_http_dynroute_list_t     *cur, *next;
     ngx_http_dynroute_peer_t     *slot;
-    ngx_http_dynroute_entry_t    *e;
     ngx_http_dynroute_slot_id_t  *found;
     dynroute::GroupView::Server   s;
 
@@ -1087,11 +979,7 @@ ngx_http_dynroute_members_fill(ngx_http_dynroute_members_t *m,
     n = 0;
 
     for (i = 0; i < g.servers() && n < m->max; i++) {
-        if (!g.server(i, s) || s.id == 0 || s.socklen == 0
-            || s.socklen > sizeof(ngx_sockaddr_t)
-            || s.name.size() > NGX_SOCKADDR_STRLEN
-            || s.weight == 0)
-        {
+        if (!g.server(i, s) || !ngx_http_dynroute_peer_fits(s)) {
             continue;
         }
 
@@ -1106,9 +994,7 @@ ngx_http_dynroute_members_fill(ngx_http_dynroute_members_t *m,
                 continue;                   /* the id twice: not written */
             }
 
-            if (slot->socklen != s.socklen
-                || ngx_memcmp(&slot->sockaddr, s.sockaddr, s.socklen) != 0)
-            {
+            if (!ngx_http_dynroute_peer_same_address(slot, s)) {
                 /*
                  * The id names another address now (a reset gave the ids
                  * out again): the old slot leaves the table, and stays
@@ -1131,46 +1017,13 @@ ngx_http_dynroute_members_fill(ngx_http_dynroute_members_t *m,
                 continue;                   /* every slot held */
             }
 
-            ngx_memcpy(&slot->sockaddr, s.sockaddr, s.socklen);
-            slot->socklen = s.socklen;
-            ngx_memcpy(slot->name, s.name.data(), s.name.size());
-            slot->name_len = s.name.size();
+            ngx_http_dynroute_peer_address(slot, s);
         }
 
-        idx = static_cast<uint32_t>(slot - m->slots);
         slot->cell = ngx_http_dynroute_members_cell(m, s.cell);
-        slot->marked = 1;
-        slot->next = static_cast<uint32_t>(n);
-
-        e = &next->entries[n];
-
-        if (fresh) {
-            *e = ngx_http_dynroute_entry_t();
-            e->effective_weight = s.weight;
-
-        } else {
-            *e = cur->entries[slot->entry];
-
-            if (e->weight != static_cast<intptr_t>(s.weight)) {
-                e->current_weight = 0;
-                e->effective_weight = s.weight;
-            }
-        }
-
-        e->weight = s.weight;
-        e->max_fails = s.max_fails;
-        e->fail_timeout = s.fail_timeout;
-        e->down = s.down;
-        e->drain = s.drain;
-        e->slot = idx;
-
-        if (i < g.primaries()) {
-            next->primaries++;
-
-        } else {
-            next->backups++;
-        }
-
+        ngx_http_dynroute_peer_place(next, n, cur, slot,
+                                     static_cast<uint32_t>(slot - m->slots),
+                                     fresh, s, i < g.primaries());
         n++;
     }
 

@@ -26,6 +26,7 @@
 #include "ngx_http_dynroute_live.hpp"
 #include "ngx_http_dynroute_balancer.hpp"
 #include "ngx_http_dynroute_servers.hpp"
+#include "ngx_http_dynroute_peers.hpp"
 #include "ngx_http_dynroute_atomic.hpp"
 #include "metrics.hpp"
 
@@ -554,7 +555,6 @@ ngx_http_dynroute_services_list(ngx_http_dynroute_services_conf_t *scf,
     ngx_uint_t                    i, k, n, nb;
     ngx_http_dynroute_list_t     *cur, *next;
     ngx_http_dynroute_peer_t     *slot;
-    ngx_http_dynroute_entry_t    *ent;
     dynroute::GroupView::Server   s;
 
     nb = scf->cur ^ 1;
@@ -584,11 +584,7 @@ ngx_http_dynroute_services_list(ngx_http_dynroute_services_conf_t *scf,
     n = 0;
 
     for (i = 0; i < g.servers() && *pos + n < scf->servers; i++) {
-        if (!g.server(i, s) || s.id == 0 || s.socklen == 0
-            || s.socklen > sizeof(ngx_sockaddr_t)
-            || s.name.size() > NGX_SOCKADDR_STRLEN
-            || s.weight == 0)
-        {
+        if (!g.server(i, s) || !ngx_http_dynroute_peer_fits(s)) {
             continue;
         }
 
@@ -607,9 +603,7 @@ ngx_http_dynroute_services_list(ngx_http_dynroute_services_conf_t *scf,
                 continue;                   /* the id twice: not written */
             }
 
-            if (slot->socklen != s.socklen
-                || ngx_memcmp(&slot->sockaddr, s.sockaddr, s.socklen) != 0)
-            {
+            if (!ngx_http_dynroute_peer_same_address(slot, s)) {
                 slot = NULL;    /* another address: a new slot */
 
             } else {
@@ -624,46 +618,13 @@ ngx_http_dynroute_services_list(ngx_http_dynroute_services_conf_t *scf,
                 continue;                   /* every slot held */
             }
 
-            ngx_memcpy(&slot->sockaddr, s.sockaddr, s.socklen);
-            slot->socklen = s.socklen;
-            ngx_memcpy(slot->name, s.name.data(), s.name.size());
-            slot->name_len = s.name.size();
+            ngx_http_dynroute_peer_address(slot, s);
         }
 
-        idx = static_cast<uint32_t>(slot - scf->slots);
-        slot->marked = 1;
         slot->cell = ngx_http_dynroute_cell_at(zone, zone_size, s.cell);
-        slot->next = static_cast<uint32_t>(n);
-
-        ent = &next->entries[n];
-
-        if (fresh) {
-            *ent = ngx_http_dynroute_entry_t();
-            ent->effective_weight = s.weight;
-
-        } else {
-            *ent = cur->entries[slot->entry];
-
-            if (ent->weight != static_cast<intptr_t>(s.weight)) {
-                ent->current_weight = 0;
-                ent->effective_weight = s.weight;
-            }
-        }
-
-        ent->weight = s.weight;
-        ent->max_fails = s.max_fails;
-        ent->fail_timeout = s.fail_timeout;
-        ent->down = s.down;
-        ent->drain = s.drain;
-        ent->slot = idx;
-
-        if (i < g.primaries()) {
-            next->primaries++;
-
-        } else {
-            next->backups++;
-        }
-
+        ngx_http_dynroute_peer_place(next, n, cur, slot,
+                                     static_cast<uint32_t>(slot - scf->slots),
+                                     fresh, s, i < g.primaries());
         n++;
     }
 
@@ -1009,7 +970,6 @@ static ngx_int_t
 ngx_http_dynroute_services_init_peer(ngx_http_request_t *r,
     ngx_http_upstream_srv_conf_t *us) noexcept
 {
-    size_t                               words;
     uint32_t                             key, incarnation;
     ngx_http_dynroute_ctx_t             *ctx;
     ngx_http_dynroute_service_t         *e;
@@ -1085,20 +1045,11 @@ ngx_http_dynroute_services_init_peer(ngx_http_request_t *r,
     sp->t = dynroute::balance::Try();
     sp->last = ~0u;
 
-    words = dynroute::balance::tried_words(sp->list->primaries,
-                                           sp->list->backups);
-    sp->words = ngx_max(words, 1);
-
-    if (words <= 1) {
-        sp->data = 0;
-        sp->t.tried = &sp->data;
-
-    } else {
-        sp->t.tried = static_cast<uintptr_t *>(
-                          ngx_pcalloc(r->pool, words * sizeof(uintptr_t)));
-        if (sp->t.tried == NULL) {
-            return NGX_ERROR;
-        }
+    if (ngx_http_dynroute_peer_tried(r->pool, sp->list, &sp->t, &sp->words,
+                                     &sp->data)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
     }
 
     r->upstream->peer.data = sp;
@@ -1131,39 +1082,23 @@ static ngx_int_t
 ngx_http_dynroute_services_again(ngx_http_dynroute_services_peer_t *sp)
     noexcept
 {
-    size_t                     words, pos;
     ngx_http_dynroute_list_t  *list;
-    ngx_http_dynroute_peer_t  *slot;
+    ngx_http_dynroute_peer_t  *last;
 
     list = &sp->service->list[sp->scf->cur];
-    words = dynroute::balance::tried_words(list->primaries, list->backups);
 
-    if (words > sp->words) {
-        sp->t.tried = static_cast<uintptr_t *>(
-                          ngx_pcalloc(sp->pool, words * sizeof(uintptr_t)));
-        if (sp->t.tried == NULL) {
-            return NGX_ERROR;
-        }
+    /* the slot tried last, unless another service's since */
 
-        sp->words = words;
-
-    } else {
-        ngx_memzero(sp->t.tried, sp->words * sizeof(uintptr_t));
-    }
-
-    if (sp->last != ~0u) {
-        slot = &sp->scf->slots[sp->last];
-
-        if (slot->id && !slot->removed
+    last = (sp->last != ~0u
             && sp->scf->owner[sp->last]
-               == static_cast<uint32_t>(sp->service - sp->scf->table)
-            && slot->entry < list->primaries + list->backups
-            && (slot->entry >= list->primaries) == sp->t.backup)
-        {
-            pos = slot->entry - (sp->t.backup ? list->primaries : 0);
-            sp->t.tried[pos / dynroute::balance::word_bits] |=
-                uintptr_t{1} << (pos % dynroute::balance::word_bits);
-        }
+               == static_cast<uint32_t>(sp->service - sp->scf->table))
+           ? &sp->scf->slots[sp->last] : NULL;
+
+    if (ngx_http_dynroute_peer_again(sp->pool, list, &sp->t, &sp->words,
+                                     last)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
     }
 
     sp->list = list;
@@ -1177,8 +1112,6 @@ static ngx_int_t
 ngx_http_dynroute_services_get(ngx_peer_connection_t *pc, void *data)
     noexcept
 {
-    ngx_str_t                          *name;
-    ngx_http_dynroute_peer_t           *slot;
     ngx_http_dynroute_entry_t          *e;
     ngx_http_dynroute_services_peer_t  *sp;
 
@@ -1205,33 +1138,8 @@ ngx_http_dynroute_services_get(ngx_peer_connection_t *pc, void *data)
         return NGX_BUSY;
     }
 
-    slot = &sp->scf->slots[e->slot];
-
-    /* $upstream_addr outlives free(), and a freed slot may be reused */
-
-    name = static_cast<ngx_str_t *>(
-               ngx_palloc(sp->pool, sizeof(ngx_str_t) + slot->name_len));
-    if (name == NULL) {
-        return NGX_ERROR;
-    }
-
-    name->len = slot->name_len;
-    name->data = reinterpret_cast<u_char *>(name + 1);
-    ngx_memcpy(name->data, slot->name, slot->name_len);
-
-    slot->refs++;
-    sp->slot = slot;
-    sp->last = e->slot;
-
-    if (slot->cell) {
-        ngx_http_dynroute_count(&slot->cell[dynroute::metrics::s_picked]);
-    }
-
-    pc->sockaddr = &slot->sockaddr.sockaddr;
-    pc->socklen = slot->socklen;
-    pc->name = name;
-
-    return NGX_OK;
+    return ngx_http_dynroute_peer_use(pc, sp->pool, sp->scf->slots, e->slot,
+                                      &sp->slot, &sp->last);
 }
 
 
@@ -1239,7 +1147,7 @@ static void
 ngx_http_dynroute_services_free(ngx_peer_connection_t *pc, void *data,
     ngx_uint_t state) noexcept
 {
-    time_t                              until;
+    bool                                last;
     ngx_http_dynroute_list_t           *list;
     ngx_http_dynroute_peer_t           *slot;
     ngx_http_dynroute_services_peer_t  *sp;
@@ -1257,48 +1165,21 @@ ngx_http_dynroute_services_free(ngx_peer_connection_t *pc, void *data,
     slot = sp->slot;
     list = sp->list;
     t = sp->t;
-    until = 0;
 
     if (sp->epoch != sp->scf->epoch) {
 
         /* the lists switched during this try: the server's entry now */
 
-        list = ngx_http_dynroute_services_alive(sp)
-               ? &sp->service->list[sp->scf->cur] : NULL;
-
-        if (list == NULL || slot->removed
-            || slot->entry >= list->primaries + list->backups)
-        {
-            list = NULL;
-
-        } else {
-            t.current = slot->entry;
-            t.backup = (slot->entry >= list->primaries);
-        }
+        list = ngx_http_dynroute_peer_entry_now(
+                   ngx_http_dynroute_services_alive(sp)
+                   ? &sp->service->list[sp->scf->cur] : NULL,
+                   slot, &t);
     }
 
-    if (list == NULL) {
-        if (pc->tries) {
-            pc->tries--;
-        }
-
-    } else if (dynroute::balance::free(*list, t,
-                                       (state & NGX_PEER_FAILED) != 0,
-                                       ngx_time(), pc->tries))
-    {
-        ngx_log_error(NGX_LOG_WARN, pc->log, 0,
-                      "upstream server temporarily disabled");
-        until = ngx_time() + list->entries[t.current].fail_timeout;
-    }
-
-    if (slot->cell) {
-        ngx_http_dynroute_servers_counted(slot->cell, sp->u, state, until);
-    }
-
-    slot->refs--;
+    last = ngx_http_dynroute_peer_free(pc, state, sp->u, slot, list, t);
     sp->slot = NULL;
 
-    if (slot->removed && slot->refs == 0) {
+    if (last) {
         ngx_http_dynroute_services_release(slot);
     }
 }
@@ -1314,11 +1195,7 @@ ngx_http_dynroute_services_set_session(ngx_peer_connection_t *pc,
 
     sp = static_cast<ngx_http_dynroute_services_peer_t *>(data);
 
-    if (sp->slot == NULL) {
-        return NGX_OK;
-    }
-
-    return ngx_ssl_set_session(pc->connection, sp->slot->ssl_session);
+    return ngx_http_dynroute_peer_set_session(pc, sp->slot);
 }
 
 
@@ -1326,26 +1203,11 @@ static void
 ngx_http_dynroute_services_save_session(ngx_peer_connection_t *pc,
     void *data) noexcept
 {
-    ngx_ssl_session_t                  *ssl_session, *old;
     ngx_http_dynroute_services_peer_t  *sp;
 
     sp = static_cast<ngx_http_dynroute_services_peer_t *>(data);
 
-    if (sp->slot == NULL) {
-        return;
-    }
-
-    ssl_session = ngx_ssl_get_session(pc->connection);
-    if (ssl_session == NULL) {
-        return;
-    }
-
-    old = sp->slot->ssl_session;
-    sp->slot->ssl_session = ssl_session;
-
-    if (old) {
-        ngx_ssl_free_session(old);
-    }
+    ngx_http_dynroute_peer_save_session(pc, sp->slot);
 }
 
 #endif
