@@ -36,6 +36,7 @@
 #include <string>
 
 #include "ngx_http_dynroute_api.hpp"
+#include "ngx_http_dynroute_guard.hpp"
 #include "ngx_http_dynroute_live.hpp"
 #include "ngx_http_dynroute_metrics.hpp"
 #include "ngx_http_dynroute_reply.hpp"
@@ -784,7 +785,13 @@ ngx_http_dynroute_api_rollout(ngx_http_dynroute_api_call_t &c)
 
     if (c.get) {
         return c.read([&c](const dynroute::State &st) {
-            return dynroute::render_rollout(st, c.schema, c.name);
+            /* with its guard's figures (ngx_http_dynroute_guard.cpp) */
+            return ngx_http_dynroute_guard_answer(
+                       static_cast<ngx_http_dynroute_main_conf_t *>(
+                           ngx_http_get_module_main_conf(c.r,
+                               ngx_http_dynroute_module)),
+                       c.name,
+                       dynroute::render_rollout(st, c.schema, c.name));
         });
     }
 

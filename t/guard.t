@@ -156,6 +156,9 @@ CONF
     is($doc->{guard}{tripped}{variant}, 'canary', 'GET rollouts/NAME: the trip, its variant');
     is($doc->{guard}{tripped}{reason}, 'errors', 'GET rollouts/NAME: the trip, its reason');
     is($doc->{guard}{tripped}{origin}, 'local', 'GET rollouts/NAME: judged here');
+    is($doc->{guard}{state}, 'tripped', 'GET rollouts/NAME: guard state "tripped"');
+    is($json->encode([@{$doc->{guard}}{qw(errors window_s interval_ms min_requests baseline)}]),
+       '[5,2,100,5,"primary"]', 'GET rollouts/NAME: the guard\'s parameters');
     like($doc->{guard}{tripped}{detail},
          qr/^5xx 100\.0% of \d+ responses in [\d.]+s; primary 0\.0% of \d+$/,
          'GET rollouts/NAME: the figures');
@@ -249,6 +252,7 @@ CONF2
     diag("latency: tripped after $sent requests");
     my $doc = rollout($srv, 'shop');
     is($doc->{guard}{tripped}{reason}, 'latency', 'latency: the reason');
+    is($doc->{guard}{latency}, 'p90:100ms', 'latency: the threshold shown');
     like($doc->{guard}{tripped}{detail},
          qr/^p90 \d+ms of \d+ responses in [\d.]+s, above 100ms; primary p90 \d+ms of \d+$/,
          'latency: the figures');
@@ -278,6 +282,7 @@ CONF2
 CONF
     my ($took, $fails, $sent) = load_until($srv, 2.5, tripped($srv));
     ok(!defined $took, "baseline=primary: both failing ($fails of $sent), no trip");
+    is(rollout($srv, 'shop')->{guard}{state}, 'ok', 'baseline=primary: guard state "ok"');
     is(rollout($srv, 'shop')->{variants}{canary}{weight}, 10, 'baseline=primary: the canary keeps 10%');
     unlike(slurp($srv->{error_log}), qr/tripped/, 'baseline=primary: nothing logged');
     error_log_ok(stop_nginx($srv), 'baseline=primary');
@@ -296,6 +301,11 @@ CONF
     ok(!defined $took && $fails > 20,
        "min_requests=100000: $fails failures of $sent requests, no trip");
     is(rollout($srv, 'shop')->{variants}{canary}{weight}, 10, 'min_requests: the canary keeps 10%');
+    my $g = rollout($srv, 'shop')->{guard};
+    is($g->{state}, 'waiting', 'min_requests: guard state "waiting"');
+    ok($g->{window}{canary}{responses} > 0 && $g->{window}{canary}{errors} == $g->{window}{canary}{responses},
+       "min_requests: the window's figures ($g->{window}{canary}{errors} of $g->{window}{canary}{responses})");
+    ok(!exists $g->{window}{stable}, 'min_requests: the primary is not judged');
     error_log_ok(stop_nginx($srv), 'min_requests');
 }
 
