@@ -31,8 +31,8 @@ import urllib.request
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib as b  # noqa: E402
 
-OUT = os.environ.get("BENCH_OUT", os.path.join(b.REPO, "build", "bench",
-                                               "guard"))
+OUT = os.path.abspath(os.environ.get(
+    "BENCH_OUT", os.path.join(b.REPO, "build", "bench", "guard")))
 ROUNDS = b.env_int("BENCH_ROUNDS", 3)
 DURATION = b.env_float("BENCH_DURATION", 8)
 FAIL_AT = b.env_float("BENCH_FAIL_AT", 3)
