@@ -163,8 +163,12 @@ ngx_http_dynroute_guard_init_process(ngx_cycle_t *cycle,
     ngx_http_dynroute_guard_t     *gd;
     ngx_http_dynroute_rollout_t  **rp;
 
+    /* worker 0, or the one process of master_process off; never a
+     * cache manager or loader */
+
     if (ngx_worker != 0 || dmcf == NULL || dmcf->zone == NULL
-        || ngx_process != NGX_PROCESS_WORKER)
+        || (ngx_process != NGX_PROCESS_WORKER
+            && ngx_process != NGX_PROCESS_SINGLE))
     {
         return NGX_OK;
     }
