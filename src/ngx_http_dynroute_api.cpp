@@ -36,6 +36,7 @@
 #include <string>
 
 #include "ngx_http_dynroute_api.hpp"
+#include "ngx_http_dynroute_guard.hpp"
 #include "ngx_http_dynroute_live.hpp"
 #include "ngx_http_dynroute_metrics.hpp"
 #include "ngx_http_dynroute_reply.hpp"
@@ -784,7 +785,13 @@ ngx_http_dynroute_api_rollout(ngx_http_dynroute_api_call_t &c)
 
     if (c.get) {
         return c.read([&c](const dynroute::State &st) {
-            return dynroute::render_rollout(st, c.schema, c.name);
+            /* with its guard's figures (ngx_http_dynroute_guard.cpp) */
+            return ngx_http_dynroute_guard_answer(
+                       static_cast<ngx_http_dynroute_main_conf_t *>(
+                           ngx_http_get_module_main_conf(c.r,
+                               ngx_http_dynroute_module)),
+                       c.name,
+                       dynroute::render_rollout(st, c.schema, c.name));
         });
     }
 
@@ -1138,6 +1145,20 @@ ngx_http_dynroute_api_snapshot(ngx_http_dynroute_main_conf_t *dmcf,
             s.fleet = st.fleet.set;
             s.fleet_revision = st.fleet.revision;
             s.fleet_stale = st.fleet.stale;
+
+            /* the guards' trips in force, for the page */
+
+            for (auto &ro : s.rollouts) {
+                auto it = st.rollouts.find(ro.name);
+
+                if (it != st.rollouts.end() && it->second.trip.tripped()) {
+                    ro.tripped = it->second.trip.variant;
+                    ro.tripped_reason = std::string(
+                        dynroute::guard_reason_name(it->second.trip.reason));
+                    ro.tripped_detail = it->second.trip.detail;
+                }
+            }
+
             return std::string();
         }, ignored);
 
