@@ -4,10 +4,10 @@
 # interval x fails, also by subrequests and internal redirects; one that
 # passes again gets traffic after passes= and ramps with slow_start; the
 # status list and the body text; probe targets that hang, answer garbage,
-# reset or refuse are failures while the workers keep serving; a reload
-# makes no burst of probes; a runtime server added through the API is
-# probed; {prefix}stats and {prefix}metrics show it all.  Then the refused
-# configurations (blocks).
+# reset or refuse are failures while the workers keep serving; a unix
+# socket server is probed; a reload makes no burst of probes; a runtime
+# server added through the API is probed; {prefix}stats and
+# {prefix}metrics show it all.  Then the refused configurations (blocks).
 use strict;
 use warnings;
 use lib 't/lib';
@@ -129,6 +129,7 @@ my $backend = start_nginx(workers => 1, http_config => <<"CONF", config => '');
         listen 127.0.0.1:$b2;
         listen 127.0.0.1:$b3;
         listen 127.0.0.1:$b4;
+        listen unix:\$TEST_NGINX_PREFIX/b.sock;
         access_log \$TEST_NGINX_PREFIX/logs/probes.log probe;
         location /healthz {
             if (-f \$TEST_NGINX_PREFIX/html/down_\$server_port) {
@@ -154,6 +155,7 @@ my ($bad, $badport) = start_bad();
 my ($a1, $a2, $a3, $a4) = map { "127.0.0.1:$_" } $b1, $b2, $b3, $b4;
 my ($ah, $ag, $ar, $ax) = map { "127.0.0.1:$_" } @$badport{qw(hang garbage reset)}, $refused;
 
+my $au = "unix:$backend->{prefix}/b.sock";
 my $http = <<"CONF";
     dynroute_zone routes 1m;
     upstream dyn {
@@ -184,6 +186,11 @@ my $http = <<"CONF";
         server $ar;
         server $ax;
         server $a4;
+    }
+    upstream ux {
+        dynroute_servers;
+        dynroute_health_check interval=300ms uri=/healthz body=good;
+        server $au;
     }
     upstream slow {
         dynroute_servers;
@@ -268,6 +275,10 @@ ok(wait_for(5, sub { state_of($srv, 'st', $a3) eq 'unhealthy' }), 'status=204,41
 is(state_of($srv, 'st', $a2), 'up', '... a 418 passes');
 ok(wait_for(5, sub { state_of($srv, 'bd', $a3) eq 'unhealthy' }), 'body=magic: a body without it fails');
 is(state_of($srv, 'bd', $a2), 'up', '... one with it passes');
+
+ok(wait_for(5, sub { (servers_of($srv, 'ux')->{$au}{health}{checks} // 0) >= 2 }),
+   'a unix socket server is probed');
+is(servers_of($srv, 'ux')->{$au}{health}{state}, 'up', '... and up');
 
 # ---- hang, garbage, reset, refused: failures; the workers serve on --
 
