@@ -1,4 +1,4 @@
-# Benchmarks: `make bench` runs all eight (about 16 minutes); see
+# Benchmarks: `make bench` runs all ten (about 18 minutes); see
 # bench/README.md.  Knobs are environment variables (BENCH_ROUNDS,
 # BENCH_DURATION, ...), documented there.
 
@@ -9,10 +9,10 @@ BENCH_PY       := PYTHONDONTWRITEBYTECODE=1 /usr/bin/python3
 
 .PHONY: bench bench-deps bench-micro bench-e2e bench-callgrind bench-large \
         bench-upstreams bench-zone bench-metrics bench-cost bench-smoke \
-        bench-check bench-guard
+        bench-check bench-guard bench-health
 
 bench: bench-micro bench-e2e bench-callgrind bench-large bench-upstreams \
-       bench-zone bench-metrics bench-cost
+       bench-zone bench-metrics bench-cost bench-guard bench-health
 	@echo "bench: results in $(BENCH_OUT)/*/results.md"
 
 bench-deps:
@@ -20,7 +20,8 @@ bench-deps:
 
 BENCH_SCRIPTS := bench/benchlib.py bench/e2e.py bench/callgrind.py \
                  bench/large.py bench/upstreams.py bench/zone.py \
-                 bench/metrics.py bench/cost.py bench/guard.py
+                 bench/metrics.py bench/cost.py bench/guard.py \
+                 bench/health.py
 BENCH_SYNTAX  := $(BENCH_PY) -c 'import ast, sys; \
                  [ast.parse(open(f).read(), f) for f in sys.argv[1:]]'
 
@@ -64,11 +65,8 @@ bench-metrics: deps module bench-deps
 	BENCH_OUT=$(BENCH_OUT)/metrics MODULE=$(MODULE) NGINX=$(NGINX) \
 	    $(BENCH_PY) bench/metrics.py
 
-# The guard's reaction: wrk against a 10 % canary that starts failing, the
-# time from its first 500 to 0 % in every worker (not part of make bench).
-bench-guard: deps module bench-deps
-	BENCH_OUT=$(BENCH_OUT)/guard MODULE=$(MODULE) NGINX=$(NGINX) \
-	    $(BENCH_PY) bench/guard.py
+                 bench/metrics.py bench/cost.py bench/guard.py \
+                 bench/health.py
 
 # The decision's cost in every configuration against a static proxy_pass,
 # for one module: `make bench-cost MODULE=path/to/other.so` measures another
