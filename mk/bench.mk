@@ -65,8 +65,16 @@ bench-metrics: deps module bench-deps
 	BENCH_OUT=$(BENCH_OUT)/metrics MODULE=$(MODULE) NGINX=$(NGINX) \
 	    $(BENCH_PY) bench/metrics.py
 
-                 bench/metrics.py bench/cost.py bench/guard.py \
-                 bench/health.py
+# The guard's reaction: wrk against a 10 % canary that starts failing, the
+# time from its first 500 to 0 % in every worker.
+bench-guard: deps module bench-deps
+	BENCH_OUT=$(BENCH_OUT)/guard MODULE=$(MODULE) NGINX=$(NGINX) \
+	    $(BENCH_PY) bench/guard.py
+
+# dynroute_health_check: 1,000 servers checked every second, against none
+bench-health: deps module bench-deps
+	BENCH_OUT=$(BENCH_OUT)/health MODULE=$(MODULE) NGINX=$(NGINX) \
+	    $(BENCH_PY) bench/health.py
 
 # The decision's cost in every configuration against a static proxy_pass,
 # for one module: `make bench-cost MODULE=path/to/other.so` measures another
