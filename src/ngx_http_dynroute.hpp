@@ -28,6 +28,7 @@ struct ngx_http_dynroute_api_conf_t;
 struct ngx_http_dynroute_live_t;
 struct ngx_http_dynroute_rollout_t;
 struct ngx_http_dynroute_services_conf_t;
+struct ngx_http_dynroute_ramp_t;
 
 /*
  * What rules route to: one record per distinct target of a table, shared
@@ -191,6 +192,10 @@ struct ngx_http_dynroute_rollout_t {
     u_char                                    *sticky_file;
     ngx_uint_t                                 sticky_line;
     std::unique_ptr<dynroute::Rollout>         core;
+
+    /* "ramp" (ngx_http_dynroute_ramp.hpp), or NULL; freed by a cleanup
+     * of the cycle pool */
+    ngx_http_dynroute_ramp_t                  *ramp;
 };
 
 

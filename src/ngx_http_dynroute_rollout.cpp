@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "ngx_http_dynroute_rollout.hpp"
+#include "ngx_http_dynroute_ramp.hpp"
 #include "ngx_http_dynroute_targets.hpp"
 
 
@@ -579,6 +580,17 @@ ngx_http_dynroute_rollout_sticky(ngx_conf_t *cf,
 }
 
 
+/* "ramp VARIANT STEP... hold=TIME": ngx_http_dynroute_ramp.cpp */
+
+static char *
+ngx_http_dynroute_rollout_ramp(ngx_conf_t *cf,
+    ngx_http_dynroute_rollout_parse_t *p, ngx_str_t *value)
+{
+    return ngx_http_dynroute_ramp_line(cf, p->rollout, value,
+                                       cf->args->nelts - 1);
+}
+
+
 static ngx_http_dynroute_rollout_cmd_t  ngx_http_dynroute_rollout_cmds[] = {
     { "variant", 3, 3, "a name, an upstream and a weight",
       ngx_http_dynroute_rollout_variant },
@@ -594,6 +606,8 @@ static ngx_http_dynroute_rollout_cmd_t  ngx_http_dynroute_rollout_cmds[] = {
       ngx_http_dynroute_rollout_override_from },
     { "sticky_cookie", 1, 8, "a name and its attributes",
       ngx_http_dynroute_rollout_sticky },
+    { "ramp", 3, NGX_MAX_UINT32_VALUE, "a variant, its steps and hold=",
+      ngx_http_dynroute_rollout_ramp },
 };
 
 
@@ -715,7 +729,8 @@ ngx_http_dynroute_rollout_directive(ngx_conf_t *cf,
     ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                        "unknown directive \"%V\" in dynroute rollout \"%V\": "
                        "expected variant, key, header, cookie, "
-                       "override_from, source, sticky_cookie or primary",
+                       "override_from, source, sticky_cookie, primary or "
+                       "ramp",
                        &value[0], &p->rollout->name);
 
     return NGX_HTTP_DYNROUTE_CONF_ERROR;
@@ -849,6 +864,10 @@ ngx_http_dynroute_rollout_check(ngx_conf_t *cf,
             }
 
             v.uscf = t->uscf;
+        }
+
+        if (ngx_http_dynroute_ramp_check(cf, ro) != NGX_OK) {
+            return NGX_ERROR;
         }
 
     } catch (...) {
