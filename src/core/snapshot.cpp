@@ -23,9 +23,14 @@ constexpr std::size_t at_magic = 0, at_size = 4, at_generation = 8,
 
 constexpr std::uint32_t flag_draining = 1, flag_fleet = 2,
                         flag_fleet_stale = 4;
-constexpr std::uint32_t flag_weights = 1;
+constexpr std::uint32_t flag_weights = 1, flag_canary = 2;
 
 constexpr std::size_t rollout_header = 16, variant_size = 12;
+// a rollout's trip and ramp: fixed words, then the two texts
+constexpr std::size_t c_trip_variant = 0, c_trip_bits = 4, c_trip_at = 8,
+                      c_ramp_phase = 16, c_ramp_step = 20, c_ramp_since = 24,
+                      c_ramp_held = 32, c_detail = 40, c_why = 44,
+                      canary_header = 48;
 // the hosts block's: magic, size, mask, count, arena size
 constexpr std::size_t hosts_header = 20,
                       host_header = SnapshotView::host_record_header;
@@ -225,9 +230,11 @@ std::string encode_snapshot(
         }
 
         std::size_t count_at = out.size() + 12;
+        bool canary = o.trip.tripped() || o.ramp.phase != RampPhase::ready;
 
         put32(out, rid);
-        put32(out, o.weights.empty() ? 0 : flag_weights);
+        put32(out, (o.weights.empty() ? 0 : flag_weights)
+                   | (canary ? flag_canary : 0));
         put32(out, o.primary.empty() ? no_name : id(o.primary));
         put32(out, 0);
 
@@ -250,6 +257,33 @@ std::string encode_snapshot(
         }
 
         set32(out, count_at, count);
+
+        if (canary) {
+            std::size_t at = out.size();
+            NameId tv = o.trip.tripped() ? id(o.trip.variant) : no_name;
+            std::string_view detail = std::string_view(o.trip.detail)
+                                          .substr(0, 0xffff);
+            std::string_view why = std::string_view(o.ramp.why)
+                                       .substr(0, 0xffff);
+
+            out.append(canary_header, '\0');
+            set32(out, at + c_trip_variant, tv);
+            set32(out, at + c_trip_bits,
+                  static_cast<std::uint32_t>(o.trip.reason)
+                      | (o.trip.fleet ? 0x100u : 0u));
+            set64(out, at + c_trip_at, o.trip.at_ms);
+            set32(out, at + c_ramp_phase,
+                  static_cast<std::uint32_t>(o.ramp.phase));
+            set32(out, at + c_ramp_step, o.ramp.step);
+            set64(out, at + c_ramp_since, o.ramp.since_ms);
+            set64(out, at + c_ramp_held, o.ramp.held_ms);
+            set32(out, at + c_detail, static_cast<std::uint32_t>(detail.size()));
+            set32(out, at + c_why, static_cast<std::uint32_t>(why.size()));
+            out.append(detail);
+            out.append(why);
+            out.append((4 - out.size() % 4) % 4, '\0');
+        }
+
         rollouts++;
     }
 
@@ -408,6 +442,63 @@ bool SnapshotView::rollout(std::size_t off, Rollout &out, std::size_t &next)
     out.at = p + rollout_header;
     next = off + rollout_header + count * variant_size;
 
+    if (load32(p + 4) & flag_canary) {
+        if (size_ - next < canary_header) {
+            return false;
+        }
+
+        const unsigned char *c = data_ + next;
+        std::size_t texts = std::size_t(load32(c + c_detail))
+                            + load32(c + c_why);
+
+        if (texts > size_ - next - canary_header) {
+            return false;
+        }
+
+        std::size_t len = canary_header + texts;
+        len += (4 - len % 4) % 4;
+
+        if (len > size_ - next) {
+            return false;
+        }
+
+        out.canary = c;
+        out.canary_size = static_cast<std::uint32_t>(canary_header + texts);
+        next += len;
+    }
+
+    return true;
+}
+
+bool SnapshotView::canary(const Rollout &r, NameId &trip_variant,
+                          GuardTrip &trip, RampState &ramp)
+{
+    if (r.canary == nullptr) {
+        return false;
+    }
+
+    const unsigned char *c = r.canary;
+    std::uint32_t bits = load32(c + c_trip_bits);
+    std::uint32_t phase = load32(c + c_ramp_phase);
+    std::size_t detail = load32(c + c_detail), why = load32(c + c_why);
+
+    if (phase >= ramp_phases || (bits & 0xff) >= guard_reasons) {
+        return false;
+    }
+
+    trip_variant = load32(c + c_trip_variant);
+    trip.reason = static_cast<GuardReason>(bits & 0xff);
+    trip.fleet = bits & 0x100;
+    trip.at_ms = load64(c + c_trip_at);
+    trip.detail.assign(reinterpret_cast<const char *>(c + canary_header),
+                       detail);
+    ramp.phase = static_cast<RampPhase>(phase);
+    ramp.step = load32(c + c_ramp_step);
+    ramp.since_ms = load64(c + c_ramp_since);
+    ramp.held_ms = load64(c + c_ramp_held);
+    ramp.why.assign(reinterpret_cast<const char *>(c + canary_header + detail),
+                    why);
+
     return true;
 }
 
@@ -489,6 +580,16 @@ bool decode_snapshot(const SnapshotView &v,
 
             if (var.upstream != no_name) {
                 o.upstreams[vn] = named(var.upstream);
+            }
+        }
+
+        NameId tv = no_name;
+
+        if (SnapshotView::canary(r, tv, o.trip, o.ramp)) {
+            if (tv != no_name) {
+                o.trip.variant = named(tv);
+            } else {
+                o.trip = GuardTrip();
             }
         }
     });

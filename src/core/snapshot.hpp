@@ -21,7 +21,11 @@
 //   head      magic, size, generation, config, fleet revision, flags,
 //             rollout count; then per rollout: name, flags, primary (a
 //             variant's name, or none), variant count; per variant: name,
-//             weight, upstream (a name, or none)
+//             weight, upstream (a name, or none); then, if its flags say
+//             so, the guard's trip and the ramp's state: trip variant (a
+//             name, or none), reason and origin, time, ramp phase, step,
+//             since, held, the lengths of the trip's detail and the
+//             ramp's why, those bytes, padding to 4
 //   hosts     magic, size, a hash of host names: slots (tag, record offset
 //             + 1), then records (table, target, host length, host)
 //   group     one per upstream with a runtime list and per runtime service
@@ -207,7 +211,16 @@ public:
         NameId primary = no_name;      // no_name: the configured one
         std::uint32_t variants = 0;
         const unsigned char *at = nullptr;
+        // the guard's trip and the ramp (docs/design/canary.md): null
+        // when the rollout has neither
+        const unsigned char *canary = nullptr;
+        std::uint32_t canary_size = 0;
     };
+
+    // The trip and the ramp of r, as the writer gave them: false when r
+    // has none or its record does not fit.
+    static bool canary(const Rollout &r, NameId &trip_variant,
+                       GuardTrip &trip, RampState &ramp);
 
     // Calls f(rollout) for each rollout the runtime changed; stops, and
     // returns false, at the first record that does not fit.

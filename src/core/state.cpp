@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 
 #include "rollout.hpp"
 #include "state_json.hpp"
@@ -160,6 +161,100 @@ HostEntry host_entry(const Schema &schema, const State &state,
     return e;
 }
 
+// A time in unix ms as the answers and the state file give it: seconds,
+// with the milliseconds as decimals.
+double seconds(std::uint64_t ms)
+{
+    return static_cast<double>(ms) / 1000.0;
+}
+
+// A time in seconds (a JSON number) back to ms, or false when it is not a
+// number of seconds from 0 to max_generation's range.
+bool ms_of(const input &v, std::uint64_t &ms)
+{
+    if (!v.is_number() || !(v.get<double>() >= 0)
+        || v.get<double>() > 9.0e12)
+    {
+        return false;
+    }
+
+    ms = static_cast<std::uint64_t>(std::llround(v.get<double>() * 1000.0));
+    return true;
+}
+
+json trip_json(const GuardTrip &t)
+{
+    return {
+        {"variant", t.variant},
+        {"reason", guard_reason_name(t.reason)},
+        {"detail", t.detail},
+        {"at", seconds(t.at_ms)},
+        {"origin", t.fleet ? "fleet" : "local"},
+    };
+}
+
+json ramp_json(const RampState &r)
+{
+    return {
+        {"state", ramp_phase_name(r.phase)},
+        {"step", r.step},
+        {"since", seconds(r.since_ms)},
+        {"held", seconds(r.held_ms)},
+        {"why", r.why},
+    };
+}
+
+// a trip as a body or a state file gives it; the variant is checked by
+// the caller.  `bad` says what is wrong (it throws).
+GuardTrip trip_of(const input &v, const std::function<void(const std::string &)>
+                                      &bad)
+{
+    GuardTrip t;
+
+    if (!v.is_object()) {
+        bad("\"tripped\" must be an object with \"variant\", \"reason\", "
+            "\"detail\" and \"at\"");
+    }
+
+    for (const auto &[key, f] : v.items()) {
+        if (key == "variant" && f.is_string() && !f.get<std::string>().empty())
+        {
+            t.variant = f.get<std::string>();
+
+        } else if (key == "reason" && f.is_string()
+                   && (f == "errors" || f == "latency"))
+        {
+            t.reason = f == "errors" ? GuardReason::errors
+                                     : GuardReason::latency;
+
+        } else if (key == "detail" && f.is_string()
+                   && f.get<std::string>().size() <= 512)
+        {
+            t.detail = f.get<std::string>();
+
+        } else if (key == "at" && ms_of(f, t.at_ms)) {
+            /* read */
+
+        } else if (key == "origin" && f.is_string()
+                   && (f == "local" || f == "fleet"))
+        {
+            t.fleet = f == "fleet";
+
+        } else {
+            bad("bad \"tripped\" member " + dynroute::quoted(key)
+                + ": \"variant\" (a name), \"reason\" (\"errors\" or "
+                  "\"latency\"), \"detail\" (a string of 512 bytes at "
+                  "most), \"at\" (unix seconds)");
+        }
+    }
+
+    if (t.variant.empty()) {
+        bad("\"tripped\" has no \"variant\"");
+    }
+
+    return t;
+}
+
 json rollout_json(const State &state, const RolloutInfo &info)
 {
     auto it = state.rollouts.find(info.name);
@@ -177,14 +272,40 @@ json rollout_json(const State &state, const RolloutInfo &info)
         };
     }
 
-    return {
+    json r = {
         {"primary", info.variants[e.primary]},
         {"runtime", o != nullptr},
         {"variants", std::move(variants)},
     };
+
+    if (o && o->trip.tripped()) {
+        r["guard"] = {{"tripped", trip_json(o->trip)}};
+    }
+
+    if (o && o->ramp.phase != RampPhase::ready) {
+        r["ramp"] = ramp_json(o->ramp);
+    }
+
+    return r;
 }
 
 }  // namespace
+
+std::string_view guard_reason_name(GuardReason r) noexcept
+{
+    return r == GuardReason::latency ? "latency" : "errors";
+}
+
+std::string_view ramp_phase_name(RampPhase p) noexcept
+{
+    switch (p) {
+    case RampPhase::running: return "running";
+    case RampPhase::paused: return "paused";
+    case RampPhase::aborted: return "aborted";
+    case RampPhase::done: return "done";
+    default: return "ready";
+    }
+}
 
 std::size_t RolloutInfo::find(std::string_view variant) const noexcept
 {
@@ -292,6 +413,14 @@ std::string dump_state(const State &state, bool with_hosts)
             r["primary"] = o.primary;
         }
 
+        if (o.trip.tripped()) {
+            r["guard"] = {{"tripped", trip_json(o.trip)}};
+        }
+
+        if (o.ramp.phase != RampPhase::ready) {
+            r["ramp"] = ramp_json(o.ramp);
+        }
+
         rollouts[name] = std::move(r);
     }
 
@@ -348,6 +477,52 @@ RolloutOverride load_rollout(const std::string &name, const input &r)
 
     if (!p.is_null()) {
         o.primary = p.get<std::string>();
+    }
+
+    const input &g = member(r, "guard", &input::is_object, "an object");
+
+    if (!g.is_null()) {
+        const input &t = member(g, "tripped", &input::is_object, "an object");
+
+        if (!t.is_null()) {
+            o.trip = trip_of(t, [&](const std::string &why) {
+                corrupt("the guard of rollout " + dynroute::quoted(name)
+                        + ": " + why);
+            });
+        }
+    }
+
+    const input &ramp = member(r, "ramp", &input::is_object, "an object");
+
+    if (!ramp.is_null()) {
+        const input &st = member(ramp, "state", &input::is_string,
+                                 "a string");
+        const input &step = member(ramp, "step", &input::is_number_unsigned,
+                                   "a number");
+        const input &why = member(ramp, "why", &input::is_string, "a string");
+        bool found = false;
+
+        for (std::size_t i = 0; i < ramp_phases && !st.is_null(); i++) {
+            if (st == ramp_phase_name(static_cast<RampPhase>(i))) {
+                o.ramp.phase = static_cast<RampPhase>(i);
+                found = true;
+            }
+        }
+
+        if (!found || step.is_null() || step.get<std::uint64_t>() > 10000
+            || !ms_of(ramp.value("since", input()), o.ramp.since_ms)
+            || !ms_of(ramp.value("held", input()), o.ramp.held_ms))
+        {
+            corrupt("the ramp of rollout " + dynroute::quoted(name)
+                    + " needs \"state\", \"step\", \"since\" and "
+                      "\"held\"");
+        }
+
+        o.ramp.step = static_cast<std::uint32_t>(step.get<std::uint64_t>());
+
+        if (!why.is_null()) {
+            o.ramp.why = why.get<std::string>();
+        }
     }
 
     return o;
@@ -504,6 +679,15 @@ void prune(State &state, const Schema &schema,
             o.primary.clear();
         }
 
+        if (o.trip.tripped() && info->find(o.trip.variant) == std::size_t(-1))
+        {
+            notices.push_back("dropped the guard's trip of variant "
+                              + dynroute::quoted(o.trip.variant)
+                              + " of rollout " + dynroute::quoted(name)
+                              + ": no such variant any more");
+            o.trip = GuardTrip();
+        }
+
         if (o.empty()) {
             it = state.rollouts.erase(it);
         } else {
@@ -630,9 +814,41 @@ void patch_rollout(State &state, const Schema &schema, std::string_view name,
     RolloutOverride o = found == state.rollouts.end() ? RolloutOverride()
                                                       : found->second;
 
+    // an operator's write clears a trip; the fleet's agent replays one
+    o.trip = GuardTrip();
+
     for (const auto &[key, v] : j.items()) {
         if (key == "weights") {
             patch_weights(*info, v, o);
+
+            if (o.ramp.phase == RampPhase::running) {
+                o.ramp.phase = RampPhase::paused;
+                o.ramp.why = "paused: the weights were written";
+            }
+
+        } else if (key == "guard") {
+            const input *t = v.is_object() && v.size() == 1
+                                 && v.contains("tripped")
+                                 ? &v["tripped"] : nullptr;
+
+            if (t == nullptr) {
+                throw ApiError(400, "\"guard\" must be {\"tripped\": "
+                                    "{...}}, as the rollout's answer shows "
+                                    "it");
+            }
+
+            o.trip = trip_of(*t, [](const std::string &why) {
+                throw ApiError(400, why);
+            });
+            o.trip.fleet = true;
+            variant_of(*info, o.trip.variant);
+
+            if (o.ramp.phase == RampPhase::running
+                || o.ramp.phase == RampPhase::paused)
+            {
+                o.ramp.phase = RampPhase::aborted;
+                o.ramp.why = o.trip.detail;
+            }
 
         } else if (key == "upstreams") {
             patch_upstreams(schema, state, *info, v, o);
@@ -644,8 +860,8 @@ void patch_rollout(State &state, const Schema &schema, std::string_view name,
 
         } else {
             throw ApiError(400, "unknown field " + dynroute::quoted(key)
-                                + ": \"weights\", \"upstreams\" or "
-                                  "\"primary\"");
+                                + ": \"weights\", \"upstreams\", "
+                                  "\"primary\" or \"guard\"");
         }
     }
 
@@ -671,6 +887,58 @@ void reset_rollout(State &state, const Schema &schema, std::string_view name)
     }
 
     state.rollouts.erase(info->name);
+}
+
+void trip_guard(State &state, const Schema &schema, std::string_view rollout,
+                std::string_view variant, GuardReason reason,
+                std::string_view detail, std::uint64_t at_ms)
+{
+    const RolloutInfo *info = schema.rollout(rollout);
+
+    if (info == nullptr) {
+        throw ApiError(404, "no rollout " + dynroute::quoted(rollout));
+    }
+
+    std::size_t v = info->find(variant);
+
+    if (v == std::size_t(-1)) {
+        throw ApiError(404, "rollout " + dynroute::quoted(rollout)
+                            + " has no variant " + dynroute::quoted(variant));
+    }
+
+    RolloutOverride &o = state.rollouts[info->name];
+    Effective e = effective(*info, &o);
+
+    if (v == e.primary) {
+        throw ApiError(409, "variant " + dynroute::quoted(variant)
+                            + " is the primary of rollout "
+                            + dynroute::quoted(rollout));
+    }
+
+    e.weights[e.primary] += e.weights[v];
+    e.weights[v] = 0;
+
+    o.weights.clear();
+    for (std::size_t i = 0; i < info->variants.size(); i++) {
+        o.weights[info->variants[i]] = e.weights[i];
+    }
+
+    if (effective(*info, nullptr).weights == e.weights) {
+        o.weights.clear();
+    }
+
+    o.trip.variant = std::string(variant);
+    o.trip.reason = reason;
+    o.trip.fleet = false;
+    o.trip.at_ms = at_ms;
+    o.trip.detail = std::string(detail);
+
+    if (o.ramp.phase == RampPhase::running
+        || o.ramp.phase == RampPhase::paused)
+    {
+        o.ramp.phase = RampPhase::aborted;
+        o.ramp.why = o.trip.detail;
+    }
 }
 
 bool put_host(State &state, const Schema &schema, std::string_view host,

@@ -67,16 +67,68 @@ struct Schema {
     std::string name_clash(std::string_view name) const;
 };
 
+// Why a rollout's guard took a variant out (docs/design/canary.md).
+enum class GuardReason : std::uint8_t { errors = 0, latency = 1 };
+inline constexpr std::size_t guard_reasons = 2;
+
+// "errors", "latency"
+std::string_view guard_reason_name(GuardReason r) noexcept;
+
+// A guard's trip: the variant it took to 0 %, kept until an operator
+// writes to the rollout.
+struct GuardTrip {
+    std::string variant;  // empty: not tripped
+    GuardReason reason = GuardReason::errors;
+    bool fleet = false;      // recorded from a PATCH (the fleet's agent),
+                             // not judged on this node
+    std::uint64_t at_ms = 0;  // unix time, ms
+    std::string detail;       // the figures, for people
+
+    bool tripped() const noexcept { return !variant.empty(); }
+
+    bool operator==(const GuardTrip &o) const noexcept
+    {
+        return variant == o.variant && reason == o.reason
+               && fleet == o.fleet && at_ms == o.at_ms && detail == o.detail;
+    }
+};
+
+// Where a rollout's ramp stands.  A ramp is configured (its steps and
+// hold); this is what the runtime made of it.
+enum class RampPhase : std::uint8_t { ready = 0, running, paused, aborted,
+                                      done };
+inline constexpr std::size_t ramp_phases = 5;
+
+// "ready", "running", "paused", "aborted", "done"
+std::string_view ramp_phase_name(RampPhase p) noexcept;
+
+struct RampState {
+    RampPhase phase = RampPhase::ready;
+    std::uint32_t step = 0;      // the step in force, unless ready
+    std::uint64_t since_ms = 0;  // unix ms when its hold (re)started
+    std::uint64_t held_ms = 0;   // hold served before a pause
+    std::string why;             // the last move's reason, for people
+
+    bool operator==(const RampState &o) const noexcept
+    {
+        return phase == o.phase && step == o.step && since_ms == o.since_ms
+               && held_ms == o.held_ms && why == o.why;
+    }
+};
+
 // What the runtime changed in one rollout; empty parts keep the configured
 // values.
 struct RolloutOverride {
     std::map<std::string, std::uint32_t> weights;   // every variant, or none
     std::map<std::string, std::string> upstreams;   // variant -> upstream
     std::string primary;                             // empty: configured
+    GuardTrip trip;
+    RampState ramp;
 
     bool empty() const noexcept
     {
-        return weights.empty() && upstreams.empty() && primary.empty();
+        return weights.empty() && upstreams.empty() && primary.empty()
+               && !trip.tripped() && ramp.phase == RampPhase::ready;
     }
 };
 
@@ -149,9 +201,20 @@ void prune(State &state, const Schema &schema,
 
 // API changes, applied to `state` only when the whole change is valid;
 // throw ApiError (400 bad body, 404 unknown name) and leave it untouched.
+// patch_rollout: "weights", "upstreams", "primary"; any PATCH clears a
+// guard's trip unless it carries "guard": {"tripped": {...}}, which
+// records that trip as the fleet's (how the agent replays one), and
+// "weights" pause a running ramp.  reset_rollout forgets trip and ramp.
 void patch_rollout(State &state, const Schema &schema, std::string_view name,
                    std::string_view body);
 void reset_rollout(State &state, const Schema &schema, std::string_view name);
+// The guard's write: the variant's live weight goes to 0 and is added to
+// the primary's, the trip is recorded (not fleet), and a running or paused
+// ramp is aborted with the detail as its why.  Throws ApiError 404: no
+// such rollout or variant; 409: the variant is the primary.
+void trip_guard(State &state, const Schema &schema, std::string_view rollout,
+                std::string_view variant, GuardReason reason,
+                std::string_view detail, std::uint64_t at_ms);
 // Returns true when the host is new.
 bool put_host(State &state, const Schema &schema, std::string_view host,
               std::string_view body);

@@ -556,3 +556,36 @@ TEST(SnapshotGroup, DamagedBlocksStayInBounds)
     }
   }
 }
+
+TEST(Snapshot, TripAndRampAreCarried)
+{
+    Ids ids;
+    State st = sample();
+    RolloutOverride &o = st.rollouts["checkout"];
+    o.trip = {"canary", GuardReason::latency, true, 1796640000123,
+              "p99 812 ms of 61 responses"};
+    o.ramp = {RampPhase::aborted, 2, 1796640000000, 2500, "p99 812 ms"};
+    st.rollouts["ramping"].ramp = {RampPhase::running, 0, 77, 0, "odd"};
+    Blocks b(st, 7, ids);
+    std::string names = encode_names(ids.names);
+    NamesView nv(names.data(), names.size());
+    auto name = [&](NameId id) { return nv[id]; };
+
+    State back;
+    ASSERT_TRUE(decode_snapshot(b.view(), name, back));
+    EXPECT_EQ(back.rollouts["checkout"].trip, o.trip);
+    EXPECT_EQ(back.rollouts["checkout"].ramp, o.ramp);
+    EXPECT_EQ(back.rollouts["checkout"].weights, o.weights);
+    EXPECT_EQ(back.rollouts["ramping"].ramp, st.rollouts["ramping"].ramp);
+    EXPECT_FALSE(back.rollouts["ramping"].trip.tripped());
+    EXPECT_EQ(back.rollouts["site"].upstreams, st.rollouts["site"].upstreams);
+
+    // cut anywhere: never read past the end, never a wrong whole state
+    for (std::size_t cut = 0; cut < b.head.size(); cut++) {
+        std::string head = b.head.substr(0, cut);
+        SnapshotView v(head.data(), head.size(), b.hosts.data(),
+                       b.hosts.size());
+        State part;
+        (void) decode_snapshot(v, name, part);
+    }
+}

@@ -335,3 +335,103 @@ TEST(State, GenerationsStopBeforeTheyWouldWrap)
                             sc, notices),
                  ConfigError);
 }
+
+TEST(Guard, ATripGivesTheVariantsWeightToThePrimary)
+{
+    State st;
+    Schema sc = schema();
+    trip_guard(st, sc, "checkout", "canary", GuardReason::errors,
+               "5xx 60.0% of 50 responses in 10s", 1796640000250);
+    const RolloutOverride &o = st.rollouts["checkout"];
+    EXPECT_EQ(effective(sc.rollouts[0], &o).weights,
+              (std::vector<std::uint32_t>{10000, 0}));
+    EXPECT_EQ(o.trip.variant, "canary");
+    EXPECT_FALSE(o.trip.fleet);
+
+    std::string r = render_rollout(st, sc, "checkout");
+    EXPECT_NE(r.find("\"tripped\":{\"variant\":\"canary\",\"reason\":\"errors\""),
+              std::string::npos) << r;
+    EXPECT_NE(r.find("\"at\":1796640000.25"), std::string::npos) << r;
+    EXPECT_NE(r.find("\"origin\":\"local\""), std::string::npos) << r;
+
+    // the primary cannot trip, an unknown variant is a 404
+    EXPECT_EQ(status_of([&] { trip_guard(st, sc, "checkout", "stable",
+                                         GuardReason::errors, "", 1); }), 409);
+    EXPECT_EQ(status_of([&] { trip_guard(st, sc, "checkout", "dark",
+                                         GuardReason::errors, "", 1); }), 404);
+
+    // an operator's write clears the trip
+    patch_rollout(st, sc, "checkout", R"({"weights":{"stable":95,"canary":5}})");
+    EXPECT_FALSE(st.rollouts["checkout"].trip.tripped());
+}
+
+TEST(Guard, TheFleetReplaysATripThroughAPatch)
+{
+    State st;
+    Schema sc = schema();
+    patch_rollout(st, sc, "checkout",
+                  R"({"weights":{"stable":100,"canary":0},"guard":{"tripped":{"variant":"canary","reason":"latency","detail":"p99 900 ms","at":1796640000.5,"origin":"local"}}})");
+    const RolloutOverride &o = st.rollouts["checkout"];
+    EXPECT_TRUE(o.trip.fleet);
+    EXPECT_EQ(o.trip.reason, GuardReason::latency);
+    EXPECT_EQ(o.trip.at_ms, 1796640000500u);
+    EXPECT_EQ(o.trip.detail, "p99 900 ms");
+
+    for (const char *bad : {
+             R"({"guard":{}})", R"({"guard":{"tripped":{}}})",
+             R"({"guard":{"tripped":{"variant":"dark"}}})",
+             R"({"guard":{"tripped":{"variant":"canary","reason":"slow"}}})",
+             R"({"guard":{"tripped":{"variant":"canary","at":-1}}})",
+             R"({"guard":{"tripped":{"variant":"canary"},"x":1}})"}) {
+        State before = st;
+        EXPECT_EQ(status_of([&] { patch_rollout(st, sc, "checkout", bad); }),
+                  400) << bad;
+        EXPECT_EQ(dump_state(st, true), dump_state(before, true)) << bad;
+    }
+}
+
+TEST(Guard, ATripAbortsARampAndWeightsPauseIt)
+{
+    State st;
+    Schema sc = schema();
+    st.rollouts["checkout"].ramp = {RampPhase::running, 2, 1000, 0, ""};
+    patch_rollout(st, sc, "checkout", R"({"weights":{"stable":80,"canary":20}})");
+    EXPECT_EQ(st.rollouts["checkout"].ramp.phase, RampPhase::paused);
+
+    trip_guard(st, sc, "checkout", "canary", GuardReason::latency, "slow", 5);
+    EXPECT_EQ(st.rollouts["checkout"].ramp.phase, RampPhase::aborted);
+    EXPECT_EQ(st.rollouts["checkout"].ramp.why, "slow");
+
+    // DELETE forgets both
+    reset_rollout(st, sc, "checkout");
+    EXPECT_TRUE(st.rollouts.empty());
+}
+
+TEST(Guard, TripAndRampSurviveTheStateFile)
+{
+    State st;
+    Schema sc = schema();
+    trip_guard(st, sc, "checkout", "canary", GuardReason::errors,
+               "5xx \"all\"", 1796640000001);
+    st.rollouts["checkout"].ramp = {RampPhase::aborted, 3, 1796640000000,
+                                    1500, "5xx \"all\""};
+    std::vector<std::string> notices;
+    State back = load_state(dump_state(st, false), sc, notices);
+    EXPECT_TRUE(notices.empty());
+    EXPECT_EQ(back.rollouts["checkout"].trip, st.rollouts["checkout"].trip);
+    EXPECT_EQ(back.rollouts["checkout"].ramp, st.rollouts["checkout"].ramp);
+    EXPECT_EQ(dump_state(back, false), dump_state(st, false));
+
+    // a trip of a variant the next configuration lacks is dropped
+    Schema next = sc;
+    next.rollouts[0].variants = {"stable", "beta"};
+    back = load_state(dump_state(st, false), next, notices);
+    EXPECT_FALSE(back.rollouts["checkout"].trip.tripped());
+
+    for (const char *bad : {
+             R"({"version":2,"generation":1,"rollouts":{"checkout":{"guard":{"tripped":{"reason":"errors"}}}}})",
+             R"({"version":2,"generation":1,"rollouts":{"checkout":{"ramp":{"state":"flying","step":0,"since":0,"held":0}}}})",
+             R"({"version":2,"generation":1,"rollouts":{"checkout":{"ramp":{"state":"running","step":0}}}})"}) {
+        EXPECT_THROW(load_state(bad, sc, notices), ConfigError) << bad;
+    }
+}
