@@ -28,6 +28,7 @@ struct ngx_http_dynroute_api_conf_t;
 struct ngx_http_dynroute_live_t;
 struct ngx_http_dynroute_rollout_t;
 struct ngx_http_dynroute_services_conf_t;
+struct ngx_http_dynroute_guard_t;
 struct ngx_http_dynroute_ramp_t;
 
 /*
@@ -161,6 +162,7 @@ typedef struct {
     u_char                        *file;
     ngx_uint_t                     line;
     uint64_t                      *counters;  /* VariantSlot, or NULL */
+    uint64_t                      *guard;     /* GuardSlot, or NULL */
 } ngx_http_dynroute_variant_t;
 
 
@@ -193,6 +195,9 @@ struct ngx_http_dynroute_rollout_t {
     ngx_uint_t                                 sticky_line;
     std::unique_ptr<dynroute::Rollout>         core;
 
+    /* "guard" (ngx_http_dynroute_guard.hpp), or NULL; freed by a cleanup
+     * of the cycle pool */
+    ngx_http_dynroute_guard_t                 *guard;
     /* "ramp" (ngx_http_dynroute_ramp.hpp), or NULL; freed by a cleanup
      * of the cycle pool */
     ngx_http_dynroute_ramp_t                  *ramp;

@@ -104,7 +104,7 @@ ngx_http_dynroute_metrics_wanted(ngx_http_dynroute_main_conf_t *dmcf,
     n = dmcf->tables.nelts;
 
     for (i = 0; i < dmcf->rollouts.nelts; i++) {
-        n += rp[i]->variants.size();
+        n += rp[i]->variants.size() * (rp[i]->guard ? 2 : 1);
     }
 
     for (i = 0; dmcf->metrics == NGX_HTTP_DYNROUTE_METRICS_RULES
@@ -140,6 +140,13 @@ ngx_http_dynroute_metrics_wanted(ngx_http_dynroute_main_conf_t *dmcf,
             want.push_back({'v', m::variant_width, &rp[i]->name, &v.name,
                             &v.counters});
             (*variants)++;
+
+            /* a guarded rollout's variants: their guard series */
+
+            if (rp[i]->guard) {
+                want.push_back({'g', m::guard_width, &rp[i]->name, &v.name,
+                                &v.guard});
+            }
         }
     }
 }

@@ -23,6 +23,7 @@
 #include "ngx_http_dynroute_balancer.hpp"
 #include "ngx_http_dynroute_check.hpp"
 #include "ngx_http_dynroute_decision.hpp"
+#include "ngx_http_dynroute_guard.hpp"
 #include "ngx_http_dynroute_health.hpp"
 #include "ngx_http_dynroute_live.hpp"
 #include "ngx_http_dynroute_metrics.hpp"
@@ -269,6 +270,7 @@ ngx_http_dynroute_init_process(ngx_cycle_t *cycle) noexcept
 
     if (dmcf && dmcf->zone) {
         ngx_http_dynroute_live_adopt(dmcf->live, cycle->log);
+        (void) ngx_http_dynroute_guard_init_process(cycle, dmcf);
     }
 
     /*
@@ -320,6 +322,7 @@ ngx_http_dynroute_init(ngx_conf_t *cf) noexcept
     }
 
     if (ngx_http_dynroute_check_tables(cf, dmcf) != NGX_OK
+        || ngx_http_dynroute_guard_check(cf, dmcf) != NGX_OK
         || ngx_http_dynroute_live_init(cf, dmcf) != NGX_OK
         || ngx_http_dynroute_api_check(cf, dmcf) != NGX_OK
         || ngx_http_dynroute_add_stand_in(cf) != NGX_OK

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "ngx_http_dynroute_rollout.hpp"
+#include "ngx_http_dynroute_guard.hpp"
 #include "ngx_http_dynroute_ramp.hpp"
 #include "ngx_http_dynroute_targets.hpp"
 
@@ -580,6 +581,17 @@ ngx_http_dynroute_rollout_sticky(ngx_conf_t *cf,
 }
 
 
+/* "guard PARAMS": ngx_http_dynroute_guard.cpp */
+
+static char *
+ngx_http_dynroute_rollout_guard(ngx_conf_t *cf,
+    ngx_http_dynroute_rollout_parse_t *p, ngx_str_t *value)
+{
+    return ngx_http_dynroute_guard_line(cf, p->rollout, value,
+                                        cf->args->nelts - 1);
+}
+
+
 /* "ramp VARIANT STEP... hold=TIME": ngx_http_dynroute_ramp.cpp */
 
 static char *
@@ -606,6 +618,8 @@ static ngx_http_dynroute_rollout_cmd_t  ngx_http_dynroute_rollout_cmds[] = {
       ngx_http_dynroute_rollout_override_from },
     { "sticky_cookie", 1, 8, "a name and its attributes",
       ngx_http_dynroute_rollout_sticky },
+    { "guard", 1, 6, "errors=, latency=, window=, interval=, "
+      "min_requests= or baseline=", ngx_http_dynroute_rollout_guard },
     { "ramp", 3, NGX_MAX_UINT32_VALUE, "a variant, its steps and hold=",
       ngx_http_dynroute_rollout_ramp },
 };
@@ -729,8 +743,8 @@ ngx_http_dynroute_rollout_directive(ngx_conf_t *cf,
     ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                        "unknown directive \"%V\" in dynroute rollout \"%V\": "
                        "expected variant, key, header, cookie, "
-                       "override_from, source, sticky_cookie, primary or "
-                       "ramp",
+                       "override_from, source, sticky_cookie, primary, "
+                       "guard or ramp",
                        &value[0], &p->rollout->name);
 
     return NGX_HTTP_DYNROUTE_CONF_ERROR;

@@ -49,6 +49,21 @@ enum VariantSlot : std::size_t {
     variant_width = v_fallbacks + 1
 };
 
+// A guarded variant's guard series ("dynroute_guard_trips_total" and the
+// last window worker 0 judged, for the API): a series of its own, so that
+// the variants' counters keep their width across a reload.
+enum GuardSlot : std::size_t {
+    g_trips = 0,                     // + GuardReason: trips it took
+    g_outcome = g_trips + 2,         // guard::Outcome of the last judgement
+    g_responses = g_outcome + 1,     // in the last window
+    g_errors = g_responses + 1,      // 5xx in it
+    g_quantile_us = g_errors + 1,    // the guard's quantile, microseconds
+    g_span_ms = g_quantile_us + 1,   // the window's length
+    g_at_ms = g_span_ms + 1,         // when judged, unix ms; 0: never
+    guard_width = g_at_ms + 1
+};
+inline constexpr std::size_t guard_reasons = 2;  // errors, latency
+
 // A table's counters, one array.
 enum TableSlot : std::size_t {
     t_requests = 0,     // every request it decided for
