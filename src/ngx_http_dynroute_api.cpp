@@ -1179,6 +1179,20 @@ ngx_http_dynroute_api_snapshot(ngx_http_dynroute_main_conf_t *dmcf,
             s.fleet = st.fleet.set;
             s.fleet_revision = st.fleet.revision;
             s.fleet_stale = st.fleet.stale;
+
+            /* the guards' trips in force, for the page */
+
+            for (auto &ro : s.rollouts) {
+                auto it = st.rollouts.find(ro.name);
+
+                if (it != st.rollouts.end() && it->second.trip.tripped()) {
+                    ro.tripped = it->second.trip.variant;
+                    ro.tripped_reason = std::string(
+                        dynroute::guard_reason_name(it->second.trip.reason));
+                    ro.tripped_detail = it->second.trip.detail;
+                }
+            }
+
             return std::string();
         }, ignored);
 

@@ -27,9 +27,6 @@
 #include "state.hpp"
 
 
-/* until the runtime state carries the trips (issue 24's state fields) */
-#define NGX_HTTP_DYNROUTE_GUARD_STATE  0
-
 namespace g = dynroute::guard;
 namespace m = dynroute::metrics;
 
@@ -279,12 +276,8 @@ ngx_http_dynroute_guard_tripped(ngx_http_dynroute_main_conf_t *dmcf,
         rc = ngx_http_dynroute_live_read(dmcf->live,
                  [&](const dynroute::State &st) {
                      auto it = st.rollouts.find(std::string(name));
-#if (NGX_HTTP_DYNROUTE_GUARD_STATE)
                      tripped = (it != st.rollouts.end()
                                 && it->second.trip.tripped());
-#else
-                     tripped = (it == st.rollouts.end() && false);
-#endif
                      return std::string();
                  }, ignored);
 
@@ -326,14 +319,8 @@ ngx_http_dynroute_guard_trip(ngx_http_dynroute_main_conf_t *dmcf,
 
         rc = ngx_http_dynroute_live_write(dmcf->live, log, -1,
                  [&](dynroute::State &st) {
-#if (NGX_HTTP_DYNROUTE_GUARD_STATE)
                      dynroute::trip_guard(st, schema, rollout, variant,
                                           reason, vd.detail, at_ms);
-#else
-                     (void) st; (void) schema; (void) rollout;
-                     (void) variant; (void) reason; (void) at_ms;
-                     throw dynroute::ApiError(501, "no trips yet");
-#endif
                  },
                  [](const dynroute::State &) { return std::string(); },
                  body);

@@ -462,6 +462,14 @@ ngx_http_dynroute_metrics_read(ngx_http_dynroute_main_conf_t *dmcf,
                     v.values[j] = ngx_http_dynroute_counted(&var.counters[j]);
                 }
             }
+
+            if (var.guard) {
+                v.guarded = true;
+
+                for (j = 0; j < m::guard_width; j++) {
+                    v.guard[j] = ngx_http_dynroute_counted(&var.guard[j]);
+                }
+            }
         }
     }
 }

@@ -22,9 +22,8 @@
 
 namespace dynroute::guard {
 
-// Until state.hpp carries dynroute::GuardReason (issue 24's state fields):
-// the same values, removed when it does.
-enum class GuardReason : std::uint8_t { errors = 0, latency = 1 };
+// errors, latency (state.hpp): what a trip is for
+using dynroute::GuardReason;
 
 // "guard errors=5% latency=p99:500ms window=10s interval=250ms
 //  min_requests=20 baseline=primary"

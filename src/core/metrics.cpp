@@ -330,6 +330,29 @@ void render_variants(Writer &w, const Snapshot &s)
         w.sample("dynroute_variant_fallbacks_total", l,
                  n(v.values[v_fallbacks]));
     });
+
+    bool guarded = false;
+
+    each_variant([&](const VariantStats &v, const Labels &) {
+        guarded = guarded || v.guarded;
+    });
+
+    if (!guarded) {
+        return;
+    }
+
+    w.family("dynroute_guard_trips_total", "counter",
+             "Times a rollout's guard took a variant to 0%, by why.");
+
+    each_variant([&](const VariantStats &v, const Labels &l) {
+        if (!v.guarded) {
+            return;
+        }
+        w.sample("dynroute_guard_trips_total", with(l, "reason", "errors"),
+                 n(v.guard[g_trips]));
+        w.sample("dynroute_guard_trips_total", with(l, "reason", "latency"),
+                 n(v.guard[g_trips + 1]));
+    });
 }
 
 const char *kind_name(GroupKind k)
@@ -523,11 +546,23 @@ std::string render_stats(const Snapshot &s)
                               {"buckets", std::move(hist)},
                               {"sum", v.values[v_sum_ms] / 1000.0},
                               {"count", count}}}});
+
+            if (v.guarded) {
+                variants.back()["guard_trips"] = {
+                    {"errors", v.guard[g_trips]},
+                    {"latency", v.guard[g_trips + 1]}};
+            }
         }
 
         rollouts.push_back({{"name", ro.name},
                             {"primary", ro.primary},
                             {"variants", std::move(variants)}});
+
+        if (!ro.tripped.empty()) {
+            rollouts.back()["tripped"] = {{"variant", ro.tripped},
+                                          {"reason", ro.tripped_reason},
+                                          {"detail", ro.tripped_detail}};
+        }
     }
 
     out["rollouts"] = std::move(rollouts);

@@ -167,12 +167,19 @@ struct VariantStats {
     std::string upstream;  // live
     std::uint32_t weight = 0;  // live, in 0.01 %
     std::array<std::uint64_t, variant_width> values{};
+    bool guarded = false;  // its rollout has a guard: the words below
+    std::array<std::uint64_t, guard_width> guard{};
 };
 
 struct RolloutStats {
     std::string name;
     std::string primary;  // live
     std::vector<VariantStats> variants;
+    // the guard's trip in force (the runtime state): the variant, empty if
+    // none, its reason ("errors", "latency") and detail
+    std::string tripped;
+    std::string tripped_reason;
+    std::string tripped_detail;
 };
 
 struct Snapshot {

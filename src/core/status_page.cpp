@@ -51,6 +51,7 @@ tbody tr:last-child td{border-bottom:0}
 .mut{color:var(--mut)}
 td.state.up{color:var(--ok)}
 td.state.drain{color:var(--warn)}
+.tripped{color:var(--bad)}
 td.state.failed{color:var(--bad);font-weight:600}
 td.state.down,td.state.removed{color:var(--mut)}
 </style>
@@ -293,6 +294,10 @@ function rollout(r, span) {
     el('h2', {}, 'Rollout ', r.name),
     el('p', { class: 'sub' }, 'primary ', el('b', { class: 'primary' }, r.primary),
        ' · ' + variants.length + ' variants'),
+    r.tripped ? el('p', { class: 'tripped', title: r.tripped.detail },
+                   'guard tripped: ', el('b', {}, r.tripped.variant), ' on ',
+                   el('b', { class: 'reason' }, r.tripped.reason), ' · ',
+                   r.tripped.detail) : '',
     el('table', {},
        el('thead', {}, el('tr', {},
           ...HEAD.map(([h, title], i) =>
