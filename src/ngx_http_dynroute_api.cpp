@@ -84,10 +84,11 @@ enum ngx_http_dynroute_resource_e {
     NGX_HTTP_DYNROUTE_RES_SERVER,
     NGX_HTTP_DYNROUTE_RES_SERVICES,
     NGX_HTTP_DYNROUTE_RES_SERVICE,
-    NGX_HTTP_DYNROUTE_RES_METRICS,
+    NGX_HTTP_DYNROUTE_RES_RAMP,
+    NGX_HTTP_DYNROUTE_RES_METRICS,      /* these three and after: read by
+                                           ngx_http_dynroute_api_metrics */
     NGX_HTTP_DYNROUTE_RES_STATS,
-    NGX_HTTP_DYNROUTE_RES_UI,
-    NGX_HTTP_DYNROUTE_RES_RAMP
+    NGX_HTTP_DYNROUTE_RES_UI
 };
 
 
@@ -1420,7 +1421,8 @@ ngx_http_dynroute_api_handler(ngx_http_request_t *r) noexcept
 
     if (!(r->method & (NGX_HTTP_PATCH|NGX_HTTP_PUT))
         && !(r->method == NGX_HTTP_POST
-             && res == NGX_HTTP_DYNROUTE_RES_SERVERS))
+             && (res == NGX_HTTP_DYNROUTE_RES_SERVERS
+                 || res == NGX_HTTP_DYNROUTE_RES_RAMP)))
     {
         rc = ngx_http_discard_request_body(r);
         if (rc != NGX_OK) {
