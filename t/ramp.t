@@ -291,8 +291,9 @@ is($st, 400, 'a body that is not JSON: 400');
 ($st, $doc) = call($srv, 'PUT', '/api/rollouts/shop/ramp', '{"action": "start"}');
 is($st, 405, 'PUT: 405');
 ($st, $doc) = call($srv, 'POST', '/api/rollouts/shop/ramp', '{"action": "pause"}',
-                   { 'If-Match' => '"1"' });
-is($st, 412, 'If-Match of another generation: 412');
+                   { 'If-Match' => '"99999"' });
+is($st, 409, 'If-Match of another generation: 409');
+like($doc->{error} // '', qr/not 99999 \(If-Match\)/, '... in JSON');
 ($st, $doc) = call($srv, 'POST', '/api/rollouts/shop/ramp', '{"action": "pause"}',
                    { 'Origin' => 'http://evil.example' });
 is($st, 403, 'a cross-site POST: 403');
