@@ -9,7 +9,7 @@ BENCH_PY       := PYTHONDONTWRITEBYTECODE=1 /usr/bin/python3
 
 .PHONY: bench bench-deps bench-micro bench-e2e bench-callgrind bench-large \
         bench-upstreams bench-zone bench-metrics bench-cost bench-smoke \
-        bench-check
+        bench-check bench-guard
 
 bench: bench-micro bench-e2e bench-callgrind bench-large bench-upstreams \
        bench-zone bench-metrics bench-cost
@@ -20,7 +20,7 @@ bench-deps:
 
 BENCH_SCRIPTS := bench/benchlib.py bench/e2e.py bench/callgrind.py \
                  bench/large.py bench/upstreams.py bench/zone.py \
-                 bench/metrics.py bench/cost.py
+                 bench/metrics.py bench/cost.py bench/guard.py
 BENCH_SYNTAX  := $(BENCH_PY) -c 'import ast, sys; \
                  [ast.parse(open(f).read(), f) for f in sys.argv[1:]]'
 
@@ -63,6 +63,12 @@ bench-zone: deps module bench-deps
 bench-metrics: deps module bench-deps
 	BENCH_OUT=$(BENCH_OUT)/metrics MODULE=$(MODULE) NGINX=$(NGINX) \
 	    $(BENCH_PY) bench/metrics.py
+
+# The guard's reaction: wrk against a 10 % canary that starts failing, the
+# time from its first 500 to 0 % in every worker (not part of make bench).
+bench-guard: deps module bench-deps
+	BENCH_OUT=$(BENCH_OUT)/guard MODULE=$(MODULE) NGINX=$(NGINX) \
+	    $(BENCH_PY) bench/guard.py
 
 # The decision's cost in every configuration against a static proxy_pass,
 # for one module: `make bench-cost MODULE=path/to/other.so` measures another

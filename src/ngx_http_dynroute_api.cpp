@@ -37,6 +37,7 @@
 #include <string>
 
 #include "ngx_http_dynroute_api.hpp"
+#include "ngx_http_dynroute_guard.hpp"
 #include "ngx_http_dynroute_live.hpp"
 #include "ngx_http_dynroute_metrics.hpp"
 #include "ngx_http_dynroute_ramp.hpp"
@@ -799,8 +800,15 @@ ngx_http_dynroute_api_rollout(ngx_http_dynroute_api_call_t &c)
 
     if (c.get) {
         return c.read([&c](const dynroute::State &st) {
-            return dynroute::render_rollout_ramp(st, c.schema, c.name,
-                       ngx_http_dynroute_ramp_now());
+            /* with its guard's figures (ngx_http_dynroute_guard.cpp) and
+             * its ramp's (ngx_http_dynroute_ramp.cpp) */
+            return ngx_http_dynroute_guard_answer(
+                       static_cast<ngx_http_dynroute_main_conf_t *>(
+                           ngx_http_get_module_main_conf(c.r,
+                               ngx_http_dynroute_module)),
+                       c.name,
+                       dynroute::render_rollout_ramp(st, c.schema, c.name,
+                           ngx_http_dynroute_ramp_now()));
         });
     }
 
@@ -825,7 +833,12 @@ ngx_http_dynroute_api_ramp(ngx_http_dynroute_api_call_t &c)
     uint64_t  now = ngx_http_dynroute_ramp_now();
 
     auto show = [&c, now](const dynroute::State &st) {
-        return dynroute::render_rollout_ramp(st, c.schema, c.name, now);
+        return ngx_http_dynroute_guard_answer(
+                   static_cast<ngx_http_dynroute_main_conf_t *>(
+                       ngx_http_get_module_main_conf(c.r,
+                           ngx_http_dynroute_module)),
+                   c.name,
+                   dynroute::render_rollout_ramp(st, c.schema, c.name, now));
     };
 
     if (c.get) {

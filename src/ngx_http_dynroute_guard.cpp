@@ -163,8 +163,12 @@ ngx_http_dynroute_guard_init_process(ngx_cycle_t *cycle,
     ngx_http_dynroute_guard_t     *gd;
     ngx_http_dynroute_rollout_t  **rp;
 
+    /* worker 0, or the one process of master_process off; never a
+     * cache manager or loader */
+
     if (ngx_worker != 0 || dmcf == NULL || dmcf->zone == NULL
-        || ngx_process != NGX_PROCESS_WORKER)
+        || (ngx_process != NGX_PROCESS_WORKER
+            && ngx_process != NGX_PROCESS_SINGLE))
     {
         return NGX_OK;
     }
@@ -221,6 +225,51 @@ ngx_http_dynroute_guard_verdict(ngx_http_dynroute_rollout_t *ro, ngx_uint_t v)
     }
 
     return &ro->guard->verdicts[v];
+}
+
+
+std::string
+ngx_http_dynroute_guard_answer(ngx_http_dynroute_main_conf_t *dmcf,
+    std::string_view name, std::string rendered)
+{
+    size_t                         j;
+    ngx_uint_t                     i, v;
+    ngx_http_dynroute_route_t      route;
+    ngx_http_dynroute_rollout_t  **rp, *ro;
+
+    rp = static_cast<ngx_http_dynroute_rollout_t **>(dmcf->rollouts.elts);
+    ro = NULL;
+
+    for (i = 0; i < dmcf->rollouts.nelts; i++) {
+        if (ngx_http_dynroute_view(rp[i]->name) == name) {
+            ro = rp[i];
+            break;
+        }
+    }
+
+    if (ro == NULL || ro->guard == NULL) {
+        return rendered;
+    }
+
+    route = ngx_http_dynroute_live_route(dmcf->live, ro);
+
+    std::vector<g::Published> published(ro->variants.size());
+
+    for (v = 0; v < ro->variants.size(); v++) {
+        published[v].variant = std::string(
+                                   ngx_http_dynroute_view(
+                                       ro->variants[v].name));
+        published[v].primary = (v == route.split.primary);
+
+        if (ro->variants[v].guard) {
+            for (j = 0; j < m::guard_width; j++) {
+                published[v].words[j] = ngx_http_dynroute_counted(
+                                            &ro->variants[v].guard[j]);
+            }
+        }
+    }
+
+    return g::with_guard(rendered, ro->guard->params, published);
 }
 
 

@@ -7,6 +7,8 @@
  */
 #pragma once
 
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "ngx_http_dynroute.hpp"
@@ -41,6 +43,13 @@ ngx_int_t ngx_http_dynroute_guard_check(ngx_conf_t *cf,
 /* a worker's start: worker 0 arms the timer if a rollout is guarded */
 ngx_int_t ngx_http_dynroute_guard_init_process(ngx_cycle_t *cycle,
     ngx_http_dynroute_main_conf_t *dmcf) noexcept;
+
+
+/* GET {prefix}rollouts/NAME: the rollout's answer with its guard's
+ * figures from the zone, or as it is without a guard.  Throws. */
+std::string ngx_http_dynroute_guard_answer(
+    ngx_http_dynroute_main_conf_t *dmcf, std::string_view name,
+    std::string rendered);
 
 
 /* the evaluator's last verdict for variant v of rollout ro in this worker

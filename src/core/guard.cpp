@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <cstring>
 
+#include <nlohmann/json.hpp>
+
 namespace dynroute::guard {
 
 namespace {
@@ -480,6 +482,75 @@ Verdict judge(const Params &p, const Counts &variant, const Counts &primary,
                   static_cast<unsigned long long>(variant.responses), span);
 
     return v;
+}
+
+
+std::string with_guard(const std::string &rendered, const Params &p,
+                       const std::vector<Published> &variants)
+{
+    using nlohmann::ordered_json;
+
+    ordered_json doc = ordered_json::parse(rendered);
+
+    if (!doc.is_object()) {
+        return rendered;
+    }
+
+    ordered_json g = ordered_json::object();
+    ordered_json window = ordered_json::object();
+    bool tripped = doc.contains("guard") && doc["guard"].is_object()
+                   && doc["guard"].contains("tripped");
+    bool waiting = false;
+    std::string q = std::string(p.quantile_name) + "_ms";
+
+    for (const auto &v : variants) {
+        auto outcome = static_cast<Outcome>(v.words[metrics::g_outcome]);
+
+        if (v.primary || v.words[metrics::g_at_ms] == 0
+            || outcome == Outcome::not_judged)
+        {
+            continue;
+        }
+
+        waiting = waiting || outcome == Outcome::waiting;
+
+        ordered_json w = {
+            {"state", outcome_name(outcome)},
+            {"responses", v.words[metrics::g_responses]},
+            {"errors", v.words[metrics::g_errors]}};
+
+        if (p.latency) {
+            w[q] = std::round(v.words[metrics::g_quantile_us] / 100.0) / 10;
+        }
+
+        w["span_s"] = v.words[metrics::g_span_ms] / 1000.0;
+        window[v.variant] = std::move(w);
+    }
+
+    g["state"] = tripped ? "tripped" : (waiting ? "waiting" : "ok");
+
+    if (tripped) {
+        g["tripped"] = doc["guard"]["tripped"];
+    }
+
+    if (p.errors) {
+        g["errors"] = p.errors_pct;
+    }
+
+    if (p.latency) {
+        g["latency"] = std::string(p.quantile_name) + ":"
+                       + std::to_string(p.latency_ms) + "ms";
+    }
+
+    g["window_s"] = p.window_ms / 1000.0;
+    g["interval_ms"] = p.interval_ms;
+    g["min_requests"] = p.min_requests;
+    g["baseline"] = p.baseline_primary ? "primary" : "none";
+    g["window"] = std::move(window);
+
+    doc["guard"] = std::move(g);
+
+    return doc.dump();
 }
 
 }  // namespace dynroute::guard

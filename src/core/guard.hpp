@@ -132,4 +132,20 @@ struct Verdict {
 Verdict judge(const Params &p, const Counts &variant, const Counts &primary,
               std::uint64_t span_ms) noexcept;
 
+// What worker 0 published of a variant's last judgement (the GuardSlot
+// words of the zone), for the API.
+struct Published {
+    std::string variant;
+    bool primary = false;
+    std::array<std::uint64_t, metrics::guard_width> words{};
+};
+
+// A rollout's answer (render_rollout's JSON object) with its guard:
+// "guard": {"state": "ok"|"tripped"|"waiting", "tripped" (kept),
+// "errors", "latency", "window_s", "interval_ms", "min_requests",
+// "baseline", "window": {variant: {"state", "responses", "errors",
+// "pNN_ms", "span_s"}}} for the variants judged.  Throws.
+std::string with_guard(const std::string &rendered, const Params &p,
+                       const std::vector<Published> &variants);
+
 }  // namespace dynroute::guard

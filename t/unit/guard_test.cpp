@@ -291,3 +291,37 @@ TEST(GuardJudge, Latency)
     v = judge(none, counts(50, 0, 7), counts(500, 0, 7), 10000);
     EXPECT_EQ(v.outcome, Outcome::fail);
 }
+
+TEST(GuardAnswer, WithGuard)
+{
+    Params p = parse({"errors=5%", "latency=p99:500ms", "window=10s"});
+    std::vector<Published> vs(3);
+    vs[0].variant = "stable";
+    vs[0].primary = true;
+    vs[0].words[m::g_at_ms] = 1;
+    vs[1].variant = "canary";
+    vs[1].words[m::g_outcome] = static_cast<std::uint64_t>(Outcome::waiting);
+    vs[1].words[m::g_responses] = 7;
+    vs[1].words[m::g_errors] = 1;
+    vs[1].words[m::g_quantile_us] = 12345;
+    vs[1].words[m::g_span_ms] = 2500;
+    vs[1].words[m::g_at_ms] = 1;
+    vs[2].variant = "dark";  // never judged
+
+    EXPECT_EQ(with_guard("{\"name\":\"shop\"}", p, vs),
+              "{\"name\":\"shop\",\"guard\":{\"state\":\"waiting\","
+              "\"errors\":5.0,\"latency\":\"p99:500ms\",\"window_s\":10.0,"
+              "\"interval_ms\":250,\"min_requests\":20,"
+              "\"baseline\":\"primary\",\"window\":{\"canary\":{"
+              "\"state\":\"waiting\",\"responses\":7,\"errors\":1,"
+              "\"p99_ms\":12.3,\"span_s\":2.5}}}}");
+
+    vs[1].words[m::g_outcome] = static_cast<std::uint64_t>(Outcome::pass);
+    std::string tripped = with_guard(
+        "{\"guard\":{\"tripped\":{\"variant\":\"canary\"}},\"name\":\"x\"}",
+        p, vs);
+    EXPECT_NE(tripped.find("{\"guard\":{\"state\":\"tripped\",\"tripped\":"
+                           "{\"variant\":\"canary\"},"),
+              std::string::npos)
+        << tripped;
+}
