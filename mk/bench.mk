@@ -9,7 +9,7 @@ BENCH_PY       := PYTHONDONTWRITEBYTECODE=1 /usr/bin/python3
 
 .PHONY: bench bench-deps bench-micro bench-e2e bench-callgrind bench-large \
         bench-upstreams bench-zone bench-metrics bench-cost bench-smoke \
-        bench-check bench-guard
+        bench-check bench-guard bench-ramp
 
 bench: bench-micro bench-e2e bench-callgrind bench-large bench-upstreams \
        bench-zone bench-metrics bench-cost
@@ -69,6 +69,12 @@ bench-metrics: deps module bench-deps
 bench-guard: deps module bench-deps
 	BENCH_OUT=$(BENCH_OUT)/guard MODULE=$(MODULE) NGINX=$(NGINX) \
 	    $(BENCH_PY) bench/guard.py
+
+# Ramps alone (bench/guard.py's ramp part): a 5-step ramp under wrk to
+# 100 %, and one whose canary fails at the third step (not in make bench).
+bench-ramp: deps module bench-deps
+	BENCH_OUT=$(BENCH_OUT)/ramp BENCH_PARTS=ramp MODULE=$(MODULE) \
+	    NGINX=$(NGINX) $(BENCH_PY) bench/guard.py
 
 # The decision's cost in every configuration against a static proxy_pass,
 # for one module: `make bench-cost MODULE=path/to/other.so` measures another
