@@ -22,11 +22,10 @@ into it), BENCH_CONNECTIONS (16), BENCH_GUARD (the guard's parameters).
 Then the ramp part (make bench-ramp runs it alone: BENCH_PARTS=ramp): the
 canary at 0 % with BENCH_RAMP ("canary 1% 5% 25% 50% 100% hold=2s") and
 BENCH_RAMP_GUARD ("errors=5% window=1s interval=100ms min_requests=20"),
-started through the API under wrk (BENCH_RAMP_DURATION, 30 s at most: the
-poll stops at the end state).  Healthy, it must reach done with wrk's
-failed requests counted; with the canary failing from the third step, it
-must stop there (aborted by the guard), with the failed requests counted
-and the time from the first failure to the abort.
+started through the API under wrk (BENCH_RAMP_DURATION, 20 s).  Healthy,
+it must reach done, wrk's failed requests counted; with the canary failing
+from the third step, it must stop there (aborted by the guard), with the
+failed requests and the time from the first failure to the abort.
 
 Results in $BENCH_OUT/results.md.
 """
@@ -53,7 +52,7 @@ PARTS = os.environ.get("BENCH_PARTS", "guard,ramp").split(",")
 RAMP = os.environ.get("BENCH_RAMP", "canary 1% 5% 25% 50% 100% hold=2s")
 RAMP_GUARD = os.environ.get(
     "BENCH_RAMP_GUARD", "errors=5% window=1s interval=100ms min_requests=20")
-RAMP_DURATION = b.env_float("BENCH_RAMP_DURATION", 30)
+RAMP_DURATION = b.env_float("BENCH_RAMP_DURATION", 20)
 
 
 def backend(prefix, ports, flag):
@@ -77,17 +76,18 @@ def backend(prefix, ports, flag):
 
 
 def front(prefix, port, ports, ramp=None):
-    weights = ("90%%", "10%%") if ramp is None else ("100%%", "0%%")
-    http = b.upstreams(ports) + ("" if ramp is None else """
-    error_log %s/ramp.log notice;""" % prefix) + """
+    weights = ("90%", "10%") if ramp is None else ("100%", "0%")
+    lines = ""
+    if ramp is not None:
+        lines = "\n        ramp     %s;" % ramp
+    http = b.upstreams(ports) + """
     dynroute_zone routes 1m;
     dynroute_rollout shop {
         variant  stable  service_a  %s;
         variant  canary  service_b  %s;
         key      $request_id;
-        guard    %%s;%s
-    }""" % (weights[0], weights[1],
-            "" if ramp is None else "\n        ramp     %s;" % ramp) + """
+        guard    %s;%s
+    }
     dynroute_table main { default shop; }
     server {
         listen 127.0.0.1:%d;
@@ -95,14 +95,19 @@ def front(prefix, port, ports, ramp=None):
             dynroute    main;
             proxy_pass  http://$dynroute_upstream;
         }
-        location /dynroute/ { allow 127.0.0.1; deny all; dynroute_api; }
+        location /dynroute/ { allow 127.0.0.1; deny all; dynroute_api%s; }
     }
-""" % (GUARD if ramp is None else RAMP_GUARD, port)
+""" % (weights[0], weights[1], GUARD if ramp is None else RAMP_GUARD, lines,
+       port, "" if ramp is None else " write=on")
     n = b.Nginx("front", prefix, http, [port])
     with open(n.conf) as f:
         conf = f.read()
     with open(n.conf, "w") as f:
-        f.write(conf.replace("worker_processes 1;", "worker_processes 2;"))
+        conf = conf.replace("worker_processes 1;", "worker_processes 2;")
+        if ramp is not None:
+            # the ramp's moves are logged at notice, by worker 0's timer
+            conf = conf.replace("error.log warn;", "error.log notice;")
+        f.write(conf)
     return n
 
 
@@ -167,7 +172,7 @@ def ramp_round(fail_at_step):
     final = rollout(port) or {}
     errors = fr.errors() + back.errors()
     notices = []
-    with open(os.path.join(out, "front", "ramp.log")) as f:
+    with open(os.path.join(out, "front", "error.log")) as f:
         notices = [line.split("] ", 1)[-1].strip() for line in f
                    if 'ramp: variant' in line]
     fr.stop()
