@@ -173,7 +173,7 @@ def ramp_round(fail_at_step):
     errors = fr.errors() + back.errors()
     notices = []
     with open(os.path.join(out, "front", "error.log")) as f:
-        notices = [line.split("] ", 1)[-1].strip() for line in f
+        notices = [line[line.index('rollout "'):].strip() for line in f
                    if 'ramp: variant' in line]
     fr.stop()
     back.stop()

@@ -275,6 +275,37 @@ is($ro->{ramp}{step}, $before->{ramp}{step}, '... at the same step');
 is($ro->{variants}{canary}{weight}, $before->{variants}{canary}{weight},
    '... at the same weight');
 
+# ---- dynroutectl ramp: where it stands, and the actions --------------------
+
+{
+    my $node = "http://127.0.0.1:$srv->{port}/api/";
+    my $ctl = sub {
+        my $out = `python3 tools/dynroutectl --node $node ramp @_ 2>&1`;
+        return ($? >> 8, $out);
+    };
+    my ($code, $out) = $ctl->('shop');
+    is($code, 0, 'dynroutectl ramp shop: exit 0');
+    my $at = $ro->{ramp}{step};
+    my @marks = map { $_ == $at ? "[$ro->{ramp}{steps}[$_]%]" : "$ro->{ramp}{steps}[$_]%" } 0 .. 4;
+    like($out, qr/^  rollout shop: ramp of canary \Q@marks\E, hold 1s$/m,
+         '... shows the steps, the one in force marked');
+    like($out, qr/^    running at step ${\($at + 1)} of 5 \(\d+%\), held [\d.]+s, next in [\d.]+s$/m,
+         '... where it stands');
+    like($out, qr/^    why: held [\d.]+m?s at \d+%, \d+\.\d% 5xx of \d+ responses$/m,
+         '... and why it moved') or diag($out);
+    ($code, $out) = $ctl->('shop', 'pause');
+    is($code, 0, 'dynroutectl ramp shop pause: exit 0');
+    like($out, qr/: ok, generation \d+, pause\n.*\n    paused at step/s, '... paused') or diag($out);
+    ($code, $out) = $ctl->('shop', 'pause');
+    is($code, 1, 'pause again: exit 1');
+    like($out, qr/409 Conflict: cannot pause the ramp of rollout "shop": it is paused already/,
+         '... with the API\'s reason') or diag($out);
+    ($code, $out) = $ctl->('plain');
+    like($out, qr/rollout plain has no ramp/, 'a rollout without a ramp: said');
+    ($code, $out) = $ctl->('shop', 'resume');
+    is($code, 0, 'resume: exit 0');
+}
+
 # ---- refusals -----------------------------------------------------------------
 
 ($st, $doc) = action($srv, 'start', 'plain');
