@@ -7,8 +7,9 @@
 # file, the metrics, {prefix}stats and error.log; an operator's PATCH
 # clears it, and the canary still failing is tripped again; a reload keeps
 # the trip and the new worker 0 judges; requests that reach the rollout
-# through an internal redirect count as the counters count them; the
-# refused configurations.  Loopback only; every wait is a bounded poll.
+# through an internal redirect count as the counters count them, those of
+# auth_request subrequests do not (as the metrics); the refused
+# configurations.  Loopback only; every wait is a bounded poll.
 use strict;
 use warnings;
 use lib 't/lib';
@@ -307,6 +308,26 @@ CONF
        "min_requests: the window's figures ($g->{window}{canary}{errors} of $g->{window}{canary}{responses})");
     ok(!exists $g->{window}{stable}, 'min_requests: the primary is not judged');
     error_log_ok(stop_nginx($srv), 'min_requests');
+}
+
+# ---- subrequests are not counted, so they trip nothing -----------------------
+
+{
+    my $srv = start_nginx(http_config => $backends . $shop, config => $config . <<'CONF',
+    location /sub/ { auth_request /auth; proxy_pass http://service_a; }
+    location = /auth {
+        internal;
+        dynroute    main;
+        proxy_pass  http://$dynroute_upstream;
+    }
+CONF
+        workers => 2);
+    my ($took, $fails, $sent) = load_until($srv, 2, tripped($srv), '/sub/');
+    ok(!defined $took && $fails > 10,
+       "subrequests: $fails canary failures of $sent auth_request subrequests, no trip");
+    ($took) = load_until($srv, 10, tripped($srv));
+    ok(defined $took && $took < 2, 'subrequests: the main requests then trip it');
+    error_log_ok(stop_nginx($srv), 'subrequests');
 }
 
 run_tests();
