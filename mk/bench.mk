@@ -1,4 +1,4 @@
-# Benchmarks: `make bench` runs all eight (about 16 minutes); see
+# Benchmarks: `make bench` runs all ten (about 18 minutes); see
 # bench/README.md.  Knobs are environment variables (BENCH_ROUNDS,
 # BENCH_DURATION, ...), documented there.
 
@@ -9,10 +9,10 @@ BENCH_PY       := PYTHONDONTWRITEBYTECODE=1 /usr/bin/python3
 
 .PHONY: bench bench-deps bench-micro bench-e2e bench-callgrind bench-large \
         bench-upstreams bench-zone bench-metrics bench-cost bench-smoke \
-        bench-check bench-guard bench-ramp
+        bench-check bench-guard bench-health bench-ramp
 
 bench: bench-micro bench-e2e bench-callgrind bench-large bench-upstreams \
-       bench-zone bench-metrics bench-cost
+       bench-zone bench-metrics bench-cost bench-guard bench-health
 	@echo "bench: results in $(BENCH_OUT)/*/results.md"
 
 bench-deps:
@@ -20,7 +20,8 @@ bench-deps:
 
 BENCH_SCRIPTS := bench/benchlib.py bench/e2e.py bench/callgrind.py \
                  bench/large.py bench/upstreams.py bench/zone.py \
-                 bench/metrics.py bench/cost.py bench/guard.py
+                 bench/metrics.py bench/cost.py bench/guard.py \
+                 bench/health.py
 BENCH_SYNTAX  := $(BENCH_PY) -c 'import ast, sys; \
                  [ast.parse(open(f).read(), f) for f in sys.argv[1:]]'
 
@@ -65,16 +66,22 @@ bench-metrics: deps module bench-deps
 	    $(BENCH_PY) bench/metrics.py
 
 # The guard's reaction: wrk against a 10 % canary that starts failing, the
-# time from its first 500 to 0 % in every worker (not part of make bench).
+# time from its first 500 to 0 % in every worker.
 bench-guard: deps module bench-deps
 	BENCH_OUT=$(BENCH_OUT)/guard MODULE=$(MODULE) NGINX=$(NGINX) \
 	    $(BENCH_PY) bench/guard.py
 
-# Ramps alone (bench/guard.py's ramp part): a 5-step ramp under wrk to
-# 100 %, and one whose canary fails at the third step (not in make bench).
+# Ramps alone (bench/guard.py's ramp part, which bench-guard runs too): a
+# 5-step ramp under wrk to 100 %, and one whose canary fails at the third
+# step.
 bench-ramp: deps module bench-deps
 	BENCH_OUT=$(BENCH_OUT)/ramp BENCH_PARTS=ramp MODULE=$(MODULE) \
 	    NGINX=$(NGINX) $(BENCH_PY) bench/guard.py
+
+# dynroute_health_check: 1,000 servers checked every second, against none
+bench-health: deps module bench-deps
+	BENCH_OUT=$(BENCH_OUT)/health MODULE=$(MODULE) NGINX=$(NGINX) \
+	    $(BENCH_PY) bench/health.py
 
 # The decision's cost in every configuration against a static proxy_pass,
 # for one module: `make bench-cost MODULE=path/to/other.so` measures another

@@ -12,6 +12,7 @@
  *   zone, view, state_file  the runtime state    api        dynroute_api
  *   metrics      counters, the log handler       health     dynroute_health
  *   servers      dynroute_servers
+ *   health_check dynroute_health_check
  *
  * The matching itself lives in src/core (no nginx headers).  Every function
  * nginx calls is noexcept and catches what the core may throw at
@@ -25,6 +26,7 @@
 #include "ngx_http_dynroute_decision.hpp"
 #include "ngx_http_dynroute_guard.hpp"
 #include "ngx_http_dynroute_health.hpp"
+#include "ngx_http_dynroute_health_check.hpp"
 #include "ngx_http_dynroute_live.hpp"
 #include "ngx_http_dynroute_metrics.hpp"
 #include "ngx_http_dynroute_rollout.hpp"
@@ -110,6 +112,13 @@ static ngx_command_t  ngx_http_dynroute_commands[] = {
     { ngx_string("dynroute_servers"),
       NGX_HTTP_UPS_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE12,
       ngx_http_dynroute_servers,
+      NGX_HTTP_SRV_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("dynroute_health_check"),
+      NGX_HTTP_UPS_CONF|NGX_CONF_ANY,
+      ngx_http_dynroute_health_check,
       NGX_HTTP_SRV_CONF_OFFSET,
       0,
       NULL },
@@ -271,6 +280,7 @@ ngx_http_dynroute_init_process(ngx_cycle_t *cycle) noexcept
     if (dmcf && dmcf->zone) {
         ngx_http_dynroute_live_adopt(dmcf->live, cycle->log);
         (void) ngx_http_dynroute_guard_init_process(cycle, dmcf);
+        ngx_http_dynroute_health_check_start(cycle, dmcf);
     }
 
     /*
@@ -328,6 +338,7 @@ ngx_http_dynroute_init(ngx_conf_t *cf) noexcept
         || ngx_http_dynroute_add_stand_in(cf) != NGX_OK
         || ngx_http_dynroute_balancer_check(cf, dmcf) != NGX_OK
         || ngx_http_dynroute_servers_check(cf, dmcf) != NGX_OK
+        || ngx_http_dynroute_health_check_init(cf, dmcf) != NGX_OK
         || ngx_http_dynroute_services_check(cf, dmcf) != NGX_OK
         || ngx_http_dynroute_metrics_log_init(cf, dmcf) != NGX_OK
         || ngx_http_dynroute_rollout_filter_init(cf, dmcf) != NGX_OK

@@ -680,6 +680,7 @@ static ngx_int_t
 ngx_http_dynroute_servers_get(ngx_peer_connection_t *pc, void *data)
     noexcept
 {
+    ngx_time_t                        *tp;
     ngx_http_dynroute_entry_t         *e;
     ngx_http_dynroute_servers_peer_t  *sp;
 
@@ -698,10 +699,19 @@ ngx_http_dynroute_servers_get(ngx_peer_connection_t *pc, void *data)
         }
     }
 
-    e = sp->ring ? ngx_http_dynroute_servers_hash_get(*sp->list, *sp->ring,
-                                                      sp->cursor, sp->t,
-                                                      ngx_time())
-                 : dynroute::balance::get(*sp->list, sp->t, ngx_time());
+    if (sp->ring) {
+        e = ngx_http_dynroute_servers_hash_get(*sp->list, *sp->ring,
+                                               sp->cursor, sp->t, ngx_time());
+
+    } else if (sp->list->slow_start_ms) {
+        tp = ngx_timeofday();
+        e = dynroute::balance::get(*sp->list, sp->t, ngx_time(),
+                                   static_cast<uint64_t>(tp->sec) * 1000
+                                   + tp->msec);
+
+    } else {
+        e = dynroute::balance::get(*sp->list, sp->t, ngx_time());
+    }
 
     if (e == NULL) {
         pc->name = sp->members->name;
@@ -922,6 +932,38 @@ ngx_http_dynroute_servers_info(ngx_conf_t *cf,
 }
 
 
+ngx_http_dynroute_members_t *
+ngx_http_dynroute_servers_members_of(ngx_http_upstream_srv_conf_t *uscf)
+    noexcept
+{
+    if (uscf->peer.init_upstream != ngx_http_dynroute_servers_init_upstream) {
+        return NULL;
+    }
+
+    return &static_cast<ngx_http_dynroute_servers_conf_t *>(uscf->peer.data)
+                ->members;
+}
+
+
+ngx_http_dynroute_peer_t *
+ngx_http_dynroute_members_slot(ngx_http_dynroute_members_t *m, uint32_t id)
+    noexcept
+{
+    ngx_http_dynroute_peer_t     *slot;
+    ngx_http_dynroute_slot_id_t  *found;
+
+    found = ngx_http_dynroute_members_find(m, id);
+
+    if (found->id != id) {
+        return NULL;
+    }
+
+    slot = &m->slots[found->slot];
+
+    return (slot->id == id && !slot->removed) ? slot : NULL;
+}
+
+
 /* the cell at offset off of a zone, if it lies in the zone; or NULL */
 
 uint64_t *
@@ -1024,6 +1066,7 @@ ngx_http_dynroute_members_fill(ngx_http_dynroute_members_t *m,
         ngx_http_dynroute_peer_place(next, n, cur, slot,
                                      static_cast<uint32_t>(slot - m->slots),
                                      fresh, s, i < g.primaries());
+        next->entries[n].cell = m->health ? slot->cell : NULL;
         n++;
     }
 
@@ -1095,6 +1138,11 @@ ngx_http_dynroute_members_cells(ngx_http_dynroute_members_t *m, u_char *zone,
         if (found->id == s.id && m->written == 0) {
             m->slots[found->slot].cell = ngx_http_dynroute_members_cell(m,
                                                                       s.cell);
+
+            if (m->health) {
+                m->list[m->current].entries[m->slots[found->slot].entry]
+                    .cell = m->slots[found->slot].cell;
+            }
         }
     }
 }

@@ -95,6 +95,10 @@ typedef struct {
     /* the zone, where the blocks' cell offsets point (set by the view) */
     u_char                        *zone;
     size_t                         zone_size;
+
+    struct ngx_http_dynroute_hc_s *health;    /* dynroute_health_check, or
+                                                 NULL: the lists' entries
+                                                 point at their cells */
 } ngx_http_dynroute_members_t;
 
 
@@ -113,6 +117,16 @@ uint64_t *ngx_http_dynroute_cell_at(u_char *zone, size_t zone_size,
     uint64_t off) noexcept;
 void ngx_http_dynroute_servers_counted(uint64_t *cell, ngx_http_upstream_t *u,
     ngx_uint_t state, time_t until) noexcept;
+
+/*
+ * dynroute_health_check: the members of the upstream whose block is being
+ * read, if it has dynroute_servers (NULL otherwise); and the slot of
+ * server id in the list in use (NULL if it is not in it).
+ */
+ngx_http_dynroute_members_t *ngx_http_dynroute_servers_members_of(
+    ngx_http_upstream_srv_conf_t *uscf) noexcept;
+ngx_http_dynroute_peer_t *ngx_http_dynroute_members_slot(
+    ngx_http_dynroute_members_t *m, uint32_t id) noexcept;
 
 /* the groups of the configuration: dmcf->servers.nelts of them */
 ngx_http_dynroute_members_t *ngx_http_dynroute_servers_members(

@@ -538,7 +538,9 @@ ngx_http_dynroute_servers_hash_get(const ngx_http_dynroute_list_t &list,
                 continue;
             }
 
-            if (peer.down || peer.drain) {
+            if (peer.down || peer.drain
+                || dynroute::balance::unhealthy(peer))
+            {
                 continue;
             }
 

@@ -1857,7 +1857,8 @@ ngx_http_dynroute_groups_locked(ngx_http_dynroute_live_t *live,
             st.weight = s.weight;
             st.backup = s.backup;
             st.state = mx::server_state(false, s.down, s.drain,
-                                        st.values[mx::s_disabled_until], now);
+                                        st.values[mx::s_disabled_until], now,
+                                        st.values[mx::s_health]);
         }
 
         for (r = live->sh->retired; r; r = r->next) {
@@ -1880,6 +1881,7 @@ ngx_http_dynroute_groups_locked(ngx_http_dynroute_live_t *live,
 
         gs.name = std::string(ngx_http_dynroute_view(*m->name));
         gs.kind = mx::GroupKind::upstream;
+        gs.checked = m->health != NULL;
 
         p = ngx_http_dynroute_group_of(live, v, m->key);
 

@@ -22,6 +22,9 @@
 #include <cstdint>
 #include <ctime>
 
+#include "health_check.hpp"
+#include "metrics.hpp"
+
 namespace dynroute::balance {
 
 // One server of a packed list: nginx's fields of ngx_http_upstream_rr_peer_t
@@ -39,7 +42,34 @@ struct Entry {
     std::uint32_t slot = 0;
     bool down = false;
     bool drain = false;
+    // dynroute_health_check: the server's cell (metrics::ServerSlot), whose
+    // health word a pick reads; nullptr: not checked
+    const std::uint64_t *cell = nullptr;
 };
+
+// Whether the health check found e's server down (the cell is shared: every
+// worker sees it at its next pick), and what a pick adds to its current
+// weight with slow start (slow_start_ms 0: its effective weight as is).
+template <class E>
+bool unhealthy(const E &e) noexcept {
+    return e.cell && health::down(__atomic_load_n(&e.cell[metrics::s_health],
+                                                  __ATOMIC_RELAXED));
+}
+
+template <class E>
+std::intptr_t added(const E &e, std::uint64_t slow_start_ms,
+                    std::uint64_t now_ms) noexcept {
+    if (slow_start_ms == 0) {
+        return e.effective_weight;
+    }
+    if (e.cell) {
+        return health::ramp(e.effective_weight,
+                            __atomic_load_n(&e.cell[metrics::s_up_since_ms],
+                                            __ATOMIC_RELAXED),
+                            now_ms, slow_start_ms);
+    }
+    return e.effective_weight * health::scale;
+}
 
 // A list as a pick sees it: primaries at [0, primaries), backups after them;
 // tries is what tries() counts, kept by whoever fills the list (nginx's
@@ -50,6 +80,7 @@ struct List {
     std::size_t primaries = 0;
     std::size_t backups = 0;
     std::uintptr_t tries = 0;
+    std::uint64_t slow_start_ms = 0;  // dynroute_health_check slow_start=
 
     // nginx's peers->single: no weights, no failures counted
     bool single() const noexcept { return primaries == 1 && backups == 0; }
@@ -86,7 +117,8 @@ std::uintptr_t tries(const List<E> &list) noexcept {
 // ngx_http_upstream_get_peer over n entries: the index picked, or n.
 template <class E>
 std::size_t pick_in(E *peers, std::size_t n, std::uintptr_t *tried,
-                    std::time_t now) noexcept {
+                    std::time_t now, std::uint64_t slow_start_ms = 0,
+                    std::uint64_t now_ms = 0) noexcept {
     E *best = nullptr;
     std::intptr_t total = 0;
     std::size_t p = n;
@@ -98,7 +130,7 @@ std::size_t pick_in(E *peers, std::size_t n, std::uintptr_t *tried,
         if (tried[i / word_bits] & m) {
             continue;
         }
-        if (peer.down || peer.drain) {
+        if (peer.down || peer.drain || unhealthy(peer)) {
             continue;
         }
         if (peer.max_fails && peer.fails >= peer.max_fails
@@ -106,8 +138,9 @@ std::size_t pick_in(E *peers, std::size_t n, std::uintptr_t *tried,
             continue;
         }
 
-        peer.current_weight += peer.effective_weight;
-        total += peer.effective_weight;
+        std::intptr_t w = added(peer, slow_start_ms, now_ms);
+        peer.current_weight += w;
+        total += w;
 
         if (peer.effective_weight < peer.weight) {
             peer.effective_weight++;
@@ -136,7 +169,8 @@ std::size_t pick_in(E *peers, std::size_t n, std::uintptr_t *tried,
 // ngx_http_upstream_get_round_robin_peer: the entry for the next try (its
 // index in t.current), or nullptr when no server is left (NGX_BUSY).
 template <class E>
-E *get(const List<E> &list, Try &t, std::time_t now) noexcept {
+E *get(const List<E> &list, Try &t, std::time_t now,
+       std::uint64_t now_ms = 0) noexcept {
     for (;;) {
         std::size_t base = t.backup ? list.primaries : 0;
         std::size_t n = t.backup ? list.backups : list.primaries;
@@ -144,11 +178,11 @@ E *get(const List<E> &list, Try &t, std::time_t now) noexcept {
         std::size_t p = n;
 
         if (!t.backup && list.single()) {
-            if (!(peers[0].down || peers[0].drain)) {
+            if (!(peers[0].down || peers[0].drain || unhealthy(peers[0]))) {
                 p = 0;
             }
         } else if (n) {
-            p = pick_in(peers, n, t.tried, now);
+            p = pick_in(peers, n, t.tried, now, list.slow_start_ms, now_ms);
         }
 
         if (p < n) {

@@ -1,5 +1,6 @@
 // Metrics: see metrics.hpp.
 #include "metrics.hpp"
+#include "health_check.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -148,6 +149,7 @@ const char *state_name(ServerState s) noexcept
     case ServerState::drain: return "drain";
     case ServerState::failed: return "failed";
     case ServerState::removed: return "removed";
+    case ServerState::unhealthy: return "unhealthy";
     }
 
     return "up";
@@ -170,6 +172,20 @@ ServerState server_state(bool removed, bool down, bool drain,
     }
 
     return disabled_until > now_s ? ServerState::failed : ServerState::up;
+}
+
+ServerState server_state(bool removed, bool down, bool drain,
+                         std::uint64_t disabled_until, std::uint64_t now_s,
+                         std::uint64_t health) noexcept
+{
+    ServerState s = server_state(removed, down, drain, disabled_until, now_s);
+
+    if ((s == ServerState::up || s == ServerState::failed)
+        && health::down(health)) {
+        return ServerState::unhealthy;
+    }
+
+    return s;
 }
 
 std::string escape_label(std::string_view v)
@@ -426,6 +442,35 @@ void render_groups(Writer &w, const Snapshot &s)
         }
     });
 
+    bool checked = false;
+
+    for (const auto &g : s.groups) {
+        checked = checked || g.checked;
+    }
+
+    if (checked) {
+        w.family("dynroute_server_checks_total", "counter",
+                 "Active health checks (dynroute_health_check) of a server, "
+                 "by result.");
+    }
+
+    for (const auto &g : s.groups) {
+        if (!g.checked) {
+            continue;
+        }
+
+        for (const auto &sv : g.servers) {
+            Labels l{{"upstream", g.name}, {"server", sv.name}};
+            std::uint64_t checks = sv.values[s_checks];
+            std::uint64_t failed = sv.values[s_check_failures];
+
+            w.sample("dynroute_server_checks_total", with(l, "result", "pass"),
+                     n(checks > failed ? checks - failed : 0));
+            w.sample("dynroute_server_checks_total", with(l, "result", "fail"),
+                     n(failed));
+        }
+    }
+
     w.family("dynroute_upstream_servers", "gauge",
              "Servers in a group's list (an upstream with dynroute_servers "
              "or a runtime service); removed ones left out.");
@@ -590,6 +635,17 @@ std::string render_stats(const Snapshot &s)
                  {"responses", std::move(responses)},
                  {"fails", sv.values[s_fails]},
                  {"disabled_until", sv.values[s_disabled_until]}});
+
+            if (g.checked) {
+                health::Health h = health::unpack(sv.values[s_health]);
+
+                servers.back()["health"] = {
+                    {"state", health::state_name(h.state)},
+                    {"checks", sv.values[s_checks]},
+                    {"failures", sv.values[s_check_failures]},
+                    {"last_probe", h.last_probe_ms / 1000.0},
+                    {"up_since", sv.values[s_up_since_ms] / 1000.0}};
+            }
         }
 
         groups.push_back({{"name", g.name},

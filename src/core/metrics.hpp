@@ -78,7 +78,7 @@ enum TableSlot : std::size_t {
 // writer makes it in the zone's slab when it adds the server; workers only
 // add to it (picked, released, responses, fails) or store to it
 // (disabled_until), with relaxed atomics, and the writer stores retired.
-// Ten words are used; a cell takes cell_bytes, the slab's size class for
+// Fourteen words are used (the glue keeps two more); a cell takes cell_bytes, the slab's size class for
 // them (nginx's slab rounds an allocation up to a power of two), so two
 // cells never share a cache line.
 enum ServerSlot : std::size_t {
@@ -92,7 +92,16 @@ enum ServerSlot : std::size_t {
                                       // take-out ends; stored, 0: never
     s_retired_ms = s_disabled_until + 1,  // the writer's clock, ms, when the
                                           // server left its list; 0: in one
-    server_width = s_retired_ms + 1
+    // dynroute_health_check (health_check.hpp), stored by the worker that
+    // probes the server:
+    s_health = s_retired_ms + 1,  // state, consecutive count, last probe
+                                  // (health::pack)
+    s_up_since_ms = s_health + 1,  // ms since the epoch when it came back
+                                   // up after being down (slow start); 0:
+                                   // never
+    s_checks = s_up_since_ms + 1,   // probes, in all
+    s_check_failures = s_checks + 1,  // probes that failed
+    server_width = s_check_failures + 1
 };
 inline constexpr std::size_t cell_bytes = 128;
 static_assert(server_width * sizeof(std::uint64_t) <= cell_bytes);
@@ -115,10 +124,13 @@ bool cell_may_free(std::uint64_t picked, std::uint64_t released,
                    std::uint64_t retired_ms, std::uint64_t now_ms) noexcept;
 
 // A server's one state, as the metrics and the status page show it.
-enum class ServerState : std::uint8_t { up, down, drain, failed, removed };
-inline constexpr std::size_t server_states = 5;
+enum class ServerState : std::uint8_t {
+    up, down, drain, failed, removed,
+    unhealthy  // dynroute_health_check found it down
+};
+inline constexpr std::size_t server_states = 6;
 
-// "up", "down", "drain", "failed", "removed".
+// "up", "down", "drain", "failed", "removed", "unhealthy".
 const char *state_name(ServerState s) noexcept;
 
 // The state of a server from its flags and its cell: removed (retired,
@@ -127,6 +139,12 @@ const char *state_name(ServerState s) noexcept;
 ServerState server_state(bool removed, bool down, bool drain,
                          std::uint64_t disabled_until,
                          std::uint64_t now_s) noexcept;
+
+// The same, with the cell's health word: unhealthy (health::down) comes
+// after drain and before failed.
+ServerState server_state(bool removed, bool down, bool drain,
+                         std::uint64_t disabled_until, std::uint64_t now_s,
+                         std::uint64_t health) noexcept;
 
 struct ServerStats {
     std::string name;  // canonical: 10.0.0.5:8080, [2001:db8::5]:8080,
@@ -147,6 +165,7 @@ enum class GroupKind : std::uint8_t {
 struct GroupStats {
     std::string name;
     GroupKind kind = GroupKind::upstream;
+    bool checked = false;  // dynroute_health_check: its servers' checks
     std::vector<ServerStats> servers;
 };
 

@@ -52,7 +52,7 @@ tbody tr:last-child td{border-bottom:0}
 td.state.up{color:var(--ok)}
 td.state.drain{color:var(--warn)}
 .tripped{color:var(--bad)}
-td.state.failed{color:var(--bad);font-weight:600}
+td.state.failed,td.state.unhealthy{color:var(--bad);font-weight:600}
 td.state.down,td.state.removed{color:var(--mut)}
 </style>
 </head>
@@ -319,6 +319,9 @@ function serverRow(g, sv, span, now) {
        sv.backup ? el('span', { class: 'mut' }, ' (backup)') : ''),
     el('td', Object.assign({ class: 'state ' + state },
                            until > now ? { title: 'taken out by max_fails until ' + clock(until) }
+                           : sv.health ? { title: 'health check: ' + sv.health.state + ', '
+                                           + num(sv.health.failures) + ' of '
+                                           + num(sv.health.checks) + ' probes failed' }
                            : {}), state),
     el('td', { class: 'weight' }, num(sv.weight)),
     el('td', { class: 'rate' }, on ? fmtRate(delta(k + 'req') / span) : '–'),
@@ -330,7 +333,7 @@ function serverRow(g, sv, span, now) {
 }
 
 const GROUP_HEAD = [
-  ['Server', 'canonical address'], ['State', 'up, down, drain, failed (max_fails), removed'],
+  ['Server', 'canonical address'], ['State', 'up, down, drain, unhealthy (health check), failed (max_fails), removed'],
   ['Weight', ''], ['Requests/s', 'tries it was given, over the window'],
   ['5xx', 'share of its responses with a 5xx status, over the window'],
   ['In flight', 'tries given and not yet done'],

@@ -258,12 +258,15 @@ TEST(Metrics, Stats)
 
 TEST(Metrics, ServerCellLayout)
 {
-    // picked, released, 5 classes, fails, disabled_until, retired_ms
+    // picked, released, 5 classes, fails, disabled_until, retired_ms,
+    // then the health check's health, up_since_ms, checks, check_failures
     EXPECT_EQ(s_picked, 0u);
     EXPECT_EQ(s_released, 1u);
     EXPECT_EQ(s_fails, s_responses + classes);
     EXPECT_EQ(s_disabled_until, s_fails + 1);
-    EXPECT_EQ(server_width, 10u);
+    EXPECT_EQ(s_health, s_retired_ms + 1);
+    EXPECT_EQ(s_check_failures, s_health + 3);
+    EXPECT_EQ(server_width, 14u);
     // the slab's size class: the power of two the words round up to
     EXPECT_EQ(cell_bytes, 128u);
     EXPECT_EQ(cell_bytes & (cell_bytes - 1), 0u);
@@ -372,12 +375,12 @@ TEST(Metrics, PrometheusGroups)
     EXPECT_TRUE(has_line(text, "dynroute_upstream_servers{upstream="
                                "\"spare\"} 0"));
 
-    // every series of a server: 1 + 5 + 1 + 1 + 5
+    // every series of a server: 1 + 5 + 1 + 1 + 6 (unchecked: no checks)
     std::size_t n = 0;
     for (std::size_t p = 0; (p = text.find(b, p)) != std::string::npos; p++) {
         n++;
     }
-    EXPECT_EQ(n, 13u);
+    EXPECT_EQ(n, 14u);
 }
 
 TEST(Metrics, PrometheusGroupsComeAfterTheRest)
