@@ -9,7 +9,7 @@ BENCH_PY       := PYTHONDONTWRITEBYTECODE=1 /usr/bin/python3
 
 .PHONY: bench bench-deps bench-micro bench-e2e bench-callgrind bench-large \
         bench-upstreams bench-zone bench-metrics bench-cost bench-smoke \
-        bench-check bench-guard bench-health
+        bench-check bench-guard bench-health bench-ramp
 
 bench: bench-micro bench-e2e bench-callgrind bench-large bench-upstreams \
        bench-zone bench-metrics bench-cost bench-guard bench-health
@@ -70,6 +70,13 @@ bench-metrics: deps module bench-deps
 bench-guard: deps module bench-deps
 	BENCH_OUT=$(BENCH_OUT)/guard MODULE=$(MODULE) NGINX=$(NGINX) \
 	    $(BENCH_PY) bench/guard.py
+
+# Ramps alone (bench/guard.py's ramp part, which bench-guard runs too): a
+# 5-step ramp under wrk to 100 %, and one whose canary fails at the third
+# step.
+bench-ramp: deps module bench-deps
+	BENCH_OUT=$(BENCH_OUT)/ramp BENCH_PARTS=ramp MODULE=$(MODULE) \
+	    NGINX=$(NGINX) $(BENCH_PY) bench/guard.py
 
 # dynroute_health_check: 1,000 servers checked every second, against none
 bench-health: deps module bench-deps

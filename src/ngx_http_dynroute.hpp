@@ -29,6 +29,7 @@ struct ngx_http_dynroute_live_t;
 struct ngx_http_dynroute_rollout_t;
 struct ngx_http_dynroute_services_conf_t;
 struct ngx_http_dynroute_guard_t;
+struct ngx_http_dynroute_ramp_t;
 
 /*
  * What rules route to: one record per distinct target of a table, shared
@@ -197,6 +198,9 @@ struct ngx_http_dynroute_rollout_t {
     /* "guard" (ngx_http_dynroute_guard.hpp), or NULL; freed by a cleanup
      * of the cycle pool */
     ngx_http_dynroute_guard_t                 *guard;
+    /* "ramp" (ngx_http_dynroute_ramp.hpp), or NULL; freed by a cleanup
+     * of the cycle pool */
+    ngx_http_dynroute_ramp_t                  *ramp;
 };
 
 

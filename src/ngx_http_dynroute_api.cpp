@@ -8,6 +8,7 @@
  *   GET    {prefix}rollouts/NAME     one rollout
  *   PATCH  {prefix}rollouts/NAME     weights, upstreams, primary
  *   DELETE {prefix}rollouts/NAME     back to the configured values
+ *   POST   {prefix}rollouts/NAME/ramp  start, pause, resume, abort its ramp
  *   GET    {prefix}hosts             the runtime hosts
  *   PATCH  {prefix}hosts             many runtime hosts, all or nothing
  *   GET    {prefix}hosts/HOST        one runtime host
@@ -39,9 +40,11 @@
 #include "ngx_http_dynroute_guard.hpp"
 #include "ngx_http_dynroute_live.hpp"
 #include "ngx_http_dynroute_metrics.hpp"
+#include "ngx_http_dynroute_ramp.hpp"
 #include "ngx_http_dynroute_reply.hpp"
 #include "api_access.hpp"
 #include "metrics.hpp"
+#include "ramp.hpp"
 #include "status_page.hpp"
 #include "state.hpp"
 
@@ -82,7 +85,9 @@ enum ngx_http_dynroute_resource_e {
     NGX_HTTP_DYNROUTE_RES_SERVER,
     NGX_HTTP_DYNROUTE_RES_SERVICES,
     NGX_HTTP_DYNROUTE_RES_SERVICE,
-    NGX_HTTP_DYNROUTE_RES_METRICS,
+    NGX_HTTP_DYNROUTE_RES_RAMP,
+    NGX_HTTP_DYNROUTE_RES_METRICS,      /* these three and after: read by
+                                           ngx_http_dynroute_api_metrics */
     NGX_HTTP_DYNROUTE_RES_STATS,
     NGX_HTTP_DYNROUTE_RES_UI
 };
@@ -128,7 +133,9 @@ static const ngx_http_dynroute_api_methods_t  ngx_http_dynroute_methods[] = {
       "GET, HEAD" },
     { NGX_HTTP_DYNROUTE_RES_STATS, NGX_HTTP_GET|NGX_HTTP_HEAD, 0,
       "GET, HEAD" },
-    { NGX_HTTP_DYNROUTE_RES_UI, NGX_HTTP_GET|NGX_HTTP_HEAD, 0, "GET, HEAD" }
+    { NGX_HTTP_DYNROUTE_RES_UI, NGX_HTTP_GET|NGX_HTTP_HEAD, 0, "GET, HEAD" },
+    { NGX_HTTP_DYNROUTE_RES_RAMP, NGX_HTTP_GET|NGX_HTTP_HEAD, NGX_HTTP_POST,
+      "GET, HEAD, POST" }
 };
 
 
@@ -601,6 +608,14 @@ ngx_http_dynroute_api_resource(ngx_http_request_t *r,
             }
         }
 
+    } else if (uri.size() > 14 && uri.substr(0, 9) == "rollouts/"
+               && uri.substr(uri.size() - 5) == "/ramp"
+               && uri.substr(9, uri.size() - 14).find('/')
+                  == std::string_view::npos)
+    {
+        name = uri.substr(9, uri.size() - 14);
+        res = NGX_HTTP_DYNROUTE_RES_RAMP;
+
     } else {
         for (auto [word, r] : { std::pair<std::string_view, ngx_uint_t>
                                 {"rollouts/", NGX_HTTP_DYNROUTE_RES_ROLLOUT},
@@ -785,13 +800,15 @@ ngx_http_dynroute_api_rollout(ngx_http_dynroute_api_call_t &c)
 
     if (c.get) {
         return c.read([&c](const dynroute::State &st) {
-            /* with its guard's figures (ngx_http_dynroute_guard.cpp) */
+            /* with its guard's figures (ngx_http_dynroute_guard.cpp) and
+             * its ramp's (ngx_http_dynroute_ramp.cpp) */
             return ngx_http_dynroute_guard_answer(
                        static_cast<ngx_http_dynroute_main_conf_t *>(
                            ngx_http_get_module_main_conf(c.r,
                                ngx_http_dynroute_module)),
                        c.name,
-                       dynroute::render_rollout(st, c.schema, c.name));
+                       dynroute::render_rollout_ramp(st, c.schema, c.name,
+                           ngx_http_dynroute_ramp_now()));
         });
     }
 
@@ -803,6 +820,33 @@ ngx_http_dynroute_api_rollout(ngx_http_dynroute_api_call_t &c)
 
     return c.write([&c](dynroute::State &st) {
         dynroute::reset_rollout(st, c.schema, c.name);
+    }, show);
+}
+
+
+/* /rollouts/NAME/ramp: POST {"action": ...}; the answer, and GET, is the
+ * rollout as GET rollouts/NAME shows it */
+
+static ngx_int_t
+ngx_http_dynroute_api_ramp(ngx_http_dynroute_api_call_t &c)
+{
+    uint64_t  now = ngx_http_dynroute_ramp_now();
+
+    auto show = [&c, now](const dynroute::State &st) {
+        return ngx_http_dynroute_guard_answer(
+                   static_cast<ngx_http_dynroute_main_conf_t *>(
+                       ngx_http_get_module_main_conf(c.r,
+                           ngx_http_dynroute_module)),
+                   c.name,
+                   dynroute::render_rollout_ramp(st, c.schema, c.name, now));
+    };
+
+    if (c.get) {
+        return c.read(show);
+    }
+
+    return c.write([&c, now](dynroute::State &st) {
+        dynroute::ramp_action(st, c.schema, c.name, c.body, now);
     }, show);
 }
 
@@ -1043,6 +1087,10 @@ ngx_http_dynroute_api_run(ngx_http_request_t *r) noexcept
 
         case NGX_HTTP_DYNROUTE_RES_ROLLOUT:
             status = ngx_http_dynroute_api_rollout(c);
+            break;
+
+        case NGX_HTTP_DYNROUTE_RES_RAMP:
+            status = ngx_http_dynroute_api_ramp(c);
             break;
 
         case NGX_HTTP_DYNROUTE_RES_HOSTS:
@@ -1386,7 +1434,8 @@ ngx_http_dynroute_api_handler(ngx_http_request_t *r) noexcept
 
     if (!(r->method & (NGX_HTTP_PATCH|NGX_HTTP_PUT))
         && !(r->method == NGX_HTTP_POST
-             && res == NGX_HTTP_DYNROUTE_RES_SERVERS))
+             && (res == NGX_HTTP_DYNROUTE_RES_SERVERS
+                 || res == NGX_HTTP_DYNROUTE_RES_RAMP)))
     {
         rc = ngx_http_discard_request_body(r);
         if (rc != NGX_OK) {

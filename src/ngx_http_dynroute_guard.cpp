@@ -556,16 +556,3 @@ ngx_http_dynroute_guard_handler(ngx_event_t *ev) noexcept
 
     ngx_add_timer(ev, next ? next : 1);
 }
-
-
-#ifndef NGX_HTTP_DYNROUTE_RAMP
-
-/* until the ramps are built (ngx_http_dynroute_ramp.cpp) */
-
-void
-ngx_http_dynroute_ramp_tick(ngx_http_dynroute_main_conf_t *dmcf,
-    ngx_http_dynroute_rollout_t *ro, ngx_log_t *log) noexcept
-{
-}
-
-#endif

@@ -18,6 +18,7 @@
 
 #include "ngx_http_dynroute_rollout.hpp"
 #include "ngx_http_dynroute_guard.hpp"
+#include "ngx_http_dynroute_ramp.hpp"
 #include "ngx_http_dynroute_targets.hpp"
 
 
@@ -591,6 +592,17 @@ ngx_http_dynroute_rollout_guard(ngx_conf_t *cf,
 }
 
 
+/* "ramp VARIANT STEP... hold=TIME": ngx_http_dynroute_ramp.cpp */
+
+static char *
+ngx_http_dynroute_rollout_ramp(ngx_conf_t *cf,
+    ngx_http_dynroute_rollout_parse_t *p, ngx_str_t *value)
+{
+    return ngx_http_dynroute_ramp_line(cf, p->rollout, value,
+                                       cf->args->nelts - 1);
+}
+
+
 static ngx_http_dynroute_rollout_cmd_t  ngx_http_dynroute_rollout_cmds[] = {
     { "variant", 3, 3, "a name, an upstream and a weight",
       ngx_http_dynroute_rollout_variant },
@@ -608,6 +620,8 @@ static ngx_http_dynroute_rollout_cmd_t  ngx_http_dynroute_rollout_cmds[] = {
       ngx_http_dynroute_rollout_sticky },
     { "guard", 1, 6, "errors=, latency=, window=, interval=, "
       "min_requests= or baseline=", ngx_http_dynroute_rollout_guard },
+    { "ramp", 3, NGX_MAX_UINT32_VALUE, "a variant, its steps and hold=",
+      ngx_http_dynroute_rollout_ramp },
 };
 
 
@@ -729,8 +743,8 @@ ngx_http_dynroute_rollout_directive(ngx_conf_t *cf,
     ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                        "unknown directive \"%V\" in dynroute rollout \"%V\": "
                        "expected variant, key, header, cookie, "
-                       "override_from, source, sticky_cookie, primary or "
-                       "guard",
+                       "override_from, source, sticky_cookie, primary, "
+                       "guard or ramp",
                        &value[0], &p->rollout->name);
 
     return NGX_HTTP_DYNROUTE_CONF_ERROR;
@@ -864,6 +878,10 @@ ngx_http_dynroute_rollout_check(ngx_conf_t *cf,
             }
 
             v.uscf = t->uscf;
+        }
+
+        if (ngx_http_dynroute_ramp_check(cf, ro) != NGX_OK) {
+            return NGX_ERROR;
         }
 
     } catch (...) {

@@ -15,6 +15,7 @@
 #include "ngx_http_dynroute_zone.hpp"
 #include "ngx_http_dynroute_atomic.hpp"
 #include "ngx_http_dynroute_metrics.hpp"
+#include "ngx_http_dynroute_ramp.hpp"
 #include "ngx_http_dynroute_servers.hpp"
 #include "ngx_http_dynroute_services.hpp"
 #include "ngx_http_dynroute_table.hpp"
@@ -214,6 +215,7 @@ ngx_http_dynroute_live_init(ngx_conf_t *cf,
 
             info.primary = ro->core->primary();
             split.primary = info.primary;
+            ngx_http_dynroute_ramp_info(ro, info);
 
             live->schema.rollouts.push_back(std::move(info));
             live->configured.push_back(split);

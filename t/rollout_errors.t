@@ -237,7 +237,7 @@ dynroute_rollout r {
 }
 --- must_die
 --- error_log eval
-qr/\[emerg\] .*unknown directive "weight" in dynroute rollout "r": expected variant, key, header, cookie, override_from, source, sticky_cookie, primary or guard in \S+nginx\.conf:6$/m
+qr/\[emerg\] .*unknown directive "weight" in dynroute rollout "r": expected variant, key, header, cookie, override_from, source, sticky_cookie, primary, guard or ramp in \S+nginx\.conf:6$/m
 
 
 

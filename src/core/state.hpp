@@ -25,12 +25,20 @@
 
 namespace dynroute {
 
+// A rollout's "ramp" line (ramp.hpp): none when steps is empty.
+struct RampInfo {
+    std::string variant;
+    std::vector<std::uint32_t> steps;      // 0.01 %, increasing
+    std::uint64_t hold_ms = 0;
+};
+
 struct RolloutInfo {
     std::string name;
     std::vector<std::string> variants;
     std::vector<std::uint32_t> weights;    // configured, 0.01 %
     std::vector<std::string> upstreams;    // configured
     std::size_t primary = 0;               // configured
+    RampInfo ramp;                         // its ramp, if any
 
     std::size_t find(std::string_view variant) const noexcept;
 };
