@@ -255,7 +255,9 @@ CONF2
     is($doc->{guard}{tripped}{reason}, 'latency', 'latency: the reason');
     is($doc->{guard}{latency}, 'p90:100ms', 'latency: the threshold shown');
     like($doc->{guard}{tripped}{detail},
-         qr/^p90 \d+ms of \d+ responses in [\d.]+s, above 100ms; primary p90 \d+ms of \d+$/,
+         # the primary's figures unless it had fewer than min_requests in
+         # the window (a loaded machine): then the rule was the absolute one
+         qr/^p90 \d+ms of \d+ responses in [\d.]+s, above 100ms(?:; primary p90 \d+ms of \d+)?$/,
          'latency: the figures');
     is($fails, 0, 'latency: no client request failed');
     is(metric($srv, qr/^dynroute_guard_trips_total\{rollout="shop",variant="canary",reason="latency"\} (\d+)$/m),
