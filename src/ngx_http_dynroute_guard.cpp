@@ -480,9 +480,14 @@ ngx_http_dynroute_guard_judge(ngx_http_dynroute_main_conf_t *dmcf,
         if (v == primary || tripped || route.split.weights[v] == 0
             || ro->variants[v].counters == NULL)
         {
-            /* not judged: a window starts again when it is */
+            /*
+             * not judged.  While the rollout is tripped, a window starts
+             * again once an operator clears the trip; a variant at 0 %
+             * keeps its samples (what overrides sent it), so that the
+             * traffic between a step up and the next sample is judged too
+             */
 
-            if (v != primary) {
+            if (v != primary && tripped) {
                 gd->rings[v].clear();
             }
 
