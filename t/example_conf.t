@@ -149,6 +149,38 @@ $res = http_raw($srv, "DELETE /dynroute/upstreams/api/servers HTTP/1.1\r\nHost: 
 like(http_get($srv, '/', { Host => 'api.example.com' })->{body}, qr/^service_a answered/,
      'dynroute_servers: DELETE brings the server line back');
 
+# the guarded canary: its ramp started, a canary that fails is taken to
+# 0 % and the ramp stops there
+$res = http_raw($srv, "POST /dynroute/rollouts/checkout/ramp HTTP/1.1\r\nHost: localhost\r\n"
+                    . "Content-Type: application/json\r\nContent-Length: 18\r\n"
+                    . "Connection: close\r\n\r\n" . '{"action":"start"}');
+is($res->{status}, 200, 'ramp: started') or diag($res->{body});
+like($res->{body}, qr/"canary":\{"weight":5,/, 'ramp: the canary at its first step, 5 %');
+my $tripped;
+for my $round (1 .. 50) {
+    http_get($srv, '/fail/', { Host => 'checkout.example.com', 'X-Canary' => 'canary' }) for 1 .. 5;
+    my $doc = http_get($srv, '/dynroute/rollouts/checkout')->{body} // '';
+    if ($doc =~ /"tripped":/) { $tripped = $doc; last }
+    select undef, undef, undef, 0.1;
+}
+like($tripped // '', qr/"reason":"errors"/, 'guard: the failing canary tripped on errors');
+like($tripped // '', qr/"canary":\{"weight":0,/, 'guard: the canary at 0 %');
+like($tripped // '', qr/"ramp":\{"state":"aborted"/, 'guard: the ramp aborted');
+like(http_get($srv, '/', { Host => 'checkout.example.com', Cookie => 'uid=u1' })->{body},
+     qr/^service_a answered/, 'guard: clients on the stable version');
+$res = http_raw($srv, "DELETE /dynroute/rollouts/checkout HTTP/1.1\r\nHost: localhost\r\n"
+                    . "Connection: close\r\n\r\n");
+unlike($res->{body}, qr/"tripped"/, 'guard: DELETE clears the trip');
+
+# the health checks of upstream api: its server probed and up
+my $checked;
+for my $round (1 .. 70) {
+    my $stats = http_get($srv, '/dynroute/stats')->{body} // '';
+    if ($stats =~ /"checks":\s*[1-9]/) { $checked = $stats; last }
+    select undef, undef, undef, 0.1;
+}
+ok(defined $checked, 'dynroute_health_check: the server of api probed within one interval');
+
 # the metrics and the JSON access log of the example
 $res = http_get($srv, '/dynroute/metrics');
 is($res->{status}, 200, 'metrics: 200');
