@@ -285,7 +285,12 @@ CONF2
 CONF
     my ($took, $fails, $sent) = load_until($srv, 2.5, tripped($srv));
     ok(!defined $took, "baseline=primary: both failing ($fails of $sent), no trip");
-    is(rollout($srv, 'shop')->{guard}{state}, 'ok', 'baseline=primary: guard state "ok"');
+    my $g = rollout($srv, 'shop')->{guard};
+    is($g->{state}, 'waiting', 'baseline=primary: guard state "waiting" (no pass: a ramp would hold)');
+    ok($g->{window}{canary}{responses} >= 5
+       && $g->{window}{canary}{errors} == $g->{window}{canary}{responses}
+       && $g->{window}{canary}{state} eq 'waiting',
+       'baseline=primary: the canary judged on a full window of failures, and waiting');
     is(rollout($srv, 'shop')->{variants}{canary}{weight}, 10, 'baseline=primary: the canary keeps 10%');
     unlike(slurp($srv->{error_log}), qr/tripped/, 'baseline=primary: nothing logged');
     error_log_ok(stop_nginx($srv), 'baseline=primary');

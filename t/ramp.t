@@ -7,6 +7,8 @@
 #   - started, the ramp walks every step to done with no failed request;
 #   - a canary that starts failing at the third step (25%) trips the guard:
 #     the ramp is aborted at that step, the canary at 0%;
+#   - a dependency of both versions failing trips nothing, and the ramp
+#     holds its step until the primary recovers;
 #   - pause, resume and abort through the API; a weights PATCH pauses;
 #   - a reload mid-ramp keeps the step, and so does a restart (state=);
 #   - the API's refusals (400, 404, 405, 409) in JSON.
@@ -33,12 +35,20 @@ my $http = <<'CONF';
     dynroute_zone routes 1m state=$TEST_NGINX_STATE_DIR/state.json;
     upstream stable { server 127.0.0.1:$TEST_NGINX_PORT2; }
     upstream canary { server 127.0.0.1:$TEST_NGINX_PORT3; }
-    server { listen 127.0.0.1:$TEST_NGINX_PORT2; return 200 "stable\n"; }
+    server {
+        listen 127.0.0.1:$TEST_NGINX_PORT2;
+        location / {
+            root $TEST_NGINX_STATE_DIR;
+            if (-f $document_root/fail_both) { return 500 "stable fails\n"; }
+            return 200 "stable\n";
+        }
+    }
     server {
         listen 127.0.0.1:$TEST_NGINX_PORT3;
         location / {
             root $TEST_NGINX_STATE_DIR;
             if (-f $document_root/fail) { return 500 "canary fails\n"; }
+            if (-f $document_root/fail_both) { return 500 "canary fails\n"; }
             return 200 "canary\n";
         }
     }
@@ -195,6 +205,27 @@ unlink $fail;
 ($st, $doc) = action($srv, 'start');
 is($st, 409, 'start while the guard has tripped: 409');
 like($doc->{error} // '', qr/clear the trip with a PATCH/, '... saying to clear it first');
+
+# ---- a dependency of both failing: no trip, the ramp holds its step ----------
+
+($st) = call($srv, 'DELETE', '/api/rollouts/shop');
+is($st, 200, 'shared failure: the rollout reset');
+my $both = "$state_dir/fail_both";
+spew($both, "x");
+traffic($srv, 1.5);     # the primary's whole window fails
+($st) = action($srv, 'start');
+is($st, 200, 'shared failure: started while the primary fails');
+($n, $failed) = traffic($srv, 3);
+$ro = rollout($srv);
+ok($failed > 0, "shared failure: both versions failed ($failed of $n) for three holds");
+is($ro->{ramp}{state}, 'running', '... no trip: the ramp still runs');
+is($ro->{ramp}{step}, 0, '... and holds its first step');
+ok(!$ro->{guard}{tripped}, '... the guard did not trip');
+is($ro->{guard}{window}{canary}{state}, 'waiting', '... the canary waits while the primary fails');
+unlink $both;
+($n, $failed, $canary, $reached) = traffic($srv, 20, sub { (ramp_of($srv)->{step} // 0) >= 1 });
+ok($reached, "the primary recovered: the ramp moves on ($n requests)");
+($st) = call($srv, 'DELETE', '/api/rollouts/shop');
 
 # ---- pause, resume, abort; a weights PATCH pauses ----------------------------
 

@@ -475,6 +475,31 @@ Verdict judge(const Params &p, const Counts &variant, const Counts &primary,
         return v;
     }
 
+    // The primary is over a threshold itself (a dependency both share is
+    // down, say): the variant is no worse, so no trip, but not a pass
+    // either, so that a ramp holds its step until the primary recovers.
+    if (baseline
+        && ((p.errors
+             && share(primary.errors, primary.responses) > p.errors_pct)
+            || (p.latency && v.primary_quantile_ms > p.latency_ms)))
+    {
+        char slow[24] = "";
+
+        if (p.latency) {
+            std::snprintf(slow, sizeof(slow), ", %s %.0fms", p.quantile_name,
+                          v.primary_quantile_ms);
+        }
+
+        v.outcome = Outcome::waiting;
+        std::snprintf(v.detail, sizeof(v.detail),
+                      "primary fails too: 5xx %.1f%% of %llu in %s%s; "
+                      "not judged against it",
+                      share(primary.errors, primary.responses),
+                      static_cast<unsigned long long>(primary.responses),
+                      span, slow);
+        return v;
+    }
+
     v.outcome = Outcome::pass;
     std::snprintf(v.detail, sizeof(v.detail),
                   "5xx %.1f%% of %llu responses in %s",

@@ -249,9 +249,12 @@ TEST(GuardJudge, Errors)
     EXPECT_STREQ(v.detail,
                  "5xx 61.2% of 49 responses in 10s; primary 0.0% of 431");
 
-    // a shared dependency failing both: no trip
+    // a shared dependency failing both: no trip, and no pass (a ramp
+    // holds its step)
     v = judge(p, counts(100, 60), counts(1000, 580), 10000);
-    EXPECT_EQ(v.outcome, Outcome::pass);
+    EXPECT_EQ(v.outcome, Outcome::waiting);
+    EXPECT_STREQ(v.detail, "primary fails too: 5xx 58.0% of 1000 in 10s; "
+                           "not judged against it");
 
     // the primary with fewer than min_requests: the absolute rule
     v = judge(p, counts(100, 6), counts(10, 10), 2500);
@@ -280,9 +283,11 @@ TEST(GuardJudge, Latency)
     EXPECT_STREQ(v.detail, "p99 995ms of 50 responses in 10s, above 500ms; "
                            "primary p99 10ms of 500");
 
-    // the primary as slow: no trip
+    // the primary as slow: no trip, no pass
     v = judge(p, counts(50, 0, 7), counts(500, 0, 7), 10000);
-    EXPECT_EQ(v.outcome, Outcome::pass);
+    EXPECT_EQ(v.outcome, Outcome::waiting);
+    EXPECT_STREQ(v.detail, "primary fails too: 5xx 0.0% of 500 in 10s, p99 "
+                           "995ms; not judged against it");
 
     v = judge(p, counts(50, 0, 5), counts(500, 0, 1), 10000);
     EXPECT_EQ(v.outcome, Outcome::pass);
