@@ -42,6 +42,7 @@ my $http_config = <<'CONF';
     upstream service_stable { server 127.0.0.1:$TEST_NGINX_PORT2; }
     upstream service_canary {
         dynroute_servers;           # its server's families too
+        dynroute_health_check interval=1s;  # and the checks'
         server 127.0.0.1:$TEST_NGINX_PORT3;
     }
 
@@ -70,6 +71,9 @@ my $http_config = <<'CONF';
         variant  stable  service_stable  50%;
         variant  canary  service_canary  50%;
         key      $arg_user;
+        # the guard's family: on latency alone, since whole rounds of the
+        # canary fail (n = 0 and 5) and must not trip it
+        guard    latency=p99:5s;
     }
 
     dynroute_table main {
@@ -326,6 +330,12 @@ is(scalar_query('sum(dynroute_server_fails_total{upstream="service_canary"})'), 
    'PromQL: no try of it failed (a 500 is no failure without proxy_next_upstream)');
 is(scalar_query('sum(dynroute_server_inflight{upstream="service_canary"})'), 0,
    'PromQL: nothing in flight after the load');
+is(scalar_query('sum(dynroute_guard_trips_total{rollout="checkout"})'), 0,
+   'the guard: its trips counted, none');
+ok((scalar_query('sum(dynroute_server_checks_total{upstream="service_canary",result="pass"})') // 0) > 0,
+   'the health checks: passed probes of the canary\'s server');
+is(scalar_query('sum(dynroute_server_checks_total{upstream="service_canary",result="fail"})'), 0,
+   '... and none failed');
 is_deeply(by_label('dynroute_server_state{upstream="service_canary"} == 1', 'state'),
           { up => 1 }, 'PromQL: its server is up');
 is(scalar_query('dynroute_upstream_servers{upstream="service_canary"}'), 1,
