@@ -15,7 +15,7 @@ use warnings;
 use lib 't/lib';
 use Test::Nginx::Dynroute;
 use Test::Nginx::Dynroute::Api;
-use Test::Nginx::Dynroute::Proc qw(slurp stop_proc wait_for);
+use Test::Nginx::Dynroute::Proc qw(slurp stop_proc start_slow_backend wait_for);
 use JSON::PP ();
 use Time::HiRes qw(time);
 

@@ -9,7 +9,7 @@ use warnings;
 use lib 't/lib';
 use Test::Nginx::Dynroute;
 use Test::Nginx::Dynroute::Api;
-use Test::Nginx::Dynroute::Proc qw(slurp free_ports stop_proc);
+use Test::Nginx::Dynroute::Proc qw(slurp free_ports stop_proc start_slow_backend);
 use IO::Socket::IP;
 use File::Temp ();
 use Time::HiRes ();

@@ -9,7 +9,7 @@ use warnings;
 use lib 't/lib';
 use Test::Nginx::Dynroute;
 use Test::Nginx::Dynroute::Api;
-use Test::Nginx::Dynroute::Proc qw(free_ports stop_proc);
+use Test::Nginx::Dynroute::Proc qw(free_ports stop_proc start_slow_backend);
 use IO::Socket::IP;
 use Time::HiRes ();
 
