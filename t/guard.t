@@ -14,63 +14,16 @@ use strict;
 use warnings;
 use lib 't/lib';
 use Test::Nginx::Dynroute;
-use Test::Nginx::Dynroute::Proc qw(slurp track stop_proc wait_for);
-use IO::Socket::IP;
+use Test::Nginx::Dynroute::Api;
+use Test::Nginx::Dynroute::Proc qw(slurp stop_proc start_slow_backend wait_for);
 use JSON::PP ();
-use POSIX ();
 use Time::HiRes qw(time);
 
 my $json = JSON::PP->new->canonical;
 
-# A loopback backend of our own that answers every request after $delay
-# seconds, a child per connection (nginx has no sleep): ours, stopped by
-# PID.  Returns (pid, port).
-sub start_slow($) {
-    my ($delay) = @_;
-    my $srv = IO::Socket::IP->new(LocalHost => '127.0.0.1', LocalPort => 0,
-                                  Listen => 64, ReuseAddr => 1)
-        or die "listen: $@";
-    my $port = $srv->sockport;
-    my $pid = fork // die "fork: $!";
-    if ($pid == 0) {
-        local $SIG{ALRM} = sub { POSIX::_exit(0) };
-        local $SIG{CHLD} = 'IGNORE';
-        alarm 60;                       # bounded: the test is over by then
-        while (my $c = $srv->accept) {
-            my $child = fork;
-            if (defined $child && $child == 0) {
-                my $buf = '';
-                while ($buf !~ /\r\n\r\n/) {
-                    my $n = sysread $c, $buf, 65536, length $buf;
-                    last unless $n;
-                }
-                select(undef, undef, undef, $delay);
-                print $c "HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\nslow\n";
-                close $c;
-                POSIX::_exit(0);
-            }
-            close $c;
-        }
-        POSIX::_exit(0);
-    }
-    close $srv;
-    return (track($pid, 'slow backend'), $port);
-}
-
-sub call {
-    my ($srv, $method, $path, $body) = @_;
-    my $req = "$method $path HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n";
-    $req .= "Content-Type: application/json\r\nContent-Length: " . length($body)
-          . "\r\n" if defined $body;
-    $req .= "\r\n" . ($body // '');
-    my $res = http_raw($srv, $req, 30);
-    my $doc = eval { $json->decode($res->{body} // '') };
-    return ($res->{status} // 0, $doc);
-}
-
 sub rollout {
     my ($srv, $name) = @_;
-    my (undef, $doc) = call($srv, 'GET', "/dynroute/rollouts/$name");
+    my (undef, $doc) = api_call($srv, 'GET', "/dynroute/rollouts/$name");
     return $doc // {};
 }
 
@@ -184,7 +137,7 @@ CONF
        1, 'metrics: dynroute_guard_trips_total{reason="errors"} 1');
     is(metric($srv, qr/^dynroute_guard_trips_total\{rollout="shop",variant="canary",reason="latency"\} (\d+)$/m),
        0, 'metrics: no latency trip');
-    my (undef, $stats) = call($srv, 'GET', '/dynroute/stats');
+    my (undef, $stats) = api_call($srv, 'GET', '/dynroute/stats');
     is($stats->{rollouts}[0]{tripped}{reason}, 'errors', '{prefix}stats: the trip\'s reason');
     is($stats->{rollouts}[0]{variants}[1]{guard_trips}{errors}, 1, '{prefix}stats: the count');
 
@@ -194,8 +147,8 @@ CONF
 
     # an operator's PATCH clears the trip; the canary, still failing, is
     # judged again from a fresh window and tripped again
-    my ($st, $patched) = call($srv, 'PATCH', '/dynroute/rollouts/shop',
-                              '{"weights":{"stable":90,"canary":10}}');
+    my ($st, $patched) = api_call($srv, 'PATCH', '/dynroute/rollouts/shop',
+                                  '{"weights":{"stable":90,"canary":10}}');
     is($st, 200, 'PATCH: 200');
     ok(!exists rollout($srv, 'shop')->{guard}{tripped}, 'PATCH: the trip cleared');
     is(rollout($srv, 'shop')->{variants}{canary}{weight}, 10, 'PATCH: the canary back at 10%');
@@ -211,7 +164,7 @@ CONF
     is(rollout($srv, 'shop')->{guard}{tripped}{variant}, 'canary', 'after the reload: still tripped');
     is(rollout($srv, 'shop')->{variants}{canary}{weight}, 0, 'after the reload: still at 0%');
     my $offset = -s $srv->{error_log};
-    ($st) = call($srv, 'PATCH', '/dynroute/rollouts/shop', '{"weights":{"stable":90,"canary":10}}');
+    ($st) = api_call($srv, 'PATCH', '/dynroute/rollouts/shop', '{"weights":{"stable":90,"canary":10}}');
     is($st, 200, 'after the reload: PATCH 200');
     ($took) = load_until($srv, 10, tripped($srv), '/redirect/');
     ok(defined $took && $took < 2,
@@ -222,7 +175,7 @@ CONF
        3, 'metrics: 3 trips, counted across the reload');
 
     # DELETE drops the trip with the rest of the runtime values
-    ($st) = call($srv, 'DELETE', '/dynroute/rollouts/shop');
+    ($st) = api_call($srv, 'DELETE', '/dynroute/rollouts/shop');
     is($st, 200, 'DELETE: 200');
     ok(!exists rollout($srv, 'shop')->{guard}{tripped}, 'DELETE: no trip');
 
@@ -232,7 +185,8 @@ CONF
 # ---- a slow canary, tripped on latency --------------------------------------
 
 {
-    my ($pid, $port) = start_slow(0.3);
+    my ($pid, $port) = start_slow_backend(0.3, concurrent => 1,
+        response => "HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\nslow\n");
     my $srv = start_nginx(http_config => <<"CONF" . <<'CONF2', config => $config, workers => 2);
     upstream service_slow { server 127.0.0.1:$port; }
 CONF

@@ -12,31 +12,18 @@ use strict;
 use warnings;
 use lib 't/lib';
 use Test::Nginx::Dynroute;
+use Test::Nginx::Dynroute::Api;
 use Test::Nginx::Dynroute::Proc qw(free_ports track stop_proc wait_for slurp spew);
 use IO::Select;
 use IO::Socket::IP;
-use JSON::PP ();
 use POSIX ();
 use Socket qw(SOL_SOCKET SO_LINGER);
 use Time::HiRes ();
 
-my $json = JSON::PP->new->canonical;
-
-sub call {
-    my ($srv, $method, $path, $body) = @_;
-    my $req = "$method $path HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n";
-    $req .= "Content-Type: application/json\r\n" if defined $body;
-    $req .= 'Content-Length: ' . length($body) . "\r\n" if defined $body;
-    $req .= "\r\n" . ($body // '');
-    my $res = http_raw($srv, $req, 30);
-    my $doc = eval { $json->decode($res->{body} // '') };
-    return ($res->{status} // 0, $doc, $res);
-}
-
 # the servers of an upstream in {prefix}stats: { "address" => {...} }
 sub servers_of {
     my ($srv, $up) = @_;
-    my ($st, $doc) = call($srv, 'GET', '/api/stats');
+    my ($st, $doc) = api_call($srv, 'GET', '/api/stats');
     my ($g) = grep { $_->{name} eq $up } @{ $doc->{groups} // [] };
     return { map { $_->{name} => $_ } @{ $g->{servers} // [] } };
 }
@@ -316,7 +303,7 @@ cmp_ok($gap, '>=', 1.8, "no two probes closer than the interval (${\ sprintf '%.
 # ---- a runtime server through the API is probed ---------------------
 
 $down->($b4);
-my ($st) = call($srv, 'PUT', '/api/upstreams/dyn/servers', qq({"$a2": {}, "$a4": {}}));
+my ($st) = api_call($srv, 'PUT', '/api/upstreams/dyn/servers', qq({"$a2": {}, "$a4": {}}));
 is($st, 200, 'a runtime list with a new server');
 ok(wait_for(5, sub { state_of($srv, 'dyn', $a4) eq 'unhealthy' }), '... probed: unhealthy');
 cmp_ok(servers_of($srv, 'dyn')->{$a4}{health}{checks}, '>=', 2, '... its checks counted');

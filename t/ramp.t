@@ -17,13 +17,11 @@ use strict;
 use warnings;
 use lib 't/lib';
 use Test::Nginx::Dynroute;
+use Test::Nginx::Dynroute::Api;
 use Test::Nginx::Dynroute::Proc qw(slurp spew);
-use JSON::PP ();
 use File::Temp ();
 use Time::HiRes ();
 use Test::More;
-
-my $json = JSON::PP->new->canonical;
 
 # the state file outlives each nginx of this test; so does the file that
 # makes the canary fail
@@ -74,27 +72,14 @@ my $config = <<'CONF';
     location /api/ { allow 127.0.0.1; deny all; dynroute_api write=on; }
 CONF
 
-sub call {
-    my ($srv, $method, $path, $body, $headers) = @_;
-    $headers ||= {};
-    my $req = "$method $path HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n";
-    $req .= "$_: $headers->{$_}\r\n" for sort keys %$headers;
-    $req .= "Content-Type: application/json\r\n" if defined $body;
-    $req .= 'Content-Length: ' . length($body) . "\r\n" if defined $body;
-    $req .= "\r\n" . ($body // '');
-    my $res = http_raw($srv, $req, 30);
-    my $doc = eval { $json->decode($res->{body} // '') };
-    return ($res->{status} // 0, $doc, $res);
-}
-
-sub rollout { (call($_[0], 'GET', '/api/rollouts/shop'))[1] }
+sub rollout { (api_call($_[0], 'GET', '/api/rollouts/shop'))[1] }
 
 sub ramp_of { rollout($_[0])->{ramp} }
 
 sub action {
     my ($srv, $action, $name) = @_;
-    return call($srv, 'POST', '/api/rollouts/' . ($name // 'shop') . '/ramp',
-                qq({"action": "$action"}));
+    return api_call($srv, 'POST', '/api/rollouts/' . ($name // 'shop') . '/ramp',
+                    qq({"action": "$action"}));
 }
 
 # Requests with new keys until $until->() says so or $seconds pass;
@@ -173,7 +158,7 @@ like($log, qr/rollout "shop" ramp: variant "canary" done at 100%/, '... and done
 
 # ---- a canary that fails at the third step: aborted there --------------------
 
-($st) = call($srv, 'DELETE', '/api/rollouts/shop');
+($st) = api_call($srv, 'DELETE', '/api/rollouts/shop');
 is($st, 200, 'DELETE puts the rollout back: the ramp is ready again');
 is(ramp_of($srv)->{state}, 'ready', '... ready');
 
@@ -208,7 +193,7 @@ like($doc->{error} // '', qr/clear the trip with a PATCH/, '... saying to clear 
 
 # ---- a dependency of both failing: no trip, the ramp holds its step ----------
 
-($st) = call($srv, 'DELETE', '/api/rollouts/shop');
+($st) = api_call($srv, 'DELETE', '/api/rollouts/shop');
 is($st, 200, 'shared failure: the rollout reset');
 my $both = "$state_dir/fail_both";
 spew($both, "x");
@@ -225,11 +210,11 @@ is($ro->{guard}{window}{canary}{state}, 'waiting', '... the canary waits while t
 unlink $both;
 ($n, $failed, $canary, $reached) = traffic($srv, 20, sub { (ramp_of($srv)->{step} // 0) >= 1 });
 ok($reached, "the primary recovered: the ramp moves on ($n requests)");
-($st) = call($srv, 'DELETE', '/api/rollouts/shop');
+($st) = api_call($srv, 'DELETE', '/api/rollouts/shop');
 
 # ---- pause, resume, abort; a weights PATCH pauses ----------------------------
 
-call($srv, 'DELETE', '/api/rollouts/shop');
+api_call($srv, 'DELETE', '/api/rollouts/shop');
 action($srv, 'start');
 ($n, $failed, $canary, $reached) = traffic($srv, 30, sub {
     (ramp_of($srv)->{step} // 0) >= 1;
@@ -266,8 +251,8 @@ like($doc->{ramp}{why}, qr/^aborted by an operator at \d+%$/, '... why: ' . $doc
 is($st, 409, 'abort when aborted: 409');
 
 action($srv, 'start');
-($st, $doc) = call($srv, 'PATCH', '/api/rollouts/shop',
-                   '{"weights": {"stable": 97, "canary": 3}}');
+($st, $doc) = api_call($srv, 'PATCH', '/api/rollouts/shop',
+                       '{"weights": {"stable": 97, "canary": 3}}');
 is($st, 200, 'a weights PATCH of a running ramp: 200');
 $ro = rollout($srv);
 is($ro->{ramp}{state}, 'paused', '... pauses the ramp');
@@ -277,7 +262,7 @@ is(rollout($srv)->{variants}{canary}{weight}, 3, '... and the ramp moves them no
 
 # ---- a reload mid-ramp, then a restart with state=, keep the step ------------
 
-call($srv, 'DELETE', '/api/rollouts/shop');
+api_call($srv, 'DELETE', '/api/rollouts/shop');
 action($srv, 'start');
 ($n, $failed, $canary, $reached) = traffic($srv, 30, sub {
     (ramp_of($srv)->{step} // 0) >= 2;
@@ -348,16 +333,16 @@ like($doc->{error} // '', qr/no rollout "nope"/, '... in JSON');
 ($st, $doc) = action($srv, 'jump');
 is($st, 400, 'an unknown action: 400');
 like($doc->{error} // '', qr/unknown action "jump"/, '... in JSON');
-($st, $doc) = call($srv, 'POST', '/api/rollouts/shop/ramp', 'start');
+($st, $doc) = api_call($srv, 'POST', '/api/rollouts/shop/ramp', 'start');
 is($st, 400, 'a body that is not JSON: 400');
-($st, $doc) = call($srv, 'PUT', '/api/rollouts/shop/ramp', '{"action": "start"}');
+($st, $doc) = api_call($srv, 'PUT', '/api/rollouts/shop/ramp', '{"action": "start"}');
 is($st, 405, 'PUT: 405');
-($st, $doc) = call($srv, 'POST', '/api/rollouts/shop/ramp', '{"action": "pause"}',
-                   { 'If-Match' => '"99999"' });
+($st, $doc) = api_call($srv, 'POST', '/api/rollouts/shop/ramp', '{"action": "pause"}',
+                       { 'If-Match' => '"99999"' });
 is($st, 409, 'If-Match of another generation: 409');
 like($doc->{error} // '', qr/not 99999 \(If-Match\)/, '... in JSON');
-($st, $doc) = call($srv, 'POST', '/api/rollouts/shop/ramp', '{"action": "pause"}',
-                   { 'Origin' => 'http://evil.example' });
+($st, $doc) = api_call($srv, 'POST', '/api/rollouts/shop/ramp', '{"action": "pause"}',
+                       { 'Origin' => 'http://evil.example' });
 is($st, 403, 'a cross-site POST: 403');
 
 error_log_ok(stop_nginx($srv));

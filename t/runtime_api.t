@@ -9,6 +9,7 @@ use strict;
 use warnings;
 use lib 't/lib';
 use Test::Nginx::Dynroute;
+use Test::Nginx::Dynroute::Api;
 use Test::Nginx::Dynroute::Proc qw(slurp spew);
 use JSON::PP ();
 use POSIX ();
@@ -77,22 +78,6 @@ my $config = <<'CONF';
     location = /ready { dynroute_health readiness; }
 CONF
 
-# one request: (status, decoded JSON or undef, response)
-sub call {
-    my ($srv, $method, $path, $body, $headers) = @_;
-    $headers ||= {};
-    my $req = "$method $path HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n";
-    $req .= "$_: $headers->{$_}\r\n" for sort keys %$headers;
-    # every write says it is JSON, as the API asks (a form cannot)
-    $req .= "Content-Type: application/json\r\n"
-        if defined $body || $method =~ /^(?:POST|PUT|PATCH)$/;
-    $req .= 'Content-Length: ' . length($body) . "\r\n" if defined $body;
-    $req .= "\r\n" . ($body // '');
-    my $res = http_raw($srv, $req, 30);
-    my $doc = eval { $json->decode($res->{body} // '') };
-    return ($res->{status} // 0, $doc, $res);
-}
-
 # what answers Host for user u$n through $path: "body variant"
 sub route {
     my ($srv, $host, $user, $path) = @_;
@@ -152,7 +137,7 @@ sub spread {
 
 my $srv = start_nginx(http_config => $http, config => $config, workers => 2);
 
-my ($st, $doc, $res) = call($srv, 'GET', '/dynroute/');
+my ($st, $doc, $res) = api_call($srv, 'GET', '/dynroute/');
 is($st, 200, 'GET {prefix}: 200');
 is($doc->{generation}, 0, 'GET {prefix}: generation 0 at start');
 is($res->{headers}{etag}[0], '"0"', 'GET {prefix}: the generation as the ETag');
@@ -164,15 +149,15 @@ is($json->encode($doc->{tables}), '{"internal":{"hosts":0,"rules":1},"main":{"ho
    'GET {prefix}: the tables');
 is($doc->{draining}, JSON::PP::false, 'GET {prefix}: not draining');
 
-($st, $doc) = call($srv, 'GET', '/dynroute/rollouts/checkout');
+($st, $doc) = api_call($srv, 'GET', '/dynroute/rollouts/checkout');
 is($st, 200, 'GET rollouts/NAME: 200');
 is($doc->{name}, 'checkout', 'GET rollouts/NAME: the rollout');
 
 like(spread($srv, 'shop.example.com', 60), qr/^service_a stable=\d+, service_b canary=\d+$/,
      'before any change: the configured 90/10 split');
 
-($st, $doc) = call($srv, 'PATCH', '/dynroute/rollouts/checkout',
-                   '{"weights":{"stable":0,"canary":100}}');
+($st, $doc) = api_call($srv, 'PATCH', '/dynroute/rollouts/checkout',
+                       '{"weights":{"stable":0,"canary":100}}');
 is($st, 200, 'PATCH weights: 200');
 is($doc->{generation}, 1, 'PATCH weights: generation 1');
 is($doc->{rollout}{variants}{canary}{weight}, 100, 'PATCH weights: the new weight');
@@ -181,26 +166,26 @@ is(spread($srv, 'shop.example.com', 40), 'service_b canary=40',
 is(spread($srv, 'shop.example.com', 40, '/b/'), 'service_b canary=40',
    'PATCH weights 0/100: every user on the canary (dynroute_balancer)');
 
-($st, $doc) = call($srv, 'PATCH', '/dynroute/rollouts/checkout',
-                   '{"upstreams":{"canary":"service_b_green"}}');
+($st, $doc) = api_call($srv, 'PATCH', '/dynroute/rollouts/checkout',
+                       '{"upstreams":{"canary":"service_b_green"}}');
 is($st, 200, 'PATCH upstreams (a blue/green flip): 200');
 is(spread($srv, 'shop.example.com', 40), 'green canary=40',
    'flip: the canary served by service_b_green ($dynroute_upstream)');
 is(spread($srv, 'shop.example.com', 40, '/b/'), 'green canary=40',
    'flip: the canary served by service_b_green (dynroute_balancer)');
 
-($st, $doc) = call($srv, 'PATCH', '/dynroute/rollouts/checkout', '{"primary":"canary"}');
+($st, $doc) = api_call($srv, 'PATCH', '/dynroute/rollouts/checkout', '{"primary":"canary"}');
 is($st, 200, 'PATCH primary: 200');
 is($doc->{rollout}{primary}, 'canary', 'PATCH primary: the new primary');
 
-($st, $doc) = call($srv, 'DELETE', '/dynroute/rollouts/checkout');
+($st, $doc) = api_call($srv, 'DELETE', '/dynroute/rollouts/checkout');
 is($st, 200, 'DELETE rollouts/NAME: 200');
 is($doc->{rollout}{runtime}, JSON::PP::false, 'DELETE rollouts/NAME: no runtime values left');
 like(spread($srv, 'shop.example.com', 60), qr/^service_a stable=\d+, service_b canary=\d+$/,
      'DELETE rollouts/NAME: the configured split again');
 
 is(route($srv, 'tenant1.example.com', 1), 'service_a ', 'a new host goes to the default');
-($st, $doc) = call($srv, 'PUT', '/dynroute/hosts/Tenant1.Example.com', '{"target":"service_b","table":"main"}');
+($st, $doc) = api_call($srv, 'PUT', '/dynroute/hosts/Tenant1.Example.com', '{"target":"service_b","table":"main"}');
 is($st, 201, 'PUT hosts/HOST: 201 for a new host');
 is(route($srv, 'tenant1.example.com', 1), 'service_b ', 'PUT hosts/HOST: the host is routed to its target');
 is(http_get($srv, '/', { Host => 'tenant1.example.com' })->{headers}{'x-rule'}[0],
@@ -208,63 +193,63 @@ is(http_get($srv, '/', { Host => 'tenant1.example.com' })->{headers}{'x-rule'}[0
 is(route($srv, 'tenant1.example.com', 1, '/internal/'), 'service_b ',
    'a runtime host of table main is not one of table internal');
 
-($st, $doc) = call($srv, 'PUT', '/dynroute/hosts/a.example.com', '{"target":"checkout","table":"main"}');
+($st, $doc) = api_call($srv, 'PUT', '/dynroute/hosts/a.example.com', '{"target":"checkout","table":"main"}');
 is($st, 201, 'PUT hosts/HOST over a configured exact host: 201');
 is(route($srv, 'a.example.com', 7) =~ /^service_[ab] (stable|canary)$/ ? 'rollout' : 'no',
    'rollout', 'a runtime entry wins over a configured exact host');
 
-($st, $doc) = call($srv, 'PUT', '/dynroute/hosts/tenant1.example.com', '{"target":"service_a","table":"main"}');
+($st, $doc) = api_call($srv, 'PUT', '/dynroute/hosts/tenant1.example.com', '{"target":"service_a","table":"main"}');
 is($st, 200, 'PUT hosts/HOST again: 200 (replaced)');
 is(route($srv, 'tenant1.example.com', 1), 'service_a ', 'PUT hosts/HOST again: the new target');
 
-($st, $doc) = call($srv, 'GET', '/dynroute/hosts/tenant1.example.com');
+($st, $doc) = api_call($srv, 'GET', '/dynroute/hosts/tenant1.example.com');
 is("$st $doc->{table} $doc->{target}", '200 main service_a', 'GET hosts/HOST');
-($st, $doc) = call($srv, 'GET', '/dynroute/hosts');
+($st, $doc) = api_call($srv, 'GET', '/dynroute/hosts');
 is(join(',', sort keys %{ $doc->{hosts} }), 'a.example.com,tenant1.example.com', 'GET hosts');
 
-($st, $doc) = call($srv, 'PATCH', '/dynroute/hosts',
-                   '{"t2.example.com":{"target":"service_b","table":"main"},"a.example.com":null}');
+($st, $doc) = api_call($srv, 'PATCH', '/dynroute/hosts',
+                       '{"t2.example.com":{"target":"service_b","table":"main"},"a.example.com":null}');
 is($st, 200, 'PATCH hosts (bulk): 200');
 is("$doc->{added} $doc->{replaced} $doc->{removed}", '1 0 1', 'PATCH hosts: what it did');
 is(route($srv, 't2.example.com', 1), 'service_b ', 'PATCH hosts: the added host is routed');
 is(route($srv, 'a.example.com', 1), 'service_a ', 'PATCH hosts: the removed host is configured again');
 
-($st, $doc) = call($srv, 'DELETE', '/dynroute/hosts/t2.example.com');
+($st, $doc) = api_call($srv, 'DELETE', '/dynroute/hosts/t2.example.com');
 is($st, 200, 'DELETE hosts/HOST: 200');
 is(route($srv, 't2.example.com', 1), 'service_a ', 'DELETE hosts/HOST: back to the default');
 
-($st, $doc) = call($srv, 'POST', '/dynroute/drain');
+($st, $doc) = api_call($srv, 'POST', '/dynroute/drain');
 is("$st $doc->{draining}", '200 1', 'POST drain: 200, draining');
 is(http_get($srv, '/ready')->{status}, 503, 'draining: readiness 503');
 is(route($srv, 'tenant1.example.com', 1), 'service_a ', 'draining: traffic is still served');
-($st, $doc) = call($srv, 'POST', '/dynroute/ready');
+($st, $doc) = api_call($srv, 'POST', '/dynroute/ready');
 is("$st $doc->{draining}", '200 0', 'POST ready: 200, serving');
 
 # what a fleet agent reports (dynroute-agent): PUT {prefix}fleet
-($st, $doc) = call($srv, 'GET', '/dynroute/fleet');
+($st, $doc) = api_call($srv, 'GET', '/dynroute/fleet');
 is($st, 404, 'GET fleet before any report: 404');
-ok(!exists((call($srv, 'GET', '/dynroute/'))[1]{fleet}), 'GET {prefix}: no fleet before a report');
+ok(!exists((api_call($srv, 'GET', '/dynroute/'))[1]{fleet}), 'GET {prefix}: no fleet before a report');
 for my $bad ('{"revision":"7"}', '{"stale":true}', '{"revision":7,"node":"a"}', '{"revision":-3}') {
-    ($st, $doc) = call($srv, 'PUT', '/dynroute/fleet', $bad);
+    ($st, $doc) = api_call($srv, 'PUT', '/dynroute/fleet', $bad);
     is($st, 400, "PUT fleet $bad: 400");
     like($doc->{error} // '', qr/revision|unknown field/, '... with the reason');
 }
-($st, $doc) = call($srv, 'PUT', '/ro/fleet', '{"revision":7}');
+($st, $doc) = api_call($srv, 'PUT', '/ro/fleet', '{"revision":7}');
 is($st, 405, 'PUT fleet through a read-only location: 405');
-($st, $doc) = call($srv, 'PUT', '/dynroute/fleet', '{"revision":7,"stale":true}');
+($st, $doc) = api_call($srv, 'PUT', '/dynroute/fleet', '{"revision":7,"stale":true}');
 is("$st $doc->{revision} $doc->{stale}", '200 7 1', 'PUT fleet: 200');
-($st, $doc) = call($srv, 'GET', '/dynroute/');
+($st, $doc) = api_call($srv, 'GET', '/dynroute/');
 is($json->encode($doc->{fleet}), '{"revision":7,"stale":true}', 'GET {prefix}: the fleet report');
 my $metrics = http_get($srv, '/dynroute/metrics')->{body} // '';
 like($metrics, qr/^dynroute_fleet_revision 7$/m, 'metrics: dynroute_fleet_revision');
 like($metrics, qr/^dynroute_fleet_stale 1$/m, 'metrics: dynroute_fleet_stale');
-($st, $doc) = call($srv, 'PUT', '/dynroute/fleet', '{"revision":8}');
+($st, $doc) = api_call($srv, 'PUT', '/dynroute/fleet', '{"revision":8}');
 is("$st $doc->{revision} $doc->{stale}", '200 8 0', 'PUT fleet again: stale clears');
 is(http_get($srv, '/ready')->{status}, 200, 'ready: readiness 200');
 
 # ---- every error ------------------------------------------------------------
 
-my $gen = (call($srv, 'GET', '/dynroute/'))[1]{generation};
+my $gen = (api_call($srv, 'GET', '/dynroute/'))[1]{generation};
 
 my @errors = (
     ['GET',    '/dynroute/rollouts/nope', undef, 404, qr/^no rollout "nope"$/],
@@ -294,23 +279,23 @@ my @errors = (
 
 for my $e (@errors) {
     my ($m, $path, $body, $want, $re, $hdr, $allow) = @$e;
-    my ($s, $d, $r) = call($srv, $m, $path, $body, $hdr);
+    my ($s, $d, $r) = api_call($srv, $m, $path, $body, $hdr);
     my $name = "$m $path" . ($hdr && %$hdr ? ' (' . join(',', %$hdr) . ')' : '');
     is($s, $want, "$name: $want");
     like($d->{error} // '(no JSON error)', $re, "$name: the reason");
     is($r->{headers}{allow}[0], $allow, "$name: Allow: $allow") if defined $allow;
 }
 
-($st, $doc) = call($srv, 'PATCH', '/dynroute/rollouts/checkout', '{"primary":"canary"}',
-                   { 'If-Match' => "\"$gen\"" });
+($st, $doc) = api_call($srv, 'PATCH', '/dynroute/rollouts/checkout', '{"primary":"canary"}',
+                       { 'If-Match' => "\"$gen\"" });
 is($st, 200, 'If-Match of the current generation: 200');
 is($doc->{generation}, $gen + 1, 'If-Match: the next generation');
-call($srv, 'DELETE', '/dynroute/rollouts/checkout');
+api_call($srv, 'DELETE', '/dynroute/rollouts/checkout');
 
-($st, $doc) = call($srv, 'GET', '/ro/');
+($st, $doc) = api_call($srv, 'GET', '/ro/');
 is($st, 200, 'write=off: GET is allowed');
 
-($st, $doc, $res) = call($srv, 'PATCH', '/dynroute/hosts', '{"a":' . ('1' x (1024 * 1024)) . '}');
+($st, $doc, $res) = api_call($srv, 'PATCH', '/dynroute/hosts', '{"a":' . ('1' x (1024 * 1024)) . '}');
 is($st, 413, 'a body over 1 MiB: 413');
 like($doc->{error} // '', qr/over the API's limit of 1 MiB/, 'a body over 1 MiB: the reason');
 
@@ -324,12 +309,12 @@ like($doc->{error} // '', qr/over the API's limit of 1 MiB/, 'a body over 1 MiB:
     is($r->{status}, 413, 'a chunked body over 1 MiB: 413');
 }
 
-($st) = call($srv, 'GET', '/closed/');
+($st) = api_call($srv, 'GET', '/closed/');
 is($st, 403, 'a client the location denies: 403');
-($st, undef, $res) = call($srv, 'GET', '/guarded/');
+($st, undef, $res) = api_call($srv, 'GET', '/guarded/');
 is($st, 403, 'a subrequest (auth_request) to the API: 403, no access granted');
 
-is((call($srv, 'GET', '/dynroute/'))[1]{generation}, $gen + 2, 'no refused call changed the generation');
+is((api_call($srv, 'GET', '/dynroute/'))[1]{generation}, $gen + 2, 'no refused call changed the generation');
 
 # ---- atomicity: 2 workers, load, a change of two parts at once -------------
 
@@ -337,7 +322,7 @@ is((call($srv, 'GET', '/dynroute/'))[1]{generation}, $gen + 2, 'no refused call 
 # on service_b_green.  A mix of the two would send users to service_b.
 my $to_b = '{"weights":{"stable":0,"canary":100},"upstreams":{"canary":"service_b_green"}}';
 my $to_a = '{"weights":{"stable":100,"canary":0},"upstreams":{"canary":"service_b"}}';
-call($srv, 'PATCH', '/dynroute/rollouts/checkout', $to_a);
+api_call($srv, 'PATCH', '/dynroute/rollouts/checkout', $to_a);
 
 my @kids;
 my $out = "$srv->{prefix}/load";
@@ -359,7 +344,7 @@ for my $k (1 .. 4) {
 my $flips = 0;
 my $flip_until = Time::HiRes::time() + 3.5;
 while (Time::HiRes::time() < $flip_until && $flips < 2000) {
-    my ($s) = call($srv, 'PATCH', '/dynroute/rollouts/checkout', $flips % 2 ? $to_a : $to_b);
+    my ($s) = api_call($srv, 'PATCH', '/dynroute/rollouts/checkout', $flips % 2 ? $to_a : $to_b);
     last unless $s == 200;
     $flips++;
 }
@@ -377,13 +362,13 @@ is(join(', ', grep { $_ ne 'service_a stable' && $_ ne 'green canary' } sort key
     or diag(explain(\%all));
 ok(($all{'service_a stable'} // 0) > 0 && ($all{'green canary'} // 0) > 0,
    'atomicity: both states served');
-call($srv, 'DELETE', '/dynroute/rollouts/checkout');
+api_call($srv, 'DELETE', '/dynroute/rollouts/checkout');
 
 # ---- persistence -------------------------------------------------------------
 
-call($srv, 'PATCH', '/dynroute/rollouts/checkout', '{"weights":{"stable":0,"canary":100},"upstreams":{"canary":"service_b_green"}}');
-call($srv, 'PUT', '/dynroute/hosts/keep.example.com', '{"target":"service_b","table":"main"}');
-my $before = (call($srv, 'GET', '/dynroute/'))[1];
+api_call($srv, 'PATCH', '/dynroute/rollouts/checkout', '{"weights":{"stable":0,"canary":100},"upstreams":{"canary":"service_b_green"}}');
+api_call($srv, 'PUT', '/dynroute/hosts/keep.example.com', '{"target":"service_b","table":"main"}');
+my $before = (api_call($srv, 'GET', '/dynroute/'))[1];
 my $file = slurp($state_file);
 my $on_disk = $json->decode($file);
 is($on_disk->{generation}, $before->{generation}, 'the state file holds the acknowledged generation');
@@ -391,7 +376,7 @@ is($on_disk->{hosts}{'keep.example.com'}{target}, 'service_b', 'the state file h
 ok(!-e "$state_file.tmp", 'no temporary file left behind');
 
 ok(reload_nginx($srv), 'reload');
-my $after = (call($srv, 'GET', '/dynroute/'))[1];
+my $after = (api_call($srv, 'GET', '/dynroute/'))[1];
 is($json->encode($after), $json->encode($before), 'reload: the same state, the same generation');
 is(spread($srv, 'shop.example.com', 20), 'green canary=20', 'reload: routing by the runtime state');
 is(route($srv, 'keep.example.com', 1), 'service_b ', 'reload: the runtime host');
@@ -416,7 +401,7 @@ error_log_ok(join("\n", grep { !/exited on signal 9/ } split /\n/, $log),
 
 # a full stop and start: the state file
 $srv = start_nginx(http_config => $http, config => $config, workers => 2);
-is($json->encode((call($srv, 'GET', '/dynroute/'))[1]), $json->encode($before),
+is($json->encode((api_call($srv, 'GET', '/dynroute/'))[1]), $json->encode($before),
    'stop and start: the same state, the same generation');
 is(spread($srv, 'shop.example.com', 20), 'green canary=20', 'stop and start: routing by the runtime state');
 is(route($srv, 'keep.example.com', 1), 'service_b ', 'stop and start: the runtime host');
@@ -436,7 +421,7 @@ is(route($srv, 'keep.example.com', 1), 'service_b ', 'stop and start: the runtim
     my $log = slurp($srv->{error_log});
     like($log, qr/\[notice\].*dynroute: dropped the runtime upstream "service_b_green" of variant "canary" of rollout "checkout": no such upstream\{\} any more/,
          'reload: a notice for the dropped upstream');
-    my $d = (call($srv, 'GET', '/dynroute/'))[1];
+    my $d = (api_call($srv, 'GET', '/dynroute/'))[1];
     is($d->{rollouts}{checkout}{variants}{canary}{upstream}, 'service_b', 'reload: the flip is dropped');
     is($d->{rollouts}{checkout}{variants}{canary}{weight}, 100, 'reload: the weights are kept');
     is(spread($srv, 'shop.example.com', 20), 'service_b canary=20', 'reload: routing by what is left');
@@ -452,11 +437,11 @@ spew($state_file, substr($file, 0, length($file) / 2));
 $srv = start_nginx(http_config => $http, config => $config, workers => 2);
 like(slurp($srv->{error_log}), qr/\[error\].*dynroute: ignoring the state file "\Q$state_file\E", starting from the configuration: malformed JSON/,
      'a truncated state file: reported');
-$doc = (call($srv, 'GET', '/dynroute/'))[1];
+$doc = (api_call($srv, 'GET', '/dynroute/'))[1];
 is("$doc->{generation} $doc->{rollouts}{checkout}{runtime}", '0 0', 'a truncated state file: the configuration applies');
 like(spread($srv, 'shop.example.com', 60), qr/^service_a stable=\d+, service_b canary=\d+$/,
      'a truncated state file: the configured split');
-($st) = call($srv, 'PUT', '/dynroute/hosts/new.example.com', '{"target":"service_a","table":"main"}');
+($st) = api_call($srv, 'PUT', '/dynroute/hosts/new.example.com', '{"target":"service_a","table":"main"}');
 is($st, 201, 'a truncated state file: changes are accepted again');
 is($json->decode(slurp($state_file))->{generation}, 1, '... and the state file rewritten');
 
@@ -467,10 +452,10 @@ if (open my $probe, '>', "$state_dir/probe") {
     unlink "$state_dir/probe";
     pass('unwritable state file: skipped (root ignores the directory mode here)');
 } else {
-    ($st, $doc) = call($srv, 'POST', '/dynroute/drain');
+    ($st, $doc) = api_call($srv, 'POST', '/dynroute/drain');
     is($st, 500, 'unwritable state file: 500');
     like($doc->{error}, qr/^the state file could not be written, nothing changed: cannot open/, '... with the reason');
-    is((call($srv, 'GET', '/dynroute/'))[1]{draining}, JSON::PP::false, '... and nothing changed');
+    is((api_call($srv, 'GET', '/dynroute/'))[1]{draining}, JSON::PP::false, '... and nothing changed');
 }
 chmod 0700, $state_dir;
 $log = stop_nginx($srv);
@@ -486,7 +471,7 @@ unlink $state_file;
     my ($code, $last_gen) = (0, 0);
     for my $chunk (0 .. 40) {
         my $body = '{' . join(',', map { sprintf '"h%d-%d.example.com":{"target":"service_a","table":"main"}', $chunk, $_ } 1 .. 100) . '}';
-        my ($c, $d) = call($s, 'PATCH', '/dynroute/hosts', $body);
+        my ($c, $d) = api_call($s, 'PATCH', '/dynroute/hosts', $body);
         $code = $c;
         if ($c != 200) {
             like($d->{error}, qr/^dynroute_zone "routes" is full, nothing changed: make it larger$/, 'a full zone: the reason');
@@ -495,15 +480,15 @@ unlink $state_file;
         $last_gen = $d->{generation};
     }
     is($code, 507, 'a full zone: 507');
-    my $d = (call($s, 'GET', '/dynroute/'))[1];
+    my $d = (api_call($s, 'GET', '/dynroute/'))[1];
     is($d->{generation}, $last_gen, 'a full zone: the generation is the last accepted one');
     is(scalar(keys %{ $d->{hosts} }), 100 * $last_gen, 'a full zone: every accepted host is there, no other');
     is(route($s, 'h0-1.example.com', 1), 'service_a ', 'a full zone: routing still works');
     # a new host block is written before the old one is freed: a removal
     # needs that room too, and is refused the same way
-    ($code) = call($s, 'DELETE', '/dynroute/hosts/h0-1.example.com');
+    ($code) = api_call($s, 'DELETE', '/dynroute/hosts/h0-1.example.com');
     is($code, 507, 'a full zone: a removal needs room for the new block too');
-    ($code) = call($s, 'POST', '/dynroute/drain');
+    ($code) = api_call($s, 'POST', '/dynroute/drain');
     is($code, 200, 'a full zone: a change that keeps the hosts block is accepted');
     is(route($s, 'h0-1.example.com', 1), 'service_a ', 'a full zone: nothing was lost');
     error_log_ok(stop_nginx($s), 'a full zone: no alert or crit');
@@ -520,12 +505,12 @@ unlink $state_file;
             my $n = $chunk * 10000 + $_;
             sprintf '"tenant%d.example.com":{"target":"%s","table":"main"}', $n, $n % 2 ? 'service_b' : 'service_a'
         } 0 .. 9999) . '}';
-        my ($c, $d) = call($s, 'PATCH', '/dynroute/hosts', $body);
+        my ($c, $d) = api_call($s, 'PATCH', '/dynroute/hosts', $body);
         $ok &&= ($c == 200 && $d->{added} == 10000);
     }
     my $secs = Time::HiRes::time() - $t0;
     ok($ok, sprintf '100,000 runtime hosts added through the API in 10 requests (%.1f s)', $secs);
-    my $d = (call($s, 'GET', '/dynroute/'))[1];
+    my $d = (api_call($s, 'GET', '/dynroute/'))[1];
     is($d->{tables}{main}{hosts}, 100000, '100,000 runtime hosts: counted');
     my $wrong = 0;
     for my $i (0 .. 199) {
@@ -554,8 +539,8 @@ unlink $state_file;
         if ($pid == 0) {
             my $answers = '';
             for my $i (1 .. 40) {
-                my ($c, $d) = call($s, 'PUT', "/dynroute/hosts/w$k-$i.example.com",
-                                   '{"target":"service_b","table":"main"}');
+                my ($c, $d) = api_call($s, 'PUT', "/dynroute/hosts/w$k-$i.example.com",
+                                       '{"target":"service_b","table":"main"}');
                 $answers .= "$c " . ($d->{generation} // '-') . "\n";
             }
             POSIX::_exit(eval { spew("$out/$k", $answers); 1 } ? 0 : 1);
@@ -575,7 +560,7 @@ unlink $state_file;
        'writers at once: 160 hosts put through 2 workers, each one 201');
     is(scalar(grep { $gens{$_} == 1 } keys %gens), 160,
        'writers at once: 160 answers, 160 different generations');
-    my $d = (call($s, 'GET', '/dynroute/'))[1];
+    my $d = (api_call($s, 'GET', '/dynroute/'))[1];
     is("$d->{generation} " . scalar(keys %{ $d->{hosts} }), '160 160',
        'writers at once: the zone is at generation 160 with the 160 hosts');
     my $file = $json->decode(slurp($state_file));

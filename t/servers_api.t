@@ -8,33 +8,14 @@ use strict;
 use warnings;
 use lib 't/lib';
 use Test::Nginx::Dynroute;
-use Test::Nginx::Dynroute::Proc qw(slurp free_ports track stop_proc);
+use Test::Nginx::Dynroute::Api;
+use Test::Nginx::Dynroute::Proc qw(slurp free_ports stop_proc start_slow_backend);
 use IO::Socket::IP;
-use JSON::PP ();
-use POSIX ();
 use File::Temp ();
 use Time::HiRes ();
 
-my $json = JSON::PP->new->canonical;
-
 my $state_dir = File::Temp::tempdir(CLEANUP => 1);
 $ENV{TEST_NGINX_STATE_DIR} = $state_dir;
-
-# one API request: (status, decoded JSON or undef, response)
-sub call {
-    my ($srv, $method, $path, $body, $headers) = @_;
-    $headers ||= {};
-    my $req = "$method $path HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n";
-    $req .= "$_: $headers->{$_}\r\n" for sort keys %$headers;
-    $req .= "Content-Type: application/json\r\n"
-        if !exists $headers->{'Content-Type'}
-           && (defined $body || $method =~ /^(?:POST|PUT|PATCH)$/);
-    $req .= 'Content-Length: ' . length($body) . "\r\n" if defined $body;
-    $req .= "\r\n" . ($body // '');
-    my $res = http_raw($srv, $req, 30);
-    my $doc = eval { $json->decode($res->{body} // '') };
-    return ($res->{status} // 0, $doc, $res);
-}
 
 # $n requests on fresh connections: { "port" => count }, and the workers
 # that answered
@@ -88,70 +69,43 @@ my $config = <<'CONF';
     location /api/ { allow 127.0.0.1; deny all; dynroute_api write=on; }
 CONF
 
-# A slow backend of our own, in a child process: it answers each request
-# after a second.  Stopped by PID (stop_proc).  Returns (pid, port).
-sub start_slow() {
-    my $l = IO::Socket::IP->new(LocalHost => '127.0.0.1', LocalPort => 0,
-                                Listen => 16, ReuseAddr => 1)
-        or die "listen: $@";
-    my $port = $l->sockport;
-    my $pid = fork // die "fork: $!";
-    if ($pid == 0) {
-        local $SIG{ALRM} = sub { POSIX::_exit(0) };
-        alarm 60;
-        while (my $c = $l->accept) {
-            my $buf = '';
-            while ($buf !~ /\r\n\r\n/) {
-                my $n = sysread $c, $buf, 65536, length $buf;
-                last unless $n;
-            }
-            sleep 1;
-            print $c "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nslow\n";
-            close $c;
-        }
-        POSIX::_exit(0);
-    }
-    close $l;
-    return (track($pid, 'slow backend'), $port);
-}
-
 my $srv = start_nginx(workers => 2, http_config => $http, config => $config);
 my ($p2, $p3) = ($srv->{port2}, $srv->{port3});
 my ($st, $doc, $res, $seen, $workers);
 
 # ---- reading --------------------------------------------------------------
 
-($st, $doc) = call($srv, 'GET', '/api/upstreams');
+($st, $doc) = api_call($srv, 'GET', '/api/upstreams');
 is($st, 200, 'GET upstreams: 200');
 is($doc->{upstreams}{dyn}{max}, 4, '... dyn with its max=');
 ok(!exists $doc->{upstreams}{plain}, '... not an upstream without dynroute_servers');
 
-($st, $doc) = call($srv, 'GET', '/api/upstreams/dyn/servers');
+($st, $doc) = api_call($srv, 'GET', '/api/upstreams/dyn/servers');
 is($st, 200, 'GET upstreams/dyn/servers: 200');
 is_deeply([sort keys %{ $doc->{servers} }], ["127.0.0.1:$p2"], '... its server line');
 
-($st, $doc) = call($srv, 'GET', "/api/upstreams/dyn/servers/127.0.0.1:$p2");
+($st, $doc) = api_call($srv, 'GET', "/api/upstreams/dyn/servers/127.0.0.1:$p2");
 is($st, 200, 'GET one server: 200');
 is($doc->{weight}, 1, '... with its fields');
 
 # ---- PUT, PATCH, DELETE one server; every worker routes by the change ----
 
-($st, $doc) = call($srv, 'PUT', "/api/upstreams/dyn/servers/127.0.0.1:$p3", '{"weight": 2}');
+($st, $doc) = api_call($srv, 'PUT', "/api/upstreams/dyn/servers/127.0.0.1:$p3", '{"weight": 2}');
 is($st, 201, 'PUT a new server: 201');
-($st, $doc) = call($srv, 'PUT', "/api/upstreams/dyn/servers/127.0.0.1:$p3", '{"weight": 1}');
+($st, $doc) = api_call($srv, 'PUT', "/api/upstreams/dyn/servers/127.0.0.1:$p3", '{"weight": 1}');
 is($st, 200, 'PUT it again: 200');
 ($seen, $workers) = spread($srv, 40);
 is_deeply([sort keys %$seen], [sort "200 $p2", "200 $p3"],
           '40 requests on fresh connections: both servers answer');
 is(scalar(keys %$workers), 2, '... answered by both workers');
 
-($st, $doc) = call($srv, 'PATCH', "/api/upstreams/dyn/servers/127.0.0.1:$p3", '{"weight": 3}');
+($st, $doc) = api_call($srv, 'PATCH', "/api/upstreams/dyn/servers/127.0.0.1:$p3", '{"weight": 3}');
 is($st, 200, 'PATCH a server: 200');
 is($doc->{weight}, 3, '... its new weight');
-($st, $doc) = call($srv, 'GET', "/api/upstreams/dyn/servers/127.0.0.1:$p3");
+($st, $doc) = api_call($srv, 'GET', "/api/upstreams/dyn/servers/127.0.0.1:$p3");
 is($doc->{weight}, 3, '... read back');
 
-($st, $doc) = call($srv, 'DELETE', "/api/upstreams/dyn/servers/127.0.0.1:$p2");
+($st, $doc) = api_call($srv, 'DELETE', "/api/upstreams/dyn/servers/127.0.0.1:$p2");
 is($st, 200, 'DELETE the configured server: 200');
 ($seen, $workers) = spread($srv, 40);
 is_deeply($seen, { "200 $p3" => 40 }, 'every answer after it from the new list');
@@ -161,38 +115,38 @@ is_deeply($seen, { "200 $p3" => 10 }, '... through dynroute_balancer too');
 
 # ---- POST, PUT and PATCH of the list -------------------------------------
 
-($st, $doc) = call($srv, 'POST', '/api/upstreams/dyn/servers', qq({"server": "127.0.0.1:$p2", "weight": 1}));
+($st, $doc) = api_call($srv, 'POST', '/api/upstreams/dyn/servers', qq({"server": "127.0.0.1:$p2", "weight": 1}));
 is($st, 201, 'POST a server: 201');
 is($doc->{server}, "127.0.0.1:$p2", '... named canonically');
-($st, $doc) = call($srv, 'POST', '/api/upstreams/dyn/servers', qq({"server": "127.0.0.1:$p2"}));
+($st, $doc) = api_call($srv, 'POST', '/api/upstreams/dyn/servers', qq({"server": "127.0.0.1:$p2"}));
 is($st, 409, 'POST it again: 409');
 like($doc->{error}, qr/127\.0\.0\.1:$p2/, '... naming it');
 
-($st, $doc) = call($srv, 'PUT', '/api/upstreams/dyn/servers', qq({"127.0.0.1:$extra[0]": {}}));
+($st, $doc) = api_call($srv, 'PUT', '/api/upstreams/dyn/servers', qq({"127.0.0.1:$extra[0]": {}}));
 is($st, 200, 'PUT the whole list: 200');
 ($seen) = spread($srv, 20);
 is_deeply($seen, { "200 $extra[0]" => 20 }, '... only its server answers');
 
-($st, $doc) = call($srv, 'PATCH', '/api/upstreams/dyn/servers',
-                   qq({"127.0.0.1:$extra[0]": null, "%5B::1%5D:$extra[1]": {}}));
+($st, $doc) = api_call($srv, 'PATCH', '/api/upstreams/dyn/servers',
+                       qq({"127.0.0.1:$extra[0]": null, "%5B::1%5D:$extra[1]": {}}));
 is($st, 400, 'PATCH: a percent-encoded address in a body is not an address') or Test::More::diag($res);
 
-($st, $doc) = call($srv, 'PATCH', '/api/upstreams/dyn/servers',
-                   qq({"127.0.0.1:$extra[0]": null, "[::1]:$extra[1]": {}}));
+($st, $doc) = api_call($srv, 'PATCH', '/api/upstreams/dyn/servers',
+                       qq({"127.0.0.1:$extra[0]": null, "[::1]:$extra[1]": {}}));
 is($st, 200, 'PATCH many: 200');
 ($seen) = spread($srv, 10);
 is_deeply($seen, { "200 $extra[1]" => 10 }, '... an IPv6 server answers alone');
 
 # percent-encoded in the path: IPv6 and a unix socket
-($st, $doc) = call($srv, 'PUT', "/api/upstreams/dyn/servers/%5B0:0::1%5D:$extra[1]", '{"weight": 1}');
+($st, $doc) = api_call($srv, 'PUT', "/api/upstreams/dyn/servers/%5B0:0::1%5D:$extra[1]", '{"weight": 1}');
 is($st, 200, 'PUT [0:0::1] percent-encoded: the same server (200)');
 my $sock = "$srv->{prefix}/back.sock";
 (my $enc = $sock) =~ s{/}{%2F}g;
-($st, $doc) = call($srv, 'PUT', "/api/upstreams/dyn/servers/unix:$enc", '{}');
+($st, $doc) = api_call($srv, 'PUT', "/api/upstreams/dyn/servers/unix:$enc", '{}');
 is($st, 201, 'PUT unix:%2F... : 201');
-($st, $doc) = call($srv, 'GET', "/api/upstreams/dyn/servers/unix:$enc");
+($st, $doc) = api_call($srv, 'GET', "/api/upstreams/dyn/servers/unix:$enc");
 is($doc->{server}, "unix:$sock", '... read back by its decoded path');
-($st, $doc) = call($srv, 'DELETE', "/api/upstreams/dyn/servers/%5B::1%5D:$extra[1]");
+($st, $doc) = api_call($srv, 'DELETE', "/api/upstreams/dyn/servers/%5B::1%5D:$extra[1]");
 is($st, 200, 'DELETE [::1] percent-encoded: 200');
 ($seen) = spread($srv, 10);
 is_deeply($seen, { "200 " => 10 }, '... the unix socket answers alone');
@@ -201,7 +155,7 @@ like(http_get($srv, '/d/x')->{headers}{'x-upstream-addr'}[0], qr/^unix:\Q$sock\E
 
 # ---- errors ----------------------------------------------------------------
 
-my $g0 = call($srv, 'GET', '/api/upstreams/dyn/servers') && (call($srv, 'GET', '/api/upstreams/dyn/servers'))[1]{generation};
+my $g0 = api_call($srv, 'GET', '/api/upstreams/dyn/servers') && (api_call($srv, 'GET', '/api/upstreams/dyn/servers'))[1]{generation};
 for my $case (
     [ 'PUT', '/api/upstreams/dyn/servers/10.0.0.300:80', '{}', 400, qr/10\.0\.0\.300/, 'a bad address' ],
     [ 'PUT', '/api/upstreams/dyn/servers/host.example:80', '{}', 400, qr/host\.example/, 'a host name' ],
@@ -221,35 +175,35 @@ for my $case (
     [ 'PUT', '/api/services/tenant', '{}', 409, qr/dynroute_services/, 'a service without a carrier' ],
 ) {
     my ($m, $path, $body, $want, $re, $what) = @$case;
-    ($st, $doc) = call($srv, $m, $path, $body);
+    ($st, $doc) = api_call($srv, $m, $path, $body);
     is($st, $want, "$what: $want");
     like($doc->{error} // '', $re, "... says what is wrong");
 }
-($st, $doc) = call($srv, 'GET', '/api/upstreams/dyn/servers');
+($st, $doc) = api_call($srv, 'GET', '/api/upstreams/dyn/servers');
 is($doc->{generation}, $g0, 'the refused changes changed nothing');
 
-($st, $doc, $res) = call($srv, 'DELETE', '/api/upstreams');
+($st, $doc, $res) = api_call($srv, 'DELETE', '/api/upstreams');
 is($st, 405, 'DELETE upstreams: 405');
 is($res->{headers}{allow}[0], 'GET, HEAD', '... Allow: GET, HEAD');
-($st, $doc, $res) = call($srv, 'POST', "/api/upstreams/dyn/servers/127.0.0.1:$p2", '{}');
+($st, $doc, $res) = api_call($srv, 'POST', "/api/upstreams/dyn/servers/127.0.0.1:$p2", '{}');
 is($st, 405, 'POST to one server: 405');
 is($res->{headers}{allow}[0], 'GET, HEAD, PUT, PATCH, DELETE', '... with Allow');
-($st, $doc, $res) = call($srv, 'PATCH', '/api/services/x', '{}');
+($st, $doc, $res) = api_call($srv, 'PATCH', '/api/services/x', '{}');
 is($st, 405, 'PATCH a service: 405');
 
-($st, $doc) = call($srv, 'PUT', "/api/upstreams/dyn/servers/127.0.0.1:$p2", '{}', { 'If-Match' => $g0 - 1 });
+($st, $doc) = api_call($srv, 'PUT', "/api/upstreams/dyn/servers/127.0.0.1:$p2", '{}', { 'If-Match' => $g0 - 1 });
 is($st, 409, 'If-Match of another generation: 409');
-($st, $doc, $res) = call($srv, 'PUT', "/api/upstreams/dyn/servers/127.0.0.1:$p2", '{}', { 'If-Match' => $g0 });
+($st, $doc, $res) = api_call($srv, 'PUT', "/api/upstreams/dyn/servers/127.0.0.1:$p2", '{}', { 'If-Match' => $g0 });
 is($st, 201, 'If-Match of this generation: 201');
 is($res->{headers}{etag}[0], '"' . ($g0 + 1) . '"', '... ETag: the new generation');
-($st) = call($srv, 'PUT', '/api/upstreams/dyn/servers', '{"a": "' . ('x' x (1024 * 1024)) . '"}');
+($st) = api_call($srv, 'PUT', '/api/upstreams/dyn/servers', '{"a": "' . ('x' x (1024 * 1024)) . '"}');
 is($st, 413, 'a body over 1 MiB: 413');
-($st) = call($srv, 'PUT', "/api/upstreams/dyn/servers/127.0.0.1:$p2", '{}', { 'Content-Type' => 'text/plain' });
+($st) = api_call($srv, 'PUT', "/api/upstreams/dyn/servers/127.0.0.1:$p2", '{}', { 'Content-Type' => 'text/plain' });
 is($st, 415, 'a write that is not JSON: 415');
 
 # ---- DELETE .../servers: back to the server lines -------------------------
 
-($st, $doc) = call($srv, 'DELETE', '/api/upstreams/dyn/servers');
+($st, $doc) = api_call($srv, 'DELETE', '/api/upstreams/dyn/servers');
 is($st, 200, 'DELETE upstreams/dyn/servers: 200');
 ok(!$doc->{runtime}, '... no runtime list');
 ($seen, $workers) = spread($srv, 20);
@@ -257,20 +211,20 @@ is_deeply($seen, { "200 $p2" => 20 }, '... the server line answers again, on eve
 
 # a reset gives the ids out again: a worker that had not seen the reset
 # must not take the new server with an old id for the old one
-($st) = call($srv, 'PUT', '/api/upstreams/dyn/servers', qq({"127.0.0.1:$p3": {}}));
+($st) = api_call($srv, 'PUT', '/api/upstreams/dyn/servers', qq({"127.0.0.1:$p3": {}}));
 is($st, 200, 'ids again: a runtime list');
 ($seen, $workers) = spread($srv, 10);
 is_deeply($seen, { "200 $p3" => 10 }, '... served by every worker');
-($st) = call($srv, 'DELETE', '/api/upstreams/dyn/servers');
+($st) = api_call($srv, 'DELETE', '/api/upstreams/dyn/servers');
 is($st, 200, '... reset');
-($st) = call($srv, 'PUT', '/api/upstreams/dyn/servers', qq({"127.0.0.1:$extra[0]": {}}));
+($st) = api_call($srv, 'PUT', '/api/upstreams/dyn/servers', qq({"127.0.0.1:$extra[0]": {}}));
 is($st, 200, '... and another list at once, its server with the id the first had');
 ($seen, $workers) = spread($srv, 20);
 is_deeply($seen, { "200 $extra[0]" => 20 }, '... every worker serves the new server');
 
 # ---- across a reload and a restart with state= ---------------------------
 
-($st) = call($srv, 'PUT', '/api/upstreams/dyn/servers', qq({"127.0.0.1:$p3": {"weight": 2}}));
+($st) = api_call($srv, 'PUT', '/api/upstreams/dyn/servers', qq({"127.0.0.1:$p3": {"weight": 2}}));
 is($st, 200, 'a runtime list again');
 ok(reload_nginx($srv), 'reload');
 ($seen, $workers) = spread($srv, 20);
@@ -280,7 +234,7 @@ error_log_ok(stop_nginx($srv), 'API: no alert/crit/crash');
 $srv = start_nginx(workers => 2, http_config => $http, config => $config, port => $srv->{port});
 {
     # the same ports: the state file names them
-    ($st, $doc) = call($srv, 'GET', '/api/upstreams/dyn/servers');
+    ($st, $doc) = api_call($srv, 'GET', '/api/upstreams/dyn/servers');
     is_deeply([keys %{ $doc->{servers} }], ["127.0.0.1:$p3"], 'after a restart with state=: the runtime list');
     is($doc->{servers}{"127.0.0.1:$p3"}{weight}, 2, '... with its weight');
 }
@@ -290,12 +244,12 @@ unlink "$state_dir/dynroute.json";
 # ---- a request in flight to a server that is removed ----------------------
 
 {
-    my ($slow, $sport) = start_slow();
+    my ($slow, $sport) = start_slow_backend(1);
     my @b = free_ports(8);
     my $more = "    server {\n" . join('', map { "        listen 127.0.0.1:$_;\n" } @b)
         . "        location / { return 200 \"\$server_port\\n\"; }\n    }\n";
     my $srv = start_nginx(workers => 2, http_config => $http . $more, config => $config);
-    ($st) = call($srv, 'PUT', '/api/upstreams/dyn/servers', qq({"127.0.0.1:$sport": {}}));
+    ($st) = api_call($srv, 'PUT', '/api/upstreams/dyn/servers', qq({"127.0.0.1:$sport": {}}));
     is($st, 200, 'in flight: the slow server alone');
     my $c = IO::Socket::IP->new(PeerHost => '127.0.0.1', PeerPort => $srv->{port})
         or die "connect: $@";
@@ -306,7 +260,7 @@ unlink "$state_dir/dynroute.json";
     my $serve = sub {
         my ($half, $what) = @_;
         my $list = join ', ', map { qq("127.0.0.1:$_": {}) } @$half;
-        ($st) = call($srv, 'PUT', '/api/upstreams/dyn/servers', "{$list}");
+        ($st) = api_call($srv, 'PUT', '/api/upstreams/dyn/servers', "{$list}");
         is($st, 200, "$what: a list of 4 new servers");
         my %by;
         for my $i (1 .. 60) {
@@ -338,8 +292,8 @@ unlink "$state_dir/dynroute.json";
     my ($dead) = free_ports(1);
     my $srv = start_nginx(workers => 2, http_config => $http, config => $config);
     my $p2 = $srv->{port2};
-    ($st) = call($srv, 'PUT', '/api/upstreams/dyn/servers',
-                 qq({"127.0.0.1:$dead": {"max_fails": 1, "fail_timeout": "60s"}, "127.0.0.1:$p2": {}}));
+    ($st) = api_call($srv, 'PUT', '/api/upstreams/dyn/servers',
+                     qq({"127.0.0.1:$dead": {"max_fails": 1, "fail_timeout": "60s"}, "127.0.0.1:$p2": {}}));
     is($st, 200, 'max_fails: a list with a port that refuses');
     my $refused = sub {
         my $n = () = slurp($srv->{error_log}) =~ /connect\(\) failed .*127\.0\.0\.1:$dead/g;
@@ -351,7 +305,7 @@ unlink "$state_dir/dynroute.json";
        '... each worker served at least 2 (and so tried the refusing server)');
     my $before = $refused->();
     ok($before >= 1 && $before <= 2, "... which each worker tried once ($before)");
-    ($st) = call($srv, 'PATCH', "/api/upstreams/dyn/servers/127.0.0.1:$dead", '{"weight": 3}');
+    ($st) = api_call($srv, 'PATCH', "/api/upstreams/dyn/servers/127.0.0.1:$dead", '{"weight": 3}');
     is($st, 200, '... its weight changed');
     ($seen) = spread($srv, 40);
     is_deeply($seen, { "200 $p2" => 40 }, '... every request answered');
@@ -367,10 +321,10 @@ unlink "$state_dir/dynroute.json";
     my $srv = start_nginx(workers => 2, http_config => $small, config => $config);
     my $p2 = $srv->{port2};
     my $body = '{' . join(', ', map { sprintf '"10.%d.%d.%d:8080": {}', $_ >> 16, ($_ >> 8) & 255, $_ & 255 } 1 .. 3000) . '}';
-    ($st, $doc) = call($srv, 'PUT', '/api/upstreams/dyn/servers', $body);
+    ($st, $doc) = api_call($srv, 'PUT', '/api/upstreams/dyn/servers', $body);
     is($st, 507, 'a list the zone cannot hold: 507');
     like($doc->{error} // '', qr/dynroute_zone "routes" is full, nothing changed/, '... saying so');
-    ($st, $doc) = call($srv, 'GET', '/api/upstreams/dyn/servers');
+    ($st, $doc) = api_call($srv, 'GET', '/api/upstreams/dyn/servers');
     ok(!$doc->{runtime}, '... nothing changed');
     ($seen) = spread($srv, 10);
     is_deeply($seen, { "200 $p2" => 10 }, '... the server line answers');

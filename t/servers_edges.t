@@ -13,26 +13,10 @@ use strict;
 use warnings;
 use lib 't/lib';
 use Test::Nginx::Dynroute;
-use Test::Nginx::Dynroute::Proc qw(free_ports track stop_proc);
+use Test::Nginx::Dynroute::Api;
+use Test::Nginx::Dynroute::Proc qw(free_ports stop_proc);
 use IO::Socket::IP;
-use JSON::PP ();
-use POSIX ();
 use Time::HiRes ();
-
-my $json = JSON::PP->new->canonical;
-
-sub call {
-    my ($srv, $method, $path, $body, $headers) = @_;
-    $headers ||= {};
-    my $req = "$method $path HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n";
-    $req .= "$_: $headers->{$_}\r\n" for sort keys %$headers;
-    $req .= "Content-Type: application/json\r\n" if defined $body;
-    $req .= 'Content-Length: ' . length($body) . "\r\n" if defined $body;
-    $req .= "\r\n" . ($body // '');
-    my $res = http_raw($srv, $req, 30);
-    my $doc = eval { $json->decode($res->{body} // '') };
-    return ($res->{status} // 0, $doc, $res);
-}
 
 sub body_of {
     my ($r) = @_;
@@ -119,8 +103,8 @@ $stranger{ body_of(http_get($srv, '/stranger/x', { 'X-Real-IP' => $_ })) }++ for
 is(scalar(keys %stranger), 1, 'a stranger\'s X-Real-IP moves nothing: every request keyed on 127.0.0.1');
 
 # the runtime list keyed the same way
-($st) = call($srv, 'PUT', '/api/upstreams/dyn/servers',
-             qq({"127.0.0.1:$p2": {}, "127.0.0.1:$p3": {}}));
+($st) = api_call($srv, 'PUT', '/api/upstreams/dyn/servers',
+                 qq({"127.0.0.1:$p2": {}, "127.0.0.1:$p3": {}}));
 is($st, 200, 'the same two servers as a runtime list');
 $check_twin->('runtime list');
 
@@ -131,17 +115,17 @@ for my $case (['PUT', '/api/upstreams/rr/servers', qq({"127.0.0.1:$extra[0]": {}
               ['PUT', '/api/services/tenant', qq({"servers": {"127.0.0.1:$p3": {}}}), 'create a service'])
 {
     my ($m, $path, $body, $what) = @$case;
-    ($st) = call($srv, $m, $path, $body, { 'X-Real-IP' => '203.0.113.9' });
+    ($st) = api_call($srv, $m, $path, $body, { 'X-Real-IP' => '203.0.113.9' });
     is($st, 403, "$what for a client the location denies, behind a trusted proxy: 403");
 }
-($st, $doc) = call($srv, 'GET', '/api/upstreams/rr/servers');
+($st, $doc) = api_call($srv, 'GET', '/api/upstreams/rr/servers');
 is_deeply([sort keys %{ $doc->{servers} }], ["127.0.0.1:$p2"], '... the list is as it was');
 ok(!$doc->{servers}{"127.0.0.1:$p2"}{drain}, '... and not drained');
-($st, $doc) = call($srv, 'GET', '/api/services');
+($st, $doc) = api_call($srv, 'GET', '/api/services');
 is_deeply($doc->{services}, {}, '... and no service was made');
 
-($st) = call($srv, 'PUT', '/api/upstreams/rr/servers', qq({"127.0.0.1:$extra[0]": {}}),
-             { 'X-Real-IP' => '127.0.0.1' });
+($st) = api_call($srv, 'PUT', '/api/upstreams/rr/servers', qq({"127.0.0.1:$extra[0]": {}}),
+                 { 'X-Real-IP' => '127.0.0.1' });
 is($st, 200, 'the same change for a client the location allows: 200');
 is(body_of(http_get($srv, '/rr/x')), "200 $extra[0]", '... and routed by');
 
@@ -150,36 +134,11 @@ error_log_ok(stop_nginx($srv), 'realip: no alert/crit/crash');
 # ---- a worker of the previous configuration holds a request ---------------
 
 # A slow backend of our own: it answers each request after 1.5 s.
-sub start_slow() {
-    my $l = IO::Socket::IP->new(LocalHost => '127.0.0.1', LocalPort => 0,
-                                Listen => 16, ReuseAddr => 1)
-        or die "listen: $@";
-    my $port = $l->sockport;
-    my $pid = fork // die "fork: $!";
-    if ($pid == 0) {
-        local $SIG{ALRM} = sub { POSIX::_exit(0) };
-        alarm 60;
-        while (my $c = $l->accept) {
-            my $buf = '';
-            while ($buf !~ /\r\n\r\n/) {
-                my $n = sysread $c, $buf, 65536, length $buf;
-                last unless $n;
-            }
-            Time::HiRes::sleep(1.5);
-            print $c "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nslow\n";
-            close $c;
-        }
-        POSIX::_exit(0);
-    }
-    close $l;
-    return (track($pid, 'slow backend'), $port);
-}
-
 {
-    my ($slow, $sport) = start_slow();
+    my ($slow, $sport) = start_slow_backend(1.5);
     my $srv = start_nginx(workers => 2, http_config => $http, config => $config);
     my ($p2, $p3) = ($srv->{port2}, $srv->{port3});
-    ($st) = call($srv, 'PUT', '/api/upstreams/rr/servers', qq({"127.0.0.1:$sport": {}}));
+    ($st) = api_call($srv, 'PUT', '/api/upstreams/rr/servers', qq({"127.0.0.1:$sport": {}}));
     is($st, 200, 'old worker: the slow server alone');
 
     my $c = IO::Socket::IP->new(PeerHost => '127.0.0.1', PeerPort => $srv->{port})
@@ -189,8 +148,8 @@ sub start_slow() {
 
     ok(reload_nginx($srv, undef, $config . "    add_header X-Conf 2 always;\n"),
        'reload while the request waits');
-    ($st, $doc) = call($srv, 'PUT', '/api/upstreams/rr/servers',
-                       qq({"127.0.0.1:$p2": {}, "127.0.0.1:$p3": {}}));
+    ($st, $doc) = api_call($srv, 'PUT', '/api/upstreams/rr/servers',
+                           qq({"127.0.0.1:$p2": {}, "127.0.0.1:$p3": {}}));
     is($st, 200, 'the new workers replace the list');
 
     my %seen;
@@ -206,7 +165,7 @@ sub start_slow() {
          'the old worker\'s request to the removed server completes with 200');
     stop_proc($slow);
 
-    ($st, $doc) = call($srv, 'GET', '/api/upstreams/rr/servers');
+    ($st, $doc) = api_call($srv, 'GET', '/api/upstreams/rr/servers');
     is_deeply([sort keys %{ $doc->{servers} }], [sort("127.0.0.1:$p2", "127.0.0.1:$p3")],
               '... and the list is the new one');
     error_log_ok(stop_nginx($srv), 'old worker: no alert/crit/crash');

@@ -8,30 +8,15 @@ use strict;
 use warnings;
 use lib 't/lib';
 use Test::Nginx::Dynroute;
-use Test::Nginx::Dynroute::Proc qw(free_ports track stop_proc);
+use Test::Nginx::Dynroute::Api;
+use Test::Nginx::Dynroute::Proc qw(free_ports stop_proc start_slow_backend);
 use IO::Socket::IP;
-use JSON::PP ();
-use POSIX ();
 use Time::HiRes ();
-
-my $json = JSON::PP->new->canonical;
-
-# one API request: (status, decoded JSON or undef, response)
-sub call {
-    my ($srv, $method, $path, $body) = @_;
-    my $req = "$method $path HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n";
-    $req .= "Content-Type: application/json\r\n" if defined $body;
-    $req .= 'Content-Length: ' . length($body) . "\r\n" if defined $body;
-    $req .= "\r\n" . ($body // '');
-    my $res = http_raw($srv, $req, 30);
-    my $doc = eval { $json->decode($res->{body} // '') };
-    return ($res->{status} // 0, $doc, $res);
-}
 
 # the servers of upstream dyn in {prefix}stats: { "address" => {...} }
 sub servers_of {
     my ($srv) = @_;
-    my ($st, $doc) = call($srv, 'GET', '/api/stats');
+    my ($st, $doc) = api_call($srv, 'GET', '/api/stats');
     my ($g) = grep { $_->{name} eq 'dyn' } @{ $doc->{groups} // [] };
     return { map { $_->{name} => $_ } @{ $g->{servers} // [] } };
 }
@@ -79,33 +64,6 @@ sub counters_are {
     is($got->{responses}{'2xx'}, $seen->{'2xx'} // 0, "$what: 2xx as seen");
     is($got->{responses}{'5xx'}, $seen->{'5xx'} // 0, "$what: 5xx as seen");
     is($got->{inflight}, 0, "$what: nothing in flight at rest");
-}
-
-# A slow backend of our own, in a child process: it answers each request
-# after a second.  Stopped by PID (stop_proc).  Returns (pid, port).
-sub start_slow() {
-    my $l = IO::Socket::IP->new(LocalHost => '127.0.0.1', LocalPort => 0,
-                                Listen => 16, ReuseAddr => 1)
-        or die "listen: $@";
-    my $port = $l->sockport;
-    my $pid = fork // die "fork: $!";
-    if ($pid == 0) {
-        local $SIG{ALRM} = sub { POSIX::_exit(0) };
-        alarm 60;
-        while (my $c = $l->accept) {
-            my $buf = '';
-            while ($buf !~ /\r\n\r\n/) {
-                my $n = sysread $c, $buf, 65536, length $buf;
-                last unless $n;
-            }
-            sleep 1;
-            print $c "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nslow\n";
-            close $c;
-        }
-        POSIX::_exit(0);
-    }
-    close $l;
-    return (track($pid, 'slow backend'), $port);
 }
 
 my ($refuse, $extra) = free_ports(2);     # nothing listens at $refuse
@@ -166,8 +124,8 @@ is($s->{qq(dynroute_upstream_servers{upstream="dyn"})}, 2, 'metrics: dynroute_up
 
 # ---- a runtime list keeps a configured address's counts; fails ----------
 
-($st) = call($srv, 'PUT', '/api/upstreams/dyn/servers',
-             qq({"$a2": {}, "$ar": {"max_fails": 1, "fail_timeout": 30}}));
+($st) = api_call($srv, 'PUT', '/api/upstreams/dyn/servers',
+                 qq({"$a2": {}, "$ar": {"max_fails": 1, "fail_timeout": 30}}));
 is($st, 200, 'a runtime list: the first server line and a refusing port');
 $got = servers_of($srv);
 is_deeply([sort keys %$got], [sort $a2, $ar], '... listed');
@@ -187,28 +145,28 @@ is($got->{$a2}{state}, 'up', "$a2 still up");
 
 # ---- down and drain -------------------------------------------------------
 
-($st) = call($srv, 'PATCH', "/api/upstreams/dyn/servers/$a2", '{"drain": true}');
+($st) = api_call($srv, 'PATCH', "/api/upstreams/dyn/servers/$a2", '{"drain": true}');
 is($st, 200, 'drain a server');
 is(servers_of($srv)->{$a2}{state}, 'drain', '... its state: drain');
-($st) = call($srv, 'PATCH', "/api/upstreams/dyn/servers/$a2", '{"drain": false, "down": true}');
+($st) = api_call($srv, 'PATCH', "/api/upstreams/dyn/servers/$a2", '{"drain": false, "down": true}');
 is($st, 200, 'down a server');
 is(servers_of($srv)->{$a2}{state}, 'down', '... its state: down');
-($st) = call($srv, 'PATCH', "/api/upstreams/dyn/servers/$a2", '{"down": false}');
+($st) = api_call($srv, 'PATCH', "/api/upstreams/dyn/servers/$a2", '{"down": false}');
 is(servers_of($srv)->{$a2}{requests}, $seen{$a2}{tries}, '... and back up, with its counts');
 my $before = $seen{$a2}{tries};
 
 # ---- a removed server: listed until its last try is done, then freed ----
 
 {
-    my ($slow, $sport) = start_slow();
+    my ($slow, $sport) = start_slow_backend(1);
     my $as = "127.0.0.1:$sport";
-    ($st) = call($srv, 'PUT', '/api/upstreams/dyn/servers', qq({"$as": {}}));
+    ($st) = api_call($srv, 'PUT', '/api/upstreams/dyn/servers', qq({"$as": {}}));
     is($st, 200, 'a list of the slow server alone');
     my $c = IO::Socket::IP->new(PeerHost => '127.0.0.1', PeerPort => $srv->{port})
         or die "connect: $@";
     print $c "GET /d/slow HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
     Time::HiRes::sleep(0.3);
-    ($st) = call($srv, 'PUT', '/api/upstreams/dyn/servers', qq({"$a3": {}}));
+    ($st) = api_call($srv, 'PUT', '/api/upstreams/dyn/servers', qq({"$a3": {}}));
     is($st, 200, 'a list without it, while a request waits for it');
     my $removed_at = Time::HiRes::time();
 
@@ -221,7 +179,7 @@ my $before = $seen{$a2}{tries};
        'metrics: state="removed"');
     is($s->{qq(dynroute_upstream_servers{upstream="dyn"})}, 1, 'metrics: the removed one not counted as listed');
 
-    ($st) = call($srv, 'PATCH', "/api/upstreams/dyn/servers/$a3", '{"weight": 2}');
+    ($st) = api_call($srv, 'PATCH', "/api/upstreams/dyn/servers/$a3", '{"weight": 2}');
     is($st, 200, 'a write while the try is in flight');
     is(servers_of($srv)->{$as}{state}, 'removed', '... keeps it listed');
 
@@ -236,7 +194,7 @@ my $before = $seen{$a2}{tries};
 
     my $wait = $removed_at + 1.2 - Time::HiRes::time();
     Time::HiRes::sleep($wait) if $wait > 0;
-    ($st) = call($srv, 'PATCH', "/api/upstreams/dyn/servers/$a3", '{"weight": 1}');
+    ($st) = api_call($srv, 'PATCH', "/api/upstreams/dyn/servers/$a3", '{"weight": 1}');
     is($st, 200, 'a write a second after the removal');
     $got = servers_of($srv);
     ok(!exists $got->{$as}, '... frees its cell: no longer listed');
@@ -248,7 +206,7 @@ my $before = $seen{$a2}{tries};
 
 {
     my $ax = "127.0.0.1:$extra";
-    ($st) = call($srv, 'PUT', '/api/upstreams/dyn/servers', qq({"$ax": {}}));
+    ($st) = api_call($srv, 'PUT', '/api/upstreams/dyn/servers', qq({"$ax": {}}));
     is($st, 200, 'a runtime server of no server line');
     my %x;
     send_n($srv, 10, '/d/', \%x);
@@ -262,7 +220,7 @@ my $before = $seen{$a2}{tries};
 
 # ---- a reset, and a reload, keep the server lines' counts ----------------
 
-($st) = call($srv, 'DELETE', '/api/upstreams/dyn/servers');
+($st) = api_call($srv, 'DELETE', '/api/upstreams/dyn/servers');
 is($st, 200, 'a reset: back to the server lines');
 is(servers_of($srv)->{$a2}{requests}, $before, "... $a2 keeps its counts");
 ok(reload_nginx($srv), 'reload');

@@ -9,6 +9,7 @@ use strict;
 use warnings;
 use lib 't/lib';
 use Test::Nginx::Dynroute;
+use Test::Nginx::Dynroute::Api;
 use Test::Nginx::Dynroute::Proc qw(slurp);
 
 # $n requests for $host on fresh connections: { "status body" => count },
@@ -26,27 +27,11 @@ sub spread {
     return (\%seen, \%workers, \%up);
 }
 use IO::Socket::IP;
-use JSON::PP ();
 use Time::HiRes ();
 use File::Temp ();
 
-my $json = JSON::PP->new->canonical;
-
 my $state_dir = File::Temp::tempdir(CLEANUP => 1);
 $ENV{TEST_NGINX_STATE_DIR} = $state_dir;
-
-# one API request: (status, decoded JSON or undef, response)
-sub call {
-    my ($srv, $method, $path, $body) = @_;
-    my $req = "$method $path HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n";
-    $req .= "Content-Type: application/json\r\n"
-        if defined $body || $method =~ /^(?:POST|PUT|PATCH)$/;
-    $req .= 'Content-Length: ' . length($body) . "\r\n" if defined $body;
-    $req .= "\r\n" . ($body // '');
-    my $res = http_raw($srv, $req, 30);
-    my $doc = eval { $json->decode($res->{body} // '') };
-    return ($res->{status} // 0, $doc, $res);
-}
 
 my $http = <<"CONF";
     error_log \$TEST_NGINX_PREFIX/logs/error.log info;
@@ -95,35 +80,35 @@ my ($st, $doc);
 
 # ---- the API's services ------------------------------------------------------
 
-($st, $doc) = call($srv, 'GET', '/api/services');
+($st, $doc) = api_call($srv, 'GET', '/api/services');
 is($st, 200, 'GET services with a carrier: 200');
 is($doc->{carrier}, 'services', '... the carrier');
 is($doc->{max_services}, 2, '... max_services=');
 is($doc->{max_servers}, 3, '... servers=');
 
-($st, $doc) = call($srv, 'PUT', '/api/services/tenant', qq({"servers": {"127.0.0.1:$p3": {}}}));
+($st, $doc) = api_call($srv, 'PUT', '/api/services/tenant', qq({"servers": {"127.0.0.1:$p3": {}}}));
 is($st, 201, 'PUT a new service: 201');
 
 # every worker: the service (a fresh connection each, either worker)
 my (%seen, $shown);
 for (1 .. 40) {
-    my ($s, $d, $r) = call($srv, 'GET', '/api/services/tenant');
+    my ($s, $d, $r) = api_call($srv, 'GET', '/api/services/tenant');
     $seen{ $r->{headers}{'x-worker'}[0] // '' }++;
     $shown++ if $s == 200 && exists $d->{servers}{"127.0.0.1:$p3"};
 }
 is($shown, 40, '... every answer shows it with its server');
 is(scalar(keys %seen), 2, '... answered by both workers');
 
-($st) = call($srv, 'PUT', "/api/upstreams/tenant/servers/127.0.0.1:$p2", '{"weight": 2}');
+($st) = api_call($srv, 'PUT', "/api/upstreams/tenant/servers/127.0.0.1:$p2", '{"weight": 2}');
 is($st, 201, 'a server added to the service: 201');
-($st, $doc) = call($srv, 'GET', '/api/services/tenant');
+($st, $doc) = api_call($srv, 'GET', '/api/services/tenant');
 is_deeply([sort keys %{ $doc->{servers} }], [sort "127.0.0.1:$p2", "127.0.0.1:$p3"],
           '... the service has both');
 
 # ---- a runtime host routed to the service -----------------------------------
 
 my ($seen, $workers, $up);
-($st) = call($srv, 'PUT', '/api/hosts/tenant.example.com', '{"table": "main", "target": "tenant"}');
+($st) = api_call($srv, 'PUT', '/api/hosts/tenant.example.com', '{"table": "main", "target": "tenant"}');
 is($st, 201, 'a runtime host naming the service: 201');
 my $logged = -s "$srv->{prefix}/logs/backends.log" || 0;
 ($seen, $workers, $up) = spread($srv, 40, '/', 'tenant.example.com');
@@ -142,7 +127,7 @@ ok(keys %conn <= 6, '... over at most 6 connections: the carrier\'s keepalive ('
    . scalar(keys %conn) . ')');
 
 # the service's servers in the stats: each try counted in its server's cell
-($st, $doc) = call($srv, 'GET', '/api/stats');
+($st, $doc) = api_call($srv, 'GET', '/api/stats');
 my ($group) = grep { $_->{name} eq 'tenant' } @{ $doc->{groups} || [] };
 is($group && $group->{kind}, 'service', 'stats: the service is a group of kind service');
 my %counted = map { $_->{name} => $_->{requests} } @{ $group ? $group->{servers} : [] };
@@ -162,8 +147,8 @@ is_deeply($seen, { "200 $p2" => 10 }, 'another host: the table\'s default');
 
 ($seen, $workers, $up) = spread($srv, 10, '/', 'shop.example.com');
 is_deeply($seen, { "200 $p2" => 10 }, 'the rollout as configured: web');
-($st, $doc) = call($srv, 'PATCH', '/api/rollouts/shop',
-                   '{"weights": {"stable": 0, "canary": 100}, "upstreams": {"canary": "tenant"}}');
+($st, $doc) = api_call($srv, 'PATCH', '/api/rollouts/shop',
+                       '{"weights": {"stable": 0, "canary": 100}, "upstreams": {"canary": "tenant"}}');
 is($st, 200, 'PATCH a flip of the canary to the service: 200');
 ($seen, $workers, $up) = spread($srv, 40, '/', 'shop.example.com');
 is_deeply([sort keys %$seen], [sort "200 $p2", "200 $p3"],
@@ -173,23 +158,23 @@ is(scalar(keys %$workers), 2, '... answered by both workers');
 is_deeply([keys %$up], ['services'], '... $dynroute_upstream is the carrier');
 ($seen) = spread($srv, 10, '/v/', 'shop.example.com');
 is_deeply([sort keys %$seen], [sort "200 $p2", "200 $p3"], '... and through $dynroute_upstream');
-($st, $doc) = call($srv, 'DELETE', '/api/services/tenant');
+($st, $doc) = api_call($srv, 'DELETE', '/api/services/tenant');
 is($st, 409, 'DELETE a service a flip targets: 409');
 like($doc->{error} // '', qr/variant "canary" of rollout "shop"/, '... naming the variant');
-($st) = call($srv, 'PATCH', '/api/rollouts/shop', '{"upstreams": {"canary": "web"}}');
+($st) = api_call($srv, 'PATCH', '/api/rollouts/shop', '{"upstreams": {"canary": "web"}}');
 is($st, 200, 'the flip back to web: 200');
 ($seen) = spread($srv, 10, '/', 'shop.example.com');
 is_deeply($seen, { "200 $p2" => 10 }, '... web answers again');
 
-($st) = call($srv, 'DELETE', "/api/upstreams/tenant/servers/127.0.0.1:$p2");
+($st) = api_call($srv, 'DELETE', "/api/upstreams/tenant/servers/127.0.0.1:$p2");
 is($st, 200, 'a server removed from the service: 200');
 ($seen, $workers) = spread($srv, 40, '/', 'tenant.example.com');
 is_deeply($seen, { "200 $p3" => 40 }, '... every answer after it from the server left');
 is(scalar(keys %$workers), 2, '... of both workers');
-($st) = call($srv, 'PUT', "/api/upstreams/tenant/servers/127.0.0.1:$p2", '{"weight": 2}');
+($st) = api_call($srv, 'PUT', "/api/upstreams/tenant/servers/127.0.0.1:$p2", '{"weight": 2}');
 is($st, 201, '... and added again: 201');
 
-($st, $doc) = call($srv, 'DELETE', '/api/services/tenant');
+($st, $doc) = api_call($srv, 'DELETE', '/api/services/tenant');
 is($st, 409, 'DELETE a service a runtime host targets: 409');
 like($doc->{error} // '', qr/runtime host "tenant\.example\.com"/, '... naming the host');
 
@@ -199,9 +184,9 @@ like(slurp($srv->{error_log}), qr/upstream "services" carries the services creat
      '... with an error line');
 
 # a later write keeps the service (the writer reads it back from the zone)
-($st) = call($srv, 'PUT', '/api/hosts/other.example.com', '{"table": "main", "target": "web"}');
+($st) = api_call($srv, 'PUT', '/api/hosts/other.example.com', '{"table": "main", "target": "web"}');
 is($st, 201, 'another change: a runtime host');
-($st, $doc) = call($srv, 'GET', '/api/services');
+($st, $doc) = api_call($srv, 'GET', '/api/services');
 is_deeply([keys %{ $doc->{services} }], ['tenant'], '... the service is still there');
 is($doc->{services}{tenant}{servers}, 2, '... with its servers');
 
@@ -213,26 +198,26 @@ for my $case (
     [ 'shop', qr/rollout "shop"/, 'a rollout' ],
 ) {
     my ($name, $re, $what) = @$case;
-    ($st, $doc) = call($srv, 'PUT', "/api/services/$name", '{}');
+    ($st, $doc) = api_call($srv, 'PUT', "/api/services/$name", '{}');
     is($st, 409, "a service named like $what: 409");
     like($doc->{error} // '', $re, '... naming the clash');
 }
 
-($st, $doc) = call($srv, 'PUT', '/api/services/two', qq({"servers": {"127.0.0.2:$p2": {}, "127.0.0.3:$p2": {}}}));
+($st, $doc) = api_call($srv, 'PUT', '/api/services/two', qq({"servers": {"127.0.0.2:$p2": {}, "127.0.0.3:$p2": {}}}));
 is($st, 507, 'more servers than servers=3 together: 507');
 like($doc->{error} // '', qr/servers=3/, '... naming the limit');
-($st) = call($srv, 'PUT', '/api/services/two', '{}');
+($st) = api_call($srv, 'PUT', '/api/services/two', '{}');
 is($st, 201, 'a second service: 201');
-($st, $doc) = call($srv, 'PUT', '/api/services/three', '{}');
+($st, $doc) = api_call($srv, 'PUT', '/api/services/three', '{}');
 is($st, 507, 'a third, beyond max_services=2: 507');
 like($doc->{error} // '', qr/max_services=2/, '... naming the limit');
-($st) = call($srv, 'DELETE', '/api/services/two');
+($st) = api_call($srv, 'DELETE', '/api/services/two');
 is($st, 200, 'DELETE an untargeted service: 200');
 
 # ---- reload and restart keep the services and their hosts ---------------------
 
 ok(reload_nginx($srv), "reload");
-($st, $doc) = call($srv, 'GET', '/api/services');
+($st, $doc) = api_call($srv, 'GET', '/api/services');
 is_deeply([keys %{ $doc->{services} }], ['tenant'], 'after a reload: the service');
 is($doc->{services}{tenant}{servers}, 2, '... with its servers');
 ($seen) = spread($srv, 20, '/', 'tenant.example.com');
@@ -243,7 +228,7 @@ error_log_ok(stop_nginx($srv), 'no alert/crit/crash');
 (my $again = $http) =~ s/\$TEST_NGINX_PORT2/$p2/g;
 $again =~ s/\$TEST_NGINX_PORT3/$p3/g;
 $srv = start_nginx(workers => 2, http_config => $again, config => $config, port => $srv->{port});
-($st, $doc) = call($srv, 'GET', '/api/services/tenant');
+($st, $doc) = api_call($srv, 'GET', '/api/services/tenant');
 is($st, 200, 'after a restart with state=: the service');
 is_deeply([sort keys %{ $doc->{servers} }], [sort "127.0.0.1:$p2", "127.0.0.1:$p3"],
           '... with its servers');
@@ -258,16 +243,16 @@ my $c = IO::Socket::IP->new(PeerHost => '127.0.0.1', PeerPort => $srv->{port})
 print $c "POST /v/late HTTP/1.1\r\nHost: tenant.example.com\r\nConnection: close\r\n"
     . "Content-Length: 5\r\n\r\n";
 Time::HiRes::sleep(0.3);
-($st) = call($srv, 'DELETE', '/api/hosts/tenant.example.com');
+($st) = api_call($srv, 'DELETE', '/api/hosts/tenant.example.com');
 is($st, 200, 'the host deleted');
-($st) = call($srv, 'DELETE', '/api/services/tenant');
+($st) = api_call($srv, 'DELETE', '/api/services/tenant');
 is($st, 200, '... then the service: 200');
 print $c "hello";
 my $late = do { local $/; <$c> };
 like($late // '', qr{\AHTTP/1\.1 502 }, 'a request routed to it before, its upstream after: 502');
 like(slurp($srv->{error_log}), qr/\[error\].*the service this request was routed to was deleted before its upstream began/,
      '... with an error line');
-($st) = call($srv, 'GET', '/api/services/tenant');
+($st) = api_call($srv, 'GET', '/api/services/tenant');
 is($st, 404, '... gone');
 ($seen) = spread($srv, 10, '/', 'tenant.example.com');
 is_deeply($seen, { "200 $p2" => 10 }, '... its host name: the table\'s default');

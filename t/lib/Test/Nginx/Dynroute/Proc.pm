@@ -67,6 +67,16 @@ harness starts nginx so).
 Makes a process started otherwise (a fork of the test's own, a pipe open)
 ours, and forgets it once the caller has waited for it.
 
+=item start_slow_backend($delay, %options)
+
+A backend of the test's own on a free port of 127.0.0.1: it reads each
+request's head, waits $delay seconds, answers C<200> with the body
+C<slow\n> (HTTP/1.1, C<Connection: close>) and closes the connection.
+Returns its PID, ours (C<stop_proc> stops it), and its port; it exits by
+itself after 60 s.  Options: C<concurrent> (true: each connection in a
+process of its own, so that answers overlap; default one after another),
+C<response> (the bytes it answers instead).
+
 =item alive($pid)
 
 True while one of ours runs; reaps it (and forgets it) once it has exited.
@@ -153,7 +163,7 @@ use Time::HiRes ();
 our @ISA = ('Exporter');
 our @EXPORT = qw(
     slurp spew tail_of free_ports
-    spawn launch track untrack alive wait_pid stop_proc
+    spawn launch track untrack alive wait_pid stop_proc start_slow_backend
     wait_for run_cmd json_of $PYTHON tool_path tool_cmd
     $ETCD $ETCDCTL start_etcd etcd_endpoint etcd_ready etcdctl_cmd etcdctl
 );
@@ -251,6 +261,41 @@ sub track {
 sub untrack {
     my ($pid) = @_;
     delete $Ours{$pid} if defined $pid;
+}
+
+sub start_slow_backend {
+    my ($delay, %o) = @_;
+    my $answer = $o{response} // "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n"
+                               . "Connection: close\r\n\r\nslow\n";
+    my $l = IO::Socket::IP->new(LocalHost => '127.0.0.1', LocalPort => 0,
+                                Listen => 64, ReuseAddr => 1)
+        or die "listen: $@";
+    my $port = $l->sockport;
+    my $pid = fork // die "fork: $!";
+    if ($pid == 0) {
+        local $SIG{ALRM} = sub { POSIX::_exit(0) };
+        local $SIG{CHLD} = 'IGNORE';    # reaps the concurrent answers
+        alarm 60;                       # bounded: the test is over by then
+        while (my $c = $l->accept) {
+            my $child = $o{concurrent} ? fork : undef;
+            if (!$o{concurrent} || (defined $child && $child == 0)) {
+                my $buf = '';
+                while ($buf !~ /\r\n\r\n/) {
+                    my $n = sysread $c, $buf, 65536, length $buf;
+                    last unless $n;
+                }
+                Time::HiRes::sleep($delay);
+                print $c $answer;
+                close $c;
+                POSIX::_exit(0) if $o{concurrent};
+                next;
+            }
+            close $c;
+        }
+        POSIX::_exit(0);
+    }
+    close $l;
+    return (track($pid, 'slow backend'), $port);
 }
 
 sub spawn {
