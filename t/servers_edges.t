@@ -14,7 +14,8 @@ use warnings;
 use lib 't/lib';
 use Test::Nginx::Dynroute;
 use Test::Nginx::Dynroute::Api;
-use Test::Nginx::Dynroute::Proc qw(free_ports stop_proc);
+use Test::Nginx::Dynroute::Proc qw(free_ports stop_proc start_slow_backend);
+use IO::Select;
 use IO::Socket::IP;
 use Time::HiRes ();
 
@@ -133,9 +134,10 @@ error_log_ok(stop_nginx($srv), 'realip: no alert/crit/crash');
 
 # ---- a worker of the previous configuration holds a request ---------------
 
-# A slow backend of our own: it answers each request after 1.5 s.
+# A slow backend of our own: it answers each request after 3 s, long after
+# the reload and the new list.
 {
-    my ($slow, $sport) = start_slow_backend(1.5);
+    my ($slow, $sport) = start_slow_backend(3);
     my $srv = start_nginx(workers => 2, http_config => $http, config => $config);
     my ($p2, $p3) = ($srv->{port2}, $srv->{port3});
     ($st) = api_call($srv, 'PUT', '/api/upstreams/rr/servers', qq({"127.0.0.1:$sport": {}}));
@@ -160,9 +162,12 @@ error_log_ok(stop_nginx($srv), 'realip: no alert/crit/crash');
     is_deeply([sort keys %seen], [sort("200 $p2 conf 2", "200 $p3 conf 2")],
               '... every new request: the new list, the new configuration');
 
+    ok(!IO::Select->new($c)->can_read(0),
+       '... while the old worker\'s request still waits for the removed server');
     my $got = do { local $/; <$c> };
     like($got // '', qr{\AHTTP/1\.1 200 .*\r\n\r\nslow\n\z}s,
          'the old worker\'s request to the removed server completes with 200');
+    unlike($got // '', qr/^X-Conf:/mi, '... answered by the old configuration');
     stop_proc($slow);
 
     ($st, $doc) = api_call($srv, 'GET', '/api/upstreams/rr/servers');
