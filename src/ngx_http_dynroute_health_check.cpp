@@ -274,9 +274,10 @@ ngx_http_dynroute_hc_probe(ngx_http_dynroute_hc_t *h,
     pr = h->probes[idx];
 
     if (pr == NULL) {
+        /* the worker's cycle pool: freed when the worker exits */
         pr = static_cast<ngx_http_dynroute_hc_probe_t *>(
-                 ngx_calloc(sizeof(ngx_http_dynroute_hc_probe_t),
-                            ngx_cycle->log));
+                 ngx_pcalloc(ngx_cycle->pool,
+                             sizeof(ngx_http_dynroute_hc_probe_t)));
         if (pr == NULL) {
             return;
         }
