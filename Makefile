@@ -26,7 +26,8 @@ PACKAGES := nginx nginx-dev libpcre2-dev g++ make cmake pkg-config dpkg-dev \
 SOURCE_PACKAGES := dpkg-dev zlib1g-dev libpcre2-dev libssl-dev nlohmann-json3-dev
 
 .PHONY: deps module unit prove test demo demo-stop source-build \
-        source-build-static test-source test-static check-example clean
+        source-build-static test-source test-source-smoke test-static \
+        check-example clean
 
 # Only the targets that people run (test, demo, the test-*, bench, fuzz,
 # valgrind and soak targets) install packages; module and unit do not.
@@ -57,7 +58,7 @@ $(DEVTREE)/objs/Makefile: config src/core/sources.list $(HEADERS_LIST)
 	    || { tail -30 $(BUILD)/configure.log; exit 1; }
 
 module: $(DEVTREE)/objs/Makefile
-	$(MAKE) -C $(DEVTREE) -f objs/Makefile modules
+	$(MAKE) -C $(DEVTREE) -f objs/Makefile modules -j2
 	cp $(DEVTREE)/objs/ngx_http_dynroute_module.so $(MODULE)
 	@echo "module: $(MODULE)"
 
@@ -112,12 +113,26 @@ source-build-static: $(SRCTREE)/.unpacked
 	$(call source_build,static,--add-module)
 
 # The same prove suite against nginx built from source, with the module
-# loaded dynamically, then compiled in.
+# loaded dynamically, then compiled in.  SOURCE_TESTS picks the files.
+SOURCE_TESTS ?= t/*.t
+
 test-source: deps source-build
 	d=$$(ls -d $(SRCTREE)/nginx-1.*/objs-dynamic); \
 	TEST_NGINX_BINARY=$$d/nginx \
 	TEST_NGINX_LOAD_MODULES=$$d/ngx_http_dynroute_module.so \
-	    prove -I t/lib t/*.t
+	    prove -I t/lib $(SOURCE_TESTS)
+
+# CI's part of test-source.  The whole suite runs against this same build
+# (this nginx source, these configure options, the module loaded with
+# load_module) in test-asan, with the sanitizers on; here the build without
+# them, and the files that start, reload and stop it every way the suite
+# does: the harness, configuration errors, the example, reloads, every
+# kind of subrequest and HTTP/2 (security.t), the balancer.
+SOURCE_SMOKE_TESTS := t/harness.t t/config_errors.t t/example_conf.t \
+    t/host_routing.t t/reload.t t/security.t t/balancer.t t/servers.t
+
+test-source-smoke: SOURCE_TESTS = $(SOURCE_SMOKE_TESTS)
+test-source-smoke: test-source
 
 test-static: deps source-build-static
 	d=$$(ls -d $(SRCTREE)/nginx-1.*/objs-static); \

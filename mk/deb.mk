@@ -27,7 +27,7 @@ deb:
 	@scripts/apt-install $(DEB_PACKAGES)
 	rm -rf $(DEB_DIR) && mkdir -p $(DEB_DIR)/src
 	git ls-files -z -co --exclude-standard | tar --null -T - -cf - | tar -xf - -C $(DEB_DIR)/src
-	cd $(DEB_DIR)/src && dpkg-buildpackage -us -uc -b \
+	cd $(DEB_DIR)/src && dpkg-buildpackage -us -uc -b -J2 \
 	    > $(DEB_DIR)/build.log 2>&1 \
 	    || { tail -40 $(DEB_DIR)/build.log; exit 1; }
 	set -o pipefail; \

@@ -81,6 +81,9 @@ VALGRIND_TESTS ?= t/host_routing.t t/ip_hosts.t t/health.t t/config_errors.t \
                   t/dynroutectl.t t/metrics.t t/override_from.t \
                   t/security_cookie.t t/security_targets.t t/security_api.t \
                   t/security_rollout.t t/security_tools.t
+# Files run two at a time: memcheck runs nginx on one core, so the second
+# core would idle.  VALGRIND_JOBS=1 runs them one after the other.
+VALGRIND_JOBS ?= 2
 
 valgrind: deps module
 	@scripts/apt-install $(HARDEN_PACKAGES)
@@ -88,7 +91,7 @@ valgrind: deps module
 	VALGRIND_LOG_DIR=$(BUILD)/valgrind \
 	TEST_NGINX_BINARY=$(REPO)/scripts/hardening/valgrind-nginx \
 	TEST_NGINX_LOAD_MODULES=$(MODULE) \
-	    prove -I t/lib $(VALGRIND_TESTS); rc=$$?; \
+	    prove -j$(VALGRIND_JOBS) -I t/lib $(VALGRIND_TESTS); rc=$$?; \
 	scripts/hardening/valgrind-summary $(BUILD)/valgrind || rc=1; exit $$rc
 
 # ---- reload soak -----------------------------------------------------------

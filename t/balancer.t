@@ -273,7 +273,7 @@ CONF
     is("$r->{status} $r->{body}", "200 port $p2 edge_pass\n", 'canary down: the primary answers');
     is($r->{headers}{'x-variant'}[0] . ' ' . $r->{headers}{'x-fallback'}[0], 'canary stable',
        'canary down: $dynroute_variant is the canary, $dynroute_fallback the primary');
-    is(file_lines($blog, qr/^$p2 POST \/p1 /, 1) . file_lines($blog, qr/^$p3 POST \/p1 /, 1), '10',
+    is(file_lines($blog, qr/^$p2 POST \/p1 /, 1) . file_lines($blog, qr/^$p3 POST \/p1 /, 1, 1), '10',
        'canary down: the POST reached the primary once, the canary never');
 
     $r = $post->('/p2', 'refuses.example.com');
@@ -283,13 +283,13 @@ CONF
 
     $r = $post->('/p3', 'hangs.example.com');
     is($r->{status}, 504, 'canary accepts and hangs: the sent POST is not replayed (504)');
-    is(file_lines($blog, qr/POST \/p3 /, 1), 0, 'canary hangs: the POST never reached the primary');
+    is(file_lines($blog, qr/POST \/p3 /, 1, 1), 0, 'canary hangs: the POST never reached the primary');
     is(file_lines("$hang_count", qr/^POST \/p3 /, 1), 1, 'canary hangs: it reached the canary once');
     is($r->{headers}{'x-fallback'}[0], undef, 'canary hangs: no fallback is reported');
 
     $r = http_get($srv, '/g3', { Host => 'hangs.example.com' });
     is($r->{status}, 504, 'canary hangs: a GET it received is not sent to the primary too (504)');
-    is(file_lines("$hang_count", qr/^GET \/g3 /, 1) . file_lines($blog, qr/GET \/g3 /, 1), '10',
+    is(file_lines("$hang_count", qr/^GET \/g3 /, 1) . file_lines($blog, qr/GET \/g3 /, 1, 1), '10',
        'canary hangs: the GET reached the canary once, the primary never');
 
     $r = http_get($srv, '/resend/g4', { Host => 'hangs.example.com' });
@@ -300,7 +300,7 @@ CONF
 
     $r = $post->('/resend/p5', 'hangs.example.com');
     is($r->{status}, 504, 'resend=on: a POST is still never replayed (proxy_next_upstream)');
-    is(file_lines($blog, qr/POST \/resend\/p5 /, 1), 0, 'resend=on: the POST never reached the primary');
+    is(file_lines($blog, qr/POST \/resend\/p5 /, 1, 1), 0, 'resend=on: the POST never reached the primary');
 
     $r = http_get($srv, '/nofallback/x', { Host => 'refuses.example.com' });
     is($r->{status}, 502, 'without fallback=primary a refusing canary gives 502');

@@ -292,9 +292,9 @@ not start, no complete response, harness error).
     # rejected ([emerg]) or nothing happened in time.
     my $log = stop_nginx($srv);
     # QUIT, wait max 10 s, then TERM and wait again (never SIGKILL).
-    my $n = file_lines($path, qr/.../, $at_least);
-    # lines of a file (an access log) matching, waiting up to 5 s for
-    # $at_least of them
+    my $n = file_lines($path, qr/.../, $at_least, $seconds);
+    # lines of a file (an access log) matching, waiting up to $seconds
+    # (5 by default) for $at_least of them
     # Returns error.log, followed by nginx's stderr if it wrote any.
     error_log_ok($log, $name);            # the alert/crit/crash check
     error_log_ok($log, $name, allow_emerg => 1);
@@ -426,11 +426,12 @@ sub _modules() {
 
 # How many lines of the file at $path match $re.  A backend writes its
 # access log line after it answered, and a background subrequest finishes
-# after the response: with $at_least, wait (up to 5 s) for that many.
+# after the response: with $at_least, wait (up to $seconds, 5 by default)
+# for that many.  A check that a line never comes waits briefly for one.
 sub file_lines() {
-    my ($path, $re, $at_least) = @_;
+    my ($path, $re, $at_least, $seconds) = @_;
     my $n = 0;
-    wait_for(5, sub {
+    wait_for($seconds // 5, sub {
         $n = grep { /$re/ } split /\n/, slurp($path);
         return $n >= ($at_least // 0);
     }, 0.1);
