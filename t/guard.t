@@ -51,11 +51,17 @@ sub load_until {
 
 sub tripped { my ($srv) = @_; return sub { exists rollout($srv, 'shop')->{guard}{tripped} } }
 
+# A metric's value.  A trip's count and its log line follow the write that
+# the API shows by a moment: with $want, wait (up to 5 s) for that value.
 sub metric {
-    my ($srv, $re) = @_;
-    my (undef, undef) = ();
-    my $res = http_get($srv, '/dynroute/metrics');
-    return ($res->{body} // '') =~ $re ? $1 : undef;
+    my ($srv, $re, $want) = @_;
+    my $v;
+    wait_for(5, sub {
+        my $res = http_get($srv, '/dynroute/metrics');
+        $v = ($res->{body} // '') =~ $re ? $1 : undef;
+        return !defined $want || (defined $v && $v == $want);
+    }, 0.05);
+    return $v;
 }
 
 my $backends = <<'CONF';
@@ -133,9 +139,9 @@ CONF
     is($state->{rollouts}{shop}{guard}{tripped}{variant},
        'canary', 'the state file records the trip');
 
-    is(metric($srv, qr/^dynroute_guard_trips_total\{rollout="shop",variant="canary",reason="errors"\} (\d+)$/m),
+    is(metric($srv, qr/^dynroute_guard_trips_total\{rollout="shop",variant="canary",reason="errors"\} (\d+)$/m, 1),
        1, 'metrics: dynroute_guard_trips_total{reason="errors"} 1');
-    is(metric($srv, qr/^dynroute_guard_trips_total\{rollout="shop",variant="canary",reason="latency"\} (\d+)$/m),
+    is(metric($srv, qr/^dynroute_guard_trips_total\{rollout="shop",variant="canary",reason="latency"\} (\d+)$/m, 0),
        0, 'metrics: no latency trip');
     my (undef, $stats) = api_call($srv, 'GET', '/dynroute/stats');
     is($stats->{rollouts}[0]{tripped}{reason}, 'errors', '{prefix}stats: the trip\'s reason');
@@ -155,7 +161,7 @@ CONF
 
     ($took) = load_until($srv, 10, tripped($srv));
     ok(defined $took && $took < 2, 'after the PATCH: tripped again within 2 s');
-    is(metric($srv, qr/^dynroute_guard_trips_total\{rollout="shop",variant="canary",reason="errors"\} (\d+)$/m),
+    is(metric($srv, qr/^dynroute_guard_trips_total\{rollout="shop",variant="canary",reason="errors"\} (\d+)$/m, 2),
        2, 'metrics: 2 trips');
 
     # a reload keeps the trip (the runtime state), and the new worker 0
@@ -169,9 +175,9 @@ CONF
     ($took) = load_until($srv, 10, tripped($srv), '/redirect/');
     ok(defined $took && $took < 2,
        'after the reload: the new worker 0 trips it (requests through an internal redirect)');
-    like(slurp($srv->{error_log}, $offset), qr/guard: variant "canary" tripped on errors/,
-         'after the reload: logged');
-    is(metric($srv, qr/^dynroute_guard_trips_total\{rollout="shop",variant="canary",reason="errors"\} (\d+)$/m),
+    ok(wait_for(5, sub { slurp($srv->{error_log}, $offset) =~ /guard: variant "canary" tripped on errors/ }),
+       'after the reload: logged');
+    is(metric($srv, qr/^dynroute_guard_trips_total\{rollout="shop",variant="canary",reason="errors"\} (\d+)$/m, 3),
        3, 'metrics: 3 trips, counted across the reload');
 
     # DELETE drops the trip with the rest of the runtime values
@@ -214,7 +220,7 @@ CONF2
          qr/^p90 \d+ms of \d+ responses in [\d.]+s, above 100ms(?:; primary p90 \d+ms of \d+)?$/,
          'latency: the figures');
     is($fails, 0, 'latency: no client request failed');
-    is(metric($srv, qr/^dynroute_guard_trips_total\{rollout="shop",variant="canary",reason="latency"\} (\d+)$/m),
+    is(metric($srv, qr/^dynroute_guard_trips_total\{rollout="shop",variant="canary",reason="latency"\} (\d+)$/m, 1),
        1, 'metrics: a latency trip');
     error_log_ok(stop_nginx($srv), 'latency');
     stop_proc($pid);
