@@ -293,7 +293,52 @@ dynroute: no rule of table "edge" matches $http_x_tenant "(not a name)", answeri
 
 
 
-=== TEST 7: a subrequest (auth_request) decides by the key
+=== TEST 7: a key from a regex location's capture, and from auth_request_set
+--- http_config
+    upstream u { server 127.0.0.1:1; }
+    upstream auth { server 127.0.0.1:$TEST_NGINX_PORT2; }
+    server {
+        listen 127.0.0.1:$TEST_NGINX_PORT2;
+        add_header X-Tenant-Claim $http_x_token;
+        return 204;
+    }
+    dynroute_table bypath key=$seg {
+        shop     u;
+        default  u;
+    }
+    dynroute_table byclaim key=$claim {
+        acme     u;
+        default  u;
+    }
+--- config
+    location ~ ^/p/(?<seg>[^/]+)/ {
+        dynroute bypath;
+        return 200 "$dynroute_rule\n";
+    }
+    location /claim {
+        auth_request /verify;
+        auth_request_set $claim $upstream_http_x_tenant_claim;
+        dynroute byclaim;
+        proxy_pass http://$dynroute_upstream;
+        error_page 502 = @rule;
+    }
+    location = /verify {
+        internal;
+        proxy_pass http://auth;
+    }
+    location @rule {
+        return 200 "$dynroute_rule\n";
+    }
+--- request eval
+["GET /p/Shop/x", "GET /p/blog/", "GET /claim", "GET /claim", "GET /claim"]
+--- more_headers eval
+["", "", "X-Token: acme", "X-Token: other", "X-Tenant: acme"]
+--- response_body eval
+["shop\n", "default\n", "acme\n", "default\n", "default\n"]
+
+
+
+=== TEST 8: a subrequest (auth_request) decides by the key
 --- http_config
     upstream allow { server 127.0.0.1:$TEST_NGINX_PORT2; }
     upstream deny { server 127.0.0.1:$TEST_NGINX_PORT3; }
@@ -328,7 +373,7 @@ in
 
 
 
-=== TEST 8: internal redirects: the key is read where the decision is taken, and kept
+=== TEST 9: internal redirects: the key is read where the decision is taken, and kept
 --- http_config
     upstream u { server 127.0.0.1:1; }
     dynroute_table edge key=$arg_t {
@@ -371,7 +416,7 @@ in
 
 
 
-=== TEST 9: an ip line in a key table
+=== TEST 10: an ip line in a key table
 --- http_config
 upstream u { server 127.0.0.1:1; }
 dynroute_table edge key=$http_x_tenant {
@@ -384,7 +429,7 @@ qr/\[emerg\] "ip" in dynroute table "edge", which matches key=\$http_x_tenant: t
 
 
 
-=== TEST 10: "\ip" is a value like any in a key table
+=== TEST 11: "\ip" is a value like any in a key table
 --- http_config
     upstream u { server 127.0.0.1:1; }
     dynroute_table edge key=$http_x_tenant {
@@ -400,7 +445,7 @@ qr/\[emerg\] "ip" in dynroute table "edge", which matches key=\$http_x_tenant: t
 
 
 
-=== TEST 11: an unknown variable, named with its file and line
+=== TEST 12: an unknown variable, named with its file and line
 --- http_config
 upstream u { server 127.0.0.1:1; }
 
@@ -413,7 +458,7 @@ qr/\[emerg\] unknown variable "\$no_such_thing" in the key of dynroute table "ed
 
 
 
-=== TEST 12: an unknown variable close to a known one is suggested
+=== TEST 13: an unknown variable close to a known one is suggested
 --- http_config
 upstream u { server 127.0.0.1:1; }
 map $uri $first_segment { default ""; }
@@ -426,7 +471,7 @@ qr/\[emerg\] unknown variable "\$first_segmnt" \(did you mean "\$first_segment"\
 
 
 
-=== TEST 13: a key that is not a single variable
+=== TEST 14: a key that is not a single variable
 --- http_config
 upstream u { server 127.0.0.1:1; }
 dynroute_table a key=foo { default u; }
@@ -436,7 +481,7 @@ qr/\[emerg\] invalid key "key=foo" of dynroute table "a": expected one variable,
 
 
 
-=== TEST 14: two variables
+=== TEST 15: two variables
 --- http_config
 upstream u { server 127.0.0.1:1; }
 
@@ -447,7 +492,7 @@ qr/\[emerg\] invalid key "key=\$host\$uri" of dynroute table "a": expected one v
 
 
 
-=== TEST 15: an empty key, a lone $, an unclosed brace, a variable in text
+=== TEST 16: an empty key, a lone $, an unclosed brace, a variable in text
 --- http_config
 upstream u { server 127.0.0.1:1; }
 dynroute_table a key= { default u; }
@@ -457,7 +502,7 @@ qr/\[emerg\] invalid key "key=" of dynroute table "a": expected one variable, .*
 
 
 
-=== TEST 16: a lone $
+=== TEST 17: a lone $
 --- http_config
 upstream u { server 127.0.0.1:1; }
 dynroute_table a key=$ { default u; }
@@ -467,7 +512,7 @@ qr/\[emerg\] invalid key "key=\$" of dynroute table "a": expected one variable, 
 
 
 
-=== TEST 17: an unclosed brace
+=== TEST 18: an unclosed brace
 --- http_config
 upstream u { server 127.0.0.1:1; }
 dynroute_table a key=${http_x_tenant { default u; }
@@ -477,7 +522,7 @@ qr/\[emerg\] invalid key "key=\$\{http_x_tenant" of dynroute table "a": expected
 
 
 
-=== TEST 18: a variable inside text
+=== TEST 19: a variable inside text
 --- http_config
 upstream u { server 127.0.0.1:1; }
 dynroute_table a "key=t-$arg_t" { default u; }
@@ -487,7 +532,7 @@ qr/\[emerg\] invalid key "key=t-\$arg_t" of dynroute table "a": expected one var
 
 
 
-=== TEST 19: another parameter than key=
+=== TEST 20: another parameter than key=
 --- http_config
 upstream u { server 127.0.0.1:1; }
 dynroute_table a tenant=$http_x_tenant { default u; }
@@ -497,7 +542,7 @@ qr/\[emerg\] invalid parameter "tenant=\$http_x_tenant" of dynroute table "a": e
 
 
 
-=== TEST 20: a regex capture by number
+=== TEST 21: a regex capture by number
 --- http_config
 upstream u { server 127.0.0.1:1; }
 dynroute_table a key=$1 { default u; }
@@ -507,7 +552,7 @@ qr/\[emerg\] invalid key "key=\$1" of dynroute table "a": \$1 is a capture of th
 
 
 
-=== TEST 21: the module's own decision
+=== TEST 22: the module's own decision
 --- http_config
 upstream u { server 127.0.0.1:1; }
 dynroute_table a key=$dynroute_upstream { default u; }
@@ -517,7 +562,7 @@ qr/\[emerg\] invalid key "key=\$dynroute_upstream" of dynroute table "a": \$dynr
 
 
 
-=== TEST 22: three parameters
+=== TEST 23: three parameters
 --- http_config
 upstream u { server 127.0.0.1:1; }
 dynroute_table a key=$arg_a key=$arg_b { default u; }
