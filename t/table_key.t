@@ -492,7 +492,7 @@ qr/\[emerg\] invalid key "key=\$host\$uri" of dynroute table "a": expected one v
 
 
 
-=== TEST 16: an empty key, a lone $, an unclosed brace, a variable in text
+=== TEST 16: an empty key
 --- http_config
 upstream u { server 127.0.0.1:1; }
 dynroute_table a key= { default u; }
