@@ -338,7 +338,25 @@ dynroute: no rule of table "edge" matches $http_x_tenant "(not a name)", answeri
 
 
 
-=== TEST 8: a subrequest (auth_request) decides by the key
+=== TEST 8: a key that reads the decision itself (through map) finds none yet: no loop
+--- http_config
+    upstream u { server 127.0.0.1:1; }
+    map $http_x_a $loop { default "x$dynroute_rule"; }
+    dynroute_table edge key=$loop {
+        x        u;
+        xacme    u;
+        default  u;
+    }
+--- request
+GET /
+--- response_body
+x
+--- no_error_log
+[error]
+
+
+
+=== TEST 9: a subrequest (auth_request) decides by the key
 --- http_config
     upstream allow { server 127.0.0.1:$TEST_NGINX_PORT2; }
     upstream deny { server 127.0.0.1:$TEST_NGINX_PORT3; }
@@ -373,7 +391,7 @@ in
 
 
 
-=== TEST 9: internal redirects: the key is read where the decision is taken, and kept
+=== TEST 10: internal redirects: the key is read where the decision is taken, and kept
 --- http_config
     upstream u { server 127.0.0.1:1; }
     dynroute_table edge key=$arg_t {
@@ -416,7 +434,7 @@ in
 
 
 
-=== TEST 10: an ip line in a key table
+=== TEST 11: an ip line in a key table
 --- http_config
 upstream u { server 127.0.0.1:1; }
 dynroute_table edge key=$http_x_tenant {
@@ -429,7 +447,7 @@ qr/\[emerg\] "ip" in dynroute table "edge", which matches key=\$http_x_tenant: t
 
 
 
-=== TEST 11: "\ip" is a value like any in a key table
+=== TEST 12: "\ip" is a value like any in a key table
 --- http_config
     upstream u { server 127.0.0.1:1; }
     dynroute_table edge key=$http_x_tenant {
@@ -445,7 +463,7 @@ qr/\[emerg\] "ip" in dynroute table "edge", which matches key=\$http_x_tenant: t
 
 
 
-=== TEST 12: an unknown variable, named with its file and line
+=== TEST 13: an unknown variable, named with its file and line
 --- http_config
 upstream u { server 127.0.0.1:1; }
 
@@ -458,7 +476,7 @@ qr/\[emerg\] unknown variable "\$no_such_thing" in the key of dynroute table "ed
 
 
 
-=== TEST 13: an unknown variable close to a known one is suggested
+=== TEST 14: an unknown variable close to a known one is suggested
 --- http_config
 upstream u { server 127.0.0.1:1; }
 map $uri $first_segment { default ""; }
@@ -471,7 +489,7 @@ qr/\[emerg\] unknown variable "\$first_segmnt" \(did you mean "\$first_segment"\
 
 
 
-=== TEST 14: a key that is not a single variable
+=== TEST 15: a key that is not a single variable
 --- http_config
 upstream u { server 127.0.0.1:1; }
 dynroute_table a key=foo { default u; }
@@ -481,7 +499,7 @@ qr/\[emerg\] invalid key "key=foo" of dynroute table "a": expected one variable,
 
 
 
-=== TEST 15: two variables
+=== TEST 16: two variables
 --- http_config
 upstream u { server 127.0.0.1:1; }
 
@@ -492,7 +510,7 @@ qr/\[emerg\] invalid key "key=\$host\$uri" of dynroute table "a": expected one v
 
 
 
-=== TEST 16: an empty key
+=== TEST 17: an empty key
 --- http_config
 upstream u { server 127.0.0.1:1; }
 dynroute_table a key= { default u; }
@@ -502,7 +520,7 @@ qr/\[emerg\] invalid key "key=" of dynroute table "a": expected one variable, .*
 
 
 
-=== TEST 17: a lone $
+=== TEST 18: a lone $
 --- http_config
 upstream u { server 127.0.0.1:1; }
 dynroute_table a key=$ { default u; }
@@ -512,7 +530,7 @@ qr/\[emerg\] invalid key "key=\$" of dynroute table "a": expected one variable, 
 
 
 
-=== TEST 18: an unclosed brace
+=== TEST 19: an unclosed brace
 --- http_config
 upstream u { server 127.0.0.1:1; }
 dynroute_table a key=${http_x_tenant { default u; }
@@ -522,7 +540,7 @@ qr/\[emerg\] invalid key "key=\$\{http_x_tenant" of dynroute table "a": expected
 
 
 
-=== TEST 19: a variable inside text
+=== TEST 20: a variable inside text
 --- http_config
 upstream u { server 127.0.0.1:1; }
 dynroute_table a "key=t-$arg_t" { default u; }
@@ -532,7 +550,7 @@ qr/\[emerg\] invalid key "key=t-\$arg_t" of dynroute table "a": expected one var
 
 
 
-=== TEST 20: another parameter than key=
+=== TEST 21: another parameter than key=
 --- http_config
 upstream u { server 127.0.0.1:1; }
 dynroute_table a tenant=$http_x_tenant { default u; }
@@ -542,7 +560,7 @@ qr/\[emerg\] invalid parameter "tenant=\$http_x_tenant" of dynroute table "a": e
 
 
 
-=== TEST 21: a regex capture by number
+=== TEST 22: a regex capture by number
 --- http_config
 upstream u { server 127.0.0.1:1; }
 dynroute_table a key=$1 { default u; }
@@ -552,7 +570,7 @@ qr/\[emerg\] invalid key "key=\$1" of dynroute table "a": \$1 is a capture of th
 
 
 
-=== TEST 22: the module's own decision
+=== TEST 23: the module's own decision
 --- http_config
 upstream u { server 127.0.0.1:1; }
 dynroute_table a key=$dynroute_upstream { default u; }
@@ -562,7 +580,7 @@ qr/\[emerg\] invalid key "key=\$dynroute_upstream" of dynroute table "a": \$dynr
 
 
 
-=== TEST 23: three parameters
+=== TEST 24: three parameters
 --- http_config
 upstream u { server 127.0.0.1:1; }
 dynroute_table a key=$arg_a key=$arg_b { default u; }
