@@ -248,7 +248,8 @@ ngx_http_dynroute_table_key(ngx_conf_t *cf, ngx_http_dynroute_table_t *table)
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid key \"%V\" of dynroute table \"%V\": "
                            "$%V is the outcome of a decision, not a value "
-                           "of the request to decide by",
+                           "of the request to decide by: key the table by "
+                           "one, such as key=$http_x_tenant",
                            &value[2], &table->name, &name);
         return NGX_HTTP_DYNROUTE_CONF_ERROR;
     }

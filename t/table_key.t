@@ -576,7 +576,7 @@ upstream u { server 127.0.0.1:1; }
 dynroute_table a key=$dynroute_upstream { default u; }
 --- must_die
 --- error_log eval
-qr/\[emerg\] invalid key "key=\$dynroute_upstream" of dynroute table "a": \$dynroute_upstream is the outcome of a decision, not a value of the request to decide by in \S+nginx\.conf:4$/m
+qr/\[emerg\] invalid key "key=\$dynroute_upstream" of dynroute table "a": \$dynroute_upstream is the outcome of a decision, not a value of the request to decide by: key the table by one, such as key=\$http_x_tenant in \S+nginx\.conf:4$/m
 
 
 
