@@ -324,6 +324,10 @@ ngx_http_dynroute_decide_key(ngx_http_request_t *r,
     dynroute::Decision          d;
     ngx_http_variable_value_t  *vv;
 
+    /* a key that reads $dynroute_* (through map) finds no rule yet */
+
+    ctx->rule = NULL;
+
     vv = ngx_http_get_flushed_variable(r, table->key_index);
 
     if (vv == NULL || vv->not_found) {
