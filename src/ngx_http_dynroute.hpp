@@ -98,6 +98,10 @@ typedef struct {
     ngx_uint_t                                     index;  /* in tables */
     u_char                                        *file;
     ngx_uint_t                                     line;
+    /* key=$variable: what the table matches instead of the Host */
+    ngx_str_t                                      key;    /* "$name", or
+                                                              empty: Host */
+    ngx_int_t                                      key_index;
     std::vector<ngx_http_dynroute_rule_t>          rules;
     std::deque<ngx_http_dynroute_dest_t>           dests;  /* in the order
                                                               of first use */

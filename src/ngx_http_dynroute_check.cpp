@@ -4,6 +4,7 @@
  * time, and a missing named location answered 500.
  */
 
+#include <string>
 #include <string_view>
 
 #include "ngx_http_dynroute_check.hpp"
@@ -247,6 +248,90 @@ ngx_http_dynroute_check_jumps(ngx_conf_t *cf, ngx_http_dynroute_use_t *use)
 }
 
 
+/*
+ * A table's key=$name: a variable that nginx knows, as it checks every
+ * variable that was indexed once everything is read (ngx_http_variables_
+ * init_vars()), whose message names neither the file nor the line.  The
+ * variables of other directives (map, set, a regex's named groups) are
+ * known by now.
+ */
+
+static ngx_int_t
+ngx_http_dynroute_check_key(ngx_conf_t *cf, ngx_http_dynroute_table_t *table)
+    noexcept
+{
+    ngx_str_t                   name, hint;
+    ngx_uint_t                  i;
+    ngx_hash_key_t             *key;
+    std::string                 closest;
+    ngx_http_variable_t        *pv;
+    ngx_http_core_main_conf_t  *cmcf;
+
+    if (table->key.len == 0) {
+        return NGX_OK;
+    }
+
+    cmcf = static_cast<ngx_http_core_main_conf_t *>(
+               ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module));
+
+    if (cmcf->variables_keys == NULL) {
+        return NGX_OK;      /* nginx checks it itself */
+    }
+
+    name.data = table->key.data + 1;
+    name.len = table->key.len - 1;
+
+    key = static_cast<ngx_hash_key_t *>(cmcf->variables_keys->keys.elts);
+
+    for (i = 0; i < cmcf->variables_keys->keys.nelts; i++) {
+        if (key[i].key.len == name.len
+            && ngx_strncasecmp(key[i].key.data, name.data, name.len) == 0)
+        {
+            return NGX_OK;
+        }
+    }
+
+    pv = static_cast<ngx_http_variable_t *>(cmcf->prefix_variables.elts);
+
+    for (i = 0; i < cmcf->prefix_variables.nelts; i++) {
+        if (name.len >= pv[i].name.len
+            && ngx_strncasecmp(name.data, pv[i].name.data, pv[i].name.len)
+               == 0)
+        {
+            return NGX_OK;
+        }
+    }
+
+    try {
+        dynroute::ClosestName  c(ngx_http_dynroute_view(name));
+
+        for (i = 0; i < cmcf->variables_keys->keys.nelts; i++) {
+            c.consider(ngx_http_dynroute_view(key[i].key));
+        }
+
+        if (!c.best().empty()) {
+            closest = "$";
+            closest += c.best();
+        }
+
+    } catch (...) {
+        closest.clear();
+    }
+
+    hint = ngx_http_dynroute_did_you_mean(cf, closest);
+
+    ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                  "unknown variable \"%V\"%V in the key of dynroute table "
+                  "\"%V\": write a variable that nginx knows, such as "
+                  "$http_x_tenant, $arg_tenant, $cookie_tenant or a map's "
+                  "result in %s:%ui",
+                  &table->key, &hint, &table->name,
+                  table->file, table->line);
+
+    return NGX_ERROR;
+}
+
+
 ngx_int_t
 ngx_http_dynroute_check_tables(ngx_conf_t *cf,
     ngx_http_dynroute_main_conf_t *dmcf) noexcept
@@ -258,7 +343,9 @@ ngx_http_dynroute_check_tables(ngx_conf_t *cf,
     tp = static_cast<ngx_http_dynroute_table_t **>(dmcf->tables.elts);
 
     for (i = 0; i < dmcf->tables.nelts; i++) {
-        if (ngx_http_dynroute_check_upstreams(cf, dmcf, tp[i]) != NGX_OK) {
+        if (ngx_http_dynroute_check_key(cf, tp[i]) != NGX_OK
+            || ngx_http_dynroute_check_upstreams(cf, dmcf, tp[i]) != NGX_OK)
+        {
             return NGX_ERROR;
         }
     }

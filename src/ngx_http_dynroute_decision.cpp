@@ -15,6 +15,7 @@
 #include "ngx_http_dynroute_services.hpp"
 #include "ngx_http_dynroute_live.hpp"
 #include "ngx_http_dynroute_rollout.hpp"
+#include "host.hpp"
 #include "metrics.hpp"
 
 
@@ -22,6 +23,10 @@ static ngx_int_t ngx_http_dynroute_handler(ngx_http_request_t *r) noexcept;
 static ngx_http_dynroute_ctx_t *ngx_http_dynroute_decide(
     ngx_http_request_t *r, ngx_http_dynroute_ctx_t *ctx,
     ngx_http_dynroute_table_t *table) noexcept;
+static ngx_http_dynroute_ctx_t *ngx_http_dynroute_decide_key(
+    ngx_http_request_t *r, ngx_http_dynroute_ctx_t *ctx,
+    ngx_http_dynroute_table_t *table,
+    ngx_http_dynroute_main_conf_t *dmcf) noexcept;
 static void ngx_http_dynroute_ctx_cleanup(void *data) noexcept;
 static ngx_int_t ngx_http_dynroute_stand_in_init_peer(ngx_http_request_t *r,
     ngx_http_upstream_srv_conf_t *us) noexcept;
@@ -29,6 +34,9 @@ static ngx_int_t ngx_http_dynroute_stand_in_init_peer(ngx_http_request_t *r,
 
 /* $dynroute_rule where none matched, in debug lines */
 static ngx_str_t  ngx_http_dynroute_no_rule = ngx_string("(none)");
+
+/* what a Host table matches */
+static ngx_str_t  ngx_http_dynroute_host_what = ngx_string("host");
 
 
 /*
@@ -40,6 +48,7 @@ static ngx_str_t  ngx_http_dynroute_no_rule = ngx_string("(none)");
 static ngx_int_t
 ngx_http_dynroute_handler(ngx_http_request_t *r) noexcept
 {
+    ngx_str_t                      subject, what;
     ngx_http_dynroute_ctx_t       *ctx;
     ngx_http_dynroute_table_t     *table;
     ngx_http_dynroute_loc_conf_t  *dlcf;
@@ -76,10 +85,11 @@ ngx_http_dynroute_handler(ngx_http_request_t *r) noexcept
     }
 
     if (ctx->rule == NULL) {
+        subject = ngx_http_dynroute_subject(r, table, &what);
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "dynroute: no rule of table \"%V\" matches "
-                      "host \"%V\", answering 421", &table->name,
-                      ngx_http_dynroute_host_ref(r));
+                      "%V \"%V\", answering 421", &table->name,
+                      &what, &subject);
         return NGX_HTTP_MISDIRECTED_REQUEST;
     }
 
@@ -217,18 +227,22 @@ ngx_http_dynroute_decide(ngx_http_request_t *r, ngx_http_dynroute_ctx_t *ctx,
         }
     }
 
+    ctx->table = table;
+    ctx->picked = 0;
+
+    dmcf = static_cast<ngx_http_dynroute_main_conf_t *>(
+               ngx_http_get_module_main_conf(r, ngx_http_dynroute_module));
+
+    if (table->key.len) {
+        return ngx_http_dynroute_decide_key(r, ctx, table, dmcf);
+    }
+
     host = ngx_http_dynroute_host_ref(r);
 
     /* once, for the runtime hosts and the table alike */
     hash = dynroute::Table::hash_host(ngx_http_dynroute_view(*host));
 
-    ctx->table = table;
-    ctx->picked = 0;
-
     /* a runtime host entry wins over the configured rules */
-
-    dmcf = static_cast<ngx_http_dynroute_main_conf_t *>(
-               ngx_http_get_module_main_conf(r, ngx_http_dynroute_module));
 
     if (dmcf->zone) {
         ctx->rule = ngx_http_dynroute_live_host(dmcf->live, table->index,
@@ -286,6 +300,148 @@ ngx_http_dynroute_decide(ngx_http_request_t *r, ngx_http_dynroute_ctx_t *ctx,
                    ctx->rule ? &ctx->rule->text : &ngx_http_dynroute_no_rule);
 
     return ctx;
+}
+
+
+/*
+ * A table with key=$variable: the variable's value is matched as a Host
+ * is, by find() (exact names and wildcards caseless, one trailing dot
+ * ignored; regexes see the value as it is, and their captures point into
+ * it), after the runtime hosts, which are stored lowercase: the value is
+ * folded for them into a buffer on the stack.  A value that is no name
+ * (not found, empty, too long, odd bytes) matches nothing: the default,
+ * or no rule.  Out of line: the Host tables do not pay for its frame.
+ */
+
+static __attribute__((noinline)) ngx_http_dynroute_ctx_t *
+ngx_http_dynroute_decide_key(ngx_http_request_t *r,
+    ngx_http_dynroute_ctx_t *ctx, ngx_http_dynroute_table_t *table,
+    ngx_http_dynroute_main_conf_t *dmcf) noexcept
+{
+    char                        buf[dynroute::max_key];
+    ngx_str_t                   value, folded, what, shown;
+    std::string_view            lower;
+    dynroute::Decision          d;
+    ngx_http_variable_value_t  *vv;
+
+    /* a key that reads $dynroute_* (through map) finds no rule yet */
+
+    ctx->rule = NULL;
+
+    vv = ngx_http_get_flushed_variable(r, table->key_index);
+
+    if (vv == NULL || vv->not_found) {
+        ngx_str_null(&value);
+
+    } else {
+        value.data = vv->data;
+        value.len = vv->len;
+    }
+
+    ctx->runtime = 0;
+
+    if (dynroute::classify_key(ngx_http_dynroute_view(value))
+        != dynroute::KeyValue::name)
+    {
+        d.rule = table->core.default_rule();
+
+    } else {
+        if (dmcf->zone) {
+            lower = dynroute::fold_key(ngx_http_dynroute_view(value), buf);
+
+            folded.data = reinterpret_cast<u_char *>(buf);
+            folded.len = lower.size();
+
+            ctx->rule = ngx_http_dynroute_live_host(dmcf->live, table->index,
+                            folded, dynroute::Table::hash_host(lower));
+            if (ctx->rule) {
+                ctx->runtime = 1;
+                ctx->service = ngx_http_dynroute_services_stamp(dmcf,
+                                                                ctx->rule);
+
+                ngx_log_debug4(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                               "dynroute: table \"%V\" key %V \"%V\" "
+                               "runtime entry \"%V\"", &table->name,
+                               &table->key, &folded,
+                               &ctx->rule->dest->target);
+                return ctx;
+            }
+        }
+
+        d = table->core.find(ngx_http_dynroute_view(value));
+    }
+
+    if (d.error()) {
+        if (table->counters) {
+            ngx_http_dynroute_count(
+                &table->counters[dynroute::metrics::t_regex_errors]);
+        }
+
+        shown = ngx_http_dynroute_subject(r, table, &what);
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "dynroute: a regex of table \"%V\" failed on "
+                      "%V \"%V\", using the default", &table->name,
+                      &what, &shown);
+    }
+
+    ctx->rule = (d.rule == dynroute::no_rule) ? NULL : &table->rules[d.rule];
+    ctx->rule_index = d.rule;
+
+    if (d.regex >= 0) {
+        ngx_http_dynroute_set_captures(r, table, d.regex, &value);
+    }
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "dynroute: table \"%V\" key %V rule \"%V\"",
+                   &table->name, &table->key,
+                   ctx->rule ? &ctx->rule->text : &ngx_http_dynroute_no_rule);
+
+    return ctx;
+}
+
+
+ngx_str_t
+ngx_http_dynroute_subject(ngx_http_request_t *r,
+    ngx_http_dynroute_table_t *table, ngx_str_t *what) noexcept
+{
+    ngx_str_t                   s;
+    ngx_http_variable_value_t  *vv;
+
+    if (table->key.len == 0) {
+        *what = ngx_http_dynroute_host_what;
+        return ngx_http_dynroute_host(r);
+    }
+
+    *what = table->key;
+
+    vv = ngx_http_get_indexed_variable(r, table->key_index);
+
+    if (vv == NULL || vv->not_found) {
+        ngx_str_set(&s, "");
+        return s;
+    }
+
+    s.data = vv->data;
+    s.len = vv->len;
+
+    switch (dynroute::classify_key(ngx_http_dynroute_view(s))) {
+
+    case dynroute::KeyValue::name:
+        break;
+
+    case dynroute::KeyValue::empty:
+        break;
+
+    case dynroute::KeyValue::too_long:
+        ngx_str_set(&s, "(longer than 255 bytes)");
+        break;
+
+    case dynroute::KeyValue::odd:
+        ngx_str_set(&s, "(not a name)");
+        break;
+    }
+
+    return s;
 }
 
 
@@ -438,7 +594,7 @@ void
 ngx_http_dynroute_log_no_upstream(ngx_http_request_t *r,
     ngx_http_dynroute_ctx_t *ctx) noexcept
 {
-    ngx_str_t                  host;
+    ngx_str_t                  host, what;
     ngx_http_dynroute_rule_t  *rule;
 
     if (ctx == NULL) {
@@ -448,43 +604,43 @@ ngx_http_dynroute_log_no_upstream(ngx_http_request_t *r,
         return;
     }
 
-    host = ngx_http_dynroute_host(r);
+    host = ngx_http_dynroute_subject(r, ctx->table, &what);
     rule = ctx->rule;
 
     if (rule == NULL) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "dynroute: no upstream to pass to: no rule of table "
-                      "\"%V\" matches host \"%V\"",
-                      &ctx->table->name, &host);
+                      "\"%V\" matches %V \"%V\"",
+                      &ctx->table->name, &what, &host);
 
     } else if (r != r->main) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "dynroute: no upstream to pass to: table \"%V\" sends "
-                      "host \"%V\" to the named location \"%V\", which a "
+                      "%V \"%V\" to the named location \"%V\", which a "
                       "subrequest does not jump to",
-                      &ctx->table->name, &host, &rule->dest->target);
+                      &ctx->table->name, &what, &host, &rule->dest->target);
 
     } else if (ctx->jumped == NULL) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "dynroute: no upstream to pass to: table \"%V\" sends "
-                      "host \"%V\" to the named location \"%V\"",
-                      &ctx->table->name, &host, &rule->dest->target);
+                      "%V \"%V\" to the named location \"%V\"",
+                      &ctx->table->name, &what, &host, &rule->dest->target);
 
     } else if (ngx_http_dynroute_eq(*ctx->jumped, rule->dest->target)) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "dynroute: no upstream to pass to: table \"%V\" sends "
-                      "host \"%V\" to the named location \"%V\", and the "
+                      "%V \"%V\" to the named location \"%V\", and the "
                       "request came back from there by an internal "
-                      "redirect", &ctx->table->name, &host,
+                      "redirect", &ctx->table->name, &what, &host,
                       &rule->dest->target);
 
     } else {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "dynroute: no upstream to pass to: table \"%V\" sends "
-                      "host \"%V\" to the named location \"%V\", and the "
+                      "%V \"%V\" to the named location \"%V\", and the "
                       "request was already sent to \"%V\": a request jumps "
                       "to a named location only once",
-                      &ctx->table->name, &host, &rule->dest->target,
+                      &ctx->table->name, &what, &host, &rule->dest->target,
                       ctx->jumped);
     }
 }

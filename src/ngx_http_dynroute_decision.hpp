@@ -74,6 +74,15 @@ ngx_http_dynroute_host(ngx_http_request_t *r) noexcept
 }
 
 
+/*
+ * What table matches r by, for messages and $dynroute_rule: the host, or
+ * the value of its key=$variable (in place; a value that is no name is
+ * told, not shown), with what it is ("host", "$name") in *what.
+ */
+ngx_str_t ngx_http_dynroute_subject(ngx_http_request_t *r,
+    ngx_http_dynroute_table_t *table, ngx_str_t *what) noexcept;
+
+
 /* the out-of-line halves of the two below */
 ngx_http_dynroute_ctx_t *ngx_http_dynroute_find_ctx(ngx_http_request_t *r)
     noexcept;

@@ -53,7 +53,7 @@ static ngx_int_t ngx_http_dynroute_init_process(ngx_cycle_t *cycle) noexcept;
 static ngx_command_t  ngx_http_dynroute_commands[] = {
 
     { ngx_string("dynroute_table"),
-      NGX_HTTP_MAIN_CONF|NGX_CONF_BLOCK|NGX_CONF_TAKE1,
+      NGX_HTTP_MAIN_CONF|NGX_CONF_BLOCK|NGX_CONF_TAKE12,
       ngx_http_dynroute_table_block,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,

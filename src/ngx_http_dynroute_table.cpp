@@ -44,6 +44,8 @@ typedef struct {
 } ngx_http_dynroute_table_parse_t;
 
 
+static char *ngx_http_dynroute_table_key(ngx_conf_t *cf,
+    ngx_http_dynroute_table_t *table) noexcept;
 static char *ngx_http_dynroute_table_parse(ngx_conf_t *cf,
     ngx_http_dynroute_table_t *table, ngx_pool_t *pool, void *conf) noexcept;
 static char *ngx_http_dynroute_table_rule(ngx_conf_t *cf,
@@ -135,6 +137,13 @@ ngx_http_dynroute_table_block(ngx_conf_t *cf, ngx_command_t *cmd,
     }
 
     table->index = dmcf->tables.nelts - 1;
+    table->key_index = NGX_ERROR;
+
+    if (cf->args->nelts == 3
+        && ngx_http_dynroute_table_key(cf, table) != NGX_CONF_OK)
+    {
+        return NGX_HTTP_DYNROUTE_CONF_ERROR;
+    }
 
     pool = ngx_create_pool(NGX_DEFAULT_POOL_SIZE, cf->log);
     if (pool == NULL) {
@@ -150,6 +159,119 @@ ngx_http_dynroute_table_block(ngx_conf_t *cf, ngx_command_t *cmd,
     ngx_destroy_pool(pool);
 
     return rv;
+}
+
+
+/*
+ * "key=$name" or "key=${name}": one variable, whose value the table
+ * matches instead of the Host.  Whether nginx knows it is checked once
+ * everything is read (ngx_http_dynroute_check.cpp), where a message can
+ * still say where it was written.
+ */
+
+static char *
+ngx_http_dynroute_table_key(ngx_conf_t *cf, ngx_http_dynroute_table_t *table)
+    noexcept
+{
+    u_char     *p, *end;
+    ngx_str_t  *value, name;
+
+    value = static_cast<ngx_str_t *>(cf->args->elts);
+
+    if (value[2].len < 4 || ngx_strncmp(value[2].data, "key=", 4) != 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\" of dynroute table "
+                           "\"%V\": expected key=$variable, such as "
+                           "key=$http_x_tenant", &value[2], &table->name);
+        return NGX_HTTP_DYNROUTE_CONF_ERROR;
+    }
+
+    name.data = value[2].data + 4;
+    name.len = value[2].len - 4;
+
+    if (name.len >= 2 && name.data[0] == '$') {
+        name.data++;
+        name.len--;
+
+        if (name.data[0] == '{') {
+            if (name.len < 3 || name.data[name.len - 1] != '}') {
+                name.len = 0;
+
+            } else {
+                name.data++;
+                name.len -= 2;
+            }
+        }
+
+    } else {
+        name.len = 0;
+    }
+
+    end = name.data + name.len;
+
+    for (p = name.data; p < end; p++) {
+        if (*p != '_' && !dynroute::is_alpha(static_cast<char>(*p))
+            && !dynroute::is_digit(static_cast<char>(*p)))
+        {
+            name.len = 0;
+            break;
+        }
+    }
+
+    if (name.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid key \"%V\" of dynroute table \"%V\": "
+                           "expected one variable, such as key=$http_x_tenant; "
+                           "to key by several values or by part of one, make "
+                           "them one variable with map and name it",
+                           &value[2], &table->name);
+        return NGX_HTTP_DYNROUTE_CONF_ERROR;
+    }
+
+    for (p = name.data; p < end && *p >= '0' && *p <= '9'; p++) {
+        /* void */
+    }
+
+    if (p == end) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid key \"%V\" of dynroute table \"%V\": "
+                           "$%V is a capture of the last regex matched, "
+                           "not a variable: name the group, as in "
+                           "(?<tenant>...), and write key=$tenant",
+                           &value[2], &table->name, &name);
+        return NGX_HTTP_DYNROUTE_CONF_ERROR;
+    }
+
+    if (dynroute::equal_caseless(ngx_http_dynroute_view(name).substr(0, 9),
+                                 "dynroute_"))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid key \"%V\" of dynroute table \"%V\": "
+                           "$%V is the outcome of a decision, not a value "
+                           "of the request to decide by: key the table by "
+                           "one, such as key=$http_x_tenant",
+                           &value[2], &table->name, &name);
+        return NGX_HTTP_DYNROUTE_CONF_ERROR;
+    }
+
+    /* "$name" as messages and the API name it */
+
+    table->key.len = name.len + 1;
+    table->key.data = static_cast<u_char *>(ngx_pnalloc(cf->pool,
+                                                        table->key.len));
+    if (table->key.data == NULL) {
+        return NGX_HTTP_DYNROUTE_CONF_ERROR;
+    }
+
+    table->key.data[0] = '$';
+    ngx_memcpy(table->key.data + 1, name.data, name.len);
+
+    table->key_index = ngx_http_get_variable_index(cf, &name);
+    if (table->key_index == NGX_ERROR) {
+        return NGX_HTTP_DYNROUTE_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
 }
 
 
@@ -239,6 +361,17 @@ ngx_http_dynroute_table_rule(ngx_conf_t *cf, ngx_command_t *dummy,
 
         if (ngx_http_dynroute_is(value[0], "default")) {
             p->builder.set_default(id);
+
+        } else if (ngx_http_dynroute_is(value[0], "ip")
+                   && table->key.len)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"ip\" in dynroute table \"%V\", which "
+                               "matches key=%V: the ip rule is for the Host "
+                               "of tables without key=; write \"\\ip\" "
+                               "for the value \"ip\"",
+                               &table->name, &table->key);
+            return NGX_HTTP_DYNROUTE_CONF_ERROR;
 
         } else if (ngx_http_dynroute_is(value[0], "ip")) {
             p->builder.set_ip(id);
@@ -657,5 +790,6 @@ ngx_http_dynroute_table_info(ngx_http_dynroute_main_conf_t *dmcf,
     for (i = 0; i < dmcf->tables.nelts; i++) {
         schema.tables.emplace_back(ngx_http_dynroute_view(tp[i]->name));
         schema.table_rules.push_back(tp[i]->rules.size());
+        schema.table_keys.emplace_back(ngx_http_dynroute_view(tp[i]->key));
     }
 }

@@ -68,7 +68,7 @@ ngx_http_dynroute_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data) noexcept
 {
     const ngx_str_t              *s;
-    ngx_str_t                     host;
+    ngx_str_t                     host, what;
     std::string_view              reason;
     ngx_http_dynroute_ctx_t      *ctx;
     ngx_http_dynroute_rule_t     *rule;
@@ -90,7 +90,7 @@ ngx_http_dynroute_variable(ngx_http_request_t *r,
 
     case NGX_HTTP_DYNROUTE_VAR_RULE:
         if (ctx->runtime) {
-            host = ngx_http_dynroute_host(r);
+            host = ngx_http_dynroute_subject(r, ctx->table, &what);
             s = &host;
             break;
         }

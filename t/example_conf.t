@@ -203,6 +203,43 @@ like($forced // '', qr/^\{"time":"[^"]+","host":"shop\.example\.com","status":20
 
 error_log_ok(stop_nginx($srv), 'the example ran without alert/crit/crash');
 
+# the key table of the example, uncommented: routed by X-Tenant, not the Host
+my $tenants = '';
+my $open = '';
+for my $line (split /^/, $conf) {
+    $open = $1 if !$open && $line =~ /^(\s*)#(?:dynroute_table tenants |location \/tenant\/ )/;
+    if ($open && $line =~ s/^\Q$open\E#//) {
+        $open = '' if $line =~ /^\}/;
+    }
+    $tenants .= $line;
+}
+like($tenants, qr/^\s*dynroute_table tenants key=\$http_x_tenant \{\n(?:\s+[^#\s].*\n){3}\s*\}$/m,
+     'the key table, uncommented');
+like($tenants, qr/^\s*location \/tenant\/ \{\n\s+dynroute\s+tenants;$/m,
+     'its location, uncommented');
+$srv = start_nginx(
+    conf    => $tenants,
+    globals => 'daemon off;' . ($> == 0 ? ' user root;' : ''),
+    links   => { 'modules/ngx_http_dynroute_module.so' =>
+                     Cwd::abs_path($module) },
+);
+for my $c (['acme', 'a.example.com', 'acme', qr/^service_a answered/],
+           ['Shop.EU', 'a.example.com', '*.eu', qr/^service_b answered.*\(tenant: Shop\.EU\)$/],
+           ['other', 'a.example.com', 'default', qr/^service_b answered/],
+           [undef, 'a.example.com', 'default', qr/^service_b answered/]) {
+    my ($tenant, $host, $rule, $body) = @$c;
+    my %h = (Host => $host);
+    $h{'X-Tenant'} = $tenant if defined $tenant;
+    $res = http_get($srv, '/tenant/', \%h);
+    my $who = 'X-Tenant: ' . ($tenant // '(none)');
+    is($res->{headers}{'x-dynroute-rule'}[0], $rule, "key table, $who: rule $rule");
+    like($res->{body}, $body, "key table, $who: body");
+}
+$res = http_get($srv, '/dynroute/');
+like($res->{body}, qr/"tenants":\{"rules":3,"hosts":0,"key":"\$http_x_tenant"\}/,
+     'key table: GET {prefix} names its key');
+error_log_ok(stop_nginx($srv), 'the example with its key table: no alert/crit/crash');
+
 # the example with its canary down: the balancer falls back to the primary
 isnt($down, $conf, 'a copy of the example whose canary is down');
 $srv = start_nginx(

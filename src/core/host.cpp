@@ -162,4 +162,36 @@ HostKind classify_host(std::string_view host) noexcept
     return is_ipv4(host) ? HostKind::ipv4 : HostKind::name;
 }
 
+KeyValue classify_key(std::string_view value) noexcept
+{
+    if (value.size() > max_key) {
+        return KeyValue::too_long;
+    }
+    if (!value.empty() && value.back() == '.') {
+        value.remove_suffix(1);
+    }
+    if (value.empty()) {
+        return KeyValue::empty;
+    }
+    for (char c : value) {
+        auto u = static_cast<unsigned char>(c);
+        if (u <= 0x20 || u == 0x7f || c == '/') {
+            return KeyValue::odd;
+        }
+    }
+    return KeyValue::name;
+}
+
+std::string_view fold_key(std::string_view value, char *buf) noexcept
+{
+    if (!value.empty() && value.back() == '.') {
+        value.remove_suffix(1);
+    }
+    std::size_t n = value.size() < max_key ? value.size() : max_key;
+    for (std::size_t i = 0; i < n; i++) {
+        buf[i] = ascii_lower(value[i]);
+    }
+    return std::string_view(buf, n);
+}
+
 }  // namespace dynroute

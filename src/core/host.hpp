@@ -24,4 +24,18 @@ bool is_ipv6(std::string_view s) noexcept;
 // A port is ':' followed by 1 to 5 decimal digits.
 HostKind classify_host(std::string_view host) noexcept;
 
+// The value of a table's key (dynroute_table NAME key=$variable) taken as
+// a host name: a name, or why it can match no name.  One trailing dot is
+// ignored, as for a Host; then it is empty, longer than max_key bytes, or
+// odd: it holds a byte a host name never has (a space, '/', a control
+// character or DEL).  Other bytes, upper case and UTF-8 too, are a name's.
+enum class KeyValue : unsigned char { name, empty, too_long, odd };
+inline constexpr std::size_t max_key = 255;
+
+KeyValue classify_key(std::string_view value) noexcept;
+
+// A name (classify_key() == name) as runtime hosts are stored: lowercase,
+// without its trailing dot, in buf (max_key bytes); a view of buf.
+std::string_view fold_key(std::string_view value, char *buf) noexcept;
+
 }  // namespace dynroute

@@ -1054,6 +1054,9 @@ std::string render_state(const State &state, const Schema &schema,
             {"rules", schema.table_rules[i]},
             {"hosts", counts[schema.tables[i]]},
         };
+        if (i < schema.table_keys.size() && !schema.table_keys[i].empty()) {
+            tables[schema.tables[i]]["key"] = schema.table_keys[i];
+        }
     }
 
     json rollouts = json::object();

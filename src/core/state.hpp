@@ -48,6 +48,8 @@ struct Schema {
     std::vector<RolloutInfo> rollouts;
     std::vector<std::string> tables;
     std::vector<std::size_t> table_rules;
+    // by table, its key=$variable ("$name"), or "" (or none): the Host
+    std::vector<std::string> table_keys;
     std::set<std::string, std::less<>> upstreams;  // upstream{} blocks
     // every upstream{} block, a target or not (dynroute_balancer's, the
     // carrier): names a service may not take

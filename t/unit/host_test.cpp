@@ -5,6 +5,7 @@
 #include <string>
 
 #include "host.hpp"
+#include "runtime_hosts.hpp"
 #include "nginx_host.hpp"
 
 using dynroute::classify_host;
@@ -124,5 +125,58 @@ TEST(Normalize, AsNginxValidatesHost)
             ASSERT_TRUE(r.has_value()) << c.raw;
             EXPECT_EQ(*r, c.want) << c.raw;
         }
+    }
+}
+
+// dynroute_table NAME key=$variable: what a key's value is as a host name.
+
+TEST(Key, ClassifiesValues)
+{
+    using dynroute::classify_key;
+    using dynroute::KeyValue;
+
+    EXPECT_EQ(classify_key("acme"), KeyValue::name);
+    EXPECT_EQ(classify_key("Acme.Example.COM."), KeyValue::name);
+    EXPECT_EQ(classify_key("10.0.0.1"), KeyValue::name);
+    EXPECT_EQ(classify_key("t\xc3\xa9nant"), KeyValue::name);
+    EXPECT_EQ(classify_key("a:b_c-d~"), KeyValue::name);
+
+    EXPECT_EQ(classify_key(""), KeyValue::empty);
+    EXPECT_EQ(classify_key("."), KeyValue::empty);
+    EXPECT_EQ(classify_key("a.."), KeyValue::name);
+
+    EXPECT_EQ(classify_key("a b"), KeyValue::odd);
+    EXPECT_EQ(classify_key("a/b"), KeyValue::odd);
+    EXPECT_EQ(classify_key("/"), KeyValue::odd);
+    EXPECT_EQ(classify_key("a\tb"), KeyValue::odd);
+    EXPECT_EQ(classify_key(std::string_view("a\0b", 3)), KeyValue::odd);
+    EXPECT_EQ(classify_key("a\x7f"), KeyValue::odd);
+    EXPECT_EQ(classify_key("a\x1f"), KeyValue::odd);
+
+    EXPECT_EQ(classify_key(std::string(255, 'a')), KeyValue::name);
+    EXPECT_EQ(classify_key(std::string(254, 'a') + "."), KeyValue::name);
+    EXPECT_EQ(classify_key(std::string(256, 'a')), KeyValue::too_long);
+    EXPECT_EQ(classify_key(std::string(255, 'a') + "."), KeyValue::too_long);
+}
+
+TEST(Key, FoldsAsRuntimeHostsAreStored)
+{
+    char buf[dynroute::max_key];
+    std::string out, why;
+
+    EXPECT_EQ(dynroute::fold_key("Acme.Example.COM.", buf), "acme.example.com");
+    EXPECT_EQ(dynroute::fold_key("acme", buf), "acme");
+    EXPECT_EQ(dynroute::fold_key("T\xc3\x89", buf), "t\xc3\x89");
+
+    // the longest name fills the buffer exactly
+    std::string longest(255, 'A');
+    EXPECT_EQ(dynroute::fold_key(longest, buf), std::string(255, 'a'));
+    EXPECT_EQ(dynroute::fold_key(std::string(254, 'B') + ".", buf),
+              std::string(254, 'b'));
+
+    // the same form as a runtime host's name
+    for (const char *v : {"Tenant-1", "ACME.", "a_b.C"}) {
+        ASSERT_TRUE(dynroute::normalize_host(v, out, why)) << v << ": " << why;
+        EXPECT_EQ(dynroute::fold_key(v, buf), out) << v;
     }
 }

@@ -435,3 +435,24 @@ TEST(Guard, TripAndRampSurviveTheStateFile)
         EXPECT_THROW(load_state(bad, sc, notices), ConfigError) << bad;
     }
 }
+
+// GET {prefix}: a table keyed by a variable says which (key=$variable);
+// a Host table, and a schema without keys, say nothing of it.
+TEST(State, RenderNamesATableKey)
+{
+    State st;
+    Schema sc = schema();
+    sc.tables = {"main", "tenants"};
+    sc.table_rules = {3, 2};
+
+    std::string out = render_state(st, sc, "routes");
+    EXPECT_EQ(out.find("\"key\""), std::string::npos) << out;
+
+    sc.table_keys = {"", "$http_x_tenant"};
+    out = render_state(st, sc, "routes");
+    EXPECT_NE(out.find("\"tenants\":{\"rules\":2,\"hosts\":0,"
+                       "\"key\":\"$http_x_tenant\"}"),
+              std::string::npos) << out;
+    EXPECT_NE(out.find("\"main\":{\"rules\":3,\"hosts\":0}"),
+              std::string::npos) << out;
+}

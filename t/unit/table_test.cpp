@@ -838,3 +838,44 @@ TEST(Table, TrailingWildcardsAroundSixteenAndSixtyFourBytes)
             return hosts;
         });
 }
+
+// A key table's value (key=$variable) is searched with find(): exact names
+// and wildcards caseless, one trailing dot ignored, and a regex's groups
+// are offsets into the value as given (the glue points the capture
+// variables into it).
+TEST(Table, KeyValuesAsFindSeesThem)
+{
+    Table t = make({{"acme", 1},
+                    {".corp.example", 2},
+                    {"*.eu", 3},
+                    {"beta.*", 4},
+                    {"~^tenant-(?<n>[0-9]+)$", 5},
+                    {"~*^ci-([a-z]+)$", 6},
+                    {"default", 9}});
+
+    EXPECT_EQ(rule_of(t, "acme"), 1u);
+    EXPECT_EQ(rule_of(t, "ACME"), 1u);
+    EXPECT_EQ(rule_of(t, "Acme."), 1u);
+    EXPECT_EQ(rule_of(t, "acme.."), 9u);
+    EXPECT_EQ(rule_of(t, "CORP.example"), 2u);
+    EXPECT_EQ(rule_of(t, "x.Corp.Example."), 2u);
+    EXPECT_EQ(rule_of(t, "Shop.EU"), 3u);
+    EXPECT_EQ(rule_of(t, "eu"), 9u);
+    EXPECT_EQ(rule_of(t, "BETA.x"), 4u);
+    EXPECT_EQ(rule_of(t, "beta"), 9u);
+    EXPECT_EQ(rule_of(t, "10.0.0.1"), 9u);  // no ip rule: a name like any
+
+    // a case-sensitive regex sees the value as given, "~*" folds
+    Decision d = t.find("tenant-42.");
+    ASSERT_EQ(d.rule, 5u);
+    std::size_t b = 0, e = 0;
+    ASSERT_TRUE(t.group(1, b, e));
+    EXPECT_EQ(b, 7u);
+    EXPECT_EQ(e, 9u);
+    EXPECT_EQ(rule_of(t, "Tenant-42"), 9u);
+
+    d = t.find("CI-Linux");
+    ASSERT_EQ(d.rule, 6u);
+    ASSERT_TRUE(t.group(1, b, e));
+    EXPECT_EQ(std::string_view("CI-Linux").substr(b, e - b), "Linux");
+}
