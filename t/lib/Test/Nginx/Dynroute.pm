@@ -294,6 +294,7 @@ not start, no complete response, harness error).
     # the body without its newline, "-" for no X-Variant header
     reload_nginx($srv, $new_http_config, $new_config);
     reload_nginx($srv, $new_whole_conf);    # a server started with conf =>
+    reload_nginx($srv, undef, undef, $new_main_config);  # e.g. stream{}
     # undef keeps the old section; rewrites nginx.conf, sends HUP, waits
     # (max 10 s) for the new worker(s) to start and the old ones to stop
     # accepting.  True on success, false (with diag) if the new config was
@@ -670,13 +671,14 @@ sub stop_nginx() {
 }
 
 sub reload_nginx() {
-    my ($srv, $http_config, $config) = @_;
+    my ($srv, $http_config, $config, $main_config) = @_;
     Carp::croak('reload_nginx: nginx is not running') unless $srv->{pid};
     if (defined $srv->{full_conf}) {
         $srv->{full_conf} = $http_config if defined $http_config;
     } else {
         $srv->{http_config} = $http_config if defined $http_config;
         $srv->{config} = $config if defined $config;
+        $srv->{main_config} = $main_config if defined $main_config;
     }
     _write_conf($srv);
     my $offset = -s $srv->{error_log} || 0;
