@@ -475,10 +475,23 @@ ngx_stream_dynroute_table_rule(ngx_conf_t *cf, ngx_command_t *dummy,
         }
 
     } catch (const dynroute::ConflictError &e) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "host \"%V\" conflicts with \"%V\" in dynroute "
-                           "table \"%V\": keep one of them", &value[0],
-                           &table->rules[e.previous].text, &table->name);
+        ngx_str_t  *prev = &table->rules[e.previous].text;
+
+        if (prev->len == value[0].len
+            && ngx_strncasecmp(prev->data, value[0].data, prev->len) == 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "duplicate \"%V\" in dynroute table \"%V\": "
+                               "keep one of the two lines", &value[0],
+                               &table->name);
+
+        } else {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "host \"%V\" conflicts with \"%V\" in "
+                               "dynroute table \"%V\": keep one of them",
+                               &value[0], prev, &table->name);
+        }
+
         return NGX_HTTP_DYNROUTE_CONF_ERROR;
 
     } catch (const dynroute::ConfigError &e) {

@@ -324,6 +324,10 @@ my @errors = (
     [ 'key= without a variable',
       "stream {\n$ok_upstreams    dynroute_table t key=nosuch { default a; }\n}\n",
       qr/\[emerg\] invalid key "key=nosuch" of dynroute_table "t": expected one variable, such as key=\$ssl_preread_server_name in \S+nginx\.conf:8$/m ],
+    [ 'a name twice',
+      "stream {\n$ok_upstreams    dynroute_table t {\n        a.test a;\n"
+      . "        A.test a;\n    }\n}\n",
+      qr/\[emerg\] duplicate "A\.test" in dynroute table "t": keep one of the two lines in \S+nginx\.conf:10$/m ],
     [ 'an ip rule',
       "stream {\n$ok_upstreams    dynroute_table t {\n        ip a;\n    }\n}\n",
       qr/\[emerg\] "ip" does not apply to the stream dynroute table "t": a TLS name is never an address; route such clients with "default" in \S+nginx\.conf:9$/m ],
