@@ -900,8 +900,9 @@ ngx_stream_dynroute_postconfiguration(ngx_conf_t *cf) noexcept
     sp = static_cast<ngx_stream_dynroute_srv_conf_t **>(dmcf->uses.elts);
 
     for (i = 0; i < dmcf->uses.nelts; i++) {
-        sp[i]->table = ngx_http_dynroute_find_named<ngx_stream_dynroute_table_t>(
-                           dmcf->tables, sp[i]->name);
+        sp[i]->table =
+            ngx_http_dynroute_find_named<ngx_stream_dynroute_table_t>(
+                dmcf->tables, sp[i]->name);
 
         if (sp[i]->table == NULL) {
             ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
