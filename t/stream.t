@@ -42,7 +42,7 @@ for my $cn (qw(a b c d)) {
         or BAIL_OUT("openssl could not make a certificate for $cn.test");
 }
 
-my ($F1, $F2, $F3, $A, $B1, $B2, $C, $D) = free_ports(8);
+my ($F1, $F2, $F3, $F4, $A, $B1, $B2, $C, $D) = free_ports(9);
 
 # One line of a TLS server through $port with SNI $name (none if undef);
 # "closed: ..." when the handshake or the read fails.
@@ -100,6 +100,17 @@ stream {
         a.test                          a;
     }
 
+    # key=: another variable's value, here a map of the name
+    map $ssl_preread_server_name $route_key {
+        alias.test                      a.test;
+        default                         $ssl_preread_server_name;
+    }
+
+    dynroute_table bykey key=$route_key {
+        a.test                          a;
+        default                         d;
+    }
+
     server {
         listen 127.0.0.1:%F1%;
         ssl_preread on;
@@ -121,9 +132,17 @@ stream {
         dynroute sni;
         proxy_pass pass;
     }
+
+    server {
+        listen 127.0.0.1:%F4%;
+        ssl_preread on;
+        dynroute bykey;
+        proxy_pass $dynroute_upstream;
+    }
 CONF
     my %p = (A => $A, B1 => $B1, B2 => $B2, C => $C, D => $D,
-             F1 => $F1, F2 => $F2, F3 => $F3, EXTRA => $extra_rule);
+             F1 => $F1, F2 => $F2, F3 => $F3, F4 => $F4,
+             EXTRA => $extra_rule);
     $conf =~ s/%(\w+)%/$p{$1}/g;
     return $conf . $backends . "}\n";
 }
@@ -171,6 +190,13 @@ $seen{ tls_line($F3, "n$_.b.test") =~ /\A(b[12]) / ? $1 : 'other' }++ for 1 .. 6
 is_deeply(\%seen, { b1 => 3, b2 => 3 },
           "balancer: round robin over upstream b's two servers");
 is(tls_line($F3, undef), "d \n", 'balancer: no SNI, the default');
+
+# ---- key=$variable ------------------------------------------------------
+
+is(tls_line($F4, 'alias.test'), "a alias.test\n",
+   'key=$route_key: the map\'s value is matched');
+is(tls_line($F4, 'a.test'), "a a.test\n", 'key=: the name itself');
+is(tls_line($F4, 'x.test'), "d x.test\n", 'key=: the default');
 
 # ---- a ClientHello in pieces ---------------------------------------------
 
