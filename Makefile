@@ -22,7 +22,8 @@ SRCTREE := $(BUILD)/nginx-source
 
 PACKAGES := nginx nginx-dev libpcre2-dev g++ make cmake pkg-config dpkg-dev \
             libgtest-dev perl libtest-base-perl libtext-diff-perl curl openssl \
-            nlohmann-json3-dev python3 groff-base
+            nlohmann-json3-dev python3 groff-base libnginx-mod-stream \
+            libio-socket-ssl-perl
 SOURCE_PACKAGES := dpkg-dev zlib1g-dev libpcre2-dev libssl-dev nlohmann-json3-dev
 
 .PHONY: deps module unit prove test demo demo-stop source-build \
@@ -48,17 +49,23 @@ $(HEADERS_LIST): FORCE
 .PHONY: FORCE
 FORCE:
 
+# Debian's nginx has stream as a dynamic module (libnginx-mod-stream) with
+# its TLS modules: configured alike, so that the stream part of the .so is
+# built against the same structures.  Only the dynroute .so is built.
+DEV_STREAM := --with-stream=dynamic --with-stream_ssl_module \
+              --with-stream_ssl_preread_module
+
 $(DEVTREE)/objs/Makefile: config src/core/sources.list $(HEADERS_LIST)
 	rm -rf $(DEVTREE) && mkdir -p $(BUILD) && cp -r $(NGX_DEV) $(DEVTREE)
 	cd $(DEVTREE) && . ./conf_flags && ./configure \
 	    --with-cc-opt="$$(dpkg-buildflags --get CFLAGS) -fPIC $$(dpkg-buildflags --get CPPFLAGS)" \
 	    --with-ld-opt="$$(dpkg-buildflags --get LDFLAGS) -fPIC" \
-	    "$${NGX_CONF_FLAGS[@]}" --add-dynamic-module=$(REPO) \
+	    "$${NGX_CONF_FLAGS[@]}" $(DEV_STREAM) --add-dynamic-module=$(REPO) \
 	    > $(BUILD)/configure.log 2>&1 \
 	    || { tail -30 $(BUILD)/configure.log; exit 1; }
 
 module: $(DEVTREE)/objs/Makefile
-	$(MAKE) -C $(DEVTREE) -f objs/Makefile modules -j2
+	$(MAKE) -C $(DEVTREE) -f objs/Makefile objs/ngx_http_dynroute_module.so -j2
 	cp $(DEVTREE)/objs/ngx_http_dynroute_module.so $(MODULE)
 	@echo "module: $(MODULE)"
 
@@ -69,8 +76,13 @@ unit:
 	cmake --build $(BUILD)/cmake -j2
 	cd $(BUILD)/cmake && ctest --output-on-failure
 
+# The packaged nginx's stream module (libnginx-mod-stream), loaded before
+# the dynroute .so (t/stream.t).  Builds from source have stream compiled in.
+STREAM_MODULE := /usr/lib/nginx/modules/ngx_stream_module.so
+
 prove: module
 	TEST_NGINX_BINARY=$(NGINX) TEST_NGINX_LOAD_MODULES=$(MODULE) \
+	TEST_NGINX_STREAM_MODULE=$(STREAM_MODULE) \
 	    prove -I t/lib t/*.t
 
 test: deps
@@ -88,12 +100,14 @@ $(SRCTREE)/.unpacked:
 	touch $@
 
 # nginx's own modules that the tests use, for every build from source (the
-# packaged nginx has them all): realip, auth_request, and what
-# t/security.t needs to reach every kind of subrequest and HTTP/2.
+# packaged nginx has them all): realip, auth_request, what t/security.t
+# needs to reach every kind of subrequest and HTTP/2, and stream with TLS
+# and ssl_preread (t/stream.t; compiled in, so nothing to load first).
 SOURCE_CONFIGURE := --with-compat --with-debug --with-threads \
     --with-http_ssl_module --with-http_realip_module \
     --with-http_auth_request_module --with-http_v2_module \
-    --with-http_slice_module --with-http_addition_module --with-pcre-jit
+    --with-http_slice_module --with-http_addition_module --with-pcre-jit \
+    --with-stream --with-stream_ssl_module --with-stream_ssl_preread_module
 
 # $(1): dynamic or static; $(2): the configure option that adds the module
 define source_build

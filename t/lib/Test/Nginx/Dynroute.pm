@@ -64,6 +64,14 @@ F<build/ngx_http_dynroute_module.so> (absolute path; the repository root is
 the parent of F<t/>) if that file exists, else nothing.  Empty string: load
 nothing (static builds).
 
+=item TEST_NGINX_STREAM_MODULE
+
+The path of nginx's stream module where it is a dynamic module (Debian's
+F</usr/lib/nginx/modules/ngx_stream_module.so>, from libnginx-mod-stream):
+C<load_module>ed first, before C<TEST_NGINX_LOAD_MODULES>, as the stream part
+of the dynroute .so needs (F<t/stream.t>).  Unset or empty for nginx with
+stream compiled in (the builds from source).  C<make prove> sets it.
+
 =item TEST_NGINX_INCLUDE_MODULES
 
 A glob of module load files to C<include> at the top of nginx.conf, such as
@@ -286,6 +294,7 @@ not start, no complete response, harness error).
     # the body without its newline, "-" for no X-Variant header
     reload_nginx($srv, $new_http_config, $new_config);
     reload_nginx($srv, $new_whole_conf);    # a server started with conf =>
+    reload_nginx($srv, undef, undef, $new_main_config);  # e.g. stream{}
     # undef keeps the old section; rewrites nginx.conf, sends HUP, waits
     # (max 10 s) for the new worker(s) to start and the old ones to stop
     # accepting.  True on success, false (with diag) if the new config was
@@ -413,6 +422,13 @@ sub _binary() {
     return (defined $b && length $b) ? $b : '/usr/sbin/nginx';
 }
 
+# The stream module to load before the others (TEST_NGINX_STREAM_MODULE),
+# or nothing.
+sub stream_module() {
+    my $m = $ENV{TEST_NGINX_STREAM_MODULE};
+    return (defined $m && length $m) ? ($m) : ();
+}
+
 sub _modules() {
     my $env = $ENV{TEST_NGINX_LOAD_MODULES};
     if (!defined $env) {
@@ -524,7 +540,7 @@ sub _conf_text() {
     my $inc = $ENV{TEST_NGINX_INCLUDE_MODULES};
     my $line1 = join ' ',
         ((defined $inc && length $inc) ? ("include $inc;") : ()),
-        (map { "load_module $_;" } _modules()),
+        (map { "load_module $_;" } stream_module(), _modules()),
         'daemon off;', 'master_process on;',
         "worker_processes $srv->{workers};",
         "pid $p/logs/nginx.pid;",
@@ -655,13 +671,14 @@ sub stop_nginx() {
 }
 
 sub reload_nginx() {
-    my ($srv, $http_config, $config) = @_;
+    my ($srv, $http_config, $config, $main_config) = @_;
     Carp::croak('reload_nginx: nginx is not running') unless $srv->{pid};
     if (defined $srv->{full_conf}) {
         $srv->{full_conf} = $http_config if defined $http_config;
     } else {
         $srv->{http_config} = $http_config if defined $http_config;
         $srv->{config} = $config if defined $config;
+        $srv->{main_config} = $main_config if defined $main_config;
     }
     _write_conf($srv);
     my $offset = -s $srv->{error_log} || 0;
