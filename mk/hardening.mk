@@ -82,13 +82,14 @@ VALGRIND_TESTS ?= t/host_routing.t t/ip_hosts.t t/health.t t/config_errors.t \
                   t/security_cookie.t t/security_targets.t t/security_api.t \
                   t/security_rollout.t t/security_tools.t
 # Files run two at a time: memcheck runs nginx on one core, so the second
-# core would idle.  VALGRIND_JOBS=1 runs them one after the other.
+# core would idle.  VALGRIND_JOBS=1 runs them one after the other.  nginx
+# under memcheck takes seconds to start, more with two: up to 60 s.
 VALGRIND_JOBS ?= 2
 
 valgrind: deps module
 	@scripts/apt-install $(HARDEN_PACKAGES)
 	rm -rf $(BUILD)/valgrind
-	VALGRIND_LOG_DIR=$(BUILD)/valgrind \
+	VALGRIND_LOG_DIR=$(BUILD)/valgrind TEST_NGINX_START_TIMEOUT=60 \
 	TEST_NGINX_BINARY=$(REPO)/scripts/hardening/valgrind-nginx \
 	TEST_NGINX_LOAD_MODULES=$(MODULE) \
 	    prove -j$(VALGRIND_JOBS) -I t/lib $(VALGRIND_TESTS); rc=$$?; \

@@ -80,6 +80,11 @@ package (set C<TEST_NGINX_LOAD_MODULES> to the empty string then).  Each
 prefix then gets F<modules> as a link to F</usr/lib/nginx/modules>, which is
 where those files' relative C<load_module modules/...;> point.
 
+=item TEST_NGINX_START_TIMEOUT
+
+How long C<start_nginx> and a block wait for nginx to listen, in seconds;
+default 10.  C<make valgrind> gives memcheck's slow start more.
+
 =item TEST_NGINX_SERVTEMP
 
 Directory in which the per-run F<servrootXXXXXX> directory is made; default
@@ -272,7 +277,7 @@ not start, no complete response, harness error).
                           main_config => $m, workers => 1);
     # hashref: port, port2, port3, prefix, pid, conf, error_log, html_dir,
     # stderr_log, workers.  Croaks (with nginx's stderr and error.log) if
-    # nginx does not come up within 10 s.
+    # nginx does not come up within 10 s (TEST_NGINX_START_TIMEOUT).
     my $srv = start_nginx(conf => $whole_nginx_conf, globals => 'daemon off;',
                           links => { 'modules/x.so' => $path });
     my $srv = start_nginx(http_config => $h, config => $c,
@@ -612,7 +617,8 @@ sub _launch() {
     my $pid = launch($srv->{stderr_log}, _nginx_cmd($srv));
     $srv->{pid} = $pid;
     $Running{$pid} = $srv;
-    my $deadline = Time::HiRes::time() + 10;
+    my $wait = $ENV{TEST_NGINX_START_TIMEOUT} || 10;
+    my $deadline = Time::HiRes::time() + $wait;
     while (1) {
         my $r = waitpid($pid, POSIX::WNOHANG());
         if ($r == $pid) {
@@ -628,7 +634,7 @@ sub _launch() {
         }
         return 1 if _listening($srv->{port});
         if (Time::HiRes::time() >= $deadline) {
-            $srv->{start_error} = "nginx did not listen on 127.0.0.1:$srv->{port} within 10 s\n"
+            $srv->{start_error} = "nginx did not listen on 127.0.0.1:$srv->{port} within $wait s\n"
                 . "--- stderr:\n" . slurp($srv->{stderr_log})
                 . "--- error.log:\n" . tail_of(slurp($srv->{error_log}), 40);
             stop_nginx($srv);
