@@ -43,7 +43,7 @@ which checks the answer and resets (no TIME_WAIT on the client's ports).
 
 Results: BENCH_OUT/results.md (and results.json).
 
-Knobs: BENCH_ROUNDS (6), BENCH_DURATION (seconds, 3), BENCH_WARMUP
+Knobs: BENCH_ROUNDS (8), BENCH_DURATION (seconds, 3), BENCH_WARMUP
 (seconds, 0.5), BENCH_CONNECTIONS (32), BENCH_STREAM_FRONTS (comma
 separated, map always), BENCH_STREAM_CALLGRIND (N, 1000; 0: skip),
 BENCH_STREAM_KINDS (callgrind kinds, all), BENCH_STREAM_DIFF (functions
@@ -54,6 +54,7 @@ BENCH_OUT; MODULE, NGINX.
 
 import json
 import os
+import resource
 import signal
 import struct
 import subprocess
@@ -282,6 +283,9 @@ class Backend:
                 raise RuntimeError("the backend did not start: "
                                    + B.tail(self.log))
 
+    def cpu_ns(self):
+        return B.cpu_ns(self.proc.pid) if self.proc else 0
+
     def stop(self):
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -325,6 +329,13 @@ def check(port, name, names, out):
           % (name, len(names)))
 
 
+def client_s():
+    """CPU seconds of the finished children (stream_load: taskset execs
+    it in the same process)."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 def worker_ns(nx):
     return sum(B.cpu_ns(p) for p in nx.pids()[1:])
 
@@ -352,9 +363,13 @@ def throughput(names, out, backend, rules_path, rounds, duration, warmup,
             order = fronts if r % 2 == 0 else list(reversed(fronts))
             for f in order:
                 cpu0 = worker_ns(f["nginx"])
+                be0 = backend.cpu_ns()
+                cl0 = client_s()
                 res = run_load(f["port"], hellos, answers, duration,
                                conns=conns)
                 res["cpu_ns"] = worker_ns(f["nginx"]) - cpu0
+                res["backend_ns"] = backend.cpu_ns() - be0
+                res["client_s"] = client_s() - cl0
                 res["cps"] = res["connections"] / res["seconds"]
                 f["runs"].append(res)
                 B.log("round %d/%d %-18s %8.0f conn/s  %6.2f us CPU/conn  "
@@ -468,10 +483,17 @@ def report(fronts, cg, out, knobs, top):
                     for r in base["runs"]]
             ru = [(r["cpu_ns"] / max(1, r["connections"])) / b
                   for r, b in zip(f["runs"], bcpu) if b > 0]
+            busy = "%.0f / %.0f / %.0f" % (
+                B.median([100.0 * r["cpu_ns"] / 1e9 / r["seconds"]
+                          for r in f["runs"]]),
+                B.median([100.0 * r["backend_ns"] / 1e9 / r["seconds"]
+                          for r in f["runs"]]),
+                B.median([100.0 * r["client_s"] / r["seconds"]
+                          for r in f["runs"]]))
             rows.append([f["name"], span(cps, "%.0f"),
                          "%d / %d" % (B.median([r["p50"] for r in f["runs"]]),
                                       B.median([r["p99"] for r in f["runs"]])),
-                         span(rc), span(cpu, "%.2f"), span(ru),
+                         span(rc), span(cpu, "%.2f"), span(ru), busy,
                          sum(r["errors"] for r in f["runs"])])
             summary["fronts"][f["name"]] = {
                 "cps": cps, "cpu_us_per_conn": cpu, "cps_ratio": rc,
@@ -481,9 +503,12 @@ def report(fronts, cg, out, knobs, top):
                   "connection", "",
                   "Ratios to `map` computed within each round; median "
                   "(min–max) over the rounds. × map by CPU: the worker's "
-                  "CPU per connection over map's (lower is cheaper).", "",
+                  "CPU per connection over map's (lower is cheaper). "
+                  "CPU %: of one core, medians over the rounds (the "
+                  "worker and the backend share the server core).", "",
                   B.table(["front", "conn/s", "p50 / p99 µs", "× map conn/s",
-                           "worker CPU µs/conn", "× map CPU/conn", "errors"],
+                           "worker CPU µs/conn", "× map CPU/conn",
+                           "CPU % worker / backend / client", "errors"],
                           rows), ""]
     if cg:
         kinds = list(next(iter(cg.values())).keys())
@@ -533,7 +558,7 @@ def report(fronts, cg, out, knobs, top):
 
 
 def main():
-    rounds = B.env_int("BENCH_ROUNDS", 6)
+    rounds = B.env_int("BENCH_ROUNDS", 8)
     duration = B.env_float("BENCH_DURATION", 3)
     warmup = B.env_float("BENCH_WARMUP", 0.5)
     conns = B.env_int("BENCH_CONNECTIONS", 32)
