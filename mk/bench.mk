@@ -1,4 +1,4 @@
-# Benchmarks: `make bench` runs all ten (about 18 minutes); see
+# Benchmarks: `make bench` runs all eleven (about 18 minutes); see
 # bench/README.md.  Knobs are environment variables (BENCH_ROUNDS,
 # BENCH_DURATION, ...), documented there.
 
@@ -9,10 +9,11 @@ BENCH_PY       := PYTHONDONTWRITEBYTECODE=1 /usr/bin/python3
 
 .PHONY: bench bench-deps bench-micro bench-e2e bench-callgrind bench-large \
         bench-upstreams bench-zone bench-metrics bench-cost bench-smoke \
-        bench-check bench-guard bench-health bench-ramp
+        bench-check bench-guard bench-health bench-ramp bench-stream
 
 bench: bench-micro bench-e2e bench-callgrind bench-large bench-upstreams \
-       bench-zone bench-metrics bench-cost bench-guard bench-health
+       bench-zone bench-metrics bench-cost bench-guard bench-health \
+       bench-stream
 	@echo "bench: results in $(BENCH_OUT)/*/results.md"
 
 bench-deps:
@@ -21,7 +22,7 @@ bench-deps:
 BENCH_SCRIPTS := bench/benchlib.py bench/e2e.py bench/callgrind.py \
                  bench/large.py bench/upstreams.py bench/zone.py \
                  bench/metrics.py bench/cost.py bench/guard.py \
-                 bench/health.py
+                 bench/health.py bench/stream.py
 BENCH_SYNTAX  := $(BENCH_PY) -c 'import ast, sys; \
                  [ast.parse(open(f).read(), f) for f in sys.argv[1:]]'
 
@@ -83,6 +84,21 @@ bench-health: deps module bench-deps
 	BENCH_OUT=$(BENCH_OUT)/health MODULE=$(MODULE) NGINX=$(NGINX) \
 	    $(BENCH_PY) bench/health.py
 
+# TLS passthrough by SNI (issue 26): a stream dynroute_table against
+# ssl_preread + map over the same table, connections per second, the
+# worker's CPU and callgrind instructions per connection.  The client and
+# the backend are bench/stream_load.c.
+STREAM_LOAD := $(BENCH_OUT)/stream_load
+
+$(STREAM_LOAD): bench/stream_load.c
+	@mkdir -p $(BENCH_OUT)
+	cc -O2 -Wall -Wextra -o $@ $<
+
+bench-stream: deps module bench-deps $(STREAM_LOAD)
+	BENCH_OUT=$(BENCH_OUT)/stream MODULE=$(MODULE) NGINX=$(NGINX) \
+	STREAM_MODULE=$(STREAM_MODULE) STREAM_LOAD=$(STREAM_LOAD) \
+	    $(BENCH_PY) bench/stream.py
+
 # The decision's cost in every configuration against a static proxy_pass,
 # for one module: `make bench-cost MODULE=path/to/other.so` measures another
 # build (one that loads into NGINX) and then neither builds nor overwrites
@@ -122,12 +138,18 @@ bench-smoke: deps module bench-deps
 	BENCH_OUT=$(BENCH_OUT)/smoke-cost MODULE=$(MODULE) NGINX=$(NGINX) \
 	BENCH_CALLGRIND_REQUESTS=50 BENCH_COST_HOSTS=2000 BENCH_COST_CHUNK=500 \
 	    $(BENCH_PY) bench/cost.py
+	$(MAKE) $(STREAM_LOAD)
+	BENCH_OUT=$(BENCH_OUT)/smoke-stream MODULE=$(MODULE) NGINX=$(NGINX) \
+	STREAM_MODULE=$(STREAM_MODULE) STREAM_LOAD=$(STREAM_LOAD) \
+	BENCH_ROUNDS=1 BENCH_DURATION=1 BENCH_WARMUP=0 \
+	BENCH_STREAM_CALLGRIND=20 $(BENCH_PY) bench/stream.py
 
 # For CI, in seconds: the scripts parse, and the microbenchmarks build and
 # run once each (too briefly to mean anything).
 bench-check: deps
 	@scripts/apt-install libbenchmark-dev python3
 	$(BENCH_SYNTAX) $(BENCH_SCRIPTS)
+	$(MAKE) $(STREAM_LOAD)
 	cmake -S . -B $(BENCH_CMAKE) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 	    -DDYNROUTE_BENCH=ON -DBUILD_TESTING=OFF > /dev/null
 	cmake --build $(BENCH_CMAKE) -j2 --target dynroute_micro
