@@ -2,13 +2,16 @@
  * ngx_stream_dynroute_module: dynroute's tables in stream{} (TLS
  * passthrough by SNI).  "dynroute_table NAME [key=$variable] { ... }" in
  * stream{}, read by the core's table builder as the http tables are;
- * "dynroute NAME;" in a stream server{}; $dynroute_upstream and
- * $dynroute_rule; "dynroute_balancer;" in a stream upstream{}.
+ * "dynroute NAME;" in a stream server{}; $dynroute_upstream,
+ * $dynroute_rule and $dynroute_variant; "dynroute_balancer;" in a stream
+ * upstream{}; a table's target may be a "dynroute_rollout" (its block and
+ * its pick: ngx_stream_dynroute_rollout.cpp).
  *
  * The decision is taken when a variable is first read or by the
  * balancer's peer initialisation (the content phase, after ssl_preread has
  * read the ClientHello), and kept in the session's context slot as a
- * pointer to the rule: nothing is allocated per connection.
+ * pointer to the rule (for a rollout, to the rule's copy for the variant
+ * picked): nothing is allocated per connection.
  *
  * It is built into the same .so as the http modules.  nginx's stream
  * module may not be there (an nginx without it, or its .so loaded after
@@ -20,11 +23,8 @@
 #include <vector>
 
 #include "ngx_http_dynroute_conf.hpp"
+#include "ngx_stream_dynroute_rollout.hpp"
 #include "table.hpp"
-
-extern "C" {
-#include <ngx_stream.h>
-}
 
 
 /* resolved when ngx_stream_module is linked before this .so, else NULL */
@@ -43,13 +43,21 @@ struct ngx_stream_dynroute_dest_s {
     ngx_stream_upstream_srv_conf_t  *uscf;     /* set by the checks */
     u_char                          *file;     /* where first named */
     ngx_uint_t                       line;
+    ngx_stream_dynroute_rollout_t   *rollout;  /* target is a rollout */
+    ngx_str_t                       *variant;  /* a variant's own dest */
 };
 
 
-typedef struct {
+typedef struct ngx_stream_dynroute_rule_s  ngx_stream_dynroute_rule_t;
+
+struct ngx_stream_dynroute_rule_s {
     ngx_str_t                        text;     /* the pattern, "default" */
     ngx_stream_dynroute_dest_t      *dest;
-} ngx_stream_dynroute_rule_t;
+
+    /* a rollout's: a copy of the rule per variant, whose dest is the
+     * variant's upstream */
+    ngx_stream_dynroute_rule_t      *variants;
+};
 
 
 typedef struct {
@@ -79,6 +87,7 @@ typedef struct {
     ngx_array_t                      tables;     /* table_t * */
     ngx_array_t                      uses;       /* srv_conf_t * */
     ngx_array_t                      balancers;  /* upstream_srv_conf_t * */
+    ngx_array_t                      rollouts;   /* rollout_t * */
 } ngx_stream_dynroute_main_conf_t;
 
 
@@ -112,6 +121,8 @@ static ngx_int_t ngx_stream_dynroute_add_captures(ngx_conf_t *cf,
     ngx_stream_dynroute_parse_t *p);
 static char *ngx_stream_dynroute(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf) noexcept;
+static char *ngx_stream_dynroute_rollout(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf) noexcept;
 static char *ngx_stream_dynroute_balancer(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf) noexcept;
 static ngx_int_t ngx_stream_dynroute_balancer_init_upstream(ngx_conf_t *cf,
@@ -131,6 +142,13 @@ static ngx_command_t  ngx_stream_dynroute_commands[] = {
     { ngx_string("dynroute_table"),
       NGX_STREAM_MAIN_CONF|NGX_CONF_BLOCK|NGX_CONF_TAKE12,
       ngx_stream_dynroute_table_block,
+      NGX_STREAM_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("dynroute_rollout"),
+      NGX_STREAM_MAIN_CONF|NGX_CONF_BLOCK|NGX_CONF_TAKE1,
+      ngx_stream_dynroute_rollout,
       NGX_STREAM_MAIN_CONF_OFFSET,
       0,
       NULL },
@@ -227,6 +245,8 @@ ngx_stream_dynroute_not_linked(ngx_conf_t *cf) noexcept
 static ngx_str_t  ngx_stream_dynroute_upstream_name =
     ngx_string("dynroute_upstream");
 static ngx_str_t  ngx_stream_dynroute_rule_name = ngx_string("dynroute_rule");
+static ngx_str_t  ngx_stream_dynroute_variant_name =
+    ngx_string("dynroute_variant");
 
 
 static ngx_int_t
@@ -254,6 +274,14 @@ ngx_stream_dynroute_preconfiguration(ngx_conf_t *cf) noexcept
     var->get_handler = ngx_stream_dynroute_upstream_variable;
     var->data = 1;
 
+    var = ngx_stream_add_variable(cf, &ngx_stream_dynroute_variant_name, 0);
+    if (var == NULL) {
+        return NGX_ERROR;
+    }
+
+    var->get_handler = ngx_stream_dynroute_upstream_variable;
+    var->data = 2;
+
     return NGX_OK;
 }
 
@@ -272,6 +300,8 @@ ngx_stream_dynroute_create_main_conf(ngx_conf_t *cf) noexcept
     if (ngx_array_init(&dmcf->tables, cf->pool, 4, sizeof(void *)) != NGX_OK
         || ngx_array_init(&dmcf->uses, cf->pool, 4, sizeof(void *)) != NGX_OK
         || ngx_array_init(&dmcf->balancers, cf->pool, 4, sizeof(void *))
+           != NGX_OK
+        || ngx_array_init(&dmcf->rollouts, cf->pool, 4, sizeof(void *))
            != NGX_OK)
     {
         return NULL;
@@ -453,12 +483,13 @@ ngx_stream_dynroute_table_rule(ngx_conf_t *cf, ngx_command_t *dummy,
         if (dest == NULL) {
             table->dests.push_back({value[1], NULL,
                                     cf->conf_file->file.name.data,
-                                    cf->conf_file->line});
+                                    cf->conf_file->line, NULL, NULL});
             dest = &table->dests.back();
         }
 
         rule.text = value[0];
         rule.dest = dest;
+        rule.variants = NULL;
         table->rules.push_back(rule);
 
         if (ngx_http_dynroute_is(value[0], "default")) {
@@ -604,6 +635,23 @@ ngx_stream_dynroute(ngx_conf_t *cf, ngx_command_t *cmd, void *conf) noexcept
 }
 
 
+/* "dynroute_rollout NAME { ... }" in stream{}: the rollouts' file */
+
+static char *
+ngx_stream_dynroute_rollout(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+    noexcept
+{
+    ngx_stream_dynroute_main_conf_t *dmcf =
+        static_cast<ngx_stream_dynroute_main_conf_t *>(conf);
+
+    if (!ngx_stream_dynroute_linked()) {
+        return ngx_stream_dynroute_not_linked(cf);
+    }
+
+    return ngx_stream_dynroute_rollout_block(cf, &dmcf->rollouts);
+}
+
+
 /* "dynroute_balancer;" in a stream upstream{} */
 
 static char *
@@ -704,7 +752,7 @@ ngx_stream_dynroute_balancer_init_upstream(ngx_conf_t *cf,
 
 /* the checks, once everything in stream{} is read */
 
-static ngx_stream_upstream_srv_conf_t *
+ngx_stream_upstream_srv_conf_t *
 ngx_stream_dynroute_find_upstream(ngx_array_t *upstreams,
     const ngx_str_t &name) noexcept
 {
@@ -727,7 +775,7 @@ ngx_stream_dynroute_find_upstream(ngx_array_t *upstreams,
 
 /* whether http{} (read before stream{}) has an upstream of that name */
 
-static bool
+bool
 ngx_stream_dynroute_http_upstream(ngx_conf_t *cf, const ngx_str_t &name)
     noexcept
 {
@@ -760,7 +808,7 @@ ngx_stream_dynroute_http_upstream(ngx_conf_t *cf, const ngx_str_t &name)
 }
 
 
-static bool
+bool
 ngx_stream_dynroute_variable_exists(ngx_conf_t *cf, const ngx_str_t &name)
     noexcept
 {
@@ -798,9 +846,58 @@ ngx_stream_dynroute_variable_exists(ngx_conf_t *cf, const ngx_str_t &name)
 }
 
 
+bool
+ngx_stream_dynroute_is_balancer(ngx_stream_upstream_srv_conf_t *uscf)
+    noexcept
+{
+    return uscf->peer.init_upstream
+           == ngx_stream_dynroute_balancer_init_upstream;
+}
+
+
+/* a rollout's rule: a copy per variant, each to the variant's upstream */
+
+static ngx_int_t
+ngx_stream_dynroute_rule_variants(ngx_conf_t *cf,
+    ngx_stream_dynroute_rule_t *rule) noexcept
+{
+    size_t                          i, n;
+    ngx_stream_dynroute_dest_t     *d;
+    ngx_stream_dynroute_rollout_t  *ro;
+
+    ro = rule->dest->rollout;
+    n = ro->variants.size();
+
+    d = static_cast<ngx_stream_dynroute_dest_t *>(
+            ngx_pcalloc(cf->pool, n * sizeof(ngx_stream_dynroute_dest_t)));
+    rule->variants = static_cast<ngx_stream_dynroute_rule_t *>(
+                         ngx_pcalloc(cf->pool,
+                                     n * sizeof(ngx_stream_dynroute_rule_t)));
+    if (d == NULL || rule->variants == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < n; i++) {
+        auto  &v = ro->variants[i];
+
+        d[i].target = v.upstream;
+        d[i].uscf = v.uscf;
+        d[i].file = v.file;
+        d[i].line = v.line;
+        d[i].variant = &v.name;
+
+        rule->variants[i].text = rule->text;
+        rule->variants[i].dest = &d[i];
+    }
+
+    return NGX_OK;
+}
+
+
 static ngx_int_t
 ngx_stream_dynroute_check_table(ngx_conf_t *cf,
-    ngx_stream_dynroute_table_t *table, ngx_array_t *upstreams) noexcept
+    ngx_stream_dynroute_table_t *table, ngx_array_t *upstreams,
+    ngx_array_t *rollouts) noexcept
 {
     ngx_stream_upstream_srv_conf_t  *uscf;
 
@@ -827,6 +924,12 @@ ngx_stream_dynroute_check_table(ngx_conf_t *cf,
     }
 
     for (auto &d : table->dests) {
+        d.rollout = ngx_http_dynroute_find_named<
+                        ngx_stream_dynroute_rollout_t>(*rollouts, d.target);
+        if (d.rollout) {
+            continue;
+        }
+
         uscf = ngx_stream_dynroute_find_upstream(upstreams, d.target);
 
         if (uscf == NULL && ngx_stream_dynroute_http_upstream(cf, d.target)) {
@@ -862,6 +965,14 @@ ngx_stream_dynroute_check_table(ngx_conf_t *cf,
         d.uscf = uscf;
     }
 
+    for (auto &r : table->rules) {
+        if (r.dest->rollout
+            && ngx_stream_dynroute_rule_variants(cf, &r) != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
     return NGX_OK;
 }
 
@@ -871,6 +982,7 @@ ngx_stream_dynroute_postconfiguration(ngx_conf_t *cf) noexcept
 {
     ngx_uint_t                         i;
     ngx_stream_dynroute_table_t      **tp;
+    ngx_stream_dynroute_rollout_t    **rp;
     ngx_stream_upstream_srv_conf_t   **bp;
     ngx_stream_dynroute_srv_conf_t   **sp;
     ngx_stream_upstream_main_conf_t   *umcf;
@@ -887,10 +999,21 @@ ngx_stream_dynroute_postconfiguration(ngx_conf_t *cf) noexcept
                ngx_stream_conf_get_module_main_conf(cf,
                                                   ngx_stream_upstream_module));
 
+    rp = static_cast<ngx_stream_dynroute_rollout_t **>(dmcf->rollouts.elts);
+
+    for (i = 0; i < dmcf->rollouts.nelts; i++) {
+        if (ngx_stream_dynroute_rollout_check(cf, rp[i], &umcf->upstreams)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
     tp = static_cast<ngx_stream_dynroute_table_t **>(dmcf->tables.elts);
 
     for (i = 0; i < dmcf->tables.nelts; i++) {
-        if (ngx_stream_dynroute_check_table(cf, tp[i], &umcf->upstreams)
+        if (ngx_stream_dynroute_check_table(cf, tp[i], &umcf->upstreams,
+                                            &dmcf->rollouts)
             != NGX_OK)
         {
             return NGX_ERROR;
@@ -1051,13 +1174,23 @@ ngx_stream_dynroute_decide(ngx_stream_session_t *s) noexcept
 
     rule = &table->rules[d.rule];
 
+    if (rule->variants) {
+        /* a key that reads $dynroute_* (through a map) finds nothing */
+        ngx_stream_set_ctx(s, &ngx_stream_dynroute_none,
+                           ngx_stream_dynroute_module);
+
+        rule = &rule->variants[ngx_stream_dynroute_rollout_pick(s,
+                                   rule->dest->rollout)];
+    }
+
     ngx_stream_set_ctx(s, rule, ngx_stream_dynroute_module);
 
     return rule;
 }
 
 
-/* $dynroute_upstream (data 0), $dynroute_rule (data 1) */
+/* $dynroute_upstream (data 0), $dynroute_rule (data 1), $dynroute_variant
+ * (data 2: not found but for a rollout's variant) */
 
 static ngx_int_t
 ngx_stream_dynroute_upstream_variable(ngx_stream_session_t *s,
@@ -1073,7 +1206,13 @@ ngx_stream_dynroute_upstream_variable(ngx_stream_session_t *s,
         return NGX_OK;
     }
 
-    str = data ? &rule->text : &rule->dest->target;
+    str = (data == 2) ? rule->dest->variant
+          : (data == 1) ? &rule->text : &rule->dest->target;
+
+    if (str == NULL) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
 
     v->data = str->data;
     v->len = str->len;
