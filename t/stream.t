@@ -18,29 +18,14 @@ use Test::More;
 use Time::HiRes ();
 use Test::Nginx::Dynroute;
 use Test::Nginx::Dynroute::Proc qw(free_ports slurp track stop_proc wait_for);
+use Test::Nginx::Dynroute::Stream qw(stream_missing make_cert);
 
-my $V = do {
-    my $bin = $ENV{TEST_NGINX_BINARY} || '/usr/sbin/nginx';
-    scalar `$bin -V 2>&1`;
-};
-plan skip_all => 'nginx is built without stream and ssl_preread'
-    unless $V =~ /--with-stream\b/ && $V =~ /--with-stream_ssl_preread_module/
-        && $V =~ /--with-stream_ssl_module/;
-plan skip_all => 'stream is a dynamic module here: set TEST_NGINX_STREAM_MODULE'
-    if $V =~ /--with-stream=dynamic/
-        && !length($ENV{TEST_NGINX_STREAM_MODULE} // '');
-plan skip_all => 'IO::Socket::SSL is not installed (libio-socket-ssl-perl)'
-    unless eval { require IO::Socket::SSL; 1 };
-plan skip_all => 'openssl is not installed'
-    unless `command -v openssl 2>/dev/null`;
+my $why = stream_missing();
+plan skip_all => $why if $why;
 
 # A certificate per backend name.
 my $dir = File::Temp::tempdir(CLEANUP => 1);
-for my $cn (qw(a b c d)) {
-    system("openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=$cn.test "
-           . "-keyout $dir/$cn.key -out $dir/$cn.crt >/dev/null 2>&1") == 0
-        or BAIL_OUT("openssl could not make a certificate for $cn.test");
-}
+make_cert($dir, "$_.test") for qw(a b c d);
 
 my ($F1, $F2, $F3, $F4, $A, $B1, $B2, $C, $D) = free_ports(9);
 
@@ -64,8 +49,8 @@ sub backend {
     return <<"CONF";
     server {
         listen 127.0.0.1:$port ssl;
-        ssl_certificate $dir/$cert.crt;
-        ssl_certificate_key $dir/$cert.key;
+        ssl_certificate $dir/$cert.test.crt;
+        ssl_certificate_key $dir/$cert.test.key;
         return "$tag \$ssl_server_name\\n";
     }
 CONF

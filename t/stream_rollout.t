@@ -19,31 +19,17 @@ use Test::More;
 use Test::Nginx::Dynroute;
 use Test::Nginx::Dynroute::Fixtures qw($STABLE_CANARY);
 use Test::Nginx::Dynroute::Proc qw(free_ports slurp);
+use Test::Nginx::Dynroute::Stream qw(stream_missing make_cert);
 
-my $V = do {
-    my $bin = $ENV{TEST_NGINX_BINARY} || '/usr/sbin/nginx';
-    scalar `$bin -V 2>&1`;
-};
-plan skip_all => 'nginx is built without stream and ssl_preread'
-    unless $V =~ /--with-stream\b/ && $V =~ /--with-stream_ssl_preread_module/
-        && $V =~ /--with-stream_ssl_module/;
-plan skip_all => 'stream is a dynamic module here: set TEST_NGINX_STREAM_MODULE'
-    if $V =~ /--with-stream=dynamic/
-        && !length($ENV{TEST_NGINX_STREAM_MODULE} // '');
-plan skip_all => 'IO::Socket::SSL is not installed (libio-socket-ssl-perl)'
-    unless eval { require IO::Socket::SSL; 1 };
-plan skip_all => 'openssl is not installed'
-    unless `command -v openssl 2>/dev/null`;
+my $why = stream_missing();
+plan skip_all => $why if $why;
 plan skip_all => 'binding to 127.0.1.1 is not possible here (Linux only)'
     unless IO::Socket::IP->new(LocalHost => '127.0.1.1', LocalPort => 0,
                                Listen => 1);
 
-# One certificate for the backends (P-256: quick handshakes).
+# One certificate for the backends.
 my $dir = File::Temp::tempdir(CLEANUP => 1);
-system("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 "
-       . "-nodes -days 1 -subj /CN=backend.test -keyout $dir/b.key "
-       . "-out $dir/b.crt >/dev/null 2>&1") == 0
-    or BAIL_OUT('openssl could not make a certificate');
+make_cert($dir, 'backend.test');
 
 my ($F1, $F2, $F3, $S, $K, $Z) = free_ports(6);
 
@@ -90,8 +76,8 @@ sub backend {
     return <<"CONF";
     server {
         listen 127.0.0.1:$port ssl;
-        ssl_certificate $dir/b.crt;
-        ssl_certificate_key $dir/b.key;
+        ssl_certificate $dir/backend.test.crt;
+        ssl_certificate_key $dir/backend.test.key;
         return "$tag\\n";
     }
 CONF
