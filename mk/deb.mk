@@ -6,7 +6,10 @@
 #                  unit) with dpkg-buildpackage (debian/), then runs lintian
 #                  on both, showing its infos too and failing on a warning
 #   make test-deb  installs the module on this machine's nginx, runs part of
-#                  the prove suite against it, removes and purges it; then
+#                  the prove suite and t/stream.t against it (the stream
+#                  module from libnginx-mod-stream, which make deps installs,
+#                  loaded by its own load file before dynroute's), removes
+#                  and purges it, upgrades a copy made as 0.5.0 to it; then
 #                  installs, checks and purges dynroute-tools
 #
 # The version comes from debian/changelog alone.

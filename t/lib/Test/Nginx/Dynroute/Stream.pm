@@ -8,8 +8,9 @@ package Test::Nginx::Dynroute::Stream;
 #   make_cert($dir, 'a.test');          # $dir/a.test.crt and .key
 #
 # stream_missing() returns why the stream tests cannot run here (nginx
-# without stream, ssl and ssl_preread; stream a dynamic module that
-# TEST_NGINX_STREAM_MODULE does not name; no IO::Socket::SSL; no openssl),
+# without stream, ssl and ssl_preread; stream a dynamic module that neither
+# TEST_NGINX_STREAM_MODULE names nor TEST_NGINX_INCLUDE_MODULES's load files
+# load; no IO::Socket::SSL; no openssl),
 # or undef.  make_cert() makes a self-signed certificate for CN $cn with
 # openssl (P-256: quick handshakes) and BAIL_OUTs when it cannot.
 use strict;
@@ -28,7 +29,8 @@ sub stream_missing {
             && $v =~ /--with-stream_ssl_module/;
     return 'stream is a dynamic module here: set TEST_NGINX_STREAM_MODULE'
         if $v =~ /--with-stream=dynamic/
-            && !length($ENV{TEST_NGINX_STREAM_MODULE} // '');
+            && !length($ENV{TEST_NGINX_STREAM_MODULE} // '')
+            && !length($ENV{TEST_NGINX_INCLUDE_MODULES} // '');
     return 'IO::Socket::SSL is not installed (libio-socket-ssl-perl)'
         unless eval { require IO::Socket::SSL; 1 };
     return 'openssl is not installed'
