@@ -25,6 +25,7 @@
 #include "ngx_http_dynroute_conf.hpp"
 #include "ngx_stream_dynroute_rollout.hpp"
 #include "table.hpp"
+#include "host.hpp"
 
 
 /* resolved when ngx_stream_module is linked before this .so, else NULL */
@@ -1060,27 +1061,6 @@ ngx_stream_dynroute_postconfiguration(ngx_conf_t *cf) noexcept
 /* connection time: nothing here allocates */
 
 
-/* whether the key could be a host name: else it matches no name */
-
-static bool
-ngx_stream_dynroute_key_ok(const ngx_str_t &key) noexcept
-{
-    size_t  i;
-
-    if (key.len > 255) {
-        return false;
-    }
-
-    for (i = 0; i < key.len; i++) {
-        if (key.data[i] <= ' ' || key.data[i] == '/' || key.data[i] == 0x7f) {
-            return false;
-        }
-    }
-
-    return true;
-}
-
-
 /*
  * The session's rule, decided once: the table's key (the ClientHello's
  * name by default) looked up; the named captures of a regex that matched
@@ -1127,7 +1107,11 @@ ngx_stream_dynroute_decide(ngx_stream_session_t *s) noexcept
         key.len = v->len;
     }
 
-    if (!ngx_stream_dynroute_key_ok(key)) {
+    /* a key that could be no host name matches no name: the default */
+
+    if (dynroute::classify_key(ngx_http_dynroute_view(key))
+        != dynroute::KeyValue::name)
+    {
         ngx_str_null(&key);
     }
 

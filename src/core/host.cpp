@@ -1,5 +1,7 @@
 #include "host.hpp"
 
+#include <cstdint>
+
 namespace dynroute {
 
 namespace {
@@ -173,9 +175,23 @@ KeyValue classify_key(std::string_view value) noexcept
     if (value.empty()) {
         return KeyValue::empty;
     }
+    // one load a byte: the bytes a name never has (controls, space, '/',
+    // DEL) are set in a 256-bit table
+    struct Odd {
+        std::uint64_t bits[4] = {};
+        constexpr Odd()
+        {
+            for (unsigned u = 0; u < 256; u++) {
+                if (u <= 0x20 || u == 0x7f || u == '/') {
+                    bits[u / 64] |= std::uint64_t{1} << (u % 64);
+                }
+            }
+        }
+    };
+    static constexpr Odd odd{};
     for (char c : value) {
         auto u = static_cast<unsigned char>(c);
-        if (u <= 0x20 || u == 0x7f || c == '/') {
+        if (odd.bits[u / 64] >> (u % 64) & 1) {
             return KeyValue::odd;
         }
     }
