@@ -255,8 +255,14 @@ sub start_relay {
     vec($rin, fileno($s), 1) = 1;
     my $ready = select(my $rout = $rin, undef, undef, 10);
     my $n = $ready ? sysread($s, my $buf, 100) : undef;
+    my $reset = !defined $n && $!{ECONNRESET};
     my $took = Time::HiRes::time() - $t0;
-    ok($ready && defined $n && $n == 0, 'an unfinished ClientHello is closed');
+    # closed: an end of file, or a reset where nginx (1.25.5 and later)
+    # only peeked at the bytes, which are still unread in its socket
+    ok($ready && ($reset || (defined $n && $n == 0)),
+       'an unfinished ClientHello is closed')
+        or diag('select ' . ($ready // 'undef') . ', read '
+                . ($n // "undef ($!)"));
     ok($took > 0.8 && $took < 5, 'at preread_timeout (1 s)')
         or diag("closed after $took s");
     ok(file_lines($srv->{error_log},
