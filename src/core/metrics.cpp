@@ -124,6 +124,28 @@ std::size_t latency_bucket(std::uint64_t ms) noexcept
     return i;
 }
 
+int stream_status_index(unsigned status) noexcept
+{
+    for (std::size_t i = 0; i < stream_statuses.size(); i++) {
+        if (stream_statuses[i] == status) {
+            return int(i);
+        }
+    }
+
+    return -1;
+}
+
+std::size_t session_bucket(std::uint64_t ms) noexcept
+{
+    std::size_t i = 0;
+
+    while (i < session_bucket_ms.size() && ms > session_bucket_ms[i]) {
+        i++;
+    }
+
+    return i;
+}
+
 int status_class(unsigned status) noexcept
 {
     return (status >= 100 && status < 600) ? int(status / 100) - 1 : -1;
@@ -487,6 +509,164 @@ void render_groups(Writer &w, const Snapshot &s)
     }
 }
 
+// One scope of stream sessions (tables, rules or variants): connections by
+// status, bytes each way, the session time's histogram.
+using SessionRows =
+    std::vector<std::pair<Labels, const std::uint64_t *>>;
+
+void render_sessions(Writer &w, const std::string &prefix, const char *what,
+                     const SessionRows &rows)
+{
+    auto with = [](Labels l, const char *name, const std::string &value) {
+        l.emplace_back(name, value);
+        return l;
+    };
+
+    std::string name = prefix + "_connections_total";
+    std::string help = "Stream sessions " + std::string(what)
+                       + " that ended, by their status ($status).";
+    w.family(name.c_str(), "counter", help.c_str());
+
+    for (const auto &[l, v] : rows) {
+        for (std::size_t i = 0; i < stream_statuses.size(); i++) {
+            w.sample(name, with(l, "status",
+                                std::to_string(stream_statuses[i])),
+                     n(v[x_status + i]));
+        }
+    }
+
+    name = prefix + "_received_bytes_total";
+    help = "Bytes received from the clients of the stream sessions "
+           + std::string(what) + ".";
+    w.family(name.c_str(), "counter", help.c_str());
+
+    for (const auto &[l, v] : rows) {
+        w.sample(name, l, n(v[x_received]));
+    }
+
+    name = prefix + "_sent_bytes_total";
+    help = "Bytes sent to the clients of the stream sessions "
+           + std::string(what) + ".";
+    w.family(name.c_str(), "counter", help.c_str());
+
+    for (const auto &[l, v] : rows) {
+        w.sample(name, l, n(v[x_sent]));
+    }
+
+    name = prefix + "_session_seconds";
+    help = "How long the stream sessions " + std::string(what)
+           + " lasted.";
+    w.family(name.c_str(), "histogram", help.c_str());
+
+    for (const auto &[l, v] : rows) {
+        std::uint64_t cumulative = 0;
+
+        for (std::size_t i = 0; i < session_buckets; i++) {
+            cumulative += v[x_buckets + i];
+
+            w.sample(name + "_bucket",
+                     with(l, "le", i < session_bucket_ms.size()
+                                   ? seconds(session_bucket_ms[i]) : "+Inf"),
+                     n(cumulative));
+        }
+
+        w.sample(name + "_sum", l, seconds(v[x_sum_ms]));
+        w.sample(name + "_count", l, n(cumulative));
+    }
+}
+
+void render_stream(Writer &w, const Snapshot &s)
+{
+    SessionRows rows;
+
+    for (const auto &t : s.stream_tables) {
+        rows.emplace_back(Labels{{"table", t.name}}, t.values.data());
+    }
+
+    if (!rows.empty()) {
+        render_sessions(w, "dynroute_stream_table",
+                        "a stream table routed (or closed)", rows);
+
+        const struct {
+            const char *name;
+            std::size_t slot;
+            const char *help;
+        } extra[] = {
+            {"dynroute_stream_table_unnamed_total", x_unnamed,
+             "Stream sessions whose key was no name (no SNI, empty): the "
+             "default, or closed."},
+            {"dynroute_stream_table_unrouted_total", x_unrouted,
+             "Stream sessions closed: no rule matched and the table has no "
+             "default."},
+            {"dynroute_stream_table_preread_timeouts_total",
+             x_preread_timeouts,
+             "Stream sessions whose ClientHello was not whole at "
+             "preread_timeout."},
+            {"dynroute_stream_table_regex_errors_total", x_regex_errors,
+             "Regex matches that failed (the default applied)."},
+        };
+
+        for (const auto &f : extra) {
+            w.family(f.name, "counter", f.help);
+
+            for (const auto &t : s.stream_tables) {
+                w.sample(f.name, {{"table", t.name}}, n(t.values[f.slot]));
+            }
+        }
+
+        w.family("dynroute_stream_table_rules", "gauge",
+                 "Rules a stream table has in the configuration.");
+
+        for (const auto &t : s.stream_tables) {
+            w.sample("dynroute_stream_table_rules", {{"table", t.name}},
+                     n(t.rules));
+        }
+    }
+
+    rows.clear();
+
+    for (const auto &t : s.stream_tables) {
+        for (const auto &r : t.per_rule) {
+            rows.emplace_back(Labels{{"table", t.name}, {"rule", r.rule}},
+                              r.values.data());
+        }
+    }
+
+    if (!rows.empty()) {
+        render_sessions(w, "dynroute_stream_rule",
+                        "a stream table's rule routed", rows);
+    }
+
+    rows.clear();
+
+    for (const auto &ro : s.stream_rollouts) {
+        for (const auto &v : ro.variants) {
+            rows.emplace_back(Labels{{"rollout", ro.name},
+                                     {"variant", v.name}},
+                              v.values.data());
+        }
+    }
+
+    if (rows.empty()) {
+        return;
+    }
+
+    w.family("dynroute_stream_variant_weight_ratio", "gauge",
+             "A stream rollout variant's weight, 0 to 1, and its upstream.");
+
+    for (const auto &ro : s.stream_rollouts) {
+        for (const auto &v : ro.variants) {
+            w.sample("dynroute_stream_variant_weight_ratio",
+                     {{"rollout", ro.name}, {"variant", v.name},
+                      {"upstream", v.upstream}},
+                     ratio(v.weight));
+        }
+    }
+
+    render_sessions(w, "dynroute_stream_variant",
+                    "a stream rollout's variant served", rows);
+}
+
 }  // namespace
 
 std::string render_prometheus(const Snapshot &s)
@@ -515,6 +695,8 @@ std::string render_prometheus(const Snapshot &s)
     if (!s.groups.empty()) {
         render_groups(w, s);
     }
+
+    render_stream(w, s);
 
     return w.take();
 }
@@ -654,6 +836,87 @@ std::string render_stats(const Snapshot &s)
     }
 
     out["groups"] = std::move(groups);
+
+    if (s.stream_tables.empty() && s.stream_rollouts.empty()) {
+        return out.dump();
+    }
+
+    ordered_json sle = ordered_json::array();
+
+    for (auto ms : session_bucket_ms) {
+        sle.push_back(ms / 1000.0);
+    }
+
+    auto sessions = [&](const std::uint64_t *v) {
+        ordered_json status = ordered_json::object();
+        ordered_json hist = ordered_json::array();
+        std::uint64_t count = 0;
+
+        for (std::size_t i = 0; i < stream_statuses.size(); i++) {
+            status[std::to_string(stream_statuses[i])] = v[x_status + i];
+        }
+
+        for (std::size_t i = 0; i < session_buckets; i++) {
+            hist.push_back(v[x_buckets + i]);
+            count += v[x_buckets + i];
+        }
+
+        return ordered_json{{"connections", count},
+                            {"status", std::move(status)},
+                            {"received", v[x_received]},
+                            {"sent", v[x_sent]},
+                            {"session", {{"le", sle},
+                                         {"buckets", std::move(hist)},
+                                         {"sum", v[x_sum_ms] / 1000.0},
+                                         {"count", count}}}};
+    };
+
+    ordered_json stables = ordered_json::array();
+
+    for (const auto &t : s.stream_tables) {
+        ordered_json j = sessions(t.values.data());
+
+        j["unnamed"] = t.values[x_unnamed];
+        j["unrouted"] = t.values[x_unrouted];
+        j["preread_timeouts"] = t.values[x_preread_timeouts];
+        j["regex_errors"] = t.values[x_regex_errors];
+
+        if (!t.per_rule.empty()) {
+            ordered_json rules = ordered_json::array();
+
+            for (const auto &r : t.per_rule) {
+                ordered_json rj = {{"rule", r.rule}};
+                rj.update(sessions(r.values.data()));
+                rules.push_back(std::move(rj));
+            }
+
+            j["per_rule"] = std::move(rules);
+        }
+
+        ordered_json tj = {{"name", t.name}, {"rules", t.rules}};
+        tj.update(j);
+        stables.push_back(std::move(tj));
+    }
+
+    ordered_json srollouts = ordered_json::array();
+
+    for (const auto &ro : s.stream_rollouts) {
+        ordered_json variants = ordered_json::array();
+
+        for (const auto &v : ro.variants) {
+            ordered_json vj = {{"name", v.name},
+                               {"upstream", v.upstream},
+                               {"weight", v.weight / 100.0}};
+            vj.update(sessions(v.values.data()));
+            variants.push_back(std::move(vj));
+        }
+
+        srollouts.push_back({{"name", ro.name},
+                             {"variants", std::move(variants)}});
+    }
+
+    out["stream"] = {{"tables", std::move(stables)},
+                     {"rollouts", std::move(srollouts)}};
 
     return out.dump();
 }

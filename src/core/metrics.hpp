@@ -201,6 +201,65 @@ struct RolloutStats {
     std::string tripped_detail;
 };
 
+// Stream (ngx_stream_dynroute_module): what a session counts into, the
+// same layout for a table, a rule and a rollout's variant.  The status is
+// the stream session's ($status): 200, 400, 403, 500, 502, 503.
+inline constexpr std::array<unsigned, 6> stream_statuses = {200, 400, 403,
+                                                            500, 502, 503};
+// The histogram of session times: upper bounds in milliseconds, 10 ms to an
+// hour (sessions last longer than requests), plus one for everything
+// longer.
+inline constexpr std::array<std::uint32_t, 9> session_bucket_ms = {
+    10, 100, 500, 1000, 5000, 30000, 300000, 1800000, 3600000};
+inline constexpr std::size_t session_buckets = session_bucket_ms.size() + 1;
+
+enum SessionSlot : std::size_t {
+    x_status = 0,  // + stream_statuses' index: sessions ended with it
+    x_received = x_status + stream_statuses.size(),  // bytes from clients
+    x_sent = x_received + 1,                           // bytes to clients
+    x_buckets = x_sent + 1,  // + session bucket (not cumulative)
+    x_sum_ms = x_buckets + session_buckets,  // session time, ms
+    session_width = x_sum_ms + 1,
+    // a stream table's own, after the sessions' words:
+    x_unnamed = session_width,   // decided with no name (no SNI, an empty
+                                 // key or one that is no name)
+    x_unrouted = x_unnamed + 1,  // no rule and no default: closed
+    x_preread_timeouts = x_unrouted + 1,  // preread_timeout passed before
+                                          // the ClientHello was whole
+    x_regex_errors = x_preread_timeouts + 1,
+    stream_table_width = x_regex_errors + 1
+};
+
+// The index of a stream status in stream_statuses, or -1.
+int stream_status_index(unsigned status) noexcept;
+
+// The bucket a session time falls in: 0 .. session_buckets - 1.
+std::size_t session_bucket(std::uint64_t ms) noexcept;
+
+struct StreamRuleStats {
+    std::string rule;  // as written
+    std::array<std::uint64_t, session_width> values{};
+};
+
+struct StreamTableStats {
+    std::string name;
+    std::size_t rules = 0;  // configured
+    std::array<std::uint64_t, stream_table_width> values{};
+    std::vector<StreamRuleStats> per_rule;  // empty unless Snapshot::per_rule
+};
+
+struct StreamVariantStats {
+    std::string name;
+    std::string upstream;  // configured
+    std::uint32_t weight = 0;  // configured, in 0.01 %
+    std::array<std::uint64_t, session_width> values{};
+};
+
+struct StreamRolloutStats {
+    std::string name;
+    std::vector<StreamVariantStats> variants;
+};
+
 struct Snapshot {
     std::string zone;
     std::uint64_t generation = 0;
@@ -214,6 +273,10 @@ struct Snapshot {
     std::vector<TableStats> tables;
     std::vector<RolloutStats> rollouts;
     std::vector<GroupStats> groups;  // rendered after the rest, if any
+    // stream{}'s tables and rollouts, counted in the same zone; rendered
+    // (dynroute_stream_*) when there are any
+    std::vector<StreamTableStats> stream_tables;
+    std::vector<StreamRolloutStats> stream_rollouts;
 };
 
 // "dynroute_..." families, text format 0.0.4.

@@ -120,6 +120,8 @@ bool has_line(const std::string &text, const std::string &line)
            || text.compare(0, line.size() + 1, line + "\n") == 0;
 }
 
+Snapshot with_stream();  // below, with the stream tests
+
 }  // namespace
 
 TEST(Metrics, LatencyBucketBoundsAreInclusive)
@@ -412,7 +414,7 @@ TEST(Metrics, PrometheusGroupsComeAfterTheRest)
 TEST(Metrics, ExpositionFormat)
 {
     for (bool fleet : {false, true}) {
-        Snapshot s = with_groups();
+        Snapshot s = with_stream();
         s.fleet = fleet;
         std::string text = render_prometheus(s);
 
@@ -519,4 +521,173 @@ TEST(Metrics, StatsGroups)
     auto none = nlohmann::json::parse(render_stats(sample()));
     EXPECT_TRUE(none["groups"].is_array());
     EXPECT_EQ(none["groups"].size(), 0u);
+}
+
+namespace {
+
+// with_groups() and stream{}'s: a table with two rules counted per rule,
+// a table without sessions, a rollout of two variants
+Snapshot with_stream()
+{
+    Snapshot s = with_groups();
+
+    StreamTableStats t;
+    t.name = "sni";
+    t.rules = 2;
+    t.values[x_status + 0] = 7;           // 200
+    t.values[x_status + 5] = 1;           // 503
+    t.values[x_received] = 4096;
+    t.values[x_sent] = 65536;
+    t.values[x_buckets + 0] = 3;          // <= 10 ms
+    t.values[x_buckets + 3] = 4;          // <= 1 s
+    t.values[x_buckets + session_buckets - 1] = 1;  // > 1 h
+    t.values[x_sum_ms] = 3602500;
+    t.values[x_unnamed] = 2;
+    t.values[x_unrouted] = 1;
+    t.values[x_preread_timeouts] = 1;
+
+    StreamRuleStats r;
+    r.rule = "*.example.com";
+    r.values[x_status + 0] = 5;
+    r.values[x_buckets + 0] = 5;
+    t.per_rule.push_back(r);
+    r.rule = "~^(?<t>[a-z]+)\\.x\"y$";
+    r.values = {};
+    t.per_rule.push_back(r);
+    s.stream_tables.push_back(t);
+
+    StreamTableStats idle;
+    idle.name = "idle";
+    s.stream_tables.push_back(idle);
+
+    StreamRolloutStats ro;
+    ro.name = "db";
+    StreamVariantStats a;
+    a.name = "stable";
+    a.upstream = "db_a";
+    a.weight = 9000;
+    a.values[x_status + 0] = 9;
+    a.values[x_buckets + 1] = 9;
+    a.values[x_sum_ms] = 450;
+    ro.variants.push_back(a);
+    StreamVariantStats b;
+    b.name = "canary";
+    b.upstream = "db_b";
+    b.weight = 1000;
+    b.values[x_status + 4] = 1;           // 502
+    b.values[x_buckets + 0] = 1;
+    ro.variants.push_back(b);
+    s.stream_rollouts.push_back(ro);
+
+    return s;
+}
+
+}  // namespace
+
+TEST(Metrics, StreamStatusAndSessionBuckets)
+{
+    EXPECT_EQ(stream_status_index(200), 0);
+    EXPECT_EQ(stream_status_index(400), 1);
+    EXPECT_EQ(stream_status_index(503), 5);
+    EXPECT_EQ(stream_status_index(0), -1);
+    EXPECT_EQ(stream_status_index(404), -1);
+
+    EXPECT_EQ(session_bucket(0), 0u);
+    EXPECT_EQ(session_bucket(10), 0u);      // bounds are inclusive
+    EXPECT_EQ(session_bucket(11), 1u);
+    EXPECT_EQ(session_bucket(3600000), session_buckets - 2);
+    EXPECT_EQ(session_bucket(3600001), session_buckets - 1);
+    EXPECT_EQ(session_bucket(~0ULL), session_buckets - 1);
+}
+
+TEST(Metrics, PrometheusStream)
+{
+    Snapshot s = with_stream();
+    Snapshot without = with_groups();
+    std::string before = render_prometheus(without);
+    std::string text = render_prometheus(s);
+
+    // no stream table: not a byte of the stream families; with them, the
+    // same text, then theirs
+    EXPECT_EQ(before.find("dynroute_stream_"), std::string::npos);
+    ASSERT_GT(text.size(), before.size());
+    EXPECT_EQ(text.compare(0, before.size(), before), 0);
+
+    for (const char *line : {
+             "dynroute_stream_table_connections_total{table=\"sni\","
+             "status=\"200\"} 7",
+             "dynroute_stream_table_connections_total{table=\"sni\","
+             "status=\"503\"} 1",
+             "dynroute_stream_table_connections_total{table=\"idle\","
+             "status=\"400\"} 0",
+             "dynroute_stream_table_received_bytes_total{table=\"sni\"} 4096",
+             "dynroute_stream_table_sent_bytes_total{table=\"sni\"} 65536",
+             "dynroute_stream_table_session_seconds_bucket{table=\"sni\","
+             "le=\"0.01\"} 3",
+             "dynroute_stream_table_session_seconds_bucket{table=\"sni\","
+             "le=\"1\"} 7",
+             "dynroute_stream_table_session_seconds_bucket{table=\"sni\","
+             "le=\"3600\"} 7",
+             "dynroute_stream_table_session_seconds_bucket{table=\"sni\","
+             "le=\"+Inf\"} 8",
+             "dynroute_stream_table_session_seconds_sum{table=\"sni\"} "
+             "3602.5",
+             "dynroute_stream_table_session_seconds_count{table=\"sni\"} 8",
+             "dynroute_stream_table_unnamed_total{table=\"sni\"} 2",
+             "dynroute_stream_table_unrouted_total{table=\"sni\"} 1",
+             "dynroute_stream_table_preread_timeouts_total{table=\"sni\"} 1",
+             "dynroute_stream_table_regex_errors_total{table=\"idle\"} 0",
+             "dynroute_stream_table_rules{table=\"sni\"} 2",
+             "dynroute_stream_rule_connections_total{table=\"sni\","
+             "rule=\"*.example.com\",status=\"200\"} 5",
+             "dynroute_stream_rule_connections_total{table=\"sni\","
+             "rule=\"~^(?<t>[a-z]+)\\\\.x\\\"y$\",status=\"200\"} 0",
+             "dynroute_stream_variant_weight_ratio{rollout=\"db\","
+             "variant=\"canary\",upstream=\"db_b\"} 0.1",
+             "dynroute_stream_variant_connections_total{rollout=\"db\","
+             "variant=\"canary\",status=\"502\"} 1",
+             "dynroute_stream_variant_session_seconds_sum{rollout=\"db\","
+             "variant=\"stable\"} 0.45",
+         }) {
+        EXPECT_TRUE(has_line(text, line)) << line;
+    }
+
+    // no rule counted: no rule family
+    s.stream_tables[0].per_rule.clear();
+    EXPECT_EQ(render_prometheus(s).find("dynroute_stream_rule_"),
+              std::string::npos);
+}
+
+TEST(Metrics, StatsStream)
+{
+    auto plain = nlohmann::json::parse(render_stats(with_groups()));
+    EXPECT_FALSE(plain.contains("stream"));
+
+    auto j = nlohmann::json::parse(render_stats(with_stream()));
+    const auto &t = j["stream"]["tables"][0];
+
+    EXPECT_EQ(t["name"], "sni");
+    EXPECT_EQ(t["rules"], 2);
+    EXPECT_EQ(t["connections"], 8);
+    EXPECT_EQ(t["status"]["200"], 7);
+    EXPECT_EQ(t["status"]["503"], 1);
+    EXPECT_EQ(t["received"], 4096);
+    EXPECT_EQ(t["sent"], 65536);
+    EXPECT_EQ(t["session"]["le"].size(), session_bucket_ms.size());
+    EXPECT_EQ(t["session"]["buckets"].size(), session_buckets);
+    EXPECT_DOUBLE_EQ(t["session"]["sum"].get<double>(), 3602.5);
+    EXPECT_EQ(t["unnamed"], 2);
+    EXPECT_EQ(t["unrouted"], 1);
+    EXPECT_EQ(t["preread_timeouts"], 1);
+    EXPECT_EQ(t["per_rule"][0]["rule"], "*.example.com");
+    EXPECT_EQ(t["per_rule"][0]["connections"], 5);
+    EXPECT_FALSE(j["stream"]["tables"][1].contains("per_rule"));
+
+    const auto &v = j["stream"]["rollouts"][0]["variants"][1];
+    EXPECT_EQ(j["stream"]["rollouts"][0]["name"], "db");
+    EXPECT_EQ(v["name"], "canary");
+    EXPECT_EQ(v["upstream"], "db_b");
+    EXPECT_DOUBLE_EQ(v["weight"].get<double>(), 10.0);
+    EXPECT_EQ(v["status"]["502"], 1);
+    EXPECT_EQ(v["connections"], 1);
 }
