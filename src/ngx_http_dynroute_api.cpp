@@ -42,6 +42,7 @@
 #include "ngx_http_dynroute_metrics.hpp"
 #include "ngx_http_dynroute_ramp.hpp"
 #include "ngx_http_dynroute_reply.hpp"
+#include "ngx_stream_dynroute_metrics.hpp"
 #include "api_access.hpp"
 #include "metrics.hpp"
 #include "ramp.hpp"
@@ -1175,6 +1176,10 @@ ngx_http_dynroute_api_snapshot(ngx_http_dynroute_main_conf_t *dmcf,
 
     ngx_http_dynroute_metrics_read(dmcf, s);
     ngx_http_dynroute_live_groups(dmcf->live, s.groups);
+
+    if (ngx_stream_dynroute_metrics_read != NULL) {
+        ngx_stream_dynroute_metrics_read(dmcf->cycle, s);
+    }
 
     ngx_http_dynroute_live_sync(dmcf->live);
     ngx_http_dynroute_live_status(dmcf->live, &s.generation, &s.draining,

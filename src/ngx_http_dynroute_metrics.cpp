@@ -285,22 +285,29 @@ ngx_http_dynroute_metrics_init(ngx_http_dynroute_main_conf_t *dmcf,
 
 
 uint64_t *
-ngx_http_dynroute_metrics_cell(ngx_slab_pool_t *shpool, ngx_rbtree_t *series,
-    ngx_str_t *upstream, ngx_str_t *server) noexcept
+ngx_http_dynroute_metrics_series(ngx_slab_pool_t *shpool,
+    ngx_rbtree_t *series, char kind, size_t width, const ngx_str_t *a,
+    const ngx_str_t *b, size_t *missing) noexcept
 {
-    uint64_t  *cell;
+    size_t     more;
+    uint64_t  *values;
 
-    cell = NULL;
+    values = NULL;
 
     try {
-        std::vector<Want> want{{'c', m::cell_bytes / sizeof(uint64_t),
-                                upstream, server, &cell}};
+        std::vector<Want> want{{kind, width, a, b, &values}};
         std::string key;
 
-        if (ngx_http_dynroute_metrics_found(series, want, key) != 0
+        more = ngx_http_dynroute_metrics_found(series, want, key);
+
+        if (more != 0
             && ngx_http_dynroute_metrics_make(shpool, series, want[0], key)
                == NULL)
         {
+            if (missing) {
+                *missing += more;
+            }
+
             return NULL;
         }
 
@@ -308,7 +315,17 @@ ngx_http_dynroute_metrics_cell(ngx_slab_pool_t *shpool, ngx_rbtree_t *series,
         return NULL;
     }
 
-    return cell;
+    return values;
+}
+
+
+uint64_t *
+ngx_http_dynroute_metrics_cell(ngx_slab_pool_t *shpool, ngx_rbtree_t *series,
+    ngx_str_t *upstream, ngx_str_t *server) noexcept
+{
+    return ngx_http_dynroute_metrics_series(shpool, series, 'c',
+                                            m::cell_bytes / sizeof(uint64_t),
+                                            upstream, server, NULL);
 }
 
 

@@ -31,3 +31,14 @@ void ngx_http_dynroute_metrics_read(ngx_http_dynroute_main_conf_t *dmcf,
  */
 uint64_t *ngx_http_dynroute_metrics_cell(ngx_slab_pool_t *shpool,
     ngx_rbtree_t *series, ngx_str_t *upstream, ngx_str_t *server) noexcept;
+
+/*
+ * A series of `width` counters keyed by kind and names (a, and b or NULL),
+ * as the configuration's are: found again (a reload keeps its counts), or
+ * made zeroed.  NULL: the zone is full, and *missing (if not NULL) grows by
+ * the bytes it would take.  Under the zone's mutex.  For the stream
+ * module's series (ngx_stream_dynroute_metrics.cpp): kinds 'T', 'R', 'V'.
+ */
+uint64_t *ngx_http_dynroute_metrics_series(ngx_slab_pool_t *shpool,
+    ngx_rbtree_t *series, char kind, size_t width, const ngx_str_t *a,
+    const ngx_str_t *b, size_t *missing) noexcept;

@@ -19,6 +19,7 @@
 #include "ngx_http_dynroute_servers.hpp"
 #include "ngx_http_dynroute_services.hpp"
 #include "ngx_http_dynroute_table.hpp"
+#include "ngx_stream_dynroute_metrics.hpp"
 #include "metrics.hpp"
 
 
@@ -1805,6 +1806,13 @@ ngx_http_dynroute_init_zone(ngx_shm_zone_t *shm_zone, void *data) noexcept
 
     if (rc == NGX_OK) {
         rc = ngx_http_dynroute_metrics_init(dmcf, shpool, &sh->series, log);
+    }
+
+    /* stream{}'s tables count here too, when the stream part is built */
+
+    if (rc == NGX_OK && ngx_stream_dynroute_metrics_init != NULL) {
+        rc = ngx_stream_dynroute_metrics_init(dmcf->cycle, dmcf, shpool,
+                                              &sh->series, log);
     }
 
     if (rc == NGX_OK && reused) {

@@ -19,85 +19,9 @@
  * directive refuses to work rather than call them.
  */
 
-#include <deque>
-#include <vector>
-
-#include "ngx_http_dynroute_conf.hpp"
-#include "ngx_stream_dynroute_rollout.hpp"
-#include "table.hpp"
-#include "host.hpp"
-
-
-/* resolved when ngx_stream_module is linked before this .so, else NULL */
-#pragma weak ngx_stream_module
-#pragma weak ngx_stream_core_module
-#pragma weak ngx_stream_upstream_module
-#pragma weak ngx_stream_add_variable
-#pragma weak ngx_stream_get_variable_index
-#pragma weak ngx_stream_get_indexed_variable
-
-
-typedef struct ngx_stream_dynroute_dest_s  ngx_stream_dynroute_dest_t;
-
-struct ngx_stream_dynroute_dest_s {
-    ngx_str_t                        target;
-    ngx_stream_upstream_srv_conf_t  *uscf;     /* set by the checks */
-    u_char                          *file;     /* where first named */
-    ngx_uint_t                       line;
-    ngx_stream_dynroute_rollout_t   *rollout;  /* target is a rollout */
-    ngx_str_t                       *variant;  /* a variant's own dest */
-};
-
-
-typedef struct ngx_stream_dynroute_rule_s  ngx_stream_dynroute_rule_t;
-
-struct ngx_stream_dynroute_rule_s {
-    ngx_str_t                        text;     /* the pattern, "default" */
-    ngx_stream_dynroute_dest_t      *dest;
-
-    /* a rollout's: a copy of the rule per variant, whose dest is the
-     * variant's upstream */
-    ngx_stream_dynroute_rule_t      *variants;
-};
-
-
-typedef struct {
-    unsigned                         group;
-    ngx_int_t                        index;
-} ngx_stream_dynroute_capture_t;
-
-
-typedef struct {
-    ngx_str_t                        name;
-    u_char                          *file;
-    ngx_uint_t                       line;
-
-    ngx_str_t                        key;      /* "ssl_preread_server_name" */
-    ngx_int_t                        key_index;
-
-    dynroute::Table                  core;
-    std::deque<ngx_stream_dynroute_rule_t>  rules;
-    std::deque<ngx_stream_dynroute_dest_t>  dests;
-
-    /* the named captures of each regex, in the core's order */
-    std::vector<std::vector<ngx_stream_dynroute_capture_t>>  captures;
-} ngx_stream_dynroute_table_t;
-
-
-typedef struct {
-    ngx_array_t                      tables;     /* table_t * */
-    ngx_array_t                      uses;       /* srv_conf_t * */
-    ngx_array_t                      balancers;  /* upstream_srv_conf_t * */
-    ngx_array_t                      rollouts;   /* rollout_t * */
-} ngx_stream_dynroute_main_conf_t;
-
-
-typedef struct {
-    ngx_str_t                        name;
-    ngx_stream_dynroute_table_t     *table;
-    u_char                          *file;
-    ngx_uint_t                       line;
-} ngx_stream_dynroute_srv_conf_t;
+#include "ngx_stream_dynroute.hpp"
+#include "ngx_http_dynroute_atomic.hpp"
+#include "metrics.hpp"
 
 
 /* a dynroute_table block while it is read */
@@ -184,10 +108,6 @@ static ngx_stream_module_t  ngx_stream_dynroute_module_ctx = {
 };
 
 
-extern "C" {
-extern ngx_module_t  ngx_stream_dynroute_module;
-}
-
 ngx_module_t  ngx_stream_dynroute_module = {
     NGX_MODULE_V1,
     &ngx_stream_dynroute_module_ctx,        /* module context */
@@ -213,7 +133,7 @@ static ngx_stream_dynroute_rule_t  ngx_stream_dynroute_none;
  * symbols are weak references, NULL when it was not (or came later).
  */
 
-static bool
+bool
 ngx_stream_dynroute_linked() noexcept
 {
     return &ngx_stream_module != NULL
@@ -491,6 +411,8 @@ ngx_stream_dynroute_table_rule(ngx_conf_t *cf, ngx_command_t *dummy,
         rule.text = value[0];
         rule.dest = dest;
         rule.variants = NULL;
+        rule.counters = NULL;
+        rule.variant_counters = NULL;
         table->rules.push_back(rule);
 
         if (ngx_http_dynroute_is(value[0], "default")) {
@@ -1054,7 +976,7 @@ ngx_stream_dynroute_postconfiguration(ngx_conf_t *cf) noexcept
         }
     }
 
-    return NGX_OK;
+    return ngx_stream_dynroute_metrics_log_init(cf, dmcf);
 }
 
 
@@ -1115,15 +1037,29 @@ ngx_stream_dynroute_decide(ngx_stream_session_t *s) noexcept
         ngx_str_null(&key);
     }
 
+    if (table->counters && key.len == 0) {
+        ngx_http_dynroute_count(&table->counters[dynroute::metrics::x_unnamed]);
+    }
+
     d = table->core.find(ngx_http_dynroute_view(key));
 
     if (d.error()) {
         ngx_log_error(NGX_LOG_ERR, c->log, 0,
                       "dynroute: a regex of table \"%V\" failed on \"%V\", "
                       "the default applies", &table->name, &key);
+
+        if (table->counters) {
+            ngx_http_dynroute_count(&table->counters[
+                                        dynroute::metrics::x_regex_errors]);
+        }
     }
 
     if (d.rule == dynroute::no_rule) {
+        if (table->counters) {
+            ngx_http_dynroute_count(&table->counters[
+                                        dynroute::metrics::x_unrouted]);
+        }
+
         ngx_log_error(NGX_LOG_INFO, c->log, 0,
                       "dynroute: no rule of table \"%V\" matches \"%V\" and "
                       "it has no default: closing the connection of "

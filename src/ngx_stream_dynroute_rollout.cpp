@@ -205,6 +205,7 @@ ngx_stream_dynroute_rollout_directive(ngx_conf_t *cf,
         v.name = value[1];
         v.upstream = value[2];
         v.uscf = NULL;
+        v.counters = NULL;
         v.file = cf->conf_file->file.name.data;
         v.line = cf->conf_file->line;
         ro->variants.push_back(v);

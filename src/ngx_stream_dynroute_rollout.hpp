@@ -25,6 +25,8 @@ typedef struct {
     ngx_stream_upstream_srv_conf_t    *uscf;     /* set by the checks */
     u_char                            *file;
     ngx_uint_t                         line;
+    uint64_t                          *counters; /* the metrics' series,
+                                                    or NULL */
 } ngx_stream_dynroute_variant_t;
 
 
