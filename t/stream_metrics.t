@@ -223,6 +223,20 @@ is($s->{'dynroute_stream_variant_weight_ratio{rollout="split",variant="canary",u
    '0.5', 'the variant\'s weight');
 ok(!grep(/stranger/, keys %$s), 'a name a stranger sent is no label');
 
+# promtool lints the exposition with the stream families (where it is
+# installed: make test-prometheus installs it, before the ASan run)
+SKIP: {
+    my $promtool = $ENV{PROMTOOL} || '/usr/bin/promtool';
+    skip "no $promtool", 1 unless -x $promtool;
+    my $file = "$srv->{prefix}/metrics.txt";
+    open my $fh, '>', $file or die "$file: $!";
+    print $fh http_get($srv, '/dynroute/metrics')->{body} // '';
+    close $fh;
+    my $out = `$promtool check metrics < '$file' 2>&1`;
+    ok($? == 0 && $out !~ /\S/, 'promtool check metrics finds no problem')
+        or diag("promtool: $out");
+}
+
 # the status page's JSON
 {
     my $res = http_get($srv, '/dynroute/stats');
