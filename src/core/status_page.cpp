@@ -78,6 +78,7 @@ td.state.down,td.state.removed{color:var(--mut)}
 </section>
 <div id="rollouts"></div>
 <div id="groups"></div>
+<div id="stream"></div>
 </main>
 <script>
 'use strict';
@@ -89,6 +90,9 @@ const WINDOW = 60;
 const PERIOD = 2000;
 const REASONS = ['weight', 'header', 'cookie', 'source', 'sticky', 'fallback'];
 const CODES = ['1xx', '2xx', '3xx', '4xx', '5xx'];
+// a stream session's $status; those from 500 on are failures
+const STATUSES = ['200', '400', '403', '500', '502', '503'];
+const FAILED = ['500', '502', '503'];
 let samples = [];
 let shown = null;
 
@@ -108,6 +112,8 @@ const num = (x) => (Number.isFinite(+x) ? +x : 0);
 const tkey = (t) => 't\0' + t.name + '\0';
 const vkey = (r, v) => 'v\0' + r.name + '\0' + v.name + '\0';
 const skey = (g, sv) => 's\0' + g.name + '\0' + sv.name + '\0';
+const xkey = (t) => 'x\0' + t.name + '\0';
+const ykey = (r, v) => 'y\0' + r.name + '\0' + v.name + '\0';
 // A key's series: all but what follows its last \0.
 const series = (k) => k.slice(0, k.lastIndexOf('\0') + 1);
 
@@ -133,6 +139,20 @@ function flatten(s) {
       f.set(k + 'req', num(sv.requests));
       for (const x of CODES) f.set(k + x, num((sv.responses || {})[x]));
       f.set(k + 'fails', num(sv.fails));
+    }
+  }
+  const st = s.stream || {};
+  for (const t of st.tables || []) {
+    const k = xkey(t);
+    for (const x of STATUSES) f.set(k + x, num((t.status || {})[x]));
+    f.set(k + 'unrouted', num(t.unrouted));
+    f.set(k + 'preread', num(t.preread_timeouts));
+  }
+  for (const r of st.rollouts || []) {
+    for (const v of r.variants || []) {
+      const k = ykey(r, v);
+      for (const x of STATUSES) f.set(k + x, num((v.status || {})[x]));
+      ((v.session || {}).buckets || []).forEach((n, i) => f.set(k + 'b' + i, num(n)));
     }
   }
   return f;
@@ -355,6 +375,86 @@ function group(g, span, now) {
        el('tbody', {}, ...servers.map((sv) => serverRow(g, sv, span, now)))));
 }
 
+// stream{}: its tables, then a section per rollout
+function streamTableRow(t, span) {
+  const k = xkey(t);
+  const on = span > 0;
+  const conns = sum(k, STATUSES);
+  const failed = sum(k, FAILED);
+  const unrouted = on ? delta(k + 'unrouted') : '–';
+  const preread = on ? delta(k + 'preread') : '–';
+  return el('tr', { 'data-stream-table': t.name },
+    el('td', { class: 'name', title: t.name }, t.name),
+    el('td', { class: 'rules' }, num(t.rules)),
+    el('td', { class: 'rate' }, on ? fmtRate(conns / span) : '–'),
+    el('td', { class: 'errors' + (on && failed > 0 ? ' hot' : '') },
+       on && conns > 0 ? fmtShare(failed / conns) : '–'),
+    el('td', { class: 'unrouted' + (unrouted > 0 ? ' hot' : '') }, unrouted),
+    el('td', { class: 'preread' }, preread),
+    el('td', { class: 'total mut' }, num(t.connections)));
+}
+
+const STREAM_HEAD = [
+  ['Stream table', 'stream{}, by SNI or key='],
+  ['Rules', ''], ['Conns/s', 'sessions that ended, over the window'],
+  ['Failed', 'share of those sessions that ended with 500, 502 or 503'],
+  ['Unrouted', 'closed in the window: no rule and no default'],
+  ['Preread t/o', 'ClientHellos not whole at preread_timeout, in the window'],
+  ['Conns total', 'since the zone was created']];
+
+function streamVariantRow(r, v, span) {
+  const k = ykey(r, v);
+  const on = span > 0;
+  const ses = v.session || {};
+  const le = ses.le || [];
+  const conns = sum(k, STATUSES);
+  const failed = sum(k, FAILED);
+  const weight = num(v.weight);
+  const p99 = quantile(0.99, le, (ses.buckets || []).map((_, i) => delta(k + 'b' + i)));
+  return el('tr', { 'data-variant': v.name },
+    el('td', { class: 'name', title: v.name }, v.name),
+    el('td', { class: 'upstream', title: v.upstream }, v.upstream),
+    el('td', { class: 'weight' }, +weight.toFixed(2) + '%', bar(weight)),
+    el('td', { class: 'rate' }, on ? fmtRate(conns / span) : '–'),
+    el('td', { class: 'errors' + (on && failed > 0 ? ' hot' : '') },
+       on && conns > 0 ? fmtShare(failed / conns) : '–'),
+    el('td', { class: 'p99' }, on ? fmtSeconds(p99, le) : '–'),
+    el('td', { class: 'total mut' }, num(v.connections)));
+}
+
+const STREAM_VARIANT_HEAD = [
+  ['Variant', ''], ['Upstream', 'configured'], ['Weight', 'configured'],
+  ['Conns/s', 'sessions it served that ended, over the window'],
+  ['Failed', 'share of them that ended with 500, 502 or 503'],
+  ['p99', 'session time, 99th percentile over the window'],
+  ['Conns total', 'since the zone was created']];
+
+function heads(list, first) {
+  return el('thead', {}, el('tr', {}, ...list.map(([h, title], i) =>
+    el('th', { class: i === 0 ? first : i === list.length - 1 ? 't' : '', title }, h))));
+}
+
+function stream(st, span) {
+  const tables = st.tables || [];
+  const rollouts = st.rollouts || [];
+  const out = [];
+  if (tables.length) {
+    out.push(el('section', { id: 'stream-tables' },
+      el('h2', {}, 'Stream tables'),
+      el('table', {}, heads(STREAM_HEAD, ''),
+         el('tbody', {}, ...tables.map((t) => streamTableRow(t, span))))));
+  }
+  for (const r of rollouts) {
+    const variants = r.variants || [];
+    out.push(el('section', { class: 'stream-rollout', 'data-rollout': r.name },
+      el('h2', {}, 'Stream rollout ', r.name),
+      el('p', { class: 'sub' }, variants.length + ' variants'),
+      el('table', {}, heads(STREAM_VARIANT_HEAD, ''),
+         el('tbody', {}, ...variants.map((v) => streamVariantRow(r, v, span))))));
+  }
+  return out;
+}
+
 function render(s) {
   const span = samples[samples.length - 1].t - samples[0].t;
   document.title = 'dynroute ' + s.zone;
@@ -373,6 +473,7 @@ function render(s) {
     ...(s.tables || []).map((t) => tableRow(t, span)));
   $('rollouts').replaceChildren(...(s.rollouts || []).map((r) => rollout(r, span)));
   $('groups').replaceChildren(...(s.groups || []).map((g) => group(g, span, s.time)));
+  $('stream').replaceChildren(...stream(s.stream || {}, span));
 }
 
 function problem(message) {

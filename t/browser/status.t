@@ -168,6 +168,24 @@ function view(page) {
                 servers[`${s.dataset.group}/${tr.dataset.server}`] = row;
             }
         }
+        const streamTables = {};
+        for (const tr of document.querySelectorAll('#stream-tables tr[data-stream-table]')) {
+            const row = {};
+            for (const c of ['rules', 'rate', 'errors', 'unrouted', 'preread', 'total']) {
+                row[c] = text(tr, `.${c}`);
+            }
+            streamTables[tr.dataset.streamTable] = row;
+        }
+        const streamRows = {};
+        for (const s of document.querySelectorAll('section.stream-rollout')) {
+            for (const tr of s.querySelectorAll('tr[data-variant]')) {
+                const row = {};
+                for (const c of ['upstream', 'weight', 'rate', 'errors', 'p99', 'total']) {
+                    row[c] = text(tr, `.${c}`);
+                }
+                streamRows[`${s.dataset.rollout}/${tr.dataset.variant}`] = row;
+            }
+        }
         const groups = [...document.querySelectorAll('section.group')].map(
             (s) => `${text(s, 'h2')}: ${text(s, '.sub')}`);
         const banner = document.getElementById('error');
@@ -179,7 +197,7 @@ function view(page) {
             rollouts: [...document.querySelectorAll('section.rollout')]
                 .map((s) => s.dataset.rollout),
             primary: text(document, 'section.rollout .primary'),
-            rows, tables, servers, groups,
+            rows, tables, servers, groups, streamTables, streamRows,
         };
     });
 }
@@ -219,9 +237,37 @@ function server(name, state, c) {
     };
 }
 
+// stream{}'s part: a table and a rollout of two variants; x: the
+// counters (statuses by code, unrouted, preread timeouts, sessions'
+// buckets by variant)
+const SLE = [0.01, 0.1, 0.5, 1, 5, 30, 300, 1800, 3600];
+
+function streamPart(x) {
+    const sessions = (st, b) => {
+        const buckets = new Array(10).fill(0);
+        for (const [i, n] of Object.entries(b || {})) {
+            buckets[i] = n;
+        }
+        const status = { 200: 0, 400: 0, 403: 0, 500: 0, 502: 0, 503: 0 };
+        Object.assign(status, st || {});
+        return { connections: sumOf(status), status, received: 0, sent: 0,
+                 session: { le: SLE, buckets, sum: 0, count: sumOf(buckets) } };
+    };
+    return {
+        tables: [Object.assign({ name: 'sni', rules: 3 }, sessions(x.t),
+                               { unnamed: 0, unrouted: x.unrouted || 0,
+                                 preread_timeouts: x.preread || 0, regex_errors: 0 })],
+        rollouts: [{ name: 'db', variants: [
+            Object.assign({ name: 'stable', upstream: 'db_a', weight: 90 },
+                          sessions(x.a, x.ab)),
+            Object.assign({ name: 'canary', upstream: 'db_b', weight: 10 },
+                          sessions(x.b, x.bb))] }],
+    };
+}
+
 // g: the counters of the upstream's servers x, y (failed for 5 s more) and
-// z (removed)
-function madeUp(time, a, b, g = {}) {
+// z (removed); st: stream{}'s (streamPart)
+function madeUp(time, a, b, g = {}, st = {}) {
     return {
         zone: 'fake', generation: 7, draining: true, time, runtime_hosts: 3,
         tables: [{ name: 'main', rules: 4, requests: 0, misdirected: 0, regex_errors: 0 }],
@@ -235,6 +281,7 @@ function madeUp(time, a, b, g = {}) {
                 server('unix:/run/app.sock', 'removed', g.z || {})] },
             { name: 'tenant-42', kind: 'service', servers: [] },
         ],
+        stream: streamPart(st),
     };
 }
 
@@ -247,7 +294,12 @@ const FAKE = [
     madeUp(1010, { weight: 90, header: 10, ok: 95, bad: 5, buckets: { 3: 100 } },
            { weight: 4, bad: 4, fallbacks: 2, buckets: { 11: 4 } },
            { x: { req: 100, ok: 88, bad: 10, fails: 3, inflight: 2 },
-             y: { req: 20, ok: 20 }, z: { req: 7, ok: 7 } }),
+             y: { req: 20, ok: 20 }, z: { req: 7, ok: 7 } },
+           // stream: 100 sessions, 5 ended 502; 2 closed unrouted, 1
+           // preread timeout; stable 50 sessions of 10 to 100 ms, canary
+           // 5 failed ones over an hour
+           { t: { 200: 95, 502: 5 }, unrouted: 2, preread: 1,
+             a: { 200: 50 }, ab: { 1: 50 }, b: { 502: 5 }, bb: { 9: 5 } }),
     // counters went down: a restart
     madeUp(1020, { weight: 5 }, {}),
     null,
@@ -470,6 +522,19 @@ async function main() {
            w.servers['shop_api/[2001:db8::5]:8080'].title);
         is(serverText('unix:/run/app.sock'), 'unix:/run/app.sock removed 1 0.70/s 0.0% 0 0 7',
            'made-up stats: a removed server, listed until its cell is freed');
+
+        const sni = w.streamTables.sni || {};
+        is(`${sni.rules} ${sni.rate} ${sni.errors} ${sni.unrouted} ${sni.preread} ${sni.total}`,
+           '3 10.0/s 5.0% 2 1 100',
+           'made-up stats: a stream table\'s rate, failed share, unrouted and preread timeouts');
+        const sv = (n) => {
+            const r = w.streamRows[`db/${n}`] || {};
+            return `${r.upstream} ${r.weight} ${r.rate} ${r.errors} ${r.p99} ${r.total}`;
+        };
+        is(sv('stable'), 'db_a 90% 5.00/s 0.0% 99.1 ms 50',
+           'made-up stats: a stream variant, p99 of its sessions interpolated');
+        is(sv('canary'), 'db_b 10% 0.50/s 100.0% > 3600 s 5',
+           'made-up stats: a failing stream variant, sessions in the overflow bucket');
 
         await noteIs(/^Collecting samples/);
         w = await view(fake);

@@ -48,4 +48,14 @@ TEST(StatusPage, ShowsTheGroups)
     EXPECT_TRUE(contains(page, "renewed.add(series(k))"));
 }
 
+// stream{}'s tables and rollouts: sections of their own, from stats'
+// "stream" (t/browser/status.t checks what they show).
+TEST(StatusPage, ShowsTheStreamTables)
+{
+    std::string_view page = dynroute::status_page();
+    EXPECT_TRUE(contains(page, "<div id=\"stream\"></div>"));
+    EXPECT_TRUE(contains(page, "stream(s.stream || {}, span)"));
+    EXPECT_TRUE(contains(page, "const FAILED = ['500', '502', '503'];"));
+}
+
 }  // namespace
