@@ -22,6 +22,7 @@
 #include "ngx_stream_dynroute.hpp"
 #include "ngx_http_dynroute_atomic.hpp"
 #include "metrics.hpp"
+#include "suggest.hpp"
 
 
 /* a dynroute_table block while it is read */
@@ -817,11 +818,77 @@ ngx_stream_dynroute_rule_variants(ngx_conf_t *cf,
 }
 
 
+/*
+ * " (did you mean ...?)" for name, an unknown target of a table or an
+ * unknown table: the closest of the stream upstreams a table may route to
+ * (upstreams; NULL for a table), then of the named blocks in blocks (the
+ * rollouts, or the tables), or "".
+ */
+
+template <typename T>
+static ngx_str_t
+ngx_stream_dynroute_hint(ngx_conf_t *cf, const ngx_str_t &name,
+    ngx_array_t *upstreams, ngx_array_t *blocks) noexcept
+{
+    ngx_uint_t                        i;
+    T                               **bp;
+    ngx_stream_upstream_srv_conf_t  **up;
+
+    try {
+        dynroute::ClosestName  closest(ngx_http_dynroute_view(name));
+
+        up = upstreams ? static_cast<ngx_stream_upstream_srv_conf_t **>(
+                             upstreams->elts)
+                       : NULL;
+
+        for (i = 0; up && i < upstreams->nelts; i++) {
+            if ((up[i]->flags & NGX_STREAM_UPSTREAM_CREATE)
+                && !ngx_stream_dynroute_is_balancer(up[i]))
+            {
+                closest.consider(ngx_http_dynroute_view(up[i]->host));
+            }
+        }
+
+        bp = blocks ? static_cast<T **>(blocks->elts) : NULL;
+
+        for (i = 0; bp && i < blocks->nelts; i++) {
+            closest.consider(ngx_http_dynroute_view(bp[i]->name));
+        }
+
+        return ngx_http_dynroute_did_you_mean(cf, closest.best());
+
+    } catch (...) {
+        return ngx_http_dynroute_did_you_mean(cf, std::string_view());
+    }
+}
+
+
+/* "dynroute NAME;" names no stream table */
+
+static void
+ngx_stream_dynroute_unknown_table(ngx_conf_t *cf,
+    ngx_stream_dynroute_main_conf_t *dmcf,
+    ngx_stream_dynroute_srv_conf_t *dscf) noexcept
+{
+    ngx_str_t  hint;
+
+    hint = ngx_stream_dynroute_hint<ngx_stream_dynroute_table_t>(cf,
+               dscf->name, NULL, &dmcf->tables);
+
+    ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                  "unknown dynroute table \"%V\"%V: declare "
+                  "\"dynroute_table %V { ... }\" in stream{}, "
+                  "in %s:%ui", &dscf->name, &hint, &dscf->name,
+                  dscf->file, dscf->line);
+}
+
+
 static ngx_int_t
 ngx_stream_dynroute_check_table(ngx_conf_t *cf,
     ngx_stream_dynroute_table_t *table, ngx_array_t *upstreams,
     ngx_array_t *rollouts) noexcept
 {
+    ngx_str_t                        hint;
     ngx_stream_upstream_srv_conf_t  *uscf;
 
     if (!ngx_stream_dynroute_variable_exists(cf, table->key)) {
@@ -866,11 +933,13 @@ ngx_stream_dynroute_check_table(ngx_conf_t *cf,
         }
 
         if (uscf == NULL) {
+            hint = ngx_stream_dynroute_hint<ngx_stream_dynroute_rollout_t>(
+                       cf, d.target, upstreams, rollouts);
             ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                          "unknown stream upstream \"%V\" in dynroute table "
-                          "\"%V\": declare \"upstream %V { server ...; }\" "
-                          "in stream{}, in %s:%ui", &d.target, &table->name,
-                          &d.target, d.file, d.line);
+                          "unknown stream upstream \"%V\"%V in dynroute "
+                          "table \"%V\": declare \"upstream %V { server "
+                          "...; }\" in stream{}, in %s:%ui", &d.target, &hint,
+                          &table->name, &d.target, d.file, d.line);
             return NGX_ERROR;
         }
 
@@ -951,11 +1020,7 @@ ngx_stream_dynroute_postconfiguration(ngx_conf_t *cf) noexcept
                 dmcf->tables, sp[i]->name);
 
         if (sp[i]->table == NULL) {
-            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                          "unknown dynroute table \"%V\": declare "
-                          "\"dynroute_table %V { ... }\" in stream{}, "
-                          "in %s:%ui", &sp[i]->name, &sp[i]->name,
-                          sp[i]->file, sp[i]->line);
+            ngx_stream_dynroute_unknown_table(cf, dmcf, sp[i]);
             return NGX_ERROR;
         }
     }

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "ngx_stream_dynroute_rollout.hpp"
+#include "suggest.hpp"
 
 
 /* resolved when ngx_stream_module is linked before this .so, else NULL;
@@ -354,12 +355,46 @@ ngx_stream_dynroute_rollout_finish(ngx_conf_t *cf,
 }
 
 
+/*
+ * " (did you mean ...?)" for name, an unknown upstream of a variant: the
+ * closest of the stream upstreams a variant may name, or "".
+ */
+
+static ngx_str_t
+ngx_stream_dynroute_upstream_hint(ngx_conf_t *cf, const ngx_str_t &name,
+    ngx_array_t *upstreams) noexcept
+{
+    ngx_uint_t                        i;
+    ngx_stream_upstream_srv_conf_t  **up;
+
+    try {
+        dynroute::ClosestName  closest(ngx_http_dynroute_view(name));
+
+        up = static_cast<ngx_stream_upstream_srv_conf_t **>(upstreams->elts);
+
+        for (i = 0; i < upstreams->nelts; i++) {
+            if ((up[i]->flags & NGX_STREAM_UPSTREAM_CREATE)
+                && !ngx_stream_dynroute_is_balancer(up[i]))
+            {
+                closest.consider(ngx_http_dynroute_view(up[i]->host));
+            }
+        }
+
+        return ngx_http_dynroute_did_you_mean(cf, closest.best());
+
+    } catch (...) {
+        return ngx_http_dynroute_did_you_mean(cf, std::string_view());
+    }
+}
+
+
 /* once stream{} is read */
 
 ngx_int_t
 ngx_stream_dynroute_rollout_check(ngx_conf_t *cf,
     ngx_stream_dynroute_rollout_t *ro, ngx_array_t *upstreams) noexcept
 {
+    ngx_str_t                        hint;
     ngx_stream_upstream_srv_conf_t  *uscf;
 
     if (ngx_stream_dynroute_find_upstream(upstreams, ro->name)) {
@@ -398,12 +433,14 @@ ngx_stream_dynroute_rollout_check(ngx_conf_t *cf,
         }
 
         if (uscf == NULL) {
+            hint = ngx_stream_dynroute_upstream_hint(cf, v.upstream,
+                                                     upstreams);
             ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                          "unknown stream upstream \"%V\" of variant \"%V\" "
-                          "in dynroute rollout \"%V\": declare "
+                          "unknown stream upstream \"%V\"%V of variant "
+                          "\"%V\" in dynroute rollout \"%V\": declare "
                           "\"upstream %V { server ...; }\" in stream{}, "
-                          "in %s:%ui", &v.upstream, &v.name, &ro->name,
-                          &v.upstream, v.file, v.line);
+                          "in %s:%ui", &v.upstream, &hint, &v.name,
+                          &ro->name, &v.upstream, v.file, v.line);
             return NGX_ERROR;
         }
 

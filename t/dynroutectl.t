@@ -441,4 +441,41 @@ is_deeply(spread(10), { 'service_a stable' => 10 }, 'DYNROUTE_NODES: the reset t
 
 error_log_ok(stop_nginx($srv), 'no alert/crit/crash');
 
+# ---- a table keyed by a variable ------------------------------------------
+
+# The node again with tenants, a table keyed by X-Tenant, at /tenant/:
+# status names its key; the Host table main gets no line, as before.
+$srv = start_nginx(tools_node(
+    http   => <<'HTTP',
+    dynroute_table tenants key=$http_x_tenant {
+        acme     service_a;
+        default  service_a;
+    }
+HTTP
+    config => <<'CONF'));
+    location /tenant/ {
+        dynroute    tenants;
+        proxy_pass  http://$dynroute_upstream;
+    }
+CONF
+$node = "127.0.0.1:$srv->{port}";
+$api  = "http://$node/dynroute/";
+
+$r = api('status');
+is($r->{exit}, 0, 'a key table: status exits 0');
+like($r->{out}, qr/^  table tenants: key=\$http_x_tenant$/m, 'a key table: status shows its key');
+unlike($r->{out}, qr/^  table main\b/m, 'a key table: the Host table is not shown');
+like($r->{out}, qr/^  runtime hosts: 0$/m, 'a key table: status still counts the runtime hosts');
+is(json_of(api('--json', 'status')->{out})->{tables}{tenants}{key}, '$http_x_tenant',
+   'a key table: status --json has the key');
+
+$r = api('host', 'add', 'globex', 'service_b', '--table', 'tenants');
+is($r->{exit}, 0, 'a key table: host add --table tenants exits 0');
+is(http_get($srv, '/tenant/', { 'X-Tenant' => 'Globex' })->{body}, "service_b\n",
+   'a key table: the runtime host is the key\'s value');
+like(api('host', 'list')->{out}, qr/^  globex service_b tenants$/m,
+     'a key table: host list names the table');
+
+error_log_ok(stop_nginx($srv), 'a key table: no alert/crit/crash');
+
 done_testing();

@@ -320,6 +320,16 @@ my @errors = (
       "stream {\n$ok_upstreams    dynroute_table t {\n        a.test a;\n"
       . "        b.test nosuch;\n    }\n}\n",
       qr/\[emerg\] unknown stream upstream "nosuch" in dynroute table "t": declare "upstream nosuch \{ server \.\.\.; \}" in stream\{\}, in \S+nginx\.conf:10$/m ],
+    [ 'an upstream one edit away',
+      "stream {\n$ok_upstreams    upstream backend { server 127.0.0.1:$A; }\n"
+      . "    dynroute_table t {\n        a.test backnd;\n    }\n}\n",
+      qr/\[emerg\] unknown stream upstream "backnd" \(did you mean "backend"\?\) in dynroute table "t": declare "upstream backnd \{ server \.\.\.; \}" in stream\{\}, in \S+nginx\.conf:10$/m ],
+    [ 'a rollout one edit away',
+      "stream {\n$ok_upstreams    upstream backend { server 127.0.0.1:$A; }\n"
+      . "    dynroute_rollout checkout {\n        variant x a *;\n"
+      . "        variant y backend 10%;\n    }\n"
+      . "    dynroute_table t {\n        a.test checkot;\n    }\n}\n",
+      qr/\[emerg\] unknown stream upstream "checkot" \(did you mean "checkout"\?\) in dynroute table "t": declare "upstream checkot \{ server \.\.\.; \}" in stream\{\}, in \S+nginx\.conf:14$/m ],
     [ "an http upstream's name",
       "stream {\n$ok_upstreams    dynroute_table t { default web; }\n}\n",
       qr/\[emerg\] "web" in dynroute table "t" is an http upstream: a stream table routes to stream upstreams, declare "upstream web \{ \.\.\. \}" in stream\{\}, in \S+nginx\.conf:9$/m,
@@ -353,6 +363,11 @@ my @errors = (
       "stream {\n$ok_upstreams    server {\n        listen 127.0.0.1:$F1;\n"
       . "        dynroute nosuch;\n        proxy_pass a;\n    }\n}\n",
       qr/\[emerg\] unknown dynroute table "nosuch": declare "dynroute_table nosuch \{ \.\.\. \}" in stream\{\}, in \S+nginx\.conf:10$/m ],
+    [ 'a table one edit away',
+      "stream {\n$ok_upstreams    dynroute_table edge { default a; }\n"
+      . "    server {\n        listen 127.0.0.1:$F1;\n"
+      . "        dynroute egde;\n        proxy_pass a;\n    }\n}\n",
+      qr/\[emerg\] unknown dynroute table "egde" \(did you mean "edge"\?\): declare "dynroute_table egde \{ \.\.\. \}" in stream\{\}, in \S+nginx\.conf:11$/m ],
 );
 
 for my $e (@errors) {
