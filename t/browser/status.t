@@ -527,13 +527,13 @@ async function main() {
         is(`${sni.rules} ${sni.rate} ${sni.errors} ${sni.unrouted} ${sni.preread} ${sni.total}`,
            '3 10.0/s 5.0% 2 1 100',
            'made-up stats: a stream table\'s rate, failed share, unrouted and preread timeouts');
-        const sv = (n) => {
+        const streamRow = (n) => {
             const r = w.streamRows[`db/${n}`] || {};
             return `${r.upstream} ${r.weight} ${r.rate} ${r.errors} ${r.p99} ${r.total}`;
         };
-        is(sv('stable'), 'db_a 90% 5.00/s 0.0% 99.1 ms 50',
+        is(streamRow('stable'), 'db_a 90% 5.00/s 0.0% 99.1 ms 50',
            'made-up stats: a stream variant, p99 of its sessions interpolated');
-        is(sv('canary'), 'db_b 10% 0.50/s 100.0% > 3600 s 5',
+        is(streamRow('canary'), 'db_b 10% 0.50/s 100.0% > 3600 s 5',
            'made-up stats: a failing stream variant, sessions in the overflow bucket');
 
         await noteIs(/^Collecting samples/);
