@@ -2,7 +2,7 @@
 """TLS passthrough by SNI (issue 26): dynroute's stream table against
 ssl_preread + map over the same table, in one run.
 
-Two (three) nginx stream configurations over the same 100-rule table
+Two to four nginx stream configurations over the same 100-rule table
 (90 exact names, 4 "*.x" wildcards, a ".x" name, a "x.*" name, 3 regexes
 two of them with named captures, a default), each a master and one worker
 pinned to the server core, proxying to the same four upstreams u0..u3:
@@ -13,6 +13,8 @@ pinned to the server core, proxying to the same four upstreams u0..u3:
                      dynroute sni;  proxy_pass $dynroute_upstream;
   dynroute-balancer  the same table, proxy_pass sni_pass; with
                      upstream sni_pass { dynroute_balancer; }
+  dynroute-metrics   dynroute, with an http{} that has a dynroute_zone:
+                     every session counted by table and rule
 
 Both load the stream module and the dynroute .so, so that they differ only
 by their configuration, and both have "pcre_jit on;" (nginx's default is
@@ -208,6 +210,18 @@ FRONTS = {
         proxy_pass $dynroute_upstream;
     }
 """,
+    "dynroute-metrics": """\
+    dynroute_table sni {
+        include @RULES@;
+    }
+
+    server {
+        listen 127.0.0.1:@PORT@;
+        ssl_preread on;
+        dynroute sni;
+        proxy_pass $dynroute_upstream;
+    }
+""",
     "dynroute-balancer": """\
     dynroute_table sni {
         include @RULES@;
@@ -241,10 +255,17 @@ events {{
     worker_connections 4096;
 }}
 
+{http}
 stream {{
 {upstreams}
 {front}}}
 """
+
+# the fronts with an http dynroute_zone: their stream sessions are counted
+# there (metrics=rules, the default)
+HTTP = {
+    "dynroute-metrics": "http {\n    dynroute_zone bench 1m;\n}\n",
+}
 
 
 def front_nginx(name, out, port, rules_path, backend_ports, master=True,
@@ -260,7 +281,7 @@ def front_nginx(name, out, port, rules_path, backend_ports, master=True,
                          if STREAM_MODULE else ""),
             module=B.MODULE, master="on" if master else "off",
             user="user root;" if os.geteuid() == 0 else "",
-            prefix=prefix, upstreams=ups,
+            prefix=prefix, upstreams=ups, http=HTTP.get(name, ""),
             front=FRONTS[name].replace("@RULES@", rules_path)
                               .replace("@PORT@", str(port))))
     return nx
