@@ -20,6 +20,7 @@
 #include "ngx_http_dynroute_services.hpp"
 #include "ngx_http_dynroute_table.hpp"
 #include "ngx_stream_dynroute_metrics.hpp"
+#include "ngx_stream_dynroute_runtime.hpp"
 #include "metrics.hpp"
 
 
@@ -195,6 +196,40 @@ ngx_http_dynroute_live_init(ngx_conf_t *cf,
             }
         }
 
+        /* stream/: stream{}'s names in the runtime state */
+
+        if (dmcf->zone) {
+            const std::string *reserved = NULL;
+
+            for (const auto &t : live->schema.tables) {
+                reserved = dynroute::in_ns(t, "") ? reserved : &t;
+            }
+
+            for (const auto &u : live->schema.upstreams) {
+                reserved = dynroute::in_ns(u, "") ? reserved : &u;
+            }
+
+            for (i = 0; reserved == NULL && i < dmcf->rollouts.nelts; i++) {
+                if (!dynroute::in_ns(ngx_http_dynroute_view(rp[i]->name), ""))
+                {
+                    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                       "dynroute rollout \"%V\": a name that "
+                                       "begins with \"stream/\" is the "
+                                       "runtime state's for stream{}: "
+                                       "rename it", &rp[i]->name);
+                    return NGX_ERROR;
+                }
+            }
+
+            if (reserved) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "\"%s\": a name that begins with "
+                                   "\"stream/\" is the runtime state's for "
+                                   "stream{}: rename it", reserved->c_str());
+                return NGX_ERROR;
+            }
+        }
+
         for (i = 0; i < dmcf->rollouts.nelts; i++) {
             ngx_http_dynroute_rollout_t *ro = rp[i];
             dynroute::RolloutInfo info;
@@ -295,6 +330,12 @@ ngx_http_dynroute_intern(ngx_http_dynroute_live_t *live, ngx_log_t *log)
 
     std::vector<std::pair<dynroute::NameId, ngx_http_dynroute_target_t *>>
         targets;
+
+    /* stream{}'s names, when the stream part is built */
+
+    if (ngx_stream_dynroute_runtime_intern != NULL) {
+        ngx_stream_dynroute_runtime_intern(dmcf->cycle, live, id);
+    }
 
     ngx_http_dynroute_targets_each(dmcf, [&](ngx_http_dynroute_target_t &t) {
         targets.emplace_back(id(ngx_http_dynroute_view(t.name)), &t);
@@ -1787,6 +1828,16 @@ ngx_http_dynroute_init_zone(ngx_shm_zone_t *shm_zone, void *data) noexcept
      */
 
     try {
+        /* stream{}'s names, checked by the runtime state as http{}'s
+         * (once: a zone is initialised once per cycle) */
+
+        if (ngx_stream_dynroute_runtime_schema != NULL
+            && !live->stream_schema)
+        {
+            ngx_stream_dynroute_runtime_schema(dmcf->cycle, live->schema);
+            live->stream_schema = true;
+        }
+
         if (!ngx_http_dynroute_intern(live, log)
             || !ngx_http_dynroute_cells_configured(live, log))
         {
