@@ -305,4 +305,25 @@ sub split_of {
 
 error_log_ok(stop_nginx($srv), 'no alert, crit or crash');
 
+# ---- nginx -t: "stream/" begins no name of http{} with a zone ----------------
+
+for my $case (
+    [ 'upstream', "    upstream stream/x { server 127.0.0.1:1; }\n",
+      qr/upstream "stream\/x" in \S+nginx\.conf:4: a name that begins with "stream\/" is the runtime state's for stream\{\} \(with a dynroute_zone\): rename it/ ],
+    [ 'dynroute_table', "    dynroute_table stream/t { default web_up; }\n",
+      qr/dynroute_table "stream\/t" in \S+nginx\.conf:4: a name that begins with "stream\/"/ ],
+) {
+    my ($what, $conf, $re) = @$case;
+    my ($code, $out) = nginx_test_config(http_config => $conf . $http,
+                                         config => '');
+    isnt($code, 0, "nginx -t: an http $what named stream/...");
+    like($out, $re, '... names it, where, and what to do') or diag($out);
+}
+{
+    my ($code, $out) = nginx_test_config(
+        http_config => "    upstream stream/x { server 127.0.0.1:1; }\n",
+        config => '');
+    is($code, 0, 'without a zone, such a name is fine') or diag($out);
+}
+
 done_testing();
