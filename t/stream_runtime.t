@@ -309,9 +309,9 @@ error_log_ok(stop_nginx($srv), 'no alert, crit or crash');
 
 for my $case (
     [ 'upstream', "    upstream stream/x { server 127.0.0.1:1; }\n",
-      qr/upstream "stream\/x" in \S+nginx\.conf:4: a name that begins with "stream\/" is the runtime state's for stream\{\} \(with a dynroute_zone\): rename it/ ],
+      qr/upstream "stream\/x" in \S+nginx\.conf:3: a name that begins with "stream\/" is the runtime state's for stream\{\} \(with a dynroute_zone\): rename it/ ],
     [ 'dynroute_table', "    dynroute_table stream/t { default web_up; }\n",
-      qr/dynroute_table "stream\/t" in \S+nginx\.conf:4: a name that begins with "stream\/"/ ],
+      qr/dynroute_table "stream\/t" in \S+nginx\.conf:3: a name that begins with "stream\/"/ ],
 ) {
     my ($what, $conf, $re) = @$case;
     my ($code, $out) = nginx_test_config(http_config => $conf . $http,
