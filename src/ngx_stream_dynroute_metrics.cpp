@@ -171,13 +171,17 @@ ngx_stream_dynroute_metrics_read(ngx_cycle_t *cycle, m::Snapshot &s)
 
         ro.name = std::string(ngx_http_dynroute_view(rp[i]->name));
 
+        /* the live weights: the runtime's, or the configured ones */
+        dynroute::Split split = ngx_stream_dynroute_runtime_split(
+                                    dmcf->runtime, rp[i]);
+
         for (k = 0; k < rp[i]->variants.size(); k++) {
             const auto           &var = rp[i]->variants[k];
             m::StreamVariantStats &v = ro.variants.emplace_back();
 
             v.name = std::string(ngx_http_dynroute_view(var.name));
             v.upstream = std::string(ngx_http_dynroute_view(var.upstream));
-            v.weight = rp[i]->core->weight(k);
+            v.weight = split.weights[k];
             ngx_stream_dynroute_metrics_copy(var.counters, v.values.data(),
                                              m::session_width);
         }

@@ -205,6 +205,9 @@ sub split_of {
     is($doc->{rollout}{variants}{canary}{weight}, 100, 'canary at 100%');
     is_deeply(split_of(), { c => 60 }, 'every *.r.test name to the canary');
     is(up_of('db.test'), 'c', 'and the runtime host to the rollout');
+    my $m = http_get($srv, '/dynroute/metrics')->{body} // '';
+    like($m, qr/^dynroute_stream_variant_weight_ratio\{rollout="db",variant="canary",upstream="c"\} 1$/m,
+         'the metrics show the live weight');
 
     ($st, $doc) = api_call($srv, 'PATCH', '/dynroute/stream/rollouts/db',
                            '{"weights":{"stable":50,"canary":50}}');
