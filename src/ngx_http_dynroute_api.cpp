@@ -528,7 +528,7 @@ ngx_http_dynroute_api_error(ngx_http_request_t *r, ngx_int_t status,
 static ngx_uint_t
 ngx_http_dynroute_api_resource(ngx_http_request_t *r,
     ngx_http_dynroute_api_conf_t *api, std::string_view &name,
-    std::string_view &addr) noexcept
+    std::string_view &addr, std::string_view *ns = NULL) noexcept
 {
     ngx_uint_t  res;
 
@@ -555,6 +555,46 @@ ngx_http_dynroute_api_resource(ngx_http_request_t *r,
     }
 
     res = NGX_HTTP_DYNROUTE_RES_NONE;
+
+    /*
+     * stream/: stream{}'s tables, hosts and rollouts, the same resources
+     * in the stream namespace (dynroute::stream_ns)
+     */
+
+    if (uri.substr(0, 6) == "stream" && api->only == 0
+        && (uri.size() == 6 || uri[6] == '/'))
+    {
+        uri.remove_prefix(uri.size() == 6 ? 6 : 7);
+
+        if (ns) {
+            *ns = dynroute::stream_ns;
+        }
+
+        if (uri.empty()) {
+            return NGX_HTTP_DYNROUTE_RES_ROOT;
+        }
+
+        if (uri == "hosts" || uri == "hosts/") {
+            return NGX_HTTP_DYNROUTE_RES_HOSTS;
+        }
+
+        for (auto [word, r] : { std::pair<std::string_view, ngx_uint_t>
+                                {"rollouts/", NGX_HTTP_DYNROUTE_RES_ROLLOUT},
+                                {"hosts/", NGX_HTTP_DYNROUTE_RES_HOST} })
+        {
+            if (uri.substr(0, word.size()) == word) {
+                name = uri.substr(word.size());
+
+                if (!name.empty()
+                    && name.find('/') == std::string_view::npos)
+                {
+                    return r;
+                }
+            }
+        }
+
+        return NGX_HTTP_DYNROUTE_RES_NONE;
+    }
 
     if (uri.empty()) {
         res = NGX_HTTP_DYNROUTE_RES_ROOT;
@@ -756,8 +796,10 @@ struct ngx_http_dynroute_api_call_t {
     ngx_http_request_t          *r;
     ngx_http_dynroute_live_t    *live;
     const dynroute::Schema      &schema;
-    std::string_view             name;      /* the resource's name */
+    std::string_view             name;      /* the resource's name; a
+                                               rollout's with ns */
     std::string_view             addr;      /* a server's address */
+    std::string_view             ns;        /* "", or stream/ */
     std::string                  body;      /* the request's */
     std::string                  answer;    /* the response's */
     uint64_t                     generation;
@@ -860,11 +902,13 @@ ngx_http_dynroute_api_hosts(ngx_http_dynroute_api_call_t &c)
     dynroute::BulkResult  done;
 
     if (c.get) {
-        return c.read(dynroute::render_hosts);
+        return c.read([&c](const dynroute::State &st) {
+            return dynroute::render_hosts(st, c.ns);
+        });
     }
 
     return c.write([&](dynroute::State &st) {
-        done = dynroute::patch_hosts(st, c.schema, c.body);
+        done = dynroute::patch_hosts(st, c.schema, c.body, c.ns);
     }, [&done](const dynroute::State &st) {
         return dynroute::render_bulk(st, done);
     });
@@ -881,20 +925,20 @@ ngx_http_dynroute_api_host(ngx_http_dynroute_api_call_t &c)
 
     if (c.get) {
         return c.read([&c](const dynroute::State &st) {
-            return dynroute::render_host(st, c.name);
+            return dynroute::render_host(st, c.name, c.ns);
         });
     }
 
     if (c.r->method != NGX_HTTP_PUT) {
         return c.write([&c](dynroute::State &st) {
-            dynroute::delete_host(st, c.name);
+            dynroute::delete_host(st, c.name, c.ns);
         }, dynroute::render_generation);
     }
 
     created = 0;
 
     status = c.write([&](dynroute::State &st) {
-        created = dynroute::put_host(st, c.schema, c.name, c.body);
+        created = dynroute::put_host(st, c.schema, c.name, c.body, c.ns);
     }, dynroute::render_generation);
 
     return (status == NGX_HTTP_OK && created) ? NGX_HTTP_CREATED : status;
@@ -1037,7 +1081,8 @@ ngx_http_dynroute_api_run(ngx_http_request_t *r) noexcept
 {
     ngx_int_t                       status;
     ngx_uint_t                      res;
-    std::string_view                name, addr;
+    std::string                     full;
+    std::string_view                name, addr, ns;
     ngx_http_dynroute_loc_conf_t   *dlcf;
     ngx_http_dynroute_main_conf_t  *dmcf;
 
@@ -1049,11 +1094,18 @@ ngx_http_dynroute_api_run(ngx_http_request_t *r) noexcept
     ngx_http_dynroute_live_t *live = dmcf->live;
     ngx_str_t zone = ngx_http_dynroute_live_zone_name(live);
 
-    res = ngx_http_dynroute_api_resource(r, dlcf->api, name, addr);
+    res = ngx_http_dynroute_api_resource(r, dlcf->api, name, addr, &ns);
 
     try {
+        /* a stream rollout's name in the state: with its prefix */
+
+        if (!ns.empty() && res == NGX_HTTP_DYNROUTE_RES_ROLLOUT) {
+            full = std::string(ns) + std::string(name);
+            name = full;
+        }
+
         ngx_http_dynroute_api_call_t c{r, live,
-            ngx_http_dynroute_live_schema(live), name, addr, {}, {}, 0,
+            ngx_http_dynroute_live_schema(live), name, addr, ns, {}, {}, 0,
             ngx_http_dynroute_api_if_match(r),
             (r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)) != 0};
 
@@ -1082,7 +1134,8 @@ ngx_http_dynroute_api_run(ngx_http_request_t *r) noexcept
         case NGX_HTTP_DYNROUTE_RES_ROOT:
             status = c.read([&](const dynroute::State &st) {
                 return dynroute::render_state(st, c.schema,
-                                              ngx_http_dynroute_view(zone));
+                                              ngx_http_dynroute_view(zone),
+                                              c.ns);
             });
             break;
 

@@ -494,6 +494,51 @@ ngx_http_dynroute_live_host(ngx_http_dynroute_live_t *live, ngx_uint_t table,
 }
 
 
+/*
+ * For the stream module: the ids (table, target) of host's runtime entry,
+ * or false.  Syncs first; a read stands only if the snapshot stayed
+ * current while it was read, as ngx_http_dynroute_live_host()'s.
+ */
+
+bool
+ngx_http_dynroute_live_host_ids(ngx_http_dynroute_live_t *live,
+    std::string_view host, uint64_t hash, dynroute::NameId *table,
+    dynroute::NameId *target) noexcept
+{
+    bool                           found;
+    ngx_uint_t                     tries;
+    dynroute::SnapshotView::Host   e;
+
+    if (live->sh == NULL) {
+        return false;
+    }
+
+    ngx_http_dynroute_view_sync(live);
+
+    for (tries = 0; tries < NGX_HTTP_DYNROUTE_VIEW_TRIES; tries++) {
+        if (live->snapshot.hosts() == 0) {
+            return false;
+        }
+
+        found = live->snapshot.find_host(host, hash, e);
+
+        ngx_http_dynroute_read_fence();
+
+        if (ngx_http_dynroute_published(&live->sh->generation)
+            == live->generation)
+        {
+            *table = e.table;
+            *target = e.target;
+            return found;
+        }
+
+        ngx_http_dynroute_view_refresh(live);
+    }
+
+    return false;
+}
+
+
 bool
 ngx_http_dynroute_live_draining(ngx_http_dynroute_live_t *live) noexcept
 {

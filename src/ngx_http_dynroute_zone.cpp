@@ -20,6 +20,7 @@
 #include "ngx_http_dynroute_services.hpp"
 #include "ngx_http_dynroute_table.hpp"
 #include "ngx_stream_dynroute_metrics.hpp"
+#include "ngx_stream_dynroute_runtime.hpp"
 #include "metrics.hpp"
 
 
@@ -123,6 +124,64 @@ ngx_http_dynroute_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
 
 /*
+ * With a zone: no name of http{} may begin with "stream/", which the
+ * runtime state gives stream{}'s names (dynroute::stream_ns).
+ */
+
+static ngx_int_t
+ngx_http_dynroute_reserved(ngx_conf_t *cf,
+    ngx_http_dynroute_main_conf_t *dmcf, ngx_http_upstream_srv_conf_t **up,
+    ngx_uint_t nup) noexcept
+{
+    ngx_uint_t                     i;
+    ngx_http_dynroute_table_t    **tp;
+    ngx_http_dynroute_rollout_t  **rp;
+
+    auto refuse = [&](const char *what, ngx_str_t *name, u_char *file,
+                      ngx_uint_t line)
+    {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "%s \"%V\" in %s:%ui: a name that begins with "
+                      "\"stream/\" is the runtime state's for stream{} "
+                      "(with a dynroute_zone): rename it", what, name, file,
+                      line);
+        return NGX_ERROR;
+    };
+
+    auto reserved = [](const ngx_str_t &name) {
+        return !dynroute::in_ns(ngx_http_dynroute_view(name), "");
+    };
+
+    tp = static_cast<ngx_http_dynroute_table_t **>(dmcf->tables.elts);
+
+    for (i = 0; i < dmcf->tables.nelts; i++) {
+        if (reserved(tp[i]->name)) {
+            return refuse("dynroute_table", &tp[i]->name, tp[i]->file,
+                          tp[i]->line);
+        }
+    }
+
+    rp = static_cast<ngx_http_dynroute_rollout_t **>(dmcf->rollouts.elts);
+
+    for (i = 0; i < dmcf->rollouts.nelts; i++) {
+        if (reserved(rp[i]->name)) {
+            return refuse("dynroute_rollout", &rp[i]->name, rp[i]->file,
+                          rp[i]->line);
+        }
+    }
+
+    for (i = 0; i < nup; i++) {
+        if (up[i]->srv_conf && reserved(up[i]->host)) {
+            return refuse("upstream", &up[i]->host, up[i]->file_name,
+                          up[i]->line);
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/*
  * After everything is parsed (postconfiguration): what the runtime state is
  * checked against, and this worker's splits, sized for the configuration.
  */
@@ -193,6 +252,15 @@ ngx_http_dynroute_live_init(ngx_conf_t *cf,
             if (m) {
                 live->groups.push_back(m);
             }
+        }
+
+        /* stream/: stream{}'s names in the runtime state */
+
+        if (dmcf->zone
+            && ngx_http_dynroute_reserved(cf, dmcf, up, umcf->upstreams.nelts)
+               != NGX_OK)
+        {
+            return NGX_ERROR;
         }
 
         for (i = 0; i < dmcf->rollouts.nelts; i++) {
@@ -295,6 +363,12 @@ ngx_http_dynroute_intern(ngx_http_dynroute_live_t *live, ngx_log_t *log)
 
     std::vector<std::pair<dynroute::NameId, ngx_http_dynroute_target_t *>>
         targets;
+
+    /* stream{}'s names, when the stream part is built */
+
+    if (ngx_stream_dynroute_runtime_intern != NULL) {
+        ngx_stream_dynroute_runtime_intern(dmcf->cycle, live, id);
+    }
 
     ngx_http_dynroute_targets_each(dmcf, [&](ngx_http_dynroute_target_t &t) {
         targets.emplace_back(id(ngx_http_dynroute_view(t.name)), &t);
@@ -1787,6 +1861,16 @@ ngx_http_dynroute_init_zone(ngx_shm_zone_t *shm_zone, void *data) noexcept
      */
 
     try {
+        /* stream{}'s names, checked by the runtime state as http{}'s
+         * (once: a zone is initialised once per cycle) */
+
+        if (ngx_stream_dynroute_runtime_schema != NULL
+            && !live->stream_schema)
+        {
+            ngx_stream_dynroute_runtime_schema(dmcf->cycle, live->schema);
+            live->stream_schema = true;
+        }
+
         if (!ngx_http_dynroute_intern(live, log)
             || !ngx_http_dynroute_cells_configured(live, log))
         {

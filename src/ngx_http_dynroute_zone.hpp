@@ -116,8 +116,10 @@ struct ngx_http_dynroute_live_t {
     ngx_str_t                                          zone_name{};
     uint64_t                                           config = 0;
 
-    /* the registry's targets, as the runtime state checks names */
+    /* the registry's targets, as the runtime state checks names; with
+     * stream{}'s, once added (init_zone) */
     dynroute::Schema                                   schema;
+    bool                                               stream_schema = false;
 
     /* the zone's ids of this configuration's names (init_zone) */
     std::unordered_map<std::string, dynroute::NameId>  ids;
@@ -160,6 +162,13 @@ dynroute::GroupView ngx_http_dynroute_view_group(
     ngx_http_dynroute_live_t *live, ngx_http_dynroute_version_t *v,
     ngx_uint_t i) noexcept;
 void ngx_http_dynroute_view_reset(ngx_http_dynroute_live_t *live) noexcept;
+
+/* for the stream module (ngx_stream_dynroute_runtime.cpp): the ids of
+ * host's runtime entry (host lowercase, no trailing dot; hash
+ * dynroute::Table::hash_host(host)), or false.  Syncs first. */
+bool ngx_http_dynroute_live_host_ids(ngx_http_dynroute_live_t *live,
+    std::string_view host, uint64_t hash, dynroute::NameId *table,
+    dynroute::NameId *target) noexcept;
 
 /* ngx_http_dynroute_state_file.cpp */
 

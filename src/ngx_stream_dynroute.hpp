@@ -75,17 +75,24 @@ typedef struct {
 
     uint64_t                        *counters;  /* the metrics' series,
                                                    or NULL */
+    uint32_t                         id;        /* the zone's NameId of
+                                                   stream/NAME */
 
     /* the named captures of each regex, in the core's order */
     std::vector<std::vector<ngx_stream_dynroute_capture_t>>  captures;
 } ngx_stream_dynroute_table_t;
 
 
+typedef struct ngx_stream_dynroute_runtime_s  ngx_stream_dynroute_runtime_t;
+
 typedef struct {
     ngx_array_t                      tables;     /* table_t * */
     ngx_array_t                      uses;       /* srv_conf_t * */
     ngx_array_t                      balancers;  /* upstream_srv_conf_t * */
     ngx_array_t                      rollouts;   /* rollout_t * */
+
+    /* the runtime state's side (ngx_stream_dynroute_runtime.cpp) */
+    ngx_stream_dynroute_runtime_t   *runtime;
 } ngx_stream_dynroute_main_conf_t;
 
 
@@ -108,3 +115,34 @@ bool ngx_stream_dynroute_linked() noexcept;
  * handler that counts the sessions of the servers with a table */
 ngx_int_t ngx_stream_dynroute_metrics_log_init(ngx_conf_t *cf,
     ngx_stream_dynroute_main_conf_t *dmcf) noexcept;
+
+/* ngx_stream_dynroute_module.cpp */
+
+/* the stream module's main configuration of a cycle, or NULL (no stream{},
+ * or nginx's stream module not loaded first) */
+ngx_stream_dynroute_main_conf_t *ngx_stream_dynroute_cycle_conf(
+    ngx_cycle_t *cycle) noexcept;
+
+/* a rollout's rule: a copy per variant, each to the variant's upstream */
+ngx_int_t ngx_stream_dynroute_rule_variants(ngx_pool_t *pool,
+    ngx_stream_dynroute_rule_t *rule) noexcept;
+
+/* ngx_stream_dynroute_runtime.cpp */
+
+/* postconfiguration: the runtime side, empty until the http zone interns
+ * the names */
+ngx_int_t ngx_stream_dynroute_runtime_init(ngx_conf_t *cf,
+    ngx_stream_dynroute_main_conf_t *dmcf) noexcept;
+
+/* connection time: the runtime host's rule for key (a name) in table, or
+ * NULL; never allocates or locks */
+ngx_stream_dynroute_rule_t *ngx_stream_dynroute_runtime_host(
+    ngx_stream_dynroute_runtime_t *rt, ngx_stream_dynroute_table_t *table,
+    ngx_str_t key) noexcept;
+
+/* connection time: what a rollout's pick goes by now, the runtime's
+ * weights and primary or the configured ones */
+dynroute::Split ngx_stream_dynroute_runtime_split(
+    ngx_stream_dynroute_runtime_t *rt,
+    const ngx_stream_dynroute_rollout_t *ro) noexcept;
+

@@ -24,27 +24,6 @@
 namespace m = dynroute::metrics;
 
 
-static ngx_stream_dynroute_main_conf_t *
-ngx_stream_dynroute_metrics_conf(ngx_cycle_t *cycle) noexcept
-{
-    ngx_stream_conf_ctx_t  *ctx;
-
-    if (!ngx_stream_dynroute_linked() || cycle->conf_ctx == NULL) {
-        return NULL;
-    }
-
-    ctx = reinterpret_cast<ngx_stream_conf_ctx_t *>(
-              cycle->conf_ctx[ngx_stream_module.index]);
-
-    if (ctx == NULL) {
-        return NULL;   /* no stream{} */
-    }
-
-    return static_cast<ngx_stream_dynroute_main_conf_t *>(
-               ctx->main_conf[ngx_stream_dynroute_module.ctx_index]);
-}
-
-
 ngx_int_t
 ngx_stream_dynroute_metrics_init(ngx_cycle_t *cycle,
     ngx_http_dynroute_main_conf_t *hmcf, ngx_slab_pool_t *shpool,
@@ -58,7 +37,7 @@ ngx_stream_dynroute_metrics_init(ngx_cycle_t *cycle,
     ngx_stream_dynroute_rollout_t   **rp;
     ngx_stream_dynroute_main_conf_t  *dmcf;
 
-    dmcf = ngx_stream_dynroute_metrics_conf(cycle);
+    dmcf = ngx_stream_dynroute_cycle_conf(cycle);
 
     if (dmcf == NULL || hmcf->metrics == NGX_HTTP_DYNROUTE_METRICS_OFF) {
         return NGX_OK;
@@ -148,7 +127,7 @@ ngx_stream_dynroute_metrics_read(ngx_cycle_t *cycle, m::Snapshot &s)
     ngx_stream_dynroute_rollout_t    **rp;
     ngx_stream_dynroute_main_conf_t   *dmcf;
 
-    dmcf = ngx_stream_dynroute_metrics_conf(cycle);
+    dmcf = ngx_stream_dynroute_cycle_conf(cycle);
 
     if (dmcf == NULL) {
         return;
@@ -192,13 +171,17 @@ ngx_stream_dynroute_metrics_read(ngx_cycle_t *cycle, m::Snapshot &s)
 
         ro.name = std::string(ngx_http_dynroute_view(rp[i]->name));
 
+        /* the live weights: the runtime's, or the configured ones */
+        dynroute::Split split = ngx_stream_dynroute_runtime_split(
+                                    dmcf->runtime, rp[i]);
+
         for (k = 0; k < rp[i]->variants.size(); k++) {
             const auto           &var = rp[i]->variants[k];
             m::StreamVariantStats &v = ro.variants.emplace_back();
 
             v.name = std::string(ngx_http_dynroute_view(var.name));
             v.upstream = std::string(ngx_http_dynroute_view(var.upstream));
-            v.weight = rp[i]->core->weight(k);
+            v.weight = split.weights[k];
             ngx_stream_dynroute_metrics_copy(var.counters, v.values.data(),
                                              m::session_width);
         }

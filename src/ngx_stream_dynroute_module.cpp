@@ -779,10 +779,31 @@ ngx_stream_dynroute_is_balancer(ngx_stream_upstream_srv_conf_t *uscf)
 }
 
 
+ngx_stream_dynroute_main_conf_t *
+ngx_stream_dynroute_cycle_conf(ngx_cycle_t *cycle) noexcept
+{
+    ngx_stream_conf_ctx_t  *ctx;
+
+    if (!ngx_stream_dynroute_linked() || cycle->conf_ctx == NULL) {
+        return NULL;
+    }
+
+    ctx = reinterpret_cast<ngx_stream_conf_ctx_t *>(
+              cycle->conf_ctx[ngx_stream_module.index]);
+
+    if (ctx == NULL) {
+        return NULL;   /* no stream{} */
+    }
+
+    return static_cast<ngx_stream_dynroute_main_conf_t *>(
+               ctx->main_conf[ngx_stream_dynroute_module.ctx_index]);
+}
+
+
 /* a rollout's rule: a copy per variant, each to the variant's upstream */
 
-static ngx_int_t
-ngx_stream_dynroute_rule_variants(ngx_conf_t *cf,
+ngx_int_t
+ngx_stream_dynroute_rule_variants(ngx_pool_t *pool,
     ngx_stream_dynroute_rule_t *rule) noexcept
 {
     size_t                          i, n;
@@ -793,9 +814,9 @@ ngx_stream_dynroute_rule_variants(ngx_conf_t *cf,
     n = ro->variants.size();
 
     d = static_cast<ngx_stream_dynroute_dest_t *>(
-            ngx_pcalloc(cf->pool, n * sizeof(ngx_stream_dynroute_dest_t)));
+            ngx_pcalloc(pool, n * sizeof(ngx_stream_dynroute_dest_t)));
     rule->variants = static_cast<ngx_stream_dynroute_rule_t *>(
-                         ngx_pcalloc(cf->pool,
+                         ngx_pcalloc(pool,
                                      n * sizeof(ngx_stream_dynroute_rule_t)));
     if (d == NULL || rule->variants == NULL) {
         return NGX_ERROR;
@@ -959,7 +980,7 @@ ngx_stream_dynroute_check_table(ngx_conf_t *cf,
 
     for (auto &r : table->rules) {
         if (r.dest->rollout
-            && ngx_stream_dynroute_rule_variants(cf, &r) != NGX_OK)
+            && ngx_stream_dynroute_rule_variants(cf->pool, &r) != NGX_OK)
         {
             return NGX_ERROR;
         }
@@ -994,6 +1015,8 @@ ngx_stream_dynroute_postconfiguration(ngx_conf_t *cf) noexcept
     rp = static_cast<ngx_stream_dynroute_rollout_t **>(dmcf->rollouts.elts);
 
     for (i = 0; i < dmcf->rollouts.nelts; i++) {
+        rp[i]->index = i;
+
         if (ngx_stream_dynroute_rollout_check(cf, rp[i], &umcf->upstreams)
             != NGX_OK)
         {
@@ -1041,6 +1064,10 @@ ngx_stream_dynroute_postconfiguration(ngx_conf_t *cf) noexcept
         }
     }
 
+    if (ngx_stream_dynroute_runtime_init(cf, dmcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return ngx_stream_dynroute_metrics_log_init(cf, dmcf);
 }
 
@@ -1065,6 +1092,7 @@ ngx_stream_dynroute_decide(ngx_stream_session_t *s) noexcept
     ngx_stream_dynroute_rule_t      *rule;
     ngx_stream_dynroute_table_t     *table;
     ngx_stream_dynroute_srv_conf_t  *dscf;
+    ngx_stream_dynroute_main_conf_t *dmcf;
 
     rule = static_cast<ngx_stream_dynroute_rule_t *>(
                ngx_stream_get_module_ctx(s, ngx_stream_dynroute_module));
@@ -1103,61 +1131,73 @@ ngx_stream_dynroute_decide(ngx_stream_session_t *s) noexcept
     }
 
     if (table->counters && key.len == 0) {
-        ngx_http_dynroute_count(&table->counters[dynroute::metrics::x_unnamed]);
+        ngx_http_dynroute_count(
+            &table->counters[dynroute::metrics::x_unnamed]);
     }
 
-    d = table->core.find(ngx_http_dynroute_view(key));
+    /* a runtime host of the table first, as in http */
 
-    if (d.error()) {
-        ngx_log_error(NGX_LOG_ERR, c->log, 0,
-                      "dynroute: a regex of table \"%V\" failed on \"%V\", "
-                      "the default applies", &table->name, &key);
+    dmcf = static_cast<ngx_stream_dynroute_main_conf_t *>(
+               ngx_stream_get_module_main_conf(s, ngx_stream_dynroute_module));
 
-        if (table->counters) {
-            ngx_http_dynroute_count(&table->counters[
-                                        dynroute::metrics::x_regex_errors]);
-        }
-    }
+    rule = (key.len && dmcf->runtime)
+           ? ngx_stream_dynroute_runtime_host(dmcf->runtime, table, key)
+           : NULL;
 
-    if (d.rule == dynroute::no_rule) {
-        if (table->counters) {
-            ngx_http_dynroute_count(&table->counters[
-                                        dynroute::metrics::x_unrouted]);
-        }
+    if (rule == NULL) {
+        d = table->core.find(ngx_http_dynroute_view(key));
 
-        ngx_log_error(NGX_LOG_INFO, c->log, 0,
-                      "dynroute: no rule of table \"%V\" matches \"%V\" and "
-                      "it has no default: closing the connection of "
-                      "client %V", &table->name, &key, &c->addr_text);
+        if (d.error()) {
+            ngx_log_error(NGX_LOG_ERR, c->log, 0,
+                          "dynroute: a regex of table \"%V\" failed on "
+                          "\"%V\", the default applies", &table->name, &key);
 
-        ngx_stream_set_ctx(s, &ngx_stream_dynroute_none,
-                           ngx_stream_dynroute_module);
-        return NULL;
-    }
-
-    if (d.regex >= 0
-        && static_cast<size_t>(d.regex) < table->captures.size())
-    {
-        for (const auto &cap : table->captures[d.regex]) {
-            size_t  b, e;
-
-            cv = &s->variables[cap.index];
-
-            if (table->core.group(cap.group, b, e)) {
-                cv->data = key.data + b;
-                cv->len = e - b;
-                cv->valid = 1;
-                cv->no_cacheable = 0;
-                cv->not_found = 0;
-
-            } else {
-                cv->valid = 0;
-                cv->not_found = 1;
+            if (table->counters) {
+                ngx_http_dynroute_count(
+                    &table->counters[dynroute::metrics::x_regex_errors]);
             }
         }
-    }
 
-    rule = &table->rules[d.rule];
+        if (d.rule == dynroute::no_rule) {
+            if (table->counters) {
+                ngx_http_dynroute_count(
+                    &table->counters[dynroute::metrics::x_unrouted]);
+            }
+
+            ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                          "dynroute: no rule of table \"%V\" matches \"%V\" "
+                          "and it has no default: closing the connection of "
+                          "client %V", &table->name, &key, &c->addr_text);
+
+            ngx_stream_set_ctx(s, &ngx_stream_dynroute_none,
+                               ngx_stream_dynroute_module);
+            return NULL;
+        }
+
+        if (d.regex >= 0
+            && static_cast<size_t>(d.regex) < table->captures.size())
+        {
+            for (const auto &cap : table->captures[d.regex]) {
+                size_t  b, e;
+
+                cv = &s->variables[cap.index];
+
+                if (table->core.group(cap.group, b, e)) {
+                    cv->data = key.data + b;
+                    cv->len = e - b;
+                    cv->valid = 1;
+                    cv->no_cacheable = 0;
+                    cv->not_found = 0;
+
+                } else {
+                    cv->valid = 0;
+                    cv->not_found = 1;
+                }
+            }
+        }
+
+        rule = &table->rules[d.rule];
+    }
 
     if (rule->variants) {
         /* a key that reads $dynroute_* (through a map) finds nothing */
@@ -1165,7 +1205,9 @@ ngx_stream_dynroute_decide(ngx_stream_session_t *s) noexcept
                            ngx_stream_dynroute_module);
 
         rule = &rule->variants[ngx_stream_dynroute_rollout_pick(s,
-                                   rule->dest->rollout)];
+                   rule->dest->rollout,
+                   ngx_stream_dynroute_runtime_split(dmcf->runtime,
+                                                     rule->dest->rollout))];
     }
 
     ngx_stream_set_ctx(s, rule, ngx_stream_dynroute_module);

@@ -495,7 +495,8 @@ ngx_stream_dynroute_rollout_address(ngx_connection_t *c,
 
 ngx_uint_t
 ngx_stream_dynroute_rollout_pick(ngx_stream_session_t *s,
-    const ngx_stream_dynroute_rollout_t *ro) noexcept
+    const ngx_stream_dynroute_rollout_t *ro, const dynroute::Split &split)
+    noexcept
 {
     ngx_uint_t                    v;
     dynroute::Address             addr;
@@ -523,7 +524,7 @@ ngx_stream_dynroute_rollout_pick(ngx_stream_session_t *s,
         in.address = &addr;
     }
 
-    v = ro->core->pick(in);
+    v = ro->core->pick(in, split);
 
     ngx_log_debug4(NGX_LOG_DEBUG_STREAM, s->connection->log, 0,
                    "dynroute: rollout \"%V\" variant \"%V\" for key "

@@ -36,6 +36,9 @@ typedef struct {
     u_char                                     *file;
     ngx_uint_t                                  line;
 
+    ngx_uint_t                                  index;  /* in the main
+                                                           configuration's
+                                                           rollouts */
     std::unique_ptr<dynroute::Rollout>          core;
     std::vector<ngx_stream_dynroute_variant_t>  variants;
 
@@ -59,7 +62,8 @@ ngx_int_t ngx_stream_dynroute_rollout_check(ngx_conf_t *cf,
 
 /* connection time: the session's variant (an index into variants) */
 ngx_uint_t ngx_stream_dynroute_rollout_pick(ngx_stream_session_t *s,
-    const ngx_stream_dynroute_rollout_t *ro) noexcept;
+    const ngx_stream_dynroute_rollout_t *ro, const dynroute::Split &split)
+    noexcept;
 
 
 /* ngx_stream_dynroute_module.cpp */

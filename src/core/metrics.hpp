@@ -250,8 +250,8 @@ struct StreamTableStats {
 
 struct StreamVariantStats {
     std::string name;
-    std::string upstream;  // configured
-    std::uint32_t weight = 0;  // configured, in 0.01 %
+    std::string upstream;  // configured (never flipped)
+    std::uint32_t weight = 0;  // live, in 0.01 %
     std::array<std::uint64_t, session_width> values{};
 };
 

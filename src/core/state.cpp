@@ -45,6 +45,35 @@ std::string with_hosts(const json &j, const HostMap &hosts)
     return out;
 }
 
+// The hosts of the tables of namespace ns, their names without its prefix;
+// every host for ns "" when there is no stream name at all (the usual case:
+// no copy).
+HostMap hosts_of(const HostMap &hosts, std::string_view ns)
+{
+    HostMap out;
+
+    for (const auto &[host, e] : hosts) {
+        if (in_ns(e.table, ns)) {
+            out.emplace(host, HostEntry{std::string(strip_ns(e.table, ns)),
+                                        std::string(strip_ns(e.target, ns))});
+        }
+    }
+
+    return out;
+}
+
+std::string with_hosts(const json &j, const HostMap &hosts,
+                       std::string_view ns)
+{
+    for (const auto &h : hosts) {
+        if (!in_ns(h.second.table, "")) {
+            return with_hosts(j, hosts_of(hosts, ns));
+        }
+    }
+
+    return with_hosts(j, ns.empty() ? hosts : HostMap());
+}
+
 json weight_json(std::uint32_t w)
 {
     if (w % 100 == 0) {
@@ -99,8 +128,27 @@ const char *nor_service(const Schema &schema)
     return schema.services.upstream.empty() ? "" : ", nor a runtime service";
 }
 
+// 409 when host is a runtime host of a table of the other namespace: a
+// host is in one table, and a write of one namespace never takes it from
+// the other
+void other_ns_host(const HostMap &hosts, const std::string &host,
+                   std::string_view ns)
+{
+    auto it = hosts.find(host);
+
+    if (it != hosts.end() && !in_ns(it->second.table, ns)) {
+        throw ApiError(409, "host " + dynroute::quoted(host)
+                            + " is a runtime host of "
+                            + (ns.empty() ? "stream table " : "table ")
+                            + dynroute::quoted(strip_ns(it->second.table,
+                                                        stream_ns))
+                            + ": delete it there first");
+    }
+}
+
 HostEntry host_entry(const Schema &schema, const State &state,
-                     const std::string &host, const input &body)
+                     const std::string &host, const input &body,
+                     std::string_view ns)
 {
     if (!body.is_object()) {
         throw ApiError(400, "the entry of host " + dynroute::quoted(host)
@@ -112,11 +160,11 @@ HostEntry host_entry(const Schema &schema, const State &state,
 
     for (const auto &[key, v] : body.items()) {
         if (key == "target") {
-            e.target = string_field(v, "\"target\"");
+            e.target = std::string(ns) + string_field(v, "\"target\"");
             target = true;
 
         } else if (key == "table") {
-            e.table = string_field(v, "\"table\"");
+            e.table = std::string(ns) + string_field(v, "\"table\"");
 
         } else {
             throw ApiError(400, "unknown field " + dynroute::quoted(key)
@@ -130,32 +178,51 @@ HostEntry host_entry(const Schema &schema, const State &state,
                             + " has no \"target\"");
     }
 
-    if (!is_runtime_target(state, schema, e.target)
+    const char *where = ns.empty() ? "" : " in stream{}";
+
+    if (!in_ns(e.target, ns) || !is_runtime_target(state, schema, e.target)
         || e.target.size() > 255)
     {
-        throw ApiError(400, dynroute::quoted(e.target) + " is neither an upstream{} "
-                            "nor a dynroute_rollout of the configuration"
-                            + nor_service(schema));
+        throw ApiError(400, dynroute::quoted(strip_ns(e.target, ns))
+                            + " is neither an upstream{} nor a "
+                              "dynroute_rollout of the configuration"
+                            + std::string(where)
+                            + (ns.empty() ? nor_service(schema) : ""));
     }
 
-    if (e.table.empty()) {
-        if (schema.tables.size() == 1) {
-            e.table = schema.tables[0];
+    std::vector<const std::string *> tables;
 
-        } else if (schema.tables.empty()) {
-            throw ApiError(400, "the configuration has no dynroute_table");
+    for (const auto &t : schema.tables) {
+        if (in_ns(t, ns)) {
+            tables.push_back(&t);
+        }
+    }
+
+    // no "table", or "": the only table of the namespace
+    if (e.table.size() <= ns.size()) {
+        if (tables.size() == 1) {
+            e.table = *tables[0];
+
+        } else if (tables.empty()) {
+            throw ApiError(400, "the configuration has no dynroute_table"
+                                + std::string(where));
 
         } else {
             std::string names;
-            for (const auto &t : schema.tables) {
-                names += (names.empty() ? "" : ", ") + dynroute::quoted(t);
+            for (const auto *t : tables) {
+                names += (names.empty() ? "" : ", ")
+                         + dynroute::quoted(strip_ns(*t, ns));
             }
             throw ApiError(400, "say which \"table\" host " + dynroute::quoted(host)
                                 + " belongs to: " + names);
         }
 
-    } else if (!schema.has_table(e.table) || e.table.size() > 255) {
-        throw ApiError(400, "no dynroute_table " + dynroute::quoted(e.table));
+    } else if (!in_ns(e.table, ns) || !schema.has_table(e.table)
+               || e.table.size() > 255)
+    {
+        throw ApiError(400, "no dynroute_table "
+                            + dynroute::quoted(strip_ns(e.table, ns))
+                            + std::string(where));
     }
 
     return e;
@@ -262,13 +329,15 @@ json rollout_json(const State &state, const RolloutInfo &info)
                                                           : &it->second;
     Effective e = effective(info, o);
     json variants = json::object();
+    std::string_view ns = in_ns(info.name, stream_ns) ? stream_ns
+                                                      : std::string_view();
 
     for (std::size_t i = 0; i < info.variants.size(); i++) {
         variants[info.variants[i]] = {
             {"weight", weight_json(e.weights[i])},
-            {"upstream", e.upstreams[i]},
+            {"upstream", strip_ns(e.upstreams[i], ns)},
             {"configured_weight", weight_json(info.weights[i])},
-            {"configured_upstream", info.upstreams[i]},
+            {"configured_upstream", strip_ns(info.upstreams[i], ns)},
         };
     }
 
@@ -325,6 +394,23 @@ const RolloutInfo *Schema::rollout(std::string_view name) const noexcept
         }
     }
     return nullptr;
+}
+
+bool in_ns(std::string_view name, std::string_view ns) noexcept
+{
+    bool stream = name.substr(0, stream_ns.size()) == stream_ns;
+
+    return ns.empty() ? !stream : stream && ns == stream_ns;
+}
+
+std::string_view strip_ns(std::string_view name, std::string_view ns)
+    noexcept
+{
+    if (!ns.empty() && name.substr(0, ns.size()) == ns) {
+        name.remove_prefix(ns.size());
+    }
+
+    return name;
 }
 
 bool Schema::has_table(std::string_view name) const noexcept
@@ -776,8 +862,9 @@ void patch_upstreams(const Schema &schema, const State &state,
         const std::string &u = string_field(
             value, "the upstream of variant " + dynroute::quoted(variant));
 
-        if (schema.upstreams.find(u) == schema.upstreams.end()
-            && state.services.find(u) == state.services.end())
+        if (!in_ns(u, "")
+            || (schema.upstreams.find(u) == schema.upstreams.end()
+                && state.services.find(u) == state.services.end()))
         {
             throw ApiError(400, dynroute::quoted(u)
                                 + " is not an upstream{} of the "
@@ -817,7 +904,15 @@ void patch_rollout(State &state, const Schema &schema, std::string_view name,
     // an operator's write clears a trip; the fleet's agent replays one
     o.trip = GuardTrip();
 
+    bool stream = in_ns(info->name, stream_ns);
+
     for (const auto &[key, v] : j.items()) {
+        if (stream && (key == "upstreams" || key == "guard")) {
+            throw ApiError(400, "a stream rollout changes its \"weights\" "
+                                "and its \"primary\" at run time, not its "
+                                + dynroute::quoted(key));
+        }
+
         if (key == "weights") {
             patch_weights(*info, v, o);
 
@@ -942,11 +1037,14 @@ void trip_guard(State &state, const Schema &schema, std::string_view rollout,
 }
 
 bool put_host(State &state, const Schema &schema, std::string_view host,
-              std::string_view body)
+              std::string_view body, std::string_view ns)
 {
     std::string key = host_key(host);
     HostEntry e = host_entry(schema, state, key,
-                             parse_object(body, "the request body"));
+                             parse_object(body, "the request body"), ns);
+
+    other_ns_host(state.hosts, key, ns);
+
     auto [it, added] = state.hosts.try_emplace(key, e);
 
     if (!added) {
@@ -956,13 +1054,17 @@ bool put_host(State &state, const Schema &schema, std::string_view host,
     return added;
 }
 
-void delete_host(State &state, std::string_view host)
+void delete_host(State &state, std::string_view host, std::string_view ns)
 {
     std::string key = host_key(host);
+    auto it = state.hosts.find(key);
 
-    if (state.hosts.erase(key) == 0) {
-        throw ApiError(404, "no runtime host " + dynroute::quoted(key));
+    if (it == state.hosts.end() || !in_ns(it->second.table, ns)) {
+        throw ApiError(404, "no runtime host " + dynroute::quoted(key)
+                            + (ns.empty() ? "" : " in stream{}"));
     }
+
+    state.hosts.erase(it);
 }
 
 void put_fleet(State &state, std::string_view body)
@@ -1012,7 +1114,7 @@ std::string render_fleet(const State &state)
 }
 
 BulkResult patch_hosts(State &state, const Schema &schema,
-                       std::string_view body)
+                       std::string_view body, std::string_view ns)
 {
     input j = parse_object(body, "the request body");
     HostMap hosts = state.hosts;
@@ -1020,17 +1122,23 @@ BulkResult patch_hosts(State &state, const Schema &schema,
 
     for (const auto &[host, v] : j.items()) {
         std::string key = host_key(host);
+        auto at = hosts.find(key);
 
         if (v.is_null()) {
-            if (hosts.erase(key) == 0) {
-                throw ApiError(404, "no runtime host " + dynroute::quoted(key));
+            if (at == hosts.end() || !in_ns(at->second.table, ns)) {
+                throw ApiError(404, "no runtime host " + dynroute::quoted(key)
+                                    + (ns.empty() ? "" : " in stream{}"));
             }
+            hosts.erase(at);
             r.removed++;
             continue;
         }
 
+        HostEntry e = host_entry(schema, state, key, v, ns);
+        other_ns_host(hosts, key, ns);
+
         auto [it, added] = hosts.try_emplace(key);
-        it->second = host_entry(schema, state, key, v);
+        it->second = std::move(e);
         (added ? r.added : r.replaced)++;
     }
 
@@ -1040,7 +1148,7 @@ BulkResult patch_hosts(State &state, const Schema &schema,
 }
 
 std::string render_state(const State &state, const Schema &schema,
-                         std::string_view zone)
+                         std::string_view zone, std::string_view ns)
 {
     json tables = json::object();
     std::map<std::string, std::size_t> counts;
@@ -1050,18 +1158,35 @@ std::string render_state(const State &state, const Schema &schema,
     }
 
     for (std::size_t i = 0; i < schema.tables.size(); i++) {
-        tables[schema.tables[i]] = {
+        if (!in_ns(schema.tables[i], ns)) {
+            continue;
+        }
+
+        std::string name(strip_ns(schema.tables[i], ns));
+
+        tables[name] = {
             {"rules", schema.table_rules[i]},
             {"hosts", counts[schema.tables[i]]},
         };
         if (i < schema.table_keys.size() && !schema.table_keys[i].empty()) {
-            tables[schema.tables[i]]["key"] = schema.table_keys[i];
+            tables[name]["key"] = schema.table_keys[i];
         }
     }
 
     json rollouts = json::object();
     for (const auto &info : schema.rollouts) {
-        rollouts[info.name] = rollout_json(state, info);
+        if (in_ns(info.name, ns)) {
+            rollouts[std::string(strip_ns(info.name, ns))] =
+                rollout_json(state, info);
+        }
+    }
+
+    // what a flip may name (a fleet's tools check changes against it)
+    json upstreams = json::array();
+    for (const auto &u : schema.upstreams) {
+        if (in_ns(u, ns)) {
+            upstreams.push_back(strip_ns(u, ns));
+        }
     }
 
     json j = {
@@ -1070,8 +1195,7 @@ std::string render_state(const State &state, const Schema &schema,
         {"zone", std::string(zone)},
         {"tables", std::move(tables)},
         {"rollouts", std::move(rollouts)},
-        // what a flip may name (a fleet's tools check changes against it)
-        {"upstreams", schema.upstreams},
+        {"upstreams", std::move(upstreams)},
     };
 
     if (state.fleet.set) {
@@ -1079,7 +1203,7 @@ std::string render_state(const State &state, const Schema &schema,
                       {"stale", state.fleet.stale}};
     }
 
-    return with_hosts(j, state.hosts);
+    return with_hosts(j, state.hosts, ns);
 }
 
 std::string render_rollout(const State &state, const Schema &schema,
@@ -1092,7 +1216,7 @@ std::string render_rollout(const State &state, const Schema &schema,
     }
 
     json j = rollout_json(state, *info);
-    j["name"] = info->name;
+    j["name"] = strip_ns(info->name, stream_ns);
     j["generation"] = state.generation;
 
     return text(j);
@@ -1108,31 +1232,33 @@ std::string render_rollout_change(const State &state, const Schema &schema,
     }
 
     json r = rollout_json(state, *info);
-    r["name"] = info->name;
+    r["name"] = strip_ns(info->name, stream_ns);
 
     json j = {{"generation", state.generation}, {"rollout", std::move(r)}};
     return text(j);
 }
 
-std::string render_hosts(const State &state)
+std::string render_hosts(const State &state, std::string_view ns)
 {
     json j = {{"generation", state.generation}};
-    return with_hosts(j, state.hosts);
+    return with_hosts(j, state.hosts, ns);
 }
 
-std::string render_host(const State &state, std::string_view host)
+std::string render_host(const State &state, std::string_view host,
+                        std::string_view ns)
 {
     std::string key = host_key(host);
     auto it = state.hosts.find(key);
 
-    if (it == state.hosts.end()) {
-        throw ApiError(404, "no runtime host " + dynroute::quoted(key));
+    if (it == state.hosts.end() || !in_ns(it->second.table, ns)) {
+        throw ApiError(404, "no runtime host " + dynroute::quoted(key)
+                            + (ns.empty() ? "" : " in stream{}"));
     }
 
     json j = {
         {"host", key},
-        {"table", it->second.table},
-        {"target", it->second.target},
+        {"table", strip_ns(it->second.table, ns)},
+        {"target", strip_ns(it->second.target, ns)},
         {"generation", state.generation},
     };
     return text(j);

@@ -69,6 +69,21 @@ struct Schema {
     std::string name_clash(std::string_view name) const;
 };
 
+// stream{}'s tables, upstreams and rollouts are in the same runtime state
+// as http{}'s, their names with this prefix (docs/design/stream.md): the
+// API's {prefix}stream/... resources see them without it, and its other
+// resources do not see them.  A namespace ("" or stream_ns) is the
+// argument ns of the functions below.
+inline constexpr std::string_view stream_ns = "stream/";
+
+// Whether name is of namespace ns: ns "" holds every name without the
+// stream prefix.
+bool in_ns(std::string_view name, std::string_view ns) noexcept;
+
+// name without ns's prefix (name as it is when it is not of ns)
+std::string_view strip_ns(std::string_view name, std::string_view ns)
+    noexcept;
+
 // Why a rollout's guard took a variant out (docs/design/canary.md).
 enum class GuardReason : std::uint8_t { errors = 0, latency = 1 };
 inline constexpr std::size_t guard_reasons = 2;
@@ -217,10 +232,15 @@ void reset_rollout(State &state, const Schema &schema, std::string_view name);
 void trip_guard(State &state, const Schema &schema, std::string_view rollout,
                 std::string_view variant, GuardReason reason,
                 std::string_view detail, std::uint64_t at_ms);
-// Returns true when the host is new.
+// Runtime hosts of the tables of namespace ns: the body's "table" and
+// "target" are named without ns's prefix, the default table is the only
+// table of ns, the target must be of ns.  A host is in one table: a host
+// of another namespace's table is 409.  Returns true when the host is new.
 bool put_host(State &state, const Schema &schema, std::string_view host,
-              std::string_view body);
-void delete_host(State &state, std::string_view host);
+              std::string_view body, std::string_view ns = {});
+// 404 when the host is not a runtime host of a table of ns
+void delete_host(State &state, std::string_view host,
+                 std::string_view ns = {});
 // {"revision": N, "stale": false}
 void put_fleet(State &state, std::string_view body);
 
@@ -228,7 +248,7 @@ struct BulkResult {
     std::size_t added = 0, replaced = 0, removed = 0;
 };
 BulkResult patch_hosts(State &state, const Schema &schema,
-                       std::string_view body);
+                       std::string_view body, std::string_view ns = {});
 
 // Servers and services (members.cpp).  GROUP is an upstream with
 // dynroute_servers or a runtime service; ADDR any spelling parse_address()
@@ -284,15 +304,18 @@ std::string render_server(const State &state, const Schema &schema,
 std::string render_services(const State &state, const Schema &schema);
 std::string render_service(const State &state, const Schema &schema,
                            std::string_view name);
+// The answers of namespace ns show its names without the prefix and
+// nothing of the other namespace.  A rollout's name is given with it.
 std::string render_state(const State &state, const Schema &schema,
-                         std::string_view zone);
+                         std::string_view zone, std::string_view ns = {});
 std::string render_rollout(const State &state, const Schema &schema,
                            std::string_view name);  // throws ApiError 404
 // A change's answer: {"generation": N, "rollout": {...}}.
 std::string render_rollout_change(const State &state, const Schema &schema,
                                   std::string_view name);
-std::string render_hosts(const State &state);
-std::string render_host(const State &state, std::string_view host);
+std::string render_hosts(const State &state, std::string_view ns = {});
+std::string render_host(const State &state, std::string_view host,
+                        std::string_view ns = {});
 std::string render_generation(const State &state);
 std::string render_bulk(const State &state, const BulkResult &r);
 std::string render_error(std::string_view message);

@@ -423,7 +423,7 @@ function streamVariantRow(r, v, span) {
 }
 
 const STREAM_VARIANT_HEAD = [
-  ['Variant', ''], ['Upstream', 'configured'], ['Weight', 'configured'],
+  ['Variant', ''], ['Upstream', 'configured'], ['Weight', 'live'],
   ['Conns/s', 'sessions it served that ended, over the window'],
   ['Failed', 'share of them that ended with 500, 502 or 503'],
   ['p99', 'session time, 99th percentile over the window'],

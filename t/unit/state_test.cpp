@@ -10,6 +10,8 @@
 #include "rollout.hpp"
 #include "state.hpp"
 
+#include <nlohmann/json.hpp>
+
 using namespace dynroute;
 
 namespace {
@@ -455,4 +457,155 @@ TEST(State, RenderNamesATableKey)
               std::string::npos) << out;
     EXPECT_NE(out.find("\"main\":{\"rules\":3,\"hosts\":0}"),
               std::string::npos) << out;
+}
+
+namespace {
+
+// schema() with stream{}'s: a table "sni" (the http table is "main"),
+// upstreams db_a and db_b, a rollout "db", all with the stream prefix
+Schema with_stream()
+{
+    Schema s = schema();
+    RolloutInfo db;
+    db.name = "stream/db";
+    db.variants = {"stable", "canary"};
+    db.weights = {10000, 0};
+    db.upstreams = {"stream/db_a", "stream/db_b"};
+    s.rollouts.push_back(db);
+    s.tables.push_back("stream/sni");
+    s.table_rules.push_back(2);
+    s.upstreams.insert({"stream/db_a", "stream/db_b"});
+    return s;
+}
+
+}  // namespace
+
+TEST(State, NamespaceOfAName)
+{
+    EXPECT_TRUE(in_ns("main", ""));
+    EXPECT_FALSE(in_ns("main", stream_ns));
+    EXPECT_TRUE(in_ns("stream/sni", stream_ns));
+    EXPECT_FALSE(in_ns("stream/sni", ""));
+    EXPECT_FALSE(in_ns("streamx/sni", stream_ns));
+    EXPECT_TRUE(in_ns("streamx/sni", ""));
+    EXPECT_EQ(strip_ns("stream/sni", stream_ns), "sni");
+    EXPECT_EQ(strip_ns("main", stream_ns), "main");
+    EXPECT_EQ(strip_ns("stream/sni", ""), "stream/sni");
+}
+
+// Each namespace's hosts go to its own tables and targets, its default
+// table is its only one, and neither sees nor takes the other's.
+TEST(State, StreamHostsAreApart)
+{
+    State st;
+    Schema sc = with_stream();
+
+    // one table in each namespace: no "table" needed in either
+    EXPECT_TRUE(put_host(st, sc, "api.example.com",
+                         R"({"target":"service_a"})"));
+    EXPECT_TRUE(put_host(st, sc, "db.example.com", R"({"target":"db_a"})",
+                         stream_ns));
+    EXPECT_EQ(st.hosts["api.example.com"], (HostEntry{"main", "service_a"}));
+    EXPECT_EQ(st.hosts["db.example.com"],
+              (HostEntry{"stream/sni", "stream/db_a"}));
+    EXPECT_TRUE(put_host(st, sc, "r.example.com",
+                         R"({"target":"db","table":"sni"})", stream_ns));
+    EXPECT_EQ(st.hosts["r.example.com"],
+              (HostEntry{"stream/sni", "stream/db"}));
+
+    // a target or table of the other namespace is not one
+    EXPECT_EQ(status_of([&] { put_host(st, sc, "x.example.com",
+                                       R"({"target":"service_a"})",
+                                       stream_ns); }), 400);
+    EXPECT_EQ(status_of([&] { put_host(st, sc, "x.example.com",
+                                       R"({"target":"db_a"})"); }), 400);
+    EXPECT_EQ(status_of([&] { put_host(st, sc, "x.example.com",
+                                       R"({"target":"stream/db_a"})"); }),
+              400);
+    EXPECT_EQ(status_of([&] { put_host(st, sc, "x.example.com",
+                                       R"({"target":"db_a","table":"main"})",
+                                       stream_ns); }), 400);
+    EXPECT_EQ(status_of([&] { put_host(st, sc, "x.example.com",
+                                       R"({"target":"service_a",)"
+                                       R"("table":"stream/sni"})"); }), 400);
+
+    // a host of one namespace is not taken, read or deleted by the other
+    EXPECT_EQ(status_of([&] { put_host(st, sc, "db.example.com",
+                                       R"({"target":"service_a"})"); }), 409);
+    EXPECT_EQ(status_of([&] { patch_hosts(st, sc,
+                                          R"({"api.example.com":)"
+                                          R"({"target":"db_b"}})",
+                                          stream_ns); }), 409);
+    EXPECT_EQ(status_of([&] { delete_host(st, "db.example.com"); }), 404);
+    EXPECT_EQ(status_of([&] { patch_hosts(st, sc,
+                                          R"({"db.example.com":null})"); }),
+              404);
+    EXPECT_EQ(status_of([&] { render_host(st, "api.example.com",
+                                          stream_ns); }), 404);
+    EXPECT_EQ(st.hosts.size(), 3u);
+
+    // answers: each namespace its own, without the prefix
+    auto http = nlohmann::json::parse(render_hosts(st));
+    auto stream = nlohmann::json::parse(render_hosts(st, stream_ns));
+    EXPECT_EQ(http["hosts"].size(), 1u);
+    EXPECT_EQ(stream["hosts"].size(), 2u);
+    EXPECT_EQ(stream["hosts"]["db.example.com"]["table"], "sni");
+    EXPECT_EQ(stream["hosts"]["r.example.com"]["target"], "db");
+    auto one = nlohmann::json::parse(render_host(st, "db.example.com",
+                                                 stream_ns));
+    EXPECT_EQ(one["target"], "db_a");
+
+    // the state file keeps both, as they are
+    std::vector<std::string> notices;
+    State back = load_state(dump_state(st, true), sc, notices);
+    EXPECT_EQ(back.hosts, st.hosts);
+    EXPECT_TRUE(notices.empty());
+
+    delete_host(st, "db.example.com", stream_ns);
+    BulkResult r = patch_hosts(st, sc, R"({"r.example.com":null,)"
+                                       R"("b.example.com":{"target":"db_b"}})",
+                               stream_ns);
+    EXPECT_EQ(r.removed, 1u);
+    EXPECT_EQ(r.added, 1u);
+    EXPECT_EQ(st.hosts["b.example.com"],
+              (HostEntry{"stream/sni", "stream/db_b"}));
+}
+
+TEST(State, StreamStateAnswers)
+{
+    State st;
+    Schema sc = with_stream();
+    patch_rollout(st, sc, "stream/db", R"({"weights":{"stable":75,"canary":25}})");
+    EXPECT_EQ(effective(sc.rollouts[1], &st.rollouts["stream/db"]).weights,
+              (std::vector<std::uint32_t>{7500, 2500}));
+
+    // a stream rollout's upstreams are the configuration's; no guard
+    EXPECT_EQ(status_of([&] { patch_rollout(st, sc, "stream/db",
+                                  R"({"upstreams":{"canary":"db_a"}})"); }),
+              400);
+    EXPECT_EQ(status_of([&] { patch_rollout(st, sc, "stream/db",
+                                  R"({"guard":{"tripped":{}}})"); }), 400);
+    // an http rollout's flip never names a stream upstream
+    EXPECT_EQ(status_of([&] { patch_rollout(st, sc, "checkout",
+                                  R"({"upstreams":{"canary":"stream/db_b"}})"); }),
+              400);
+
+    auto s = nlohmann::json::parse(render_state(st, sc, "z", stream_ns));
+    EXPECT_EQ(s["tables"].size(), 1u);
+    EXPECT_EQ(s["tables"]["sni"]["rules"], 2);
+    EXPECT_EQ(s["rollouts"].size(), 1u);
+    EXPECT_EQ(s["rollouts"]["db"]["variants"]["canary"]["weight"], 25);
+    EXPECT_EQ(s["rollouts"]["db"]["variants"]["canary"]["upstream"], "db_b");
+    EXPECT_EQ(s["upstreams"], nlohmann::json::array({"db_a", "db_b"}));
+
+    auto h = nlohmann::json::parse(render_state(st, sc, "z"));
+    EXPECT_EQ(h["tables"].size(), 1u);
+    EXPECT_TRUE(h["tables"].contains("main"));
+    EXPECT_EQ(h["rollouts"].size(), 1u);
+    EXPECT_TRUE(h["rollouts"].contains("checkout"));
+    EXPECT_EQ(h["upstreams"].size(), 3u);
+
+    auto r = nlohmann::json::parse(render_rollout(st, sc, "stream/db"));
+    EXPECT_EQ(r["name"], "db");
+    EXPECT_EQ(r["variants"]["stable"]["configured_upstream"], "db_a");
 }
