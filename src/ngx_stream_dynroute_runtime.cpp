@@ -310,6 +310,15 @@ ngx_stream_dynroute_runtime_host(ngx_stream_dynroute_runtime_t *rt,
         return NULL;
     }
 
+    /* no runtime host at all (the count is the view's own): nothing to
+     * fold or hash */
+
+    ngx_http_dynroute_live_sync(rt->live);
+
+    if (rt->live->snapshot.hosts() == 0) {
+        return NULL;
+    }
+
     lower = dynroute::fold_key(ngx_http_dynroute_view(key), buf);
 
     if (!ngx_http_dynroute_live_host_ids(rt->live, lower,
