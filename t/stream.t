@@ -19,7 +19,8 @@ use Test::More;
 use Time::HiRes ();
 use Test::Nginx::Dynroute;
 use Test::Nginx::Dynroute::Proc qw(free_ports slurp track stop_proc wait_for);
-use Test::Nginx::Dynroute::Stream qw(stream_missing make_cert);
+use Test::Nginx::Dynroute::Stream qw(stream_missing make_cert tls_backend
+                                     tls_line);
 
 my $why = stream_missing();
 plan skip_all => $why if $why;
@@ -30,31 +31,9 @@ make_cert($dir, "$_.test") for qw(a b c d);
 
 my ($F1, $F2, $F3, $F4, $A, $B1, $B2, $C, $D) = free_ports(9);
 
-# One line of a TLS server through $port with SNI $name (none if undef);
-# "closed: ..." when the handshake or the read fails.
-sub tls_line {
-    my ($port, $name, $timeout) = @_;
-    my $s = IO::Socket::SSL->new(
-        PeerHost => '127.0.0.1', PeerPort => $port,
-        SSL_verify_mode => IO::Socket::SSL::SSL_VERIFY_NONE(),
-        SSL_hostname => $name // '',
-        Timeout => $timeout // 5);
-    return 'closed: ' . (IO::Socket::SSL::errstr() || $@ || $!) unless $s;
-    my $line = $s->getline;
-    $s->close(SSL_no_shutdown => 1);
-    return defined $line ? $line : 'closed: no answer';
-}
-
 sub backend {
     my ($port, $cert, $tag) = @_;
-    return <<"CONF";
-    server {
-        listen 127.0.0.1:$port ssl;
-        ssl_certificate $dir/$cert.test.crt;
-        ssl_certificate_key $dir/$cert.test.key;
-        return "$tag \$ssl_server_name\\n";
-    }
-CONF
+    return tls_backend($port, "$dir/$cert.test", "$tag \$ssl_server_name");
 }
 
 my $backends = backend($A, 'a', 'a') . backend($B1, 'b', 'b1')

@@ -19,7 +19,7 @@ use Test::More;
 use Test::Nginx::Dynroute;
 use Test::Nginx::Dynroute::Fixtures qw($STABLE_CANARY);
 use Test::Nginx::Dynroute::Proc qw(free_ports slurp);
-use Test::Nginx::Dynroute::Stream qw(stream_missing make_cert);
+use Test::Nginx::Dynroute::Stream qw(stream_missing make_cert tls_backend);
 
 my $why = stream_missing();
 plan skip_all => $why if $why;
@@ -73,14 +73,7 @@ sub http_variant {
 
 sub backend {
     my ($port, $tag) = @_;
-    return <<"CONF";
-    server {
-        listen 127.0.0.1:$port ssl;
-        ssl_certificate $dir/backend.test.crt;
-        ssl_certificate_key $dir/backend.test.key;
-        return "$tag\\n";
-    }
-CONF
+    return tls_backend($port, "$dir/backend.test", $tag);
 }
 
 # The same rollouts in http and in stream: same names, variants, weights

@@ -17,7 +17,8 @@ use Test::More;
 use Test::Nginx::Dynroute;
 use Test::Nginx::Dynroute::Api qw(api_call);
 use Test::Nginx::Dynroute::Proc qw(free_ports slurp track stop_proc wait_for);
-use Test::Nginx::Dynroute::Stream qw(stream_missing make_cert);
+use Test::Nginx::Dynroute::Stream qw(stream_missing make_cert tls_backend
+                                     tls_line);
 
 my $why = stream_missing();
 plan skip_all => $why if $why;
@@ -28,31 +29,13 @@ make_cert($dir, "$_.test") for qw(a c d);
 my ($F1, $A, $C, $D) = free_ports(4);
 $ENV{TEST_NGINX_STATE_DIR} = $dir;   # the state file outlives a prefix
 
-sub tls_line {
-    my ($port, $name) = @_;
-    my $s = IO::Socket::SSL->new(
-        PeerHost => '127.0.0.1', PeerPort => $port,
-        SSL_verify_mode => IO::Socket::SSL::SSL_VERIFY_NONE(),
-        SSL_hostname => $name // '', Timeout => 5);
-    return 'closed' unless $s;
-    my $line = $s->getline;
-    $s->close(SSL_no_shutdown => 1);
-    return defined $line ? $line : 'closed';
-}
 
 # the upstream that answered a name: "a", "c", "d" or "closed"
 sub up_of { my $l = tls_line($F1, $_[0]); $l =~ /^([acd]) / ? $1 : $l }
 
 sub backend {
     my ($port, $tag) = @_;
-    return <<"CONF";
-    server {
-        listen 127.0.0.1:$port ssl;
-        ssl_certificate $dir/$tag.test.crt;
-        ssl_certificate_key $dir/$tag.test.key;
-        return "$tag \$ssl_server_name\\n";
-    }
-CONF
+    return tls_backend($port, "$dir/$tag.test", "$tag \$ssl_server_name");
 }
 
 sub stream_conf {

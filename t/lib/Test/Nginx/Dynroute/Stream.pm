@@ -1,11 +1,14 @@
 package Test::Nginx::Dynroute::Stream;
 
 # What the stream tests share: whether the nginx under test can run them,
-# and the backends' certificates.
+# the backends' certificates, a TLS backend and a TLS client.
 #
-#   use Test::Nginx::Dynroute::Stream qw(stream_missing make_cert);
+#   use Test::Nginx::Dynroute::Stream qw(stream_missing make_cert
+#                                        tls_backend tls_line);
 #   plan skip_all => $why if my $why = stream_missing();
 #   make_cert($dir, 'a.test');          # $dir/a.test.crt and .key
+#   $conf .= tls_backend($port, "$dir/a.test", 'a $ssl_server_name');
+#   tls_line($port, 'a.test');          # "a a.test\n", or "closed: ..."
 #
 # stream_missing() returns why the stream tests cannot run here (nginx
 # without stream, ssl and ssl_preread; stream a dynamic module that neither
@@ -18,7 +21,7 @@ use warnings;
 use Exporter 'import';
 use Test::More ();
 
-our @EXPORT_OK = qw(stream_missing make_cert);
+our @EXPORT_OK = qw(stream_missing make_cert tls_backend tls_line);
 
 sub stream_missing {
     my $bin = $ENV{TEST_NGINX_BINARY} || '/usr/sbin/nginx';
@@ -45,6 +48,38 @@ sub make_cert {
            . "-out $dir/$cn.crt >/dev/null 2>&1") == 0
         or Test::More::BAIL_OUT("openssl could not make a certificate for $cn");
     return "$dir/$cn";
+}
+
+# A stream server{} of TLS on 127.0.0.1:$port with the certificate $cert
+# (.crt and .key) that answers one line, $answer (nginx variables allowed),
+# and closes.
+sub tls_backend {
+    my ($port, $cert, $answer) = @_;
+    return <<"CONF";
+    server {
+        listen 127.0.0.1:$port ssl;
+        ssl_certificate $cert.crt;
+        ssl_certificate_key $cert.key;
+        return "$answer\\n";
+    }
+CONF
+}
+
+# The first line a TLS server answers through 127.0.0.1:$port, with SNI
+# $name (none if undef), or "closed: WHY" when the handshake or the read
+# fails; the certificate is not checked.
+sub tls_line {
+    my ($port, $name, $timeout) = @_;
+    require IO::Socket::SSL;
+    my $s = IO::Socket::SSL->new(
+        PeerHost => '127.0.0.1', PeerPort => $port,
+        SSL_verify_mode => IO::Socket::SSL::SSL_VERIFY_NONE(),
+        SSL_hostname => $name // '',
+        Timeout => $timeout // 5);
+    return 'closed: ' . (IO::Socket::SSL::errstr() || $@ || $!) unless $s;
+    my $line = $s->getline;
+    $s->close(SSL_no_shutdown => 1);
+    return defined $line ? $line : 'closed: no answer';
 }
 
 1;
