@@ -117,7 +117,10 @@ my @KEYS = (
     { var => '$cookie_tenant', how => 'cookie' },
     # a map's result: X-Route as it is, or the part after "via-"
     { var => '$route_key', how => 'map', header => 'X-Route' },
+    # $uri: a path has a /, so every value gets the default
     { var => '$uri', how => 'uri' },
+    # a named capture of the table's own regex location (others leave it unset)
+    { var => '$kseg', how => 'capture' },
 );
 
 my @DOMAINS = qw(example.com example.net shop.test);
@@ -405,7 +408,9 @@ sub _model {
     push @{$g->{servers}}, $g->_server(0) for 1 .. $r->pick(0, 0, 1, 2);
     # a location of its own for each key= table, where its requests go
     for my $t (grep { $_->{key} } @tables) {
-        push @{$g->{servers}[0]{locations}}, { match => "/key-$t->{name}/",
+        push @{$g->{servers}[0]{locations}}, { match => $t->{key}{how} eq 'capture'
+                                                   ? "~ ^/key-$t->{name}/(?<kseg_$t->{name}>[^/]*)"
+                                                   : "/key-$t->{name}/",
             lines => ["dynroute $t->{name};", $g->_pass, $g->_location_extras] };
     }
 
@@ -603,20 +608,12 @@ sub _table {
     my $t = { name => $name, rules => \@rules };
     $t->{ip} = $r->chance(0.7) ? $g->_target : undef;
     # keyed by a variable: its value is matched as a Host would be (no ip
-    # rule there); keyed by $uri, only a regex can match (a path has a /)
+    # rule there)
     if ($r->chance(0.3) || $g->{family} eq 'key-misused' && $name eq $g->{first_table}) {
-        $t->{key} = $r->pick(@KEYS);
+        $t->{key} = { %{ $r->pick(@KEYS) } };
+        $t->{key}{var} = "\$kseg_$name" if $t->{key}{how} eq 'capture';
         $t->{ip} = undef;
         $g->{map_route_key} = 1 if $t->{key}{how} eq 'map';
-        if ($t->{key}{how} eq 'uri') {
-            for my $rule (@rules) {
-                next unless $r->chance(0.6);
-                my $k = ++$$seq;
-                push @rules, { pat => "~^/key-$name/r$k(?:/|\$)", host => "r$k",
-                               kind => 'uri_regex', target => $g->_target };
-                last;
-            }
-        }
     }
     $t->{default} = $r->chance(0.8) ? $g->_target : undef;
     if ($r->chance(0.15)) {
@@ -847,7 +844,7 @@ sub _server {
                  : $r->pick((undef) x 3, 'exact', 'noslash', 'nested');
         if (!$form) {
         } elsif ($form eq 'exact') {
-            push @$L, { match => '= /drx/metrics', lines => ['dynroute_api;'],
+            push @$L, { match => '= /drx/metrics', lines => ['dynroute_api only=metrics;'],
                         paths => ['/drx/metrics', '/drx/metricsx'] };
         } elsif ($form eq 'noslash') {
             push @$L, { match => '/pub', lines => ['dynroute_api;'],
@@ -1811,6 +1808,9 @@ sub _key_requests {
             $q{path} = $base . $esc->($v);
         }
         $g->_req(%q);
+        # the capture is unset in the other locations of the table
+        $g->_req(%q, name => "$name, at /", path => '/' . $esc->($v))
+            if $k->{how} eq 'capture' && $what eq 'the default';
     }
     $g->_req(name => "key $t->{name} $k->{how} none", method => 'GET', path => "${base}y",
              host => $r->pick('localhost', $v0));
