@@ -1,7 +1,9 @@
 # Random nginx configurations for dynroute, from the grammar of its
 # directives (docs/ngx_http_dynroute_module.md, docs/runtime-api.md,
-# docs/ngx_http_dynroute_cors_module.md, docs/metrics.md) and of the nginx
-# directives people write next to them, with the requests to send to each.
+# docs/ngx_http_dynroute_cors_module.md, docs/metrics.md, and, with
+# stream => 1, docs/ngx_stream_dynroute_module.md) and of the nginx
+# directives people write next to them, with the requests to send to each
+# (and the stream connections to make: {connections}).
 #
 # generate($seed, %opt) is a pure function of the seed and the options: the
 # same seed gives the same configuration, the same files and the same
@@ -133,11 +135,16 @@ my @VARIANT_NAMES = qw(stable canary blue green v3 exp-1 b.2);
 my @CAPTURES = qw(tenant sub region);
 
 # generate($seed, dir => DIR, modules => [paths], root => 0|1,
-#          exclude => {family => 1})
+#          exclude => {family => 1}, stream => 0|1, certs => [two paths])
 # Returns { seed, family, conf, files => {path => content}, requests => [...],
-#           summary }.  Ports are left as $TEST_NGINX_SERVER_PORT (the
-# server under test), $TEST_NGINX_PORT2 and $TEST_NGINX_PORT3 (backends),
-# the prefix as $TEST_NGINX_PREFIX: the harness substitutes them.
+#           connections => [...], summary }.  Ports are left as
+# $TEST_NGINX_SERVER_PORT (the server under test), $TEST_NGINX_PORT2 and
+# $TEST_NGINX_PORT3 (backends), the prefix as $TEST_NGINX_PREFIX: the
+# harness substitutes them.  With stream => 1, about a third of the
+# configurations have a stream{} block whose ports are $TEST_NGINX_SPORT0 to
+# $TEST_NGINX_SPORT5 ($STREAM_PORTS of them: the caller sets them in the
+# environment), its TLS backends with the certificates certs names (PATH.crt
+# and PATH.key); a connection's {sport} is the index of its port.
 sub generate {
     my ($seed, %opt) = @_;
     my $r = _rng($seed);

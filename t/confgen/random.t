@@ -1,10 +1,15 @@
 # No configuration that nginx -t accepts may crash a worker.
 #
 # For each seed, t/confgen/ConfGen.pm writes a random configuration from
-# the grammar of dynroute's directives and nginx's own (tables, rollouts,
-# balancer upstreams, a zone, API locations, CORS, nested, regex and named
-# locations, auth_request, mirror, try_files, error_page, realip...), mostly
-# valid, with a share of near misses.  Then:
+# the grammar of dynroute's directives and nginx's own (tables, key= tables,
+# rollouts, balancer upstreams, a zone, API locations, CORS, nested, regex
+# and named locations, auth_request, mirror, try_files, error_page,
+# realip...), mostly valid, with a share of near misses.  Where the nginx
+# under test can run stream{} (t/lib/Test/Nginx/Dynroute/Stream.pm's
+# stream_missing: compiled in, or TEST_NGINX_STREAM_MODULE loads it first),
+# a share of them has a stream{} block too: stream tables, rollouts and
+# balancer upstreams in front of TLS and plain TCP backends of the same
+# nginx, with near misses of its own.  Then:
 #
 # - nginx -t refuses it: the output must carry an [emerg] that names the
 #   configuration file and a line of it, and nothing else may go wrong
@@ -12,7 +17,11 @@
 # - nginx -t accepts it: nginx starts with 2 workers, gets the requests the
 #   generator made for it (hosts that hit each rule, the default and none,
 #   IP literals, odd hosts, overrides, cookies, CORS, the API's reads and
-#   writes), each of which must get a complete HTTP response (any status);
+#   writes, the key values of key= tables: each rule's, the default's, none,
+#   odd ones), each of which must get a complete HTTP response (any status);
+#   then the stream connections it made (ClientHellos whose name hits each
+#   rule, none, odd names, garbage, a ClientHello cut short, a connection
+#   closed at once), each of which must end, any way, within 8 s;
 #   after nginx stops, its error.log and stderr may show no worker exiting
 #   on a signal, no [alert], [crit] or [emerg], no AddressSanitizer,
 #   LeakSanitizer or UBSan report.
