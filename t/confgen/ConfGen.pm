@@ -1075,7 +1075,7 @@ sub _mutate {
         my ($t) = grep { $_->{key} } @tables;
         my $bad = $r->pick('unknown', 'dynroute', 'ip', 'twice', 'literal');
         if ($bad eq 'unknown') {
-            $t->{key_text} = 'key=' . $r->pick('$no_such_key', '$http_x_tenant_', '$arg',
+            $t->{key_text} = 'key=' . $r->pick('$no_such_key', '$x_tenant', '$arg',
                                                '$route_kye', '$cookie');
         } elsif ($bad eq 'dynroute') {
             $t->{key_text} = 'key=' . $r->pick('$dynroute_upstream', '$dynroute_rule',
