@@ -1637,7 +1637,7 @@ sub _stream_connections {
         push @c, { name => 'front ' . ($port - 2) . ' garbage', sport => $port,
                    bytes => $r->pick($garbage, "GET / HTTP/1.0\r\n\r\n", "\x16\x03\x01\xff\xff" . $garbage,
                                      "\x16\x03\x01\x00\x05\x01\x00\x00\x01\x00"),
-                   shut => $r->chance(0.7) };
+                   shut => 1 };
         push @c, { name => 'front ' . ($port - 2) . ' closed at once', sport => $port,
                    bytes => '', close => 1 };
     }

@@ -79,6 +79,11 @@ my $work = File::Temp::tempdir('servroot-confgenXXXXXX', DIR => $servtemp,
 # the module loaded)?  A share of the configurations then has one, with two
 # TLS backends of their own certificates and a plain TCP one.
 my $no_stream = stream_missing();
+# (stream_missing also accepts the load files of TEST_NGINX_INCLUDE_MODULES,
+# which this file does not read: it loads what TEST_NGINX_STREAM_MODULE names)
+$no_stream //= 'stream is a dynamic module here: set TEST_NGINX_STREAM_MODULE'
+    if !Test::Nginx::Dynroute::stream_module()
+        && `${\($ENV{TEST_NGINX_BINARY} || "/usr/sbin/nginx")} -V 2>&1` =~ /--with-stream=dynamic/;
 my @certs;
 if (!$no_stream) {
     @certs = map { make_cert($work, $_) } 'tls1.test', 'tls2.test';
