@@ -271,6 +271,7 @@ sub _drift {
     my @kinds = ('same', 'rename-upstream', 'add-upstream', 'drop-rule');
     push @kinds, 'rename-rollout', 'rename-variant', 'weights' if @{$g->{rolls}};
     push @kinds, 'zone-size', 'metrics', 'metrics' if $g->{zone};
+    push @kinds, 'stream-rename-upstream', 'stream-drop-rule' if $g->{stream};
     my $kind = $r->pick(@kinds);
     if ($kind eq 'rename-upstream') {
         my $u = $r->pick(@ups);
@@ -309,6 +310,17 @@ sub _drift {
         $t =~ s/ metrics=\w+//;
         $t =~ s/^(\s*dynroute_zone [^;]+)/$1 metrics=$m/m;
         $kind .= " $m";
+    } elsif ($kind eq 'stream-rename-upstream') {
+        my $u = $r->pick(map { $_->{name} } @{$g->{stream}{ups}});
+        $t =~ s/\b\Q$u\E\b/${u}_new/g;
+        $kind .= " $u";
+    } elsif ($kind eq 'stream-drop-rule') {
+        my @rules = $t =~ /^(\s+\S*\.tls\.\S+ \S+;\n)/mg;
+        return (undef) unless @rules;
+        my $rule = $r->pick(@rules);
+        $t =~ s/\Q$rule\E//;
+        ($rule = $rule) =~ s/^\s+|\s+$//g;
+        $kind .= " $rule";
     } elsif ($kind eq 'add-upstream') {
         $t =~ s/^(\s*)(dynroute_table )/$1upstream svc_added { server 127.0.0.1:\$TEST_NGINX_PORT3; }\n$1$2/m;
     } elsif ($kind eq 'drop-rule') {
@@ -1797,30 +1809,41 @@ sub _key_requests {
     push @vals, map { [ 'odd', $_ ] } $r->some(4, '', 'k' x 300, 'a b', "a\x01b", "t\tx",
                                                 "$v0.", uc $v0, "$v0..", '*', '~', 'ip',
                                                 "\x7f\xff", '.');
-    my $esc = sub { (my $s = $_[0]) =~ s/([^A-Za-z0-9._~-])/sprintf '%%%02X', ord $1/ge; $s };
-    my $base = "/key-$t->{name}/";
     for my $pv (@vals) {
         my ($what, $v) = @$pv;
-        my $name = "key $t->{name} $k->{how} $what " . substr($v, 0, 40);
-        my %q = (name => $name, method => 'GET', path => "${base}x", host => 'localhost');
-        if ($k->{how} eq 'header') {
-            $q{headers} = [[ $k->{header}, $v ]];
-        } elsif ($k->{how} eq 'map') {
-            $q{headers} = [[ $k->{header}, ($r->chance(0.3) ? "via-$v" : $v) ]];
-        } elsif ($k->{how} eq 'arg') {
-            $q{path} = "${base}x?a=1&t=" . $esc->($v);
-        } elsif ($k->{how} eq 'cookie') {
-            $q{headers} = [[ 'Cookie', "uid=u1; tenant=$v" ]];
-        } else {
-            $q{path} = $base . $esc->($v);
-        }
+        my %q = $g->_key_req($t, "key $t->{name} $k->{how} $what " . substr($v, 0, 40), $v);
         $g->_req(%q);
         # the capture is unset in the other locations of the table
-        $g->_req(%q, name => "$name, at /", path => '/' . $esc->($v))
+        $g->_req(%q, name => "$q{name}, at /", path => '/' . _esc($v))
             if $k->{how} eq 'capture' && $what eq 'the default';
     }
-    $g->_req(name => "key $t->{name} $k->{how} none", method => 'GET', path => "${base}y",
-             host => $r->pick('localhost', $v0));
+    $g->_req(name => "key $t->{name} $k->{how} none", method => 'GET',
+             path => "/key-$t->{name}/y", host => $r->pick('localhost', $v0));
+}
+
+sub _esc {
+    (my $s = $_[0]) =~ s/([^A-Za-z0-9._~-])/sprintf '%%%02X', ord $1/ge;
+    return $s;
+}
+
+# A request to the location of key= table $t with the key's value $v.
+sub _key_req {
+    my ($g, $t, $name, $v) = @_;
+    my $k = $t->{key};
+    my $base = "/key-$t->{name}/";
+    my %q = (name => $name, method => 'GET', path => "${base}x", host => 'localhost');
+    if ($k->{how} eq 'header') {
+        $q{headers} = [[ $k->{header}, $v ]];
+    } elsif ($k->{how} eq 'map') {
+        $q{headers} = [[ $k->{header}, ($g->{r}->chance(0.3) ? "via-$v" : $v) ]];
+    } elsif ($k->{how} eq 'arg') {
+        $q{path} = "${base}x?a=1&t=" . _esc($v);
+    } elsif ($k->{how} eq 'cookie') {
+        $q{headers} = [[ 'Cookie', "uid=u1; tenant=$v" ]];
+    } else {
+        $q{path} = $base . _esc($v);
+    }
+    return %q;
 }
 
 # a host that a table rule sends to $target, if there is one
@@ -1916,7 +1939,10 @@ sub _api_requests {
     my @bals = map { $_->{name} } @{$g->{bals}};
     my @targets = ($r->pick(@ups), (map { $_->{name} } $r->some(1, @{$g->{rolls}})),
                    @bals, (grep { defined } $g->{named}[0]), 'nosuch');
-    my $table = $g->{tables}[0]{name};
+    # runtime hosts apply to a key= table too: its key's value is the host
+    my ($keyed) = grep { $_->{key} } @{$g->{tables}};
+    my $tt = $keyed && $r->chance(0.5) ? $keyed : $g->{tables}[0];
+    my $table = $tt->{name};
     my $routed = (grep { $_->{match} eq '/n/' } @{$g->{servers}[0]{locations}}) ? '/n/x' : '/';
     my $i = 0;
     for my $t (@targets) {
@@ -1927,6 +1953,8 @@ sub _api_requests {
                  host => 'localhost', headers => \@json, body => $body);
         $g->_req(name => "runtime host $host", method => 'GET', path => $r->pick('/', $routed),
                  host => $host);
+        $g->_req($g->_key_req($tt, "runtime host $host, the key of table $table", $host))
+            if $tt->{key};
     }
     $g->_req(name => 'API PATCH hosts', method => 'PATCH', path => "${p}hosts",
              host => 'localhost', headers => \@json,
