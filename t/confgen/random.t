@@ -91,16 +91,21 @@ if (!$no_stream) {
     note("no stream{} in the configurations: $no_stream");
 }
 
-# nginx's own UBSan reports in stream (t/confgen/ubsan-stream.supp): added
-# to the suppressions UBSAN_OPTIONS names, in a copy of that file.
-if (!$no_stream && defined $ENV{UBSAN_OPTIONS}
-    && $ENV{UBSAN_OPTIONS} =~ /(?:^|:)suppressions=([^:]+)/) {
-    my $file = $1;
-    my $ours = "$FindBin::Bin/ubsan-stream.supp";
-    open my $in, '<', $file or die "$file: $!\n";
-    open my $add, '<', $ours or die "$ours: $!\n";
-    spew("$work/ubsan.supp", join('', <$in>) . join('', <$add>));
-    $ENV{UBSAN_OPTIONS} =~ s/(^|:)suppressions=[^:]+/$1suppressions=$work\/ubsan.supp/;
+# nginx's own UBSan reports and exit leak in stream
+# (t/confgen/ubsan-stream.supp, lsan-stream.supp): added to the
+# suppressions that UBSAN_OPTIONS and LSAN_OPTIONS name, in copies of those
+# files.
+if (!$no_stream) {
+    for my $san ('ubsan', 'lsan') {
+        my $var = uc($san) . '_OPTIONS';
+        next unless defined $ENV{$var} && $ENV{$var} =~ /(?:^|:)suppressions=([^:]+)/;
+        my $file = $1;
+        my $ours = "$FindBin::Bin/$san-stream.supp";
+        open my $in, '<', $file or die "$file: $!\n";
+        open my $add, '<', $ours or die "$ours: $!\n";
+        spew("$work/$san.supp", join('', <$in>) . join('', <$add>));
+        $ENV{$var} =~ s/(^|:)suppressions=[^:]+/$1suppressions=$work\/$san.supp/;
+    }
 }
 
 # How long a stream connection may take to end, whatever the outcome: the
