@@ -140,7 +140,7 @@ my @CAPTURES = qw(tenant sub region);
 #           connections => [...], summary }.  Ports are left as
 # $TEST_NGINX_SERVER_PORT (the server under test), $TEST_NGINX_PORT2 and
 # $TEST_NGINX_PORT3 (backends), the prefix as $TEST_NGINX_PREFIX: the
-# harness substitutes them.  With stream => 1, about a third of the
+# harness substitutes them.  With stream => 1, about a quarter of the
 # configurations have a stream{} block whose ports are $TEST_NGINX_SPORT0 to
 # $TEST_NGINX_SPORT5 ($STREAM_PORTS of them: the caller sets them in the
 # environment), its TLS backends with the certificates certs names (PATH.crt
@@ -159,7 +159,7 @@ sub generate {
     # seed is the same whether the nginx under test has stream or not
     if ($opt{stream}) {
         local $g->{r} = _rng($seed ^ 0x5713EA);
-        $g->_stream_model if $g->{r}->chance(0.35);
+        $g->_stream_model if $g->{r}->chance(0.25);
     }
     $g->{conf} = $g->_render;
     $g->_requests;
@@ -1632,7 +1632,7 @@ sub _stream_connections {
             : ();
         my $s0 = $snis[0] // 's1.tls.test';
         push @snis, 'nomatch.tls.test', undef,
-            $r->some(4, '', uc $s0, "$s0.", 'k' x 300, "a b.tls.test", "a\x01b.tls.test",
+            $r->some(3, '', uc $s0, "$s0.", 'k' x 300, "a b.tls.test", "a\x01b.tls.test",
                      "via-$s0", 'alias.tls.test', "$s0..", '*', "\xff\xfe.tls.test",
                      'x' x 70);
         my $port = $s->{port};
@@ -1806,7 +1806,7 @@ sub _key_requests {
                @{$t->{rules}}, ($t->{include} ? @{$t->{include}{rules}} : ());
     my $v0 = @vals ? $vals[0][1] : 'r.example.com';
     push @vals, [ 'the default', 'nomatch-k.example.org' ];
-    push @vals, map { [ 'odd', $_ ] } $r->some(4, '', 'k' x 300, 'a b', "a\x01b", "t\tx",
+    push @vals, map { [ 'odd', $_ ] } $r->some(3, '', 'k' x 300, 'a b', "a\x01b", "t\tx",
                                                 "$v0.", uc $v0, "$v0..", '*', '~', 'ip',
                                                 "\x7f\xff", '.');
     for my $pv (@vals) {

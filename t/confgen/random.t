@@ -380,7 +380,7 @@ sub reload {
         push @$p, "after the reload, request \"$q->{name}\": no complete response: $res->{error}"
             if defined $res->{error} || !defined $res->{status};
     }
-    stream_connections($c, $p, 'after the reload, ', 6) if @{$c->{connections}};
+    stream_connections($c, $p, 'after the reload, ', 4) if @{$c->{connections}};
 }
 my %fam;
 my @failed;
