@@ -1,7 +1,9 @@
 # Random nginx configurations for dynroute, from the grammar of its
 # directives (docs/ngx_http_dynroute_module.md, docs/runtime-api.md,
-# docs/ngx_http_dynroute_cors_module.md, docs/metrics.md) and of the nginx
-# directives people write next to them, with the requests to send to each.
+# docs/ngx_http_dynroute_cors_module.md, docs/metrics.md, and, with
+# stream => 1, docs/ngx_stream_dynroute_module.md) and of the nginx
+# directives people write next to them, with the requests to send to each
+# (and the stream connections to make: {connections}).
 #
 # generate($seed, %opt) is a pure function of the seed and the options: the
 # same seed gives the same configuration, the same files and the same
@@ -103,8 +105,25 @@ our %FAMILIES = (
     'services-misused'          => 1,   # dynroute_services with a server
                                         # line, a zone, a method, after
                                         # keepalive, twice, or as a target
+    'key-misused'               => 3,   # a key= table: an unknown variable,
+                                        # $dynroute_*, an ip line, key=
+                                        # twice, a literal or a bad form
 );
 our $VALID_WEIGHT = 66;
+
+# The variables a key= table is keyed by, and how a request sets them.
+my @KEYS = (
+    { var => '$http_x_tenant', how => 'header', header => 'X-Tenant' },
+    { var => '${http_x_tenant}', how => 'header', header => 'X-Tenant' },
+    { var => '$arg_t', how => 'arg' },
+    { var => '$cookie_tenant', how => 'cookie' },
+    # a map's result: X-Route as it is, or the part after "via-"
+    { var => '$route_key', how => 'map', header => 'X-Route' },
+    # $uri: a path has a /, so every value gets the default
+    { var => '$uri', how => 'uri' },
+    # a named capture of the table's own regex location (others leave it unset)
+    { var => '$kseg', how => 'capture' },
+);
 
 my @DOMAINS = qw(example.com example.net shop.test);
 my @UPSTREAM_NAMES = qw(svc_a svc_b svc_c svc_d blue green api_v1 api_v2);
@@ -116,11 +135,16 @@ my @VARIANT_NAMES = qw(stable canary blue green v3 exp-1 b.2);
 my @CAPTURES = qw(tenant sub region);
 
 # generate($seed, dir => DIR, modules => [paths], root => 0|1,
-#          exclude => {family => 1})
+#          exclude => {family => 1}, stream => 0|1, certs => [two paths])
 # Returns { seed, family, conf, files => {path => content}, requests => [...],
-#           summary }.  Ports are left as $TEST_NGINX_SERVER_PORT (the
-# server under test), $TEST_NGINX_PORT2 and $TEST_NGINX_PORT3 (backends),
-# the prefix as $TEST_NGINX_PREFIX: the harness substitutes them.
+#           connections => [...], summary }.  Ports are left as
+# $TEST_NGINX_SERVER_PORT (the server under test), $TEST_NGINX_PORT2 and
+# $TEST_NGINX_PORT3 (backends), the prefix as $TEST_NGINX_PREFIX: the
+# harness substitutes them.  With stream => 1, about a quarter of the
+# configurations have a stream{} block whose ports are $TEST_NGINX_SPORT0 to
+# $TEST_NGINX_SPORT5 ($STREAM_PORTS of them: the caller sets them in the
+# environment), its TLS backends with the certificates certs names (PATH.crt
+# and PATH.key); a connection's {sport} is the index of its port.
 sub generate {
     my ($seed, %opt) = @_;
     my $r = _rng($seed);
@@ -131,11 +155,22 @@ sub generate {
     $g->{family} = $g->_pick_family($opt{exclude} || {});
     $g->_model;
     $g->_mutate;
+    # the stream{} part draws from a source of its own: the http part of a
+    # seed is the same whether the nginx under test has stream or not
+    if ($opt{stream}) {
+        local $g->{r} = _rng($seed ^ 0x5713EA);
+        $g->_stream_model if $g->{r}->chance(0.25);
+    }
     $g->{conf} = $g->_render;
     $g->_requests;
+    if ($g->{stream}) {
+        local $g->{r} = $g->{stream}{rng};
+        $g->_stream_connections;
+    }
     my $c = {
         seed => $seed, family => $g->{family}, conf => $g->{conf},
         files => $g->{files}, requests => $g->{requests},
+        connections => $g->{connections} || [],
         summary => $g->_summary,
     };
     # a quarter of the configurations are reloaded into a drifted copy;
@@ -236,6 +271,7 @@ sub _drift {
     my @kinds = ('same', 'rename-upstream', 'add-upstream', 'drop-rule');
     push @kinds, 'rename-rollout', 'rename-variant', 'weights' if @{$g->{rolls}};
     push @kinds, 'zone-size', 'metrics', 'metrics' if $g->{zone};
+    push @kinds, 'stream-rename-upstream', 'stream-drop-rule' if $g->{stream};
     my $kind = $r->pick(@kinds);
     if ($kind eq 'rename-upstream') {
         my $u = $r->pick(@ups);
@@ -274,6 +310,17 @@ sub _drift {
         $t =~ s/ metrics=\w+//;
         $t =~ s/^(\s*dynroute_zone [^;]+)/$1 metrics=$m/m;
         $kind .= " $m";
+    } elsif ($kind eq 'stream-rename-upstream') {
+        my $u = $r->pick(map { $_->{name} } @{$g->{stream}{ups}});
+        $t =~ s/\b\Q$u\E\b/${u}_new/g;
+        $kind .= " $u";
+    } elsif ($kind eq 'stream-drop-rule') {
+        my @rules = $t =~ /^(\s+\S*\.tls\.\S+ \S+;\n)/mg;
+        return (undef) unless @rules;
+        my $rule = $r->pick(@rules);
+        $t =~ s/\Q$rule\E//;
+        ($rule = $rule) =~ s/^\s+|\s+$//g;
+        $kind .= " $rule";
     } elsif ($kind eq 'add-upstream') {
         $t =~ s/^(\s*)(dynroute_table )/$1upstream svc_added { server 127.0.0.1:\$TEST_NGINX_PORT3; }\n$1$2/m;
     } elsif ($kind eq 'drop-rule') {
@@ -368,7 +415,9 @@ sub _model {
     # tables
     my @tables;
     my $rule_seq = 0;
-    for my $name ($r->some($r->range(1, 3), @TABLE_NAMES)) {
+    my @tnames = $r->some($r->range(1, 3), @TABLE_NAMES);
+    $g->{first_table} = $tnames[0];
+    for my $name (@tnames) {
         push @tables, $g->_table($name, \$rule_seq);
     }
     $g->{tables} = \@tables;
@@ -376,6 +425,13 @@ sub _model {
     # servers
     $g->{servers} = [ $g->_server(1) ];
     push @{$g->{servers}}, $g->_server(0) for 1 .. $r->pick(0, 0, 1, 2);
+    # a location of its own for each key= table, where its requests go
+    for my $t (grep { $_->{key} } @tables) {
+        push @{$g->{servers}[0]{locations}}, { match => $t->{key}{how} eq 'capture'
+                                                   ? "~ ^/key-$t->{name}/(?<kseg_$t->{name}>[^/]*)"
+                                                   : "/key-$t->{name}/",
+            lines => ["dynroute $t->{name};", $g->_pass, $g->_location_extras] };
+    }
 
     # CORS at server level in the main server
     if ($r->chance(0.25)) {
@@ -570,6 +626,14 @@ sub _table {
     }
     my $t = { name => $name, rules => \@rules };
     $t->{ip} = $r->chance(0.7) ? $g->_target : undef;
+    # keyed by a variable: its value is matched as a Host would be (no ip
+    # rule there)
+    if ($r->chance(0.3) || $g->{family} eq 'key-misused' && $name eq $g->{first_table}) {
+        $t->{key} = { %{ $r->pick(@KEYS) } };
+        $t->{key}{var} = "\$kseg_$name" if $t->{key}{how} eq 'capture';
+        $t->{ip} = undef;
+        $g->{map_route_key} = 1 if $t->{key}{how} eq 'map';
+    }
     $t->{default} = $r->chance(0.8) ? $g->_target : undef;
     if ($r->chance(0.15)) {
         my $file = "$g->{dir}/table-$name.rules";
@@ -799,7 +863,7 @@ sub _server {
                  : $r->pick((undef) x 3, 'exact', 'noslash', 'nested');
         if (!$form) {
         } elsif ($form eq 'exact') {
-            push @$L, { match => '= /drx/metrics', lines => ['dynroute_api;'],
+            push @$L, { match => '= /drx/metrics', lines => ['dynroute_api only=metrics;'],
                         paths => ['/drx/metrics', '/drx/metricsx'] };
         } elsif ($form eq 'noslash') {
             push @$L, { match => '/pub', lines => ['dynroute_api;'],
@@ -1019,6 +1083,25 @@ sub _mutate {
         } else {
             $r->pick(@tables)->{default} = 'runtime_svc';
         }
+    } elsif ($f eq 'key-misused') {
+        my ($t) = grep { $_->{key} } @tables;
+        my $bad = $r->pick('unknown', 'dynroute', 'ip', 'twice', 'literal');
+        if ($bad eq 'unknown') {
+            $t->{key_text} = 'key=' . $r->pick('$no_such_key', '$x_tenant', '$arg',
+                                               '$route_kye', '$cookie');
+        } elsif ($bad eq 'dynroute') {
+            $t->{key_text} = 'key=' . $r->pick('$dynroute_upstream', '$dynroute_rule',
+                                               '$dynroute_variant', '${dynroute_upstream}');
+        } elsif ($bad eq 'ip') {
+            $t->{ip} = $g->_target;
+        } elsif ($bad eq 'twice') {
+            $t->{key_text} = "key=$t->{key}{var} key=" . $r->pick('$arg_b', $t->{key}{var});
+        } else {
+            $t->{key_text} = $r->pick('key=tenant', 'key=', 'key=$', 'key=$host$uri', 'key=$1',
+                                      '"key=t-$arg_t"', 'tenant=$arg_t', 'key=${arg_t',
+                                      'key');
+        }
+        $g->{family_detail} = $bad;
     } elsif ($f eq 'resend-without-fallback') {
         $g->{bals}[0]{fallback} = 0;
         $g->{bals}[0]{resend} = 1;
@@ -1069,6 +1152,10 @@ sub _render {
     push @out, '    dynroute edge;' if $g->{http_dynroute};
     push @out, '    proxy_cache_path $TEST_NGINX_PREFIX/tmp/cache levels=1 keys_zone=dyncache:1m;'
         if $g->{cache};
+    if ($g->{map_route_key}) {
+        push @out, '    map $http_x_route $route_key { default $http_x_route; '
+            . '"~^via-(?<via_key>.*)$" $via_key; }';
+    }
     if ($g->{map}) {
         push @out, '    map $dynroute_variant $variant_class { default other; "" none; canary c; }',
             '    add_header X-Variant-Class $variant_class always;';
@@ -1091,6 +1178,7 @@ sub _render {
     @blocks = $g->{r}->shuffle(@blocks) if $g->{order} eq 'shuffled';
     push @out, @$_, '' for @blocks;
     push @out, '}';
+    push @out, '', $g->_stream_render if $g->{stream};
     my $text = join("\n", @out) . "\n";
     if (my $typo = $g->{typo}) {
         my %from = (dynroute_tabel => 'dynroute_table', varient => 'variant',
@@ -1169,7 +1257,8 @@ sub _render_rollout {
 
 sub _render_table {
     my ($g, $t) = @_;
-    my @l = ("    dynroute_table $t->{name} {");
+    my @l = ("    dynroute_table $t->{name}"
+             . ($t->{key} ? ' ' . ($t->{key_text} // "key=$t->{key}{var}") : '') . ' {');
     my @rules = map { "        $_->{pat} $_->{target};" } @{$t->{rules}};
     push @rules, "        ip $t->{ip};" if defined $t->{ip};
     push @rules, "        default $t->{default};" if defined $t->{default};
@@ -1224,6 +1313,357 @@ sub _render_server {
     return @l;
 }
 
+# ---- stream{} -----------------------------------------------------------------
+
+# The near misses of the stream part (docs/ngx_stream_dynroute_module.md),
+# drawn for a share of the configurations whose http part is valid.
+our %STREAM_FAMILIES = (
+    'stream-http-upstream'        => 2,  # a stream table names an http upstream
+    'stream-unknown-upstream'     => 1,
+    'stream-balancer-with-server' => 2,  # dynroute_balancer with server, a
+                                         # method or a zone
+    'stream-balancer-target'      => 2,  # a table or a variant names one
+    'stream-bad-regex'            => 1,
+    'stream-unknown-key'          => 2,  # key= or a rollout's key: unknown,
+                                         # $dynroute_*, not a variable
+    'stream-ip-rule'              => 1,
+    'stream-rollout-http-only'    => 1,  # header, cookie, sticky_cookie...
+    'stream-weights'              => 1,
+    'stream-unknown-table'        => 1,
+    'stream-balancer-without-dynroute' => 1,
+);
+
+my @S_UPSTREAMS = qw(st_a st_b st_c st_d);
+my @S_ROLLOUTS = qw(app mailr tls_split);
+my @S_TABLES = qw(sni edge tls);
+my @S_CAPTURES = qw(stenant sregion);
+# the stream ports: the backends (two TLS, one plain), then the fronts
+my %S_BACKEND = (tls1 => '$TEST_NGINX_SPORT0', tls2 => '$TEST_NGINX_SPORT1',
+                 plain => '$TEST_NGINX_SPORT2');
+our $STREAM_PORTS = 6;
+
+sub _stream_model {
+    my ($g) = @_;
+    my $r = $g->{r};
+    my $st = { rng => $r, ups => [], bals => [], rolls => [], tables => [], servers => [],
+               family => '' };
+    $g->{stream} = $st;
+    if ($g->{family} eq 'valid' && $r->chance(0.3)) {
+        my @f = sort keys %STREAM_FAMILIES;
+        my $total = 0;
+        $total += $STREAM_FAMILIES{$_} for @f;
+        my $n = $r->below($total);
+        for my $f (@f) {
+            if ($n < $STREAM_FAMILIES{$f}) { $st->{family} = $f; last }
+            $n -= $STREAM_FAMILIES{$f};
+        }
+        $g->{family} = $st->{family};
+    }
+    my $fam = $st->{family};
+
+    for my $name ($r->some($r->range(2, 4), @S_UPSTREAMS)) {
+        my @l;
+        my $method = $r->pick((undef) x 5, 'hash $remote_addr;',
+                              'hash $ssl_preread_server_name consistent;', 'least_conn;',
+                              'random;', 'random two least_conn;');
+        push @l, $method if defined $method;
+        for my $b ($r->some($r->range(1, 3), 'tls1', 'tls1', 'tls2', 'plain', 'dead')) {
+            my $srv = $b eq 'dead' ? 'server 127.0.0.1:1 max_fails=1'
+                                   : "server 127.0.0.1:$S_BACKEND{$b}";
+            $srv .= ' weight=' . $r->range(1, 5) if $r->chance(0.2);
+            $srv .= ' max_fails=2 fail_timeout=5s' if $b ne 'dead' && $r->chance(0.15);
+            push @l, "$srv;";
+        }
+        push @l, "server 127.0.0.1:$S_BACKEND{plain} backup;"
+            if $r->chance(0.15) && (!defined $method || $method eq 'least_conn;');
+        push @l, "zone ${name}_z 64k;" if $r->chance(0.1);
+        push @{$st->{ups}}, { name => $name, lines => \@l };
+    }
+    my @upn = map { $_->{name} } @{$st->{ups}};
+    my $nbal = $r->pick(0, 1, 1, 2);
+    $nbal ||= 1 if $fam =~ /balancer/;
+    $st->{bals} = [ map { { name => $_ } } ('st_pass', 'st_pass2')[0 .. $nbal - 1] ];
+
+    for my $name ($r->some($r->pick(0, 0, 1, 2), @S_ROLLOUTS)) {
+        push @{$st->{rolls}}, $g->_stream_rollout($name);
+    }
+    push @{$st->{rolls}}, $g->_stream_rollout('app')
+        if !@{$st->{rolls}} && $fam =~ /^stream-(rollout|weights)/;
+
+    my $seq = 0;
+    for my $name ($r->some($r->range(1, 2), @S_TABLES)) {
+        my @rules;
+        for (1 .. $r->range(1, 5)) {
+            my $k = ++$seq;
+            my $kind = $r->pick(qw(exact exact leading dot trailing regex regex_caseless));
+            my ($pat, $sni);
+            if ($kind eq 'exact') {
+                ($pat, $sni) = ("s$k.tls.test", "s$k.tls.test");
+            } elsif ($kind eq 'leading') {
+                ($pat, $sni) = ("*.s$k.tls.test", "a.b.s$k.tls.test");
+            } elsif ($kind eq 'dot') {
+                ($pat, $sni) = (".s$k.tls.test", $r->pick("s$k.tls.test", "w.s$k.tls.test"));
+            } elsif ($kind eq 'trailing') {
+                ($pat, $sni) = ("s$k.tls.*", "s$k.tls.org");
+            } elsif ($kind eq 'regex') {
+                my $cap = $r->pick(@S_CAPTURES);
+                $st->{caps}{$cap} = 1;
+                ($pat, $sni) = ("~^(?<$cap>[a-z]+)\\.s$k\\.tls\\.test\$", "acme.s$k.tls.test");
+            } else {
+                ($pat, $sni) = ("~*^API\\d*\\.s$k\\.", "api3.s$k.tls.test");
+            }
+            push @rules, { pat => $pat, sni => $sni, target => $g->_stream_target };
+        }
+        push @rules, { pat => '\\default', sni => 'default', target => $g->_stream_target }
+            if $r->chance(0.1);
+        my $t = { name => $name, rules => \@rules,
+                  default => $r->chance(0.75) ? $g->_stream_target : undef };
+        if ($r->chance(0.2)) {
+            $t->{key} = '$sni_key';
+            $st->{map} = 1;
+        }
+        if ($r->chance(0.1)) {
+            my $k = ++$seq;
+            $t->{include} = { file => "$g->{dir}/stream-$name.rules",
+                              rules => [ { pat => "inc$k.tls.test", sni => "inc$k.tls.test",
+                                           target => $g->_stream_target } ] };
+        }
+        push @{$st->{tables}}, $t;
+    }
+
+    for my $i (0 .. $r->range(0, 2)) {
+        my $t = $r->pick(@{$st->{tables}});
+        my @pass = (('proxy_pass $dynroute_upstream;') x 3,
+                    (map { ("proxy_pass $_->{name};") x 2 } @{$st->{bals}}),
+                    'return "$dynroute_upstream|$dynroute_rule|$dynroute_variant\n";',
+                    'proxy_pass ' . $r->pick(@upn) . ';');
+        push @{$st->{servers}}, {
+            port => 3 + $i, table => $t,
+            preread => $r->chance(0.9),
+            preread_timeout => $r->pick('300ms', '1s'),
+            pass => $r->pick(@pass),
+            log => $r->chance(0.4),
+        };
+    }
+
+    # the near miss
+    my $t0 = $st->{tables}[0];
+    my $ro0 = $st->{rolls}[0];
+    if ($fam eq 'stream-http-upstream') {
+        my $up = $g->{ups}[0]{name};
+        if ($ro0 && $r->chance(0.3)) {
+            $ro0->{variants}[-1]{up} = $up;
+        } elsif ($r->chance(0.5) || !@{$t0->{rules}}) {
+            $t0->{default} = $up;
+        } else {
+            $r->pick(@{$t0->{rules}})->{target} = $up;
+        }
+    } elsif ($fam eq 'stream-unknown-upstream') {
+        $t0->{default} = $r->pick('st_x', 'st-a', 'sta', 'nosuch');
+    } elsif ($fam eq 'stream-balancer-with-server') {
+        $st->{bals}[0]{extra} = $r->pick("server 127.0.0.1:$S_BACKEND{tls1};", 'least_conn;',
+                                         'zone bz 64k;', 'hash $remote_addr;', 'random;');
+    } elsif ($fam eq 'stream-balancer-target') {
+        if ($ro0 && $r->chance(0.4)) {
+            $ro0->{variants}[0]{up} = $st->{bals}[0]{name};
+        } else {
+            $t0->{default} = $st->{bals}[0]{name};
+        }
+    } elsif ($fam eq 'stream-bad-regex') {
+        push @{$t0->{rules}}, { pat => $r->pick('~^(a', '~*[z-a]', '~^(?<1a>x)', '~(?<stenant>a)(?<stenant>b)'),
+                                target => $upn[0] };
+    } elsif ($fam eq 'stream-unknown-key') {
+        if ($ro0 && $r->chance(0.4)) {
+            $ro0->{lines} = [ (grep { !/^(key|include)\b/ } @{$ro0->{lines}}),
+                              'key ' . $r->pick('$nosuch', '$dynroute_variant', '$dynroute_upstream',
+                                                'sni', '$http_host') . ';' ];
+        } else {
+            $t0->{key_text} = 'key=' . $r->pick('$nosuch', '$dynroute_upstream', '$dynroute_rule',
+                                                'sni', '', '$ssl_preread_server_name$remote_addr',
+                                                '$http_x_tenant', '$1');
+        }
+    } elsif ($fam eq 'stream-ip-rule') {
+        $t0->{ip} = $upn[0];
+    } elsif ($fam eq 'stream-rollout-http-only') {
+        push @{$ro0->{lines}}, $r->pick('header X-Canary;', 'cookie canary;', 'override_from all;',
+                                        'sticky_cookie dr;', "primary $ro0->{variants}[0]{name};",
+                                        'guard error_rate<5%;');
+    } elsif ($fam eq 'stream-weights') {
+        $ro0->{variants}[0]{weight} = $r->pick('101%', '0.125%', '5', '-1%');
+        $ro0->{variants}[$_]{weight} = '*' for 1 .. $#{$ro0->{variants}};
+    } elsif ($fam eq 'stream-unknown-table') {
+        $st->{servers}[0]{table} = { name => $r->pick('nosuch', 'snii', 'sni2') };
+    } elsif ($fam eq 'stream-balancer-without-dynroute') {
+        $st->{servers}[0]{table} = undef;
+        $st->{servers}[0]{pass} = "proxy_pass $st->{bals}[0]{name};";
+    }
+}
+
+sub _stream_target {
+    my ($g) = @_;
+    my $st = $g->{stream};
+    my @t = ((map { $_->{name} } @{$st->{ups}}) x 2, map { $_->{name} } @{$st->{rolls}});
+    return $g->{r}->pick(@t);
+}
+
+sub _stream_rollout {
+    my ($g, $name) = @_;
+    my $r = $g->{r};
+    my $st = $g->{stream};
+    my $n = $r->pick(2, 2, 3);
+    my @vn = $r->some($n, @VARIANT_NAMES);
+    my @w = $g->_weights($n);
+    my @variants = map { { name => $vn[$_], up => $r->pick(map { $_->{name} } @{$st->{ups}}),
+                           weight => $w[$_] } } 0 .. $n - 1;
+    my @l;
+    if ($r->chance(0.5)) {
+        my @k = $r->some($r->range(1, 2), '$ssl_preread_server_name', '$remote_addr',
+                         '$sni_key', '$server_port');
+        $st->{map} = 1 if grep { $_ eq '$sni_key' } @k;
+        push @l, 'key ' . join(' ', @k) . ';';
+    }
+    for (1 .. $r->pick(0, 0, 1, 2)) {
+        push @l, 'source ' . $r->pick('127.0.0.1', '127.0.0.0/8', '10.0.0.0/8', '::1',
+                                      '192.0.2.0/24', '::ffff:127.0.0.0/104')
+            . ' ' . $r->pick(@vn) . ';';
+    }
+    if (@l && $r->chance(0.1)) {
+        my $file = "$g->{dir}/stream-rollout-$name.conf";
+        $g->{files}{$file} = join("\n", @l) . "\n";
+        @l = ("include $file;");
+    }
+    return { name => $name, variants => \@variants, lines => \@l };
+}
+
+sub _stream_render {
+    my ($g) = @_;
+    my $st = $g->{stream};
+    my $certs = $g->{opt}{certs} || ['/nonexistent/tls1.test', '/nonexistent/tls2.test'];
+    my @caps = sort keys %{$st->{caps} || {}};
+    my @o = ('stream {');
+    push @o, "    log_format sdr '\$remote_addr \$ssl_preread_server_name "
+        . "\$dynroute_upstream|\$dynroute_rule|\$dynroute_variant" . join('', map { "|\$$_" } @caps) . "';"
+        if grep { $_->{log} } @{$st->{servers}};
+    push @o, '    map $ssl_preread_server_name $sni_key { default $ssl_preread_server_name; '
+        . 'alias.tls.test s1.tls.test; "~^via-(?<svia>.+)$" $svia; }' if $st->{map};
+    # the backends: TLS with their own certificates, and plain TCP
+    for my $i (0, 1) {
+        push @o, '    server {',
+            '        listen 127.0.0.1:$TEST_NGINX_SPORT' . $i . ' ssl;',
+            "        ssl_certificate $certs->[$i].crt;",
+            "        ssl_certificate_key $certs->[$i].key;",
+            '        ssl_handshake_timeout 2s;',
+            '        return "tls' . ($i + 1) . ' $ssl_server_name\n";',
+            '    }';
+    }
+    push @o, '    server { listen 127.0.0.1:$TEST_NGINX_SPORT2; return "plain\n"; }', '';
+    my @blocks;
+    push @blocks, map { [ "    upstream $_->{name} {", (map { "        $_" } @{$_->{lines}}), '    }' ] }
+        @{$st->{ups}};
+    push @blocks, map { [ "    upstream $_->{name} {", '        dynroute_balancer;',
+                          ($_->{extra} ? ("        $_->{extra}") : ()), '    }' ] } @{$st->{bals}};
+    push @blocks, map { my $ro = $_;
+                        [ "    dynroute_rollout $ro->{name} {",
+                          (map { "        variant $_->{name} $_->{up} $_->{weight};" } @{$ro->{variants}}),
+                          (map { "        $_" } @{$ro->{lines}}), '    }' ] } @{$st->{rolls}};
+    for my $t (@{$st->{tables}}) {
+        my @rules = map { "        $_->{pat} $_->{target};" } @{$t->{rules}};
+        push @rules, "        ip $t->{ip};" if defined $t->{ip};
+        push @rules, "        default $t->{default};" if defined $t->{default};
+        if (my $inc = $t->{include}) {
+            $g->{files}{$inc->{file}} = join '', map { "$_->{pat} $_->{target};\n" } @{$inc->{rules}};
+            push @rules, "        include $inc->{file};";
+        }
+        my $key = $t->{key_text} // ($t->{key} ? "key=$t->{key}" : undef);
+        push @blocks, [ "    dynroute_table $t->{name}" . (defined $key ? " $key" : '') . ' {',
+                        (grep { !/^\s+~/ } @rules), (grep { /^\s+~/ } @rules), '    }' ];
+    }
+    for my $s (@{$st->{servers}}) {
+        push @blocks, [ '    server {',
+            "        listen 127.0.0.1:\$TEST_NGINX_SPORT$s->{port};",
+            ($s->{preread} ? ('        ssl_preread on;') : ()),
+            "        preread_timeout $s->{preread_timeout};",
+            '        proxy_timeout 1s;', '        proxy_connect_timeout 1s;',
+            ($s->{table} ? ("        dynroute $s->{table}{name};") : ()),
+            ($s->{log} ? ('        access_log $TEST_NGINX_PREFIX/logs/stream.log sdr;') : ()),
+            "        $s->{pass}",
+            '    }' ];
+    }
+    @blocks = $st->{rng}->shuffle(@blocks) if $st->{rng}->chance(0.2);
+    push @o, @$_ for @blocks;
+    push @o, '}';
+    return @o;
+}
+
+# A TLS 1.2 ClientHello (ECDHE with P-256 and ECDSA, which the backends'
+# certificates take), with the server name $sni, or none when undef.
+sub client_hello {
+    my ($sni) = @_;
+    my $ext = '';
+    if (defined $sni) {
+        my $name = pack('Cn', 0, length $sni) . $sni;
+        my $list = pack('n', length $name) . $name;
+        $ext .= pack('nn', 0, length $list) . $list;
+    }
+    $ext .= pack('nnnnn', 10, 6, 4, 0x0017, 0x001d);          # supported_groups
+    $ext .= pack('nnCC', 11, 2, 1, 0);                        # ec_point_formats
+    $ext .= pack('nnnnnn', 13, 8, 6, 0x0403, 0x0804, 0x0401); # signature_algorithms
+    my $ciphers = pack('n*', 0xc02b, 0xc02f, 0xc02c, 0xc030, 0x009c, 0x002f);
+    my $body = pack('n', 0x0303) . ('R' x 32) . pack('C', 0)
+        . pack('n', length $ciphers) . $ciphers . pack('CC', 1, 0)
+        . pack('n', length $ext) . $ext;
+    my $hs = pack('C', 1) . substr(pack('N', length $body), 1) . $body;
+    return pack('Cnn', 0x16, 0x0301, length $hs) . $hs;
+}
+
+# The connections to each front: a ClientHello whose name hits each rule,
+# none, odd names, garbage, a ClientHello cut short, a connection closed at
+# once.  Each: { name, sport (the index of its port), bytes, shut (half-close
+# after sending), hold (keep it open: preread_timeout ends it), close }.
+sub _stream_connections {
+    my ($g) = @_;
+    my $r = $g->{r};
+    my $st = $g->{stream};
+    my @c;
+    for my $s (@{$st->{servers}}) {
+        my $t = $s->{table};
+        my @snis = $t && $t->{rules}
+            ? map { $_->{sni} } @{$t->{rules}}, ($t->{include} ? @{$t->{include}{rules}} : ())
+            : ();
+        my $s0 = $snis[0] // 's1.tls.test';
+        push @snis, 'nomatch.tls.test', undef,
+            $r->some(3, '', uc $s0, "$s0.", 'k' x 300, "a b.tls.test", "a\x01b.tls.test",
+                     "via-$s0", 'alias.tls.test', "$s0..", '*', "\xff\xfe.tls.test",
+                     'x' x 70);
+        my $port = $s->{port};
+        for my $n (@snis) {
+            push @c, { name => 'front ' . ($port - 2) . ' ClientHello '
+                           . (defined $n ? "SNI \"" . substr($n, 0, 40) . '"' : 'without SNI'),
+                       sport => $port, bytes => client_hello($n), shut => $r->chance(0.3) };
+        }
+        my $hello = client_hello($s0);
+        my $cut = $r->range(1, length($hello) - 1);
+        push @c, { name => 'front ' . ($port - 2) . " ClientHello cut at $cut bytes",
+                   sport => $port, bytes => substr($hello, 0, $cut), shut => 1 };
+        my $garbage = join '', map { chr $r->below(256) } 1 .. $r->range(1, 64);
+        push @c, { name => 'front ' . ($port - 2) . ' garbage', sport => $port,
+                   bytes => $r->pick($garbage, "GET / HTTP/1.0\r\n\r\n", "\x16\x03\x01\xff\xff" . $garbage,
+                                     "\x16\x03\x01\x00\x05\x01\x00\x00\x01\x00"),
+                   shut => 1 };
+        push @c, { name => 'front ' . ($port - 2) . ' closed at once', sport => $port,
+                   bytes => '', close => 1 };
+    }
+    # now and then a ClientHello that stops and stays open: preread_timeout,
+    # then proxy_timeout or the backend's ssl_handshake_timeout end it
+    if ($r->chance(0.15)) {
+        my $s = $r->pick(@{$st->{servers}});
+        push @c, { name => 'front ' . ($s->{port} - 2) . ' ClientHello cut, kept open',
+                   sport => $s->{port}, bytes => substr(client_hello('s1.tls.test'), 0, 11),
+                   hold => 1 };
+    }
+    $g->{connections} = \@c;
+}
+
 # ---- the requests -----------------------------------------------------------
 
 # Each request: { name, raw } (bytes to send as they are) or
@@ -1236,7 +1676,7 @@ sub _req {
 sub _hosts {
     my ($g) = @_;
     my @h;
-    for my $t (@{$g->{tables}}) {
+    for my $t (grep { !$_->{key} } @{$g->{tables}}) {
         push @h, map { $_->{host} } grep { defined $_->{host} } @{$t->{rules}};
         push @h, map { $_->{host} } @{$t->{include}{rules}} if $t->{include};
     }
@@ -1343,6 +1783,8 @@ sub _requests {
         }
     }
 
+    $g->_key_requests($_) for grep { $_->{key} } @{$g->{tables}};
+
     $g->_api_requests($main->{api}) if $main->{api};
 
     # a few of them again from ::1, where the server listens there
@@ -1353,10 +1795,61 @@ sub _requests {
     }
 }
 
+# The requests of a key= table, to its own location: the value of each rule,
+# a value nothing matches (the default), no value at all, and odd values
+# (empty, 300 bytes, a space, control bytes, a trailing dot, uppercase).
+sub _key_requests {
+    my ($g, $t) = @_;
+    my $r = $g->{r};
+    my $k = $t->{key};
+    my @vals = map { [ "rule $_->{pat}", $_->{host} ] } grep { defined $_->{host} }
+               @{$t->{rules}}, ($t->{include} ? @{$t->{include}{rules}} : ());
+    my $v0 = @vals ? $vals[0][1] : 'r.example.com';
+    push @vals, [ 'the default', 'nomatch-k.example.org' ];
+    push @vals, map { [ 'odd', $_ ] } $r->some(3, '', 'k' x 300, 'a b', "a\x01b", "t\tx",
+                                                "$v0.", uc $v0, "$v0..", '*', '~', 'ip',
+                                                "\x7f\xff", '.');
+    for my $pv (@vals) {
+        my ($what, $v) = @$pv;
+        my %q = $g->_key_req($t, "key $t->{name} $k->{how} $what " . substr($v, 0, 40), $v);
+        $g->_req(%q);
+        # the capture is unset in the other locations of the table
+        $g->_req(%q, name => "$q{name}, at /", path => '/' . _esc($v))
+            if $k->{how} eq 'capture' && $what eq 'the default';
+    }
+    $g->_req(name => "key $t->{name} $k->{how} none", method => 'GET',
+             path => "/key-$t->{name}/y", host => $r->pick('localhost', $v0));
+}
+
+sub _esc {
+    (my $s = $_[0]) =~ s/([^A-Za-z0-9._~-])/sprintf '%%%02X', ord $1/ge;
+    return $s;
+}
+
+# A request to the location of key= table $t with the key's value $v.
+sub _key_req {
+    my ($g, $t, $name, $v) = @_;
+    my $k = $t->{key};
+    my $base = "/key-$t->{name}/";
+    my %q = (name => $name, method => 'GET', path => "${base}x", host => 'localhost');
+    if ($k->{how} eq 'header') {
+        $q{headers} = [[ $k->{header}, $v ]];
+    } elsif ($k->{how} eq 'map') {
+        $q{headers} = [[ $k->{header}, ($g->{r}->chance(0.3) ? "via-$v" : $v) ]];
+    } elsif ($k->{how} eq 'arg') {
+        $q{path} = "${base}x?a=1&t=" . _esc($v);
+    } elsif ($k->{how} eq 'cookie') {
+        $q{headers} = [[ 'Cookie', "uid=u1; tenant=$v" ]];
+    } else {
+        $q{path} = $base . _esc($v);
+    }
+    return %q;
+}
+
 # a host that a table rule sends to $target, if there is one
 sub _host_for_target {
     my ($g, $target) = @_;
-    for my $t (@{$g->{tables}}) {
+    for my $t (grep { !$_->{key} } @{$g->{tables}}) {
         for my $rule (@{$t->{rules}}) {
             return $rule->{host} if $rule->{target} eq $target && defined $rule->{host};
         }
@@ -1446,7 +1939,10 @@ sub _api_requests {
     my @bals = map { $_->{name} } @{$g->{bals}};
     my @targets = ($r->pick(@ups), (map { $_->{name} } $r->some(1, @{$g->{rolls}})),
                    @bals, (grep { defined } $g->{named}[0]), 'nosuch');
-    my $table = $g->{tables}[0]{name};
+    # runtime hosts apply to a key= table too: its key's value is the host
+    my ($keyed) = grep { $_->{key} } @{$g->{tables}};
+    my $tt = $keyed && $r->chance(0.5) ? $keyed : $g->{tables}[0];
+    my $table = $tt->{name};
     my $routed = (grep { $_->{match} eq '/n/' } @{$g->{servers}[0]{locations}}) ? '/n/x' : '/';
     my $i = 0;
     for my $t (@targets) {
@@ -1457,6 +1953,8 @@ sub _api_requests {
                  host => 'localhost', headers => \@json, body => $body);
         $g->_req(name => "runtime host $host", method => 'GET', path => $r->pick('/', $routed),
                  host => $host);
+        $g->_req($g->_key_req($tt, "runtime host $host, the key of table $table", $host))
+            if $tt->{key};
     }
     $g->_req(name => 'API PATCH hosts', method => 'PATCH', path => "${p}hosts",
              host => 'localhost', headers => \@json,
@@ -1500,9 +1998,15 @@ sub _api_requests {
 
 sub _summary {
     my ($g) = @_;
-    return sprintf '%s: %d upstreams, %d balancers, %d rollouts, %d tables, %d servers%s',
-        $g->{family}, scalar @{$g->{ups}}, scalar @{$g->{bals}}, scalar @{$g->{rolls}},
-        scalar @{$g->{tables}}, scalar @{$g->{servers}}, $g->{zone} ? ', a zone' : '';
+    my $st = $g->{stream};
+    return sprintf '%s%s: %d upstreams, %d balancers, %d rollouts, %d tables (%d key=), %d servers%s%s',
+        $g->{family}, ($g->{family_detail} ? " ($g->{family_detail})" : ''),
+        scalar @{$g->{ups}}, scalar @{$g->{bals}}, scalar @{$g->{rolls}},
+        scalar @{$g->{tables}}, scalar(grep { $_->{key} } @{$g->{tables}}),
+        scalar @{$g->{servers}}, $g->{zone} ? ', a zone' : '',
+        $st ? sprintf(', stream{}: %d upstreams, %d balancers, %d rollouts, %d tables, %d servers',
+                      scalar @{$st->{ups}}, scalar @{$st->{bals}}, scalar @{$st->{rolls}},
+                      scalar @{$st->{tables}}, scalar @{$st->{servers}}) : '';
 }
 
 1;

@@ -1,10 +1,15 @@
 # No configuration that nginx -t accepts may crash a worker.
 #
 # For each seed, t/confgen/ConfGen.pm writes a random configuration from
-# the grammar of dynroute's directives and nginx's own (tables, rollouts,
-# balancer upstreams, a zone, API locations, CORS, nested, regex and named
-# locations, auth_request, mirror, try_files, error_page, realip...), mostly
-# valid, with a share of near misses.  Then:
+# the grammar of dynroute's directives and nginx's own (tables, key= tables,
+# rollouts, balancer upstreams, a zone, API locations, CORS, nested, regex
+# and named locations, auth_request, mirror, try_files, error_page,
+# realip...), mostly valid, with a share of near misses.  Where the nginx
+# under test can run stream{} (t/lib/Test/Nginx/Dynroute/Stream.pm's
+# stream_missing: compiled in, or TEST_NGINX_STREAM_MODULE loads it first),
+# a share of them has a stream{} block too: stream tables, rollouts and
+# balancer upstreams in front of TLS and plain TCP backends of the same
+# nginx, with near misses of its own.  Then:
 #
 # - nginx -t refuses it: the output must carry an [emerg] that names the
 #   configuration file and a line of it, and nothing else may go wrong
@@ -12,7 +17,11 @@
 # - nginx -t accepts it: nginx starts with 2 workers, gets the requests the
 #   generator made for it (hosts that hit each rule, the default and none,
 #   IP literals, odd hosts, overrides, cookies, CORS, the API's reads and
-#   writes), each of which must get a complete HTTP response (any status);
+#   writes, the key values of key= tables: each rule's, the default's, none,
+#   odd ones), each of which must get a complete HTTP response (any status);
+#   then the stream connections it made (ClientHellos whose name hits each
+#   rule, none, odd names, garbage, a ClientHello cut short, a connection
+#   closed at once), each of which must end, any way, within 8 s;
 #   after nginx stops, its error.log and stderr may show no worker exiting
 #   on a signal, no [alert], [crit] or [emerg], no AddressSanitizer,
 #   LeakSanitizer or UBSan report.
@@ -29,7 +38,8 @@ use warnings;
 use FindBin ();
 use lib "$FindBin::Bin/../lib", $FindBin::Bin;
 use Test::Nginx::Dynroute;
-use Test::Nginx::Dynroute::Proc qw(spew);
+use Test::Nginx::Dynroute::Proc qw(spew free_ports);
+use Test::Nginx::Dynroute::Stream qw(stream_missing make_cert);
 use ConfGen;
 use Cwd ();
 use File::Path ();
@@ -54,6 +64,10 @@ my @modules = do {
       : ();
 };
 
+# The stream module first where it is a module of its own (the packaged
+# nginx: TEST_NGINX_STREAM_MODULE), as t/stream.t loads it.
+unshift @modules, Test::Nginx::Dynroute::stream_module();
+
 # Included files, the sticky secret and the state files of each seed.
 my $servtemp = $ENV{TEST_NGINX_SERVTEMP};
 $servtemp = "$repo/t" unless defined $servtemp && length $servtemp;
@@ -61,11 +75,52 @@ File::Path::make_path($servtemp);
 my $work = File::Temp::tempdir('servroot-confgenXXXXXX', DIR => $servtemp,
                                CLEANUP => $ENV{TEST_NGINX_NO_CLEAN} ? 0 : 1);
 
+# Can the nginx under test run a stream{} block (stream, ssl, ssl_preread;
+# the module loaded)?  A share of the configurations then has one, with two
+# TLS backends of their own certificates and a plain TCP one.
+my $no_stream = stream_missing();
+# (stream_missing also accepts the load files of TEST_NGINX_INCLUDE_MODULES,
+# which this file does not read: it loads what TEST_NGINX_STREAM_MODULE names)
+$no_stream //= 'stream is a dynamic module here: set TEST_NGINX_STREAM_MODULE'
+    if !Test::Nginx::Dynroute::stream_module()
+        && `${\($ENV{TEST_NGINX_BINARY} || "/usr/sbin/nginx")} -V 2>&1` =~ /--with-stream=dynamic/;
+my @certs;
+if (!$no_stream) {
+    @certs = map { make_cert($work, $_) } 'tls1.test', 'tls2.test';
+} else {
+    note("no stream{} in the configurations: $no_stream");
+}
+
+# nginx's own UBSan reports and exit leak in stream
+# (t/confgen/ubsan-stream.supp, lsan-stream.supp): added to the
+# suppressions that UBSAN_OPTIONS and LSAN_OPTIONS name, in copies of those
+# files.
+if (!$no_stream) {
+    for my $san ('ubsan', 'lsan') {
+        my $var = uc($san) . '_OPTIONS';
+        next unless defined $ENV{$var} && $ENV{$var} =~ /(?:^|:)suppressions=([^:]+)/;
+        my $file = $1;
+        my $ours = "$FindBin::Bin/$san-stream.supp";
+        open my $in, '<', $file or die "$file: $!\n";
+        open my $add, '<', $ours or die "$ours: $!\n";
+        spew("$work/$san.supp", join('', <$in>) . join('', <$add>));
+        $ENV{$var} =~ s/(^|:)suppressions=[^:]+/$1suppressions=$work\/$san.supp/;
+    }
+}
+
+# How long a stream connection may take to end, whatever the outcome: the
+# fronts' preread_timeout (1 s at most) and proxy_timeout (1 s), the
+# backends' ssl_handshake_timeout (2 s), with room for ASan.
+my $StreamBound = 8;
+
 my $BadRe = qr/\[alert\]|\[crit\]|\[emerg\]|exited on signal|AddressSanitizer|LeakSanitizer|runtime error:/;
 
 # Can nginx listen on ::1 here?  The configurations ask for it only then,
 # and their requests from ::1 go from 127.0.0.1 otherwise.
 my $ipv6 = IO::Socket::IP->new(LocalHost => '::1', LocalPort => 0, Listen => 1) ? 1 : 0;
+
+my %stat = (refused => 0, started => 0, requests => 0, failed => 0, reloaded => 0,
+            restarted => 0, connections => 0);
 
 # A request from ::1, answered completely (the harness speaks IPv4 only).
 sub v6_exchange {
@@ -99,6 +154,63 @@ sub send_request {
     my ($srv, $q) = @_;
     return v6_exchange($srv->{port}, request_bytes($q)) if $q->{v6} && $ipv6;
     return http_raw($srv, request_bytes($q), 10);
+}
+
+# A stream connection: its bytes, then, with {shut}, the end of what the
+# client sends; it must end within $StreamBound s: closed by nginx (an end
+# of file or a reset), or answered (the first bytes of a backend's answer:
+# the client closes then, as one that gives up), or, with {close}, closed by
+# the client at once.  A connection that neither ends nor gets a byte is
+# the failure.
+sub stream_exchange {
+    my ($port, $k) = @_;
+    my $t0 = Time::HiRes::time();
+    my $sock = IO::Socket::IP->new(PeerHost => '127.0.0.1', PeerPort => $port, Proto => 'tcp',
+                                   Timeout => 5)
+        or return { error => "cannot connect to 127.0.0.1:$port: $@" };
+    if ($k->{close}) {
+        close $sock;
+        return { outcome => 'closed at once' };
+    }
+    local $SIG{PIPE} = 'IGNORE';
+    syswrite $sock, $k->{bytes} if length $k->{bytes};
+    shutdown $sock, 1 if $k->{shut};
+    my $sel = IO::Select->new($sock);
+    my $deadline = $t0 + $StreamBound;
+    while ((my $left = $deadline - Time::HiRes::time()) > 0) {
+        last unless $sel->can_read($left);
+        my $n = sysread $sock, my $buf, 65536;
+        if (!defined $n) {
+            my $e = "$!";
+            close $sock;
+            return { outcome => 'reset' } if $e =~ /reset/i;
+            return { outcome => "read error: $e" };
+        }
+        close $sock;
+        return { outcome => $n ? 'answered' : 'closed' };
+    }
+    close $sock;
+    return { error => sprintf 'neither answered nor closed within %d s', $StreamBound };
+}
+
+# The connections of a configuration (all, or the first $max); problems
+# go to @$p.
+sub stream_connections {
+    my ($c, $p, $when, $max) = @_;
+    my @conns = @{$c->{connections}};
+    @conns = @conns[0 .. $max - 1] if defined $max && @conns > $max;
+    my $failed = 0;
+    for my $k (@conns) {
+        my $port = $ENV{"TEST_NGINX_SPORT$k->{sport}"};
+        my $res = stream_exchange($port, $k);
+        $stat{connections}++;
+        next unless defined $res->{error};
+        push @$p, "${when}stream connection \"$k->{name}\": $res->{error}";
+        if (++$failed == 3) {
+            push @$p, 'stopped there: the other connections not made';
+            last;
+        }
+    }
 }
 
 # Cookies a response set, for a later request that sends them back.
@@ -191,8 +303,17 @@ sub report {
     diag($text);
 }
 
-my %stat = (refused => 0, started => 0, requests => 0, failed => 0, reloaded => 0,
-            restarted => 0);
+# The stream part's TLS backends are nginx's own TLS servers, with nothing
+# of dynroute: the odd ClientHellos the fronts pass them on (a bad server
+# name extension, a handshake record too short) make nginx 1.22 log its
+# OpenSSL 3 error at [crit] (the reasons it does not know as a client's).
+# Those lines, of those two ports only, are not the module's.
+sub backend_tls_noise {
+    my ($l) = @_;
+    return 0 unless $l =~ /\[crit\] .*SSL_do_handshake\(\) failed \(SSL: [^)]*\) while SSL handshaking, client: 127\.0\.0\.1, server: 127\.0\.0\.1:(\d+)$/;
+    my $port = $1;
+    return scalar grep { defined && $_ == $port } @ENV{'TEST_NGINX_SPORT0', 'TEST_NGINX_SPORT1'};
+}
 
 sub check_stopped {
     my ($srv, $log, $p, $reports) = @_;
@@ -200,7 +321,7 @@ sub check_stopped {
         . ' (signal ' . ($srv->{exit_status} & 127) . ')'
         if defined $srv->{exit_status} && $srv->{exit_status} != 0;
     push @$p, 'the master did not stop' if $srv->{stop_failed};
-    push @$p, grep { /$BadRe/ } split /\n/, $log;
+    push @$p, grep { /$BadRe/ && !backend_tls_noise($_) } split /\n/, $log;
     push @$reports, sanitizer_reports($log);
 }
 
@@ -259,6 +380,7 @@ sub reload {
         push @$p, "after the reload, request \"$q->{name}\": no complete response: $res->{error}"
             if defined $res->{error} || !defined $res->{status};
     }
+    stream_connections($c, $p, 'after the reload, ', 4) if @{$c->{connections}};
 }
 my %fam;
 my @failed;
@@ -274,7 +396,10 @@ for my $seed ($seed0 .. $seed0 + $count - 1) {
     my $dir = "$work/s$seed";
     File::Path::make_path($dir);
     my $c = ConfGen::generate($seed, dir => $dir, modules => \@modules, root => $> == 0,
-                              ipv6 => $ipv6);
+                              ipv6 => $ipv6, stream => !$no_stream, certs => \@certs);
+    # the stream part's ports, which the harness takes from the environment
+    local @ENV{map { "TEST_NGINX_SPORT$_" } 0 .. $ConfGen::STREAM_PORTS - 1}
+        = free_ports($ConfGen::STREAM_PORTS);
     spew($_, $c->{files}{$_}) for keys %{$c->{files}};
     my $lines = () = $c->{conf} =~ /\n/g;
 
@@ -337,13 +462,16 @@ for my $seed ($seed0 .. $seed0 + $count - 1) {
                 last;
             }
         }
+        stream_connections($c, \@p, '') if @{$c->{connections}} && $unanswered < 5;
         reload($c, $srv, \@p) if $c->{reload} && $srv->{pid};
         my $log = stop_nginx($srv);
         check_stopped($srv, $log, \@p, \@reports);
         restart($c, \@p, \@reports) if $c->{restart} && !@p;
     }
     if (ok(!@p, "seed $seed ($c->{family}): started, " . scalar(@{$c->{requests}})
-                . ' requests answered, no crash')) {
+                . ' requests answered, ' . (@{$c->{connections}}
+                    ? scalar(@{$c->{connections}}) . ' stream connections ended, ' : '')
+                . 'no crash')) {
         next;
     }
     report($c, 'nginx -t accepted it, and then', \@p,
@@ -361,8 +489,8 @@ note(join "\n", 'family: refused by nginx -t / started / failed',
            $fam{$_}{started} // 0, $fam{$_}{failed} // 0 } sort keys %fam);
 diag(sprintf 'ran %d random configurations (seeds %d..%d) in %.0f s: %d refused by nginx -t, '
      . '%d started (%d reloaded into a changed copy, %d restarted with a state file) '
-     . 'and got %d requests; %d failed%s',
+     . 'and got %d requests and %d stream connections; %d failed%s',
      $count, $seed0, $seed0 + $count - 1, $secs, $stat{refused}, $stat{started},
-     $stat{reloaded}, $stat{restarted}, $stat{requests}, scalar @failed,
+     $stat{reloaded}, $stat{restarted}, $stat{requests}, $stat{connections}, scalar @failed,
      @failed ? " (seeds @failed)" : '');
 done_testing();
