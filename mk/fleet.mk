@@ -37,4 +37,5 @@ fleet-deps:
 
 test-fleet: deps module fleet-deps
 	TEST_NGINX_BINARY=$(NGINX) TEST_NGINX_LOAD_MODULES=$(MODULE) \
+	TEST_NGINX_STREAM_MODULE=$(STREAM_MODULE) \
 	    prove -v -I t/lib t/fleet/*.t
